@@ -1,0 +1,147 @@
+"""Pictures for the course: attention heatmaps, grids of heads, masks and curves.
+
+Every label can be Chinese: importing this module registers the Noto Sans CJK SC font that
+ships inside attnkit (SIL Open Font License 1.1, see attnkit/fonts/), so no system font is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+
+from attnkit.i18n import register, t
+
+FONT_PATH = Path(__file__).parent / "fonts" / "NotoSansCJKsc-Regular-subset.otf"
+CJK_FAMILY = "Noto Sans CJK SC"
+
+
+def setup_fonts() -> str:
+    """Register the bundled CJK font and put it after DejaVu Sans in the fallback list."""
+    if CJK_FAMILY not in {f.name for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(str(FONT_PATH))
+    families = [f for f in matplotlib.rcParams["font.sans-serif"] if f != CJK_FAMILY]
+    matplotlib.rcParams["font.family"] = "sans-serif"
+    matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", CJK_FAMILY, *families]
+    matplotlib.rcParams["axes.unicode_minus"] = False  # the CJK font has no U+2212 in some sizes
+    return CJK_FAMILY
+
+
+setup_fonts()
+
+register({
+    "viz.query": {"en": "query", "zh": "查询"},
+    "viz.key": {"en": "key", "zh": "键"},
+    "viz.weight": {"en": "attention weight", "zh": "注意力权重"},
+    "viz.head": {"en": "head {h}", "zh": "第 {h} 个头"},
+    "viz.mask_title": {"en": "mask (filled = may attend)", "zh": "掩码（填充 = 可以关注）"},
+})
+
+
+def attention_heatmap(weights, x_labels=None, y_labels=None, ax=None, title=None,
+                      annotate=None, cmap="viridis", vmin=0.0, vmax=None, colorbar=True):
+    """Draw one (q_len, k_len) matrix of weights; rows are queries, columns are keys."""
+    w = _as_2d(weights, "weights")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * w.shape[1] + 2.2, 0.4 * w.shape[0] + 1.6))
+    im = ax.imshow(w, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    _tick_labels(ax, w.shape, x_labels, y_labels)
+    ax.set_xlabel(t("viz.key"))
+    ax.set_ylabel(t("viz.query"))
+    if title:
+        ax.set_title(title)
+    if annotate is None:
+        annotate = w.shape[0] * w.shape[1] <= 100
+    if annotate:
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                val = float(w[i, j])
+                ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if val < 0.6 * (vmax or w.max() or 1) else "black")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=t("viz.weight"))
+    return ax
+
+
+def heads_grid(weights, x_labels=None, y_labels=None, titles=None, ncols=4, size=2.4, suptitle=None):
+    """Draw (num_heads, q_len, k_len) weights as a grid, one heatmap per head."""
+    import torch
+
+    w = torch.as_tensor(weights).detach().float().cpu()
+    if w.dim() != 3:
+        raise ValueError(f"weights must have shape (heads, q_len, k_len), got {tuple(w.shape)}")
+    h = w.shape[0]
+    ncols = min(ncols, h)
+    nrows = (h + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= h:
+            ax.axis("off")
+            continue
+        ax.imshow(w[i], cmap="viridis", vmin=0.0, vmax=float(w.max()), aspect="auto")
+        _tick_labels(ax, w[i].shape, x_labels, y_labels, fontsize=6)
+        ax.set_title(titles[i] if titles else t("viz.head", h=i), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def mask_picture(mask, x_labels=None, y_labels=None, ax=None, title=None):
+    """Draw a boolean mask (True = may attend) as filled and empty squares."""
+    m = _as_2d(mask, "mask")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.35 * m.shape[1] + 1.5, 0.35 * m.shape[0] + 1.2))
+    ax.imshow(m.float(), cmap="Blues", vmin=0.0, vmax=1.2, aspect="auto")
+    _tick_labels(ax, m.shape, x_labels, y_labels)
+    ax.set_xlabel(t("viz.key"))
+    ax.set_ylabel(t("viz.query"))
+    ax.set_title(title or t("viz.mask_title"))
+    return ax
+
+
+def curves(xs, ys_by_label: dict, ax=None, xlabel=None, ylabel=None, title=None, logx=False, logy=False):
+    """Plot several named curves over the same x values."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, ys in ys_by_label.items():
+        ax.plot(list(xs), [float(y) for y in ys], marker="o", markersize=3, label=label)
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def figure_png(fig, dpi=80) -> bytes:
+    """The figure as PNG bytes (for ipywidgets.Image and for tests)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _as_2d(x, name):
+    import torch
+
+    x = torch.as_tensor(x).detach().cpu()
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (q_len, k_len), got shape {tuple(x.shape)}")
+    return x if x.dtype == torch.bool else x.float()
+
+
+def _tick_labels(ax, shape, x_labels, y_labels, fontsize=8):
+    for labels, n, setter, ticks, kw in ((x_labels, shape[1], ax.set_xticklabels, ax.set_xticks, {"rotation": 60}),
+                                         (y_labels, shape[0], ax.set_yticklabels, ax.set_yticks, {})):
+        if labels is None:
+            continue
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for an axis of length {n}")
+        ticks(range(n))
+        setter(labels, fontsize=fontsize, **kw)
