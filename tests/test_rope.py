@@ -243,3 +243,278 @@ def test_permuted_weights_give_same_scores():
     torch.testing.assert_close(permute_qk_weight(pq, H, to="interleaved"), wq)
     # without the permutation the conventions disagree
     assert not torch.allclose(scores(wq, wk, False), ref)
+
+
+# ---------------------------------------------------------------- the attention module
+
+
+def reference_attention(mod, query, key, value, mask=None, q_offset=0, k_offset=0):
+    """Float64 oracle: explicit rotation matrices and a written-out softmax, with mod's weights."""
+    H, d = mod.num_heads, mod.head_dim
+    lin = lambda x, layer: x.double() @ layer.weight.double().T + layer.bias.double()  # noqa: E731
+
+    def heads(x):
+        return x.unflatten(-1, (H, d)).transpose(1, 2)  # (B, H, N, d)
+
+    def rotate(x, off):
+        R = torch.stack([rotation_matrix(off + t, d) for t in range(x.shape[-2])])  # (N, d, d)
+        return torch.einsum("nij,bhnj->bhni", R, x)
+
+    q = rotate(heads(lin(query, mod.q_proj)), q_offset)
+    k = rotate(heads(lin(key, mod.k_proj)), k_offset)
+    v = heads(lin(value, mod.v_proj))
+    s = q @ k.transpose(-1, -2) / math.sqrt(d)
+    if mask is not None:
+        s = s + mask.double() if mask.is_floating_point() else s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    out = w @ v
+    return lin(out.transpose(1, 2).flatten(2), mod.out_proj), w
+
+
+def make(embed_dim=32, num_heads=4, seed=0, **kw):
+    torch.manual_seed(seed)
+    return StandardAttentionWithRoPE(embed_dim, num_heads, **kw).eval()
+
+
+def test_module_self_attention_matches_oracle_and_fused_path():
+    mod = make()
+    x = torch.randn(2, 9, 32)
+    cos, sin = generate_rope_embeddings(9, 8)
+    out = mod(x, x, x, rope_embeddings=(cos, sin))
+    out2, w = mod(x, x, x, rope_embeddings=(cos, sin), return_attn=True)
+    ref, ref_w = reference_attention(mod, x, x, x)
+    assert out.shape == (2, 9, 32) and w.shape == (2, 4, 9, 9)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out2, out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(w.double(), ref_w, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 9))
+
+
+def test_module_cross_attention_and_masks():
+    mod = make(embed_dim=24, num_heads=2)
+    q, kv = torch.randn(3, 5, 24), torch.randn(3, 11, 24)
+    cos, sin = generate_rope_embeddings(11, 12)
+    keep = torch.rand(3, 11) > 0.3
+    keep[:, 0] = True
+    add = torch.zeros(3, 1, 1, 11).masked_fill(~keep[:, None, None, :], float("-inf"))
+    for mask in (None, add, keep[:, None, None, :], torch.randn(1, 2, 5, 11)):
+        out, w = mod(q, kv, kv, rope_embeddings=(cos, sin), attn_mask=mask, return_attn=True)
+        fused = mod(q, kv, kv, rope_embeddings=(cos, sin), attn_mask=mask)
+        ref, ref_w = reference_attention(mod, q, kv, kv, mask)
+        assert out.shape == (3, 5, 24) and w.shape == (3, 2, 5, 11)
+        torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(fused.double(), ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(w.double(), ref_w, atol=1e-6, rtol=1e-4)
+    out, w = mod(q, kv, kv, rope_embeddings=(cos, sin), attn_mask=add, return_attn=True)
+    assert torch.all(w[~keep[:, None, None, :].expand_as(w)] == 0)
+
+
+def test_module_fully_masked_row_gives_zeros_not_nan():
+    mod = make(embed_dim=16, num_heads=2)
+    x = torch.randn(1, 4, 16)
+    cos, sin = generate_rope_embeddings(4, 8)
+    mask = torch.zeros(4, 4)
+    mask[2] = float("-inf")
+    for ret in (False, True):
+        res = mod(x, x, x, rope_embeddings=(cos, sin), attn_mask=mask, return_attn=ret)
+        out = res[0] if ret else res
+        assert not torch.isnan(out).any()
+        torch.testing.assert_close(out[0, 2], mod.out_proj.bias)  # zero attention output, then bias
+        if ret:
+            assert torch.all(res[1][:, :, 2] == 0)
+
+
+def test_module_decoding_with_offsets_equals_full_causal_forward():
+    mod = make()
+    x = torch.randn(2, 10, 32)
+    cos, sin = generate_rope_embeddings(10, 8)
+    causal = torch.ones(10, 10, dtype=torch.bool).tril()
+    full = mod(x, x, x, rope_embeddings=(cos, sin), attn_mask=causal)
+    steps = [mod(x[:, t:t + 1], x[:, :t + 1], x[:, :t + 1], rope_embeddings=(cos, sin), q_offset=t)
+             for t in range(10)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_module_common_shift_of_positions_changes_nothing():
+    mod = make()
+    x = torch.randn(1, 6, 32)
+    cos, sin = generate_rope_embeddings(40, 8)
+    a = mod(x, x, x, rope_embeddings=(cos, sin))
+    b = mod(x, x, x, rope_embeddings=(cos, sin), q_offset=31, k_offset=31)
+    c = mod(x, x, x, rope_embeddings=(cos, sin), q_offset=3, k_offset=0)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-4)
+
+
+def test_module_dropout_only_in_training():
+    mod = make(dropout=0.5)
+    x = torch.randn(2, 8, 32)
+    cos, sin = generate_rope_embeddings(8, 8)
+    torch.testing.assert_close(mod(x, x, x, (cos, sin)), mod(x, x, x, (cos, sin)))
+    mod.train()
+    torch.manual_seed(1)
+    a = mod(x, x, x, (cos, sin))
+    torch.manual_seed(2)
+    assert not torch.allclose(a, mod(x, x, x, (cos, sin)))
+
+
+def test_module_gradcheck():
+    mod = make(embed_dim=8, num_heads=2).double()
+    x = torch.randn(1, 3, 8, dtype=torch.float64, requires_grad=True)
+    cos, sin = generate_rope_embeddings(3, 4, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: mod(t, t, t, (cos, sin)), (x,))
+    assert torch.autograd.gradcheck(lambda t: mod(t, t, t, (cos, sin), return_attn=True)[0], (x,))
+
+
+def test_module_errors():
+    with pytest.raises(ValueError, match="divisible"):
+        StandardAttentionWithRoPE(30, 4)
+    with pytest.raises(ValueError, match="head_dim.*12 // 4"):
+        StandardAttentionWithRoPE(12, 4)
+    mod = make()
+    x = torch.randn(2, 9, 32)
+    cos, sin = generate_rope_embeddings(5, 8)
+    with pytest.raises(ValueError, match="cover 5 positions"):
+        mod(x, x, x, rope_embeddings=(cos, sin))
+    cos, sin = generate_rope_embeddings(9, 8)
+    with pytest.raises(ValueError, match=r"attn_mask has shape \(3, 9, 9\)"):
+        mod(x, x, x, rope_embeddings=(cos, sin), attn_mask=torch.zeros(3, 9, 9))
+    with pytest.raises(ValueError, match=r"query must have shape \(B, N, embed_dim=32\)"):
+        mod(torch.randn(2, 9, 16), x, x, rope_embeddings=(cos, sin))
+    with pytest.raises(ValueError, match="share"):
+        mod(x, x, x[:, :4], rope_embeddings=(cos, sin))
+    with pytest.raises(TypeError, match="rope_embeddings"):
+        mod(x, x, x, rope_embeddings=cos)
+
+
+# ---------------------------------------------------------------- scaling
+
+
+def test_position_interpolation_maps_long_positions_into_trained_range():
+    s, d = 4.0, 16
+    theta = rope_inv_freq(d)
+    torch.testing.assert_close(linear_scaled_inv_freq(theta, s), theta / s)
+    cos_pi, sin_pi = scaled_rope_embeddings(64, d, method="linear", scale=s)
+    cos, sin = generate_rope_embeddings(16, d)
+    # PI at position 4m equals plain RoPE at position m
+    torch.testing.assert_close(cos_pi[::4], cos, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sin_pi[::4], sin, atol=1e-6, rtol=0)
+
+
+def test_ntk_base_closed_form():
+    d, s, b = 64, 8.0, 10000.0
+    assert ntk_scaled_base(b, d, s) == pytest.approx(b * s ** (64 / 62))
+    theta, ntk = rope_inv_freq(d, b), ntk_scaled_inv_freq(d, b, s)
+    assert ntk[0].item() == 1.0  # highest frequency kept (extrapolated)
+    assert ntk[-1].item() == pytest.approx(theta[-1].item() / s, rel=1e-12)  # lowest interpolated by s
+    assert torch.all(ntk <= theta) and torch.all(ntk >= theta / s - 1e-15)
+
+
+def test_yarn_frequencies_follow_the_ramp():
+    d, b, s, L = 64, 10000.0, 16.0, 2048
+    theta = rope_inv_freq(d, b)
+    y = yarn_inv_freq(d, b, s, L, alpha=1.0, beta=32.0)
+    r = L * theta / (2 * math.pi)  # rotations within the trained length
+    hi, lo = r > 32, r < 1
+    assert hi.any() and lo.any() and (~hi & ~lo).any()
+    torch.testing.assert_close(y[hi], theta[hi])
+    torch.testing.assert_close(y[lo], theta[lo] / s)
+    mid = ~hi & ~lo
+    g = (r[mid] - 1) / 31
+    torch.testing.assert_close(y[mid], (1 - g) * theta[mid] / s + g * theta[mid])
+    assert yarn_ramp(torch.tensor([0.5, 1.0, 16.5, 32.0, 40.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+    torch.testing.assert_close(yarn_inv_freq(d, b, 1.0, L), theta)  # s = 1: plain RoPE
+
+
+def test_yarn_attention_factor_and_tables():
+    assert yarn_attention_factor(1.0) == 1.0 and yarn_attention_factor(0.5) == 1.0
+    assert yarn_attention_factor(16.0) == pytest.approx(0.1 * math.log(16.0) + 1)
+    cos, sin = scaled_rope_embeddings(10, 16, method="yarn", scale=16.0, original_max_position=64)
+    torch.testing.assert_close(cos ** 2 + sin ** 2, torch.full((10, 8), yarn_attention_factor(16.0) ** 2))
+    with pytest.raises(ValueError, match="original_max_position"):
+        scaled_rope_embeddings(10, 16, method="yarn", scale=2.0)
+    with pytest.raises(ValueError, match="method"):
+        scaled_rope_embeddings(10, 16, method="dynamic")
+    with pytest.raises(ValueError, match="scale"):
+        scaled_rope_embeddings(10, 16, method="linear", scale=0.0)
+    c0, s0 = scaled_rope_embeddings(10, 16)
+    c1, s1 = generate_rope_embeddings(10, 16)
+    assert torch.equal(c0, c1) and torch.equal(s0, s1)
+
+
+# ---------------------------------------------------------------- sinusoidal, decay, ALiBi, xPos
+
+
+def test_sinusoidal_closed_form_and_relative_rotation():
+    pe = sinusoidal_position_encoding(50, 16).double()
+    m = torch.arange(50.0, dtype=torch.float64)[:, None]
+    div = 10000.0 ** (torch.arange(0, 16, 2, dtype=torch.float64) / 16)
+    torch.testing.assert_close(pe[:, 0::2], torch.sin(m / div), atol=1e-7, rtol=0)
+    torch.testing.assert_close(pe[:, 1::2], torch.cos(m / div), atol=1e-7, rtol=0)
+    # Vaswani sec. 3.5: PE[m + k] is a linear function of PE[m] (a rotation per pair)
+    k = 7
+    pairs = pe.unflatten(-1, (8, 2))  # (L, 8, [sin, cos])
+    ang = k / div
+    sin_mk = pairs[:-k, :, 0] * torch.cos(ang) + pairs[:-k, :, 1] * torch.sin(ang)
+    torch.testing.assert_close(sin_mk, pairs[k:, :, 0], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="d_model"):
+        sinusoidal_position_encoding(4, 5)
+
+
+def test_decay_bound_closed_form_and_decay():
+    d = 64
+    b = rope_decay_bound([0, 10, 100, 1000], d)
+    assert b[0].item() == pytest.approx((d // 2 + 1) / 2)  # |S_j| = j at r = 0
+    assert b[0] > b[1] > b[2] > b[3]
+
+
+def test_alibi_slopes_follow_the_paper():
+    assert alibi_slopes(8).tolist() == [2.0 ** -k for k in range(1, 9)]
+    torch.testing.assert_close(alibi_slopes(16), torch.tensor([2.0 ** (-k / 2) for k in range(1, 17)]))
+    # 12 heads: the 8-head slopes, then slopes 1, 3, 5, 7 (1-based) of the 16-head sequence
+    want12 = [2.0 ** -k for k in range(1, 9)] + [2.0 ** -0.5, 2.0 ** -1.5, 2.0 ** -2.5, 2.0 ** -3.5]
+    torch.testing.assert_close(alibi_slopes(12), torch.tensor(want12))
+    assert alibi_slopes(1).tolist() == [2.0 ** -8]
+    assert len(alibi_slopes(5)) == 5 and len(set(alibi_slopes(24).tolist())) == 24
+    with pytest.raises(ValueError, match="num_heads"):
+        alibi_slopes(0)
+
+
+def test_alibi_bias_is_minus_slope_times_distance():
+    bias = alibi_bias(4, 5)
+    m = alibi_slopes(4)
+    assert bias.shape == (4, 5, 5)
+    for h in range(4):
+        for i in range(5):
+            for j in range(i + 1):
+                assert bias[h, i, j].item() == pytest.approx(-m[h].item() * (i - j))
+    # queries are the last positions when k_len > q_len (decoding)
+    torch.testing.assert_close(alibi_bias(4, 2, 5), bias[:, 3:, :])
+    # as an additive mask it equals torch's SDPA with that float mask
+    q, k, v = torch.randn(3, 1, 4, 5, 8).unbind(0)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    mask = bias.masked_fill(~causal, float("-inf"))
+    ref = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8) + mask, -1) @ v
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), ref)
+
+
+def test_xpos_scale_formula_and_relative_property():
+    d = 16
+    zeta = (torch.arange(0, d, 2, dtype=torch.float64) + 0.4 * d) / (1.4 * d)  # torchscale's form
+    torch.testing.assert_close(xpos_scale(5, d, offset=3, dtype=torch.float64),
+                               zeta[None] ** (torch.arange(3, 8, dtype=torch.float64)[:, None] / 512))
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 1, d, dtype=torch.float64)
+    cos, sin = generate_rope_embeddings(400, d, dtype=torch.float64)
+
+    def score(m, n):
+        qq, kk = apply_xpos(q, k, cos, sin, q_offset=m, k_offset=n, scale_base=64.0)
+        return (qq[0] @ kk[0]).item()
+
+    assert score(30, 10) == pytest.approx(score(330, 310), rel=1e-9)
+    # closed form: pair i of the RoPE score times zeta_i^((m - n)/B)
+    z = ((torch.arange(0, d, 2, dtype=torch.float64) + 0.4 * d) / (1.4 * d)) ** (20 / 64.0)
+    theta = rope_inv_freq(d)
+    qa, qb, ka, kb = q[0, 0::2], q[0, 1::2], k[0, 0::2], k[0, 1::2]
+    pair = (qa * ka + qb * kb) * torch.cos(20 * theta) + (qa * kb - qb * ka) * torch.sin(20 * theta)
+    assert score(30, 10) == pytest.approx((z * pair).sum().item(), rel=1e-9)
