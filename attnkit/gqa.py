@@ -1,0 +1,584 @@
+"""The KV cache, grouped-query attention (MHA / GQA / MQA) and multi-head latent attention (chapter 05).
+
+Decoding one token at a time, a transformer re-reads every cached key and value of every layer
+at every step, so the size of that cache sets how fast (and how long) it can generate. The
+mechanisms here differ only in what they cache per token and per layer:
+
+    MHA  (Vaswani et al. 2017)        2 * n_h * d_h       elements
+    GQA  (Ainslie et al. 2023)        2 * n_g * d_h       elements   (n_g kv heads, 1 <= n_g <= n_h)
+    MQA  (Shazeer 2019)               2 * d_h             elements   (GQA with n_g = 1)
+    MLA  (DeepSeek-AI 2024, V2 s2.1)  d_c + d_h^R         elements   (a latent and one rotary key)
+
+Shapes: ``(B, H, L, D)`` inside (batch, heads, sequence, head dim) and ``(B, L, E)`` at module
+boundaries. The production paths call ``torch.nn.functional.scaled_dot_product_attention``;
+``repeat_kv`` + ``attnkit.core`` are the teaching versions shown beside them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.core import causal_mask
+from attnkit.core import scaled_dot_product_attention as _plain_sdpa
+
+__all__ = [
+    "KVCache",
+    "repeat_kv",
+    "kv_head_index",
+    "grouped_query_attention",
+    "mean_pool_kv_heads",
+    "GroupedQueryAttention",
+    "MultiHeadLatentAttention",
+    "kv_cache_elements_per_token",
+    "kv_cache_bytes_per_token",
+    "KINDS",
+]
+
+KINDS = ("mha", "gqa", "mqa", "mla")
+
+
+def _shape(t) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def _check_tensor(name: str, x, dim: int, what: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != dim:
+        raise ValueError(f"{name} must have shape {what}, got {_shape(x)}")
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+# --------------------------------------------------------------------------------------------
+# The cache
+# --------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Per-layer cache of past keys and values, appended along the sequence dim (-2).
+
+    ``update(k_new, v_new)`` appends and returns the whole cache ``(k_all, v_all)``. It holds any
+    number of tensors, so MLA uses the same class for its latent ``(B, S, d_c)`` and its rotary key
+    ``(B, S, d_h^R)``. Each update allocates tensors of exactly the cached length (as Hugging Face's
+    ``DynamicCache`` does), so ``nbytes`` is the memory the cache really holds.
+    """
+
+    def __init__(self) -> None:
+        self.tensors: tuple[torch.Tensor, ...] = ()
+
+    def __len__(self) -> int:
+        return self.seq_len
+
+    @property
+    def seq_len(self) -> int:
+        """Number of cached positions (0 when empty)."""
+        return self.tensors[0].shape[-2] if self.tensors else 0
+
+    @property
+    def k(self) -> torch.Tensor | None:
+        return self.tensors[0] if self.tensors else None
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        return self.tensors[1] if len(self.tensors) > 1 else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cached tensors' storage."""
+        return sum(t.untyped_storage().nbytes() for t in self.tensors)
+
+    def reset(self) -> None:
+        self.tensors = ()
+
+    def update(self, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Append ``new`` (each ``(..., S_new, D)``) and return every cached tensor ``(..., S, D)``."""
+        if not new:
+            raise ValueError("update needs at least one tensor, got none")
+        for i, x in enumerate(new):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"update argument {i} must be a torch.Tensor, got {type(x).__name__}")
+            if x.dim() < 2:
+                raise ValueError(f"update argument {i} must have shape (..., seq, dim), got {_shape(x)}")
+            if x.shape[-2] != new[0].shape[-2]:
+                raise ValueError(
+                    f"update argument {i} has {x.shape[-2]} new positions (shape {_shape(x)}), "
+                    f"expected {new[0].shape[-2]} like argument 0 {_shape(new[0])}"
+                )
+        if not self.tensors:
+            self.tensors = tuple(x.contiguous() for x in new)
+            return self.tensors
+        if len(new) != len(self.tensors):
+            raise ValueError(f"update got {len(new)} tensors, the cache holds {len(self.tensors)}")
+        for i, (old, x) in enumerate(zip(self.tensors, new)):
+            if old.shape[:-2] != x.shape[:-2] or old.shape[-1] != x.shape[-1]:
+                raise ValueError(
+                    f"update argument {i} has shape {_shape(x)}, expected (..., S_new, D) matching "
+                    f"the cached {_shape(old)} in every dim but -2"
+                )
+            if old.dtype != x.dtype or old.device != x.device:
+                raise TypeError(
+                    f"update argument {i} is {x.dtype} on {x.device}, the cache holds "
+                    f"{old.dtype} on {old.device}"
+                )
+        self.tensors = tuple(torch.cat([old, x], dim=-2) for old, x in zip(self.tensors, new))
+        return self.tensors
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped-query attention as functions
+# --------------------------------------------------------------------------------------------
+
+
+def kv_head_index(num_heads: int, num_kv_heads: int) -> list[int]:
+    """Which kv head each query head reads: query head i uses kv head i // (n_h / n_g)."""
+    _check_positive_int("num_heads", num_heads)
+    _check_positive_int("num_kv_heads", num_kv_heads)
+    if num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads} "
+            f"(each kv head serves a whole group of query heads)"
+        )
+    group = num_heads // num_kv_heads
+    return [i // group for i in range(num_heads)]
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, H_kv, S, D) -> (B, H_kv * n_rep, S, D): each kv head repeated n_rep times in a row,
+    so that head i of the result is kv head i // n_rep (as in Hugging Face's LLaMA)."""
+    _check_tensor("x", x, 4, "(B, H_kv, S, D)")
+    _check_positive_int("n_rep", n_rep)
+    if n_rep == 1:
+        return x
+    B, Hkv, S, D = x.shape
+    return x[:, :, None, :, :].expand(B, Hkv, n_rep, S, D).reshape(B, Hkv * n_rep, S, D)
+
+
+def _check_gqa(q, k, v) -> int:
+    _check_tensor("q", q, 4, "(B, H, L, D)")
+    _check_tensor("k", k, 4, "(B, H_kv, S, D)")
+    _check_tensor("v", v, 4, "(B, H_kv, S, Dv)")
+    if k.shape[1] != v.shape[1]:
+        raise ValueError(f"k has {k.shape[1]} heads {_shape(k)} but v has {v.shape[1]} {_shape(v)}")
+    if k.shape[1] == 0 or q.shape[1] % k.shape[1]:
+        raise ValueError(
+            f"k's head count {k.shape[1]} (k {_shape(k)}) must divide q's head count "
+            f"{q.shape[1]} (q {_shape(q)})"
+        )
+    for name, x in (("k", k), ("v", v)):
+        if x.shape[0] != q.shape[0]:
+            raise ValueError(f"{name} has batch {x.shape[0]} {_shape(x)}, expected q's {q.shape[0]}")
+        if x.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype}, expected q's dtype {q.dtype}")
+        if x.device != q.device:
+            raise ValueError(f"{name} is on {x.device}, expected q's device {q.device}")
+    if k.shape[-1] != q.shape[-1]:
+        raise ValueError(f"k has head dim {k.shape[-1]} {_shape(k)}, expected q's {q.shape[-1]}")
+    if v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v has {v.shape[-2]} positions {_shape(v)}, expected k's {k.shape[-2]}")
+    return q.shape[1] // k.shape[1]
+
+
+def grouped_query_attention(
+    q: torch.Tensor,  # (B, H, L, D)
+    k: torch.Tensor,  # (B, H_kv, S, D)
+    v: torch.Tensor,  # (B, H_kv, S, Dv)
+    attn_mask: torch.Tensor | None = None,  # bool (True = attend) or float, broadcast to (B, H, L, S)
+    is_causal: bool = False,  # top-left aligned, as torch; for decoding pass a causal_mask(offset=S-L)
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    return_weights: bool = False,
+):
+    """Attention where query head i reads kv head i // (H / H_kv) (Ainslie et al. 2023, s2.2).
+
+    The fast path is ``F.scaled_dot_product_attention(..., enable_gqa=True)``, which never
+    materialises the repeated keys. ``return_weights=True`` takes the teaching path instead:
+    ``repeat_kv`` then ``attnkit.core.scaled_dot_product_attention``; it returns ``(out, weights)``
+    with weights ``(B, H, L, S)``.
+    """
+    n_rep = _check_gqa(q, k, v)
+    if return_weights:
+        return _plain_sdpa(
+            q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=attn_mask, is_causal=is_causal,
+            dropout_p=dropout_p, scale=scale, return_weights=True,
+        )
+    if attn_mask is not None:
+        if not isinstance(attn_mask, torch.Tensor):
+            raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
+        scores_shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+        try:
+            ok = torch.broadcast_shapes(attn_mask.shape, scores_shape) == torch.Size(scores_shape)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to the scores' "
+                f"shape (B, H, L, S) = {scores_shape}"
+            )
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+        enable_gqa=n_rep > 1,
+    )
+
+
+def _decode_mask(attn_mask, is_causal: bool, L: int, S: int, device):
+    """Combine the user's mask with a causal mask aligned to the END of the keys.
+
+    With ``past = S - L`` cached positions, new query i sits at absolute position past + i and may
+    see key j when j <= past + i. Returns ``(mask, is_causal_flag)`` for F.sdpa.
+    """
+    if not is_causal:
+        return attn_mask, False
+    if attn_mask is None and S == L:
+        return None, True  # plain causal self-attention: let torch pick its fast path
+    if L == 1 and attn_mask is None:
+        return None, False  # a single newest query sees every cached key
+    allowed = causal_mask(L, S, offset=S - L, device=device)  # (L, S)
+    if attn_mask is None:
+        return allowed, False
+    if attn_mask.dtype == torch.bool:
+        return attn_mask & allowed, False
+    return attn_mask.masked_fill(~allowed, float("-inf")), False
+
+
+def mean_pool_kv_heads(weight: torch.Tensor, num_heads: int, num_kv_heads: int) -> torch.Tensor:
+    """Mean-pool the per-head rows of a key or value projection into groups (GQA paper, s2.1).
+
+    ``weight`` is ``(num_heads * d_h, ...)`` (a Linear's weight, or its bias); the result is
+    ``(num_kv_heads * d_h, ...)`` where kv head g is the mean of query heads g*G .. g*G + G - 1.
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    kv_head_index(num_heads, num_kv_heads)  # validates
+    if weight.dim() == 0 or weight.shape[0] % num_heads:
+        raise ValueError(
+            f"weight has shape {_shape(weight)}: its first dim must be num_heads * d_h with "
+            f"num_heads={num_heads}"
+        )
+    d_h = weight.shape[0] // num_heads
+    group = num_heads // num_kv_heads
+    w = weight.reshape(num_kv_heads, group, d_h, *weight.shape[1:])  # (n_g, G, d_h, ...)
+    return w.mean(dim=1).reshape(num_kv_heads * d_h, *weight.shape[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# The module
+# --------------------------------------------------------------------------------------------
+
+
+class GroupedQueryAttention(nn.Module):
+    """Causal/self attention with ``num_kv_heads`` key/value heads shared by groups of query heads.
+
+    ``num_kv_heads == num_heads`` is multi-head attention, ``num_kv_heads == 1`` multi-query
+    attention. Projections are named as in LLaMA: ``q_proj`` (E -> n_h d_h), ``k_proj`` and
+    ``v_proj`` (E -> n_g d_h), ``o_proj`` (n_h d_h -> E).
+
+    ``forward(x, attn_mask=None, is_causal=False, kv_cache=None, need_weights=False)`` returns
+    ``(out, weights or None)``. With a ``KVCache`` the new keys/values are appended and the
+    queries attend over everything cached; ``is_causal`` then aligns the mask to the end of the
+    keys, so decoding token by token equals the full causal forward.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, num_kv_heads: int, dropout: float = 0.0,
+                 bias: bool = False, device=None, dtype=None):
+        super().__init__()
+        _check_positive_int("embed_dim", embed_dim)
+        kv_head_index(num_heads, num_kv_heads)  # validates num_heads, num_kv_heads
+        if embed_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.embed_dim, self.num_heads, self.num_kv_heads = embed_dim, num_heads, num_kv_heads
+        self.head_dim = embed_dim // num_heads
+        self.num_groups = num_heads // num_kv_heads  # query heads per kv head
+        self.dropout = dropout
+        kw = dict(bias=bias, device=device, dtype=dtype)
+        self.q_proj = nn.Linear(embed_dim, num_heads * self.head_dim, **kw)
+        self.k_proj = nn.Linear(embed_dim, num_kv_heads * self.head_dim, **kw)
+        self.v_proj = nn.Linear(embed_dim, num_kv_heads * self.head_dim, **kw)
+        self.o_proj = nn.Linear(num_heads * self.head_dim, embed_dim, **kw)
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"num_kv_heads={self.num_kv_heads}, head_dim={self.head_dim}")
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                kv_cache: KVCache | None = None, need_weights: bool = False):
+        _check_tensor("x", x, 3, f"(B, L, embed_dim={self.embed_dim})")
+        if x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={self.embed_dim})")
+        B, L, _ = x.shape
+        D = self.head_dim
+        q = self.q_proj(x).view(B, L, self.num_heads, D).transpose(1, 2)  # (B, H, L, D)
+        k = self.k_proj(x).view(B, L, self.num_kv_heads, D).transpose(1, 2)  # (B, Hkv, L, D)
+        v = self.v_proj(x).view(B, L, self.num_kv_heads, D).transpose(1, 2)  # (B, Hkv, L, D)
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)  # (B, Hkv, S, D), S = past + L
+        S = k.shape[2]
+        mask, causal = _decode_mask(attn_mask, is_causal, L, S, x.device)
+        p = self.dropout if self.training else 0.0
+        out = grouped_query_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p,
+                                      return_weights=need_weights)
+        weights = None
+        if need_weights:
+            out, weights = out  # weights (B, H, L, S)
+        out = out.transpose(1, 2).reshape(B, L, self.num_heads * D)  # (B, L, H*D)
+        return self.o_proj(out), weights
+
+    @classmethod
+    def from_mha(cls, mha: nn.Module, num_kv_heads: int | None = None) -> "GroupedQueryAttention":
+        """Build a GQA layer from a multi-head checkpoint, mean-pooling its kv heads (GQA paper s2.1).
+
+        ``mha`` is a ``torch.nn.MultiheadAttention`` (packed ``in_proj_weight``) or any module with
+        ``q_proj/k_proj/v_proj/out_proj`` (or ``o_proj``) Linear layers and ``num_heads``, such as
+        attnkit's chapter-04 ``MultiHeadAttention``. ``num_kv_heads=None`` keeps every head
+        (an exact copy: MHA as GQA).
+        """
+        q_w, k_w, v_w, q_b, k_b, v_b, o_w, o_b, embed_dim, num_heads = _mha_weights(mha)
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        bias = q_b is not None
+        ref = q_w
+        gqa = cls(embed_dim, num_heads, num_kv_heads, bias=bias, device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            gqa.q_proj.weight.copy_(q_w)
+            gqa.k_proj.weight.copy_(mean_pool_kv_heads(k_w, num_heads, num_kv_heads))
+            gqa.v_proj.weight.copy_(mean_pool_kv_heads(v_w, num_heads, num_kv_heads))
+            gqa.o_proj.weight.copy_(o_w)
+            if bias:
+                gqa.q_proj.bias.copy_(q_b)
+                gqa.k_proj.bias.copy_(mean_pool_kv_heads(k_b, num_heads, num_kv_heads))
+                gqa.v_proj.bias.copy_(mean_pool_kv_heads(v_b, num_heads, num_kv_heads))
+                gqa.o_proj.bias.copy_(o_b if o_b is not None else torch.zeros_like(gqa.o_proj.bias))
+        return gqa
+
+
+def _mha_weights(mha: nn.Module):
+    """Return (q_w, k_w, v_w, q_b, k_b, v_b, o_w, o_b, embed_dim, num_heads) of an MHA module."""
+    if isinstance(mha, nn.MultiheadAttention):
+        if not mha._qkv_same_embed_dim:
+            raise ValueError("from_mha needs self-attention weights (kdim == vdim == embed_dim)")
+        if mha.bias_k is not None:
+            raise ValueError("from_mha does not support add_bias_kv=True")
+        E = mha.embed_dim
+        q_w, k_w, v_w = mha.in_proj_weight.detach().split(E)
+        if mha.in_proj_bias is not None:
+            q_b, k_b, v_b = mha.in_proj_bias.detach().split(E)
+        else:
+            q_b = k_b = v_b = None
+        o = mha.out_proj
+        return (q_w, k_w, v_w, q_b, k_b, v_b, o.weight.detach(),
+                None if o.bias is None else o.bias.detach(), E, mha.num_heads)
+    names = [n for n in ("q_proj", "k_proj", "v_proj") if not isinstance(getattr(mha, n, None), nn.Linear)]
+    out = getattr(mha, "out_proj", None) or getattr(mha, "o_proj", None)
+    if names or not isinstance(out, nn.Linear) or not hasattr(mha, "num_heads"):
+        raise TypeError(
+            f"mha must be nn.MultiheadAttention or have q_proj/k_proj/v_proj/out_proj Linear layers "
+            f"and num_heads, got {type(mha).__name__}"
+        )
+    lin = [mha.q_proj, mha.k_proj, mha.v_proj]
+    if any(li.in_features != lin[0].in_features for li in lin):
+        raise ValueError("from_mha needs self-attention weights (kdim == vdim == embed_dim)")
+    ws = [li.weight.detach() for li in lin]
+    bs = [None if li.bias is None else li.bias.detach() for li in lin]
+    if any(b is None for b in bs) and not all(b is None for b in bs):
+        raise ValueError("from_mha needs biases on all of q/k/v or on none")
+    return (*ws, *bs, out.weight.detach(), None if out.bias is None else out.bias.detach(),
+            lin[0].in_features, mha.num_heads)
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, section 2.1)
+# --------------------------------------------------------------------------------------------
+
+
+class MultiHeadLatentAttention(nn.Module):
+    """DeepSeek-V2's multi-head latent attention, with a naive and a weight-absorbed path.
+
+    Per token t with hidden state h_t (DeepSeek-V2 section 2.1, eqs 9-19):
+
+        c_t^KV = W^DKV h_t                           (9)   latent, d_c = kv_lora_rank   [cached]
+        k_t^C  = W^UK c_t^KV                         (10)  per-head keys,  n_h x d_h (qk_nope_head_dim)
+        v_t^C  = W^UV c_t^KV                         (11)  per-head values, n_h x v_head_dim
+        c_t^Q  = W^DQ h_t                            (12)  optional query latent, d_c' = q_lora_rank
+        q_t^C  = W^UQ c_t^Q                          (13)
+        q_t^R  = RoPE(W^QR c_t^Q)                    (14)  per-head rotary query, n_h x d_h^R
+        k_t^R  = RoPE(W^KR h_t)                      (15)  ONE rotary key shared by all heads  [cached]
+        q_t,i  = [q_t,i^C ; q_t,i^R]                 (16)
+        k_t,i  = [k_t,i^C ; k_t^R]                   (17)
+        o_t,i  = sum_j softmax_j(q_t,i . k_j,i / sqrt(d_h + d_h^R)) v_j,i^C     (18)
+        u_t    = W^O [o_t,1 ; ... ; o_t,n_h]         (19)
+
+    As in DeepSeek's released models, the latents c^KV and c^Q pass through an RMSNorm before being
+    up-projected, and RoPE uses the interleaved (RoFormer) pairing. Only the normalised c^KV and
+    k^R are cached: ``kv_lora_rank + qk_rope_head_dim`` elements per token per layer.
+
+    ``forward(x, attn_mask=None, is_causal=False, kv_cache=None, absorb=False)`` returns ``out``
+    (B, L, E). ``absorb=False`` expands keys and values from the cached latent (eqs 10-11);
+    ``absorb=True`` folds W^UK into the query and W^UV after the attention, so the heads attend
+    directly over the cached latent (an MQA with head dim d_c + d_h^R). The two agree.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, kv_lora_rank: int, qk_nope_head_dim: int,
+                 qk_rope_head_dim: int, v_head_dim: int, q_lora_rank: int | None = None,
+                 rope_base: float = 10000.0, norm_eps: float = 1e-6, bias: bool = False,
+                 device=None, dtype=None):
+        super().__init__()
+        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads),
+                            ("kv_lora_rank", kv_lora_rank), ("qk_nope_head_dim", qk_nope_head_dim),
+                            ("qk_rope_head_dim", qk_rope_head_dim), ("v_head_dim", v_head_dim)):
+            _check_positive_int(name, value)
+        if q_lora_rank is not None:
+            _check_positive_int("q_lora_rank", q_lora_rank)
+        if qk_rope_head_dim % 2:
+            raise ValueError(f"qk_rope_head_dim must be even for RoPE, got {qk_rope_head_dim}")
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.kv_lora_rank, self.q_lora_rank = kv_lora_rank, q_lora_rank
+        self.qk_nope_head_dim, self.qk_rope_head_dim = qk_nope_head_dim, qk_rope_head_dim
+        self.v_head_dim, self.rope_base = v_head_dim, rope_base
+        self.scale = 1.0 / math.sqrt(qk_nope_head_dim + qk_rope_head_dim)  # eq (18)
+        H = num_heads
+        kw = dict(bias=bias, device=device, dtype=dtype)
+        nkw = dict(eps=norm_eps, device=device, dtype=dtype)
+        q_in = embed_dim
+        if q_lora_rank is not None:
+            self.w_dq = nn.Linear(embed_dim, q_lora_rank, **kw)  # W^DQ, eq (12)
+            self.q_norm = nn.RMSNorm(q_lora_rank, **nkw)
+            q_in = q_lora_rank
+        self.w_uq = nn.Linear(q_in, H * qk_nope_head_dim, **kw)  # W^UQ, eq (13)
+        self.w_qr = nn.Linear(q_in, H * qk_rope_head_dim, **kw)  # W^QR, eq (14)
+        self.w_dkv = nn.Linear(embed_dim, kv_lora_rank, **kw)  # W^DKV, eq (9)
+        self.kv_norm = nn.RMSNorm(kv_lora_rank, **nkw)
+        self.w_kr = nn.Linear(embed_dim, qk_rope_head_dim, **kw)  # W^KR, eq (15)
+        # Up-projections have no bias, so they can be absorbed into the query / output.
+        self.w_uk = nn.Linear(kv_lora_rank, H * qk_nope_head_dim, bias=False, device=device, dtype=dtype)  # (10)
+        self.w_uv = nn.Linear(kv_lora_rank, H * v_head_dim, bias=False, device=device, dtype=dtype)  # (11)
+        self.w_o = nn.Linear(H * v_head_dim, embed_dim, **kw)  # W^O, eq (19)
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"kv_lora_rank={self.kv_lora_rank}, q_lora_rank={self.q_lora_rank}, "
+                f"qk_nope_head_dim={self.qk_nope_head_dim}, qk_rope_head_dim={self.qk_rope_head_dim}, "
+                f"v_head_dim={self.v_head_dim}")
+
+    def _rope(self, x: torch.Tensor, offset: int) -> torch.Tensor:
+        """Rotate x (..., L, d_h^R) as positions offset .. offset + L - 1 (interleaved pairs)."""
+        from attnkit.rope import apply_rope, generate_rope_embeddings
+
+        L = x.shape[-2]
+        cos, sin = generate_rope_embeddings(offset + L, self.qk_rope_head_dim, base=self.rope_base,
+                                            device=x.device)
+        return apply_rope(x, cos.to(x.dtype), sin.to(x.dtype), interleaved=True, offset=offset)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                kv_cache: KVCache | None = None, absorb: bool = False) -> torch.Tensor:
+        _check_tensor("x", x, 3, f"(B, L, embed_dim={self.embed_dim})")
+        if x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={self.embed_dim})")
+        B, L, _ = x.shape
+        H, dn, dr, dv, dc = (self.num_heads, self.qk_nope_head_dim, self.qk_rope_head_dim,
+                             self.v_head_dim, self.kv_lora_rank)
+        past = 0 if kv_cache is None else kv_cache.seq_len
+
+        # Queries, eqs (12)-(14), (16)
+        cq = self.q_norm(self.w_dq(x)) if self.q_lora_rank is not None else x  # (B, L, d_c')
+        q_c = self.w_uq(cq).view(B, L, H, dn).transpose(1, 2)  # (B, H, L, dn)
+        q_r = self._rope(self.w_qr(cq).view(B, L, H, dr).transpose(1, 2), past)  # (B, H, L, dr)
+
+        # What is cached: the normalised latent, eq (9), and the shared rotary key, eq (15)
+        c_kv = self.kv_norm(self.w_dkv(x))  # (B, L, dc)
+        k_r = self._rope(self.w_kr(x), past)  # (B, L, dr)
+        if kv_cache is not None:
+            c_kv, k_r = kv_cache.update(c_kv, k_r)  # (B, S, dc), (B, S, dr)
+        S = c_kv.shape[1]
+        mask, causal = _decode_mask(attn_mask, is_causal, L, S, x.device)
+
+        if not absorb:
+            # Naive: expand per-head keys and values from the latent, eqs (10), (11), (17)
+            k_c = self.w_uk(c_kv).view(B, S, H, dn).transpose(1, 2)  # (B, H, S, dn)
+            v = self.w_uv(c_kv).view(B, S, H, dv).transpose(1, 2)  # (B, H, S, dv)
+            q = torch.cat([q_c, q_r], dim=-1)  # (B, H, L, dn + dr)
+            k = torch.cat([k_c, k_r[:, None].expand(B, H, S, dr)], dim=-1)  # (B, H, S, dn + dr)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                               scale=self.scale)  # (B, H, L, dv), eq (18)
+        else:
+            # Absorbed: q_c . (W^UK_i c) = (W^UK_i^T q_c) . c, so score over the latent itself.
+            w_uk = self.w_uk.weight.view(H, dn, dc)  # (H, dn, dc)
+            w_uv = self.w_uv.weight.view(H, dv, dc)  # (H, dv, dc)
+            q_lat = torch.einsum("bhld,hdc->bhlc", q_c, w_uk)  # (B, H, L, dc)
+            q = torch.cat([q_lat, q_r], dim=-1)  # (B, H, L, dc + dr)
+            k = torch.cat([c_kv, k_r], dim=-1)[:, None]  # (B, 1, S, dc + dr): one kv head (MQA)
+            o_lat = F.scaled_dot_product_attention(q, k, c_kv[:, None], attn_mask=mask,
+                                                   is_causal=causal, scale=self.scale,
+                                                   enable_gqa=True)  # (B, H, L, dc)
+            o = torch.einsum("bhlc,hvc->bhlv", o_lat, w_uv)  # (B, H, L, dv): W^UV after attention
+        o = o.transpose(1, 2).reshape(B, L, H * dv)  # (B, L, H*dv)
+        return self.w_o(o)  # eq (19)
+
+
+# --------------------------------------------------------------------------------------------
+# Cache size formulas
+# --------------------------------------------------------------------------------------------
+
+
+def _itemsize(dtype) -> int:
+    if isinstance(dtype, torch.dtype):
+        return torch.empty((), dtype=dtype).element_size()
+    if isinstance(dtype, bool) or not isinstance(dtype, int) or dtype <= 0:
+        raise TypeError(f"dtype must be a torch.dtype or a positive int of bytes, got {dtype!r}")
+    return dtype
+
+
+def kv_cache_elements_per_token(kind: str, num_heads: int | None = None, head_dim: int | None = None,
+                                num_kv_heads: int | None = None, kv_lora_rank: int | None = None,
+                                qk_rope_head_dim: int | None = None) -> int:
+    """Cached elements per token per layer (DeepSeek-V2, Table 1):
+
+    mha 2 n_h d_h · gqa 2 n_g d_h · mqa 2 d_h · mla d_c + d_h^R.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def need(**kw):
+        for name, value in kw.items():
+            if value is None:
+                raise ValueError(f"kind={kind!r} needs {name}, got None")
+            _check_positive_int(name, value)
+
+    if kind == "mha":
+        need(num_heads=num_heads, head_dim=head_dim)
+        return 2 * num_heads * head_dim
+    if kind == "gqa":
+        need(num_kv_heads=num_kv_heads, head_dim=head_dim)
+        if num_heads is not None:
+            kv_head_index(num_heads, num_kv_heads)
+        return 2 * num_kv_heads * head_dim
+    if kind == "mqa":
+        need(head_dim=head_dim)
+        return 2 * head_dim
+    need(kv_lora_rank=kv_lora_rank, qk_rope_head_dim=qk_rope_head_dim)
+    return kv_lora_rank + qk_rope_head_dim
+
+
+def kv_cache_bytes_per_token(kind: str, num_heads: int | None = None, head_dim: int | None = None,
+                             num_kv_heads: int | None = None, kv_lora_rank: int | None = None,
+                             qk_rope_head_dim: int | None = None, num_layers: int = 1,
+                             dtype: torch.dtype | int = torch.float32) -> int:
+    """Bytes of KV cache per token: elements per token per layer x num_layers x bytes per element.
+
+    ``dtype`` is a torch dtype (``torch.bfloat16`` -> 2 bytes) or a number of bytes.
+    Multiply by context length and batch size for a whole cache.
+    """
+    _check_positive_int("num_layers", num_layers)
+    elems = kv_cache_elements_per_token(kind, num_heads=num_heads, head_dim=head_dim,
+                                        num_kv_heads=num_kv_heads, kv_lora_rank=kv_lora_rank,
+                                        qk_rope_head_dim=qk_rope_head_dim)
+    return elems * num_layers * _itemsize(dtype)
