@@ -243,14 +243,21 @@ def attention_rows(
     seed: int = 0,
 ) -> torch.Tensor:
     """Softmax rows of random attention: ``n_rows`` queries, each against its own ``seq_len``
-    random keys; returns weights (n_rows, seq_len), float64."""
+    random keys; returns weights (n_rows, seq_len), float64.
+
+    Draws q (n_rows, 1, d_k), then k (n_rows, seq_len, d_k), float32 N(0, std^2) from
+    ``torch.Generator().manual_seed(seed)``; scores are computed in float64."""
     seq_len = _check_int("seq_len", seq_len, 1)
     n_rows = _check_int("n_rows", n_rows, 1)
+    d_k = _check_int("d_k", d_k, 2 if qk_norm else 1)
+    std = _check_positive("std", std)
     temperature = _check_positive("temperature", temperature)
-    q, k = sample_qk(d_k, n_rows * seq_len, std=std, qk_norm=qk_norm, seed=seed)
-    q = q[:n_rows].unsqueeze(1)  # (n_rows, 1, d_k)
-    k = k.view(n_rows, seq_len, d_k)  # (n_rows, seq_len, d_k)
-    scores = (q * k).sum(-1) * _scale(d_k, scaled, temperature)  # (n_rows, seq_len)
+    g = torch.Generator().manual_seed(seed)
+    q = std * torch.randn(n_rows, 1, d_k, generator=g)  # (n_rows, 1, d_k)
+    k = std * torch.randn(n_rows, seq_len, d_k, generator=g)  # (n_rows, seq_len, d_k)
+    if qk_norm:
+        q, k = _layer_norm(q), _layer_norm(k)
+    scores = (q * k).sum(-1).double() * _scale(d_k, scaled, temperature)  # (n_rows, seq_len)
     return softmax(scores, dim=-1)
 
 

@@ -143,11 +143,16 @@ def test_histogram_density_and_normal_pdf():
 
 def test_attention_rows_are_softmax_of_the_sampled_scores():
     d, L, n = 8, 5, 4
-    rows = E.attention_rows(d, L, n, scaled=True, seed=9)
-    q, k = E.sample_qk(d, n * L, seed=9)
-    scores = torch.einsum("nd,nld->nl", q[:n], k.view(n, L, d)) / math.sqrt(d)
+    rows = E.attention_rows(d, L, n, scaled=True, std=2.0, seed=9)
+    g = torch.Generator().manual_seed(9)  # the documented draw: q (n, 1, d), then k (n, L, d)
+    q, k = 2.0 * torch.randn(n, 1, d, generator=g), 2.0 * torch.randn(n, L, d, generator=g)
+    scores = (q @ k.transpose(-2, -1)).squeeze(1).double() / math.sqrt(d)  # (n, L)
     torch.testing.assert_close(rows, torch.softmax(scores, -1))
     torch.testing.assert_close(rows.sum(-1), torch.ones(n, dtype=rows.dtype))
+    normed = E.attention_rows(d, L, n, scaled=True, std=2.0, qk_norm=True, seed=9)
+    ln = torch.nn.functional.layer_norm
+    q_n, k_n = ln(q, (d,), eps=0.0), ln(k, (d,), eps=0.0)
+    torch.testing.assert_close(normed, torch.softmax((q_n @ k_n.transpose(-2, -1)).squeeze(1).double() / math.sqrt(d), -1))
 
 
 def test_entropy_against_torch_categorical():
