@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.core import causal_mask
+from attnkit.i18n import register
 from attnkit.core import scaled_dot_product_attention as _plain_sdpa
 
 __all__ = [
@@ -35,10 +36,29 @@ __all__ = [
     "MultiHeadLatentAttention",
     "kv_cache_elements_per_token",
     "kv_cache_bytes_per_token",
+    "kv_cache_bytes",
+    "compare_cache_sizes",
+    "make_decode_model",
+    "measure_decode_step",
     "KINDS",
 ]
 
 KINDS = ("mha", "gqa", "mqa", "mla")
+
+register({
+    "gqa.kind.mha": {"en": "MHA", "zh": "MHA"},
+    "gqa.kind.gqa": {"en": "GQA-{g}", "zh": "GQA-{g}"},
+    "gqa.kind.mqa": {"en": "MQA", "zh": "MQA"},
+    "gqa.kind.mla": {"en": "MLA", "zh": "MLA"},
+    "gqa.col.kind": {"en": "attention", "zh": "注意力"},
+    "gqa.col.context": {"en": "context", "zh": "上下文长度"},
+    "gqa.col.per_token": {"en": "bytes/token", "zh": "每词元字节数"},
+    "gqa.col.total": {"en": "cache", "zh": "缓存大小"},
+    "gqa.col.vs_mha": {"en": "vs MHA", "zh": "相对 MHA"},
+    "gqa.col.ms": {"en": "decode step (ms)", "zh": "单步解码（毫秒）"},
+    "gqa.col.measured": {"en": "measured bytes", "zh": "实测字节数"},
+    "gqa.col.formula": {"en": "formula bytes", "zh": "公式字节数"},
+})
 
 
 def _shape(t) -> str:
@@ -68,8 +88,7 @@ class KVCache:
     """Per-layer cache of past keys and values, appended along the sequence dim (-2).
 
     ``update(k_new, v_new)`` appends and returns the whole cache ``(k_all, v_all)``. It holds any
-    number of tensors, so MLA uses the same class for its latent ``(B, S, d_c)`` and its rotary key
-    ``(B, S, d_h^R)``. Each update allocates tensors of exactly the cached length (as Hugging Face's
+    number of tensors; MLA stores one, its latent and rotary key side by side ``(B, S, d_c + d_h^R)``. Each update allocates tensors of exactly the cached length (as Hugging Face's
     ``DynamicCache`` does), so ``nbytes`` is the memory the cache really holds.
     """
 
@@ -224,6 +243,15 @@ def grouped_query_attention(
                 f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to the scores' "
                 f"shape (B, H, L, S) = {scores_shape}"
             )
+    if n_rep > 1 and attn_mask is None and not is_causal:
+        # No mask: every query row is independent, so the n_rep query heads that share a kv head
+        # can be stacked as extra query rows of that one head (as decoding kernels do). Exact, and
+        # on CPU much faster than enable_gqa for a single decode token.
+        B, H, L, D = q.shape
+        Hkv = k.shape[1]
+        qf = q.reshape(B, Hkv, n_rep * L, D)  # (B, Hkv, G*L, D): rows ordered (group member, l)
+        out = F.scaled_dot_product_attention(qf, k, v, dropout_p=dropout_p, scale=scale)
+        return out.reshape(B, H, L, v.shape[-1])  # (B, H, L, Dv)
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
         enable_gqa=n_rep > 1,
@@ -419,7 +447,9 @@ class MultiHeadLatentAttention(nn.Module):
 
     As in DeepSeek's released models, the latents c^KV and c^Q pass through an RMSNorm before being
     up-projected, and RoPE uses the interleaved (RoFormer) pairing. Only the normalised c^KV and
-    k^R are cached: ``kv_lora_rank + qk_rope_head_dim`` elements per token per layer.
+    k^R are cached, side by side in one ``(B, S, kv_lora_rank + qk_rope_head_dim)`` tensor (the
+    layout of DeepSeek's FlashMLA kernel): ``kv_lora_rank + qk_rope_head_dim`` elements per token
+    per layer. The first ``kv_lora_rank`` columns double as the absorbed path's values.
 
     ``forward(x, attn_mask=None, is_causal=False, kv_cache=None, absorb=False)`` returns ``out``
     (B, L, E). ``absorb=False`` expands keys and values from the cached latent (eqs 10-11);
@@ -496,9 +526,11 @@ class MultiHeadLatentAttention(nn.Module):
         # What is cached: the normalised latent, eq (9), and the shared rotary key, eq (15)
         c_kv = self.kv_norm(self.w_dkv(x))  # (B, L, dc)
         k_r = self._rope(self.w_kr(x), past)  # (B, L, dr)
+        kv = torch.cat([c_kv, k_r], dim=-1)  # (B, L, dc + dr): one row per token, as FlashMLA stores it
         if kv_cache is not None:
-            c_kv, k_r = kv_cache.update(c_kv, k_r)  # (B, S, dc), (B, S, dr)
-        S = c_kv.shape[1]
+            (kv,) = kv_cache.update(kv)  # (B, S, dc + dr)
+        c_kv, k_r = kv[..., :dc], kv[..., dc:]  # views: (B, S, dc), (B, S, dr)
+        S = kv.shape[1]
         mask, causal = _decode_mask(attn_mask, is_causal, L, S, x.device)
 
         if not absorb:
@@ -515,10 +547,9 @@ class MultiHeadLatentAttention(nn.Module):
             w_uv = self.w_uv.weight.view(H, dv, dc)  # (H, dv, dc)
             q_lat = torch.einsum("bhld,hdc->bhlc", q_c, w_uk)  # (B, H, L, dc)
             q = torch.cat([q_lat, q_r], dim=-1)  # (B, H, L, dc + dr)
-            k = torch.cat([c_kv, k_r], dim=-1)[:, None]  # (B, 1, S, dc + dr): one kv head (MQA)
-            o_lat = F.scaled_dot_product_attention(q, k, c_kv[:, None], attn_mask=mask,
-                                                   is_causal=causal, scale=self.scale,
-                                                   enable_gqa=True)  # (B, H, L, dc)
+            # one kv head shared by all query heads (an MQA): keys [c; k^R], values c
+            o_lat = grouped_query_attention(q, kv[:, None], c_kv[:, None], attn_mask=mask,
+                                            is_causal=causal, scale=self.scale)  # (B, H, L, dc)
             o = torch.einsum("bhlc,hvc->bhlv", o_lat, w_uv)  # (B, H, L, dv): W^UV after attention
         o = o.transpose(1, 2).reshape(B, L, H * dv)  # (B, L, H*dv)
         return self.w_o(o)  # eq (19)
@@ -582,3 +613,98 @@ def kv_cache_bytes_per_token(kind: str, num_heads: int | None = None, head_dim: 
                                         num_kv_heads=num_kv_heads, kv_lora_rank=kv_lora_rank,
                                         qk_rope_head_dim=qk_rope_head_dim)
     return elems * num_layers * _itemsize(dtype)
+
+
+def kv_cache_bytes(kind: str, seq_len: int, batch_size: int = 1, **kw) -> int:
+    """Bytes of a whole KV cache: ``kv_cache_bytes_per_token(kind, **kw) * seq_len * batch_size``."""
+    _check_positive_int("seq_len", seq_len)
+    _check_positive_int("batch_size", batch_size)
+    return kv_cache_bytes_per_token(kind, **kw) * seq_len * batch_size
+
+
+def compare_cache_sizes(num_heads: int, num_kv_heads: int, head_dim: int, num_layers: int,
+                        seq_len: int, dtype: torch.dtype | int = torch.bfloat16,
+                        kv_lora_rank: int | None = None, qk_rope_head_dim: int | None = None,
+                        batch_size: int = 1) -> dict[str, int]:
+    """Cache bytes of MHA, GQA (``num_kv_heads`` groups), MQA and MLA for one model shape.
+
+    MLA defaults to DeepSeek-V2's proportions: d_c = 4 d_h and d_h^R = d_h / 2 (section 2.1.4).
+    """
+    kv_lora_rank = 4 * head_dim if kv_lora_rank is None else kv_lora_rank
+    qk_rope_head_dim = max(head_dim // 2, 1) if qk_rope_head_dim is None else qk_rope_head_dim
+    common = dict(num_layers=num_layers, dtype=dtype)
+    return {
+        "mha": kv_cache_bytes("mha", seq_len, batch_size, num_heads=num_heads, head_dim=head_dim, **common),
+        "gqa": kv_cache_bytes("gqa", seq_len, batch_size, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                              head_dim=head_dim, **common),
+        "mqa": kv_cache_bytes("mqa", seq_len, batch_size, head_dim=head_dim, **common),
+        "mla": kv_cache_bytes("mla", seq_len, batch_size, kv_lora_rank=kv_lora_rank,
+                              qk_rope_head_dim=qk_rope_head_dim, **common),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring a decode step
+# --------------------------------------------------------------------------------------------
+
+
+def make_decode_model(kind: str, embed_dim: int = 512, num_heads: int = 8, num_kv_heads: int = 2,
+                      kv_lora_rank: int | None = None, qk_rope_head_dim: int | None = None,
+                      seed: int = 0, dtype=None) -> nn.Module:
+    """One attention layer of the given kind, all with ``num_heads`` heads of ``embed_dim/num_heads``.
+
+    MLA uses qk_nope_head_dim = v_head_dim = d_h, d_c = 4 d_h and d_h^R = d_h / 2 by default.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    torch.manual_seed(seed)
+    d_h = embed_dim // num_heads
+    if kind == "mla":
+        return MultiHeadLatentAttention(
+            embed_dim, num_heads, kv_lora_rank=4 * d_h if kv_lora_rank is None else kv_lora_rank,
+            qk_nope_head_dim=d_h, qk_rope_head_dim=d_h // 2 if qk_rope_head_dim is None else qk_rope_head_dim,
+            v_head_dim=d_h, dtype=dtype).eval()
+    kv = {"mha": num_heads, "gqa": num_kv_heads, "mqa": 1}[kind]
+    return GroupedQueryAttention(embed_dim, num_heads, kv, dtype=dtype).eval()
+
+
+def _prefilled_cache(model: nn.Module, batch_size: int, context_len: int, generator) -> tuple:
+    """Random cached tensors of the shapes ``model`` caches for ``context_len`` past tokens."""
+    p = next(model.parameters())
+    kw = dict(generator=generator, dtype=p.dtype, device=p.device)
+    if isinstance(model, MultiHeadLatentAttention):
+        width = model.kv_lora_rank + model.qk_rope_head_dim
+        return (torch.randn(batch_size, context_len, width, **kw),)  # (B, S, d_c + d_h^R)
+    shape = (batch_size, model.num_kv_heads, context_len, model.head_dim)  # (B, Hkv, S, D)
+    return torch.randn(*shape, **kw), torch.randn(*shape, **kw)
+
+
+@torch.no_grad()
+def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1, repeats: int = 5,
+                        absorb: bool = True, seed: int = 0) -> dict:
+    """Time one decode step (one new token attending over ``context_len`` cached ones).
+
+    The cache is pre-filled with random tensors of the right shapes (the values do not change the
+    cost). Returns ``{"ms": median milliseconds, "cache_bytes": bytes the cache holds after the
+    step (measured), "tokens": context_len + 1}``.
+    """
+    import time
+
+    _check_positive_int("context_len", context_len)
+    _check_positive_int("repeats", repeats)
+    g = torch.Generator().manual_seed(seed)
+    past = _prefilled_cache(model, batch_size, context_len, g)
+    p = next(model.parameters())
+    x = torch.randn(batch_size, 1, model.embed_dim, generator=g, dtype=p.dtype)  # (B, 1, E)
+    kw = {"absorb": absorb} if isinstance(model, MultiHeadLatentAttention) else {}
+    times = []
+    cache = KVCache()
+    for _ in range(repeats + 1):  # the first call warms up
+        cache = KVCache()
+        cache.tensors = past
+        t0 = time.perf_counter()
+        model(x, is_causal=True, kv_cache=cache, **kw)
+        times.append(time.perf_counter() - t0)
+    times = sorted(times[1:])
+    return {"ms": 1e3 * times[len(times) // 2], "cache_bytes": cache.nbytes,
+            "tokens": cache.seq_len}

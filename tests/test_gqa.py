@@ -383,7 +383,7 @@ def test_measured_cache_bytes_equal_formula_mla(dtype):
         _, cache = _decode(model, x, [2, 1, 1, 1, 1], absorb=True)
     per_token = kv_cache_bytes_per_token("mla", kv_lora_rank=24, qk_rope_head_dim=8, dtype=dtype)
     assert cache.nbytes == per_token * B * T
-    assert [tuple(t.shape) for t in cache.tensors] == [(B, T, 24), (B, T, 8)]
+    assert [tuple(t.shape) for t in cache.tensors] == [(B, T, 24 + 8)]  # [latent ; rotary key]
 
 
 def test_cache_formula_closed_forms():
@@ -532,8 +532,9 @@ def test_mla_rope_key_is_shared_and_position_dependent():
     x = tok.expand(1, 3, 48)
     cache = KVCache()
     m(x, is_causal=True, kv_cache=cache)
-    c_kv, k_r = cache.tensors
-    assert k_r.shape == (1, 3, 4)
+    (kv,) = cache.tensors
+    c_kv, k_r = kv[..., :16], kv[..., 16:]
+    assert kv.shape == (1, 3, 16 + 4)
     assert torch.allclose(c_kv[:, 0], c_kv[:, 2])  # the latent carries no position
     assert not torch.allclose(k_r[:, 0], k_r[:, 2])
     assert torch.allclose(k_r.norm(dim=-1), k_r[:, :1].norm(dim=-1).expand(1, 3))
