@@ -45,6 +45,8 @@ __all__ = [
     "permute_qk_weight",
     "rope_relative_scores",
     "rope_decay_bound",
+    "rope_pair_trajectory",
+    "rope_score_curve",
     "linear_scaled_inv_freq",
     "ntk_scaled_base",
     "ntk_scaled_inv_freq",
@@ -270,6 +272,22 @@ def rope_decay_bound(distances, head_dim: int, base: float = 10000.0) -> torch.T
     ang = r[:, None] * theta[None, :]  # (R, d/2)
     re, im = torch.cos(ang).cumsum(-1), torch.sin(ang).cumsum(-1)  # S_j for j = 1 .. d/2
     return torch.sqrt(re ** 2 + im ** 2).mean(-1)  # (R,)
+
+
+def rope_pair_trajectory(x: float, y: float, theta: float, positions) -> torch.Tensor:
+    """Where one channel pair (x, y) goes at each position m: rotated by m * theta. (P, 2), float64."""
+    m = torch.as_tensor(positions, dtype=torch.float64)  # (P,)
+    c, s = torch.cos(m * theta), torch.sin(m * theta)
+    return torch.stack((x * c - y * s, x * s + y * c), dim=-1)  # (P, 2)
+
+
+def rope_score_curve(distances, head_dim: int, base: float = 10000.0,
+                     inv_freq: torch.Tensor | None = None) -> torch.Tensor:
+    """The score of q = k = (1, ..., 1) at distance r, divided by its value at r = 0:
+    (1 / (d/2)) sum_i cos(r theta_i). The usual picture of RoPE's long-range decay. (R,), float64."""
+    theta = rope_inv_freq(head_dim, base) if inv_freq is None else inv_freq.to(torch.float64)
+    r = torch.as_tensor(distances, dtype=torch.float64)  # (R,)
+    return torch.cos(r[:, None] * theta[None, :]).mean(-1)  # (R,)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,106 @@
+"""Chapter 06 exercises: rotate a pair by hand, apply RoPE to a head, ALiBi slopes, NTK base."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attnkit.exercises import Case, compare_tensors, run_checks
+from attnkit.i18n import register, t
+
+register({
+    "ch06.ex1.title": {"en": "Exercise 1 · rotate one channel pair", "zh": "练习 1 · 旋转一对通道"},
+    "ch06.ex1.hint": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
+                      "zh": "逆时针旋转角度 a：x' = x cos a − y sin a，y' = x sin a + y cos a。返回元组 (x', y')。"},
+    "ch06.ex2.title": {"en": "Exercise 2 · apply RoPE to one head", "zh": "练习 2 · 对一个头应用 RoPE"},
+    "ch06.ex2.hint": {"en": "Pair channels (2i, 2i+1): a = x[:, 0::2], b = x[:, 1::2]. Row m of cos/sin holds cos(m θ_i), sin(m θ_i). Rotate each pair as in exercise 1, then put the channels back in their places (torch.stack(..., dim=-1).flatten(-2)).",
+                      "zh": "通道两两配对 (2i, 2i+1)：a = x[:, 0::2]，b = x[:, 1::2]。cos/sin 的第 m 行是 cos(m θ_i)、sin(m θ_i)。像练习 1 那样旋转每一对，再把通道放回原来的位置（torch.stack(..., dim=-1).flatten(-2)）。"},
+    "ch06.ex3.title": {"en": "Exercise 3 · ALiBi slopes for any number of heads",
+                       "zh": "练习 3 · 任意头数的 ALiBi 斜率"},
+    "ch06.ex3.hint": {"en": "For n a power of two: m_h = 2^(−8(h+1)/n), h = 0..n−1. Otherwise take n = the largest power of two below num_heads, its n slopes, then every other slope (the 1st, 3rd, 5th, ...) of the 2n-head sequence until you have num_heads. Return a float tensor (num_heads,).",
+                      "zh": "当 n 是 2 的幂时：m_h = 2^(−8(h+1)/n)，h = 0..n−1。否则取不超过 num_heads 的最大 2 的幂 n，先用它的 n 个斜率，再从 2n 个头的斜率序列中隔一个取一个（第 1、3、5…… 个），直到凑够 num_heads 个。返回形状为 (num_heads,) 的浮点张量。"},
+    "ch06.ex4.title": {"en": "Exercise 4 · the NTK-aware base", "zh": "练习 4 · NTK 感知缩放的底数"},
+    "ch06.ex4.hint": {"en": "b' = b · s^(d / (d − 2)): the lowest frequency b^(−(d−2)/d) is then divided by exactly s, the highest (θ_0 = 1) stays.",
+                      "zh": "b' = b · s^(d / (d − 2))：这样最低频率 b^(−(d−2)/d) 恰好除以 s，而最高频率 θ_0 = 1 保持不变。"},
+    "ch06.case.quarter": {"en": "(1, 0) by π/2", "zh": "(1, 0) 旋转 π/2"},
+    "ch06.case.generic": {"en": "({x}, {y}) by {a} rad", "zh": "({x}, {y}) 旋转 {a} 弧度"},
+    "ch06.case.head": {"en": "{L} positions, head_dim {d}", "zh": "{L} 个位置，头维度 {d}"},
+    "ch06.case.heads": {"en": "{h} heads", "zh": "{h} 个头"},
+    "ch06.case.ntk": {"en": "base {b:g}, head_dim {d}, s = {s:g}", "zh": "底数 {b:g}，头维度 {d}，s = {s:g}"},
+    "ch06.why_tensor": {"en": "could not read the answer as a 1-D float tensor: {err}",
+                        "zh": "无法把结果读成一维浮点张量：{err}"},
+})
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+
+def solution_rotate_pair(x: float, y: float, angle: float) -> tuple[float, float]:
+    c, s = math.cos(angle), math.sin(angle)  # RoFormer eq. 13
+    return (x * c - y * s, x * s + y * c)
+
+
+def solution_apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (L, d), cos/sin (L, d/2): pairs (2i, 2i+1) rotated by m * theta_i."""
+    a, b = x[:, 0::2], x[:, 1::2]  # (L, d/2)
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)  # (L, d)
+
+
+def solution_alibi_slopes(num_heads: int) -> torch.Tensor:
+    def geometric(n):  # Press et al. 2022, sec. 3
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    n = 2 ** int(math.log2(num_heads))
+    slopes = geometric(n) + geometric(2 * n)[0::2][: num_heads - n]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def solution_ntk_base(base: float, head_dim: int, scale: float) -> float:
+    return base * scale ** (head_dim / (head_dim - 2))
+
+
+# ---- checkers ----
+
+
+def _tables(L: int, d: int, base: float = 10000.0):
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+    ang = torch.arange(L, dtype=torch.float64)[:, None] * theta  # (L, d/2)
+    return torch.cos(ang).float(), torch.sin(ang).float()
+
+
+def check_rotate_pair(fn) -> bool:
+    cases = [Case((1.0, 0.0, math.pi / 2), label=t("ch06.case.quarter"))]
+    for x, y, a in [(0.6, -0.8, 0.3), (2.0, 1.0, 2.5), (-1.5, 0.25, -1.0)]:
+        cases.append(Case((x, y, a), label=t("ch06.case.generic", x=x, y=y, a=a)))
+    return run_checks(fn, solution_rotate_pair, cases, t("ch06.ex1.title"), t("ch06.ex1.hint"))
+
+
+def check_apply_rope(fn) -> bool:
+    g = torch.Generator().manual_seed(6)
+    cases = []
+    for L, d in [(3, 2), (5, 8), (16, 32)]:
+        cos, sin = _tables(L, d)
+        cases.append(Case((torch.randn(L, d, generator=g), cos, sin), label=t("ch06.case.head", L=L, d=d)))
+    return run_checks(fn, solution_apply_rope, cases, t("ch06.ex2.title"), t("ch06.ex2.hint"))
+
+
+def _compare_slopes(got, expected) -> str | None:
+    try:
+        got = torch.as_tensor(got, dtype=torch.float32).flatten() if not isinstance(got, torch.Tensor) else got
+    except Exception as err:  # a learner's odd answer is reported, not raised
+        return t("ch06.why_tensor", err=f"{type(err).__name__}: {err}")
+    return compare_tensors(got.float() if got.is_floating_point() else got, expected, atol=1e-6, rtol=1e-5)
+
+
+def check_alibi_slopes(fn) -> bool:
+    cases = [Case((h,), label=t("ch06.case.heads", h=h)) for h in (8, 12, 4, 6)]
+    return run_checks(fn, solution_alibi_slopes, cases, t("ch06.ex3.title"), t("ch06.ex3.hint"),
+                      compare=_compare_slopes)
+
+
+def check_ntk_base(fn) -> bool:
+    cases = [Case((b, d, s), label=t("ch06.case.ntk", b=b, d=d, s=s))
+             for b, d, s in [(10000.0, 128, 4.0), (10000.0, 64, 8.0), (500000.0, 128, 2.0)]]
+    return run_checks(fn, solution_ntk_base, cases, t("ch06.ex4.title"), t("ch06.ex4.hint"),
+                      compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=1e-6))

@@ -1,0 +1,138 @@
+"""Chapter 06 checkers: each passes its reference solution (and attnkit.rope's function) and
+fails typical wrong answers, with feedback in both languages, never raising."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import attnkit.rope as rope
+from attnkit.exercises import ch06
+from attnkit.i18n import set_language
+
+
+@pytest.fixture(autouse=True)
+def english():
+    set_language("en")
+    yield
+    set_language("en")
+
+
+def run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- exercise 1: rotate a pair
+
+
+def test_rotate_pair_solution_and_library_pass(capsys):
+    for fn in (ch06.solution_rotate_pair, rope.rotate_pair):
+        ok, out = run(ch06.check_rotate_pair, fn, capsys)
+        assert ok and "all 4 cases pass" in out
+
+
+def test_rotate_pair_solution_matches_complex_multiplication():
+    z = complex(0.6, -0.8) * complex(math.cos(0.3), math.sin(0.3))
+    assert ch06.solution_rotate_pair(0.6, -0.8, 0.3) == pytest.approx((z.real, z.imag))
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x, y, a: (x * math.cos(a) + y * math.sin(a), -x * math.sin(a) + y * math.cos(a)),  # clockwise
+    lambda x, y, a: (x * math.sin(a) - y * math.cos(a), x * math.cos(a) + y * math.sin(a)),  # cos/sin swapped
+    lambda x, y, a: (x * math.cos(a), y * math.cos(a)),  # forgot the sin terms
+])
+def test_rotate_pair_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch06.check_rotate_pair, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+
+
+def test_stub_says_not_done_and_chinese_feedback(capsys):
+    def stub(x, y, a):
+        raise NotImplementedError
+
+    ok, out = run(ch06.check_rotate_pair, stub, capsys)
+    assert not ok and "not done yet" in out
+    set_language("zh")
+    ok, out = run(ch06.check_rotate_pair, lambda x, y, a: (x, y), capsys)
+    assert not ok and "练习 1" in out and "提示" in out
+    ok, out = run(ch06.check_rotate_pair, ch06.solution_rotate_pair, capsys)
+    assert ok and "全部通过" in out
+
+
+# ---------------------------------------------------------------- exercise 2: apply RoPE to a head
+
+
+def test_apply_rope_solution_and_library_pass(capsys):
+    ok, out = run(ch06.check_apply_rope, ch06.solution_apply_rope, capsys)
+    assert ok and "all 3 cases pass" in out
+    ok, _ = run(ch06.check_apply_rope, lambda x, c, s: rope.apply_rope(x, c, s, interleaved=True), capsys)
+    assert ok
+
+
+def test_apply_rope_solution_equals_library_on_other_inputs():
+    x = torch.randn(7, 10)
+    cos, sin = rope.generate_rope_embeddings(7, 10)
+    torch.testing.assert_close(ch06.solution_apply_rope(x, cos, sin), rope.apply_rope(x, cos, sin))
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x, c, s: rope.apply_rope(x, c, s, interleaved=False),  # half-split pairing
+    lambda x, c, s: torch.stack((x[:, 0::2] * c + x[:, 1::2] * s, -x[:, 0::2] * s + x[:, 1::2] * c), -1).flatten(-2),
+    lambda x, c, s: torch.cat((x[:, 0::2] * c - x[:, 1::2] * s, x[:, 0::2] * s + x[:, 1::2] * c), -1),  # misplaced
+    lambda x, c, s: x * torch.cat((c, c), -1),  # no rotation, only the cos factor
+])
+def test_apply_rope_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch06.check_apply_rope, wrong, capsys)
+    assert not ok and "❌" in out
+
+
+def test_apply_rope_crashing_answer_is_reported_not_raised(capsys):
+    ok, out = run(ch06.check_apply_rope, lambda x, c, s: x @ c, capsys)
+    assert not ok and "raised RuntimeError" in out
+
+
+# ---------------------------------------------------------------- exercise 3: ALiBi slopes
+
+
+def test_alibi_solution_matches_paper_and_library(capsys):
+    assert ch06.solution_alibi_slopes(8).tolist() == [2.0 ** -k for k in range(1, 9)]
+    for h in (1, 3, 5, 8, 12, 16, 24):
+        torch.testing.assert_close(ch06.solution_alibi_slopes(h), rope.alibi_slopes(h))
+    for fn in (ch06.solution_alibi_slopes, rope.alibi_slopes,
+               lambda h: rope.alibi_slopes(h).tolist()):  # a plain list is accepted too
+        ok, out = run(ch06.check_alibi_slopes, fn, capsys)
+        assert ok and "all 4 cases pass" in out
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda h: torch.tensor([2.0 ** (-8.0 * (i + 1) / h) for i in range(h)]),  # naive for 12 heads
+    lambda h: rope.alibi_slopes(h).flip(0),  # reversed
+    lambda h: torch.tensor([2.0 ** -(i + 1) for i in range(h)]),  # 1/2^h for every head count
+    lambda h: "slopes",
+])
+def test_alibi_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch06.check_alibi_slopes, wrong, capsys)
+    assert not ok and "❌" in out
+
+
+# ---------------------------------------------------------------- exercise 4: NTK base
+
+
+def test_ntk_solution_and_library_pass(capsys):
+    ok, out = run(ch06.check_ntk_base, ch06.solution_ntk_base, capsys)
+    assert ok and "all 3 cases pass" in out
+    ok, _ = run(ch06.check_ntk_base, lambda b, d, s: rope.ntk_scaled_base(b, d, s), capsys)
+    assert ok
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda b, d, s: b * s,  # exponent forgotten
+    lambda b, d, s: b * s ** ((d - 2) / d),  # exponent upside down
+    lambda b, d, s: b / s,
+])
+def test_ntk_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch06.check_ntk_base, wrong, capsys)
+    assert not ok and "❌" in out
