@@ -1,0 +1,500 @@
+"""Flash-attention tiling (chapter 07): exact attention without the N x N matrix.
+
+Attention is softmax(S) V with S = scale * Q K^T (+ ALiBi bias). FlashAttention computes it one
+``block_q x block_k`` tile of S at a time, keeping per query row a running max ``m``, a running
+sum ``l`` of exponentials and a (rescaled) accumulator of the weighted values, so that no more
+than one tile of scores ever exists.
+
+- Dao et al. 2022, "FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness",
+  Algorithm 1 (forward, outer loop over K/V blocks, output kept normalised), Theorem 2 (IO counts).
+- Dao 2023, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning",
+  Algorithm 1 (forward, outer loop over Q blocks, normalisation deferred to the end, log-sum-exp
+  saved) and Algorithm 2 (backward that recomputes P from Q, K and the log-sum-exp).
+- Milakov & Gimelshein 2018, "Online normalizer calculation for softmax" (the running max/sum).
+- Press et al. 2022, "Train Short, Test Long" (ALiBi).
+
+Everything here is plain PyTorch: a Python loop over tiles. It is exact and memory-lean, but much
+slower than a fused kernel, which keeps each tile in on-chip SRAM and runs the loop on the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from attnkit.core import _check_inputs
+
+__all__ = [
+    "flash_attention",
+    "tile_scores",
+    "online_update",
+    "merge_partials",
+    "causal_tile_kind",
+    "tile_schedule",
+    "trace_row",
+    "io_standard",
+    "io_flash",
+    "sram_block_sizes",
+    "measure_peak_bytes",
+]
+
+LOOP_ORDERS = ("v1", "v2")
+
+
+# ----------------------------------------------------------------------------------------------
+# Small pure pieces: one tile of scores, one online-softmax step, one merge.
+# ----------------------------------------------------------------------------------------------
+
+
+def causal_tile_kind(q_start: int, q_end: int, k_start: int, k_end: int) -> str:
+    """Where the tile rows [q_start, q_end) x cols [k_start, k_end) lies w.r.t. the causal mask.
+
+    Query i may see key j when j <= i (top-left aligned, as ``torch``'s ``is_causal``).
+    ``"skip"``: every j > i (the tile is entirely above the diagonal: no work at all);
+    ``"full"``: every j <= i (no masking needed); ``"partial"``: the diagonal crosses it.
+    """
+    if k_start > q_end - 1:  # smallest key exceeds the largest query
+        return "skip"
+    if k_end - 1 <= q_start:  # largest key is at most the smallest query
+        return "full"
+    return "partial"
+
+
+def tile_scores(
+    q_blk: torch.Tensor,  # (..., Bq, D)
+    k_blk: torch.Tensor,  # (..., Bk, D)
+    scale: float,
+    q_start: int = 0,
+    k_start: int = 0,
+    is_causal: bool = False,
+    alibi: torch.Tensor | None = None,  # slopes shaped to broadcast as (..., 1, 1)
+) -> torch.Tensor:
+    """One tile of scores S_ij = scale * q_i . k_j - slope * |i - j|, -inf where j > i if causal."""
+    s = (q_blk @ k_blk.transpose(-2, -1)) * scale  # (..., Bq, Bk)
+    if alibi is not None or is_causal:
+        i = torch.arange(q_start, q_start + q_blk.shape[-2], device=s.device)[:, None]  # (Bq, 1)
+        j = torch.arange(k_start, k_start + k_blk.shape[-2], device=s.device)[None, :]  # (1, Bk)
+        if alibi is not None:
+            s = s - alibi * (i - j).abs().to(s.dtype)  # ALiBi bias, (..., Bq, Bk)
+        if is_causal:
+            s = s.masked_fill(j > i, float("-inf"))
+    return s
+
+
+def _safe(m: torch.Tensor) -> torch.Tensor:
+    """The running max with -inf replaced by 0, so exp(x - m) is 0 (not NaN) for empty rows."""
+    return torch.where(torch.isneginf(m), torch.zeros_like(m), m)
+
+
+def online_update(
+    m: torch.Tensor,  # (..., Bq)      running max of the scores seen so far
+    l: torch.Tensor,  # (..., Bq)      running sum of exp(score - m)
+    acc: torch.Tensor,  # (..., Bq, Dv)  running sum of exp(score - m) * v, NOT normalised
+    s: torch.Tensor,  # (..., Bq, Bk)  a new tile of scores
+    v_blk: torch.Tensor,  # (..., Bk, Dv)  the values of that tile
+):
+    """One step of the online softmax extended to a weighted sum (FlashAttention-2, Alg. 1, l. 8-10).
+
+        m' = max(m, rowmax(S))
+        P  = exp(S - m')
+        l' = exp(m - m') l + rowsum(P)
+        A' = exp(m - m') A + P V
+    At the end, out = A / l and the log-sum-exp of the row is m + log(l).
+    """
+    m_new = torch.maximum(m, s.amax(dim=-1))  # (..., Bq)
+    ms = _safe(m_new)
+    p = torch.exp(s - ms[..., None])  # (..., Bq, Bk)
+    alpha = torch.exp(m - ms)  # (..., Bq), rescales what was accumulated under the old max
+    l_new = alpha * l + p.sum(dim=-1)
+    acc_new = alpha[..., None] * acc + p @ v_blk  # (..., Bq, Dv)
+    return m_new, l_new, acc_new
+
+
+def merge_partials(m1, l1, o1, m2, l2, o2):
+    """Merge two normalised partial results over disjoint key sets (FlashAttention, Alg. 1, l. 11-12).
+
+    Part k holds m_k = max score, l_k = sum exp(score - m_k), o_k = softmax-weighted mean of its
+    values (o_k = sum exp(score - m_k) v / l_k); m, l have shape (..., L), o has (..., L, Dv).
+    The merged part over both key sets is
+        m = max(m1, m2),  l = e^(m1-m) l1 + e^(m2-m) l2,
+        o = (e^(m1-m) l1 o1 + e^(m2-m) l2 o2) / l.
+    A part with no keys (m = -inf, l = 0) leaves the other unchanged; two empty parts give o = 0.
+    """
+    m = torch.maximum(m1, m2)
+    ms = _safe(m)
+    w1 = torch.exp(m1 - ms) * l1  # (..., L)
+    w2 = torch.exp(m2 - ms) * l2
+    l = w1 + w2
+    denom = torch.where(l > 0, l, torch.ones_like(l))
+    o = (w1[..., None] * o1 + w2[..., None] * o2) / denom[..., None]  # (..., L, Dv)
+    return m, l, o
+
+
+# ----------------------------------------------------------------------------------------------
+# The tiled forward, in both loop orders, and the recomputing backward.
+# ----------------------------------------------------------------------------------------------
+
+
+def _forward_v2(q, k, v, scale, is_causal, block_q, block_k, alibi):
+    """FlashAttention-2 order: outer loop over Q blocks, normalise once at the end."""
+    L, S = q.shape[-2], k.shape[-2]
+    out = q.new_zeros(*q.shape[:-1], v.shape[-1])  # (..., L, Dv)
+    lse = q.new_full(q.shape[:-1], float("-inf"))  # (..., L)
+    for qs in range(0, L, block_q):
+        qe = min(qs + block_q, L)
+        qb = q[..., qs:qe, :]  # (..., Bq, D)
+        m = q.new_full(qb.shape[:-1], float("-inf"))  # (..., Bq)
+        l = q.new_zeros(qb.shape[:-1])  # (..., Bq)
+        acc = q.new_zeros(*qb.shape[:-1], v.shape[-1])  # (..., Bq, Dv)
+        for ks in range(0, S, block_k):
+            ke = min(ks + block_k, S)
+            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            if kind == "skip":
+                break  # every later K block lies further right: all skipped too
+            s = tile_scores(qb, k[..., ks:ke, :], scale, qs, ks, kind == "partial", alibi)
+            m, l, acc = online_update(m, l, acc, s, v[..., ks:ke, :])
+        out[..., qs:qe, :] = acc / torch.where(l > 0, l, torch.ones_like(l))[..., None]
+        lse[..., qs:qe] = _safe(m) + torch.log(l)  # -inf for a row with no keys
+    return out, lse
+
+
+def _forward_v1(q, k, v, scale, is_causal, block_q, block_k, alibi):
+    """FlashAttention-1 order: outer loop over K/V blocks; O, l, m live in 'slow memory'."""
+    L, S = q.shape[-2], k.shape[-2]
+    out = q.new_zeros(*q.shape[:-1], v.shape[-1])  # (..., L, Dv), kept normalised
+    m = q.new_full(q.shape[:-1], float("-inf"))  # (..., L)
+    l = q.new_zeros(q.shape[:-1])  # (..., L)
+    for ks in range(0, S, block_k):
+        ke = min(ks + block_k, S)
+        kb, vb = k[..., ks:ke, :], v[..., ks:ke, :]  # (..., Bk, D), (..., Bk, Dv)
+        for qs in range(0, L, block_q):
+            qe = min(qs + block_q, L)
+            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            if kind == "skip":
+                continue
+            s = tile_scores(q[..., qs:qe, :], kb, scale, qs, ks, kind == "partial", alibi)
+            # this tile alone, as a normalised partial result (m~, l~, P~V / l~)
+            mt = s.amax(dim=-1)  # (..., Bq)
+            p = torch.exp(s - _safe(mt)[..., None])  # (..., Bq, Bk)
+            lt = p.sum(dim=-1)
+            ot = (p @ vb) / torch.where(lt > 0, lt, torch.ones_like(lt))[..., None]
+            mi, li, oi = merge_partials(m[..., qs:qe], l[..., qs:qe], out[..., qs:qe, :], mt, lt, ot)
+            m[..., qs:qe], l[..., qs:qe], out[..., qs:qe, :] = mi, li, oi
+    lse = _safe(m) + torch.log(l)  # (..., L)
+    return out, lse
+
+
+def _backward(q, k, v, out, lse, dout, scale, is_causal, block_q, block_k, alibi):
+    """FlashAttention-2, Algorithm 2: recompute P tile by tile from Q, K and the log-sum-exp.
+
+        D_i = rowsum(dO_i * O_i)                 (eq. in Alg. 2, line 4)
+        P_ij = exp(S_ij - LSE_i)
+        dV_j += P_ij^T dO_i,   dP_ij = dO_i V_j^T,   dS_ij = P_ij * (dP_ij - D_i)
+        dQ_i += scale dS_ij K_j,   dK_j += scale dS_ij^T Q_i
+    """
+    L, S = q.shape[-2], k.shape[-2]
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    delta = (dout * out).sum(dim=-1)  # (..., L)
+    lse_safe = torch.where(torch.isneginf(lse), torch.full_like(lse, float("inf")), lse)
+    for ks in range(0, S, block_k):  # outer loop over K/V blocks: dK_j, dV_j stay "on chip"
+        ke = min(ks + block_k, S)
+        kb, vb = k[..., ks:ke, :], v[..., ks:ke, :]
+        dkb, dvb = torch.zeros_like(kb), torch.zeros_like(vb)
+        for qs in range(0, L, block_q):
+            qe = min(qs + block_q, L)
+            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            if kind == "skip":
+                continue
+            qb, dob = q[..., qs:qe, :], dout[..., qs:qe, :]
+            s = tile_scores(qb, kb, scale, qs, ks, kind == "partial", alibi)  # (..., Bq, Bk)
+            p = torch.exp(s - lse_safe[..., qs:qe, None])  # (..., Bq, Bk)
+            dvb = dvb + p.transpose(-2, -1) @ dob  # (..., Bk, Dv)
+            dp = dob @ vb.transpose(-2, -1)  # (..., Bq, Bk)
+            ds = p * (dp - delta[..., qs:qe, None])  # (..., Bq, Bk)
+            dq[..., qs:qe, :] += scale * (ds @ kb)
+            dkb = dkb + scale * (ds.transpose(-2, -1) @ qb)
+        dk[..., ks:ke, :] = dkb
+        dv[..., ks:ke, :] = dvb
+    return dq, dk, dv
+
+
+class _FlashAttentionFn(torch.autograd.Function):
+    """Tiled forward; backward recomputes tiles, saving only q, k, v, out and the log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale, is_causal, block_q, block_k, alibi, loop_order):
+        fwd = _forward_v1 if loop_order == "v1" else _forward_v2
+        out, lse = fwd(q, k, v, scale, is_causal, block_q, block_k, alibi)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.cfg = (scale, is_causal, block_q, block_k, alibi)
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout, _dlse):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = _backward(q, k, v, out, lse, dout, *ctx.cfg)
+        return dq, dk, dv, None, None, None, None, None, None
+
+
+def _check_block(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def _alibi_slopes(alibi_slopes, batch_shape, device) -> torch.Tensor | None:
+    """Shape (H,) or (B, H) slopes as a tensor that broadcasts against (..., H, Bq, Bk)."""
+    if alibi_slopes is None:
+        return None
+    if not isinstance(alibi_slopes, torch.Tensor):
+        raise TypeError(f"alibi_slopes must be a torch.Tensor, got {type(alibi_slopes).__name__}")
+    if alibi_slopes.dim() not in (1, 2):
+        raise ValueError(
+            f"alibi_slopes must have shape (heads,) or (batch, heads), got {tuple(alibi_slopes.shape)}"
+        )
+    tail = tuple(batch_shape[-alibi_slopes.dim():]) if len(batch_shape) >= alibi_slopes.dim() else None
+    if tail != tuple(alibi_slopes.shape):
+        raise ValueError(
+            f"alibi_slopes has shape {tuple(alibi_slopes.shape)}, expected the trailing batch dims "
+            f"of q, k, v, i.e. (heads,) = {tuple(batch_shape[-1:])} or (batch, heads) = "
+            f"{tuple(batch_shape[-2:])}"
+        )
+    if alibi_slopes.device != device:
+        raise ValueError(f"alibi_slopes is on {alibi_slopes.device}, expected q's device {device}")
+    return alibi_slopes.detach()[..., None, None]  # (..., H, 1, 1)
+
+
+def flash_attention(
+    q: torch.Tensor,  # (..., L, D), e.g. (B, H, L, D)
+    k: torch.Tensor,  # (..., S, D)
+    v: torch.Tensor,  # (..., S, Dv)
+    is_causal: bool = False,
+    block_q: int = 64,
+    block_k: int = 64,
+    scale: float | None = None,
+    alibi_slopes: torch.Tensor | None = None,  # (H,) or (B, H)
+    loop_order: str = "v2",
+    return_lse: bool = False,
+):
+    """Exact attention softmax(scale q k^T - slope |i - j|) v, computed tile by tile.
+
+    Equal to ``torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal,
+    scale=scale)`` (plus the ALiBi bias ``-slope_h * |i - j|`` when ``alibi_slopes`` is given),
+    but no more than one ``block_q x block_k`` tile of scores exists at a time, so extra memory
+    is O(L) instead of O(L * S). ``loop_order="v1"`` runs FlashAttention-1's order (outer loop
+    over K/V blocks, output renormalised after every tile), ``"v2"`` FlashAttention-2's (outer
+    loop over Q blocks, one normalisation at the end). With ``is_causal`` (key j visible to
+    query i when j <= i), tiles entirely above the diagonal are skipped, not computed.
+
+    Gradients flow through a tiled backward that recomputes the tiles from q, k, v and the saved
+    log-sum-exp (FlashAttention-2, Alg. 2); ALiBi slopes are treated as constants.
+    Returns ``out`` (..., L, Dv), or ``(out, lse)`` with the per-row log-sum-exp (..., L) in
+    float32 (or float64 for float64 inputs) when ``return_lse=True``.
+    """
+    _check_inputs(q, k, v, None)
+    block_q, block_k = _check_block("block_q", block_q), _check_block("block_k", block_k)
+    if loop_order not in LOOP_ORDERS:
+        raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    alibi = _alibi_slopes(alibi_slopes, batch, q.device)
+    # Half precision is computed in float32 (as torch does on CPU), then cast back.
+    compute = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    qc = q.to(compute).expand(*batch, *q.shape[-2:])  # (..., L, D)
+    kc = k.to(compute).expand(*batch, *k.shape[-2:])  # (..., S, D)
+    vc = v.to(compute).expand(*batch, *v.shape[-2:])  # (..., S, Dv)
+    if alibi is not None:
+        alibi = alibi.to(compute)
+    out, lse = _FlashAttentionFn.apply(
+        qc, kc, vc, float(scale), bool(is_causal), block_q, block_k, alibi, loop_order
+    )
+    out = out.to(q.dtype)
+    return (out, lse) if return_lse else out
+
+
+# ----------------------------------------------------------------------------------------------
+# The step-through: which tiles are visited in which order, and one query row's running state.
+# ----------------------------------------------------------------------------------------------
+
+
+def tile_schedule(L: int, S: int, block_q: int, block_k: int, is_causal=False, loop_order="v2"):
+    """The tiles in the order the loop visits them, and the ones the causal mask skips.
+
+    Returns ``(steps, skipped)``: ``steps`` is a list of dicts with keys ``qi``, ``kj`` (tile
+    indices), ``q`` = (q_start, q_end), ``k`` = (k_start, k_end) and ``kind`` ("full"/"partial");
+    ``skipped`` lists the (qi, kj) of tiles never computed.
+    """
+    block_q, block_k = _check_block("block_q", block_q), _check_block("block_k", block_k)
+    if loop_order not in LOOP_ORDERS:
+        raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    nq, nk = -(-L // block_q), -(-S // block_k)
+    pairs = [(a, b) for a in range(nq) for b in range(nk)]
+    if loop_order == "v1":
+        pairs = [(a, b) for b in range(nk) for a in range(nq)]
+    steps, skipped = [], []
+    for qi, kj in pairs:
+        qr = (qi * block_q, min((qi + 1) * block_q, L))
+        kr = (kj * block_k, min((kj + 1) * block_k, S))
+        kind = causal_tile_kind(*qr, *kr) if is_causal else "full"
+        if kind == "skip":
+            skipped.append((qi, kj))
+        else:
+            steps.append({"qi": qi, "kj": kj, "q": qr, "k": kr, "kind": kind})
+    return steps, skipped
+
+
+def trace_row(q, k, v, row: int, block_k: int, is_causal=False, scale=None):
+    """The running (max, sum, output) of one query row after each K/V tile that touches it.
+
+    q (L, D), k (S, D), v (S, Dv). Returns a list of dicts (``k`` range, ``m``, ``l``, ``out``:
+    the normalised output so far, a (Dv,) tensor). The last ``out`` equals the attention output.
+    """
+    if q.dim() != 2 or k.dim() != 2 or v.dim() != 2:
+        raise ValueError(
+            f"trace_row takes 2-D q (L, D), k (S, D), v (S, Dv); got shapes "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    if not 0 <= row < q.shape[0]:
+        raise ValueError(f"row must lie in [0, {q.shape[0]}), got {row}")
+    block_k = _check_block("block_k", block_k)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    qr = q[row : row + 1]  # (1, D)
+    m = torch.full((1,), float("-inf"), dtype=q.dtype)
+    l = torch.zeros(1, dtype=q.dtype)
+    acc = torch.zeros(1, v.shape[-1], dtype=q.dtype)
+    trace = []
+    for ks in range(0, k.shape[0], block_k):
+        ke = min(ks + block_k, k.shape[0])
+        if is_causal and ks > row:
+            break
+        s = tile_scores(qr, k[ks:ke], scale, row, ks, is_causal)  # (1, Bk)
+        m, l, acc = online_update(m, l, acc, s, v[ks:ke])
+        trace.append({"k": (ks, ke), "m": float(m[0]), "l": float(l[0]), "out": (acc / l[:, None])[0]})
+    return trace
+
+
+# ----------------------------------------------------------------------------------------------
+# The IO model: element reads + writes of slow memory (HBM), FlashAttention paper, Theorem 2.
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_pos(**kw):
+    for name, value in kw.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def io_standard(N: int, d: int) -> dict:
+    """Slow-memory traffic of standard attention (FlashAttention, Algorithm 0), in elements.
+
+    Read Q, K (2Nd), write S (N^2); read S, write P (2N^2); read P, V (N^2 + Nd), write O (Nd).
+    Total 4Nd + 4N^2 = Theta(Nd + N^2).
+    """
+    _check_pos(N=N, d=d)
+    reads = 2 * N * d + N * N + N * N + N * d
+    writes = N * N + N * N + N * d
+    return {"reads": reads, "writes": writes, "total": reads + writes}
+
+
+def sram_block_sizes(M: int, d: int) -> tuple[int, int]:
+    """FlashAttention's block sizes for on-chip memory of M elements: (B_r, B_c) with
+    B_c = ceil(M / 4d) and B_r = min(B_c, d) (Algorithm 1, line 1)."""
+    _check_pos(M=M, d=d)
+    bc = -(-M // (4 * d))
+    return min(bc, d), bc
+
+
+def io_flash(N: int, d: int, M: int | None = None, block_q: int | None = None,
+             block_k: int | None = None, loop_order: str = "v1") -> dict:
+    """Slow-memory traffic of the tiled forward, in elements (FlashAttention, Theorem 2).
+
+    Block sizes come from ``sram_block_sizes(M, d)`` unless given. With T_c = ceil(N / B_c) and
+    T_r = ceil(N / B_r):
+    - "v1" (outer loop over K/V): read K, V once (2Nd); for each of the T_c K/V blocks read all
+      of Q, O, l, m and write O, l, m back: T_c (3Nd + 4N). Total Theta(N^2 d^2 / M).
+    - "v2" (outer loop over Q): read Q once (Nd); for each of the T_r Q blocks read all of K, V
+      (2Nd); write O and the log-sum-exp once (Nd + N).
+    """
+    if loop_order not in LOOP_ORDERS:
+        raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    _check_pos(N=N, d=d)
+    if block_q is None or block_k is None:
+        if M is None:
+            raise ValueError("io_flash needs M (on-chip memory, in elements) or both block sizes")
+        br, bc = sram_block_sizes(M, d)
+        block_q = br if block_q is None else block_q
+        block_k = bc if block_k is None else block_k
+    _check_pos(block_q=block_q, block_k=block_k)
+    tc, tr = -(-N // block_k), -(-N // block_q)
+    if loop_order == "v1":
+        reads = 2 * N * d + tc * (2 * N * d + 2 * N)
+        writes = tc * (N * d + 2 * N)
+    else:
+        reads = N * d + tr * 2 * N * d
+        writes = N * d + N
+    return {"reads": reads, "writes": writes, "total": reads + writes}
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring peak memory on CPU: live bytes of the tensors that torch ops allocate.
+# ----------------------------------------------------------------------------------------------
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Counts the bytes of every storage an aten op creates while it is alive.
+
+    After each op: storages that died since the last op are subtracted, storages the op newly
+    created are added (views and in-place results share an input's storage and add nothing).
+    Tensors that existed before the measurement are not counted: the result is the *extra*
+    memory the call needed. Scratch space an op allocates and frees inside itself is not seen.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.live = {}  # storage id -> (weak ref, nbytes)
+        self.current = 0
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for key in [key for key, (ref, _) in self.live.items() if ref.expired()]:
+            self.current -= self.live.pop(key)[1]
+        inputs = {
+            StorageWeakRef(t.untyped_storage()).cdata
+            for t in tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            ref = StorageWeakRef(storage)
+            if ref.cdata in inputs or ref.cdata in self.live:
+                continue
+            self.live[ref.cdata] = (ref, storage.nbytes())
+            self.current += storage.nbytes()
+        self.peak = max(self.peak, self.current)
+        return out
+
+
+def measure_peak_bytes(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` and return ``(result, peak_bytes)``: the largest number of
+    bytes held at once by tensors created during the call (inputs made before it not counted).
+
+    Measured by watching every aten op through a ``TorchDispatchMode``, so it counts what torch
+    allocates on any device, op by op; a tool for CPU, where torch keeps no allocator statistics.
+    """
+    with _LiveBytes() as mode:
+        result = fn(*args, **kwargs)
+    return result, mode.peak
