@@ -27,12 +27,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from attnkit.core import _check_inputs
+from attnkit.softmax import OnlineSoftmaxState, merge_partials, normalize, softmax_state
 
 __all__ = [
     "flash_attention",
     "tile_scores",
     "online_update",
-    "merge_partials",
     "causal_tile_kind",
     "tile_schedule",
     "trace_row",
@@ -114,26 +114,6 @@ def online_update(
     return m_new, l_new, acc_new
 
 
-def merge_partials(m1, l1, o1, m2, l2, o2):
-    """Merge two normalised partial results over disjoint key sets (FlashAttention, Alg. 1, l. 11-12).
-
-    Part k holds m_k = max score, l_k = sum exp(score - m_k), o_k = softmax-weighted mean of its
-    values (o_k = sum exp(score - m_k) v / l_k); m, l have shape (..., L), o has (..., L, Dv).
-    The merged part over both key sets is
-        m = max(m1, m2),  l = e^(m1-m) l1 + e^(m2-m) l2,
-        o = (e^(m1-m) l1 o1 + e^(m2-m) l2 o2) / l.
-    A part with no keys (m = -inf, l = 0) leaves the other unchanged; two empty parts give o = 0.
-    """
-    m = torch.maximum(m1, m2)
-    ms = _safe(m)
-    w1 = torch.exp(m1 - ms) * l1  # (..., L)
-    w2 = torch.exp(m2 - ms) * l2
-    l = w1 + w2
-    denom = torch.where(l > 0, l, torch.ones_like(l))
-    o = (w1[..., None] * o1 + w2[..., None] * o2) / denom[..., None]  # (..., L, Dv)
-    return m, l, o
-
-
 # ----------------------------------------------------------------------------------------------
 # The tiled forward, in both loop orders, and the recomputing backward.
 # ----------------------------------------------------------------------------------------------
@@ -163,11 +143,16 @@ def _forward_v2(q, k, v, scale, is_causal, block_q, block_k, alibi):
 
 
 def _forward_v1(q, k, v, scale, is_causal, block_q, block_k, alibi):
-    """FlashAttention-1 order: outer loop over K/V blocks; O, l, m live in 'slow memory'."""
+    """FlashAttention-1 order: outer loop over K/V blocks; O, l, m live in 'slow memory'.
+
+    Each tile is a normalised partial result (its own softmax times V, and its (m, l) state),
+    merged into the running one with chapter 03's ``merge_partials`` (FlashAttention, Alg. 1,
+    lines 10-12).
+    """
     L, S = q.shape[-2], k.shape[-2]
     out = q.new_zeros(*q.shape[:-1], v.shape[-1])  # (..., L, Dv), kept normalised
-    m = q.new_full(q.shape[:-1], float("-inf"))  # (..., L)
-    l = q.new_zeros(q.shape[:-1])  # (..., L)
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))  # (..., L, 1)
+    l = q.new_zeros((*q.shape[:-1], 1))  # (..., L, 1)
     for ks in range(0, S, block_k):
         ke = min(ks + block_k, S)
         kb, vb = k[..., ks:ke, :], v[..., ks:ke, :]  # (..., Bk, D), (..., Bk, Dv)
@@ -177,14 +162,12 @@ def _forward_v1(q, k, v, scale, is_causal, block_q, block_k, alibi):
             if kind == "skip":
                 continue
             s = tile_scores(q[..., qs:qe, :], kb, scale, qs, ks, kind == "partial", alibi)
-            # this tile alone, as a normalised partial result (m~, l~, P~V / l~)
-            mt = s.amax(dim=-1)  # (..., Bq)
-            p = torch.exp(s - _safe(mt)[..., None])  # (..., Bq, Bk)
-            lt = p.sum(dim=-1)
-            ot = (p @ vb) / torch.where(lt > 0, lt, torch.ones_like(lt))[..., None]
-            mi, li, oi = merge_partials(m[..., qs:qe], l[..., qs:qe], out[..., qs:qe, :], mt, lt, ot)
-            m[..., qs:qe], l[..., qs:qe], out[..., qs:qe, :] = mi, li, oi
-    lse = _safe(m) + torch.log(l)  # (..., L)
+            tile = softmax_state(s)  # (m~, l~), each (..., Bq, 1)
+            o_tile = normalize(s, tile) @ vb  # (..., Bq, Dv): softmax within the tile, times V
+            running = OnlineSoftmaxState(m[..., qs:qe, :], l[..., qs:qe, :])
+            o_new, merged = merge_partials(out[..., qs:qe, :], running, o_tile, tile)
+            out[..., qs:qe, :], m[..., qs:qe, :], l[..., qs:qe, :] = o_new, merged.m, merged.l
+    lse = (_safe(m) + torch.log(l))[..., 0]  # (..., L)
     return out, lse
 
 

@@ -18,7 +18,6 @@ from attnkit.flash import (
     io_flash,
     io_standard,
     measure_peak_bytes,
-    merge_partials,
     online_update,
     sram_block_sizes,
     tile_schedule,
@@ -248,31 +247,6 @@ def test_online_update_over_tiles_equals_softmax():
     torch.testing.assert_close(m, s.amax(-1))
     torch.testing.assert_close(l, torch.exp(s - s.amax(-1, keepdim=True)).sum(-1))
     torch.testing.assert_close(acc / l[:, None], torch.softmax(s, -1) @ v)
-
-
-def _partial(s, v):
-    m = s.amax(-1)
-    p = torch.exp(s - m[:, None])
-    return m, p.sum(-1), (p @ v) / p.sum(-1)[:, None]
-
-
-def test_merge_partials_equals_softmax_over_union():
-    g = torch.Generator().manual_seed(20)
-    s, v = torch.randn(4, 9, generator=g) * 40, torch.randn(9, 3, generator=g)
-    m, l, o = merge_partials(*_partial(s[:, :4], v[:4]), *_partial(s[:, 4:], v[4:]))
-    torch.testing.assert_close(o, torch.softmax(s, -1) @ v)
-    torch.testing.assert_close(m + torch.log(l), torch.logsumexp(s, -1))
-
-
-def test_merge_partials_with_an_empty_part():
-    g = torch.Generator().manual_seed(21)
-    s, v = torch.randn(2, 5, generator=g), torch.randn(5, 3, generator=g)
-    full = _partial(s, v)
-    empty = (torch.full((2,), float("-inf")), torch.zeros(2), torch.zeros(2, 3))
-    for merged in (merge_partials(*full, *empty), merge_partials(*empty, *full)):
-        torch.testing.assert_close(merged[2], full[2])
-    m, l, o = merge_partials(*empty, *empty)
-    assert torch.equal(o, torch.zeros(2, 3)) and torch.equal(l, torch.zeros(2))
 
 
 def test_causal_tile_kind_matches_brute_force():
