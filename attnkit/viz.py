@@ -23,10 +23,9 @@ def setup_fonts() -> str:
     """Register the bundled CJK font and put it after DejaVu Sans in the fallback list."""
     if CJK_FAMILY not in {f.name for f in font_manager.fontManager.ttflist}:
         font_manager.fontManager.addfont(str(FONT_PATH))
-    families = [f for f in matplotlib.rcParams["font.sans-serif"] if f != CJK_FAMILY]
-    matplotlib.rcParams["font.family"] = "sans-serif"
-    matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", CJK_FAMILY, *families]
-    matplotlib.rcParams["axes.unicode_minus"] = False  # the CJK font has no U+2212 in some sizes
+    # Concrete families, not the generic "sans-serif": matplotlib falls back glyph by glyph
+    # only along a list of named families (Latin from DejaVu Sans, Chinese from Noto Sans CJK SC).
+    matplotlib.rcParams["font.family"] = ["DejaVu Sans", CJK_FAMILY]
     return CJK_FAMILY
 
 
@@ -81,7 +80,7 @@ def heads_grid(weights, x_labels=None, y_labels=None, titles=None, ncols=4, size
         if i >= h:
             ax.axis("off")
             continue
-        ax.imshow(w[i], cmap="viridis", vmin=0.0, vmax=float(w.max()), aspect="auto")
+        ax.imshow(w[i].numpy(), cmap="viridis", vmin=0.0, vmax=float(w.max()), aspect="auto")
         _tick_labels(ax, w[i].shape, x_labels, y_labels, fontsize=6)
         ax.set_title(titles[i] if titles else t("viz.head", h=i), fontsize=9)
     if suptitle:
@@ -95,7 +94,7 @@ def mask_picture(mask, x_labels=None, y_labels=None, ax=None, title=None):
     m = _as_2d(mask, "mask")
     if ax is None:
         _, ax = plt.subplots(figsize=(0.35 * m.shape[1] + 1.5, 0.35 * m.shape[0] + 1.2))
-    ax.imshow(m.float(), cmap="Blues", vmin=0.0, vmax=1.2, aspect="auto")
+    ax.imshow(m.astype(float), cmap="Blues", vmin=0.0, vmax=1.2, aspect="auto")
     _tick_labels(ax, m.shape, x_labels, y_labels)
     ax.set_xlabel(t("viz.key"))
     ax.set_ylabel(t("viz.query"))
@@ -133,7 +132,7 @@ def _as_2d(x, name):
     x = torch.as_tensor(x).detach().cpu()
     if x.dim() != 2:
         raise ValueError(f"{name} must be 2-D (q_len, k_len), got shape {tuple(x.shape)}")
-    return x if x.dtype == torch.bool else x.float()
+    return (x if x.dtype == torch.bool else x.float()).numpy()
 
 
 def _tick_labels(ax, shape, x_labels, y_labels, fontsize=8):
@@ -145,3 +144,17 @@ def _tick_labels(ax, shape, x_labels, y_labels, fontsize=8):
             raise ValueError(f"got {len(labels)} labels for an axis of length {n}")
         ticks(range(n))
         setter(labels, fontsize=fontsize, **kw)
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    """A plain-text table whose columns line up also with Chinese (double-width) characters."""
+    import unicodedata
+
+    def width(s: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(width(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(" " * (w - width(c)) + c for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

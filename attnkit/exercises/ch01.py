@@ -1,0 +1,84 @@
+"""Chapter 01 exercises: attention from scratch, a causal mask, masked attention."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attnkit.exercises import Case, run_checks
+from attnkit.i18n import register, t
+
+register({
+    "ch01.ex1.title": {"en": "Exercise 1 · scaled dot-product attention",
+                       "zh": "练习 1 · 缩放点积注意力"},
+    "ch01.ex1.hint": {"en": "softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1) @ v — d_k is q.shape[-1], and softmax runs over the keys (the last dim).",
+                      "zh": "softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1) @ v —— d_k 是 q.shape[-1]，softmax 沿键的方向（最后一维）计算。"},
+    "ch01.ex2.title": {"en": "Exercise 2 · causal mask", "zh": "练习 2 · 因果掩码"},
+    "ch01.ex2.hint": {"en": "A bool (n, n) tensor, True where query i may attend to key j, that is j <= i: torch.tril of a matrix of ones, including the diagonal.",
+                      "zh": "返回 (n, n) 的布尔张量，查询 i 可以关注键 j（即 j <= i）的位置为 True：对全 1 矩阵取 torch.tril，对角线也要保留。"},
+    "ch01.ex3.title": {"en": "Exercise 3 · attention with a boolean mask",
+                       "zh": "练习 3 · 带布尔掩码的注意力"},
+    "ch01.ex3.hint": {"en": "Fill scores where mask is False with -inf (True = attend), softmax, then give rows whose keys are all masked zero weights instead of NaN (or a uniform average, which -1e9 gives).",
+                      "zh": "把 mask 为 False 的分数填成 -inf（True 表示可以关注），再做 softmax；所有键都被屏蔽的行应当得到全零权重，而不是 NaN（用 -1e9 填充则会变成均匀平均，同样不对）。"},
+    "ch01.case.small": {"en": "3 queries, 4 keys, d_k = 2", "zh": "3 个查询、4 个键，d_k = 2"},
+    "ch01.case.batched": {"en": "batch of 2 × 2 heads, d_k = 8", "zh": "批次 2 × 2 个头，d_k = 8"},
+    "ch01.case.large_dk": {"en": "d_k = 64, where the scale matters", "zh": "d_k = 64，缩放的影响很明显"},
+    "ch01.case.n": {"en": "n = {n}", "zh": "n = {n}"},
+    "ch01.case.causal": {"en": "a causal mask", "zh": "因果掩码"},
+    "ch01.case.padding": {"en": "padding: the last 2 keys masked", "zh": "填充：最后 2 个键被屏蔽"},
+    "ch01.case.full_row": {"en": "a query whose keys are all masked", "zh": "某个查询的所有键都被屏蔽"},
+})
+
+
+def _qkv(seed, *shape_q, s=None):
+    g = torch.Generator().manual_seed(seed)
+    *batch, n, d = shape_q
+    s = n if s is None else s
+    return (torch.randn(*batch, n, d, generator=g), torch.randn(*batch, s, d, generator=g),
+            torch.randn(*batch, s, d, generator=g))
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+def solution_attention(q, k, v):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., L, S)
+    return torch.softmax(scores, dim=-1) @ v  # (..., L, Dv)
+
+
+def solution_causal_mask(n):
+    return torch.ones(n, n).tril().bool()  # (n, n), True = attend
+
+
+def solution_masked_attention(q, k, v, mask):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~mask, float("-inf"))
+    dead = (~mask).all(dim=-1, keepdim=True)  # rows with no key to attend
+    w = torch.softmax(scores.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
+    return w @ v
+
+
+# ---- checkers ----
+
+def check_attention(fn) -> bool:
+    cases = [Case(_qkv(1, 3, 2, s=4), label=t("ch01.case.small")),
+             Case(_qkv(2, 2, 2, 5, 8), label=t("ch01.case.batched")),
+             Case(_qkv(3, 4, 64), label=t("ch01.case.large_dk"))]
+    return run_checks(fn, solution_attention, cases, t("ch01.ex1.title"), t("ch01.ex1.hint"))
+
+
+def check_causal_mask(fn) -> bool:
+    cases = [Case((n,), label=t("ch01.case.n", n=n)) for n in (1, 4, 7)]
+    return run_checks(fn, solution_causal_mask, cases, t("ch01.ex2.title"), t("ch01.ex2.hint"))
+
+
+def check_masked_attention(fn) -> bool:
+    q, k, v = _qkv(4, 5, 4)
+    causal = solution_causal_mask(5)
+    padding = torch.tensor([True, True, True, False, False]).expand(5, 5)
+    full_row = causal.clone()
+    full_row[2] = False
+    cases = [Case((q, k, v, causal), label=t("ch01.case.causal")),
+             Case((q, k, v, padding), label=t("ch01.case.padding")),
+             Case((q, k, v, full_row), label=t("ch01.case.full_row"))]
+    return run_checks(fn, solution_masked_attention, cases, t("ch01.ex3.title"), t("ch01.ex3.hint"))

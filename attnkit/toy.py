@@ -1,0 +1,122 @@
+"""Small, seeded experiments for chapter 01: why queries, keys and values?
+
+Task ("look up by content"): a sequence holds N random vectors x_1..x_N. The answer at
+position i is the vector x_j that best matches a fixed transform of x_i:
+    y_i = x_{j*},   j* = argmax_j (R x_i) . x_j          (R: a fixed random rotation)
+Which position holds the answer changes from one sequence to the next, so a model whose mixing
+weights depend only on positions (a learned N x N matrix A, y = softmax(A) x) cannot solve it,
+while attention, whose weights softmax(x W_q (x W_k)^T) are computed from the content, can.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["lookup_batch", "train_fixed_vs_qkv"]
+
+
+def lookup_batch(g: torch.Generator, batch: int, n: int, d: int, rot: torch.Tensor):
+    """x: (batch, n, d) standard normal; y: (batch, n, d) the looked-up vectors."""
+    x = torch.randn(batch, n, d, generator=g)
+    match = (x @ rot.T) @ x.transpose(1, 2)  # (batch, n, n): (R x_i) . x_j
+    j = match.argmax(dim=-1)  # (batch, n)
+    y = torch.gather(x, 1, j[..., None].expand(-1, -1, d))
+    return x, y
+
+
+def train_fixed_vs_qkv(n: int = 8, d: int = 16, steps: int = 150, batch: int = 64, seed: int = 0,
+                       lr: float = 0.03) -> dict:
+    """Train both models with Adam on the same batches; return their test mean squared errors.
+
+    Returns {"fixed": mse, "qkv": mse, "zero": mse of predicting 0, "fixed_curve": [...],
+    "qkv_curve": [...]} with training losses every step.
+    """
+    g = torch.Generator().manual_seed(seed)
+    rot = torch.linalg.qr(torch.randn(d, d, generator=g))[0]  # (d, d) orthogonal
+    logits = torch.zeros(n, n, requires_grad=True)  # the fixed model: one weight per position pair
+    wq, wk, wv = (torch.randn(d, d, generator=g).div(d ** 0.5).requires_grad_() for _ in range(3))
+    opt_fixed = torch.optim.Adam([logits], lr=lr)
+    opt_qkv = torch.optim.Adam([wq, wk, wv], lr=lr)
+
+    def fixed(x):
+        return torch.softmax(logits, dim=-1) @ x  # (n, n) @ (B, n, d) -> (B, n, d)
+
+    def qkv(x):
+        q, k, v = x @ wq, x @ wk, x @ wv  # (B, n, d) each
+        return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
+
+    curves = {"fixed": [], "qkv": []}
+    for _ in range(steps):
+        x, y = lookup_batch(g, batch, n, d, rot)
+        for name, model, opt in (("fixed", fixed, opt_fixed), ("qkv", qkv, opt_qkv)):
+            loss = (model(x) - y).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            curves[name].append(loss.item())
+    x, y = lookup_batch(torch.Generator().manual_seed(seed + 1), 1000, n, d, rot)
+    with torch.no_grad():
+        return {"fixed": (fixed(x) - y).pow(2).mean().item(), "qkv": (qkv(x) - y).pow(2).mean().item(),
+                "zero": y.pow(2).mean().item(), "fixed_curve": curves["fixed"], "qkv_curve": curves["qkv"]}
+
+
+# ---- pictures and tables for the chapter ----
+
+from attnkit.i18n import register, t  # noqa: E402
+
+register({
+    "toy.curve_title": {"en": "look up by content: training loss", "zh": "按内容查找：训练损失"},
+    "toy.step": {"en": "training step", "zh": "训练步数"},
+    "toy.mse": {"en": "mean squared error", "zh": "均方误差"},
+    "toy.fixed": {"en": "fixed matrix softmax(A)·x", "zh": "固定矩阵 softmax(A)·x"},
+    "toy.qkv": {"en": "attention softmax(QKᵀ)·V", "zh": "注意力 softmax(QKᵀ)·V"},
+    "toy.zero": {"en": "always predict 0", "zh": "始终预测 0"},
+    "toy.col.n": {"en": "N", "zh": "N"},
+    "toy.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（公式）"},
+    "toy.col.bytes": {"en": "score matrix (measured)", "zh": "分数矩阵（实测）"},
+    "toy.col.ms": {"en": "time (ms)", "zh": "耗时（毫秒）"},
+})
+
+
+def plot_fixed_vs_qkv(result: dict):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(result["fixed_curve"], label=t("toy.fixed"))
+    ax.plot(result["qkv_curve"], label=t("toy.qkv"))
+    ax.axhline(result["zero"], color="gray", ls="--", label=t("toy.zero"))
+    ax.set_xlabel(t("toy.step"))
+    ax.set_ylabel(t("toy.mse"))
+    ax.set_title(t("toy.curve_title"))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def attention_flops(n: int, s: int, d: int, dv: int | None = None) -> int:
+    """Multiply-adds counted as 2 FLOPs: Q K^T is 2 n s d, weights @ V is 2 n s dv."""
+    dv = d if dv is None else dv
+    return 2 * n * s * d + 2 * n * s * dv
+
+
+def measure_attention_cost(ns=(256, 512, 1024, 2048), d: int = 64, repeats: int = 3, seed: int = 0):
+    """For each N: FLOPs by formula, bytes of the (N, N) weight matrix as really allocated, and
+    the median time of attnkit's plain attention (float32, one head)."""
+    import time
+
+    from attnkit.core import scaled_dot_product_attention
+
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for n in ns:
+        q, k, v = (torch.randn(n, d, generator=g) for _ in range(3))
+        scaled_dot_product_attention(q, k, v, return_weights=True)  # warm-up, not timed
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _, w = scaled_dot_product_attention(q, k, v, return_weights=True)
+            times.append(time.perf_counter() - t0)
+        rows.append({"n": n, "flops": attention_flops(n, n, d), "score_bytes": w.numel() * w.element_size(),
+                     "ms": sorted(times)[len(times) // 2] * 1e3})
+    return rows
