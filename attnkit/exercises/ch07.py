@@ -1,0 +1,118 @@
+"""Chapter 07 exercises: merge two partial tile results, the causal tile-skip test, an IO count."""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit.exercises import Case, run_checks
+from attnkit.flash import causal_tile_kind, io_flash
+from attnkit.i18n import register, t
+
+register({
+    "ch07.ex1.title": {"en": "Exercise 1 · merge two partial tile results",
+                       "zh": "练习 1 · 合并两个分块的部分结果"},
+    "ch07.ex1.hint": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
+                            "l = w1 + w2 and o = (w1 * o1 + w2 * o2) / l (w[:, None] for o). Never compute exp(m) itself.",
+                      "zh": "m = max(m1, m2)；每部分在新基准下的“质量”是 w = exp(m_部分 - m) * l_部分；"
+                            "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（乘 o 时用 w[:, None]）。不要直接计算 exp(m)。"},
+    "ch07.ex2.title": {"en": "Exercise 2 · which tiles can a causal mask skip?",
+                       "zh": "练习 2 · 因果掩码可以跳过哪些分块？"},
+    "ch07.ex2.hint": {"en": "Rows are q_start .. q_end - 1 and columns k_start .. k_end - 1 (end excluded). The tile is skipped "
+                            "when even its smallest key is after its largest query: k_start > q_end - 1.",
+                      "zh": "行是 q_start .. q_end - 1，列是 k_start .. k_end - 1（不含 end）。当分块中最小的键"
+                            "也在最大的查询之后时整块跳过：k_start > q_end - 1。"},
+    "ch07.ex3.title": {"en": "Exercise 3 · slow-memory traffic of the tiled forward",
+                       "zh": "练习 3 · 分块前向计算访问慢速内存的次数"},
+    "ch07.ex3.hint": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
+                            "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
+                      "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"
+                            "结果是 2 N d + T_c (3 N d + 4 N)。要的是精确计数，不是 Theta 量级公式。"},
+    "ch07.case.halves": {"en": "8 keys split 4 + 4", "zh": "8 个键分成 4 + 4"},
+    "ch07.case.uneven": {"en": "9 keys split 2 + 7, 3 queries", "zh": "9 个键分成 2 + 7，3 个查询"},
+    "ch07.case.large": {"en": "scores around 1000 (exp overflows)", "zh": "分数在 1000 左右（exp 会溢出）"},
+    "ch07.case.tile": {"en": "rows {qs}..{qe_1}, columns {ks}..{ke_1}",
+                       "zh": "行 {qs}..{qe_1}，列 {ks}..{ke_1}"},
+    "ch07.case.io": {"en": "N = {N}, d = {d}, M = {M}", "zh": "N = {N}，d = {d}，M = {M}"},
+})
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+def solution_merge(m1, l1, o1, m2, l2, o2):
+    """(m, l, o) over the union of two disjoint key sets; m, l (L,), o (L, Dv) normalised."""
+    m = torch.maximum(m1, m2)
+    w1 = torch.exp(m1 - m) * l1  # (L,) each part's mass, rebased to the common max
+    w2 = torch.exp(m2 - m) * l2
+    l = w1 + w2
+    o = (w1[:, None] * o1 + w2[:, None] * o2) / l[:, None]  # (L, Dv)
+    return m, l, o
+
+
+def solution_tile_skipped(q_start, q_end, k_start, k_end):
+    """True when every key of the tile lies after every query: j > i for all pairs."""
+    return causal_tile_kind(q_start, q_end, k_start, k_end) == "skip"
+
+
+def solution_io_flash(N, d, M):
+    """Element reads + writes of slow memory by FlashAttention's Algorithm 1 (outer loop over K/V)."""
+    return io_flash(N, d, M=M, loop_order="v1")["total"]
+
+
+def _partial(s, v):
+    """The normalised partial result (m, l, o) of score columns s (L, n) over values v (n, Dv)."""
+    m = s.amax(dim=-1)
+    p = torch.exp(s - m[:, None])
+    l = p.sum(dim=-1)
+    return m, l, (p @ v) / l[:, None]
+
+
+def _merge_case(seed, L, n, split, scale):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(L, n, generator=g, dtype=torch.float64) * scale
+    if scale > 100:
+        s = s + 1000.0
+    v = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    return (*_partial(s[:, :split], v[:split]), *_partial(s[:, split:], v[split:]))
+
+
+# ---- checkers ----
+
+def check_merge(fn) -> bool:
+    cases = [Case(_merge_case(1, 4, 8, 4, 1.0), label=t("ch07.case.halves")),
+             Case(_merge_case(2, 3, 9, 2, 3.0), label=t("ch07.case.uneven")),
+             Case(_merge_case(3, 2, 6, 3, 200.0), label=t("ch07.case.large"))]
+    return run_checks(fn, solution_merge, cases, t("ch07.ex1.title"), t("ch07.ex1.hint"))
+
+
+TILE_CASES = [(0, 4, 0, 4), (0, 4, 4, 8), (4, 8, 0, 4), (0, 4, 3, 7), (8, 12, 4, 8),
+              (0, 3, 3, 6), (5, 7, 6, 9), (5, 7, 7, 9), (10, 13, 12, 16)]
+
+
+def check_tile_skipped(fn) -> bool:
+    cases = [Case(c, label=t("ch07.case.tile", qs=c[0], qe_1=c[1] - 1, ks=c[2], ke_1=c[3] - 1))
+             for c in TILE_CASES]
+
+    def compare(got, expected):
+        if not isinstance(got, (bool, torch.Tensor)) and type(got).__name__ != "bool_":
+            return t("ex.why_type", exp="bool", got=type(got).__name__)
+        return None if bool(got) == expected else t("ex.why_value", got=bool(got), exp=expected)
+
+    return run_checks(fn, solution_tile_skipped, cases, t("ch07.ex2.title"), t("ch07.ex2.hint"),
+                      compare=compare)
+
+
+IO_CASES = [(1024, 64, 65536), (4096, 64, 100_000), (1000, 32, 20_000), (16384, 128, 131_072)]
+
+
+def check_io_flash(fn) -> bool:
+    cases = [Case(c, label=t("ch07.case.io", N=c[0], d=c[1], M=c[2])) for c in IO_CASES]
+
+    def compare(got, expected):
+        try:
+            ok = float(got) == float(expected)
+        except (TypeError, ValueError):
+            return t("ex.why_type", exp="int", got=type(got).__name__)
+        return None if ok else t("ex.why_value", got=got, exp=expected)
+
+    return run_checks(fn, solution_io_flash, cases, t("ch07.ex3.title"), t("ch07.ex3.hint"),
+                      compare=compare)
