@@ -191,14 +191,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
     """
     _check_tables(x, cos, sin, offset)
     L = x.shape[-2]
-    c = cos[offset:offset + L].to(x.dtype)  # (L, d/2)
-    s = sin[offset:offset + L].to(x.dtype)  # (L, d/2)
+    return _rotate(x, cos[offset:offset + L], sin[offset:offset + L], interleaved)
+
+
+def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """The rotation itself, no checks: x (..., d), c and s broadcastable to (..., d/2)."""
+    c, s = c.to(x.dtype), s.to(x.dtype)
     if interleaved:
-        x2 = x.unflatten(-1, (-1, 2))  # (..., L, d/2, 2)
-        a, b = x2[..., 0], x2[..., 1]  # (..., L, d/2) each
-        return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)  # (..., L, d)
-    a, b = x.chunk(2, dim=-1)  # (..., L, d/2) each
-    return torch.cat((a * c - b * s, a * s + b * c), dim=-1)  # (..., L, d)
+        if x.dtype in (torch.float32, torch.float64):
+            # RoFormer eq. 12: pair (a, b) as a + ib, rotated by multiplying with e^{i m theta}.
+            # One complex multiply, no copies of a and b: the fast path (as in Meta's LLaMA).
+            try:
+                xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))  # (..., d/2), complex
+            except RuntimeError:  # strides that a complex view cannot have: copy once
+                xc = torch.view_as_complex(x.contiguous().unflatten(-1, (-1, 2)))
+            return torch.view_as_real(xc * torch.complex(c, s)).flatten(-2)  # (..., d)
+        x2 = x.unflatten(-1, (-1, 2))  # (..., d/2, 2)
+        a, b = x2[..., 0], x2[..., 1]  # (..., d/2) each
+        return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)  # (..., d)
+    a, b = x.chunk(2, dim=-1)  # (..., d/2) each: pair i is (i, i + d/2)
+    return torch.cat((a * c - b * s, a * s + b * c), dim=-1)  # (..., d)
 
 
 def interleaved_to_half_split(x: torch.Tensor) -> torch.Tensor:

@@ -155,6 +155,18 @@ def test_score_depends_only_on_relative_position(d, m, n, shift, interleaved, se
         assert s0 == pytest.approx(rope_relative_scores(q, k, [m - n])[0].item(), abs=1e-9)
 
 
+def test_odd_strides_and_half_precision_take_the_other_paths():
+    cos, sin = generate_rope_embeddings(5, 8, dtype=torch.float64)
+    base = torch.randn(2, 5, 9, dtype=torch.float64)
+    x = base[..., 1:9]  # odd storage offset: no complex view possible
+    want = torch.stack([x[:, t] @ rotation_matrix(t, 8).T for t in range(5)], dim=1)
+    torch.testing.assert_close(apply_rope(x, cos, sin), want)
+    for dt in (torch.bfloat16, torch.float16):
+        got = apply_rope(x.to(dt), cos.float(), sin.float())
+        assert got.dtype == dt
+        torch.testing.assert_close(got.double(), want, atol=3e-2, rtol=3e-2)
+
+
 def test_rope_preserves_norm_and_position_zero_is_identity():
     x = torch.randn(2, 4, 10, 16, dtype=torch.float64)
     cos, sin = generate_rope_embeddings(10, 16, dtype=torch.float64)
