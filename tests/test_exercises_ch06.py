@@ -68,20 +68,27 @@ def test_stub_says_not_done_and_chinese_feedback(capsys):
 def test_apply_rope_solution_and_library_pass(capsys):
     ok, out = run(ch06.check_apply_rope, ch06.solution_apply_rope, capsys)
     assert ok and "all 3 cases pass" in out
-    ok, _ = run(ch06.check_apply_rope, lambda x, c, s: rope.apply_rope(x, c, s, interleaved=True), capsys)
+    ok, _ = run(ch06.check_apply_rope, lambda x, c, s: rope.apply_rope(x, c, s, interleaved=False), capsys)
     assert ok
 
 
-def test_apply_rope_solution_equals_library_on_other_inputs():
+def test_apply_rope_solution_equals_hf_rotate_half():
     x = torch.randn(7, 10)
     cos, sin = rope.generate_rope_embeddings(7, 10)
-    torch.testing.assert_close(ch06.solution_apply_rope(x, cos, sin), rope.apply_rope(x, cos, sin))
+    x1, x2 = x[:, :5], x[:, 5:]
+    hf = x * torch.cat((cos, cos), -1) + torch.cat((-x2, x1), -1) * torch.cat((sin, sin), -1)
+    torch.testing.assert_close(ch06.solution_apply_rope(x, cos, sin), hf)
+
+
+def _chunks(x):
+    return x.chunk(2, dim=-1)
 
 
 @pytest.mark.parametrize("wrong", [
-    lambda x, c, s: rope.apply_rope(x, c, s, interleaved=False),  # half-split pairing
-    lambda x, c, s: torch.stack((x[:, 0::2] * c + x[:, 1::2] * s, -x[:, 0::2] * s + x[:, 1::2] * c), -1).flatten(-2),
-    lambda x, c, s: torch.cat((x[:, 0::2] * c - x[:, 1::2] * s, x[:, 0::2] * s + x[:, 1::2] * c), -1),  # misplaced
+    lambda x, c, s: rope.apply_rope(x, c, s, interleaved=True),  # interleaved pairing
+    lambda x, c, s: torch.cat((_chunks(x)[0] * c + _chunks(x)[1] * s, -_chunks(x)[0] * s + _chunks(x)[1] * c), -1),
+    lambda x, c, s: torch.stack((_chunks(x)[0] * c - _chunks(x)[1] * s, _chunks(x)[0] * s + _chunks(x)[1] * c),
+                                -1).flatten(-2),  # halves interleaved on the way out
     lambda x, c, s: x * torch.cat((c, c), -1),  # no rotation, only the cos factor
 ])
 def test_apply_rope_wrong_answers_fail(wrong, capsys):

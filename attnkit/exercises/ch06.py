@@ -1,4 +1,4 @@
-"""Chapter 06 exercises: rotate a pair by hand, apply RoPE to a head, ALiBi slopes, NTK base."""
+"""Chapter 06 exercises: rotate a pair by hand, apply (half-split) RoPE to a head, ALiBi slopes, NTK base."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ register({
     "ch06.ex1.title": {"en": "Exercise 1 · rotate one channel pair", "zh": "练习 1 · 旋转一对通道"},
     "ch06.ex1.hint": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
                       "zh": "逆时针旋转角度 a：x' = x cos a − y sin a，y' = x sin a + y cos a。返回元组 (x', y')。"},
-    "ch06.ex2.title": {"en": "Exercise 2 · apply RoPE to one head", "zh": "练习 2 · 对一个头应用 RoPE"},
-    "ch06.ex2.hint": {"en": "Pair channels (2i, 2i+1): a = x[:, 0::2], b = x[:, 1::2]. Row m of cos/sin holds cos(m θ_i), sin(m θ_i). Rotate each pair as in exercise 1, then put the channels back in their places (torch.stack(..., dim=-1).flatten(-2)).",
-                      "zh": "通道两两配对 (2i, 2i+1)：a = x[:, 0::2]，b = x[:, 1::2]。cos/sin 的第 m 行是 cos(m θ_i)、sin(m θ_i)。像练习 1 那样旋转每一对，再把通道放回原来的位置（torch.stack(..., dim=-1).flatten(-2)）。"},
+    "ch06.ex2.title": {"en": "Exercise 2 · apply half-split RoPE to one head",
+                       "zh": "练习 2 · 对一个头应用前后两半配对的 RoPE"},
+    "ch06.ex2.hint": {"en": "Half-split (GPT-NeoX / LLaMA): pair i is channels (i, i + d/2), so a = x[:, :d//2], b = x[:, d//2:]. Row m of cos/sin holds cos(m θ_i), sin(m θ_i). Rotate each pair as in exercise 1 and put the halves back side by side: torch.cat((a', b'), dim=-1).",
+                      "zh": "前后两半配对（GPT-NeoX / LLaMA）：第 i 对是通道 (i, i + d/2)，即 a = x[:, :d//2]，b = x[:, d//2:]。cos/sin 的第 m 行是 cos(m θ_i)、sin(m θ_i)。像练习 1 那样旋转每一对，再把两半拼回去：torch.cat((a', b'), dim=-1)。"},
     "ch06.ex3.title": {"en": "Exercise 3 · ALiBi slopes for any number of heads",
                        "zh": "练习 3 · 任意头数的 ALiBi 斜率"},
     "ch06.ex3.hint": {"en": "For n a power of two: m_h = 2^(−8(h+1)/n), h = 0..n−1. Otherwise take n = the largest power of two below num_heads, its n slopes, then every other slope (the 1st, 3rd, 5th, ...) of the 2n-head sequence until you have num_heads. Return a float tensor (num_heads,).",
@@ -42,9 +43,9 @@ def solution_rotate_pair(x: float, y: float, angle: float) -> tuple[float, float
 
 
 def solution_apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (L, d), cos/sin (L, d/2): pairs (2i, 2i+1) rotated by m * theta_i."""
-    a, b = x[:, 0::2], x[:, 1::2]  # (L, d/2)
-    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)  # (L, d)
+    """x (L, d), cos/sin (L, d/2): half-split pairs (i, i + d/2) rotated by m * theta_i."""
+    a, b = x.chunk(2, dim=-1)  # (L, d/2) each
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1)  # (L, d)
 
 
 def solution_alibi_slopes(num_heads: int) -> torch.Tensor:
