@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnkit.core import causal_mask
-from attnkit.i18n import register
 from attnkit.core import scaled_dot_product_attention as _plain_sdpa
+from attnkit.i18n import register
 
 __all__ = [
     "KVCache",
@@ -88,8 +88,9 @@ class KVCache:
     """Per-layer cache of past keys and values, appended along the sequence dim (-2).
 
     ``update(k_new, v_new)`` appends and returns the whole cache ``(k_all, v_all)``. It holds any
-    number of tensors; MLA stores one, its latent and rotary key side by side ``(B, S, d_c + d_h^R)``. Each update allocates tensors of exactly the cached length (as Hugging Face's
-    ``DynamicCache`` does), so ``nbytes`` is the memory the cache really holds.
+    number of tensors; MLA stores one, its latent and rotary key side by side ``(B, S, d_c + d_h^R)``.
+    Each update allocates tensors of exactly the cached length (as Hugging Face's ``DynamicCache``
+    does), so ``nbytes`` is the memory the cache really holds.
     """
 
     def __init__(self) -> None:
@@ -138,7 +139,7 @@ class KVCache:
             return self.tensors
         if len(new) != len(self.tensors):
             raise ValueError(f"update got {len(new)} tensors, the cache holds {len(self.tensors)}")
-        for i, (old, x) in enumerate(zip(self.tensors, new)):
+        for i, (old, x) in enumerate(zip(self.tensors, new, strict=True)):
             if old.shape[:-2] != x.shape[:-2] or old.shape[-1] != x.shape[-1]:
                 raise ValueError(
                     f"update argument {i} has shape {_shape(x)}, expected (..., S_new, D) matching "
@@ -149,7 +150,7 @@ class KVCache:
                     f"update argument {i} is {x.dtype} on {x.device}, the cache holds "
                     f"{old.dtype} on {old.device}"
                 )
-        self.tensors = tuple(torch.cat([old, x], dim=-2) for old, x in zip(self.tensors, new))
+        self.tensors = tuple(torch.cat([old, x], dim=-2) for old, x in zip(self.tensors, new, strict=True))
         return self.tensors
 
 

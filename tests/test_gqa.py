@@ -17,11 +17,15 @@ from attnkit.gqa import (
     GroupedQueryAttention,
     KVCache,
     MultiHeadLatentAttention,
+    compare_cache_sizes,
     grouped_query_attention,
+    kv_cache_bytes,
     kv_cache_bytes_per_token,
     kv_cache_elements_per_token,
     kv_head_index,
+    make_decode_model,
     mean_pool_kv_heads,
+    measure_decode_step,
     repeat_kv,
 )
 
@@ -548,3 +552,22 @@ def test_mla_errors():
         MultiHeadLatentAttention(**{**cfg, "kv_lora_rank": 0})
     with pytest.raises(ValueError, match="embed_dim=48"):
         MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 40))
+
+
+# ---------------------------------------------------------------- chapter helpers
+
+
+def test_compare_cache_sizes_closed_form():
+    sizes = compare_cache_sizes(32, 8, 128, 32, 32768, dtype=torch.bfloat16)
+    assert sizes == {"mha": 16 * 2**30, "gqa": 4 * 2**30, "mqa": 2**29,
+                     "mla": (512 + 64) * 32 * 32768 * 2}
+    assert kv_cache_bytes("mha", 10, 3, num_heads=2, head_dim=4) == 2 * 2 * 4 * 4 * 10 * 3
+
+
+@pytest.mark.parametrize("kind", ["mha", "gqa", "mqa", "mla"])
+def test_measure_decode_step_reports_measured_bytes(kind):
+    model = make_decode_model(kind, embed_dim=64, num_heads=4, num_kv_heads=2)
+    r = measure_decode_step(model, context_len=16, batch_size=2, repeats=1)
+    kw = dict(num_heads=4, head_dim=16, num_kv_heads=2, kv_lora_rank=64, qk_rope_head_dim=8)
+    assert r["tokens"] == 17 and r["ms"] > 0
+    assert r["cache_bytes"] == kv_cache_bytes(kind, 17, 2, **kw)

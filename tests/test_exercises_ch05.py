@@ -1,0 +1,141 @@
+"""Chapter 05 checkers: each passes its reference solution and attnkit's own function, fails
+typical wrong answers with bilingual feedback, and never raises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnkit.core import causal_mask
+from attnkit.exercises import ch05
+from attnkit.gqa import KVCache, grouped_query_attention, kv_cache_bytes, repeat_kv
+from attnkit.i18n import set_language
+
+
+@pytest.fixture(autouse=True)
+def english():
+    set_language("en")
+    yield
+    set_language("en")
+
+
+def run(check, fn, capsys):
+    ok = check(fn)
+    return ok, capsys.readouterr().out
+
+
+def todo(*args):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("check", [ch05.check_repeat_kv, ch05.check_kv_cache_bytes, ch05.check_decode_step])
+def test_stub_says_not_done_yet(check, capsys):
+    ok, out = run(check, todo, capsys)
+    assert not ok and "not done yet" in out
+
+
+# ---------------------------------------------------------------- exercise 1: repeat_kv
+
+
+def test_repeat_kv_solution_and_library_pass(capsys):
+    for fn in (ch05.solution_repeat_kv, repeat_kv, lambda x, n: torch.repeat_interleave(x, n, dim=1)):
+        ok, out = run(ch05.check_repeat_kv, fn, capsys)
+        assert ok and "all 4 cases pass" in out
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x, n: x.repeat(1, n, 1, 1),  # tiles the stack: head order 0,1,0,1
+    lambda x, n: x,  # forgot to repeat
+    lambda x, n: x[:, :1].expand(x.shape[0], x.shape[1] * n, *x.shape[2:]),  # every head = kv head 0
+])
+def test_repeat_kv_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch05.check_repeat_kv, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+
+
+# ---------------------------------------------------------------- exercise 2: cache size
+
+
+def test_cache_bytes_solution_and_library_pass(capsys):
+    def library(layers, kv, hd, seq, batch, nbytes):
+        return kv_cache_bytes("gqa", seq, batch, num_kv_heads=kv, head_dim=hd, num_layers=layers, dtype=nbytes)
+
+    for fn in (ch05.solution_kv_cache_bytes, library):
+        ok, out = run(ch05.check_kv_cache_bytes, fn, capsys)
+        assert ok and "all 3 cases pass" in out
+    # the LLaMA-2-7B case is 2 GiB at 4096 tokens
+    assert ch05.solution_kv_cache_bytes(32, 32, 128, 4096, 1, 2) == 2 * 2**30
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda l, kv, hd, s, b, nb: l * kv * hd * s * b * nb,  # forgot that K and V are both cached
+    lambda l, kv, hd, s, b, nb: 2 * l * kv * hd * s * nb,  # forgot the batch
+    lambda l, kv, hd, s, b, nb: 2 * kv * hd * s * b * nb,  # one layer only
+])
+def test_cache_bytes_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch05.check_kv_cache_bytes, wrong, capsys)
+    assert not ok and "❌" in out and "expected" in out
+
+
+# ---------------------------------------------------------------- exercise 3: a decode step
+
+
+def test_decode_step_solution_matches_the_library_cache():
+    """The reference solution agrees with attnkit's KVCache + end-aligned mask and with SDPA."""
+    q, kn, vn, kc, vc = ch05._step_case(5, 2, 2, 3, 4)
+    out, k, v = ch05.solution_decode_step(q, kn, vn, kc, vc)
+    cache = KVCache()
+    cache.update(kc, vc)
+    k2, v2 = cache.update(kn, vn)
+    assert torch.equal(k, k2) and torch.equal(v, v2)
+    ref = F.scaled_dot_product_attention(q, k2, v2, attn_mask=causal_mask(3, 7, offset=4))
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+def test_decode_step_solution_and_library_pass(capsys):
+    def library(q, kn, vn, kc, vc):
+        cache = KVCache()
+        if kc.shape[-2]:
+            cache.update(kc, vc)
+        k, v = cache.update(kn, vn)
+        L, S = q.shape[-2], k.shape[-2]
+        return grouped_query_attention(q, k, v, attn_mask=causal_mask(L, S, offset=S - L)), k, v
+
+    for fn in (ch05.solution_decode_step, library):
+        ok, out = run(ch05.check_decode_step, fn, capsys)
+        assert ok and "all 4 cases pass" in out
+
+
+def _top_left(q, kn, vn, kc, vc):
+    k, v = torch.cat([kc, kn], -2), torch.cat([vc, vn], -2)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True), k, v
+
+
+def _no_mask(q, kn, vn, kc, vc):
+    k, v = torch.cat([kc, kn], -2), torch.cat([vc, vn], -2)
+    return F.scaled_dot_product_attention(q, k, v), k, v
+
+
+def _not_appended(q, kn, vn, kc, vc):
+    return F.scaled_dot_product_attention(q, kc, vc), kc, vc
+
+
+def _prepended(q, kn, vn, kc, vc):
+    k, v = torch.cat([kn, kc], -2), torch.cat([vn, vc], -2)
+    L, S = q.shape[-2], k.shape[-2]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(L, S, offset=S - L)), k, v
+
+
+@pytest.mark.parametrize("wrong", [_top_left, _no_mask, _not_appended, _prepended])
+def test_decode_step_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch05.check_decode_step, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+
+
+def test_feedback_in_chinese(capsys):
+    set_language("zh")
+    ok, out = run(ch05.check_decode_step, _top_left, capsys)
+    assert not ok and "提示" in out and "缓存" in out
+    ok, out = run(ch05.check_repeat_kv, ch05.solution_repeat_kv, capsys)
+    assert ok and "全部通过" in out
