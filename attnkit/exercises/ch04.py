@@ -1,0 +1,101 @@
+"""Chapter 04 exercises: split heads, merge heads, an MHA forward from given weights, and
+counting an MHA layer's parameters."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attnkit.exercises import Case, run_checks
+from attnkit.i18n import register, t
+
+register({
+    "ch04.ex1.title": {"en": "Exercise 1 · split heads", "zh": "练习 1 · 拆分头"},
+    "ch04.ex1.hint": {
+        "en": "x.view(B, L, H, E // H) gives every head its own block of E // H consecutive features; "
+              "then .transpose(1, 2) puts the head dim before the positions. "
+              "x.view(B, H, L, E // H) directly has the right shape but mixes positions and features.",
+        "zh": "x.view(B, L, H, E // H) 让每个头分到连续的 E // H 个特征；再用 .transpose(1, 2) 把头的维度"
+              "放到位置之前。直接 x.view(B, H, L, E // H) 形状虽然对，却把位置和特征混在了一起。"},
+    "ch04.ex2.title": {"en": "Exercise 2 · merge heads", "zh": "练习 2 · 合并头"},
+    "ch04.ex2.hint": {
+        "en": "Undo the split: x.transpose(1, 2) gives (B, L, H, Dh), then .reshape(B, L, H * Dh) "
+              "(reshape, not view: the transposed tensor is not contiguous).",
+        "zh": "把拆分反过来：x.transpose(1, 2) 得到 (B, L, H, Dh)，再 .reshape(B, L, H * Dh)"
+              "（用 reshape 而不是 view：转置后的张量在内存中不连续）。"},
+    "ch04.ex3.title": {"en": "Exercise 3 · multi-head attention from given weights",
+                       "zh": "练习 3 · 用给定权重实现多头注意力"},
+    "ch04.ex3.hint": {
+        "en": "q = x @ w_q.T (likewise k, v); split each into (B, H, L, Dh); "
+              "softmax(q @ k.transpose(-2, -1) / sqrt(Dh)) @ v — Dh = E // H, not E; merge the heads; "
+              "finally the output projection @ w_o.T.",
+        "zh": "q = x @ w_q.T（k、v 同理）；各自拆分成 (B, H, L, Dh)；softmax(q @ k.transpose(-2, -1) / sqrt(Dh)) @ v"
+              "——这里是 Dh = E // H，不是 E；合并各个头；最后乘上输出投影 @ w_o.T。"},
+    "ch04.ex4.title": {"en": "Exercise 4 · count the parameters", "zh": "练习 4 · 数一数参数量"},
+    "ch04.ex4.hint": {
+        "en": "Four E × E weight matrices (W_Q, W_K, W_V, W_O) whatever the number of heads — the heads "
+              "share them out — plus, with bias, four bias vectors of length E.",
+        "zh": "不论有多少个头，都是四个 E × E 的权重矩阵（W_Q、W_K、W_V、W_O）——各个头只是把它们分着用；"
+              "有偏置时再加上四个长度为 E 的偏置向量。"},
+    "ch04.case.split": {"en": "B={b}, L={l}, E={e}, H={h}", "zh": "B={b}，L={l}，E={e}，H={h}"},
+    "ch04.case.mha": {"en": "B={b}, L={l}, E={e}, H={h}", "zh": "B={b}，L={l}，E={e}，H={h}"},
+    "ch04.case.count": {"en": "E={e}, H={h}, bias={bias}", "zh": "E={e}，H={h}，bias={bias}"},
+})
+
+
+def _randn(seed: int, *shape):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+def solution_split_heads(x, num_heads):
+    B, L, E = x.shape
+    return x.view(B, L, num_heads, E // num_heads).transpose(1, 2)  # (B, H, L, Dh)
+
+
+def solution_merge_heads(x):
+    B, H, L, Dh = x.shape
+    return x.transpose(1, 2).reshape(B, L, H * Dh)  # (B, L, E)
+
+
+def solution_mha(x, w_q, w_k, w_v, w_o, num_heads):
+    q = solution_split_heads(x @ w_q.T, num_heads)  # (B, H, L, Dh)
+    k = solution_split_heads(x @ w_k.T, num_heads)
+    v = solution_split_heads(x @ w_v.T, num_heads)
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)  # (B, H, L, L)
+    return solution_merge_heads(w @ v) @ w_o.T  # (B, L, E)
+
+
+def solution_count_params(embed_dim, num_heads, bias=True):
+    return 4 * embed_dim * embed_dim + (4 * embed_dim if bias else 0)
+
+
+# ---- checkers ----
+
+def check_split_heads(fn) -> bool:
+    cases = [Case((_randn(b * 10 + h, b, l, e), h), label=t("ch04.case.split", b=b, l=l, e=e, h=h))
+             for b, l, e, h in ((1, 3, 4, 2), (2, 5, 12, 3), (2, 4, 8, 1))]
+    return run_checks(fn, solution_split_heads, cases, t("ch04.ex1.title"), t("ch04.ex1.hint"))
+
+
+def check_merge_heads(fn) -> bool:
+    cases = [Case((_randn(b * 10 + h, b, h, l, d),), label=t("ch04.case.split", b=b, l=l, e=h * d, h=h))
+             for b, h, l, d in ((1, 2, 3, 2), (2, 3, 5, 4), (2, 1, 4, 8))]
+    return run_checks(fn, solution_merge_heads, cases, t("ch04.ex2.title"), t("ch04.ex2.hint"))
+
+
+def check_mha(fn) -> bool:
+    cases = []
+    for seed, (b, l, e, h) in enumerate(((1, 4, 8, 2), (2, 6, 12, 3), (2, 5, 16, 4))):
+        x = _randn(seed, b, l, e)
+        ws = [_randn(100 + 4 * seed + i, e, e) / math.sqrt(e) for i in range(4)]
+        cases.append(Case((x, *ws, h), label=t("ch04.case.mha", b=b, l=l, e=e, h=h)))
+    return run_checks(fn, solution_mha, cases, t("ch04.ex3.title"), t("ch04.ex3.hint"))
+
+
+def check_count_params(fn) -> bool:
+    cases = [Case((e, h), {"bias": bias}, label=t("ch04.case.count", e=e, h=h, bias=bias))
+             for e, h, bias in ((8, 2, True), (512, 8, False), (4096, 32, True))]
+    return run_checks(fn, solution_count_params, cases, t("ch04.ex4.title"), t("ch04.ex4.hint"))
