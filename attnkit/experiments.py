@@ -303,14 +303,15 @@ def dk_snapshot(
     *,
     n_samples: int = 20_000,
     seq_len: int = 16,
+    n_rows: int = 512,
     bins: int = 60,
     seed: int = 0,
 ) -> dict:
     """Everything the d_k explorer draws: the score histogram (``dot_product_histogram``), one
     example softmax ``row`` (seq_len,), its ``max_weight`` and ``jacobian_norm``, and the
-    averages over 512 rows (``mean_max_weight``, ``mean_jacobian_norm``)."""
+    averages over ``n_rows`` rows (``mean_max_weight``, ``mean_jacobian_norm``)."""
     hist = dot_product_histogram(d_k, n_samples, bins, scaled=scaled, seed=seed)
-    rows = attention_rows(d_k, seq_len, 512, scaled=scaled, seed=seed)  # (512, seq_len)
+    rows = attention_rows(d_k, seq_len, n_rows, scaled=scaled, seed=seed)  # (n_rows, seq_len)
     stats = row_stats(rows)
     row = rows[0]
     return {

@@ -1,0 +1,152 @@
+"""Chapter 03 exercises: a stable softmax, a masked softmax, merging online-softmax states,
+and the softmax Jacobian."""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit import softmax as S
+from attnkit.exercises import Case, run_checks
+from attnkit.i18n import register, t
+
+register(
+    {
+        "ch03.ex1.title": {
+            "en": "Exercise 1 · a numerically stable softmax",
+            "zh": "练习 1 · 数值稳定的 softmax",
+        },
+        "ch03.ex1.hint": {
+            "en": "Subtract the row maximum (x.amax(dim=-1, keepdim=True)) before exp: every exponent is then <= 0 and nothing overflows. Normalise over the last dim.",
+            "zh": "在取 exp 之前减去每行的最大值（x.amax(dim=-1, keepdim=True)）：这样所有指数都 <= 0，不会溢出。沿最后一维归一化。",
+        },
+        "ch03.ex2.title": {"en": "Exercise 2 · masked softmax", "zh": "练习 2 · 带掩码的 softmax"},
+        "ch03.ex2.hint": {
+            "en": "Fill x where mask is False with -inf (True = keep), then softmax. A row with every entry masked must give zeros: find those rows with (~mask).all(-1, keepdim=True) and zero them, instead of the NaN of -inf - (-inf) or the uniform row that -1e9 gives.",
+            "zh": "把 mask 为 False 的位置填成 -inf（True 表示保留），再做 softmax。整行都被屏蔽时必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填 -1e9 得到的均匀分布。",
+        },
+        "ch03.ex3.title": {
+            "en": "Exercise 3 · merge two online-softmax states",
+            "zh": "练习 3 · 合并两个在线 softmax 状态",
+        },
+        "ch03.ex3.hint": {
+            "en": "m = max(m_a, m_b); l = l_a·exp(m_a − m) + l_b·exp(m_b − m). An empty part has m = -inf and l = 0: when both are empty, m is -inf and exp(-inf − (-inf)) is NaN, so subtract a safe m (0 where m is -inf).",
+            "zh": "m = max(m_a, m_b)；l = l_a·exp(m_a − m) + l_b·exp(m_b − m)。空的部分 m = -inf、l = 0；两部分都为空时 m 是 -inf，exp(-inf − (-inf)) 会得到 NaN，所以要减去一个安全的 m（m 为 -inf 的位置用 0 代替）。",
+        },
+        "ch03.ex4.title": {
+            "en": "Exercise 4 · the softmax Jacobian",
+            "zh": "练习 4 · softmax 的雅可比矩阵",
+        },
+        "ch03.ex4.hint": {
+            "en": "∂p_i/∂x_j = p_i (δ_ij − p_j): torch.diag_embed(p) − p.unsqueeze(-1) * p.unsqueeze(-2), shape (..., n, n).",
+            "zh": "∂p_i/∂x_j = p_i (δ_ij − p_j)：torch.diag_embed(p) − p.unsqueeze(-1) * p.unsqueeze(-2)，形状为 (..., n, n)。",
+        },
+        "ch03.case.example": {"en": "the scores [2.3, 9.1, 0.5]", "zh": "分数 [2.3, 9.1, 0.5]"},
+        "ch03.case.batch": {"en": "a batch of 4 rows", "zh": "一批 4 行"},
+        "ch03.case.huge32": {
+            "en": "scores near 1000 (float32)",
+            "zh": "接近 1000 的分数（float32）",
+        },
+        "ch03.case.huge16": {
+            "en": "scores up to 20 in float16 (exp(20) overflows)",
+            "zh": "float16 中最大为 20 的分数（exp(20) 溢出）",
+        },
+        "ch03.case.padding": {
+            "en": "padding: the last 2 entries masked",
+            "zh": "填充：最后 2 个位置被屏蔽",
+        },
+        "ch03.case.causal": {"en": "a causal mask", "zh": "因果掩码"},
+        "ch03.case.full_row": {"en": "a row with every entry masked", "zh": "整行都被屏蔽"},
+        "ch03.case.finite": {"en": "two non-empty parts", "zh": "两个非空的部分"},
+        "ch03.case.one_empty": {
+            "en": "one part empty (m = -inf, l = 0)",
+            "zh": "有一部分为空（m = -inf，l = 0）",
+        },
+        "ch03.case.both_empty": {"en": "both parts empty", "zh": "两部分都为空"},
+        "ch03.case.row": {"en": "one row of {n}", "zh": "一行，共 {n} 个元素"},
+        "ch03.case.one_hot": {"en": "a one-hot row (saturated)", "zh": "独热的一行（饱和）"},
+        "ch03.case.batched_p": {"en": "a batch (2, 3, 5)", "zh": "一批，形状 (2, 3, 5)"},
+    }
+)
+
+NEG_INF = float("-inf")
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+
+def solution_stable_softmax(x):
+    return S.softmax(x, dim=-1)
+
+
+def solution_masked_softmax(x, mask):
+    return S.softmax(x.masked_fill(~mask, NEG_INF), dim=-1)  # an all -inf row gives zeros
+
+
+def solution_merge_states(m_a, l_a, m_b, l_b):
+    m, l = S.merge(S.OnlineSoftmaxState(m_a, l_a), S.OnlineSoftmaxState(m_b, l_b))
+    return m, l
+
+
+def solution_softmax_jacobian(p):
+    return S.softmax_jacobian(p)
+
+
+# ---- checkers ----
+
+
+def _randn(seed, *shape, scale=1.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def check_stable_softmax(fn) -> bool:
+    cases = [
+        Case((torch.tensor([2.3, 9.1, 0.5]),), label=t("ch03.case.example")),
+        Case((_randn(1, 4, 6, scale=3.0),), label=t("ch03.case.batch")),
+        Case(
+            (torch.tensor([[1000.0, 1001.0, 999.0], [-1000.0, 0.0, 1000.0]]),),
+            label=t("ch03.case.huge32"),
+        ),
+        Case(
+            (torch.tensor([20.0, 10.0, 0.0, 19.5], dtype=torch.float16),),
+            label=t("ch03.case.huge16"),
+        ),
+    ]
+    return run_checks(fn, solution_stable_softmax, cases, t("ch03.ex1.title"), t("ch03.ex1.hint"))
+
+
+def check_masked_softmax(fn) -> bool:
+    x = _randn(2, 4, 5, scale=2.0)
+    padding = torch.tensor([True, True, True, False, False]).expand(4, 5)
+    causal = torch.ones(4, 5, dtype=torch.bool).tril()
+    full_row = causal.clone()
+    full_row[1] = False
+    cases = [
+        Case((x, padding), label=t("ch03.case.padding")),
+        Case((x, causal), label=t("ch03.case.causal")),
+        Case((x, full_row), label=t("ch03.case.full_row")),
+    ]
+    return run_checks(fn, solution_masked_softmax, cases, t("ch03.ex2.title"), t("ch03.ex2.hint"))
+
+
+def check_merge_states(fn) -> bool:
+    def state(x):
+        s = S.softmax_state(x)
+        return s.m, s.l
+
+    a, b = _randn(3, 3, 4, scale=5.0), _randn(4, 3, 6, scale=5.0)
+    empty = torch.full((3, 1), NEG_INF), torch.zeros(3, 1)
+    cases = [
+        Case((*state(a), *state(b)), label=t("ch03.case.finite")),
+        Case((*state(a), *empty), label=t("ch03.case.one_empty")),
+        Case((*empty, *empty), label=t("ch03.case.both_empty")),
+    ]
+    return run_checks(fn, solution_merge_states, cases, t("ch03.ex3.title"), t("ch03.ex3.hint"))
+
+
+def check_softmax_jacobian(fn) -> bool:
+    cases = [
+        Case((torch.softmax(_randn(5, 4), -1),), label=t("ch03.case.row", n=4)),
+        Case((torch.tensor([0.0, 1.0, 0.0]),), label=t("ch03.case.one_hot")),
+        Case((torch.softmax(_randn(6, 2, 3, 5), -1),), label=t("ch03.case.batched_p")),
+    ]
+    return run_checks(fn, solution_softmax_jacobian, cases, t("ch03.ex4.title"), t("ch03.ex4.hint"))

@@ -1,0 +1,131 @@
+"""Chapter 02's explorer: move d_k, scale or not, and watch the softmax saturate.
+
+Left: the histogram of dot products q . k (or q . k / sqrt(d_k)) with the normal density of
+the closed-form variance. Middle: one softmax row of 16 random keys, its largest weight and
+the norm of its Jacobian. Right: the mean Jacobian norm against d_k, scaled and unscaled, with
+the current setting marked. All numbers come from ``attnkit.experiments``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from attnkit import experiments as E
+from attnkit.i18n import register, t
+from attnkit.widgets import Explorer
+
+register(
+    {
+        "scaling.dk": {"en": "d_k (head dimension)", "zh": "d_k（头维度）"},
+        "scaling.mode": {"en": "scores", "zh": "分数"},
+        "scaling.unscaled": {"en": "q·k (unscaled)", "zh": "q·k（不缩放）"},
+        "scaling.scaled": {"en": "q·k / √d_k (scaled)", "zh": "q·k / √d_k（缩放）"},
+        "scaling.hist_title": {
+            "en": "scores: variance {var:.2f} measured, {theory:.2f} in theory",
+            "zh": "分数：方差实测 {var:.2f}，理论 {theory:.2f}",
+        },
+        "scaling.score": {"en": "score", "zh": "分数"},
+        "scaling.density": {"en": "density", "zh": "概率密度"},
+        "scaling.measured": {"en": "measured", "zh": "实测"},
+        "scaling.normal": {"en": "N(0, {theory:.2f})", "zh": "N(0, {theory:.2f})"},
+        "scaling.row_title": {
+            "en": "one softmax row: largest weight {top:.3f}, ‖J‖_F = {jn:.3f}",
+            "zh": "一行 softmax：最大权重 {top:.3f}，‖J‖_F = {jn:.3f}",
+        },
+        "scaling.key": {"en": "key", "zh": "键"},
+        "scaling.weight": {"en": "attention weight", "zh": "注意力权重"},
+        "scaling.jac_title": {
+            "en": "mean ‖J‖_F of the softmax ({n} rows)",
+            "zh": "softmax 雅可比矩阵的平均 ‖J‖_F（{n} 行）",
+        },
+        "scaling.jac_norm": {"en": "Jacobian norm", "zh": "雅可比矩阵范数"},
+        "scaling.now": {"en": "current setting", "zh": "当前设置"},
+    }
+)
+
+D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SEQ_LEN = 16
+
+
+N_ROWS = 256
+
+
+@functools.lru_cache(maxsize=4)
+def _curves(n_rows: int = N_ROWS, seed: int = 0) -> dict:
+    """The mean Jacobian norm against d_k, unscaled and scaled (computed once, then cached)."""
+    return {
+        scaled: E.saturation_sweep(D_KS, SEQ_LEN, n_rows, scaled=scaled, seed=seed)["jacobian_norm"]
+        for scaled in (False, True)
+    }
+
+
+def draw_scaling(
+    d_k: int, scaled: bool, curves: dict | None = None, n_samples: int = 5_000, seed: int = 0
+):
+    """The figure and its data (``attnkit.experiments.dk_snapshot``) for one setting."""
+    data = E.dk_snapshot(
+        d_k, scaled, n_samples=n_samples, seq_len=SEQ_LEN, n_rows=N_ROWS, bins=40, seed=seed
+    )
+    fig, (ax_h, ax_r, ax_j) = plt.subplots(1, 3, figsize=(14, 3.8))
+    ax_h.stairs(data["density"].tolist(), data["edges"].tolist(), fill=True, alpha=0.6, label=t("scaling.measured"))
+    ax_h.plot(
+        data["centers"].tolist(),
+        data["pdf"].tolist(),
+        "k-",
+        lw=1.5,
+        label=t("scaling.normal", theory=data["theory"]),
+    )
+    ax_h.set_title(t("scaling.hist_title", var=data["var"], theory=data["theory"]), fontsize=10)
+    ax_h.set_xlabel(t("scaling.score"))
+    ax_h.set_ylabel(t("scaling.density"))
+    ax_h.legend(fontsize=8)
+
+    row = data["row"]
+    colors = ["tab:red" if i == int(row.argmax()) else "tab:blue" for i in range(len(row))]
+    ax_r.bar(range(len(row)), row.tolist(), color=colors)
+    ax_r.set_ylim(0, 1)
+    ax_r.set_title(
+        t("scaling.row_title", top=data["max_weight"], jn=data["jacobian_norm"]), fontsize=10
+    )
+    ax_r.set_xlabel(t("scaling.key"))
+    ax_r.set_ylabel(t("scaling.weight"))
+
+    if curves is not None:
+        for s, ys in curves.items():
+            ax_j.plot(
+                D_KS, ys, marker="o", ms=3, label=t("scaling.scaled" if s else "scaling.unscaled")
+            )
+        data["curves"] = curves
+    ax_j.plot([d_k], [data["mean_jacobian_norm"]], "r*", ms=14, label=t("scaling.now"))
+    ax_j.set_xscale("log", base=2)
+    ax_j.set_ylim(0, None)
+    ax_j.set_xlabel("d_k")
+    ax_j.set_ylabel(t("scaling.jac_norm"))
+    ax_j.set_title(t("scaling.jac_title", n=N_ROWS), fontsize=10)
+    ax_j.legend(fontsize=8)
+    ax_j.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig, data
+
+
+def scaling_explorer(d_k: int = 64, scaled: bool = False) -> Explorer:
+    """A d_k slider and a scaled/unscaled toggle over ``draw_scaling``."""
+    if d_k not in D_KS:
+        raise ValueError(f"d_k must be one of {D_KS}, got {d_k}")
+    curves = _curves()
+    style = {"description_width": "initial"}
+    controls = {
+        "d_k": W.SelectionSlider(
+            options=list(D_KS), value=d_k, description=t("scaling.dk"), style=style
+        ),
+        "scaled": W.ToggleButtons(
+            options=[(t("scaling.unscaled"), False), (t("scaling.scaled"), True)],
+            value=bool(scaled),
+            description=t("scaling.mode"),
+            style=style,
+        ),
+    }
+    return Explorer(controls, lambda **v: draw_scaling(curves=curves, **v))

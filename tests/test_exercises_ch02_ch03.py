@@ -1,0 +1,206 @@
+"""Chapters 02 and 03 exercises: each checker passes its solution, reports a stub as not done,
+and fails typical wrong answers, with feedback in the current language; it never raises."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attnkit import experiments as E
+from attnkit.exercises import ch02, ch03
+from attnkit.i18n import set_language
+
+
+@pytest.fixture(autouse=True)
+def english():
+    set_language("en")
+    yield
+    set_language("en")
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+# --- chapter 02 ----------------------------------------------------------------------------
+
+
+def test_dot_variance_solution_is_the_measured_variance():
+    # the reference solution itself agrees with a measurement (within 5 standard errors)
+    for d, s in ((16, 2.0), (8, 0.5)):
+        measured = E.dot_product_variance(d, 20_000, std=s, seed=0)
+        assert abs(measured - ch02.solution_dot_variance(d, s)) < 5 * E.dot_product_variance_se(
+            d, 20_000, std=s
+        )
+
+
+def test_unit_variance_scale_solution_gives_unit_variance():
+    d, s = 16, 2.0
+    c = ch02.solution_unit_variance_scale(d, s)
+    scores = E.dot_products(d, 20_000, std=s, seed=1) * c
+    assert abs(float(scores.var()) - 1.0) < 5 * E.dot_product_variance_se(d, 20_000, scaled=True)
+
+
+@pytest.mark.parametrize(
+    "check, solution, wrongs",
+    [
+        (
+            ch02.check_dot_variance,
+            ch02.solution_dot_variance,
+            [lambda d, s: d * s**2, lambda d, s: float(d), lambda d, s: math.sqrt(d) * s**4],
+        ),
+        (
+            ch02.check_unit_variance_scale,
+            ch02.solution_unit_variance_scale,
+            [
+                lambda d, s: 1 / math.sqrt(d),
+                lambda d, s: 1 / (math.sqrt(d) * s),
+                lambda d, s: 1 / d,
+            ],
+        ),
+    ],
+)
+def test_ch02_closed_form_checkers(check, solution, wrongs, capsys):
+    assert check(solution) is True
+    assert "✅" in capsys.readouterr().out
+    assert check(stub) is False
+    assert "not done yet" in capsys.readouterr().out
+    for wrong in wrongs:
+        assert check(wrong) is False
+        out = capsys.readouterr().out
+        assert "❌" in out and "expected" in out and "hint" in out
+
+
+def test_first_saturated_dk_checker(capsys):
+    assert ch02.check_first_saturated_dk(ch02.solution_first_saturated_dk) is True
+    # the answers are the d_k where the measured mean largest weight first reaches the threshold
+    assert ch02.solution_first_saturated_dk(0.9, 16) == 256
+    assert E.saturation(128, 16, n_rows=256, scaled=False, seed=0)["max_weight"] < 0.9
+    assert E.saturation(256, 16, n_rows=256, scaled=False, seed=0)["max_weight"] >= 0.9
+    capsys.readouterr()
+
+    def scaled(threshold, seq_len):  # forgot scaled=False: never saturates
+        for d in ch02.DK_CHOICES:
+            if E.saturation(d, seq_len, n_rows=256, scaled=True, seed=0)["max_weight"] >= threshold:
+                return d
+        return None
+
+    def last_below(threshold, seq_len):  # off by one step
+        prev = None
+        for d in ch02.DK_CHOICES:
+            if (
+                E.saturation(d, seq_len, n_rows=256, scaled=False, seed=0)["max_weight"]
+                >= threshold
+            ):
+                return prev
+            prev = d
+        return prev
+
+    for wrong in (scaled, last_below):
+        assert ch02.check_first_saturated_dk(wrong) is False
+        assert "❌" in capsys.readouterr().out
+
+
+# --- chapter 03 ----------------------------------------------------------------------------
+
+
+def test_stable_softmax_checker(capsys):
+    assert ch03.check_stable_softmax(ch03.solution_stable_softmax) is True
+    assert (
+        ch03.check_stable_softmax(lambda x: torch.softmax(x, -1)) is True
+    )  # torch's is stable too
+    assert ch03.check_stable_softmax(stub) is False
+    wrongs = [
+        lambda x: torch.exp(x) / torch.exp(x).sum(-1, keepdim=True),  # naive: overflows
+        lambda x: torch.softmax(x, 0),  # wrong dim
+        lambda x: (
+            torch.exp(x - x.amin(-1, keepdim=True))
+            / torch.exp(x - x.amin(-1, keepdim=True)).sum(-1, keepdim=True)
+        ),
+    ]
+    for wrong in wrongs:
+        capsys.readouterr()
+        assert ch03.check_stable_softmax(wrong) is False
+        assert "❌" in capsys.readouterr().out
+    # the naive one is reported as NaN, in words
+    ch03.check_stable_softmax(wrongs[0])
+    assert "NaN" in capsys.readouterr().out
+
+
+def test_masked_softmax_checker(capsys):
+    assert ch03.check_masked_softmax(ch03.solution_masked_softmax) is True
+    # the solution equals PyTorch attention's weights, fully masked rows included
+    x = torch.randn(4, 5)
+    mask = torch.ones(4, 5, dtype=torch.bool).tril()
+    mask[1] = False
+    eye = torch.eye(5)
+    sdpa = torch.nn.functional.scaled_dot_product_attention(x, eye, eye, attn_mask=mask, scale=1.0)
+    torch.testing.assert_close(ch03.solution_masked_softmax(x, mask), sdpa)
+    wrongs = [
+        lambda x, m: torch.softmax(x.masked_fill(~m, float("-inf")), -1),  # NaN on a dead row
+        lambda x, m: torch.softmax(x.masked_fill(~m, -1e9), -1),  # uniform on a dead row
+        lambda x, m: torch.softmax(x, -1),  # ignores the mask
+        lambda x, m: torch.softmax(x.masked_fill(m, float("-inf")), -1).nan_to_num(0.0),  # inverted
+    ]
+    for wrong in wrongs:
+        capsys.readouterr()
+        assert ch03.check_masked_softmax(wrong) is False
+        assert "❌" in capsys.readouterr().out
+
+
+def test_merge_states_checker(capsys):
+    assert ch03.check_merge_states(ch03.solution_merge_states) is True
+
+    def no_rescale(ma, la, mb, lb):
+        return torch.maximum(ma, mb), la + lb
+
+    def nan_on_empty(ma, la, mb, lb):
+        m = torch.maximum(ma, mb)
+        return m, la * torch.exp(ma - m) + lb * torch.exp(mb - m)
+
+    def wrong_direction(ma, la, mb, lb):
+        m = torch.maximum(ma, mb)
+        safe = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+        return m, la * torch.exp(safe - ma).nan_to_num(0) + lb * torch.exp(safe - mb).nan_to_num(0)
+
+    for wrong in (no_rescale, nan_on_empty, wrong_direction, stub):
+        capsys.readouterr()
+        assert ch03.check_merge_states(wrong) is False
+        assert "❌" in capsys.readouterr().out or wrong is stub
+
+
+def test_softmax_jacobian_checker(capsys):
+    assert ch03.check_softmax_jacobian(ch03.solution_softmax_jacobian) is True
+    # the solution is autograd's Jacobian
+    x = torch.randn(4, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, -1), x)
+    torch.testing.assert_close(ch03.solution_softmax_jacobian(torch.softmax(x, -1)), J)
+    wrongs = [
+        lambda p: torch.diag_embed(p),
+        lambda p: torch.diag_embed(p) - p.unsqueeze(-2) * p.unsqueeze(-2),
+        lambda p: p.unsqueeze(-1) * p.unsqueeze(-2) - torch.diag_embed(p),  # sign flipped
+    ]
+    for wrong in wrongs:
+        capsys.readouterr()
+        assert ch03.check_softmax_jacobian(wrong) is False
+        assert "❌" in capsys.readouterr().out
+
+
+def test_feedback_in_chinese(capsys):
+    set_language("zh")
+    assert (
+        ch03.check_masked_softmax(lambda x, m: torch.softmax(x.masked_fill(~m, -1e9), -1)) is False
+    )
+    out = capsys.readouterr().out
+    assert "整行都被屏蔽" in out and "提示" in out
+    assert ch02.check_dot_variance(stub) is False
+    assert "还没有完成" in capsys.readouterr().out
+
+
+def test_checkers_never_raise(capsys):
+    for check in (ch02.check_dot_variance, ch03.check_stable_softmax, ch03.check_merge_states):
+        assert check(42) is False
+        assert check(lambda *a: 1 / 0) is False
+    assert "ZeroDivisionError" in capsys.readouterr().out
