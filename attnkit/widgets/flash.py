@@ -1,0 +1,169 @@
+"""Chapter 07's explorer: step through the tiled flash-attention loop, tile by tile.
+
+``flash_step_state(...)`` is the pure function behind it: after ``step`` tiles of the loop
+(FlashAttention-1 or -2 order, causal or not), which tiles are done, which one is current, which
+the causal mask skips, and the running max / sum / output of one query row. ``flash_explorer()``
+draws it: the score grid, the row's running (m, l), and its output so far against the exact one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch, Rectangle
+
+from attnkit.core import scaled_dot_product_attention
+from attnkit.flash import tile_schedule, trace_row
+from attnkit.i18n import register, t
+from attnkit.widgets import Explorer
+
+register({
+    "flash.w.step": {"en": "step", "zh": "步骤"},
+    "flash.w.order": {"en": "loop order", "zh": "循环顺序"},
+    "flash.w.v1": {"en": "v1: outer loop over K/V", "zh": "v1：外层循环遍历 K/V"},
+    "flash.w.v2": {"en": "v2: outer loop over Q", "zh": "v2：外层循环遍历 Q"},
+    "flash.w.causal": {"en": "causal", "zh": "因果掩码"},
+    "flash.w.row": {"en": "query row", "zh": "查询行"},
+    "flash.w.grid_title": {"en": "step {step} of {n}: tile (Q block {qi}, K block {kj})",
+                           "zh": "第 {step} 步（共 {n} 步）：分块（Q 块 {qi}，K 块 {kj}）"},
+    "flash.w.done": {"en": "done", "zh": "已完成"},
+    "flash.w.current": {"en": "current tile", "zh": "当前分块"},
+    "flash.w.pending": {"en": "not yet", "zh": "尚未计算"},
+    "flash.w.skipped": {"en": "skipped (causal)", "zh": "跳过（因果掩码）"},
+    "flash.w.key": {"en": "key j", "zh": "键 j"},
+    "flash.w.query": {"en": "query i", "zh": "查询 i"},
+    "flash.w.state_title": {"en": "row {row}: running max m and sum l", "zh": "第 {row} 行：运行最大值 m 与和 l"},
+    "flash.w.tiles_seen": {"en": "K/V tiles seen by this row", "zh": "这一行已处理的 K/V 分块数"},
+    "flash.w.out_title": {"en": "row {row}: output so far vs exact", "zh": "第 {row} 行：当前输出与精确输出"},
+    "flash.w.so_far": {"en": "so far", "zh": "目前"},
+    "flash.w.exact": {"en": "exact", "zh": "精确值"},
+    "flash.w.channel": {"en": "value channel", "zh": "值的通道"},
+})
+
+# The example: 16 queries and keys in tiles of 4 x 4, head dim 8, 4 value channels.
+N, BLOCK, HEAD_DIM, VALUE_DIM = 16, 4, 8, 4
+DONE, CURRENT, PENDING, SKIPPED = 0, 1, 2, 3
+
+
+def example_qkv(seed: int = 0):
+    """The fixed random q (N, d), k (N, d), v (N, dv) the explorer runs on."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(N, HEAD_DIM, generator=g), torch.randn(N, HEAD_DIM, generator=g),
+            torch.randn(N, VALUE_DIM, generator=g))
+
+
+def flash_step_state(step: int, loop_order: str = "v2", is_causal: bool = False, row: int = 15,
+                     seed: int = 0) -> dict:
+    """The state of the tiled loop after ``step`` tiles (1 = the first tile; clamped to the last).
+
+    Returns a dict: ``status`` (nq, nk) with DONE / CURRENT / PENDING / SKIPPED per tile,
+    ``step`` (after clamping), ``n_steps``, ``tile`` (the current step of ``tile_schedule``),
+    ``m``, ``l`` (the row's running max and sum after each of its tiles processed so far),
+    ``out`` (its normalised output so far, zeros before its first tile), ``exact`` (the row of
+    the attention output) and ``scores`` (the (N, N) scores, for drawing only).
+    """
+    if not 0 <= row < N:
+        raise ValueError(f"row must lie in [0, {N}), got {row}")
+    q, k, v = example_qkv(seed)
+    steps, skipped = tile_schedule(N, N, BLOCK, BLOCK, is_causal, loop_order)
+    step = max(1, min(int(step), len(steps)))
+    nb = math.ceil(N / BLOCK)
+    status = torch.full((nb, nb), PENDING)
+    for s in steps[: step - 1]:
+        status[s["qi"], s["kj"]] = DONE
+    cur = steps[step - 1]
+    status[cur["qi"], cur["kj"]] = CURRENT
+    for qi, kj in skipped:
+        status[qi, kj] = SKIPPED
+    # the row's block has seen the K/V tiles of its row of tiles processed so far (in kj order)
+    seen = sum(1 for s in steps[:step] if s["qi"] == row // BLOCK)
+    trace = trace_row(q, k, v, row, BLOCK, is_causal)[:seen]
+    exact = scaled_dot_product_attention(q, k, v, is_causal=is_causal)[row]
+    scores = q @ k.T / math.sqrt(HEAD_DIM)
+    if is_causal:
+        scores = scores.masked_fill(torch.ones(N, N, dtype=torch.bool).triu(1), float("nan"))  # masked
+    return {
+        "status": status, "step": step, "n_steps": len(steps), "tile": cur,
+        "m": [s["m"] for s in trace], "l": [s["l"] for s in trace],
+        "out": trace[-1]["out"] if trace else torch.zeros(VALUE_DIM), "exact": exact,
+        "scores": scores,
+    }
+
+
+_COLORS = {DONE: "#3b528b", CURRENT: "#dd8452", PENDING: "#dddddd", SKIPPED: "#ffffff"}
+
+
+def draw_flash_step(step: int, loop_order: str, is_causal: bool, row: int):
+    """Pure: the picture and the data of ``flash_step_state``."""
+    data = flash_step_state(step, loop_order, is_causal, row)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.9), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+    ax = axes[0]
+    status = data["status"].numpy()
+    cmap = ListedColormap([_COLORS[i] for i in (DONE, CURRENT, PENDING, SKIPPED)])
+    cells = np.kron(status, np.ones((BLOCK, BLOCK), dtype=status.dtype))  # (N, N): tile of each score
+    extent = (-0.5, N - 0.5, N - 0.5, -0.5)
+    ax.imshow(cells, cmap=cmap, vmin=-0.5, vmax=3.5, extent=extent)
+    # the scores computed so far (done and current tiles), drawn over the tile colours
+    computed = np.isin(cells, (DONE, CURRENT)) & ~np.isnan(data["scores"].numpy())
+    shown = np.ma.masked_where(~computed, data["scores"].numpy())
+    ax.imshow(shown, cmap="viridis", extent=extent, vmin=-3, vmax=3)
+    for b in range(1, N // BLOCK):
+        ax.axhline(b * BLOCK - 0.5, color="black", lw=0.8)
+        ax.axvline(b * BLOCK - 0.5, color="black", lw=0.8)
+    tile = data["tile"]
+    ax.add_patch(Rectangle((tile["k"][0] - 0.5, tile["q"][0] - 0.5), tile["k"][1] - tile["k"][0],
+                           tile["q"][1] - tile["q"][0], fill=False, ec="#dd8452", lw=3))
+    ax.add_patch(Rectangle((-0.5, row - 0.5), N, 1, fill=False, ec="black", lw=1.2, ls="--"))
+    ax.set_xlabel(t("flash.w.key"))
+    ax.set_ylabel(t("flash.w.query"))
+    ax.set_title(t("flash.w.grid_title", step=data["step"], n=data["n_steps"], qi=tile["qi"], kj=tile["kj"]),
+                 fontsize=9)
+    ax.legend(handles=[Patch(fc=_COLORS[s], ec="grey", label=t(f"flash.w.{name}"))
+                       for s, name in ((DONE, "done"), (CURRENT, "current"), (PENDING, "pending"),
+                                       (SKIPPED, "skipped"))],
+              fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, frameon=False)
+
+    ax = axes[1]
+    xs = list(range(1, len(data["m"]) + 1))
+    ax.plot(xs, data["m"], "o-", label="m")
+    ax.plot(xs, data["l"], "s-", label="l")
+    ax.set_xlim(0.5, N // BLOCK + 0.5)
+    ax.set_xticks(range(1, N // BLOCK + 1))
+    ax.set_xlabel(t("flash.w.tiles_seen"))
+    ax.set_title(t("flash.w.state_title", row=row), fontsize=9)
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    ch = np.arange(VALUE_DIM)
+    ax.bar(ch - 0.2, data["out"].numpy(), width=0.4, label=t("flash.w.so_far"))
+    ax.bar(ch + 0.2, data["exact"].numpy(), width=0.4, label=t("flash.w.exact"))
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(ch)
+    ax.set_xlabel(t("flash.w.channel"))
+    ax.set_title(t("flash.w.out_title", row=row), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.2, top=0.9, wspace=0.3)
+    return fig, data
+
+
+def flash_explorer(step: int = 9, loop_order: str = "v2", is_causal: bool = True, row: int = 15):
+    """Sliders over the step and the traced row; the loop order and causal mask as toggles."""
+    n_steps = len(tile_schedule(N, N, BLOCK, BLOCK, is_causal, loop_order)[0])
+    controls = {
+        "step": W.IntSlider(value=min(step, n_steps), min=1, max=n_steps, description=t("flash.w.step")),
+        "loop_order": W.Dropdown(options=[(t("flash.w.v1"), "v1"), (t("flash.w.v2"), "v2")],
+                                 value=loop_order, description=t("flash.w.order")),
+        "is_causal": W.Checkbox(value=is_causal, description=t("flash.w.causal")),
+        "row": W.IntSlider(value=row, min=0, max=N - 1, description=t("flash.w.row")),
+    }
+
+    def resize(change):  # the causal mask changes how many steps there are
+        controls["step"].max = len(tile_schedule(N, N, BLOCK, BLOCK, change["new"], "v2")[0])
+
+    controls["is_causal"].observe(resize, names="value")
+    return Explorer(controls, draw_flash_step)
