@@ -23,7 +23,7 @@ from torch import nn
 
 from attnkit.i18n import register, t
 from attnkit.mha import MultiHeadAttention
-from attnkit.viz import attention_heatmap, heads_grid
+from attnkit.viz import attention_heatmap
 from attnkit.widgets import Explorer
 
 __all__ = [
@@ -146,7 +146,7 @@ def _adam(params, lr: float, betas=(0.9, 0.98), eps: float = 1e-8):
     return step
 
 
-def train_recall_model(steps: int = 150, seed: int = 0, batch: int = 64, lr: float = 1e-2,
+def train_recall_model(steps: int = 100, seed: int = 0, batch: int = 64, lr: float = 1e-2,
                        **model_kw) -> tuple[TinyAttentionModel, dict]:
     """Seeded Adam training; returns the model (eval mode) and {"loss": [...], "accuracy": {role: acc}}
     with the accuracy of each read-out on 512 fresh sentences. Runs on one thread: a model this
@@ -225,11 +225,19 @@ def _draw(layer: int, head: int, sentence: int, weights_by_sentence, sentences):
     words = vocabulary()
     labels = [words[i] for i in sentences[sentence]]
     roles = head_roles(w)[layer]
-    if head < 0:  # every head of the layer
-        fig = heads_grid(w[layer], labels, labels, ncols=w.shape[1],
-                         titles=[t("heads.head_n", h=h) + "\n" + t("heads.role." + r["role"])
-                                 for h, r in enumerate(roles)],
-                         suptitle=t("heads.grid_title", n=layer + 1), size=2.6)
+    if head < 0:  # every head of the layer, side by side (fixed layout: fast to redraw)
+        H = w.shape[1]
+        fig, axes = plt.subplots(1, H, figsize=(2.5 * H, 3.3), squeeze=False)
+        for h, ax in enumerate(axes[0]):
+            ax.imshow(w[layer, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels(labels if h == 0 else [], fontsize=7)
+            ax.set_title(t("heads.head_n", h=h) + "\n" + t("heads.role." + roles[h]["role"]), fontsize=9)
+        axes[0, 0].set_ylabel(t("viz.query"))
+        fig.suptitle(t("heads.grid_title", n=layer + 1), fontsize=11)
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.22, top=0.78, wspace=0.08)
         data = w[layer]
     else:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))
