@@ -58,6 +58,14 @@ register({
     "gqa.col.ms": {"en": "decode step (ms)", "zh": "单步解码（毫秒）"},
     "gqa.col.measured": {"en": "measured bytes", "zh": "实测字节数"},
     "gqa.col.formula": {"en": "formula bytes", "zh": "公式字节数"},
+    "gqa.col.intensity": {"en": "FLOPs per byte read", "zh": "每读 1 字节的浮点运算数"},
+    "gqa.col.params": {"en": "parameters", "zh": "参数量"},
+    "gqa.col.cache_shape": {"en": "cache shape", "zh": "缓存形状"},
+    "gqa.col.equal": {"en": "cached == full", "zh": "缓存解码 == 完整前向"},
+    "gqa.col.rel_err": {"en": "relative output error", "zh": "输出相对误差"},
+    "gqa.col.kv_heads": {"en": "kv heads", "zh": "键值头数"},
+    "gqa.kind.mla_naive": {"en": "MLA (naive)", "zh": "MLA（朴素路径）"},
+    "gqa.kind.mla_absorbed": {"en": "MLA (absorbed)", "zh": "MLA（吸收路径）"},
 })
 
 
@@ -244,13 +252,17 @@ def grouped_query_attention(
                 f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to the scores' "
                 f"shape (B, H, L, S) = {scores_shape}"
             )
+    return _gqa_sdpa(q, k, v, attn_mask, is_causal, dropout_p, scale, n_rep)
+
+
+def _gqa_sdpa(q, k, v, attn_mask, is_causal: bool, dropout_p: float, scale, n_rep: int):
+    """The production path on checked inputs (the modules call it directly)."""
     if n_rep > 1 and attn_mask is None and not is_causal:
         # No mask: every query row is independent, so the n_rep query heads that share a kv head
         # can be stacked as extra query rows of that one head (as decoding kernels do). Exact, and
         # on CPU much faster than enable_gqa for a single decode token.
         B, H, L, D = q.shape
-        Hkv = k.shape[1]
-        qf = q.reshape(B, Hkv, n_rep * L, D)  # (B, Hkv, G*L, D): rows ordered (group member, l)
+        qf = q.reshape(B, k.shape[1], n_rep * L, D)  # (B, Hkv, G*L, D): rows ordered (member, l)
         out = F.scaled_dot_product_attention(qf, k, v, dropout_p=dropout_p, scale=scale)
         return out.reshape(B, H, L, v.shape[-1])  # (B, H, L, Dv)
     return F.scaled_dot_product_attention(
@@ -355,11 +367,14 @@ class GroupedQueryAttention(nn.Module):
         S = k.shape[2]
         mask, causal = _decode_mask(attn_mask, is_causal, L, S, x.device)
         p = self.dropout if self.training else 0.0
-        out = grouped_query_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p,
-                                      return_weights=need_weights)
         weights = None
-        if need_weights:
-            out, weights = out  # weights (B, H, L, S)
+        if need_weights or mask is not None:  # checked path (the mask may come from the caller)
+            out = grouped_query_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p,
+                                          return_weights=need_weights)
+            if need_weights:
+                out, weights = out  # weights (B, H, L, S)
+        else:  # q, k, v are built here with consistent shapes: skip the checks
+            out = _gqa_sdpa(q, k, v, None, causal, p, None, self.num_groups)
         out = out.transpose(1, 2).reshape(B, L, self.num_heads * D)  # (B, L, H*D)
         return self.o_proj(out), weights
 
@@ -493,6 +508,7 @@ class MultiHeadLatentAttention(nn.Module):
         self.w_uk = nn.Linear(kv_lora_rank, H * qk_nope_head_dim, bias=False, device=device, dtype=dtype)  # (10)
         self.w_uv = nn.Linear(kv_lora_rank, H * v_head_dim, bias=False, device=device, dtype=dtype)  # (11)
         self.w_o = nn.Linear(H * v_head_dim, embed_dim, **kw)  # W^O, eq (19)
+        self._rope_tables = None  # (cos, sin), built on first use
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
@@ -504,10 +520,18 @@ class MultiHeadLatentAttention(nn.Module):
         """Rotate x (..., L, d_h^R) as positions offset .. offset + L - 1 (interleaved pairs)."""
         from attnkit.rope import apply_rope, generate_rope_embeddings
 
-        L = x.shape[-2]
-        cos, sin = generate_rope_embeddings(offset + L, self.qk_rope_head_dim, base=self.rope_base,
-                                            device=x.device)
-        return apply_rope(x, cos.to(x.dtype), sin.to(x.dtype), interleaved=True, offset=offset)
+        need = offset + x.shape[-2]
+        tables = self._rope_tables
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        if (tables is None or tables[0].shape[0] < need or tables[0].device != x.device
+                or tables[0].dtype != dtype):
+            # grow the (positions, d_h^R / 2) tables by doubling, so decoding does not rebuild them
+            n = max(need, 2 * (0 if tables is None else tables[0].shape[0]), 64)
+            tables = generate_rope_embeddings(n, self.qk_rope_head_dim, base=self.rope_base,
+                                              device=x.device, dtype=dtype)
+            self._rope_tables = tables
+        cos, sin = tables
+        return apply_rope(x, cos, sin, interleaved=True, offset=offset)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 kv_cache: KVCache | None = None, absorb: bool = False) -> torch.Tensor:
@@ -548,9 +572,11 @@ class MultiHeadLatentAttention(nn.Module):
             w_uv = self.w_uv.weight.view(H, dv, dc)  # (H, dv, dc)
             q_lat = torch.einsum("bhld,hdc->bhlc", q_c, w_uk)  # (B, H, L, dc)
             q = torch.cat([q_lat, q_r], dim=-1)  # (B, H, L, dc + dr)
-            # one kv head shared by all query heads (an MQA): keys [c; k^R], values c
-            o_lat = grouped_query_attention(q, kv[:, None], c_kv[:, None], attn_mask=mask,
-                                            is_causal=causal, scale=self.scale)  # (B, H, L, dc)
+            # One kv head shared by all query heads (an MQA): keys [c; k^R], values c. Passing the
+            # whole row [c; k^R] as the value and dropping the last dr output columns is exact, and
+            # lets q, k and v share one head size (torch's fused CPU kernel needs that).
+            o_lat = grouped_query_attention(q, kv[:, None], kv[:, None], attn_mask=mask,
+                                            is_causal=causal, scale=self.scale)[..., :dc]  # (B, H, L, dc)
             o = torch.einsum("bhlc,hvc->bhlv", o_lat, w_uv)  # (B, H, L, dv): W^UV after attention
         o = o.transpose(1, 2).reshape(B, L, H * dv)  # (B, L, H*dv)
         return self.w_o(o)  # eq (19)
@@ -686,8 +712,9 @@ def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1,
     """Time one decode step (one new token attending over ``context_len`` cached ones).
 
     The cache is pre-filled with random tensors of the right shapes (the values do not change the
-    cost). Returns ``{"ms": median milliseconds, "cache_bytes": bytes the cache holds after the
-    step (measured), "tokens": context_len + 1}``.
+    cost). Returns ``{"ms": the best of ``repeats`` timings in milliseconds (as ``timeit`` advises:
+    slower runs measure other programs), "cache_bytes": bytes the cache holds after the step
+    (measured), "tokens": context_len + 1}``.
     """
     import time
 
@@ -706,6 +733,5 @@ def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1,
         t0 = time.perf_counter()
         model(x, is_causal=True, kv_cache=cache, **kw)
         times.append(time.perf_counter() - t0)
-    times = sorted(times[1:])
-    return {"ms": 1e3 * times[len(times) // 2], "cache_bytes": cache.nbytes,
+    return {"ms": 1e3 * min(times[1:]), "cache_bytes": cache.nbytes,
             "tokens": cache.seq_len}

@@ -1,0 +1,158 @@
+"""Chapter 05 benchmark: decode-step time and KV-cache bytes of GQA, MQA and MLA relative to MHA,
+and attnkit's production paths against the equivalent computation written directly in PyTorch.
+
+    .venv/bin/python benchmarks/bench_gqa.py [--threads N] [--repeats R] [--contexts 512 2048 8192]
+
+Everything is printed as ratios from one run. Timings are the best of ``repeats`` runs, with the
+attnkit and PyTorch versions interleaved so that both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.gqa import (
+    GroupedQueryAttention,
+    KVCache,
+    MultiHeadLatentAttention,
+    kv_cache_bytes,
+    make_decode_model,
+)
+
+E, H, KV = 512, 8, 2  # width, query heads, GQA kv heads
+D = E // H
+
+
+def torch_gqa_step(m: GroupedQueryAttention, x, k_past, v_past):
+    """The same decode step in plain PyTorch, on the same nn.Linear projections: an HF-style cat
+    cache and SDPA with enable_gqa, no checks."""
+    B = x.shape[0]
+    q = m.q_proj(x).view(B, 1, m.num_heads, m.head_dim).transpose(1, 2)
+    k = m.k_proj(x).view(B, 1, m.num_kv_heads, m.head_dim).transpose(1, 2)
+    v = m.v_proj(x).view(B, 1, m.num_kv_heads, m.head_dim).transpose(1, 2)
+    k, v = torch.cat([k_past, k], dim=2), torch.cat([v_past, v], dim=2)
+    o = F.scaled_dot_product_attention(q, k, v, enable_gqa=m.num_kv_heads != m.num_heads)
+    return m.o_proj(o.transpose(1, 2).reshape(B, 1, -1)), (k, v)
+
+
+def torch_gqa_prefill(m: GroupedQueryAttention, x):
+    B, L, _ = x.shape
+    q = m.q_proj(x).view(B, L, m.num_heads, m.head_dim).transpose(1, 2)
+    k = m.k_proj(x).view(B, L, m.num_kv_heads, m.head_dim).transpose(1, 2)
+    v = m.v_proj(x).view(B, L, m.num_kv_heads, m.head_dim).transpose(1, 2)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=m.num_kv_heads != m.num_heads)
+    return m.o_proj(o.transpose(1, 2).reshape(B, L, -1))
+
+
+def best_of_interleaved(fns: dict, repeats: int) -> dict:
+    """Best time (s) of each callable, calling them in turn ``repeats`` times after one warm-up."""
+    for f in fns.values():
+        f()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(ts) for name, ts in times.items()}
+
+
+@torch.no_grad()
+def decode_table(contexts, repeats: int):
+    g = torch.Generator().manual_seed(0)
+    models = {k: make_decode_model(k, embed_dim=E, num_heads=H, num_kv_heads=KV) for k in ("mha", "gqa", "mqa", "mla")}
+    x = torch.randn(1, 1, E, generator=g)
+    shape = dict(num_heads=H, head_dim=D, num_kv_heads=KV, kv_lora_rank=4 * D, qk_rope_head_dim=D // 2,
+                 dtype=torch.float32)
+    rows = []
+    for S in contexts:
+        fns, bytes_measured = {}, {}
+        for kind, m in models.items():
+            if isinstance(m, MultiHeadLatentAttention):
+                past = (torch.randn(1, S, m.kv_lora_rank + m.qk_rope_head_dim, generator=g),)
+            else:
+                past = (torch.randn(1, m.num_kv_heads, S, D, generator=g),
+                        torch.randn(1, m.num_kv_heads, S, D, generator=g))
+
+            def step(m=m, past=past, **kw):
+                cache = KVCache()
+                cache.tensors = past
+                m(x, is_causal=True, kv_cache=cache, **kw)
+                return cache
+
+            if kind == "mla":
+                fns["mla"] = lambda step=step: step(absorb=True)
+                fns["mla_naive"] = lambda step=step: step(absorb=False)
+            else:
+                fns[kind] = step
+                fns[kind + "_torch"] = lambda m=m, past=past: torch_gqa_step(m, x, *past)
+            bytes_measured[kind] = (step(absorb=True) if kind == "mla" else step()).nbytes
+        best = best_of_interleaved(fns, repeats)
+        for kind in ("mha", "gqa", "mqa", "mla", "mla_naive"):
+            base = kind.split("_")[0]
+            formula = kv_cache_bytes(base, S + 1, **shape)
+            vs_torch = best[kind] / best[kind + "_torch"] if kind + "_torch" in best else float("nan")
+            rows.append([S, kind, best[kind] * 1e3, best[kind] / best["mha"], vs_torch,
+                         bytes_measured[base], bytes_measured[base] / bytes_measured["mha"],
+                         bytes_measured[base] == formula])
+    return rows
+
+
+@torch.no_grad()
+def prefill_ratios(L: int, repeats: int):
+    x = torch.randn(1, L, E, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for kind in ("mha", "gqa", "mqa"):
+        m = make_decode_model(kind, embed_dim=E, num_heads=H, num_kv_heads=KV)
+        best = best_of_interleaved({"attnkit": lambda m=m: m(x, is_causal=True),
+                                    "torch": lambda m=m: torch_gqa_prefill(m, x)}, repeats)
+        out[kind] = best["attnkit"] / best["torch"]
+    return out
+
+
+def widget_redraw_ms(n: int = 9) -> float:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from attnkit.widgets.kvcache import kv_cache_explorer
+
+    e = kv_cache_explorer()
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        e.controls["num_heads"].value = (16, 32, 64)[i % 3]
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--contexts", type=int, nargs="+", default=[512, 2048, 8192])
+    p.add_argument("--prefill", type=int, default=1024)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one layer E={E}, {H} heads of {D}; "
+          f"GQA {KV} kv heads; MLA d_c={4 * D}, d_h^R={D // 2}; float32, batch 1")
+    print("\nDecode step: one new token after S cached ones (best of", args.repeats, "runs)")
+    hdr = f"{'S':>6} {'kind':>10} {'ms':>8} {'time/MHA':>9} {'attnkit/torch':>14} {'cache B':>10} {'bytes/MHA':>10} {'==formula':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for S, kind, ms, rel, vs_t, nb, rel_b, ok in decode_table(args.contexts, args.repeats):
+        vs = "-" if vs_t != vs_t else f"{vs_t:.2f}x"
+        print(f"{S:>6} {kind:>10} {ms:>8.3f} {rel:>8.2f}x {vs:>14} {nb:>10} {rel_b:>9.3f}x {ok!s:>10}")
+    print(f"\nPrefill (causal self-attention, L={args.prefill}): attnkit / PyTorch time")
+    for kind, r in prefill_ratios(args.prefill, max(3, args.repeats // 3)).items():
+        print(f"  {kind:>4}: {r:.2f}x")
+    print(f"\nKV-cache explorer redraw (median of 9): {widget_redraw_ms():.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
