@@ -227,7 +227,7 @@ def _draw(layer: int, head: int, sentence: int, weights_by_sentence, sentences):
     roles = head_roles(w)[layer]
     if head < 0:  # every head of the layer, side by side (fixed layout: fast to redraw)
         H = w.shape[1]
-        fig, axes = plt.subplots(1, H, figsize=(2.5 * H, 3.3), squeeze=False)
+        fig, axes = plt.subplots(1, H, figsize=(2.5 * H, 3.5), squeeze=False)
         for h, ax in enumerate(axes[0]):
             ax.imshow(w[layer, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
             ax.set_xticks(range(len(labels)))
@@ -235,9 +235,10 @@ def _draw(layer: int, head: int, sentence: int, weights_by_sentence, sentences):
             ax.set_yticks(range(len(labels)))
             ax.set_yticklabels(labels if h == 0 else [], fontsize=7)
             ax.set_title(t("heads.head_n", h=h) + "\n" + t("heads.role." + roles[h]["role"]), fontsize=9)
+            ax.set_xlabel(t("viz.key"), fontsize=8)
         axes[0, 0].set_ylabel(t("viz.query"))
         fig.suptitle(t("heads.grid_title", n=layer + 1), fontsize=11)
-        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.22, top=0.78, wspace=0.08)
+        fig.subplots_adjust(left=0.07, right=0.99, bottom=0.26, top=0.78, wspace=0.08)
         data = w[layer]
     else:
         fig, ax = plt.subplots(figsize=(5.2, 4.4))

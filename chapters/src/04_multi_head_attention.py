@@ -1,0 +1,680 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 04 · Multi-head attention
+#
+# **What you will learn**
+# - why one attention is not enough, and what several *heads* buy;
+# - splitting and merging heads: two reshapes, no loop;
+# - six ways to write multi-head attention — a loop over heads, batched heads, one packed
+#   projection, `einsum`, PyTorch's fused `scaled_dot_product_attention`, `nn.MultiheadAttention` —
+#   all proven equal, then timed on this machine;
+# - the encoder sub-layer of the Transformer (residual + LayerNorm around attention);
+# - heads that specialise, in a tiny model you train here in a few seconds;
+# - the parameters and FLOPs of a real-sized layer, and the pitfalls.
+#
+# **You need** chapter 01 (scaled dot-product attention, masks and their two conventions).
+
+# %% [markdown] tags=["lang-zh"]
+# # 04 · 多头注意力
+#
+# **本章内容**
+# - 为什么一个注意力不够用，多个*头*（head）能带来什么；
+# - 拆分与合并头：两次变形（reshape），不需要循环；
+# - 多头注意力的六种写法——逐头循环、批量计算所有头、一次打包投影、`einsum`、PyTorch 的融合算子
+#   `scaled_dot_product_attention`、`nn.MultiheadAttention`——逐一证明结果相同，再在本机上计时；
+# - Transformer 编码器的子层（注意力外面套上残差连接和 LayerNorm）；
+# - 会“分工”的头：在本章里用几秒钟训练一个小模型，亲眼看到各个头各司其职；
+# - 一个真实规模的层有多少参数、多少 FLOPs，以及常见陷阱。
+#
+# **预备知识**：第 01 章（缩放点积注意力、掩码及其两种约定）。
+
+# %%
+import math
+import statistics
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+from attnkit import viz
+from attnkit.core import causal_mask
+from attnkit.mha import (MultiHeadAttention, merge_heads, mha_activation_bytes, mha_flops,
+                         mha_param_count, split_heads)
+
+torch.manual_seed(0)
+print("torch", torch.__version__.split("+")[0])
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. Why several heads?
+#
+# One row of attention weights is *one* probability distribution over the keys, so one
+# attention computes *one* weighted average per query. Suppose a word needs two things at once:
+# the word just before it (to know the phrase it is in) and the first word of the sentence (to
+# know the topic). A single softmax row can put weight on both, but then it returns their
+# *blend*, and the more it looks at one the less it sees of the other. Here is that trade-off
+# with 5 keys, when the query matches the keys at positions 0 and 3 equally well:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 为什么要多个头？
+#
+# 注意力权重的一行是键上的*一个*概率分布，所以一个注意力对每个查询只能算出*一个*加权平均。
+# 假设一个词同时需要两样东西：紧挨在它前面的词（知道自己处在哪个短语里）和句子的第一个词（知道话题是什么）。
+# 一行 softmax 可以同时把权重分给这两处，但返回的只是二者的*混合*，看这边越多，看那边就越少。
+# 下面用 5 个键演示这种取舍，其中查询与位置 0 和位置 3 的键匹配得一样好：
+
+# %%
+values = torch.eye(5)                                  # one-hot values: the output *is* the weights
+scores = torch.tensor([4.0, 0.0, 0.0, 4.0, 0.0])        # query matches keys 0 and 3 equally
+one_head = torch.softmax(scores, dim=-1) @ values
+print("one head, weights on keys 0..4:", one_head.numpy().round(3))
+head_a = torch.softmax(torch.tensor([8.0, 0, 0, 0, 0]), dim=-1) @ values   # a head that looks at 0
+head_b = torch.softmax(torch.tensor([0, 0, 0, 8.0, 0]), dim=-1) @ values   # a head that looks at 3
+print("head A:", head_a.numpy().round(3))
+print("head B:", head_b.numpy().round(3))
+
+# %% [markdown] tags=["lang-en"]
+# The single head returns 0.487 of key 0 mixed with 0.487 of key 3: the two pieces of
+# information are averaged into one vector and cannot be told apart afterwards. Two heads each
+# return one key almost pure (0.999), side by side in separate output slots. That is the whole
+# idea of multi-head attention (Vaswani et al. 2017, §3.2.2): run $h$ attentions in parallel, each
+# in its own smaller subspace, and concatenate the results:
+#
+# $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
+# \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\; K W_i^K,\; V W_i^V).$$
+#
+# With model width $E$ and $h$ heads, each head works in $d_k = d_v = E/h$ dimensions
+# ($W_i^Q, W_i^K, W_i^V$ are $E \times E/h$), so the $h$ heads together cost about as much as one
+# full-width head. $W^O$ ($E \times E$) mixes the heads' outputs back together.
+
+# %% [markdown] tags=["lang-zh"]
+# 单个头返回的是 0.487 份键 0 与 0.487 份键 3 的混合：两条信息被平均成了一个向量，之后再也分不开。
+# 两个头则各自几乎纯净地（0.999）取回一个键，并排放在不同的输出位置上。这就是多头注意力的全部思想
+# （Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来：
+#
+# $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
+# \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\; K W_i^K,\; V W_i^V).$$
+#
+# 设模型宽度为 $E$、头数为 $h$，每个头在 $d_k = d_v = E/h$ 维中计算（$W_i^Q, W_i^K, W_i^V$ 是 $E \times E/h$ 的矩阵），
+# 所以 $h$ 个头加起来的开销与一个全宽度的头差不多。$W^O$（$E \times E$）再把各个头的输出混合到一起。
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. Splitting and merging heads are reshapes
+#
+# Stack the $h$ matrices $W_i^Q$ side by side and you get one $E \times E$ matrix: a single
+# `nn.Linear(E, E)` computes the queries of *all* heads at once, head $i$ owning features
+# $i\,d_k$ to $(i+1)\,d_k - 1$. Splitting heads is then a `view` that cuts the last dimension into
+# $(h, d_k)$ and a `transpose` that moves the heads in front of the positions:
+# `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`. Merging is the reverse. No data is copied by the
+# split, and no loop over heads is needed.
+
+# %% [markdown] tags=["lang-zh"]
+# 把 $h$ 个 $W_i^Q$ 并排拼起来，就得到一个 $E \times E$ 的矩阵：一个 `nn.Linear(E, E)` 就能一次算出*所有*头的查询，
+# 第 $i$ 个头拥有第 $i\,d_k$ 到第 $(i+1)\,d_k - 1$ 个特征。于是拆分头就是：先用 `view` 把最后一维切成 $(h, d_k)$，
+# 再用 `transpose` 把头的维度挪到位置维度之前：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`。
+# 合并则反过来做。拆分不复制任何数据，也不需要对头做循环。
+
+# %%
+from attnkit.widgets.heads import plot_split_heads
+
+x = torch.arange(2 * 4 * 8.0).view(2, 4, 8)        # (B=2, L=4, E=8)
+heads = split_heads(x, num_heads=2)                 # (B, H=2, L, Dh=4)
+print("split:", tuple(x.shape), "->", tuple(heads.shape))
+print("head 1, position 0 = features 4..7 of position 0:", heads[0, 1, 0].tolist())
+print("merge(split(x)) == x:", torch.equal(merge_heads(heads), x))
+plot_split_heads(seq_len=4, embed_dim=8, num_heads=2);
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. Six implementations, one answer
+#
+# Each function below computes the same thing from the weights of one `nn.MultiheadAttention`
+# (which stores $W^Q, W^K, W^V$ packed as one `in_proj_weight` of shape $(3E, E)$). Read them
+# top to bottom: each is a small step from the one before.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 六种实现，同一个答案
+#
+# 下面每个函数都用同一个 `nn.MultiheadAttention` 的权重计算同一件事（它把 $W^Q, W^K, W^V$ 打包成一个形状为
+# $(3E, E)$ 的 `in_proj_weight`）。请从上往下读：每一种都只比前一种多走了一小步。
+
+# %%
+def unpack(m):
+    """W_Q, W_K, W_V (E, E), their biases, W_O, b_O of an nn.MultiheadAttention."""
+    Wq, Wk, Wv = m.in_proj_weight.chunk(3)
+    bq, bk, bv = m.in_proj_bias.chunk(3)
+    return Wq, Wk, Wv, bq, bk, bv, m.out_proj.weight, m.out_proj.bias
+
+
+def mha_loop(x, m, causal=False):                       # 1. one head at a time
+    Wq, Wk, Wv, bq, bk, bv, Wo, bo = unpack(m)
+    L, H, Dh = x.shape[1], m.num_heads, m.head_dim
+    heads = []
+    for h in range(H):
+        r = slice(h * Dh, (h + 1) * Dh)                 # head h's rows of W_Q, W_K, W_V
+        q, k, v = x @ Wq[r].T + bq[r], x @ Wk[r].T + bk[r], x @ Wv[r].T + bv[r]  # (B, L, Dh)
+        s = q @ k.transpose(-2, -1) / math.sqrt(Dh)     # (B, L, L)
+        if causal:
+            s = s.masked_fill(~causal_mask(L), float("-inf"))
+        heads.append(torch.softmax(s, dim=-1) @ v)      # (B, L, Dh)
+    return torch.cat(heads, dim=-1) @ Wo.T + bo         # Concat(head_1..head_H) W_O
+
+
+def mha_batched(x, m, causal=False):                    # 2. all heads in one batched matmul
+    Wq, Wk, Wv, bq, bk, bv, Wo, bo = unpack(m)
+    L, H, Dh = x.shape[1], m.num_heads, m.head_dim
+    q, k, v = (split_heads(x @ W.T + b, H) for W, b in ((Wq, bq), (Wk, bk), (Wv, bv)))  # (B, H, L, Dh)
+    s = q @ k.transpose(-2, -1) / math.sqrt(Dh)         # (B, H, L, L)
+    if causal:
+        s = s.masked_fill(~causal_mask(L), float("-inf"))
+    return merge_heads(torch.softmax(s, dim=-1) @ v) @ Wo.T + bo
+
+
+def mha_packed(x, m, causal=False):                     # 3. one (3E, E) projection for Q, K, V
+    B, L, E = x.shape
+    qkv = x @ m.in_proj_weight.T + m.in_proj_bias       # (B, L, 3E)
+    q, k, v = qkv.view(B, L, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, Dh)
+    s = q @ k.transpose(-2, -1) / math.sqrt(m.head_dim)
+    if causal:
+        s = s.masked_fill(~causal_mask(L), float("-inf"))
+    return merge_heads(torch.softmax(s, dim=-1) @ v) @ m.out_proj.weight.T + m.out_proj.bias
+
+
+def mha_einsum(x, m, causal=False):                     # 4. every product named by its indices
+    Wq, Wk, Wv, bq, bk, bv, Wo, bo = unpack(m)
+    E, H, Dh = x.shape[2], m.num_heads, m.head_dim
+    q, k, v = (torch.einsum("ble,hde->bhld", x, W.view(H, Dh, E)) + b.view(H, 1, Dh)
+               for W, b in ((Wq, bq), (Wk, bk), (Wv, bv)))                 # (B, H, L, Dh)
+    s = torch.einsum("bhld,bhmd->bhlm", q, k) / math.sqrt(Dh)              # (B, H, L, L)
+    if causal:
+        s = s.masked_fill(~causal_mask(x.shape[1]), float("-inf"))
+    o = torch.einsum("bhlm,bhmd->bhld", torch.softmax(s, dim=-1), v)      # (B, H, L, Dh)
+    return torch.einsum("bhld,ehd->ble", o, Wo.view(E, H, Dh)) + bo       # merge and W_O at once
+
+
+def mha_sdpa(x, m, causal=False):                       # 5. PyTorch's fused attention kernel
+    B, L, E = x.shape
+    qkv = F.linear(x, m.in_proj_weight, m.in_proj_bias)
+    q, k, v = qkv.view(B, L, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)       # never stores (L, L) weights
+    return F.linear(merge_heads(o), m.out_proj.weight, m.out_proj.bias)
+
+
+def mha_torch(x, m, causal=False):                      # 6. nn.MultiheadAttention itself
+    forbid = ~causal_mask(x.shape[1]) if causal else None  # its bool masks: True = forbidden
+    return m(x, x, x, attn_mask=forbid, is_causal=causal, need_weights=False)[0]
+
+
+# %% [markdown] tags=["lang-en"]
+# attnkit's `MultiHeadAttention` is the batched version as a module: four `nn.Linear`s
+# (`q_proj`, `k_proj`, `v_proj`, `out_proj`), split and merge as above, and
+# `F.scaled_dot_product_attention` inside (or attnkit's plain attention when you ask for the
+# weights). `MultiHeadAttention.from_torch(m)` copies the weights of an `nn.MultiheadAttention`.
+# Now the proof that all seven agree, causal, on a small random input:
+
+# %% [markdown] tags=["lang-zh"]
+# attnkit 的 `MultiHeadAttention` 就是把批量版本写成一个模块：四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），
+# 按上面的方式拆分和合并头，内部调用 `F.scaled_dot_product_attention`（需要返回注意力权重时则改用 attnkit 的朴素实现）。
+# `MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重。下面在一个小的随机输入上（带因果掩码）
+# 证明这七种实现结果一致：
+
+# %%
+torch.manual_seed(0)
+m = nn.MultiheadAttention(embed_dim=16, num_heads=4, batch_first=True)
+ours = MultiHeadAttention.from_torch(m)
+
+
+def mha_attnkit(x, m, causal=False):                    # 7. attnkit, weights copied from m
+    return ours(x, is_causal=causal)[0]
+
+
+implementations = {"loop over heads": mha_loop, "batched heads": mha_batched, "packed QKV": mha_packed,
+                   "einsum": mha_einsum, "fused SDPA": mha_sdpa, "nn.MultiheadAttention": mha_torch,
+                   "attnkit MultiHeadAttention": mha_attnkit}
+x = torch.randn(2, 6, 16)                                # (B, L, E)
+with torch.no_grad():
+    reference = mha_torch(x, m, causal=True)
+    for name, f in implementations.items():
+        out = f(x, m, causal=True)
+        print(f"{name:<27} shape {tuple(out.shape)}  allclose: {torch.allclose(out, reference, atol=1e-6)}")
+
+# %% [markdown] tags=["lang-en"]
+# `nn.MultiheadAttention` can also return the weights, but by default it *averages them over
+# the heads*. attnkit returns them per head, `(B, H, L, S)`; their mean over the heads is exactly
+# PyTorch's:
+
+# %% [markdown] tags=["lang-zh"]
+# `nn.MultiheadAttention` 也能返回注意力权重，但默认会*在各个头之间取平均*。attnkit 按头返回，形状为 `(B, H, L, S)`；
+# 它们在头维度上的平均值与 PyTorch 的结果完全一致：
+
+# %%
+with torch.no_grad():
+    _, w_torch = m(x, x, x, need_weights=True)           # (B, L, S): averaged over heads
+    _, w_ours = ours(x, need_weights=True)               # (B, H, L, S)
+print("per-head weights:", tuple(w_ours.shape), " averaged by torch:", tuple(w_torch.shape))
+print("mean over heads == torch:", torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# **Timing.** Equal outputs, different speeds. The table times the seven on one causal
+# self-attention of batch 1, length 256, width 768, 12 heads (a GPT-2-small layer), forward only,
+# median of 3 runs, each relative to the fused SDPA version. It runs on one CPU thread so that the
+# numbers stay steady on a shared machine; your numbers will differ. The full-size benchmark of
+# the issue (batch 8, length 1024) is a script: `python benchmarks/bench_mha.py`.
+
+# %% [markdown] tags=["lang-zh"]
+# **计时。** 结果相同，速度却不同。下表对这七种实现计时：一次带因果掩码的自注意力，批次 1、序列长度 256、宽度 768、12 个头
+# （相当于 GPT-2 small 的一层），只算前向，取 3 次运行的中位数，并给出相对融合 SDPA 版本的倍数。
+# 为了在多人共用的机器上得到稳定的数字，这里只用一个 CPU 线程；你的机器上数字会不同。
+# 更大规模的基准测试（批次 8、序列长度 1024）是一个脚本：`python benchmarks/bench_mha.py`。
+
+# %% tags=["nbval-ignore-output"]
+torch.manual_seed(0)
+big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
+ours = MultiHeadAttention.from_torch(big).eval()
+xb = torch.randn(1, 256, 768)
+threads = torch.get_num_threads()
+torch.set_num_threads(1)
+times = {name: [] for name in implementations}
+with torch.inference_mode():
+    for f in implementations.values():                   # warm-up
+        f(xb, big, causal=True)
+    for _ in range(3):                                   # round-robin: load hits every one alike
+        for name, f in implementations.items():
+            t0 = time.perf_counter()
+            f(xb, big, causal=True)
+            times[name].append(time.perf_counter() - t0)
+torch.set_num_threads(threads)
+base = statistics.median(times["fused SDPA"])
+print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")],
+                       [[name, f"{1e3 * statistics.median(ts):.1f}", f"{statistics.median(ts) / base:.2f}x"]
+                        for name, ts in times.items()]))
+
+# %% [markdown] tags=["lang-en"]
+# What to look for: the loop and the batched versions do the same arithmetic, so any gap between
+# them is per-call overhead; the fused kernel is faster because it never writes the $(L, L)$
+# weights to memory and skips the masked half of a causal matrix. `nn.MultiheadAttention` with a
+# causal *mask tensor* cannot take that shortcut, since it must honour an arbitrary mask, which is why
+# attnkit passes `is_causal=True` to the kernel instead of building a mask.
+
+# %% [markdown] tags=["lang-zh"]
+# 看点：循环版本和批量版本的计算量完全相同，二者的差距只来自每次调用的额外开销；融合算子更快，
+# 因为它从不把 $(L, L)$ 的权重矩阵写入内存，还能跳过因果矩阵中被屏蔽的那一半。
+# `nn.MultiheadAttention` 拿到的是一个因果*掩码张量*，必须按任意掩码处理，走不了这条捷径——
+# 所以 attnkit 直接把 `is_causal=True` 交给算子，而不是构造一个掩码。
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. The encoder sub-layer
+#
+# In the Transformer, attention never appears alone. Each sub-layer is wrapped in a residual
+# connection followed by layer normalisation, $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$
+# (Vaswani et al. 2017, §3.1), and an encoder layer is two such sub-layers: multi-head
+# self-attention, then a position-wise feed-forward network. Built from attnkit's module, it
+# equals PyTorch's `nn.TransformerEncoderLayer` once the weights are copied:
+
+# %% [markdown] tags=["lang-zh"]
+# 在 Transformer 中，注意力从不单独出现。每个子层都套着一个残差连接，后面跟着层归一化：
+# $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
+# 先是多头自注意力，然后是逐位置的前馈网络。用 attnkit 的模块搭出来，复制权重之后与 PyTorch 的
+# `nn.TransformerEncoderLayer` 完全相同：
+
+# %%
+class EncoderLayer(nn.Module):
+    """Post-LN encoder layer: x = LN(x + MHA(x)); x = LN(x + FFN(x))  (Vaswani et al. 2017, §3.1)."""
+
+    def __init__(self, d_model, num_heads, d_ff):
+        super().__init__()
+        self.attn = MultiHeadAttention(d_model, num_heads)
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+
+    def forward(self, x, key_padding_mask=None):        # key_padding_mask: True = real token
+        x = self.norm1(x + self.attn(x, key_padding_mask=key_padding_mask)[0])
+        return self.norm2(x + self.ff(x))
+
+
+torch.manual_seed(0)
+ref_layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
+layer = EncoderLayer(16, 4, 32)
+layer.attn = MultiHeadAttention.from_torch(ref_layer.self_attn)
+layer.ff[0].load_state_dict(ref_layer.linear1.state_dict())
+layer.ff[2].load_state_dict(ref_layer.linear2.state_dict())
+layer.norm1.load_state_dict(ref_layer.norm1.state_dict())
+layer.norm2.load_state_dict(ref_layer.norm2.state_dict())
+with torch.no_grad():
+    print("encoder layer == nn.TransformerEncoderLayer:", torch.allclose(layer(x), ref_layer(x), atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. Explore: heads that specialise
+#
+# Section 1 argued that heads let a position gather several things at once. Let us watch it
+# happen. The task: a "sentence" of 10 random words from a vocabulary of 16; at every position the
+# model must name three words at once: the **previous** word, the word **two back**, and the
+# **first** word of the sentence. The model is as small as it gets: word and position embeddings,
+# two causal layers of `MultiHeadAttention` with 4 heads each (residual, pre-LayerNorm, no
+# feed-forward), and three linear read-outs. Training is seeded and takes a few seconds:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 动手探索：会分工的头
+#
+# 第 1 节说，多个头让一个位置可以同时收集几样信息。现在亲眼看看。任务是：一个“句子”由词表（16 个词）中随机抽取的 10 个词组成；
+# 在每个位置上，模型都要同时说出三个词：**前一个词**、**前两个词**（往前数第二个），以及句子的**第一个词**。
+# 模型小到不能再小：词嵌入加位置嵌入，两层带因果掩码的 `MultiHeadAttention`，每层 4 个头（残差连接、前置 LayerNorm、
+# 没有前馈网络），最后是三个线性读出层。训练固定了随机种子，只需几秒钟：
+
+# %%
+from attnkit.widgets.heads import example_sentences, head_roles, head_weights, train_recall_model
+
+model, info = train_recall_model(steps=100, seed=0)
+print(f"loss: {info['loss'][0]:.2f} -> {info['loss'][-1]:.3f}")
+for role, acc in info["accuracy"].items():
+    print(f"{t('heads.role.' + role)}: {acc:.1%}")
+
+# %% [markdown] tags=["lang-en"]
+# It solves the task (100% on fresh sentences for all three read-outs). Now, for each head, the
+# average weight a query puts on the previous word, the word two back, the first word and itself:
+
+# %% [markdown] tags=["lang-zh"]
+# 模型解决了这个任务（在新句子上，三个读出层的准确率都是 100%）。下面统计每个头：
+# 查询平均把多少权重放在前一个词、前两个词、第一个词以及自身上：
+
+# %%
+sentence = example_sentences()[0]
+weights = head_weights(model, sentence)                  # (layers, H, L, L)
+roles = head_roles(weights)
+print(viz.format_table(
+    [t("heads.col.layer"), t("heads.col.head"), t("heads.col.prev"), t("heads.col.prev2"),
+     t("heads.col.first"), t("heads.col.self"), t("heads.col.role")],
+    [[layer + 1, h, f"{r['prev']:.2f}", f"{r['prev2']:.2f}", f"{r['first']:.2f}", f"{r['self']:.2f}",
+      t("heads.role." + r["role"])] for layer, rs in enumerate(roles) for h, r in enumerate(rs)]))
+
+# %% [markdown] tags=["lang-en"]
+# Nobody told the heads what to do, yet in layer 1 head 0 became a first-word head (1.00 of its
+# weight on position 0), head 2 a previous-word head (1.00) and head 1 a two-back head (0.90);
+# layer 2 has heads of the same three kinds. Pick a layer, a head and a sentence below: the grid
+# shows every head of a layer, a single head shows one heatmap. (On GitHub, where widgets do not
+# run, the static figure below shows the starting state.)
+
+# %% [markdown] tags=["lang-zh"]
+# 没有人告诉这些头该做什么，但在第 1 层中，第 0 个头成了“第一个词”头（权重的 1.00 都放在位置 0 上），
+# 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“前两个词”头（0.90）；第 2 层里也出现了这三类头。
+# 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。
+# （在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
+
+# %% tags=["nbval-ignore-output"]
+from attnkit.widgets.heads import heads_explorer
+
+explorer = heads_explorer(model)
+display(explorer.widget)
+explorer.static();
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. What it costs
+#
+# For one layer with width $E$, $h$ heads, $L$ queries, $S$ keys, batch $B$ (a multiply-add = 2 FLOPs):
+#
+# | part | parameters | forward FLOPs |
+# |---|---|---|
+# | $W^Q, W^K, W^V, W^O$ | $4E^2$ (+ $4E$ biases) | $2B(2L + 2S)E^2$ |
+# | scores $QK^\top$, all heads | — | $2BLSE$ |
+# | weights $\times V$, all heads | — | $2BLSE$ |
+#
+# The number of heads changes neither count: $h$ heads of width $E/h$ do the work of one head of
+# width $E$. Heads do change memory: the attention weights are $B \cdot h \cdot L \cdot S$ numbers,
+# one $L \times S$ matrix *per head*, unless a fused kernel avoids storing them. For a
+# LLaMA-7B-sized layer ($E = 4096$, 32 heads) and a 4096-token sequence:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 开销
+#
+# 对宽度为 $E$、有 $h$ 个头、$L$ 个查询、$S$ 个键、批次为 $B$ 的一层（一次乘加记作 2 次浮点运算）：
+#
+# | 部分 | 参数量 | 前向 FLOPs |
+# |---|---|---|
+# | $W^Q, W^K, W^V, W^O$ | $4E^2$（另加 $4E$ 个偏置） | $2B(2L + 2S)E^2$ |
+# | 所有头的分数 $QK^\top$ | — | $2BLSE$ |
+# | 所有头的权重乘以 $V$ | — | $2BLSE$ |
+#
+# 头数对这两项都没有影响：$h$ 个宽度为 $E/h$ 的头，做的功与一个宽度为 $E$ 的头相同。但头数会影响内存：
+# 注意力权重共有 $B \cdot h \cdot L \cdot S$ 个数，*每个头*一个 $L \times S$ 矩阵（除非融合算子避免保存它们）。
+# 对一个 LLaMA-7B 规模的层（$E = 4096$，32 个头）和长度为 4096 的序列：
+
+# %%
+E, H, L = 4096, 32, 4096
+params = mha_param_count(E, H, bias=False)
+real = sum(p.numel() for p in MultiHeadAttention(E, H, bias=False, device="meta").parameters())
+flops = mha_flops(E, H, seq_len=L)
+act = mha_activation_bytes(E, H, seq_len=L, bytes_per_element=2)     # bfloat16
+print(f"parameters: formula {params:,} = module {real:,}: {params == real}")
+print(f"FLOPs: projections {flops['projections'] / 1e12:.2f} T, scores {flops['scores'] / 1e12:.2f} T, "
+      f"weights x V {flops['weighted_sum'] / 1e12:.2f} T, total {flops['total'] / 1e12:.2f} TFLOP")
+print(f"attention weights, all heads, bf16: {act['weights'] / 2**30:.1f} GiB; Q, K, V: {act['qkv'] / 2**20:.0f} MiB")
+
+# %% [markdown] tags=["lang-en"]
+# 67,108,864 parameters per attention layer (LLaMA has no biases), and 0.82 TFLOP for one
+# 4096-token sequence: 0.55 T in the projections and 0.14 T each for the scores and weights × V.
+# At this length $L = S = E$, so the two attention terms ($4LSE$ together) are already half of
+# the projections' $8LE^2$; every doubling of $L$ doubles the projections but quadruples the
+# attention. Storing every head's weights would take 1.0 GiB per
+# layer in bfloat16, against 96 MiB for Q, K and V: the quadratic term is the one that hurts, and
+# the reason fused kernels (chapter 07) never materialise it. (The module above lives on PyTorch's
+# `meta` device: shapes only, no memory, so counting a 7B-sized layer costs nothing.)
+
+# %% [markdown] tags=["lang-zh"]
+# 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元的序列需要 0.82 TFLOP：
+# 投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；
+# $L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，
+# 在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB：真正要命的是这个平方项，
+# 这也是融合算子（第 07 章）从不把它完整写出来的原因。（上面的模块放在 PyTorch 的 `meta` 设备上：
+# 只有形状、不占内存，所以数一个 7B 规模的层几乎没有开销。）
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. Pitfalls
+#
+# **`view` where `transpose` is needed.** `x.view(B, H, L, Dh)` has exactly the shape of the
+# split heads, runs without error and is wrong: it cuts the flat memory into heads, so "head 0"
+# gets the first positions' features instead of the first features of every position.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. 常见陷阱
+#
+# **该用 `transpose` 的地方用了 `view`。** `x.view(B, H, L, Dh)` 的形状与拆分后的头完全一样，运行也不报错，
+# 但结果是错的：它按内存顺序把数据切成几段，于是“第 0 个头”拿到的是前几个位置的特征，而不是每个位置的前几个特征。
+
+# %%
+x = torch.randn(2, 6, 16)
+B, L, E = x.shape
+right = split_heads(x, 4)
+wrong = x.view(B, 4, L, E // 4)
+print("same shape:", right.shape == wrong.shape, "| same values:", torch.equal(right, wrong))
+
+# %% [markdown] tags=["lang-en"]
+# **Boolean masks mean opposite things.** attnkit (like SDPA) reads `True` as *may attend*;
+# `nn.MultiheadAttention` reads `True` as *forbidden*, for `attn_mask` and `key_padding_mask`
+# alike. Pass the same padding mask to both and you get different answers without an error;
+# invert it for PyTorch and they agree. (Float masks are added to the scores in both.)
+
+# %% [markdown] tags=["lang-zh"]
+# **布尔掩码的含义相反。** attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；`nn.MultiheadAttention`
+# 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。把同一个填充掩码原样传给两者，
+# 会不报错地得到不同结果；传给 PyTorch 时取反，两者就一致了。（浮点掩码在两边都是加到分数上。）
+
+# %%
+from attnkit.core import padding_mask
+
+ours = MultiHeadAttention.from_torch(m)
+real_tokens = padding_mask([6, 4], 6)                   # (B, S): True = real token
+with torch.no_grad():
+    a = ours(x, key_padding_mask=real_tokens)[0]
+    same = m(x, x, x, key_padding_mask=real_tokens, need_weights=False)[0]
+    inverted = m(x, x, x, key_padding_mask=~real_tokens, need_weights=False)[0]
+print("same mask passed to both agree:", torch.allclose(a, same, atol=1e-6))
+print("inverted for nn.MultiheadAttention agree:", torch.allclose(a, inverted, atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# **Averaged weights hide the heads.** `nn.MultiheadAttention(..., need_weights=True)` returns
+# the *mean* over heads unless you pass `average_attn_weights=False`. In the trained model's
+# first layer, each head puts nearly all of a query's weight on one position, but the average
+# spreads it out and looks like no head does anything sharp:
+
+# %% [markdown] tags=["lang-zh"]
+# **平均后的权重会掩盖各个头。** `nn.MultiheadAttention(..., need_weights=True)` 默认返回各头的*平均值*，
+# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，每个头几乎把查询的全部权重都放在一个位置上，
+# 但取平均之后权重被摊开，看起来没有哪个头在做什么明确的事：
+
+# %%
+w1 = weights[0]                                          # layer 1: (H, L, L)
+print(f"largest weight per row, averaged over queries, each head: "
+      f"{[round(v, 2) for v in w1.amax(-1)[:, 3:].mean(-1).tolist()]}")
+print(f"the same for the head average: {w1.mean(0).amax(-1)[3:].mean():.2f}")
+
+# %% [markdown] tags=["lang-en"]
+# **A width the heads do not divide.** Each head gets $E/h$ features, so $h$ must divide $E$;
+# attnkit says so instead of rounding silently:
+
+# %% [markdown] tags=["lang-zh"]
+# **头数不能整除宽度。** 每个头分到 $E/h$ 个特征，因此 $h$ 必须整除 $E$；attnkit 会明确报错，而不是悄悄取整：
+
+# %%
+for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 15))):
+    try:
+        bad()
+    except ValueError as err:
+        print(f"ValueError: {err}")
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. Exercises
+#
+# Each exercise has a stub to fill in and a checker that runs your function on several cases and
+# tells you the first one that fails, with the expected and the actual result and a hint.
+#
+# **Exercise 1.** Split heads: `(B, L, E)` → `(B, H, L, E // H)`, head `h` getting features
+# `h * E // H` to `(h + 1) * E // H - 1` of every position.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 练习
+#
+# 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，
+# 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
+#
+# **练习 1.** 拆分头：`(B, L, E)` → `(B, H, L, E // H)`，第 `h` 个头拿到每个位置的第 `h * E // H` 到
+# 第 `(h + 1) * E // H - 1` 个特征。
+
+# %%
+from attnkit.exercises.ch04 import check_count_params, check_merge_heads, check_mha, check_split_heads
+
+
+def my_split_heads(x, num_heads):
+    # your code here
+    raise NotImplementedError
+
+
+check_split_heads(my_split_heads);
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 2.** Merge heads: the inverse, `(B, H, L, Dh)` → `(B, L, H * Dh)`.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 2.** 合并头：拆分的逆运算，`(B, H, L, Dh)` → `(B, L, H * Dh)`。
+
+# %%
+def my_merge_heads(x):
+    # your code here
+    raise NotImplementedError
+
+
+check_merge_heads(my_merge_heads);
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3.** Multi-head self-attention from given weights, without biases or mask:
+# `x` is `(B, L, E)`, `w_q, w_k, w_v, w_o` are `(E, E)` (as in `nn.Linear`: `y = x @ w.T`).
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3.** 用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，
+# `w_q, w_k, w_v, w_o` 都是 `(E, E)`（与 `nn.Linear` 相同：`y = x @ w.T`）。
+
+# %%
+def my_mha(x, w_q, w_k, w_v, w_o, num_heads):
+    # your code here
+    raise NotImplementedError
+
+
+check_mha(my_mha);
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 4.** The number of parameters of one multi-head attention layer of width
+# `embed_dim` with `num_heads` heads, with or without biases.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 4.** 宽度为 `embed_dim`、有 `num_heads` 个头的一层多头注意力有多少个参数（分带偏置和不带偏置两种情况）。
+
+# %%
+def my_count_params(embed_dim, num_heads, bias=True):
+    # your code here
+    raise NotImplementedError
+
+
+check_count_params(my_count_params);
+
+# %% [markdown] tags=["lang-en"]
+# ## 9. Summary
+#
+# - One softmax row is one weighted average; $h$ heads give each position $h$ separate averages,
+#   each in an $E/h$-dimensional subspace, concatenated and mixed by $W^O$ (section 1).
+# - Heads are a reshape: `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`; no loop, no copy (section 2).
+# - Loop, batched, packed, `einsum`, fused SDPA and `nn.MultiheadAttention` compute the same
+#   thing; the fused kernel is the fast one, and `is_causal=True` beats a causal mask tensor (section 3).
+# - An encoder layer is $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$ then the same around a feed-forward network (section 4).
+# - Trained on a task that needs several positions at once, heads specialise by themselves (section 5).
+# - $4E^2$ parameters and $O(LE^2 + L^2E)$ FLOPs whatever $h$; the weights take $h L^2$ memory per sequence (section 6).
+#
+# **Next:** chapter 05 — sharing keys and values between heads (GQA, MQA, MLA) to shrink the KV cache.
+#
+# ## References
+# - A. Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 — §3.2.2 (multi-head attention,
+#   the MultiHead equation), §3.1 (residual + LayerNorm around every sub-layer).
+# - E. Voita et al., *Analyzing Multi-Head Self-Attention: Specialized Heads Do the Heavy Lifting,
+#   the Rest Can Be Pruned*, ACL 2019 — positional heads attending to neighbouring tokens.
+# - K. Clark et al., *What Does BERT Look At? An Analysis of BERT's Attention*, BlackboxNLP 2019 —
+#   heads that attend to the previous token or to special tokens.
+# - P. Michel, O. Levy, G. Neubig, *Are Sixteen Heads Really Better than One?*, NeurIPS 2019.
+# - PyTorch documentation: `torch.nn.MultiheadAttention`, `torch.nn.functional.scaled_dot_product_attention`,
+#   `torch.nn.TransformerEncoderLayer`; A. Karpathy, nanoGPT, `CausalSelfAttention`.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 9. 小结
+#
+# - 一行 softmax 只是一个加权平均；$h$ 个头让每个位置得到 $h$ 个独立的平均，各自位于一个 $E/h$ 维的子空间，
+#   拼接后再由 $W^O$ 混合（第 1 节）。
+# - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，也不复制数据（第 2 节）。
+# - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子最快，
+#   而 `is_causal=True` 比传入因果掩码张量更快（第 3 节）。
+# - 编码器层就是 $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$，再在前馈网络外面套上同样的结构（第 4 节）。
+# - 在需要同时关注多个位置的任务上训练，各个头会自发地分工（第 5 节）。
+# - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 是 $O(LE^2 + L^2E)$；注意力权重每条序列要占 $h L^2$ 的内存（第 6 节）。
+#
+# **下一章**：第 05 章——让多个头共享键和值（GQA、MQA、MLA），从而缩小 KV 缓存。
+#
+# ## 参考文献
+# - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.2（多头注意力，MultiHead 公式），
+#   §3.1（每个子层外面的残差连接与 LayerNorm）。
+# - E. Voita 等，*Analyzing Multi-Head Self-Attention: Specialized Heads Do the Heavy Lifting, the Rest Can Be Pruned*，
+#   ACL 2019——关注相邻词元的位置头。
+# - K. Clark 等，*What Does BERT Look At? An Analysis of BERT's Attention*，BlackboxNLP 2019——关注前一个词元或特殊词元的头。
+# - P. Michel、O. Levy、G. Neubig，*Are Sixteen Heads Really Better than One?*，NeurIPS 2019。
+# - PyTorch 文档：`torch.nn.MultiheadAttention`、`torch.nn.functional.scaled_dot_product_attention`、
+#   `torch.nn.TransformerEncoderLayer`；A. Karpathy，nanoGPT，`CausalSelfAttention`。
