@@ -99,7 +99,7 @@ from attnkit.toy import plot_fixed_vs_qkv, train_fixed_vs_qkv
 result = train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0)
 for name in ("zero", "fixed", "qkv"):
     print(f"{t('toy.' + name)}: test MSE = {result[name]:.3f}")
-plot_fixed_vs_qkv(result);
+_ = plot_fixed_vs_qkv(result)
 
 # %% [markdown] tags=["lang-en"]
 # The fixed matrix can do little better than predicting zero (test error 0.960 against 1.088):
@@ -359,7 +359,7 @@ from attnkit.widgets.attention import attention_explorer
 
 explorer = attention_explorer()
 display(explorer.widget)
-explorer.static();
+_ = explorer.static()
 
 # %% [markdown] tags=["lang-en"]
 # The numbers behind the picture come from a pure function, `explorer_attention`, which the
@@ -520,7 +520,7 @@ def my_attention(q, k, v):
     raise NotImplementedError
 
 
-check_attention(my_attention);
+_ = check_attention(my_attention)
 
 # %% [markdown] tags=["lang-en"]
 # **Exercise 2.** Return the causal mask for `n` positions: a boolean `(n, n)` tensor, `True`
@@ -535,7 +535,7 @@ def my_causal_mask(n):
     raise NotImplementedError
 
 
-check_causal_mask(my_causal_mask);
+_ = check_causal_mask(my_causal_mask)
 
 # %% [markdown] tags=["lang-en"]
 # **Exercise 3.** Attention with a boolean mask (`True` = attend) of shape `(L, S)`. A query
@@ -551,7 +551,7 @@ def my_masked_attention(q, k, v, mask):
     raise NotImplementedError
 
 
-check_masked_attention(my_masked_attention);
+_ = check_masked_attention(my_masked_attention)
 
 # %% [markdown] tags=["lang-en"]
 # ## 9. Summary

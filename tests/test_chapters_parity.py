@@ -1,0 +1,160 @@
+"""One source, two languages: the built notebooks, their partner cells, and the build's promises."""
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import build  # noqa: E402
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+SOURCES = build.sources()
+# Translations the glossary (chapters/GLOSSARY.md) rules out, with the term to use instead.
+NOT_OUR_TERMS = {"遮罩": "掩码", "蒙版": "掩码", "面具": "掩码", "令牌": "词元", "关键字": "键",
+                 "询问": "查询", "注意机制": "注意力机制", "软最大": "softmax"}
+
+
+def test_there_are_chapters():
+    assert any(p.name.startswith("01_") for p in SOURCES)
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("lang", build.LANGS)
+def test_built_notebook_equals_a_fresh_build(src, lang):
+    path = build.target(src, lang)
+    assert path.exists(), f"{path} is missing: run make chapters CHAPTER={src.stem[:2]}"
+    built = nbformat.read(path, as_version=4)
+    assert _cells(built) == _cells(build.split(src, lang)), f"{path} is stale: run make chapters"
+    assert not build.edited_by_hand(path)
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_both_languages_have_the_same_code(src):
+    en, zh = (nbformat.read(build.target(src, lang), as_version=4) for lang in build.LANGS)
+    code_en = [c.source for c in en.cells if c.cell_type == "code"]
+    code_zh = [c.source.replace('set_language("zh")', 'set_language("en")', 1) if i == 0 else c.source
+               for i, c in enumerate(c for c in zh.cells if c.cell_type == "code")]
+    assert code_en == code_zh
+    assert 'set_language("zh")' in next(c.source for c in zh.cells if c.cell_type == "code")
+    # the partner cells: as many prose cells in each language, in the same places
+    assert [c.cell_type for c in en.cells] == [c.cell_type for c in zh.cells]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_prose_is_in_its_language_and_uses_the_glossary(src):
+    en, zh = (nbformat.read(build.target(src, lang), as_version=4) for lang in build.LANGS)
+    for c in en.cells:
+        if c.cell_type == "markdown":
+            assert not CJK.search(c.source), f"Chinese in an English cell: {c.source[:80]!r}"
+    for c in zh.cells:
+        if c.cell_type == "markdown":
+            assert CJK.search(c.source), f"a Chinese cell without Chinese: {c.source[:80]!r}"
+            for wrong, right in NOT_OUR_TERMS.items():
+                assert wrong not in c.source, f"use {right!r}, not {wrong!r} (GLOSSARY.md): {c.source[:80]!r}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("lang", build.LANGS)
+def test_built_notebooks_are_executed_cleanly(src, lang):
+    nb = nbformat.read(build.target(src, lang), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "not executed: run make chapters"
+    for c in code:
+        for out in c.outputs:
+            assert out.output_type != "error", f"error output in {c.source[:60]!r}"
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Glyph" not in out.text, f"missing glyphs: {out.text[:200]}"
+    ignored = [c for c in code if "nbval-ignore-output" in c.metadata.get("tags", [])]
+    assert len(ignored) <= len(code) // 3, "only widget and timing cells may skip output comparison"
+
+
+def test_every_prose_cell_needs_its_partner(tmp_path):
+    bad = tmp_path / "99_bad.py"
+    bad.write_text('# %% [markdown] tags=["lang-en"]\n# Hello\n\n# %%\nset_language("en")\n')
+    with pytest.raises(build.SourceError, match="no Chinese partner"):
+        build.split(bad, "en")
+    bad.write_text('# %% [markdown]\n# untagged\n\n# %%\nset_language("en")\n')
+    with pytest.raises(build.SourceError, match="must be an English cell tagged lang-en"):
+        build.split(bad, "en")
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A copy of chapters/src in a temporary tree, with the build pointed at it."""
+    chapters = tmp_path / "chapters"
+    shutil.copytree(ROOT / "chapters" / "src", chapters / "src")
+    (tmp_path / "elsewhere.ipynb").write_text("{}")
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    monkeypatch.setattr(build, "CHAPTERS", chapters)
+    monkeypatch.setattr(build, "SRC", chapters / "src")
+    return tmp_path
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_build_writes_only_chapters_en_and_zh(sandbox):
+    before = _tree(sandbox)
+    assert build.main(["01", "--no-execute"]) == 0
+    after = _tree(sandbox)
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert changed == {"chapters/en/01_scaled_dot_product.ipynb", "chapters/zh/01_scaled_dot_product.ipynb"}
+
+
+def test_build_never_overwrites_a_notebook_the_learner_edited(sandbox):
+    build.main(["01", "--no-execute", "--lang", "en"])
+    path = sandbox / "chapters" / "en" / "01_scaled_dot_product.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    # running cells (outputs, execution counts) is not an edit: rebuilding is allowed
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+    nbformat.write(nb, path)
+    build.main(["01", "--no-execute", "--lang", "en"])
+    # editing a cell (say, an exercise answer) is: the build refuses and leaves the file alone
+    nb = nbformat.read(path, as_version=4)
+    stub = next(c for c in nb.cells if "def my_attention" in c.source)
+    stub.source = stub.source.replace("raise NotImplementedError", "return q")
+    nbformat.write(nb, path)
+    edited = path.read_bytes()
+    with pytest.raises(SystemExit, match="refusing to overwrite"):
+        build.main(["01", "--no-execute", "--lang", "en"])
+    assert path.read_bytes() == edited
+    build.main(["01", "--no-execute", "--lang", "en", "--force"])
+    assert path.read_bytes() != edited
+
+
+def test_make_lab_and_make_test_never_build_notebooks():
+    text = (ROOT / "Makefile").read_text()
+    recipes = {}
+    for block in re.split(r"\n(?=[a-z-]+:)", text):
+        name = block.split(":", 1)[0]
+        recipes[name] = [line for line in block.splitlines()[1:] if line.startswith("\t")]
+    for target in ("lab", "test", "setup"):
+        assert target in recipes, f"Makefile has no {target} target"
+        assert not any("build.py" in line or "nbconvert" in line for line in recipes[target]), target
+    assert "chapters" not in text.split("\ntest:")[1].splitlines()[0], "make test must not depend on make chapters"
+
+
+def test_static_figures_are_up_to_date(tmp_path, monkeypatch):
+    import figures
+
+    monkeypatch.setattr(figures, "OUT", tmp_path)
+    try:
+        figures.main()
+    finally:
+        from attnkit import i18n
+
+        i18n.set_language("en")
+    for fresh in tmp_path.iterdir():
+        committed = ROOT / "figures" / fresh.name
+        assert committed.exists(), f"figures/{fresh.name} missing: run make figures"
+        assert committed.read_bytes() == fresh.read_bytes(), f"figures/{fresh.name} is stale: run make figures"
