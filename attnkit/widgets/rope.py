@@ -67,6 +67,18 @@ register({
     "rope.w.sin_title": {"en": "sinusoidal position encoding", "zh": "正弦位置编码"},
     "rope.w.dim": {"en": "dimension", "zh": "维度"},
     "rope.w.pos_axis": {"en": "position", "zh": "位置"},
+    # printed tables of chapter 06
+    "rope.ch.method": {"en": "method", "zh": "方法"},
+    "rope.ch.pair_ratio": {"en": "θ'/θ pair {i}", "zh": "第 {i} 对 θ'/θ"},
+    "rope.ch.slowest": {"en": "slowest pair: angle at sL / at L", "zh": "最慢一对：sL 处角度 / L 处角度"},
+    "rope.ch.factor": {"en": "score factor", "zh": "分数因子"},
+    "rope.ch.n": {"en": "N", "zh": "N"},
+    "rope.ch.with_rope": {"en": "with RoPE (ms)", "zh": "使用 RoPE（毫秒）"},
+    "rope.ch.without": {"en": "without (ms)", "zh": "不用 RoPE（毫秒）"},
+    "rope.ch.overhead": {"en": "overhead", "zh": "额外开销"},
+    "rope.ch.distance": {"en": "distance", "zh": "距离"},
+    "rope.ch.rope": {"en": "RoPE", "zh": "RoPE"},
+    "rope.ch.xpos": {"en": "xPos", "zh": "xPos"},
 })
 
 HEAD_DIM = 64

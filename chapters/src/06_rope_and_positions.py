@@ -1,0 +1,794 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 06 · RoPE and the other positional encodings
+#
+# **What you will learn**
+# - why attention, left alone, cannot tell "dog bites man" from "man bites dog" — shown by running it;
+# - absolute positions (sinusoidal and learned), and why a *relative* position is what attention wants;
+# - rotary position embedding (RoPE): each pair of channels is rotated by an angle proportional to its
+#   position, so that $q_m \cdot k_n$ depends only on $m - n$ — the proof, then a numeric check;
+# - the two channel pairings in use (RoFormer's interleaved and GPT-NeoX/LLaMA's half-split), and the
+#   permutation that turns one into the other;
+# - ALiBi (a bias per head instead of a rotation) and xPos (RoPE with a decay);
+# - what happens beyond the trained length, and what position interpolation, NTK-aware scaling and
+#   YaRN change;
+# - what RoPE costs (no parameters; measured time) and the pitfalls that give wrong angles.
+#
+# **You need** chapter 01 (scaled dot-product attention, masks) and chapter 04 (multi-head
+# attention: projections, heads, shapes `(B, H, N, d)`).
+
+# %% [markdown] tags=["lang-zh"]
+# # 06 · RoPE 与其他位置编码
+#
+# **本章内容**
+# - 为什么单靠注意力分不清“狗咬人”和“人咬狗”——直接运行给你看；
+# - 绝对位置编码（正弦编码与可学习编码），以及为什么注意力真正需要的是*相对*位置；
+# - 旋转位置编码（RoPE）：把每一对通道按与位置成正比的角度旋转，使 $q_m \cdot k_n$ 只依赖于 $m - n$——先证明，再数值验证；
+# - 两种通道配对方式（RoFormer 的相邻交错配对，GPT-NeoX/LLaMA 的前后两半配对），以及把一种变成另一种的置换；
+# - ALiBi（给每个头的分数加偏置，而不是旋转）和 xPos（带衰减的 RoPE）；
+# - 超出训练长度时会发生什么，位置插值（PI）、NTK 感知缩放和 YaRN 又分别改变了什么；
+# - RoPE 的开销（没有参数；实测耗时）以及会导致角度出错的常见陷阱。
+#
+# **预备知识**：第 01 章（缩放点积注意力、掩码）和第 04 章（多头注意力：投影、头、形状 `(B, H, N, d)`）。
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+from attnkit import viz
+from attnkit.core import scaled_dot_product_attention
+from attnkit.rope import (
+    StandardAttentionWithRoPE,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    apply_xpos,
+    generate_rope_embeddings,
+    interleaved_to_half_split,
+    permute_qk_weight,
+    rope_angles,
+    rope_inv_freq,
+    rope_relative_scores,
+    rope_score_curve,
+    sinusoidal_position_encoding,
+)
+from attnkit.widgets import rope as rope_widgets
+
+torch.manual_seed(0)
+print("torch", torch.__version__.split("+")[0])
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. Attention does not know the order of its inputs
+#
+# Shuffle the tokens of a sequence and run attention again: every output is still there, only
+# shuffled the same way. Softmax-weighted averages do not care where a key sits, only what it
+# contains. Without extra information, "dog bites man" and "man bites dog" are the same bag of
+# tokens.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 注意力并不知道输入的顺序
+#
+# 把一个序列中的词元（token）打乱顺序，再算一遍注意力：每个输出都还在，只是按同样的方式被打乱了。
+# softmax 加权平均只关心键的内容，不关心键在哪个位置。没有额外的信息，“狗咬人”和“人咬狗”就是同一袋词元。
+
+# %%
+torch.manual_seed(0)
+x = torch.randn(5, 8)                        # 5 tokens, width 8
+perm = torch.tensor([3, 0, 4, 1, 2])         # a shuffle
+out = scaled_dot_product_attention(x, x, x)
+out_shuffled = scaled_dot_product_attention(x[perm], x[perm], x[perm])
+print("shuffled inputs give the same outputs, shuffled:", torch.allclose(out_shuffled, out[perm], atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. Absolute positions: sinusoidal and learned
+#
+# The Transformer (Vaswani et al. 2017, §3.5) *adds* a vector $p_m$ to the embedding of the token
+# at position $m$:
+#
+# $$p_{m,2i} = \sin(m\,\theta_i), \qquad p_{m,2i+1} = \cos(m\,\theta_i), \qquad \theta_i = 10000^{-2i/d}.$$
+#
+# Each pair of dimensions is a clock hand turning at its own speed $\theta_i$: fast in the first
+# dimensions, very slow in the last ones (the picture below). Going from position $m$ to $m + k$
+# turns every hand by $k\theta_i$, a fixed rotation — the authors' reason for choosing it. Let us
+# check that claim:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 绝对位置：正弦编码与可学习编码
+#
+# Transformer（Vaswani 等，2017，§3.5）把一个向量 $p_m$ *加*到位置 $m$ 上词元的嵌入里：
+#
+# $$p_{m,2i} = \sin(m\,\theta_i), \qquad p_{m,2i+1} = \cos(m\,\theta_i), \qquad \theta_i = 10000^{-2i/d}.$$
+#
+# 每一对维度就像一根以自己的速度 $\theta_i$ 转动的表针：前面的维度转得快，后面的维度转得很慢（见下图）。
+# 从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。我们来验证一下：
+
+# %%
+rope_widgets.sinusoidal_figure(64, 64)
+pe = sinusoidal_position_encoding(64, 64).double()   # (positions, dims)
+theta = rope_inv_freq(64)                              # (32,) one speed per pair of dims
+k = 5
+s, c = pe[:, 0::2], pe[:, 1::2]                        # sin and cos of m * theta_i
+turned = s * torch.cos(k * theta) + c * torch.sin(k * theta)   # sin((m + k) theta_i)
+print("p[m + 5] is p[m] turned by a fixed rotation:", torch.allclose(turned[:-k], s[k:], atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# A **learned** absolute encoding (BERT, GPT-2) is a table with one trained vector per position.
+# It can be anything, but it only has rows for the positions it was trained on:
+
+# %% [markdown] tags=["lang-zh"]
+# **可学习的**绝对位置编码（BERT、GPT-2）是一张表，每个位置一个训练出来的向量。它可以学成任何样子，
+# 但只有训练过的那些位置才有对应的行：
+
+# %%
+table = torch.nn.Embedding(16, 8)          # positions 0..15, as if trained on 16 tokens
+try:
+    table(torch.tensor([20]))
+except IndexError as err:
+    print("IndexError:", err)
+
+# %% [markdown] tags=["lang-en"]
+# Both kinds are added to the input, so a score $(x_m + p_m) W_Q W_K^\top (x_n + p_n)^\top$ mixes
+# content with the *absolute* positions $m$ and $n$. But what a language model mostly needs is
+# *how far apart* two tokens are: "the word two places back" means the same thing at position 10
+# and at position 1000. That is what RoPE builds in.
+
+# %% [markdown] tags=["lang-zh"]
+# 这两种编码都是加到输入上的，因此分数 $(x_m + p_m) W_Q W_K^\top (x_n + p_n)^\top$ 把内容和*绝对*位置 $m$、$n$ 混在了一起。
+# 但语言模型最需要知道的其实是两个词元*相隔多远*：“往前数第二个词”在位置 10 和位置 1000 上含义相同。
+# RoPE 正是把这一点直接内置到了注意力里。
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. RoPE: rotate each pair of channels
+#
+# RoPE (Su et al. 2021, "RoFormer") does not add anything. It takes the query and the key *after*
+# their projections and rotates each pair of channels $(2i, 2i+1)$ by the angle $m\theta_i$ of the
+# token's position $m$:
+#
+# $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
+#   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
+#   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
+#   \qquad \theta_i = \text{base}^{-2i/d} \quad (\text{RoFormer eqs. 13–15}).$$
+#
+# Write $R_m$ for the whole block-diagonal rotation. Rotations compose and undo each other:
+# $R_m^\top = R_{-m}$ and $R_{-m} R_n = R_{n-m}$. Hence
+#
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer eq. 16}),$$
+#
+# which depends on the positions only through $n - m$. In complex numbers it is one line: a pair
+# $(a, b)$ is $a + ib$, rotating is multiplying by $e^{im\theta}$, and
+# $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$.
+#
+# From scratch, in a few lines, checked against attnkit and against PyTorch's complex numbers:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. RoPE：把每一对通道旋转一下
+#
+# RoPE（Su 等，2021，“RoFormer”）并不往输入里加东西。它在投影*之后*拿到查询和键，
+# 把每一对通道 $(2i, 2i+1)$ 按词元位置 $m$ 对应的角度 $m\theta_i$ 旋转：
+#
+# $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
+#   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
+#   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
+#   \qquad \theta_i = \text{base}^{-2i/d} \quad （\text{RoFormer 式 13–15}）.$$
+#
+# 把整个分块对角的旋转矩阵记作 $R_m$。旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
+#
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad （\text{RoFormer 式 16}），$$
+#
+# 它对位置的依赖只通过 $n - m$ 体现。用复数写只需一行：把一对通道 $(a, b)$ 看成 $a + ib$，旋转就是乘以 $e^{im\theta}$，而
+# $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$。
+#
+# 下面从零写出它，只需几行，再与 attnkit 以及 PyTorch 的复数运算对照：
+
+# %%
+def my_rope(x, base=10000.0):
+    L, d = x.shape[-2:]
+    theta = base ** (-torch.arange(0, d, 2) / d)        # (d/2,): one speed per pair
+    angle = torch.arange(L)[:, None] * theta             # (L, d/2): m * theta_i
+    a, b = x[..., 0::2], x[..., 1::2]                    # pair i = channels (2i, 2i+1)
+    return torch.stack((a * angle.cos() - b * angle.sin(),
+                        a * angle.sin() + b * angle.cos()), dim=-1).flatten(-2)   # (..., L, d)
+
+
+torch.manual_seed(0)
+x = torch.randn(2, 4, 10, 16)                            # (B, H, L, d)
+cos, sin = generate_rope_embeddings(10, 16)              # each (10, 8)
+ours = my_rope(x)
+print("matches attnkit.rope.apply_rope:", torch.allclose(ours, apply_rope(x, cos, sin), atol=1e-5))
+xc = torch.view_as_complex(x.unflatten(-1, (8, 2)))      # pairs as complex numbers
+turn = torch.polar(torch.ones(10, 8), torch.arange(10.0)[:, None] * 10000.0 ** (-torch.arange(0, 16, 2) / 16))
+print("matches complex multiplication:", torch.allclose(ours, torch.view_as_real(xc * turn).flatten(-2), atol=1e-5))
+print("lengths unchanged (a rotation):", torch.allclose(ours.norm(dim=-1), x.norm(dim=-1), atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# Now the property itself. One query and one key, placed at many pairs of positions:
+
+# %% [markdown] tags=["lang-zh"]
+# 再来验证这条性质本身。取一个查询和一个键，把它们放在许多不同的位置对上：
+
+# %%
+torch.manual_seed(1)
+q, k = torch.randn(2, 64, dtype=torch.float64)
+cos64, sin64 = generate_rope_embeddings(1200, 64, dtype=torch.float64)
+
+
+def rope_score(m, n):
+    qm = apply_rope(q[None], cos64, sin64, offset=m)[0]   # the query at position m
+    kn = apply_rope(k[None], cos64, sin64, offset=n)[0]   # the key at position n
+    return (qm @ kn).item()
+
+
+for m, n in [(3, 1), (10, 8), (1000, 998), (8, 10)]:
+    print(f"m = {m:4d}, n = {n:4d}, m - n = {m - n:2d}: score = {rope_score(m, n):.6f}")
+print(f"closed form for m - n = 2 (no positions needed): {rope_relative_scores(q, k, [2])[0].item():.6f}")
+
+# %% [markdown] tags=["lang-en"]
+# The first three pairs are 2 apart and give the same score, to every printed digit; the closed
+# form (RoFormer eq. 16, computed from the distance alone) agrees. The fourth pair is $-2$ apart and
+# gives another score: RoPE knows *direction* as well as distance. The test suite checks this
+# property for random vectors, widths and offsets.
+
+# %% [markdown] tags=["lang-zh"]
+# 前三对位置都相隔 2，得到的分数在打印出的每一位上都相同；只用距离计算的闭式解（RoFormer 式 16）也与之一致。
+# 第四对相隔 $-2$，分数就不同了：RoPE 不仅知道距离，还知道*方向*。测试集会在随机向量、随机宽度和随机偏移上检查这条性质。
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. Explore: a pair turning, and the score against distance
+#
+# Move the **position**: the red arrow is the pair $(1, 0)$ rotated to position $m$ (the dots are the
+# earlier positions). Move the **pair**: pair 0 turns by one radian per position ($\theta_0 = 1$), the
+# last pairs by a tiny fraction of that — the middle panel shows every pair's speed $\theta_i$ on a
+# log scale.
+# Pick a **base**: it sets how slow the slowest pair is. The right panel is the score of
+# $q = k = (1, \dots, 1)$ placed $m - n$ apart, divided by its value at distance 0: it falls as the
+# two tokens move apart, the *long-term decay* of RoFormer §3.4.3, faster for a small base.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 动手探索：旋转的通道对，以及分数随距离的变化
+#
+# 拖动**位置**滑块：红色箭头是通道对 $(1, 0)$ 旋转到位置 $m$ 后的样子（小圆点是之前各个位置）。
+# 拖动**通道对**滑块：第 0 对每个位置转 1 弧度（$\theta_0 = 1$），最后几对只转其中极小的一部分——中间的图以对数刻度画出了每一对的速度 $\theta_i$。
+# 选择**底数**：它决定最慢的一对有多慢。右图是 $q = k = (1, \dots, 1)$ 相隔 $m - n$ 时的分数，除以距离为 0 时的值：
+# 两个词元离得越远，分数越低，这就是 RoFormer §3.4.3 所说的*远程衰减*；底数越小，衰减越快。
+
+# %% tags=["nbval-ignore-output"]
+explorer = rope_widgets.rope_explorer()
+display(explorer.widget)
+explorer.static();
+
+# %% [markdown] tags=["lang-en"]
+# The curves come from `attnkit.rope.rope_score_curve`, a pure function the tests check against a
+# real rotated dot product. A few of their values:
+
+# %% [markdown] tags=["lang-zh"]
+# 这些曲线来自纯函数 `attnkit.rope.rope_score_curve`，测试会把它与真正旋转后的点积对照。下面是其中几个数值：
+
+# %%
+distances = [0, 1, 4, 16, 64, 256]
+print(f"{t('rope.ch.distance'):>12}" + "".join(f"{r:>8}" for r in distances))
+for base in (100.0, 10000.0, 500000.0):
+    print(f"{t('rope.w.base_label', b=base):>12}" + "".join(f"{v:8.3f}" for v in rope_score_curve(distances, 64, base).tolist()))
+
+# %% [markdown] tags=["lang-en"]
+# At distance 256 the relative score is −0.058 with base 100, 0.354 with base 10000 and 0.571 with
+# base 500000. The decay is a tendency, not a rule (the curves wiggle), and a trained model can
+# still attend far away by choosing its queries and keys — but it is a useful default bias towards
+# nearby tokens. LLaMA 3 raised the base to 500000 to keep far-away tokens distinguishable in long
+# contexts.
+
+# %% [markdown] tags=["lang-zh"]
+# 在距离 256 处，底数为 100 时相对分数是 −0.058，底数为 10000 时是 0.354，底数为 500000 时是 0.571。
+# 衰减只是一种趋势，并非铁律（曲线会上下起伏），训练好的模型仍然可以通过选择查询和键去关注很远的位置——
+# 但它提供了一个有用的默认偏好：更关注附近的词元。LLaMA 3 把底数提高到 500000，就是为了在长上下文中让远处的词元依然可以区分。
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. Interleaved or half-split: the same thing, permuted
+#
+# Two conventions pair the channels differently:
+#
+# - **interleaved** (RoFormer, GPT-J, Meta's original LLaMA code): pair $i$ is channels $(2i, 2i+1)$;
+# - **half-split** (GPT-NeoX, Hugging Face LLaMA's `rotate_half`): pair $i$ is channels $(i, i + d/2)$.
+#
+# Reordering channels $(0, 1, 2, 3, \dots) \to (0, 2, 4, \dots, 1, 3, 5, \dots)$ turns one pairing into
+# the other. Since the channels of $q$ and $k$ come out of $W_Q$ and $W_K$, permuting the *rows* of
+# those weights (inside each head) makes a model trained in one convention give the same scores in
+# the other — this is what Hugging Face's LLaMA conversion script does. Run it:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 交错配对还是前后两半配对：同一回事，差一个置换
+#
+# 两种约定对通道的配对方式不同：
+#
+# - **相邻交错配对**（RoFormer、GPT-J、Meta 最初的 LLaMA 代码）：第 $i$ 对是通道 $(2i, 2i+1)$；
+# - **前后两半配对**（GPT-NeoX、Hugging Face LLaMA 的 `rotate_half`）：第 $i$ 对是通道 $(i, i + d/2)$。
+#
+# 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。
+# 由于 $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$，只要（在每个头内部）置换这两个权重矩阵的*行*，
+# 用一种约定训练的模型换成另一种约定后就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的。运行看看：
+
+# %%
+print("new channel order:", interleaved_to_half_split(torch.arange(8)).tolist())
+torch.manual_seed(0)
+inter = StandardAttentionWithRoPE(64, 4).eval()                      # interleaved (RoFormer)
+half = StandardAttentionWithRoPE(64, 4, interleaved=False).eval()    # half-split (GPT-NeoX / LLaMA)
+half.load_state_dict(inter.state_dict())
+x = torch.randn(2, 12, 64)                                            # (B, N, D)
+rope16 = generate_rope_embeddings(12, 16)
+with torch.no_grad():
+    gap = (inter(x, x, x, rope16) - half(x, x, x, rope16)).abs().max().item()
+    print(f"same weights, other convention: outputs differ by up to {gap:.3f}")
+    for name in ("q_proj", "k_proj"):
+        layer = getattr(half, name)
+        layer.weight.copy_(permute_qk_weight(layer.weight, num_heads=4))
+        layer.bias.copy_(permute_qk_weight(layer.bias, num_heads=4))
+    print("rows of W_Q and W_K permuted, same outputs:",
+          torch.allclose(inter(x, x, x, rope16), half(x, x, x, rope16), atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# Loading weights trained in one convention into code written for the other runs without an error
+# and gives wrong outputs. When you port a checkpoint, check which pairing it was trained with.
+#
+# ## 6. RoPE in a multi-head attention module
+#
+# `StandardAttentionWithRoPE(embed_dim, num_heads)` is chapter 04's multi-head attention with RoPE
+# applied to the queries and keys of every head, after the projections and before the scores.
+# Inputs and outputs are `(B, N, D)`; `return_attn=True` also returns the weights `(B, H, Nq, Nk)`.
+# Without it, the module calls PyTorch's fused `scaled_dot_product_attention`.
+#
+# When decoding token by token with a KV cache (chapter 05), the new token is at position $t$, not
+# 0: pass `q_offset=t`. Then generating one token at a time gives exactly the full forward pass:
+
+# %% [markdown] tags=["lang-zh"]
+# 把按一种约定训练的权重加载进按另一种约定写的代码，程序不会报错，输出却是错的。移植模型权重时，一定要确认它训练时用的是哪种配对。
+#
+# ## 6. 多头注意力模块中的 RoPE
+#
+# `StandardAttentionWithRoPE(embed_dim, num_heads)` 就是第 04 章的多头注意力，只是在投影之后、计算分数之前，
+# 对每个头的查询和键应用了 RoPE。输入和输出的形状都是 `(B, N, D)`；`return_attn=True` 时还会返回形状为 `(B, H, Nq, Nk)` 的注意力权重。
+# 不返回权重时，模块调用 PyTorch 的融合算子 `scaled_dot_product_attention`。
+#
+# 用 KV 缓存逐个词元解码时（第 05 章），新词元位于位置 $t$，而不是 0：要传入 `q_offset=t`。这样一次生成一个词元，结果与完整的前向计算完全一致：
+
+# %%
+torch.manual_seed(0)
+attn = StandardAttentionWithRoPE(embed_dim=64, num_heads=4).eval()
+x = torch.randn(2, 10, 64)                                    # (B, N, D)
+rope10 = generate_rope_embeddings(10, 16)                     # head_dim = 64 / 4 = 16
+causal = torch.ones(10, 10, dtype=torch.bool).tril()          # True = may attend
+with torch.no_grad():
+    out, w = attn(x, x, x, rope_embeddings=rope10, attn_mask=causal, return_attn=True)
+    print("out:", tuple(out.shape), " weights:", tuple(w.shape))
+    steps = [attn(x[:, s:s + 1], x[:, :s + 1], x[:, :s + 1], rope_embeddings=rope10, q_offset=s)
+             for s in range(10)]                               # one new token at a time
+    print("token by token, with offsets == full causal forward:",
+          torch.allclose(torch.cat(steps, dim=1), out, atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. ALiBi and xPos
+#
+# **ALiBi** (Press et al. 2022) rotates nothing. It adds a bias to the scores of head $h$:
+# $-m_h\,(i - j)$ for query $i$ and key $j \le i$, a penalty growing linearly with distance. The
+# slopes $m_h$ form a geometric sequence: for $n$ heads (a power of two) it starts at
+# $2^{-8/n}$ with that same ratio, so 8 heads get $1/2, 1/4, \dots, 1/256$. For other head counts
+# the paper takes the slopes of the largest power of two below, then every other slope of the
+# next power of two:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. ALiBi 与 xPos
+#
+# **ALiBi**（Press 等，2022）不做任何旋转。它给第 $h$ 个头的分数加上一个偏置：对查询 $i$ 和键 $j \le i$ 加 $-m_h\,(i - j)$，
+# 这个惩罚随距离线性增长。斜率 $m_h$ 构成等比数列：对于 $n$ 个头（$n$ 为 2 的幂），首项为 $2^{-8/n}$，公比也是 $2^{-8/n}$，
+# 所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，论文先取不超过它的最大 2 的幂对应的斜率，
+# 再从下一个 2 的幂对应的斜率序列中隔一个取一个：
+
+# %%
+for h in (8, 12):
+    print(f"{h:2d} heads:", "  ".join(f"1/{1 / m:.3g}" for m in alibi_slopes(h).tolist()))
+fig = rope_widgets.alibi_figure(8, 16)   # shown below the cell
+
+# %% [markdown] tags=["lang-en"]
+# Each heatmap is $e^{-m_h (i-j)}$, the factor by which the bias multiplies an unnormalised weight:
+# head 0 looks at its neighbours only, head 7 at almost the whole past. The bias is just an additive
+# mask (chapter 01), so PyTorch's fused attention runs it unchanged:
+
+# %% [markdown] tags=["lang-zh"]
+# 每张热力图画的是 $e^{-m_h (i-j)}$，也就是偏置乘到未归一化权重上的因子：第 0 个头只看近邻，第 7 个头几乎能看到全部历史。
+# 这个偏置就是一个加性掩码（第 01 章），因此 PyTorch 的融合注意力可以直接使用它：
+
+# %%
+torch.manual_seed(0)
+q, k, v = torch.randn(3, 1, 8, 16, 32).unbind(0)           # (B, H=8, L=16, d=32) each
+bias = alibi_bias(8, 16)                                     # (H, L, L): -m_h * |i - j|
+mask = bias.masked_fill(~torch.ones(16, 16, dtype=torch.bool).tril(), float("-inf"))
+print("ALiBi in PyTorch SDPA == attnkit:",
+      torch.allclose(F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                     scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# **xPos** (Sun et al. 2022) keeps RoPE's rotation and adds a decay: pair $i$ of the query at
+# position $m$ is scaled by $\zeta_i^{m/B}$ and of the key at position $n$ by $\zeta_i^{-n/B}$, with
+# $\zeta_i = (2i/d + \gamma)/(1 + \gamma) < 1$ ($\gamma = 0.4$, $B = 512$). A score then carries
+# $\zeta_i^{(m-n)/B}$: still relative, and decaying faster than RoPE's:
+
+# %% [markdown] tags=["lang-zh"]
+# **xPos**（Sun 等，2022）保留了 RoPE 的旋转，再加上衰减：位置 $m$ 上查询的第 $i$ 对通道乘以 $\zeta_i^{m/B}$，
+# 位置 $n$ 上键的第 $i$ 对通道乘以 $\zeta_i^{-n/B}$，其中 $\zeta_i = (2i/d + \gamma)/(1 + \gamma) < 1$（$\gamma = 0.4$，$B = 512$）。
+# 于是分数带上因子 $\zeta_i^{(m-n)/B}$：仍然只依赖相对位置，而且比 RoPE 衰减得更快：
+
+# %%
+ones = torch.ones(1, 64, dtype=torch.float64)
+print(f"{t('rope.ch.distance'):>10}{t('rope.ch.rope'):>8}{t('rope.ch.xpos'):>8}")
+for r in (0, 64, 256, 1024):
+    qx, kx = apply_xpos(ones, ones, cos64, sin64, q_offset=r, k_offset=0)
+    print(f"{r:>10}{rope_score_curve([r], 64)[0].item():8.3f}{(qx[0] @ kx[0]).item() / 64:8.3f}")
+torch.manual_seed(2)
+q1, k1 = torch.randn(2, 1, 64, dtype=torch.float64)
+qa, ka = apply_xpos(q1, k1, cos64, sin64, q_offset=30, k_offset=10)     # m = 30, n = 10
+qb, kb = apply_xpos(q1, k1, cos64, sin64, q_offset=530, k_offset=510)   # m = 530, n = 510
+print("xPos score depends only on m - n:", torch.allclose(qa @ ka.T, qb @ kb.T))
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. Longer contexts: beyond the trained length
+#
+# Say a model was trained on $L = 256$ positions (real models: 2k–8k) with $d = 64$ and base 10000,
+# and we want to run it on $sL$ with $s = 4$. The fast pairs turned many times during training and
+# have seen every angle; the slow pairs have not completed even one turn:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 更长的上下文：超出训练长度之后
+#
+# 假设一个模型在 $L = 256$ 个位置上训练（真实模型是 2k–8k），$d = 64$，底数为 10000，现在想在 $sL$（$s = 4$）的长度上使用它。
+# 快的通道对在训练中已经转了很多圈，见过所有角度；慢的通道对却连一圈都没转完：
+
+# %%
+L, d, s = 256, 64, 4
+theta = rope_inv_freq(d)
+turns = L * theta / (2 * math.pi)                      # turns of each pair within the trained length
+print(f"pairs that turn less than once in {L} positions: {(turns < 1).sum().item()} of {d // 2}")
+print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * turns[-1].item():.4f} within {s * L}")
+
+# %% [markdown] tags=["lang-en"]
+# For those 19 pairs, positions beyond 256 produce angles the model never saw, and its scores
+# become unreliable. Three fixes change the frequencies $\theta_i$ (and nothing else):
+#
+# - **position interpolation** (PI, Chen et al. 2023, §2.2): divide every position by $s$, that is
+#   $\theta'_i = \theta_i / s$. Every angle stays in the trained range, but neighbouring tokens are
+#   now $s$ times harder to tell apart.
+# - **NTK-aware scaling** (bloc97 2023; YaRN paper §3.1): raise the base to
+#   $b' = b\, s^{d/(d-2)}$. The fastest pair ($\theta_0 = 1$) is unchanged, the slowest is divided by
+#   exactly $s$, and those in between by less.
+# - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
+#   trained length, keep $\theta_i$ where $r_i > \beta = 32$, divide by $s$ where $r_i < \alpha = 1$,
+#   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$. It
+#   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, to undo the flatter
+#   softmax of longer sequences.
+
+# %% [markdown] tags=["lang-zh"]
+# 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。
+# 有三种修正办法，它们都只改变频率 $\theta_i$（其他什么都不变）：
+#
+# - **位置插值**（PI，Chen 等，2023，§2.2）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。
+#   所有角度都落在训练见过的范围内，但相邻词元之间的差别缩小为原来的 $1/s$，更难区分了。
+# - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数提高到 $b' = b\, s^{d/(d-2)}$。
+#   最快的一对（$\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$，中间的各对除以比 $s$ 小的数。
+# - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
+#   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变，当 $r_i < \alpha = 1$ 时除以 $s$，两者之间线性过渡：
+#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，
+#   用来抵消序列变长后 softmax 变得更平坦的效应。
+
+# %%
+rows = []
+for method in ("none", "linear", "ntk", "yarn"):
+    new, factor = rope_widgets.scaled_frequencies(method, s, d, trained=L)
+    ratio = new / theta
+    rows.append([t("rope.w.method." + method), f"{ratio[0].item():.3f}", f"{ratio[16].item():.3f}",
+                 f"{ratio[-1].item():.3f}", f"{s * ratio[-1].item():.2f}", f"{factor ** 2:.3f}"])
+print(viz.format_table([t("rope.ch.method"), t("rope.ch.pair_ratio", i=0), t("rope.ch.pair_ratio", i=16),
+                        t("rope.ch.pair_ratio", i=31), t("rope.ch.slowest"), t("rope.ch.factor")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# Read the table row by row. Plain RoPE lets the slowest pair reach 4.00 times the largest angle it
+# saw in training. PI brings it back to 1.00, but slows the fastest pair to 0.250 of its speed too.
+# NTK keeps the fastest pair (1.000) and interpolates the slowest exactly (1.00), with pair 16 in
+# between (0.489). YaRN keeps the fast pairs as they are, interpolates the slow ones like PI, and multiplies
+# the scores by 1.296. Try every method and scale in the explorer: the left panel is
+# $\theta'_i/\theta_i$ for every pair, the right one the score against distance out to $sL$.
+
+# %% [markdown] tags=["lang-zh"]
+# 逐行来看这张表。原始 RoPE 让最慢的一对转到训练中见过的最大角度的 4.00 倍。PI 把它拉回到 1.00，
+# 却把最快的一对也减慢到原来的 0.250。NTK 保持最快的一对不变（1.000），同时把最慢的一对恰好插值回来（1.00），第 16 对介于两者之间（0.489）。
+# YaRN 保持快的各对不变，像 PI 一样对慢的各对做插值，并把分数乘以 1.296。在下面的交互控件里试一试每种方法和缩放因子：
+# 左图是每一对的 $\theta'_i/\theta_i$，右图是直到 $sL$ 的分数随距离的变化。
+
+# %% tags=["nbval-ignore-output"]
+scaling = rope_widgets.rope_scaling_explorer(method="yarn", scale=4)
+display(scaling.widget)
+scaling.static();
+
+# %% [markdown] tags=["lang-en"]
+# Which works best is an empirical question answered by fine-tuning on long documents: the papers
+# report that PI needs some fine-tuning, NTK-aware scaling works reasonably without any, and YaRN
+# reaches the longest contexts with the least fine-tuning. What this chapter shows is *what each one
+# does to the frequencies*; all three are plain functions in `attnkit.rope`
+# (`linear_scaled_inv_freq`, `ntk_scaled_inv_freq`, `yarn_inv_freq`, `scaled_rope_embeddings`).
+#
+# ## 9. What it costs
+#
+# RoPE has **no parameters**: the rotation is fixed by the position. Compare the module with
+# `nn.MultiheadAttention` of the same size:
+
+# %% [markdown] tags=["lang-zh"]
+# 哪种方法效果最好，要靠在长文档上微调来实证回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
+# 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数
+# （`linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq`、`scaled_rope_embeddings`）。
+#
+# ## 9. 开销
+#
+# RoPE **没有任何参数**：旋转完全由位置决定。把这个模块和同样大小的 `nn.MultiheadAttention` 比一比：
+
+# %%
+count = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
+print("nn.MultiheadAttention(256, 4):    ", count(torch.nn.MultiheadAttention(256, 4)))
+print("StandardAttentionWithRoPE(256, 4):", count(StandardAttentionWithRoPE(256, 4)))
+D = 256
+for N in (256, 1024, 8192):
+    rope_flops, rest = 6 * N * D, 8 * N * D**2 + 4 * N**2 * D
+    print(f"N = {N:5d}: RoPE is {rope_flops / (rope_flops + rest):.3%} of the FLOPs")
+
+# %% [markdown] tags=["lang-en"]
+# Same count. In FLOPs, rotating a pair is 4 multiplications and 2 additions, so RoPE on $q$ and $k$
+# costs $6ND$ per sequence against $8ND^2$ for the four projections and $4N^2D$ for the attention
+# itself: 0.195% of the total at $N = 256$, less for longer sequences. The cos/sin tables are
+# $N \times d/2$ numbers each, shared by all heads and layers. Measured on this machine ($D = 256$,
+# 4 heads, one sequence; the fastest of 5 runs):
+
+# %% [markdown] tags=["lang-zh"]
+# 参数量相同。从浮点运算次数看，旋转一对通道需要 4 次乘法和 2 次加法，所以对 $q$ 和 $k$ 应用 RoPE 每个序列共需 $6ND$ 次运算，
+# 而四个投影需要 $8ND^2$ 次，注意力本身需要 $4N^2D$ 次：在 $N = 256$ 时 RoPE 只占总量的 0.195%，序列越长占比越小。cos/sin 表各有 $N \times d/2$ 个数，
+# 由所有头和所有层共享。在本机上实测（$D = 256$，4 个头，一条序列；取 5 次运行中最快的一次）：
+
+# %% tags=["nbval-ignore-output"]
+def best_ms(fs, repeats=5):
+    """Run the functions round-robin and keep each one's fastest time: load from other programs
+    slows every run a little differently, and the fastest run is the least disturbed."""
+    best = [math.inf] * len(fs)
+    for _ in range(repeats):
+        for i, f in enumerate(fs):
+            t0 = time.perf_counter()
+            f()
+            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
+    return best
+
+
+def without_rope(m, x):   # the same module's attention, no rotation
+    heads = lambda y: y.unflatten(-1, (m.num_heads, -1)).transpose(1, 2)   # noqa: E731
+    o = F.scaled_dot_product_attention(heads(m.q_proj(x)), heads(m.k_proj(x)), heads(m.v_proj(x)))
+    return m.out_proj(o.transpose(1, 2).flatten(2))
+
+
+torch.manual_seed(0)
+m = StandardAttentionWithRoPE(256, 4).eval()
+rows = []
+with torch.inference_mode():
+    for n in (256, 512, 1024):
+        x = torch.randn(1, n, 256)
+        tables = generate_rope_embeddings(n, 64)
+        with_ms, without_ms = best_ms([lambda: m(x, x, x, tables), lambda: without_rope(m, x)])
+        rows.append([n, f"{with_ms:.2f}", f"{without_ms:.2f}", f"{with_ms / without_ms - 1:+.0%}"])
+print(viz.format_table([t("rope.ch.n"), t("rope.ch.with_rope"), t("rope.ch.without"), t("rope.ch.overhead")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The two columns differ only by the rotation of $q$ and $k$. Expect a small overhead that shrinks
+# as $N$ grows (the attention is quadratic, RoPE linear); on a machine shared with other programs
+# the timings jitter, so run the cell twice before reading much into a single row. `benchmarks/bench_rope.py`
+# compares the module with the same attention written in plain PyTorch (the bar: within 1.10×).
+#
+# ## 10. Pitfalls
+#
+# **Tables shorter than the sequence.** Some implementations quietly repeat the last row of cos/sin
+# when the sequence is longer than the tables: every extra position then gets the *same* angle as
+# the last one, and the model cannot tell them apart. attnkit refuses, saying what it needs:
+
+# %% [markdown] tags=["lang-zh"]
+# 两列的差别只在于对 $q$ 和 $k$ 的旋转。额外开销应当很小，并且随着 $N$ 增大而减小（注意力是平方级的，RoPE 是线性的）；
+# 在与其他程序共用的机器上计时会有波动，所以别只凭一行数据下结论，可以把这个单元格多运行几次。
+# `benchmarks/bench_rope.py` 会把这个模块与用纯 PyTorch 写的同样的注意力作比较（标准：耗时不超过其 1.10 倍）。
+#
+# ## 10. 常见陷阱
+#
+# **cos/sin 表比序列短。** 有些实现在序列比表长时会悄悄重复 cos/sin 的最后一行：于是多出来的每个位置都得到与最后一个位置*相同*的角度，
+# 模型再也分不清它们。attnkit 会拒绝这样做，并说明它需要什么：
+
+# %%
+cos8, sin8 = generate_rope_embeddings(8, 16)
+try:
+    apply_rope(torch.randn(1, 12, 16), cos8, sin8)
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown] tags=["lang-en"]
+# **An odd head dimension.** RoPE rotates *pairs* of channels, so the head dimension must be even:
+
+# %% [markdown] tags=["lang-zh"]
+# **头维度是奇数。** RoPE 旋转的是*成对*的通道，所以头维度必须是偶数：
+
+# %%
+try:
+    StandardAttentionWithRoPE(embed_dim=36, num_heads=4)
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown] tags=["lang-en"]
+# **Forgetting the offset when decoding.** A new token at position 9 rotated as if it were at
+# position 0 gets the wrong relative distance to every cached key — no error, wrong output:
+
+# %% [markdown] tags=["lang-zh"]
+# **解码时忘记位置偏移。** 位置 9 上的新词元如果被当作位置 0 来旋转，它与每个缓存的键之间的相对距离都是错的——不报错，但输出是错的：
+
+# %%
+x10 = torch.randn(1, 10, 64)
+with torch.no_grad():
+    right = attn(x10, x10, x10, rope_embeddings=rope10, attn_mask=causal)[:, 9:]   # last row of the full pass
+    wrong = attn(x10[:, 9:], x10, x10, rope_embeddings=rope10)              # q_offset forgotten
+    fixed = attn(x10[:, 9:], x10, x10, rope_embeddings=rope10, q_offset=9)
+print("without q_offset == full forward:", torch.allclose(wrong, right, atol=1e-5))
+print("with q_offset=9  == full forward:", torch.allclose(fixed, right, atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# **Angles in float32.** For long contexts, $m\theta_i$ is a large number, and float32 keeps only
+# about 7 significant digits. At position 1,000,000 a float32 angle is off by far more than the
+# slowest pair turns from one position to the next, so neighbouring positions blur together.
+# attnkit computes angles in float64 (`rope_angles`) and only then casts the cos/sin tables:
+
+# %% [markdown] tags=["lang-zh"]
+# **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字。
+# 在位置 1,000,000 处，float32 算出的角度误差远大于最慢的一对从一个位置到下一个位置转过的角度，相邻位置因此变得模糊不清。
+# attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度：
+
+# %%
+pos = 1_000_000
+inv_freq = rope_inv_freq(64)                                     # the speeds theta_i, float64
+angle64 = rope_angles(torch.tensor([pos]), inv_freq)[0]          # what attnkit does: float64
+angle32 = torch.tensor(float(pos)) * inv_freq.float()            # the same in float32
+err32 = (angle32.double() - angle64).abs().max().item()
+print(f"largest angle error in float32: {err32:.4f} rad, {err32 / inv_freq[-1].item():.0f} x the slowest pair's step")
+print(f"largest error of cos from float32 angles: {(torch.cos(angle32).double() - torch.cos(angle64)).abs().max().item():.4f}")
+
+# %% [markdown] tags=["lang-en"]
+# ## 11. Exercises
+#
+# **Exercise 1.** Rotate the 2-D point $(x, y)$ counter-clockwise by `angle` radians; return the
+# tuple `(x', y')`.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 11. 练习
+#
+# **练习 1.** 把二维点 $(x, y)$ 逆时针旋转 `angle` 弧度，返回元组 `(x', y')`。
+
+# %%
+from attnkit.exercises.ch06 import check_alibi_slopes, check_apply_rope, check_ntk_base, check_rotate_pair
+
+
+def my_rotate_pair(x, y, angle):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_rotate_pair(my_rotate_pair)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 2.** Apply RoPE to one head `x` of shape `(L, d)` in the **half-split** convention
+# (GPT-NeoX / LLaMA: pair $i$ is channels $(i, i + d/2)$). `cos` and `sin` have shape `(L, d/2)`;
+# row $m$ holds $\cos m\theta_i$ and $\sin m\theta_i$.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 2.** 按**前后两半配对**的约定（GPT-NeoX / LLaMA：第 $i$ 对是通道 $(i, i + d/2)$），对形状为 `(L, d)` 的一个头 `x` 应用 RoPE。
+# `cos` 和 `sin` 的形状为 `(L, d/2)`，第 $m$ 行分别是 $\cos m\theta_i$ 和 $\sin m\theta_i$。
+
+# %%
+def my_apply_rope(x, cos, sin):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_apply_rope(my_apply_rope)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3.** Return the ALiBi slopes for `num_heads` heads, as a float tensor of shape
+# `(num_heads,)`, following the paper's rule (the checker tries 8, 12, 4 and 6 heads).
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3.** 按论文的规则返回 `num_heads` 个头的 ALiBi 斜率，形状为 `(num_heads,)` 的浮点张量（检查器会测试 8、12、4 和 6 个头）。
+
+# %%
+def my_alibi_slopes(num_heads):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_alibi_slopes(my_alibi_slopes)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 4.** Return the NTK-aware base $b'$ for base `base`, head dimension `head_dim` and
+# scale factor `scale`.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 4.** 给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$。
+
+# %%
+def my_ntk_base(base, head_dim, scale):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_ntk_base(my_ntk_base)
+
+# %% [markdown] tags=["lang-en"]
+# ## 12. Summary
+#
+# - Attention alone is blind to order (section 1). Absolute encodings add a position vector to the
+#   input; a learned table stops at its last trained position.
+# - RoPE rotates each channel pair of $q$ and $k$ by $m\theta_i$, $\theta_i = \text{base}^{-2i/d}$; the
+#   score then depends only on $m - n$ (proof and check in section 3), with a tendency to decay with
+#   distance (section 4). It adds no parameters and little time (section 9).
+# - Interleaved and half-split RoPE are the same up to a permutation of the rows of $W_Q, W_K$.
+# - ALiBi adds $-m_h (i - j)$ to the scores, with geometric slopes; xPos multiplies RoPE by a decay.
+# - Beyond the trained length, slow pairs meet unseen angles. PI divides all frequencies by $s$,
+#   NTK-aware scaling raises the base, YaRN interpolates only the slow pairs and rescales the scores.
+# - When decoding, rotate the new token at its true position (`q_offset`), compute angles in float64,
+#   and never reuse the last row of a short table.
+#
+# **Next:** chapter 07 — flash attention: the same attention, computed tile by tile.
+#
+# ## References
+# - J. Su et al., *RoFormer: Enhanced Transformer with Rotary Position Embedding*, arXiv:2104.09864 — §3.2, eqs. (13)–(16) (RoPE and the relative property), §3.4.3 (long-term decay).
+# - A. Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 — §3.5 (sinusoidal encoding).
+# - O. Press, N. A. Smith, M. Lewis, *Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation* (ALiBi), ICLR 2022 — §3 (bias and slopes).
+# - Y. Sun et al., *A Length-Extrapolatable Transformer* (xPos), arXiv:2212.10554 — §3.
+# - S. Chen et al., *Extending Context Window of Large Language Models via Positional Interpolation*, arXiv:2306.15595 — §2.2.
+# - bloc97, *NTK-Aware Scaled RoPE allows LLaMA models to have extended (8k+) context size without any fine-tuning*, r/LocalLLaMA, 2023.
+# - B. Peng et al., *YaRN: Efficient Context Window Extension of Large Language Models*, arXiv:2309.00071 — §3.1 (NTK-aware), §3.2 (NTK-by-parts ramp), §3.4 (temperature $\sqrt{1/t} = 0.1\ln s + 1$).
+# - S. Black et al., *GPT-NeoX-20B*, 2022, and Hugging Face `transformers`, `modeling_llama.py` (`rotate_half`; the half-split convention).
+
+# %% [markdown] tags=["lang-zh"]
+# ## 12. 小结
+#
+# - 单靠注意力看不到顺序（第 1 节）。绝对位置编码把位置向量加到输入上；可学习的位置表到最后一个训练过的位置就没有了。
+# - RoPE 把 $q$ 和 $k$ 的每一对通道旋转 $m\theta_i$，$\theta_i = \text{base}^{-2i/d}$；于是分数只依赖于 $m - n$（第 3 节给出证明与验证），
+#   并且有随距离衰减的趋势（第 4 节）。它不增加参数，耗时也很少（第 9 节）。
+# - 相邻交错配对与前后两半配对的 RoPE 只差 $W_Q, W_K$ 行的一个置换。
+# - ALiBi 给分数加上 $-m_h (i - j)$，斜率构成等比数列；xPos 在 RoPE 上再乘一个衰减。
+# - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，
+#   YaRN 只对慢的通道对插值，并重新缩放分数。
+# - 解码时要按新词元的真实位置旋转（`q_offset`），用 float64 计算角度，绝不要重复使用短表的最后一行。
+#
+# **下一章**：第 07 章——FlashAttention：同样的注意力，逐块计算。
+#
+# ## 参考文献
+# - J. Su 等，*RoFormer: Enhanced Transformer with Rotary Position Embedding*，arXiv:2104.09864——§3.2，式 (13)–(16)（RoPE 及其相对位置性质），§3.4.3（远程衰减）。
+# - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.5（正弦位置编码）。
+# - O. Press、N. A. Smith、M. Lewis，*Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation*（ALiBi），ICLR 2022——§3（偏置与斜率）。
+# - Y. Sun 等，*A Length-Extrapolatable Transformer*（xPos），arXiv:2212.10554——§3。
+# - S. Chen 等，*Extending Context Window of Large Language Models via Positional Interpolation*，arXiv:2306.15595——§2.2。
+# - bloc97，*NTK-Aware Scaled RoPE allows LLaMA models to have extended (8k+) context size without any fine-tuning*，r/LocalLLaMA，2023。
+# - B. Peng 等，*YaRN: Efficient Context Window Extension of Large Language Models*，arXiv:2309.00071——§3.1（NTK 感知缩放），§3.2（NTK-by-parts 过渡函数），§3.4（温度 $\sqrt{1/t} = 0.1\ln s + 1$）。
+# - S. Black 等，*GPT-NeoX-20B*，2022；Hugging Face `transformers` 的 `modeling_llama.py`（`rotate_half`，前后两半配对的约定）。
