@@ -216,7 +216,7 @@ def test_apply_rope_gradcheck():
     x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
     cos, sin = generate_rope_embeddings(7, 6, dtype=torch.float64)
     for inter in (True, False):
-        assert torch.autograd.gradcheck(lambda t: apply_rope(t, cos, sin, inter, offset=2), (x,))
+        assert torch.autograd.gradcheck(lambda t, inter=inter: apply_rope(t, cos, sin, inter, offset=2), (x,))
 
 
 def test_rotate_pair_matches_complex_multiplication():
@@ -319,6 +319,33 @@ def test_module_cross_attention_and_masks():
         torch.testing.assert_close(w.double(), ref_w, atol=1e-6, rtol=1e-4)
     out, w = mod(q, kv, kv, rope_embeddings=(cos, sin), attn_mask=add, return_attn=True)
     assert torch.all(w[~keep[:, None, None, :].expand_as(w)] == 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(heads=st.sampled_from([1, 2, 4]), head_dim=st.sampled_from([2, 4, 8]), nq=st.integers(1, 6),
+       nk=st.integers(1, 7), batch=st.integers(1, 2), mask_kind=st.sampled_from(["none", "bool", "float"]),
+       q_offset=st.integers(0, 3), seed=st.integers(0, 10_000))
+def test_module_property_against_oracle(heads, head_dim, nq, nk, batch, mask_kind, q_offset, seed):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    D = heads * head_dim
+    mod = StandardAttentionWithRoPE(D, heads).eval()
+    q, kv = torch.randn(batch, nq, D, generator=g), torch.randn(batch, nk, D, generator=g)
+    cos, sin = generate_rope_embeddings(max(nq + q_offset, nk), head_dim)
+    mask = None
+    if mask_kind == "bool":
+        mask = torch.rand(batch, 1, nq, nk, generator=g) > 0.3
+        mask[..., 0] = True  # every query keeps a key: the oracle's softmax stays defined
+    elif mask_kind == "float":
+        mask = torch.randn(1, heads, nq, nk, generator=g)
+    with torch.no_grad():
+        fused = mod(q, kv, kv, (cos, sin), attn_mask=mask, q_offset=q_offset)
+        out, w = mod(q, kv, kv, (cos, sin), attn_mask=mask, return_attn=True, q_offset=q_offset)
+        ref, ref_w = reference_attention(mod, q, kv, kv, mask, q_offset=q_offset)
+    assert fused.shape == out.shape == (batch, nq, D) and w.shape == (batch, heads, nq, nk)
+    torch.testing.assert_close(fused.double(), ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(w.double(), ref_w, atol=1e-6, rtol=1e-4)
 
 
 def test_module_fully_masked_row_gives_zeros_not_nan():
