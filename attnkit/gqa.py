@@ -708,13 +708,14 @@ def _prefilled_cache(model: nn.Module, batch_size: int, context_len: int, genera
 
 @torch.no_grad()
 def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1, repeats: int = 5,
-                        absorb: bool = True, seed: int = 0) -> dict:
+                        absorb: bool = True, seed: int = 0, threads: int | None = None) -> dict:
     """Time one decode step (one new token attending over ``context_len`` cached ones).
 
     The cache is pre-filled with random tensors of the right shapes (the values do not change the
     cost). Returns ``{"ms": the best of ``repeats`` timings in milliseconds (as ``timeit`` advises:
     slower runs measure other programs), "cache_bytes": bytes the cache holds after the step
-    (measured), "tokens": context_len + 1}``.
+    (measured), "tokens": context_len + 1}``. ``threads`` (e.g. 1) sets torch's CPU threads for
+    the measurement only: one thread is slower but far less disturbed by other programs.
     """
     import time
 
@@ -727,11 +728,18 @@ def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1,
     kw = {"absorb": absorb} if isinstance(model, MultiHeadLatentAttention) else {}
     times = []
     cache = KVCache()
-    for _ in range(repeats + 1):  # the first call warms up
-        cache = KVCache()
-        cache.tensors = past
-        t0 = time.perf_counter()
-        model(x, is_causal=True, kv_cache=cache, **kw)
-        times.append(time.perf_counter() - t0)
+    before = torch.get_num_threads()
+    if threads is not None:
+        _check_positive_int("threads", threads)
+        torch.set_num_threads(threads)
+    try:
+        for _ in range(repeats + 1):  # the first call warms up
+            cache = KVCache()
+            cache.tensors = past
+            t0 = time.perf_counter()
+            model(x, is_causal=True, kv_cache=cache, **kw)
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
     return {"ms": 1e3 * min(times[1:]), "cache_bytes": cache.nbytes,
             "tokens": cache.seq_len}
