@@ -89,3 +89,16 @@ def test_labels_follow_the_language():
 def test_bad_row_is_refused():
     with pytest.raises(ValueError, match="row"):
         wf.flash_step_state(1, row=16)
+
+
+def test_static_figures_plot_the_measured_and_modelled_numbers():
+    from attnkit.flash import io_flash, io_standard
+
+    fig = wf.memory_figure([256, 512], [2**20, 4 * 2**20], [2**19, 2**20], d=64)
+    plain, tiled = fig.axes[0].get_lines()
+    assert list(plain.get_ydata()) == [1.0, 4.0] and list(tiled.get_ydata()) == [0.5, 1.0]
+    assert fig.axes[0].get_title() == t("flash.fig.mem_title", d=64)
+    fig = wf.io_figure([512, 1024], 64, (2**14,))
+    std, tiled = fig.axes[0].get_lines()
+    assert list(std.get_ydata()) == [io_standard(n, 64)["total"] for n in (512, 1024)]
+    assert list(tiled.get_ydata()) == [io_flash(n, 64, M=2**14)["total"] for n in (512, 1024)]

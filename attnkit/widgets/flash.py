@@ -43,6 +43,36 @@ register({
     "flash.w.so_far": {"en": "so far", "zh": "目前"},
     "flash.w.exact": {"en": "exact", "zh": "精确值"},
     "flash.w.channel": {"en": "value channel", "zh": "值的通道"},
+    # tables and static figures of the chapter
+    "flash.col.step": {"en": "step", "zh": "步骤"},
+    "flash.col.flops": {"en": "FLOPs", "zh": "浮点运算次数"},
+    "flash.col.bytes": {"en": "bytes moved", "zh": "搬运字节数"},
+    "flash.col.intensity": {"en": "FLOPs/byte", "zh": "每字节浮点运算"},
+    "flash.col.t_compute": {"en": "compute time (µs)", "zh": "计算时间（µs）"},
+    "flash.col.t_memory": {"en": "memory time (µs)", "zh": "访存时间（µs）"},
+    "flash.col.bound": {"en": "bound by", "zh": "瓶颈"},
+    "flash.bound.memory": {"en": "memory", "zh": "内存带宽"},
+    "flash.bound.compute": {"en": "compute", "zh": "算力"},
+    "flash.col.n": {"en": "N", "zh": "N"},
+    "flash.col.plain_mib": {"en": "plain (MiB)", "zh": "普通实现（MiB）"},
+    "flash.col.tiled_mib": {"en": "tiled (MiB)", "zh": "分块实现（MiB）"},
+    "flash.col.ratio": {"en": "tiled / plain", "zh": "分块 / 普通"},
+    "flash.col.sdpa_ms": {"en": "PyTorch SDPA (ms)", "zh": "PyTorch SDPA（ms）"},
+    "flash.col.plain_ms": {"en": "plain (ms)", "zh": "普通实现（ms）"},
+    "flash.col.tiled_ms": {"en": "tiled (ms)", "zh": "分块实现（ms）"},
+    "flash.col.m": {"en": "on-chip M (elements)", "zh": "片上内存 M（元素个数）"},
+    "flash.col.io_std": {"en": "standard", "zh": "标准注意力"},
+    "flash.col.io_flash": {"en": "tiled (v1)", "zh": "分块（v1）"},
+    "flash.col.io_ratio": {"en": "tiled / standard", "zh": "分块 / 标准"},
+    "flash.fig.mem_title": {"en": "peak extra memory of the forward (d = {d})", "zh": "前向计算的额外内存峰值（d = {d}）"},
+    "flash.fig.seq_len": {"en": "sequence length N", "zh": "序列长度 N"},
+    "flash.fig.mib": {"en": "MiB", "zh": "MiB"},
+    "flash.fig.plain": {"en": "plain attention (N × N matrix)", "zh": "普通注意力（N × N 矩阵）"},
+    "flash.fig.tiled": {"en": "tiled (flash) attention", "zh": "分块（flash）注意力"},
+    "flash.fig.io_title": {"en": "slow-memory traffic (d = {d})", "zh": "慢速内存访问量（d = {d}）"},
+    "flash.fig.io_y": {"en": "elements read + written", "zh": "读写元素个数"},
+    "flash.fig.io_std": {"en": "standard: 4Nd + 4N²", "zh": "标准注意力：4Nd + 4N²"},
+    "flash.fig.io_flash": {"en": "tiled, M = {M}", "zh": "分块，M = {M}"},
 })
 
 # The example: 16 queries and keys in tiles of 4 x 4, head dim 8, 4 value channels.
@@ -167,3 +197,33 @@ def flash_explorer(step: int = 9, loop_order: str = "v2", is_causal: bool = True
 
     controls["is_causal"].observe(resize, names="value")
     return Explorer(controls, draw_flash_step)
+
+
+def memory_figure(ns, plain_bytes, tiled_bytes, d: int):
+    """Peak memory against N on log-log axes: slope 2 for plain, slope 1 for tiled."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.loglog(ns, [b / 2**20 for b in plain_bytes], "o-", base=2, label=t("flash.fig.plain"))
+    ax.loglog(ns, [b / 2**20 for b in tiled_bytes], "s-", base=2, label=t("flash.fig.tiled"))
+    ax.set_xlabel(t("flash.fig.seq_len"))
+    ax.set_ylabel(t("flash.fig.mib"))
+    ax.set_title(t("flash.fig.mem_title", d=d))
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def io_figure(ns, d: int, ms):
+    """Slow-memory traffic of standard attention and the tiled forward against N, for several M."""
+    from attnkit.flash import io_flash, io_standard
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.loglog(ns, [io_standard(n, d)["total"] for n in ns], "k-", base=2, label=t("flash.fig.io_std"))
+    for M in ms:
+        ax.loglog(ns, [io_flash(n, d, M=M)["total"] for n in ns], "--", base=2,
+                  label=t("flash.fig.io_flash", M=f"{M:,}"))
+    ax.set_xlabel(t("flash.fig.seq_len"))
+    ax.set_ylabel(t("flash.fig.io_y"))
+    ax.set_title(t("flash.fig.io_title", d=d))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

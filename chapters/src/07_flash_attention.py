@@ -1,0 +1,652 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 07 · Flash attention: exact attention without the N × N matrix
+#
+# **What you will learn**
+# - why attention on a GPU is limited by *moving bytes*, not by arithmetic;
+# - how chapter 03's online softmax extends to a weighted sum of values, so attention can be
+#   computed one **tile** of scores at a time — exactly, not approximately;
+# - the two loop orders (FlashAttention-1: outer loop over keys/values; FlashAttention-2: outer
+#   loop over queries), and how a causal mask lets whole tiles be skipped;
+# - measured on this machine: peak memory that grows linearly in $N$ instead of quadratically,
+#   and an honest look at the time of a Python tiling loop;
+# - the backward pass that recomputes tiles instead of storing the attention weights.
+#
+# **You need** chapter 01 (scaled dot-product attention, causal masks) and chapter 03 (the
+# online softmax: a running max and a running sum).
+
+# %% [markdown] tags=["lang-zh"]
+# # 07 · FlashAttention：不构造 N × N 矩阵的精确注意力
+#
+# **本章内容**
+# - 为什么在 GPU 上，注意力的瓶颈是*搬运数据*，而不是算术运算；
+# - 第 03 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，不是近似；
+# - 两种循环顺序（FlashAttention-1：外层循环遍历键和值；FlashAttention-2：外层循环遍历查询），
+#   以及因果掩码如何让整个分块直接跳过；
+# - 在本机上实测：内存峰值随 $N$ 线性增长，而不是平方增长；再如实看看 Python 分块循环的运行时间；
+# - 反向传播：不保存注意力权重，而是重新计算各个分块。
+#
+# **预备知识**：第 01 章（缩放点积注意力、因果掩码）和第 03 章（在线 softmax：运行最大值与运行和）。
+
+# %%
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+from attnkit import viz
+from attnkit.core import scaled_dot_product_attention
+from attnkit.flash import flash_attention, io_flash, io_standard, measure_peak_bytes
+from attnkit.softmax import online_softmax
+from attnkit.widgets import flash as wf
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # one thread: small tile operations gain nothing from more, and timings repeat
+print("torch", torch.__version__.split("+")[0], "· threads:", torch.get_num_threads())
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. Why attention is memory-bound
+#
+# A GPU has two kinds of memory. **HBM** (high-bandwidth memory) is large — 40–80 GB on an
+# NVIDIA A100 — but every byte of it travels over a bus of 1.5–2.0 TB/s. **SRAM**, on the chip
+# next to the arithmetic units, is tiny — 192 KB per streaming multiprocessor, 108 of them — but
+# about ten times faster (≈ 19 TB/s). Meanwhile the tensor cores can do 312 TFLOP/s in half
+# precision (figures from the FlashAttention paper, §2.1).
+#
+# So an operation is **memory-bound** when it does fewer FLOPs per byte it moves than the ratio
+# (peak FLOP/s) / (bandwidth) — and then faster arithmetic does not help. Standard attention
+# runs three steps, each reading its input from HBM and writing its result back:
+# $S = QK^\top$, $P = \mathrm{softmax}(S)$, $O = PV$. Let us count FLOPs and bytes for one head
+# with $N = 4096$ and $d = 64$ in float16 (2 bytes an element; the softmax costs about 5 FLOPs
+# an element: max, subtract, exp, sum, divide):
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 为什么注意力受限于内存带宽
+#
+# GPU 上有两种内存。**HBM**（高带宽内存）容量大——NVIDIA A100 上有 40–80 GB——但其中的每个字节都要经过
+# 带宽为 1.5–2.0 TB/s 的总线。**SRAM** 就在芯片上、紧挨着运算单元，容量很小——每个流式多处理器（SM）
+# 192 KB，一共 108 个——速度却快约十倍（约 19 TB/s）。而张量核心的半精度算力可达 312 TFLOP/s
+# （这些数字取自 FlashAttention 论文 §2.1）。
+#
+# 因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，它就是**受限于内存带宽**
+# （memory-bound）的——这时算得再快也没用。标准注意力分三步，每一步都从 HBM 读入输入、再把结果写回 HBM：
+# $S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。下面为单个头、$N = 4096$、$d = 64$、float16
+# （每个元素 2 字节；softmax 每个元素约 5 次浮点运算：求最大值、相减、exp、求和、相除）统计浮点运算次数和字节数：
+
+# %%
+PEAK_FLOPS = 312e12   # A100, float16 tensor cores (FLOP/s)
+HBM_BW = 1.5e12       # A100 40 GB, HBM bandwidth (bytes/s)
+N, d, BYTES = 4096, 64, 2
+
+steps = {  # name: (FLOPs, elements read + written in HBM)
+    "S = QKᵀ": (2 * N * N * d, 2 * N * d + N * N),
+    "P = softmax(S)": (5 * N * N, 2 * N * N),
+    "O = PV": (2 * N * N * d, N * N + 2 * N * d),
+}
+rows = []
+for name, (flops, elems) in steps.items():
+    t_compute, t_memory = flops / PEAK_FLOPS, elems * BYTES / HBM_BW
+    bound = t("flash.bound.memory") if t_memory > t_compute else t("flash.bound.compute")
+    rows.append([name, f"{flops:.2e}", f"{elems * BYTES:.2e}", f"{flops / (elems * BYTES):.1f}",
+                 f"{t_compute * 1e6:.1f}", f"{t_memory * 1e6:.1f}", bound])
+print(viz.format_table([t("flash.col.step"), t("flash.col.flops"), t("flash.col.bytes"),
+                        t("flash.col.intensity"), t("flash.col.t_compute"), t("flash.col.t_memory"),
+                        t("flash.col.bound")], rows))
+print(f"ridge point: {PEAK_FLOPS / HBM_BW:.0f} FLOPs/byte")
+
+# %% [markdown] tags=["lang-en"]
+# All three steps sit below the ridge point of 208 FLOPs per byte, and the softmax is far below
+# it (1.2 FLOPs per byte): in this model the GPU spends most of its time waiting for the
+# $N \times N$ matrices $S$ and $P$ to travel to HBM and back. FlashAttention's idea (Dao et al.
+# 2022) is to never write them: load a block of $Q$ and a block of $K, V$ into SRAM, compute that
+# tile of scores, fold it into the output, and move on. The only obstacle is the softmax, which
+# needs a whole row before it can normalise — and chapter 03 already removed that obstacle.
+
+# %% [markdown] tags=["lang-zh"]
+# 三个步骤都低于每字节 208 次浮点运算这个临界点，softmax 更是远远低于它（每字节 1.2 次）：
+# 按这个模型，GPU 大部分时间都在等待 $N \times N$ 的矩阵 $S$ 和 $P$ 在 HBM 之间来回搬运。
+# FlashAttention（Dao 等，2022）的思路是根本不把它们写出去：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
+# 算出这一分块的分数，把它并入输出，然后处理下一块。唯一的障碍是 softmax：它要看到整行才能归一化——
+# 而第 03 章已经扫清了这个障碍。
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. From the online softmax to tiled attention
+#
+# Chapter 03 computed a softmax in one streaming pass, keeping only a running max $m$ and a
+# running sum $\ell = \sum_j e^{x_j - m}$; when a new chunk raises the max to $m'$, the old sum
+# is rescaled by $e^{m - m'}$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 从在线 softmax 到分块注意力
+#
+# 第 03 章用一次流式扫描算出 softmax，只保留运行最大值 $m$ 和运行和 $\ell = \sum_j e^{x_j - m}$；
+# 当新的一段把最大值抬高到 $m'$ 时，旧的和要乘以 $e^{m - m'}$ 重新换算：
+
+# %%
+x = torch.randn(3, 10) * 4
+print("online softmax == softmax:", torch.allclose(online_softmax(x, chunk_size=3), torch.softmax(x, -1), atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# Attention needs $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$, a softmax-weighted sum of
+# values. Keep, for every query row, an *unnormalised* accumulator $a = \sum_j e^{s_j - m} v_j$
+# next to $m$ and $\ell$. A new tile of scores $S^{(t)}$ with its values $V^{(t)}$ updates them
+# (FlashAttention-2, Algorithm 1):
+#
+# $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
+# $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
+#
+# and after the last tile $o = a / \ell$. The same rescaling factor $e^{m - m'}$ fixes both the
+# sum and the accumulator, because both were computed relative to the old max. Here it is in a
+# few lines: an outer loop over blocks of queries, an inner loop over blocks of keys and values.
+
+# %% [markdown] tags=["lang-zh"]
+# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即以 softmax 为权重的值的加权和。
+# 于是对每个查询行，在 $m$ 和 $\ell$ 之外再保留一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
+# 新来一个分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$ 时，这样更新（FlashAttention-2，算法 1）：
+#
+# $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
+# $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
+#
+# 处理完最后一个分块后 $o = a / \ell$。同一个缩放因子 $e^{m - m'}$ 同时修正了和与累加器，
+# 因为两者都是相对旧的最大值算出来的。下面几行代码就是全部：外层循环遍历查询的各块，内层循环遍历键和值的各块。
+
+# %%
+def tiled_attention(q, k, v, block=4):
+    L, S = q.shape[0], k.shape[0]
+    out = torch.empty(L, v.shape[1])
+    for i in range(0, L, block):                            # one block of queries at a time
+        qi = q[i:i + block] / math.sqrt(q.shape[1])          # (Bq, d)
+        m = torch.full((qi.shape[0], 1), -math.inf)         # running max         (Bq, 1)
+        l = torch.zeros(qi.shape[0], 1)                     # running sum of exp (Bq, 1)
+        acc = torch.zeros(qi.shape[0], v.shape[1])          # unnormalised output (Bq, dv)
+        for j in range(0, S, block):                        # stream over blocks of keys/values
+            s = qi @ k[j:j + block].T                       # one tile of scores (Bq, Bk)
+            m_new = torch.maximum(m, s.max(dim=1, keepdim=True).values)
+            p = torch.exp(s - m_new)
+            alpha = torch.exp(m - m_new)                    # rescales what was accumulated
+            l = alpha * l + p.sum(dim=1, keepdim=True)
+            acc = alpha * acc + p @ v[j:j + block]
+            m = m_new
+        out[i:i + block] = acc / l                          # normalise once, at the end
+    return out
+
+
+q, k, v = torch.randn(10, 8), torch.randn(13, 8), torch.randn(13, 5)  # ragged: 10 and 13 are not multiples of 4
+ours = tiled_attention(q, k, v)
+print("matches PyTorch SDPA :", torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6))
+print("matches attnkit.flash:", torch.allclose(ours, flash_attention(q, k, v, block_q=4, block_k=4), atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
+# loop_order, return_lse)` is the same algorithm for tensors of shape `(batch, heads, N, d)`,
+# with both loop orders, causal masking that skips tiles, ALiBi biases, any block sizes, and the
+# per-row log-sum-exp $m + \log \ell$ that the backward pass needs. The tests compare it with
+# PyTorch's SDPA over random shapes and block sizes. A few of those comparisons:
+
+# %% [markdown] tags=["lang-zh"]
+# `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
+# loop_order, return_lse)` 是同一个算法，面向形状为 `(batch, heads, N, d)` 的张量：支持两种循环顺序、
+# 可以跳过分块的因果掩码、ALiBi 偏置、任意分块大小，还能返回反向传播需要的每行 log-sum-exp $m + \log \ell$。
+# 测试会在随机形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几个比较：
+
+# %%
+qb, kb, vb = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16)  # (B, H, N, d)
+for order in ("v1", "v2"):
+    for causal in (False, True):
+        ref = F.scaled_dot_product_attention(qb, kb, vb, is_causal=causal)
+        out = flash_attention(qb, kb, vb, is_causal=causal, block_q=16, block_k=12, loop_order=order)
+        print(f"loop order {order}, causal={causal!s:<5}: equal to SDPA: {torch.allclose(out, ref, atol=1e-5)}")
+slopes = torch.tensor([0.5, 0.25, 0.125, 0.0625])  # ALiBi: bias -slope_h * |i - j| per head
+i, j = torch.arange(50)[:, None], torch.arange(50)[None, :]
+bias = -slopes[:, None, None] * (i - j).abs()        # (H, N, N), built only for this check
+print("ALiBi equal to SDPA with the explicit bias:",
+      torch.allclose(flash_attention(qb, kb, vb, alibi_slopes=slopes, block_q=16, block_k=16),
+                     F.scaled_dot_product_attention(qb, kb, vb, attn_mask=bias), atol=1e-5))
+
+# %% [markdown] tags=["lang-en"]
+# **Two loop orders.** FlashAttention-1 (Algorithm 1) puts the *keys and values* in the outer
+# loop: it loads a block $K_j, V_j$ once, then visits every block of queries, reading and writing
+# that block's output, $m$ and $\ell$ from HBM each time, and keeps the output normalised after
+# every tile (each tile is merged as a partial result, the way chapter 03 merges two parts).
+# FlashAttention-2 swaps the loops: a block of queries stays on chip while all key/value blocks
+# stream past, the output is normalised once at the end, and different query blocks are
+# independent — which is what lets a GPU run them in parallel.
+#
+# **Causal tiles.** With a causal mask, query $i$ sees key $j$ only when $j \le i$. A tile with
+# rows $[q_0, q_1)$ and columns $[k_0, k_1)$ is entirely masked when its *smallest* key is after
+# its *largest* query, $k_0 > q_1 - 1$: it is skipped, not computed. Tiles on the diagonal are
+# computed with the mask; tiles below it need no mask at all.
+
+# %% [markdown] tags=["lang-zh"]
+# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一次装入一块 $K_j, V_j$，
+# 然后遍历查询的每一块，每次都要从 HBM 读出、再写回这一块的输出以及 $m$ 和 $\ell$，
+# 并且每处理完一个分块都让输出保持归一化（每个分块作为一个部分结果合并进来，就像第 03 章合并两个部分那样）。
+# FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；
+# 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行起来。
+#
+# **因果掩码下的分块。** 有因果掩码时，只有 $j \le i$ 时查询 $i$ 才能看到键 $j$。
+# 行为 $[q_0, q_1)$、列为 $[k_0, k_1)$ 的分块，如果其中*最小*的键也在*最大*的查询之后，即 $k_0 > q_1 - 1$，
+# 那么整块都被屏蔽：直接跳过，根本不计算。对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. Explore: step through the loop
+#
+# The explorer runs the tiled loop on 16 queries and 16 keys in tiles of 4 × 4. Move **step**
+# to advance one tile: blue tiles are done (their scores are drawn), the orange frame is the
+# current tile, grey tiles are still to come and white ones are skipped by the causal mask.
+# Switch the **loop order** to see FlashAttention-1 walk down columns and FlashAttention-2 along
+# rows. The middle panel follows one **query row** (dashed): its running max $m$ and sum $\ell$
+# after each key/value tile it has seen; the right panel compares its output so far with the
+# exact attention output. (On GitHub, the static figure below shows the starting state.)
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 动手探索：逐步执行循环
+#
+# 下面的交互控件在 16 个查询、16 个键上运行分块循环，分块大小为 4 × 4。拖动**步骤**滑块，每次前进一个分块：
+# 蓝色分块已经算完（画出了其中的分数），橙色框是当前分块，灰色分块尚未计算，白色分块被因果掩码跳过。
+# 切换**循环顺序**，可以看到 FlashAttention-1 沿着列向下走、FlashAttention-2 沿着行向右走。
+# 中间的图跟踪一个**查询行**（虚线框）：每处理完一个键/值分块后它的运行最大值 $m$ 与运行和 $\ell$；
+# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
+
+# %% tags=["nbval-ignore-output"]
+explorer = wf.flash_explorer()
+display(explorer.widget)
+explorer.static();
+
+# %% [markdown] tags=["lang-en"]
+# The numbers behind the panels come from the pure function `flash_step_state`. For the last
+# row (causal, FlashAttention-2 order), each new key/value tile raises the max and adds to the
+# sum, and the output reaches the exact value when the row's last tile is done:
+
+# %% [markdown] tags=["lang-zh"]
+# 这些图背后的数据来自纯函数 `flash_step_state`。对最后一行（因果掩码，FlashAttention-2 的顺序）来说，
+# 每来一个新的键/值分块，最大值就被抬高、和也随之增加；处理完这一行的最后一个分块时，输出恰好达到精确值：
+
+# %%
+for step in (7, 8, 9, 10):
+    st = wf.flash_step_state(step, "v2", is_causal=True, row=15)
+    gap = (st["out"] - st["exact"]).abs().max().item()
+    print(f"step {step:>2}: m = {st['m'][-1]:.4f}, l = {st['l'][-1]:.4f}, "
+          f"largest |out - exact| = {gap:.4f}")
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. What it costs, measured
+#
+# **FLOPs** do not change: every unmasked score is still computed once, $4N^2d$ FLOPs for the
+# two matrix products (half of that with a causal mask, now that masked tiles are skipped).
+# **Memory** does: plain attention holds $N \times N$ scores and weights; the tiled forward holds
+# $q, k, v$, the output, $m$, $\ell$ — all $O(Nd)$ — and one $B_q \times B_k$ tile.
+#
+# We measure the peak *extra* memory of one call with `measure_peak_bytes`, which watches every
+# tensor operation torch runs (a `TorchDispatchMode`) and adds up the bytes of the tensors alive
+# at each moment. (On CPU, torch keeps no allocator statistics, and Python's `tracemalloc` does
+# not see torch's memory.) One head, $d = 64$, tiles of 256 × 256:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 开销：实测
+#
+# **浮点运算次数**不变：每个未被屏蔽的分数仍然恰好计算一次，两次矩阵乘法共 $4N^2d$ 次浮点运算
+# （有因果掩码时，由于被屏蔽的分块直接跳过，只需一半左右）。**内存**则不同：普通注意力要保存 $N \times N$
+# 的分数和注意力权重；分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个
+# $B_q \times B_k$ 的分块。
+#
+# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值：它监视 torch 执行的每一个张量运算
+# （一个 `TorchDispatchMode`），把每一时刻仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供分配器统计信息，
+# Python 的 `tracemalloc` 也看不到 torch 的内存。）单个头，$d = 64$，分块大小 256 × 256：
+
+# %%
+ns, plain_peaks, tiled_peaks = (256, 512, 1024, 2048), [], []
+for n in ns:
+    qn, kn, vn = torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64)
+    plain_peaks.append(measure_peak_bytes(scaled_dot_product_attention, qn, kn, vn)[1])
+    tiled_peaks.append(measure_peak_bytes(flash_attention, qn, kn, vn, block_q=256, block_k=256)[1])
+print(viz.format_table([t("flash.col.n"), t("flash.col.plain_mib"), t("flash.col.tiled_mib"), t("flash.col.ratio")],
+                       [[n, f"{p / 2**20:.2f}", f"{f / 2**20:.2f}", f"{f / p:.3f}"]
+                        for n, p, f in zip(ns, plain_peaks, tiled_peaks, strict=True)]))
+wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
+
+# %% [markdown] tags=["lang-en"]
+# Each doubling of $N$ multiplies the plain peak by 4 (the $N \times N$ matrices), while the tiled
+# peak grows far more slowly: at $N = 2048$ it needs 0.028 of the plain peak. At $N = 256$ a
+# single 256 × 256 tile is the whole matrix, so tiling saves nothing there (1.173); beyond the
+# tile size, the growth is the linear $O(Nd)$ of inputs and outputs. The benchmark
+# `benchmarks/bench_flash.py` goes on to $N = 4096$.
+#
+# **Time** is another story. The next cell times the three versions on this CPU. PyTorch's SDPA
+# is a fused C++ kernel (on CPU it is itself a tiled, flash-style kernel); attnkit's plain version
+# is three PyTorch operations; the tiled version is a *Python* loop that launches a handful of
+# small operations per tile. All three run on one thread (set at the top of the notebook). The
+# timings vary from run to run and machine to machine, so this cell's output is not checked:
+
+# %% [markdown] tags=["lang-zh"]
+# $N$ 每翻一倍，普通实现的峰值就变成 4 倍（$N \times N$ 的矩阵），而分块实现的峰值增长得慢得多：
+# 在 $N = 2048$ 时只需要普通实现峰值的 0.028。在 $N = 256$ 时，一个 256 × 256 的分块就是整个矩阵，
+# 分块毫无节省（1.173）；一旦 $N$ 超过分块大小，增长的就只是输入和输出的线性 $O(Nd)$。
+# 基准脚本 `benchmarks/bench_flash.py` 一直测到 $N = 4096$。
+#
+# **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。PyTorch 的 SDPA 是融合的 C++ 算子
+# （在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现是三个 PyTorch 运算；
+# 分块实现则是一个 *Python* 循环，每个分块要启动好几个小运算。三者都只用一个线程（在本笔记本开头设置）。
+计时结果随运行和机器而变，所以这个单元格的输出不做比对：
+
+# %% tags=["nbval-ignore-output"]
+def best_ms(fn, *args, repeats=3):  # the best of a few runs, in milliseconds
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * min(times)
+
+
+rows = []
+for n in (512, 1024):
+    qn, kn, vn = torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64)
+    rows.append([n, f"{best_ms(F.scaled_dot_product_attention, qn, kn, vn):.1f}",
+                 f"{best_ms(scaled_dot_product_attention, qn, kn, vn):.1f}",
+                 f"{best_ms(flash_attention, qn, kn, vn, False, 128, 128, repeats=2):.1f}"])
+print(viz.format_table([t("flash.col.n"), t("flash.col.sdpa_ms"), t("flash.col.plain_ms"), t("flash.col.tiled_ms")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The tiled Python loop is far slower than PyTorch's fused kernel. That is not a flaw of the
+# algorithm: every
+# tile pays Python's and PyTorch's per-operation overhead, and each small operation reads and
+# writes its result in main memory — exactly the traffic the algorithm exists to avoid. A real
+# FlashAttention kernel (CUDA or Triton) runs the whole loop inside *one* kernel: a tile of
+# $Q$, $K$, $V$ is loaded into SRAM and registers once, the scores, exponentials, running max,
+# sum and accumulator never leave the chip, and only the final output and the log-sum-exp are
+# written to HBM. That is how, on a GPU, it runs faster than standard attention while doing the same
+# FLOPs (the FlashAttention paper reports 2–4× on GPT-2 attention, §4.1).
+
+# %% [markdown] tags=["lang-zh"]
+# Python 分块循环比 PyTorch 的融合算子慢得多。这不是算法本身的问题：每个分块都要付出 Python 和 PyTorch 每次运算的固定开销，
+# 而且每个小运算都要把结果写到主存、再读回来——这正是该算法想要避免的数据搬运。真正的 FlashAttention 算子
+# （CUDA 或 Triton）在*一个*算子内部跑完整个循环：$Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次，
+# 分数、指数、运行最大值、运行和与累加器都不离开芯片，只有最终输出和 log-sum-exp 写回 HBM。
+# 正因如此，在 GPU 上它做同样多的浮点运算，却比标准注意力更快（FlashAttention 论文报告在 GPT-2 的注意力上快 2–4 倍，§4.1）。
+
+# %% [markdown] tags=["lang-en"]
+# **The IO model.** The FlashAttention paper (Theorem 2) counts the elements read and written in
+# HBM. Standard attention moves $\Theta(Nd + N^2)$: our count is $4Nd + 4N^2$. With an on-chip
+# memory of $M$ elements, FlashAttention-1 uses key/value blocks of $B_c = \lceil M/4d \rceil$,
+# so it makes $T_c = \lceil N / B_c \rceil$ passes over $Q$ and $O$: $2Nd + T_c(3Nd + 4N)$
+# elements, which is $\Theta(N^2 d^2 / M)$. For $d = 64$ and $N = 4096$:
+
+# %% [markdown] tags=["lang-zh"]
+# **IO 模型。** FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：
+# 按我们的计数是 $4Nd + 4N^2$。若片上内存能放 $M$ 个元素，FlashAttention-1 使用大小为 $B_c = \lceil M/4d \rceil$
+# 的键/值块，因此要对 $Q$ 和 $O$ 扫描 $T_c = \lceil N / B_c \rceil$ 遍：共 $2Nd + T_c(3Nd + 4N)$ 个元素，
+# 即 $\Theta(N^2 d^2 / M)$。取 $d = 64$、$N = 4096$：
+
+# %%
+rows = []
+for M in (2**12, 2**14, 2**16, 2**18):
+    std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]
+    rows.append([f"{M:,}", f"{std:.3e}", f"{tiled:.3e}", f"{tiled / std:.3f}"])
+print(viz.format_table([t("flash.col.m"), t("flash.col.io_std"), t("flash.col.io_flash"), t("flash.col.io_ratio")], rows))
+print(f"M = 4,096: key/value blocks of B_c = {math.ceil(4096 / (4 * 64))} keys")
+print(f"A100 SRAM per SM: 192 KB = {192 * 1024 // 2:,} float16 elements")
+wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
+
+# %% [markdown] tags=["lang-en"]
+# With very little on-chip memory ($M = 4{,}096$ elements, a block of only 16 keys) tiling moves
+# *more* data than standard attention: it re-reads $Q$ and $O$ too many times. From
+# $M = 16{,}384$ on it moves less, and every 4× more SRAM cuts the traffic by about 4×. An A100
+# SM's 192 KB hold 98,304 float16 elements, so real kernels sit in the favourable regime.
+# On the plot, the standard curve has slope 2 (quadratic), and so do the tiled ones once $N$ is
+# large enough to need several key/value blocks — tiling does not change the $N^2$ growth, it
+# divides the traffic by about $M/d^2$.
+
+# %% [markdown] tags=["lang-zh"]
+# 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
+# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，而且 SRAM 每增大 4 倍，
+# 访问量大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，所以实际的算子处在有利的区间。
+# 图中标准注意力的曲线斜率为 2（平方增长）；当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——
+# 分块并没有改变随 $N^2$ 的增长，而是把访问量大约除以了 $M/d^2$。
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. The backward pass: recompute instead of store
+#
+# Backpropagating through $O = PV$ with $P = \mathrm{softmax}(S)$ needs $P$. Autograd would
+# store it — $N \times N$ again. FlashAttention-2's backward (Algorithm 2) instead stores only
+# $Q, K, V, O$ and the per-row log-sum-exp $L_i = m_i + \log \ell_i$, and recomputes each tile of
+# $P$ exactly when it is needed: $P_{ij} = \exp(S_{ij} - L_i)$ — no max, no sum, one
+# exponential. With $D_i = \mathrm{rowsum}(dO_i \circ O_i)$, the tile's gradients are
+#
+# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
+# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+#
+# Recomputing costs one more $QK^\top$ product, but on a GPU reading $P$ back from HBM would cost
+# more time than computing it again on chip. Here is what attnkit's `torch.autograd.Function`
+# saves, and the check that its gradients equal autograd's through PyTorch's SDPA:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 反向传播：重新计算，而不是保存
+#
+# 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。
+# FlashAttention-2 的反向传播（算法 2）只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
+# 在需要时才重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$——不用再求最大值和求和，只要一次指数运算。
+# 记 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$，该分块的梯度为
+#
+# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
+# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+#
+# 重新计算要多做一次 $QK^\top$ 乘法，但在 GPU 上，从 HBM 把 $P$ 读回来比在芯片上再算一遍还要慢。
+# 下面是 attnkit 的 `torch.autograd.Function` 保存的内容，以及它的梯度与经过 PyTorch SDPA 的自动求导梯度相等的验证：
+
+# %%
+n = 512
+qg, kg, vg = (torch.randn(1, 2, n, 64, requires_grad=True) for _ in range(3))
+out = flash_attention(qg, kg, vg, is_causal=True, block_q=64, block_k=64)
+for name, saved in zip(("q", "k", "v", "out", "lse"), out.grad_fn.saved_tensors, strict=True):
+    print(f"saved {name:>3}: shape {tuple(saved.shape)}")
+print(f"a stored P would be  : shape (1, 2, {n}, {n})")
+g = torch.randn_like(out)
+grads = torch.autograd.grad(out, (qg, kg, vg), g)
+ref = torch.autograd.grad(F.scaled_dot_product_attention(qg, kg, vg, is_causal=True), (qg, kg, vg), g)
+print("gradients equal autograd's through SDPA:",
+      all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref, strict=True)))
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. Pitfalls
+#
+# **No running max.** Skipping the max and summing $e^{s}$ directly works for small scores but
+# overflows float32 once a score passes about 88 — then the output is NaN. Scaled-up queries
+# (a missing $1/\sqrt d$, a low temperature) get there easily:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 常见陷阱
+#
+# **不维护运行最大值。** 不减最大值、直接累加 $e^{s}$，在分数较小时没有问题，但分数一旦超过约 88，
+# float32 就会溢出——输出变成 NaN。放大了的查询（漏掉了 $1/\sqrt d$、温度太低）很容易走到这一步：
+
+# %%
+def tiled_no_max(q, k, v, block=4):
+    l = torch.zeros(q.shape[0], 1)
+    acc = torch.zeros(q.shape[0], v.shape[1])
+    for j in range(0, k.shape[0], block):
+        p = torch.exp(q @ k[j:j + block].T / math.sqrt(q.shape[1]))  # no max subtracted
+        l, acc = l + p.sum(dim=1, keepdim=True), acc + p @ v[j:j + block]
+    return acc / l
+
+
+print(f"exp overflows float32 above {math.log(torch.finfo(torch.float32).max):.1f}")
+qs, ks, vs = torch.randn(6, 8), torch.randn(12, 8), torch.randn(12, 4)
+for factor in (1, 100):
+    naive = tiled_no_max(qs * factor, ks, vs)
+    exact = F.scaled_dot_product_attention(qs * factor, ks, vs)
+    print(f"queries x{factor:<2}: NaN in result: {torch.isnan(naive).any().item()}, "
+          f"tiled with running max correct: {torch.allclose(tiled_attention(qs * factor, ks, vs), exact, atol=1e-5)}")
+
+# %% [markdown] tags=["lang-en"]
+# **Forgetting to rescale.** When a tile raises the max, what was accumulated under the old max
+# must be multiplied by $e^{m - m'}$ — the sum *and* the accumulator. Rescaling only the sum
+# gives no error and wrong numbers:
+
+# %% [markdown] tags=["lang-zh"]
+# **忘记重新缩放。** 某个分块抬高了最大值时，在旧最大值下累积的结果必须乘以 $e^{m - m'}$——和*与*累加器都要乘。
+# 只缩放和不会报错，但数值是错的：
+
+# %%
+def tiled_forgets_acc(q, k, v, block=4):
+    m = torch.full((q.shape[0], 1), -math.inf)
+    l, acc = torch.zeros(q.shape[0], 1), torch.zeros(q.shape[0], v.shape[1])
+    for j in range(0, k.shape[0], block):
+        s = q @ k[j:j + block].T / math.sqrt(q.shape[1])
+        m_new = torch.maximum(m, s.max(dim=1, keepdim=True).values)
+        p = torch.exp(s - m_new)
+        l = torch.exp(m - m_new) * l + p.sum(dim=1, keepdim=True)
+        acc = acc + p @ v[j:j + block]  # BUG: acc is not multiplied by exp(m - m_new)
+        m = m_new
+    return acc / l
+
+
+err = (tiled_forgets_acc(qs, ks, vs) - F.scaled_dot_product_attention(qs, ks, vs)).abs().max()
+print(f"largest error without rescaling the accumulator: {err:.3f}")
+
+# %% [markdown] tags=["lang-en"]
+# **Causal alignment when $L \neq S$.** Like PyTorch's `is_causal`, `flash_attention` aligns the
+# causal mask to the top-left corner: query $i$ sees keys $0..i$. When decoding with a KV cache,
+# the new queries are the *last* positions, so passing `is_causal=True` hides almost every cached
+# key. For one new query, pass `is_causal=False`: it may see all the keys.
+
+# %% [markdown] tags=["lang-zh"]
+# **$L \neq S$ 时因果掩码的对齐。** 与 PyTorch 的 `is_causal` 一样，`flash_attention` 把因果掩码对齐到左上角：
+# 查询 $i$ 能看到键 $0..i$。使用 KV 缓存解码时，新的查询位于序列的*最后*，这时传入 `is_causal=True`
+# 会把几乎所有缓存的键都屏蔽掉。只有一个新查询时应传入 `is_causal=False`：它可以看到所有的键。
+
+# %%
+qd, kd, vd = torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16)
+full = flash_attention(qd, kd, vd, is_causal=True, block_q=4, block_k=4)  # all 9 positions
+last = qd[:, :, -1:]                                                       # decoding the 9th position
+print("is_causal=True  gives the last row:",
+      torch.allclose(flash_attention(last, kd, vd, is_causal=True, block_q=4, block_k=4), full[:, :, -1:], atol=1e-6))
+print("is_causal=False gives the last row:",
+      torch.allclose(flash_attention(last, kd, vd, is_causal=False, block_q=4, block_k=4), full[:, :, -1:], atol=1e-6))
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. Exercises
+#
+# **Exercise 1.** Two parts of the keys have been processed separately. Part 1 gives, for each
+# of $L$ query rows, its max score `m1` `(L,)`, its sum `l1` `(L,)` of $e^{s - m_1}$, and its
+# *normalised* output `o1` `(L, d_v)` (the softmax over part 1's keys times their values); part 2
+# gives `m2, l2, o2`. Return `(m, l, o)` for all the keys together. (One case has scores around
+# 1000.)
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. 练习
+#
+# **练习 1.** 键被分成两部分分别处理。第 1 部分对 $L$ 个查询行中的每一行给出：最大分数 `m1` `(L,)`、
+# $e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（在第 1 部分的键上做 softmax 再乘以对应的值）；
+# 第 2 部分给出 `m2, l2, o2`。返回全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
+
+# %%
+from attnkit.exercises.ch07 import check_io_flash, check_merge, check_tile_skipped
+
+
+def my_merge(m1, l1, o1, m2, l2, o2):
+    # your code here
+    raise NotImplementedError
+
+
+check_merge(my_merge);
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 2.** A tile covers query rows `q_start .. q_end - 1` and key columns
+# `k_start .. k_end - 1`. Return `True` when a causal mask (query $i$ sees key $j$ only when
+# $j \le i$) hides every pair of the tile, so the tile can be skipped.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 2.** 一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。
+# 如果因果掩码（只有 $j \le i$ 时查询 $i$ 才能看到键 $j$）屏蔽了这个分块中的每一对，即可以跳过该分块，就返回 `True`。
+
+# %%
+def my_tile_skipped(q_start, q_end, k_start, k_end):
+    # your code here
+    raise NotImplementedError
+
+
+check_tile_skipped(my_tile_skipped);
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3.** Count the elements FlashAttention-1 reads and writes in slow memory for
+# sequence length `N`, head dimension `d` and on-chip memory `M` (in elements), with the model of
+# section 4: key/value blocks of $B_c = \lceil M / 4d \rceil$, $T_c = \lceil N / B_c \rceil$
+# passes, and $2Nd + T_c(3Nd + 4N)$ in total. Return an integer.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3.** 按第 4 节的模型，计算序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）时，
+# FlashAttention-1 在慢速内存中读写的元素总数：键/值块大小 $B_c = \lceil M / 4d \rceil$，扫描 $T_c = \lceil N / B_c \rceil$ 遍，
+# 总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
+
+# %%
+def my_io_flash(N, d, M):
+    # your code here
+    raise NotImplementedError
+
+
+check_io_flash(my_io_flash);
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. Summary
+#
+# - Standard attention is memory-bound on a GPU: its $N \times N$ scores and weights travel to
+#   slow memory and back, with very few FLOPs per byte (section 1).
+# - The online softmax extends to a weighted sum: keep a running max $m$, sum $\ell$ and an
+#   unnormalised accumulator, rescale both by $e^{m - m'}$ when the max grows, divide at the end.
+#   The result is *exact* attention, computed one tile at a time (section 2).
+# - FlashAttention-1 loops over key/value blocks outside, FlashAttention-2 over query blocks
+#   (normalising once, parallel over query blocks); a causal mask skips every tile with
+#   $k_0 > q_1 - 1$.
+# - Memory falls from $O(N^2)$ to $O(N)$ extra — measured here; HBM traffic falls from
+#   $\Theta(Nd + N^2)$ to $\Theta(N^2d^2/M)$; FLOPs stay the same. A Python loop is slow; a fused
+#   kernel keeps the tiles on chip and is fast.
+# - The backward pass stores $O$ and the log-sum-exp, not $P$, and recomputes $P$ tile by tile.
+#
+# **Next:** chapter 08 — sparse attention, which computes fewer scores instead of the same ones
+# more cleverly.
+#
+# ## References
+# - T. Dao, D. Y. Fu, S. Ermon, A. Rudra, C. Ré, *FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness*, NeurIPS 2022 — §2.1 (GPU memory hierarchy), Algorithm 0 (standard attention), Algorithm 1 (tiled forward), Theorem 2 (IO complexity), §3.1 (recomputation).
+# - T. Dao, *FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*, ICLR 2024 — §3.1 (forward with deferred normalisation, Algorithm 1), §3.1.2 (backward, Algorithm 2), §3.2 (parallelism over query blocks).
+# - M. Milakov, N. Gimelshein, *Online normalizer calculation for softmax*, 2018 — Algorithm 3 (the running max and sum).
+# - M. N. Rabe, C. Staats, *Self-attention Does Not Need O(n²) Memory*, 2021 — the memory argument for chunked attention.
+# - O. Press, N. A. Smith, M. Lewis, *Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation* (ALiBi), ICLR 2022 — §3.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 小结
+#
+# - 在 GPU 上，标准注意力受限于内存带宽：$N \times N$ 的分数和注意力权重要在慢速内存之间来回搬运，
+#   每个字节对应的浮点运算极少（第 1 节）。
+# - 在线 softmax 可以推广到加权求和：维护运行最大值 $m$、运行和 $\ell$ 以及一个未归一化的累加器，
+#   最大值变大时两者都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
+# - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
+#   因果掩码会跳过所有满足 $k_0 > q_1 - 1$ 的分块。
+# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章实测过；HBM 访问量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；
+#   浮点运算次数不变。Python 循环很慢；融合算子把分块留在芯片上，所以很快。
+# - 反向传播保存 $O$ 和 log-sum-exp，而不是 $P$，并逐个分块重新计算 $P$。
+#
+# **下一章**：第 08 章——稀疏注意力：它不是更巧妙地计算同样的分数，而是干脆少算一些分数。
+#
+# ## 参考文献
+# - T. Dao、D. Y. Fu、S. Ermon、A. Rudra、C. Ré，*FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness*，NeurIPS 2022——§2.1（GPU 内存层次）、算法 0（标准注意力）、算法 1（分块前向计算）、定理 2（IO 复杂度）、§3.1（重新计算）。
+# - T. Dao，*FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*，ICLR 2024——§3.1（延迟归一化的前向计算，算法 1）、§3.1.2（反向传播，算法 2）、§3.2（在查询块之间并行）。
+# - M. Milakov、N. Gimelshein，*Online normalizer calculation for softmax*，2018——算法 3（运行最大值与运行和）。
+# - M. N. Rabe、C. Staats，*Self-attention Does Not Need O(n²) Memory*，2021——分段计算注意力的内存论证。
+# - O. Press、N. A. Smith、M. Lewis，*Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation*（ALiBi），ICLR 2022——§3。
