@@ -1,6 +1,6 @@
 """attnkit's MultiHeadAttention against torch.nn.MultiheadAttention and bare SDPA, on this CPU.
 
-    .venv/bin/python benchmarks/bench_mha.py [--repeats N] [--batch B] [--seq L]
+    .venv/bin/python benchmarks/bench_mha.py [--repeats N] [--batch B] [--seq L] [--threads T]
 
 Forward only, eval mode, torch.inference_mode(), need_weights=False. The three implementations
 compute the same thing (input projections, attention, output projection) from the same weights;
@@ -46,7 +46,7 @@ def run(batch: int, seq: int, embed: int, heads: int, causal: bool, repeats: int
     times = {name: [] for name in impls}
     with torch.inference_mode():
         ref = impls["nn.MultiheadAttention"]()
-        for name, f in impls.items():  # same answer, or the timing means nothing
+        for f in impls.values():  # same answer, or the timing means nothing
             torch.testing.assert_close(f(), ref, atol=1e-4, rtol=1e-4)
         for _ in range(warmup):
             for f in impls.values():
@@ -66,7 +66,10 @@ def main():
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--embed", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"B={args.batch} L={args.seq} E={args.embed} H={args.heads}; median of {args.repeats}")
     worst = 0.0

@@ -249,13 +249,13 @@ def test_fused_path_equals_plain_path_and_torch(B, L, S, H, Dh, causal, mask_kin
     torch.testing.assert_close(fused[alive], ref[alive], atol=ATOL, rtol=0)
 
 
-def test_self_attention_packed_path_equals_separate_projections():
+def test_self_attention_defaults_key_and_value_to_query():
     torch.manual_seed(7)
     a = _randomise_biases(MultiHeadAttention(12, 3))
-    x = torch.randn(2, 5, 12)
-    packed = a(x)[0]  # query is key is value: one (3E, E) matmul
-    separate = a(x, x.clone(), x.clone())[0]
-    torch.testing.assert_close(packed, separate, atol=ATOL, rtol=0)
+    x, y = torch.randn(2, 5, 12), torch.randn(2, 7, 12)
+    torch.testing.assert_close(a(x)[0], a(x, x.clone(), x.clone())[0], atol=0, rtol=0)
+    torch.testing.assert_close(a(x, y)[0], a(x, y, y.clone())[0], atol=0, rtol=0)  # value = key
+    assert not torch.allclose(a(x, y)[0], a(x)[0])
 
 
 def test_split_merge_heads_are_inverse_and_slice_features():

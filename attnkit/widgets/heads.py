@@ -114,7 +114,7 @@ class TinyAttentionModel(nn.Module):
         B, L = tokens.shape
         x = self.tok(tokens) + self.pos(torch.arange(L, device=tokens.device))  # (B, L, d)
         weights = []
-        for norm, attn in zip(self.norms, self.attn):
+        for norm, attn in zip(self.norms, self.attn, strict=True):
             out, w = attn(norm(x), is_causal=True, need_weights=need_weights)
             x = x + out  # residual
             weights.append(w)
@@ -137,7 +137,7 @@ def _adam(params, lr: float, betas=(0.9, 0.98), eps: float = 1e-8):
         state["t"] += 1
         b1, b2 = betas
         c1, c2 = 1 - b1 ** state["t"], 1 - b2 ** state["t"]
-        for p, mi, vi in zip(params, m, v):
+        for p, mi, vi in zip(params, m, v, strict=True):
             mi.mul_(b1).add_(p.grad, alpha=1 - b1)  # first moment
             vi.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)  # second moment
             p.addcdiv_(mi, (vi / c2).sqrt_().add_(eps), value=-lr / c1)  # bias-corrected update
@@ -282,7 +282,7 @@ def plot_split_heads(seq_len: int = 4, embed_dim: int = 8, num_heads: int = 2):
     def block(ax, x0, y0, h):
         ax.add_patch(Rectangle((x0, y0), 1, 1, facecolor=colours(h), edgecolor="white", alpha=0.85))
 
-    for ax, key in zip(axes, ("heads.split.x", "heads.split.heads", "heads.split.merge")):
+    for ax, key in zip(axes, ("heads.split.x", "heads.split.heads", "heads.split.merge"), strict=True):
         ax.set_title(t(key), fontsize=10)
         ax.set_aspect("equal")
         ax.axis("off")
@@ -295,7 +295,7 @@ def plot_split_heads(seq_len: int = 4, embed_dim: int = 8, num_heads: int = 2):
             block(axes[2], e, y, h)  # merged back: (L, H*Dh)
     for h in range(num_heads):
         axes[1].text(h * (dh + 1) + dh / 2, seq_len + 0.3, t("heads.head_n", h=h), ha="center", fontsize=9)
-    for ax, width in zip(axes, (embed_dim, num_heads * (dh + 1) - 1, embed_dim)):
+    for ax, width in zip(axes, (embed_dim, num_heads * (dh + 1) - 1, embed_dim), strict=True):
         ax.set_xlim(-0.2, width + 0.2)
         ax.set_ylim(-0.9, seq_len + 1)
     axes[0].text(embed_dim / 2, -0.6, t("heads.split.features"), ha="center", fontsize=8)
