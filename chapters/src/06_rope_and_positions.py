@@ -292,13 +292,13 @@ for base in (100.0, 10000.0, 500000.0):
 # At distance 256 the relative score is −0.058 with base 100, 0.354 with base 10000 and 0.571 with
 # base 500000. The decay is a tendency, not a rule (the curves wiggle), and a trained model can
 # still attend far away by choosing its queries and keys — but it is a useful default bias towards
-# nearby tokens. LLaMA 3 raised the base to 500000 to keep far-away tokens distinguishable in long
-# contexts.
+# nearby tokens. A larger base keeps the curve higher far away, one reason LLaMA 3 uses base 500000
+# for its longer contexts.
 
 # %% [markdown] tags=["lang-zh"]
 # 在距离 256 处，底数为 100 时相对分数是 −0.058，底数为 10000 时是 0.354，底数为 500000 时是 0.571。
 # 衰减只是一种趋势，并非铁律（曲线会上下起伏），训练好的模型仍然可以通过选择查询和键去关注很远的位置——
-# 但它提供了一个有用的默认偏好：更关注附近的词元。LLaMA 3 把底数提高到 500000，就是为了在长上下文中让远处的词元依然可以区分。
+# 但它提供了一个有用的默认偏好：更关注附近的词元。底数越大，远处的曲线越高，这也是 LLaMA 3 为了支持更长的上下文而采用底数 500000 的原因之一。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Interleaved or half-split: the same thing, permuted
@@ -479,8 +479,8 @@ print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * tu
 # - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
 #   trained length, keep $\theta_i$ where $r_i > \beta = 32$, divide by $s$ where $r_i < \alpha = 1$,
 #   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$. It
-#   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, to undo the flatter
-#   softmax of longer sequences.
+#   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, a temperature the
+#   authors fitted because it lowered perplexity on long documents.
 
 # %% [markdown] tags=["lang-zh"]
 # 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。
@@ -493,7 +493,7 @@ print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * tu
 # - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
 #   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变，当 $r_i < \alpha = 1$ 时除以 $s$，两者之间线性过渡：
 #   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，
-#   用来抵消序列变长后 softmax 变得更平坦的效应。
+#   这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
 
 # %%
 rows = []
