@@ -60,14 +60,16 @@ def _alibi_mask(slopes, L, S, is_causal, dtype):
     block_k=st.integers(1, 17),
     is_causal=st.booleans(),
     loop_order=st.sampled_from(ORDERS),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 2**16),
 )
-def test_forward_equals_sdpa(B, H, L, S, D, Dv, block_q, block_k, is_causal, loop_order, seed):
-    q, k, v = _qkv((B, H, L, D), S, Dv, seed=seed)
+def test_forward_equals_sdpa(B, H, L, S, D, Dv, block_q, block_k, is_causal, loop_order, dtype, seed):
+    q, k, v = _qkv((B, H, L, D), S, Dv, dtype=dtype, seed=seed)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
     out = flash_attention(q, k, v, is_causal, block_q, block_k, loop_order=loop_order)
     assert out.shape == ref.shape and out.dtype == ref.dtype
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
 
 
 @pytest.mark.parametrize("loop_order", ORDERS)
@@ -155,6 +157,25 @@ def test_gradients_equal_autograd_through_plain_attention(loop_order, is_causal,
     grads = torch.autograd.grad(out, (q, k, v), g)
     for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    L=st.integers(1, 20),
+    S=st.integers(1, 20),
+    block_q=st.integers(1, 9),
+    block_k=st.integers(1, 9),
+    is_causal=st.booleans(),
+    loop_order=st.sampled_from(ORDERS),
+    seed=st.integers(0, 2**16),
+)
+def test_gradients_property(L, S, block_q, block_k, is_causal, loop_order, seed):
+    q, k, v = _qkv((2, L, 4), S, 3, dtype=torch.float64, seed=seed, requires_grad=True)
+    g = torch.randn(2, L, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 1))
+    ref = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=is_causal), (q, k, v), g)
+    out = flash_attention(q, k, v, is_causal, block_q, block_k, loop_order=loop_order)
+    for got, want in zip(torch.autograd.grad(out, (q, k, v), g), ref, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.parametrize("loop_order", ORDERS)
