@@ -534,6 +534,11 @@ class StandardAttentionWithRoPE(nn.Module):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() != 3 or x.shape[-1] != self.embed_dim:
                 raise ValueError(f"{name} must have shape (B, N, embed_dim={self.embed_dim}), got {_shape(x)}")
+            w = self.q_proj.weight
+            if x.dtype != w.dtype:
+                raise TypeError(f"{name} has dtype {x.dtype}, expected the module's dtype {w.dtype}")
+            if x.device != w.device:
+                raise ValueError(f"{name} is on {x.device}, expected the module's device {w.device}")
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
             raise ValueError(
                 f"key {_shape(key)} and value {_shape(value)} must share (B, Nk), and query "

@@ -424,6 +424,25 @@ def test_module_errors():
         mod(x, x, x[:, :4], rope_embeddings=(cos, sin))
     with pytest.raises(TypeError, match="rope_embeddings"):
         mod(x, x, x, rope_embeddings=cos)
+    with pytest.raises(TypeError, match="key has dtype torch.float64"):
+        mod(x, x.double(), x, rope_embeddings=(cos, sin))
+
+
+def test_tables_on_another_device_raise():
+    cos, sin = generate_rope_embeddings(4, 8, device="meta")
+    assert cos.device.type == "meta" and cos.shape == (4, 4)
+    with pytest.raises(ValueError, match="meta"):
+        apply_rope(torch.randn(1, 4, 8), cos, sin)
+
+
+def test_scaled_tables_equal_plain_tables_with_the_new_frequencies():
+    d, s = 32, 4.0
+    cos_ntk, sin_ntk = scaled_rope_embeddings(20, d, method="ntk", scale=s)
+    cos_ref, sin_ref = generate_rope_embeddings(20, d, base=ntk_scaled_base(10000.0, d, s))
+    assert torch.equal(cos_ntk, cos_ref) and torch.equal(sin_ntk, sin_ref)
+    cos_pi, _ = scaled_rope_embeddings(20, d, method="linear", scale=s)
+    m = torch.arange(20, dtype=torch.float64)[:, None] / s  # PI: positions divided by s
+    torch.testing.assert_close(cos_pi.double(), torch.cos(m * rope_inv_freq(d)), atol=1e-7, rtol=0)
 
 
 # ---------------------------------------------------------------- scaling
