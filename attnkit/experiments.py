@@ -271,7 +271,7 @@ def entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
     plogp = torch.where(
         p > 0, p * torch.log(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p)
     )
-    return -plogp.sum(dim)
+    return 0.0 - plogp.sum(dim)  # 0.0 - x, not -x: a one-hot row gives 0.0, not -0.0
 
 
 def row_stats(p: torch.Tensor) -> dict:

@@ -73,10 +73,12 @@ def _check_dim(x: torch.Tensor, dim: int, name: str = "x") -> int:
     return dim % x.dim()
 
 
-def _check_values(x: torch.Tensor, name: str = "x") -> None:
-    # -inf is a mask and is fine; NaN and +inf have no meaningful softmax.
-    bad = ~(torch.isfinite(x) | torch.isneginf(x))
-    if bool(bad.any()):
+def _check_values(x: torch.Tensor, m: torch.Tensor | None = None, name: str = "x") -> None:
+    """Refuse NaN and +inf (-inf is a mask and is fine), looking only at maxima ``m`` of ``x``:
+    a max is NaN or +inf exactly when its row holds one (cheaper than a full isfinite pass)."""
+    m = x.amax() if m is None else m
+    if bool((torch.isnan(m) | torch.isposinf(m)).any()):
+        bad = ~(torch.isfinite(x) | torch.isneginf(x))
         raise ValueError(
             f"{name} contains {int(bad.sum())} NaN or +inf entries (only finite values and -inf "
             "for masked entries are allowed); did the scores overflow before the softmax?"
@@ -107,17 +109,17 @@ def softmax(x: torch.Tensor, dim: int = -1, temperature: float = 1.0) -> torch.T
     _check_tensor(x)
     dim = _check_dim(x, dim)
     temperature = _check_temperature(temperature)
-    _check_values(x)
     if x.shape[dim] == 0:
         return x.clone()
     xc = x.to(_compute_dtype(x.dtype))
+    m = xc.amax(dim=dim, keepdim=True)  # (..., 1, ...) the row maxima
+    _check_values(x, m)
     if temperature == 0.0:
-        m = xc.amax(dim=dim, keepdim=True)
         hard = ((xc == m) & ~torch.isneginf(xc)).to(xc.dtype)  # the argmax set, one row at a time
         count = hard.sum(dim=dim, keepdim=True)
         return (hard / count.clamp_min(1)).to(x.dtype)
-    z = xc / temperature  # (..., n, ...)
-    m = _safe_max(z.amax(dim=dim, keepdim=True)).detach()  # the shift cancels; no gradient needed
+    z = xc / temperature if temperature != 1.0 else xc  # (..., n, ...)
+    m = _safe_max(m / temperature).detach()  # max of z; the shift cancels, so no gradient needed
     e = torch.exp(z - m)  # every exponent <= 0: no overflow
     s = e.sum(dim=dim, keepdim=True)  # >= 1 unless the row is all -inf, where it is 0
     return (e / torch.where(s > 0, s, torch.ones_like(s))).to(x.dtype)
@@ -138,11 +140,12 @@ def logsumexp(x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Te
     """log sum_j exp(x_j) = m + log sum_j exp(x_j - m), stable; an all -inf row gives -inf."""
     _check_tensor(x)
     dim = _check_dim(x, dim)
-    _check_values(x)
     if x.shape[dim] == 0:  # the sum of nothing is 0, its log -inf
         return torch.full_like(x.sum(dim=dim, keepdim=keepdim), float("-inf"))
     xc = x.to(_compute_dtype(x.dtype))
-    m = _safe_max(xc.amax(dim=dim, keepdim=True)).detach()
+    m = xc.amax(dim=dim, keepdim=True)
+    _check_values(x, m)
+    m = _safe_max(m).detach()
     out = m + torch.log(torch.exp(xc - m).sum(dim=dim, keepdim=True))  # log 0 = -inf for a dead row
     if not keepdim:
         out = out.squeeze(dim)
@@ -238,7 +241,8 @@ def online_softmax(
     """
     _check_tensor(x)
     dim = _check_dim(x, dim)
-    _check_values(x)
+    if x.numel():
+        _check_values(x)
     n = x.shape[dim]
     if isinstance(chunk_size, bool):
         raise TypeError("chunk_size must be an int or a sequence of ints, got bool")

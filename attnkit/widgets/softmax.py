@@ -34,6 +34,13 @@ register(
         "softmaxw.entropy": {"en": "entropy (nats)", "zh": "熵（奈特）"},
         "softmaxw.uniform": {"en": "uniform: log n", "zh": "均匀分布：log n"},
         "softmaxw.now": {"en": "current T", "zh": "当前 T"},
+        # chapter 03's printed tables
+        "ch03.col.impl": {"en": "implementation", "zh": "实现"},
+        "ch03.col.ms": {"en": "ms", "zh": "毫秒"},
+        "ch03.col.naive": {"en": "naive", "zh": "朴素实现"},
+        "ch03.col.stable": {"en": "stable", "zh": "稳定实现"},
+        "ch03.col.entropy": {"en": "entropy", "zh": "熵"},
+        "ch03.col.max": {"en": "largest weight", "zh": "最大权重"},
     }
 )
 
