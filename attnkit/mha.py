@@ -375,6 +375,28 @@ class MultiHeadAttention(nn.Module):
         new.train(m.training)
         return new
 
+    def to_torch(self) -> nn.MultiheadAttention:
+        """A batch-first ``torch.nn.MultiheadAttention`` with copies of these weights (the inverse
+        of ``from_torch``). Remember to invert boolean masks when you call it."""
+        ref = self.out_proj.weight
+        m = nn.MultiheadAttention(
+            self.embed_dim, self.num_heads, dropout=self.dropout, bias=self.bias,
+            kdim=self.kdim, vdim=self.vdim, batch_first=True, device=ref.device, dtype=ref.dtype,
+        )
+        with torch.no_grad():
+            if m._qkv_same_embed_dim:
+                m.in_proj_weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+            else:
+                m.q_proj_weight.copy_(self.q_proj.weight)
+                m.k_proj_weight.copy_(self.k_proj.weight)
+                m.v_proj_weight.copy_(self.v_proj.weight)
+            m.out_proj.weight.copy_(self.out_proj.weight)
+            if self.bias:
+                m.in_proj_bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+                m.out_proj.bias.copy_(self.out_proj.bias)
+        m.train(self.training)
+        return m
+
 
 # ---- counting: parameters, FLOPs, activation memory of one layer ---------------------------------
 

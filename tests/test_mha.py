@@ -94,6 +94,35 @@ def test_per_head_weights_equal_torch_unaveraged():
     torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 5), atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("kw", [{}, {"bias": False}, {"kdim": 5, "vdim": 3}])
+def test_to_torch_round_trip(kw):
+    torch.manual_seed(12)
+    a = _randomise_biases(MultiHeadAttention(12, 3, **kw))
+    m = a.to_torch()
+    assert isinstance(m, nn.MultiheadAttention) and m.batch_first
+    q = torch.randn(2, 4, 12)
+    k, v = torch.randn(2, 6, kw.get("kdim", 12)), torch.randn(2, 6, kw.get("vdim", 12))
+    with torch.no_grad():
+        torch.testing.assert_close(m(q, k, v, need_weights=False)[0], a(q, k, v)[0], atol=ATOL, rtol=0)
+    back = MultiHeadAttention.from_torch(m)
+    for (n1, p1), (n2, p2) in zip(a.state_dict().items(), back.state_dict().items(), strict=True):
+        assert n1 == n2 and torch.equal(p1, p2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_half_precision_close_to_float32(dtype, need_weights):
+    torch.manual_seed(13)
+    a = MultiHeadAttention(16, 4)
+    x = torch.randn(2, 7, 16)
+    ref = a(x, is_causal=True)[0]
+    out, w = a.to(dtype)(x.to(dtype), is_causal=True, need_weights=need_weights)
+    assert out.dtype == dtype and not torch.isnan(out).any()
+    torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)
+    if need_weights:
+        assert w.dtype == dtype
+
+
 def test_from_torch_rejects_unsupported():
     with pytest.raises(TypeError, match="nn.MultiheadAttention"):
         MultiHeadAttention.from_torch(nn.Linear(4, 4))
@@ -214,19 +243,20 @@ def test_build_attention_mask_combines_and_broadcasts():
     Dh=st.integers(1, 4),
     causal=st.booleans(),
     mask_kind=st.sampled_from(["none", "bool", "float", "padding"]),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
     seed=st.integers(0, 1000),
 )
-def test_fused_path_equals_plain_path_and_torch(B, L, S, H, Dh, causal, mask_kind, seed):
+def test_fused_path_equals_plain_path_and_torch(B, L, S, H, Dh, causal, mask_kind, dtype, seed):
     torch.manual_seed(seed)
     E = H * Dh
-    m = _randomise_biases(nn.MultiheadAttention(E, H, batch_first=True)).eval()
+    m = _randomise_biases(nn.MultiheadAttention(E, H, batch_first=True, dtype=dtype)).eval()
     a = MultiHeadAttention.from_torch(m)
-    q, kv = torch.randn(B, L, E), torch.randn(B, S, E)
+    q, kv = torch.randn(B, L, E, dtype=dtype), torch.randn(B, S, E, dtype=dtype)
     attn_mask = kpm = None
     if mask_kind == "bool":
         attn_mask = torch.rand(L, S) < 0.7
     elif mask_kind == "float":
-        attn_mask = torch.randn(B * H, L, S)
+        attn_mask = torch.randn(B * H, L, S, dtype=dtype)
     elif mask_kind == "padding":
         kpm = torch.rand(B, S) < 0.7
     fused, _ = a(q, kv, attn_mask=attn_mask, key_padding_mask=kpm, is_causal=causal)
