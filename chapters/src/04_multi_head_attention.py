@@ -224,13 +224,14 @@ def mha_torch(x, m, causal=False):                      # 6. nn.MultiheadAttenti
 # attnkit's `MultiHeadAttention` is the batched version as a module: four `nn.Linear`s
 # (`q_proj`, `k_proj`, `v_proj`, `out_proj`), split and merge as above, and
 # `F.scaled_dot_product_attention` inside (or attnkit's plain attention when you ask for the
-# weights). `MultiHeadAttention.from_torch(m)` copies the weights of an `nn.MultiheadAttention`.
-# Now the proof that all seven agree, causal, on a small random input:
+# weights). `MultiHeadAttention.from_torch(m)` copies the weights of an `nn.MultiheadAttention`
+# (and `to_torch()` goes the other way). Now the proof that all seven agree, causal, on a small
+# random input:
 
 # %% [markdown] tags=["lang-zh"]
 # attnkit 的 `MultiHeadAttention` 就是把批量版本写成一个模块：四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），
 # 按上面的方式拆分和合并头，内部调用 `F.scaled_dot_product_attention`（需要返回注意力权重时则改用 attnkit 的朴素实现）。
-# `MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重。下面在一个小的随机输入上（带因果掩码）
+# `MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重（`to_torch()` 则反过来）。下面在一个小的随机输入上（带因果掩码）
 # 证明这七种实现结果一致：
 
 # %%
@@ -307,15 +308,16 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
 # %% [markdown] tags=["lang-en"]
 # What to look for: the loop and the batched versions do the same arithmetic, so any gap between
 # them is per-call overhead; the fused kernel is faster because it never writes the $(L, L)$
-# weights to memory and skips the masked half of a causal matrix. `nn.MultiheadAttention` with a
-# causal *mask tensor* cannot take that shortcut, since it must honour an arbitrary mask, which is why
-# attnkit passes `is_causal=True` to the kernel instead of building a mask.
+# weights to memory and skips the masked half of a causal matrix. In inference mode
+# `nn.MultiheadAttention` runs its own fused "fast path", which receives the causal mask as a
+# *tensor* and must treat it as an arbitrary mask, computing every block. attnkit passes
+# `is_causal=True` to the kernel instead of building a mask.
 
 # %% [markdown] tags=["lang-zh"]
 # 看点：循环版本和批量版本的计算量完全相同，二者的差距只来自每次调用的额外开销；融合算子更快，
 # 因为它从不把 $(L, L)$ 的权重矩阵写入内存，还能跳过因果矩阵中被屏蔽的那一半。
-# `nn.MultiheadAttention` 拿到的是一个因果*掩码张量*，必须按任意掩码处理，走不了这条捷径——
-# 所以 attnkit 直接把 `is_causal=True` 交给算子，而不是构造一个掩码。
+# 在推理模式下，`nn.MultiheadAttention` 会走它自己的融合“快速路径”，但它拿到的因果掩码是一个*张量*，
+# 只能当作任意掩码处理，每一块都要计算，走不了这条捷径。attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. The encoder sub-layer
