@@ -80,6 +80,17 @@ def _check_tensor(name: str, x, dim: int, what: str) -> None:
         raise ValueError(f"{name} must have shape {what}, got {_shape(x)}")
 
 
+def _check_input(x, embed_dim: int, weight: torch.Tensor) -> None:
+    """x must be (B, L, embed_dim) with the layer's dtype and device."""
+    _check_tensor("x", x, 3, f"(B, L, embed_dim={embed_dim})")
+    if x.shape[-1] != embed_dim:
+        raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={embed_dim})")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x has dtype {x.dtype}, expected the layer's dtype {weight.dtype}")
+    if x.device != weight.device:
+        raise ValueError(f"x is on {x.device}, expected the layer's device {weight.device}")
+
+
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
@@ -354,9 +365,7 @@ class GroupedQueryAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 kv_cache: KVCache | None = None, need_weights: bool = False):
-        _check_tensor("x", x, 3, f"(B, L, embed_dim={self.embed_dim})")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={self.embed_dim})")
+        _check_input(x, self.embed_dim, self.o_proj.weight)
         B, L, _ = x.shape
         D = self.head_dim
         q = self.q_proj(x).view(B, L, self.num_heads, D).transpose(1, 2)  # (B, H, L, D)
@@ -535,9 +544,7 @@ class MultiHeadLatentAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 kv_cache: KVCache | None = None, absorb: bool = False) -> torch.Tensor:
-        _check_tensor("x", x, 3, f"(B, L, embed_dim={self.embed_dim})")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={self.embed_dim})")
+        _check_input(x, self.embed_dim, self.w_o.weight)
         B, L, _ = x.shape
         H, dn, dr, dv, dc = (self.num_heads, self.qk_nope_head_dim, self.qk_rope_head_dim,
                              self.v_head_dim, self.kv_lora_rank)

@@ -50,12 +50,16 @@ def torch_gqa_prefill(m: GroupedQueryAttention, x):
 
 
 def best_of_interleaved(fns: dict, repeats: int) -> dict:
-    """Best time (s) of each callable, calling them in turn ``repeats`` times after one warm-up."""
+    """Best time (s) of each callable, calling them in turn ``repeats`` times after one warm-up.
+
+    The order is reversed every other round, so that no callable always runs right after another
+    one has warmed the CPU caches for it."""
     for f in fns.values():
         f()
     times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, f in fns.items():
+    for r in range(repeats):
+        order = list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]
+        for name, f in order:
             t0 = time.perf_counter()
             f()
             times[name].append(time.perf_counter() - t0)
@@ -90,7 +94,8 @@ def decode_table(contexts, repeats: int):
                 fns["mla_naive"] = lambda step=step: step(absorb=False)
             else:
                 fns[kind] = step
-                fns[kind + "_torch"] = lambda m=m, past=past: torch_gqa_step(m, x, *past)
+                own = tuple(p.clone() for p in past)  # its own memory: no shared warm cache lines
+                fns[kind + "_torch"] = lambda m=m, own=own: torch_gqa_step(m, x, *own)
             bytes_measured[kind] = (step(absorb=True) if kind == "mla" else step()).nbytes
         best = best_of_interleaved(fns, repeats)
         for kind in ("mha", "gqa", "mqa", "mla", "mla_naive"):

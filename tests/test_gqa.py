@@ -324,6 +324,8 @@ def test_gqa_module_errors():
         GroupedQueryAttention(32, 4, 2)(torch.randn(2, 3, 16))
     with pytest.raises(TypeError, match="num_heads"):
         GroupedQueryAttention(32, 4.0, 2)
+    with pytest.raises(TypeError, match="float64"):
+        GroupedQueryAttention(32, 4, 2)(torch.randn(2, 3, 32, dtype=torch.float64))
 
 
 def test_gqa_module_gradients_match_torch_mha():
@@ -552,6 +554,8 @@ def test_mla_errors():
         MultiHeadLatentAttention(**{**cfg, "kv_lora_rank": 0})
     with pytest.raises(ValueError, match="embed_dim=48"):
         MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 40))
+    with pytest.raises(TypeError, match="bfloat16"):
+        MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 48, dtype=torch.bfloat16))
 
 
 # ---------------------------------------------------------------- chapter helpers

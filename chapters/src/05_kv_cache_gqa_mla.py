@@ -181,13 +181,13 @@ print(viz.format_table(
 print(f"for scale, 7e9 parameters in bfloat16: {7e9 * 2 / 2**30:.1f} GiB")
 
 # %% [markdown] tags=["lang-en"]
-# Multi-head attention needs 16 GiB for a single 32k-token sequence — as much as the weights of
-# a 7B-parameter model in bfloat16 (about 13 GiB). Eight kv groups cut it to 4 GiB, one kv head to
+# Multi-head attention needs 16 GiB for a single 32k-token sequence — more than the weights of
+# a 7B-parameter model in bfloat16 (13.0 GiB). Eight kv groups cut it to 4 GiB, one kv head to
 # 0.5 GiB, and MLA to 1.125 GiB while keeping 32 full query heads with their own keys and values
 # (section 4).
 
 # %% [markdown] tags=["lang-zh"]
-# 多头注意力为一条 32k 词元的序列就要 16 GiB——和一个 70 亿参数模型在 bfloat16 下的全部权重（约 13 GiB）差不多。
+# 多头注意力为一条 32k 词元的序列就要 16 GiB——比一个 70 亿参数模型在 bfloat16 下的全部权重（13.0 GiB）还多。
 # 8 个键值组把它降到 4 GiB，只用 1 个键值头降到 0.5 GiB，而 MLA 降到 1.125 GiB，
 # 同时 32 个查询头仍然各自拥有自己的键和值（第 4 节）。
 
