@@ -199,7 +199,7 @@ def softmax_state(x: torch.Tensor, dim: int = -1) -> OnlineSoftmaxState:
 
 
 def merge(a: OnlineSoftmaxState, b: OnlineSoftmaxState) -> OnlineSoftmaxState:
-    """The state of the union of two disjoint parts of a row (Milakov & Gimelshein 2018, eq. 4).
+    """The state of the union of two disjoint parts of a row (Milakov & Gimelshein 2018, the ⊕ of the parallel online normalizer).
 
     m = max(m_a, m_b),   l = l_a exp(m_a - m) + l_b exp(m_b - m)
     """

@@ -194,7 +194,7 @@ def test_feedback_in_chinese(capsys):
         ch03.check_masked_softmax(lambda x, m: torch.softmax(x.masked_fill(~m, -1e9), -1)) is False
     )
     out = capsys.readouterr().out
-    assert "整行都被屏蔽" in out and "提示" in out
+    assert "全被屏蔽的行" in out and "提示" in out
     assert ch02.check_dot_variance(stub) is False
     assert "还没有完成" in capsys.readouterr().out
 

@@ -22,7 +22,7 @@ register(
         "ch03.ex2.title": {"en": "Exercise 2 · masked softmax", "zh": "练习 2 · 带掩码的 softmax"},
         "ch03.ex2.hint": {
             "en": "Fill x where mask is False with -inf (True = keep), then softmax. A row with every entry masked must give zeros: find those rows with (~mask).all(-1, keepdim=True) and zero them, instead of the NaN of -inf - (-inf) or the uniform row that -1e9 gives.",
-            "zh": "把 mask 为 False 的位置填成 -inf（True 表示保留），再做 softmax。整行都被屏蔽时必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填 -1e9 得到的均匀分布。",
+            "zh": "把 mask 为 False 的位置填成 -inf（True 表示保留），再做 softmax。全被屏蔽的行必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填 -1e9 得到的均匀分布。",
         },
         "ch03.ex3.title": {
             "en": "Exercise 3 · merge two online-softmax states",
@@ -55,7 +55,7 @@ register(
             "zh": "填充：最后 2 个位置被屏蔽",
         },
         "ch03.case.causal": {"en": "a causal mask", "zh": "因果掩码"},
-        "ch03.case.full_row": {"en": "a row with every entry masked", "zh": "整行都被屏蔽"},
+        "ch03.case.full_row": {"en": "a row with every entry masked", "zh": "全被屏蔽的行"},
         "ch03.case.finite": {"en": "two non-empty parts", "zh": "两个非空的部分"},
         "ch03.case.one_empty": {
             "en": "one part empty (m = -inf, l = 0)",
