@@ -87,6 +87,31 @@ def main():
         print(f"  attnkit / SDPA (bare)           = {r_sdpa:.3f}x")
     verdict = "PASS" if worst <= 1.10 else "FAIL"
     print(f"\nworst attnkit / nn.MultiheadAttention = {worst:.3f}x (bar 1.10x): {verdict}")
+    print(f"\nchapter 04 explorer redraw, median of {args.repeats}:")
+    for view, ms in explorer_redraw_ms(args.repeats).items():
+        print(f"  {view:<28}{ms:>8.1f} ms")
+
+
+def explorer_redraw_ms(repeats: int) -> dict:
+    """Median wall time of one redraw of chapter 04's heads explorer (untrained model: the
+    drawing cost does not depend on the weights), for the all-heads grid and one head."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from attnkit.widgets.heads import TinyAttentionModel, heads_explorer
+
+    torch.manual_seed(0)
+    ex = heads_explorer(TinyAttentionModel().eval())
+    out = {}
+    for view, head in (("all heads (4 heatmaps)", -1), ("one head (1 heatmap)", 0)):
+        ex.controls["head"].value = head
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            ex.controls["sentence"].value = (ex.controls["sentence"].value + 1) % 3  # one redraw
+            ts.append(time.perf_counter() - t0)
+        out[view] = 1e3 * statistics.median(ts)
+    return out
 
 
 if __name__ == "__main__":
