@@ -443,6 +443,10 @@ class _LiveBytes(TorchDispatchMode):
     memory the call needed. Scratch space an op allocates and frees inside itself is not seen.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # never used under torch.compile; saves importing torch._dynamo (seconds)
+
     def __init__(self):
         super().__init__()
         self.live = {}  # storage id -> (weak ref, nbytes)
