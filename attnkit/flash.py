@@ -279,6 +279,9 @@ def flash_attention(
 
     Gradients flow through a tiled backward that recomputes the tiles from q, k, v and the saved
     log-sum-exp (FlashAttention-2, Alg. 2); ALiBi slopes are treated as constants.
+    Positions are top-left aligned, like ``is_causal``: query i sits at position i, so the ALiBi
+    distance is |i - j|. For L == S this is ``attnkit.rope.alibi_bias``; for L != S that function
+    (and the flash-attn library) align the queries to the *end* of the keys instead.
     Returns ``out`` (..., L, Dv), or ``(out, lse)`` with the per-row log-sum-exp (..., L) in
     float32 (or float64 for float64 inputs) when ``return_lse=True``.
     """

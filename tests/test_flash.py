@@ -88,6 +88,19 @@ def test_alibi_equals_explicit_bias(loop_order, is_causal, slope_shape):
     assert not torch.allclose(out, F.scaled_dot_product_attention(q, k, v, is_causal=is_causal))
 
 
+def test_alibi_agrees_with_chapter_06_bias_for_self_attention():
+    from attnkit.rope import alibi_bias, alibi_slopes
+
+    q, k, v = _qkv((2, 4, 20, 8), 20, seed=4)
+    for is_causal in (False, True):
+        mask = alibi_bias(4, 20)  # (H, N, N), -m_h |i - j| when q_len == k_len
+        if is_causal:
+            mask = mask.masked_fill(torch.ones(20, 20, dtype=torch.bool).triu(1), float("-inf"))
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = flash_attention(q, k, v, is_causal, 8, 6, alibi_slopes=alibi_slopes(4))
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("loop_order", ORDERS)
 def test_scale_and_returned_logsumexp(loop_order):
     q, k, v = _qkv((2, 2, 13, 4), 11, seed=5)
