@@ -126,6 +126,31 @@ def test_stable_for_huge_inputs(dtype, big):
     assert naive_softmax(x).isnan().any()
 
 
+@SETTINGS
+@given(
+    dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32]),
+    rows=st.integers(1, 4),
+    n=st.integers(1, 30),
+    log_spread=st.floats(-1.0, 4.5),
+    p_mask=st.floats(0.0, 0.7),
+    seed=st.integers(0, 2**16),
+)
+def test_low_precision_softmax_and_online_softmax_equal_torch(dtype, rows, n, log_spread, p_mask, seed):
+    """Over dtypes, magnitudes up to ~3e4 (float16 overflows exp beyond 11) and masks, attnkit's
+    softmax and online softmax equal torch.softmax computed in float32 and cast back."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(rows, n, generator=g) * 10**log_spread).to(dtype)
+    keep = torch.rand(rows, n, generator=g) >= p_mask
+    keep[:, 0] |= torch.rand(rows, generator=g) < 0.8  # most rows keep something, some none
+    x = x.masked_fill(~keep, NEG_INF)
+    live = keep.any(-1, keepdim=True)
+    expected = torch.softmax(x.float().masked_fill(~live, 0.0), -1).masked_fill(~live, 0.0).to(dtype)
+    torch.testing.assert_close(softmax(x), expected)  # the default tolerances of each dtype
+    got = online_softmax(x, chunk_size=max(1, n // 3))
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), expected.float(), rtol=1e-2, atol=1e-3)
+
+
 def test_half_precision_is_computed_in_float32():
     x = torch.randn(4, 300, generator=torch.Generator().manual_seed(1)) * 5
     for dtype in (torch.float16, torch.bfloat16):
