@@ -571,8 +571,8 @@ class MultiHeadLatentAttention(nn.Module):
             v = self.w_uv(c_kv).view(B, S, H, dv).transpose(1, 2)  # (B, H, S, dv)
             q = torch.cat([q_c, q_r], dim=-1)  # (B, H, L, dn + dr)
             k = torch.cat([k_c, k_r[:, None].expand(B, H, S, dr)], dim=-1)  # (B, H, S, dn + dr)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                               scale=self.scale)  # (B, H, L, dv), eq (18)
+            o = grouped_query_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                        scale=self.scale)  # (B, H, L, dv), eq (18)
         else:
             # Absorbed: q_c . (W^UK_i c) = (W^UK_i^T q_c) . c, so score over the latent itself.
             w_uk = self.w_uk.weight.view(H, dn, dc)  # (H, dn, dc)

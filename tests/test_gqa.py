@@ -556,6 +556,10 @@ def test_mla_errors():
         MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 40))
     with pytest.raises(TypeError, match="bfloat16"):
         MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 48, dtype=torch.bfloat16))
+    for absorb in (False, True):
+        with pytest.raises(ValueError, match="attn_mask"):
+            MultiHeadLatentAttention(**cfg)(torch.randn(1, 2, 48), attn_mask=torch.ones(3, 3, dtype=torch.bool),
+                                            absorb=absorb)
 
 
 # ---------------------------------------------------------------- chapter helpers
