@@ -158,3 +158,14 @@ def test_static_figures_are_up_to_date(tmp_path, monkeypatch):
         committed = ROOT / "figures" / fresh.name
         assert committed.exists(), f"figures/{fresh.name} missing: run make figures"
         assert committed.read_bytes() == fresh.read_bytes(), f"figures/{fresh.name} is stale: run make figures"
+
+
+def test_readmes_link_each_other_and_every_built_chapter():
+    en, zh = (ROOT / "README.md").read_text(), (ROOT / "README_zh.md").read_text()
+    assert "README_zh.md" in en and "README.md" in zh
+    for src in SOURCES:
+        for readme in (en, zh):
+            for lang in build.LANGS:
+                assert f"(chapters/{lang}/{src.stem}.ipynb)" in readme, f"{src.stem} ({lang}) not linked"
+    for link in re.findall(r"\((chapters/(?:en|zh)/[^)]+\.ipynb)\)", en + zh):
+        assert (ROOT / link).exists(), f"README links a missing notebook: {link}"
