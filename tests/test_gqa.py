@@ -579,3 +579,27 @@ def test_measure_decode_step_reports_measured_bytes(kind):
     kw = dict(num_heads=4, head_dim=16, num_kv_heads=2, kv_lora_rank=64, qk_rope_head_dim=8)
     assert r["tokens"] == 17 and r["ms"] > 0
     assert r["cache_bytes"] == kv_cache_bytes(kind, 17, 2, **kw)
+
+
+@settings(max_examples=15, deadline=None)
+@given(H_and_kv=st.sampled_from([(4, 4), (4, 2), (4, 1), (6, 3)]), T=st.integers(1, 9),
+       cuts=st.lists(st.integers(1, 4), min_size=1, max_size=9), B=st.integers(1, 2),
+       seed=st.integers(0, 2**16))
+def test_cached_decoding_any_chunking_property(H_and_kv, T, cuts, B, seed):
+    """Whatever the chunk sizes, decoding with the cache equals the full causal forward."""
+    torch.manual_seed(seed)
+    H, Hkv = H_and_kv
+    chunks, left = [], T
+    for c in cuts:
+        if left == 0:
+            break
+        chunks.append(min(c, left))
+        left -= chunks[-1]
+    if left:
+        chunks.append(left)
+    model = GroupedQueryAttention(8 * H, H, Hkv, bias=True).eval()
+    x = torch.randn(B, T, 8 * H)
+    with torch.no_grad():
+        full, _ = model(x, is_causal=True)
+        dec, _ = _decode(model, x, chunks)
+    assert torch.allclose(dec, full, **TOL)
