@@ -94,7 +94,13 @@ def draw_scaling(
         d_k, scaled, n_samples=n_samples, seq_len=SEQ_LEN, n_rows=N_ROWS, bins=40, seed=seed
     )
     fig, (ax_h, ax_r, ax_j) = plt.subplots(1, 3, figsize=(14, 3.8))
-    ax_h.stairs(data["density"].tolist(), data["edges"].tolist(), fill=True, alpha=0.6, label=t("scaling.measured"))
+    ax_h.stairs(
+        data["density"].tolist(),
+        data["edges"].tolist(),
+        fill=True,
+        alpha=0.6,
+        label=t("scaling.measured"),
+    )
     ax_h.plot(
         data["centers"].tolist(),
         data["pdf"].tolist(),
@@ -125,6 +131,7 @@ def draw_scaling(
         data["curves"] = curves
     ax_j.plot([d_k], [data["mean_jacobian_norm"]], "r*", ms=14, label=t("scaling.now"))
     ax_j.set_xscale("log", base=2)
+    ax_j.minorticks_off()
     ax_j.set_ylim(0, None)
     ax_j.set_xlabel("d_k")
     ax_j.set_ylabel(t("scaling.jac_norm"))
@@ -143,7 +150,11 @@ def scaling_explorer(d_k: int = 64, scaled: bool = False) -> Explorer:
     style = {"description_width": "initial"}
     controls = {
         "d_k": W.SelectionSlider(
-            options=list(D_KS), value=d_k, description=t("scaling.dk"), style=style
+            options=list(D_KS),
+            value=d_k,
+            continuous_update=False,  # redraw when the slider is released
+            description=t("scaling.dk"),
+            style=style,
         ),
         "scaled": W.ToggleButtons(
             options=[(t("scaling.unscaled"), False), (t("scaling.scaled"), True)],

@@ -79,6 +79,7 @@ def draw_temperature(temperature: float, scores=DEFAULT_SCORES, curve: dict | No
     ax_e.axhline(data["max_entropy"], color="gray", ls="--", label=t("softmaxw.uniform"))
     ax_e.plot([temperature], [data["entropy"]], "r*", ms=14, label=t("softmaxw.now"))
     ax_e.set_xscale("log")
+    ax_e.minorticks_off()  # fewer tick texts to lay out: a faster redraw
     ax_e.set_ylim(0, math.log(n) * 1.1 if n > 1 else 1)
     ax_e.set_xlabel("T")
     ax_e.set_ylabel(t("softmaxw.entropy"))
@@ -100,6 +101,7 @@ def temperature_explorer(temperature: float = 1.0, scores=DEFAULT_SCORES) -> Exp
             min=-2,
             max=2,
             step=0.05,
+            continuous_update=False,  # redraw when the slider is released, not at every pixel
             description=t("softmaxw.temperature"),
             style={"description_width": "initial"},
         )
