@@ -371,6 +371,17 @@ def test_softmax_jacobian_batched_and_saturated():
     assert math.isclose(float(softmax_jacobian_norm(u)), math.sqrt((n - 1) / n**2), rel_tol=1e-12)
 
 
+def test_jacobian_norm_keeps_precision_near_saturation():
+    """Near one-hot, sum p^2 - 2 sum p^3 + (sum p^2)^2 cancels to noise in float32; the
+    closed form used must still match the float64 autograd Jacobian's norm."""
+    for gap in (8.0, 15.0, 30.0):
+        x = torch.tensor([gap, 0.0, -1.0, 0.5], dtype=torch.float64)
+        J = torch.autograd.functional.jacobian(lambda t: torch.softmax(t, -1), x)
+        want = torch.linalg.matrix_norm(J)
+        got = softmax_jacobian_norm(torch.softmax(x.float(), -1))
+        assert math.isclose(float(got), float(want), rel_tol=1e-4), (gap, float(got), float(want))
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 
