@@ -83,11 +83,11 @@ print("torch", torch.__version__.split("+")[0])
 values = torch.eye(5)                                  # one-hot values: the output *is* the weights
 scores = torch.tensor([4.0, 0.0, 0.0, 4.0, 0.0])        # query matches keys 0 and 3 equally
 one_head = torch.softmax(scores, dim=-1) @ values
-print("one head, weights on keys 0..4:", one_head.numpy().round(3))
+print(t("mha.nb.one_head"), one_head.numpy().round(3))
 head_a = torch.softmax(torch.tensor([8.0, 0, 0, 0, 0]), dim=-1) @ values   # a head that looks at 0
 head_b = torch.softmax(torch.tensor([0, 0, 0, 8.0, 0]), dim=-1) @ values   # a head that looks at 3
-print("head A:", head_a.numpy().round(3))
-print("head B:", head_b.numpy().round(3))
+print(t("mha.nb.head_a"), head_a.numpy().round(3))
+print(t("mha.nb.head_b"), head_b.numpy().round(3))
 
 # %% [markdown] tags=["lang-en"]
 # The single head returns 0.487 of key 0 mixed with 0.487 of key 3: the two pieces of
@@ -135,8 +135,8 @@ from attnkit.widgets.heads import plot_split_heads
 
 x = torch.arange(2 * 4 * 8.0).view(2, 4, 8)        # (B=2, L=4, E=8)
 heads = split_heads(x, num_heads=2)                 # (B, H=2, L, Dh=4)
-print("split:", tuple(x.shape), "->", tuple(heads.shape))
-print("head 1, position 0 = features 4..7 of position 0:", heads[0, 1, 0].tolist())
+print(t("mha.nb.split", a=tuple(x.shape), b=tuple(heads.shape)))
+print(t("mha.nb.head1_pos0", v=heads[0, 1, 0].tolist()))
 print("merge(split(x)) == x:", torch.equal(merge_heads(heads), x))
 plot_split_heads(seq_len=4, embed_dim=8, num_heads=2);
 
@@ -267,8 +267,8 @@ with torch.no_grad():
 with torch.no_grad():
     _, w_torch = m(x, x, x, need_weights=True)           # (B, L, S): averaged over heads
     _, w_ours = ours(x, need_weights=True)               # (B, H, L, S)
-print("per-head weights:", tuple(w_ours.shape), " averaged by torch:", tuple(w_torch.shape))
-print("mean over heads == torch:", torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6))
+print(t("mha.nb.per_head", a=tuple(w_ours.shape), b=tuple(w_torch.shape)))
+print(t("mha.nb.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Timing.** Equal outputs, different speeds. The table times the seven on one causal
@@ -382,7 +382,7 @@ with torch.no_grad():
 from attnkit.widgets.heads import example_sentences, head_roles, head_weights, train_recall_model
 
 model, info = train_recall_model(steps=100, seed=0)
-print(f"loss: {info['loss'][0]:.2f} -> {info['loss'][-1]:.3f}")
+print(t("mha.nb.loss", a=info["loss"][0], b=info["loss"][-1]))
 for role, acc in info["accuracy"].items():
     print(f"{t('heads.role.' + role)}: {acc:.1%}")
 
@@ -461,10 +461,10 @@ params = mha_param_count(E, H, bias=False)
 real = sum(p.numel() for p in MultiHeadAttention(E, H, bias=False, device="meta").parameters())
 flops = mha_flops(E, H, seq_len=L)
 act = mha_activation_bytes(E, H, seq_len=L, bytes_per_element=2)     # bfloat16
-print(f"parameters: formula {params:,} = module {real:,}: {params == real}")
-print(f"FLOPs: projections {flops['projections'] / 1e12:.2f} T, scores {flops['scores'] / 1e12:.2f} T, "
-      f"weights x V {flops['weighted_sum'] / 1e12:.2f} T, total {flops['total'] / 1e12:.2f} TFLOP")
-print(f"attention weights, all heads, bf16: {act['weights'] / 2**30:.1f} GiB; Q, K, V: {act['qkv'] / 2**20:.0f} MiB")
+print(t("mha.nb.params", f=params, m=real, ok=params == real))
+print(t("mha.nb.flops", p=flops["projections"] / 1e12, s=flops["scores"] / 1e12,
+        w=flops["weighted_sum"] / 1e12, tot=flops["total"] / 1e12))
+print(t("mha.nb.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
 
 # %% [markdown] tags=["lang-en"]
 # 67,108,864 parameters per attention layer (LLaMA has no biases), and 0.82 TFLOP for one
@@ -502,7 +502,7 @@ x = torch.randn(2, 6, 16)
 B, L, E = x.shape
 right = split_heads(x, 4)
 wrong = x.view(B, 4, L, E // 4)
-print("same shape:", right.shape == wrong.shape, "| same values:", torch.equal(right, wrong))
+print(t("mha.nb.same", shape=right.shape == wrong.shape, values=torch.equal(right, wrong)))
 
 # %% [markdown] tags=["lang-en"]
 # **Boolean masks mean opposite things.** attnkit (like SDPA) reads `True` as *may attend*;
@@ -524,25 +524,32 @@ with torch.no_grad():
     a = ours(x, key_padding_mask=real_tokens)[0]
     same = m(x, x, x, key_padding_mask=real_tokens, need_weights=False)[0]
     inverted = m(x, x, x, key_padding_mask=~real_tokens, need_weights=False)[0]
-print("same mask passed to both agree:", torch.allclose(a, same, atol=1e-6))
-print("inverted for nn.MultiheadAttention agree:", torch.allclose(a, inverted, atol=1e-6))
+print(t("mha.nb.mask_same", ok=torch.allclose(a, same, atol=1e-6)))
+print(t("mha.nb.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Averaged weights hide the heads.** `nn.MultiheadAttention(..., need_weights=True)` returns
 # the *mean* over heads unless you pass `average_attn_weights=False`. In the trained model's
-# first layer, each head puts nearly all of a query's weight on one position, but the average
-# spreads it out and looks like no head does anything sharp:
+# first layer, three of the four heads put nearly all of a query's weight on one position
+# (section 5's table). Compare the largest weight of a row, head by head and for the average:
 
 # %% [markdown] tags=["lang-zh"]
 # **平均后的权重会掩盖各个头。** `nn.MultiheadAttention(..., need_weights=True)` 默认返回各头的*平均值*，
-# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，每个头几乎把查询的全部权重都放在一个位置上，
-# 但取平均之后权重被摊开，看起来没有哪个头在做什么明确的事：
+# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上
+# （见第 5 节的表）。下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
 
 # %%
 w1 = weights[0]                                          # layer 1: (H, L, L)
-print(f"largest weight per row, averaged over queries, each head: "
-      f"{[round(v, 2) for v in w1.amax(-1)[:, 3:].mean(-1).tolist()]}")
-print(f"the same for the head average: {w1.mean(0).amax(-1)[3:].mean():.2f}")
+print(t("mha.nb.peak_heads", v=[round(v, 2) for v in w1.amax(-1)[:, 3:].mean(-1).tolist()]))
+print(t("mha.nb.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
+
+# %% [markdown] tags=["lang-en"]
+# Three heads reach 1.0, 0.9 and 1.0, yet the average of the heads peaks at only 0.37 per row:
+# it looks as if no head did anything sharp. Look at heads one by one.
+
+# %% [markdown] tags=["lang-zh"]
+# 三个头的最大权重分别达到 1.0、0.9 和 1.0，而各头平均后每行的最大权重只有 0.37：
+# 看起来好像没有哪个头在做什么明确的事。所以要逐个头地看。
 
 # %% [markdown] tags=["lang-en"]
 # **A width the heads do not divide.** Each head gets $E/h$ features, so $h$ must divide $E$;
@@ -637,7 +644,7 @@ check_count_params(my_count_params);
 #
 # - One softmax row is one weighted average; $h$ heads give each position $h$ separate averages,
 #   each in an $E/h$-dimensional subspace, concatenated and mixed by $W^O$ (section 1).
-# - Heads are a reshape: `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`; no loop, no copy (section 2).
+# - Heads are a reshape: `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`; no loop, and the split copies nothing (section 2).
 # - Loop, batched, packed, `einsum`, fused SDPA and `nn.MultiheadAttention` compute the same
 #   thing; the fused kernel is the fast one, and `is_causal=True` beats a causal mask tensor (section 3).
 # - An encoder layer is $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$ then the same around a feed-forward network (section 4).
@@ -662,7 +669,7 @@ check_count_params(my_count_params);
 #
 # - 一行 softmax 只是一个加权平均；$h$ 个头让每个位置得到 $h$ 个独立的平均，各自位于一个 $E/h$ 维的子空间，
 #   拼接后再由 $W^O$ 混合（第 1 节）。
-# - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，也不复制数据（第 2 节）。
+# - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，拆分时也不复制任何数据（第 2 节）。
 # - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子最快，
 #   而 `is_causal=True` 比传入因果掩码张量更快（第 3 节）。
 # - 编码器层就是 $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$，再在前馈网络外面套上同样的结构（第 4 节）。
