@@ -2,7 +2,7 @@
 
 Task ("look up by content"): a sequence holds N random vectors x_1..x_N. The answer at
 position i is the vector x_j that best matches a fixed transform of x_i:
-    y_i = x_{j*},   j* = argmax_j (R x_i) . x_j          (R: a fixed random rotation)
+    y_i = x_{j*},   j* = argmax_j (R x_i) . x_j          (R: a fixed random orthogonal matrix)
 Which position holds the answer changes from one sequence to the next, so a model whose mixing
 weights depend only on positions (a learned N x N matrix A, y = softmax(A) x) cannot solve it,
 while attention, whose weights softmax(x W_q (x W_k)^T) are computed from the content, can.
@@ -72,8 +72,9 @@ register({
     "toy.qkv": {"en": "attention softmax(QKᵀ)·V", "zh": "注意力 softmax(QKᵀ)·V"},
     "toy.zero": {"en": "always predict 0", "zh": "始终预测 0"},
     "toy.col.n": {"en": "N", "zh": "N"},
-    "toy.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（公式）"},
-    "toy.col.bytes": {"en": "score matrix (measured)", "zh": "分数矩阵（实测）"},
+    "toy.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（按公式计算）"},
+    "toy.col.bytes": {"en": "weight matrix (measured)", "zh": "注意力权重矩阵（实测）"},
+    "toy.test_mse": {"en": "{name}: test MSE = {v:.3f}", "zh": "{name}：测试均方误差 = {v:.3f}"},
     "toy.col.ms": {"en": "time (ms)", "zh": "耗时（毫秒）"},
 })
 

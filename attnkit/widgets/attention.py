@@ -19,16 +19,17 @@ from attnkit.widgets import Explorer
 
 register({
     "explorer.sentence": {"en": "the cat sat on the mat because it was tired",
-                          "zh": "小猫 坐 在 垫子 上 因为 它 很 累"},
+                          "zh": "这 只 猫 坐 在 这 张 垫子 上 因为 它 累 了"},
+    "explorer.focus": {"en": "cat", "zh": "猫"},
     "explorer.temperature": {"en": "temperature", "zh": "温度"},
     "explorer.mask": {"en": "mask", "zh": "掩码"},
     "explorer.query": {"en": "query token", "zh": "查询词元"},
     "explorer.mask.none": {"en": "none", "zh": "无"},
     "explorer.mask.causal": {"en": "causal", "zh": "因果"},
-    "explorer.mask.padding": {"en": "padding (last {p} are padding)", "zh": "填充（最后 {p} 个是填充）"},
+    "explorer.mask.padding": {"en": "padding (last {p} are padding)", "zh": "填充（最后 {p} 个词元是填充）"},
     "explorer.title": {"en": "attention weights, temperature {temp:.2f}",
                        "zh": "注意力权重（温度 {temp:.2f}）"},
-    "explorer.output": {"en": "output vector of “{tok}”", "zh": "“{tok}” 的输出向量"},
+    "explorer.output": {"en": "output vector of “{tok}”", "zh": "“{tok}”的输出向量"},
     "explorer.channel": {"en": "channel", "zh": "通道"},
 })
 
@@ -94,7 +95,8 @@ def attention_explorer(tokens: list[str] | None = None) -> Explorer:
         "mask": W.Dropdown(options=[(t("explorer.mask." + m, p=N_PAD) if m == "padding"
                                      else t("explorer.mask." + m), m) for m in MASKS],
                            value="none", description=t("explorer.mask"), style=style),
-        "query": W.Dropdown(options=[(f"{i}: {tok}", i) for i, tok in enumerate(tokens)], value=1,
+        "query": W.Dropdown(options=[(f"{i}: {tok}", i) for i, tok in enumerate(tokens)],
+                            value=tokens.index(t("explorer.focus")) if t("explorer.focus") in tokens else 0,
                             description=t("explorer.query"), style=style),
     }
     return Explorer(controls, lambda **v: _draw(tokens=tokens, **v))

@@ -29,14 +29,14 @@
 #
 # **本章内容**
 # - 注意力为什么要用*查询*（query）、*键*（key）和*值*（value）——用实验来说明，而不是直接下结论；
-# - 公式 $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$ 及其中各个张量的形状，以及一个五行就能写完的实现；
+# - 公式 $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$ 及其中各个张量的形状，以及一个你自己用五行代码就能写出的实现；
 # - 掩码：因果掩码、填充掩码、布尔掩码与加性掩码，以及 PyTorch 中两种*相反*的布尔约定；
 # - 注意力在浮点运算次数（FLOPs）和内存上的开销，并在本机上实测；
 # - 那些不报错却悄悄算错的常见陷阱。
 #
 # **预备知识**：Python、PyTorch 张量和矩阵乘法，不需要读过前面的章节。
 #
-# 请从上到下依次运行各个单元格（*运行 → 运行所有单元格*）。第 5 节有可以拖动的滑块。
+# 请从上到下依次运行各个单元格（*Run → Run All Cells*，中文界面为“运行 → 运行所有单元格”）。第 5 节有可以拖动的滑块。
 
 # %%
 import math
@@ -70,7 +70,7 @@ print("torch", torch.__version__.split("+")[0])
 # depends on the content of the sequence. Here is a task that makes this concrete. A sequence
 # holds 8 random vectors $x_1,\dots,x_8$; the answer at position $i$ is the vector $x_j$ that
 # best matches a fixed transform of $x_i$ (namely $j^* = \arg\max_j (R x_i)\cdot x_j$ for a
-# fixed rotation $R$). We train two models on the same batches:
+# fixed random orthogonal matrix $R$). We train two models on the same batches:
 #
 # - a **fixed** mixing matrix: $\text{out} = \mathrm{softmax}(A)\,x$, one learned weight per pair of positions;
 # - **attention**: $\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$, weights computed from the content.
@@ -86,9 +86,9 @@ print("torch", torch.__version__.split("+")[0])
 # $$\text{out}_i = \sum_j w_{ij}\, v_j, \qquad w_{ij} = \mathrm{softmax}_j(q_i \cdot k_j).$$
 #
 # 为什么不用更简单的办法，比如学一个固定的矩阵 $A$，一劳永逸地规定位置 $i$ 从位置 $j$ 读取多少？
-# 因为有用的信息*在哪个位置*，取决于序列本身的内容。下面这个任务把这一点变得很具体：
+# 因为有用的信息*在哪个位置*，取决于序列本身的内容。下面用一个具体的任务来说明：
 # 序列里有 8 个随机向量 $x_1,\dots,x_8$，位置 $i$ 的正确答案是与 $x_i$ 的某个固定变换最匹配的那个 $x_j$
-# （即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的旋转矩阵）。我们在同样的数据批次上训练两个模型：
+# （即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的随机正交矩阵）。我们在同样的数据批次上训练两个模型：
 #
 # - **固定矩阵**：$\text{out} = \mathrm{softmax}(A)\,x$，每一对位置学一个权重；
 # - **注意力**：$\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$，权重由内容计算出来。
@@ -98,7 +98,7 @@ from attnkit.toy import plot_fixed_vs_qkv, train_fixed_vs_qkv
 
 result = train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0)
 for name in ("zero", "fixed", "qkv"):
-    print(f"{t('toy.' + name)}: test MSE = {result[name]:.3f}")
+    print(t("toy.test_mse", name=t("toy." + name), v=result[name]))
 _ = plot_fixed_vs_qkv(result)
 
 # %% [markdown] tags=["lang-en"]
@@ -110,10 +110,10 @@ _ = plot_fixed_vs_qkv(result)
 # contribute another (its value).
 
 # %% [markdown] tags=["lang-zh"]
-# 固定矩阵几乎不比“始终预测 0”好多少（测试误差 0.960，对比 1.088）：它最多只能学到一种按位置的平均，
-# 而平均来看并没有哪个位置总是正确答案。注意力的权重来自内容之间的比较，同样训练 150 步后误差降到 0.169。
-# 查询和键决定*往哪里看*，值决定*取走什么*。把三者分开，一个词元就可以凭某种属性（键）被找到，
-# 却贡献另一种信息（值）。
+# 固定矩阵只比“始终预测 0”略好一点（测试误差 0.960，后者为 1.088）：它最多只能学到按位置的平均，
+# 而正确答案落在哪个位置是随机的，平均而言没有哪个位置更可能是答案。注意力的权重来自内容之间的比较，
+# 同样训练 150 步后误差降到 0.169。查询和键决定*往哪里看*，值决定*取走什么*。
+# 把三者分开，一个词元（token）就可以凭一种属性（键）被找到，而贡献的是另一种信息（值）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. The formula
@@ -153,7 +153,7 @@ _ = plot_fixed_vs_qkv(result)
 # | 输出 | $(L, d_v)$ | 每个查询得到的值的加权平均 |
 #
 # 自注意力中 $Q$、$K$、$V$ 来自同一个序列（$L = S$）；交叉注意力中查询来自另一个序列。
-# 批次和头只是额外的前导维度。为什么要除以 $\sqrt{d_k}$，是第 02 章的全部内容；这里先看一个可以手算的小例子：
+# 批次和头只是额外的前导维度。为什么要除以 $\sqrt{d_k}$，留到第 02 章专门讨论；这里先看一个可以手算的小例子：
 # 三个词元，键是二维的，值是独热向量，因此输出*恰好就是*注意力权重。
 
 # %%
@@ -168,13 +168,13 @@ print("row sums =", weights.sum(-1).numpy().round(3))
 print("output == weights:", torch.allclose(weights @ v, weights))
 
 # %% [markdown] tags=["lang-en"]
-# Token 0 matches itself best (score 0.707) and token 2 as well (0.707), not token 1 (0.000),
+# Token 0 matches itself and token 2 best (score 0.707 each) and token 1 not at all (0.000),
 # so its weights are 0.401, 0.198 and 0.401. Token 2, $[1, 1]$, matches everything, and itself
 # most (score 1.414).
 
 # %% [markdown] tags=["lang-zh"]
-# 词元 0 与自己最匹配（分数 0.707），与词元 2 同样匹配（0.707），与词元 1 不匹配（0.000），
-# 因此它的权重是 0.401、0.198 和 0.401。词元 2 是 $[1, 1]$，与所有词元都匹配，与自己最匹配（分数 1.414）。
+# 词元 0 与自己和词元 2 匹配得最好（分数都是 0.707），与词元 1 完全不匹配（0.000），
+# 因此它的权重是 0.401、0.198 和 0.401。词元 2 是 $[1, 1]$，与所有词元都匹配，其中与自己最匹配（分数 1.414）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. From scratch, then checked against PyTorch
@@ -217,7 +217,7 @@ print("causal, matches PyTorch:",
 # `attnkit.core.scaled_dot_product_attention` 做的是同样的计算，写法同样直白（内部不调用 PyTorch 的融合算子），
 # 只是把边界情况都处理好了：检查形状，支持布尔掩码、加性掩码和 `is_causal`，半精度输入用 float32 计算，
 # 所有键都被屏蔽的查询输出零，还可以返回注意力权重（`return_weights=True`）。
-# 测试集会在随机的形状、掩码和数据类型上把它与 PyTorch 的函数逐一比对。
+# 项目的测试套件会在随机的形状、掩码和数据类型上把它与 PyTorch 的函数逐一比对。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. Masks
@@ -232,7 +232,7 @@ print("causal, matches PyTorch:",
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 掩码
 #
-# 掩码在 softmax 之前去掉一部分（查询，键）配对。最常见的有两种：
+# 掩码在 softmax 之前去掉一部分查询–键配对。最常见的有两种：
 #
 # - **因果掩码**：在语言模型中，词元 $i$ 不能看到它之后的词元，所以只有当 $j \le i$ 时查询 $i$ 才能关注键 $j$；
 # - **填充掩码**：一个批次中的序列长短不一，要填充到相同长度；任何查询都不应关注填充位置。
@@ -274,8 +274,8 @@ print("bool == additive:",
 # %% [markdown] tags=["lang-zh"]
 # **两种相反的布尔约定。** 这是 PyTorch 代码里最常见的掩码错误。SDPA 的布尔 `attn_mask` 中 `True` 表示*允许*关注；
 # 而 `nn.MultiheadAttention` 的布尔 `attn_mask` 和 `key_padding_mask` 中 `True` 表示*禁止*关注。
-# 我们用同一组权重把两者都跑一遍：先用 `nn.MultiheadAttention` 自己的投影权重加 SDPA 重建它的计算，
-# 再分别传入因果掩码：
+# 我们用同一组权重把两者都跑一遍：先用 `nn.MultiheadAttention` 自身的投影权重配合 SDPA 重新实现它的计算，
+# 再给两者分别传入因果掩码：
 
 # %%
 torch.manual_seed(0)
@@ -293,20 +293,22 @@ print("nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm):", torch.allcl
 
 # %% [markdown] tags=["lang-en"]
 # Passing the same boolean mask to both silently computes two different things — no error, just
-# wrong numbers (a model that can see the future, or only the future). Rule: **negate a
+# wrong numbers (here, a model that sees only the future and not itself). Rule: **negate a
 # boolean mask when you move it between SDPA and `nn.MultiheadAttention`** (attnkit follows SDPA).
 #
 # **A query with nothing to attend to.** If every key of a row is masked, the softmax of a row
 # of $-\infty$ is $0/0$. Our five-line version returns NaN, which then spreads through the whole
-# network. PyTorch's SDPA and attnkit define the output of such a row as zeros:
+# network. PyTorch's SDPA (in the version this course pins, 2.13) and attnkit define the output of
+# such a row as zeros:
 
 # %% [markdown] tags=["lang-zh"]
 # 把同一个布尔掩码原样传给两者，会悄无声息地算出两种不同的结果——不报错，只是数值错了
-# （模型能看到未来，或者只能看到未来）。规则是：**在 SDPA 和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**
+# （在这里，模型只能看到未来，连自己都看不到）。规则是：**在 SDPA 和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**
 # （attnkit 遵循 SDPA 的约定）。
 #
 # **无处可看的查询。** 如果某一行的所有键都被屏蔽，对一行 $-\infty$ 做 softmax 就成了 $0/0$。
-# 我们的五行实现会返回 NaN，而 NaN 会在整个网络中扩散。PyTorch 的 SDPA 和 attnkit 把这样一行的输出定义为零：
+# 我们的五行实现会返回 NaN，而 NaN 会在整个网络中扩散。PyTorch 的 SDPA（本课程固定使用的 2.13 版）和 attnkit
+# 把这样一行的输出定义为零：
 
 # %%
 dead = cm.clone()
@@ -323,7 +325,7 @@ print("PyTorch SDPA, row 2:", F.scaled_dot_product_attention(q, k, v, attn_mask=
 
 # %% [markdown] tags=["lang-zh"]
 # **查询比键少时的因果掩码。** 当 $L \ne S$ 时，PyTorch 的 `is_causal=True` 把掩码对齐到*左上角*：
-# 查询 $i$ 能看到键 $0..i$。而使用缓存逐步解码时（第 05 章），$L$ 个新查询是序列中*最后*的 $L$ 个位置，
+# 查询 $i$ 能看到键 $0..i$。而使用 KV 缓存逐步解码时（第 05 章），$L$ 个新查询是序列中*最后*的 $L$ 个位置，
 # 掩码应当对齐到右下角：`causal_mask(L, S, offset=S - L)`。
 
 # %%
@@ -350,7 +352,7 @@ print("is_causal == top-left mask:",
 # ## 5. 动手探索：温度与掩码
 #
 # 下面的交互控件对一个短句中的词元做注意力计算（嵌入和投影是随机的，但固定不变；相同的词元得到相同的嵌入）。
-# 拖动**温度**滑块：分数会除以 $\sqrt{d_k}\cdot T$，温度低时每一行都向最大分数集中，温度高时则趋于均匀平均。
+# 拖动**温度**滑块：分数会除以 $\sqrt{d_k}\cdot T$，温度越低，每一行的权重越集中到分数最大的键上；温度越高，权重越趋于均匀。
 # 切换**掩码**，可以看到热力图中整片区域变成零；选择一个**查询词元**，可以看到它的输出向量，
 # 也就是各个值的加权平均。（在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
 
@@ -395,7 +397,7 @@ for temp in (5.0, 1.0, 0.2, 0.05):
 # attnkit really allocated):
 
 # %% [markdown] tags=["lang-zh"]
-# 设有 $L$ 个查询、$S$ 个键，键的宽度为 $d_k$，值的宽度为 $d_v$（单个头），一次乘加记作 2 次浮点运算：
+# 设有 $L$ 个查询、$S$ 个键，键的维度为 $d_k$，值的维度为 $d_v$（单个头），一次乘加记作 2 次浮点运算：
 #
 # - $QK^\top$：$2LSd_k$ FLOPs；权重乘以 $V$：$2LSd_v$ FLOPs——**与序列长度成平方关系**；
 # - 分数和注意力权重都是 $L \times S$ 的矩阵：float32 下各占 $4LS$ 字节，每个头、每个样本各一份——**内存也是平方级的**。
@@ -415,20 +417,19 @@ print(viz.format_table([t("toy.col.n"), t("toy.col.flops"), t("toy.col.bytes"), 
 # *one* head of *one* layer would need:
 
 # %% [markdown] tags=["lang-zh"]
-# $N$ 每翻一倍，FLOPs 和内存都变成 4 倍。对于 32k 个词元的上下文，仅*一个*层的*一个*头的注意力权重就需要：
+# $N$ 每翻一倍，FLOPs 和内存都变为原来的 4 倍。对于 32k 个词元的上下文，仅*一层*中*一个*头的注意力权重就需要：
 
 # %%
 n = 32 * 1024
 print(f"{n} x {n} float32 = {n * n * 4 / 2**30:.0f} GiB")
 
 # %% [markdown] tags=["lang-en"]
-# That 4 GiB is why long-context models never store the full matrix: chapter 07 (flash
-# attention) computes exactly the same output block by block, and chapters 08–09 change the
-# computation itself.
+# That 4 GiB is why long-context models never store the full matrix: chapter 07 (FlashAttention)
+# computes the same output, up to rounding, block by block, without ever holding it.
 
 # %% [markdown] tags=["lang-zh"]
-# 正是这 4 GiB 让长上下文模型从不保存完整的矩阵：第 07 章（FlashAttention）分块计算出完全相同的结果，
-# 第 08、09 章则改变了计算本身。
+# 正因为需要 4 GiB，长上下文模型从不保存完整的矩阵：第 07 章（FlashAttention）分块计算，
+# 得到（除舍入误差外）相同的结果，却始终不必存下整个矩阵。
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. Pitfalls
@@ -440,8 +441,8 @@ print(f"{n} x {n} float32 = {n * n * 4 / 2**30:.0f} GiB")
 # %% [markdown] tags=["lang-zh"]
 # ## 7. 常见陷阱
 #
-# **忘记除以 $\sqrt{d_k}$。** 当 $d_k = 512$ 且各分量方差为 1 时，未缩放分数的标准差约为 $\sqrt{512} \approx 22.6$，
-# softmax 饱和成独热分布，梯度随之消失（第 02 章会实测这一点）：
+# **忘记除以 $\sqrt{d_k}$。** 当 $d_k = 512$ 且 q、k 的各分量方差为 1 时，未缩放分数的标准差约为
+# $\sqrt{512} \approx 22.6$，softmax 饱和，接近独热分布，梯度随之消失（第 02 章会实测这一点）：
 
 # %%
 torch.manual_seed(0)
@@ -451,7 +452,7 @@ for label, s in (("scaled", 1 / math.sqrt(512)), ("unscaled", 1.0)):
     print(f"{label:>8}: score std = {(qa @ ka.T * s).std():.1f}, mean largest weight = {w.max(-1).values.mean():.3f}")
 
 # %% [markdown] tags=["lang-en"]
-# **Softmax over the wrong dimension.** `softmax(scores, dim=-2)` runs no error, but then each
+# **Softmax over the wrong dimension.** `softmax(scores, dim=-2)` raises no error, but then each
 # *key's* column sums to 1 instead of each query's row:
 
 # %% [markdown] tags=["lang-zh"]
@@ -469,7 +470,7 @@ print("row sums, dim=-2:", torch.softmax(s, dim=-2).sum(-1).numpy().round(3))
 # in float16 (it becomes $-\infty$):
 
 # %% [markdown] tags=["lang-zh"]
-# **用 $-10^9$ 代替 $-\infty$。** 很多代码用一个很大的负数填充被屏蔽的分数。对于全被屏蔽的行，这会得到所有值（包括本该隐藏的那些）
+# **用 $-10^9$ 代替 $-\infty$。** 很多代码库用一个很大的负数填充被屏蔽的分数。对于全被屏蔽的行，这会得到所有值（包括本该隐藏的那些）
 # 的*均匀平均*，而不是零；而且 $-10^9$ 在 float16 中根本无法表示（会变成 $-\infty$）：
 
 # %%
@@ -509,7 +510,7 @@ for bad in (dict(k=torch.randn(2, 4, 6, 7)), dict(v=torch.randn(2, 4, 5, 8)), di
 # 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，
 # 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1.** 实现缩放点积注意力，输入形状为 `(..., L, d)`、`(..., S, d)`、`(..., S, d_v)`，不带掩码。
+# **练习 1**：实现缩放点积注意力，输入形状为 `(..., L, d)`、`(..., S, d)`、`(..., S, d_v)`，不带掩码。
 
 # %%
 from attnkit.exercises.ch01 import check_attention, check_causal_mask, check_masked_attention
@@ -527,7 +528,7 @@ _ = check_attention(my_attention)
 # where query `i` may attend to key `j`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 返回 `n` 个位置的因果掩码：形状为 `(n, n)` 的布尔张量，查询 `i` 可以关注键 `j` 的位置为 `True`。
+# **练习 2**：返回 `n` 个位置的因果掩码：形状为 `(n, n)` 的布尔张量，查询 `i` 可以关注键 `j` 的位置为 `True`。
 
 # %%
 def my_causal_mask(n):
@@ -542,7 +543,7 @@ _ = check_causal_mask(my_causal_mask)
 # whose keys are all masked must get an output of zeros, not NaN.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 带布尔掩码（`True` 表示可以关注）的注意力，掩码形状为 `(L, S)`。
+# **练习 3**：实现带布尔掩码（`True` 表示可以关注）的注意力，掩码形状为 `(L, S)`。
 # 所有键都被屏蔽的查询，输出必须是零，而不是 NaN。
 
 # %%
@@ -575,17 +576,17 @@ _ = check_masked_attention(my_masked_attention)
 # %% [markdown] tags=["lang-zh"]
 # ## 9. 小结
 #
-# - 注意力把每个输出计算为**值**的加权平均；权重来自**查询**与每个**键**的比较，因此*往哪里看*由内容决定——
+# - 注意力的每个输出都是**值**的加权平均；权重来自**查询**与每个**键**的比较，因此*往哪里看*由内容决定——
 #   固定的混合矩阵做不到这一点（第 1 节）。
 # - $\mathrm{softmax}(QK^\top/\sqrt{d_k})V$：分数形状为 $(L, S)$，权重每行之和为 1，输出形状为 $(L, d_v)$。
 # - 掩码在 softmax 之前去掉部分配对。SDPA 的布尔掩码表示*允许*，`nn.MultiheadAttention` 的表示*禁止*。
 #   全被屏蔽的行输出零。
-# - 开销：每个头 $O(LSd)$ 的浮点运算和 $O(LS)$ 的内存——都与序列长度成平方关系。
+# - 开销：每个头 $O(LSd)$ 次浮点运算、$O(LS)$ 的内存——都与序列长度成平方关系。
 #
 # **下一章**：第 02 章——为什么要除以 $\sqrt{d_k}$，用一个可以拖动滑块的实验来回答。
 #
 # ## 参考文献
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.1，式 (1)（缩放点积注意力）。
 # - D. Bahdanau、K. Cho、Y. Bengio，*Neural Machine Translation by Jointly Learning to Align and Translate*，ICLR 2015——§3.1（把注意力看作软对齐）。
-# - M.-T. Luong、H. Pham、C. D. Manning，*Effective Approaches to Attention-based Neural Machine Translation*，EMNLP 2015——§3.1（点积打分）。
+# - M.-T. Luong、H. Pham、C. D. Manning，*Effective Approaches to Attention-based Neural Machine Translation*，EMNLP 2015——§3.1（点积分数）。
 # - PyTorch 文档：`torch.nn.functional.scaled_dot_product_attention` 与 `torch.nn.MultiheadAttention`（掩码约定）。
