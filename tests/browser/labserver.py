@@ -41,7 +41,7 @@ import gc as _gc, io as _io, json as _json, warnings as _warnings
 import matplotlib.pyplot as _plt
 from attnkit.widgets import Explorer as _Explorer
 _probe = []
-for _e in [o for o in _gc.get_objects() if isinstance(o, _Explorer)]:
+for _e in [o for o in _gc.get_objects() if issubclass(type(o), _Explorer)]:
     with _warnings.catch_warnings(record=True) as _w:
         _warnings.simplefilter("always")
         _fig = _e.static()

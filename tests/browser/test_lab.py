@@ -37,7 +37,7 @@ CASES = [pytest.param(ui, nb, id=f"{ui}-ui-{UI[ui][0]}-{nb.stem}")
 RUN_TIMEOUT_S = 420  # a chapter runs in under 30 s on 2 cores; this is for a loaded machine
 
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-WIDGET_OUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.widget-view+json"]'
+WIDGET_OUT = ".jp-OutputArea-output:has(> .jupyter-widgets)"  # ipywidgets sets no data-mime-type
 
 JS_STATE = """() => {
   const nb = document.querySelector('%s .jp-Notebook');
