@@ -34,8 +34,8 @@
 # - 多头注意力的六种写法——逐头循环、批量计算所有头、一次打包投影、`einsum`、PyTorch 的融合算子
 #   `scaled_dot_product_attention`、`nn.MultiheadAttention`——逐一证明结果相同，再在本机上计时；
 # - Transformer 编码器的子层（注意力外面套上残差连接和 LayerNorm）；
-# - 会“分工”的头：在本章里用几秒钟训练一个小模型，亲眼看到各个头各司其职；
-# - 一个真实规模的层有多少参数、多少 FLOPs，以及常见陷阱。
+# - 会“分工”的头：在本章里花几秒钟训练一个小模型，看各个头怎样分工；
+# - 一个真实规模的层的参数量和浮点运算次数（FLOPs），以及常见陷阱。
 #
 # **预备知识**：第 01 章（缩放点积注意力、掩码及其两种约定）。
 
@@ -74,9 +74,9 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么要多个头？
 #
-# 注意力权重的一行是键上的*一个*概率分布，所以一个注意力对每个查询只能算出*一个*加权平均。
-# 假设一个词同时需要两样东西：紧挨在它前面的词（知道自己处在哪个短语里）和句子的第一个词（知道话题是什么）。
-# 一行 softmax 可以同时把权重分给这两处，但返回的只是二者的*混合*，看这边越多，看那边就越少。
+# 注意力权重的每一行都是键上的*一个*概率分布，所以一个注意力对每个查询只能算出*一个*加权平均。
+# 假设一个词同时需要两样东西：紧挨在它前面的词（好知道自己处在哪个短语里）和句子的第一个词（好知道话题是什么）。
+# 一行 softmax 可以同时把权重分给这两处，但返回的只是二者的*混合*，而且看这边越多，看那边就越少。
 # 下面用 5 个键演示这种取舍，其中查询与位置 0 和位置 3 的键匹配得一样好：
 
 # %%
@@ -105,7 +105,7 @@ print(t("mha.nb.head_b"), head_b.numpy().round(3))
 
 # %% [markdown] tags=["lang-zh"]
 # 单个头返回的是 0.487 份键 0 与 0.487 份键 3 的混合：两条信息被平均成了一个向量，之后再也分不开。
-# 两个头则各自几乎纯净地（0.999）取回一个键，并排放在不同的输出位置上。这就是多头注意力的全部思想
+# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。这就是多头注意力的全部思想
 # （Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来：
 #
 # $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
@@ -125,8 +125,10 @@ print(t("mha.nb.head_b"), head_b.numpy().round(3))
 # split, and no loop over heads is needed.
 
 # %% [markdown] tags=["lang-zh"]
+# ## 2. 拆分与合并头只是变形
+#
 # 把 $h$ 个 $W_i^Q$ 并排拼起来，就得到一个 $E \times E$ 的矩阵：一个 `nn.Linear(E, E)` 就能一次算出*所有*头的查询，
-# 第 $i$ 个头拥有第 $i\,d_k$ 到第 $(i+1)\,d_k - 1$ 个特征。于是拆分头就是：先用 `view` 把最后一维切成 $(h, d_k)$，
+# 第 $i$ 个头负责第 $i\,d_k$ 到第 $(i+1)\,d_k - 1$ 个特征。于是拆分头就是：先用 `view` 把最后一维切成 $(h, d_k)$，
 # 再用 `transpose` 把头的维度挪到位置维度之前：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`。
 # 合并则反过来做。拆分不复制任何数据，也不需要对头做循环。
 
@@ -274,8 +276,8 @@ print(t("mha.nb.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e
 # **Timing.** Equal outputs, different speeds. The table times the seven on one causal
 # self-attention of batch 1, length 256, width 768, 12 heads (a GPT-2-small layer), forward only,
 # median of 3 runs, each relative to the fused SDPA version. It runs on one CPU thread so that the
-# numbers stay steady on a shared machine; your numbers will differ. The full-size benchmark of
-# the issue (batch 8, length 1024) is a script: `python benchmarks/bench_mha.py`.
+# numbers stay steady on a shared machine; your numbers will differ. The full-size benchmark
+# (batch 8, length 1024) is a script: `python benchmarks/bench_mha.py`.
 
 # %% [markdown] tags=["lang-zh"]
 # **计时。** 结果相同，速度却不同。下表对这七种实现计时：一次带因果掩码的自注意力，批次 1、序列长度 256、宽度 768、12 个头
@@ -306,18 +308,27 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
                         for name, ts in times.items()]))
 
 # %% [markdown] tags=["lang-en"]
-# What to look for: the loop and the batched versions do the same arithmetic, so any gap between
-# them is per-call overhead; the fused kernel is faster because it never writes the $(L, L)$
-# weights to memory and skips the masked half of a causal matrix. In inference mode
-# `nn.MultiheadAttention` runs its own fused "fast path", which receives the causal mask as a
-# *tensor* and must treat it as an arbitrary mask, computing every block. attnkit passes
-# `is_causal=True` to the kernel instead of building a mask.
+# How to read it: at this size most of the arithmetic is in the four $E \times E$ projections,
+# the same in every version, so gaps of a few tens of percent between rows can be run-to-run
+# noise; run the cell again and the order may change. What differs is how the attention itself
+# is done. The loop and the batched versions do the same arithmetic, so any gap between them is
+# per-call overhead. The fused kernel never writes the $(L, L)$ weights to memory, and with
+# `is_causal=True` it skips the blocks above the diagonal of a causal matrix. In inference mode
+# `nn.MultiheadAttention` takes its own "fast path" (`torch._native_multi_head_attention`), which
+# on CPU computes the full $(L, L)$ scores and a masked softmax: the causal mask reaches it as a
+# *tensor*, to it just an arbitrary mask. attnkit passes `is_causal=True` to the kernel instead of
+# building a mask. These differences grow with $L$, since the attention part grows as $L^2$
+# (section 6).
 
 # %% [markdown] tags=["lang-zh"]
-# 看点：循环版本和批量版本的计算量完全相同，二者的差距只来自每次调用的额外开销；融合算子更快，
-# 因为它从不把 $(L, L)$ 的权重矩阵写入内存，还能跳过因果矩阵中被屏蔽的那一半。
-# 在推理模式下，`nn.MultiheadAttention` 会走它自己的融合“快速路径”，但它拿到的因果掩码是一个*张量*，
-# 只能当作任意掩码处理，每一块都要计算，走不了这条捷径。attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。
+# 怎么看这张表：在这个规模下，大部分计算量在四个 $E \times E$ 的投影上，而这部分每种写法都一样，
+# 所以各行之间几十个百分点的差距可能只是运行之间的波动；再运行一次，排名也许就变了。
+# 真正不同的是注意力本身的算法。循环版本和批量版本的计算量完全相同，二者的差距只来自每次调用的额外开销。
+# 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
+# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`），
+# 在 CPU 上它会算出完整的 $(L, L)$ 分数再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，对它来说只是一个任意的掩码。
+# attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，
+# 因为注意力部分按 $L^2$ 增长（第 6 节）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. The encoder sub-layer
@@ -329,10 +340,10 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
 # equals PyTorch's `nn.TransformerEncoderLayer` once the weights are copied:
 
 # %% [markdown] tags=["lang-zh"]
-# 在 Transformer 中，注意力从不单独出现。每个子层都套着一个残差连接，后面跟着层归一化：
-# $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
+# 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
+# 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
 # 先是多头自注意力，然后是逐位置的前馈网络。用 attnkit 的模块搭出来，复制权重之后与 PyTorch 的
-# `nn.TransformerEncoderLayer` 完全相同：
+# `nn.TransformerEncoderLayer` 结果一致：
 
 # %%
 class EncoderLayer(nn.Module):
@@ -374,7 +385,7 @@ with torch.no_grad():
 # ## 5. 动手探索：会分工的头
 #
 # 第 1 节说，多个头让一个位置可以同时收集几样信息。现在亲眼看看。任务是：一个“句子”由词表（16 个词）中随机抽取的 10 个词组成；
-# 在每个位置上，模型都要同时说出三个词：**前一个词**、**前两个词**（往前数第二个），以及句子的**第一个词**。
+# 在每个位置上，模型都要同时说出三个词：**前一个词**、**往前第二个词**（与当前位置隔一个词），以及句子的**第一个词**。
 # 模型小到不能再小：词嵌入加位置嵌入，两层带因果掩码的 `MultiHeadAttention`，每层 4 个头（残差连接、前置 LayerNorm、
 # 没有前馈网络），最后是三个线性读出层。训练固定了随机种子，只需几秒钟：
 
@@ -392,7 +403,7 @@ for role, acc in info["accuracy"].items():
 
 # %% [markdown] tags=["lang-zh"]
 # 模型解决了这个任务（在新句子上，三个读出层的准确率都是 100%）。下面统计每个头：
-# 查询平均把多少权重放在前一个词、前两个词、第一个词以及自身上：
+# 查询平均把多少权重放在前一个词、往前第二个词、第一个词以及自身上：
 
 # %%
 sentence = example_sentences()[0]
@@ -412,8 +423,8 @@ print(viz.format_table(
 # run, the static figure below shows the starting state.)
 
 # %% [markdown] tags=["lang-zh"]
-# 没有人告诉这些头该做什么，但在第 1 层中，第 0 个头成了“第一个词”头（权重的 1.00 都放在位置 0 上），
-# 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“前两个词”头（0.90）；第 2 层里也出现了这三类头。
+# 没有人告诉这些头该做什么，可在第 1 层中，第 0 个头成了“第一个词”头（平均 1.00 的权重落在位置 0 上），
+# 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“往前第二个词”头（0.90）；第 2 层里也出现了这三类头。
 # 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。
 # （在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
 
@@ -451,7 +462,7 @@ explorer.static();
 # | 所有头的分数 $QK^\top$ | — | $2BLSE$ |
 # | 所有头的权重乘以 $V$ | — | $2BLSE$ |
 #
-# 头数对这两项都没有影响：$h$ 个宽度为 $E/h$ 的头，做的功与一个宽度为 $E$ 的头相同。但头数会影响内存：
+# 头数既不影响参数量，也不影响 FLOPs：$h$ 个宽度为 $E/h$ 的头，计算量与一个宽度为 $E$ 的头相同。但头数会影响内存：
 # 注意力权重共有 $B \cdot h \cdot L \cdot S$ 个数，*每个头*一个 $L \times S$ 矩阵（除非融合算子避免保存它们）。
 # 对一个 LLaMA-7B 规模的层（$E = 4096$，32 个头）和长度为 4096 的序列：
 
@@ -477,7 +488,7 @@ print(t("mha.nb.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
 # `meta` device: shapes only, no memory, so counting a 7B-sized layer costs nothing.)
 
 # %% [markdown] tags=["lang-zh"]
-# 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元的序列需要 0.82 TFLOP：
+# 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元（token）的序列需要 0.82 TFLOP：
 # 投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；
 # $L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，
 # 在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB：真正要命的是这个平方项，
@@ -528,13 +539,14 @@ print(t("mha.nb.mask_same", ok=torch.allclose(a, same, atol=1e-6)))
 print(t("mha.nb.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# **Averaged weights hide the heads.** `nn.MultiheadAttention(..., need_weights=True)` returns
-# the *mean* over heads unless you pass `average_attn_weights=False`. In the trained model's
-# first layer, three of the four heads put nearly all of a query's weight on one position
-# (section 5's table). Compare the largest weight of a row, head by head and for the average:
+# **Averaged weights hide the heads.** Called with `need_weights=True` (the default),
+# `nn.MultiheadAttention` returns the *mean* over heads unless you pass
+# `average_attn_weights=False`. In the trained model's first layer, three of the four heads put
+# nearly all of a query's weight on one position (section 5's table). Compare the largest weight
+# of a row, head by head and for the average:
 
 # %% [markdown] tags=["lang-zh"]
-# **平均后的权重会掩盖各个头。** `nn.MultiheadAttention(..., need_weights=True)` 默认返回各头的*平均值*，
+# **平均后的权重会掩盖各个头。** 以 `need_weights=True`（默认值）调用 `nn.MultiheadAttention` 时，它返回的是各头的*平均值*，
 # 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上
 # （见第 5 节的表）。下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
 
@@ -548,15 +560,17 @@ print(t("mha.nb.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
 # it looks as if no head did anything sharp. Look at heads one by one.
 
 # %% [markdown] tags=["lang-zh"]
-# 三个头的最大权重分别达到 1.0、0.9 和 1.0，而各头平均后每行的最大权重只有 0.37：
-# 看起来好像没有哪个头在做什么明确的事。所以要逐个头地看。
+# 三个头的最大权重分别达到 1.0、0.9 和 1.0，而对各头取平均后，每行的最大权重只有 0.37：
+# 看上去好像没有哪个头关注得很集中。所以要逐个头地看。
 
 # %% [markdown] tags=["lang-en"]
 # **A width the heads do not divide.** Each head gets $E/h$ features, so $h$ must divide $E$;
-# attnkit says so instead of rounding silently:
+# attnkit says so instead of rounding silently, and an input of the wrong width gets an error
+# naming the width expected:
 
 # %% [markdown] tags=["lang-zh"]
-# **头数不能整除宽度。** 每个头分到 $E/h$ 个特征，因此 $h$ 必须整除 $E$；attnkit 会明确报错，而不是悄悄取整：
+# **头数不能整除宽度。** 每个头分到 $E/h$ 个特征，因此 $h$ 必须整除 $E$；attnkit 会明确报错，而不是悄悄取整。
+# 输入的宽度不对时，报错信息也会写明应有的宽度：
 
 # %%
 for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 15))):
@@ -646,12 +660,14 @@ check_count_params(my_count_params);
 #   each in an $E/h$-dimensional subspace, concatenated and mixed by $W^O$ (section 1).
 # - Heads are a reshape: `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`; no loop, and the split copies nothing (section 2).
 # - Loop, batched, packed, `einsum`, fused SDPA and `nn.MultiheadAttention` compute the same
-#   thing; the fused kernel is the fast one, and `is_causal=True` beats a causal mask tensor (section 3).
+#   thing; the fused kernel never stores the $(L, L)$ weights, and with `is_causal=True` it skips the
+#   masked half, which it cannot do when handed a causal mask tensor (section 3).
 # - An encoder layer is $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$ then the same around a feed-forward network (section 4).
 # - Trained on a task that needs several positions at once, heads specialise by themselves (section 5).
 # - $4E^2$ parameters and $O(LE^2 + L^2E)$ FLOPs whatever $h$; the weights take $h L^2$ memory per sequence (section 6).
 #
-# **Next:** chapter 05 — sharing keys and values between heads (GQA, MQA, MLA) to shrink the KV cache.
+# **Next:** chapter 05 — shrinking the KV cache by sharing keys and values between heads (GQA, MQA)
+# or compressing them into a small latent vector (MLA).
 #
 # ## References
 # - A. Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 — §3.2.2 (multi-head attention,
@@ -670,13 +686,13 @@ check_count_params(my_count_params);
 # - 一行 softmax 只是一个加权平均；$h$ 个头让每个位置得到 $h$ 个独立的平均，各自位于一个 $E/h$ 维的子空间，
 #   拼接后再由 $W^O$ 混合（第 1 节）。
 # - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，拆分时也不复制任何数据（第 2 节）。
-# - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子最快，
-#   而 `is_causal=True` 比传入因果掩码张量更快（第 3 节）。
+# - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子从不保存 $(L, L)$ 的权重，
+#   有了 `is_causal=True` 还会跳过被屏蔽的那一半，传入因果掩码张量则做不到这一点（第 3 节）。
 # - 编码器层就是 $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$，再在前馈网络外面套上同样的结构（第 4 节）。
 # - 在需要同时关注多个位置的任务上训练，各个头会自发地分工（第 5 节）。
-# - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 是 $O(LE^2 + L^2E)$；注意力权重每条序列要占 $h L^2$ 的内存（第 6 节）。
+# - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 都是 $O(LE^2 + L^2E)$；而每条序列的注意力权重要占 $h L^2$ 个数的内存（第 6 节）。
 #
-# **下一章**：第 05 章——让多个头共享键和值（GQA、MQA、MLA），从而缩小 KV 缓存。
+# **下一章**：第 05 章——让多个头共享键和值（GQA、MQA），或把它们压缩成一个低维的潜在向量（MLA），从而缩小 KV 缓存。
 #
 # ## 参考文献
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.2（多头注意力，MultiHead 公式），
