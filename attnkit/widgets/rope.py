@@ -63,7 +63,7 @@ register({
     "rope.w.trained": {"en": "trained length", "zh": "训练长度"},
     "rope.w.alibi_head": {"en": "head {h}: m = 1/{inv:g}", "zh": "第 {h} 个头：m = 1/{inv:g}"},
     "rope.w.alibi_title": {"en": "ALiBi: factor exp(−m·(i − j)) on each weight, causal",
-                           "zh": "ALiBi：每个权重乘上的因子 exp(−m·(i − j))（因果）"},
+                           "zh": "ALiBi：因果掩码下每个权重乘上的因子 exp(−m·(i − j))"},
     "rope.w.sin_title": {"en": "sinusoidal position encoding", "zh": "正弦位置编码"},
     "rope.w.dim": {"en": "dimension", "zh": "维度"},
     "rope.w.pos_axis": {"en": "position", "zh": "位置"},

@@ -35,7 +35,7 @@
 # - 为什么单靠注意力分不清“狗咬人”和“人咬狗”——直接运行给你看；
 # - 绝对位置编码（正弦编码与可学习编码），以及为什么注意力真正需要的是*相对*位置；
 # - 旋转位置编码（RoPE）：把每一对通道按与位置成正比的角度旋转，使 $q_m \cdot k_n$ 只依赖于 $m - n$——先证明，再数值验证；
-# - 两种通道配对方式（RoFormer 的相邻交错配对，GPT-NeoX/LLaMA 的前后两半配对），以及把一种变成另一种的置换；
+# - 实际使用中的两种通道配对方式（RoFormer 的相邻交错配对，GPT-NeoX/LLaMA 的前后两半配对），以及把一种变成另一种的置换；
 # - ALiBi（给每个头的分数加偏置，而不是旋转）和 xPos（带衰减的 RoPE）；
 # - 超出训练长度时会发生什么，位置插值（PI）、NTK 感知缩放和 YaRN 又分别改变了什么；
 # - RoPE 的开销（没有参数；实测耗时）以及会导致角度出错的常见陷阱。
@@ -88,7 +88,7 @@ print("torch", torch.__version__.split("+")[0])
 # ## 1. 注意力并不知道输入的顺序
 #
 # 把一个序列中的词元（token）打乱顺序，再算一遍注意力：每个输出都还在，只是按同样的方式被打乱了。
-# softmax 加权平均只关心键的内容，不关心键在哪个位置。没有额外的信息，“狗咬人”和“人咬狗”就是同一袋词元。
+# softmax 加权平均只关心键的内容，不关心键在哪个位置。没有额外的信息，“狗咬人”和“人咬狗”就只是同一组词元，分不出先后。
 
 # %%
 torch.manual_seed(0)
@@ -188,11 +188,11 @@ except IndexError as err:
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
 #   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
 #   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
-#   \qquad \theta_i = \text{base}^{-2i/d} \quad （\text{RoFormer 式 13–15}）.$$
+#   \qquad \theta_i = \text{base}^{-2i/d} \quad (\text{RoFormer 式 13–15}).$$
 #
 # 把整个分块对角的旋转矩阵记作 $R_m$。旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
 #
-# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad （\text{RoFormer 式 16}），$$
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer 式 16}),$$
 #
 # 它对位置的依赖只通过 $n - m$ 体现。用复数写只需一行：把一对通道 $(a, b)$ 看成 $a + ib$，旋转就是乘以 $e^{im\theta}$，而
 # $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$。
@@ -248,8 +248,8 @@ print(f"closed form for m - n = 2 (no positions needed): {rope_relative_scores(q
 # property for random vectors, widths and offsets.
 
 # %% [markdown] tags=["lang-zh"]
-# 前三对位置都相隔 2，得到的分数在打印出的每一位上都相同；只用距离计算的闭式解（RoFormer 式 16）也与之一致。
-# 第四对相隔 $-2$，分数就不同了：RoPE 不仅知道距离，还知道*方向*。测试集会在随机向量、随机宽度和随机偏移上检查这条性质。
+# 前三对位置都相隔 2，打印出的分数每一位都相同；只用距离算出的闭式表达式（RoFormer 式 16）也与之一致。
+# 第四对相隔 $-2$，分数就不同了：RoPE 不仅知道距离，还知道*方向*。attnkit 的测试会用随机向量、随机宽度和随机偏移检查这条性质。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. Explore: a pair turning, and the score against distance
@@ -265,7 +265,7 @@ print(f"closed form for m - n = 2 (no positions needed): {rope_relative_scores(q
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 动手探索：旋转的通道对，以及分数随距离的变化
 #
-# 拖动**位置**滑块：红色箭头是通道对 $(1, 0)$ 旋转到位置 $m$ 后的样子（小圆点是之前各个位置）。
+# 拖动**位置**滑块：红色箭头是取值为 $(1, 0)$ 的一对通道旋转到位置 $m$ 后的样子（小圆点是之前各个位置）。
 # 拖动**通道对**滑块：第 0 对每个位置转 1 弧度（$\theta_0 = 1$），最后几对只转其中极小的一部分——中间的图以对数刻度画出了每一对的速度 $\theta_i$。
 # 选择**底数**：它决定最慢的一对有多慢。右图是 $q = k = (1, \dots, 1)$ 相隔 $m - n$ 时的分数，除以距离为 0 时的值：
 # 两个词元离得越远，分数越低，这就是 RoFormer §3.4.3 所说的*远程衰减*；底数越小，衰减越快。
@@ -389,15 +389,15 @@ with torch.no_grad():
 # $-m_h\,(i - j)$ for query $i$ and key $j \le i$, a penalty growing linearly with distance. The
 # slopes $m_h$ form a geometric sequence: for $n$ heads (a power of two) it starts at
 # $2^{-8/n}$ with that same ratio, so 8 heads get $1/2, 1/4, \dots, 1/256$. For other head counts
-# the paper takes the slopes of the largest power of two below, then every other slope of the
-# next power of two:
+# the authors' reference code takes the slopes of the largest power of two below, then every other
+# slope of the next power of two:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 7. ALiBi 与 xPos
 #
 # **ALiBi**（Press 等，2022）不做任何旋转。它给第 $h$ 个头的分数加上一个偏置：对查询 $i$ 和键 $j \le i$ 加 $-m_h\,(i - j)$，
 # 这个惩罚随距离线性增长。斜率 $m_h$ 构成等比数列：对于 $n$ 个头（$n$ 为 2 的幂），首项为 $2^{-8/n}$，公比也是 $2^{-8/n}$，
-# 所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，论文先取不超过它的最大 2 的幂对应的斜率，
+# 所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，作者的参考代码先取小于头数的最大 2 的幂对应的斜率，
 # 再从下一个 2 的幂对应的斜率序列中隔一个取一个：
 
 # %%
@@ -456,7 +456,7 @@ print("xPos score depends only on m - n:", torch.allclose(qa @ ka.T, qb @ kb.T))
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 更长的上下文：超出训练长度之后
 #
-# 假设一个模型在 $L = 256$ 个位置上训练（真实模型是 2k–8k），$d = 64$，底数为 10000，现在想在 $sL$（$s = 4$）的长度上使用它。
+# 假设一个模型在 $L = 256$ 个位置上训练（真实模型一般是 2k–8k），$d = 64$，底数为 10000，现在想在 $sL$（$s = 4$）的长度上使用它。
 # 快的通道对在训练中已经转了很多圈，见过所有角度；慢的通道对却连一圈都没转完：
 
 # %%
@@ -470,7 +470,7 @@ print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * tu
 # For those 19 pairs, positions beyond 256 produce angles the model never saw, and its scores
 # become unreliable. Three fixes change the frequencies $\theta_i$ (and nothing else):
 #
-# - **position interpolation** (PI, Chen et al. 2023, §2.2): divide every position by $s$, that is
+# - **position interpolation** (PI, Chen et al. 2023, §2.3): divide every position by $s$, that is
 #   $\theta'_i = \theta_i / s$. Every angle stays in the trained range, but neighbouring tokens are
 #   now $s$ times harder to tell apart.
 # - **NTK-aware scaling** (bloc97 2023; YaRN paper §3.1): raise the base to
@@ -478,7 +478,8 @@ print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * tu
 #   exactly $s$, and those in between by less.
 # - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
 #   trained length, keep $\theta_i$ where $r_i > \beta = 32$, divide by $s$ where $r_i < \alpha = 1$,
-#   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$. It
+#   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$ with
+#   $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$ clipped to $[0, 1]$. It
 #   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, a temperature the
 #   authors fitted because it lowered perplexity on long documents.
 
@@ -486,13 +487,13 @@ print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * tu
 # 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。
 # 有三种修正办法，它们都只改变频率 $\theta_i$（其他什么都不变）：
 #
-# - **位置插值**（PI，Chen 等，2023，§2.2）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。
+# - **位置插值**（PI，Chen 等，2023，§2.3）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。
 #   所有角度都落在训练见过的范围内，但相邻词元之间的差别缩小为原来的 $1/s$，更难区分了。
 # - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数提高到 $b' = b\, s^{d/(d-2)}$。
 #   最快的一对（$\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$，中间的各对除以比 $s$ 小的数。
 # - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
 #   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变，当 $r_i < \alpha = 1$ 时除以 $s$，两者之间线性过渡：
-#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，
+#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，其中 $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，
 #   这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
 
 # %%
@@ -537,7 +538,7 @@ scaling.static();
 # `nn.MultiheadAttention` of the same size:
 
 # %% [markdown] tags=["lang-zh"]
-# 哪种方法效果最好，要靠在长文档上微调来实证回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
+# 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
 # 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数
 # （`linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq`、`scaled_rope_embeddings`）。
 #
@@ -682,7 +683,7 @@ print(f"largest error of cos from float32 angles: {(torch.cos(angle32).double() 
 # %% [markdown] tags=["lang-zh"]
 # ## 11. 练习
 #
-# **练习 1.** 把二维点 $(x, y)$ 逆时针旋转 `angle` 弧度，返回元组 `(x', y')`。
+# **练习 1**：把二维点 $(x, y)$ 逆时针旋转 `angle` 弧度，返回元组 `(x', y')`。
 
 # %%
 from attnkit.exercises.ch06 import check_alibi_slopes, check_apply_rope, check_ntk_base, check_rotate_pair
@@ -701,7 +702,7 @@ _ = check_rotate_pair(my_rotate_pair)
 # row $m$ holds $\cos m\theta_i$ and $\sin m\theta_i$.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 按**前后两半配对**的约定（GPT-NeoX / LLaMA：第 $i$ 对是通道 $(i, i + d/2)$），对形状为 `(L, d)` 的一个头 `x` 应用 RoPE。
+# **练习 2**：按**前后两半配对**的约定（GPT-NeoX / LLaMA：第 $i$ 对是通道 $(i, i + d/2)$），对形状为 `(L, d)` 的一个头 `x` 应用 RoPE。
 # `cos` 和 `sin` 的形状为 `(L, d/2)`，第 $m$ 行分别是 $\cos m\theta_i$ 和 $\sin m\theta_i$。
 
 # %%
@@ -714,10 +715,10 @@ _ = check_apply_rope(my_apply_rope)
 
 # %% [markdown] tags=["lang-en"]
 # **Exercise 3.** Return the ALiBi slopes for `num_heads` heads, as a float tensor of shape
-# `(num_heads,)`, following the paper's rule (the checker tries 8, 12, 4 and 6 heads).
+# `(num_heads,)`, following the rule of section 7 (the checker tries 8, 12, 4 and 6 heads).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 按论文的规则返回 `num_heads` 个头的 ALiBi 斜率，形状为 `(num_heads,)` 的浮点张量（检查器会测试 8、12、4 和 6 个头）。
+# **练习 3**：按第 7 节的规则返回 `num_heads` 个头的 ALiBi 斜率，形状为 `(num_heads,)` 的浮点张量（检查器会测试 8、12、4 和 6 个头）。
 
 # %%
 def my_alibi_slopes(num_heads):
@@ -732,7 +733,7 @@ _ = check_alibi_slopes(my_alibi_slopes)
 # scale factor `scale`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4.** 给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$。
+# **练习 4**：给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$。
 
 # %%
 def my_ntk_base(base, head_dim, scale):
@@ -764,7 +765,7 @@ _ = check_ntk_base(my_ntk_base)
 # - A. Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 — §3.5 (sinusoidal encoding).
 # - O. Press, N. A. Smith, M. Lewis, *Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation* (ALiBi), ICLR 2022 — §3 (bias and slopes).
 # - Y. Sun et al., *A Length-Extrapolatable Transformer* (xPos), arXiv:2212.10554 — §3.
-# - S. Chen et al., *Extending Context Window of Large Language Models via Positional Interpolation*, arXiv:2306.15595 — §2.2.
+# - S. Chen et al., *Extending Context Window of Large Language Models via Positional Interpolation*, arXiv:2306.15595 — §2.3.
 # - bloc97, *NTK-Aware Scaled RoPE allows LLaMA models to have extended (8k+) context size without any fine-tuning*, r/LocalLLaMA, 2023.
 # - B. Peng et al., *YaRN: Efficient Context Window Extension of Large Language Models*, arXiv:2309.00071 — §3.1 (NTK-aware), §3.2 (NTK-by-parts ramp), §3.4 (temperature $\sqrt{1/t} = 0.1\ln s + 1$).
 # - S. Black et al., *GPT-NeoX-20B*, 2022, and Hugging Face `transformers`, `modeling_llama.py` (`rotate_half`; the half-split convention).
@@ -775,7 +776,7 @@ _ = check_ntk_base(my_ntk_base)
 # - 单靠注意力看不到顺序（第 1 节）。绝对位置编码把位置向量加到输入上；可学习的位置表到最后一个训练过的位置就没有了。
 # - RoPE 把 $q$ 和 $k$ 的每一对通道旋转 $m\theta_i$，$\theta_i = \text{base}^{-2i/d}$；于是分数只依赖于 $m - n$（第 3 节给出证明与验证），
 #   并且有随距离衰减的趋势（第 4 节）。它不增加参数，耗时也很少（第 9 节）。
-# - 相邻交错配对与前后两半配对的 RoPE 只差 $W_Q, W_K$ 行的一个置换。
+# - 相邻交错配对与前后两半配对的 RoPE 只相差对 $W_Q$、$W_K$ 各行的一次置换。
 # - ALiBi 给分数加上 $-m_h (i - j)$，斜率构成等比数列；xPos 在 RoPE 上再乘一个衰减。
 # - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，
 #   YaRN 只对慢的通道对插值，并重新缩放分数。
@@ -788,7 +789,7 @@ _ = check_ntk_base(my_ntk_base)
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.5（正弦位置编码）。
 # - O. Press、N. A. Smith、M. Lewis，*Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation*（ALiBi），ICLR 2022——§3（偏置与斜率）。
 # - Y. Sun 等，*A Length-Extrapolatable Transformer*（xPos），arXiv:2212.10554——§3。
-# - S. Chen 等，*Extending Context Window of Large Language Models via Positional Interpolation*，arXiv:2306.15595——§2.2。
+# - S. Chen 等，*Extending Context Window of Large Language Models via Positional Interpolation*，arXiv:2306.15595——§2.3。
 # - bloc97，*NTK-Aware Scaled RoPE allows LLaMA models to have extended (8k+) context size without any fine-tuning*，r/LocalLLaMA，2023。
 # - B. Peng 等，*YaRN: Efficient Context Window Extension of Large Language Models*，arXiv:2309.00071——§3.1（NTK 感知缩放），§3.2（NTK-by-parts 过渡函数），§3.4（温度 $\sqrt{1/t} = 0.1\ln s + 1$）。
 # - S. Black 等，*GPT-NeoX-20B*，2022；Hugging Face `transformers` 的 `modeling_llama.py`（`rotate_half`，前后两半配对的约定）。
