@@ -308,7 +308,7 @@ def rope_score_curve(distances, head_dim: int, base: float = 10000.0,
 
 
 def linear_scaled_inv_freq(inv_freq: torch.Tensor, scale: float) -> torch.Tensor:
-    """Position interpolation (Chen et al. 2023, arXiv:2306.15595, sec. 2.2):
+    """Position interpolation (Chen et al. 2023, arXiv:2306.15595, sec. 2.3):
     f'(x, m) = f(x, m L / L'), i.e. every position is divided by s = L'/L, which is the same as
     dividing every frequency theta_i by s."""
     _check_positive(scale, "scale")
