@@ -13,8 +13,8 @@ register({
                        "zh": "练习 1 · 合并两个分块的部分结果"},
     "ch07.ex1.hint": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
                             "l = w1 + w2 and o = (w1 * o1 + w2 * o2) / l (w[:, None] for o). Never compute exp(m) itself.",
-                      "zh": "m = max(m1, m2)；每部分在新基准下的“质量”是 w = exp(m_部分 - m) * l_部分；"
-                            "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（乘 o 时用 w[:, None]）。不要直接计算 exp(m)。"},
+                      "zh": "m = max(m1, m2)；每部分换算到新最大值下的“质量”为 w1 = exp(m1 - m) * l1（w2 同理）；"
+                            "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（与 o 相乘时用 w[:, None]）。不要直接计算 exp(m)。"},
     "ch07.ex2.title": {"en": "Exercise 2 · which tiles can a causal mask skip?",
                        "zh": "练习 2 · 因果掩码可以跳过哪些分块？"},
     "ch07.ex2.hint": {"en": "Rows are q_start .. q_end - 1 and columns k_start .. k_end - 1 (end excluded). The tile is skipped "
@@ -22,7 +22,7 @@ register({
                       "zh": "行是 q_start .. q_end - 1，列是 k_start .. k_end - 1（不含 end）。当分块中最小的键"
                             "也在最大的查询之后时整块跳过：k_start > q_end - 1。"},
     "ch07.ex3.title": {"en": "Exercise 3 · slow-memory traffic of the tiled forward",
-                       "zh": "练习 3 · 分块前向计算访问慢速内存的次数"},
+                       "zh": "练习 3 · 分块前向计算的慢速内存访问量"},
     "ch07.ex3.hint": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
                             "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
                       "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"

@@ -37,10 +37,10 @@ register({
     "flash.w.skipped": {"en": "skipped (causal)", "zh": "跳过（因果掩码）"},
     "flash.w.key": {"en": "key j", "zh": "键 j"},
     "flash.w.query": {"en": "query i", "zh": "查询 i"},
-    "flash.w.state_title": {"en": "row {row}: running max m and sum l", "zh": "第 {row} 行：运行最大值 m 与和 l"},
+    "flash.w.state_title": {"en": "row {row}: running max m and sum l", "zh": "第 {row} 行：当前最大值 m 与累加和 l"},
     "flash.w.tiles_seen": {"en": "K/V tiles seen by this row", "zh": "这一行已处理的 K/V 分块数"},
     "flash.w.out_title": {"en": "row {row}: output so far vs exact", "zh": "第 {row} 行：当前输出与精确输出"},
-    "flash.w.so_far": {"en": "so far", "zh": "目前"},
+    "flash.w.so_far": {"en": "so far", "zh": "当前输出"},
     "flash.w.exact": {"en": "exact", "zh": "精确值"},
     "flash.w.channel": {"en": "value channel", "zh": "值的通道"},
     # tables and static figures of the chapter

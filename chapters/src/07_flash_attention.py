@@ -31,13 +31,13 @@
 #
 # **本章内容**
 # - 为什么在 GPU 上，注意力的瓶颈是*搬运数据*，而不是算术运算；
-# - 第 03 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，不是近似；
+# - 第 03 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，而不是近似；
 # - 两种循环顺序（FlashAttention-1：外层循环遍历键和值；FlashAttention-2：外层循环遍历查询），
 #   以及因果掩码如何让整个分块直接跳过；
-# - 在本机上实测：内存峰值随 $N$ 线性增长，而不是平方增长；再如实看看 Python 分块循环的运行时间；
+# - 在本机上实测：内存峰值随 $N$ 线性增长，而不是平方增长；同时如实看一看 Python 分块循环要花多少时间；
 # - 反向传播：不保存注意力权重，而是重新计算各个分块。
 #
-# **预备知识**：第 01 章（缩放点积注意力、因果掩码）和第 03 章（在线 softmax：运行最大值与运行和）。
+# **预备知识**：第 01 章（缩放点积注意力、因果掩码）和第 03 章（在线 softmax：当前最大值与当前累加和）。
 
 # %%
 import math
@@ -66,8 +66,9 @@ print("torch", torch.__version__.split("+")[0], "· threads:", torch.get_num_thr
 # A GPU has two kinds of memory. **HBM** (high-bandwidth memory) is large — 40–80 GB on an
 # NVIDIA A100 — but every byte of it travels over a bus of 1.5–2.0 TB/s. **SRAM**, on the chip
 # next to the arithmetic units, is tiny — 192 KB per streaming multiprocessor, 108 of them — but
-# about ten times faster (≈ 19 TB/s). Meanwhile the tensor cores can do 312 TFLOP/s in half
-# precision (figures from the FlashAttention paper, §2.1).
+# about ten times faster (≈ 19 TB/s; these figures are from the FlashAttention paper, §2.1).
+# Meanwhile the tensor cores can do 312 TFLOP/s of half-precision matrix multiplication
+# (FlashAttention-2 paper, §3.1).
 #
 # So an operation is **memory-bound** when it does fewer FLOPs per byte it moves than the ratio
 # (peak FLOP/s) / (bandwidth) — and then faster arithmetic does not help. Standard attention
@@ -79,15 +80,19 @@ print("torch", torch.__version__.split("+")[0], "· threads:", torch.get_num_thr
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么注意力受限于内存带宽
 #
-# GPU 上有两种内存。**HBM**（高带宽内存）容量大——NVIDIA A100 上有 40–80 GB——但其中的每个字节都要经过
-# 带宽为 1.5–2.0 TB/s 的总线。**SRAM** 就在芯片上、紧挨着运算单元，容量很小——每个流式多处理器（SM）
-# 192 KB，一共 108 个——速度却快约十倍（约 19 TB/s）。而张量核心的半精度算力可达 312 TFLOP/s
-# （这些数字取自 FlashAttention 论文 §2.1）。
+# GPU 上有两种内存。**HBM**（高带宽内存）容量大——NVIDIA A100 上有 40–80 GB——但其中的每个字节都要经过带宽为 1.5–2.0 TB/s 的总线。
+# **SRAM** 就在芯片上，紧挨着运算单元，
+# 容量很小——每个流式多处理器（SM）只有 192 KB，一共 108 个——速度却快约十倍（约 19 TB/s；
+# 以上数字取自 FlashAttention 论文 §2.1）。与此同时，
+# 张量核心的半精度矩阵乘法算力可达 312 TFLOP/s（FlashAttention-2 论文 §3.1）。
 #
-# 因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，它就是**受限于内存带宽**
-# （memory-bound）的——这时算得再快也没用。标准注意力分三步，每一步都从 HBM 读入输入、再把结果写回 HBM：
-# $S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。下面为单个头、$N = 4096$、$d = 64$、float16
-# （每个元素 2 字节；softmax 每个元素约 5 次浮点运算：求最大值、相减、exp、求和、相除）统计浮点运算次数和字节数：
+# 因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，
+# 它就是**受限于内存带宽**（memory-bound）的——这时算得再快也无济于事。
+# 标准注意力分三步，每一步都从 HBM 读入输入，再把结果写回 HBM：
+# $S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。
+# 下面以单个头、$N = 4096$、$d = 64$、float16 为例（每个元素 2 字节；
+# softmax 每个元素约需 5 次浮点运算：求最大值、相减、exp、求和、相除），
+# 统计各步的浮点运算次数和搬运的字节数：
 
 # %%
 PEAK_FLOPS = 312e12   # A100, float16 tensor cores (FLOP/s)
@@ -119,11 +124,11 @@ print(f"ridge point: {PEAK_FLOPS / HBM_BW:.0f} FLOPs/byte")
 # needs a whole row before it can normalise — and chapter 03 already removed that obstacle.
 
 # %% [markdown] tags=["lang-zh"]
-# 三个步骤都低于每字节 208 次浮点运算这个临界点，softmax 更是远远低于它（每字节 1.2 次）：
-# 按这个模型，GPU 大部分时间都在等待 $N \times N$ 的矩阵 $S$ 和 $P$ 在 HBM 之间来回搬运。
-# FlashAttention（Dao 等，2022）的思路是根本不把它们写出去：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
-# 算出这一分块的分数，把它并入输出，然后处理下一块。唯一的障碍是 softmax：它要看到整行才能归一化——
-# 而第 03 章已经扫清了这个障碍。
+# 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它（每字节 1.2 次）：
+# 按这个模型，GPU 大部分时间都在等待 $N \times N$ 的矩阵 $S$ 和 $P$ 写入 HBM、再读回来。
+# FlashAttention（Dao 等，2022）的思路是根本不把它们写入 HBM：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
+# 算出这一分块的分数，把它并入输出，然后处理下一块。
+# 唯一的障碍是 softmax：它要看到整行才能归一化——而第 03 章已经扫清了这个障碍。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. From the online softmax to tiled attention
@@ -135,8 +140,8 @@ print(f"ridge point: {PEAK_FLOPS / HBM_BW:.0f} FLOPs/byte")
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 从在线 softmax 到分块注意力
 #
-# 第 03 章用一次流式扫描算出 softmax，只保留运行最大值 $m$ 和运行和 $\ell = \sum_j e^{x_j - m}$；
-# 当新的一段把最大值抬高到 $m'$ 时，旧的和要乘以 $e^{m - m'}$ 重新换算：
+# 第 03 章只用一次流式遍历就算出了 softmax，只需维护当前最大值 $m$ 和当前累加和 $\ell = \sum_j e^{x_j - m}$；
+# 当新的一段把最大值抬高到 $m'$ 时，旧的累加和要乘以 $e^{m - m'}$，换算到新的最大值上：
 
 # %%
 x = torch.randn(3, 10) * 4
@@ -156,15 +161,15 @@ print("online softmax == softmax:", torch.allclose(online_softmax(x, chunk_size=
 # few lines: an outer loop over blocks of queries, an inner loop over blocks of keys and values.
 
 # %% [markdown] tags=["lang-zh"]
-# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即以 softmax 为权重的值的加权和。
-# 于是对每个查询行，在 $m$ 和 $\ell$ 之外再保留一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
-# 新来一个分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$ 时，这样更新（FlashAttention-2，算法 1）：
+# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即用 softmax 权重对值加权求和。
+# 为此，对每个查询行，在 $m$ 和 $\ell$ 之外再维护一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
+# 每来一个新的分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$，就按下式更新（FlashAttention-2，算法 1）：
 #
 # $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
 # $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
 #
-# 处理完最后一个分块后 $o = a / \ell$。同一个缩放因子 $e^{m - m'}$ 同时修正了和与累加器，
-# 因为两者都是相对旧的最大值算出来的。下面几行代码就是全部：外层循环遍历查询的各块，内层循环遍历键和值的各块。
+# 处理完最后一个分块后，$o = a / \ell$。同一个缩放因子 $e^{m - m'}$ 同时修正了累加和与累加器，
+# 因为两者都是相对于旧的最大值算出来的。下面用几行代码实现它：外层循环遍历查询的各块，内层循环遍历键和值的各块。
 
 # %%
 def tiled_attention(q, k, v, block=4):
@@ -202,8 +207,8 @@ print("matches attnkit.flash:", torch.allclose(ours, flash_attention(q, k, v, bl
 # %% [markdown] tags=["lang-zh"]
 # `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
 # loop_order, return_lse)` 是同一个算法，面向形状为 `(batch, heads, N, d)` 的张量：支持两种循环顺序、
-# 可以跳过分块的因果掩码、ALiBi 偏置、任意分块大小，还能返回反向传播需要的每行 log-sum-exp $m + \log \ell$。
-# 测试会在随机形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几个比较：
+# 能跳过分块的因果掩码、ALiBi 偏置和任意分块大小，还提供反向传播所需的每行 log-sum-exp $m + \log \ell$。
+# 测试在随机的形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几项比较：
 
 # %%
 qb, kb, vb = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16)  # (B, H, N, d)
@@ -234,15 +239,16 @@ print("ALiBi equal to SDPA with the explicit bias:",
 # computed with the mask; tiles below it need no mask at all.
 
 # %% [markdown] tags=["lang-zh"]
-# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一次装入一块 $K_j, V_j$，
-# 然后遍历查询的每一块，每次都要从 HBM 读出、再写回这一块的输出以及 $m$ 和 $\ell$，
-# 并且每处理完一个分块都让输出保持归一化（每个分块作为一个部分结果合并进来，就像第 03 章合并两个部分那样）。
+# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，
+# 然后遍历所有查询块，每次都要从 HBM 读出这一查询块的输出以及 $m$ 和 $\ell$，算完再写回；
+# 每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 03 章合并两部分那样）。
 # FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；
-# 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行起来。
+# 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
 #
-# **因果掩码下的分块。** 有因果掩码时，只有 $j \le i$ 时查询 $i$ 才能看到键 $j$。
-# 行为 $[q_0, q_1)$、列为 $[k_0, k_1)$ 的分块，如果其中*最小*的键也在*最大*的查询之后，即 $k_0 > q_1 - 1$，
-# 那么整块都被屏蔽：直接跳过，根本不计算。对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+# **因果掩码下的分块。** 有因果掩码时，只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$。
+# 对于行范围为 $[q_0, q_1)$、列范围为 $[k_0, k_1)$ 的分块，如果其中*最小*的键也在*最大*的查询之后，
+# 即 $k_0 > q_1 - 1$，整块就都被屏蔽了：直接跳过，根本不计算。
+# 对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. Explore: step through the loop
@@ -261,8 +267,8 @@ print("ALiBi equal to SDPA with the explicit bias:",
 # 下面的交互控件在 16 个查询、16 个键上运行分块循环，分块大小为 4 × 4。拖动**步骤**滑块，每次前进一个分块：
 # 蓝色分块已经算完（画出了其中的分数），橙色框是当前分块，灰色分块尚未计算，白色分块被因果掩码跳过。
 # 切换**循环顺序**，可以看到 FlashAttention-1 沿着列向下走、FlashAttention-2 沿着行向右走。
-# 中间的图跟踪一个**查询行**（虚线框）：每处理完一个键/值分块后它的运行最大值 $m$ 与运行和 $\ell$；
-# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
+# 中间的图跟踪一个**查询行**（虚线框），画出它每处理完一个键/值分块后的当前最大值 $m$ 与累加和 $\ell$；
+# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"]
 explorer = wf.flash_explorer()
@@ -275,8 +281,8 @@ explorer.static();
 # sum, and the output reaches the exact value when the row's last tile is done:
 
 # %% [markdown] tags=["lang-zh"]
-# 这些图背后的数据来自纯函数 `flash_step_state`。对最后一行（因果掩码，FlashAttention-2 的顺序）来说，
-# 每来一个新的键/值分块，最大值就被抬高、和也随之增加；处理完这一行的最后一个分块时，输出恰好达到精确值：
+# 这些图背后的数据来自纯函数 `flash_step_state`。以最后一行为例（因果掩码，FlashAttention-2 的循环顺序），
+# 每来一个新的键/值分块，最大值都被抬高，累加和也随之增大；处理完这一行的最后一个分块时，输出恰好等于精确值：
 
 # %%
 for step in (7, 8, 9, 10):
@@ -289,7 +295,7 @@ for step in (7, 8, 9, 10):
 # ## 4. What it costs, measured
 #
 # **FLOPs** do not change: every unmasked score is still computed once, $4N^2d$ FLOPs for the
-# two matrix products (half of that with a causal mask, now that masked tiles are skipped).
+# two matrix products (about half of that with a causal mask, now that masked tiles are skipped).
 # **Memory** does: plain attention holds $N \times N$ scores and weights; the tiled forward holds
 # $q, k, v$, the output, $m$, $\ell$ — all $O(Nd)$ — and one $B_q \times B_k$ tile.
 #
@@ -301,14 +307,14 @@ for step in (7, 8, 9, 10):
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 开销：实测
 #
-# **浮点运算次数**不变：每个未被屏蔽的分数仍然恰好计算一次，两次矩阵乘法共 $4N^2d$ 次浮点运算
-# （有因果掩码时，由于被屏蔽的分块直接跳过，只需一半左右）。**内存**则不同：普通注意力要保存 $N \times N$
-# 的分数和注意力权重；分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个
-# $B_q \times B_k$ 的分块。
+# **浮点运算次数**不变：每个未被屏蔽的分数仍然恰好计算一次，
+# 两次矩阵乘法共 $4N^2d$ 次浮点运算（有因果掩码时，由于被屏蔽的分块直接跳过，只需一半左右）。**内存**则不同：
+# 普通注意力要保存 $N \times N$ 的分数和注意力权重；
+# 分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个 $B_q \times B_k$ 的分块。
 #
-# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值：它监视 torch 执行的每一个张量运算
-# （一个 `TorchDispatchMode`），把每一时刻仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供分配器统计信息，
-# Python 的 `tracemalloc` 也看不到 torch 的内存。）单个头，$d = 64$，分块大小 256 × 256：
+# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值：它借助 `TorchDispatchMode` 监视 torch 执行的每一个张量运算，
+# 把每一时刻仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供内存分配器的统计信息，
+# Python 的 `tracemalloc` 也看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
 
 # %%
 ns, plain_peaks, tiled_peaks = (256, 512, 1024, 2048), [], []
@@ -325,25 +331,27 @@ wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
 # Each doubling of $N$ multiplies the plain peak by 4 (the $N \times N$ matrices), while the tiled
 # peak grows far more slowly: at $N = 2048$ it needs 0.028 of the plain peak. At $N = 256$ a
 # single 256 × 256 tile is the whole matrix, so tiling saves nothing there (1.173); beyond the
-# tile size, the growth is the linear $O(Nd)$ of inputs and outputs. The benchmark
-# `benchmarks/bench_flash.py` goes on to $N = 4096$.
+# tile size, what grows is the output and the per-row log-sum-exp, linearly, $O(Nd)$ (the inputs
+# were made before the call and are not counted). The benchmark `benchmarks/bench_flash.py`
+# goes on to longer sequences.
 #
 # **Time** is another story. The next cell times the three versions on this CPU. PyTorch's SDPA
 # is a fused C++ kernel (on CPU it is itself a tiled, flash-style kernel); attnkit's plain version
-# is three PyTorch operations; the tiled version is a *Python* loop that launches a handful of
+# runs section 1's three steps as whole-matrix PyTorch operations; the tiled version is a *Python*
+# loop that launches a handful of
 # small operations per tile. All three run on one thread (set at the top of the notebook). The
 # timings vary from run to run and machine to machine, so this cell's output is not checked:
 
 # %% [markdown] tags=["lang-zh"]
 # $N$ 每翻一倍，普通实现的峰值就变成 4 倍（$N \times N$ 的矩阵），而分块实现的峰值增长得慢得多：
 # 在 $N = 2048$ 时只需要普通实现峰值的 0.028。在 $N = 256$ 时，一个 256 × 256 的分块就是整个矩阵，
-# 分块毫无节省（1.173）；一旦 $N$ 超过分块大小，增长的就只是输入和输出的线性 $O(Nd)$。
-# 基准脚本 `benchmarks/bench_flash.py` 一直测到 $N = 4096$。
+# 分块毫无节省（1.173）；一旦 $N$ 超过分块大小，增长的只是输出和每行的 log-sum-exp，
+# 呈线性，即 $O(Nd)$（输入在调用之前就已创建，不计在内）。基准脚本 `benchmarks/bench_flash.py` 还会测到更长的序列。
 #
-# **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。PyTorch 的 SDPA 是融合的 C++ 算子
-# （在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现是三个 PyTorch 运算；
-# 分块实现则是一个 *Python* 循环，每个分块要启动好几个小运算。三者都只用一个线程（在本笔记本开头设置）。
-计时结果随运行和机器而变，所以这个单元格的输出不做比对：
+# **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。
+# PyTorch 的 SDPA 是融合的 C++ 算子（在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现用整矩阵的 PyTorch 运算完成第 1 节的三个步骤；
+# 分块实现则是一个 *Python* 循环，每个分块都要启动好几个小运算。三者都只用一个线程（在本笔记本开头设置）。
+# 计时结果因运行、因机器而异，所以测试不比对这个单元格的输出：
 
 # %% tags=["nbval-ignore-output"]
 def best_ms(fn, *args, repeats=3):  # the best of a few runs, in milliseconds
@@ -376,12 +384,13 @@ print(viz.format_table([t("flash.col.n"), t("flash.col.sdpa_ms"), t("flash.col.p
 # A100 (Figure 1) and 3× faster end-to-end GPT-2 training (abstract).
 
 # %% [markdown] tags=["lang-zh"]
-# Python 分块循环比 PyTorch 的融合算子慢得多。这不是算法本身的问题：每个分块都要付出 Python 和 PyTorch 每次运算的固定开销，
-# 而且每个小运算都要把结果写到主存、再读回来——这正是该算法想要避免的数据搬运。真正的 FlashAttention 算子
-# （CUDA 或 Triton）在*一个*算子内部跑完整个循环：$Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次，
-# 分数、指数、运行最大值、运行和与累加器都不离开芯片，只有最终输出和 log-sum-exp 写回 HBM。
-# 正因如此，在 GPU 上它做同样多的浮点运算，却比标准注意力更快：FlashAttention 论文报告，
-# 在 A100 上 GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
+# Python 分块循环比 PyTorch 的融合算子慢得多。这不是算法本身的问题：
+# 每个分块都要承担 Python 和 PyTorch 每次运算的固定开销，
+# 而且每个小运算都要把结果写到主存、再读回来——这恰恰是该算法要避免的数据搬运。
+# 真正的 FlashAttention 算子（用 CUDA 或 Triton 编写）在*同一个*算子内跑完整个循环：
+# $Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次，分数、指数、当前最大值、累加和与累加器都不离开芯片，
+# 只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快：
+# FlashAttention 论文报告，在 A100 上 GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
 
 # %% [markdown] tags=["lang-en"]
 # **The IO model.** The FlashAttention paper (Theorem 2) counts the elements read and written in
@@ -391,9 +400,10 @@ print(viz.format_table([t("flash.col.n"), t("flash.col.sdpa_ms"), t("flash.col.p
 # elements, which is $\Theta(N^2 d^2 / M)$. For $d = 64$ and $N = 4096$:
 
 # %% [markdown] tags=["lang-zh"]
-# **IO 模型。** FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：
-# 按我们的计数是 $4Nd + 4N^2$。若片上内存能放 $M$ 个元素，FlashAttention-1 使用大小为 $B_c = \lceil M/4d \rceil$
-# 的键/值块，因此要对 $Q$ 和 $O$ 扫描 $T_c = \lceil N / B_c \rceil$ 遍：共 $2Nd + T_c(3Nd + 4N)$ 个元素，
+# **IO 模型。** FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。
+# 标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：按我们的计数是 $4Nd + 4N^2$。
+# 若片上内存能放 $M$ 个元素，FlashAttention-1 使用大小为 $B_c = \lceil M/4d \rceil$ 的键/值块，
+# 因此要对 $Q$ 和 $O$ 扫描 $T_c = \lceil N / B_c \rceil$ 遍：共 $2Nd + T_c(3Nd + 4N)$ 个元素，
 # 即 $\Theta(N^2 d^2 / M)$。取 $d = 64$、$N = 4096$：
 
 # %%
@@ -413,14 +423,15 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # SM's 192 KB hold 98,304 float16 elements, so real kernels sit in the favourable regime.
 # On the plot, the standard curve has slope 2 (quadratic), and so do the tiled ones once $N$ is
 # large enough to need several key/value blocks — tiling does not change the $N^2$ growth, it
-# divides the traffic by about $M/d^2$.
+# divides the traffic by a factor proportional to $M/d^2$ (by our count, roughly $M/3d^2$).
 
 # %% [markdown] tags=["lang-zh"]
 # 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
-# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，而且 SRAM 每增大 4 倍，
-# 访问量大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，所以实际的算子处在有利的区间。
-# 图中标准注意力的曲线斜率为 2（平方增长）；当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——
-# 分块并没有改变随 $N^2$ 的增长，而是把访问量大约除以了 $M/d^2$。
+# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，
+# 而且 SRAM 每增大到 4 倍，访问量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
+# 所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；
+# 当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，
+# 而是把访问量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. The backward pass: recompute instead of store
@@ -442,15 +453,15 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # ## 5. 反向传播：重新计算，而不是保存
 #
 # 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。
-# FlashAttention-2 的反向传播（算法 2）只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
-# 在需要时才重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$——不用再求最大值和求和，只要一次指数运算。
+# FlashAttention-2 的反向传播（算法 2）则只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
+# 到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$——不必再求最大值和累加和，只要一次指数运算。
 # 记 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$，该分块的梯度为
 #
 # $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
 # dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
 #
 # 重新计算要多做一次 $QK^\top$ 乘法，但在 GPU 上，从 HBM 把 $P$ 读回来比在芯片上再算一遍还要慢。
-# 下面是 attnkit 的 `torch.autograd.Function` 保存的内容，以及它的梯度与经过 PyTorch SDPA 的自动求导梯度相等的验证：
+# 下面列出 attnkit 的 `torch.autograd.Function` 保存了哪些张量，并验证它的梯度与自动求导经过 PyTorch SDPA 得到的梯度相等：
 
 # %%
 n = 512
@@ -468,15 +479,17 @@ print("gradients equal autograd's through SDPA:",
 # %% [markdown] tags=["lang-en"]
 # ## 6. Pitfalls
 #
-# **No running max.** Skipping the max and summing $e^{s}$ directly works for small scores but
-# overflows float32 once a score passes about 88 — then the output is NaN. Scaled-up queries
-# (a missing $1/\sqrt d$, a low temperature) get there easily:
+# **No running max.** Skipping the max and summing $e^{s}$ directly works for small scores, but
+# $e^{s}$ overflows float32 once a score is large enough (the cell below prints the threshold) —
+# then the output is NaN. Scaled-up queries (a missing $1/\sqrt d$, a low temperature) get there
+# easily:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 常见陷阱
 #
-# **不维护运行最大值。** 不减最大值、直接累加 $e^{s}$，在分数较小时没有问题，但分数一旦超过约 88，
-# float32 就会溢出——输出变成 NaN。放大了的查询（漏掉了 $1/\sqrt d$、温度太低）很容易走到这一步：
+# **不维护当前最大值。** 不减最大值、直接累加 $e^{s}$，在分数较小时没有问题；
+# 但分数一旦足够大（下面的单元格会打印出这个阈值），$e^{s}$ 就会超出 float32 的范围——输出变成 NaN。
+# 查询被放大时（漏掉了 $1/\sqrt d$，或者温度太低）很容易走到这一步：
 
 # %%
 def tiled_no_max(q, k, v, block=4):
@@ -502,8 +515,8 @@ for factor in (1, 100):
 # gives no error and wrong numbers:
 
 # %% [markdown] tags=["lang-zh"]
-# **忘记重新缩放。** 某个分块抬高了最大值时，在旧最大值下累积的结果必须乘以 $e^{m - m'}$——和*与*累加器都要乘。
-# 只缩放和不会报错，但数值是错的：
+# **忘记重新缩放。** 某个分块抬高了最大值时，在旧最大值下累积的结果必须乘以 $e^{m - m'}$——累加和*与*累加器都要乘。
+# 只缩放累加和不会报错，但算出的数是错的：
 
 # %%
 def tiled_forgets_acc(q, k, v, block=4):
@@ -530,8 +543,8 @@ print(f"largest error without rescaling the accumulator: {err:.3f}")
 
 # %% [markdown] tags=["lang-zh"]
 # **$L \neq S$ 时因果掩码的对齐。** 与 PyTorch 的 `is_causal` 一样，`flash_attention` 把因果掩码对齐到左上角：
-# 查询 $i$ 能看到键 $0..i$。使用 KV 缓存解码时，新的查询位于序列的*最后*，这时传入 `is_causal=True`
-# 会把几乎所有缓存的键都屏蔽掉。只有一个新查询时应传入 `is_causal=False`：它可以看到所有的键。
+# 查询 $i$ 能看到键 $0..i$。使用 KV 缓存解码时，新的查询位于序列的*最后*，
+# 这时传入 `is_causal=True` 会把几乎所有缓存的键都屏蔽掉。只有一个新查询时，应传入 `is_causal=False`：它可以看到所有的键。
 
 # %%
 qd, kd, vd = torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16)
@@ -554,9 +567,9 @@ print("is_causal=False gives the last row:",
 # %% [markdown] tags=["lang-zh"]
 # ## 7. 练习
 #
-# **练习 1.** 键被分成两部分分别处理。第 1 部分对 $L$ 个查询行中的每一行给出：最大分数 `m1` `(L,)`、
-# $e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（在第 1 部分的键上做 softmax 再乘以对应的值）；
-# 第 2 部分给出 `m2, l2, o2`。返回全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
+# **练习 1.** 键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出：最大分数 `m1` `(L,)`、
+# $e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（在第 1 部分的键上做 softmax，再乘以对应的值）；
+# 第 2 部分给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
 
 # %%
 from attnkit.exercises.ch07 import check_io_flash, check_merge, check_tile_skipped
@@ -576,7 +589,8 @@ check_merge(my_merge);
 
 # %% [markdown] tags=["lang-zh"]
 # **练习 2.** 一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。
-# 如果因果掩码（只有 $j \le i$ 时查询 $i$ 才能看到键 $j$）屏蔽了这个分块中的每一对，即可以跳过该分块，就返回 `True`。
+# 如果因果掩码（只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$）把这个分块中的每一对查询和键都屏蔽了，
+# 也就是整块可以跳过，就返回 `True`。
 
 # %%
 def my_tile_skipped(q_start, q_end, k_start, k_end):
@@ -594,8 +608,8 @@ check_tile_skipped(my_tile_skipped);
 
 # %% [markdown] tags=["lang-zh"]
 # **练习 3.** 按第 4 节的模型，计算序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）时，
-# FlashAttention-1 在慢速内存中读写的元素总数：键/值块大小 $B_c = \lceil M / 4d \rceil$，扫描 $T_c = \lceil N / B_c \rceil$ 遍，
-# 总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
+# FlashAttention-1 在慢速内存中读写的元素总数：键/值块大小 $B_c = \lceil M / 4d \rceil$，
+# 扫描 $T_c = \lceil N / B_c \rceil$ 遍，总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
 
 # %%
 def my_io_flash(N, d, M):
@@ -611,14 +625,16 @@ check_io_flash(my_io_flash);
 # - Standard attention is memory-bound on a GPU: its $N \times N$ scores and weights travel to
 #   slow memory and back, with very few FLOPs per byte (section 1).
 # - The online softmax extends to a weighted sum: keep a running max $m$, sum $\ell$ and an
-#   unnormalised accumulator, rescale both by $e^{m - m'}$ when the max grows, divide at the end.
+#   unnormalised accumulator, rescale the sum and the accumulator by $e^{m - m'}$ when the max
+#   grows, divide at the end.
 #   The result is *exact* attention, computed one tile at a time (section 2).
 # - FlashAttention-1 loops over key/value blocks outside, FlashAttention-2 over query blocks
 #   (normalising once, parallel over query blocks); a causal mask skips every tile with
 #   $k_0 > q_1 - 1$.
 # - Memory falls from $O(N^2)$ to $O(N)$ extra — measured here; HBM traffic falls from
-#   $\Theta(Nd + N^2)$ to $\Theta(N^2d^2/M)$; FLOPs stay the same. A Python loop is slow; a fused
-#   kernel keeps the tiles on chip and is fast.
+#   $\Theta(Nd + N^2)$ to $\Theta(N^2d^2/M)$ when $d^2$ is well below $M$, as on real GPUs
+#   (section 4); FLOPs stay the same. A Python loop is slow; a fused kernel keeps the tiles on chip
+#   and is fast.
 # - The backward pass stores $O$ and the log-sum-exp, not $P$, and recomputes $P$ tile by tile.
 #
 # **Next:** chapter 08 — sparse attention, which computes fewer scores instead of the same ones
@@ -626,7 +642,7 @@ check_io_flash(my_io_flash);
 #
 # ## References
 # - T. Dao, D. Y. Fu, S. Ermon, A. Rudra, C. Ré, *FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness*, NeurIPS 2022 — §2.1 (GPU memory hierarchy), Algorithm 0 (standard attention), Algorithm 1 (tiled forward), Theorem 2 (IO complexity), §3.1 (recomputation).
-# - T. Dao, *FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*, ICLR 2024 — §3.1 (forward with deferred normalisation, Algorithm 1), §3.1.2 (backward, Algorithm 2), §3.2 (parallelism over query blocks).
+# - T. Dao, *FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*, arXiv:2307.08691, 2023 (ICLR 2024) — §3.1 (A100 matmul throughput), §3.1.1 (forward with deferred normalisation, Algorithm 1), §3.1.2 (backward, Algorithm 2), §3.2 (parallelism over query blocks).
 # - M. Milakov, N. Gimelshein, *Online normalizer calculation for softmax*, 2018 — Algorithm 3 (the running max and sum).
 # - M. N. Rabe, C. Staats, *Self-attention Does Not Need O(n²) Memory*, 2021 — the memory argument for chunked attention.
 # - O. Press, N. A. Smith, M. Lewis, *Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation* (ALiBi), ICLR 2022 — §3.
@@ -634,21 +650,22 @@ check_io_flash(my_io_flash);
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 小结
 #
-# - 在 GPU 上，标准注意力受限于内存带宽：$N \times N$ 的分数和注意力权重要在慢速内存之间来回搬运，
-#   每个字节对应的浮点运算极少（第 1 节）。
-# - 在线 softmax 可以推广到加权求和：维护运行最大值 $m$、运行和 $\ell$ 以及一个未归一化的累加器，
-#   最大值变大时两者都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
+# - 在 GPU 上，标准注意力受限于内存带宽：$N \times N$ 的分数和注意力权重要写入慢速内存再读回来，
+#   每搬运一个字节只做极少的浮点运算（第 1 节）。
+# - 在线 softmax 可以推广到加权求和：维护当前最大值 $m$、累加和 $\ell$ 以及一个未归一化的累加器；
+#   最大值变大时，把累加和与累加器都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
 # - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
 #   因果掩码会跳过所有满足 $k_0 > q_1 - 1$ 的分块。
-# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章实测过；HBM 访问量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；
-#   浮点运算次数不变。Python 循环很慢；融合算子把分块留在芯片上，所以很快。
+# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见第 4 节），
+#   HBM 访问量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
+#   Python 循环很慢；融合算子把分块留在芯片上，所以很快。
 # - 反向传播保存 $O$ 和 log-sum-exp，而不是 $P$，并逐个分块重新计算 $P$。
 #
 # **下一章**：第 08 章——稀疏注意力：它不是更巧妙地计算同样的分数，而是干脆少算一些分数。
 #
 # ## 参考文献
 # - T. Dao、D. Y. Fu、S. Ermon、A. Rudra、C. Ré，*FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness*，NeurIPS 2022——§2.1（GPU 内存层次）、算法 0（标准注意力）、算法 1（分块前向计算）、定理 2（IO 复杂度）、§3.1（重新计算）。
-# - T. Dao，*FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*，ICLR 2024——§3.1（延迟归一化的前向计算，算法 1）、§3.1.2（反向传播，算法 2）、§3.2（在查询块之间并行）。
-# - M. Milakov、N. Gimelshein，*Online normalizer calculation for softmax*，2018——算法 3（运行最大值与运行和）。
-# - M. N. Rabe、C. Staats，*Self-attention Does Not Need O(n²) Memory*，2021——分段计算注意力的内存论证。
+# - T. Dao，*FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning*，arXiv:2307.08691，2023（ICLR 2024）——§3.1（A100 的矩阵乘法算力）、§3.1.1（延迟归一化的前向计算，算法 1）、§3.1.2（反向传播，算法 2）、§3.2（在查询块之间并行）。
+# - M. Milakov、N. Gimelshein，*Online normalizer calculation for softmax*，2018——算法 3（当前最大值与累加和）。
+# - M. N. Rabe、C. Staats，*Self-attention Does Not Need O(n²) Memory*，2021——分段（chunk）计算注意力的内存论证。
 # - O. Press、N. A. Smith、M. Lewis，*Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation*（ALiBi），ICLR 2022——§3。
