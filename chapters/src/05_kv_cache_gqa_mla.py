@@ -646,7 +646,7 @@ print(f"keys only, one layer: {one_layer_k_only / 2**30:.3f} GiB; "
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 练习
 #
-# **练习 1.** 实现 `repeat_kv`：输入形状 `(B, n_g, S, d)`，返回 `(B, n_g * n_rep, S, d)`，
+# **练习 1**：实现 `repeat_kv`：输入形状 `(B, n_g, S, d)`，返回 `(B, n_g * n_rep, S, d)`，
 # 结果中的第 `i` 个头是第 `i // n_rep` 个键值头。
 
 # %%
@@ -665,7 +665,7 @@ check_repeat_kv(your_repeat_kv);
 # `your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 计算一个 GQA 模型的 KV 缓存占多少字节：
+# **练习 2**：计算一个 GQA 模型的 KV 缓存占多少字节：
 # `your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element)`。
 
 # %%
@@ -683,7 +683,7 @@ check_kv_cache_bytes(your_kv_cache_bytes);
 # `(out, k_all, v_all)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 带缓存的一步解码。`q_new`、`k_new`、`v_new` 的形状是 `(B, H, L, d)`，对应 `L` 个新词元；
+# **练习 3**：带缓存的一步解码。`q_new`、`k_new`、`v_new` 的形状是 `(B, H, L, d)`，对应 `L` 个新词元；
 # `k_cache`、`v_cache` 的形状是 `(B, H, P, d)`，对应它们之前的 `P` 个词元（`P` 可以为 0）。
 # 先追加到缓存，再用对齐到末尾的因果掩码做注意力，返回 `(out, k_all, v_all)`。
 
