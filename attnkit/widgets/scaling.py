@@ -74,7 +74,7 @@ D_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SEQ_LEN = 16
 
 
-N_ROWS = 256
+N_ROWS = 128
 
 
 @functools.lru_cache(maxsize=4)

@@ -169,16 +169,16 @@ print("matches attnkit:                  ", torch.allclose(ours, scaled_dot_prod
 
 # %% [markdown] tags=["lang-en"]
 # **Sweep $d_k$.** The closed form says the unscaled variance is a straight line of slope 1 on a
-# log-log plot, and the scaled one is flat at 1. Measured with 20,000 samples per point:
+# log-log plot, and the scaled one is flat at 1. Measured with 10,000 samples per point:
 
 # %% [markdown] tags=["lang-zh"]
 # **扫描 $d_k$。** 按照闭式解，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。
-# 每个点用 20,000 个样本实测：
+# 每个点用 10,000 个样本实测：
 
 # %%
 d_ks = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-un = E.variance_sweep(d_ks, 20_000, scaled=False, seed=0)
-sc = E.variance_sweep(d_ks, 20_000, scaled=True, seed=0)
+un = E.variance_sweep(d_ks, 10_000, scaled=False, seed=0)
+sc = E.variance_sweep(d_ks, 10_000, scaled=True, seed=0)
 print(format_table(["d_k", "Var(q·k)", "Var(q·k/√d_k)"],
                    [[d, f"{a:.2f}", f"{b:.3f}"] for d, a, b in zip(d_ks, un["measured"], sc["measured"])]))
 
@@ -197,12 +197,12 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown] tags=["lang-en"]
-# Every point lies on its line (the error bars are $\pm 3$ standard errors): 516.95 against 512 at
-# $d_k = 512$, and between 0.987 and 1.028 for the scaled scores at every $d_k$.
+# Every point lies on its line (the error bars are $\pm 3$ standard errors): 515.75 against 512 at
+# $d_k = 512$, and between 0.991 and 1.029 for the scaled scores at every $d_k$.
 
 # %% [markdown] tags=["lang-zh"]
-# 每个点都落在对应的线上（误差棒为 $\pm 3$ 个标准误差）：$d_k = 512$ 时实测 516.95，理论 512；
-# 缩放后的方差在所有 $d_k$ 下都在 0.987 到 1.028 之间。
+# 每个点都落在对应的线上（误差棒为 $\pm 3$ 个标准误差）：$d_k = 512$ 时实测 515.75，理论 512；
+# 缩放后的方差在所有 $d_k$ 下都在 0.991 到 1.029 之间。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. Explore: saturation and vanishing gradients
@@ -217,7 +217,7 @@ plt.show()
 #
 # The explorer below draws, for the chosen $d_k$: the histogram of 5,000 scores with the normal
 # density of the closed-form variance; one softmax row over 16 random keys with its largest weight
-# and $\|J\|_F$; and the mean $\|J\|_F$ over 256 rows against $d_k$, scaled and unscaled. Move the
+# and $\|J\|_F$; and the mean $\|J\|_F$ over 128 rows against $d_k$, scaled and unscaled. Move the
 # $d_k$ slider with the toggle on *unscaled*, and watch the row turn one-hot and $\|J\|_F$ fall.
 # Switch to *scaled*: the histogram keeps its shape and the gradient stays.
 
@@ -232,7 +232,7 @@ plt.show()
 # 查询和键也就学不动了。
 #
 # 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式解方差画出的正态密度曲线；
-# 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 256 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
+# 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
 # 在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；
 # 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。
 
@@ -288,7 +288,7 @@ print(f"log 16 = {math.log(16):.3f}")
 #   has mean 0 and norm $\sqrt{d_k}$, whatever $\sigma$ was, so $q\cdot k = d_k \cos\theta$ and, for
 #   random directions in the $d_k - 1$ dimensions that a zero mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$ (1.016 for $d_k = 64$).
 #
-# Each measured at $d_k = 64$ with 20,000 samples, next to the mean largest weight of a 16-key row:
+# Each measured at $d_k = 64$ with 10,000 samples, next to the mean largest weight of a 16-key row:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 只除以 $\sqrt{d_k}$ 还不够的时候
@@ -302,35 +302,35 @@ print(f"log 16 = {math.log(16):.3f}")
 #   无论 $\sigma$ 是多少，归一化后的每个向量均值都为 0、范数都为 $\sqrt{d_k}$，因此 $q\cdot k = d_k \cos\theta$；
 #   对于在均值为零所剩下的 $d_k - 1$ 维空间中随机分布的方向，$\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$（$d_k = 64$ 时为 1.016）。
 #
-# 下面在 $d_k = 64$ 时用 20,000 个样本逐一实测，并给出 16 个键的一行 softmax 的平均最大权重：
+# 下面在 $d_k = 64$ 时用 10,000 个样本逐一实测，并给出 16 个键的一行 softmax 的平均最大权重：
 
 # %%
 rows = []
 for std in (0.5, 1.0, 2.0, 4.0):
-    plain = E.dot_product_variance(64, 20_000, scaled=True, std=std, seed=0)
-    normed = E.dot_product_variance(64, 20_000, scaled=True, std=std, qk_norm=True, seed=0)
-    tempered = E.dot_product_variance(64, 20_000, scaled=True, std=std, temperature=std**2, seed=0)
-    top_plain = E.saturation(64, 16, 512, scaled=True, std=std, seed=0)["max_weight"]
-    top_normed = E.saturation(64, 16, 512, scaled=True, std=std, qk_norm=True, seed=0)["max_weight"]
+    plain = E.dot_product_variance(64, 10_000, scaled=True, std=std, seed=0)
+    normed = E.dot_product_variance(64, 10_000, scaled=True, std=std, qk_norm=True, seed=0)
+    tempered = E.dot_product_variance(64, 10_000, scaled=True, std=std, temperature=std**2, seed=0)
+    top_plain = E.saturation(64, 16, 256, scaled=True, std=std, seed=0)["max_weight"]
+    top_normed = E.saturation(64, 16, 256, scaled=True, std=std, qk_norm=True, seed=0)["max_weight"]
     rows.append([std, f"{std**4:g}", f"{plain:.3f}", f"{top_plain:.3f}", f"{normed:.3f}", f"{top_normed:.3f}", f"{tempered:.3f}"])
 print(format_table([t("ch02.col.std"), t("ch02.col.theory"), t("ch02.col.plain"), t("ch02.col.max_w"),
                     t("ch02.col.qknorm"), t("ch02.col.max_w"), t("ch02.col.temp")], rows))
 print(f"QK-norm theory d_k / (d_k - 1) = {E.dot_product_variance_theory(64, scaled=True, qk_norm=True):.3f}")
 
 # %% [markdown] tags=["lang-en"]
-# With $\sigma = 0.5$ the scaled scores have variance 0.063 and the softmax is nearly uniform (largest
-# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 258.784
-# and the softmax saturates (0.913) exactly as if we had not scaled at all. QK-norm gives 1.025 and
-# the same rows (largest weight 0.246) for every $\sigma$; the temperature $\tau = \sigma^2$ gives
-# 1.011 for every $\sigma$. (The digits repeat exactly down each of those two columns because the
+# With $\sigma = 0.5$ the scaled scores have variance 0.062 and the softmax is nearly uniform (largest
+# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 255.994
+# and the softmax saturates (0.927) exactly as if we had not scaled at all. QK-norm gives 1.018 and
+# the same rows (largest weight 0.244) for every $\sigma$; the temperature $\tau = \sigma^2$ gives
+# 1.000 for every $\sigma$. (The digits repeat exactly down each of those two columns because the
 # same random draws are used for each $\sigma$, and both fixes cancel $\sigma$ exactly.)
 # QK-norm is used in large models (ViT-22B, OLMo 2, Gemma 3) precisely because attention scores that
 # grow during training destabilise it (Wortsman et al. 2023).
 
 # %% [markdown] tags=["lang-zh"]
-# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.063，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
-# 注意力无法聚焦。$\sigma = 4$ 时方差达到 258.784，softmax 饱和（0.913），就和完全不缩放一样。
-# QK 归一化对所有 $\sigma$ 都给出 1.025 和相同的 softmax 行（最大权重 0.246）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.011。
+# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.062，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
+# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，softmax 饱和（0.927），就和完全不缩放一样。
+# QK 归一化对所有 $\sigma$ 都给出 1.018 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。
 # （这两列的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
 # 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Wortsman 等，2023）。
 
