@@ -287,6 +287,15 @@ def merge_partials(
     Returns ``(o, state)``. A part with no keys (l = 0) contributes nothing; if both are empty,
     o is zeros.
     """
+    if o_a.shape != o_b.shape:
+        raise ValueError(
+            f"o_a and o_b must have the same shape, got {_shape(o_a)} and {_shape(o_b)}"
+        )
+    if a.m.shape != o_a.shape[:-1] + (1,):
+        raise ValueError(
+            f"the states' m must have shape {_shape(o_a[..., :1])} = o's shape with the last dim 1, "
+            f"got {_shape(a.m)}"
+        )
     s = merge(a, b)
     wa = a.l * _rescale(a.m, s.m)  # (..., 1) mass of part a, on the merged scale
     wb = b.l * _rescale(b.m, s.m)

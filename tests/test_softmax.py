@@ -135,7 +135,9 @@ def test_stable_for_huge_inputs(dtype, big):
     p_mask=st.floats(0.0, 0.7),
     seed=st.integers(0, 2**16),
 )
-def test_low_precision_softmax_and_online_softmax_equal_torch(dtype, rows, n, log_spread, p_mask, seed):
+def test_low_precision_softmax_and_online_softmax_equal_torch(
+    dtype, rows, n, log_spread, p_mask, seed
+):
     """Over dtypes, magnitudes up to ~3e4 (float16 overflows exp beyond 11) and masks, attnkit's
     softmax and online softmax equal torch.softmax computed in float32 and cast back."""
     g = torch.Generator().manual_seed(seed)
@@ -144,7 +146,9 @@ def test_low_precision_softmax_and_online_softmax_equal_torch(dtype, rows, n, lo
     keep[:, 0] |= torch.rand(rows, generator=g) < 0.8  # most rows keep something, some none
     x = x.masked_fill(~keep, NEG_INF)
     live = keep.any(-1, keepdim=True)
-    expected = torch.softmax(x.float().masked_fill(~live, 0.0), -1).masked_fill(~live, 0.0).to(dtype)
+    expected = (
+        torch.softmax(x.float().masked_fill(~live, 0.0), -1).masked_fill(~live, 0.0).to(dtype)
+    )
     torch.testing.assert_close(softmax(x), expected)  # the default tolerances of each dtype
     got = online_softmax(x, chunk_size=max(1, n // 3))
     assert got.dtype == dtype and torch.isfinite(got).all()
@@ -419,6 +423,26 @@ def test_jacobian_norm_keeps_precision_near_saturation():
             r"summing to x.shape\[1\] = 5, got \[2, 2\]",
         ),
         (lambda: softmax_jacobian(torch.tensor([1, 0])), TypeError, "p must be a floating-point"),
+        (
+            lambda: merge_partials(
+                torch.zeros(2, 4),
+                OnlineSoftmaxState.identity((2, 1)),
+                torch.zeros(2, 3),
+                OnlineSoftmaxState.identity((2, 1)),
+            ),
+            ValueError,
+            r"o_a and o_b must have the same shape, got \(2, 4\) and \(2, 3\)",
+        ),
+        (
+            lambda: merge_partials(
+                torch.zeros(2, 4),
+                OnlineSoftmaxState.identity((3, 1)),
+                torch.zeros(2, 4),
+                OnlineSoftmaxState.identity((3, 1)),
+            ),
+            ValueError,
+            r"m must have shape \(2, 1\).*got \(3, 1\)",
+        ),
     ],
 )
 def test_bad_input_raises_naming_the_argument(call, exc, match):
