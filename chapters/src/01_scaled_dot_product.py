@@ -164,7 +164,7 @@ scores = q @ k.T / math.sqrt(2)
 weights = torch.softmax(scores, dim=-1)
 print("scores =\n", scores.numpy().round(3))
 print("weights =\n", weights.numpy().round(3))
-print("row sums =", weights.sum(-1).numpy().round(3))
+print(t("ch01.row_sums", v=weights.sum(-1).numpy().round(3)))
 print("output == weights:", torch.allclose(weights @ v, weights))
 
 # %% [markdown] tags=["lang-en"]
@@ -200,11 +200,11 @@ def attention(q, k, v, mask=None):
 torch.manual_seed(0)
 q, k, v = torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)  # (B, H, N, d)
 ours = attention(q, k, v)
-print("matches attnkit:", torch.allclose(ours, scaled_dot_product_attention(q, k, v), atol=1e-6))
-print("matches PyTorch:", torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6))
+print(t("ch01.matches_attnkit", ok=torch.allclose(ours, scaled_dot_product_attention(q, k, v), atol=1e-6)))
+print(t("ch01.matches_torch", ok=torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
 cm = causal_mask(6)
-print("causal, matches PyTorch:",
-      torch.allclose(attention(q, k, v, cm), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6))
+print(t("ch01.causal_matches_torch",
+        ok=torch.allclose(attention(q, k, v, cm), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # `attnkit.core.scaled_dot_product_attention` is this same computation, written plainly (no
@@ -260,9 +260,9 @@ print(padding_mask([4, 6], 6))
 # %%
 additive = torch.zeros(6, 6).masked_fill(~cm, float("-inf"))
 print(additive)
-print("bool == additive:",
-      torch.allclose(scaled_dot_product_attention(q, k, v, attn_mask=cm),
-                     scaled_dot_product_attention(q, k, v, attn_mask=additive), atol=1e-6))
+print(t("ch01.bool_eq_additive",
+        ok=torch.allclose(scaled_dot_product_attention(q, k, v, attn_mask=cm),
+                          scaled_dot_product_attention(q, k, v, attn_mask=additive), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Two opposite boolean conventions.** This is the most common mask bug in PyTorch code.
@@ -313,9 +313,9 @@ print("nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm):", torch.allcl
 # %%
 dead = cm.clone()
 dead[2] = False                                             # query 2 may attend to nothing
-print("from scratch, row 2:", attention(q, k, v, dead)[0, 0, 2, :4].tolist())
-print("attnkit,      row 2:", scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist())
-print("PyTorch SDPA, row 2:", F.scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist())
+print(t("ch01.row2_scratch", v=attention(q, k, v, dead)[0, 0, 2, :4].tolist()))
+print(t("ch01.row2_attnkit", v=scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist()))
+print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist()))
 
 # %% [markdown] tags=["lang-en"]
 # **Causal with fewer queries than keys.** When $L \ne S$, PyTorch's `is_causal=True` aligns the
@@ -329,13 +329,13 @@ print("PyTorch SDPA, row 2:", F.scaled_dot_product_attention(q, k, v, attn_mask=
 # 掩码应当对齐到右下角：`causal_mask(L, S, offset=S - L)`。
 
 # %%
-print("top-left (is_causal):\n", causal_mask(2, 5).int())
-print("bottom-right (decoding):\n", causal_mask(2, 5, offset=3).int())
+print(t("ch01.top_left", m=causal_mask(2, 5).int()))
+print(t("ch01.bottom_right", m=causal_mask(2, 5, offset=3).int()))
 q2 = torch.randn(1, 1, 2, 8)
-print("is_causal == top-left mask:",
-      torch.allclose(F.scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], is_causal=True),
-                     scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], attn_mask=causal_mask(2, 5)),
-                     atol=1e-6))
+print(t("ch01.is_causal_top_left",
+        ok=torch.allclose(F.scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], is_causal=True),
+                          scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], attn_mask=causal_mask(2, 5)),
+                          atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Explore: temperature and masks
@@ -381,7 +381,7 @@ tokens = sentence_tokens()
 for temp in (5.0, 1.0, 0.2, 0.05):
     w, _ = explorer_attention(tokens, temperature=temp)
     top = w.max(dim=-1).values  # (n,): the largest weight of each row
-    print(f"T = {temp:<4}: largest weight per row = {[round(x, 2) for x in top.tolist()]}")
+    print(t("ch01.peak_per_row", temp=temp, v=[round(x, 2) for x in top.tolist()]))
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. What it costs
@@ -449,7 +449,8 @@ torch.manual_seed(0)
 qa, ka = torch.randn(64, 512), torch.randn(64, 512)
 for label, s in (("scaled", 1 / math.sqrt(512)), ("unscaled", 1.0)):
     w = torch.softmax(qa @ ka.T * s, dim=-1)
-    print(f"{label:>8}: score std = {(qa @ ka.T * s).std():.1f}, mean largest weight = {w.max(-1).values.mean():.3f}")
+    print(t("ch01.scale_stats", label=t("ch01." + label), std=(qa @ ka.T * s).std().item(),
+            peak=w.max(-1).values.mean().item()))
 
 # %% [markdown] tags=["lang-en"]
 # **Softmax over the wrong dimension.** `softmax(scores, dim=-2)` raises no error, but then each
@@ -460,8 +461,8 @@ for label, s in (("scaled", 1 / math.sqrt(512)), ("unscaled", 1.0)):
 
 # %%
 s = torch.randn(3, 3)
-print("row sums, dim=-1:", torch.softmax(s, dim=-1).sum(-1).numpy().round(3))
-print("row sums, dim=-2:", torch.softmax(s, dim=-2).sum(-1).numpy().round(3))
+print(t("ch01.row_sums_dim", dim=-1, v=torch.softmax(s, dim=-1).sum(-1).numpy().round(3)))
+print(t("ch01.row_sums_dim", dim=-2, v=torch.softmax(s, dim=-2).sum(-1).numpy().round(3)))
 
 # %% [markdown] tags=["lang-en"]
 # **$-10^9$ instead of $-\infty$.** Many code bases fill masked scores with a large negative
@@ -475,9 +476,9 @@ print("row sums, dim=-2:", torch.softmax(s, dim=-2).sum(-1).numpy().round(3))
 
 # %%
 big_negative = torch.zeros(6, 6).masked_fill(~dead, -1e9)
-print("fill -1e9, row 2:", scaled_dot_product_attention(q, k, v, attn_mask=big_negative)[0, 0, 2, :4])
-print("mean of values  :", v[0, 0].mean(0)[:4])
-print("-1e9 in float16 :", torch.tensor(-1e9).half().item())
+print(t("ch01.fill_row2", v=scaled_dot_product_attention(q, k, v, attn_mask=big_negative)[0, 0, 2, :4]))
+print(t("ch01.mean_values", v=v[0, 0].mean(0)[:4]))
+print(t("ch01.half", v=torch.tensor(-1e9).half().item()))
 
 # %% [markdown] tags=["lang-en"]
 # **Mismatched shapes and dtypes.** attnkit refuses them with a message that names the argument,
