@@ -75,6 +75,35 @@ register({
     "flash.fig.io_flash": {"en": "tiled, M = {M}", "zh": "分块，M = {M}"},
 })
 
+register({  # what chapter 07 prints
+    "ch07.versions": {"en": "torch {torch} · threads: {n}", "zh": "torch {torch} · 线程数：{n}"},
+    "ch07.ridge": {"en": "ridge point: {r:.0f} FLOPs/byte", "zh": "临界点（ridge point）：每字节 {r:.0f} 次浮点运算"},
+    "ch07.online_eq": {"en": "online softmax == softmax: {ok}", "zh": "在线 softmax == softmax：{ok}"},
+    "ch07.matches_sdpa": {"en": "matches PyTorch SDPA : {ok}", "zh": "与 PyTorch SDPA 一致：{ok}"},
+    "ch07.matches_flash": {"en": "matches attnkit.flash: {ok}", "zh": "与 attnkit.flash 一致：{ok}"},
+    "ch07.loop_order": {"en": "loop order {order}, causal={causal!s:<5}: equal to SDPA: {ok}",
+                        "zh": "循环顺序 {order}，causal={causal}：与 SDPA 一致：{ok}"},
+    "ch07.alibi": {"en": "ALiBi equal to SDPA with the explicit bias: {ok}",
+                   "zh": "ALiBi 与传入显式偏置的 SDPA 一致：{ok}"},
+    "ch07.step_state": {"en": "step {step:>2}: m = {m:.4f}, l = {l:.4f}, largest |out - exact| = {gap:.4f}",
+                        "zh": "第 {step} 步：m = {m:.4f}，l = {l:.4f}，|out - exact| 的最大值 = {gap:.4f}"},
+    "ch07.block_keys": {"en": "M = 4,096: key/value blocks of B_c = {bc} keys",
+                        "zh": "M = 4,096：每个键/值块有 B_c = {bc} 个键"},
+    "ch07.sram_elements": {"en": "A100 SRAM per SM: 192 KB = {e:,} float16 elements",
+                           "zh": "A100 每个 SM 的 SRAM：192 KB = {e:,} 个 float16 元素"},
+    "ch07.saved": {"en": "saved {name:>3}: shape {shape}", "zh": "保存的 {name:>3}：形状 {shape}"},
+    "ch07.stored_p": {"en": "a stored P would be  : shape {shape}", "zh": "若要保存 P：形状 {shape}"},
+    "ch07.grads_equal": {"en": "gradients equal autograd's through SDPA: {ok}",
+                         "zh": "梯度与自动求导经过 SDPA 得到的梯度相等：{ok}"},
+    "ch07.exp_overflow": {"en": "exp overflows float32 above {x:.1f}", "zh": "自变量超过 {x:.1f} 时，exp 超出 float32 的范围"},
+    "ch07.no_max": {"en": "queries x{factor:<2}: NaN in result: {nan}, tiled with running max correct: {ok}",
+                    "zh": "查询 ×{factor}：结果中有 NaN：{nan}；维护当前最大值的分块实现结果正确：{ok}"},
+    "ch07.no_rescale": {"en": "largest error without rescaling the accumulator: {err:.3f}",
+                        "zh": "不重新缩放累加器时的最大误差：{err:.3f}"},
+    "ch07.last_row": {"en": "is_causal={causal!s:<5} gives the last row: {ok}",
+                      "zh": "is_causal={causal} 得到的就是最后一行：{ok}"},
+})
+
 # The example: 16 queries and keys in tiles of 4 x 4, head dim 8, 4 value channels.
 N, BLOCK, HEAD_DIM, VALUE_DIM = 16, 4, 8, 4
 DONE, CURRENT, PENDING, SKIPPED = 0, 1, 2, 3

@@ -58,7 +58,7 @@ from attnkit.widgets import flash as wf
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # one thread: small tile operations gain nothing from more, and timings repeat
-print("torch", torch.__version__.split("+")[0], "· threads:", torch.get_num_threads())
+print(t("ch07.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_threads()))
 
 # %% [markdown] tags=["lang-en"]
 # ## 1. Why attention is memory-bound
@@ -113,7 +113,7 @@ for name, (flops, elems) in steps.items():
 print(viz.format_table([t("flash.col.step"), t("flash.col.flops"), t("flash.col.bytes"),
                         t("flash.col.intensity"), t("flash.col.t_compute"), t("flash.col.t_memory"),
                         t("flash.col.bound")], rows))
-print(f"ridge point: {PEAK_FLOPS / HBM_BW:.0f} FLOPs/byte")
+print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 
 # %% [markdown] tags=["lang-en"]
 # All three steps sit below the ridge point of 208 FLOPs per byte, and the softmax is far below
@@ -145,7 +145,7 @@ print(f"ridge point: {PEAK_FLOPS / HBM_BW:.0f} FLOPs/byte")
 
 # %%
 x = torch.randn(3, 10) * 4
-print("online softmax == softmax:", torch.allclose(online_softmax(x, chunk_size=3), torch.softmax(x, -1), atol=1e-6))
+print(t("ch07.online_eq", ok=torch.allclose(online_softmax(x, chunk_size=3), torch.softmax(x, -1), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # Attention needs $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$, a softmax-weighted sum of
@@ -194,8 +194,8 @@ def tiled_attention(q, k, v, block=4):
 
 q, k, v = torch.randn(10, 8), torch.randn(13, 8), torch.randn(13, 5)  # ragged: 10 and 13 are not multiples of 4
 ours = tiled_attention(q, k, v)
-print("matches PyTorch SDPA :", torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6))
-print("matches attnkit.flash:", torch.allclose(ours, flash_attention(q, k, v, block_q=4, block_k=4), atol=1e-6))
+print(t("ch07.matches_sdpa", ok=torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
+print(t("ch07.matches_flash", ok=torch.allclose(ours, flash_attention(q, k, v, block_q=4, block_k=4), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
@@ -216,13 +216,13 @@ for order in ("v1", "v2"):
     for causal in (False, True):
         ref = F.scaled_dot_product_attention(qb, kb, vb, is_causal=causal)
         out = flash_attention(qb, kb, vb, is_causal=causal, block_q=16, block_k=12, loop_order=order)
-        print(f"loop order {order}, causal={causal!s:<5}: equal to SDPA: {torch.allclose(out, ref, atol=1e-5)}")
+        print(t("ch07.loop_order", order=order, causal=causal, ok=torch.allclose(out, ref, atol=1e-5)))
 slopes = torch.tensor([0.5, 0.25, 0.125, 0.0625])  # ALiBi: bias -slope_h * |i - j| per head
 i, j = torch.arange(50)[:, None], torch.arange(50)[None, :]
 bias = -slopes[:, None, None] * (i - j).abs()        # (H, N, N), built only for this check
-print("ALiBi equal to SDPA with the explicit bias:",
-      torch.allclose(flash_attention(qb, kb, vb, alibi_slopes=slopes, block_q=16, block_k=16),
-                     F.scaled_dot_product_attention(qb, kb, vb, attn_mask=bias), atol=1e-5))
+print(t("ch07.alibi",
+        ok=torch.allclose(flash_attention(qb, kb, vb, alibi_slopes=slopes, block_q=16, block_k=16),
+                          F.scaled_dot_product_attention(qb, kb, vb, attn_mask=bias), atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # **Two loop orders.** FlashAttention-1 (Algorithm 1) puts the *keys and values* in the outer
@@ -288,8 +288,7 @@ explorer.static();
 for step in (7, 8, 9, 10):
     st = wf.flash_step_state(step, "v2", is_causal=True, row=15)
     gap = (st["out"] - st["exact"]).abs().max().item()
-    print(f"step {step:>2}: m = {st['m'][-1]:.4f}, l = {st['l'][-1]:.4f}, "
-          f"largest |out - exact| = {gap:.4f}")
+    print(t("ch07.step_state", step=step, m=st["m"][-1], l=st["l"][-1], gap=gap))
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. What it costs, measured
@@ -412,8 +411,8 @@ for M in (2**12, 2**14, 2**16, 2**18):
     std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]
     rows.append([f"{M:,}", f"{std:.3e}", f"{tiled:.3e}", f"{tiled / std:.3f}"])
 print(viz.format_table([t("flash.col.m"), t("flash.col.io_std"), t("flash.col.io_flash"), t("flash.col.io_ratio")], rows))
-print(f"M = 4,096: key/value blocks of B_c = {math.ceil(4096 / (4 * 64))} keys")
-print(f"A100 SRAM per SM: 192 KB = {192 * 1024 // 2:,} float16 elements")
+print(t("ch07.block_keys", bc=math.ceil(4096 / (4 * 64))))
+print(t("ch07.sram_elements", e=192 * 1024 // 2))
 wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 
 # %% [markdown] tags=["lang-en"]
@@ -468,13 +467,12 @@ n = 512
 qg, kg, vg = (torch.randn(1, 2, n, 64, requires_grad=True) for _ in range(3))
 out = flash_attention(qg, kg, vg, is_causal=True, block_q=64, block_k=64)
 for name, saved in zip(("q", "k", "v", "out", "lse"), out.grad_fn.saved_tensors, strict=True):
-    print(f"saved {name:>3}: shape {tuple(saved.shape)}")
-print(f"a stored P would be  : shape (1, 2, {n}, {n})")
+    print(t("ch07.saved", name=name, shape=tuple(saved.shape)))
+print(t("ch07.stored_p", shape=(1, 2, n, n)))
 g = torch.randn_like(out)
 grads = torch.autograd.grad(out, (qg, kg, vg), g)
 ref = torch.autograd.grad(F.scaled_dot_product_attention(qg, kg, vg, is_causal=True), (qg, kg, vg), g)
-print("gradients equal autograd's through SDPA:",
-      all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref, strict=True)))
+print(t("ch07.grads_equal", ok=all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref, strict=True))))
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. Pitfalls
@@ -501,13 +499,13 @@ def tiled_no_max(q, k, v, block=4):
     return acc / l
 
 
-print(f"exp overflows float32 above {math.log(torch.finfo(torch.float32).max):.1f}")
+print(t("ch07.exp_overflow", x=math.log(torch.finfo(torch.float32).max)))
 qs, ks, vs = torch.randn(6, 8), torch.randn(12, 8), torch.randn(12, 4)
 for factor in (1, 100):
     naive = tiled_no_max(qs * factor, ks, vs)
     exact = F.scaled_dot_product_attention(qs * factor, ks, vs)
-    print(f"queries x{factor:<2}: NaN in result: {torch.isnan(naive).any().item()}, "
-          f"tiled with running max correct: {torch.allclose(tiled_attention(qs * factor, ks, vs), exact, atol=1e-5)}")
+    print(t("ch07.no_max", factor=factor, nan=torch.isnan(naive).any().item(),
+            ok=torch.allclose(tiled_attention(qs * factor, ks, vs), exact, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # **Forgetting to rescale.** When a tile raises the max, what was accumulated under the old max
@@ -533,7 +531,7 @@ def tiled_forgets_acc(q, k, v, block=4):
 
 
 err = (tiled_forgets_acc(qs, ks, vs) - F.scaled_dot_product_attention(qs, ks, vs)).abs().max()
-print(f"largest error without rescaling the accumulator: {err:.3f}")
+print(t("ch07.no_rescale", err=err.item()))
 
 # %% [markdown] tags=["lang-en"]
 # **Causal alignment when $L \neq S$.** Like PyTorch's `is_causal`, `flash_attention` aligns the
@@ -550,10 +548,10 @@ print(f"largest error without rescaling the accumulator: {err:.3f}")
 qd, kd, vd = torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16)
 full = flash_attention(qd, kd, vd, is_causal=True, block_q=4, block_k=4)  # all 9 positions
 last = qd[:, :, -1:]                                                       # decoding the 9th position
-print("is_causal=True  gives the last row:",
-      torch.allclose(flash_attention(last, kd, vd, is_causal=True, block_q=4, block_k=4), full[:, :, -1:], atol=1e-6))
-print("is_causal=False gives the last row:",
-      torch.allclose(flash_attention(last, kd, vd, is_causal=False, block_q=4, block_k=4), full[:, :, -1:], atol=1e-6))
+for causal in (True, False):
+    print(t("ch07.last_row", causal=causal,
+            ok=torch.allclose(flash_attention(last, kd, vd, is_causal=causal, block_q=4, block_k=4), full[:, :, -1:],
+                              atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. Exercises
