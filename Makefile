@@ -23,6 +23,7 @@ lab: setup
 
 ## make test: the whole suite: unit, property, parity, widget, exercise, font, nbval, browser
 test: setup
+	$(BIN)/python tools/browser_deps.py
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 tests chapters/en chapters/zh $(PYTEST_ARGS)
 
 ## make test-fast: everything but the notebooks and the browser
