@@ -81,6 +81,43 @@ register({
     "rope.ch.xpos": {"en": "xPos", "zh": "xPos"},
 })
 
+register({  # what chapter 06 prints
+    "ch06.shuffled": {"en": "shuffled inputs give the same outputs, shuffled: {ok}",
+                      "zh": "打乱输入，得到的是同样打乱了的输出：{ok}"},
+    "ch06.fixed_rotation": {"en": "p[m + 5] is p[m] turned by a fixed rotation: {ok}",
+                            "zh": "p[m + 5] 就是 p[m] 转过一个固定的角度：{ok}"},
+    "ch06.matches_apply_rope": {"en": "matches attnkit.rope.apply_rope: {ok}", "zh": "与 attnkit.rope.apply_rope 一致：{ok}"},
+    "ch06.matches_complex": {"en": "matches complex multiplication: {ok}", "zh": "与复数乘法一致：{ok}"},
+    "ch06.lengths": {"en": "lengths unchanged (a rotation): {ok}", "zh": "向量长度不变（这是旋转）：{ok}"},
+    "ch06.score_at": {"en": "m = {m:4d}, n = {n:4d}, m - n = {diff:2d}: score = {score:.6f}",
+                      "zh": "m = {m:4d}，n = {n:4d}，m - n = {diff:2d}：分数 = {score:.6f}"},
+    "ch06.closed_form": {"en": "closed form for m - n = 2 (no positions needed): {score:.6f}",
+                         "zh": "m - n = 2 时的闭式解（不需要知道位置）：{score:.6f}"},
+    "ch06.channel_order": {"en": "new channel order: {order}", "zh": "新的通道顺序：{order}"},
+    "ch06.other_convention": {"en": "same weights, other convention: outputs differ by up to {gap:.3f}",
+                              "zh": "权重相同、约定不同：输出最多相差 {gap:.3f}"},
+    "ch06.permuted": {"en": "rows of W_Q and W_K permuted, same outputs: {ok}",
+                      "zh": "重排 W_Q 和 W_K 的行之后，输出相同：{ok}"},
+    "ch06.out_weights": {"en": "out: {out}  weights: {w}", "zh": "输出：{out}，注意力权重：{w}"},
+    "ch06.token_by_token": {"en": "token by token, with offsets == full causal forward: {ok}",
+                            "zh": "逐个词元计算（带位置偏移）== 完整的因果前向计算：{ok}"},
+    "ch06.heads": {"en": "{h:2d} heads: {slopes}", "zh": "{h:2d} 个头：{slopes}"},
+    "ch06.alibi_sdpa": {"en": "ALiBi in PyTorch SDPA == attnkit: {ok}", "zh": "PyTorch SDPA 中的 ALiBi == attnkit：{ok}"},
+    "ch06.xpos_relative": {"en": "xPos score depends only on m - n: {ok}", "zh": "xPos 的分数只取决于 m - n：{ok}"},
+    "ch06.slow_pairs": {"en": "pairs that turn less than once in {L} positions: {n} of {total}",
+                        "zh": "在 {L} 个位置内转不满一圈的通道对：{n} 对（共 {total} 对）"},
+    "ch06.slowest_turns": {"en": "slowest pair: {a:.4f} turns within {L} positions, {b:.4f} within {sL}",
+                           "zh": "最慢的一对：{L} 个位置内转 {a:.4f} 圈，{sL} 个位置内转 {b:.4f} 圈"},
+    "ch06.rope_share": {"en": "N = {N:5d}: RoPE is {share:.3%} of the FLOPs",
+                        "zh": "N = {N:5d}：RoPE 占浮点运算次数的 {share:.3%}"},
+    "ch06.without_offset": {"en": "without q_offset == full forward: {ok}", "zh": "不传 q_offset == 完整的前向计算：{ok}"},
+    "ch06.with_offset": {"en": "with q_offset=9  == full forward: {ok}", "zh": "传入 q_offset=9 == 完整的前向计算：{ok}"},
+    "ch06.angle_error": {"en": "largest angle error in float32: {err:.4f} rad, {ratio:.0f} x the slowest pair's step",
+                         "zh": "float32 下角度的最大误差：{err:.4f} 弧度，是最慢一对每个位置转角的 {ratio:.0f} 倍"},
+    "ch06.cos_error": {"en": "largest error of cos from float32 angles: {err:.4f}",
+                       "zh": "由 float32 角度算出的 cos 的最大误差：{err:.4f}"},
+})
+
 HEAD_DIM = 64
 BASES = (100.0, 1000.0, 10000.0, 500000.0)
 MAX_POSITION = 40

@@ -96,7 +96,7 @@ x = torch.randn(5, 8)                        # 5 tokens, width 8
 perm = torch.tensor([3, 0, 4, 1, 2])         # a shuffle
 out = scaled_dot_product_attention(x, x, x)
 out_shuffled = scaled_dot_product_attention(x[perm], x[perm], x[perm])
-print("shuffled inputs give the same outputs, shuffled:", torch.allclose(out_shuffled, out[perm], atol=1e-6))
+print(t("ch06.shuffled", ok=torch.allclose(out_shuffled, out[perm], atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Absolute positions: sinusoidal and learned
@@ -128,7 +128,7 @@ theta = rope_inv_freq(64)                              # (32,) one speed per pai
 k = 5
 s, c = pe[:, 0::2], pe[:, 1::2]                        # sin and cos of m * theta_i
 turned = s * torch.cos(k * theta) + c * torch.sin(k * theta)   # sin((m + k) theta_i)
-print("p[m + 5] is p[m] turned by a fixed rotation:", torch.allclose(turned[:-k], s[k:], atol=1e-5))
+print(t("ch06.fixed_rotation", ok=torch.allclose(turned[:-k], s[k:], atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # A **learned** absolute encoding (BERT, GPT-2) is a table with one trained vector per position.
@@ -213,11 +213,11 @@ torch.manual_seed(0)
 x = torch.randn(2, 4, 10, 16)                            # (B, H, L, d)
 cos, sin = generate_rope_embeddings(10, 16)              # each (10, 8)
 ours = my_rope(x)
-print("matches attnkit.rope.apply_rope:", torch.allclose(ours, apply_rope(x, cos, sin), atol=1e-5))
+print(t("ch06.matches_apply_rope", ok=torch.allclose(ours, apply_rope(x, cos, sin), atol=1e-5)))
 xc = torch.view_as_complex(x.unflatten(-1, (8, 2)))      # pairs as complex numbers
 turn = torch.polar(torch.ones(10, 8), torch.arange(10.0)[:, None] * 10000.0 ** (-torch.arange(0, 16, 2) / 16))
-print("matches complex multiplication:", torch.allclose(ours, torch.view_as_real(xc * turn).flatten(-2), atol=1e-5))
-print("lengths unchanged (a rotation):", torch.allclose(ours.norm(dim=-1), x.norm(dim=-1), atol=1e-5))
+print(t("ch06.matches_complex", ok=torch.allclose(ours, torch.view_as_real(xc * turn).flatten(-2), atol=1e-5)))
+print(t("ch06.lengths", ok=torch.allclose(ours.norm(dim=-1), x.norm(dim=-1), atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # Now the property itself. One query and one key, placed at many pairs of positions:
@@ -238,8 +238,8 @@ def rope_score(m, n):
 
 
 for m, n in [(3, 1), (10, 8), (1000, 998), (8, 10)]:
-    print(f"m = {m:4d}, n = {n:4d}, m - n = {m - n:2d}: score = {rope_score(m, n):.6f}")
-print(f"closed form for m - n = 2 (no positions needed): {rope_relative_scores(q, k, [2])[0].item():.6f}")
+    print(t("ch06.score_at", m=m, n=n, diff=m - n, score=rope_score(m, n)))
+print(t("ch06.closed_form", score=rope_relative_scores(q, k, [2])[0].item()))
 
 # %% [markdown] tags=["lang-en"]
 # The first three pairs are 2 apart and give the same score, to every printed digit; the closed
@@ -326,7 +326,7 @@ for base in (100.0, 10000.0, 500000.0):
 # 用一种约定训练的模型换成另一种约定后就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的。运行看看：
 
 # %%
-print("new channel order:", interleaved_to_half_split(torch.arange(8)).tolist())
+print(t("ch06.channel_order", order=interleaved_to_half_split(torch.arange(8)).tolist()))
 torch.manual_seed(0)
 inter = StandardAttentionWithRoPE(64, 4).eval()                      # interleaved (RoFormer)
 half = StandardAttentionWithRoPE(64, 4, interleaved=False).eval()    # half-split (GPT-NeoX / LLaMA)
@@ -335,13 +335,12 @@ x = torch.randn(2, 12, 64)                                            # (B, N, D
 rope16 = generate_rope_embeddings(12, 16)
 with torch.no_grad():
     gap = (inter(x, x, x, rope16) - half(x, x, x, rope16)).abs().max().item()
-    print(f"same weights, other convention: outputs differ by up to {gap:.3f}")
+    print(t("ch06.other_convention", gap=gap))
     for name in ("q_proj", "k_proj"):
         layer = getattr(half, name)
         layer.weight.copy_(permute_qk_weight(layer.weight, num_heads=4))
         layer.bias.copy_(permute_qk_weight(layer.bias, num_heads=4))
-    print("rows of W_Q and W_K permuted, same outputs:",
-          torch.allclose(inter(x, x, x, rope16), half(x, x, x, rope16), atol=1e-5))
+    print(t("ch06.permuted", ok=torch.allclose(inter(x, x, x, rope16), half(x, x, x, rope16), atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # Loading weights trained in one convention into code written for the other runs without an error
@@ -376,11 +375,10 @@ rope10 = generate_rope_embeddings(10, 16)                     # head_dim = 64 / 
 causal = torch.ones(10, 10, dtype=torch.bool).tril()          # True = may attend
 with torch.no_grad():
     out, w = attn(x, x, x, rope_embeddings=rope10, attn_mask=causal, return_attn=True)
-    print("out:", tuple(out.shape), " weights:", tuple(w.shape))
+    print(t("ch06.out_weights", out=tuple(out.shape), w=tuple(w.shape)))
     steps = [attn(x[:, s:s + 1], x[:, :s + 1], x[:, :s + 1], rope_embeddings=rope10, q_offset=s)
              for s in range(10)]                               # one new token at a time
-    print("token by token, with offsets == full causal forward:",
-          torch.allclose(torch.cat(steps, dim=1), out, atol=1e-5))
+    print(t("ch06.token_by_token", ok=torch.allclose(torch.cat(steps, dim=1), out, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. ALiBi and xPos
@@ -402,7 +400,7 @@ with torch.no_grad():
 
 # %%
 for h in (8, 12):
-    print(f"{h:2d} heads:", "  ".join(f"1/{1 / m:.3g}" for m in alibi_slopes(h).tolist()))
+    print(t("ch06.heads", h=h, slopes="  ".join(f"1/{1 / m:.3g}" for m in alibi_slopes(h).tolist())))
 fig = rope_widgets.alibi_figure(8, 16)   # shown below the cell
 
 # %% [markdown] tags=["lang-en"]
@@ -419,9 +417,9 @@ torch.manual_seed(0)
 q, k, v = torch.randn(3, 1, 8, 16, 32).unbind(0)           # (B, H=8, L=16, d=32) each
 bias = alibi_bias(8, 16)                                     # (H, L, L): -m_h * |i - j|
 mask = bias.masked_fill(~torch.ones(16, 16, dtype=torch.bool).tril(), float("-inf"))
-print("ALiBi in PyTorch SDPA == attnkit:",
-      torch.allclose(F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
-                     scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5))
+print(t("ch06.alibi_sdpa",
+        ok=torch.allclose(F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                          scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # **xPos** (Sun et al. 2022) keeps RoPE's rotation and adds a decay: pair $i$ of the query at
@@ -444,7 +442,7 @@ torch.manual_seed(2)
 q1, k1 = torch.randn(2, 1, 64, dtype=torch.float64)
 qa, ka = apply_xpos(q1, k1, cos64, sin64, q_offset=30, k_offset=10)     # m = 30, n = 10
 qb, kb = apply_xpos(q1, k1, cos64, sin64, q_offset=530, k_offset=510)   # m = 530, n = 510
-print("xPos score depends only on m - n:", torch.allclose(qa @ ka.T, qb @ kb.T))
+print(t("ch06.xpos_relative", ok=torch.allclose(qa @ ka.T, qb @ kb.T)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 8. Longer contexts: beyond the trained length
@@ -463,8 +461,8 @@ print("xPos score depends only on m - n:", torch.allclose(qa @ ka.T, qb @ kb.T))
 L, d, s = 256, 64, 4
 theta = rope_inv_freq(d)
 turns = L * theta / (2 * math.pi)                      # turns of each pair within the trained length
-print(f"pairs that turn less than once in {L} positions: {(turns < 1).sum().item()} of {d // 2}")
-print(f"slowest pair: {turns[-1].item():.4f} turns within {L} positions, {s * turns[-1].item():.4f} within {s * L}")
+print(t("ch06.slow_pairs", L=L, n=(turns < 1).sum().item(), total=d // 2))
+print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), sL=s * L))
 
 # %% [markdown] tags=["lang-en"]
 # For those 19 pairs, positions beyond 256 produce angles the model never saw, and its scores
@@ -553,7 +551,7 @@ print("StandardAttentionWithRoPE(256, 4):", count(StandardAttentionWithRoPE(256,
 D = 256
 for N in (256, 1024, 8192):
     rope_flops, rest = 6 * N * D, 8 * N * D**2 + 4 * N**2 * D
-    print(f"N = {N:5d}: RoPE is {rope_flops / (rope_flops + rest):.3%} of the FLOPs")
+    print(t("ch06.rope_share", N=N, share=rope_flops / (rope_flops + rest)))
 
 # %% [markdown] tags=["lang-en"]
 # Same count. In FLOPs, rotating a pair is 4 multiplications and 2 additions, so RoPE on $q$ and $k$
@@ -651,8 +649,8 @@ with torch.no_grad():
     right = attn(x10, x10, x10, rope_embeddings=rope10, attn_mask=causal)[:, 9:]   # last row of the full pass
     wrong = attn(x10[:, 9:], x10, x10, rope_embeddings=rope10)              # q_offset forgotten
     fixed = attn(x10[:, 9:], x10, x10, rope_embeddings=rope10, q_offset=9)
-print("without q_offset == full forward:", torch.allclose(wrong, right, atol=1e-5))
-print("with q_offset=9  == full forward:", torch.allclose(fixed, right, atol=1e-5))
+print(t("ch06.without_offset", ok=torch.allclose(wrong, right, atol=1e-5)))
+print(t("ch06.with_offset", ok=torch.allclose(fixed, right, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # **Angles in float32.** For long contexts, $m\theta_i$ is a large number, and float32 keeps only
@@ -671,8 +669,8 @@ inv_freq = rope_inv_freq(64)                                     # the speeds th
 angle64 = rope_angles(torch.tensor([pos]), inv_freq)[0]          # what attnkit does: float64
 angle32 = torch.tensor(float(pos)) * inv_freq.float()            # the same in float32
 err32 = (angle32.double() - angle64).abs().max().item()
-print(f"largest angle error in float32: {err32:.4f} rad, {err32 / inv_freq[-1].item():.0f} x the slowest pair's step")
-print(f"largest error of cos from float32 angles: {(torch.cos(angle32).double() - torch.cos(angle64)).abs().max().item():.4f}")
+print(t("ch06.angle_error", err=err32, ratio=err32 / inv_freq[-1].item()))
+print(t("ch06.cos_error", err=(torch.cos(angle32).double() - torch.cos(angle64)).abs().max().item()))
 
 # %% [markdown] tags=["lang-en"]
 # ## 11. Exercises
