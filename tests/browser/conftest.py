@@ -1,6 +1,11 @@
 """Fixtures of the browser tests: Chromium (Debian's, through Playwright) and one JupyterLab per
 interface language, reused by every notebook of that language and always shut down.
 
+The two interface languages run side by side, each in a worker thread of its own (its own
+Playwright, Chromium and JupyterLab), working through the selected notebooks in order; each test
+waits for the result of its notebook and re-raises its failure. ATTNKIT_BROWSER_SERIAL=1 runs the
+languages one after the other instead.
+
 Chromium is installed by `tools/browser_deps.py` (run by `make test`). When it is missing the
 tests skip with a loud message naming what to install, repeated in the terminal summary; set
 ATTNKIT_BROWSER_REQUIRED=1 to make that a failure instead.
@@ -11,6 +16,9 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -18,6 +26,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from labserver import REPORT, SCREENSHOTS, LabServer  # noqa: E402
+from notebook_check import UI, check_notebook  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from browser_deps import find_chromium, missing_message  # noqa: E402
@@ -26,8 +35,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-default-apps",
                  "--disable-extensions", "--mute-audio"]
-
-_report = REPORT
 
 
 def unavailable_reason() -> str | None:
@@ -42,65 +49,116 @@ def unavailable_reason() -> str | None:
     return None
 
 
+class Runner:
+    """One worker thread per interface language: Playwright + Chromium + JupyterLab, checking
+    its notebooks in order; a Future per notebook holds its log, or its failure."""
+
+    def __init__(self, selected: list[tuple[str, Path]], serial: bool):
+        self.selected = selected
+        self.serial = serial
+        self.futures: dict[tuple[str, str], Future] = {(ui, str(src)): Future()
+                                                        for ui, src in selected}
+        self.stop_event = threading.Event()
+        self.labs: list[LabServer] = []
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        previous = None
+        for ui in UI:
+            sources = [src for u, src in self.selected if u == ui]
+            if not sources:
+                continue
+            t = threading.Thread(target=self._work, args=(ui, sources, previous if self.serial
+                                                          else None),
+                                 name=f"browser-{ui}", daemon=True)
+            t.start()
+            self.threads.append(t)
+            previous = t
+
+    def _work(self, ui: str, sources: list[Path], after: threading.Thread | None) -> None:
+        if after is not None:
+            after.join()
+        pw = browser = lab = None
+        try:
+            from playwright.sync_api import sync_playwright
+
+            # side by side, two kernels share the cores: one math thread each, no oversubscription
+            lab = LabServer(ui, env=None if self.serial else {"OMP_NUM_THREADS": "1"})
+            self.labs.append(lab)
+            lab.start()
+            pw = sync_playwright().start()
+            browser = pw.chromium.launch(executable_path=find_chromium(), headless=True,
+                                         args=CHROMIUM_ARGS)
+            for src in sources:
+                fut = self.futures[(ui, str(src))]
+                if self.stop_event.is_set():
+                    fut.set_exception(RuntimeError("browser tests stopped before this notebook"))
+                    continue
+                lines: list[str] = []
+                try:
+                    check_notebook(browser, lab, ui, src, log=lines.append)
+                    fut.set_result(lines)
+                except BaseException as e:  # noqa: B036 - handed to the test that reports it
+                    e.browser_log = lines
+                    fut.set_exception(e)
+        except BaseException as e:  # noqa: B036 - Lab or Chromium did not start
+            for src in sources:
+                fut = self.futures[(ui, str(src))]
+                if not fut.done():
+                    fut.set_exception(e)
+        finally:
+            for close in (lambda: browser and browser.close(), lambda: pw and pw.stop(),
+                          lambda: lab and lab.stop()):
+                try:
+                    close()
+                except Exception as e:
+                    print(f"[browser] while shutting down ({ui}): {e}", file=sys.stderr)
+
+    def result(self, ui: str, source: Path, timeout: float) -> list[str]:
+        return self.futures[(ui, str(source))].result(timeout=timeout)
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + 120
+        for t in self.threads:  # let a notebook in progress end (its own timeouts bound it)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        for lab in self.labs:  # whatever happened above, no Lab outlives the session
+            lab.stop()
+
+
 @pytest.fixture(scope="session")
-def browser():
+def browser_runner(request):
     reason = unavailable_reason()
     if reason:
-        _report["skipped"].append(reason)
+        REPORT["skipped"].append(reason)
         if os.environ.get("ATTNKIT_BROWSER_REQUIRED") == "1":
             pytest.fail(f"BROWSER TESTS CANNOT RUN: {reason}")
         print(f"\n{'!' * 78}\n!! BROWSER TESTS SKIPPED: {reason}\n{'!' * 78}", file=sys.stderr)
         pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
-    from playwright.sync_api import sync_playwright
-
+    # only the notebooks of the tests that were selected (-k, node ids) are run
+    selected = []
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if Path(item.path).resolve().parent == Path(__file__).resolve().parent and "source" in params:
+            selected.append((params["ui"], params["source"]))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pw = sync_playwright().start()
+    runner = Runner(selected, serial=os.environ.get("ATTNKIT_BROWSER_SERIAL") == "1")
+    atexit.register(runner.shutdown)  # a backstop; the finally below is the normal path
     try:
-        b = pw.chromium.launch(executable_path=find_chromium(), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        runner.start()
+        yield runner
     finally:
-        pw.stop()
-
-
-class Labs:
-    """At most one JupyterLab at a time: asking for the other language stops the first."""
-
-    def __init__(self):
-        self.running: dict[str, LabServer] = {}
-
-    def get(self, ui: str) -> LabServer:
-        for other in [u for u in self.running if u != ui]:
-            self.running.pop(other).stop()
-        if ui not in self.running:
-            self.running[ui] = LabServer(ui).start()
-        return self.running[ui]
-
-    def stop_all(self) -> None:
-        while self.running:
-            self.running.popitem()[1].stop()
-
-
-@pytest.fixture(scope="session")
-def labs(browser):
-    pool = Labs()
-    atexit.register(pool.stop_all)  # a backstop; the finally below is the normal path
-    try:
-        yield pool
-    finally:
-        pool.stop_all()
+        runner.shutdown()
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _report["skipped"]:
+    if REPORT["skipped"]:
         terminalreporter.section("browser tests SKIPPED", sep="!", red=True, bold=True)
         for line in missing_message():
             terminalreporter.write_line(line)
-        for reason in sorted(set(_report["skipped"])):
+        for reason in sorted(set(REPORT["skipped"])):
             terminalreporter.write_line(f"reason: {reason}", red=True)
-    if _report["screenshots"]:
+    if REPORT["screenshots"]:
         terminalreporter.section("browser screenshots (after Run All)")
-        for p in _report["screenshots"]:
+        for p in sorted(REPORT["screenshots"]):
             terminalreporter.write_line(p)

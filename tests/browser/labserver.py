@@ -122,8 +122,9 @@ def _descendants(pid: int) -> list:
 class LabServer:
     """One JupyterLab for one interface language ('en' or 'zh' -> locale zh_CN)."""
 
-    def __init__(self, ui: str):
+    def __init__(self, ui: str, env: dict[str, str] | None = None):
         self.ui = ui
+        self.extra_env = dict(env or {})
         self.tmp = Path(tempfile.mkdtemp(prefix=f"attnkit-lab-{ui}-"))
         self.root = self.tmp / "root"
         self.root.mkdir()
@@ -154,6 +155,7 @@ class LabServer:
                    MPLCONFIGDIR=str(d["mpl"]),
                    JUPYTER_PLATFORM_DIRS="1",
                    PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
         env.pop("JUPYTER_PATH", None)
         env.pop("JUPYTER_CONFIG_PATH", None)
         last_error = ""

@@ -4,7 +4,7 @@ For every built chapter notebook (found by glob, so new chapters are covered as 
 English notebooks in the English interface, Chinese notebooks in the Chinese interface
 (zh-CN language pack, selected by pre-seeded settings). Each test opens a copy of the notebook
 (outputs stripped, so everything on screen comes from this run), waits for the kernel to be
-idle, runs all cells from the Run menu, and asserts:
+idle, runs all cells from the Run menu, and asserts (see notebook_check.check_notebook):
 
 - the interface is in the expected language (menu labels);
 - every code cell ran, and no cell has an error output (in the page and in the saved copy);
@@ -13,324 +13,37 @@ idle, runs all cells from the Run menu, and asserts:
 - the Chinese notebook's headings, widget labels and figure titles are Chinese, drawn without
   missing glyphs (the English ones contain no Chinese).
 
-A screenshot of each notebook after Run All goes to tests/browser/screenshots/.
+A screenshot of each notebook after Run All goes to tests/browser/screenshots/ (named in the
+test output and in the terminal summary).
 """
 
 from __future__ import annotations
 
-import json
-import re
-import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from labserver import PROBE_MARK, SCREENSHOTS, built_notebooks, make_copy, record_screenshot
+from notebook_check import UI, cases
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-# ui language -> (notebook language, File menu label, Run menu label)
-UI = {"en": ("en", "File", "Run"), "zh": ("zh", "文件", "运行")}
-
-CASES = [pytest.param(ui, nb, id=f"{ui}-ui-{UI[ui][0]}-{nb.stem}")
-         for ui in UI for nb in built_notebooks(UI[ui][0])]
-
-RUN_TIMEOUT_S = 420  # a chapter runs in under 30 s on 2 cores; this is for a loaded machine
-
-NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-WIDGET_OUT = ".jp-OutputArea-output:has(> .jupyter-widgets)"  # ipywidgets sets no data-mime-type
-
-JS_STATE = """() => {
-  const nb = document.querySelector('%s .jp-Notebook');
-  if (!nb) return null;
-  const ind = document.querySelector('%s .jp-Notebook-ExecutionIndicator');
-  const cells = [...nb.querySelectorAll('.jp-Cell')];
-  return {
-    status: ind ? ind.getAttribute('data-status') : null,
-    n_cells: cells.length,
-    prompts: cells.filter(c => c.classList.contains('jp-CodeCell')).map(c => {
-      const p = c.querySelector('.jp-InputArea-prompt');
-      return p ? p.textContent.trim() : '';
-    }),
-  };
-}""" % (NOTEBOOK, NOTEBOOK)
-
-JS_OUTPUTS = """() => {
-  const nb = document.querySelector('%s .jp-Notebook');
-  const cells = [...nb.querySelectorAll('.jp-Cell')];
-  return cells.map((c, i) => ({
-    index: i,
-    code: c.classList.contains('jp-CodeCell'),
-    stderr: [...c.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
-              .map(o => o.textContent),
-    widgets: c.querySelectorAll('%s').length,
-    text: [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.textContent).join('\\n'),
-    headings: [...c.querySelectorAll('.jp-MarkdownOutput h1, .jp-MarkdownOutput h2')]
-              .map(h => h.textContent.replace(/\\u00b6/g, '').trim()),
-  }));
-}""" % (NOTEBOOK, WIDGET_OUT)
-
-# PNG bytes of the first <img> in a widget output -> "length:FNV-1a hash" (blob or data URL)
-JS_IMAGE_HASH = """async (out) => {
-  const img = out.querySelector('img');
-  if (!img || !img.src) return null;
-  const r = await fetch(img.src);
-  const b = new Uint8Array(await r.arrayBuffer());
-  let h = 2166136261;
-  for (let i = 0; i < b.length; i++) { h ^= b[i]; h = Math.imul(h, 16777619); }
-  return b.length + ':' + (h >>> 0).toString(16);
-}"""
-
-ERROR_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt)\b", re.M)
+PER_NOTEBOOK_S = 900  # generous: the machines these run on are shared
 
 
-def _wait(page, fn, what: str, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        page.wait_for_timeout(interval * 1000)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last state: {last!r}")
-
-
-def _menu(page, top_label: str, command: str, tries: int = 10):
-    """Open a top menu by its label and click the item selected by its data-command.
-
-    The item is disabled (and a click on it does nothing) until the notebook is the current
-    widget: wait for it to be enabled, reopening the menu."""
-    for _attempt in range(tries):
-        page.locator(".lm-MenuBar-item", has_text=top_label).first.click()
-        item = page.locator(f'.lm-Menu-item[data-command="{command}"]').first
-        item.wait_for(state="visible", timeout=15_000)
-        label = item.locator(".lm-Menu-itemLabel").inner_text()
-        if "lm-mod-disabled" not in (item.get_attribute("class") or ""):
-            item.click()
-            return label
-        page.keyboard.press("Escape")
-        page.wait_for_timeout(1000)
-    raise AssertionError(f"menu item {command} stayed disabled ({tries} tries)")
-
-
-def _image_hash(page, out):
-    for _ in range(5):  # the blob URL may be revoked by a redraw between reading and fetching
-        try:
-            return out.evaluate(JS_IMAGE_HASH)
-        except Exception:
-            page.wait_for_timeout(200)
-    return out.evaluate(JS_IMAGE_HASH)
-
-
-def _move_slider(page, out, k: int) -> str:
-    """Move slider k of a widget output with the keyboard (End, or Home if already at the end);
-    return a description of the move."""
-    slider = out.locator(".widget-slider").nth(k)
-    handle = slider.locator(".noUi-handle").first
-    handle.scroll_into_view_if_needed()
-    before = handle.get_attribute("aria-valuenow")
-    handle.focus()
-    page.keyboard.press("End")
-    page.wait_for_timeout(100)
-    after = handle.get_attribute("aria-valuenow")
-    if after == before:
-        page.keyboard.press("Home")
-        page.wait_for_timeout(100)
-        after = handle.get_attribute("aria-valuenow")
-    label = slider.locator(".widget-label").first.inner_text() if slider.locator(
-        ".widget-label").count() else f"slider {k}"
-    assert after != before, f"slider {label!r} did not move with End/Home (value {before})"
-    return f"{label}: {before} -> {after}"
-
-
-def _change_dropdown(page, out) -> str:
-    sel = out.locator(".widget-dropdown select").first
-    sel.scroll_into_view_if_needed()
-    options = sel.locator("option").evaluate_all("os => os.map(o => o.value)")
-    current = sel.input_value()
-    other = next(v for v in options if v != current)
-    sel.select_option(other)
-    return f"dropdown: {current} -> {other}"
-
-
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("ui,source", CASES)
-def test_chapter_in_jupyterlab(ui, source: Path, browser, labs):
-    lang, file_label, run_label = UI[ui]
-    lab = labs.get(ui)
-    rel = f"{lang}/{source.name}"
-    copy = lab.root / rel
-    info = make_copy(source, copy)
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  locale="zh-CN" if ui == "zh" else "en-US")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page_errors: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
-    t0 = time.monotonic()
-    timings = {}
+@pytest.mark.timeout(PER_NOTEBOOK_S * 2)
+@pytest.mark.parametrize("ui,source", [pytest.param(ui, nb, id=f"{ui}-ui-{UI[ui][0]}-{nb.stem}")
+                                       for ui, nb in cases()])
+def test_chapter_in_jupyterlab(ui: str, source: Path, browser_runner):
     try:
-        # a workspace of its own per notebook: nothing else is restored, no other kernel starts
-        page.goto(f"{lab.url}/lab/workspaces/t{time.monotonic_ns()}/tree/{rel}")
-        page.locator(f"{NOTEBOOK} .jp-Notebook").wait_for(timeout=120_000)
-        lab.remember_children()
-
-        # --- the interface language
-        first_menu = page.locator(".lm-MenuBar-item").first.inner_text().strip()
-        assert first_menu == file_label, f"File menu reads {first_menu!r}, expected {file_label!r}"
-
-        # --- kernel idle, then Run All (from the menu, by data-command)
-        _wait(page, lambda: (page.evaluate(JS_STATE) or {}).get("status") == "idle",
-              "the kernel status to be idle", 120)
-        timings["open"] = time.monotonic() - t0
-        # make the notebook the current widget (Run All acts on the current notebook)
-        page.locator(f"{NOTEBOOK} .jp-Cell .jp-InputPrompt").first.click()
-        for attempt in range(3):
-            run_all_label = _menu(page, run_label, "runmenu:run-all")
-            try:  # a prompt shows [*] as soon as its cell is queued: was Run All taken?
-                _wait(page, lambda: any(p != "[ ]:" for p in page.evaluate(JS_STATE)["prompts"]),
-                      "Run All to queue the cells", 20)
-                break
-            except AssertionError:
-                if attempt == 2:
-                    raise
-                print(f"[browser] Run All was not taken (try {attempt + 1}); again")
-        if ui == "zh":
-            assert CJK.search(run_all_label), f"Run All reads {run_all_label!r} in the Chinese UI"
-        else:
-            assert not CJK.search(run_all_label), f"Run All reads {run_all_label!r}"
-
-        last_state = {}
-
-        def finished():
-            s = page.evaluate(JS_STATE) or {}
-            last_state.update(s)
-            done = (s.get("status") == "idle" and len(s["prompts"]) == info["code_cells"]
-                    and all(re.fullmatch(r"\[\d+\]:", p) for p in s["prompts"]))
-            return s if done else None
-
-        t_run = time.monotonic()
-        try:
-            _wait(page, finished, "Run All to finish", RUN_TIMEOUT_S)
-        except AssertionError:
-            raise AssertionError(
-                f"Run All did not finish in {RUN_TIMEOUT_S} s (every code cell numbered, kernel "
-                f"idle): kernel {last_state.get('status')}, prompts {last_state.get('prompts')}"
-            ) from None
-        timings["run_all"] = time.monotonic() - t_run
-
-        # --- save the copy from the browser and read it back: error outputs, execution counts
-        _menu(page, file_label, "docmanager:save")
-
-        def saved():
-            try:
-                nb = nbformat.read(copy, as_version=4)
-            except Exception:
-                return None
-            ok = all(c.execution_count for c in nb.cells if c.cell_type == "code")
-            return nb if ok else None
-
-        nb = _wait(page, saved, "the notebook to be saved with every cell executed", 60)
-        file_errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells)
-                       if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-        assert not file_errors, f"error outputs in {rel}: {file_errors}"
-
-        cells = page.evaluate(JS_OUTPUTS)
-        assert len(cells) == info["n_cells"], "the page shows a different number of cells"
-        dom_errors = [(c["index"], m.group(0)) for c in cells for s in c["stderr"]
-                      for m in [ERROR_LINE.search(s)] if m]
-        assert not dom_errors, f"error output shown in {rel}: {dom_errors}"
-
-        # --- the probe cell: what the explorers' figures say
-        probe_text = cells[info["probe_index"]]["text"]
-        assert PROBE_MARK in probe_text, f"probe cell printed nothing useful: {probe_text!r}"
-        probe = json.loads(probe_text.split(PROBE_MARK, 1)[1].strip().splitlines()[0])
-
-        # --- every widget cell rendered: controls visible, an image with data
-        shown = [c["index"] for c in cells if c["widgets"]]
-        assert shown == info["widget_cells"], (
-            f"widgets shown in cells {shown}, but the built notebook has widget cells "
-            f"{info['widget_cells']}")
-        outs = page.locator(f"{NOTEBOOK} {WIDGET_OUT}")
-        n_out = outs.count()
-        assert n_out >= len(info["widget_cells"])
-        moves = []
-        t_w = time.monotonic()
-        for j in range(n_out):
-            out = outs.nth(j)
-            out.scroll_into_view_if_needed()
-            controls = out.locator(".widget-inline-hbox, .widget-button")
-            assert controls.count() >= 1, f"widget {j} in {rel} shows no controls: {out.inner_text()!r}"
-            for k in range(controls.count()):
-                assert controls.nth(k).is_visible(), f"control {k} of widget {j} is not visible"
-            img = out.locator("img").first
-            img.wait_for(state="visible", timeout=30_000)
-            assert img.evaluate("i => i.complete && i.naturalWidth > 0"), f"widget {j}: empty image"
-            labels = [s.strip() for s in out.locator(".widget-label").all_inner_texts() if s.strip()]
-            if lang == "zh":
-                assert any(CJK.search(s) for s in labels), f"widget {j} labels not Chinese: {labels}"
-            else:
-                assert not any(CJK.search(s) for s in labels), f"widget {j} labels: {labels}"
-
-            # --- moving each slider changes the picture (no slider: a dropdown)
-            n_sliders = out.locator(".widget-slider").count()
-            steps = range(n_sliders) if n_sliders else [None]
-            for k in steps:
-                before = _image_hash(page, out)
-                if k is None:
-                    assert out.locator(".widget-dropdown select").count(), (
-                        f"widget {j} has neither a slider nor a dropdown to move")
-                    what = _change_dropdown(page, out)
-                else:
-                    what = _move_slider(page, out, k)
-                _wait(page, lambda out=out, before=before: _image_hash(page, out) not in (None, before),
-                      f"widget {j} ({what}) to redraw its image", 30, interval=0.2)
-                moves.append(f"widget {j}: {what}")
-        timings["widgets"] = time.monotonic() - t_w
-
-        # --- language of headings and figures
-        headings = [h for c in cells for h in c["headings"]]
-        assert headings, f"{rel} has no h1/h2 heading"
-        explorers = probe["explorers"]
-        assert len(explorers) >= len(info["widget_cells"]), probe
-        titles = [s for e in explorers for s in e["titles"]]
-        if lang == "zh":
-            bad = [h for h in headings if not CJK.search(h)]
-            assert not bad, f"headings without Chinese in {rel}: {bad}"
-            for e in explorers:
-                assert any(CJK.search(s) for s in e["titles"]), f"figure titles not Chinese: {e}"
-            glyphs = sorted({g for e in explorers for g in e["glyph_warnings"]})
-            glyphs += sorted({m for c in cells for s in c["stderr"]
-                              for m in re.findall(r"Glyph \d+ .*? missing from font\(s\) [^.\n]*", s)})
-            assert not glyphs, f"Chinese drawn with missing glyphs (boxes) in {rel}: {glyphs[:5]}"
-        else:
-            bad = [h for h in headings if CJK.search(h)] + [s for s in titles if CJK.search(s)]
-            assert not bad, f"Chinese text in the English notebook {rel}: {bad}"
-
-        print(f"\n[browser] {ui}-ui {rel}: {len(cells)} cells, {len(shown)} widget cells, "
-              f"moves: {moves}; timings " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    finally:
-        try:
-            if not page.is_closed():
-                shot = SCREENSHOTS / f"{ui}-ui_{lang}_{source.stem}.png"
-                _full_screenshot(page, shot)
-                record_screenshot(shot)
-                print(f"[browser] screenshot: {shot}")
-        except Exception as e:  # a screenshot must never hide the real failure
-            print(f"[browser] no screenshot: {e}")
-        if page_errors:
-            print(f"[browser] page errors: {page_errors[:5]}")
-        context.close()
-        lab.shutdown_kernels()
-        print(f"[browser] {ui}-ui {rel}: {time.monotonic() - t0:.1f} s in all")
+        lines = browser_runner.result(ui, source, timeout=PER_NOTEBOOK_S)
+    except BaseException as e:
+        for line in getattr(e, "browser_log", []):
+            print(line)
+        raise
+    for line in lines:
+        print(line)
 
 
-def _full_screenshot(page, path: Path) -> None:
-    """The whole notebook in one picture: make the viewport as tall as the notebook."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate(
-        """() => { const o = document.querySelector('%s .jp-WindowedPanel-outer')
-                   || document.querySelector('%s .jp-Notebook');
-                   return o ? o.scrollHeight : 900; }""" % (NOTEBOOK, NOTEBOOK))
-    page.set_viewport_size({"width": 1280, "height": int(min(max(height + 200, 900), 16000))})
-    page.wait_for_timeout(800)
-    page.screenshot(path=str(path))
+def test_every_chapter_is_covered():
+    """Each built notebook is a case, in its own language's interface (the glob is not empty)."""
+    found = cases()
+    assert any(ui == "en" for ui, _ in found) and any(ui == "zh" for ui, _ in found), found
+    for ui, nb in found:
+        assert nb.parent.name == UI[ui][0]
