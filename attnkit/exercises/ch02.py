@@ -24,8 +24,8 @@ register(
             "zh": "Var(c · q·k) = c² · Var(q·k)。解方程 c² · d_k · std⁴ = 1（取 c > 0）。std = 1 时，答案就是熟悉的 1/√d_k。",
         },
         "ch02.ex3.title": {
-            "en": "Exercise 3 · when does the unscaled softmax saturate?",
-            "zh": "练习 3 · 不缩放的 softmax 何时饱和？",
+            "en": "Exercise 3 · the d_k at which the unscaled softmax saturates",
+            "zh": "练习 3 · 不缩放的 softmax 从哪个 d_k 开始饱和",
         },
         "ch02.ex3.hint": {
             "en": "Loop over d_k in DK_CHOICES (in increasing order) and return the first one whose saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] is >= threshold; return None if none is.",

@@ -25,7 +25,7 @@
 # # 02 · 为什么要除以 $\sqrt{d_k}$？
 #
 # **本章内容**
-# - 为什么两个随机向量的点积会随维度增大而变大：用 100,000 个样本实测，并与闭式解（带误差范围）对照；
+# - 为什么两个随机向量的点积会随向量长度增大而变大：用 100,000 个样本实测，并与闭式解对照，附误差棒；
 # - 分数过大时 softmax 会怎样：它会饱和，梯度随之消失——拖动滑块就能看到；
 # - 什么时候只除以 $\sqrt{d_k}$ 还不够（分量的方差不是 1），以及模型的应对办法（温度、QK 归一化）；
 # - 缩放的开销，以及使用它时常见的错误。
@@ -63,7 +63,7 @@ print("torch", torch.__version__.split("+")[0])
 # ## 1. 直觉：$d_k$ 个随机项之和
 #
 # 分数就是点积，$q \cdot k = \sum_{i=1}^{d_k} q_i k_i$：它是 $d_k$ 项之和。如果这些项是均值为 0 的随机数，
-# 它们会部分抵消，但不会完全抵消——项数越多，和离 0 就越远。下面在三种维度下各随机抽取五对分量服从标准正态分布的 $(q, k)$，
+# 它们会部分抵消，但不会完全抵消——项数越多，和离 0 就越远。下面取三种维度，各随机抽取五对 $(q, k)$（分量服从标准正态分布），
 # 看看 $q \cdot k$ 有多大：
 
 # %%
@@ -114,8 +114,8 @@ torch.manual_seed(0)
 d_k, n = 64, 100_000
 q, k = torch.randn(n, d_k), torch.randn(n, d_k)  # n independent pairs, entries N(0, 1)
 dots = (q * k).sum(-1)  # (n,) one q·k per pair
-print(f"Var(q·k)        = {dots.var():.2f}    (theory: d_k = {d_k})")
-print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  (theory: 1)")
+print(f"Var(q·k)        = {dots.var():.2f}    " + t("ch02.nb.theory", v=f"d_k = {d_k}"))
+print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  " + t("ch02.nb.theory", v=1))
 
 # %% [markdown] tags=["lang-en"]
 # About 64 and about 1. But how close is "about"? A sample variance is itself random; its standard
@@ -130,7 +130,7 @@ print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  (theory: 1)")
 
 # %% [markdown] tags=["lang-zh"]
 # 大约是 64 和 1。可“大约”到底有多接近？样本方差本身也是随机的，它的标准误差由分数的四阶矩决定。
-# 对于 $d_k$ 个标准正态乘积之和，$E[(q\cdot k)^4] = 3d_k^2 + 6d_k$，因此对于 $n$ 个样本，
+# 若每一项都是两个标准正态变量的乘积，则 $d_k$ 项之和满足 $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$，因此对于 $n$ 个样本，
 #
 # $$\mathrm{SE} \approx \sqrt{\frac{E[(q\cdot k)^4] - \mathrm{Var}(q\cdot k)^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
 #
@@ -142,7 +142,7 @@ for scaled in (False, True):
     v = E.dot_product_variance(64, 100_000, scaled=scaled, seed=0)
     th = E.dot_product_variance_theory(64, scaled=scaled)
     se = E.dot_product_variance_se(64, 100_000, scaled=scaled)
-    print(f"scaled={scaled!s:<5}  measured {v:8.4f}   theory {th:4.0f}   SE {se:.4f}   |diff| / SE = {abs(v - th) / se:.2f}")
+    print(t("ch02.nb.se_row", scaled=str(scaled), v=v, th=th, se=se, z=abs(v - th) / se))
 
 # %% [markdown] tags=["lang-en"]
 # Both measurements lie 1.21 standard errors from the theory (the same random draws, divided by
@@ -163,9 +163,9 @@ for scaled in (False, True):
 torch.manual_seed(0)
 qh, kh, vh = torch.randn(2, 4, 10, 64), torch.randn(2, 4, 10, 64), torch.randn(2, 4, 10, 64)  # (B, H, N, d_k)
 ours = torch.softmax(qh @ kh.transpose(-2, -1) / math.sqrt(64), dim=-1) @ vh
-print("matches PyTorch SDPA (scale=None):", torch.allclose(ours, F.scaled_dot_product_attention(qh, kh, vh), atol=1e-6))
-print("matches PyTorch SDPA (scale=1/8): ", torch.allclose(ours, F.scaled_dot_product_attention(qh, kh, vh, scale=1 / 8), atol=1e-6))
-print("matches attnkit:                  ", torch.allclose(ours, scaled_dot_product_attention(qh, kh, vh), atol=1e-6))
+print(t("ch02.nb.match_sdpa", arg="scale=None", ok=torch.allclose(ours, F.scaled_dot_product_attention(qh, kh, vh), atol=1e-6)))
+print(t("ch02.nb.match_sdpa", arg="scale=1/8", ok=torch.allclose(ours, F.scaled_dot_product_attention(qh, kh, vh, scale=1 / 8), atol=1e-6)))
+print(t("ch02.nb.match_attnkit", ok=torch.allclose(ours, scaled_dot_product_attention(qh, kh, vh), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Sweep $d_k$.** The closed form says the unscaled variance is a straight line of slope 1 on a
@@ -244,11 +244,11 @@ explorer.static();
 # %% [markdown] tags=["lang-en"]
 # The same numbers as a table, each averaged over 512 rows of 16 keys
 # (`attnkit.experiments.saturation_sweep`). Entropy is in nats; a uniform row over 16 keys has
-# entropy $\log 16 = 2.773$, a one-hot row 0.
+# entropy $\log 16$ (printed below the table), a one-hot row 0.
 
 # %% [markdown] tags=["lang-zh"]
 # 下表给出同样的数据，每项都是 512 行（每行 16 个键）的平均值（`attnkit.experiments.saturation_sweep`）。
-# 熵的单位是奈特；16 个键上的均匀分布熵为 $\log 16 = 2.773$，独热分布的熵为 0。
+# 熵的单位是奈特（nat）；16 个键上均匀分布的熵为 $\log 16$（数值打印在表格下方），独热分布的熵为 0。
 
 # %%
 d_ks = [4, 16, 64, 256, 1024]
@@ -265,13 +265,14 @@ print(f"log 16 = {math.log(16):.3f}")
 # Unscaled, the mean largest weight climbs from 0.429 at $d_k = 4$ to 0.966 at $d_k = 1024$, and
 # the mean $\|J\|_F$ falls from 0.323 to 0.048 — almost seven times less gradient. Scaled, all three
 # columns barely move: a largest weight near 0.25, an entropy near 2.36 and $\|J\|_F$ near 0.30 for
-# every $d_k$. Real models use $d_k$ = 64 or 128 per head, right where the unscaled softmax would
-# already be losing most of its gradient.
+# every $d_k$. Real models use $d_k$ = 64 or 128 per head, and already at $d_k = 64$ the unscaled
+# softmax has a mean largest weight of 0.832 and a mean $\|J\|_F$ of 0.187, against 0.305 scaled.
 
 # %% [markdown] tags=["lang-zh"]
 # 不缩放时，平均最大权重从 $d_k = 4$ 时的 0.429 升到 $d_k = 1024$ 时的 0.966，平均 $\|J\|_F$ 则从 0.323 降到 0.048——
-# 梯度少了将近七倍。缩放后，三列数据几乎不变：对所有 $d_k$，最大权重都在 0.25 左右，熵在 2.36 左右，$\|J\|_F$ 在 0.30 左右。
-# 实际模型中每个头的 $d_k$ 通常是 64 或 128，恰好落在不缩放的 softmax 已经丢掉大部分梯度的区间。
+# 梯度只剩约七分之一。缩放后，三列数据几乎不变：对所有 $d_k$，最大权重都在 0.25 左右，熵在 2.36 左右，$\|J\|_F$ 在 0.30 左右。
+# 实际模型中每个头的 $d_k$ 是 64 或 128；而在 $d_k = 64$ 时，不缩放的 softmax 平均最大权重就已达到 0.832，
+# 平均 $\|J\|_F$ 只有 0.187，缩放后则是 0.305。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. When $\sqrt{d_k}$ is not enough
@@ -282,11 +283,13 @@ print(f"log 16 = {math.log(16):.3f}")
 # variance of the scores. Two fixes are in use:
 #
 # - **Temperature**: divide the scores by an extra $\tau$. With $\tau = \sigma^2$ the variance is
-#   back to 1; in practice $\tau$ is often a learned parameter.
-# - **QK-norm**: normalise each query and key (LayerNorm or RMSNorm over the head dimension) right
-#   before the dot product (Henry et al. 2020; Dehghani et al. 2023, §2). Every normalised vector
-#   has mean 0 and norm $\sqrt{d_k}$, whatever $\sigma$ was, so $q\cdot k = d_k \cos\theta$ and, for
-#   random directions in the $d_k - 1$ dimensions that a zero mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$ (1.016 for $d_k = 64$).
+#   back to 1; since $\sigma$ is not known in advance and changes during training, $\tau$ is sometimes learned instead.
+# - **QK-norm**: normalise each query and key over the head dimension right before the dot product.
+#   Henry et al. (2020) divide them by their L2 norms and learn the scale; ViT-22B applies a LayerNorm
+#   (Dehghani et al. 2023, §2); OLMo 2 and Gemma 3 use an RMSNorm. After a LayerNorm without its learned
+#   gain (what is measured below), every vector has mean 0 and norm $\sqrt{d_k}$, whatever $\sigma$ was,
+#   so $q\cdot k = d_k \cos\theta$ and, for random directions in the $d_k - 1$ dimensions that a zero
+#   mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$.
 #
 # Each measured at $d_k = 64$ with 10,000 samples, next to the mean largest weight of a 16-key row:
 
@@ -297,10 +300,12 @@ print(f"log 16 = {math.log(16):.3f}")
 # 或者训练中权重逐渐变大，都会改变 $\sigma$。由于缩放后的方差是 $\sigma^4$，$\sigma$ 变成 2 倍，分数的方差就变成 16 倍。
 # 常用的补救办法有两种：
 #
-# - **温度**：把分数再除以一个 $\tau$。取 $\tau = \sigma^2$ 时方差恢复为 1；实际中 $\tau$ 往往是一个可学习的参数。
-# - **QK 归一化**：在点积之前，对每个查询和键沿头维度做归一化（LayerNorm 或 RMSNorm）（Henry 等，2020；Dehghani 等，2023，§2）。
-#   无论 $\sigma$ 是多少，归一化后的每个向量均值都为 0、范数都为 $\sqrt{d_k}$，因此 $q\cdot k = d_k \cos\theta$；
-#   对于在均值为零所剩下的 $d_k - 1$ 维空间中随机分布的方向，$\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$（$d_k = 64$ 时为 1.016）。
+# - **温度**：把分数再除以一个 $\tau$。取 $\tau = \sigma^2$ 时方差恢复为 1；由于 $\sigma$ 事先未知，且会在训练中变化，有时也把 $\tau$ 设为可学习的参数。
+# - **QK 归一化**：在点积之前，对每个查询和键沿头维度做归一化。Henry 等（2020）用 L2 范数归一化，并学习缩放系数；
+#   ViT-22B 用的是 LayerNorm（Dehghani 等，2023，§2）；OLMo 2 和 Gemma 3 用的是 RMSNorm。
+#   经过不带可学习增益的 LayerNorm（下面实测的正是这种）后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，
+#   因此 $q\cdot k = d_k \cos\theta$。均值为 0 去掉了一个自由度，若方向在剩下的 $d_k - 1$ 维中随机分布，
+#   则 $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$。
 #
 # 下面在 $d_k = 64$ 时用 10,000 个样本逐一实测，并给出 16 个键的一行 softmax 的平均最大权重：
 
@@ -315,24 +320,26 @@ for std in (0.5, 1.0, 2.0, 4.0):
     rows.append([std, f"{std**4:g}", f"{plain:.3f}", f"{top_plain:.3f}", f"{normed:.3f}", f"{top_normed:.3f}", f"{tempered:.3f}"])
 print(format_table([t("ch02.col.std"), t("ch02.col.theory"), t("ch02.col.plain"), t("ch02.col.max_w"),
                     t("ch02.col.qknorm"), t("ch02.col.max_w"), t("ch02.col.temp")], rows))
-print(f"QK-norm theory d_k / (d_k - 1) = {E.dot_product_variance_theory(64, scaled=True, qk_norm=True):.3f}")
+print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True, qk_norm=True)))
 
 # %% [markdown] tags=["lang-en"]
 # With $\sigma = 0.5$ the scaled scores have variance 0.062 and the softmax is nearly uniform (largest
-# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 255.994
-# and the softmax saturates (0.927) exactly as if we had not scaled at all. QK-norm gives 1.018 and
-# the same rows (largest weight 0.244) for every $\sigma$; the temperature $\tau = \sigma^2$ gives
+# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 255.994,
+# as if scores of $d_k = 256$ had not been scaled at all, and the softmax saturates (0.927; the unscaled
+# table of section 3 gives 0.914 at $d_k = 256$). QK-norm gives 1.018 (theory $d_k/(d_k-1) = 1.016$)
+# and the same rows (largest weight 0.244) for every $\sigma$; the temperature $\tau = \sigma^2$ gives
 # 1.000 for every $\sigma$. (The digits repeat exactly down each of those two columns because the
 # same random draws are used for each $\sigma$, and both fixes cancel $\sigma$ exactly.)
-# QK-norm is used in large models (ViT-22B, OLMo 2, Gemma 3) precisely because attention scores that
-# grow during training destabilise it (Wortsman et al. 2023).
+# Large models (ViT-22B, OLMo 2, Gemma 3) use QK-norm precisely because attention scores that grow
+# during training destabilise the training (Dehghani et al. 2023; Wortsman et al. 2024).
 
 # %% [markdown] tags=["lang-zh"]
 # $\sigma = 0.5$ 时，缩放后分数的方差只有 0.062，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
-# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，softmax 饱和（0.927），就和完全不缩放一样。
-# QK 归一化对所有 $\sigma$ 都给出 1.018 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。
-# （这两列的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
-# 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Wortsman 等，2023）。
+# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和
+# （0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
+# 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。
+# （这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
+# 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Dehghani 等，2023；Wortsman 等，2024）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. What it costs
@@ -340,14 +347,16 @@ print(f"QK-norm theory d_k / (d_k - 1) = {E.dot_product_variance_theory(64, scal
 # Scaling the $(L, S)$ score matrix costs $LS$ multiplications, next to the $2LSd_k$ FLOPs of
 # $QK^\top$ — a fraction $1/(2d_k)$, under 1% for $d_k = 64$. It can be made cheaper still: since
 # $(cQ)K^\top = c\,(QK^\top)$, multiply the $(L, d_k)$ queries instead, $Ld_k$ multiplications
-# (which is what fused kernels do). Measured for $L = S = 1024$, $d_k = 64$ (median of 20 runs):
+# (PyTorch's math backend scales $Q$ and $K$, each by the square root of the scale; FlashAttention
+# folds the scale into the exponent of its softmax). Measured for $L = S = 1024$, $d_k = 64$ (median of 20 runs):
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 开销
 #
 # 对 $(L, S)$ 的分数矩阵做缩放需要 $LS$ 次乘法，而 $QK^\top$ 需要 $2LSd_k$ 次浮点运算——只占 $1/(2d_k)$，
 # $d_k = 64$ 时不到 1%。还可以更省：由于 $(cQ)K^\top = c\,(QK^\top)$，可以改为缩放 $(L, d_k)$ 的查询，只需 $Ld_k$ 次乘法
-# （融合算子就是这样做的）。下面实测 $L = S = 1024$、$d_k = 64$ 的情况（20 次运行取中位数）：
+# （PyTorch 的 math 后端把 $Q$ 和 $K$ 各乘以缩放系数的平方根；FlashAttention 则把缩放系数并入 softmax 的指数运算）。
+# 下面实测 $L = S = 1024$、$d_k = 64$ 的情况（20 次运行取中位数）：
 
 # %% tags=["nbval-ignore-output"]
 import time
@@ -370,7 +379,7 @@ print(format_table([t("ch02.col.where"), t("ch02.col.ms")], [
     [t("ch02.where.scores"), f"{median_ms(lambda: (qc @ kc.T) * c):.3f}"],
     [t("ch02.where.query"), f"{median_ms(lambda: (qc * c) @ kc.T):.3f}"],
 ]))
-print("same scores:", torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.T, atol=1e-5))
+print(t("ch02.nb.same_scores", ok=torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.T, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. Pitfalls
@@ -387,8 +396,9 @@ print("same scores:", torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.T, atol=1e-5
 # %%
 right = E.saturation(64, 16, 512, scaled=True, seed=0)
 wrong = E.saturation(64, 16, 512, scaled=True, temperature=math.sqrt(64), seed=0)  # q·k / √d_k / √d_k = q·k / d_k
-print(f"/ √d_k: mean largest weight {right['max_weight']:.3f}, mean entropy {right['entropy']:.3f}")
-print(f"/ d_k : mean largest weight {wrong['max_weight']:.3f}, mean entropy {wrong['entropy']:.3f}  (uniform: 1/16 = {1 / 16:.3f}, log 16 = {math.log(16):.3f})")
+print(t("ch02.nb.div_stats", div="/ √d_k", w=right["max_weight"], h=right["entropy"]))
+print(t("ch02.nb.div_stats", div="/ d_k ", w=wrong["max_weight"], h=wrong["entropy"])
+      + t("ch02.nb.uniform", p=1 / 16, h=math.log(16)))
 
 # %% [markdown] tags=["lang-en"]
 # **Scaling twice.** `F.scaled_dot_product_attention` already divides by $\sqrt{d_k}$. If you scale
@@ -400,8 +410,8 @@ print(f"/ d_k : mean largest weight {wrong['max_weight']:.3f}, mean entropy {wro
 
 # %%
 q_scaled = qh / math.sqrt(64)
-print("scaled q + default scale == attention:", torch.allclose(F.scaled_dot_product_attention(q_scaled, kh, vh), ours, atol=1e-6))
-print("scaled q + scale=1.0     == attention:", torch.allclose(F.scaled_dot_product_attention(q_scaled, kh, vh, scale=1.0), ours, atol=1e-6))
+print(t("ch02.nb.twice_default", ok=torch.allclose(F.scaled_dot_product_attention(q_scaled, kh, vh), ours, atol=1e-6)))
+print(t("ch02.nb.twice_one", ok=torch.allclose(F.scaled_dot_product_attention(q_scaled, kh, vh, scale=1.0), ours, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **$d_k$ is the head dimension, not the model width.** With 8 heads on a 512-wide model each head
@@ -429,7 +439,7 @@ print(f"Var(q·k / √512) = {(head_dots / math.sqrt(512)).var():.3f}   (64 / 51
 #
 # 每个检查器都会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1.** 设 $q, k \in \mathbb{R}^{d_k}$ 的各分量相互独立，均值为 0，标准差为 `std`。返回 $q\cdot k$ 方差的闭式解。
+# **练习 1**：设 $q, k \in \mathbb{R}^{d_k}$ 的各分量相互独立，均值为 0，标准差为 `std`。返回 $q\cdot k$ 方差的闭式解。
 
 # %%
 from attnkit.exercises.ch02 import check_dot_variance, check_first_saturated_dk, check_unit_variance_scale
@@ -447,7 +457,7 @@ _ = check_dot_variance(my_dot_variance)
 # $q, k$ as in exercise 1.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 对于与练习 1 相同的 $q, k$，返回使 $c\,(q\cdot k)$ 方差为 1 的缩放系数 $c > 0$。
+# **练习 2**：对于与练习 1 相同的 $q, k$，返回使 $c\,(q\cdot k)$ 方差为 1 的缩放系数 $c > 0$。
 
 # %%
 def my_unit_variance_scale(d_k, std):
@@ -464,8 +474,8 @@ _ = check_unit_variance_scale(my_unit_variance_scale)
 # $d_k$ does.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 用 `attnkit.experiments.saturation`，在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中找出最小的 $d_k$，
-# 使*不缩放*的 softmax 在每行 `seq_len` 个键时，平均最大权重达到 `threshold`（使用 `n_rows=256, seed=0`）。
+# **练习 3**：用 `attnkit.experiments.saturation`，在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中找出最小的 $d_k$，
+# 使每行 `seq_len` 个键时，*不缩放*的 softmax 的平均最大权重达到 `threshold`（使用 `n_rows=256, seed=0`）。
 # 如果没有这样的 $d_k$，返回 `None`。
 
 # %%
@@ -483,15 +493,15 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 # ## 8. Summary
 #
 # - A dot product of $d_k$ independent unit-variance entries has variance $d_k$ (measured: 64.3530
-#   for $d_k = 64$, within 1.21 standard errors); divided by $\sqrt{d_k}$ it has variance 1.
+#   for $d_k = 64$, 1.21 standard errors from the theory); divided by $\sqrt{d_k}$ it has variance 1.
 # - Large scores saturate the softmax: the largest weight goes to 1 and the Jacobian
 #   $\mathrm{diag}(p) - pp^\top$ goes to 0, so gradients vanish. Scaling keeps the softmax in its
 #   useful range for every $d_k$.
 # - The fix assumes unit-variance entries. When they are not, a temperature or QK-norm restores control.
 # - The scale is almost free ($LS$ or $Ld_k$ multiplications); apply it once, with $d_k$ the head dimension.
 #
-# **Next:** chapter 03 — the softmax itself: why it, how to compute it without overflow, masks,
-# temperature, and the online softmax behind flash attention.
+# **Next:** chapter 03 — the softmax itself: why it is used, how to compute it without overflow, masks,
+# temperature, and the online softmax behind FlashAttention.
 #
 # ## References
 # - A. Vaswani et al., *Attention Is All You Need*, NeurIPS 2017 — §3.2.1, eq. (1) and footnote 4 (the variance argument).
