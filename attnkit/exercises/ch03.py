@@ -41,7 +41,7 @@ register(
             "zh": "∂p_i/∂x_j = p_i (δ_ij − p_j)：torch.diag_embed(p) − p.unsqueeze(-1) * p.unsqueeze(-2)，形状为 (..., n, n)。",
         },
         "ch03.case.example": {"en": "the scores [2.3, 9.1, 0.5]", "zh": "分数 [2.3, 9.1, 0.5]"},
-        "ch03.case.batch": {"en": "a batch of 4 rows", "zh": "一批 4 行"},
+        "ch03.case.batch": {"en": "a batch of 4 rows", "zh": "一个批次，共 4 行"},
         "ch03.case.huge32": {
             "en": "scores near 1000 (float32)",
             "zh": "接近 1000 的分数（float32）",
@@ -64,7 +64,7 @@ register(
         "ch03.case.both_empty": {"en": "both parts empty", "zh": "两部分都为空"},
         "ch03.case.row": {"en": "one row of {n}", "zh": "一行，共 {n} 个元素"},
         "ch03.case.one_hot": {"en": "a one-hot row (saturated)", "zh": "独热的一行（饱和）"},
-        "ch03.case.batched_p": {"en": "a batch (2, 3, 5)", "zh": "一批，形状 (2, 3, 5)"},
+        "ch03.case.batched_p": {"en": "a batch (2, 3, 5)", "zh": "一个批次，形状为 (2, 3, 5)"},
     }
 )
 

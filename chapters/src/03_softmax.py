@@ -31,7 +31,7 @@
 # - 如何在 float32、float16 和 bfloat16 下计算 softmax 而不溢出，以及 log-sum-exp 技巧；
 # - 带掩码的 softmax：$-\infty$ 元素、全被屏蔽的行，以及为什么 $-10^9$ 或 `finfo.min` 会出问题；
 # - 温度（可以拖动滑块），以及它的极限——argmax；
-# - **在线 softmax**：只用一个流式遍历，维护当前最大值和当前累加和，并把两部分结果合并——这正是 FlashAttention（第 07 章）背后的思想；
+# - **在线 softmax**：一次流式遍历，维护当前最大值和当前累加和，以及如何合并两个局部结果——这正是 FlashAttention（第 07 章）背后的思想；
 # - softmax 的雅可比矩阵 $\mathrm{diag}(p) - pp^\top$，并与自动求导的结果对照。
 #
 # **预备知识**：第 01 章（注意力）和第 02 章（为什么要缩放分数）。
@@ -87,8 +87,8 @@ p = my_softmax(scores)
 print("scores :", scores.tolist())
 print("exp    :", [round(v, 2) for v in torch.exp(scores).tolist()])
 print("softmax:", [round(v, 5) for v in p.tolist()], " sum =", round(p.sum().item(), 6))
-print("matches attnkit:", torch.allclose(p, S.softmax(scores)))
-print("matches PyTorch:", torch.allclose(p, torch.softmax(scores, dim=-1)))
+print(t("ch03.matches_attnkit", ok=torch.allclose(p, S.softmax(scores))))
+print(t("ch03.matches_torch", ok=torch.allclose(p, torch.softmax(scores, dim=-1))))
 
 # %% [markdown] tags=["lang-en"]
 # $e^{9.1} = 8955.29$ dwarfs $e^{2.3} = 9.97$ and $e^{0.5} = 1.65$, so the second position takes 0.9987
@@ -103,21 +103,21 @@ print("matches PyTorch:", torch.allclose(p, torch.softmax(scores, dim=-1)))
 
 # %% [markdown] tags=["lang-zh"]
 # $e^{9.1} = 8955.29$ 远大于 $e^{2.3} = 9.97$ 和 $e^{0.5} = 1.65$，因此第二个位置拿走了 0.9987 的注意力，
-# 另外两个只分到 0.00111 和 0.00018。排序保持不变，但 softmax 比分数本身看起来要“果断”得多：分数相差 6.8，几乎就意味着全部权重。
+# 另外两个只分到 0.00111 和 0.00018。排序保持不变，但 softmax 比分数本身看起来要“果断”得多：分数相差 6.8，就已经拿走了几乎全部权重。
 #
 # 为什么不直接取分数最大的那个（argmax，也就是*硬*注意力）？因为它没有梯度：分数稍微变化，最大的那个并不会改变，
 # 模型也就得不到任何关于如何改进分数的信号。softmax 是 argmax 的平滑版本：每个分数都能得到梯度。
-# 而且它的输出是加权平均，无论分数是多少，结果总是落在最小值和最大值之间——是有界的：
+# 而且它的输出是值的加权平均，无论分数是多少，结果总是介于最小的值和最大的值之间——是有界的：
 
 # %%
 x = scores.clone().requires_grad_(True)
 v = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)  # one value per position
 out = (S.softmax(x) * v).sum()  # a weighted average of the values
 out.backward()
-print(f"softmax: output {out.item():.4f}, gradient {[round(g, 5) for g in x.grad.tolist()]}")
+print(t("ch03.soft_out", out=out.item(), g=[round(g, 5) for g in x.grad.tolist()]))
 hard = F.one_hot(scores.argmax(), 3).float()  # argmax picks one position
-print(f"argmax : output {(hard * v).sum().item():.4f}, requires_grad = {hard.requires_grad} (no gradient at all)")
-print(f"bounded: min(v) = {v.min().item():g} <= {out.item():.4f} <= max(v) = {v.max().item():g}")
+print(t("ch03.hard_out", out=(hard * v).sum().item(), rg=hard.requires_grad))
+print(t("ch03.bounded", lo=v.min().item(), out=out.item(), hi=v.max().item()))
 
 # %% [markdown] tags=["lang-en"]
 # The softmax output $-1.9957$ is almost the argmax output $-2$, yet every score receives a gradient
@@ -125,16 +125,15 @@ print(f"bounded: min(v) = {v.min().item():g} <= {out.item():.4f} <= max(v) = {v.
 #
 # ## 2. Numerical stability
 #
-# The formula as written overflows. $e^{x}$ exceeds the largest float32 (about $3.4\times10^{38}$) for
-# $x > 88.7$, the largest float16 (65504) for $x > 11.1$, and the largest bfloat16 (about
-# $3.4\times10^{38}$) for $x > 88.7$. Then $\infty/\infty$ gives NaN. The fix costs nothing, because
-# the softmax does not change when the same number is subtracted from every score:
+# The formula as written overflows: $e^{x}$ becomes $\infty$ once it exceeds the largest finite
+# number of the dtype, and then $\infty/\infty$ gives NaN. The fix costs nothing, because the softmax
+# does not change when the same number is subtracted from every score:
 #
 # $$\frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j ,$$
 #
 # and with $m$ the maximum every exponent is $\le 0$, every term $\le 1$, and the sum is at least 1.
-# `attnkit.softmax.naive_softmax` is the formula as written (for this demonstration only), next to
-# the stable `softmax`:
+# The cell below prints where $e^{x}$ overflows in each dtype, then runs `attnkit.softmax.naive_softmax`,
+# the formula as written (for this demonstration only), next to the stable `softmax`:
 
 # %% [markdown] tags=["lang-zh"]
 # softmax 的输出 $-1.9957$ 几乎等于 argmax 的输出 $-2$，但每个分数都得到了梯度（$[0.00333, -0.00425, 0.00092]$），
@@ -142,17 +141,19 @@ print(f"bounded: min(v) = {v.min().item():g} <= {out.item():.4f} <= max(v) = {v.
 #
 # ## 2. 数值稳定性
 #
-# 直接按公式计算会溢出。当 $x > 88.7$ 时 $e^{x}$ 超过 float32 的最大值（约 $3.4\times10^{38}$）；
-# 当 $x > 11.1$ 时超过 float16 的最大值（65504）；当 $x > 88.7$ 时超过 bfloat16 的最大值（约 $3.4\times10^{38}$）。
-# 于是 $\infty/\infty$ 得到 NaN。解决办法不花任何代价，因为给每个分数减去同一个数，softmax 不变：
+# 直接按公式计算会溢出：$e^{x}$ 一旦超过该数据类型能表示的最大有限值就变成 $\infty$，于是 $\infty/\infty$ 得到 NaN。
+# 解决办法不花任何代价，因为给每个分数减去同一个数，softmax 不变：
 #
 # $$\frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j ,$$
 #
-# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。下面把 `attnkit.softmax.naive_softmax`（直接按公式计算，
-# 仅用于演示）与稳定的 `softmax` 放在一起比较：
+# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。下面的单元格先打印每种数据类型下 $e^{x}$ 从哪里开始溢出，
+# 再把 `attnkit.softmax.naive_softmax`（直接按公式计算，仅用于演示）与稳定的 `softmax` 放在一起比较：
 
 # %%
 cases = [(torch.float32, [1000.0, 1001.0, 999.0]), (torch.float16, [20.0, 10.0, 0.0]), (torch.bfloat16, [100.0, 90.0, 0.0])]
+for dtype, _ in cases:
+    fmax = torch.finfo(dtype).max  # the largest finite number: exp(x) overflows for x > log(fmax)
+    print(t("ch03.overflow", dtype=str(dtype).replace("torch.", ""), fmax=fmax, x=math.log(fmax)))
 rows = []
 for dtype, vals in cases:
     xs = torch.tensor(vals, dtype=dtype)
@@ -162,6 +163,8 @@ for dtype, vals in cases:
 print(format_table(["dtype", "x", "exp(x[0])", t("ch03.col.naive"), t("ch03.col.stable")], rows))
 
 # %% [markdown] tags=["lang-en"]
+# $e^{x}$ overflows for $x > 88.72$ in float32 (largest finite number about $3.4\times10^{38}$), for
+# $x > 11.09$ in float16 (largest finite number 65504), and for $x > 88.72$ in bfloat16 (about $3.4\times10^{38}$ too).
 # Every naive row has a NaN; every stable row is correct (attnkit computes float16 and bfloat16 in
 # float32 and casts back, as PyTorch does on CPU). The same trick gives the **log-sum-exp**,
 # $\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$, which appears in cross-entropy losses, in
@@ -169,15 +172,17 @@ print(format_table(["dtype", "x", "exp(x[0])", t("ch03.col.naive"), t("ch03.col.
 # small probability underflows to $-\infty$, while $x - \mathrm{logsumexp}(x)$ stays exact:
 
 # %% [markdown] tags=["lang-zh"]
+# 在 float32 中 $x > 88.72$ 时 $e^{x}$ 溢出（最大有限值约为 $3.4\times10^{38}$），在 float16 中 $x > 11.09$ 时就溢出（最大值为 65504），
+# 在 bfloat16 中同样是 $x > 88.72$ 时溢出（最大值也约为 $3.4\times10^{38}$）。
 # 朴素实现的每一行都出现了 NaN，稳定实现的每一行都正确（attnkit 和 CPU 上的 PyTorch 一样，把 float16 和 bfloat16 转成 float32 计算后再转回去）。
 # 同样的技巧可以得到 **log-sum-exp**：$\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$，它出现在交叉熵损失、`log_softmax` 以及第 07 章中。
-# 它还能避开第二个陷阱：很小的概率取 $\log(\mathrm{softmax})$ 会下溢成 $-\infty$，而 $x - \mathrm{logsumexp}(x)$ 保持精确：
+# 它还能避开第二个陷阱：对很小的概率先算 softmax 再取对数，$\log(\mathrm{softmax})$ 会下溢成 $-\infty$，而 $x - \mathrm{logsumexp}(x)$ 保持精确：
 
 # %%
 x = torch.tensor([1000.0, 1001.0, 999.0])
 print("softmax(x) == softmax(x - 1000):", torch.allclose(S.softmax(x), S.softmax(x - 1000)))
-print("log-sum-exp, naive :", torch.log(torch.exp(x).sum()).item())
-print("log-sum-exp, stable:", round(S.logsumexp(x).item(), 4), " torch:", round(torch.logsumexp(x, -1).item(), 4))
+print(t("ch03.lse_naive", v=torch.log(torch.exp(x).sum()).item()))
+print(t("ch03.lse_stable", v=S.logsumexp(x).item(), w=torch.logsumexp(x, -1).item()))
 y = torch.tensor([0.0, -200.0])
 print("log(softmax(y))     :", torch.log(S.softmax(y)).tolist())
 print("y - logsumexp(y)    :", (y - S.logsumexp(y)).tolist(), " torch.log_softmax:", torch.log_softmax(y, -1).tolist())
@@ -200,7 +205,7 @@ print("y - logsumexp(y)    :", (y - S.logsumexp(y)).tolist(), " torch.log_softma
 # ## 3. 带掩码的 softmax
 #
 # 掩码在 softmax 之前把要去掉的分数设为 $-\infty$：$e^{-\infty} = 0$，所以被屏蔽的元素权重恰好为 0，其余元素重新归一化。
-# 有一种情况需要专门定义：*所有*元素都被屏蔽的一行，即全被屏蔽的行（比如一个填充位置上的查询）。它的 softmax 是 $0/0$。
+# 有一种情况需要专门定义：一行中*所有*元素都被屏蔽，即全被屏蔽的行（比如填充位置上的查询）。它的 softmax 是 $0/0$。
 # PyTorch 的 `torch.softmax` 在这里返回 NaN，NaN 随后会扩散到整个网络；PyTorch 的注意力（SDPA）和 attnkit 则返回零——这个查询什么也不关注：
 
 # %%
@@ -218,23 +223,25 @@ print("PyTorch SDPA   :", F.scaled_dot_product_attention(x, eye, eye, attn_mask=
 # %% [markdown] tags=["lang-en"]
 # **Why not $-10^9$ instead of $-\infty$?** Many code bases fill masked scores with a large finite
 # number. It works for rows that keep at least one entry, but a fully masked row becomes a *uniform*
-# average (0.25 each) over entries that were all supposed to be hidden. And in float16, $-10^9$ does
-# not exist: `masked_fill` refuses it, and a cast turns it into $-\infty$:
+# average over entries that were all supposed to be hidden. And in float16, $-10^9$ does not exist:
+# `masked_fill` refuses it, and a cast turns it into $-\infty$:
 
 # %% [markdown] tags=["lang-zh"]
 # **为什么不用 $-10^9$ 代替 $-\infty$？** 很多代码用一个很大的有限负数填充被屏蔽的分数。只要一行中至少保留一个元素，这样做没有问题；
-# 但遇到全被屏蔽的行，结果变成了对这些本该全部隐藏的元素取*均匀*平均（每个 0.25）。而且在 float16 中 $-10^9$ 根本不存在：
+# 但遇到全被屏蔽的行，结果变成了对这些本该全部隐藏的元素取*均匀*平均。而且 float16 根本表示不了 $-10^9$：
 # `masked_fill` 会拒绝它，强制转换则会把它变成 $-\infty$：
 
 # %%
-print("fill -1e9      :", S.softmax(x.masked_fill(~keep, -1e9)).numpy().round(4).tolist())
+print(t("ch03.fill_1e9", v=S.softmax(x.masked_fill(~keep, -1e9)).numpy().round(4).tolist()))
 try:
     x.half().masked_fill(~keep, -1e9)
 except RuntimeError as err:
     print("float16 masked_fill(-1e9):", err)
-print("-1e9 as float16:", torch.tensor(-1e9).half().item())
+print(t("ch03.half", v=torch.tensor(-1e9).half().item()))
 
 # %% [markdown] tags=["lang-en"]
+# The fully masked row gets 0.25 on each of its four hidden entries.
+#
 # **Why not `torch.finfo(dtype).min`?** Some libraries use the most negative finite number instead
 # (−65504 in float16). Add two such masks — a causal mask and a padding mask — and a score masked
 # twice overflows to $-\infty$; worse, in float16 every masked score rounds to the same −65504, so
@@ -242,6 +249,8 @@ print("-1e9 as float16:", torch.tensor(-1e9).half().item())
 # padding: nothing is left to attend to, yet the softmax spreads the weight evenly:
 
 # %% [markdown] tags=["lang-zh"]
+# 全被屏蔽的那一行，四个本该隐藏的元素各分到 0.25。
+#
 # **为什么不用 `torch.finfo(dtype).min`？** 有些库改用最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
 # 被屏蔽两次的分数会溢出成 $-\infty$；更糟的是，在 float16 中所有被屏蔽的分数都会舍入成同一个 −65504，分数之间的差别就消失了。
 # 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 是填充：已经没有任何可以关注的位置，softmax 却把权重平均分了出去：
@@ -252,10 +261,10 @@ s = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float16)
 causal = torch.tensor([0.0, lo, lo], dtype=torch.float16)   # query 0 may see key 0 only
 padding = torch.tensor([lo, 0.0, 0.0], dtype=torch.float16)  # key 0 is padding
 print("finfo(float16).min:", lo)
-print("scores + both masks:", (s + causal + padding).tolist())
-print("softmax, float16  :", [round(w, 4) for w in torch.softmax(s + causal + padding, -1).tolist()], "(should be all zeros)")
+print(t("ch03.both_masks", v=(s + causal + padding).tolist()))
+print(t("ch03.fp16_softmax", v=[round(w, 4) for w in torch.softmax(s + causal + padding, -1).tolist()]))
 bool_keep = torch.tensor([True, False, False]) & torch.tensor([False, True, True])
-print("with a bool mask  :", S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)).tolist())
+print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)).tolist()))
 
 # %% [markdown] tags=["lang-en"]
 # Each weight is 0.3333 where all should be 0. Combining boolean masks (True = attend) with `&` and
@@ -270,6 +279,9 @@ print("with a bool mask  :", S.softmax(s.float().masked_fill(~bool_keep, NEG_INF
 # measures how spread the weights are: 0 for one-hot, $\log n$ for uniform.
 
 # %% [markdown] tags=["lang-zh"]
+# 每个权重都是 0.3333，而它们本应全为 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
+# 这两个问题就都不会出现。
+#
 # ## 4. 温度
 #
 # 在 softmax 之前把分数除以**温度** $T > 0$，即 $\mathrm{softmax}(x/T)$，可以让分布变得更尖锐（$T < 1$）或更平坦（$T > 1$），而不改变排序。
@@ -325,7 +337,7 @@ explorer.static();
 #
 # $$m' = \max(m, x), \qquad \ell' = \ell\, e^{m - m'} + e^{x - m'} .$$
 #
-# 因子 $e^{m - m'}$ 把旧的累加和换算到新的最大值上（最大值不变时它等于 1）。最后 $p_i = e^{x_i - m}/\ell$。在我们的分数上逐步跟踪：
+# 因子 $e^{m - m'}$ 把旧的累加和换算到新的最大值上（最大值不变时它等于 1）。最后 $p_i = e^{x_i - m}/\ell$。用我们的分数逐步跟踪：
 
 # %%
 def online_softmax_trace(x):
@@ -334,12 +346,12 @@ def online_softmax_trace(x):
         m_new = max(m, xj)
         l = l * math.exp(m - m_new) + math.exp(xj - m_new)  # rescale the old sum, add the new term
         m = m_new
-        print(f"after x[{j}] = {xj:>4}: m = {m:>4}, l = {l:.6f}")
+        print(t("ch03.trace", j=j, xj=xj, m=m, l=l))
     return torch.exp(x - m) / l  # second pass: normalise
 
 
 p_online = online_softmax_trace(scores)
-print("equals softmax:", torch.allclose(p_online, S.softmax(scores)))
+print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 
 # %% [markdown] tags=["lang-en"]
 # When $9.1$ arrives, the old sum 1 (which was $e^{2.3 - 2.3}$) is rescaled by $e^{2.3 - 9.1}$ and the
@@ -372,11 +384,11 @@ torch.manual_seed(0)
 row = torch.randn(4, 1000) * 5
 for chunks in (1, 7, [100, 400, 500], [999, 1]):
     same = torch.allclose(S.online_softmax(row, chunk_size=chunks), torch.softmax(row, -1), atol=1e-7)
-    print(f"chunk_size = {str(chunks):<16} equals torch.softmax: {same}")
+    print(t("ch03.chunks", c=str(chunks), ok=same))
 a, b = S.softmax_state(row[:, :300]), S.softmax_state(row[:, 300:])
 both = S.merge(a, b)
-print("merge(a, b) == state of the whole row:", torch.allclose(both.l, S.softmax_state(row).l), torch.equal(both.m, S.softmax_state(row).m))
-print("logsumexp from (m, l):", torch.allclose(both.logsumexp(), torch.logsumexp(row, -1, keepdim=True)))
+print(t("ch03.merge_whole", l=torch.allclose(both.l, S.softmax_state(row).l), m=torch.equal(both.m, S.softmax_state(row).m)))
+print(t("ch03.lse_from_state", ok=torch.allclose(both.logsumexp(), torch.logsumexp(row, -1, keepdim=True))))
 
 # %% [markdown] tags=["lang-en"]
 # **The step to flash attention.** Attention does not need the weights themselves, only
@@ -394,7 +406,7 @@ print("logsumexp from (m, l):", torch.allclose(both.logsumexp(), torch.logsumexp
 #
 # $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
 #
-# 因此完整的 $L \times S$ 权重矩阵从来不必同时存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
+# 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
 # 第 07 章正是在此基础上构建 FlashAttention：
 
 # %%
@@ -406,7 +418,7 @@ for block in (slice(0, 20), slice(20, 32)):  # two blocks of keys, never the who
     sb = s[..., block]
     parts.append((S.softmax(sb) @ v[..., block, :], S.softmax_state(sb)))
 o, state = S.merge_partials(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
-print("two blocks merged == PyTorch SDPA:", torch.allclose(o, F.scaled_dot_product_attention(q, k, v), atol=1e-6))
+print(t("ch03.two_blocks", ok=torch.allclose(o, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. The softmax Jacobian
@@ -428,7 +440,7 @@ print("two blocks merged == PyTorch SDPA:", torch.allclose(o, F.scaled_dot_produ
 # $$J_{ij} = \frac{\partial p_i}{\partial x_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
 #
 # $J$ 是对称矩阵；每行之和为 0（给所有分数加上同一个常数，结果不变）；当 $p$ 为独热分布时它变为零，这就是第 02 章里的饱和。
-# `softmax_jacobian` 构造这个矩阵，`softmax_jacobian_norm` 则不构造矩阵，直接用闭式解给出 $\|J\|_F$：
+# `softmax_jacobian` 构造这个矩阵，`softmax_jacobian_norm` 则不构造矩阵，直接用闭式表达式给出 $\|J\|_F$：
 
 # %%
 x = torch.tensor([0.5, 2.0, -1.0, 1.0], dtype=torch.float64)
@@ -437,12 +449,12 @@ J = S.softmax_jacobian(p)
 J_autograd = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, -1), x)
 print("p =", p.numpy().round(4).tolist())
 print("diag(p) - p p^T =\n", J.numpy().round(4))
-print("equals autograd:", torch.allclose(J, J_autograd))
-print("symmetric:", torch.allclose(J, J.T), " rows sum to 0:", torch.allclose(J.sum(-1), torch.zeros(4, dtype=torch.float64)))
-print(f"‖J‖_F = {S.softmax_jacobian_norm(p).item():.5f} (from the closed form), {torch.linalg.matrix_norm(J_autograd).item():.5f} (autograd)")
+print(t("ch03.eq_autograd", ok=torch.allclose(J, J_autograd)))
+print(t("ch03.sym_rows", sym=torch.allclose(J, J.T), rows=torch.allclose(J.sum(-1), torch.zeros(4, dtype=torch.float64))))
+print(t("ch03.jnorm", a=S.softmax_jacobian_norm(p).item(), b=torch.linalg.matrix_norm(J_autograd).item()))
 for T in (1.0, 0.1):
     pT = S.softmax(x, temperature=T)
-    print(f"T = {T}: largest weight {pT.max().item():.6f}, ‖J‖_F = {S.softmax_jacobian_norm(pT).item():.2e}")
+    print(t("ch03.temp_jnorm", T=T, w=pT.max().item(), j=S.softmax_jacobian_norm(pT).item()))
 
 # %% [markdown] tags=["lang-en"]
 # At $T = 1$ the largest weight is 0.609460 and $\|J\|_F = 0.394$; at $T = 0.1$ the largest weight is
@@ -452,8 +464,9 @@ for T in (1.0, 0.1):
 #
 # A softmax over an $L \times S$ score matrix costs about $5LS$ FLOPs (max, subtract, exp, sum,
 # divide) and, more importantly, reads and writes the whole matrix several times: the three-pass
-# version reads it 3 times and writes it once; the online version reads it twice. On a GPU, where
-# attention is limited by memory traffic rather than arithmetic, this is what flash attention saves.
+# version reads it 3 times and writes it once; the online version reads it twice. On a GPU the
+# softmax is limited by this memory traffic rather than by arithmetic, and this traffic is what flash
+# attention saves: it never writes the score matrix to GPU memory at all.
 # Measured here on a $1024 \times 1024$ matrix (median of 20 runs; attnkit's and the online versions
 # are plain PyTorch code, written for reading, not speed):
 
@@ -464,7 +477,8 @@ for T in (1.0, 0.1):
 # ## 7. 开销
 #
 # 对 $L \times S$ 的分数矩阵做 softmax，大约需要 $5LS$ 次浮点运算（求最大值、相减、取指数、求和、相除）；更重要的是，它要把整个矩阵读写好几遍：
-# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，注意力的瓶颈是访存而不是计算，FlashAttention 省下的正是这部分开销。
+# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，softmax 的瓶颈正是这些访存而不是计算；FlashAttention 省下的就是这部分访存：
+# 它根本不把分数矩阵写入显存。
 # 下面在本机上对 $1024 \times 1024$ 的矩阵实测（20 次运行取中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
 
 # %% tags=["nbval-ignore-output"]
@@ -485,7 +499,7 @@ print(format_table([t("ch03.col.impl"), t("ch03.col.ms")], [
     ["torch.softmax", f"{median_ms(lambda: torch.softmax(big, -1)):.3f}"],
     ["attnkit softmax", f"{median_ms(lambda: S.softmax(big)):.3f}"],
     ["my_softmax", f"{median_ms(lambda: my_softmax(big)):.3f}"],
-    ["online_softmax, chunk 128", f"{median_ms(lambda: S.online_softmax(big, chunk_size=128)):.3f}"],
+    [t("ch03.impl.online", n=128), f"{median_ms(lambda: S.online_softmax(big, chunk_size=128)):.3f}"],
 ]))
 
 # %% [markdown] tags=["lang-en"]
@@ -502,7 +516,7 @@ print(format_table([t("ch03.col.impl"), t("ch03.col.ms")], [
 #
 # 每个检查器都会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1.** 实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、在 float16 中分数接近 20 时都不能溢出。
+# **练习 1**：实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、在 float16 中分数接近 20 时都不能溢出。
 
 # %%
 from attnkit.exercises.ch03 import check_masked_softmax, check_merge_states, check_softmax_jacobian, check_stable_softmax
@@ -520,7 +534,7 @@ _ = check_stable_softmax(my_stable_softmax)
 # True where an entry is kept. A row with every entry masked must give zeros (not NaN, not uniform).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 实现沿最后一维的带掩码 softmax：`mask` 是与 `x` 形状相同的布尔张量，True 表示保留该元素。
+# **练习 2**：实现沿最后一维的带掩码 softmax。`mask` 是与 `x` 形状相同的布尔张量，True 表示保留该元素。
 # 全被屏蔽的行必须输出全零（不能是 NaN，也不能是均匀分布）。
 
 # %%
@@ -536,7 +550,7 @@ _ = check_masked_softmax(my_masked_softmax)
 # shape `(rows, 1)`), return the tuple `(m, l)` of their union. An empty part has $m = -\infty$, $\ell = 0$.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 合并两个在线 softmax 状态：给定 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$（形状为 `(rows, 1)` 的张量），返回它们并集的元组 `(m, l)`。
+# **练习 3**：合并两个在线 softmax 状态：给定 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$（形状为 `(rows, 1)` 的张量），返回它们并集的元组 `(m, l)`。
 # 空的部分满足 $m = -\infty$，$\ell = 0$。
 
 # %%
@@ -552,7 +566,7 @@ _ = check_merge_states(my_merge_states)
 # $\mathrm{diag}(p) - pp^\top$ of shape `(..., n, n)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4.** softmax 的雅可比矩阵：给定形状为 `(..., n)` 的 softmax 输出 `p`，返回形状为 `(..., n, n)` 的 $\mathrm{diag}(p) - pp^\top$。
+# **练习 4**：softmax 的雅可比矩阵。给定形状为 `(..., n)` 的 softmax 输出 `p`，返回形状为 `(..., n, n)` 的 $\mathrm{diag}(p) - pp^\top$。
 
 # %%
 def my_softmax_jacobian(p):
