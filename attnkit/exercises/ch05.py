@@ -22,14 +22,14 @@ register({
     "ch05.case.order": {"en": "2 kv heads, n_rep = 2 (order matters)", "zh": "2 个键值头，n_rep = 2（顺序很重要）"},
     "ch05.case.mha": {"en": "n_rep = 1 (MHA: unchanged)", "zh": "n_rep = 1（MHA：保持不变）"},
     "ch05.case.mqa": {"en": "1 kv head, n_rep = 8 (MQA)", "zh": "1 个键值头，n_rep = 8（MQA）"},
-    "ch05.case.batched": {"en": "batch 2, 3 kv heads, n_rep = 3", "zh": "批次 2，3 个键值头，n_rep = 3"},
+    "ch05.case.batched": {"en": "batch 2, 3 kv heads, n_rep = 3", "zh": "批次大小 2，3 个键值头，n_rep = 3"},
     "ch05.case.llama": {"en": "32 layers, 32 kv heads of 128, 4096 tokens, bf16", "zh": "32 层，32 个 128 维键值头，4096 个词元，bf16"},
     "ch05.case.gqa": {"en": "32 layers, 8 kv heads of 128, 8192 tokens, bf16", "zh": "32 层，8 个 128 维键值头，8192 个词元，bf16"},
     "ch05.case.batch": {"en": "batch of 4, 1 kv head, float32", "zh": "批次大小 4，1 个键值头，float32"},
     "ch05.case.step": {"en": "1 new token after 5 cached", "zh": "已缓存 5 个词元，再来 1 个新词元"},
     "ch05.case.empty": {"en": "1 new token, empty cache", "zh": "缓存为空，来 1 个新词元"},
     "ch05.case.chunk": {"en": "3 new tokens after 4 cached", "zh": "已缓存 4 个词元，再来 3 个新词元"},
-    "ch05.case.heads": {"en": "batch 2, 3 heads, 1 new token after 6 cached", "zh": "批次 2、3 个头，已缓存 6 个词元，再来 1 个"},
+    "ch05.case.heads": {"en": "batch 2, 3 heads, 1 new token after 6 cached", "zh": "批次大小 2，3 个头，已缓存 6 个词元，再来 1 个新词元"},
 })
 
 

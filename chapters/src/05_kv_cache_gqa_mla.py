@@ -32,13 +32,13 @@
 #
 # **本章内容**
 # - 语言模型在生成时缓存了什么，为什么解码速度受限于内存而不是算力，一个真实模型的缓存有多大；
-# - 多头注意力、分组查询注意力和多查询注意力（MHA、GQA、MQA）其实是同一个家族，区别只在于多少个查询头共享一个键值头；
-# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，旋转位置编码的键单独计算，
+# - 多头注意力（MHA）、分组查询注意力（GQA）和多查询注意力（MQA）其实是同一个家族，区别只在于这些查询头共享多少个键值头；
+# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，
 #   再通过“吸收”技巧让各个头直接对潜在向量做注意力；
 # - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误。
 #
-# **预备知识**：第 01 章（注意力与掩码）和第 04 章（多头注意力）。第 4 节会用到旋转位置编码（RoPE），
-# 第 06 章才详细讲解；这里只需知道它按位置把查询和键旋转一个角度。
+# **预备知识**：第 01 章（注意力与掩码）和第 04 章（多头注意力）。第 4 节会用到 RoPE，
+# 第 06 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
 
 # %%
 import math
@@ -64,6 +64,7 @@ from attnkit.gqa import (
     kv_cache_bytes_per_token,
     repeat_kv,
 )
+from attnkit.widgets import kvcache  # noqa: F401  (registers the texts this chapter prints)
 
 torch.manual_seed(0)
 print("torch", torch.__version__.split("+")[0])
@@ -105,8 +106,8 @@ with torch.no_grad():
         out, _ = layer(x[:, i:i + 1], is_causal=True, kv_cache=cache)
         steps.append(out)
         if i in (0, 4, 9):
-            print(f"after token {i}: cache k {tuple(cache.k.shape)}, v {tuple(cache.v.shape)}")
-print("cached decoding == full forward:", torch.allclose(torch.cat(steps, 1), full, atol=1e-6))
+            print(t("ch05.after_token", i=i, k=tuple(cache.k.shape), v=tuple(cache.v.shape)))
+print(t("ch05.cached_eq_full", ok=torch.allclose(torch.cat(steps, 1), full, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # The cache grows by one position per step, shape $(B, H_{kv}, T, d_h)$ for keys and the same for
@@ -119,7 +120,7 @@ print("cached decoding == full forward:", torch.allclose(torch.cat(steps, 1), fu
 
 # %%
 T = 1000
-print(f"projections without cache: {T * (T + 1) // 2}, with cache: {T}, ratio {(T + 1) / 2:.1f}")
+print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Why decoding is memory-bound
@@ -143,7 +144,7 @@ print(f"projections without cache: {T * (T + 1) // 2}, with cache: {T}, ratio {(
 #
 # 解码的每一步，每个头只有一个查询，要面对 $S$ 个已缓存的位置。设每层有 $n_h$ 个查询头、$n_g$ 个键值头，头维度为 $d_h$：
 #
-# - 计算量：$q\cdot k$ 加上对值的加权求和，每个头、每个位置 $2 d_h + 2 d_h$ 次浮点运算，合计 $4 n_h d_h S$；
+# - 计算量：$q\cdot k$ 加上对值的加权求和，每个头、每个位置的浮点运算次数（FLOPs）为 $2 d_h + 2 d_h$，合计 $4 n_h d_h S$；
 # - 内存访问：整个缓存都要读一遍，共 $2 n_g d_h S$ 个数。
 #
 # 所以每读 1 字节只能喂给 $\frac{4 n_h d_h S}{2 n_g d_h S \cdot \text{字节数}} = \frac{2 n_h}{n_g\cdot\text{字节数}}$
@@ -157,7 +158,7 @@ rows = []
 for label, n_g in ((t("gqa.kind.mha"), 32), (t("gqa.kind.gqa", g=8), 8), (t("gqa.kind.mqa"), 1)):
     rows.append([label, n_g, f"{4 * n_h * d_h / (2 * n_g * d_h * nbytes):.0f}"])
 print(viz.format_table([t("gqa.col.kind"), t("gqa.col.kv_heads"), t("gqa.col.intensity")], rows))
-print(f"H100 SXM spec sheet: {989e12 / 3.35e12:.0f} dense bf16 FLOPs per byte of HBM bandwidth")
+print(t("ch05.h100", r=989e12 / 3.35e12))
 
 # %% [markdown] tags=["lang-en"]
 # Even MQA's 32 FLOPs per byte is far below the roughly 295 the H100's spec sheet allows, so
@@ -178,7 +179,7 @@ names = {"mha": t("gqa.kind.mha"), "gqa": t("gqa.kind.gqa", g=8), "mqa": t("gqa.
 print(viz.format_table(
     [t("gqa.col.kind"), t("gqa.col.per_token"), t("gqa.col.total"), t("gqa.col.vs_mha")],
     [[names[k], f"{b // 32768:,}", f"{b / 2**30:.3f} GiB", f"{b / sizes['mha']:.4f}"] for k, b in sizes.items()]))
-print(f"for scale, 7e9 parameters in bfloat16: {7e9 * 2 / 2**30:.1f} GiB")
+print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 
 # %% [markdown] tags=["lang-en"]
 # Multi-head attention needs 16 GiB for a single 32k-token sequence — more than the weights of
@@ -201,8 +202,9 @@ print(f"for scale, 7e9 parameters in bfloat16: {7e9 * 2 / 2**30:.1f} GiB")
 # $d \times n_h d_h$ to $d \times n_g d_h$, and the cache with them.
 #
 # From scratch, the easiest way is to *repeat* each kv head $G$ times, as Hugging Face's LLaMA
-# does with `repeat_kv`, and then run ordinary attention. PyTorch's SDPA does the same without
-# copying when given `enable_gqa=True`:
+# does with `repeat_kv`, and then run ordinary attention. Given `enable_gqa=True`, PyTorch's SDPA
+# takes the $n_g$ kv heads as they are (its reference math path repeats them the same way; its
+# FlashAttention kernel on CUDA reads each kv head without copying it):
 
 # %% [markdown] tags=["lang-zh"]
 # ## 3. MHA → GQA → MQA：同一个家族
@@ -213,7 +215,8 @@ print(f"for scale, 7e9 parameters in bfloat16: {7e9 * 2 / 2**30:.1f} GiB")
 # 只有键和值的投影变小了（从 $d \times n_h d_h$ 变成 $d \times n_g d_h$），缓存也随之变小。
 #
 # 从零实现时，最简单的办法是把每个键值头*重复* $G$ 次（Hugging Face 的 LLaMA 用 `repeat_kv` 就是这么做的），
-# 然后做普通的注意力。PyTorch 的 SDPA 在 `enable_gqa=True` 时做同样的事，但不需要真的复制：
+# 然后做普通的注意力。传入 `enable_gqa=True` 时，PyTorch 的 SDPA 直接接受这 $n_g$ 个键值头（它作为参考的 math 路径同样是先重复；
+# CUDA 上的 FlashAttention 内核则直接读取各个键值头，不做复制）：
 
 # %%
 def my_repeat_kv(x, n_rep):                                  # (B, n_g, S, d) -> (B, n_g * n_rep, S, d)
@@ -229,10 +232,10 @@ def my_gqa(q, k, v, mask=None):                              # q (B, n_h, L, d);
 torch.manual_seed(0)
 q, k, v = torch.randn(2, 8, 5, 16), torch.randn(2, 2, 5, 16), torch.randn(2, 2, 5, 16)
 ours = my_gqa(q, k, v, causal_mask(5))
-print("query head -> kv head:", [int(my_repeat_kv(torch.arange(2.0).view(1, 2, 1, 1), 4)[0, i]) for i in range(8)])
-print("matches attnkit:", torch.allclose(ours, grouped_query_attention(q, k, v, is_causal=True), atol=1e-6))
-print("matches PyTorch enable_gqa:",
-      torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), atol=1e-6))
+print(t("ch05.head_map", v=[int(my_repeat_kv(torch.arange(2.0).view(1, 2, 1, 1), 4)[0, i]) for i in range(8)]))
+print(t("ch05.matches_attnkit", ok=torch.allclose(ours, grouped_query_attention(q, k, v, is_causal=True), atol=1e-6)))
+print(t("ch05.matches_torch",
+        ok=torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # `attnkit.gqa.GroupedQueryAttention(embed_dim, num_heads, num_kv_heads)` is the layer, with
@@ -271,18 +274,18 @@ torch.manual_seed(0)
 mha = MultiHeadAttention(64, 8)
 as_gqa = GroupedQueryAttention.from_mha(mha)
 with torch.no_grad():
-    print("GQA(n_g = n_h) == chapter 04 MHA:",
-          torch.allclose(as_gqa(x, is_causal=True)[0], mha(x, attn_mask=causal_mask(6))[0], atol=1e-6))
+    print(t("ch05.gqa_is_mha",
+            ok=torch.allclose(as_gqa(x, is_causal=True)[0], mha(x, attn_mask=causal_mask(6))[0], atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# **Turning an MHA checkpoint into GQA.** Ainslie et al. (2023, §2.1) build each kv head of a
+# **Turning an MHA checkpoint into GQA.** Ainslie et al. (2023, §2.1–2.2) build each kv head of a
 # GQA model as the *mean* of the key (and value) projection heads of its group, then continue
 # training ("uptraining") for about 5% of the original pre-training steps. `from_mha(mha,
 # num_kv_heads)` does the pooling. Without the uptraining the pooled layer is only an
 # approximation; on a layer with random weights, whose heads have nothing in common, it is a poor one:
 
 # %% [markdown] tags=["lang-zh"]
-# **把 MHA 检查点转换成 GQA。** Ainslie 等（2023，§2.1）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头，
+# **把 MHA 检查点转换成 GQA。** Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头，
 # 再继续训练（“追加训练”，uptraining）大约原预训练步数的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
 # 不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
 
@@ -300,16 +303,17 @@ print(viz.format_table([t("gqa.col.kv_heads"), t("gqa.col.rel_err")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # Keeping all 8 kv heads reproduces the layer exactly (error 0.000); pooling to 4, 2 and 1 heads
-# gives relative errors of 0.792, 0.908 and 0.966, which is why the paper uptrains. In a trained
-# model the heads of a group are more alike, and the paper reports that mean pooling starts
-# uptraining from a better point than keeping the first head of each group or initialising at random.
+# gives relative errors of 0.792, 0.908 and 0.966: that gap is what the uptraining has to close.
+# In a trained model the heads of a group have more in common, and the paper's comparison of
+# conversion methods (uptraining to MQA) finds mean pooling better than keeping the first head or
+# initialising the kv head at random.
 #
 # Decoding with the cache works the same for every member of the family:
 
 # %% [markdown] tags=["lang-zh"]
 # 保留全部 8 个键值头时完全复现原层（误差 0.000）；池化成 4、2、1 个头时，相对误差分别是 0.792、0.908 和 0.966，
-# 这正是论文要做追加训练的原因。训练好的模型中，同一组的头更加相似；论文报告，与只保留每组第一个头或随机初始化相比，
-# 平均池化让追加训练有更好的起点。
+# 这段差距正要靠追加训练来弥补。训练好的模型中，同一组的头有更多共性；论文比较了几种转换方法（追加训练成 MQA），
+# 发现平均池化优于只保留第一个头或随机初始化键值头。
 #
 # 用缓存解码对这个家族的每个成员都一样成立：
 
@@ -323,7 +327,7 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
         cache = KVCache()
         first, _ = m(x[:, :3], is_causal=True, kv_cache=cache)          # a 3-token prompt
         rest = [m(x[:, i:i + 1], is_causal=True, kv_cache=cache)[0] for i in range(3, 7)]
-    print(f"{label:>6}: {t('gqa.col.equal')}:", torch.allclose(torch.cat([first, *rest], 1), full, atol=1e-6))
+    print(t("ch05.row_cached_eq_full", label=f"{label:>6}", ok=torch.allclose(torch.cat([first, *rest], 1), full, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. MLA: compress the keys and values into a latent
@@ -331,7 +335,7 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
 # GQA saves memory by giving several query heads the *same* keys and values. DeepSeek-V2's
 # multi-head latent attention (DeepSeek-AI 2024, §2.1) keeps a different key and value per head
 # but makes them all linear functions of one small vector per token, the latent $c^{KV}_t$ of
-# rank $d_c \ll n_h d_h$. Only the latent is cached (eqs 9–11):
+# dimension $d_c \ll n_h d_h$. Only the latent is cached (eqs 9–11):
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
@@ -346,7 +350,7 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
 # MLA therefore adds a small **decoupled** rotary part (eqs 14–17): each head gets a rotary query
 # $q_{t,i}^R$, and a single rotary key $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$ of size $d_h^R$ is
 # shared by all heads and cached next to the latent. Queries may also be compressed through a
-# latent $c^Q_t$ of rank $d_c'$ (eqs 12–13), and the scores are scaled by $1/\sqrt{d_h + d_h^R}$ (eq 18):
+# latent $c^Q_t$ of dimension $d_c'$ (eqs 12–13), and the scores are scaled by $1/\sqrt{d_h + d_h^R}$ (eq 18):
 #
 # $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
 #   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
@@ -357,7 +361,7 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
 # ## 4. MLA：把键和值压缩进一个潜在向量
 #
 # GQA 省内存的办法是让几个查询头使用*相同*的键和值。DeepSeek-V2 的多头潜在注意力（MLA，DeepSeek-AI 2024，§2.1）
-# 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量——每个词元的潜在向量 $c^{KV}_t$（秩 $d_c \ll n_h d_h$）——的线性函数。
+# 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量——每个词元的潜在向量 $c^{KV}_t$（维度 $d_c \ll n_h d_h$）——的线性函数。
 # 缓存中只保存这个潜在向量（式 9–11）：
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
@@ -370,7 +374,7 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
 # $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，
 # 不存在一个固定的矩阵可以折叠进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
 # 而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。
-# 查询也可以先压缩成秩为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
+# 查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
 #
 # $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
 #   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
@@ -399,8 +403,8 @@ k_rot = apply_rope(c @ W_uk.T, cos, sin)                     # RoPE on the rebui
 q_rot = apply_rope(q_c, cos, sin, offset=5)                  # the query at position 5
 true_scores = (q_rot @ k_rot.T)[0]
 absorbed = ((q_rot @ W_uk) @ c.T)[0]                         # W_uk folded into the query
-print("true    :", true_scores.numpy().round(3))
-print("absorbed:", absorbed.numpy().round(3))
+print(t("ch05.true_scores", v=true_scores.numpy().round(3)))
+print(t("ch05.absorbed_scores", v=absorbed.numpy().round(3)))
 
 # %% [markdown] tags=["lang-en"]
 # Now attnkit's `MultiHeadLatentAttention`, a small one. It has two inference paths over the
@@ -422,15 +426,15 @@ x = torch.randn(2, 7, 64)
 with torch.no_grad():
     naive = mla(x, is_causal=True)
     absorbed = mla(x, is_causal=True, absorb=True)
-    print(f"naive vs absorbed, max |diff| < 1e-5: {(naive - absorbed).abs().max().item() < 1e-5}")
+    print(t("ch05.naive_vs_absorbed", ok=(naive - absorbed).abs().max().item() < 1e-5))
     for absorb in (False, True):
         cache = KVCache()
         outs = [mla(x[:, :3], is_causal=True, kv_cache=cache, absorb=absorb)]
         outs += [mla(x[:, i:i + 1], is_causal=True, kv_cache=cache, absorb=absorb) for i in range(3, 7)]
-        print(f"absorb={absorb}: {t('gqa.col.equal')}:", torch.allclose(torch.cat(outs, 1), naive, atol=1e-5))
+        print(t("ch05.row_cached_eq_full", label=f"absorb={absorb}", ok=torch.allclose(torch.cat(outs, 1), naive, atol=1e-5)))
 per_token = kv_cache_bytes_per_token("mla", kv_lora_rank=16, qk_rope_head_dim=8, dtype=torch.float32)
-print(f"cache {tuple(cache.tensors[0].shape)} = [latent (16) ; rotary key (8)] per token")
-print(f"measured {cache.nbytes} bytes = formula {per_token} x 2 sequences x 7 tokens = {per_token * 14}")
+print(t("ch05.mla_cache", shape=tuple(cache.tensors[0].shape), dc=16, dr=8))
+print(t("ch05.mla_bytes", m=cache.nbytes, f=per_token, tot=per_token * 14))
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Explore: who shares what, and what it weighs
@@ -456,11 +460,11 @@ display(explorer.widget)
 explorer.static();
 
 # %% [markdown] tags=["lang-en"]
-# The explorer's numbers for its starting model, in GiB, and the same model with 2 kv heads
+# The explorer's cache sizes for its starting model, in GiB, and the same model with 2 kv heads
 # (what the explorer shows when you move the kv-heads slider to 2):
 
 # %% [markdown] tags=["lang-zh"]
-# 交互控件初始模型的数字（单位 GiB），以及同一模型只用 2 个键值头时的数字（也就是把键值头数滑块拖到 2 时显示的结果）：
+# 交互控件初始模型的缓存大小（单位 GiB），以及同一模型只用 2 个键值头时的缓存大小（也就是把键值头数滑块拖到 2 时显示的结果）：
 
 # %%
 from attnkit.widgets.kvcache import kv_cache_explorer_data
@@ -494,7 +498,7 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 #
 # 每层、每步解码，已缓存 $S$ 个词元（每个数占 $b$ 字节）时：
 #
-# | | 读取的缓存 | 注意力浮点运算数 |
+# | | 读取的缓存 | 注意力的浮点运算次数 |
 # |---|---|---|
 # | MHA | $2 n_h d_h S\, b$ | $4 n_h d_h S$ |
 # | GQA | $2 n_g d_h S\, b$ | $4 n_h d_h S$ |
@@ -567,7 +571,7 @@ print(viz.format_table([t("gqa.col.kind"), *[f"S = {S}" for S in contexts]], row
 #
 # **因果掩码对齐到了错误的角。** 当已缓存 $S - L$ 个词元、又来了 $L$ 个新词元时，第 $i$ 个新查询位于位置 $S - L + i$，
 # 可以看到键 $0 \dots S - L + i$。而 PyTorch 的 `is_causal=True` 把掩码对齐到左上角（查询 $i$ 只能看到键 $0 \dots i$），
-# 只有在缓存为空时才正确。先送入 4 个词元的提示，再一次送入 3 个词元，与完整前向计算对照：
+# 只有在缓存为空时才正确。先送入 4 个词元的提示词（prompt），再一次送入 3 个词元，与完整前向计算对照：
 
 # %%
 torch.manual_seed(0)
@@ -580,10 +584,11 @@ with torch.no_grad():
     q_new = m.q_proj(x[:, 4:]).view(1, 3, 8, 8).transpose(1, 2)                  # (B, H, 3, d_h)
     k_all, v_all = cache.update(m.k_proj(x[:, 4:]).view(1, 3, 2, 8).transpose(1, 2),
                                 m.v_proj(x[:, 4:]).view(1, 3, 2, 8).transpose(1, 2))
-    for name, kw in (("is_causal=True (top-left)", dict(is_causal=True)),
-                     ("causal_mask(3, 7, offset=4)", dict(attn_mask=causal_mask(3, 7, offset=4)))):
+    for name, corner, kw in (("is_causal=True", t("ch05.corner.top_left"), dict(is_causal=True)),
+                             ("causal_mask(3, 7, offset=4)", t("ch05.corner.end"),
+                              dict(attn_mask=causal_mask(3, 7, offset=4)))):
         o = grouped_query_attention(q_new, k_all, v_all, **kw).transpose(1, 2).reshape(1, 3, 64)
-        print(f"{name:>28}: equals full forward: {torch.allclose(m.o_proj(o), full[:, 4:], atol=1e-6)}")
+        print(t("ch05.mask_equal", name=name, corner=corner, ok=torch.allclose(m.o_proj(o), full[:, 4:], atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # `GroupedQueryAttention` and `MultiHeadLatentAttention` build the bottom-right mask themselves
@@ -634,8 +639,8 @@ except ValueError as err:
 
 # %%
 one_layer_k_only = 32 * 128 * 32768 * 2
-print(f"keys only, one layer: {one_layer_k_only / 2**30:.3f} GiB; "
-      f"K and V, 32 layers: {kv_cache_bytes('mha', 32768, num_heads=32, head_dim=128, num_layers=32, dtype=torch.bfloat16) / 2**30:.0f} GiB")
+print(t("ch05.k_only", a=one_layer_k_only / 2**30,
+        b=kv_cache_bytes("mha", 32768, num_heads=32, head_dim=128, num_layers=32, dtype=torch.bfloat16) / 2**30))
 
 # %% [markdown] tags=["lang-en"]
 # ## 8. Exercises
