@@ -1,4 +1,4 @@
-"""Pictures for the course: attention heatmaps, grids of heads, masks and curves.
+"""Pictures for the course: attention heatmaps, grids of heads, masks, and aligned text tables.
 
 Every label can be Chinese: importing this module registers the Noto Sans CJK SC font that
 ships inside attnkit (SIL Open Font License 1.1, see attnkit/fonts/), so no system font is needed.
@@ -100,23 +100,6 @@ def mask_picture(mask, x_labels=None, y_labels=None, ax=None, title=None):
     ax.set_xlabel(t("viz.key"))
     ax.set_ylabel(t("viz.query"))
     ax.set_title(title or t("viz.mask_title"))
-    return ax
-
-
-def curves(xs, ys_by_label: dict, ax=None, xlabel=None, ylabel=None, title=None, logx=False, logy=False):
-    """Plot several named curves over the same x values."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, ys in ys_by_label.items():
-        ax.plot(list(xs), [float(y) for y in ys], marker="o", markersize=3, label=label)
-    ax.set_xscale("log" if logx else "linear")
-    ax.set_yscale("log" if logy else "linear")
-    ax.set_xlabel(xlabel or "")
-    ax.set_ylabel(ylabel or "")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
     return ax
 
 
