@@ -33,6 +33,8 @@ CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 # ui language -> (notebook language, File menu label, Run menu label)
 UI = {"en": ("en", "File", "Run"), "zh": ("zh", "文件", "运行")}
+# the kernel status word of the status bar ("Python 3 (ipykernel) | Idle")
+IDLE_WORD = {"en": "Idle", "zh": "空闲"}
 
 
 
@@ -167,6 +169,101 @@ def _change_dropdown(page, out) -> str:
     return f"dropdown: {current} -> {other}"
 
 
+def _kernel_ready(page, lab, rel: str, ui: str) -> bool:
+    """The kernel is really there and idle: the toolbar indicator, the status bar (in the UI's
+    language) and the server's session for this notebook (idle, with the page connected) agree.
+    The toolbar alone reads idle while the status bar still says "No Kernel | Initializing";
+    Run All then runs into a kernel that is not there yet (a "Select Kernel" dialog, or every
+    cell after the first going back to [ ])."""
+    s = page.evaluate(JS_STATE) or {}
+    if s.get("status") != "idle":
+        return False
+    bar = " ".join(page.locator("#jp-main-statusbar").all_inner_texts())
+    if f"| {IDLE_WORD[ui]}" not in bar:
+        return False
+    try:
+        sessions = lab.api("GET", "/api/sessions") or []
+    except Exception:
+        return False
+    return any(x.get("path") == rel and x.get("kernel")
+               and x["kernel"].get("execution_state") == "idle"
+               and x["kernel"].get("connections", 0) >= 1 for x in sessions)
+
+
+def _wait_kernel_ready(page, lab, rel: str, ui: str, timeout: float = 180) -> None:
+    streak = {"n": 0}
+
+    def ready():
+        streak["n"] = streak["n"] + 1 if _kernel_ready(page, lab, rel, ui) else 0
+        return streak["n"] >= 3  # the same for three polls in a row
+
+    _wait(page, ready, "the kernel to be idle (toolbar, status bar and server agree)", timeout,
+          interval=0.3)
+
+
+def _dismiss_dialogs(page, log) -> None:
+    """A dialog blocks the menus; it should not be there: log what it says, then accept it."""
+    for dialog in page.locator(".jp-Dialog").all():
+        log(f"[browser] unexpected dialog: {dialog.inner_text()!r}; accepting it")
+        dialog.locator(".jp-mod-accept").first.click()
+
+
+def _run_all(page, run_label: str, log) -> str:
+    """Run > Run All Cells, again until a prompt shows the cells queued; return its label."""
+    for attempt in range(3):
+        _dismiss_dialogs(page, log)
+        label = _menu(page, run_label, "runmenu:run-all")
+        try:  # a prompt shows [*] as soon as its cell is queued: was Run All taken?
+            _wait(page, lambda: any("*" in p for p in page.evaluate(JS_STATE)["prompts"]),
+                  "Run All to queue the cells", 20, interval=0.1)
+            return label
+        except AssertionError:
+            if attempt == 2:
+                raise
+            log(f"[browser] Run All was not taken (try {attempt + 1}); again")
+    raise AssertionError("unreachable")
+
+
+def _wait_for_run_all(page, lab, rel: str, n_code: int, t_run: float) -> None:
+    """Until every code cell is numbered and the kernel idle; RunAllStopped if it stops early."""
+    last_state: dict = {}
+    history: list = []  # (seconds after Run All, kernel status) at each change
+    stalled = {"since": None}
+
+    def finished():
+        s = page.evaluate(JS_STATE) or {}
+        last_state.update(s)
+        if not history or history[-1][1] != s.get("status"):
+            history.append((round(time.monotonic() - t_run, 1), s.get("status")))
+        prompts = s.get("prompts") or []
+        if (s.get("status") == "idle" and len(prompts) == n_code
+                and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)):
+            return s
+        # Run All stops at a cell that raises: the rest go back to [ ]. Say so at once.
+        if s.get("status") == "idle" and not any("*" in p for p in prompts):
+            stalled["since"] = stalled["since"] or time.monotonic()
+            if time.monotonic() - stalled["since"] > 5:
+                errors = _error_texts(page)
+                dialogs = page.locator(".jp-Dialog").all_inner_texts()
+                raise AssertionError(
+                    f"Run All stopped in {rel}: prompts {prompts}; error outputs: {errors}; "
+                    f"dialogs: {dialogs}; kernel status history {history}; "
+                    f"Lab's log ends:\n{lab.log_tail(2500)}")
+        else:
+            stalled["since"] = None
+        return None
+
+    try:
+        _wait(page, finished, "Run All to finish", RUN_TIMEOUT_S)
+    except AssertionError as e:
+        if "Run All stopped" in str(e):
+            raise
+        raise AssertionError(
+            f"Run All did not finish in {RUN_TIMEOUT_S} s (every code cell numbered, kernel "
+            f"idle): kernel {last_state.get('status')}, prompts {last_state.get('prompts')}; "
+            f"error outputs: {_error_texts(page)}") from None
+
+
 def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
     """Open a copy of `source` in `lab` (interface language `ui`), Run All, check it; raise
     AssertionError on the first thing that is wrong. `log` receives progress lines."""
@@ -193,64 +290,17 @@ def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
         assert first_menu == file_label, f"File menu reads {first_menu!r}, expected {file_label!r}"
 
         # --- kernel idle, then Run All (from the menu, by data-command)
-        _wait(page, lambda: (page.evaluate(JS_STATE) or {}).get("status") == "idle",
-              "the kernel status to be idle", 120)
+        _wait_kernel_ready(page, lab, rel, ui)
         timings["open"] = time.monotonic() - t0
+        _dismiss_dialogs(page, log)
         # make the notebook the current widget (Run All acts on the current notebook)
         page.locator(f"{NOTEBOOK} .jp-Cell .jp-InputPrompt").first.click()
-        for attempt in range(3):
-            run_all_label = _menu(page, run_label, "runmenu:run-all")
-            try:  # a prompt shows [*] as soon as its cell is queued: was Run All taken?
-                _wait(page, lambda: any(p != "[ ]:" for p in page.evaluate(JS_STATE)["prompts"]),
-                      "Run All to queue the cells", 20)
-                break
-            except AssertionError:
-                if attempt == 2:
-                    raise
-                log(f"[browser] Run All was not taken (try {attempt + 1}); again")
+        run_all_label, t_run = _run_all(page, run_label, log), time.monotonic()
+        _wait_for_run_all(page, lab, rel, info["code_cells"], t_run)
         if ui == "zh":
             assert CJK.search(run_all_label), f"Run All reads {run_all_label!r} in the Chinese UI"
         else:
             assert not CJK.search(run_all_label), f"Run All reads {run_all_label!r}"
-
-        last_state = {}
-        history: list = []  # (seconds after Run All, kernel status) at each change
-        stalled = {"since": None}
-
-        def finished():
-            s = page.evaluate(JS_STATE) or {}
-            last_state.update(s)
-            if not history or history[-1][1] != s.get("status"):
-                history.append((round(time.monotonic() - t_run, 1), s.get("status")))
-            prompts = s.get("prompts") or []
-            if (s.get("status") == "idle" and len(prompts) == info["code_cells"]
-                    and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)):
-                return s
-            # Run All stops at a cell that raises: the rest go back to [ ]. Say so at once.
-            if s.get("status") == "idle" and not any("*" in p for p in prompts):
-                stalled["since"] = stalled["since"] or time.monotonic()
-                if time.monotonic() - stalled["since"] > 5:
-                    dialogs = page.locator(".jp-Dialog").all_inner_texts()
-                    raise AssertionError(
-                        f"Run All stopped in {rel}: prompts {prompts}; error outputs: "
-                        f"{_error_texts(page)}; dialogs: {dialogs}; kernel status history {history}; "
-                        f"Lab's log ends:\n"
-                        f"{lab.log_tail(2500)}")
-            else:
-                stalled["since"] = None
-            return None
-
-        t_run = time.monotonic()
-        try:
-            _wait(page, finished, "Run All to finish", RUN_TIMEOUT_S)
-        except AssertionError as e:
-            if "Run All stopped" in str(e):
-                raise
-            raise AssertionError(
-                f"Run All did not finish in {RUN_TIMEOUT_S} s (every code cell numbered, kernel "
-                f"idle): kernel {last_state.get('status')}, prompts {last_state.get('prompts')}; "
-                f"error outputs: {_error_texts(page)}"
-            ) from None
         timings["run_all"] = time.monotonic() - t_run
 
         # --- save the copy from the browser and read it back: error outputs, execution counts
