@@ -66,3 +66,21 @@ def test_bad_arguments():
         explorer_attention(TOKENS, 0)
     with pytest.raises(ValueError, match="mask must be one of"):
         explorer_attention(TOKENS, 1.0, "diagonal")
+
+
+def test_fast_update_path_equals_a_fresh_draw():
+    from attnkit.widgets.attention import _draw
+
+    e = attention_explorer(TOKENS)
+    for temperature, mask, query in [(0.3, "causal", 2), (4.0, "padding", 5), (1.0, "none", 0)]:
+        e.controls["temperature"].value = temperature
+        e.controls["mask"].value = mask
+        e.controls["query"].value = query
+        fig, data = _draw(temperature, mask, query, TOKENS)
+        torch.testing.assert_close(e.data["weights"], data["weights"])
+        kept = e._fig.axes
+        assert kept[0].get_title() == fig.axes[0].get_title()
+        assert kept[1].get_title() == fig.axes[1].get_title()
+        assert [p.get_height() for p in kept[1].patches] == [p.get_height() for p in fig.axes[1].patches]
+        assert (kept[0].images[0].get_array() == fig.axes[0].images[0].get_array()).all()
+        assert list(kept[0].lines[0].get_ydata()) == [query, query]

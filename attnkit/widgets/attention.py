@@ -85,6 +85,21 @@ def _draw(temperature: float, mask: str, query: int, tokens: list[str]):
     return fig, {"weights": w, "output": out}
 
 
+def _update(fig, temperature: float, mask: str, query: int, tokens: list[str]):
+    """Move the artists of a figure made by _draw to a new state (much faster than redrawing)."""
+    w, out = explorer_attention(tokens, temperature, mask)
+    ax_w, ax_o = fig.axes[0], fig.axes[1]
+    ax_w.images[0].set_data(w.numpy())
+    ax_w.set_title(t("explorer.title", temp=temperature))
+    ax_w.lines[0].set_ydata([query, query])
+    for bar, height in zip(ax_o.patches, out[query].tolist()):
+        bar.set_height(height)
+    ax_o.set_title(t("explorer.output", tok=tokens[query]))
+    lim = max(2.0, float(out.abs().max()) * 1.05)
+    ax_o.set_ylim(-lim, lim)
+    return {"weights": w, "output": out}
+
+
 def attention_explorer(tokens: list[str] | None = None) -> Explorer:
     """Temperature slider, mask dropdown and query selector over a sentence's attention."""
     tokens = tokens or sentence_tokens()
@@ -99,4 +114,5 @@ def attention_explorer(tokens: list[str] | None = None) -> Explorer:
                             value=tokens.index(t("explorer.focus")) if t("explorer.focus") in tokens else 0,
                             description=t("explorer.query"), style=style),
     }
-    return Explorer(controls, lambda **v: _draw(tokens=tokens, **v))
+    return Explorer(controls, lambda **v: _draw(tokens=tokens, **v),
+                    update=lambda fig, **v: _update(fig, tokens=tokens, **v))
