@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 import time
@@ -144,11 +145,21 @@ def browser_runner(request):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     runner = Runner(selected, serial=os.environ.get("ATTNKIT_BROWSER_SERIAL") == "1")
     atexit.register(runner.shutdown)  # a backstop; the finally below is the normal path
+    # a CI runner cancels with SIGTERM: end like Ctrl-C, so that the finally below runs
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     try:
         runner.start()
         yield runner
     finally:
         runner.shutdown()
+        if signal.getsignal(signal.SIGTERM) is _sigterm_to_interrupt:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_to_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_terminal_summary(terminalreporter):

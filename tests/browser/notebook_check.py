@@ -225,7 +225,7 @@ def _run_all(page, run_label: str, log) -> str:
 
 
 def _wait_for_run_all(page, lab, rel: str, n_code: int, t_run: float) -> None:
-    """Until every code cell is numbered and the kernel idle; RunAllStopped if it stops early."""
+    """Until every code cell is numbered and the kernel idle; fail at once if Run All stops."""
     last_state: dict = {}
     history: list = []  # (seconds after Run All, kernel status) at each change
     stalled = {"since": None}
