@@ -274,24 +274,20 @@ print(t("mha.nb.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e
 
 # %% [markdown] tags=["lang-en"]
 # **Timing.** Equal outputs, different speeds. The table times the seven on one causal
-# self-attention of batch 1, length 256, width 768, 12 heads (a GPT-2-small layer), forward only,
-# median of 3 runs, each relative to the fused SDPA version. It runs on one CPU thread so that the
-# numbers stay steady on a shared machine; your numbers will differ. The full-size benchmark
-# (batch 8, length 1024) is a script: `python benchmarks/bench_mha.py`.
+# self-attention of batch 8, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
+# median of 3 runs taken in turn, each relative to the fused SDPA version. Your numbers will
+# differ; `python benchmarks/bench_mha.py` measures the same configuration with more repeats.
 
 # %% [markdown] tags=["lang-zh"]
-# **计时。** 结果相同，速度却不同。下表对这七种实现计时：一次带因果掩码的自注意力，批次 1、序列长度 256、宽度 768、12 个头
-# （相当于 GPT-2 small 的一层），只算前向，取 3 次运行的中位数，并给出相对融合 SDPA 版本的倍数。
-# 为了在多人共用的机器上得到稳定的数字，这里只用一个 CPU 线程；你的机器上数字会不同。
-# 更大规模的基准测试（批次 8、序列长度 1024）是一个脚本：`python benchmarks/bench_mha.py`。
+# **计时。** 结果相同，速度却不同。下表对这七种实现计时：一次带因果掩码的自注意力，批次 8、序列长度 1024、宽度 768、
+# 12 个头（相当于 GPT-2 small 的一层），只算前向，轮流各运行 3 次取中位数，并给出相对融合 SDPA 版本的倍数。
+# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用更多次重复测量同样的配置。
 
 # %% tags=["nbval-ignore-output"]
 torch.manual_seed(0)
 big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
 ours = MultiHeadAttention.from_torch(big).eval()
-xb = torch.randn(1, 256, 768)
-threads = torch.get_num_threads()
-torch.set_num_threads(1)
+xb = torch.randn(8, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 8
 times = {name: [] for name in implementations}
 with torch.inference_mode():
     for f in implementations.values():                   # warm-up
@@ -301,18 +297,17 @@ with torch.inference_mode():
             t0 = time.perf_counter()
             f(xb, big, causal=True)
             times[name].append(time.perf_counter() - t0)
-torch.set_num_threads(threads)
 base = statistics.median(times["fused SDPA"])
 print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")],
                        [[name, f"{1e3 * statistics.median(ts):.1f}", f"{statistics.median(ts) / base:.2f}x"]
                         for name, ts in times.items()]))
 
 # %% [markdown] tags=["lang-en"]
-# How to read it: at this size most of the arithmetic is in the four $E \times E$ projections,
-# the same in every version, so gaps of a few tens of percent between rows can be run-to-run
-# noise; run the cell again and the order may change. What differs is how the attention itself
-# is done. The loop and the batched versions do the same arithmetic, so any gap between them is
-# per-call overhead. The fused kernel never writes the $(L, L)$ weights to memory, and with
+# How to read it: the four $E \times E$ projections are the same in every version, so what
+# separates the rows is how the attention itself is done; gaps of a few percent are run-to-run
+# noise, and close rows may swap when you run the cell again. The loop and the batched versions do
+# the same arithmetic, but the batched one holds the $(L, L)$ weights of every head and every
+# sequence at once, the loop only one head's: the difference is memory traffic, not FLOPs. The fused kernel never writes the $(L, L)$ weights to memory, and with
 # `is_causal=True` it skips the blocks above the diagonal of a causal matrix. In inference mode
 # `nn.MultiheadAttention` takes its own "fast path" (`torch._native_multi_head_attention`), which
 # on CPU computes the full $(L, L)$ scores and a masked softmax: the causal mask reaches it as a
@@ -321,9 +316,9 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
 # (section 6).
 
 # %% [markdown] tags=["lang-zh"]
-# 怎么看这张表：在这个规模下，大部分计算量在四个 $E \times E$ 的投影上，而这部分每种写法都一样，
-# 所以各行之间几十个百分点的差距可能只是运行之间的波动；再运行一次，排名也许就变了。
-# 真正不同的是注意力本身的算法。循环版本和批量版本的计算量完全相同，二者的差距只来自每次调用的额外开销。
+# 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；
+# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环版本和批量版本的计算量完全相同，
+# 但批量版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的：二者的差别在于内存读写，而不在浮点运算次数。
 # 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
 # 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`），
 # 在 CPU 上它会算出完整的 $(L, L)$ 分数再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，对它来说只是一个任意的掩码。
