@@ -143,6 +143,6 @@ def format_table(headers: list[str], rows: list[list]) -> str:
 
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(width(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(" " * (w - width(c)) + c for c, w in zip(r, widths)) for r in cells]
+    lines = ["  ".join(" " * (w - width(c)) + c for c, w in zip(r, widths, strict=True)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -34,8 +34,8 @@ def bench_sdpa():
     g = torch.Generator().manual_seed(0)
     for b, h, n, d in [(1, 8, 256, 64), (4, 12, 512, 64), (2, 12, 1024, 64)]:
         q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
-        ours = median_time(lambda: scaled_dot_product_attention(q, k, v, is_causal=True))
-        ref = median_time(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        ours = median_time(lambda q=q, k=k, v=v: scaled_dot_product_attention(q, k, v, is_causal=True))
+        ref = median_time(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True))
         print(f"{str((b, h, n, d)):>18}  {ours * 1e3:10.2f}  {ref * 1e3:9.2f}  {ours / ref:6.2f}x")
     print("   (the plain version materialises the N x N weights; PyTorch's fused CPU kernel does not)")
 

@@ -17,6 +17,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from timing import round_robin_medians
 from torch import nn
 
 from attnkit.mha import MultiHeadAttention
@@ -43,20 +44,11 @@ def run(batch: int, seq: int, embed: int, heads: int, causal: bool, repeats: int
         "SDPA (bare)": lambda: bare_sdpa(m, x, causal),
         "attnkit MHA": lambda: a(x, is_causal=causal)[0],
     }
-    times = {name: [] for name in impls}
     with torch.inference_mode():
         ref = impls["nn.MultiheadAttention"]()
         for f in impls.values():  # same answer, or the timing means nothing
             torch.testing.assert_close(f(), ref, atol=1e-4, rtol=1e-4)
-        for _ in range(warmup):
-            for f in impls.values():
-                f()
-        for _ in range(repeats):
-            for name, f in impls.items():
-                t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+        return round_robin_medians(impls, repeats, warmup)
 
 
 def main():

@@ -19,11 +19,10 @@ equivalent plain PyTorch.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import round_robin_medians
 
 from attnkit.rope import StandardAttentionWithRoPE, generate_rope_embeddings, permute_qk_weight
 
@@ -83,21 +82,12 @@ def run(batch, seq, embed, num_heads, causal, repeats, warmup=1):
         "plain PyTorch, rotate_half RoPE": lambda: plain_rotate_half(m, wq, bq, wk, bk, x, cos2, sin2, mask),
         "no RoPE (same attention)": lambda: no_rope(m, x, mask),
     }
-    times = {name: [] for name in impls}
     with torch.inference_mode():
         ref = impls["attnkit StandardAttentionWithRoPE"]()
         for name, f in impls.items():  # same answer, or the timing means nothing
             if name.startswith("plain"):
                 torch.testing.assert_close(f(), ref, atol=1e-4, rtol=1e-4)
-        for _ in range(warmup):
-            for f in impls.values():
-                f()
-        for _ in range(repeats):
-            for name, f in impls.items():
-                t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+        return round_robin_medians(impls, repeats, warmup)
 
 
 def main():

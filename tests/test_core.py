@@ -98,7 +98,7 @@ def test_gradients_match_autograd_through_torch_and_gradcheck():
                                     (q, k, v))
     ours = torch.autograd.grad(scaled_dot_product_attention(q, k, v, is_causal=True).sum(), (q, k, v))
     ref = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=True).sum(), (q, k, v))
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnkit.widgets.attention import attention_explorer, explorer_attention, sentence_tokens, toy_qkv
+from attnkit.widgets.attention import (
+    attention_explorer,
+    explorer_attention,
+    sentence_tokens,
+    toy_qkv,
+)
 
 TOKENS = sentence_tokens()
 

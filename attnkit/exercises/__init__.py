@@ -89,7 +89,7 @@ def compare_tensors(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             return t("ex.why_type", exp=f"{type(expected).__name__} of {len(expected)}", got=describe(got))
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=True):
             why = compare_tensors(g, e, atol, rtol)
             if why:
                 return why

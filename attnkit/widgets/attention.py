@@ -92,7 +92,7 @@ def _update(fig, temperature: float, mask: str, query: int, tokens: list[str]):
     ax_w.images[0].set_data(w.numpy())
     ax_w.set_title(t("explorer.title", temp=temperature))
     ax_w.lines[0].set_ydata([query, query])
-    for bar, height in zip(ax_o.patches, out[query].tolist()):
+    for bar, height in zip(ax_o.patches, out[query].tolist(), strict=True):
         bar.set_height(height)
     ax_o.set_title(t("explorer.output", tok=tokens[query]))
     lim = max(2.0, float(out.abs().max()) * 1.05)
