@@ -5,11 +5,24 @@ one ``check_...(your_fn)`` per exercise, built on :func:`run_checks`. A checker 
 learner's function on a list of :class:`Case` s, compares with the solution, and prints either
 a success line or the first failing case (its inputs, expected vs got, and a hint). It never
 raises: a learner's exception is reported, not propagated. It returns True or False.
+
+Hints are staged. ``hints=[nudge, stronger, formula]``: the first failure prints what is wrong
+and the nudge; the same case failing again prints the stronger hint; the last hint (the formula,
+the answer) is printed only when the learner asks for it with ``show_hint("ch01.ex1")``.
+``forbid=("torch.nn.functional.scaled_dot_product_attention",)`` fails a function that calls the
+built-in the exercise asks the learner to write.
+
+:func:`check_answer` checks a predict-first or conceptual question (a number or a choice) and
+shows the explanation once it is answered (right, or wrong twice).
+
+Every check records its outcome in :data:`OUTCOMES` (exercise id -> status, case, feedback), a
+machine-readable record next to the printed text.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,7 +30,7 @@ import torch
 
 from attnkit.i18n import register, t
 
-__all__ = ["Case", "run_checks", "compare_tensors", "describe"]
+__all__ = ["Case", "run_checks", "check_answer", "show_hint", "compare_tensors", "describe", "OUTCOMES"]
 
 register({
     "ex.pass": {"en": "✅ {title}: all {n} cases pass. Well done!",
@@ -43,7 +56,30 @@ register({
     "ex.why_values": {"en": "values differ by up to {diff:.3g} (tolerance {tol:.1g})",
                       "zh": "数值最多相差 {diff:.3g}（允许误差 {tol:.1g}）"},
     "ex.why_value": {"en": "{got} instead of {exp}", "zh": "得到 {got}，应为 {exp}"},
+    "ex.more": {"en": "   more:     show_hint(\"{ex}\") prints every hint, the full formula last.",
+                "zh": "   更多：    运行 show_hint(\"{ex}\") 可以看到全部提示，最后一条是完整公式。"},
+    "ex.forbidden": {"en": "❌ {title}: your function calls {name}, the built-in this exercise asks you to write yourself. Compute it from the formula instead.",
+                     "zh": "❌ {title}：你的函数调用了 {name}，而这道练习要你自己实现它。请按公式一步步计算。"},
+    "ex.hints_title": {"en": "Hints for {ex}:", "zh": "{ex} 的提示："},
+    "ex.hints_none": {"en": "No hints for {ex} yet: run its check cell first (known: {known}).",
+                      "zh": "还没有 {ex} 的提示：请先运行它的检查单元格（已有：{known}）。"},
+    "q.todo": {"en": "⏳ {title}: not answered yet — replace `None` with your answer and run this cell again.",
+               "zh": "⏳ {title}：还没有作答——把 `None` 换成你的答案，然后重新运行这个单元格。"},
+    "q.pass": {"en": "✅ {title}: {answer} is right.", "zh": "✅ {title}：{answer}，回答正确。"},
+    "q.fail": {"en": "❌ {title}: {answer} is not it.", "zh": "❌ {title}：{answer} 不对。"},
+    "q.reveal": {"en": "   answer:   {expected}", "zh": "   答案：    {expected}"},
+    "q.why": {"en": "   why:      {what}", "zh": "   原因：    {what}"},
+    "q.choices": {"en": "   choose one of: {choices}", "zh": "   请从这些选项中选一个：{choices}"},
+    "q.not_number": {"en": "❌ {title}: expected a number, got {what}.",
+                     "zh": "❌ {title}：需要一个数字，实际得到的是 {what}。"},
 })
+
+# exercise id -> its hints (in the language of the last check), the state of staged hints, and
+# the outcome of the last check of every exercise (read by graders; never parsed from prose).
+_HINTS: dict[str, list[str]] = {}
+_STAGE: dict[str, tuple[int, int]] = {}   # exercise id -> (failing case, hint level shown)
+_WRONG: dict[str, int] = {}               # question id -> wrong answers so far
+OUTCOMES: dict[str, dict] = {}
 
 
 @dataclass
@@ -103,38 +139,169 @@ def compare_tensors(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     return None if got == expected else t("ex.why_value", got=describe(got), exp=describe(expected))
 
 
-def run_checks(fn: Callable, solution: Callable, cases: list[Case], title: str, hint: str,
-               compare: Callable[[Any, Any], str | None] = compare_tensors) -> bool:
-    """Run ``fn`` and ``solution`` on every case; print feedback; return whether all pass."""
+def _record(exercise: str, status: str, lines: list[str], case: int | None = None) -> None:
+    OUTCOMES[exercise] = {"exercise": exercise, "status": status, "case": case,
+                          "feedback": "\n".join(lines)}
+    print("\n".join(lines))
+
+
+def _staged_hint(exercise: str, case: int, hints: list[str]) -> list[str]:
+    """The hint for this failure: one level stronger each time the same case fails again."""
+    if not hints:
+        return []
+    auto = hints[:-1] if len(hints) >= 2 else hints   # the last of two or more: on request only
+    last_case, last_level = _STAGE.get(exercise, (None, -1))
+    level = min(last_level + 1, len(auto) - 1) if last_case == case else 0
+    _STAGE[exercise] = (case, level)
+    lines = [t("ex.hint", what=auto[level])]
+    if len(hints) >= 2 and level == len(auto) - 1:
+        lines.append(t("ex.more", ex=exercise))
+    return lines
+
+
+class _Forbidden(Exception):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _call_forbidding(fn: Callable, forbid: tuple[str, ...], args, kwargs):
+    """Call ``fn``; raise _Forbidden if it reaches any of the dotted names in ``forbid``."""
+    undo = []
+
+    def trap(name):
+        def refuse(*_a, **_k):
+            raise _Forbidden(name)
+        return refuse
+
+    try:
+        for dotted in forbid:
+            mod_name, attr = dotted.rsplit(".", 1)
+            mod = importlib.import_module(mod_name)
+            orig = getattr(mod, attr)
+            undo.append((mod, attr, orig))
+            setattr(mod, attr, trap(dotted))
+            # also a name bound by `from module import attr` in the learner's namespace
+            scope = getattr(fn, "__globals__", {})
+            for gname, value in list(scope.items()):
+                if value is orig:
+                    undo.append((scope, gname, orig))
+                    scope[gname] = trap(dotted)
+        return fn(*args, **kwargs)
+    finally:
+        for where, name, orig in reversed(undo):
+            if isinstance(where, dict):
+                where[name] = orig
+            else:
+                setattr(where, name, orig)
+
+
+def run_checks(fn: Callable, solution: Callable, cases: list[Case], title: str,
+               hint: str | None = None, *, hints: list[str] | tuple[str, ...] | None = None,
+               exercise: str | None = None,
+               compare: Callable[[Any, Any], str | None] = compare_tensors,
+               forbid: tuple[str, ...] = ()) -> bool:
+    """Run ``fn`` and ``solution`` on every case; print feedback; return whether all pass.
+
+    ``hints`` go from a nudge to the full formula (see the module doc); a single ``hint`` is
+    the one-stage form. ``exercise`` names the exercise for :func:`show_hint` and
+    :data:`OUTCOMES` (the title by default).
+    """
+    ex = exercise or title
+    hints = list(hints) if hints is not None else ([hint] if hint else [])
+    _HINTS[ex] = hints
     try:
         if not callable(fn):
-            print(t("ex.not_callable", title=title, what=type(fn).__name__))
+            _record(ex, "error", [t("ex.not_callable", title=title, what=type(fn).__name__)])
             return False
         n = len(cases)
         for i, case in enumerate(cases, start=1):
             expected = solution(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
             try:
-                got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+                got = _call_forbidding(fn, tuple(forbid), copy.deepcopy(case.args),
+                                       copy.deepcopy(case.kwargs))
             except NotImplementedError:
-                print(t("ex.todo", title=title))
+                _record(ex, "todo", [t("ex.todo", title=title)])
+                return False
+            except _Forbidden as err:
+                _record(ex, "forbidden", [t("ex.forbidden", title=title, name=err.name)], case=i)
                 return False
             except Exception as err:  # the learner's bug is reported, never raised
-                print(t("ex.raised", title=title, i=i, n=n, label=case.label,
-                        err=f"{type(err).__name__}: {err}"))
-                print(t("ex.inputs", what=describe(case.args)))
-                print(t("ex.hint", what=hint))
+                lines = [t("ex.raised", title=title, i=i, n=n, label=case.label,
+                           err=f"{type(err).__name__}: {err}"),
+                         t("ex.inputs", what=describe(case.args))]
+                _record(ex, "error", lines + _staged_hint(ex, i, hints), case=i)
                 return False
             why = compare(got, expected)
             if why:
-                print(t("ex.fail", title=title, i=i, n=n, label=case.label))
-                print(t("ex.inputs", what=describe(case.args)))
-                print(t("ex.expected", what=describe(expected)))
-                print(t("ex.got", what=describe(got)))
-                print(t("ex.why", what=why))
-                print(t("ex.hint", what=hint))
+                lines = [t("ex.fail", title=title, i=i, n=n, label=case.label),
+                         t("ex.inputs", what=describe(case.args)),
+                         t("ex.expected", what=describe(expected)),
+                         t("ex.got", what=describe(got)),
+                         t("ex.why", what=why)]
+                _record(ex, "failed", lines + _staged_hint(ex, i, hints), case=i)
                 return False
-        print(t("ex.pass", title=title, n=n))
+        _STAGE.pop(ex, None)
+        _record(ex, "passed", [t("ex.pass", title=title, n=n)])
         return True
     except Exception as err:  # a checker must never raise into the notebook
-        print(f"❌ {title}: {type(err).__name__}: {err}")
+        _record(ex, "error", [f"❌ {title}: {type(err).__name__}: {err}"])
+        return False
+
+
+def show_hint(exercise: str, level: int | None = None) -> None:
+    """Print the hints of ``exercise`` (after its check ran once), up to ``level`` (all)."""
+    hints = _HINTS.get(exercise)
+    if not hints:
+        print(t("ex.hints_none", ex=exercise, known=", ".join(sorted(_HINTS)) or "-"))
+        return
+    print(t("ex.hints_title", ex=exercise))
+    for k, h in enumerate(hints[:level], start=1):
+        print(f"  {k}. {h}")
+
+
+def check_answer(answer: Any, expected: Any, exercise: str, title: str, explanation: str,
+                 nudge: str = "", tol: float = 0.0, choices: dict[str, str] | None = None) -> bool:
+    """Check a predicted number (relative tolerance ``tol``) or a choice letter of ``choices``.
+
+    ``None`` (or ``...``) is "not answered yet". A right answer shows the explanation; a wrong
+    one the nudge, and after two wrong answers the expected answer and the explanation.
+    """
+    try:
+        if answer is None or answer is Ellipsis:
+            _record(exercise, "todo", [t("q.todo", title=title)])
+            return False
+        if choices is not None:
+            letter = str(answer).strip().lower()
+            if letter not in choices:
+                listing = ", ".join(f"{k}) {v}" for k, v in choices.items())
+                _record(exercise, "failed", [t("q.fail", title=title, answer=describe(answer)),
+                                             t("q.choices", choices=listing)])
+                return False
+            ok = letter == str(expected).lower()
+            shown, shown_expected = f"{letter}) {choices[letter]}", f"{expected}) {choices[expected]}"
+        else:
+            if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+                try:
+                    answer = float(answer.item() if hasattr(answer, "item") else answer)
+                except (TypeError, ValueError):
+                    _record(exercise, "failed", [t("q.not_number", title=title, what=describe(answer))])
+                    return False
+            ok = abs(float(answer) - float(expected)) <= tol * abs(float(expected)) + 1e-12
+            shown, shown_expected = describe(answer), describe(expected)
+        if ok:
+            _WRONG.pop(exercise, None)
+            _record(exercise, "passed", [t("q.pass", title=title, answer=shown),
+                                         t("q.why", what=explanation)])
+            return True
+        _WRONG[exercise] = _WRONG.get(exercise, 0) + 1
+        lines = [t("q.fail", title=title, answer=shown)]
+        if _WRONG[exercise] >= 2:
+            lines += [t("q.reveal", expected=shown_expected), t("q.why", what=explanation)]
+        elif nudge:
+            lines.append(t("ex.hint", what=nudge))
+        _record(exercise, "failed", lines)
+        return False
+    except Exception as err:  # never raise into the notebook
+        _record(exercise, "error", [f"❌ {title}: {type(err).__name__}: {err}"])
         return False
