@@ -6,6 +6,7 @@ ships inside attnkit (SIL Open Font License 1.1, see attnkit/fonts/), so no syst
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -16,17 +17,43 @@ from matplotlib import font_manager
 from attnkit.i18n import register, t
 
 FONT_PATH = Path(__file__).parent / "fonts" / "NotoSansCJKsc-Regular-subset.otf"
-CJK_FAMILY = "Noto Sans CJK SC"
+# Private family names: no font a learner's system has (or installs later) can carry them, so the
+# figures never depend on the system's fonts or on the state of matplotlib's font cache.
+CJK_FAMILY = "attnkit Noto Sans CJK SC"
+LATIN_FAMILY = "attnkit DejaVu Sans"
+LATIN_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+               "DejaVuSans-BoldOblique.ttf")  # matplotlib's own copies
 MAX_TICK_LABELS = 16  # per axis; more labels are unreadable and make a redraw slow
 
 
+def _entry(path: Path, family: str) -> font_manager.FontEntry:
+    """A font-manager entry for the file at ``path``, under the family name ``family``."""
+    prop = font_manager.ttfFontProperty(font_manager.get_font(str(path)))
+    return dataclasses.replace(prop, name=family)
+
+
+def font_files() -> list[str]:
+    """The files matplotlib renders our text with, in fallback order (Latin, then Chinese)."""
+    props = font_manager.FontProperties(family=matplotlib.rcParams["font.family"])
+    return [str(p) for p in font_manager.fontManager._find_fonts_by_props(props)]
+
+
 def setup_fonts() -> str:
-    """Register the bundled CJK font and put it after DejaVu Sans in the fallback list."""
-    if CJK_FAMILY not in {f.name for f in font_manager.fontManager.ttflist}:
-        font_manager.fontManager.addfont(str(FONT_PATH))
+    """Use matplotlib's DejaVu Sans and the bundled Noto Sans CJK SC, under private names.
+
+    The entries go first in the font list and the look-up cache is cleared, so neither a system
+    font of the same family (installed before or after) nor a cache file built on another state
+    of the machine can change a figure.
+    """
+    fm = font_manager.fontManager
+    if not any(f.name == CJK_FAMILY for f in fm.ttflist):
+        latin = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        fm.ttflist[:0] = [_entry(FONT_PATH, CJK_FAMILY)] + [_entry(latin / f, LATIN_FAMILY)
+                                                             for f in LATIN_FILES]
+        fm._findfont_cached.cache_clear()
     # Concrete families, not the generic "sans-serif": matplotlib falls back glyph by glyph
-    # only along a list of named families (Latin from DejaVu Sans, Chinese from Noto Sans CJK SC).
-    matplotlib.rcParams["font.family"] = ["DejaVu Sans", CJK_FAMILY]
+    # only along a list of named families.
+    matplotlib.rcParams["font.family"] = [LATIN_FAMILY, CJK_FAMILY]
     return CJK_FAMILY
 
 
