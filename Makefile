@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 ## make lab: open JupyterLab on chapters/ (extra flags: make lab LAB_ARGS="--no-browser --port 8888")
+##   as root (containers, cloud machines, CI runners) it adds --allow-root and says so
+ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=chapters $(LAB_ARGS)
+	@$(if $(ROOT_FLAG),echo "make lab: running as root: JupyterLab starts with --allow-root since Jupyter refuses root without it")
+	$(BIN)/jupyter lab --ServerApp.root_dir=chapters $(ROOT_FLAG) $(LAB_ARGS)
 
 ## make test: the whole suite: unit, property, parity, widget, exercise, font, nbval, browser
-test: setup
-	$(BIN)/python tools/browser_deps.py
-	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 tests chapters/en chapters/zh $(PYTEST_ARGS)
+##   it ends with the time of each phase (set-up, browser set-up, unit tests, notebooks, browser)
+test:
+	@PYTEST_ARGS='$(PYTEST_ARGS)' MAKE='$(MAKE)' $(PYTHON) tools/run_tests.py
 
 ## make test-fast: everything but the notebooks and the browser
 test-fast: setup

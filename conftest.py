@@ -14,3 +14,34 @@ def _execute_cell_input(self, cell_input, allow_stdin=None):
 
 
 nbval.kernel.RunningKernel.execute_cell_input = _execute_cell_input
+
+
+# ---- time per group of tests, for the summary `make test` prints (tools/run_tests.py) ----
+import json  # noqa: E402
+import os  # noqa: E402
+
+_GROUPS: dict[str, dict] = {}
+
+
+def _group(nodeid: str) -> str:
+    if nodeid.startswith("chapters/en"):
+        return "notebooks, English (nbval)"
+    if nodeid.startswith("chapters/zh"):
+        return "notebooks, Chinese (nbval)"
+    if nodeid.startswith("tests/browser"):
+        return "browser (JupyterLab in Chromium)"
+    return "unit, property, parity, widget, exercise tests"
+
+
+def pytest_runtest_logreport(report):
+    g = _GROUPS.setdefault(_group(report.nodeid), {"seconds": 0.0, "tests": 0})
+    g["seconds"] += report.duration
+    if report.when == "call":
+        g["tests"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("ATTNKIT_PHASES_FILE")
+    if path:
+        with open(path, "w") as f:
+            json.dump(_GROUPS, f)

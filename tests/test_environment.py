@@ -46,8 +46,19 @@ def environment_pins() -> dict[str, str]:
 def test_torch_is_pinned_everywhere():
     assert constraints()["torch"] == "2.13.0"
     assert environment_pins()["torch"] == "2.13.0"
+
+
+
+def test_the_package_states_a_torch_range_that_holds_the_pin():
+    """An engineer's own torch is kept: pyproject states a range, not the course's exact pin."""
+    from packaging.requirements import Requirement
+
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "torch==2.13.0" in proj["dependencies"]
+    torch_req = next(Requirement(r) for r in proj["dependencies"] if split_req(r)[0] == "torch")
+    assert not any(s.operator == "==" for s in torch_req.specifier), torch_req
+    assert {s.operator for s in torch_req.specifier} >= {">=", "<"}, torch_req
+    assert torch_req.specifier.contains(constraints()["torch"]), torch_req
+    assert not torch_req.specifier.contains("2.4.1") and not torch_req.specifier.contains("3.0")
 
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():

@@ -6,7 +6,9 @@ Playwright Python package (`executable_path="/usr/bin/chromium"`); they never us
 
 - does nothing when Chromium is already installed (so a second run costs nothing);
 - installs it with apt-get (`chromium`, plus `fonts-noto-cjk` so that screenshots of the Chinese
-  notebooks are readable) when it runs as root on a machine with apt-get;
+  notebooks are readable and `fonts-noto-color-emoji` for the exercise feedback's ✅ ❌ ⏳, both
+  SIL OFL) when it runs as root on a machine with apt-get; missing fonts are installed even when
+  Chromium is already there;
 - otherwise prints a loud message saying exactly what to install. It still exits 0, so that the
   rest of the suite runs; the browser tests then skip, each with the same message (they never
   skip silently).
@@ -23,7 +25,8 @@ import subprocess
 import sys
 
 PACKAGES = ["chromium"]            # required
-OPTIONAL_PACKAGES = ["fonts-noto-cjk"]  # readable Chinese in screenshots; never asserted on
+# readable Chinese and emoji in the browser's pages and screenshots (matplotlib never uses them)
+OPTIONAL_PACKAGES = ["fonts-noto-cjk", "fonts-noto-color-emoji"]
 CANDIDATES = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
 
 
@@ -46,6 +49,21 @@ def has_cjk_font() -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return bool(out.strip())
+
+
+def has_emoji_font() -> bool:
+    if not shutil.which("fc-list"):
+        return False
+    try:  # U+2705, the check mark of a passed exercise
+        out = subprocess.run(["fc-list", ":charset=2705"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(out.strip())
+
+
+def missing_fonts() -> list[str]:
+    return [pkg for pkg, have in (("fonts-noto-cjk", has_cjk_font), ("fonts-noto-color-emoji", has_emoji_font))
+            if not have()]
 
 
 def banner(lines: list[str]) -> None:
@@ -74,9 +92,9 @@ def missing_message() -> list[str]:
         "The browser tests (tests/browser/) need Chromium, and it is not installed.",
         "They will be SKIPPED. To run them, install Debian's Chromium as root:",
         "",
-        "    sudo apt-get update && sudo apt-get install -y chromium fonts-noto-cjk",
+        "    sudo apt-get update && sudo apt-get install -y chromium fonts-noto-cjk fonts-noto-color-emoji",
         "",
-        "(fonts-noto-cjk is optional: it makes the Chinese screenshots readable.)",
+        "(the fonts are optional: they make Chinese and emoji in the screenshots readable.)",
         "Elsewhere, point ATTNKIT_CHROMIUM at a Chromium/Chrome binary.",
         "Never `playwright install`: the tests use the system Chromium.",
     ]
@@ -85,17 +103,18 @@ def missing_message() -> list[str]:
 def main() -> int:
     can_apt = hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")
     chromium = find_chromium()
-    if chromium is None and not os.environ.get("ATTNKIT_CHROMIUM") and can_apt:
-        extra = [] if has_cjk_font() else OPTIONAL_PACKAGES
-        if not apt_install(PACKAGES + extra) and extra:
-            apt_install(PACKAGES)  # the fonts are optional: try again without them
+    need = ([] if chromium or os.environ.get("ATTNKIT_CHROMIUM") else PACKAGES)
+    extra = missing_fonts()
+    if (need or extra) and can_apt:
+        if not apt_install(need + extra) and extra and need:
+            apt_install(need)  # the fonts are optional: try again without them
         chromium = find_chromium()
     if chromium is None:
         banner(missing_message())
         return 2 if os.environ.get("ATTNKIT_BROWSER_REQUIRED") == "1" else 0
+    fonts = missing_fonts()
     print(f"browser_deps: Chromium at {chromium}"
-          f"{'' if has_cjk_font() else ' (no CJK font: Chinese in screenshots shows as boxes)'}",
-          flush=True)
+          f"{f' (missing {fonts}: boxes in screenshots)' if fonts else ''}", flush=True)
     return 0
 
 
