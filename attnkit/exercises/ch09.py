@@ -1,0 +1,259 @@
+"""Chapter 09 exercises: the RNN step, the positive random feature map, landmarks, two questions,
+and a stretch exercise (causal linear attention in linear memory, checked by measuring it)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
+from attnkit.flash import measure_peak_bytes
+from attnkit.i18n import register, t
+
+register({
+    # exercise 1: the RNN step
+    "ch09.ex1.title": {"en": "Exercise 1 · one step of causal linear attention as an RNN",
+                       "zh": "练习 1 · 把因果线性注意力写成 RNN：走一步"},
+    "ch09.ex1.hint1": {"en": "The state must already contain the current token when the output is read: "
+                             "update first, then read.",
+                       "zh": "读出输出时，状态里必须已经包含当前这个词元：先更新状态，再读出。"},
+    "ch09.ex1.hint2": {"en": "phi(x) = elu(x) + 1 for both q_t and k_t. s gains the outer product phi(k_t) v_t^T "
+                             "(shape (M, Dv)), z gains phi(k_t); the output divides phi(q_t) s by phi(q_t) . z.",
+                       "zh": "q_t 和 k_t 都用 phi(x) = elu(x) + 1。s 加上外积 phi(k_t) v_t^T（形状 (M, Dv)），"
+                             "z 加上 phi(k_t)；输出是 phi(q_t) s 除以 phi(q_t) · z。"},
+    "ch09.ex1.hint3": {"en": "s = s + torch.outer(phi(k_t), v_t); z = z + phi(k_t); "
+                             "out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6); return out, s, z.",
+                       "zh": "s = s + torch.outer(phi(k_t), v_t)；z = z + phi(k_t)；"
+                             "out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6)；返回 out, s, z。"},
+    "ch09.case.first": {"en": "the first token (empty state)", "zh": "第一个词元（状态为空）"},
+    "ch09.case.later": {"en": "token {i} of a sequence, state of the {i} before it",
+                        "zh": "序列中的第 {i} 个词元，状态来自它之前的 {i} 个"},
+    "ch09.case.wide": {"en": "d = 3, dv = 5 (not square)", "zh": "d = 3，dv = 5（不是方阵）"},
+    # exercise 2: positive random features
+    "ch09.ex2.title": {"en": "Exercise 2 · the positive random feature map (Performer, Lemma 1)",
+                       "zh": "练习 2 · 正随机特征映射（Performer，引理 1）"},
+    "ch09.ex2.hint1": {"en": "Each of the m features is an exponential of one projection w_i . x, corrected by the "
+                             "length of x so that the average of phi(x) . phi(y) is exp(x . y).",
+                       "zh": "m 个特征中的每一个都是某个投影 w_i · x 的指数，再按 x 的长度修正，"
+                             "使 phi(x) · phi(y) 的平均值等于 exp(x · y)。"},
+    "ch09.ex2.hint2": {"en": "Three ingredients: x @ w.T (shape (N, m)), the squared norm |x|^2 / 2 subtracted in "
+                             "the exponent (one per row), and a factor 1 / sqrt(m) in front.",
+                       "zh": "三个要素：x @ w.T（形状 (N, m)）；指数里减去 |x|^2 / 2（每行一个）；前面乘以 1 / sqrt(m)。"},
+    "ch09.ex2.hint3": {"en": "torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(w.shape[0])",
+                       "zh": "torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(w.shape[0])"},
+    "ch09.case.small": {"en": "N = 3, d = 2, m = 4", "zh": "N = 3，d = 2，m = 4"},
+    "ch09.case.more": {"en": "N = 5, d = 4, m = 7 (m not a multiple of d)", "zh": "N = 5，d = 4，m = 7（m 不是 d 的倍数）"},
+    "ch09.case.long": {"en": "inputs of length 2 (|x|^2 matters)", "zh": "长度为 2 的输入（|x|^2 的作用变大）"},
+    # exercise 3: landmarks
+    "ch09.ex3.title": {"en": "Exercise 3 · Nyström landmarks: segment means", "zh": "练习 3 · Nyström 地标点：分段均值"},
+    "ch09.ex3.hint1": {"en": "Landmark i averages a *contiguous* segment of rows; when m does not divide N, the last "
+                             "segment is shorter, and only its real rows count.",
+                       "zh": "第 i 个地标点是一段*连续*行的平均；m 不能整除 N 时，最后一段较短，只对其中真实存在的行求平均。"},
+    "ch09.ex3.hint2": {"en": "Segments have l = ceil(N / m) rows: rows i*l .. min((i+1)*l, N) - 1. Averaging zero "
+                             "padding would pull the last landmark towards 0.",
+                       "zh": "每段 l = ceil(N / m) 行：第 i 段是第 i*l 行到第 min((i+1)*l, N) - 1 行。"
+                             "如果把补上的零也平均进去，最后一个地标点会被拉向 0。"},
+    "ch09.ex3.hint3": {"en": "l = -(-N // m); torch.stack([x[i * l:(i + 1) * l].mean(0) for i in range(m)])",
+                       "zh": "l = -(-N // m)；torch.stack([x[i * l:(i + 1) * l].mean(0) for i in range(m)])"},
+    "ch09.case.divides": {"en": "N = 12, m = 4 (m divides N)", "zh": "N = 12，m = 4（m 整除 N）"},
+    "ch09.case.pad": {"en": "N = 10, m = 4 (segments of 3, the last has 1 row)",
+                      "zh": "N = 10，m = 4（每段 3 行，最后一段只有 1 行）"},
+    "ch09.case.m_eq_n": {"en": "m = N: every token is a landmark", "zh": "m = N：每个词元都是地标点"},
+    # questions
+    "ch09.q1.title": {"en": "Question 1 · the size of the state", "zh": "问题 1 · 状态有多大"},
+    "ch09.q1.why": {"en": "s is M x Dv = 64 x 64 = 4096 numbers and z is M = 64: 4160 per head, whether the sequence "
+                          "has 10 tokens or a million. Softmax attention's KV cache would hold 2 x 64 numbers per "
+                          "token instead.",
+                    "zh": "s 是 M × Dv = 64 × 64 = 4096 个数，z 是 M = 64 个数：每个头 4160 个数，"
+                          "无论序列有 10 个词元还是一百万个。softmax 注意力的 KV 缓存则是每个词元 2 × 64 个数。"},
+    "ch09.q1.nudge": {"en": "Count s (M x Dv) and z (M) with M = Dv = 64: does the length of the sequence appear?",
+                      "zh": "数一数 s（M × Dv）和 z（M），其中 M = Dv = 64：序列长度出现在里面吗？"},
+    "ch09.q2.title": {"en": "Question 2 · which random features for small kernel values?",
+                      "zh": "问题 2 · 核函数值很小时，用哪种随机特征？"},
+    "ch09.q2.a": {"en": "trigonometric features (cos, sin)", "zh": "三角函数特征（cos、sin）"},
+    "ch09.q2.b": {"en": "positive features (exp)", "zh": "正随机特征（exp）"},
+    "ch09.q2.c": {"en": "they are equally good", "zh": "两者一样好"},
+    "ch09.q2.why": {"en": "Lemma 2: the positive estimator's MSE carries a factor SM(x, y)^2, so it vanishes as the "
+                          "kernel value goes to 0; the trig estimator's carries SM(x, y)^-2 and explodes. Small "
+                          "attention weights are most of an attention matrix, so FAVOR+ uses positive features.",
+                    "zh": "引理 2：正随机特征估计量的均方误差带有因子 SM(x, y)^2，核函数值趋于 0 时它也趋于 0；"
+                          "三角函数估计量的均方误差带有 SM(x, y)^-2，会爆炸。注意力矩阵里大部分是很小的权重，"
+                          "所以 FAVOR+ 用正随机特征。"},
+    "ch09.q2.nudge": {"en": "Look at the MSE formulas of Lemma 2 (section 4): which one has SM(x, y) in the "
+                            "numerator, which in the denominator?",
+                      "zh": "看第 4 节引理 2 的均方误差公式：哪一个的 SM(x, y) 在分子上，哪一个在分母上？"},
+    # stretch
+    "ch09.ex4.title": {"en": "Stretch · causal linear attention in linear memory",
+                       "zh": "挑战题 · 只用线性内存的因果线性注意力"},
+    "ch09.ex4.hint1": {"en": "An N x N mask is exactly what you cannot afford. Walk the sequence in chunks and carry "
+                             "the state (s, z) of everything before the chunk.",
+                       "zh": "N × N 的掩码正是你负担不起的。把序列分块处理，并带着此前所有词元的状态 (s, z) 往下走。"},
+    "ch09.ex4.hint2": {"en": "Inside a chunk of C tokens, a C x C lower-triangular block of phi(q) phi(k)^T is "
+                             "cheap; across chunks, add phi(q) s and phi(q) . z, then update s, z with the chunk.",
+                       "zh": "在一个 C 个词元的分块内部，phi(q) phi(k)^T 的 C × C 下三角块很便宜；"
+                             "跨块的部分加上 phi(q) s 和 phi(q) · z，然后用这一块更新 s、z。"},
+    "ch09.ex4.hint3": {"en": "for each chunk: a = (pq @ pk.T).tril(); num = a @ vc + pq @ s; den = a.sum(-1) + pq @ z; "
+                             "out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)",
+                       "zh": "对每个分块：a = (pq @ pk.T).tril()；num = a @ vc + pq @ s；den = a.sum(-1) + pq @ z；"
+                             "out = num / den.clamp_min(1e-6)[:, None]；s += pk.T @ vc；z += pk.sum(0)"},
+    "ch09.ex4.too_big": {"en": "your function held {got:.1f} MiB at once; the N x N matrix alone is {nn:.1f} MiB: "
+                               "expected below {limit:.1f} MiB",
+                         "zh": "你的函数同时占用了 {got:.1f} MiB；单是 N × N 矩阵就有 {nn:.1f} MiB：应低于 {limit:.1f} MiB"},
+    "ch09.case.short": {"en": "N = 9, chunk 4 (ragged end)", "zh": "N = 9，分块 4（最后一块不满）"},
+    "ch09.case.one": {"en": "chunk 1 (a plain RNN)", "zh": "分块 1（就是普通的 RNN）"},
+    "ch09.case.long_mem": {"en": "N = 2048, d = 8, chunk 64: memory is measured",
+                           "zh": "N = 2048，d = 8，分块 64：测量内存"},
+})
+
+
+def _phi(x):
+    return F.elu(x) + 1.0
+
+
+# ---- reference solutions (kept out of the notebooks) ----
+
+def solution_step(s, z, q_t, k_t, v_t):
+    """s (M, Dv), z (M,), q_t, k_t (D,), v_t (Dv,) -> (out_t (Dv,), s', z') (eqs. 18-20)."""
+    pk = _phi(k_t)
+    s = s + pk[:, None] * v_t[None, :]  # (M, Dv): the state now includes token t
+    z = z + pk  # (M,)
+    pq = _phi(q_t)
+    return (pq @ s) / torch.clamp(pq @ z, min=1e-6), s, z
+
+
+def solution_positive_features(x, w):
+    """x (N, d), w (m, d) -> (N, m): m^-1/2 exp(w_i . x - |x|^2 / 2) (Lemma 1)."""
+    sq = 0.5 * (x ** 2).sum(dim=1, keepdim=True)  # (N, 1)
+    return torch.exp(torch.einsum("nd,md->nm", x, w) - sq) * w.shape[0] ** -0.5
+
+
+def solution_landmarks(x, m):
+    """x (N, d) -> (m, d): means of m contiguous segments of ceil(N/m) rows (the last may be shorter)."""
+    n = x.shape[0]
+    seg = math.ceil(n / m)
+    starts = range(0, n, seg)
+    return torch.stack([x[a:min(a + seg, n)].sum(0) / (min(a + seg, n) - a) for a in starts])
+
+
+def solution_causal_linear(q, k, v, chunk):
+    """Causal elu+1 linear attention of q, k (N, d), v (N, dv), ``chunk`` tokens at a time."""
+    s = q.new_zeros(q.shape[1], v.shape[1])
+    z = q.new_zeros(q.shape[1])
+    outs = []
+    for a in range(0, q.shape[0], chunk):
+        pq, pk, vc = _phi(q[a:a + chunk]), _phi(k[a:a + chunk]), v[a:a + chunk]
+        w = torch.tril(pq @ pk.T)  # (C, C) inside the chunk
+        den = w.sum(1) + pq @ z
+        outs.append((w @ vc + pq @ s) / den.clamp_min(1e-6)[:, None])
+        s, z = s + pk.T @ vc, z + pk.sum(0)
+    return torch.cat(outs)
+
+
+# ---- cases ----
+
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _step_case(seed, before, d=4, dv=4):
+    g = _g(seed)
+    q, k, v = (torch.randn(before + 1, n, generator=g, dtype=torch.float64) for n in (d, d, dv))
+    pk = _phi(k[:before])
+    s, z = pk.T @ v[:before], pk.sum(0)  # the state of the tokens before, from its definition
+    return (s, z, q[before], k[before], v[before])
+
+
+def _feature_case(seed, n, d, m, scale=1.0):
+    g = _g(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x = scale * x / x.norm(dim=1, keepdim=True) if scale != 1.0 else 0.5 * x
+    return (x, torch.randn(m, d, generator=g, dtype=torch.float64))
+
+
+def _rows(n, d, seed):
+    return torch.randn(n, d, generator=_g(seed), dtype=torch.float64)
+
+
+# ---- checkers ----
+
+FORBID_STEP = ("attnkit.linear.linear_attention_step", "attnkit.linear.linear_attention_chunk",
+               "attnkit.linear.linear_attention")
+
+
+def check_step(fn) -> bool:
+    cases = [Case(_step_case(1, 0), label=t("ch09.case.first")),
+             Case(_step_case(2, 5), label=t("ch09.case.later", i=5)),
+             Case(_step_case(3, 7, d=3, dv=5), label=t("ch09.case.wide"))]
+    return run_checks(fn, solution_step, cases, t("ch09.ex1.title"), exercise="ch09.ex1",
+                      hints=[t("ch09.ex1.hint1"), t("ch09.ex1.hint2"), t("ch09.ex1.hint3")],
+                      compare=compare_tensors, forbid=FORBID_STEP)
+
+
+def check_positive_features(fn) -> bool:
+    cases = [Case(_feature_case(4, 3, 2, 4), label=t("ch09.case.small")),
+             Case(_feature_case(5, 5, 4, 7), label=t("ch09.case.more")),
+             Case(_feature_case(6, 4, 3, 6, scale=2.0), label=t("ch09.case.long"))]
+    return run_checks(fn, solution_positive_features, cases, t("ch09.ex2.title"), exercise="ch09.ex2",
+                      hints=[t("ch09.ex2.hint1"), t("ch09.ex2.hint2"), t("ch09.ex2.hint3")],
+                      forbid=("attnkit.linear.favor_features",))
+
+
+def check_landmarks(fn) -> bool:
+    cases = [Case((_rows(12, 3, 7), 4), label=t("ch09.case.divides")),
+             Case((_rows(10, 2, 8), 4), label=t("ch09.case.pad")),
+             Case((_rows(5, 2, 9), 5), label=t("ch09.case.m_eq_n"))]
+    return run_checks(fn, solution_landmarks, cases, t("ch09.ex3.title"), exercise="ch09.ex3",
+                      hints=[t("ch09.ex3.hint1"), t("ch09.ex3.hint2"), t("ch09.ex3.hint3")],
+                      forbid=("attnkit.linear.segment_means",))
+
+
+def check_q1(answer) -> bool:
+    return check_answer(answer, 4160, exercise="ch09.q1", title=t("ch09.q1.title"),
+                        explanation=t("ch09.q1.why"), nudge=t("ch09.q1.nudge"))
+
+
+def check_q2(answer) -> bool:
+    return check_answer(answer, "b", exercise="ch09.q2", title=t("ch09.q2.title"), explanation=t("ch09.q2.why"),
+                        nudge=t("ch09.q2.nudge"),
+                        choices={c: t(f"ch09.q2.{c}") for c in "abc"})
+
+
+class _Measured:
+    """Calls ``fn`` and returns ``(result, peak bytes)``; keeps fn's globals for ``forbid``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__globals__ = getattr(fn, "__globals__", {})
+
+    def __call__(self, *args):
+        return measure_peak_bytes(self.fn, *args)
+
+
+LONG_N = 2048
+
+
+def check_causal_linear(fn) -> bool:
+    g = _g(10)
+    short = tuple(torch.randn(9, 3, generator=g) for _ in range(3)) + (4,)
+    one = tuple(torch.randn(6, 2, generator=g) for _ in range(3)) + (1,)
+    long = tuple(torch.randn(LONG_N, 8, generator=g) for _ in range(3)) + (64,)
+    cases = [Case(short, label=t("ch09.case.short")), Case(one, label=t("ch09.case.one")),
+             Case(long, label=t("ch09.case.long_mem"))]
+    nn_bytes = LONG_N * LONG_N * 4
+
+    def compare(got, expected):
+        why = compare_tensors(got[0], expected[0], atol=1e-4)
+        if why:
+            return why
+        if got[1] > nn_bytes / 4:  # a quarter of the N x N matrix: far above O(N d) plus a C x C block
+            return t("ch09.ex4.too_big", got=got[1] / 2**20, nn=nn_bytes / 2**20, limit=nn_bytes / 4 / 2**20)
+        return None
+
+    if not callable(fn):
+        return run_checks(fn, solution_causal_linear, cases, t("ch09.ex4.title"), exercise="ch09.ex4")
+    return run_checks(_Measured(fn), _Measured(solution_causal_linear), cases, t("ch09.ex4.title"),
+                      exercise="ch09.ex4", compare=compare,
+                      hints=[t("ch09.ex4.hint1"), t("ch09.ex4.hint2"), t("ch09.ex4.hint3")],
+                      forbid=FORBID_STEP + ("attnkit.linear.linear_attention_quadratic",))
