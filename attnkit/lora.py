@@ -1,0 +1,769 @@
+"""LoRA on attention: low-rank updates of frozen projections, and ``LoRASelfAttention``.
+
+Hu et al. 2021 (*LoRA: Low-Rank Adaptation of Large Language Models*), section 4.1: a frozen
+pretrained weight W (out, in) is adapted by a trainable low-rank product,
+
+    h = W x + b + (alpha / r) B A x,        A (r, in), B (out, r), r << min(in, out),
+
+with A random and B zero at the start, so the adapted layer starts out *equal* to the base layer
+and the update grows from zero. rsLoRA (Kalajdzievski 2023) scales by alpha / sqrt(r) instead.
+Because the update is a matrix of the same shape as W, it can be merged into W for inference
+(W' = W + (alpha / r) B A): the merged layer costs exactly what the base layer costs.
+
+Pure functions first (one per formula), then the modules, which are thin wrappers:
+
+- ``lora_scaling``, ``lora_delta``, ``lora_linear``, ``merge_weight``, ``unmerge_weight``,
+  ``lora_param_count``, ``subspace_similarity`` (Hu et al. eq. 4);
+- ``LoRALinear`` (``from_linear``, ``from_weight``, ``merge`` / ``unmerge``),
+  ``mark_only_lora_as_trainable``, ``lora_state_dict``, ``count_parameters``;
+- the two head kinds of ``LoRASelfAttention``: ``local_bucket_attention`` (softmax inside fixed
+  buckets) and ``global_linear_attention`` (linear attention, with the causal blind spot), and
+  ``visible_keys``, the (N, N) picture of which keys each query's head output depends on;
+- ``LoRASelfAttention`` itself;
+- the teacher/student experiment of chapter 10 (``make_teacher_student``, ``train_lora_runs``,
+  ``run_budget_experiment``): seeded, one thread, a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "lora_scaling", "lora_delta", "lora_linear", "merge_weight", "unmerge_weight", "lora_param_count",
+    "subspace_similarity", "LoRALinear", "mark_only_lora_as_trainable", "lora_state_dict",
+    "count_parameters", "local_bucket_attention", "global_linear_attention", "visible_keys",
+    "LoRASelfAttention", "PROJECTIONS", "make_teacher_student", "attention_forward", "lora_attention_forward",
+    "init_lora_pairs", "train_lora_runs", "train_full", "run_budget_experiment",
+]
+
+PROJECTIONS = ("q", "k", "v", "o")  # the four projections of an attention layer LoRA may adapt
+
+
+def _shape(x) -> str:
+    return str(tuple(x.shape))
+
+
+def _check_rank(r) -> None:
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"r must be an int, got {type(r).__name__} {r!r}")
+    if r < 1:
+        raise ValueError(f"r must be >= 1, got {r}")
+
+
+def _check_alpha(lora_alpha) -> None:
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)):
+        raise TypeError(f"lora_alpha must be a number, got {type(lora_alpha).__name__} {lora_alpha!r}")
+    if not lora_alpha > 0:
+        raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
+
+
+# ---------------------------------------------------------------- the formulas
+
+
+def lora_scaling(r: int, lora_alpha: float, use_rslora: bool = False) -> float:
+    """The factor in front of B A: alpha / r (Hu et al. 4.1), or alpha / sqrt(r) with rsLoRA."""
+    _check_rank(r)
+    _check_alpha(lora_alpha)
+    return lora_alpha / math.sqrt(r) if use_rslora else lora_alpha / r
+
+
+def _check_pair(A: torch.Tensor, B: torch.Tensor, in_features: int | None = None,
+                out_features: int | None = None) -> None:
+    if A.dim() != 2 or B.dim() != 2:
+        raise ValueError(f"A must be (r, in) and B (out, r), got A {_shape(A)} and B {_shape(B)}")
+    if B.shape[1] != A.shape[0]:
+        raise ValueError(f"B (out, r) and A (r, in) must share r, got B {_shape(B)} and A {_shape(A)}")
+    if in_features is not None and A.shape[1] != in_features:
+        raise ValueError(f"A must be (r, {in_features}) to match the weight's in_features, got {_shape(A)}")
+    if out_features is not None and B.shape[0] != out_features:
+        raise ValueError(f"B must be ({out_features}, r) to match the weight's out_features, got {_shape(B)}")
+
+
+def lora_delta(A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
+    """The update of the weight: scaling * B A, shape (out, in)."""
+    _check_pair(A, B)
+    return scaling * (B @ A)  # (out, r) @ (r, in) -> (out, in)
+
+
+def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, A: torch.Tensor,
+                B: torch.Tensor, scaling: float) -> torch.Tensor:
+    """h = W x + b + scaling * B A x for x (..., in): the update is applied as two thin matmuls,
+    never as the (out, in) matrix B A."""
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be (out, in), got {_shape(weight)}")
+    _check_pair(A, B, weight.shape[1], weight.shape[0])
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"x must be (..., {weight.shape[1]}) to match weight (out, in) {_shape(weight)}, "
+                         f"got {_shape(x)}")
+    return F.linear(x, weight, bias) + scaling * ((x @ A.T) @ B.T)  # (..., r) -> (..., out)
+
+
+def merge_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
+    """W' = W + scaling * B A (a new tensor; the merged layer is an ordinary linear layer)."""
+    _check_pair(A, B, weight.shape[1], weight.shape[0])
+    return weight + lora_delta(A, B, scaling).to(weight.dtype)
+
+
+def unmerge_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
+    """W = W' - scaling * B A: the inverse of ``merge_weight`` (up to float rounding)."""
+    _check_pair(A, B, weight.shape[1], weight.shape[0])
+    return weight - lora_delta(A, B, scaling).to(weight.dtype)
+
+
+def lora_param_count(in_features: int, out_features: int, r: int) -> int:
+    """Trainable parameters of one LoRA pair: r * in (A) + out * r (B)."""
+    _check_rank(r)
+    return r * (in_features + out_features)
+
+
+def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor, i: int | None = None,
+                        j: int | None = None) -> torch.Tensor:
+    """Hu et al. eq. 4: phi(A1, A2, i, j) = ||U1_i^T U2_j||_F^2 / min(i, j), in [0, 1].
+
+    U1_i holds the top-i right-singular vectors of A1 (r1, in) as columns (in, i), U2_j the top-j
+    of A2 (r2, in). With ``i`` and ``j`` None, returns the whole (r1, r2) table for i = 1..r1 and
+    j = 1..r2 (Figure 3's picture). 1 means the subspaces overlap completely, 0 that they are
+    orthogonal; two random subspaces of R^in give max(i, j) / in on average.
+    """
+    if A1.dim() != 2 or A2.dim() != 2 or A1.shape[1] != A2.shape[1]:
+        raise ValueError(f"A1 and A2 must be (r1, in) and (r2, in) with the same in, got {_shape(A1)} and {_shape(A2)}")
+    V1 = torch.linalg.svd(A1.detach().double(), full_matrices=False).Vh  # (r1, in) rows: right-singular vectors
+    V2 = torch.linalg.svd(A2.detach().double(), full_matrices=False).Vh  # (r2, in)
+    overlap = (V1 @ V2.T) ** 2  # (r1, r2): squared cosines between singular directions
+    table = overlap.cumsum(0).cumsum(1)  # (r1, r2): ||U1_i^T U2_j||_F^2 for every i, j
+    ii = torch.arange(1, V1.shape[0] + 1, dtype=table.dtype)[:, None]
+    jj = torch.arange(1, V2.shape[0] + 1, dtype=table.dtype)[None, :]
+    table = table / torch.minimum(ii, jj)
+    if i is None and j is None:
+        return table
+    if i is None or j is None or not (1 <= i <= V1.shape[0] and 1 <= j <= V2.shape[0]):
+        raise ValueError(f"i and j must lie in 1..{V1.shape[0]} and 1..{V2.shape[0]}, got i={i}, j={j}")
+    return table[i - 1, j - 1]
+
+
+# ---------------------------------------------------------------- LoRALinear
+
+
+class LoRALinear(nn.Module):
+    """A linear layer with a frozen weight and a trainable low-rank update.
+
+    ``y = x W^T + b + scaling * (dropout(x) A^T) B^T``, scaling = lora_alpha / r
+    (lora_alpha / sqrt(r) with ``use_rslora``). ``weight`` (out, in) and ``bias`` (out) are frozen
+    (``requires_grad=False``); ``lora_A`` (r, in) and ``lora_B`` (out, r) train.
+
+    Initialisation, as loralib and peft do it: ``lora_B`` is zero, so the layer starts equal to
+    the base layer; ``lora_A`` is Kaiming-uniform (a = sqrt(5), the init nn.Linear gives its own
+    weight: entries in +-1/sqrt(in)), so A x has a scale that does not grow with ``in`` and B gets
+    a useful gradient from the first step. (Hu et al. use a Gaussian for A; any random A works.
+    Both must not be zero: with A = B = 0 both gradients are zero and nothing ever moves.)
+
+    ``merge()`` adds scaling * B A into ``weight`` once (a second call does nothing) and then the
+    forward is the plain linear layer; ``unmerge()`` subtracts it again (exact up to float
+    rounding; a second call does nothing). Dropout acts on the LoRA branch only, so merge in
+    eval mode: a merged layer has no dropout left to apply.
+    """
+
+    def __init__(self, in_features: int, out_features: int, r: int = 8, lora_alpha: float = 16,
+                 lora_dropout: float = 0.0, bias: bool = True, use_rslora: bool = False,
+                 device=None, dtype=None):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not 0.0 <= lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must lie in [0, 1), got {lora_dropout}")
+        self.in_features, self.out_features = in_features, out_features
+        self.r, self.lora_alpha, self.use_rslora = r, lora_alpha, use_rslora
+        self.scaling = lora_scaling(r, lora_alpha, use_rslora)
+        kw = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, **kw), requires_grad=False)
+        self.bias = nn.Parameter(torch.empty(out_features, **kw), requires_grad=False) if bias else None
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, **kw))
+        self.lora_B = nn.Parameter(torch.empty(out_features, r, **kw))
+        self.lora_dropout = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
+        self.merged = False
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Base weight and bias as nn.Linear; A Kaiming-uniform; B zero (the update starts at 0)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+        self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, r: int = 8, lora_alpha: float = 16, lora_dropout: float = 0.0,
+                    use_rslora: bool = False) -> LoRALinear:
+        """Wrap a pretrained ``nn.Linear``: its weight and bias become this layer's frozen ones.
+
+        The tensors are shared, not copied (the wrapper costs no memory), so ``merge()`` changes
+        ``linear.weight`` too. The update starts at zero: the wrapper's output equals ``linear``'s.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        return cls.from_weight(linear.weight, linear.bias, r=r, lora_alpha=lora_alpha,
+                               lora_dropout=lora_dropout, use_rslora=use_rslora)
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, *, r: int = 8,
+                    lora_alpha: float = 16, lora_dropout: float = 0.0, use_rslora: bool = False,
+                    fan_in_fan_out: bool = False) -> LoRALinear:
+        """Wrap a bare weight. ``fan_in_fan_out=True`` says it is stored (in, out), as GPT-2's Conv1D
+        stores it (y = x W); it is then transposed (a copy) into the (out, in) layout used here."""
+        if weight.dim() != 2:
+            raise ValueError(f"weight must be 2-D, got {_shape(weight)}")
+        w = weight.detach().T.contiguous() if fan_in_fan_out else weight.detach()
+        out_features, in_features = w.shape
+        if bias is not None and bias.shape != (out_features,):
+            raise ValueError(f"bias must be ({out_features},) for a weight (out, in) {_shape(w)}, got {_shape(bias)}")
+        layer = cls(in_features, out_features, r, lora_alpha, lora_dropout, bias=bias is not None,
+                    use_rslora=use_rslora, device=w.device, dtype=w.dtype)
+        layer.weight = nn.Parameter(w, requires_grad=False)
+        if bias is not None:
+            layer.bias = nn.Parameter(bias.detach(), requires_grad=False)
+        return layer
+
+    def delta_weight(self) -> torch.Tensor:
+        """scaling * B A, shape (out, in)."""
+        return lora_delta(self.lora_A, self.lora_B, self.scaling)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W <- W + scaling * B A, once: merging a merged layer does nothing."""
+        if not self.merged:
+            self.weight.copy_(merge_weight(self.weight, self.lora_A, self.lora_B, self.scaling))
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """W <- W - scaling * B A, once: unmerging an unmerged layer does nothing."""
+        if self.merged:
+            self.weight.copy_(unmerge_weight(self.weight, self.lora_A, self.lora_B, self.scaling))
+            self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x must be (..., {self.in_features}), got {_shape(x)}")
+        if self.merged:
+            return F.linear(x, self.weight, self.bias)
+        update = (self.lora_dropout(x) @ self.lora_A.T) @ self.lora_B.T  # (..., r) -> (..., out)
+        return F.linear(x, self.weight, self.bias) + self.scaling * update
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
+                f"lora_alpha={self.lora_alpha}, scaling={self.scaling:.4g}, bias={self.bias is not None}, "
+                f"merged={self.merged}")
+
+
+def _lora_modules(model: nn.Module):
+    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Module:
+    """Freeze every parameter except the LoRA ones (names containing ``lora_``), as loralib does.
+
+    ``bias="none"``: no bias trains; ``"all"``: every bias of the model trains; ``"lora_only"``:
+    the biases of the LoRA layers train. Returns the model.
+    """
+    if bias not in ("none", "all", "lora_only"):
+        raise ValueError(f"bias must be 'none', 'all' or 'lora_only', got {bias!r}")
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    if bias == "all":
+        for name, p in model.named_parameters():
+            if name.split(".")[-1] == "bias":
+                p.requires_grad_(True)
+    elif bias == "lora_only":
+        for m in _lora_modules(model):
+            if m.bias is not None:
+                m.bias.requires_grad_(True)
+    return model
+
+
+def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Tensor]:
+    """The parameters a LoRA checkpoint needs: every ``lora_`` tensor (and the biases, as in
+    ``mark_only_lora_as_trainable``). Load it with ``model.load_state_dict(sd, strict=False)``."""
+    if bias not in ("none", "all", "lora_only"):
+        raise ValueError(f"bias must be 'none', 'all' or 'lora_only', got {bias!r}")
+    sd = model.state_dict()
+    keep = {k for k in sd if "lora_" in k}
+    if bias == "all":
+        keep |= {k for k in sd if k.split(".")[-1] == "bias"}
+    elif bias == "lora_only":
+        for name, m in model.named_modules():
+            if isinstance(m, LoRALinear) and m.bias is not None:
+                keep.add(f"{name}.bias" if name else "bias")
+    return {k: sd[k] for k in sd if k in keep}
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) numbers of parameters."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+# ---------------------------------------------------------------- the two head kinds
+
+
+def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over ``dim`` of the allowed entries; rows with no allowed entry give zeros, not NaN."""
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    e = torch.exp(scores - scores.amax(dim=dim, keepdim=True)).masked_fill(~allowed, 0.0)
+    return e / e.sum(dim=dim, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+
+
+def _check_heads(q, k, v, key_mask):
+    if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"q, k must be (B, H, N, d) alike and v (B, H, N, e), got q {_shape(q)}, "
+                         f"k {_shape(k)}, v {_shape(v)}")
+    if key_mask is not None and (key_mask.dtype != torch.bool or key_mask.shape != (q.shape[0], q.shape[2])):
+        raise ValueError(f"key_mask must be a bool (B, N) = {(q.shape[0], q.shape[2])} tensor, "
+                         f"got {key_mask.dtype} {_shape(key_mask)}")
+
+
+def local_bucket_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                           causal: bool = False, key_mask: torch.Tensor | None = None,
+                           dropout_p: float = 0.0) -> torch.Tensor:
+    """Softmax attention inside fixed buckets (the local heads of ``LoRASelfAttention``).
+
+    q, k (B, H, N, d), v (B, H, N, e) -> (B, H, N, e). Positions fall in buckets
+    [u W, (u + 1) W) aligned at 0; query i (bucket u) sees the keys of buckets u - 1 and u, and
+    u + 1 when not causal; causal keeps only keys j <= i; ``key_mask`` (B, N), True = real token,
+    removes keys. Scale d^-1/2. A query that sees no key gets zeros. Any N: the last bucket is
+    padded inside with masked keys. ``dropout_p`` drops attention weights (pass 0 in eval).
+    Memory O(N W), never (N, N).
+    """
+    _check_heads(q, k, v, key_mask)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    Bsz, H, N, d = q.shape
+    U = -(-N // window)  # number of buckets
+    pad = U * window - N
+    pos = torch.arange(U * window, device=q.device)  # (Np,) positions, padded ones >= N
+    valid = torch.ones(Bsz, U * window, dtype=torch.bool, device=q.device)  # (B, Np)
+    valid[:, N:] = False
+    if key_mask is not None:
+        valid[:, :N] = key_mask
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    bq, bk, bv = (t.reshape(Bsz, H, U, window, t.shape[-1]) for t in (q, k, v))  # (B, H, U, W, .)
+    bpos, bvalid = pos.reshape(U, window), valid.reshape(Bsz, U, window)
+    offsets = [-1, 0] if causal else [-1, 0, 1]
+    if U == 1:
+        offsets = [0]  # no neighbouring bucket exists
+
+    def around(x, fill, dim):  # x with buckets on ``dim``: concat buckets u + o for each offset
+        parts = []
+        for o in offsets:
+            shifted = torch.roll(x, shifts=-o, dims=dim)
+            if o != 0:  # the bucket that wrapped around does not exist: fill it
+                idx = torch.arange(U, device=x.device)
+                gone = (idx + o < 0) | (idx + o >= U)
+                shape = [1] * x.dim()
+                shape[dim] = U
+                shifted = shifted.masked_fill(gone.view(shape), fill)
+            parts.append(shifted)
+        return torch.cat(parts, dim=dim + 1)
+
+    kk = around(bk, 0.0, 2)  # (B, H, U, nW, d)
+    vv = around(bv, 0.0, 2)  # (B, H, U, nW, e)
+    kpos = around(bpos, -1, 0)  # (U, nW)
+    kvalid = around(bvalid, False, 1) & (kpos >= 0)  # (B, U, nW)
+    allowed = kvalid[:, None, :, None, :]  # (B, 1, U, 1, nW)
+    if causal:
+        allowed = allowed & (kpos[None, None, :, None, :] <= bpos[None, None, :, :, None])  # (B, 1, U, W, nW)
+    scores = bq @ kk.transpose(-1, -2) / math.sqrt(d)  # (B, H, U, W, nW)
+    w = _masked_softmax(scores, allowed.expand_as(scores), dim=-1)
+    if dropout_p > 0:
+        w = F.dropout(w, p=dropout_p)
+    out = w @ vv  # (B, H, U, W, e)
+    return out.reshape(Bsz, H, U * window, -1)[:, :, :N]
+
+
+def global_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                            blindspot_size: int = 1, key_mask: torch.Tensor | None = None,
+                            eps: float = 1e-3) -> torch.Tensor:
+    """Linear attention (the global heads of ``LoRASelfAttention``), q, k (B, H, N, d), v (B, H, N, e).
+
+    Not causal: out = (softmax_d(q) d^-1/2) (softmax_N(k)^T v), the softmax of k taken over the
+    sequence (masked keys removed; all keys masked gives zeros).
+    Causal: with phi(q_i) = softmax_d(q_i) d^-1/2 and psi(k_j) = exp(k_j),
+    out_i = sum_j K_ij v_j / max(sum_j K_ij, eps), K_ij = phi(q_i) . psi(k_j), over the keys j
+    that query i sees: j <= i when ``blindspot_size`` b = 1; j < b floor(i / b) when b > 1 (only
+    completed earlier buckets: the query's own bucket is its blind spot, and the first bucket's
+    output is zero). Computed by prefix sums over buckets: memory O(N/b d e), never (N, N).
+    """
+    _check_heads(q, k, v, key_mask)
+    if isinstance(blindspot_size, bool) or not isinstance(blindspot_size, int) or blindspot_size < 1:
+        raise ValueError(f"blindspot_size must be an int >= 1, got {blindspot_size!r}")
+    Bsz, H, N, d = q.shape
+    keep = None if key_mask is None else key_mask[:, None, :, None]  # (B, 1, N, 1)
+    phi_q = q.softmax(dim=-1) * d ** -0.5  # (B, H, N, d)
+    if not causal:
+        allowed = torch.ones_like(k, dtype=torch.bool) if keep is None else keep.expand_as(k)
+        k_soft = _masked_softmax(k, allowed, dim=-2)  # (B, H, N, d): softmax over the sequence
+        context = k_soft.transpose(-1, -2) @ v  # (B, H, d, e)
+        return phi_q @ context  # (B, H, N, e)
+    psi_k = torch.exp(k)  # (B, H, N, d)
+    if keep is not None:
+        psi_k, v = psi_k * keep, v * keep
+    b = blindspot_size
+    U = -(-N // b)
+    pad = U * b - N
+    if pad:  # padded keys are zero: they add nothing
+        phi_q, psi_k, v = (F.pad(t, (0, 0, 0, pad)) for t in (phi_q, psi_k, v))
+    bq, bk, bv = (t.reshape(Bsz, H, U, b, t.shape[-1]) for t in (phi_q, psi_k, v))  # (B, H, U, b, .)
+    context = (bk.transpose(-1, -2) @ bv).cumsum(dim=2)  # (B, H, U, d, e): keys of buckets <= u
+    ksum = bk.sum(dim=3).cumsum(dim=2)  # (B, H, U, d)
+    if b > 1:  # shift by one bucket: only completed earlier buckets
+        context = F.pad(context, (0, 0, 0, 0, 1, 0))[:, :, :U]
+        ksum = F.pad(ksum, (0, 0, 1, 0))[:, :, :U]
+        num = bq @ context  # (B, H, U, b, e)
+        den = (bq * ksum[:, :, :, None, :]).sum(-1, keepdim=True)  # (B, H, U, b, 1)
+    else:  # b = 1: each bucket is one position, prefix sums include it
+        num = bq @ context
+        den = (bq * ksum[:, :, :, None, :]).sum(-1, keepdim=True)
+    out = num / den.clamp_min(eps)
+    return out.reshape(Bsz, H, U * b, -1)[:, :, :N]
+
+
+def visible_keys(n: int, kind: str, causal: bool = False, window: int = 128, blindspot_size: int = 1,
+                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Which keys each query's head output depends on, from the definitions: bool (n, n)
+    (or (B, n, n) with ``key_mask`` (B, n)), row = query i, column = key j.
+
+    ``kind="local"``: bucket(j) - bucket(i) in {-1, 0} (and +1 when not causal), j <= i if causal.
+    ``kind="global"``: every key when not causal; causal: j <= i for b = 1, j < b floor(i / b) for b > 1.
+    """
+    if kind not in ("local", "global"):
+        raise ValueError(f"kind must be 'local' or 'global', got {kind!r}")
+    i = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    if kind == "local":
+        du = j // window - i // window
+        vis = (du == 0) | (du == -1) | ((du == 1) & (not causal))
+        if causal:
+            vis = vis & (j <= i)
+    elif not causal:
+        vis = torch.ones(n, n, dtype=torch.bool)
+    elif blindspot_size <= 1:
+        vis = j <= i
+    else:
+        vis = j < blindspot_size * (i // blindspot_size)
+    if key_mask is not None:
+        vis = vis[None] & key_mask[:, None, :]
+    return vis
+
+
+# ---------------------------------------------------------------- LoRASelfAttention
+
+
+class LoRASelfAttention(nn.Module):
+    """Self-attention with local softmax heads, global linear heads, and LoRA on its projections.
+
+    The arguments are those of the local + linear ``SelfAttention`` of the linear-attention
+    family these names come from (linear-attention-transformer), plus LoRA's ``r``,
+    ``lora_alpha`` and ``enable_lora``:
+
+    - ``dim``: the width of x; ``heads`` heads of ``dim_head`` each. q, k, v are projections
+      dim -> heads * dim_head without bias (``to_q``, ``to_k``, ``to_v``), the output projection
+      heads * dim_head -> dim has a bias (``to_out``), then ``dropout``.
+    - ``enable_lora``: any iterable of the letters q, k, v, o; those projections are
+      ``LoRALinear(r, lora_alpha)``, the others plain ``nn.Linear``. ``enable_lora=()`` is the
+      same layer without LoRA (same parameter names for the base weights).
+    - Local heads, the first ``n_local_attn_heads``: softmax attention (scale dim_head^-1/2) inside
+      fixed buckets of ``local_attn_window_size`` tokens, [uW, (u+1)W); a query sees its own bucket
+      and the previous one, and the next one when not causal; causal keeps keys j <= i.
+      ``attn_dropout`` drops these attention weights only.
+    - Global heads, the rest: linear attention (``global_linear_attention``). Not causal:
+      softmax_d(q) dim_head^-1/2 (softmax_N(k)^T v). Causal: the kernel softmax_d(q) dim_head^-1/2
+      . exp(k), normalised by its row sum floored at 1e-3; with ``blindspot_size`` b > 1 query i sees
+      only keys j < b floor(i / b): its own bucket is its blind spot (the first bucket outputs 0).
+      ``blindspot_size`` None or 1: no blind spot (the package these names come from turns None
+      into 64 inside its causal linear attention; compare with it by passing 1). Ignored when not
+      causal.
+    - Any N: buckets that N does not fill are padded inside with masked keys; exactly N positions
+      come back (the reference code asserts divisibility instead).
+
+    forward(x, input_mask=None): x (B, N, dim) -> (B, N, dim). ``input_mask`` (B, N) bool,
+    True = real token: the other positions are removed as keys and values from every head; a query
+    that sees no key gets a zero head output before the output projection; outputs at masked
+    positions are unspecified.
+    """
+
+    def __init__(self, dim: int, heads: int, r: int = 8, lora_alpha: float = 16,
+                 enable_lora: Iterable[str] = ("q", "k", "v", "o"), causal: bool = False, dim_head: int = 64,
+                 blindspot_size: int | None = None, n_local_attn_heads: int = 0,
+                 local_attn_window_size: int = 128, attn_dropout: float = 0.1, dropout: float = 0.1):
+        super().__init__()
+        for name, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head),
+                            ("local_attn_window_size", local_attn_window_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(enable_lora, str):
+            enable_lora = tuple(enable_lora)
+        try:
+            enabled = tuple(dict.fromkeys(enable_lora))
+        except TypeError:
+            raise TypeError(f"enable_lora must be an iterable of the letters {PROJECTIONS}, "
+                            f"got {type(enable_lora).__name__}") from None
+        unknown = [p for p in enabled if p not in PROJECTIONS]
+        if unknown:
+            raise ValueError(f"enable_lora must contain only {PROJECTIONS}, got {unknown} in {list(enabled)}")
+        if isinstance(n_local_attn_heads, bool) or not isinstance(n_local_attn_heads, int) \
+                or not 0 <= n_local_attn_heads <= heads:
+            raise ValueError(f"n_local_attn_heads must be an int in [0, heads={heads}], got {n_local_attn_heads!r}")
+        if blindspot_size is not None and (isinstance(blindspot_size, bool) or not isinstance(blindspot_size, int)):
+            raise TypeError(f"blindspot_size must be None or an int >= 1, got {type(blindspot_size).__name__}")
+        if blindspot_size is not None and blindspot_size < 1:
+            raise ValueError(f"blindspot_size must be None or an int >= 1, got {blindspot_size}")
+        for name, p in (("attn_dropout", attn_dropout), ("dropout", dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+        if enabled:
+            _check_rank(r)
+            _check_alpha(lora_alpha)
+        self.dim, self.heads, self.dim_head = dim, heads, dim_head
+        self.r, self.lora_alpha, self.enable_lora = r, lora_alpha, enabled
+        self.causal = causal
+        self.blindspot_size = 1 if blindspot_size is None else blindspot_size
+        self.n_local_attn_heads, self.local_attn_window_size = n_local_attn_heads, local_attn_window_size
+        self.attn_dropout = attn_dropout
+        inner = heads * dim_head
+
+        def proj(letter, n_in, n_out, bias):
+            if letter in enabled:
+                return LoRALinear(n_in, n_out, r=r, lora_alpha=lora_alpha, bias=bias)
+            return nn.Linear(n_in, n_out, bias=bias)
+
+        self.to_q = proj("q", dim, inner, False)
+        self.to_k = proj("k", dim, inner, False)
+        self.to_v = proj("v", dim, inner, False)
+        self.to_out = proj("o", inner, dim, True)
+        self.dropout = nn.Dropout(dropout)
+
+    def _split(self, x):  # (B, N, heads * dim_head) -> (B, heads, N, dim_head)
+        return x.reshape(*x.shape[:2], self.heads, self.dim_head).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must be (B, N, dim={self.dim}), got {_shape(x)}")
+        if input_mask is not None and (input_mask.dtype != torch.bool or input_mask.shape != x.shape[:2]):
+            raise ValueError(f"input_mask must be a bool (B, N) = {tuple(x.shape[:2])} tensor, "
+                             f"got {input_mask.dtype} {_shape(input_mask)}")
+        Bsz, N, _ = x.shape
+        q, k, v = self._split(self.to_q(x)), self._split(self.to_k(x)), self._split(self.to_v(x))  # (B, H, N, Dh)
+        L = self.n_local_attn_heads
+        out = []
+        if L > 0:
+            out.append(local_bucket_attention(q[:, :L], k[:, :L], v[:, :L], self.local_attn_window_size,
+                                              self.causal, input_mask,
+                                              self.attn_dropout if self.training else 0.0))
+        if L < self.heads:
+            out.append(global_linear_attention(q[:, L:], k[:, L:], v[:, L:], self.causal,
+                                               self.blindspot_size if self.causal else 1, input_mask))
+        attn = torch.cat(out, dim=1).transpose(1, 2).reshape(Bsz, N, -1)  # (B, N, heads * Dh)
+        return self.dropout(self.to_out(attn))  # (B, N, dim)
+
+    def lora_layers(self) -> dict[str, LoRALinear]:
+        """The LoRA-adapted projections by letter."""
+        names = {"q": self.to_q, "k": self.to_k, "v": self.to_v, "o": self.to_out}
+        return {p: m for p, m in names.items() if isinstance(m, LoRALinear)}
+
+    def merge(self) -> None:
+        for m in self.lora_layers().values():
+            m.merge()
+
+    def unmerge(self) -> None:
+        for m in self.lora_layers().values():
+            m.unmerge()
+
+
+# ---------------------------------------------------------------- the chapter's experiment
+#
+# Teacher/student: a pretrained attention layer (the student's frozen weights) and a teacher whose
+# q, k, v and o weights differ from them by low-rank updates of different ranks and sizes. Many
+# LoRA runs (placements x ranks x alphas) train *at once*: run r has its own A_r, B_r and
+# scaling_r, stacked on a leading axis, and the loss is the sum of the runs' losses, so each run's
+# gradient (and Adam's per-element step) depends on its own loss only: exactly separate runs. A
+# projection a run does not adapt has A = B = 0, and that pair never moves (both gradients are 0);
+# neither do the rows of A and columns of B beyond a run's rank. Tests compare a run with the same
+# run trained through LoRASelfAttention and LoRALinear.
+
+
+def attention_forward(x: torch.Tensor, weights: dict, heads: int) -> torch.Tensor:
+    """Plain multi-head softmax attention from a weight dict {"q", "k", "v": (inner, D),
+    "o": (D, inner), "o_bias": (D,)}: x (..., N, D) -> (..., N, D)."""
+    return _attend(x @ weights["q"].T, x @ weights["k"].T, x @ weights["v"].T, weights, heads)
+
+
+def _attend(q, k, v, weights, heads, o_update=None):
+    *lead, N, inner = q.shape
+    split = lambda t: t.reshape(-1, N, heads, inner // heads).transpose(1, 2)  # (M, H, N, Dh)  # noqa: E731
+    q, k, v = split(q), split(k), split(v)
+    h = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1) @ v  # (M, H, N, Dh)
+    h = h.transpose(1, 2).reshape(*lead, N, inner)  # (..., N, inner)
+    out = h @ weights["o"].T + weights["o_bias"]
+    return out if o_update is None else out + o_update(h)
+
+
+def lora_attention_forward(x: torch.Tensor, weights: dict, A: dict, B: dict, scaling: torch.Tensor,
+                           heads: int) -> torch.Tensor:
+    """R LoRA runs at once. x (Bt, N, D) shared; A[p] (R, r, in), B[p] (R, out, r) for p in q, k, v, o;
+    scaling (R,). Each projection is W x + scaling_r B_r A_r x. Returns (R, Bt, N, D)."""
+    s = scaling[:, None, None, None]  # (R, 1, 1, 1)
+
+    def upd(h, p):  # h (R or 1, Bt, N, in) -> (R, Bt, N, out)
+        return s * ((h @ A[p].transpose(1, 2)[:, None]) @ B[p].transpose(1, 2)[:, None])
+
+    x1 = x[None]  # (1, Bt, N, D)
+    q, k, v = (x1 @ weights[p].T + upd(x1, p) for p in ("q", "k", "v"))  # (R, Bt, N, inner)
+    return _attend(q, k, v, weights, heads, o_update=lambda h: upd(h, "o"))
+
+
+def make_teacher_student(dim: int = 32, heads: int = 4, dim_head: int = 8, deltas: dict | None = None,
+                         seed: int = 0):
+    """(base, teacher, true_delta): the student's pretrained weights, the teacher's (base + D_p for
+    each projection p), and the D_p. ``deltas`` maps p to (rank, size): D_p has that rank and
+    ||D_p||_F = size * ||W_p||_F. Weights as nn.Linear initialises them, from ``seed``."""
+    deltas = DEFAULT_DELTAS if deltas is None else deltas
+    torch.manual_seed(seed)
+    inner = heads * dim_head
+    q, k, v, o = nn.Linear(dim, inner), nn.Linear(dim, inner), nn.Linear(dim, inner), nn.Linear(inner, dim)
+    base = {"q": q.weight, "k": k.weight, "v": v.weight, "o": o.weight, "o_bias": o.bias}
+    base = {name: w.detach().clone() for name, w in base.items()}
+    g = torch.Generator().manual_seed(seed + 1)
+    teacher, true_delta = dict(base), {}
+    for p, (rank, size) in deltas.items():
+        w = base[p]
+        d = torch.randn(w.shape[0], rank, generator=g) @ torch.randn(rank, w.shape[1], generator=g)
+        true_delta[p] = d * (size * w.norm() / d.norm())  # rank `rank`, relative size `size`
+        teacher[p] = w + true_delta[p]
+    return base, teacher, true_delta
+
+
+DEFAULT_DELTAS = {"q": (4, 0.6), "k": (1, 0.4), "v": (2, 0.5), "o": (8, 0.3)}
+
+
+def init_lora_pairs(configs, weights: dict, seed: int = 0):
+    """Stacked (A, B) for runs ``configs`` = [(placement, r, alpha), ...], padded to the largest r:
+    A Kaiming-uniform (bounds +-1/sqrt(in), as LoRALinear) in a run's first r rows of its adapted
+    projections, zero elsewhere; B zero. Run i draws from generator seed + 100 + i."""
+    rmax = max(r for _, r, _ in configs)
+    A = {p: torch.zeros(len(configs), rmax, weights[p].shape[1]) for p in PROJECTIONS}
+    B = {p: torch.zeros(len(configs), weights[p].shape[0], rmax) for p in PROJECTIONS}
+    for i, (placement, r, _) in enumerate(configs):
+        g = torch.Generator().manual_seed(seed + 100 + i)
+        for p in placement:
+            bound = 1 / math.sqrt(weights[p].shape[1])
+            A[p][i, :r] = (torch.rand(r, weights[p].shape[1], generator=g) * 2 - 1) * bound
+    return A, B
+
+
+def _batches(seed, steps, batch, seq, dim):
+    g = torch.Generator().manual_seed(seed + 1)
+    x_eval = torch.randn(64, seq, dim, generator=g)
+    return x_eval, [torch.randn(batch, seq, dim, generator=g) for _ in range(steps)]
+
+
+def train_lora_runs(base: dict, teacher: dict, configs, heads: int = 4, steps: int = 150, lr: float = 1e-2,
+                    seed: int = 0, batch: int = 32, seq: int = 16, eval_every: int = 5,
+                    A0: dict | None = None) -> list[dict]:
+    """Train every run of ``configs`` = [(placement, r, alpha), ...] towards the teacher, at once.
+
+    Adam on A and B only, mean squared error to the teacher's output on fresh Gaussian inputs
+    (the same for every run). Returns one dict per run: ``losses`` (held-out loss every
+    ``eval_every`` steps, the first before training), ``recovered`` (1 - final / initial held-out
+    loss: the fraction of the gap closed), ``trainable`` (r (in + out) per adapted projection),
+    ``delta`` {p: learned update (out, in)}, ``A`` {p: learned A (r, in)}, ``A0`` {p: initial A}.
+    """
+    configs = [(tuple(p), r, a) for p, r, a in configs]
+    x_eval, xs = _batches(seed, steps, batch, seq, base["q"].shape[1])
+    A, B = init_lora_pairs(configs, base, seed) if A0 is None else (A0, {p: torch.zeros(
+        len(configs), base[p].shape[0], A0[p].shape[1]) for p in PROJECTIONS})
+    init = {p: a.clone() for p, a in A.items()}
+    scaling = torch.tensor([lora_scaling(r, a) for _, r, a in configs])
+    params = [t.requires_grad_() for t in (*A.values(), *B.values())]
+    opt = torch.optim.Adam(params, lr=lr)
+    with torch.no_grad():
+        y_eval = attention_forward(x_eval, teacher, heads)
+        ys = [attention_forward(x, teacher, heads) for x in xs]
+
+    def held_out():  # (R,)
+        with torch.no_grad():
+            return ((lora_attention_forward(x_eval, base, A, B, scaling, heads) - y_eval) ** 2).mean(dim=(1, 2, 3))
+
+    losses = [held_out()]
+    for step, (x, y) in enumerate(zip(xs, ys, strict=True), start=1):
+        loss = ((lora_attention_forward(x, base, A, B, scaling, heads) - y) ** 2).mean(dim=(1, 2, 3)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0:
+            losses.append(held_out())
+    curves = torch.stack(losses, dim=1)  # (R, n_evals)
+    results = []
+    for i, (placement, r, alpha) in enumerate(configs):
+        results.append({
+            "config": (placement, r, alpha), "losses": curves[i].tolist(),
+            "recovered": 1.0 - (curves[i, -1] / curves[i, 0]).item(),
+            "trainable": sum(lora_param_count(base[p].shape[1], base[p].shape[0], r) for p in placement),
+            "delta": {p: (scaling[i] * B[p][i, :, :r] @ A[p][i, :r]).detach() for p in placement},
+            "A": {p: A[p][i, :r].detach().clone() for p in placement},
+            "A0": {p: init[p][i, :r].clone() for p in placement},
+        })
+    return results
+
+
+def train_full(base: dict, teacher: dict, heads: int = 4, steps: int = 150, lr: float = 3e-3, seed: int = 0,
+               batch: int = 32, seq: int = 16, eval_every: int = 5) -> dict:
+    """Full fine-tuning (every weight and the bias train) on the same data; same dict as a run."""
+    x_eval, xs = _batches(seed, steps, batch, seq, base["q"].shape[1])
+    w = {name: t.clone().requires_grad_() for name, t in base.items()}
+    opt = torch.optim.Adam(list(w.values()), lr=lr)
+    with torch.no_grad():
+        y_eval = attention_forward(x_eval, teacher, heads)
+
+    def held_out():
+        with torch.no_grad():
+            return F.mse_loss(attention_forward(x_eval, w, heads), y_eval).item()
+
+    losses = [held_out()]
+    for step, x in enumerate(xs, start=1):
+        with torch.no_grad():
+            y = attention_forward(x, teacher, heads)
+        loss = F.mse_loss(attention_forward(x, w, heads), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0:
+            losses.append(held_out())
+    return {"config": (PROJECTIONS, None, None), "losses": losses, "recovered": 1.0 - losses[-1] / losses[0],
+            "trainable": sum(t.numel() for t in base.values()),
+            "delta": {p: (w[p] - base[p]).detach() for p in PROJECTIONS}, "A": {}, "A0": {}}
+
+
+def run_budget_experiment(placements=(("q",), ("v",), ("q", "v"), PROJECTIONS), ranks=(1, 2, 4, 8),
+                          alphas=(16,), steps: int = 150, lr: float = 1e-2, full_lr: float = 3e-3,
+                          seed: int = 0, deltas: dict | None = None, heads: int = 4) -> dict:
+    """Every (placement, rank, alpha) LoRA run and full fine-tuning, computed once.
+
+    Returns {"runs": {(placement, r, alpha): result}, "full": result, "true_delta": {p: D_p},
+    "base": weights, "teacher": weights}; see ``train_lora_runs`` for a result.
+    """
+    base, teacher, true_delta = make_teacher_student(heads=heads, deltas=deltas, seed=seed)
+    configs = [(tuple(p), r, a) for p in placements for r in ranks for a in alphas]
+    results = train_lora_runs(base, teacher, configs, heads=heads, steps=steps, lr=lr, seed=seed)
+    full = train_full(base, teacher, heads=heads, steps=steps, lr=full_lr, seed=seed)
+    return {"runs": {res["config"]: res for res in results}, "full": full, "true_delta": true_delta,
+            "base": base, "teacher": teacher}
