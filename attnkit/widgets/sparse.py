@@ -1,0 +1,170 @@
+"""Chapter 08's explorer: a sparse pattern, its density, and how far information travels in L layers.
+
+``explore_state(...)`` is the pure function behind it: the pattern's (n, n) mask (from
+``attnkit.sparse.pattern_mask``), its density, the fraction of tokens whose information reaches
+the last token after 1 .. ``layers`` layers (``attnkit.sparse.receptive_field``) and the number of
+layers until token 0 reaches the last token (``layers_to_connect``). ``sparse_explorer()`` draws
+the mask and the receptive-field curve; ``pattern_gallery`` draws several masks side by side.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import torch
+
+from attnkit import sparse as sp
+from attnkit.i18n import register, t
+from attnkit.widgets import Explorer
+
+register({
+    "sparse.w.pattern": {"en": "pattern", "zh": "模式"},
+    "sparse.w.n": {"en": "N", "zh": "N"},
+    "sparse.w.window": {"en": "window / block", "zh": "窗口 / 块大小"},
+    "sparse.w.dilation": {"en": "dilation", "zh": "空洞间隔"},
+    "sparse.w.globals": {"en": "globals", "zh": "全局数"},
+    "sparse.w.random": {"en": "random blocks", "zh": "随机块数"},
+    "sparse.w.causal": {"en": "causal", "zh": "因果"},
+    "sparse.p.sliding_window": {"en": "sliding window", "zh": "滑动窗口"},
+    "sparse.p.strided": {"en": "strided (Sparse Transformer)", "zh": "strided（Sparse Transformer）"},
+    "sparse.p.fixed": {"en": "fixed (Sparse Transformer)", "zh": "fixed（Sparse Transformer）"},
+    "sparse.p.longformer": {"en": "Longformer (window + global)", "zh": "Longformer（窗口 + 全局）"},
+    "sparse.p.bigbird": {"en": "BigBird (blocks: window + global + random)", "zh": "BigBird（分块：窗口 + 全局 + 随机）"},
+    "sparse.w.mask_title": {"en": "{name}: density {density:.3f}", "zh": "{name}：密度 {density:.3f}"},
+    "sparse.w.key": {"en": "key j = 0 … {n}", "zh": "键 j = 0 … {n}"},
+    "sparse.w.query": {"en": "query i = 0 … {n}", "zh": "查询 i = 0 … {n}"},
+    "sparse.w.reach_title": {"en": "tokens that reach the last token", "zh": "能影响最后一个词元的词元"},
+    "sparse.w.reach_y": {"en": "fraction of the N tokens", "zh": "占 N 个词元的比例"},
+    "sparse.w.layers": {"en": "layers", "zh": "层数"},
+    "sparse.w.connect": {"en": "token 0 reached after {k} layers", "zh": "经过 {k} 层到达词元 0"},
+    "sparse.w.never": {"en": "token 0 not reached within {k} layers", "zh": "{k} 层内到达不了词元 0"},
+})
+
+PATTERN_CHOICES = ("sliding_window", "strided", "fixed", "longformer", "bigbird")
+LAYERS = 12
+
+
+def pattern_args(pattern: str, n: int, window: int, dilation: int = 1, globals_: int = 1,
+                 random_blocks: int = 2) -> dict:
+    """The explorer's controls as a pattern's arguments (``attnkit.sparse.pattern_predicate``).
+
+    window: the sliding window (sliding_window, longformer), the stride l (strided), the block l
+    (fixed, with c = max(1, l // 4) summary keys) and the block b (bigbird). globals: the first
+    ``globals`` tokens (longformer) or ``globals`` blocks at each end (bigbird)."""
+    if pattern == "sliding_window":
+        return {"window": window, "dilation": dilation}
+    if pattern == "strided":
+        return {"stride": window}
+    if pattern == "fixed":
+        return {"block": window, "summary": max(1, window // 4)}
+    if pattern == "longformer":
+        return {"window": window, "dilation": dilation, "global_idx": list(range(min(globals_, n)))}
+    if pattern == "bigbird":
+        return {"block": window, "num_global_blocks": 2 * globals_, "num_random_blocks": random_blocks}
+    raise ValueError(f"pattern must be one of {PATTERN_CHOICES}, got {pattern!r}")
+
+
+def explore_state(pattern: str = "sliding_window", n: int = 64, window: int = 8, dilation: int = 1,
+                  globals_: int = 1, random_blocks: int = 2, causal: bool = False, layers: int = LAYERS) -> dict:
+    """The numbers behind the explorer: mask (n, n), density, pairs, reach (layers,) fractions,
+    connect (layers until token 0 reaches token n - 1, or None within n layers)."""
+    if pattern in ("sliding_window", "longformer") and not causal and window % 2:
+        window += 1  # a symmetric window has window // 2 keys each side: even
+    args = pattern_args(pattern, n, window, dilation, globals_, random_blocks)
+    mask = sp.pattern_mask(pattern, n, causal, **args)
+    reach = sp.receptive_field(mask, layers, query=n - 1).double() / n
+    return {"mask": mask, "density": mask.double().mean().item(), "pairs": int(mask.sum()), "reach": reach,
+            "connect": sp.layers_to_connect(mask, 0, n - 1), "args": args, "window": window}
+
+
+def _name(pattern):
+    return t(f"sparse.p.{pattern}")
+
+
+def draw(pattern, n, window, dilation, globals_, random_blocks, causal):
+    data = explore_state(pattern, n, window, dilation, globals_, random_blocks, causal)
+    fig, (ax_m, ax_r) = plt.subplots(1, 2, figsize=(8.0, 3.5), gridspec_kw={"width_ratios": [1, 1.1]})
+    ax_m.imshow(data["mask"].numpy(), cmap="Blues", vmin=0.0, vmax=1.2, interpolation="nearest")
+    ax_m.set_title(t("sparse.w.mask_title", name=_name(pattern), density=data["density"]), fontsize=9)
+    _mask_ticks(ax_m, n)
+    xs = list(range(1, LAYERS + 1))
+    ax_r.plot(xs, data["reach"].tolist(), "o-", color="tab:blue")
+    ax_r.axvline(data["connect"] or 0, color="tab:orange", ls="--", visible=data["connect"] is not None
+                 and data["connect"] <= LAYERS)
+    ax_r.set_ylim(0, 1.05)
+    ax_r.set_xlim(0.5, LAYERS + 0.5)
+    ax_r.set_xticks([1, 4, 8, 12])
+    ax_r.set_yticks([0.0, 0.5, 1.0])  # few labels: text layout is most of a redraw
+    ax_r.set_xlabel(t("sparse.w.layers"))
+    ax_r.set_ylabel(t("sparse.w.reach_y"))
+    ax_r.set_title(_reach_title(data), fontsize=9)
+    fig.tight_layout()
+    return fig, data
+
+
+def _mask_ticks(ax, n):
+    ax.set_xticks([])  # no tick machinery on the mask: the axis labels say the range
+    ax.set_yticks([])
+    ax.set_xlabel(t("sparse.w.key", n=n - 1))
+    ax.set_ylabel(t("sparse.w.query", n=n - 1))
+
+
+def _reach_title(data):
+    c = data["connect"]
+    tail = t("sparse.w.connect", k=c) if c is not None else t("sparse.w.never", k=data["mask"].shape[0])
+    return f"{t('sparse.w.reach_title')}\n{tail}"
+
+
+def update(fig, pattern, n, window, dilation, globals_, random_blocks, causal):
+    """Move the artists of the figure ``draw`` made: new mask pixels, curve, line and titles."""
+    data = explore_state(pattern, n, window, dilation, globals_, random_blocks, causal)
+    ax_m, ax_r = fig.axes
+    im = ax_m.images[0]
+    im.set_data(data["mask"].numpy())
+    im.set_extent((-0.5, n - 0.5, n - 0.5, -0.5))
+    ax_m.set_xlim(-0.5, n - 0.5)
+    ax_m.set_ylim(n - 0.5, -0.5)
+    _mask_ticks(ax_m, n)
+    ax_m.set_title(t("sparse.w.mask_title", name=_name(pattern), density=data["density"]), fontsize=9)
+    ax_r.lines[0].set_ydata(data["reach"].tolist())
+    vline = ax_r.lines[1]
+    c = data["connect"]
+    vline.set_visible(c is not None and c <= LAYERS)
+    vline.set_xdata([c or 0, c or 0])
+    ax_r.set_title(_reach_title(data), fontsize=9)
+    return data
+
+
+def sparse_explorer(pattern: str = "sliding_window", n: int = 64, window: int = 8, dilation: int = 1,
+                    globals_: int = 1, random_blocks: int = 2, causal: bool = False) -> Explorer:
+    controls = {
+        "pattern": W.Dropdown(options=[(_name(p), p) for p in PATTERN_CHOICES], value=pattern,
+                              description=t("sparse.w.pattern")),
+        "n": W.IntSlider(value=n, min=16, max=256, step=16, description=t("sparse.w.n"), continuous_update=False),
+        "window": W.IntSlider(value=window, min=2, max=32, step=2, description=t("sparse.w.window"),
+                              continuous_update=False),
+        "dilation": W.IntSlider(value=dilation, min=1, max=4, description=t("sparse.w.dilation"),
+                                continuous_update=False),
+        "globals_": W.IntSlider(value=globals_, min=0, max=4, description=t("sparse.w.globals"),
+                                continuous_update=False),
+        "random_blocks": W.IntSlider(value=random_blocks, min=0, max=4, description=t("sparse.w.random"),
+                                     continuous_update=False),
+        "causal": W.Checkbox(value=causal, description=t("sparse.w.causal")),
+    }
+    return Explorer(controls, draw, dpi=72, update=update)
+
+
+def pattern_gallery(masks: dict[str, torch.Tensor], ncols: int = 3, size: float = 2.6):
+    """Draw boolean masks side by side, each titled by its (already translated) name."""
+    items = list(masks.items())
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax, (name, mask) in zip(axes.flat, items, strict=False):
+        ax.imshow(mask.numpy(), cmap="Blues", vmin=0.0, vmax=1.2, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
