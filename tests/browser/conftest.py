@@ -27,7 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from labserver import REPORT, SCREENSHOTS, LabServer  # noqa: E402
-from notebook_check import UI, check_notebook  # noqa: E402
+from notebook_check import UI, check_notebook, new_context  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from browser_deps import find_chromium, missing_message  # noqa: E402
@@ -90,6 +90,7 @@ class Runner:
             pw = sync_playwright().start()
             browser = pw.chromium.launch(executable_path=find_chromium(), headless=True,
                                          args=CHROMIUM_ARGS)
+            context, reuse = new_context(browser, ui), {}
             for src in sources:
                 fut = self.futures[(ui, str(src))]
                 if self.stop_event.is_set():
@@ -97,7 +98,8 @@ class Runner:
                     continue
                 lines: list[str] = []
                 try:
-                    check_notebook(browser, lab, ui, src, log=lines.append)
+                    lat = check_notebook(context, lab, ui, src, log=lines.append, reuse=reuse)
+                    LATENCIES.extend((f"{ui}-ui {src.stem} {what}", ms) for what, ms in lat.items())
                     fut.set_result(lines)
                 except BaseException as e:  # noqa: B036 - handed to the test that reports it
                     e.browser_log = lines
@@ -162,7 +164,20 @@ def _sigterm_to_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+LATENCIES: list[tuple[str, float]] = []  # (notebook and control, ms from the move to the image)
+
+
 def pytest_terminal_summary(terminalreporter):
+    if LATENCIES:
+        import statistics
+
+        terminalreporter.section("browser: latency from a control move to its new image")
+        for what, ms in LATENCIES:
+            terminalreporter.write_line(f"{ms:7.0f} ms  {what}")
+        terminalreporter.write_line(
+            f"median {statistics.median(ms for _, ms in LATENCIES):.0f} ms, max "
+            f"{max(ms for _, ms in LATENCIES):.0f} ms over {len(LATENCIES)} moves (includes the "
+            f"kernel's redraw, the comm round trip and decoding; the slider key press starts the clock)")
     if REPORT["skipped"]:
         terminalreporter.section("browser tests SKIPPED", sep="!", red=True, bold=True)
         for line in missing_message():

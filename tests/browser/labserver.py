@@ -167,6 +167,8 @@ class LabServer:
                    "--no-browser", "--allow-root",
                    "--IdentityProvider.token=", "--ServerApp.password=",
                    "--ServerApp.disable_check_xsrf=True",
+                   # window.jupyterapp: the next notebook opens in the same page (no reload)
+                   "--LabApp.expose_app_in_browser=True",
                    "--LabApp.check_for_updates_class="
                    "jupyterlab.handlers.announcements.NeverCheckForUpdate"]
             log = open(self.log_path, "ab")

@@ -88,6 +88,24 @@ JS_IMAGE_HASH = """async (out) => {
   return b.length + ':' + (h >>> 0).toString(16);
 }"""
 
+# Latency of a redraw as the reader sees it: from the moment a control is moved (the clock
+# starts here, right before the key press or the selection) to the moment the widget's new
+# image is decoded and ready to paint (a MutationObserver sees its src change).
+JS_WATCH_IMAGE = """(out) => {
+  if (window.__attnkitWatch) window.__attnkitWatch.obs.disconnect();
+  const img = out.querySelector('img');
+  const w = {t0: performance.now(), src: img ? img.src : null, ms: null};
+  w.obs = new MutationObserver(() => {
+    const now = out.querySelector('img');
+    if (!now || now.src === w.src || w.ms !== null || w.pending) return;
+    w.pending = true;
+    now.decode().catch(() => {}).then(() => { w.ms = performance.now() - w.t0; w.obs.disconnect(); });
+  });
+  w.obs.observe(out, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+  window.__attnkitWatch = w;
+}"""
+JS_LATENCY = "() => window.__attnkitWatch ? window.__attnkitWatch.ms : null"
+
 ERROR_LINE = re.compile(r"^(\w+\.)*\w*(Error|Exception|Interrupt)\b", re.M)
 
 
@@ -146,10 +164,12 @@ def _move_slider(page, out, k: int) -> str:
     handle.scroll_into_view_if_needed()
     before = handle.get_attribute("aria-valuenow")
     handle.focus()
+    out.evaluate(JS_WATCH_IMAGE)
     page.keyboard.press("End")
     page.wait_for_timeout(100)
     after = handle.get_attribute("aria-valuenow")
     if after == before:
+        out.evaluate(JS_WATCH_IMAGE)
         page.keyboard.press("Home")
         page.wait_for_timeout(100)
         after = handle.get_attribute("aria-valuenow")
@@ -264,25 +284,58 @@ def _wait_for_run_all(page, lab, rel: str, n_code: int, t_run: float) -> None:
             f"error outputs: {_error_texts(page)}") from None
 
 
-def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
-    """Open a copy of `source` in `lab` (interface language `ui`), Run All, check it; raise
-    AssertionError on the first thing that is wrong. `log` receives progress lines."""
+def new_context(browser, ui: str):
+    """One browser context per interface language, shared by its notebooks: JupyterLab's
+    scripts come from the HTTP cache after the first notebook instead of being fetched and
+    compiled again for each one."""
+    return browser.new_context(viewport={"width": 1280, "height": 900},
+                               locale="zh-CN" if ui == "zh" else "en-US")
+
+
+JS_OPEN = """async (path) => {
+  const app = window.jupyterapp;
+  for (const w of Array.from(app.shell.widgets('main'))) w.dispose();  // no save dialog
+  await app.commands.execute('docmanager:open', {path});
+}"""
+
+
+def _page(context, lab, rel: str, reuse: dict):
+    """The page showing notebook `rel`: the page of the previous notebook when there is one
+    (its notebook closed, the new one opened from the application: JupyterLab loads once per
+    interface language), else a new page of `context` on a workspace of its own."""
+    page = reuse.get("page")
+    if page is not None and not page.is_closed():
+        reuse["errors"].clear()
+        page.evaluate(JS_OPEN, rel)
+        return page
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    reuse.update(page=page, errors=[])
+    page.on("pageerror", lambda e: reuse["errors"].append(str(e)))
+    # a workspace of its own: nothing else is restored, no other kernel starts
+    page.goto(f"{lab.url}/lab/workspaces/t{time.monotonic_ns()}/tree/{rel}")
+    return page
+
+
+def check_notebook(context, lab, ui: str, source: Path, log=print, reuse: dict | None = None) -> dict:
+    """Open a copy of `source` in `lab` (interface language `ui`) in a page of `context`,
+    Run All, check it; raise AssertionError on the first thing that is wrong. `log` receives
+    progress lines. `reuse` (a dict kept by the caller) carries the page from one notebook to
+    the next; a failure closes it. Returns the measured slider latencies (ms), by control."""
     lang, file_label, run_label = UI[ui]
     rel = f"{lang}/{source.name}"
     copy = lab.root / rel
     info = make_copy(source, copy)
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  locale="zh-CN" if ui == "zh" else "en-US")
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page_errors: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    latencies: dict[str, float] = {}
+    reuse = {} if reuse is None else reuse
     t0 = time.monotonic()
     timings = {}
+    page = _page(context, lab, rel, reuse)
+    page_errors = reuse["errors"]
+    ok = False
     try:
-        # a workspace of its own per notebook: nothing else is restored, no other kernel starts
-        page.goto(f"{lab.url}/lab/workspaces/t{time.monotonic_ns()}/tree/{rel}")
         page.locator(f"{NOTEBOOK} .jp-Notebook").wait_for(timeout=120_000)
+        timings["page"] = time.monotonic() - t0
         lab.remember_children()
 
         # --- the interface language
@@ -365,12 +418,16 @@ def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
                 if k is None:
                     assert out.locator(".widget-dropdown select").count(), (
                         f"widget {j} has neither a slider nor a dropdown to move")
+                    out.evaluate(JS_WATCH_IMAGE)
                     what = _change_dropdown(page, out)
                 else:
                     what = _move_slider(page, out, k)
                 _wait(page, lambda out=out, before=before: _image_hash(page, out) not in (None, before),
-                      f"widget {j} ({what}) to redraw its image", 30, interval=0.2)
-                moves.append(f"widget {j}: {what}")
+                      f"widget {j} ({what}) to redraw its image", 30, interval=0.05)
+                ms = _wait(page, lambda: page.evaluate(JS_LATENCY), "the new image to be decoded",
+                           10, interval=0.05)
+                latencies[f"widget {j}: {what}"] = ms
+                moves.append(f"widget {j}: {what} ({ms:.0f} ms to the new image)")
         timings["widgets"] = time.monotonic() - t_w
 
         # --- language of headings and figures
@@ -396,6 +453,7 @@ def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
             bad = [h for h in headings if CJK.search(h)] + [s for s in titles if CJK.search(s)]
             assert not bad, f"Chinese text in the English notebook {rel}: {bad}"
 
+        ok = True
         log(f"\n[browser] {ui}-ui {rel}: {len(cells)} cells, {len(shown)} widget cells, "
               f"moves: {moves}; timings " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     finally:
@@ -403,7 +461,7 @@ def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
             if not page.is_closed():
                 shot = SCREENSHOTS / f"{ui}-ui_{lang}_{source.stem}.png"
                 t_shot = time.monotonic()
-                _full_screenshot(page, shot)
+                _screenshot(page, shot)
                 record_screenshot(shot)
                 log(f"[browser] screenshot ({time.monotonic() - t_shot:.1f} s): {shot}")
         except Exception as e:  # a screenshot must never hide the real failure
@@ -411,21 +469,20 @@ def check_notebook(browser, lab, ui: str, source: Path, log=print) -> None:
         if page_errors:
             log(f"[browser] page errors: {page_errors[:5]}")
         t_close = time.monotonic()
-        context.close()
+        if not ok or "page" not in reuse:
+            page.close()
+            reuse.pop("page", None)
         lab.shutdown_kernels()
         log(f"[browser] closing took {time.monotonic() - t_close:.1f} s")
         log(f"[browser] {ui}-ui {rel}: {time.monotonic() - t0:.1f} s in all")
+    return latencies
 
 
-def _full_screenshot(page, path: Path) -> None:
-    """The whole notebook in one picture: make the viewport as tall as the notebook."""
+def _screenshot(page, path: Path) -> None:
+    """One screen (1280 x 900) showing the first widget after Run All (its controls, image and
+    labels), or the top of the notebook when it has none: what a reader sees, in a small PNG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate(
-        """() => { const o = document.querySelector('%s .jp-WindowedPanel-outer')
-                   || document.querySelector('%s .jp-Notebook');
-                   if (!o) return 900;
-                   o.scrollTop = 0;
-                   return o.scrollHeight; }""" % (NOTEBOOK, NOTEBOOK))
-    page.set_viewport_size({"width": 1280, "height": int(min(max(height + 200, 900), 16000))})
-    page.wait_for_timeout(800)
+    widget = page.locator(f"{NOTEBOOK} {WIDGET_OUT}").first
+    if widget.count():
+        widget.scroll_into_view_if_needed()
     page.screenshot(path=str(path))
