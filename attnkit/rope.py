@@ -51,6 +51,8 @@ __all__ = [
     "ntk_scaled_base",
     "ntk_scaled_inv_freq",
     "yarn_ramp",
+    "yarn_correction_dim",
+    "yarn_correction_range",
     "yarn_inv_freq",
     "yarn_attention_factor",
     "scaled_rope_embeddings",
@@ -334,30 +336,69 @@ def ntk_scaled_inv_freq(head_dim: int, base: float, scale: float, device=None) -
 
 
 def yarn_ramp(r: torch.Tensor, alpha: float = 1.0, beta: float = 32.0) -> torch.Tensor:
-    """YaRN's ramp gamma(r) (Peng et al. 2023, arXiv:2309.00071, sec. 3.2, "NTK-by-parts"):
-    0 if r < alpha, 1 if r > beta, (r - alpha) / (beta - alpha) in between."""
+    """The paper's ramp gamma(r) (Peng et al. 2023, arXiv:2309.00071, sec. 3.2, "NTK-by-parts"):
+    0 if r < alpha, 1 if r > beta, (r - alpha) / (beta - alpha) in between, r = L / lambda."""
     if not beta > alpha:
         raise ValueError(f"beta must be > alpha, got alpha={alpha}, beta={beta}")
     return ((r - alpha) / (beta - alpha)).clamp(0.0, 1.0)
 
 
+def yarn_correction_dim(rotations: float, head_dim: int, base: float, original_max_position: int) -> float:
+    """The (fractional) pair index i at which pair i turns ``rotations`` times within L positions.
+
+    Solves L theta_i / (2 pi) = rotations for theta_i = base^(-2i/d):
+    i = d ln(L / (2 pi rotations)) / (2 ln base)."""
+    return head_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+
+def yarn_correction_range(head_dim: int, base: float, original_max_position: int, alpha: float = 1.0,
+                          beta: float = 32.0, truncate: bool = True) -> tuple[float, float]:
+    """(low, high): the pair indices between which the YaRN reference code ramps.
+
+    low is where a pair turns beta times within L (rounded down), high where it turns alpha times
+    (rounded up); ``truncate=False`` keeps them fractional. Clipped to [0, d - 1] as in the
+    reference code (jquesnelle/yarn, and transformers' ``rope_type: yarn``)."""
+    low = yarn_correction_dim(beta, head_dim, base, original_max_position)
+    high = yarn_correction_dim(alpha, head_dim, base, original_max_position)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    return max(low, 0), min(high, head_dim - 1)
+
+
 def yarn_inv_freq(head_dim: int, base: float, scale: float, original_max_position: int,
-                  alpha: float = 1.0, beta: float = 32.0, device=None) -> torch.Tensor:
-    """YaRN / NTK-by-parts frequencies (Peng et al. 2023, sec. 3.2):
+                  alpha: float = 1.0, beta: float = 32.0, device=None, ramp: str = "reference",
+                  truncate: bool = True) -> torch.Tensor:
+    """YaRN / NTK-by-parts frequencies (Peng et al. 2023, sec. 3.2), float64, (d/2,):
 
-        lambda_i = 2 pi / theta_i                      wavelength of pair i
-        r_i      = L / lambda_i                        rotations over the trained length L
-        h(theta_i) = (1 - gamma(r_i)) theta_i / s + gamma(r_i) theta_i
+        h(theta_i) = (1 - gamma_i) theta_i / s + gamma_i theta_i
 
-    Pairs that turn many times within L (r > beta) keep their frequency (extrapolation); pairs
-    that turn less than once (r < alpha) are interpolated like PI; a linear ramp in between.
-    alpha = 1, beta = 32 are the paper's values for LLaMA. Float64, (d/2,).
+    Pairs that turn many times within the trained length L keep their frequency (gamma = 1,
+    extrapolation); pairs that turn less than once are interpolated like PI (gamma = 0); a linear
+    ramp in between. alpha = 1, beta = 32 are the paper's values for LLaMA (transformers'
+    ``beta_slow``, ``beta_fast``). Two ramps exist:
+
+    - ``ramp="reference"`` (default): what the YaRN authors' code, transformers'
+      ``rope_type: yarn``, vLLM and released YaRN checkpoints compute: gamma falls linearly in the
+      pair index i, from 1 at ``low`` to 0 at ``high`` (``yarn_correction_range``).
+    - ``ramp="paper"``: the paper's formula, gamma = yarn_ramp(r_i) linear in r_i = L / lambda_i,
+      lambda_i = 2 pi / theta_i. Since r_i falls exponentially in i, the two differ in between.
     """
     _check_positive(scale, "scale")
     _check_positive(original_max_position, "original_max_position")
     theta = rope_inv_freq(head_dim, base, device=device)  # (d/2,)
-    r = original_max_position * theta / (2 * math.pi)  # L / lambda_i, (d/2,)
-    gamma = yarn_ramp(r, alpha, beta)  # (d/2,)
+    if ramp == "paper":
+        r = original_max_position * theta / (2 * math.pi)  # L / lambda_i, (d/2,)
+        gamma = yarn_ramp(r, alpha, beta)  # (d/2,)
+    elif ramp == "reference":
+        if not beta > alpha:
+            raise ValueError(f"beta must be > alpha, got alpha={alpha}, beta={beta}")
+        low, high = yarn_correction_range(head_dim, base, original_max_position, alpha, beta, truncate)
+        if low == high:
+            high += 0.001  # as the reference code: no division by zero
+        i = torch.arange(head_dim // 2, dtype=torch.float64, device=device)
+        gamma = 1 - ((i - low) / (high - low)).clamp(0.0, 1.0)  # (d/2,)
+    else:
+        raise ValueError(f"ramp must be 'reference' or 'paper', got {ramp!r}")
     return (1 - gamma) * theta / scale + gamma * theta
 
 
@@ -372,11 +413,11 @@ def yarn_attention_factor(scale: float) -> float:
 def scaled_rope_embeddings(seq_len: int, head_dim: int, base: float = 10000.0, method: str = "none",
                            scale: float = 1.0, original_max_position: int | None = None,
                            alpha: float = 1.0, beta: float = 32.0, device=None,
-                           dtype: torch.dtype = torch.float32):
+                           dtype: torch.dtype = torch.float32, ramp: str = "reference"):
     """(cos, sin), each (seq_len, d/2), for ``method`` in 'none', 'linear' (PI), 'ntk', 'yarn'.
 
     'yarn' needs ``original_max_position`` (the trained context length L) and multiplies the
-    tables by ``yarn_attention_factor(scale)``."""
+    tables by ``yarn_attention_factor(scale)``; ``ramp`` chooses YaRN's ramp (``yarn_inv_freq``)."""
     theta = rope_inv_freq(head_dim, base, device=device)
     factor = 1.0
     if method == "none":
@@ -388,7 +429,8 @@ def scaled_rope_embeddings(seq_len: int, head_dim: int, base: float = 10000.0, m
     elif method == "yarn":
         if original_max_position is None:
             raise ValueError("method='yarn' needs original_max_position (the trained context length), got None")
-        inv_freq = yarn_inv_freq(head_dim, base, scale, original_max_position, alpha, beta, device=device)
+        inv_freq = yarn_inv_freq(head_dim, base, scale, original_max_position, alpha, beta, device=device,
+                                 ramp=ramp)
         factor = yarn_attention_factor(scale)
     else:
         raise ValueError(f"method must be one of 'none', 'linear', 'ntk', 'yarn', got {method!r}")

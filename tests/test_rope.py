@@ -35,6 +35,7 @@ from attnkit.rope import (
     sinusoidal_position_encoding,
     xpos_scale,
     yarn_attention_factor,
+    yarn_correction_range,
     yarn_inv_freq,
     yarn_ramp,
 )
@@ -468,10 +469,10 @@ def test_ntk_base_closed_form():
     assert torch.all(ntk <= theta) and torch.all(ntk >= theta / s - 1e-15)
 
 
-def test_yarn_frequencies_follow_the_ramp():
+def test_yarn_paper_frequencies_follow_the_papers_ramp_in_r():
     d, b, s, L = 64, 10000.0, 16.0, 2048
     theta = rope_inv_freq(d, b)
-    y = yarn_inv_freq(d, b, s, L, alpha=1.0, beta=32.0)
+    y = yarn_inv_freq(d, b, s, L, alpha=1.0, beta=32.0, ramp="paper")
     r = L * theta / (2 * math.pi)  # rotations within the trained length
     hi, lo = r > 32, r < 1
     assert hi.any() and lo.any() and (~hi & ~lo).any()
@@ -481,7 +482,66 @@ def test_yarn_frequencies_follow_the_ramp():
     g = (r[mid] - 1) / 31
     torch.testing.assert_close(y[mid], (1 - g) * theta[mid] / s + g * theta[mid])
     assert yarn_ramp(torch.tensor([0.5, 1.0, 16.5, 32.0, 40.0])).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
-    torch.testing.assert_close(yarn_inv_freq(d, b, 1.0, L), theta)  # s = 1: plain RoPE
+    torch.testing.assert_close(yarn_inv_freq(d, b, 1.0, L, ramp="paper"), theta)  # s = 1: plain RoPE
+    torch.testing.assert_close(yarn_inv_freq(d, b, 1.0, L), theta)
+
+
+def _yarn_reference_by_hand(dim, base, factor, original_max, beta_fast=32, beta_slow=1, truncate=True):
+    """The YaRN reference code's inv_freq (jquesnelle/yarn; transformers' rope_type 'yarn'),
+    rewritten here from its definition in plain Python floats, one pair at a time."""
+    def correction_dim(rotations):  # pair index whose frequency turns `rotations` times in L
+        return dim * math.log(original_max / (rotations * 2 * math.pi)) / (2 * math.log(base))
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    out = []
+    for i in range(dim // 2):
+        freq = base ** (-(2 * i) / dim)
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)  # 0: keep (extrapolate), 1: divide by factor
+        out.append(freq / factor * ramp + freq * (1 - ramp))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dim, base, factor, original_max", [
+    (64, 10000.0, 4.0, 2048), (128, 10000.0, 16.0, 4096), (128, 1e6, 4.0, 32768), (64, 500000.0, 8.0, 8192),
+    (16, 10000.0, 2.0, 64)])
+def test_yarn_default_is_the_reference_codes_ramp_in_the_pair_index(dim, base, factor, original_max):
+    ours = yarn_inv_freq(dim, base, factor, original_max)
+    torch.testing.assert_close(ours, _yarn_reference_by_hand(dim, base, factor, original_max), rtol=1e-12, atol=0)
+    fractional = yarn_inv_freq(dim, base, factor, original_max, truncate=False)
+    torch.testing.assert_close(fractional, _yarn_reference_by_hand(dim, base, factor, original_max, truncate=False),
+                               rtol=1e-12, atol=0)
+    cos, _ = scaled_rope_embeddings(3, dim, base, method="yarn", scale=factor, original_max_position=original_max,
+                                    dtype=torch.float64)
+    torch.testing.assert_close(cos[1], torch.cos(ours) * yarn_attention_factor(factor))
+    # and transformers' own ROPE_INIT_FUNCTIONS["yarn"], where transformers is installed (it is an
+    # optional dependency: the environment of the LoRA chapter has it, a bare attnkit install not)
+    try:
+        from transformers import LlamaConfig
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    except ImportError:
+        return
+    config = LlamaConfig(hidden_size=dim * 4, num_attention_heads=4, max_position_embeddings=original_max * 4,
+                         rope_parameters={"rope_type": "yarn", "rope_theta": base, "factor": factor,
+                                          "original_max_position_embeddings": original_max})
+    inv_freq, attention_factor = ROPE_INIT_FUNCTIONS["yarn"](config, "cpu")
+    torch.testing.assert_close(ours.float(), inv_freq, rtol=1e-6, atol=0)
+    assert attention_factor == pytest.approx(yarn_attention_factor(factor))
+
+
+def test_the_papers_ramp_differs_from_the_reference_code_between_the_correction_dims():
+    """Issue 12's numbers: head_dim 64, base 1e4, factor 4, L 2048, beta 32 / alpha 1."""
+    ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)
+    paper = yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="paper")
+    gap = (paper / ref - 1).abs()
+    assert yarn_correction_range(64, 10000.0, 2048) == (8, 21)
+    assert torch.equal(gap[:9], torch.zeros(9)) and gap[21:].max() < 1e-15  # same outside the ramp
+    assert 0.13 < gap[9:21].min() and gap[9:21].max() < 0.45
+    with pytest.raises(ValueError, match="ramp must be 'reference' or 'paper'"):
+        yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="linear")
 
 
 def test_yarn_attention_factor_and_tables():
