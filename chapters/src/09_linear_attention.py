@@ -1,0 +1,1061 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 09 · Linear attention: kernels, random features, low rank — and what they cost in accuracy
+#
+# **What you will learn**
+# - the associativity trick $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$ that turns an
+#   $N \times N$ computation into one that grows linearly in $N$, timed on both sides;
+# - why causal linear attention *is* an RNN with a fixed-size state — and what that state must
+#   forget;
+# - random features (the Performer): the softmax kernel as an average, Lemma 2's error formulas
+#   measured by Monte Carlo, and an explorer of where positive and trigonometric features fail;
+# - low rank (Linformer), landmarks (Nyströmformer) and the cos re-weighting of cosFormer;
+# - measured on this machine: the sequence length where each method overtakes PyTorch's SDPA;
+# - the pitfalls: overflow in half precision, a vanishing denominator, a causal mode that peeks,
+#   random features redrawn between training and evaluation.
+#
+# **You need** chapter 01 (attention, masks), chapter 03 (the online softmax: a running max) and
+# chapter 05 (the KV cache). Chapter 07's memory measurement is reused.
+
+# %% [markdown] tags=["lang-zh"]
+# # 09 · 线性注意力：核函数、随机特征、低秩——以及它们在精度上的代价
+#
+# **本章内容**
+# - 结合律技巧 $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$：把 $N \times N$ 的计算变成随 $N$ 线性增长的计算，并对等式两边分别计时；
+# - 为什么因果线性注意力*就是*一个状态大小固定的 RNN——以及这个状态不得不遗忘什么；
+# - 随机特征（Performer）：把 softmax 核写成一个期望，用蒙特卡洛方法验证引理 2 的误差公式，
+#   并用交互控件看清正随机特征和三角函数特征各在哪里失效；
+# - 低秩（Linformer）、地标点（Nyströmformer）以及 cosFormer 的余弦重加权；
+# - 在本机上实测：每种方法从多长的序列开始比 PyTorch 的 SDPA 更快；
+# - 常见陷阱：半精度下的溢出、趋于零的分母、偷看未来的因果模式、训练和评估之间重新抽取随机特征。
+#
+# **预备知识**：第 1 章（注意力、掩码）、第 3 章（在线 softmax：当前最大值）和第 5 章（KV 缓存）。
+# 本章还会沿用第 7 章的内存测量方法。
+
+# %%
+import math
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+import attnkit.text.ch09  # noqa: F401  (registers the texts only this chapter prints)
+from attnkit import linear as L
+from attnkit import viz
+from attnkit.flash import measure_peak_bytes
+from attnkit.timing import one_thread, round_robin_medians
+from attnkit.widgets import linear as wl
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # one thread: timings repeat, and results never depend on threading
+print(t("ch09.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_threads()))
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. The associativity trick
+#
+# Softmax attention gives query $i$ the output
+# $o_i = \sum_j \mathrm{sim}(q_i, k_j)\, v_j \big/ \sum_j \mathrm{sim}(q_i, k_j)$ with
+# $\mathrm{sim}(q, k) = \exp(q^\top k / \sqrt d)$. The exponential ties $q_i$ and $k_j$ together:
+# every pair $(i, j)$ must be computed, $N^2$ of them. Katharopoulos et al. (2020, eqs. 4–6)
+# replace $\mathrm{sim}$ by a *kernel* $\phi(q)^\top \phi(k)$ with a feature map $\phi$ whose
+# values are positive, for instance $\phi(x) = \mathrm{elu}(x) + 1$ (their eq. 7, chosen over
+# ReLU because its gradient is never zero). Then $q_i$ leaves the sum:
+#
+# $$o_i = \frac{\phi(q_i)^\top \sum_j \phi(k_j) v_j^\top}{\phi(q_i)^\top \sum_j \phi(k_j)}.$$
+#
+# The two sums do not depend on $i$: compute them once, a $d \times d_v$ matrix and a
+# $d$-vector, and every query costs $O(d\,d_v)$. In matrix form this is associativity,
+# $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$: the left side builds $N \times N$, the right
+# side $d \times d_v$. A few lines, checked three ways: against the explicit $N \times N$ kernel
+# matrix, against attnkit, and against PyTorch's SDPA — with all queries zero and the float mask
+# $\log A$, SDPA computes $\mathrm{softmax}(\log A)$, which is $A$ divided by its row sums, exactly
+# our normalisation:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 结合律技巧
+#
+# softmax 注意力给查询 $i$ 的输出是
+# $o_i = \sum_j \mathrm{sim}(q_i, k_j)\, v_j \big/ \sum_j \mathrm{sim}(q_i, k_j)$，其中
+# $\mathrm{sim}(q, k) = \exp(q^\top k / \sqrt d)$。指数函数把 $q_i$ 和 $k_j$ 捆在了一起：
+# 每一对 $(i, j)$ 都得算一遍，一共 $N^2$ 对。Katharopoulos 等人（2020，式 4–6）
+# 把 $\mathrm{sim}$ 换成一个*核函数* $\phi(q)^\top \phi(k)$，其中特征映射 $\phi$ 的取值为正，
+# 例如 $\phi(x) = \mathrm{elu}(x) + 1$（论文式 7；选它而不选 ReLU，是因为它的梯度永远不为零）。
+# 这样 $q_i$ 就可以提到求和号外面：
+#
+# $$o_i = \frac{\phi(q_i)^\top \sum_j \phi(k_j) v_j^\top}{\phi(q_i)^\top \sum_j \phi(k_j)}.$$
+#
+# 这两个和与 $i$ 无关：只需算一次，得到一个 $d \times d_v$ 的矩阵和一个 $d$ 维向量，之后每个查询只要 $O(d\,d_v)$ 的计算量。
+# 写成矩阵形式，这就是结合律 $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$：左边要构造 $N \times N$ 的矩阵，右边只有 $d \times d_v$。
+# 下面用几行代码实现它，并从三个角度验证：与显式构造的 $N \times N$ 核矩阵比较、与 attnkit 比较、与 PyTorch 的 SDPA 比较——
+# 把所有查询设为零、把 $\log A$ 作为浮点掩码传入时，SDPA 算的是 $\mathrm{softmax}(\log A)$，
+# 也就是 $A$ 除以各行之和，正好是我们的归一化：
+
+# %%
+def phi(x):  # elu(x) + 1 > 0 (Katharopoulos et al., eq. 7)
+    return F.elu(x) + 1
+
+
+def linear_attention_scratch(q, k, v):  # q (N, d), k (S, d), v (S, dv)
+    kv = phi(k).T @ v  # (d, dv): sum_j phi(k_j) v_j^T, once for all queries
+    z = phi(k).sum(0)  # (d,):    sum_j phi(k_j)
+    return (phi(q) @ kv) / (phi(q) @ z)[:, None]  # (N, dv)
+
+
+q, k, v = torch.randn(10, 8), torch.randn(12, 8), torch.randn(12, 5)
+ours = linear_attention_scratch(q, k, v)
+A = phi(q) @ phi(k).T  # the (N, S) kernel matrix, built here only to check
+print(t("ch09.eq_quadratic", ok=torch.allclose(ours, (A @ v) / A.sum(1, keepdim=True), atol=1e-6)))
+print(t("ch09.eq_attnkit", ok=torch.allclose(ours, L.linear_attention(q, k, v), atol=1e-6)))
+sdpa = F.scaled_dot_product_attention(torch.zeros_like(q), k, v, attn_mask=A.log())
+print(t("ch09.eq_sdpa", ok=torch.allclose(ours, sdpa, atol=1e-6)))
+
+# %% [markdown] tags=["lang-en"]
+# The two sides of the associativity give the same numbers (up to float32 rounding) at very
+# different costs: $2N^2 d_v + 2N^2 d$ FLOPs on the left, $4 N d\, d_v$ on the right. Here is the
+# check at $N = 1024$, $d = d_v = 64$, then both sides timed on one thread (this cell's output is
+# not compared by the tests: timings vary):
+
+# %% [markdown] tags=["lang-zh"]
+# 结合律两边算出的数相同（只差 float32 的舍入误差），代价却大不一样：左边要 $2N^2 d_v + 2N^2 d$ 次浮点运算，右边只要 $4 N d\, d_v$ 次。
+# 下面先在 $N = 1024$、$d = d_v = 64$ 时验证两边相等，再在单线程下分别计时（计时结果每次都不同，测试不比对这个单元格的输出）：
+
+# %%
+d = 64
+pq, pk, vv = phi(torch.randn(1024, d)), phi(torch.randn(1024, d)), torch.randn(1024, d)
+left, right = (pq @ pk.T) @ vv, pq @ (pk.T @ vv)
+print(t("ch09.assoc_equal", ok=torch.allclose(left, right, rtol=1e-4, atol=1e-2),
+        rel=((left - right).norm() / left.norm()).item()))
+
+# %% tags=["nbval-ignore-output"]
+rows = []
+with one_thread():
+    for n in (256, 1024, 4096):
+        pq, pk, vv = phi(torch.randn(n, d)), phi(torch.randn(n, d)), torch.randn(n, d)
+        med = round_robin_medians({"left": lambda: (pq @ pk.T) @ vv, "right": lambda: pq @ (pk.T @ vv)},
+                                  repeats=5)
+        rows.append([n, f"{med['left'] * 1e3:.2f}", f"{med['right'] * 1e3:.3f}", f"{med['left'] / med['right']:.1f}"])
+        faster = t("ch09.right_side") if med["right"] < med["left"] else t("ch09.left_side")
+        last = t("ch09.assoc_conclusion", n=n, side=faster, x=max(med["left"], med["right"]) / min(med["left"], med["right"]))
+print(viz.format_table([t("ch09.col.n"), t("ch09.col.left_ms"), t("ch09.col.right_ms"), t("ch09.col.ratio")], rows))
+print(last)
+
+# %% [markdown] tags=["lang-en"]
+# From one row to the next $N$ grows 4×, so the work on the left grows 16× ($N^2$) and on the
+# right 4× ($N$); the table shows how closely the measured times follow on this machine. The price of the trick is the kernel itself: $\phi(q)^\top\phi(k)$
+# is *not* $\exp(q^\top k/\sqrt d)$, so this is a different attention, not an approximation of the
+# softmax — its weights are flatter, and the rest of the chapter is about what that costs and how
+# random features, low rank and landmarks try to get the softmax back.
+
+# %% [markdown] tags=["lang-zh"]
+# 从一行到下一行，$N$ 变成 4 倍，于是左边的计算量变成 16 倍（$N^2$），右边变成 4 倍（$N$）；表中可以看到本机实测的时间在多大程度上符合这一点。
+# 这个技巧的代价在于核函数本身：$\phi(q)^\top\phi(k)$ *并不是* $\exp(q^\top k/\sqrt d)$，所以这是另一种注意力，
+# 而不是 softmax 的近似——它的权重更平坦。本章余下的部分就是讨论这要付出什么代价，
+# 以及随机特征、低秩和地标点如何设法把 softmax 找回来。
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. Causal linear attention is an RNN
+#
+# With a causal mask, query $i$ sums only over $j \le i$ (Katharopoulos et al., eqs. 9–12):
+#
+# $$S_i = \sum_{j \le i} \phi(k_j) v_j^\top, \qquad Z_i = \sum_{j \le i} \phi(k_j), \qquad
+# o_i = \frac{\phi(q_i)^\top S_i}{\phi(q_i)^\top Z_i}.$$
+#
+# $S_i$ and $Z_i$ are prefix sums, and a prefix sum is a recurrence:
+# $S_i = S_{i-1} + \phi(k_i) v_i^\top$, $Z_i = Z_{i-1} + \phi(k_i)$ (eqs. 16–20). So causal linear
+# attention is an RNN whose hidden state is $(S, Z)$: $d \times d_v + d$ numbers, whatever the
+# length of the sequence. The prefix sums in three lines with `cumsum` (this version holds an
+# $N \times d \times d_v$ tensor; attnkit computes the same thing chunk by chunk), compared with
+# the explicit lower-triangular kernel, attnkit, SDPA with the mask $\log A$, and the RNN run one
+# token at a time with `linear_attention_step`:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 因果线性注意力就是 RNN
+#
+# 有因果掩码时，查询 $i$ 只对 $j \le i$ 求和（Katharopoulos 等人，式 9–12）：
+#
+# $$S_i = \sum_{j \le i} \phi(k_j) v_j^\top, \qquad Z_i = \sum_{j \le i} \phi(k_j), \qquad
+# o_i = \frac{\phi(q_i)^\top S_i}{\phi(q_i)^\top Z_i}.$$
+#
+# $S_i$ 和 $Z_i$ 是前缀和，而前缀和就是一个递推：
+# $S_i = S_{i-1} + \phi(k_i) v_i^\top$，$Z_i = Z_{i-1} + \phi(k_i)$（式 16–20）。所以因果线性注意力就是一个 RNN，
+# 它的隐藏状态是 $(S, Z)$：共 $d \times d_v + d$ 个数，与序列长度无关。
+# 下面用 `cumsum` 三行写出前缀和（这个版本要存一个 $N \times d \times d_v$ 的张量；attnkit 按分块计算同样的结果），
+# 然后与显式的下三角核矩阵、attnkit、传入掩码 $\log A$ 的 SDPA 比较，
+# 再用 `linear_attention_step` 逐个词元运行这个 RNN，与之比较：
+
+# %%
+q, k, v = torch.randn(16, 8), torch.randn(16, 8), torch.randn(16, 4)
+S = torch.cumsum(phi(k)[:, :, None] * v[:, None, :], dim=0)  # (N, d, dv): S_i, eq. 10
+Z = torch.cumsum(phi(k), dim=0)  # (N, d): Z_i, eq. 11
+prefix = torch.einsum("nd,nde->ne", phi(q), S) / (phi(q) * Z).sum(1, keepdim=True)  # (N, dv)
+
+A = torch.tril(phi(q) @ phi(k).T)  # the explicit causal kernel matrix
+print(t("ch09.eq_quadratic", ok=torch.allclose(prefix, (A @ v) / A.sum(1, keepdim=True), atol=1e-5)))
+print(t("ch09.eq_attnkit", ok=torch.allclose(prefix, L.linear_attention(q, k, v, causal=True), atol=1e-5)))
+print(t("ch09.eq_sdpa", ok=torch.allclose(prefix, F.scaled_dot_product_attention(torch.zeros_like(q), k, v,
+                                                                                 attn_mask=A.log()), atol=1e-5)))
+state, outs = None, []
+for i in range(16):  # the RNN: one token in, one output out, the state carried along
+    o, state = L.linear_attention_step(state, q[i], k[i], v[i])
+    outs.append(o)
+print(t("ch09.eq_rnn", ok=torch.allclose(torch.stack(outs), prefix, atol=1e-5)))
+print(t("ch09.state", s=tuple(state.s.shape), z=tuple(state.z.shape), n=state.s.numel() + state.z.numel()))
+
+# %% [markdown] tags=["lang-en"]
+# Any split of the sequence into chunks gives the same result: `linear_attention_chunk` takes a
+# state and a chunk, returns the chunk's outputs and the new state. This is how
+# `linear_attention(..., causal=True)` runs (a small lower-triangular block inside each chunk,
+# the state across chunks), and how a model would decode one token at a time:
+
+# %% [markdown] tags=["lang-zh"]
+# 把序列按任意方式分块，结果都一样：`linear_attention_chunk` 接收一个状态和一个分块，返回这一块的输出和新状态。
+# `linear_attention(..., causal=True)` 就是这样运行的（每个分块内部算一个小的下三角块，分块之间传递状态），
+# 模型逐个词元解码时也是这样：
+
+# %%
+state, outs, start = None, [], 0
+for size in (5, 1, 7, 3):  # 16 tokens in uneven chunks
+    o, state = L.linear_attention_chunk(state, q[start:start + size], k[start:start + size], v[start:start + size])
+    outs.append(o)
+    start += size
+print(t("ch09.eq_chunks", ok=torch.allclose(torch.cat(outs), prefix, atol=1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# **What a fixed-size state cannot do.** Softmax attention's KV cache keeps every key and value
+# (chapter 05): $2d$ numbers more per token, and any of them can be found again. The linear
+# state is a sum of outer products $\sum_j k_j v_j^\top$ — a *superposition*. Reading it with a
+# stored key $k_i$ gives $v_i (k_i^\top k_i) + \sum_{j \ne i} v_j (k_j^\top k_i)$: the wanted value
+# plus crosstalk from every other pair. In $d$ dimensions at most $d$ keys are orthogonal, so once
+# more than $d$ pairs are stored, the crosstalk must grow. A probe: store $n$ random pairs with unit
+# keys in $d = 16$ dimensions, read each back with its key, and measure the cosine between what is
+# read and what was stored (linear attention with $\phi$ = identity, the cleanest case; softmax
+# attention with a sharp softmax over the stored keys):
+
+# %% [markdown] tags=["lang-zh"]
+# **固定大小的状态做不到什么。** softmax 注意力的 KV 缓存保留了每一个键和值（第 5 章）：每多一个词元就多存 $2d$ 个数，
+# 而且其中任何一个都能再找回来。线性注意力的状态则是外积之和 $\sum_j k_j v_j^\top$——一种*叠加*。
+# 用存进去的某个键 $k_i$ 去读它，得到的是 $v_i (k_i^\top k_i) + \sum_{j \ne i} v_j (k_j^\top k_i)$：
+# 想要的值，加上其他所有键值对带来的串扰。在 $d$ 维空间里最多只有 $d$ 个相互正交的键，
+# 所以一旦存入的键值对超过 $d$ 个，串扰必然增大。做一个探测实验：在 $d = 16$ 维中存入 $n$ 个随机键值对（键为单位向量），
+# 再用每个键把值读出来，测量读出的值与存入的值之间的余弦相似度
+# （线性注意力取 $\phi$ 为恒等映射，这是最干净的情形；softmax 注意力则对存下的键做一个很尖锐的 softmax）：
+
+# %%
+pairs = (4, 8, 16, 32, 64, 128)
+probe = [wl.recall_probe(n, d=16) for n in pairs]
+print(viz.format_table([t("ch09.col.pairs"), t("ch09.col.recall_linear"), t("ch09.col.recall_softmax"),
+                        t("ch09.col.state_numbers"), t("ch09.col.cache_numbers")],
+                       [[n, f"{p['linear']:.3f}", f"{p['softmax']:.3f}", p["state_numbers"], p["cache_numbers"]]
+                        for n, p in zip(pairs, probe, strict=True)]))
+_ = wl.recall_figure(pairs, [p["linear"] for p in probe], [p["softmax"] for p in probe], d=16)
+
+# %% [markdown] tags=["lang-en"]
+# Softmax attention recalls every pair, because its cache grows with them; the linear state stays
+# at 256 numbers and its recall falls as pairs are added — already below 1 with 4 pairs (random
+# keys are not orthogonal), and far lower past $d = 16$. It has to forget. This is the
+# recall/state-size trade-off that *Zoology* and *Based* (Arora et al. 2023, 2024) measure on
+# associative-recall tasks, and chapter 11 trains small models on one
+# (`attnkit.linear.LinearAttention(..., causal=True).recurrent` exposes the state for that probe).
+
+# %% [markdown] tags=["lang-zh"]
+# softmax 注意力能记住每一个键值对，因为它的缓存随之增长；线性注意力的状态始终是 256 个数，
+# 存入的键值对越多，召回越差——只存 4 对时就已经低于 1（随机的键并不正交），超过 $d = 16$ 之后更是低得多。
+# 它不得不遗忘。这正是 *Zoology* 和 *Based*（Arora 等人，2023、2024）在关联召回任务上测量的“召回能力与状态大小”的权衡；
+# 第 11 章会在这样的任务上训练小模型（`attnkit.linear.LinearAttention(..., causal=True).recurrent` 为此暴露了这个状态）。
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. Random features: the Performer
+#
+# Can a feature map reproduce the softmax kernel $\mathrm{SM}(x, y) = \exp(x^\top y)$ itself?
+# Not exactly with finitely many features, but *on average*. Choromanski et al. (2021, Lemma 1):
+# for $w \sim \mathcal N(0, I_d)$,
+#
+# $$\exp(x^\top y) = \mathbb E_w\!\left[e^{w^\top x - \|x\|^2/2}\, e^{w^\top y - \|y\|^2/2}\right],$$
+#
+# so with $m$ random rows $w_1 \dots w_m$, the **positive random features**
+# $\phi^+(x) = m^{-1/2}\big(e^{w_i^\top x - \|x\|^2/2}\big)_{i=1}^m$ give
+# $\phi^+(x)^\top\phi^+(y) \approx \exp(x^\top y)$. The older **trigonometric** features
+# $\phi^{\mathrm{trig}}(x) = m^{-1/2} e^{\|x\|^2/2} (\cos w_i^\top x, \sin w_i^\top x)$ estimate the
+# same kernel. For attention, $x = q/d^{1/4}$, $y = k/d^{1/4}$. The estimates are unbiased; their
+# errors differ (Lemma 2, iid features):
+#
+# $$\mathrm{MSE}^+ = \tfrac{1}{m}\, e^{\|x+y\|^2}\,\mathrm{SM}^2(x,y)\,\big(1 - e^{-\|x+y\|^2}\big),
+# \qquad \mathrm{MSE}^{\mathrm{trig}} = \tfrac{1}{2m}\, e^{\|x+y\|^2}\,\mathrm{SM}^{-2}(x,y)\,\big(1 - e^{-\|x-y\|^2}\big)^2.$$
+#
+# The positive estimator's error carries $\mathrm{SM}^2$: it is small exactly where the kernel is
+# small, as most attention weights are. The trig estimator's carries $\mathrm{SM}^{-2}$. And
+# **orthogonal** random features — blocks of exactly orthogonal rows with Gaussian-like lengths
+# (section 2.4) — lower the error further (Theorem 2). Measured over 400 independent draws of
+# $m = 16$ features in $d = 16$, for three pairs of length 1 at different angles:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 随机特征：Performer
+#
+# 能不能用一个特征映射把 softmax 核 $\mathrm{SM}(x, y) = \exp(x^\top y)$ 本身复现出来？
+# 用有限个特征做不到精确复现，但可以做到*期望意义下*相等。Choromanski 等人（2021，引理 1）：对 $w \sim \mathcal N(0, I_d)$，
+#
+# $$\exp(x^\top y) = \mathbb E_w\!\left[e^{w^\top x - \|x\|^2/2}\, e^{w^\top y - \|y\|^2/2}\right],$$
+#
+# 所以取 $m$ 个随机行 $w_1 \dots w_m$，**正随机特征** $\phi^+(x) = m^{-1/2}\big(e^{w_i^\top x - \|x\|^2/2}\big)_{i=1}^m$
+# 满足 $\phi^+(x)^\top\phi^+(y) \approx \exp(x^\top y)$。更早的**三角函数特征**
+# $\phi^{\mathrm{trig}}(x) = m^{-1/2} e^{\|x\|^2/2} (\cos w_i^\top x, \sin w_i^\top x)$ 估计的是同一个核。
+# 用于注意力时，$x = q/d^{1/4}$，$y = k/d^{1/4}$。两种估计都是无偏的，误差却不同（引理 2，独立同分布的特征）：
+#
+# $$\mathrm{MSE}^+ = \tfrac{1}{m}\, e^{\|x+y\|^2}\,\mathrm{SM}^2(x,y)\,\big(1 - e^{-\|x+y\|^2}\big),
+# \qquad \mathrm{MSE}^{\mathrm{trig}} = \tfrac{1}{2m}\, e^{\|x+y\|^2}\,\mathrm{SM}^{-2}(x,y)\,\big(1 - e^{-\|x-y\|^2}\big)^2.$$
+#
+# 正随机特征的误差带有因子 $\mathrm{SM}^2$：恰好在核函数值小的地方误差也小，而注意力权重大多都很小。
+# 三角函数特征的误差带的却是 $\mathrm{SM}^{-2}$。**正交随机特征**——由若干块严格正交的行组成，行的长度与高斯向量同分布（第 2.4 节）——
+# 还能进一步降低误差（定理 2）。下面在 $d = 16$ 中取 $m = 16$ 个特征，独立抽取 400 次，
+# 对三对长度为 1、夹角不同的向量测量均方误差：
+
+# %%
+rows = []
+for cos in (-0.9, 0.0, 0.9):
+    x, y = wl.pair_at_angle(16, 1.0, cos)
+    rows.append([f"{cos:+.1f}", f"{math.exp(float(x @ y)):.3f}",
+                 f"{wl.lemma2_monte_carlo(x, y, 16, 'positive'):.4f}", f"{wl.lemma2_mse(x, y, 16, 'positive'):.4f}",
+                 f"{wl.lemma2_monte_carlo(x, y, 16, 'trig'):.4f}", f"{wl.lemma2_mse(x, y, 16, 'trig'):.4f}",
+                 f"{wl.lemma2_monte_carlo(x, y, 16, 'positive', orthogonal=True):.4f}"])
+print(viz.format_table([t("ch09.col.cos"), t("ch09.col.sm"), t("ch09.col.pos_mc"), t("ch09.col.pos_th"),
+                        t("ch09.col.trig_mc"), t("ch09.col.trig_th"), t("ch09.col.ort_mc")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The trig columns match Lemma 2 in every row, and so do the positive ones where $x + y$ is short
+# (the first row). Where $\|x + y\|$ is large, the positive estimator's errors are heavy-tailed —
+# rare draws with huge values carry most of the mean — and 400 draws land well away from the
+# closed form, below it or above. The comparison the lemma makes still shows: where the kernel is
+# small (the first row, nearly opposite vectors) the positive features are far more accurate than
+# the trig ones, and where it is large (the last row) the trig features win. The orthogonal
+# positive features come out below Lemma 2's iid value in every row (Theorem 2 compares with it).
+# How the error falls with $m$ ($1/m$, a line of slope −1 on log–log axes), at
+# $\|x\| = \|y\| = 0.5$ and a right angle, where the tails are light:
+
+# %% [markdown] tags=["lang-zh"]
+# 三角函数特征的实测值在每一行都与引理 2 相符；正随机特征则只在 $x + y$ 较短的地方（第一行）相符。
+# 在 $\|x + y\|$ 较大的地方，正随机特征估计的误差是重尾的——少数取值极大的抽样贡献了均值的大部分——
+# 400 次抽样得到的结果会明显偏离闭式表达式，可能偏低，也可能偏高。引理所做的比较依然清楚可见：
+# 核函数值小的地方（第一行，两个向量几乎反向），正随机特征比三角函数特征准确得多；核函数值大的地方（最后一行），三角函数特征更好。
+# 正交的正随机特征在每一行都低于引理 2 给出的独立同分布情形的值（定理 2 正是与它比较）。
+# 下面看误差如何随 $m$ 下降（按 $1/m$ 下降，在双对数坐标中是一条斜率为 −1 的直线），
+# 取 $\|x\| = \|y\| = 0.5$、两者垂直，这时误差的尾部很轻：
+
+# %%
+ms = (4, 8, 16, 32, 64)
+x, y = wl.pair_at_angle(16, 0.5, 0.0)
+labels = {k_: t(f"ch09.kind.{k_}") for k_ in ("positive", "trig", "orthogonal")}
+measured = {labels["positive"]: [wl.lemma2_monte_carlo(x, y, m, "positive", draws=200) for m in ms],
+            labels["trig"]: [wl.lemma2_monte_carlo(x, y, m, "trig", draws=200) for m in ms],
+            labels["orthogonal"]: [wl.lemma2_monte_carlo(x, y, m, "positive", orthogonal=True, draws=200) for m in ms]}
+theory = {labels["positive"]: [wl.lemma2_mse(x, y, m, "positive") for m in ms],
+          labels["trig"]: [wl.lemma2_mse(x, y, m, "trig") for m in ms]}
+print(t("ch09.mse_ratio", a=measured[labels["positive"]][0] / measured[labels["positive"]][-1], m0=ms[0], m1=ms[-1]))
+_ = wl.lemma2_figure(ms, measured, theory, r=0.5)
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. Explore: random-feature attention against the exact softmax
+#
+# The explorer takes 64 queries and keys in $d = 16$ (entries drawn once, then multiplied by the
+# **input scale**), computes the exact softmax attention weights, and the Performer's estimate:
+# $A_{ij} = \phi(q_i)^\top\phi(k_j)$ divided by its row sums. Move the **number of features**, the
+# **feature map** and the **scale**, and toggle **orthogonal** features; the right panel is the
+# absolute error and its title the relative error of the whole matrix. The features are drawn once
+# for each setting and reused, so the pictures only change when you change a control. (On GitHub,
+# the static figure below shows the starting state.)
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 动手探索：随机特征注意力与精确 softmax 的对比
+#
+# 这个交互控件取 $d = 16$ 维中的 64 个查询和键（元素只抽取一次，再乘以**输入尺度**），
+# 算出精确的 softmax 注意力权重，以及 Performer 的估计：$A_{ij} = \phi(q_i)^\top\phi(k_j)$ 除以各行之和。
+# 拖动**特征数**、切换**特征映射**、调节**输入尺度**，并勾选或取消**正交随机特征**；
+# 右边的图是绝对误差，标题里是整个矩阵的相对误差。每组设置下的随机特征只抽取一次、之后重复使用，
+# 所以只有改变控件时图才会变。（在 GitHub 上，下面的静态图展示的是初始状态。）
+
+# %% tags=["nbval-ignore-output"]
+explorer = wl.rf_explorer()
+display(explorer.widget)
+_ = explorer.static()
+
+# %% [markdown] tags=["lang-en"]
+# The same computation, printed for a few settings (orthogonal features):
+
+# %% [markdown] tags=["lang-zh"]
+# 同样的计算，对几组设置打印出来（正交随机特征）：
+
+# %%
+rows = []
+for scale in (0.5, 1.0):
+    for kind in ("positive", "trig"):
+        rows.append([f"{scale:.1f}", t(f"ch09.kind.{kind}")]
+                    + [f"{wl.rf_attention(m, kind, scale)['rel']:.3f}" for m in (16, 256, 4096)])
+print(viz.format_table([t("ch09.col.scale"), t("ch09.col.kind"), "m = 16", "m = 256", "m = 4096"], rows))
+
+# %% [markdown] tags=["lang-en"]
+# At input scale 0.5 both maps improve with more features and the trig map is the more accurate:
+# the scores are small, the kernel values are close to 1, the regime where Lemma 2 favours it. At
+# scale 1.0 the trig estimate falls apart — its row sums can come close to zero or turn negative,
+# and dividing by them blows the error up — while the positive estimate stays a weighted average
+# (every feature is positive) but needs far more features: its variance grows like
+# $e^{\|x+y\|^2}$ and $\|x\|^2$ grows with the square of the scale. This is why FAVOR+ uses
+# positive orthogonal features, and why the Performer works best when queries and keys are kept
+# small.
+#
+# `attnkit.linear.performer_attention(q, k, v, projection=None, nb_features=..., kind=..., causal=...)`
+# does the same on `(B, H, N, d)` tensors; the projection can be passed in (reproducible,
+# comparable with other code) or is drawn from `seed`. It equals the attention of its explicit
+# random-feature kernel, and approaches softmax attention as $m$ grows:
+
+# %% [markdown] tags=["lang-zh"]
+# 输入尺度为 0.5 时，两种映射都随特征数增加而变好，而且三角函数特征更准：分数很小，核函数值接近 1，
+# 正是引理 2 中对它有利的区间。尺度为 1.0 时，三角函数特征的估计崩溃了——它的行和可能接近零甚至变成负数，
+# 除以这样的数会让误差爆炸；正随机特征的估计仍然是一个加权平均（每个特征都为正），但需要多得多的特征：
+# 它的方差按 $e^{\|x+y\|^2}$ 增长，而 $\|x\|^2$ 随尺度的平方增长。这就是为什么 FAVOR+ 使用正交的正随机特征，
+# 也是为什么查询和键保持较小时 Performer 效果最好。
+#
+# `attnkit.linear.performer_attention(q, k, v, projection=None, nb_features=..., kind=..., causal=...)`
+# 在形状为 `(B, H, N, d)` 的张量上做同样的计算；投影矩阵可以从外部传入（结果可复现，也便于与其他代码比较），
+# 否则按 `seed` 抽取。它等于由显式随机特征核矩阵算出的注意力，并且随着 $m$ 增大而趋近 softmax 注意力：
+
+# %%
+qp, kp, vp = (0.5 * torch.randn(1, 2, 128, 16, dtype=torch.float64) for _ in range(3))
+w = L.orthogonal_random_features(64, 16, seed=1, dtype=torch.float64)
+fq, fk = L.favor_features(qp / 16 ** 0.25, w), L.favor_features(kp / 16 ** 0.25, w)
+Ap = fq @ fk.transpose(-2, -1)  # the explicit (N, N) random-feature kernel
+print(t("ch09.eq_quadratic", ok=torch.allclose(L.performer_attention(qp, kp, vp, w), (Ap @ vp) / Ap.sum(-1, keepdim=True))))
+ref = F.scaled_dot_product_attention(qp, kp, vp)
+for m in (16, 256, 4096):
+    out = L.performer_attention(qp, kp, vp, nb_features=m, seed=1)
+    print(t("ch09.performer_error", m=m, err=((out - ref).norm() / ref.norm()).item()))
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. Low rank: Linformer
+#
+# Wang et al. (2020) observe that trained attention matrices are close to low rank: a few
+# singular values carry most of their spectrum (their Figure 1). If so, the $N$ keys and values
+# can be projected down to $k \ll N$ rows with learned matrices $E, F$ (eq. 7):
+#
+# $$\mathrm{head} = \mathrm{softmax}\!\left(\frac{Q (E^\top K)^\top}{\sqrt d}\right) F^\top V,
+# \qquad E, F \in \mathbb R^{N \times k},$$
+#
+# an $N \times k$ score matrix instead of $N \times N$. How low-rank is a softmax attention matrix
+# that nobody trained? The share of the singular values' sum carried by the largest 128 of 512,
+# for random $q, k$ at three input scales:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 低秩：Linformer
+#
+# Wang 等人（2020）观察到，训练好的注意力矩阵接近低秩：少数几个奇异值就占了谱的大部分（论文图 1）。
+# 如果是这样，就可以用学到的矩阵 $E, F$ 把 $N$ 个键和值投影成 $k \ll N$ 行（式 7）：
+#
+# $$\mathrm{head} = \mathrm{softmax}\!\left(\frac{Q (E^\top K)^\top}{\sqrt d}\right) F^\top V,
+# \qquad E, F \in \mathbb R^{N \times k},$$
+#
+# 分数矩阵只有 $N \times k$，而不是 $N \times N$。那么，一个没有经过训练的 softmax 注意力矩阵有多接近低秩？
+# 对随机的 $q, k$，在三种输入尺度下，看 512 个奇异值中最大的 128 个占奇异值之和的比例：
+
+# %%
+spectra = {s: wl.attention_spectrum(512, 64, s) for s in (0.5, 1.0, 3.0)}
+for s, c in spectra.items():
+    print(t("ch09.spectrum", s=s, share=c[127].item(), half=int((c < 0.5).sum()) + 1))
+_ = wl.spectrum_figure(spectra, 512)
+
+# %% [markdown] tags=["lang-en"]
+# Random attention is *not* very low-rank — the sharper the softmax (larger scale), the flatter
+# the spectrum. The low rank Linformer relies on comes from training. And the projection has to
+# be *learned*, not drawn: a random Gaussian $E = F$ mixes all positions, so the softmax over the
+# $k$ mixed keys has little to do with the one over the real keys. A fixed projection that
+# matches the inputs — here, averaging 4 neighbouring tokens, on inputs that vary slowly along
+# the sequence — does much better. That is what training finds:
+
+# %% [markdown] tags=["lang-zh"]
+# 随机的注意力矩阵*并不*怎么低秩——softmax 越尖锐（尺度越大），谱越平坦。Linformer 所依赖的低秩性来自训练。
+# 而且投影矩阵必须是*学出来的*，而不是随机抽取的：随机高斯矩阵 $E = F$ 会把所有位置混在一起，
+# 对 $k$ 个混合后的键做 softmax，与对真实的键做 softmax 几乎没有关系。
+# 一个与输入相匹配的固定投影——这里是把相邻的 4 个词元取平均，输入则沿序列缓慢变化——效果要好得多。训练找到的正是这样的投影：
+
+# %%
+n, kk = 512, 128
+qs, ks, vs = wl.smooth_qkv(n, 32)
+qr, kr, vr = wl.noise_qkv(n, 32)
+g = torch.Generator().manual_seed(0)
+E_random = torch.randn(n, kk, generator=g, dtype=torch.float64) / math.sqrt(kk)
+E_pool = torch.zeros(n, kk, dtype=torch.float64)
+E_pool[torch.arange(n), torch.arange(n) // (n // kk)] = kk / n  # mean of 4 neighbours
+
+
+def rel_error(out, ref):
+    return ((out - ref).norm() / ref.norm()).item()
+
+
+for name, (qq, kq, vq) in ((t("ch09.inputs.noise"), (qr, kr, vr)), (t("ch09.inputs.smooth"), (qs, ks, vs))):
+    ref = L.softmax_attention(qq, kq, vq)
+    print(t("ch09.linformer_error", inputs=name,
+            random=rel_error(L.linformer_attention(qq, kq, vq, E_random, E_random), ref),
+            pool=rel_error(L.linformer_attention(qq, kq, vq, E_pool, E_pool), ref)))
+
+# %% [markdown] tags=["lang-en"]
+# The module `attnkit.linear.LinformerAttention(embed_dim, num_heads, seq_len, k, share=...)`
+# holds learned $E, F$: one pair per head (`share="none"`), one pair for all heads
+# (`"headwise"`), or one matrix for both keys and values (`"kv"`); passing the same parameter to
+# several layers shares it layer-wise (the paper's section 4). It cannot be causal: every
+# projected row mixes all positions, future ones included.
+
+# %% [markdown] tags=["lang-zh"]
+# 模块 `attnkit.linear.LinformerAttention(embed_dim, num_heads, seq_len, k, share=...)` 保存学到的 $E, F$：
+# 可以每个头一对（`share="none"`）、所有头共用一对（`"headwise"`），或者键和值共用同一个矩阵（`"kv"`）；
+# 把同一个参数传给多个层，就实现了跨层共享（论文第 4 节）。它不能做因果注意力：投影后的每一行都混合了所有位置，包括未来的位置。
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. Landmarks: Nyströmformer
+#
+# The Nyström method approximates a large matrix from a few of its rows and columns. Xiong et al.
+# (2021) pick $m$ **landmarks**: $\tilde Q, \tilde K$ are the means of $m$ consecutive segments of
+# the queries and keys (section 3.3), and (eq. 13)
+#
+# $$\mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt d}\right) V \approx
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{Q\tilde K^\top}{\sqrt d}\right)}_{N \times m}
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q\tilde K^\top}{\sqrt d}\right)^{+}}_{m \times m}
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q K^\top}{\sqrt d}\right)}_{m \times N} V.$$
+#
+# The Moore–Penrose pseudo-inverse $A^+$ of the middle matrix is computed by an iteration that
+# needs only matrix products (eq. 14): $Z_0 = A^\top / (\|A\|_1 \|A\|_\infty)$, then
+# $Z \leftarrow \tfrac14 Z\,(13I - AZ(15I - AZ(7I - AZ)))$, six times. $\|A\|_1$ is the largest
+# column sum and $\|A\|_\infty$ the largest row sum, both taken over *that* matrix; the official
+# code takes one maximum over the whole batch and all heads, which makes each head's result depend
+# on the others — attnkit takes it per matrix. When $m$ does not divide $N$, attnkit pads the end
+# with zero rows, and each mean is taken over the segment's real tokens only (a segment that would
+# hold only padding is refused).
+#
+# With $m = N$ every token is its own landmark, the three matrices are the same $A$, and
+# $A A^+ A = A$: the exact softmax attention. The iteration gets there only with enough steps:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 地标点：Nyströmformer
+#
+# Nyström 方法用一个大矩阵的少数几行几列来近似它。Xiong 等人（2021）选取 $m$ 个**地标点**：
+# $\tilde Q, \tilde K$ 是把查询和键分成 $m$ 个连续分段后各段的均值（第 3.3 节），并且（式 13）
+#
+# $$\mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt d}\right) V \approx
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{Q\tilde K^\top}{\sqrt d}\right)}_{N \times m}
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q\tilde K^\top}{\sqrt d}\right)^{+}}_{m \times m}
+# \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q K^\top}{\sqrt d}\right)}_{m \times N} V.$$
+#
+# 中间矩阵的 Moore–Penrose 伪逆 $A^+$ 用一个只需矩阵乘法的迭代来计算（式 14）：$Z_0 = A^\top / (\|A\|_1 \|A\|_\infty)$，
+# 然后 $Z \leftarrow \tfrac14 Z\,(13I - AZ(15I - AZ(7I - AZ)))$，迭代六次。$\|A\|_1$ 是最大的列和，$\|A\|_\infty$ 是最大的行和，
+# 两者都只在*这一个*矩阵上取；官方代码对整个批次和所有头取同一个最大值，于是每个头的结果都依赖于其他头——attnkit 对每个矩阵分别取。
+# 当 $m$ 不能整除 $N$ 时，attnkit 在序列末尾补零行，每个均值只对分段中真实的词元求平均（如果某一段全是补上的零，就报错拒绝）。
+#
+# 当 $m = N$ 时，每个词元都是自己的地标点，三个矩阵都是同一个 $A$，而 $A A^+ A = A$：这就是精确的 softmax 注意力。
+# 迭代法则要迭代足够多次才能做到：
+
+# %%
+qn, kn, vn = torch.randn(64, 16, dtype=torch.float64), torch.randn(64, 16, dtype=torch.float64), torch.randn(64, 8, dtype=torch.float64)
+ref = F.scaled_dot_product_attention(qn, kn, vn)
+print(t("ch09.nystrom_full", how=t("ch09.exact_pinv"), err=rel_error(L.nystrom_attention(qn, kn, vn, 64, exact_pinv=True), ref)))
+for it in (6, 20):
+    print(t("ch09.nystrom_full", how=t("ch09.iterations", n=it),
+            err=rel_error(L.nystrom_attention(qn, kn, vn, 64, pinv_iterations=it), ref)))
+
+# %% [markdown] tags=["lang-en"]
+# With fewer landmarks, the approximation is only as good as the landmarks are representative.
+# On inputs that vary slowly along the sequence, neighbouring tokens are alike and a segment mean
+# stands for its segment; on i.i.d. noise a segment mean stands for nothing. The relative error
+# of the output for $N = 256$, $d = 32$, with the exact pseudo-inverse and with six iterations:
+
+# %% [markdown] tags=["lang-zh"]
+# 地标点更少时，近似的好坏取决于地标点有多大的代表性。在沿序列缓慢变化的输入上，相邻的词元彼此相似，一个分段的均值足以代表这一段；
+# 在独立同分布的噪声上，分段均值什么也代表不了。取 $N = 256$、$d = 32$，分别用精确伪逆和迭代六次，输出的相对误差如下：
+
+# %%
+ms = (4, 8, 16, 32, 64)
+qs, ks, vs = wl.smooth_qkv(256, 32)
+qr, kr, vr = wl.noise_qkv(256, 32)
+curves = {}
+for inputs, (qq, kq, vq) in (("smooth", (qs, ks, vs)), ("noise", (qr, kr, vr))):
+    for pinv, its in (("exact_pinv", None), ("iter_pinv", 6)):
+        label = t("linear.fig.curve", inputs=t(f"linear.fig.{inputs}"), pinv=t(f"linear.fig.{pinv}", n=6) if its else t("linear.fig.exact_pinv"))
+        curves[label] = wl.nystrom_errors(qq, kq, vq, ms, its)
+print(viz.format_table([t("ch09.col.curve")] + [f"m = {m}" for m in ms],
+                       [[label] + [f"{e:.4f}" for e in errs] for label, errs in curves.items()]))
+_ = wl.nystrom_figure(ms, curves, 256)
+
+# %% [markdown] tags=["lang-en"]
+# On smooth inputs, the exact pseudo-inverse drives the error down fast once there are enough
+# landmarks, while six iterations level off: the iteration has not converged, and its remaining
+# error sets a floor. With very few landmarks the exact pseudo-inverse of a nearly singular
+# $m \times m$ matrix amplifies every small error, and there the iteration — which never gets far
+# from its well-scaled start — is the safer of the two. On noise, no number of landmarks below $N$
+# helps much, and the exact pseudo-inverse makes things worse. Nyströmformer's official code also
+# adds a depthwise convolution of $V$ to the output, a residual that hides part of this error;
+# attnkit offers it as an option (`NystromAttention(..., residual_conv_kernel=33)`), off by default,
+# so what you measure is the approximation itself.
+
+# %% [markdown] tags=["lang-zh"]
+# 在平滑输入上，一旦地标点足够多，精确伪逆会让误差迅速下降，而迭代六次的误差则趋于平稳：迭代还没有收敛，剩下的误差构成了一个下限。
+# 地标点非常少时，对一个接近奇异的 $m \times m$ 矩阵求精确伪逆，会把每个小误差都放大；这时迭代法——它永远不会离尺度良好的初始值太远——反而是两者中更稳妥的。
+# 在噪声输入上，只要地标点少于 $N$，再多也帮不了多少，精确伪逆还会让结果更糟。
+# Nyströmformer 的官方代码还会在输出上加一个对 $V$ 的逐通道（depthwise）卷积，这个残差项掩盖了一部分误差；
+# attnkit 把它作为可选项提供（`NystromAttention(..., residual_conv_kernel=33)`），默认关闭，这样你测到的就是近似本身的误差。
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. cosFormer and efficient attention
+#
+# cosFormer (Qin et al. 2022) keeps ReLU features and adds a locality bias: pairs far apart count
+# less, through $\mathrm{sim}(q_i, k_j) = \mathrm{ReLU}(q_i)^\top\mathrm{ReLU}(k_j)\,\cos\!\big(\tfrac{\pi}{2}\tfrac{i-j}{M}\big)$.
+# That looks like it needs every pair $(i, j)$ again, but $\cos(a - b) = \cos a\cos b + \sin a \sin b$
+# splits it into two linear attentions, with features $\mathrm{ReLU}(x_i)\cos\tfrac{\pi i}{2M}$ and
+# $\mathrm{ReLU}(x_i)\sin\tfrac{\pi i}{2M}$ (eqs. 10–12). Positions run from 1, as in the official
+# code. Without a mask $M = \max(N_q, N_k)$. With a causal mask $M$ must be fixed in advance
+# (`max_len`): if $M$ grew with the sequence, the weight between two early tokens would change
+# when a later token arrives. Checked against the explicit $N \times N$ form, and the causal output
+# of a prefix against the same prefix inside a longer sequence:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. cosFormer 与高效注意力
+#
+# cosFormer（Qin 等人，2022）沿用 ReLU 特征，再加上一个局部性偏置：相距越远的两个位置权重越小，即
+# $\mathrm{sim}(q_i, k_j) = \mathrm{ReLU}(q_i)^\top\mathrm{ReLU}(k_j)\,\cos\!\big(\tfrac{\pi}{2}\tfrac{i-j}{M}\big)$。
+# 这看起来又需要逐对计算 $(i, j)$，但 $\cos(a - b) = \cos a\cos b + \sin a \sin b$ 把它拆成了两个线性注意力，
+# 特征分别是 $\mathrm{ReLU}(x_i)\cos\tfrac{\pi i}{2M}$ 和 $\mathrm{ReLU}(x_i)\sin\tfrac{\pi i}{2M}$（式 10–12）。
+# 与官方代码一样，位置从 1 开始编号。没有掩码时 $M = \max(N_q, N_k)$。有因果掩码时 $M$ 必须事先固定（`max_len`）：
+# 如果 $M$ 随序列变长，那么一个较晚的词元到来时，两个较早词元之间的权重就会改变。
+# 下面与显式的 $N \times N$ 形式比较，并检查一个前缀的因果输出与同一前缀放在更长序列中时的输出是否一致：
+
+# %%
+qc, kc, vc = torch.randn(1, 40, 8), torch.randn(1, 40, 8), torch.randn(1, 40, 4)
+for causal in (False, True):
+    M = 64 if causal else 40
+    Ac = (F.relu(qc) @ F.relu(kc).transpose(-2, -1)) * L.cosformer_weights(40, 40, M).float()
+    if causal:
+        Ac = Ac.tril()
+    out = L.cosformer_attention(qc, kc, vc, causal=causal, max_len=64 if causal else None)
+    print(t("ch09.cos_explicit", causal=causal, ok=torch.allclose(out, (Ac @ vc) / Ac.sum(-1, keepdim=True), atol=1e-5)))
+short = L.cosformer_attention(qc[:, :25], kc[:, :25], vc[:, :25], causal=True, max_len=64)
+print(t("ch09.cos_prefix", ok=torch.equal(short, L.cosformer_attention(qc, kc, vc, causal=True, max_len=64)[:, :25])))
+
+# %% [markdown] tags=["lang-en"]
+# Shen et al.'s **efficient attention** (2021) is another linear form:
+# $\mathrm{softmax}_{\text{features}}(Q)\,\big(\mathrm{softmax}_{\text{sequence}}(K)^\top V\big)$.
+# Its key map is a softmax *over the sequence*, so it is not a per-token feature map (adding a
+# token changes every key's weights) and it has no causal form; attnkit gives it its own function:
+
+# %% [markdown] tags=["lang-zh"]
+# Shen 等人提出的**高效注意力**（efficient attention，2021）是另一种线性形式：
+# $\mathrm{softmax}_{\text{特征}}(Q)\,\big(\mathrm{softmax}_{\text{序列}}(K)^\top V\big)$。
+# 它对键的映射是*沿序列*做 softmax，所以不是逐词元的特征映射（多一个词元，所有键的权重都会变），也没有因果形式；
+# attnkit 为它单独提供了一个函数：
+
+# %%
+explicit = torch.softmax(qc, -1) @ torch.softmax(kc, -2).transpose(-2, -1)  # (N, N), for checking only
+print(t("ch09.eq_quadratic", ok=torch.allclose(L.efficient_attention(qc, kc, vc), explicit @ vc, atol=1e-6)))
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. What it costs, measured
+#
+# For one head of width $d$ and $N$ tokens (multiply-adds counted as 2 FLOPs): softmax attention
+# needs $4N^2 d$ FLOPs and an $N \times N$ score matrix. Kernel linear attention needs about
+# $4Nd^2$ and a $d \times d$ state; the Performer about $4Nmd + 4Nmd$ for $m$ features; Linformer
+# about $8Nkd$ and an $N \times k$ matrix; Nyströmformer about $8Nmd$ plus $O(m^3)$ for the
+# pseudo-inverse and two $N \times m$ matrices; cosFormer is linear attention with $2d$ features.
+# `attnkit.linear.attention_cost` has the formulas; at $N = 4096$, $d = 64$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 开销：实测
+#
+# 对宽度为 $d$ 的单个头、$N$ 个词元（一次乘加算 2 次浮点运算）：softmax 注意力需要 $4N^2 d$ 次浮点运算和一个 $N \times N$ 的分数矩阵。
+# 核函数线性注意力大约需要 $4Nd^2$ 次和一个 $d \times d$ 的状态；有 $m$ 个特征的 Performer 大约需要 $4Nmd + 4Nmd$ 次；
+# Linformer 大约需要 $8Nkd$ 次和一个 $N \times k$ 的矩阵；Nyströmformer 大约需要 $8Nmd$ 次，外加伪逆的 $O(m^3)$ 和两个 $N \times m$ 的矩阵；
+# cosFormer 则是特征数为 $2d$ 的线性注意力。`attnkit.linear.attention_cost` 给出了这些公式；取 $N = 4096$、$d = 64$：
+
+# %%
+N_COST, D_COST = 4096, 64
+PARAMS = {"softmax": None, "linear": None, "performer": 256, "linformer": 256, "nystrom": 64, "cosformer": None}
+rows = []
+for method, m in PARAMS.items():
+    c = L.attention_cost(method, N_COST, D_COST, m=m)
+    rows.append([t(f"ch09.method.{method}"), "-" if m is None else m, f"{c['flops'] / 1e9:.3f}",
+                 f"{c['extra_bytes'] / 2**20:.2f}", "-" if c["state_bytes"] is None else f"{c['state_bytes'] / 2**10:.1f}"])
+print(viz.format_table([t("ch09.col.method"), "m / k", t("ch09.col.gflops"), t("ch09.col.extra_mib"),
+                        t("ch09.col.state_kib")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# FLOPs are not time. The next cell times every method against PyTorch's fused SDPA for one head
+# of width 64, not causal, at $N$ = 256, 1024 and 4096 (one thread, round-robin, medians), plus
+# the causal pair: chunked causal linear attention against SDPA with `is_causal=True`. The
+# crossover — the first measured $N$ where a method is faster than SDPA — is printed from the
+# numbers; run it on your machine and it may move. (The benchmark `benchmarks/bench_linear.py`
+# goes to 16k tokens.)
+
+# %% [markdown] tags=["lang-zh"]
+# 浮点运算次数并不等于时间。下一个单元格对宽度为 64 的单个头、不带因果掩码，在 $N$ = 256、1024 和 4096 时，
+# 把每种方法与 PyTorch 的融合 SDPA 对比计时（单线程、轮流计时、取中位数），另外再比较一对因果版本：
+# 分块的因果线性注意力与 `is_causal=True` 的 SDPA。交叉点——实测中某种方法第一次比 SDPA 快的那个 $N$——由代码根据测得的数字打印出来；
+# 在你的机器上运行，它可能会变。（基准脚本 `benchmarks/bench_linear.py` 会测到 16k 个词元。）
+
+# %%
+def methods(n, d=64):
+    """name -> a function of (q, k, v) for one head (1, 1, n, d); Linformer gets fixed E, F."""
+    E = torch.randn(n, min(256, n)) / 16
+    w = L.orthogonal_random_features(256, d, seed=0)
+    return {
+        "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+        "softmax": lambda q, k, v: L.softmax_attention(q, k, v),
+        "linear": lambda q, k, v: L.linear_attention(q, k, v),
+        "performer": lambda q, k, v: L.performer_attention(q, k, v, w),
+        "linformer": lambda q, k, v: L.linformer_attention(q, k, v, E, E),
+        "nystrom": lambda q, k, v: L.nystrom_attention(q, k, v, 64),
+        "cosformer": lambda q, k, v: L.cosformer_attention(q, k, v),
+        "sdpa_causal": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        "linear_causal": lambda q, k, v: L.linear_attention(q, k, v, causal=True),
+    }
+
+
+NS = (256, 1024, 4096)
+inputs = {n: tuple(torch.randn(1, 1, n, 64) for _ in range(3)) for n in NS}
+
+# %% tags=["nbval-ignore-output"]
+times = {}
+with one_thread():
+    for n in NS:
+        fns = methods(n)
+        med = round_robin_medians({name: (lambda f=f: f(*inputs[n])) for name, f in fns.items()}, repeats=5)
+        times[n] = {name: s * 1e3 for name, s in med.items()}
+names = list(methods(256))
+print(viz.format_table([t("ch09.col.method")] + [f"N = {n} (ms)" for n in NS],
+                       [[t(f"ch09.method.{name}")] + [f"{times[n][name]:.2f}" for n in NS] for name in names]))
+for name in names:
+    if name in ("sdpa", "sdpa_causal"):
+        continue
+    base = "sdpa_causal" if name.endswith("_causal") else "sdpa"
+    first = next((n for n in NS if times[n][name] < times[n][base]), None)
+    print(t("ch09.crossover", method=t(f"ch09.method.{name}"), n=first) if first
+          else t("ch09.no_crossover", method=t(f"ch09.method.{name}"), n=NS[-1]))
+_ = wl.time_figure(NS, {t(f"ch09.method.{name}"): [times[n][name] for n in NS] for name in names}, d=64)
+
+# %% [markdown] tags=["lang-en"]
+# Memory is measured the same way for every method, with chapter 07's `measure_peak_bytes`: the
+# bytes of the tensors torch creates during the call, op by op. PyTorch's fused CPU SDPA kernel
+# allocates its scratch space inside one operation, where no such counter can see it, so the
+# softmax row is the math path (`softmax_attention`, which builds the $N \times N$ matrix). These
+# numbers do not depend on the machine, so the tests compare them:
+
+# %% [markdown] tags=["lang-zh"]
+# 内存对每种方法都用同样的方式测量，即第 7 章的 `measure_peak_bytes`：逐个运算统计调用期间 torch 创建的张量所占的字节数。
+# PyTorch 在 CPU 上的融合 SDPA 算子在单个运算内部分配临时空间，这类计数器看不到，
+# 所以 softmax 这一行测的是数学路径（`softmax_attention`，它会构造 $N \times N$ 的矩阵）。
+# 这些数字与机器无关，所以测试会比对它们：
+
+# %%
+rows = []
+for name in names:
+    if name in ("sdpa", "sdpa_causal"):
+        continue
+    peaks = [measure_peak_bytes(methods(n)[name], *inputs[n])[1] / 2**20 for n in NS]
+    rows.append([t(f"ch09.method.{name}")] + [f"{p:.2f}" for p in peaks] + [f"{peaks[-1] / peaks[-2]:.1f}"])
+print(viz.format_table([t("ch09.col.method")] + [f"N = {n} (MiB)" for n in NS] + [t("ch09.col.growth")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The last column is the growth from $N = 1024$ to $4096$: about 16× for the math path (the
+# $N \times N$ matrix), about 4× — linear — for the others.
+
+# %% [markdown] tags=["lang-zh"]
+# 最后一列是从 $N = 1024$ 到 $4096$ 的增长倍数：数学路径约为 16 倍（$N \times N$ 的矩阵），其余方法约为 4 倍——线性增长。
+
+# %% [markdown] tags=["lang-en"]
+# ## 9. Pitfalls
+#
+# **Exponential features in half precision.** float16's range is small: $e^x$ overflows to
+# `inf` for quite moderate $x$, and is rounded to zero for moderately negative $x$ (the
+# thresholds are printed below). The trig map multiplies by $e^{\|x\|^2/2}$: with queries a few
+# times larger than unit variance it overflows, and `inf / inf` is NaN. The positive map
+# $e^{w^\top x - \|x\|^2/2}$ can *underflow* in every feature of a token, and then the
+# denominator is $0$. The max-subtraction stabiliser (subtract each token's largest exponent, a
+# factor that cancels in the normalisation) keeps every feature in $(0, 1]$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 9. 常见陷阱
+#
+# **半精度下的指数特征。** float16 的表示范围很小：$x$ 并不算大时 $e^x$ 就会溢出成 `inf`，
+# $x$ 是不太大的负数时 $e^x$ 就会被舍入为零（阈值见下面的输出）。三角函数映射要乘以 $e^{\|x\|^2/2}$：查询比单位方差大几倍时，它就会溢出，
+# 而 `inf / inf` 是 NaN。正随机特征 $e^{w^\top x - \|x\|^2/2}$ 则可能让某个词元的所有特征都*下溢*为零，这时分母就是 $0$。
+# 减最大值的稳定化技巧（减去每个词元自己最大的指数，这个因子在归一化时会被约掉）让每个特征都落在 $(0, 1]$ 之内：
+
+# %%
+fi = torch.finfo(torch.float16)
+print(t("ch09.half_limits", big=fi.max, over=math.log(fi.max), under=math.log(fi.tiny), zero=math.log(2.0**-25)))
+wh = L.orthogonal_random_features(64, 64, seed=0).half()
+xh = (4 * torch.randn(8, 64) / 64 ** 0.25).half()  # queries of standard deviation 4, scaled by d^-1/4
+for kind in ("trig", "positive"):
+    raw = L.favor_features(xh, wh, kind)
+    a = raw @ raw.T
+    row = a / a.sum(-1, keepdim=True)
+    stab = L.favor_features(xh, wh, kind, stabilise=True)
+    print(t("ch09.half_nan", kind=t(f"ch09.kind.{kind}"), inf=raw.isinf().any().item(),
+            zero_rows=int((raw == 0).all(-1).sum()), nan=row.isnan().any().item(),
+            stab_ok=bool(torch.isfinite(stab).all() and (stab.abs().amax(-1) > 0).all())))
+
+# %% [markdown] tags=["lang-en"]
+# **A denominator near zero.** With ReLU features a query with no positive entry has
+# $\phi(q) = 0$: numerator and denominator are both 0. With trig features the denominator can be
+# any sign. attnkit floors the denominator at `eps` (`max(den, eps)`, default $10^{-6}$), so an
+# all-zero row gives zeros, never NaN; adding `eps` instead (as some code does) would give the
+# same here but changes every row slightly:
+
+# %% [markdown] tags=["lang-zh"]
+# **趋于零的分母。** 用 ReLU 特征时，一个没有正分量的查询满足 $\phi(q) = 0$：分子和分母都是 0。用三角函数特征时，分母可正可负。
+# attnkit 把分母的下限设为 `eps`（`max(den, eps)`，默认 $10^{-6}$），于是全零的行得到的是零，而不是 NaN；
+# 如果改成把 `eps` 加到分母上（有些代码这样做），这里结果相同，但每一行都会被轻微改变：
+
+# %%
+qz, kz, vz = torch.randn(4, 8), torch.randn(6, 8), torch.randn(6, 3)
+qz[0] = -qz[0].abs() - 0.1  # a query with no positive entry: relu(q_0) = 0
+num, den = F.relu(qz) @ (F.relu(kz).T @ vz), F.relu(qz) @ F.relu(kz).sum(0)
+print(t("ch09.zero_den", den=den[0].item(), naive=(num / den[:, None])[0].isnan().any().item(),
+        floored=L.linear_attention(qz, kz, vz, "relu")[0].tolist()))
+
+# %% [markdown] tags=["lang-en"]
+# **A causal mode that peeks at the future.** The Performer stabiliser for keys is usually one
+# maximum over *all* positions, and some code adds a small `eps` to every feature. Both are
+# harmless without a mask. With a causal mask they are not: the maximum now depends on later keys,
+# and with `eps` inside, rescaling the features changes their ratio to `eps` — so changing the
+# *last* key changes *every* output. attnkit's causal mode uses only keys at or before each query: a
+# running maximum, with the prefix sums rescaled whenever it grows (chapter 03's online softmax
+# once more). Changing the last key, then measuring the largest relative change of the earlier rows:
+
+# %% [markdown] tags=["lang-zh"]
+# **偷看未来的因果模式。** Performer 对键的稳定化通常是在*所有*位置上取一个最大值，有些代码还给每个特征加一个小的 `eps`。
+# 没有掩码时这两者都无害。有因果掩码时就不是了：最大值现在取决于后面的键；而特征里带着 `eps` 时，
+# 重新缩放特征会改变它们与 `eps` 的比例——于是改变*最后一个*键，会改变*每一个*输出。
+# attnkit 的因果模式只用每个查询当前及之前的键：维护一个当前最大值，每当它变大时就重新缩放前缀和（又是第 3 章的在线 softmax）。
+# 改变最后一个键，然后测量前面各行的最大相对变化：
+
+# %%
+qf, kf, vf = torch.randn(1, 1, 48, 16), torch.randn(1, 1, 48, 16), torch.randn(1, 1, 48, 8)
+wf = L.orthogonal_random_features(32, 16, seed=3)
+kf2 = kf.clone()
+kf2[..., -1, :] = wf[wf.norm(dim=1).argmax()] * 16 ** 0.25  # a new last key with the largest exponent of all
+
+
+def global_stabiliser(q, k, v, w, eps=1e-4):  # the common causal implementation, written out
+    s = q.shape[-1] ** -0.25
+    lq, lk = ((x * s) @ w.T - (x * s).pow(2).sum(-1, keepdim=True) / 2 for x in (q, k))
+    fq, fk = torch.exp(lq - lq.amax(-1, keepdim=True)) + eps, torch.exp(lk - lk.amax()) + eps  # max over all keys
+    a = torch.tril(fq @ fk.transpose(-2, -1))
+    return (a @ v) / a.sum(-1, keepdim=True)
+
+
+def change(f):
+    a, b = f(qf, kf, vf, wf), f(qf, kf2, vf, wf)
+    return ((a - b)[..., :-1, :].abs() / a[..., :-1, :].abs()).max().item()
+
+
+print(t("ch09.peek", name=t("ch09.peek_global"), x=change(global_stabiliser)))
+print(t("ch09.peek", name=t("ch09.peek_running"), x=change(lambda q, k, v, w: L.performer_attention(q, k, v, w, causal=True))))
+
+# %% [markdown] tags=["lang-en"]
+# **Redrawing random features between training and evaluation.** The random projection is part
+# of the model: a layer trained with one draw computes a different function with another. Some
+# implementations redraw the features every few steps of training (as a regulariser); whatever is
+# done in training, evaluation must use the projection the weights were trained with, and a
+# checkpoint must save it. `PerformerAttention` keeps it in a buffer (saved in the state dict,
+# identical in `train()` and `eval()`), and redraws only when asked:
+
+# %% [markdown] tags=["lang-zh"]
+# **训练和评估之间重新抽取随机特征。** 随机投影是模型的一部分：用一组抽样训练出来的层，换一组抽样就成了另一个函数。
+# 有些实现在训练中每隔几步重新抽取特征（作为一种正则化）；不管训练时怎么做，评估时都必须使用与权重配套的那个投影，
+# 检查点也必须保存它。`PerformerAttention` 把它放在一个 buffer 里（会存进 state dict，`train()` 和 `eval()` 下完全相同），
+# 只有明确要求时才重新抽取：
+
+# %%
+torch.manual_seed(0)
+layer = L.PerformerAttention(32, 2, nb_features=16)
+xl = torch.randn(1, 20, 32)
+before = layer.train()(xl)
+print(t("ch09.redraw_eval", ok=torch.equal(layer.eval()(xl), before), saved="projection" in layer.state_dict()))
+layer.redraw(seed=1)
+print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).item()))
+
+# %% [markdown] tags=["lang-en"]
+# ## 10. Exercises
+#
+# **Exercise 1 (the RNN step).** With $\phi(x) = \mathrm{elu}(x) + 1$, write one step of section
+# 2's recurrence: given the state `s` `(M, Dv)` and `z` `(M,)` of the tokens before, and the
+# current `q_t`, `k_t` `(D,)`, `v_t` `(Dv,)`, return `(out_t, s_new, z_new)`. Floor the
+# denominator at `1e-6`. Do not call `attnkit.linear`.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 10. 练习
+#
+# **练习 1**（RNN 的一步）：取 $\phi(x) = \mathrm{elu}(x) + 1$，写出第 2 节递推的一步：给定此前各词元的状态 `s` `(M, Dv)` 和 `z` `(M,)`，
+# 以及当前的 `q_t`、`k_t` `(D,)`、`v_t` `(Dv,)`，返回 `(out_t, s_new, z_new)`。分母的下限取 `1e-6`。不要调用 `attnkit.linear`。
+
+# %%
+from attnkit.exercises import show_hint
+from attnkit.exercises.ch09 import (
+    check_causal_linear,
+    check_landmarks,
+    check_positive_features,
+    check_q1,
+    check_q2,
+    check_step,
+)
+
+
+def my_step(s, z, q_t, k_t, v_t):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_step(my_step)
+
+# %% [markdown] tags=["lang-en"]
+# Stuck after two tries? `show_hint("ch09.ex1")` prints every hint, the last one the formula.
+#
+# **Exercise 2 (positive random features).** Write Lemma 1's map: for `x` `(N, d)` and random
+# rows `w` `(m, d)`, return the `(N, m)` features $m^{-1/2} e^{w_i^\top x - \|x\|^2/2}$.
+
+# %% [markdown] tags=["lang-zh"]
+# 试了两次还没做出来？`show_hint("ch09.ex1")` 会打印全部提示，最后一条就是公式。
+#
+# **练习 2**（正随机特征）：写出引理 1 的特征映射：对 `x` `(N, d)` 和随机行 `w` `(m, d)`，返回 `(N, m)` 的特征 $m^{-1/2} e^{w_i^\top x - \|x\|^2/2}$。
+
+# %%
+def my_positive_features(x, w):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_positive_features(my_positive_features)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3 (landmarks).** Return the `m` Nyström landmarks of `x` `(N, d)`: the means of
+# consecutive segments of $\lceil N/m \rceil$ rows, the last segment possibly shorter (its mean is
+# over its real rows only). Shape `(m, d)`.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3**（地标点）：返回 `x` `(N, d)` 的 `m` 个 Nyström 地标点：把 `x` 分成若干连续的段，每段 $\lceil N/m \rceil$ 行，
+# 最后一段可能较短（只对其中真实存在的行求平均）。形状为 `(m, d)`。
+
+# %%
+def my_landmarks(x, m):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_landmarks(my_landmarks)
+
+# %% [markdown] tags=["lang-en"]
+# **Question 1 (predict first).** A causal linear-attention head with $\phi(x) = \mathrm{elu}(x) + 1$
+# and $d = d_v = 64$ has read 1,000,000 tokens. How many numbers does its state $(S, Z)$ hold?
+# Replace `None` with your answer.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 1**（先预测）：一个因果线性注意力的头，$\phi(x) = \mathrm{elu}(x) + 1$，$d = d_v = 64$，已经读了 1,000,000 个词元。
+# 它的状态 $(S, Z)$ 里有多少个数？把 `None` 换成你的答案。
+
+# %%
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# **Question 2.** Most entries of an attention matrix are small. For small values of the kernel
+# $\mathrm{SM}(x, y)$, which estimator has the smaller mean squared error? Answer `"a"`, `"b"` or
+# `"c"`: a) trigonometric features, b) positive features, c) they are equally good.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 2**：注意力矩阵的大多数元素都很小。当核函数值 $\mathrm{SM}(x, y)$ 很小时，哪种估计的均方误差更小？
+# 回答 `"a"`、`"b"` 或 `"c"`：a）三角函数特征，b）正随机特征，c）两者一样好。
+
+# %%
+my_answer = None
+_ = check_q2(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# **Stretch exercise.** Write causal linear attention ($\phi = \mathrm{elu} + 1$) for `q`, `k`
+# `(N, d)` and `v` `(N, dv)` that never holds an $N \times N$ matrix: process `chunk` tokens at a
+# time, with the state of everything before the chunk. The checker runs it on $N = 2048$ and
+# *measures* its peak memory, which must stay below a quarter of one $N \times N$ float32 matrix.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题**：写一个因果线性注意力（$\phi = \mathrm{elu} + 1$），输入 `q`、`k` `(N, d)` 和 `v` `(N, dv)`，全程不持有 $N \times N$ 的矩阵：
+# 一次处理 `chunk` 个词元，并带着此前所有词元的状态。检查程序会在 $N = 2048$ 上运行它并*测量*其内存峰值，
+# 峰值必须低于一个 $N \times N$ 的 float32 矩阵的四分之一。
+
+# %%
+def my_causal_linear(q, k, v, chunk):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_causal_linear(my_causal_linear)
+
+# %% [markdown] tags=["lang-en"]
+# ## 11. Summary
+#
+# - A kernel $\phi(q)^\top\phi(k)$ in place of $\exp(q^\top k/\sqrt d)$ lets associativity compute
+#   $\phi(Q)(\phi(K)^\top V)$: time and memory linear in $N$ — but a different, flatter attention
+#   (section 1).
+# - Causal linear attention is an RNN with a $d \times d_v$ state; any chunking gives the same
+#   outputs. The fixed state superposes what it stores and must forget once it holds more pairs
+#   than it has dimensions (section 2).
+# - The Performer estimates the softmax kernel itself with random features. Positive features are
+#   accurate where the kernel is small, trig features where it is large; orthogonal features lower
+#   the error; large inputs need very many features (sections 3–4).
+# - Linformer needs attention to be low-rank *and* its projections to be learned; Nyströmformer
+#   needs representative landmarks, and its iterative pseudo-inverse trades a floor on the error
+#   for stability; cosFormer adds a locality bias in linear time (sections 5–7).
+# - Measured here, each method's crossover with SDPA and the memory of every math path (section 8);
+#   the pitfalls — half-precision exponentials, zero denominators, causal stabilisers that peek,
+#   redrawn features — are real and easy to hit (section 9).
+#
+# **Next:** chapter 10 — LoRA on attention. Chapter 11 builds every method here by name
+# (`attnkit.linear.METHODS`) and trains small models with each.
+#
+# ## References
+# - A. Katharopoulos, A. Vyas, N. Pappas, F. Fleuret, *Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention*, ICML 2020 — eqs. 4–6 (linearised attention), eq. 7 (elu + 1), eqs. 9–12 (causal masking), eqs. 16–20 (the RNN form).
+# - K. Choromanski et al., *Rethinking Attention with Performers*, ICLR 2021 — Lemma 1 (positive random features), Lemma 2 (MSE of the positive and trigonometric estimators), section 2.4 and Theorem 2 (orthogonal random features), section 2.6 (causal prefix sums).
+# - S. Wang, B. Z. Li, M. Khabsa, H. Fang, H. Ma, *Linformer: Self-Attention with Linear Complexity*, 2020 — Figure 1 (spectrum), eq. 7 (projections E, F), section 4 (parameter sharing).
+# - Y. Xiong et al., *Nyströmformer: A Nyström-Based Algorithm for Approximating Self-Attention*, AAAI 2021 — section 3.3 (segment-mean landmarks), eq. 13 (the approximation), eq. 14 (iterative pseudo-inverse).
+# - Z. Qin et al., *cosFormer: Rethinking Softmax in Attention*, ICLR 2022 — eqs. 9–12 (ReLU features and the cos re-weighting decomposed).
+# - Z. Shen, M. Zhang, H. Zhao, S. Yi, H. Li, *Efficient Attention: Attention with Linear Complexities*, WACV 2021 — eq. 3.
+# - S. Arora et al., *Zoology: Measuring and Improving Recall in Efficient Language Models*, 2023; S. Arora et al., *Simple linear attention language models balance the recall-throughput tradeoff* (Based), 2024 — recall against state size.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 11. 小结
+#
+# - 用核函数 $\phi(q)^\top\phi(k)$ 代替 $\exp(q^\top k/\sqrt d)$，就能借助结合律计算 $\phi(Q)(\phi(K)^\top V)$：
+#   时间和内存随 $N$ 线性增长——但这是另一种更平坦的注意力（第 1 节）。
+# - 因果线性注意力是一个状态为 $d \times d_v$ 的 RNN；任意分块方式得到的输出都相同。
+#   固定大小的状态把存入的内容叠加在一起，一旦存入的键值对多于它的维数，就不得不遗忘（第 2 节）。
+# - Performer 用随机特征估计 softmax 核本身。正随机特征在核函数值小的地方准确，三角函数特征在核函数值大的地方准确；
+#   正交随机特征能降低误差；输入较大时需要非常多的特征（第 3–4 节）。
+# - Linformer 既需要注意力是低秩的，*也*需要投影是学出来的；Nyströmformer 需要有代表性的地标点，
+#   它的迭代伪逆以误差存在下限为代价换取稳定性；cosFormer 在线性时间内加入了局部性偏置（第 5–7 节）。
+# - 在本机上实测了每种方法与 SDPA 的交叉点，以及每条数学路径的内存（第 8 节）；
+#   各种陷阱——半精度指数、为零的分母、偷看未来的因果稳定化、重新抽取的特征——都真实存在，而且很容易踩到（第 9 节）。
+#
+# **下一章**：第 10 章——注意力上的 LoRA。第 11 章会按名字构造本章的每一种方法（`attnkit.linear.METHODS`），并分别训练小模型。
+#
+# ## 参考文献
+# - A. Katharopoulos、A. Vyas、N. Pappas、F. Fleuret，*Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention*，ICML 2020——式 4–6（线性化的注意力）、式 7（elu + 1）、式 9–12（因果掩码）、式 16–20（RNN 形式）。
+# - K. Choromanski 等，*Rethinking Attention with Performers*，ICLR 2021——引理 1（正随机特征）、引理 2（正随机特征与三角函数估计量的均方误差）、第 2.4 节与定理 2（正交随机特征）、第 2.6 节（因果前缀和）。
+# - S. Wang、B. Z. Li、M. Khabsa、H. Fang、H. Ma，*Linformer: Self-Attention with Linear Complexity*，2020——图 1（奇异值谱）、式 7（投影 E、F）、第 4 节（参数共享）。
+# - Y. Xiong 等，*Nyströmformer: A Nyström-Based Algorithm for Approximating Self-Attention*，AAAI 2021——第 3.3 节（分段均值地标点）、式 13（近似公式）、式 14（迭代伪逆）。
+# - Z. Qin 等，*cosFormer: Rethinking Softmax in Attention*，ICLR 2022——式 9–12（ReLU 特征与余弦重加权的分解）。
+# - Z. Shen、M. Zhang、H. Zhao、S. Yi、H. Li，*Efficient Attention: Attention with Linear Complexities*，WACV 2021——式 3。
+# - S. Arora 等，*Zoology: Measuring and Improving Recall in Efficient Language Models*，2023；S. Arora 等，*Simple linear attention language models balance the recall-throughput tradeoff*（Based），2024——召回能力与状态大小的关系。
