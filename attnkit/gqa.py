@@ -24,7 +24,6 @@ from torch import nn
 
 from attnkit.core import causal_mask
 from attnkit.core import scaled_dot_product_attention as _plain_sdpa
-from attnkit.i18n import register
 
 __all__ = [
     "KVCache",
@@ -40,33 +39,12 @@ __all__ = [
     "compare_cache_sizes",
     "make_decode_model",
     "measure_decode_step",
+    "measure_decode_steps",
+    "decode_step",
     "KINDS",
 ]
 
 KINDS = ("mha", "gqa", "mqa", "mla")
-
-register({
-    "gqa.kind.mha": {"en": "MHA", "zh": "MHA"},
-    "gqa.kind.gqa": {"en": "GQA-{g}", "zh": "GQA-{g}"},
-    "gqa.kind.mqa": {"en": "MQA", "zh": "MQA"},
-    "gqa.kind.mla": {"en": "MLA", "zh": "MLA"},
-    "gqa.col.kind": {"en": "attention", "zh": "注意力"},
-    "gqa.col.context": {"en": "context", "zh": "上下文长度"},
-    "gqa.col.per_token": {"en": "bytes/token", "zh": "每词元字节数"},
-    "gqa.col.total": {"en": "cache", "zh": "缓存大小"},
-    "gqa.col.vs_mha": {"en": "vs MHA", "zh": "相对 MHA"},
-    "gqa.col.ms": {"en": "decode step (ms)", "zh": "单步解码（毫秒）"},
-    "gqa.col.measured": {"en": "measured bytes", "zh": "实测字节数"},
-    "gqa.col.formula": {"en": "formula bytes", "zh": "公式字节数"},
-    "gqa.col.intensity": {"en": "FLOPs per byte read", "zh": "每读 1 字节的浮点运算数"},
-    "gqa.col.params": {"en": "parameters", "zh": "参数量"},
-    "gqa.col.cache_shape": {"en": "cache shape", "zh": "缓存形状"},
-    "gqa.col.equal": {"en": "cached == full", "zh": "缓存解码 == 完整前向"},
-    "gqa.col.rel_err": {"en": "relative output error", "zh": "输出相对误差"},
-    "gqa.col.kv_heads": {"en": "kv heads", "zh": "键值头数"},
-    "gqa.kind.mla_naive": {"en": "MLA (naive)", "zh": "MLA（朴素路径）"},
-    "gqa.kind.mla_absorbed": {"en": "MLA (absorbed)", "zh": "MLA（吸收路径）"},
-})
 
 
 def _shape(t) -> str:
@@ -713,40 +691,56 @@ def _prefilled_cache(model: nn.Module, batch_size: int, context_len: int, genera
     return torch.randn(*shape, **kw), torch.randn(*shape, **kw)
 
 
-@torch.no_grad()
-def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1, repeats: int = 5,
-                        absorb: bool = True, seed: int = 0, threads: int | None = None) -> dict:
-    """Time one decode step (one new token attending over ``context_len`` cached ones).
+def decode_step(model: nn.Module, context_len: int, batch_size: int = 1, absorb: bool = True,
+                seed: int = 0):
+    """A zero-argument callable that runs one decode step (one new token attending over
+    ``context_len`` cached ones) and returns the cache it filled.
 
     The cache is pre-filled with random tensors of the right shapes (the values do not change the
-    cost). Returns ``{"ms": the best of ``repeats`` timings in milliseconds (as ``timeit`` advises:
-    slower runs measure other programs), "cache_bytes": bytes the cache holds after the step
-    (measured), "tokens": context_len + 1}``. ``threads`` (e.g. 1) sets torch's CPU threads for
-    the measurement only: one thread is slower but far less disturbed by other programs.
-    """
-    import time
-
+    cost); every call starts again from the same ``context_len`` tokens."""
     _check_positive_int("context_len", context_len)
-    _check_positive_int("repeats", repeats)
     g = torch.Generator().manual_seed(seed)
     past = _prefilled_cache(model, batch_size, context_len, g)
     p = next(model.parameters())
     x = torch.randn(batch_size, 1, model.embed_dim, generator=g, dtype=p.dtype)  # (B, 1, E)
     kw = {"absorb": absorb} if isinstance(model, MultiHeadLatentAttention) else {}
-    times = []
-    cache = KVCache()
-    before = torch.get_num_threads()
-    if threads is not None:
-        _check_positive_int("threads", threads)
-        torch.set_num_threads(threads)
-    try:
-        for _ in range(repeats + 1):  # the first call warms up
-            cache = KVCache()
-            cache.tensors = past
-            t0 = time.perf_counter()
-            model(x, is_causal=True, kv_cache=cache, **kw)
-            times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
-    return {"ms": 1e3 * min(times[1:]), "cache_bytes": cache.nbytes,
-            "tokens": cache.seq_len}
+
+    @torch.no_grad()
+    def step() -> KVCache:
+        cache = KVCache()
+        cache.tensors = past
+        model(x, is_causal=True, kv_cache=cache, **kw)
+        return cache
+
+    return step
+
+
+def measure_decode_steps(variants: dict, contexts, batch_size: int = 1, repeats: int = 5,
+                         seed: int = 0) -> dict:
+    """Time one decode step of every variant at every context length, round-robin on one thread.
+
+    ``variants`` maps a name to ``(model, absorb)``. All (variant, S) steps are timed in turn
+    (``attnkit.timing.round_robin_medians``), so a burst of load hits them alike. Returns
+    ``{name: [{"ms": median milliseconds, "cache_bytes": bytes the cache holds after the step
+    (measured), "tokens": S + 1} for S in contexts]}``."""
+    from attnkit.timing import one_thread, round_robin_medians
+
+    _check_positive_int("repeats", repeats)
+    contexts = list(contexts)
+    steps = {(name, S): decode_step(model, S, batch_size, absorb, seed)
+             for name, (model, absorb) in variants.items() for S in contexts}
+    with one_thread():
+        medians = round_robin_medians(steps, repeats=repeats)
+    out = {}
+    for (name, S), step in steps.items():
+        cache = step()
+        out.setdefault(name, []).append({"ms": 1e3 * medians[(name, S)], "cache_bytes": cache.nbytes,
+                                         "tokens": cache.seq_len})
+    return out
+
+
+def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1, repeats: int = 5,
+                        absorb: bool = True, seed: int = 0) -> dict:
+    """``measure_decode_steps`` for one model and one context length: ``{"ms", "cache_bytes",
+    "tokens"}`` (median of ``repeats`` steps after a warm-up, on one thread)."""
+    return measure_decode_steps({"step": (model, absorb)}, [context_len], batch_size, repeats, seed)["step"][0]

@@ -43,39 +43,6 @@ from torch import nn
 
 from attnkit.core import causal_mask
 from attnkit.core import scaled_dot_product_attention as plain_sdpa
-from attnkit.i18n import register
-
-register({  # what chapter 04 prints
-    "mha.col.impl": {"en": "implementation", "zh": "实现"},
-    "mha.col.ms": {"en": "median ms", "zh": "中位数（毫秒）"},
-    "mha.col.vs_sdpa": {"en": "vs fused SDPA", "zh": "相对融合 SDPA"},
-    "mha.nb.one_head": {"en": "one head, weights on keys 0..4:", "zh": "一个头，键 0..4 上的权重："},
-    "mha.nb.head_a": {"en": "head A:", "zh": "头 A："},
-    "mha.nb.head_b": {"en": "head B:", "zh": "头 B："},
-    "mha.nb.split": {"en": "split: {a} -> {b}", "zh": "拆分：{a} -> {b}"},
-    "mha.nb.head1_pos0": {"en": "head 1, position 0 = features 4..7 of position 0: {v}",
-                          "zh": "第 1 个头的位置 0 = 位置 0 的第 4..7 个特征：{v}"},
-    "mha.nb.per_head": {"en": "per-head weights: {a}, averaged by torch: {b}",
-                        "zh": "按头返回的权重：{a}，torch 平均后的权重：{b}"},
-    "mha.nb.mean_eq": {"en": "mean over heads == torch: {ok}", "zh": "各头取平均 == torch：{ok}"},
-    "mha.nb.params": {"en": "parameters: formula {f:,} = module {m:,}: {ok}",
-                      "zh": "参数量：公式 {f:,} = 模块 {m:,}：{ok}"},
-    "mha.nb.flops": {"en": "FLOPs: projections {p:.2f} T, scores {s:.2f} T, weights x V {w:.2f} T, total {tot:.2f} TFLOP",
-                     "zh": "FLOPs：投影 {p:.2f} T，分数 {s:.2f} T，权重乘以 V {w:.2f} T，合计 {tot:.2f} TFLOP"},
-    "mha.nb.act": {"en": "attention weights, all heads, bf16: {w:.1f} GiB; Q, K, V: {qkv:.0f} MiB",
-                   "zh": "所有头的注意力权重（bf16）：{w:.1f} GiB；Q、K、V：{qkv:.0f} MiB"},
-    "mha.nb.same": {"en": "same shape: {shape} | same values: {values}",
-                    "zh": "形状相同：{shape} | 数值相同：{values}"},
-    "mha.nb.mask_same": {"en": "same mask passed to both agree: {ok}",
-                         "zh": "同一个掩码原样传给两者，结果一致：{ok}"},
-    "mha.nb.mask_inv": {"en": "inverted for nn.MultiheadAttention agree: {ok}",
-                        "zh": "给 nn.MultiheadAttention 的掩码取反后，结果一致：{ok}"},
-    "mha.nb.peak_heads": {"en": "largest weight per row, averaged over queries, each head: {v}",
-                          "zh": "每行的最大权重（对查询取平均），逐个头：{v}"},
-    "mha.nb.loss": {"en": "training loss: {a:.2f} -> {b:.3f}", "zh": "训练损失：{a:.2f} -> {b:.3f}"},
-    "mha.nb.peak_mean": {"en": "the same for the head average: {v:.2f}",
-                         "zh": "对各头取平均后，同样的统计：{v:.2f}"},
-})
 
 __all__ = [
     "split_heads",

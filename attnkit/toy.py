@@ -71,35 +71,6 @@ register({
     "toy.fixed": {"en": "fixed matrix softmax(A)·x", "zh": "固定矩阵 softmax(A)·x"},
     "toy.qkv": {"en": "attention softmax(QKᵀ)·V", "zh": "注意力 softmax(QKᵀ)·V"},
     "toy.zero": {"en": "always predict 0", "zh": "始终预测 0"},
-    "toy.col.n": {"en": "N", "zh": "N"},
-    "toy.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（按公式计算）"},
-    "toy.col.bytes": {"en": "weight matrix (measured)", "zh": "注意力权重矩阵（实测）"},
-    "toy.test_mse": {"en": "{name}: test MSE = {v:.3f}", "zh": "{name}：测试均方误差 = {v:.3f}"},
-    "toy.col.ms": {"en": "time (ms)", "zh": "耗时（毫秒）"},
-})
-
-register({  # what chapter 01 prints
-    "ch01.row_sums": {"en": "row sums = {v}", "zh": "每行之和 = {v}"},
-    "ch01.matches_attnkit": {"en": "matches attnkit: {ok}", "zh": "与 attnkit 一致：{ok}"},
-    "ch01.matches_torch": {"en": "matches PyTorch: {ok}", "zh": "与 PyTorch 一致：{ok}"},
-    "ch01.causal_matches_torch": {"en": "causal, matches PyTorch: {ok}", "zh": "加因果掩码，与 PyTorch 一致：{ok}"},
-    "ch01.bool_eq_additive": {"en": "bool == additive: {ok}", "zh": "布尔掩码 == 加性掩码：{ok}"},
-    "ch01.row2_scratch": {"en": "from scratch, row 2: {v}", "zh": "从零实现，第 2 行：{v}"},
-    "ch01.row2_attnkit": {"en": "attnkit,      row 2: {v}", "zh": "attnkit，第 2 行：{v}"},
-    "ch01.row2_sdpa": {"en": "PyTorch SDPA, row 2: {v}", "zh": "PyTorch SDPA，第 2 行：{v}"},
-    "ch01.top_left": {"en": "top-left (is_causal):\n {m}", "zh": "对齐到左上角（is_causal）：\n {m}"},
-    "ch01.bottom_right": {"en": "bottom-right (decoding):\n {m}", "zh": "对齐到右下角（解码）：\n {m}"},
-    "ch01.is_causal_top_left": {"en": "is_causal == top-left mask: {ok}",
-                                "zh": "is_causal == 对齐到左上角的掩码：{ok}"},
-    "ch01.peak_per_row": {"en": "T = {temp:<4}: largest weight per row = {v}", "zh": "T = {temp}：每行的最大权重 = {v}"},
-    "ch01.scaled": {"en": "scaled", "zh": "缩放后"},
-    "ch01.unscaled": {"en": "unscaled", "zh": "未缩放"},
-    "ch01.scale_stats": {"en": "{label:>8}: score std = {std:.1f}, mean largest weight = {peak:.3f}",
-                         "zh": "{label}：分数的标准差 = {std:.1f}，最大权重的平均值 = {peak:.3f}"},
-    "ch01.row_sums_dim": {"en": "row sums, dim={dim}: {v}", "zh": "每行之和，dim={dim}：{v}"},
-    "ch01.fill_row2": {"en": "fill -1e9, row 2: {v}", "zh": "填充 -1e9，第 2 行：{v}"},
-    "ch01.mean_values": {"en": "mean of values  : {v}", "zh": "所有值的平均：{v}"},
-    "ch01.half": {"en": "-1e9 in float16 : {v}", "zh": "-1e9 转成 float16：{v}"},
 })
 
 
@@ -127,21 +98,20 @@ def attention_flops(n: int, s: int, d: int, dv: int | None = None) -> int:
 
 def measure_attention_cost(ns=(256, 512, 1024, 2048), d: int = 64, repeats: int = 3, seed: int = 0):
     """For each N: FLOPs by formula, bytes of the (N, N) weight matrix as really allocated, and
-    the median time of attnkit's plain attention (float32, one head)."""
-    import time
-
+    the median time of attnkit's plain attention (float32, one head), the sizes timed
+    round-robin on one thread (``attnkit.timing``)."""
     from attnkit.core import scaled_dot_product_attention
+    from attnkit.timing import one_thread, round_robin_medians
 
     g = torch.Generator().manual_seed(seed)
+    inputs = {n: tuple(torch.randn(n, d, generator=g) for _ in range(3)) for n in ns}
+    calls = {n: (lambda qkv=qkv: scaled_dot_product_attention(*qkv, return_weights=True))
+             for n, qkv in inputs.items()}
+    with one_thread():
+        medians = round_robin_medians(calls, repeats=repeats)
     rows = []
     for n in ns:
-        q, k, v = (torch.randn(n, d, generator=g) for _ in range(3))
-        scaled_dot_product_attention(q, k, v, return_weights=True)  # warm-up, not timed
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            _, w = scaled_dot_product_attention(q, k, v, return_weights=True)
-            times.append(time.perf_counter() - t0)
+        _, w = calls[n]()
         rows.append({"n": n, "flops": attention_flops(n, n, d), "score_bytes": w.numel() * w.element_size(),
-                     "ms": sorted(times)[len(times) // 2] * 1e3})
+                     "ms": medians[n] * 1e3})
     return rows

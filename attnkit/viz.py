@@ -64,7 +64,7 @@ register({
     "viz.key": {"en": "key", "zh": "键"},
     "viz.weight": {"en": "attention weight", "zh": "注意力权重"},
     "viz.head": {"en": "head {h}", "zh": "第 {h} 个头"},
-    "viz.mask_title": {"en": "mask (filled = may attend)", "zh": "掩码（填充 = 可以关注）"},
+    "viz.mask_title": {"en": "mask (filled = may attend)", "zh": "掩码（着色 = 可以关注）"},
 })
 
 

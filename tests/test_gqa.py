@@ -26,6 +26,7 @@ from attnkit.gqa import (
     make_decode_model,
     mean_pool_kv_heads,
     measure_decode_step,
+    measure_decode_steps,
     repeat_kv,
 )
 
@@ -603,3 +604,24 @@ def test_cached_decoding_any_chunking_property(H_and_kv, T, cuts, B, seed):
         full, _ = model(x, is_causal=True)
         dec, _ = _decode(model, x, chunks)
     assert torch.allclose(dec, full, **TOL)
+
+
+def test_decode_steps_are_timed_round_robin_on_one_thread(monkeypatch):
+    """Every (variant, S) step goes to one call of the shared helper, run on a single thread."""
+    from attnkit import timing
+
+    seen = []
+    real = timing.round_robin_medians
+
+    def spy(impls, repeats, warmup=1):
+        seen.append((sorted(impls), torch.get_num_threads(), repeats))
+        return real(impls, repeats, warmup)
+
+    monkeypatch.setattr(timing, "round_robin_medians", spy)
+    models = {k: make_decode_model(k, embed_dim=64, num_heads=4, num_kv_heads=2) for k in ("mha", "mla")}
+    runs = measure_decode_steps({"mha": (models["mha"], True), "mla": (models["mla"], True),
+                                 "mla_naive": (models["mla"], False)}, [8, 16], repeats=2)
+    assert seen == [(sorted((n, s) for n in ("mha", "mla", "mla_naive") for s in (8, 16)), 1, 2)]
+    assert [r["tokens"] for r in runs["mla_naive"]] == [9, 17] and all(r["ms"] > 0 for r in runs["mha"])
+    kw = dict(num_heads=4, head_dim=16, num_kv_heads=2, kv_lora_rank=64, qk_rope_head_dim=8)
+    assert [r["cache_bytes"] for r in runs["mha"]] == [kv_cache_bytes("mha", n, 1, **kw) for n in (9, 17)]

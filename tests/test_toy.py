@@ -38,3 +38,18 @@ def test_measured_bytes_are_those_of_the_weight_matrix():
                                         return_weights=True)
     assert w.numel() * w.element_size() == rows[1]["score_bytes"]
     assert all(r["ms"] > 0 for r in rows)
+
+
+def test_attention_cost_is_timed_round_robin_on_one_thread(monkeypatch):
+    from attnkit import timing
+
+    seen = []
+    real = timing.round_robin_medians
+
+    def spy(impls, repeats, warmup=1):
+        seen.append((list(impls), torch.get_num_threads(), repeats))
+        return real(impls, repeats, warmup)
+
+    monkeypatch.setattr(timing, "round_robin_medians", spy)
+    rows = measure_attention_cost(ns=(16, 32), d=8, repeats=2)
+    assert seen == [([16, 32], 1, 2)] and all(r["ms"] > 0 for r in rows)

@@ -22,7 +22,7 @@ register({
                       "zh": "行是 q_start .. q_end - 1，列是 k_start .. k_end - 1（不含 end）。当分块中最小的键"
                             "也在最大的查询之后时整块跳过：k_start > q_end - 1。"},
     "ch07.ex3.title": {"en": "Exercise 3 · slow-memory traffic of the tiled forward",
-                       "zh": "练习 3 · 分块前向计算的慢速内存访问量"},
+                       "zh": "练习 3 · 分块前向计算的慢速内存访存量"},
     "ch07.ex3.hint": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
                             "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
                       "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"

@@ -17,6 +17,10 @@ from attnkit.i18n import register, t
 from attnkit.widgets import Explorer
 
 register({
+    "kvcache.kind.mha": {"en": "MHA", "zh": "MHA"},
+    "kvcache.kind.gqa": {"en": "GQA-{g}", "zh": "GQA-{g}"},
+    "kvcache.kind.mqa": {"en": "MQA", "zh": "MQA"},
+    "kvcache.kind.mla": {"en": "MLA", "zh": "MLA"},
     "kvcache.heads": {"en": "query heads", "zh": "查询头数"},
     "kvcache.kv_heads": {"en": "kv heads (GQA)", "zh": "键值头数（GQA）"},
     "kvcache.head_dim": {"en": "head dim", "zh": "头维度"},
@@ -34,37 +38,6 @@ register({
                          "zh": "MLA：d_c = 4·d_h = {dc}，d_h^R = d_h/2 = {dr}"},
 })
 
-register({  # what chapter 05's code cells print
-    "ch05.after_token": {"en": "after token {i}: cache k {k}, v {v}",
-                         "zh": "送入词元 {i} 之后：缓存 k {k}，v {v}"},
-    "ch05.cached_eq_full": {"en": "cached decoding == full forward: {ok}",
-                            "zh": "用缓存解码 == 完整前向计算：{ok}"},
-    "ch05.projections": {"en": "projections without cache: {a}, with cache: {b}, ratio {r:.1f}",
-                         "zh": "键值投影次数：不用缓存 {a}，用缓存 {b}，比值 {r:.1f}"},
-    "ch05.h100": {"en": "H100 SXM spec sheet: {r:.0f} dense bf16 FLOPs per byte of HBM bandwidth",
-                  "zh": "H100 SXM 规格表：每字节 HBM 带宽对应 {r:.0f} 次稠密 bf16 浮点运算"},
-    "ch05.weights_7b": {"en": "for scale, 7e9 parameters in bfloat16: {g:.1f} GiB",
-                        "zh": "作为对比，7e9（70 亿）个参数在 bfloat16 下占 {g:.1f} GiB"},
-    "ch05.head_map": {"en": "query head -> kv head: {v}", "zh": "查询头 -> 键值头：{v}"},
-    "ch05.matches_attnkit": {"en": "matches attnkit: {ok}", "zh": "与 attnkit 一致：{ok}"},
-    "ch05.matches_torch": {"en": "matches PyTorch enable_gqa: {ok}", "zh": "与 PyTorch 的 enable_gqa 一致：{ok}"},
-    "ch05.gqa_is_mha": {"en": "GQA(n_g = n_h) == chapter 04 MHA: {ok}", "zh": "GQA(n_g = n_h) == 第 04 章的 MHA：{ok}"},
-    "ch05.row_cached_eq_full": {"en": "{label}: cached == full: {ok}", "zh": "{label}：缓存解码 == 完整前向：{ok}"},
-    "ch05.true_scores": {"en": "true scores    : {v}", "zh": "真实的分数：  {v}"},
-    "ch05.absorbed_scores": {"en": "absorbed scores: {v}", "zh": "吸收后的分数：{v}"},
-    "ch05.naive_vs_absorbed": {"en": "naive vs absorbed, max |diff| < 1e-5: {ok}",
-                               "zh": "朴素路径与吸收路径，最大 |差值| < 1e-5：{ok}"},
-    "ch05.mla_cache": {"en": "cache {shape} = [latent ({dc}) ; rotary key ({dr})] per token",
-                       "zh": "缓存 {shape}，每个词元 = [潜在向量（{dc}）; 旋转键（{dr}）]"},
-    "ch05.mla_bytes": {"en": "measured {m} bytes = formula {f} x 2 sequences x 7 tokens = {tot}",
-                       "zh": "实测 {m} 字节 = 公式 {f} × 2 条序列 × 7 个词元 = {tot}"},
-    "ch05.corner.top_left": {"en": "top-left", "zh": "对齐左上角"},
-    "ch05.corner.end": {"en": "bottom-right", "zh": "对齐右下角"},
-    "ch05.mask_equal": {"en": "{name:>27} ({corner}): equals full forward: {ok}",
-                        "zh": "{name:>27}（{corner}）：与完整前向计算一致：{ok}"},
-    "ch05.k_only": {"en": "keys only, one layer: {a:.3f} GiB; K and V, 32 layers: {b:.0f} GiB",
-                    "zh": "只算键、只算一层：{a:.3f} GiB；键和值都算、32 层：{b:.0f} GiB"},
-})
 
 DTYPES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8": 1}
 HEADS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -89,7 +62,7 @@ def kv_cache_explorer_data(num_heads: int, num_kv_heads: int, head_dim: int, num
 
 
 def _label(kind: str, g: int) -> str:
-    return t("gqa.kind." + kind, g=g)
+    return t("kvcache.kind." + kind, g=g)
 
 
 def draw_kv_cache(num_heads: int, num_kv_heads: int, head_dim: int, num_layers: int, context: int,

@@ -31,8 +31,7 @@ register({
     "lora.w.recovered_title": {"en": "recovered fraction of the gap", "zh": "缩小差距的比例"},
     "lora.w.sv_title": {"en": "singular values of the update", "zh": "更新矩阵的奇异值"},
     "lora.w.sv_index": {"en": "index", "zh": "序号"},
-    "lora.w.learned": {"en": "learned ΔW_{p}", "zh": "学到的 ΔW_{p}"},
-    "lora.w.teacher": {"en": "teacher's D_{p}", "zh": "教师的 D_{p}"},
+    "lora.w.sv_legend": {"en": "solid: learned · dotted: teacher", "zh": "实线：学到的 · 点线：教师的"},
     "lora.fig.budget_title": {"en": "equal budgets: recovered fraction of the gap",
                               "zh": "相同参数预算下：缩小差距的比例"},
     "lora.fig.params": {"en": "trainable parameters", "zh": "可训练参数个数"},
@@ -76,7 +75,7 @@ def run_view(experiment: dict, placement, rank: int, alpha: float) -> dict:
 
 def _draw(experiment, placement, rank, alpha):
     data = run_view(experiment, placement, rank, alpha)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.3, 0.7, 1.2]})
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1.3, 0.7, 1.2]})
     ax = axes[0]
     ax.semilogy(data["steps"], data["full_losses"], color="grey", ls="--", label=t("lora.w.full"))
     ax.semilogy(data["steps"], data["losses"], color="C0",
@@ -101,13 +100,12 @@ def _draw(experiment, placement, rank, alpha):
     for n, p in enumerate(PROJECTIONS):
         learned, teacher = data["singular"].get(p, (torch.zeros(8), torch.linalg.svdvals(
             experiment["true_delta"][p].double())[:8]))
-        ax.plot(idx, np.pad(teacher.numpy(), (0, 8 - len(teacher))), color=f"C{n}", ls=":", marker=".",
-                label=t("lora.w.teacher", p=p))
-        ax.plot(idx, np.pad(learned.numpy(), (0, 8 - len(learned))), color=f"C{n}", marker="o", ms=4,
-                label=t("lora.w.learned", p=p))
+        ax.plot(idx, np.pad(teacher.numpy(), (0, 8 - len(teacher))), color=f"C{n}", ls=":")
+        ax.plot(idx, np.pad(learned.numpy(), (0, 8 - len(learned))), color=f"C{n}", marker="o", ms=3,
+                label=f"W_{p}")
     ax.set_xlabel(t("lora.w.sv_index"))
     ax.set_title(t("lora.w.sv_title"), fontsize=10)
-    ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper right", title=t("lora.w.sv_legend"), title_fontsize=7)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
     fig._lora_texts = texts
     return fig, data
@@ -137,11 +135,14 @@ def _update(fig, experiment, placement, rank, alpha):
     return data
 
 
-def lora_explorer(experiment: dict, placement=("q", "v"), rank: int = 4, alpha: float | None = None):
-    """Dropdowns over the runs computed once: where LoRA goes, its rank, its alpha."""
+def lora_explorer(experiment: dict, placement=None, rank: int | None = None, alpha: float | None = None):
+    """Dropdowns over the runs computed once: where LoRA goes, its rank, its alpha (by default
+    the first placement and the middle rank and alpha of the experiment)."""
     ranks = sorted({k[1] for k in experiment["runs"]})
     alphas = sorted({k[2] for k in experiment["runs"]})
     placements = list(dict.fromkeys(k[0] for k in experiment["runs"]))
+    placement = placements[0] if placement is None else placement
+    rank = ranks[len(ranks) // 2] if rank is None else rank
     alpha = alphas[len(alphas) // 2] if alpha is None else alpha
     controls = {
         "placement": W.Dropdown(options=[(placement_label(p), p) for p in placements], value=tuple(placement),

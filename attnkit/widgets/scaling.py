@@ -43,62 +43,6 @@ register(
         },
         "scaling.jac_norm": {"en": "Jacobian norm", "zh": "雅可比矩阵范数"},
         "scaling.now": {"en": "current setting", "zh": "当前设置"},
-        # chapter 02's printed tables and static figures
-        "ch02.var_axis": {"en": "variance of the scores", "zh": "分数的方差"},
-        "ch02.measured_unscaled": {"en": "measured, q·k", "zh": "实测，q·k"},
-        "ch02.measured_scaled": {"en": "measured, q·k / √d_k", "zh": "实测，q·k / √d_k"},
-        "ch02.theory_dk": {"en": "theory: d_k", "zh": "理论值：d_k"},
-        "ch02.theory_one": {"en": "theory: 1", "zh": "理论值：1"},
-        "ch02.sweep_title": {
-            "en": "Var(q·k) grows like d_k; dividing by √d_k keeps it at 1",
-            "zh": "Var(q·k) 随 d_k 线性增长；除以 √d_k 后保持为 1",
-        },
-        "ch02.col.max_w": {"en": "mean largest weight", "zh": "平均最大权重"},
-        "ch02.col.jac": {"en": "mean ‖J‖_F", "zh": "平均 ‖J‖_F"},
-        "ch02.col.entropy": {"en": "mean entropy", "zh": "平均熵"},
-        "ch02.col.mode": {"en": "scores", "zh": "分数"},
-        "ch02.col.std": {"en": "entry std", "zh": "分量标准差"},
-        "ch02.col.plain": {"en": "Var, q·k/√d_k", "zh": "方差，q·k/√d_k"},
-        "ch02.col.qknorm": {"en": "Var, with QK-norm", "zh": "方差，QK 归一化后"},
-        "ch02.col.temp": {"en": "Var, temperature τ = std²", "zh": "方差，温度 τ = std²"},
-        "ch02.col.theory": {"en": "theory", "zh": "理论值"},
-        "ch02.col.where": {"en": "where the scale is applied", "zh": "在哪里缩放"},
-        "ch02.col.ms": {"en": "ms", "zh": "毫秒"},
-        "ch02.where.scores": {"en": "on the (L, S) scores", "zh": "乘在 (L, S) 的分数上"},
-        "ch02.where.query": {"en": "folded into q (L, d_k)", "zh": "先乘到 q (L, d_k) 上"},
-        "ch02.where.none": {"en": "no scaling", "zh": "不缩放"},
-        # chapter 02's printed sentences
-        "ch02.nb.theory": {"en": "(theory: {v})", "zh": "（理论值：{v}）"},
-        "ch02.nb.se_row": {
-            "en": "scaled={scaled:<5}  measured {v:8.4f}   theory {th:4.0f}   SE {se:.4f}   |diff| / SE = {z:.2f}",
-            "zh": "scaled={scaled:<5}  实测 {v:8.4f}   理论值 {th:4.0f}   标准误差 {se:.4f}   |差值| / 标准误差 = {z:.2f}",
-        },
-        "ch02.nb.match_sdpa": {
-            "en": "matches PyTorch SDPA ({arg}): {ok}",
-            "zh": "与 PyTorch SDPA（{arg}）一致：{ok}",
-        },
-        "ch02.nb.match_attnkit": {"en": "matches attnkit: {ok}", "zh": "与 attnkit 一致：{ok}"},
-        "ch02.nb.qknorm_theory": {
-            "en": "QK-norm theory: d_k / (d_k - 1) = {v:.3f}",
-            "zh": "QK 归一化的理论值：d_k / (d_k - 1) = {v:.3f}",
-        },
-        "ch02.nb.same_scores": {"en": "same scores: {ok}", "zh": "分数相同：{ok}"},
-        "ch02.nb.div_stats": {
-            "en": "{div}: mean largest weight {w:.3f}, mean entropy {h:.3f}",
-            "zh": "{div}：平均最大权重 {w:.3f}，平均熵 {h:.3f}",
-        },
-        "ch02.nb.uniform": {
-            "en": "  (uniform: 1/16 = {p:.3f}, log 16 = {h:.3f})",
-            "zh": "（均匀分布：1/16 = {p:.3f}，log 16 = {h:.3f}）",
-        },
-        "ch02.nb.twice_default": {
-            "en": "scaled q + default scale == attention: {ok}",
-            "zh": "先缩放 q，再用默认的 scale，结果正确：{ok}",
-        },
-        "ch02.nb.twice_one": {
-            "en": "scaled q + scale=1.0     == attention: {ok}",
-            "zh": "先缩放 q，再传入 scale=1.0，结果正确：{ok}",
-        },
     }
 )
 

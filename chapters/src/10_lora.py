@@ -42,7 +42,7 @@
 #   并用图画出每个输出依赖哪些位置；
 # - 常见陷阱：漏掉 $\alpha$、重复合并、在半精度下合并、合并时的 dropout、转置存放的原权重。
 #
-# **预备知识**：第 04 章（多头注意力的投影 $W_q, W_k, W_v, W_o$）和第 09 章（线性注意力，第 5 节的全局头会用到）。
+# **预备知识**：第 4 章（多头注意力的投影 $W_q, W_k, W_v, W_o$）和第 9 章（线性注意力，第 5 节的全局头会用到）。
 
 # %%
 import math
@@ -487,7 +487,7 @@ for p, r, alpha in ((L.PROJECTIONS, 1, 16), (L.PROJECTIONS, 1, 256), (("q", "v")
 # - **局部头**（前 `n_local_attn_heads` 个头）：在固定的桶内做 softmax 注意力，缩放系数为 $d_\text{head}^{-1/2}$；
 #   每个桶有 $W$ = `local_attn_window_size` 个词元，即 $[uW, (u+1)W)$。查询能看到自己所在的桶和前一个桶，
 #   非因果时还能看到后一个桶；因果时只保留位置不晚于查询的键。`attn_dropout` 只作用于这些注意力权重。
-# - **全局头**（其余的头）：线性注意力（第 09 章）。非因果时为
+# - **全局头**（其余的头）：线性注意力（第 9 章）。非因果时为
 #   $\mathrm{softmax}_d(q)\, d_\text{head}^{-1/2} \cdot (\mathrm{softmax}_N(k)^\top v)$，其中 $k$ 的 softmax 沿序列方向计算。
 #   因果时用核 $K_{ij} = \mathrm{softmax}_d(q_i)\, d_\text{head}^{-1/2} \cdot e^{k_j}$，除以它的行和（下限为 $10^{-3}$），
 #   只对查询能看到的键求和：$j \le i$；若盲区 $b$ = `blindspot_size` > 1，则只有 $j < b \lfloor i / b \rfloor$——
@@ -737,7 +737,7 @@ print(t("ch10.transposed", wrong=(as_if_linear(xc) - xc @ w_conv1d).abs().max().
 # 每个检查都会指出哪里不对并给出提示；同一个用例再次失败时，提示会更具体；
 # 运行 `show_hint("ch10.ex1")`（其余练习类推）可以看到全部提示，最后一条是完整公式。
 #
-# **练习 1.** 写出 LoRA 的前向计算：`x` 的形状为 (..., in)，`W` 为 (out, in)，`b` 为 (out)，`A` 为 (r, in)，`B` 为 (out, r)，
+# **练习 1**： 写出 LoRA 的前向计算：`x` 的形状为 (..., in)，`W` 为 (out, in)，`b` 为 (out)，`A` 为 (r, in)，`B` 为 (out, r)，
 # 另有两个数 `alpha` 和 `r`；返回形状为 (..., out) 的张量 $x W^\top + b + \frac{\alpha}{r} (x A^\top) B^\top$。
 # （不许调用 `attnkit.lora.lora_linear`。）
 
@@ -758,7 +758,7 @@ _ = check_lora_forward(my_lora_forward)
 # $x W'^\top + b$ equals the LoRA forward of exercise 1 for every $x$.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 返回合并后的权重：一个 (out, in) 矩阵 $W'$，使得对任意 $x$，$x W'^\top + b$ 都等于练习 1 的 LoRA 前向计算。
+# **练习 2**： 返回合并后的权重：一个 (out, in) 矩阵 $W'$，使得对任意 $x$，$x W'^\top + b$ 都等于练习 1 的 LoRA 前向计算。
 
 # %%
 def my_merge(W, A, B, alpha, r):
@@ -774,7 +774,7 @@ _ = check_merge(my_merge)
 # with `bias` one of `"none"`, `"all"`, `"lora_only"`? Return an integer.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 对 `LoRASelfAttention(dim, heads, r=r, enable_lora=enable_lora, dim_head=dim_head)` 调用
+# **练习 3**： 对 `LoRASelfAttention(dim, heads, r=r, enable_lora=enable_lora, dim_head=dim_head)` 调用
 # `mark_only_lora_as_trainable(layer, bias=bias)`（`bias` 取 `"none"`、`"all"` 或 `"lora_only"`）之后，有多少参数参与训练？返回一个整数。
 
 # %%
@@ -817,7 +817,7 @@ _ = check_q2(my_answer)
 # norm. (Keeping $k$ rows of $A$ is not it: a trained pair's directions are not sorted.)
 
 # %% [markdown] tags=["lang-zh"]
-# **拓展练习.** 一个训练好的秩为 $r$ 的适配器对你的部署来说太大了，只能保留秩 $k < r$。给定 `A`（r, in）、`B`（out, r）和 `k`，
+# **拓展练习**： 一个训练好的秩为 $r$ 的适配器对你的部署来说太大了，只能保留秩 $k < r$。给定 `A`（r, in）、`B`（out, r）和 `k`，
 # 返回 `(A2, B2)`，形状分别为 (k, in) 和 (out, k)，使 `B2 @ A2` 是 `B @ A` 在 Frobenius 范数下的最佳秩 $k$ 近似。
 # （只保留 $A$ 的 $k$ 行是不对的：训练出来的一对矩阵，其方向并没有排好序。）
 
@@ -872,5 +872,5 @@ _ = check_compress(my_compress)
 # - E. J. Hu、Y. Shen、P. Wallis、Z. Allen-Zhu、Y. Li、S. Wang、L. Wang、W. Chen，*LoRA: Low-Rank Adaptation of Large Language Models*，ICLR 2022（arXiv:2106.09685）——§4.1（更新、初始化、$\alpha / r$）、§4.2（只适配注意力权重）、§7.1（表 5、表 6）、§7.2（式 4、图 3）。
 # - A. Aghajanyan、L. Zettlemoyer、S. Gupta，*Intrinsic Dimensionality Explains the Effectiveness of Language Model Fine-Tuning*，2020——LoRA 所依据的低内在维度。
 # - D. Kalajdzievski，*A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA*（rsLoRA），2023——缩放系数 $\alpha / \sqrt r$。
-# - A. Katharopoulos、A. Vyas、N. Pappas、F. Fleuret，*Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention*，ICML 2020——全局头所用的线性注意力（第 09 章）。
+# - A. Katharopoulos、A. Vyas、N. Pappas、F. Fleuret，*Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention*，ICML 2020——全局头所用的线性注意力（第 9 章）。
 # - C. Eckart、G. Young，*The approximation of one matrix by another of lower rank*，Psychometrika 1936——拓展练习。

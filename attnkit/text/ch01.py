@@ -1,0 +1,36 @@
+"""What chapter 01 prints: the sentences, table headers and labels only this chapter's cells use.
+
+The chapter's first code cell imports this module (``import attnkit.text.ch01``). The labels
+a library function prints itself stay in that library module (see ``attnkit/text/__init__.py``).
+"""
+
+from attnkit.i18n import register
+
+register({
+    "ch01.col.n": {"en": "N", "zh": "N"},
+    "ch01.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（按公式计算）"},
+    "ch01.col.bytes": {"en": "weight matrix (measured)", "zh": "注意力权重矩阵（实测）"},
+    "ch01.test_mse": {"en": "{name}: test MSE = {v:.3f}", "zh": "{name}：测试均方误差 = {v:.3f}"},
+    "ch01.col.ms": {"en": "time (ms)", "zh": "耗时（毫秒）"},
+    "ch01.row_sums": {"en": "row sums = {v}", "zh": "每行之和 = {v}"},
+    "ch01.matches_attnkit": {"en": "matches attnkit: {ok}", "zh": "与 attnkit 一致：{ok}"},
+    "ch01.matches_torch": {"en": "matches PyTorch: {ok}", "zh": "与 PyTorch 一致：{ok}"},
+    "ch01.causal_matches_torch": {"en": "causal, matches PyTorch: {ok}", "zh": "加因果掩码，与 PyTorch 一致：{ok}"},
+    "ch01.bool_eq_additive": {"en": "bool == additive: {ok}", "zh": "布尔掩码 == 加性掩码：{ok}"},
+    "ch01.row2_scratch": {"en": "from scratch, row 2: {v}", "zh": "从零实现，第 2 行：{v}"},
+    "ch01.row2_attnkit": {"en": "attnkit,      row 2: {v}", "zh": "attnkit，第 2 行：{v}"},
+    "ch01.row2_sdpa": {"en": "PyTorch SDPA, row 2: {v}", "zh": "PyTorch SDPA，第 2 行：{v}"},
+    "ch01.top_left": {"en": "top-left (is_causal):\n {m}", "zh": "对齐到左上角（is_causal）：\n {m}"},
+    "ch01.bottom_right": {"en": "bottom-right (decoding):\n {m}", "zh": "对齐到右下角（解码）：\n {m}"},
+    "ch01.is_causal_top_left": {"en": "is_causal == top-left mask: {ok}",
+                                "zh": "is_causal == 对齐到左上角的掩码：{ok}"},
+    "ch01.peak_per_row": {"en": "T = {temp:<4}: largest weight per row = {v}", "zh": "T = {temp}：每行的最大权重 = {v}"},
+    "ch01.scaled": {"en": "scaled", "zh": "缩放后"},
+    "ch01.unscaled": {"en": "unscaled", "zh": "未缩放"},
+    "ch01.scale_stats": {"en": "{label:>8}: score std = {std:.1f}, mean largest weight = {peak:.3f}",
+                         "zh": "{label}：分数的标准差 = {std:.1f}，最大权重的平均值 = {peak:.3f}"},
+    "ch01.row_sums_dim": {"en": "row sums, dim={dim}: {v}", "zh": "每行之和，dim={dim}：{v}"},
+    "ch01.fill_row2": {"en": "fill -1e9, row 2: {v}", "zh": "填入 -1e9，第 2 行：{v}"},
+    "ch01.mean_values": {"en": "mean of values  : {v}", "zh": "所有值的平均：{v}"},
+    "ch01.half": {"en": "-1e9 in float16 : {v}", "zh": "-1e9 转成 float16：{v}"},
+})

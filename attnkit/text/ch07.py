@@ -1,0 +1,58 @@
+"""What chapter 07 prints: the sentences, table headers and labels only this chapter's cells use.
+
+The chapter's first code cell imports this module (``import attnkit.text.ch07``). The labels
+a library function prints itself stay in that library module (see ``attnkit/text/__init__.py``).
+"""
+
+from attnkit.i18n import register
+
+register({
+    "ch07.col.step": {"en": "step", "zh": "步骤"},
+    "ch07.col.flops": {"en": "FLOPs", "zh": "浮点运算次数"},
+    "ch07.col.bytes": {"en": "bytes moved", "zh": "搬运字节数"},
+    "ch07.col.intensity": {"en": "FLOPs/byte", "zh": "每字节浮点运算"},
+    "ch07.col.t_compute": {"en": "compute time (µs)", "zh": "计算时间（µs）"},
+    "ch07.col.t_memory": {"en": "memory time (µs)", "zh": "访存时间（µs）"},
+    "ch07.col.bound": {"en": "bound by", "zh": "瓶颈"},
+    "ch07.bound.memory": {"en": "memory", "zh": "内存带宽"},
+    "ch07.bound.compute": {"en": "compute", "zh": "算力"},
+    "ch07.col.n": {"en": "N", "zh": "N"},
+    "ch07.col.plain_mib": {"en": "plain (MiB)", "zh": "普通实现（MiB）"},
+    "ch07.col.tiled_mib": {"en": "tiled (MiB)", "zh": "分块实现（MiB）"},
+    "ch07.col.ratio": {"en": "tiled / plain", "zh": "分块 / 普通"},
+    "ch07.col.sdpa_ms": {"en": "PyTorch SDPA (ms)", "zh": "PyTorch SDPA（ms）"},
+    "ch07.col.plain_ms": {"en": "plain (ms)", "zh": "普通实现（ms）"},
+    "ch07.col.tiled_ms": {"en": "tiled (ms)", "zh": "分块实现（ms）"},
+    "ch07.col.m": {"en": "on-chip M (elements)", "zh": "片上内存 M（元素个数）"},
+    "ch07.col.io_std": {"en": "standard", "zh": "标准注意力"},
+    "ch07.col.io_flash": {"en": "tiled (v1)", "zh": "分块（v1）"},
+    "ch07.col.io_ratio": {"en": "tiled / standard", "zh": "分块 / 标准"},
+    "ch07.tiled_vs_sdpa": {"en": "this run: the tiled loop took {a:.0f}x the time of SDPA at N = 512, {b:.0f}x at N = 1024",
+                           "zh": "本次运行：分块循环的耗时是 SDPA 的 {a:.0f} 倍（N = 512）和 {b:.0f} 倍（N = 1024）"},
+    "ch07.versions": {"en": "torch {torch} · threads: {n}", "zh": "torch {torch} · 线程数：{n}"},
+    "ch07.ridge": {"en": "ridge point: {r:.0f} FLOPs/byte", "zh": "临界点（ridge point）：每字节 {r:.0f} 次浮点运算"},
+    "ch07.online_eq": {"en": "online softmax == softmax: {ok}", "zh": "在线 softmax == softmax：{ok}"},
+    "ch07.matches_sdpa": {"en": "matches PyTorch SDPA : {ok}", "zh": "与 PyTorch SDPA 一致：{ok}"},
+    "ch07.matches_flash": {"en": "matches attnkit.flash: {ok}", "zh": "与 attnkit.flash 一致：{ok}"},
+    "ch07.loop_order": {"en": "loop order {order}, causal={causal!s:<5}: equal to SDPA: {ok}",
+                        "zh": "循环顺序 {order}，causal={causal}：与 SDPA 一致：{ok}"},
+    "ch07.alibi": {"en": "ALiBi equal to SDPA with the explicit bias: {ok}",
+                   "zh": "ALiBi 与传入显式偏置的 SDPA 一致：{ok}"},
+    "ch07.step_state": {"en": "step {step:>2}: m = {m:.4f}, l = {l:.4f}, largest |out - exact| = {gap:.4f}",
+                        "zh": "第 {step} 步：m = {m:.4f}，l = {l:.4f}，|out - exact| 的最大值 = {gap:.4f}"},
+    "ch07.block_keys": {"en": "M = 4,096: key/value blocks of B_c = {bc} keys",
+                        "zh": "M = 4,096：每个键/值块有 B_c = {bc} 个键"},
+    "ch07.sram_elements": {"en": "A100 SRAM per SM: 192 KB = {e:,} float16 elements",
+                           "zh": "A100 每个 SM 的 SRAM：192 KB = {e:,} 个 float16 元素"},
+    "ch07.saved": {"en": "saved {name:>3}: shape {shape}", "zh": "保存的 {name:>3}：形状 {shape}"},
+    "ch07.stored_p": {"en": "a stored P would be  : shape {shape}", "zh": "若要保存 P：形状 {shape}"},
+    "ch07.grads_equal": {"en": "gradients equal autograd's through SDPA: {ok}",
+                         "zh": "梯度与自动求导经过 SDPA 得到的梯度相等：{ok}"},
+    "ch07.exp_overflow": {"en": "exp overflows float32 above {x:.1f}", "zh": "自变量超过 {x:.1f} 时，exp 超出 float32 的范围"},
+    "ch07.no_max": {"en": "queries x{factor:<2}: NaN in result: {nan}, tiled with running max correct: {ok}",
+                    "zh": "查询 ×{factor}：结果中有 NaN：{nan}；维护当前最大值的分块实现结果正确：{ok}"},
+    "ch07.no_rescale": {"en": "largest error without rescaling the accumulator: {err:.3f}",
+                        "zh": "不重新缩放累加器时的最大误差：{err:.3f}"},
+    "ch07.last_row": {"en": "is_causal={causal!s:<5} gives the last row: {ok}",
+                      "zh": "is_causal={causal} 得到的就是最后一行：{ok}"},
+})
