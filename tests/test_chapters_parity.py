@@ -17,6 +17,21 @@ SOURCES = build.sources()
 # Translations the glossary (chapters/GLOSSARY.md) rules out, with the term to use instead.
 NOT_OUR_TERMS = {"遮罩": "掩码", "蒙版": "掩码", "面具": "掩码", "令牌": "词元", "关键字": "键",
                  "询问": "查询", "注意机制": "注意力机制", "软最大": "softmax"}
+# Terms that drifted between chapters (issue 12): a pattern the Chinese text (prose cells and the
+# Chinese side of every i18n key) must not contain, and the glossary's term for it.
+DRIFTING_TERMS = {
+    r"受限于内存(?!带宽)": "memory-bound: 受限于内存带宽 (bandwidth, not capacity)",
+    r"闭式解": "closed form: 闭式表达式",
+    r"局部结果": "partial result: 部分结果",
+    r"内核": "kernel: 算子 (fused kernel: 融合算子)",
+    r"访问量|内存读写|数据搬运|内存流量|读写量": "memory traffic: 访存量",
+    r"折叠": "fold into: 并入; absorb (MLA): 吸收",
+    r"第 0\d 章": "a chapter number without a leading zero: 第 2 章",
+    r"练习 ?\d+\s*[.．]": "one exercise label form: **练习 1**：",
+    r"填充 ?-?1e9|填充 ?(?:-?inf|-65504|-1e4)": "fill with: 填入 (填充 is padding)",
+    r"填充\s*[=＝]\s*可以关注": "drawn = may attend: 着色 = 可以关注 (填充 is padding)",
+}
+HEADING = re.compile(r"^(#{1,6})\s+(\d+(?:\.\d+)*)?")
 
 
 def test_there_are_chapters():
@@ -60,6 +75,69 @@ def test_prose_is_in_its_language_and_uses_the_glossary(src):
             assert CJK.search(c.source), f"a Chinese cell without Chinese: {c.source[:80]!r}"
             for wrong, right in NOT_OUR_TERMS.items():
                 assert wrong not in c.source, f"use {right!r}, not {wrong!r} (GLOSSARY.md): {c.source[:80]!r}"
+
+
+def drifting_terms(text: str) -> list[str]:
+    """The glossary rules the Chinese ``text`` breaks, one line each."""
+    return [f"{rule}: {m.group(0)!r} in ...{text[max(0, m.start() - 20):m.end() + 20]!r}..."
+            for pattern, rule in DRIFTING_TERMS.items() for m in re.finditer(pattern, text)]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_chinese_prose_keeps_to_the_terms_that_drifted(src):
+    zh = nbformat.read(build.target(src, "zh"), as_version=4)
+    bad = [hit for c in zh.cells if c.cell_type == "markdown" for hit in drifting_terms(c.source)]
+    assert not bad, "\n".join(bad)
+
+
+def test_chinese_catalog_keeps_to_the_terms_that_drifted():
+    import importlib
+    import pkgutil
+
+    import attnkit
+    from attnkit import i18n
+
+    for mod in pkgutil.walk_packages(attnkit.__path__, "attnkit."):
+        importlib.import_module(mod.name)
+    bad = [f"{key}: {hit}" for key, texts in i18n.catalog().items() for hit in drifting_terms(texts["zh"])]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_drifting_terms_are_caught():
+    old = ("解码受限于内存；把 $W^{UK}$ 折叠进查询；与闭式解对照；合并两个局部结果；FlashAttention 内核；"
+           "二者的差别在于内存读写；见第 02 章。**练习 1.** 拆分头；填充 -1e9；填充 = 可以关注")
+    assert len(drifting_terms(old)) == 10
+    assert drifting_terms("解码受限于内存带宽；把 $W^{UK}$ 吸收进查询；与闭式表达式对照；合并两个部分结果；"
+                          "融合算子；二者的差别在于访存量；见第 2 章。**练习 1**：拆分头；填入 -1e9；"
+                          "填充位置不可以关注；True 表示可以关注") == []
+
+
+def headings(markdown: str) -> list[tuple[int, str | None]]:
+    """(level, section number or None) of each Markdown heading, outside fenced code."""
+    found, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and (m := HEADING.match(line)):
+            found.append((len(m.group(1)), m.group(2)))
+    return found
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_both_languages_have_the_same_headings(src):
+    """Each prose cell and its partner have the same headings: same levels, same section numbers."""
+    en, zh = (nbformat.read(build.target(src, lang), as_version=4) for lang in build.LANGS)
+    prose = [[c.source for c in nb.cells if c.cell_type == "markdown"] for nb in (en, zh)]
+    for i, (a, b) in enumerate(zip(*prose, strict=True)):
+        assert headings(a) == headings(b), (f"prose cell {i}: English headings {headings(a)}, "
+                                            f"Chinese {headings(b)}: {a[:60]!r} / {b[:60]!r}")
+
+
+def test_headings_are_compared_by_level_and_number():
+    assert headings("# 01 · Title\n## 6. What it costs\n```\n# not a heading\n```\n### Notes") == [
+        (1, "01"), (2, "6"), (3, None)]
+    assert headings("## 6. 开销\n正文") != headings("正文")
+    assert headings("## 4.2 Tiles") != headings("### 4.2 分块")
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)

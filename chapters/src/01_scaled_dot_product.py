@@ -49,6 +49,7 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch01  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import viz
 from attnkit.core import causal_mask, padding_mask, scaled_dot_product_attention
 
@@ -98,7 +99,7 @@ from attnkit.toy import plot_fixed_vs_qkv, train_fixed_vs_qkv
 
 result = train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0)
 for name in ("zero", "fixed", "qkv"):
-    print(t("toy.test_mse", name=t("toy." + name), v=result[name]))
+    print(t("ch01.test_mse", name=t("toy." + name), v=result[name]))
 _ = plot_fixed_vs_qkv(result)
 
 # %% [markdown] tags=["lang-en"]
@@ -153,7 +154,7 @@ _ = plot_fixed_vs_qkv(result)
 # | 输出 | $(L, d_v)$ | 每个查询得到的值的加权平均 |
 #
 # 自注意力中 $Q$、$K$、$V$ 来自同一个序列（$L = S$）；交叉注意力中查询来自另一个序列。
-# 批次和头只是额外的前导维度。为什么要除以 $\sqrt{d_k}$，留到第 02 章专门讨论；这里先看一个可以手算的小例子：
+# 批次和头只是额外的前导维度。为什么要除以 $\sqrt{d_k}$，留到第 2 章专门讨论；这里先看一个可以手算的小例子：
 # 三个词元，键是二维的，值是独热向量，因此输出*恰好就是*注意力权重。
 
 # %%
@@ -214,9 +215,9 @@ print(t("ch01.causal_matches_torch",
 # The test suite compares it with PyTorch's function over random shapes, masks and dtypes.
 
 # %% [markdown] tags=["lang-zh"]
-# `attnkit.core.scaled_dot_product_attention` 做的是同样的计算，写法同样直白（内部不调用 PyTorch 的融合算子），
-# 只是把边界情况都处理好了：检查形状，支持布尔掩码、加性掩码和 `is_causal`，半精度输入用 float32 计算，
-# 所有键都被屏蔽的查询输出零，还可以返回注意力权重（`return_weights=True`）。
+# `attnkit.core.scaled_dot_product_attention` 做的是同样的计算，写法同样直白，内部也不调用 PyTorch 的融合算子。
+# 区别在于它把边界情况都处理好了：检查形状；支持布尔掩码、加性掩码和 `is_causal`；半精度输入用 float32 计算；
+# 所有键都被屏蔽的查询输出零。它还可以返回注意力权重（`return_weights=True`）。
 # 项目的测试套件会在随机的形状、掩码和数据类型上把它与 PyTorch 的函数逐一比对。
 
 # %% [markdown] tags=["lang-en"]
@@ -255,7 +256,7 @@ print(padding_mask([4, 6], 6))
 
 # %% [markdown] tags=["lang-zh"]
 # **布尔掩码还是加性掩码。** 布尔掩码说明某个配对*是否*参与计算；加性（浮点）掩码则直接加到分数上——
-# $0$ 表示保留，$-\infty$ 表示去掉，其他数值则是一种偏置（第 06 章的 ALiBi 就是这样的偏置）。两者结果相同：
+# $0$ 表示保留，$-\infty$ 表示去掉，其他数值则是一种偏置（第 6 章的 ALiBi 就是这样的偏置）。两者结果相同：
 
 # %%
 additive = torch.zeros(6, 6).masked_fill(~cm, float("-inf"))
@@ -325,7 +326,7 @@ print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=de
 
 # %% [markdown] tags=["lang-zh"]
 # **查询比键少时的因果掩码。** 当 $L \ne S$ 时，PyTorch 的 `is_causal=True` 把掩码对齐到*左上角*：
-# 查询 $i$ 能看到键 $0..i$。而使用 KV 缓存逐步解码时（第 05 章），$L$ 个新查询是序列中*最后*的 $L$ 个位置，
+# 查询 $i$ 能看到键 $0..i$。而使用 KV 缓存逐步解码时（第 5 章），$L$ 个新查询是序列中*最后*的 $L$ 个位置，
 # 掩码应当对齐到右下角：`causal_mask(L, S, offset=S - L)`。
 
 # %%
@@ -394,21 +395,23 @@ for temp in (5.0, 1.0, 0.2, 0.05):
 #   and per batch element — **quadratic memory**.
 #
 # Measured here for one head, $d_k = d_v = 64$ (the bytes are those of the weight matrix that
-# attnkit really allocated):
+# attnkit really allocated; the sizes are timed in turn on one thread, median of 3):
 
 # %% [markdown] tags=["lang-zh"]
+# ## 6. 开销
+#
 # 设有 $L$ 个查询、$S$ 个键，键的维度为 $d_k$，值的维度为 $d_v$（单个头），一次乘加记作 2 次浮点运算：
 #
 # - $QK^\top$：$2LSd_k$ FLOPs；权重乘以 $V$：$2LSd_v$ FLOPs——**与序列长度成平方关系**；
 # - 分数和注意力权重都是 $L \times S$ 的矩阵：float32 下各占 $4LS$ 字节，每个头、每个样本各一份——**内存也是平方级的**。
 #
-# 下面在本机上实测单个头、$d_k = d_v = 64$ 的情况（字节数取自 attnkit 实际分配的权重矩阵）：
+# 下面在本机上实测单个头、$d_k = d_v = 64$ 的情况（字节数取自 attnkit 实际分配的权重矩阵；各个长度在单线程上轮流计时，取 3 次的中位数）：
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.toy import measure_attention_cost
 
 rows = measure_attention_cost(ns=(256, 512, 1024, 2048), d=64, repeats=3)
-print(viz.format_table([t("toy.col.n"), t("toy.col.flops"), t("toy.col.bytes"), t("toy.col.ms")],
+print(viz.format_table([t("ch01.col.n"), t("ch01.col.flops"), t("ch01.col.bytes"), t("ch01.col.ms")],
                        [[r["n"], f"{r['flops']:.2e}", f"{r['score_bytes'] / 2**20:.2f} MiB", f"{r['ms']:.1f}"]
                         for r in rows]))
 
@@ -428,7 +431,7 @@ print(f"{n} x {n} float32 = {n * n * 4 / 2**30:.0f} GiB")
 # computes the same output, up to rounding, block by block, without ever holding it.
 
 # %% [markdown] tags=["lang-zh"]
-# 正因为需要 4 GiB，长上下文模型从不保存完整的矩阵：第 07 章（FlashAttention）分块计算，
+# 正因为需要 4 GiB，长上下文模型从不保存完整的矩阵：第 7 章（FlashAttention）分块计算，
 # 得到（除舍入误差外）相同的结果，却始终不必存下整个矩阵。
 
 # %% [markdown] tags=["lang-en"]
@@ -442,7 +445,7 @@ print(f"{n} x {n} float32 = {n * n * 4 / 2**30:.0f} GiB")
 # ## 7. 常见陷阱
 #
 # **忘记除以 $\sqrt{d_k}$。** 当 $d_k = 512$ 且 q、k 的各分量方差为 1 时，未缩放分数的标准差约为
-# $\sqrt{512} \approx 22.6$，softmax 饱和，接近独热分布，梯度随之消失（第 02 章会实测这一点）：
+# $\sqrt{512} \approx 22.6$，softmax 饱和，接近独热分布，梯度随之消失（第 2 章会实测这一点）：
 
 # %%
 torch.manual_seed(0)
@@ -584,7 +587,7 @@ _ = check_masked_attention(my_masked_attention)
 #   全被屏蔽的行输出零。
 # - 开销：每个头 $O(LSd)$ 次浮点运算、$O(LS)$ 的内存——都与序列长度成平方关系。
 #
-# **下一章**：第 02 章——为什么要除以 $\sqrt{d_k}$，用一个可以拖动滑块的实验来回答。
+# **下一章**：第 2 章——为什么要除以 $\sqrt{d_k}$，用一个可以拖动滑块的实验来回答。
 #
 # ## 参考文献
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.1，式 (1)（缩放点积注意力）。

@@ -25,12 +25,12 @@
 # # 02 · 为什么要除以 $\sqrt{d_k}$？
 #
 # **本章内容**
-# - 为什么两个随机向量的点积会随向量长度增大而变大：用 100,000 个样本实测，并与闭式解对照，附误差棒；
+# - 为什么两个随机向量的点积会随向量长度增大而变大：用 100,000 个样本实测，并与闭式表达式对照，附误差棒；
 # - 分数过大时 softmax 会怎样：它会饱和，梯度随之消失——拖动滑块就能看到；
 # - 什么时候只除以 $\sqrt{d_k}$ 还不够（分量的方差不是 1），以及模型的应对办法（温度、QK 归一化）；
 # - 缩放的开销，以及使用它时常见的错误。
 #
-# **预备知识**：第 01 章（缩放点积注意力）。了解一点概率知识会有帮助：均值、方差、独立性。
+# **预备知识**：第 1 章（缩放点积注意力）。了解一点概率知识会有帮助：均值、方差、独立性。
 
 # %%
 import math
@@ -43,6 +43,7 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch02  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import experiments as E
 from attnkit.core import scaled_dot_product_attention
 from attnkit.viz import format_table
@@ -134,7 +135,7 @@ print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  " + t("ch02.nb
 #
 # $$\mathrm{SE} \approx \sqrt{\frac{E[(q\cdot k)^4] - \mathrm{Var}(q\cdot k)^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
 #
-# `attnkit.experiments` 把同一个实验写成了带随机种子的纯函数，并同时给出闭式解及其标准误差。
+# `attnkit.experiments` 把同一个实验写成了带随机种子的纯函数，并同时给出闭式表达式算出的理论值及其标准误差。
 # 实测值与理论值相差在两三个标准误差以内，就说明二者吻合：
 
 # %%
@@ -172,7 +173,7 @@ print(t("ch02.nb.match_attnkit", ok=torch.allclose(ours, scaled_dot_product_atte
 # log-log plot, and the scaled one is flat at 1. Measured with 10,000 samples per point:
 
 # %% [markdown] tags=["lang-zh"]
-# **扫描 $d_k$。** 按照闭式解，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。
+# **扫描 $d_k$。** 按照闭式表达式，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。
 # 每个点用 10,000 个样本实测：
 
 # %%
@@ -224,14 +225,14 @@ plt.show()
 # %% [markdown] tags=["lang-zh"]
 # ## 3. 动手探索：饱和与梯度消失
 #
-# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。softmax 的雅可比矩阵（第 03 章推导）是
+# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。softmax 的雅可比矩阵（第 3 章推导）是
 #
 # $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
 #
 # 当一个权重接近 1、其余接近 0 时，$J$ 的每个元素都接近 0：无论损失函数给出什么信号，几乎没有梯度能传回分数，
 # 查询和键也就学不动了。
 #
-# 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式解方差画出的正态密度曲线；
+# 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式表达式算出的方差画出的正态密度曲线；
 # 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
 # 在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；
 # 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。
@@ -284,9 +285,12 @@ print(f"log 16 = {math.log(16):.3f}")
 #
 # - **Temperature**: divide the scores by an extra $\tau$. With $\tau = \sigma^2$ the variance is
 #   back to 1; since $\sigma$ is not known in advance and changes during training, $\tau$ is sometimes learned instead.
-# - **QK-norm**: normalise each query and key over the head dimension right before the dot product.
-#   Henry et al. (2020) divide them by their L2 norms and learn the scale; ViT-22B applies a LayerNorm
-#   (Dehghani et al. 2023, §2); OLMo 2 and Gemma 3 use an RMSNorm. After a LayerNorm without its learned
+# - **QK-norm**: normalise the queries and keys right before the dot product.
+#   Henry et al. (2020) divide each by its L2 norm and learn the scale; ViT-22B applies a LayerNorm
+#   over each head's query and key (Dehghani et al. 2023, §2); Gemma 3 and Qwen3 apply an RMSNorm per
+#   head, over the head dimension, while OLMo 2 applies one RMSNorm to the whole flattened query and key
+#   projections before splitting them into heads (`Olmo2RMSNorm(num_attention_heads * head_dim)` in
+#   Hugging Face transformers). What is measured below is per head. After a LayerNorm without its learned
 #   gain (what is measured below), every vector has mean 0 and norm $\sqrt{d_k}$, whatever $\sigma$ was,
 #   so $q\cdot k = d_k \cos\theta$ and, for random directions in the $d_k - 1$ dimensions that a zero
 #   mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$.
@@ -301,8 +305,10 @@ print(f"log 16 = {math.log(16):.3f}")
 # 常用的补救办法有两种：
 #
 # - **温度**：把分数再除以一个 $\tau$。取 $\tau = \sigma^2$ 时方差恢复为 1；由于 $\sigma$ 事先未知，且会在训练中变化，有时也把 $\tau$ 设为可学习的参数。
-# - **QK 归一化**：在点积之前，对每个查询和键沿头维度做归一化。Henry 等（2020）用 L2 范数归一化，并学习缩放系数；
-#   ViT-22B 用的是 LayerNorm（Dehghani 等，2023，§2）；OLMo 2 和 Gemma 3 用的是 RMSNorm。
+# - **QK 归一化**：在点积之前，先对查询和键做归一化。Henry 等（2020）用 L2 范数归一化，并学习缩放系数；
+#   ViT-22B 对每个头的查询和键做 LayerNorm（Dehghani 等，2023，§2）；Gemma 3 和 Qwen3 对每个头沿头维度做 RMSNorm；
+#   OLMo 2 则不分头：在拆分头之前，对整个展平的查询投影和键投影各做一次 RMSNorm，
+#   即 Hugging Face transformers 中的 `Olmo2RMSNorm(num_attention_heads * head_dim)`。下面实测的是按头归一化。
 #   经过不带可学习增益的 LayerNorm（下面实测的正是这种）后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，
 #   因此 $q\cdot k = d_k \cos\theta$。均值为 0 去掉了一个自由度，若方向在剩下的 $d_k - 1$ 维中随机分布，
 #   则 $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$。
@@ -345,40 +351,40 @@ print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True
 # ## 5. What it costs
 #
 # Scaling the $(L, S)$ score matrix costs $LS$ multiplications, next to the $2LSd_k$ FLOPs of
-# $QK^\top$ — a fraction $1/(2d_k)$, under 1% for $d_k = 64$. It can be made cheaper still: since
-# $(cQ)K^\top = c\,(QK^\top)$, multiply the $(L, d_k)$ queries instead, $Ld_k$ multiplications
+# $QK^\top$ — a fraction $1/(2d_k)$, under 1% for $d_k = 64$. Since $(cQ)K^\top = c\,(QK^\top)$, the
+# scale can also be folded into the $(L, d_k)$ queries: $Ld_k$ multiplications instead of $LS$
 # (PyTorch's math backend scales $Q$ and $K$, each by the square root of the scale; FlashAttention
-# folds the scale into the exponent of its softmax). Measured for $L = S = 1024$, $d_k = 64$ (median of 20 runs):
+# folds the scale into the exponent of its softmax). Fewer multiplications need not mean less time:
+# either way the scaling is one extra pass over a tensor in memory, a small part of the matrix
+# product, and which variant wins depends on the machine and on what else it is running.
+# Measured for $L = S = 1024$, $d_k = 64$, the three variants timed in turn on one thread (median of
+# 20 each); the line under the table, printed from these numbers, says what this run found:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 开销
 #
 # 对 $(L, S)$ 的分数矩阵做缩放需要 $LS$ 次乘法，而 $QK^\top$ 需要 $2LSd_k$ 次浮点运算——只占 $1/(2d_k)$，
-# $d_k = 64$ 时不到 1%。还可以更省：由于 $(cQ)K^\top = c\,(QK^\top)$，可以改为缩放 $(L, d_k)$ 的查询，只需 $Ld_k$ 次乘法
-# （PyTorch 的 math 后端把 $Q$ 和 $K$ 各乘以缩放系数的平方根；FlashAttention 则把缩放系数并入 softmax 的指数运算）。
-# 下面实测 $L = S = 1024$、$d_k = 64$ 的情况（20 次运行取中位数）：
+# $d_k = 64$ 时不到 1%。由于 $(cQ)K^\top = c\,(QK^\top)$，也可以把缩放系数并入 $(L, d_k)$ 的查询，
+# 乘法次数从 $LS$ 降到 $Ld_k$（PyTorch 的 math 后端把 $Q$ 和 $K$ 各乘以缩放系数的平方根；
+# FlashAttention 则把缩放系数并入 softmax 的指数运算）。不过乘法少不等于耗时少：
+# 无论缩放哪一个，都只是对内存中的一个张量多扫一遍，只占矩阵乘法的一小部分；哪种做法更快，取决于机器本身和它同时在运行的其他任务。
+# 下面实测 $L = S = 1024$、$d_k = 64$ 的情况：三种做法在单线程上轮流计时，各取 20 次的中位数；
+# 表格下面那一行根据这些实测数字，说明本次运行的结果：
 
 # %% tags=["nbval-ignore-output"]
-import time
-
-
-def median_ms(fn, repeats=20):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
-
+from attnkit.timing import one_thread, round_robin_medians
 
 torch.manual_seed(0)
 qc, kc = torch.randn(1024, 64), torch.randn(1024, 64)
 c = 1 / math.sqrt(64)
-print(format_table([t("ch02.col.where"), t("ch02.col.ms")], [
-    [t("ch02.where.none"), f"{median_ms(lambda: qc @ kc.T):.3f}"],
-    [t("ch02.where.scores"), f"{median_ms(lambda: (qc @ kc.T) * c):.3f}"],
-    [t("ch02.where.query"), f"{median_ms(lambda: (qc * c) @ kc.T):.3f}"],
-]))
+with one_thread():
+    ms = {name: s * 1e3 for name, s in round_robin_medians(
+        {"none": lambda: qc @ kc.T, "scores": lambda: (qc @ kc.T) * c, "query": lambda: (qc * c) @ kc.T},
+        repeats=20).items()}
+print(format_table([t("ch02.col.where"), t("ch02.col.ms")],
+                   [[t(f"ch02.where.{name}"), f"{ms[name]:.3f}"] for name in ("none", "scores", "query")]))
+fast, slow = sorted(("scores", "query"), key=ms.get)
+print(t("ch02.nb.faster", fast=t(f"ch02.where.{fast}"), slow=t(f"ch02.where.{slow}"), r=ms[slow] / ms[fast]))
 print(t("ch02.nb.same_scores", ok=torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.T, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
@@ -406,7 +412,7 @@ print(t("ch02.nb.div_stats", div="/ d_k ", w=wrong["max_weight"], h=wrong["entro
 
 # %% [markdown] tags=["lang-zh"]
 # **缩放了两次。** `F.scaled_dot_product_attention` 本身已经除以了 $\sqrt{d_k}$。如果你自己先缩放了查询
-# （比如把缩放系数合并进投影矩阵），就要传入 `scale=1.0`，否则就除了两次：
+# （比如把缩放系数并入投影矩阵），就要传入 `scale=1.0`，否则就除了两次：
 
 # %%
 q_scaled = qh / math.sqrt(64)
@@ -439,7 +445,7 @@ print(f"Var(q·k / √512) = {(head_dots / math.sqrt(512)).var():.3f}   (64 / 51
 #
 # 每个检查器都会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1**：设 $q, k \in \mathbb{R}^{d_k}$ 的各分量相互独立，均值为 0，标准差为 `std`。返回 $q\cdot k$ 方差的闭式解。
+# **练习 1**：设 $q, k \in \mathbb{R}^{d_k}$ 的各分量相互独立，均值为 0，标准差为 `std`。用闭式表达式算出并返回 $q\cdot k$ 的方差。
 
 # %%
 from attnkit.exercises.ch02 import check_dot_variance, check_first_saturated_dk, check_unit_variance_scale
@@ -474,8 +480,9 @@ _ = check_unit_variance_scale(my_unit_variance_scale)
 # $d_k$ does.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：用 `attnkit.experiments.saturation`，在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中找出最小的 $d_k$，
-# 使每行 `seq_len` 个键时，*不缩放*的 softmax 的平均最大权重达到 `threshold`（使用 `n_rows=256, seed=0`）。
+# **练习 3**：每行有 `seq_len` 个键，*不缩放*时 softmax 的平均最大权重会随 $d_k$ 增大。
+# 用 `attnkit.experiments.saturation`（参数 `n_rows=256, seed=0`），在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中
+# 找出使它达到 `threshold` 的最小 $d_k$。
 # 如果没有这样的 $d_k$，返回 `None`。
 
 # %%
@@ -519,7 +526,7 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 # - 这个办法假设分量方差为 1；不满足时，可以用温度或 QK 归一化重新控制分数的尺度。
 # - 缩放几乎不花代价（$LS$ 或 $Ld_k$ 次乘法）；只缩放一次，并且 $d_k$ 要用头维度。
 #
-# **下一章**：第 03 章——softmax 本身：为什么用它、如何计算才不会溢出、掩码、温度，以及 FlashAttention 背后的在线 softmax。
+# **下一章**：第 3 章——softmax 本身：为什么用它、如何计算才不会溢出、掩码、温度，以及 FlashAttention 背后的在线 softmax。
 #
 # ## 参考文献
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.1，式 (1) 及脚注 4（方差论证）。

@@ -31,10 +31,10 @@
 # - 如何在 float32、float16 和 bfloat16 下计算 softmax 而不溢出，以及 log-sum-exp 技巧；
 # - 带掩码的 softmax：$-\infty$ 元素、全被屏蔽的行，以及为什么 $-10^9$ 或 `finfo.min` 会出问题；
 # - 温度（可以拖动滑块），以及它的极限——argmax；
-# - **在线 softmax**：一次流式遍历，维护当前最大值和当前累加和，以及如何合并两个局部结果——这正是 FlashAttention（第 07 章）背后的思想；
+# - **在线 softmax**：一次流式遍历，维护当前最大值和当前累加和，以及如何合并两个部分结果——这正是 FlashAttention（第 7 章）背后的思想；
 # - softmax 的雅可比矩阵 $\mathrm{diag}(p) - pp^\top$，并与自动求导的结果对照。
 #
-# **预备知识**：第 01 章（注意力）和第 02 章（为什么要缩放分数）。
+# **预备知识**：第 1 章（注意力）和第 2 章（为什么要缩放分数）。
 
 # %%
 import math
@@ -46,6 +46,7 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch03  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import experiments as E
 from attnkit import softmax as S
 from attnkit.viz import format_table
@@ -175,7 +176,7 @@ print(format_table(["dtype", "x", "exp(x[0])", t("ch03.col.naive"), t("ch03.col.
 # 在 float32 中 $x > 88.72$ 时 $e^{x}$ 溢出（最大有限值约为 $3.4\times10^{38}$），在 float16 中 $x > 11.09$ 时就溢出（最大值为 65504），
 # 在 bfloat16 中同样是 $x > 88.72$ 时溢出（最大值也约为 $3.4\times10^{38}$）。
 # 朴素实现的每一行都出现了 NaN，稳定实现的每一行都正确（attnkit 和 CPU 上的 PyTorch 一样，把 float16 和 bfloat16 转成 float32 计算后再转回去）。
-# 同样的技巧可以得到 **log-sum-exp**：$\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$，它出现在交叉熵损失、`log_softmax` 以及第 07 章中。
+# 同样的技巧可以得到 **log-sum-exp**：$\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$，它出现在交叉熵损失、`log_softmax` 以及第 7 章中。
 # 它还能避开第二个陷阱：对很小的概率先算 softmax 再取对数，$\log(\mathrm{softmax})$ 会下溢成 $-\infty$，而 $x - \mathrm{logsumexp}(x)$ 保持精确：
 
 # %%
@@ -243,32 +244,36 @@ print(t("ch03.half", v=torch.tensor(-1e9).half().item()))
 # The fully masked row gets 0.25 on each of its four hidden entries.
 #
 # **Why not `torch.finfo(dtype).min`?** Some libraries use the most negative finite number instead
-# (−65504 in float16). Add two such masks — a causal mask and a padding mask — and a score masked
-# twice overflows to $-\infty$; worse, in float16 every masked score rounds to the same −65504, so
-# the differences between scores vanish. Below, query 0 may see only key 0 (causal), and key 0 is
-# padding: nothing is left to attend to, yet the softmax spreads the weight evenly:
+# (−65504 in float16). Add two such masks — a causal mask and a padding mask — and a score that both
+# mask is $-65504 - 65504$, beyond the range of float16: it overflows to $-\infty$. Worse, a score
+# masked once becomes −65504 whatever it was, since float16 cannot hold the small difference, so the
+# differences between masked scores vanish. Below, query 0 may see only key 0 (causal), and keys 0 and
+# 1 are padding: nothing is left to attend to, key 1 is masked twice, and yet the softmax hands out the weight:
 
 # %% [markdown] tags=["lang-zh"]
 # 全被屏蔽的那一行，四个本该隐藏的元素各分到 0.25。
 #
 # **为什么不用 `torch.finfo(dtype).min`？** 有些库改用最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
-# 被屏蔽两次的分数会溢出成 $-\infty$；更糟的是，在 float16 中所有被屏蔽的分数都会舍入成同一个 −65504，分数之间的差别就消失了。
-# 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 是填充：已经没有任何可以关注的位置，softmax 却把权重平均分了出去：
+# 同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。
+# 更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。
+# 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，
+# 键 1 被屏蔽了两次，softmax 却仍然分出了权重：
 
 # %%
 lo = torch.finfo(torch.float16).min
 s = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float16)
 causal = torch.tensor([0.0, lo, lo], dtype=torch.float16)   # query 0 may see key 0 only
-padding = torch.tensor([lo, 0.0, 0.0], dtype=torch.float16)  # key 0 is padding
+padding = torch.tensor([lo, lo, 0.0], dtype=torch.float16)   # keys 0 and 1 are padding
 print("finfo(float16).min:", lo)
 print(t("ch03.both_masks", v=(s + causal + padding).tolist()))
 print(t("ch03.fp16_softmax", v=[round(w, 4) for w in torch.softmax(s + causal + padding, -1).tolist()]))
-bool_keep = torch.tensor([True, False, False]) & torch.tensor([False, True, True])
+bool_keep = torch.tensor([True, False, False]) & torch.tensor([False, False, True])
 print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)).tolist()))
 
 # %% [markdown] tags=["lang-en"]
-# Each weight is 0.3333 where all should be 0. Combining boolean masks (True = attend) with `&` and
-# filling $-\infty$ once, as attnkit and SDPA do, has neither problem.
+# Key 1, masked twice, overflowed to $-\infty$ and gets weight 0.0; keys 0 and 2, masked once, both
+# became −65504 and get 0.5 each, where every weight should be 0. Combining boolean masks
+# (True = attend) with `&` and filling $-\infty$ once, as attnkit and SDPA do, has neither problem.
 #
 # ## 4. Temperature
 #
@@ -279,7 +284,8 @@ print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)
 # measures how spread the weights are: 0 for one-hot, $\log n$ for uniform.
 
 # %% [markdown] tags=["lang-zh"]
-# 每个权重都是 0.3333，而它们本应全为 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
+# 被屏蔽两次的键 1 溢出成了 $-\infty$，权重为 0.0；只被屏蔽一次的键 0 和键 2 都变成了 −65504，各得 0.5，
+# 而所有权重本应都是 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
 # 这两个问题就都不会出现。
 #
 # ## 4. 温度
@@ -306,7 +312,7 @@ print(f"log 3 = {math.log(3):.4f}")
 
 # %% [markdown] tags=["lang-zh"]
 # $T = 4$ 时，最大权重从 0.9987 降到 0.7697，熵从 0.0104 升到 0.6935；$T = 100$ 时熵为 1.0979，接近最大值 $\log 3 = 1.0986$。
-# （第 02 章的缩放系数 $1/\sqrt{d_k}$ 其实就是温度 $T = \sqrt{d_k}$，它的取值让分数的方差为 1。）
+# （第 2 章的缩放系数 $1/\sqrt{d_k}$ 其实就是温度 $T = \sqrt{d_k}$，它的取值让分数的方差为 1。）
 #
 # 下面的交互控件对八个分数做同样的事：拖动温度滑块（对数刻度，从 0.01 到 100），观察柱状图、argmax 极限（红色边框）以及熵曲线上的当前点。
 
@@ -371,7 +377,7 @@ print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 # 读到 $9.1$ 时，旧的累加和 1（即 $e^{2.3 - 2.3}$）乘以 $e^{2.3 - 9.1}$ 重新换算，再加上新的一项 $e^{0}$，得到 1.001114；
 # 读完 $0.5$ 后累加和为 1.001298，于是 9.1 的权重为 $e^{0}/1.001298 = 0.9987$。
 #
-# 同样的更新也适用于**分块**而不仅是单个元素。更一般地，一行中两个不相交部分的局部结果 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$，
+# 同样的更新也适用于**分块**而不仅是单个元素。更一般地，一行中两个不相交片段的部分结果 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$，
 # 可以合并成它们并集上的结果：
 #
 # $$m = \max(m_a, m_b), \qquad \ell = \ell_a e^{m_a - m} + \ell_b e^{m_b - m} .$$
@@ -407,7 +413,7 @@ print(t("ch03.lse_from_state", ok=torch.allclose(both.logsumexp(), torch.logsume
 # $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
 #
 # 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
-# 第 07 章正是在此基础上构建 FlashAttention：
+# 第 7 章正是在此基础上构建 FlashAttention：
 
 # %%
 torch.manual_seed(0)
@@ -439,7 +445,7 @@ print(t("ch03.two_blocks", ok=torch.allclose(o, F.scaled_dot_product_attention(q
 #
 # $$J_{ij} = \frac{\partial p_i}{\partial x_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
 #
-# $J$ 是对称矩阵；每行之和为 0（给所有分数加上同一个常数，结果不变）；当 $p$ 为独热分布时它变为零，这就是第 02 章里的饱和。
+# $J$ 是对称矩阵；每行之和为 0（给所有分数加上同一个常数，结果不变）；当 $p$ 为独热分布时它变为零，这就是第 2 章里的饱和。
 # `softmax_jacobian` 构造这个矩阵，`softmax_jacobian_norm` 则不构造矩阵，直接用闭式表达式给出 $\|J\|_F$：
 
 # %%
@@ -467,7 +473,7 @@ for T in (1.0, 0.1):
 # version reads it 3 times and writes it once; the online version reads it twice. On a GPU the
 # softmax is limited by this memory traffic rather than by arithmetic, and this traffic is what flash
 # attention saves: it never writes the score matrix to GPU memory at all.
-# Measured here on a $1024 \times 1024$ matrix (median of 20 runs; attnkit's and the online versions
+# Measured here on a $1024 \times 1024$ matrix (the four timed in turn on one thread, median of 20 each; attnkit's and the online versions
 # are plain PyTorch code, written for reading, not speed):
 
 # %% [markdown] tags=["lang-zh"]
@@ -477,30 +483,21 @@ for T in (1.0, 0.1):
 # ## 7. 开销
 #
 # 对 $L \times S$ 的分数矩阵做 softmax，大约需要 $5LS$ 次浮点运算（求最大值、相减、取指数、求和、相除）；更重要的是，它要把整个矩阵读写好几遍：
-# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，softmax 的瓶颈正是这些访存而不是计算；FlashAttention 省下的就是这部分访存：
+# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，softmax 的瓶颈正是这些访存，而不是计算；FlashAttention 省下的正是这部分访存量：
 # 它根本不把分数矩阵写入显存。
-# 下面在本机上对 $1024 \times 1024$ 的矩阵实测（20 次运行取中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
+# 下面在本机上对 $1024 \times 1024$ 的矩阵实测（四种实现在单线程上轮流计时，各取 20 次的中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
 
 # %% tags=["nbval-ignore-output"]
-import time
-
-
-def median_ms(fn, repeats=20):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
-
+from attnkit.timing import one_thread, round_robin_medians
 
 big = torch.randn(1024, 1024)
-print(format_table([t("ch03.col.impl"), t("ch03.col.ms")], [
-    ["torch.softmax", f"{median_ms(lambda: torch.softmax(big, -1)):.3f}"],
-    ["attnkit softmax", f"{median_ms(lambda: S.softmax(big)):.3f}"],
-    ["my_softmax", f"{median_ms(lambda: my_softmax(big)):.3f}"],
-    [t("ch03.impl.online", n=128), f"{median_ms(lambda: S.online_softmax(big, chunk_size=128)):.3f}"],
-]))
+impls = {"torch.softmax": lambda: torch.softmax(big, -1), "attnkit softmax": lambda: S.softmax(big),
+         "my_softmax": lambda: my_softmax(big),
+         t("ch03.impl.online", n=128): lambda: S.online_softmax(big, chunk_size=128)}
+with one_thread():
+    medians = round_robin_medians(impls, repeats=20)
+print(format_table([t("ch03.col.impl"), t("ch03.col.ms")],
+                   [[name, f"{sec * 1e3:.3f}"] for name, sec in medians.items()]))
 
 # %% [markdown] tags=["lang-en"]
 # ## 8. Exercises
@@ -607,15 +604,15 @@ _ = check_softmax_jacobian(my_softmax_jacobian)
 # - 在取 `exp` 之前减去每行的最大值：任何数据类型下都不会溢出。同样的技巧给出 log-sum-exp 和 `log_softmax`。
 # - 用 $-\infty$ 做掩码（由布尔掩码生成），并把全被屏蔽的行的输出定义为零；$-10^9$ 和 `finfo.min` 会把权重均匀分给本该隐藏的元素。
 # - 温度让权重变尖锐或变平坦；$T \to 0$ 时是 argmax，$T \to \infty$ 时是均匀分布。
-# - 在线 softmax 维护当前的 $(m, \ell)$ 并合并局部结果；把输出也按同样方式合并，注意力就可以逐块计算（第 07 章）。
+# - 在线 softmax 维护当前的 $(m, \ell)$ 并合并部分结果；把输出也按同样方式合并，注意力就可以逐块计算（第 7 章）。
 # - 当 softmax 饱和时，$J = \mathrm{diag}(p) - pp^\top$ 趋于零。
 #
-# **下一章**：第 04 章——多头注意力。
+# **下一章**：第 4 章——多头注意力。
 #
 # ## 参考文献
 # - J. S. Bridle，*Probabilistic Interpretation of Feedforward Classification Network Outputs*，1990（“softmax”这一名称的由来）。
 # - I. Goodfellow、Y. Bengio、A. Courville，*Deep Learning*，MIT Press 2016——§4.1（上溢、下溢与稳定的 softmax），§6.2.2.3（softmax 单元）。
 # - M. Milakov、N. Gimelshein，*Online normalizer calculation for softmax*，arXiv:1805.02867，2018——算法 3（当前最大值与累加和）。
-# - T. Dao 等，*FlashAttention*，NeurIPS 2022——§3.1；T. Dao，*FlashAttention-2*，ICLR 2024——§3.1（合并 softmax 的局部结果）。
+# - T. Dao 等，*FlashAttention*，NeurIPS 2022——§3.1；T. Dao，*FlashAttention-2*，ICLR 2024——§3.1（合并 softmax 的部分结果）。
 # - G. Hinton、O. Vinyals、J. Dean，*Distilling the Knowledge in a Neural Network*，2015——§2（softmax 温度）。
 # - PyTorch 文档：`torch.nn.functional.scaled_dot_product_attention`（全被屏蔽的行）。

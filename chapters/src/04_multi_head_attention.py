@@ -37,12 +37,10 @@
 # - 会“分工”的头：在本章里花几秒钟训练一个小模型，看各个头怎样分工；
 # - 一个真实规模的层的参数量和浮点运算次数（FLOPs），以及常见陷阱。
 #
-# **预备知识**：第 01 章（缩放点积注意力、掩码及其两种约定）。
+# **预备知识**：第 1 章（缩放点积注意力、掩码及其两种约定）。
 
 # %%
 import math
-import statistics
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -53,10 +51,12 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch04  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import viz
 from attnkit.core import causal_mask
 from attnkit.mha import (MultiHeadAttention, merge_heads, mha_activation_bytes, mha_flops,
                          mha_param_count, split_heads)
+from attnkit.timing import one_thread, round_robin_medians
 
 torch.manual_seed(0)
 print("torch", torch.__version__.split("+")[0])
@@ -83,11 +83,11 @@ print("torch", torch.__version__.split("+")[0])
 values = torch.eye(5)                                  # one-hot values: the output *is* the weights
 scores = torch.tensor([4.0, 0.0, 0.0, 4.0, 0.0])        # query matches keys 0 and 3 equally
 one_head = torch.softmax(scores, dim=-1) @ values
-print(t("mha.nb.one_head"), one_head.numpy().round(3))
+print(t("ch04.one_head"), one_head.numpy().round(3))
 head_a = torch.softmax(torch.tensor([8.0, 0, 0, 0, 0]), dim=-1) @ values   # a head that looks at 0
 head_b = torch.softmax(torch.tensor([0, 0, 0, 8.0, 0]), dim=-1) @ values   # a head that looks at 3
-print(t("mha.nb.head_a"), head_a.numpy().round(3))
-print(t("mha.nb.head_b"), head_b.numpy().round(3))
+print(t("ch04.head_a"), head_a.numpy().round(3))
+print(t("ch04.head_b"), head_b.numpy().round(3))
 
 # %% [markdown] tags=["lang-en"]
 # The single head returns 0.487 of key 0 mixed with 0.487 of key 3: the two pieces of
@@ -137,8 +137,8 @@ from attnkit.widgets.heads import plot_split_heads
 
 x = torch.arange(2 * 4 * 8.0).view(2, 4, 8)        # (B=2, L=4, E=8)
 heads = split_heads(x, num_heads=2)                 # (B, H=2, L, Dh=4)
-print(t("mha.nb.split", a=tuple(x.shape), b=tuple(heads.shape)))
-print(t("mha.nb.head1_pos0", v=heads[0, 1, 0].tolist()))
+print(t("ch04.split", a=tuple(x.shape), b=tuple(heads.shape)))
+print(t("ch04.head1_pos0", v=heads[0, 1, 0].tolist()))
 print("merge(split(x)) == x:", torch.equal(merge_heads(heads), x))
 plot_split_heads(seq_len=4, embed_dim=8, num_heads=2);
 
@@ -231,8 +231,8 @@ def mha_torch(x, m, causal=False):                      # 6. nn.MultiheadAttenti
 # random input:
 
 # %% [markdown] tags=["lang-zh"]
-# attnkit 的 `MultiHeadAttention` 就是把批量版本写成一个模块：四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），
-# 按上面的方式拆分和合并头，内部调用 `F.scaled_dot_product_attention`（需要返回注意力权重时则改用 attnkit 的朴素实现）。
+# attnkit 的 `MultiHeadAttention` 就是写成模块的批量版本：它有四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），
+# 按上面的方式拆分和合并头。计算注意力时调用 `F.scaled_dot_product_attention`；需要返回注意力权重时，则改用 attnkit 的朴素实现。
 # `MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重（`to_torch()` 则反过来）。下面在一个小的随机输入上（带因果掩码）
 # 证明这七种实现结果一致：
 
@@ -246,15 +246,16 @@ def mha_attnkit(x, m, causal=False):                    # 7. attnkit, weights co
     return ours(x, is_causal=causal)[0]
 
 
-implementations = {"loop over heads": mha_loop, "batched heads": mha_batched, "packed QKV": mha_packed,
-                   "einsum": mha_einsum, "fused SDPA": mha_sdpa, "nn.MultiheadAttention": mha_torch,
-                   "attnkit MultiHeadAttention": mha_attnkit}
+implementations = {"loop": mha_loop, "batched": mha_batched, "packed": mha_packed, "einsum": mha_einsum,
+                   "sdpa": mha_sdpa, "torch": mha_torch, "attnkit": mha_attnkit}
+names = {key: t(f"ch04.impl.{key}") for key in implementations}  # what the tables print
 x = torch.randn(2, 6, 16)                                # (B, L, E)
 with torch.no_grad():
     reference = mha_torch(x, m, causal=True)
-    for name, f in implementations.items():
-        out = f(x, m, causal=True)
-        print(f"{name:<27} shape {tuple(out.shape)}  allclose: {torch.allclose(out, reference, atol=1e-6)}")
+    outs = {key: f(x, m, causal=True) for key, f in implementations.items()}
+print(viz.format_table([t("ch04.col.impl"), t("ch04.col.shape"), "allclose"],
+                       [[names[key], tuple(out.shape), torch.allclose(out, reference, atol=1e-6)]
+                        for key, out in outs.items()]))
 
 # %% [markdown] tags=["lang-en"]
 # `nn.MultiheadAttention` can also return the weights, but by default it *averages them over
@@ -269,18 +270,18 @@ with torch.no_grad():
 with torch.no_grad():
     _, w_torch = m(x, x, x, need_weights=True)           # (B, L, S): averaged over heads
     _, w_ours = ours(x, need_weights=True)               # (B, H, L, S)
-print(t("mha.nb.per_head", a=tuple(w_ours.shape), b=tuple(w_torch.shape)))
-print(t("mha.nb.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6)))
+print(t("ch04.per_head", a=tuple(w_ours.shape), b=tuple(w_torch.shape)))
+print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Timing.** Equal outputs, different speeds. The table times the seven on one causal
 # self-attention of batch 8, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
-# median of 3 runs taken in turn, each relative to the fused SDPA version. Your numbers will
-# differ; `python benchmarks/bench_mha.py` measures the same configuration with more repeats.
+# taken in turn on one thread, median of 3 runs each, each relative to the fused SDPA version. Your
+# numbers will differ; `python benchmarks/bench_mha.py` measures the same configuration with more repeats.
 
 # %% [markdown] tags=["lang-zh"]
-# **计时。** 结果相同，速度却不同。下表对这七种实现计时：一次带因果掩码的自注意力，批次 8、序列长度 1024、宽度 768、
-# 12 个头（相当于 GPT-2 small 的一层），只算前向，轮流各运行 3 次取中位数，并给出相对融合 SDPA 版本的倍数。
+# **计时。** 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 8、序列长度 1024、宽度 768、
+# 12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。
 # 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用更多次重复测量同样的配置。
 
 # %% tags=["nbval-ignore-output"]
@@ -288,26 +289,25 @@ torch.manual_seed(0)
 big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
 ours = MultiHeadAttention.from_torch(big).eval()
 xb = torch.randn(8, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 8
-times = {name: [] for name in implementations}
-with torch.inference_mode():
-    for f in implementations.values():                   # warm-up
-        f(xb, big, causal=True)
-    for _ in range(3):                                   # round-robin: load hits every one alike
-        for name, f in implementations.items():
-            t0 = time.perf_counter()
-            f(xb, big, causal=True)
-            times[name].append(time.perf_counter() - t0)
-base = statistics.median(times["fused SDPA"])
-print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")],
-                       [[name, f"{1e3 * statistics.median(ts):.1f}", f"{statistics.median(ts) / base:.2f}x"]
-                        for name, ts in times.items()]))
+with torch.inference_mode(), one_thread():            # round-robin: load hits every one alike
+    ms = {key: 1e3 * sec for key, sec in round_robin_medians(
+        {key: (lambda f=f: f(xb, big, causal=True)) for key, f in implementations.items()},
+        repeats=3, warmup=0).items()}
+print(viz.format_table([t("ch04.col.impl"), t("ch04.col.ms"), t("ch04.col.vs_sdpa")],
+                       [[names[key], f"{ms[key]:.1f}", f"{ms[key] / ms['sdpa']:.2f}x"] for key in implementations]))
+B, H, L = xb.shape[0], big.num_heads, xb.shape[1]
+print(t("ch04.held_at_once", loop=B * L * L * 4 / 2**20, all=B * H * L * L * 4 / 2**20))
+print(t("ch04.vs_loop", batched=ms["batched"] / ms["loop"], einsum=ms["einsum"] / ms["loop"]))
 
 # %% [markdown] tags=["lang-en"]
 # How to read it: the four $E \times E$ projections are the same in every version, so what
 # separates the rows is how the attention itself is done; gaps of a few percent are run-to-run
-# noise, and close rows may swap when you run the cell again. The loop and the batched versions do
-# the same arithmetic, but the batched one holds the $(L, L)$ weights of every head and every
-# sequence at once, the loop only one head's: the difference is memory traffic, not FLOPs. The fused kernel never writes the $(L, L)$ weights to memory, and with
+# noise, and close rows may swap when you run the cell again. The loop, batched, packed and einsum
+# versions do the same arithmetic. The last three hold the $(L, L)$ weights of every head and every
+# sequence at once, the loop only one head's (the first line under the table prints both sizes);
+# whether that costs time depends on how the CPU's matrix library handles each shape. The einsum
+# version holds as much as the batched one, so where their times differ (the second line prints
+# both against the loop, from this run's numbers), memory alone does not explain the gap. The fused kernel never writes the $(L, L)$ weights to memory, and with
 # `is_causal=True` it skips the blocks above the diagonal of a causal matrix. In inference mode
 # `nn.MultiheadAttention` takes its own "fast path" (`torch._native_multi_head_attention`), which
 # on CPU computes the full $(L, L)$ scores and a masked softmax: the causal mask reaches it as a
@@ -317,11 +317,13 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
 
 # %% [markdown] tags=["lang-zh"]
 # 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；
-# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环版本和批量版本的计算量完全相同，
-# 但批量版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的：二者的差别在于内存读写，而不在浮点运算次数。
+# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环、批量、打包和 einsum 这四个版本的计算量完全相同。
+# 后三个版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的（表格下面第一行打印了两者的大小）；
+# 这会不会多花时间，取决于 CPU 的矩阵运算库如何处理各种形状。einsum 版本存下的权重和批量版本一样多，
+# 所以只要二者耗时不同（第二行根据本次运行的实测数字，打印了二者相对循环版本的倍数），差距就不能只用内存来解释。
 # 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
-# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`），
-# 在 CPU 上它会算出完整的 $(L, L)$ 分数再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，对它来说只是一个任意的掩码。
+# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`）。
+# 在 CPU 上，这条路径会算出完整的 $(L, L)$ 分数，再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，在它看来只是一个任意的掩码。
 # attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，
 # 因为注意力部分按 $L^2$ 增长（第 6 节）。
 
@@ -335,6 +337,8 @@ print(viz.format_table([t("mha.col.impl"), t("mha.col.ms"), t("mha.col.vs_sdpa")
 # equals PyTorch's `nn.TransformerEncoderLayer` once the weights are copied:
 
 # %% [markdown] tags=["lang-zh"]
+# ## 4. 编码器子层
+#
 # 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
 # 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
 # 先是多头自注意力，然后是逐位置的前馈网络。用 attnkit 的模块搭出来，复制权重之后与 PyTorch 的
@@ -364,7 +368,7 @@ layer.ff[2].load_state_dict(ref_layer.linear2.state_dict())
 layer.norm1.load_state_dict(ref_layer.norm1.state_dict())
 layer.norm2.load_state_dict(ref_layer.norm2.state_dict())
 with torch.no_grad():
-    print("encoder layer == nn.TransformerEncoderLayer:", torch.allclose(layer(x), ref_layer(x), atol=1e-5))
+    print(t("ch04.encoder_eq", ok=torch.allclose(layer(x), ref_layer(x), atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Explore: heads that specialise
@@ -388,7 +392,7 @@ with torch.no_grad():
 from attnkit.widgets.heads import example_sentences, head_roles, head_weights, train_recall_model
 
 model, info = train_recall_model(steps=100, seed=0)
-print(t("mha.nb.loss", a=info["loss"][0], b=info["loss"][-1]))
+print(t("ch04.loss", a=info["loss"][0], b=info["loss"][-1]))
 for role, acc in info["accuracy"].items():
     print(f"{t('heads.role.' + role)}: {acc:.1%}")
 
@@ -405,8 +409,8 @@ sentence = example_sentences()[0]
 weights = head_weights(model, sentence)                  # (layers, H, L, L)
 roles = head_roles(weights)
 print(viz.format_table(
-    [t("heads.col.layer"), t("heads.col.head"), t("heads.col.prev"), t("heads.col.prev2"),
-     t("heads.col.first"), t("heads.col.self"), t("heads.col.role")],
+    [t("ch04.col.layer"), t("ch04.col.head"), t("ch04.col.prev"), t("ch04.col.prev2"),
+     t("ch04.col.first"), t("ch04.col.self"), t("ch04.col.role")],
     [[layer + 1, h, f"{r['prev']:.2f}", f"{r['prev2']:.2f}", f"{r['first']:.2f}", f"{r['self']:.2f}",
       t("heads.role." + r["role"])] for layer, rs in enumerate(roles) for h, r in enumerate(rs)]))
 
@@ -467,10 +471,10 @@ params = mha_param_count(E, H, bias=False)
 real = sum(p.numel() for p in MultiHeadAttention(E, H, bias=False, device="meta").parameters())
 flops = mha_flops(E, H, seq_len=L)
 act = mha_activation_bytes(E, H, seq_len=L, bytes_per_element=2)     # bfloat16
-print(t("mha.nb.params", f=params, m=real, ok=params == real))
-print(t("mha.nb.flops", p=flops["projections"] / 1e12, s=flops["scores"] / 1e12,
+print(t("ch04.params", f=params, m=real, ok=params == real))
+print(t("ch04.flops", p=flops["projections"] / 1e12, s=flops["scores"] / 1e12,
         w=flops["weighted_sum"] / 1e12, tot=flops["total"] / 1e12))
-print(t("mha.nb.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
+print(t("ch04.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
 
 # %% [markdown] tags=["lang-en"]
 # 67,108,864 parameters per attention layer (LLaMA has no biases), and 0.82 TFLOP for one
@@ -487,7 +491,7 @@ print(t("mha.nb.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
 # 投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；
 # $L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，
 # 在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB：真正要命的是这个平方项，
-# 这也是融合算子（第 07 章）从不把它完整写出来的原因。（上面的模块放在 PyTorch 的 `meta` 设备上：
+# 这也是融合算子（第 7 章）从不把它完整写出来的原因。（上面的模块放在 PyTorch 的 `meta` 设备上：
 # 只有形状、不占内存，所以数一个 7B 规模的层几乎没有开销。）
 
 # %% [markdown] tags=["lang-en"]
@@ -508,7 +512,7 @@ x = torch.randn(2, 6, 16)
 B, L, E = x.shape
 right = split_heads(x, 4)
 wrong = x.view(B, 4, L, E // 4)
-print(t("mha.nb.same", shape=right.shape == wrong.shape, values=torch.equal(right, wrong)))
+print(t("ch04.same", shape=right.shape == wrong.shape, values=torch.equal(right, wrong)))
 
 # %% [markdown] tags=["lang-en"]
 # **Boolean masks mean opposite things.** attnkit (like SDPA) reads `True` as *may attend*;
@@ -530,8 +534,8 @@ with torch.no_grad():
     a = ours(x, key_padding_mask=real_tokens)[0]
     same = m(x, x, x, key_padding_mask=real_tokens, need_weights=False)[0]
     inverted = m(x, x, x, key_padding_mask=~real_tokens, need_weights=False)[0]
-print(t("mha.nb.mask_same", ok=torch.allclose(a, same, atol=1e-6)))
-print(t("mha.nb.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
+print(t("ch04.mask_same", ok=torch.allclose(a, same, atol=1e-6)))
+print(t("ch04.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # **Averaged weights hide the heads.** Called with `need_weights=True` (the default),
@@ -547,8 +551,8 @@ print(t("mha.nb.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 
 # %%
 w1 = weights[0]                                          # layer 1: (H, L, L)
-print(t("mha.nb.peak_heads", v=[round(v, 2) for v in w1.amax(-1)[:, 3:].mean(-1).tolist()]))
-print(t("mha.nb.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
+print(t("ch04.peak_heads", v=[round(v, 2) for v in w1.amax(-1)[:, 3:].mean(-1).tolist()]))
+print(t("ch04.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
 
 # %% [markdown] tags=["lang-en"]
 # Three heads reach 1.0, 0.9 and 1.0, yet the average of the heads peaks at only 0.37 per row:
@@ -589,7 +593,7 @@ for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 
 # 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，
 # 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1.** 拆分头：`(B, L, E)` → `(B, H, L, E // H)`，第 `h` 个头拿到每个位置的第 `h * E // H` 到
+# **练习 1**：拆分头：`(B, L, E)` → `(B, H, L, E // H)`，第 `h` 个头拿到每个位置的第 `h * E // H` 到
 # 第 `(h + 1) * E // H - 1` 个特征。
 
 # %%
@@ -607,7 +611,7 @@ check_split_heads(my_split_heads);
 # **Exercise 2.** Merge heads: the inverse, `(B, H, L, Dh)` → `(B, L, H * Dh)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 合并头：拆分的逆运算，`(B, H, L, Dh)` → `(B, L, H * Dh)`。
+# **练习 2**：合并头：拆分的逆运算，`(B, H, L, Dh)` → `(B, L, H * Dh)`。
 
 # %%
 def my_merge_heads(x):
@@ -622,7 +626,7 @@ check_merge_heads(my_merge_heads);
 # `x` is `(B, L, E)`, `w_q, w_k, w_v, w_o` are `(E, E)` (as in `nn.Linear`: `y = x @ w.T`).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，
+# **练习 3**：用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，
 # `w_q, w_k, w_v, w_o` 都是 `(E, E)`（与 `nn.Linear` 相同：`y = x @ w.T`）。
 
 # %%
@@ -638,7 +642,7 @@ check_mha(my_mha);
 # `embed_dim` with `num_heads` heads, with or without biases.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4.** 宽度为 `embed_dim`、有 `num_heads` 个头的一层多头注意力有多少个参数（分带偏置和不带偏置两种情况）。
+# **练习 4**：宽度为 `embed_dim`、有 `num_heads` 个头的一层多头注意力有多少个参数（分带偏置和不带偏置两种情况）。
 
 # %%
 def my_count_params(embed_dim, num_heads, bias=True):
@@ -687,7 +691,7 @@ check_count_params(my_count_params);
 # - 在需要同时关注多个位置的任务上训练，各个头会自发地分工（第 5 节）。
 # - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 都是 $O(LE^2 + L^2E)$；而每条序列的注意力权重要占 $h L^2$ 个数的内存（第 6 节）。
 #
-# **下一章**：第 05 章——让多个头共享键和值（GQA、MQA），或把它们压缩成一个低维的潜在向量（MLA），从而缩小 KV 缓存。
+# **下一章**：第 5 章——让多个头共享键和值（GQA、MQA），或把它们压缩成一个低维的潜在向量（MLA），从而缩小 KV 缓存。
 #
 # ## 参考文献
 # - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.2（多头注意力，MultiHead 公式），

@@ -31,14 +31,14 @@
 # # 05 · KV 缓存、GQA、MQA 与 MLA——看得见的内存
 #
 # **本章内容**
-# - 语言模型在生成时缓存了什么，为什么解码速度受限于内存而不是算力，一个真实模型的缓存有多大；
+# - 语言模型在生成时缓存了什么，为什么解码速度受限于内存带宽而不是算力，一个真实模型的缓存有多大；
 # - 多头注意力（MHA）、分组查询注意力（GQA）和多查询注意力（MQA）其实是同一个家族，区别只在于这些查询头共享多少个键值头；
 # - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，
 #   再通过“吸收”技巧让各个头直接对潜在向量做注意力；
 # - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误。
 #
-# **预备知识**：第 01 章（注意力与掩码）和第 04 章（多头注意力）。第 4 节会用到 RoPE，
-# 第 06 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
+# **预备知识**：第 1 章（注意力与掩码）和第 4 章（多头注意力）。第 4 节会用到 RoPE，
+# 第 6 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
 
 # %%
 import math
@@ -51,6 +51,7 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch05  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import viz
 from attnkit.core import causal_mask
 from attnkit.core import scaled_dot_product_attention as plain_attention
@@ -64,7 +65,6 @@ from attnkit.gqa import (
     kv_cache_bytes_per_token,
     repeat_kv,
 )
-from attnkit.widgets import kvcache  # noqa: F401  (registers the texts this chapter prints)
 
 torch.manual_seed(0)
 print("torch", torch.__version__.split("+")[0])
@@ -140,7 +140,7 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # For a 32-head model:
 
 # %% [markdown] tags=["lang-zh"]
-# ## 2. 为什么解码受限于内存
+# ## 2. 为什么解码受限于内存带宽
 #
 # 解码的每一步，每个头只有一个查询，要面对 $S$ 个已缓存的位置。设每层有 $n_h$ 个查询头、$n_g$ 个键值头，头维度为 $d_h$：
 #
@@ -155,9 +155,9 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # %%
 n_h, d_h, nbytes = 32, 128, 2                                # bfloat16
 rows = []
-for label, n_g in ((t("gqa.kind.mha"), 32), (t("gqa.kind.gqa", g=8), 8), (t("gqa.kind.mqa"), 1)):
+for label, n_g in ((t("ch05.kind.mha"), 32), (t("ch05.kind.gqa", g=8), 8), (t("ch05.kind.mqa"), 1)):
     rows.append([label, n_g, f"{4 * n_h * d_h / (2 * n_g * d_h * nbytes):.0f}"])
-print(viz.format_table([t("gqa.col.kind"), t("gqa.col.kv_heads"), t("gqa.col.intensity")], rows))
+print(viz.format_table([t("ch05.col.kind"), t("ch05.col.kv_heads"), t("ch05.col.intensity")], rows))
 print(t("ch05.h100", r=989e12 / 3.35e12))
 
 # %% [markdown] tags=["lang-en"]
@@ -168,16 +168,16 @@ print(t("ch05.h100", r=989e12 / 3.35e12))
 # $d_c = 512$, $d_h^R = 64$; section 4):
 
 # %% [markdown] tags=["lang-zh"]
-# 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存，缓存的大小决定了速度；
+# 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存带宽，缓存的大小决定了速度；
 # 它也决定了显存里能同时放下多少条序列。下面是一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、
 # bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$；见第 4 节）：
 
 # %%
 sizes = compare_cache_sizes(num_heads=32, num_kv_heads=8, head_dim=128, num_layers=32, seq_len=32768,
                             dtype=torch.bfloat16, kv_lora_rank=512, qk_rope_head_dim=64)
-names = {"mha": t("gqa.kind.mha"), "gqa": t("gqa.kind.gqa", g=8), "mqa": t("gqa.kind.mqa"), "mla": t("gqa.kind.mla")}
+names = {"mha": t("ch05.kind.mha"), "gqa": t("ch05.kind.gqa", g=8), "mqa": t("ch05.kind.mqa"), "mla": t("ch05.kind.mla")}
 print(viz.format_table(
-    [t("gqa.col.kind"), t("gqa.col.per_token"), t("gqa.col.total"), t("gqa.col.vs_mha")],
+    [t("ch05.col.kind"), t("ch05.col.per_token"), t("ch05.col.total"), t("ch05.col.vs_mha")],
     [[names[k], f"{b // 32768:,}", f"{b / 2**30:.3f} GiB", f"{b / sizes['mha']:.4f}"] for k, b in sizes.items()]))
 print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 
@@ -197,8 +197,12 @@ print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 #
 # Keep $n_h$ query heads but give the keys and values only $n_g$ heads, $n_g$ dividing $n_h$.
 # Each group of $G = n_h / n_g$ consecutive query heads shares one kv head: **query head $i$
-# reads kv head $\lfloor i / G \rfloor$** (Ainslie et al. 2023). $n_g = n_h$ is MHA, $n_g = 1$ is
-# MQA (Shazeer 2019), anything between is GQA. Only the key and value projections shrink, from
+# reads kv head $\lfloor i / G \rfloor$**. Ainslie et al. (2023) fix no order, only that the heads
+# of a group share one kv head; $\lfloor i / G \rfloor$ is the convention of Hugging Face's LLaMA
+# (`repeat_kv`) and of PyTorch's `enable_gqa`, so checkpoints trained that way expect it. Mind the
+# two meanings of G: here, as in that code, $G$ is the group *size* (query heads per kv head), while
+# the paper's GQA-G names the *number* of groups, $n_g$ — so the GQA-2 in this chapter's tables has
+# $n_g = 2$ kv heads and $G = 4$. $n_g = n_h$ is MHA, $n_g = 1$ is MQA (Shazeer 2019), anything between is GQA. Only the key and value projections shrink, from
 # $d \times n_h d_h$ to $d \times n_g d_h$, and the cache with them.
 #
 # From scratch, the easiest way is to *repeat* each kv head $G$ times, as Hugging Face's LLaMA
@@ -210,13 +214,16 @@ print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 # ## 3. MHA → GQA → MQA：同一个家族
 #
 # 保留 $n_h$ 个查询头，但键和值只用 $n_g$ 个头（$n_g$ 整除 $n_h$）。每 $G = n_h / n_g$ 个相邻的查询头组成一组，
-# 共享一个键值头：**第 $i$ 个查询头读取第 $\lfloor i / G \rfloor$ 个键值头**（Ainslie 等，2023）。
+# 共享一个键值头：**第 $i$ 个查询头读取第 $\lfloor i / G \rfloor$ 个键值头**。Ainslie 等（2023）并没有规定顺序，
+# 只要求同一组的头共享一个键值头；$\lfloor i / G \rfloor$ 是 Hugging Face 的 LLaMA（`repeat_kv`）和 PyTorch 的 `enable_gqa` 采用的约定，
+# 按这种方式训练的检查点也都依赖它。注意 G 有两种含义：这里（与上述代码一样）$G$ 指每组的*大小*，即每个键值头对应几个查询头；
+# 论文里的 GQA-G 指的却是组的*个数* $n_g$。所以本章表格中的 GQA-2 有 $n_g = 2$ 个键值头，$G = 4$。
 # $n_g = n_h$ 就是 MHA，$n_g = 1$ 就是 MQA（Shazeer，2019），介于两者之间的就是 GQA。
 # 只有键和值的投影变小了（从 $d \times n_h d_h$ 变成 $d \times n_g d_h$），缓存也随之变小。
 #
 # 从零实现时，最简单的办法是把每个键值头*重复* $G$ 次（Hugging Face 的 LLaMA 用 `repeat_kv` 就是这么做的），
 # 然后做普通的注意力。传入 `enable_gqa=True` 时，PyTorch 的 SDPA 直接接受这 $n_g$ 个键值头（它作为参考的 math 路径同样是先重复；
-# CUDA 上的 FlashAttention 内核则直接读取各个键值头，不做复制）：
+# CUDA 上的 FlashAttention 算子则直接读取各个键值头，不做复制）：
 
 # %%
 def my_repeat_kv(x, n_rep):                                  # (B, n_g, S, d) -> (B, n_g * n_rep, S, d)
@@ -250,21 +257,21 @@ print(t("ch05.matches_torch",
 torch.manual_seed(0)
 x = torch.randn(1, 6, 64)
 rows = []
-for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.kind.mqa"), 1)):
+for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch05.kind.mqa"), 1)):
     m = GroupedQueryAttention(64, 8, n_g).eval()
     c = KVCache()
     with torch.no_grad():
         m(x, is_causal=True, kv_cache=c)
     rows.append([label, n_g, sum(p.numel() for p in m.parameters()), str(tuple(c.k.shape)), c.nbytes])
-print(viz.format_table([t("gqa.col.kind"), t("gqa.col.kv_heads"), t("gqa.col.params"),
-                        t("gqa.col.cache_shape"), t("gqa.col.measured")], rows))
+print(viz.format_table([t("ch05.col.kind"), t("ch05.col.kv_heads"), t("ch05.col.params"),
+                        t("ch05.col.cache_shape"), t("ch05.col.measured")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # With `num_kv_heads == num_heads` the layer *is* chapter 04's multi-head attention. Copy the
 # weights of an `attnkit.mha.MultiHeadAttention` into it (`from_mha` does that) and the outputs agree:
 
 # %% [markdown] tags=["lang-zh"]
-# 当 `num_kv_heads == num_heads` 时，这一层*就是*第 04 章的多头注意力。把一个 `attnkit.mha.MultiHeadAttention`
+# 当 `num_kv_heads == num_heads` 时，这一层*就是*第 4 章的多头注意力。把一个 `attnkit.mha.MultiHeadAttention`
 # 的权重复制过来（`from_mha` 就做这件事），两者的输出完全一致：
 
 # %%
@@ -299,7 +306,7 @@ with torch.no_grad():
     for n_g in (8, 4, 2, 1):
         out, _ = GroupedQueryAttention.from_mha(tmha, num_kv_heads=n_g)(xb)
         rows.append([n_g, f"{((out - ref).norm() / ref.norm()).item():.3f}"])
-print(viz.format_table([t("gqa.col.kv_heads"), t("gqa.col.rel_err")], rows))
+print(viz.format_table([t("ch05.col.kv_heads"), t("ch05.col.rel_err")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # Keeping all 8 kv heads reproduces the layer exactly (error 0.000); pooling to 4, 2 and 1 heads
@@ -320,7 +327,7 @@ print(viz.format_table([t("gqa.col.kv_heads"), t("gqa.col.rel_err")], rows))
 # %%
 torch.manual_seed(0)
 x = torch.randn(2, 7, 64)
-for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.kind.mqa"), 1)):
+for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch05.kind.mqa"), 1)):
     m = GroupedQueryAttention(64, 8, n_g).eval()
     with torch.no_grad():
         full, _ = m(x, is_causal=True)
@@ -367,12 +374,12 @@ for label, n_g in ((t("gqa.kind.mha"), 8), (t("gqa.kind.gqa", g=2), 2), (t("gqa.
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
 # **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$：
-# 把 $W^{UK}_i$ 折叠进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。
+# 把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。
 # 同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
 #
 # **为什么 RoPE 需要单独的键。** 加上 RoPE 后，位置 $j$ 的键要旋转 $R_j$：
 # $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，
-# 不存在一个固定的矩阵可以折叠进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
+# 不存在一个固定的矩阵可以吸收进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
 # 而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。
 # 查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
 #
@@ -415,7 +422,7 @@ print(t("ch05.absorbed_scores", v=absorbed.numpy().round(3)))
 
 # %% [markdown] tags=["lang-zh"]
 # 下面是 attnkit 的 `MultiHeadLatentAttention`，用一个小模型。它在同一个缓存上有两条推理路径：
-# `absorb=False` 从缓存的潜在向量还原出每个头的键和值（式 10–11、17），`absorb=True` 把 $W^{UK}$ 折叠进查询、
+# `absorb=False` 从缓存的潜在向量还原出每个头的键和值（式 10–11、17），`absorb=True` 把 $W^{UK}$ 吸收进查询、
 # 在注意力之后再乘 $W^{UV}$。两条路径结果一致，用缓存解码时也一致，而且缓存中每个词元恰好保存 $d_c + d_h^R$ 个数：
 
 # %%
@@ -483,14 +490,21 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 # | MHA | $2 n_h d_h S\, b$ | $4 n_h d_h S$ |
 # | GQA | $2 n_g d_h S\, b$ | $4 n_h d_h S$ |
 # | MQA | $2 d_h S\, b$ | $4 n_h d_h S$ |
-# | MLA, absorbed | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 2 d_h^R) S$ |
+# | MLA, absorbed | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA, naive | $(d_c + d_h^R) S\, b$ | $+\,2 d_c\, n_h (d_h + d_h^v) S$ to rebuild K and V |
+#
+# On the absorbed path each head scores the $d_c + d_h^R$ numbers of every cached row and then, as
+# attnkit's code does, averages the whole row $[c; k^R]$ as the value and drops the last $d_h^R$
+# output channels (so that queries, keys and values share one head size, which PyTorch's fused CPU
+# kernel needs): $2(d_c + d_h^R) + 2(d_c + d_h^R)$ FLOPs per head and cached token. A kernel that
+# averages $c$ alone does $n_h (4 d_c + 2 d_h^R) S$.
 #
 # The absorbed path does *more* arithmetic per cached byte than MHA — which is what a
 # memory-bound step wants. The naive path rebuilds every key and value at every step, which is
 # why inference uses the absorbed one. Measured on this machine: one layer 512 wide with 8 heads
 # of 64 (GQA with 2 kv heads; MLA with $d_c = 256$, $d_h^R = 32$), one new token after $S$ cached
-# ones, float32, timed on one CPU thread (slower, but much less disturbed by other programs).
+# ones, float32, every variant and length timed in turn on one CPU thread (slower, but much less
+# disturbed by other programs), median of 3.
 # First the bytes the caches really hold after the step, against the formula:
 
 # %% [markdown] tags=["lang-zh"]
@@ -503,58 +517,69 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 # | MHA | $2 n_h d_h S\, b$ | $4 n_h d_h S$ |
 # | GQA | $2 n_g d_h S\, b$ | $4 n_h d_h S$ |
 # | MQA | $2 d_h S\, b$ | $4 n_h d_h S$ |
-# | MLA，吸收路径 | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 2 d_h^R) S$ |
+# | MLA，吸收路径 | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA，朴素路径 | $(d_c + d_h^R) S\, b$ | 另加还原 K、V 的 $2 d_c\, n_h (d_h + d_h^v) S$ |
 #
-# 吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
+# 在吸收路径上，每个头先用每一行缓存的 $d_c + d_h^R$ 个数算分数。attnkit 的代码接着把整行 $[c; k^R]$ 当作值做加权平均，
+# 再丢掉输出的最后 $d_h^R$ 个通道：这样查询、键和值的头维度相同，而 PyTorch 在 CPU 上的融合算子要求如此。
+# 于是每个头、每个缓存词元需要 $2(d_c + d_h^R) + 2(d_c + d_h^R)$ 次浮点运算。只用 $c$ 做加权平均的算子则是 $n_h (4 d_c + 2 d_h^R) S$。
+#
+# 吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
 # 所以推理时用的是吸收路径。下面在本机上实测：一层宽度 512、8 个 64 维的头（GQA 用 2 个键值头；MLA 取 $d_c = 256$、$d_h^R = 32$），
-# 在已缓存 $S$ 个词元之后再解码 1 个新词元，float32，用单个 CPU 线程计时（更慢，但受其他程序的干扰小得多）。
+# 在已缓存 $S$ 个词元之后再解码 1 个新词元，float32；所有变体和长度在单个 CPU 线程上轮流计时（更慢，但受其他程序的干扰小得多），各取 3 次的中位数。
 # 先看解码之后缓存实际占用的字节数，与公式对照：
 
 # %%
-from attnkit.gqa import make_decode_model, measure_decode_step
+from attnkit.gqa import make_decode_model, measure_decode_steps
 
 contexts = (256, 1024, 4096)
 models = {k: make_decode_model(k, embed_dim=512, num_heads=8, num_kv_heads=2) for k in ("mha", "gqa", "mqa", "mla")}
 shape = dict(num_heads=8, head_dim=64, num_kv_heads=2, kv_lora_rank=256, qk_rope_head_dim=32, dtype=torch.float32)
-labels = {"mha": t("gqa.kind.mha"), "gqa": t("gqa.kind.gqa", g=2), "mqa": t("gqa.kind.mqa"),
-          "mla": t("gqa.kind.mla_absorbed"), "mla_naive": t("gqa.kind.mla_naive")}
-runs = {name: [measure_decode_step(models[name[:3]], S, repeats=2, absorb=name == "mla", threads=1) for S in contexts]
-        for name in labels}                                  # timed now, timings printed below
+labels = {"mha": t("ch05.kind.mha"), "gqa": t("ch05.kind.gqa", g=2), "mqa": t("ch05.kind.mqa"),
+          "mla": t("ch05.kind.mla_absorbed"), "mla_naive": t("ch05.kind.mla_naive")}
+runs = measure_decode_steps({name: (models[name[:3]], name == "mla") for name in labels}, contexts,
+                            repeats=3)                       # timed now, round-robin; printed below
 rows = []
 for kind in ("mha", "gqa", "mqa", "mla"):
     measured = [r["cache_bytes"] for r in runs[kind]]
     formula = [kv_cache_bytes(kind, S + 1, **shape) for S in contexts]
-    rows.append([t("gqa.kind." + kind, g=2), *[f"{m / 2**20:.2f} MiB" for m in measured], measured == formula,
+    rows.append([t("ch05.kind." + kind, g=2), *[f"{m / 2**20:.2f} MiB" for m in measured], measured == formula,
                  f"{formula[0] / kv_cache_bytes('mha', contexts[0] + 1, **shape):.3f}"])
-print(viz.format_table([t("gqa.col.kind"), *[f"S = {S}" for S in contexts],
-                        f"{t('gqa.col.measured')} == {t('gqa.col.formula')}",
-                        t("gqa.col.vs_mha")], rows))
+print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
+                        f"{t('ch05.col.measured')} == {t('ch05.col.formula')}",
+                        t("ch05.col.vs_mha")], rows))
 
 # %% [markdown] tags=["lang-en"]
-# And the time of one decode step (the best of two runs; the numbers change from run to run and
-# machine to machine, so this cell is not checked by the tests):
+# And the time of one decode step (the numbers change from run to run and machine to machine, so
+# this cell is not checked by the tests; the lines under the table, printed from this run's
+# numbers, order the variants by time at each $S$):
 
 # %% [markdown] tags=["lang-zh"]
-# 再看一步解码的耗时（两次运行中较快的一次；数字每次运行、每台机器都会不同，所以测试不检查这个单元格的输出）：
+# 再看一步解码的耗时（数字每次运行、每台机器都会不同，所以测试不检查这个单元格的输出；
+# 表格下面的几行根据本次运行的实测数字，按耗时给出每个 $S$ 下各变体的排序）：
 
 # %% tags=["nbval-ignore-output"]
 rows = [[label, *[f"{r['ms']:.2f}" for r in runs[name]]] for name, label in labels.items()]
-print(t("gqa.col.ms"))
-print(viz.format_table([t("gqa.col.kind"), *[f"S = {S}" for S in contexts]], rows))
+print(t("ch05.col.ms"))
+print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts]], rows))
+for i, S in enumerate(contexts):
+    order = sorted(labels, key=lambda name: runs[name][i]["ms"])
+    print(t("ch05.order", S=S, order=" < ".join(labels[name] for name in order)))
 
 # %% [markdown] tags=["lang-en"]
-# What to look for: the step time grows with the bytes of cache it reads, so MHA's row grows
-# fastest with $S$ and MQA's and GQA's slowest, while MLA's naive path, which rebuilds every key
-# and value at every step, is the slowest of all. On a CPU these differences are blurred by
-# everything else a step does (the projections, the copy that grows the cache) and by other
-# programs sharing the cores; if a row looks out of order, run the cell again. The benchmark
-# `benchmarks/bench_gqa.py` measures the same steps with more repeats.
+# What to look for: the bytes a step reads grow with $S$, fastest for MHA and slowest for MQA
+# (the first table), and MLA's naive path also rebuilds every key and value at every step. On
+# a GPU, where decoding is memory-bound, the step time follows those bytes. On a CPU the order is
+# blurred by everything else a step does (the projections, the copy that grows the cache) and by
+# other programs sharing the cores: the lines under the table say what this run found, and a rerun
+# may order close variants differently. The benchmark `benchmarks/bench_gqa.py` measures the same
+# steps with more repeats.
 
 # %% [markdown] tags=["lang-zh"]
-# 要看的是：单步耗时随需要读取的缓存字节数增长，所以 MHA 那一行随 $S$ 增长得最快，MQA 和 GQA 增长得最慢；
-# 而 MLA 的朴素路径每一步都要重建所有的键和值，是最慢的。在 CPU 上，这些差别会被一步解码中的其他开销
-# （投影计算、扩充缓存时的复制）以及同时占用 CPU 核心的其他程序冲淡；如果某一行的顺序看起来不对，请重新运行这个单元格。
+# 要看的是：每一步读取的缓存字节数随 $S$ 增长，MHA 增长得最快，MQA 最慢（见第一张表）；
+# MLA 的朴素路径每一步还要重建所有的键和值。在 GPU 上，解码受限于内存带宽，单步耗时跟着读取的字节数走。
+# 在 CPU 上，这个顺序会被一步解码中的其他开销（投影计算、扩充缓存时的复制）以及同时占用 CPU 核心的其他程序打乱：
+# 表格下面的几行给出本次运行的结果，重新运行时，耗时相近的变体可能换位。
 # 基准测试脚本 `benchmarks/bench_gqa.py` 用更多次重复测量了同样的解码步骤。
 
 # %% [markdown] tags=["lang-en"]
@@ -727,13 +752,13 @@ check_decode_step(your_decode_step);
 #
 # - 解码时要反复用到之前每个词元的键和值：这就是 **KV 缓存**。用缓存解码必须等于完整的因果前向计算，
 #   为此因果掩码要对齐到键的*末尾*。
-# - 在 bfloat16 下，MHA 每读 1 字节缓存只做约 1 次浮点运算：解码受限于内存，缓存字节数决定了速度和批次大小。
+# - 在 bfloat16 下，MHA 每读 1 字节缓存只做约 1 次浮点运算：解码受限于内存带宽，缓存字节数决定了速度和批次大小。
 # - **MHA → GQA → MQA**：$n_h$ 个查询头共享 $n_g$ 个键值头（第 $i$ 个查询头读取第 $\lfloor i/G \rfloor$ 个键值头）；
 #   每个词元、每层缓存 $2 n_g d_h$ 个数。$n_g = n_h$ 的 GQA 就是 MHA。
 # - **MLA** 只缓存一个潜在向量和一个旋转键，共 $d_c + d_h^R$ 个数；各个头的键和值由上投影得到，而上投影可以吸收进查询和输出。
 #   RoPE 放在单独的键上，因为查询和潜在向量之间的旋转会阻碍吸收。
 #
-# **下一章**：第 06 章——RoPE 及其他位置编码。
+# **下一章**：第 6 章——RoPE 及其他位置编码。
 #
 # ## 参考文献
 # - N. Shazeer，*Fast Transformer Decoding: One Write-Head is All You Need*，2019（arXiv 1911.02150）——§2–3（MQA、增量解码及其内存带宽）。

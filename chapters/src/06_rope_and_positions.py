@@ -40,11 +40,10 @@
 # - 超出训练长度时会发生什么，位置插值（PI）、NTK 感知缩放和 YaRN 又分别改变了什么；
 # - RoPE 的开销（没有参数；实测耗时）以及会导致角度出错的常见陷阱。
 #
-# **预备知识**：第 01 章（缩放点积注意力、掩码）和第 04 章（多头注意力：投影、头、形状 `(B, H, N, d)`）。
+# **预备知识**：第 1 章（缩放点积注意力、掩码）和第 4 章（多头注意力：投影、头、形状 `(B, H, N, d)`）。
 
 # %%
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -54,6 +53,7 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch06  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import viz
 from attnkit.core import scaled_dot_product_attention
 from attnkit.rope import (
@@ -70,7 +70,10 @@ from attnkit.rope import (
     rope_relative_scores,
     rope_score_curve,
     sinusoidal_position_encoding,
+    yarn_correction_range,
+    yarn_inv_freq,
 )
+from attnkit.timing import one_thread, round_robin_medians
 from attnkit.widgets import rope as rope_widgets
 
 torch.manual_seed(0)
@@ -284,7 +287,7 @@ explorer.static();
 
 # %%
 distances = [0, 1, 4, 16, 64, 256]
-print(f"{t('rope.ch.distance'):>12}" + "".join(f"{r:>8}" for r in distances))
+print(f"{t('ch06.col.distance'):>12}" + "".join(f"{r:>8}" for r in distances))
 for base in (100.0, 10000.0, 500000.0):
     print(f"{t('rope.w.base_label', b=base):>12}" + "".join(f"{v:8.3f}" for v in rope_score_curve(distances, 64, base).tolist()))
 
@@ -322,8 +325,8 @@ for base in (100.0, 10000.0, 500000.0):
 # - **前后两半配对**（GPT-NeoX、Hugging Face LLaMA 的 `rotate_half`）：第 $i$ 对是通道 $(i, i + d/2)$。
 #
 # 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。
-# 由于 $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$，只要（在每个头内部）置换这两个权重矩阵的*行*，
-# 用一种约定训练的模型换成另一种约定后就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的。运行看看：
+# $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$。所以只要在每个头内部置换这两个权重矩阵的*行*，
+# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的。运行看看：
 
 # %%
 print(t("ch06.channel_order", order=interleaved_to_half_split(torch.arange(8)).tolist()))
@@ -361,11 +364,11 @@ with torch.no_grad():
 #
 # ## 6. 多头注意力模块中的 RoPE
 #
-# `StandardAttentionWithRoPE(embed_dim, num_heads)` 就是第 04 章的多头注意力，只是在投影之后、计算分数之前，
+# `StandardAttentionWithRoPE(embed_dim, num_heads)` 就是第 4 章的多头注意力，只是在投影之后、计算分数之前，
 # 对每个头的查询和键应用了 RoPE。输入和输出的形状都是 `(B, N, D)`；`return_attn=True` 时还会返回形状为 `(B, H, Nq, Nk)` 的注意力权重。
 # 不返回权重时，模块调用 PyTorch 的融合算子 `scaled_dot_product_attention`。
 #
-# 用 KV 缓存逐个词元解码时（第 05 章），新词元位于位置 $t$，而不是 0：要传入 `q_offset=t`。这样一次生成一个词元，结果与完整的前向计算完全一致：
+# 用 KV 缓存逐个词元解码时（第 5 章），新词元位于位置 $t$，而不是 0：要传入 `q_offset=t`。这样一次生成一个词元，结果与完整的前向计算完全一致：
 
 # %%
 torch.manual_seed(0)
@@ -410,7 +413,7 @@ fig = rope_widgets.alibi_figure(8, 16)   # shown below the cell
 
 # %% [markdown] tags=["lang-zh"]
 # 每张热力图画的是 $e^{-m_h (i-j)}$，也就是偏置乘到未归一化权重上的因子：第 0 个头只看近邻，第 7 个头几乎能看到全部历史。
-# 这个偏置就是一个加性掩码（第 01 章），因此 PyTorch 的融合注意力可以直接使用它：
+# 这个偏置就是一个加性掩码（第 1 章），因此 PyTorch 的融合注意力可以直接使用它：
 
 # %%
 torch.manual_seed(0)
@@ -434,7 +437,7 @@ print(t("ch06.alibi_sdpa",
 
 # %%
 ones = torch.ones(1, 64, dtype=torch.float64)
-print(f"{t('rope.ch.distance'):>10}{t('rope.ch.rope'):>8}{t('rope.ch.xpos'):>8}")
+print(f"{t('ch06.col.distance'):>10}{t('ch06.col.rope'):>8}{t('ch06.col.xpos'):>8}")
 for r in (0, 64, 256, 1024):
     qx, kx = apply_xpos(ones, ones, cos64, sin64, q_offset=r, k_offset=0)
     print(f"{r:>10}{rope_score_curve([r], 64)[0].item():8.3f}{(qx[0] @ kx[0]).item() / 64:8.3f}")
@@ -477,7 +480,12 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 # - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
 #   trained length, keep $\theta_i$ where $r_i > \beta = 32$, divide by $s$ where $r_i < \alpha = 1$,
 #   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$ with
-#   $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$ clipped to $[0, 1]$. It
+#   $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$ clipped to $[0, 1]$ in the paper's words. The
+#   authors' reference code — and with it transformers' `rope_type: yarn`, vLLM and every released
+#   YaRN checkpoint — ramps linearly in the *pair index* $i$ instead, from the pair that turns
+#   $\beta$ times within $L$ (index rounded down) to the one that turns $\alpha$ times (rounded up).
+#   attnkit's `yarn_inv_freq` computes the reference code's ramp by default, so it reproduces those
+#   models, and the paper's with `ramp="paper"` (section 8's end shows the difference). It
 #   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, a temperature the
 #   authors fitted because it lowered perplexity on long documents.
 
@@ -491,8 +499,11 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 #   最快的一对（$\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$，中间的各对除以比 $s$ 小的数。
 # - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
 #   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变，当 $r_i < \alpha = 1$ 时除以 $s$，两者之间线性过渡：
-#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，其中 $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，
-#   这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
+#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，按论文的写法，$\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。
+#   作者的参考代码却是按*通道对的序号* $i$ 线性过渡的：从在 $L$ 内转 $\beta$ 圈的那一对（序号向下取整）
+#   过渡到转 $\alpha$ 圈的那一对（序号向上取整）。transformers 的 `rope_type: yarn`、vLLM 以及所有已发布的 YaRN 检查点都沿用了这种做法。
+#   attnkit 的 `yarn_inv_freq` 默认按参考代码计算，因此能复现这些模型；传入 `ramp="paper"` 则按论文的公式计算（第 8 节末尾比较了两者）。
+#   它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
 
 # %%
 rows = []
@@ -501,8 +512,8 @@ for method in ("none", "linear", "ntk", "yarn"):
     ratio = new / theta
     rows.append([t("rope.w.method." + method), f"{ratio[0].item():.3f}", f"{ratio[16].item():.3f}",
                  f"{ratio[-1].item():.3f}", f"{s * ratio[-1].item():.2f}", f"{factor ** 2:.3f}"])
-print(viz.format_table([t("rope.ch.method"), t("rope.ch.pair_ratio", i=0), t("rope.ch.pair_ratio", i=16),
-                        t("rope.ch.pair_ratio", i=31), t("rope.ch.slowest"), t("rope.ch.factor")], rows))
+print(viz.format_table([t("ch06.col.method"), t("ch06.col.pair_ratio", i=0), t("ch06.col.pair_ratio", i=16),
+                        t("ch06.col.pair_ratio", i=31), t("ch06.col.slowest"), t("ch06.col.factor")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # Read the table row by row. Plain RoPE lets the slowest pair reach 4.00 times the largest angle it
@@ -530,15 +541,49 @@ scaling.static();
 # does to the frequencies*; all three are plain functions in `attnkit.rope`
 # (`linear_scaled_inv_freq`, `ntk_scaled_inv_freq`, `yarn_inv_freq`, `scaled_rope_embeddings`).
 #
+# **YaRN's two ramps.** Both keep the pairs that turn more than $\beta$ times and interpolate those
+# that turn less than $\alpha$ times; they differ in between. Since $r_i$ falls geometrically with
+# $i$, a ramp linear in $i$ is linear in $\log r_i$, while the paper's is linear in $r_i$, and the
+# reference code also rounds the two ends to whole pairs. For a LLaMA-like head ($d = 64$, base
+# 10000, $L = 2048$, $s = 4$, $\beta = 32$, $\alpha = 1$):
+
+# %% [markdown] tags=["lang-zh"]
+# 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
+# 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数：
+# `linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq` 和 `scaled_rope_embeddings`。
+#
+# **YaRN 的两种过渡方式。** 两者都保持转了 $\beta$ 圈以上的通道对不变，都对转不满 $\alpha$ 圈的通道对做插值，区别在于中间那一段。
+# $r_i$ 随 $i$ 按几何级数减小，所以对 $i$ 线性的过渡相当于对 $\log r_i$ 线性，而论文的过渡对 $r_i$ 线性；
+# 参考代码还把两端取整到整数序号。以一个类似 LLaMA 的头为例（$d = 64$，底数 10000，$L = 2048$，$s = 4$，$\beta = 32$，$\alpha = 1$）：
+
+# %%
+ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)                 # the reference code's ramp (the default)
+paper = yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="paper")  # the paper's ramp
+plain = rope_inv_freq(64)
+low, high = yarn_correction_range(64, 10000.0, 2048)
+print(t("ch06.yarn_range", low=low, high=high))
+pairs = list(range(6, 24, 2))
+print(viz.format_table([t("ch06.col.pair"), *[str(i) for i in pairs]], [
+    [t("ch06.col.ref_ratio"), *[f"{(ref / plain)[i].item():.3f}" for i in pairs]],
+    [t("ch06.col.paper_ratio"), *[f"{(paper / plain)[i].item():.3f}" for i in pairs]],
+    [t("ch06.col.gap"), *[f"{(paper / ref - 1)[i].item():+.0%}" for i in pairs]]]))
+gap = (paper / ref - 1).abs()
+print(t("ch06.yarn_gap", lo=gap[low + 1:high].min().item(), hi=gap.max().item(), i=int(gap.argmax())))
+
+# %% [markdown] tags=["lang-en"]
+# A model trained with YaRN learned the reference code's frequencies; run it with the paper's and
+# the pairs inside the ramp turn at other speeds than it was trained with. That is why attnkit's
+# default is the reference code's ramp, checked in `tests/test_rope.py` against transformers'
+# algorithm.
+#
 # ## 9. What it costs
 #
 # RoPE has **no parameters**: the rotation is fixed by the position. Compare the module with
 # `nn.MultiheadAttention` of the same size:
 
 # %% [markdown] tags=["lang-zh"]
-# 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
-# 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数
-# （`linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq`、`scaled_rope_embeddings`）。
+# 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。
+# 所以 attnkit 默认采用参考代码的过渡方式，`tests/test_rope.py` 会把它与 transformers 的算法逐一对照。
 #
 # ## 9. 开销
 #
@@ -558,26 +603,14 @@ for N in (256, 1024, 8192):
 # costs $6ND$ per sequence against $8ND^2$ for the four projections and $4N^2D$ for the attention
 # itself: 0.195% of the total at $N = 256$, less for longer sequences. The cos/sin tables are
 # $N \times d/2$ numbers each, shared by all heads and layers. Measured on this machine ($D = 256$,
-# 4 heads, one sequence; the fastest of 5 runs):
+# 4 heads, one sequence; all six timed in turn on one thread, median of 5 each):
 
 # %% [markdown] tags=["lang-zh"]
-# 参数量相同。从浮点运算次数看，旋转一对通道需要 4 次乘法和 2 次加法，所以对 $q$ 和 $k$ 应用 RoPE 每个序列共需 $6ND$ 次运算，
-# 而四个投影需要 $8ND^2$ 次，注意力本身需要 $4N^2D$ 次：在 $N = 256$ 时 RoPE 只占总量的 0.195%，序列越长占比越小。cos/sin 表各有 $N \times d/2$ 个数，
-# 由所有头和所有层共享。在本机上实测（$D = 256$，4 个头，一条序列；取 5 次运行中最快的一次）：
+# 参数量相同。再看浮点运算次数：旋转一对通道需要 4 次乘法和 2 次加法，所以对 $q$ 和 $k$ 应用 RoPE，每个序列共需 $6ND$ 次运算。
+# 相比之下，四个投影需要 $8ND^2$ 次，注意力本身需要 $4N^2D$ 次。在 $N = 256$ 时，RoPE 只占总量的 0.195%，序列越长占比越小。cos/sin 表各有 $N \times d/2$ 个数，
+# 由所有头和所有层共享。在本机上实测（$D = 256$，4 个头，一条序列；六种情况在单线程上轮流计时，各取 5 次的中位数）：
 
 # %% tags=["nbval-ignore-output"]
-def best_ms(fs, repeats=5):
-    """Run the functions round-robin and keep each one's fastest time: load from other programs
-    slows every run a little differently, and the fastest run is the least disturbed."""
-    best = [math.inf] * len(fs)
-    for _ in range(repeats):
-        for i, f in enumerate(fs):
-            t0 = time.perf_counter()
-            f()
-            best[i] = min(best[i], (time.perf_counter() - t0) * 1e3)
-    return best
-
-
 def without_rope(m, x):   # the same module's attention, no rotation
     heads = lambda y: y.unflatten(-1, (m.num_heads, -1)).transpose(1, 2)   # noqa: E731
     o = F.scaled_dot_product_attention(heads(m.q_proj(x)), heads(m.k_proj(x)), heads(m.v_proj(x)))
@@ -586,20 +619,28 @@ def without_rope(m, x):   # the same module's attention, no rotation
 
 torch.manual_seed(0)
 m = StandardAttentionWithRoPE(256, 4).eval()
-rows = []
-with torch.inference_mode():
-    for n in (256, 512, 1024):
-        x = torch.randn(1, n, 256)
-        tables = generate_rope_embeddings(n, 64)
-        with_ms, without_ms = best_ms([lambda: m(x, x, x, tables), lambda: without_rope(m, x)])
-        rows.append([n, f"{with_ms:.2f}", f"{without_ms:.2f}", f"{with_ms / without_ms - 1:+.0%}"])
-print(viz.format_table([t("rope.ch.n"), t("rope.ch.with_rope"), t("rope.ch.without"), t("rope.ch.overhead")], rows))
+calls = {}
+for n in (256, 512, 1024):
+    x, tables = torch.randn(1, n, 256), generate_rope_embeddings(n, 64)
+    calls[n, "with"] = lambda x=x, tables=tables: m(x, x, x, tables)
+    calls[n, "without"] = lambda x=x: without_rope(m, x)
+with torch.inference_mode(), one_thread():
+    ms = {key: 1e3 * sec for key, sec in round_robin_medians(calls, repeats=5).items()}
+overhead = {n: ms[n, "with"] / ms[n, "without"] - 1 for n in (256, 512, 1024)}
+print(viz.format_table([t("ch06.col.n"), t("ch06.col.with_rope"), t("ch06.col.without"), t("ch06.col.overhead")],
+                       [[n, f"{ms[n, 'with']:.2f}", f"{ms[n, 'without']:.2f}", f"{overhead[n]:+.0%}"] for n in overhead]))
+print(t("ch06.overhead_trend", a=overhead[256], b=overhead[1024],
+        trend=t("ch06.trend.down" if overhead[1024] < overhead[256] else "ch06.trend.up")))
 
 # %% [markdown] tags=["lang-en"]
-# The two columns differ only by the rotation of $q$ and $k$. Expect a small overhead that shrinks
-# as $N$ grows (the attention is quadratic, RoPE linear); on a machine shared with other programs
-# the timings jitter, so run the cell twice before reading much into a single row. `benchmarks/bench_rope.py`
-# compares the module with the same attention written in plain PyTorch (the bar: within 1.10×).
+# The two columns differ only by the rotation of $q$ and $k$. In FLOPs its share falls as $N$ grows
+# (the attention is quadratic, RoPE linear: the shares printed above). Time need not follow the
+# FLOPs: the rotation is a handful of small element-wise passes over $q$ and $k$, each limited by
+# memory and by the cost of launching an operation, which a FLOP count ignores, so at these sizes the
+# overhead in time can be much larger than the FLOP share, and it moves from run to run on a shared
+# machine. The line under the table says, from this run's numbers, which way it went between
+# $N = 256$ and $N = 1024$. `benchmarks/bench_rope.py` compares the module with the same attention
+# written in plain PyTorch (the bar: within 1.10×).
 #
 # ## 10. Pitfalls
 #
@@ -608,8 +649,10 @@ print(viz.format_table([t("rope.ch.n"), t("rope.ch.with_rope"), t("rope.ch.witho
 # the last one, and the model cannot tell them apart. attnkit refuses, saying what it needs:
 
 # %% [markdown] tags=["lang-zh"]
-# 两列的差别只在于对 $q$ 和 $k$ 的旋转。额外开销应当很小，并且随着 $N$ 增大而减小（注意力是平方级的，RoPE 是线性的）；
-# 在与其他程序共用的机器上计时会有波动，所以别只凭一行数据下结论，可以把这个单元格多运行几次。
+# 两列的差别只在于对 $q$ 和 $k$ 的旋转。按浮点运算次数算，它的占比随 $N$ 增大而减小（注意力是平方级的，RoPE 是线性的，占比见上面的输出）。
+# 但耗时不一定跟着浮点运算次数走：旋转由几次对 $q$ 和 $k$ 的小规模逐元素运算组成，每一次都受限于内存带宽和启动一次运算的开销，
+# 而这些是浮点运算次数反映不出来的。所以在这样的规模下，耗时上的额外开销可能远大于浮点运算的占比，
+# 而且在共用的机器上每次运行都会变化。表格下面那一行根据本次运行的实测数字，说明从 $N = 256$ 到 $N = 1024$ 开销是变大还是变小。
 # `benchmarks/bench_rope.py` 会把这个模块与用纯 PyTorch 写的同样的注意力作比较（标准：耗时不超过其 1.10 倍）。
 #
 # ## 10. 常见陷阱
@@ -654,31 +697,50 @@ print(t("ch06.with_offset", ok=torch.allclose(fixed, right, atol=1e-5)))
 
 # %% [markdown] tags=["lang-en"]
 # **Angles in float32.** For long contexts, $m\theta_i$ is a large number, and float32 keeps only
-# about 7 significant digits. At position 1,000,000 a float32 angle is off by far more than the
-# slowest pair turns from one position to the next, so neighbouring positions blur together.
-# attnkit computes angles in float64 (`rope_angles`) and only then casts the cos/sin tables:
+# about 7 significant digits, so the angle $m\theta_i$ computed in float32 is off by an error that
+# grows with the position $m$. What matters for pair $i$ is that error measured against its own
+# step $\theta_i$, the angle it turns from one position to the next. attnkit computes angles in
+# float64 (`rope_angles`) and only then casts the cos/sin tables; below, the float32 angles against
+# those, pair by pair:
 
 # %% [markdown] tags=["lang-zh"]
-# **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字。
-# 在位置 1,000,000 处，float32 算出的角度误差远大于最慢的一对从一个位置到下一个位置转过的角度，相邻位置因此变得模糊不清。
-# attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度：
+# **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字，
+# 所以用 float32 算出的角度 $m\theta_i$ 带有误差，误差随位置 $m$ 增大。对第 $i$ 对来说，要拿这个误差和它自己的步长 $\theta_i$
+# （从一个位置到下一个位置转过的角度）相比。attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度；
+# 下面逐对比较 float32 算出的角度与 float64 的结果：
 
 # %%
-pos = 1_000_000
-inv_freq = rope_inv_freq(64)                                     # the speeds theta_i, float64
-angle64 = rope_angles(torch.tensor([pos]), inv_freq)[0]          # what attnkit does: float64
-angle32 = torch.tensor(float(pos)) * inv_freq.float()            # the same in float32
-err32 = (angle32.double() - angle64).abs().max().item()
-print(t("ch06.angle_error", err=err32, ratio=err32 / inv_freq[-1].item()))
-print(t("ch06.cos_error", err=(torch.cos(angle32).double() - torch.cos(angle64)).abs().max().item()))
+inv_freq = rope_inv_freq(64)                                     # the steps theta_i, float64
+rows = []
+for pos in (100_000, 1_000_000, 10_000_000):
+    angle64 = rope_angles(torch.tensor([pos]), inv_freq)[0]      # what attnkit does: float64
+    angle32 = torch.tensor(float(pos)) * inv_freq.float()        # the same in float32
+    err = (angle32.double() - angle64).abs()                     # (32,) radians, one per pair
+    in_steps = err / inv_freq                                    # (32,) the error in units of the pair's own step
+    worst = int(err.argmax())
+    rows.append([f"{pos:,}", f"{err[worst].item():.4f}", worst, f"{inv_freq[worst].item():.4f}",
+                 f"{in_steps.max().item():.3f}", f"{(torch.cos(angle32).double() - torch.cos(angle64)).abs().max().item():.4f}"])
+print(viz.format_table([t("ch06.col.position"), t("ch06.col.angle_err"), t("ch06.col.pair"), t("ch06.col.step"),
+                        t("ch06.col.err_steps"), t("ch06.col.cos_err")], rows))
 
 # %% [markdown] tags=["lang-en"]
+# At position 1,000,000 the largest error, 0.0218 rad, belongs to pair 1, a fast pair whose step
+# is 0.7499 rad: measured against its own step, no pair is off by more than 0.108 of a step, so
+# neighbouring positions stay apart. What degrades is the rotation itself: the cos and sin of the
+# fast pairs are off by up to 0.0161, and the error grows with the position. At 10,000,000 it
+# reaches 0.706 of a step, and neighbouring positions begin to merge. Angles in float64 avoid both.
+#
 # ## 11. Exercises
 #
 # **Exercise 1.** Rotate the 2-D point $(x, y)$ counter-clockwise by `angle` radians; return the
 # tuple `(x', y')`.
 
 # %% [markdown] tags=["lang-zh"]
+# 在位置 1,000,000 处，最大的误差 0.0218 弧度出现在第 1 对上，这是一对快的通道，步长为 0.7499 弧度。
+# 拿各自的步长来衡量，没有哪一对的误差超过步长的 0.108，所以相邻位置仍然分得开。
+# 真正变差的是旋转本身：快的通道对的 cos 和 sin 最多偏差 0.0161，而且误差随位置增大。
+# 到位置 10,000,000 时，误差达到步长的 0.706，相邻位置开始混在一起。用 float64 计算角度，这两个问题都不会出现。
+#
 # ## 11. 练习
 #
 # **练习 1**：把二维点 $(x, y)$ 逆时针旋转 `angle` 弧度，返回元组 `(x', y')`。
@@ -748,11 +810,13 @@ _ = check_ntk_base(my_ntk_base)
 #   input; a learned table stops at its last trained position.
 # - RoPE rotates each channel pair of $q$ and $k$ by $m\theta_i$, $\theta_i = \text{base}^{-2i/d}$; the
 #   score then depends only on $m - n$ (proof and check in section 3), with a tendency to decay with
-#   distance (section 4). It adds no parameters and little time (section 9).
+#   distance (section 4). It adds no parameters, and a share of the FLOPs that falls as $N$ grows;
+#   its share of the time is measured, not assumed (section 9).
 # - Interleaved and half-split RoPE are the same up to a permutation of the rows of $W_Q, W_K$.
 # - ALiBi adds $-m_h (i - j)$ to the scores, with geometric slopes; xPos multiplies RoPE by a decay.
 # - Beyond the trained length, slow pairs meet unseen angles. PI divides all frequencies by $s$,
-#   NTK-aware scaling raises the base, YaRN interpolates only the slow pairs and rescales the scores.
+#   NTK-aware scaling raises the base, YaRN interpolates only the slow pairs and rescales the scores
+#   (attnkit ramps as YaRN's reference code and transformers do; the paper's ramp is an option).
 # - When decoding, rotate the new token at its true position (`q_offset`), compute angles in float64,
 #   and never reuse the last row of a short table.
 #
@@ -773,14 +837,15 @@ _ = check_ntk_base(my_ntk_base)
 #
 # - 单靠注意力看不到顺序（第 1 节）。绝对位置编码把位置向量加到输入上；可学习的位置表到最后一个训练过的位置就没有了。
 # - RoPE 把 $q$ 和 $k$ 的每一对通道旋转 $m\theta_i$，$\theta_i = \text{base}^{-2i/d}$；于是分数只依赖于 $m - n$（第 3 节给出证明与验证），
-#   并且有随距离衰减的趋势（第 4 节）。它不增加参数，耗时也很少（第 9 节）。
+#   并且有随距离衰减的趋势（第 4 节）。它不增加参数，占浮点运算次数的比例随 $N$ 增大而减小；
+#   它占多少耗时，要实测，不能想当然（第 9 节）。
 # - 相邻交错配对与前后两半配对的 RoPE 只相差对 $W_Q$、$W_K$ 各行的一次置换。
 # - ALiBi 给分数加上 $-m_h (i - j)$，斜率构成等比数列；xPos 在 RoPE 上再乘一个衰减。
 # - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，
-#   YaRN 只对慢的通道对插值，并重新缩放分数。
+#   YaRN 只对慢的通道对插值，并重新缩放分数（attnkit 的过渡方式与 YaRN 参考代码和 transformers 一致，论文的过渡方式可作为选项）。
 # - 解码时要按新词元的真实位置旋转（`q_offset`），用 float64 计算角度，绝不要重复使用短表的最后一行。
 #
-# **下一章**：第 07 章——FlashAttention：同样的注意力，逐块计算。
+# **下一章**：第 7 章——FlashAttention：同样的注意力，逐块计算。
 #
 # ## 参考文献
 # - J. Su 等，*RoFormer: Enhanced Transformer with Rotary Position Embedding*，arXiv:2104.09864——§3.2，式 (13)–(16)（RoPE 及其相对位置性质），§3.4.3（远程衰减）。

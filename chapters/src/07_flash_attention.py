@@ -31,17 +31,16 @@
 #
 # **本章内容**
 # - 为什么在 GPU 上，注意力的瓶颈是*搬运数据*，而不是算术运算；
-# - 第 03 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，而不是近似；
+# - 第 3 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，而不是近似；
 # - 两种循环顺序（FlashAttention-1：外层循环遍历键和值；FlashAttention-2：外层循环遍历查询），
 #   以及因果掩码如何让整个分块直接跳过；
 # - 在本机上实测：内存峰值随 $N$ 线性增长，而不是平方增长；同时如实看一看 Python 分块循环要花多少时间；
 # - 反向传播：不保存注意力权重，而是重新计算各个分块。
 #
-# **预备知识**：第 01 章（缩放点积注意力、因果掩码）和第 03 章（在线 softmax：当前最大值与当前累加和）。
+# **预备知识**：第 1 章（缩放点积注意力、因果掩码）和第 3 章（在线 softmax：当前最大值与当前累加和）。
 
 # %%
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +49,12 @@ from attnkit.i18n import set_language, t
 
 set_language("en")
 
+import attnkit.text.ch07  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import viz
 from attnkit.core import scaled_dot_product_attention
 from attnkit.flash import flash_attention, io_flash, io_standard, measure_peak_bytes
 from attnkit.softmax import online_softmax
+from attnkit.timing import one_thread, round_robin_medians
 from attnkit.widgets import flash as wf
 
 torch.manual_seed(0)
@@ -107,12 +108,12 @@ steps = {  # name: (FLOPs, elements read + written in HBM)
 rows = []
 for name, (flops, elems) in steps.items():
     t_compute, t_memory = flops / PEAK_FLOPS, elems * BYTES / HBM_BW
-    bound = t("flash.bound.memory") if t_memory > t_compute else t("flash.bound.compute")
+    bound = t("ch07.bound.memory") if t_memory > t_compute else t("ch07.bound.compute")
     rows.append([name, f"{flops:.2e}", f"{elems * BYTES:.2e}", f"{flops / (elems * BYTES):.1f}",
                  f"{t_compute * 1e6:.1f}", f"{t_memory * 1e6:.1f}", bound])
-print(viz.format_table([t("flash.col.step"), t("flash.col.flops"), t("flash.col.bytes"),
-                        t("flash.col.intensity"), t("flash.col.t_compute"), t("flash.col.t_memory"),
-                        t("flash.col.bound")], rows))
+print(viz.format_table([t("ch07.col.step"), t("ch07.col.flops"), t("ch07.col.bytes"),
+                        t("ch07.col.intensity"), t("ch07.col.t_compute"), t("ch07.col.t_memory"),
+                        t("ch07.col.bound")], rows))
 print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 
 # %% [markdown] tags=["lang-en"]
@@ -124,11 +125,11 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # needs a whole row before it can normalise — and chapter 03 already removed that obstacle.
 
 # %% [markdown] tags=["lang-zh"]
-# 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它（每字节 1.2 次）：
-# 按这个模型，GPU 大部分时间都在等待 $N \times N$ 的矩阵 $S$ 和 $P$ 写入 HBM、再读回来。
+# 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它，每字节只有 1.2 次。
+# 按这个模型，GPU 大部分时间都在等待：等 $N \times N$ 的矩阵 $S$ 和 $P$ 写入 HBM，再等它们被读回来。
 # FlashAttention（Dao 等，2022）的思路是根本不把它们写入 HBM：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
 # 算出这一分块的分数，把它并入输出，然后处理下一块。
-# 唯一的障碍是 softmax：它要看到整行才能归一化——而第 03 章已经扫清了这个障碍。
+# 唯一的障碍是 softmax：它要看到整行才能归一化——而第 3 章已经扫清了这个障碍。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. From the online softmax to tiled attention
@@ -140,7 +141,7 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 从在线 softmax 到分块注意力
 #
-# 第 03 章只用一次流式遍历就算出了 softmax，只需维护当前最大值 $m$ 和当前累加和 $\ell = \sum_j e^{x_j - m}$；
+# 第 3 章只用一次流式遍历就算出了 softmax，只需维护当前最大值 $m$ 和当前累加和 $\ell = \sum_j e^{x_j - m}$；
 # 当新的一段把最大值抬高到 $m'$ 时，旧的累加和要乘以 $e^{m - m'}$，换算到新的最大值上：
 
 # %%
@@ -206,8 +207,8 @@ print(t("ch07.matches_flash", ok=torch.allclose(ours, flash_attention(q, k, v, b
 
 # %% [markdown] tags=["lang-zh"]
 # `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
-# loop_order, return_lse)` 是同一个算法，面向形状为 `(batch, heads, N, d)` 的张量：支持两种循环顺序、
-# 能跳过分块的因果掩码、ALiBi 偏置和任意分块大小，还提供反向传播所需的每行 log-sum-exp $m + \log \ell$。
+# loop_order, return_lse)` 是同一个算法，处理的是形状为 `(batch, heads, N, d)` 的张量。
+# 它支持两种循环顺序、能跳过分块的因果掩码、ALiBi 偏置和任意分块大小，还提供反向传播所需的每行 log-sum-exp $m + \log \ell$。
 # 测试在随机的形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几项比较：
 
 # %%
@@ -241,7 +242,7 @@ print(t("ch07.alibi",
 # %% [markdown] tags=["lang-zh"]
 # **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，
 # 然后遍历所有查询块，每次都要从 HBM 读出这一查询块的输出以及 $m$ 和 $\ell$，算完再写回；
-# 每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 03 章合并两部分那样）。
+# 每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 3 章合并两部分那样）。
 # FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；
 # 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
 #
@@ -311,8 +312,8 @@ for step in (7, 8, 9, 10):
 # 普通注意力要保存 $N \times N$ 的分数和注意力权重；
 # 分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个 $B_q \times B_k$ 的分块。
 #
-# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值：它借助 `TorchDispatchMode` 监视 torch 执行的每一个张量运算，
-# 把每一时刻仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供内存分配器的统计信息，
+# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值。它借助 `TorchDispatchMode` 监视 torch 执行的每一个张量运算，
+# 在每一时刻把仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供内存分配器的统计信息，
 # Python 的 `tracemalloc` 也看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
 
 # %%
@@ -321,7 +322,7 @@ for n in ns:
     qn, kn, vn = torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64)
     plain_peaks.append(measure_peak_bytes(scaled_dot_product_attention, qn, kn, vn)[1])
     tiled_peaks.append(measure_peak_bytes(flash_attention, qn, kn, vn, block_q=256, block_k=256)[1])
-print(viz.format_table([t("flash.col.n"), t("flash.col.plain_mib"), t("flash.col.tiled_mib"), t("flash.col.ratio")],
+print(viz.format_table([t("ch07.col.n"), t("ch07.col.plain_mib"), t("ch07.col.tiled_mib"), t("ch07.col.ratio")],
                        [[n, f"{p / 2**20:.2f}", f"{f / 2**20:.2f}", f"{f / p:.3f}"]
                         for n, p, f in zip(ns, plain_peaks, tiled_peaks, strict=True)]))
 wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
@@ -338,8 +339,9 @@ wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
 # is a fused C++ kernel (on CPU it is itself a tiled, flash-style kernel); attnkit's plain version
 # runs section 1's three steps as whole-matrix PyTorch operations; the tiled version is a *Python*
 # loop that launches a handful of
-# small operations per tile. All three run on one thread (set at the top of the notebook). The
-# timings vary from run to run and machine to machine, so this cell's output is not checked:
+# small operations per tile. All six (three versions, two lengths) are timed in turn on one thread,
+# median of 3 each; the line under the table compares them from this run's numbers. The timings
+# vary from run to run and machine to machine, so this cell's output is not checked:
 
 # %% [markdown] tags=["lang-zh"]
 # $N$ 每翻一倍，普通实现的峰值就变成 4 倍（$N \times N$ 的矩阵），而分块实现的峰值增长得慢得多：
@@ -349,30 +351,25 @@ wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
 #
 # **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。
 # PyTorch 的 SDPA 是融合的 C++ 算子（在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现用整矩阵的 PyTorch 运算完成第 1 节的三个步骤；
-# 分块实现则是一个 *Python* 循环，每个分块都要启动好几个小运算。三者都只用一个线程（在本笔记本开头设置）。
-# 计时结果因运行、因机器而异，所以测试不比对这个单元格的输出：
+# 分块实现则是一个 *Python* 循环，每个分块都要启动好几个小运算。六种情况（三个版本、两种长度）在单线程上轮流计时，各取 3 次的中位数；
+# 表格下面那一行根据本次运行的实测数字对它们作比较。计时结果因运行、因机器而异，所以测试不比对这个单元格的输出：
 
 # %% tags=["nbval-ignore-output"]
-def best_ms(fn, *args, repeats=3):  # the best of a few runs, in milliseconds
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
-
-
-rows = []
+calls = {}
 for n in (512, 1024):
     qn, kn, vn = torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64)
-    rows.append([n, f"{best_ms(F.scaled_dot_product_attention, qn, kn, vn):.1f}",
-                 f"{best_ms(scaled_dot_product_attention, qn, kn, vn):.1f}",
-                 f"{best_ms(flash_attention, qn, kn, vn, False, 128, 128, repeats=2):.1f}"])
-print(viz.format_table([t("flash.col.n"), t("flash.col.sdpa_ms"), t("flash.col.plain_ms"), t("flash.col.tiled_ms")], rows))
+    calls[n, "sdpa"] = lambda q=qn, k=kn, v=vn: F.scaled_dot_product_attention(q, k, v)
+    calls[n, "plain"] = lambda q=qn, k=kn, v=vn: scaled_dot_product_attention(q, k, v)
+    calls[n, "tiled"] = lambda q=qn, k=kn, v=vn: flash_attention(q, k, v, False, 128, 128)
+with one_thread():
+    ms = {key: 1e3 * sec for key, sec in round_robin_medians(calls, repeats=3).items()}
+print(viz.format_table([t("ch07.col.n"), t("ch07.col.sdpa_ms"), t("ch07.col.plain_ms"), t("ch07.col.tiled_ms")],
+                       [[n, *[f"{ms[n, v]:.1f}" for v in ("sdpa", "plain", "tiled")]] for n in (512, 1024)]))
+print(t("ch07.tiled_vs_sdpa", a=ms[512, "tiled"] / ms[512, "sdpa"], b=ms[1024, "tiled"] / ms[1024, "sdpa"]))
 
 # %% [markdown] tags=["lang-en"]
-# The tiled Python loop is far slower than PyTorch's fused kernel. That is not a flaw of the
-# algorithm: every
+# On this run the tiled Python loop took the multiples printed under the table of the time of
+# PyTorch's fused kernel. The gap is not a flaw of the algorithm: every
 # tile pays Python's and PyTorch's per-operation overhead, and each small operation reads and
 # writes its result in main memory — exactly the traffic the algorithm exists to avoid. A real
 # FlashAttention kernel (CUDA or Triton) runs the whole loop inside *one* kernel: a tile of
@@ -383,13 +380,13 @@ print(viz.format_table([t("flash.col.n"), t("flash.col.sdpa_ms"), t("flash.col.p
 # A100 (Figure 1) and 3× faster end-to-end GPT-2 training (abstract).
 
 # %% [markdown] tags=["lang-zh"]
-# Python 分块循环比 PyTorch 的融合算子慢得多。这不是算法本身的问题：
+# 在本次运行中，Python 分块循环的耗时是 PyTorch 融合算子的若干倍（倍数见表格下面那一行）。这个差距不是算法本身的问题：
 # 每个分块都要承担 Python 和 PyTorch 每次运算的固定开销，
-# 而且每个小运算都要把结果写到主存、再读回来——这恰恰是该算法要避免的数据搬运。
-# 真正的 FlashAttention 算子（用 CUDA 或 Triton 编写）在*同一个*算子内跑完整个循环：
-# $Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次，分数、指数、当前最大值、累加和与累加器都不离开芯片，
-# 只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快：
-# FlashAttention 论文报告，在 A100 上 GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
+# 而且每个小运算都要把结果写到主存、再读回来——这恰恰是该算法要省掉的访存量。
+# 真正的 FlashAttention 算子（用 CUDA 或 Triton 编写）在*同一个*算子内跑完整个循环。
+# $Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次；分数、指数、当前最大值、累加和与累加器都不离开芯片；
+# 只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快。
+# FlashAttention 论文报告：在 A100 上，GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
 
 # %% [markdown] tags=["lang-en"]
 # **The IO model.** The FlashAttention paper (Theorem 2) counts the elements read and written in
@@ -410,7 +407,7 @@ rows = []
 for M in (2**12, 2**14, 2**16, 2**18):
     std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]
     rows.append([f"{M:,}", f"{std:.3e}", f"{tiled:.3e}", f"{tiled / std:.3f}"])
-print(viz.format_table([t("flash.col.m"), t("flash.col.io_std"), t("flash.col.io_flash"), t("flash.col.io_ratio")], rows))
+print(viz.format_table([t("ch07.col.m"), t("ch07.col.io_std"), t("ch07.col.io_flash"), t("ch07.col.io_ratio")], rows))
 print(t("ch07.block_keys", bc=math.ceil(4096 / (4 * 64))))
 print(t("ch07.sram_elements", e=192 * 1024 // 2))
 wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
@@ -427,10 +424,10 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # %% [markdown] tags=["lang-zh"]
 # 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
 # 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，
-# 而且 SRAM 每增大到 4 倍，访问量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
+# 而且 SRAM 每增大到 4 倍，访存量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
 # 所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；
 # 当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，
-# 而是把访问量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
+# 而是把访存量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. The backward pass: recompute instead of store
@@ -565,9 +562,9 @@ for causal in (True, False):
 # %% [markdown] tags=["lang-zh"]
 # ## 7. 练习
 #
-# **练习 1.** 键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出：最大分数 `m1` `(L,)`、
-# $e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（在第 1 部分的键上做 softmax，再乘以对应的值）；
-# 第 2 部分给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
+# **练习 1**：键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出三样东西：
+# 最大分数 `m1` `(L,)`、$e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`
+# （即在第 1 部分的键上做 softmax，再乘以对应的值）。第 2 部分同样给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
 
 # %%
 from attnkit.exercises.ch07 import check_io_flash, check_merge, check_tile_skipped
@@ -586,7 +583,7 @@ check_merge(my_merge);
 # $j \le i$) hides every pair of the tile, so the tile can be skipped.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2.** 一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。
+# **练习 2**：一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。
 # 如果因果掩码（只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$）把这个分块中的每一对查询和键都屏蔽了，
 # 也就是整块可以跳过，就返回 `True`。
 
@@ -605,9 +602,9 @@ check_tile_skipped(my_tile_skipped);
 # passes, and $2Nd + T_c(3Nd + 4N)$ in total. Return an integer.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3.** 按第 4 节的模型，计算序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）时，
-# FlashAttention-1 在慢速内存中读写的元素总数：键/值块大小 $B_c = \lceil M / 4d \rceil$，
-# 扫描 $T_c = \lceil N / B_c \rceil$ 遍，总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
+# **练习 3**：序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）。按第 4 节的模型，
+# 计算 FlashAttention-1 在慢速内存中读写的元素总数。键/值块大小为 $B_c = \lceil M / 4d \rceil$，
+# 要扫描 $T_c = \lceil N / B_c \rceil$ 遍，总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
 
 # %%
 def my_io_flash(N, d, M):
@@ -655,11 +652,11 @@ check_io_flash(my_io_flash);
 # - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
 #   因果掩码会跳过所有满足 $k_0 > q_1 - 1$ 的分块。
 # - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见第 4 节），
-#   HBM 访问量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
+#   HBM 访存量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
 #   Python 循环很慢；融合算子把分块留在芯片上，所以很快。
 # - 反向传播保存 $O$ 和 log-sum-exp，而不是 $P$，并逐个分块重新计算 $P$。
 #
-# **下一章**：第 08 章——稀疏注意力：它不是更巧妙地计算同样的分数，而是干脆少算一些分数。
+# **下一章**：第 8 章——稀疏注意力：它不是更巧妙地计算同样的分数，而是干脆少算一些分数。
 #
 # ## 参考文献
 # - T. Dao、D. Y. Fu、S. Ermon、A. Rudra、C. Ré，*FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness*，NeurIPS 2022——§2.1（GPU 内存层次）、算法 0（标准注意力）、算法 1（分块前向计算）、定理 2（IO 复杂度）、§3.1（重新计算）。
