@@ -1,0 +1,824 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 08 · Sparse attention: fewer scores, computed without the N × N matrix
+#
+# **What you will learn**
+# - why the $N^2$ scores are worth avoiding, and where attention weight tends to sit;
+# - the classic patterns, each stated as a *set* of keys per query: the sliding window (plain and
+#   dilated), the Sparse Transformer's strided and fixed patterns, Longformer's window plus global
+#   tokens, BigBird's blocks (window + global + random);
+# - how far information travels through several sparse layers (graph reachability), in an explorer;
+# - how to compute a pattern *without* building an $N \times N$ matrix, exactly equal to dense
+#   masked attention — and what PyTorch's FlexAttention does with the same patterns;
+# - measured: memory and time of the dense path vs the sliding window as $N$ grows;
+# - what sparsity costs: a task that one sparse layer cannot solve (BigBird, Proposition 1);
+# - the pitfalls: three meanings of "window size", an off-by-one, padding and global tokens,
+#   BigBird on short inputs.
+#
+# **You need** chapter 1 (masks, dense attention and its quadratic cost) and chapter 7 (why the
+# $N \times N$ matrix is what costs memory; computing attention a chunk at a time).
+
+# %% [markdown] tags=["lang-zh"]
+# # 08 · 稀疏注意力：少算一些分数，而且不构造 N × N 矩阵
+#
+# **本章内容**
+# - 为什么值得避开那 $N^2$ 个分数，以及注意力权重通常集中在哪里；
+# - 几种经典模式，每一种都写成“每个查询对应的键的*集合*”：滑动窗口（普通的和空洞的）、
+#   Sparse Transformer 的 strided 与 fixed 模式、Longformer 的窗口加全局词元、BigBird 的分块（窗口 + 全局 + 随机）；
+# - 信息经过多层稀疏注意力能传多远（图的可达性），用一个交互控件来观察；
+# - 如何*不构造* $N \times N$ 矩阵就算出一种模式，结果与稠密的带掩码注意力完全一致——以及 PyTorch 的 FlexAttention 如何处理同样的模式；
+# - 实测：随着 $N$ 增大，稠密路径与滑动窗口的内存和时间；
+# - 稀疏的代价：一个单层稀疏注意力解决不了的任务（BigBird，命题 1）；
+# - 常见陷阱：“窗口大小”的三种含义、差一错误、填充与全局词元、BigBird 在短输入上的表现。
+#
+# **预备知识**：第 1 章（掩码、稠密注意力及其平方级开销）和第 7 章（为什么占内存的是 $N \times N$ 矩阵；一次只算一段的注意力）。
+
+# %%
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+import attnkit.text.ch08  # noqa: F401  (registers the texts only this chapter prints)
+from attnkit import sparse as sp
+from attnkit import viz
+from attnkit.core import scaled_dot_product_attention
+from attnkit.flash import measure_peak_bytes
+from attnkit.timing import one_thread, round_robin_medians
+from attnkit.widgets import sparse as ws
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # results and timings that do not depend on threading
+print(t("ch08.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_threads()))
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. Why sparse attention
+#
+# Dense attention scores every query against every key: $N^2$ scores per head. Chapter 1 measured
+# how that grows; here is what the score matrix alone needs in float32 for one head, next to a
+# sliding window that keeps 256 keys per query:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 为什么要用稀疏注意力
+#
+# 稠密注意力让每个查询都和每个键打分：每个头 $N^2$ 个分数。第 1 章实测过它如何增长；
+# 下面是单个头、float32 下仅分数矩阵就需要的内存，旁边是每个查询只保留 256 个键的滑动窗口：
+
+# %%
+rows = []
+for n in (1024, 4096, 16384, 131072):
+    dense, window = n * n * 4, n * 256 * 4  # bytes of float32 scores
+    rows.append([f"{n:,}", f"{dense / 2**20:,.0f}", f"{window / 2**20:,.0f}", f"{dense / window:,.0f}"])
+print(viz.format_table([t("ch08.col.n"), t("ch08.col.dense_mib"), t("ch08.col.window_mib"), t("ch08.col.ratio")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# At 131,072 tokens the dense score matrix of a single head takes 65,536 MiB (64 GiB); the
+# window's takes 128 MiB, and it grows linearly. Dropping scores is only sensible if the weight they would carry is small.
+# Trained models often put most of a row's weight near the diagonal — the Sparse Transformer paper
+# (Child et al. 2019, Figure 2) shows learned heads that are local, or strided. The reason is that
+# neighbouring tokens tend to be similar. A small experiment makes that concrete. Queries and keys
+# are the same vectors, and each token is hidden from itself (its own key would win trivially). For
+# vectors that drift slowly along the sequence (each one 0.9 times the previous plus fresh noise,
+# normalised), attention puts most of its weight in a narrow band around the diagonal; for
+# independent random vectors the band gets only about its share of the keys:
+
+# %% [markdown] tags=["lang-zh"]
+# 在 131,072 个词元时，单个头的稠密分数矩阵就要 65,536 MiB（64 GiB）；窗口版本只要 128 MiB，而且是线性增长。
+# 只有当被丢掉的分数本来就只分得很少的权重时，丢掉它们才说得过去。训练好的模型往往把一行的大部分权重放在对角线附近——
+# Sparse Transformer 论文（Child 等，2019，图 2）展示了学到的注意力头：有的是局部的，有的是跨步（strided）的。
+# 原因在于相邻的词元往往彼此相似。一个小实验可以把这一点说清楚。查询和键用同一组向量，并且让每个词元看不到它自己
+# （否则它自己的键总会胜出，没有意义）。如果向量沿着序列缓慢漂移（每个向量等于前一个的 0.9 倍再加上新的噪声，然后归一化），
+# 注意力的大部分权重都落在对角线附近的一条窄带里；而对相互独立的随机向量，窄带分到的权重大致只等于它占全部键的比例：
+
+# %%
+n, d, h = 256, 32, 8
+g = torch.Generator().manual_seed(0)
+iid = F.normalize(torch.randn(n, d, generator=g), dim=-1)
+noise = torch.randn(n, d, generator=g)
+drift = [noise[0]]
+for step in noise[1:]:
+    drift.append(0.9 * drift[-1] + math.sqrt(1 - 0.9**2) * step)  # each vector close to the previous one
+smooth = F.normalize(torch.stack(drift), dim=-1)  # (n, d)
+not_self = ~torch.eye(n, dtype=torch.bool)
+band = sp.sliding_window_mask(n, 2 * h) & not_self  # 0 < |i - j| <= h
+for key, x in (("ch08.mass.iid", iid), ("ch08.mass.smooth", smooth)):
+    _, w = scaled_dot_product_attention(x, x, x, attn_mask=not_self, scale=8.0, return_weights=True)  # (n, n)
+    print(t("ch08.mass", what=t(key), h=h, share=(w * band).sum(-1).mean().item(),
+            band=band.double().mean().item()))
+
+# %% [markdown] tags=["lang-en"]
+# This is an illustration, not a proof: which pairs matter depends on the data and the trained
+# weights, and a pattern that drops the one key a query needed is simply wrong for that query
+# (section 6 builds such a case). Sparse patterns are a bet that most pairs can be skipped, made
+# once, before training.
+
+# %% [markdown] tags=["lang-zh"]
+# 这只是示意，不是证明：哪些配对重要，取决于数据和训练出来的权重；如果某个模式恰好丢掉了查询需要的那个键，
+# 对这个查询来说结果就是错的（第 6 节会构造这样的例子）。稀疏模式是一种押注：在训练之前就一次性认定，大多数配对可以跳过。
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. The patterns, as sets
+#
+# A pattern says, for each query $i$, the set $S(i)$ of keys it may attend to; as a boolean
+# $N \times N$ mask (True = may attend, as in chapter 1), row $i$ is $S(i)$.
+#
+# - **Sliding window** (Longformer, Beltagy et al. 2020, §3.1): not causal,
+#   $S(i) = \{j : |i - j| \le w/2\}$, so $w + 1$ keys with the query itself; causal,
+#   $S(i) = \{j : i - w < j \le i\}$, the $w$ most recent keys. **Dilated** by $d$: the same number
+#   of keys, $d$ apart: $\{j : |i - j| \le d\,w/2,\ d \mid i - j\}$.
+# - **Strided** (Sparse Transformer, Child et al. 2019, §4.3), two heads with stride $l$:
+#   $A^{(1)}_i = \{j : \max(0, i - l) \le j \le i\}$ and $A^{(2)}_i = \{j \le i : (i - j) \bmod l = 0\}$.
+# - **Fixed** (same section): $A^{(1)}_i = \{j \le i : \lfloor j/l \rfloor = \lfloor i/l \rfloor\}$ (the
+#   query's block) and $A^{(2)}_i = \{j \le i : j \bmod l \ge l - c\}$ (the last $c$ "summary"
+#   positions of every block). The paper writes the second range up to $l$; since $j \bmod l \le l - 1$,
+#   it holds $c$ positions.
+# - **Longformer**: the window plus global tokens $G$, symmetric: a global token attends to every
+#   token and every token attends to it.
+# - **BigBird** (Zaheer et al. 2020, §2 and appendix D): blocks of $b$ tokens; each block row sees
+#   3 window blocks, the global blocks (the first and the last) and $r$ random blocks.
+#
+# The mask of the window is two lines of index arithmetic:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 把模式写成集合
+#
+# 一种模式规定：对每个查询 $i$，它可以关注的键构成集合 $S(i)$；写成 $N \times N$ 的布尔掩码时（True 表示可以关注，与第 1 章相同），第 $i$ 行就是 $S(i)$。
+#
+# - **滑动窗口**（Longformer，Beltagy 等，2020，§3.1）：非因果时 $S(i) = \{j : |i - j| \le w/2\}$，
+#   连同查询自己共 $w + 1$ 个键；因果时 $S(i) = \{j : i - w < j \le i\}$，即最近的 $w$ 个键。
+#   **空洞**（dilated）窗口间隔为 $d$：键的个数不变，但彼此相隔 $d$：$\{j : |i - j| \le d\,w/2,\ d \mid i - j\}$。
+# - **Strided**（Sparse Transformer，Child 等，2019，§4.3）：两个头，步长为 $l$：
+#   $A^{(1)}_i = \{j : \max(0, i - l) \le j \le i\}$，$A^{(2)}_i = \{j \le i : (i - j) \bmod l = 0\}$。
+# - **Fixed**（同一节）：$A^{(1)}_i = \{j \le i : \lfloor j/l \rfloor = \lfloor i/l \rfloor\}$（查询所在的块），
+#   $A^{(2)}_i = \{j \le i : j \bmod l \ge l - c\}$（每一块最后 $c$ 个“摘要”位置）。
+#   论文把第二个范围写到 $l$ 为止；由于 $j \bmod l \le l - 1$，它实际只含 $c$ 个位置。
+# - **Longformer**：窗口加上全局词元 $G$，而且是对称的：全局词元关注所有词元，所有词元也都关注它。
+# - **BigBird**（Zaheer 等，2020，§2 与附录 D）：以 $b$ 个词元为一块；每一行块看到 3 个窗口块、
+#   全局块（第一块和最后一块）以及 $r$ 个随机块。
+#
+# 窗口的掩码只需两行下标运算：
+
+# %%
+def window_mask(n, w, causal=False):
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]  # (n, 1), (1, n)
+    return ((i - j >= 0) & (i - j < w)) if causal else ((i - j).abs() <= w // 2)
+
+
+for causal in (False, True):
+    print(t("ch08.same_mask", causal=causal,
+            ok=torch.equal(window_mask(50, 8, causal), sp.sliding_window_mask(50, 8, causal))))
+
+# %% [markdown] tags=["lang-en"]
+# `attnkit.sparse` has a builder for each pattern; its docstring states the set, and the tests
+# compare each builder with its set written out element by element. Here they are on 32 tokens,
+# with the keys of one query and the density (the fraction of the $N^2$ pairs kept):
+
+# %% [markdown] tags=["lang-zh"]
+# `attnkit.sparse` 为每种模式都提供了构造函数；文档字符串写明了对应的集合，测试则把每个构造函数与逐个元素写出的集合进行比对。
+# 下面是它们在 32 个词元上的样子，并列出某个查询的键和密度（保留下来的配对占全部 $N^2$ 个配对的比例）：
+
+# %%
+N0, I0 = 32, 20
+patterns = {
+    t("ch08.p.window", w=8): sp.sliding_window_mask(N0, 8),
+    t("ch08.p.dilated", w=8, d=2): sp.sliding_window_mask(N0, 8, dilation=2),
+    t("ch08.p.strided", l=6): sp.strided_mask(N0, 6),
+    t("ch08.p.fixed", l=8, c=2): sp.fixed_mask(N0, 8, 2),
+    t("ch08.p.longformer", w=4, g="{0, 16}"): sp.longformer_mask(N0, 4, [0, 16]),
+    t("ch08.p.bigbird", b=4, r=1): sp.bigbird_mask(N0, 4, num_random_blocks=1, seed=0),
+}
+print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.row_keys", i=I0), t("ch08.col.density")],
+                       [[name, " ".join(map(str, m[I0].nonzero().flatten().tolist())), f"{m.double().mean():.3f}"]
+                        for name, m in patterns.items()]))
+_ = ws.pattern_gallery(patterns)
+
+# %% [markdown] tags=["lang-en"]
+# **Where the references disagree by one key.** "Window $w$" is not one thing. Hugging Face
+# Longformer's `attention_window = w` keeps $w/2$ keys on each side plus the query: $w + 1$.
+# `transformers`' causal sliding-window masks today keep the $w$ most recent keys, the query
+# included. Mistral's original reference code kept $\{j : i - w \le j \le i\}$, one more:
+
+# %% [markdown] tags=["lang-zh"]
+# **各参考实现在哪里差了一个键。** “窗口 $w$”并不是同一个东西。Hugging Face Longformer 的 `attention_window = w`
+# 在每一侧保留 $w/2$ 个键，再加上查询自己：共 $w + 1$ 个。`transformers` 如今的因果滑动窗口掩码保留最近的 $w$ 个键（包括查询自己）。
+# Mistral 最初的参考代码保留 $\{j : i - w \le j \le i\}$，又多一个：
+
+# %%
+w, i = 8, 20
+j = torch.arange(40)
+mistral = (i - j >= 0) & (i - j <= w)  # Mistral's original band: w + 1 keys
+for who, k in ((t("ch08.ref.longformer", w=w), int(sp.sliding_window_mask(40, w)[i].sum())),
+               (t("ch08.ref.transformers", w=w), int(sp.sliding_window_mask(40, w, causal=True)[i].sum())),
+               (t("ch08.ref.mistral", w=w), int(mistral.sum()))):
+    print(t("ch08.keys_ref", who=who, i=i, k=k))
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. Explore: the mask, its density, and how far information travels
+#
+# One sparse layer lets query $i$ see only $S(i)$. But layers stack: after two layers, token $i$
+# has seen what the tokens in $S(i)$ saw in the layer before. With the residual stream, the set of
+# tokens that can influence the last token grows like graph reachability:
+# $R_0 = \{N - 1\}$, $R_{l+1} = R_l \cup \{k : k \in S(j) \text{ for some } j \in R_l\}$.
+# `sp.receptive_field(mask, layers)` computes $|R_1|, \dots, |R_L|$ with one vector–matrix product
+# per layer, and `sp.layers_to_connect(mask)` the first $l$ with token 0 in $R_l$.
+#
+# **Predict first.** A causal window of $w = 8$ keys on $N = 64$ tokens: how many layers until the
+# last token's output depends on token 0? Write your number, then run the cell.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 动手探索：掩码、密度，以及信息能传多远
+#
+# 一层稀疏注意力只让查询 $i$ 看到 $S(i)$。但层是叠起来的：经过两层后，词元 $i$ 还看到了 $S(i)$ 中各词元在上一层看到的东西。
+# 加上残差连接，能影响最后一个词元的词元集合就像图的可达集合一样增长：
+# $R_0 = \{N - 1\}$，$R_{l+1} = R_l \cup \{k : \text{存在 } j \in R_l \text{ 使得 } k \in S(j)\}$。
+# `sp.receptive_field(mask, layers)` 每层只做一次向量与矩阵的乘法，算出 $|R_1|, \dots, |R_L|$；
+# `sp.layers_to_connect(mask)` 给出词元 0 第一次进入 $R_l$ 时的 $l$。
+#
+# **先预测。** 在 $N = 64$ 个词元上用 $w = 8$ 个键的因果窗口：要经过多少层，最后一个词元的输出才依赖于词元 0？
+# 先写下你的答案，再运行这个单元格。
+
+# %%
+from attnkit.exercises.ch08 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# Now the explorer. Choose a **pattern**, **N**, the **window** (it is also the stride of
+# *strided*, the block of *fixed* and of *BigBird*), the **dilation**, the number of **globals**
+# (Longformer: the first tokens; BigBird: blocks at each end), the **random blocks** of BigBird and
+# **causal**. Left: the mask and its density; right: the fraction of the $N$ tokens that reach the
+# last token after 1 to 12 layers, with a dashed line where token 0 is reached. (On GitHub, the
+# static figure below shows the starting state.)
+
+# %% [markdown] tags=["lang-zh"]
+# 下面是交互控件。选择**模式**、**N**、**窗口**（它同时也是 strided 的步长、fixed 和 BigBird 的块大小）、
+# **空洞间隔**、**全局数**（Longformer：开头的几个词元；BigBird：两端各几个块）、BigBird 的**随机块数**以及是否**因果**。
+# 左图是掩码及其密度；右图是经过 1 到 12 层后，能影响最后一个词元的词元占 $N$ 的比例，虚线标出到达词元 0 的层数。
+# （在 GitHub 上，下面的静态图展示的是初始状态。）
+
+# %% tags=["nbval-ignore-output"]
+explorer = ws.sparse_explorer()
+display(explorer.widget)
+_ = explorer.static()
+
+# %% [markdown] tags=["lang-en"]
+# The numbers behind the right panel, for a few patterns on 256 tokens. Dilation multiplies the
+# reach per layer by $d$ (Longformer's receptive field of $l \cdot d \cdot w$ over $l$ layers, §3.1):
+
+# %% [markdown] tags=["lang-zh"]
+# 下面是右图背后的数字，取 256 个词元上的几种模式。空洞把每层的传播距离乘以 $d$（Longformer §3.1：$l$ 层的感受野为 $l \cdot d \cdot w$）：
+
+# %%
+n = 256
+cases = {
+    t("ch08.p.causal_window", w=8): sp.sliding_window_mask(n, 8, causal=True),
+    t("ch08.p.window", w=8): sp.sliding_window_mask(n, 8),
+    t("ch08.p.dilated", w=8, d=4): sp.sliding_window_mask(n, 8, dilation=4),
+    t("ch08.p.strided", l=16): sp.strided_mask(n, 16),
+    t("ch08.p.longformer", w=8, g="{0}"): sp.longformer_mask(n, 8, [0]),
+    t("ch08.p.bigbird", b=8, r=0): sp.bigbird_mask(n, 8, num_global_blocks=0, num_random_blocks=0),
+}
+print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.density"), t("ch08.col.layers")],
+                       [[name, f"{m.double().mean():.3f}", sp.layers_to_connect(m) or t("ch08.never")]
+                        for name, m in cases.items()]))
+
+# %% [markdown] tags=["lang-en"]
+# A window moves information a fixed distance per layer — $w - 1$ positions back for the causal
+# window, $w/2$ for the symmetric one — so the number of layers grows like $N / w$. A dilated window
+# *alone* never connects the first and the last token here: it only links tokens whose distance is a
+# multiple of $d$, and $N - 1$ is not. That is why Longformer mixes heads with and without dilation
+# (§3.1). The strided pattern's second head connects any two tokens within two layers, and so does
+# a global token (one layer here, where token 0 is itself the global token). BigBird without its
+# global and random blocks is just a window of blocks.
+
+# %% [markdown] tags=["lang-zh"]
+# 窗口每层把信息传过固定的距离——因果窗口往前 $w - 1$ 个位置，对称窗口 $w/2$ 个——所以所需层数随 $N / w$ 增长。
+# *单独*一个空洞窗口在这里永远连不通第一个和最后一个词元：它只连接距离为 $d$ 的倍数的词元，而 $N - 1$ 不是 $d$ 的倍数。
+# 这就是 Longformer 把带空洞和不带空洞的头混合使用的原因（§3.1）。strided 模式的第二个头两层之内就能连通任意两个词元，
+# 全局词元也一样（这里只要一层，因为词元 0 本身就是全局词元）。去掉全局块和随机块的 BigBird 只是一个由分块组成的窗口。
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. Computing a pattern without the N × N matrix
+#
+# Masking a dense score matrix gives the right answer but saves nothing: the $N \times N$ scores
+# are still built. `attnkit.sparse` computes each pattern from the keys it keeps:
+#
+# - `sliding_window_attention` takes the queries a **chunk** of $C$ at a time. A
+#   chunk's queries $s .. e-1$ can only see keys $s - w + 1 .. e - 1$ (causal) or
+#   $s - w/2 .. e - 1 + w/2$: a contiguous slice. It scores the chunk against that slice
+#   ($C \times (C + w)$ scores), masks the pairs outside the band, and writes the chunk's output.
+#   Memory: $O(N d)$ for the output plus one chunk, for any $N$. Dilation $d$ splits the sequence
+#   into the $d$ residue classes $i \bmod d$, on each of which the dilated window is a plain window.
+# - `block_sparse_attention` gathers, for each query block, the key blocks its layout keeps, as
+#   FlexAttention's `BlockMask` does; an optional `mask_mod(i, j)` masks pairs inside kept blocks.
+# - `longformer_attention` = the window (without the global keys) merged with attention over the
+#   global keys through their log-sum-exps (chapter 7's merge of two partial results), plus full
+#   rows for the global queries; `bigbird_attention` = `block_sparse_attention` of its layout.
+#
+# Each equals dense masked attention — attnkit's and PyTorch's — on a ragged length:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 不构造 N × N 矩阵来计算一种模式
+#
+# 给稠密的分数矩阵加掩码，答案是对的，但什么也没省下：$N \times N$ 的分数照样要构造出来。`attnkit.sparse` 只用保留下来的键来计算每一种模式：
+#
+# - `sliding_window_attention` 一次取一**段**查询，每段 $C$ 个。一段查询 $s .. e-1$ 能看到的键只有
+#   $s - w + 1 .. e - 1$（因果）或 $s - w/2 .. e - 1 + w/2$：一段连续的切片。它只用这段键给这段查询打分
+#   （$C \times (C + w)$ 个分数），屏蔽带外的配对，再写出这一段的输出。内存：输出的 $O(N d)$ 再加上一段的分数，$N$ 可以任意。
+#   空洞 $d$ 把序列按余数 $i \bmod d$ 分成 $d$ 类，在每一类上，空洞窗口就是普通窗口。
+# - `block_sparse_attention` 对每个查询块，只收集布局中保留的那些键块，和 FlexAttention 的 `BlockMask` 做法一样；
+#   可选的 `mask_mod(i, j)` 再屏蔽保留块内部的配对。
+# - `longformer_attention` = 窗口部分（不含全局键）与全局键上的注意力，通过两者的 log-sum-exp 合并
+#   （即第 7 章合并两个部分结果的方法），再加上全局查询的完整行；`bigbird_attention` = 按其布局调用 `block_sparse_attention`。
+#
+# 在一个不规整的长度上，每一种都与稠密的带掩码注意力（attnkit 的和 PyTorch 的）一致：
+
+# %%
+n = 203  # not a multiple of any block or chunk
+q, k, v = (torch.randn(1, 2, n, 16) for _ in range(3))  # (B, H, N, d)
+computations = [
+    (t("ch08.p.window", w=16), lambda: sp.sliding_window_attention(q, k, v, 16), sp.sliding_window_mask(n, 16)),
+    (t("ch08.p.causal_window", w=16), lambda: sp.sliding_window_attention(q, k, v, 16, causal=True),
+     sp.sliding_window_mask(n, 16, causal=True)),
+    (t("ch08.p.dilated", w=8, d=3), lambda: sp.sliding_window_attention(q, k, v, 8, dilation=3),
+     sp.sliding_window_mask(n, 8, dilation=3)),
+    (t("ch08.p.strided", l=16), lambda: sp.sparse_attention(q, k, v, "strided", causal=True, stride=16),
+     sp.strided_mask(n, 16)),
+    (t("ch08.p.fixed", l=16, c=4), lambda: sp.sparse_attention(q, k, v, "fixed", causal=True, block=16, summary=4),
+     sp.fixed_mask(n, 16, 4)),
+    (t("ch08.p.longformer", w=16, g="{0, 100}"), lambda: sp.longformer_attention(q, k, v, 16, [0, 100]),
+     sp.longformer_mask(n, 16, [0, 100])),
+    (t("ch08.p.bigbird", b=16, r=2), lambda: sp.bigbird_attention(q, k, v, 16, num_random_blocks=2),
+     sp.bigbird_mask(n, 16, num_random_blocks=2)),
+]
+for name, compute, mask in computations:
+    out = compute()
+    print(t("ch08.exact", what=name,
+            a=torch.allclose(out, scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5),
+            b=torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# Gradients flow through autograd, and equal those of the dense path. `SparseAttention` wraps any
+# pattern by name as a multi-head module, batch-first, the way chapter 11 builds them:
+
+# %% [markdown] tags=["lang-zh"]
+# 梯度通过自动求导得到，并且与稠密路径的梯度一致。`SparseAttention` 把任意一种模式按名字包装成多头模块（批次维在前），第 11 章就是这样构造它们的：
+
+# %%
+qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
+mask = sp.sliding_window_mask(n, 16, causal=True)
+grads = torch.autograd.grad(sp.sliding_window_attention(qg, kg, vg, 16, causal=True).sum(), (qg, kg, vg))
+ref = torch.autograd.grad(scaled_dot_product_attention(qg, kg, vg, attn_mask=mask).sum(), (qg, kg, vg))
+print(t("ch08.grads", ok=all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref, strict=True))))
+
+layer = sp.SparseAttention(64, 4, pattern="longformer", window=16, global_idx=[0])
+x = torch.randn(2, n, 64)  # (B, N, E)
+with torch.no_grad():
+    out = layer(x)
+    qh, kh, vh = layer.qkv(x).view(2, n, 3, 4, 16).permute(2, 0, 3, 1, 4)  # (B, H, N, d) each
+    dense = scaled_dot_product_attention(qh, kh, vh, attn_mask=sp.longformer_mask(n, 16, [0]))
+    dense = layer.out_proj(dense.transpose(1, 2).reshape(2, n, 64))
+print(t("ch08.module", p="longformer", shape=tuple(out.shape), ok=torch.allclose(out, dense, atol=1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# **What production code uses: FlexAttention.** PyTorch's `torch.nn.attention.flex_attention`
+# takes a `mask_mod(b, h, q_idx, kv_idx) -> bool`, the same predicate as our sets, and a
+# `BlockMask` built from it by `create_block_mask`, which records which $128 \times 128$ (here
+# $64 \times 64$) blocks hold any True pair, so that fully masked blocks are skipped. Compiled
+# with `torch.compile`, it generates one fused kernel per pattern; eager mode (below, on CPU) is a
+# reference implementation that materialises the scores, fine for a small check.
+# `sp.flex_mask_mod(pattern, n, **args)` gives every attnkit pattern as a `mask_mod` (the tests
+# check each against its attnkit mask with FlexAttention's own `create_mask`), and
+# `sp.flex_block_mask` its `BlockMask`:
+
+# %% [markdown] tags=["lang-zh"]
+# **生产代码用什么：FlexAttention。** PyTorch 的 `torch.nn.attention.flex_attention` 接受一个
+# `mask_mod(b, h, q_idx, kv_idx) -> bool`——它和我们的集合是同一个判定函数——以及由 `create_block_mask` 从它构造的 `BlockMask`。
+# `BlockMask` 记录哪些 $128 \times 128$（这里取 $64 \times 64$）的分块中至少有一个 True 配对，从而跳过被整块屏蔽的分块。
+# 用 `torch.compile` 编译后，它会为每种模式生成一个融合算子；eager 模式（下面在 CPU 上运行）是一个会构造完整分数的参考实现，拿来做小规模检查正合适。
+# `sp.flex_mask_mod(pattern, n, **args)` 把 attnkit 的每一种模式都变成一个 `mask_mod`（测试用 FlexAttention 自己的 `create_mask`
+# 把每一个都与 attnkit 的掩码逐一比对），`sp.flex_block_mask` 则给出它的 `BlockMask`：
+
+# %%
+from torch.nn.attention.flex_attention import flex_attention
+
+n, b = 256, 64
+block_mask = sp.flex_block_mask("sliding_window", n, causal=True, block_size=b, window=32)
+kept = int(block_mask.to_dense().sum())
+print(t("ch08.flex_blocks", kept=kept, total=(n // b) ** 2, b=b))
+qf, kf, vf = (torch.randn(1, 2, n, 16) for _ in range(3))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # eager flex_attention warns that it is not fused
+    out = flex_attention(qf, kf, vf, block_mask=block_mask)
+print(t("ch08.flex_equal", ok=torch.allclose(out, sp.sliding_window_attention(qf, kf, vf, 32, causal=True), atol=1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# `benchmarks/bench_sparse.py` times the *compiled* `flex_attention` beside attnkit's computation
+# and dense masked SDPA (compiling takes tens of seconds on this CPU, too long for a notebook).
+
+# %% [markdown] tags=["lang-zh"]
+# `benchmarks/bench_sparse.py` 会为*编译后*的 `flex_attention` 计时，并与 attnkit 的计算和稠密的带掩码 SDPA 放在一起比较
+# （在这台 CPU 上编译要几十秒，放在笔记本里太久了）。
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. What it costs
+#
+# **Formulas.** For a pattern that keeps $P$ (query, key) pairs per head, attention costs
+# $4Pd$ FLOPs (a multiply-add per pair and channel for $q \cdot k$, another for $p \cdot v$) and
+# holds $P$ scores — what a training forward keeps for the backward pass. Dense is $P = N^2$;
+# a causal window keeps $P = Nw - w(w-1)/2$. `sp.pattern_pairs` counts $P$ from each pattern's
+# per-row formula (no mask built) and `sp.attention_cost` turns it into FLOPs and bytes. One head,
+# $N = 4096$, $d = 64$, float32:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 开销
+#
+# **公式。** 如果一种模式在每个头上保留 $P$ 个（查询, 键）配对，注意力的开销是 $4Pd$ 次浮点运算
+# （每个配对、每个通道，$q \cdot k$ 一次乘加，$p \cdot v$ 再一次），并要保存 $P$ 个分数——训练时前向计算要为反向传播留下它们。
+# 稠密注意力 $P = N^2$；因果窗口 $P = Nw - w(w-1)/2$。`sp.pattern_pairs` 按每种模式逐行的公式数出 $P$（不构造掩码），
+# `sp.attention_cost` 再把它换算成浮点运算次数和字节数。单个头，$N = 4096$，$d = 64$，float32：
+
+# %%
+n, dh = 4096, 64
+budget = [(t("ch08.p.dense"), n * n),
+          (t("ch08.p.causal_window", w=256), sp.pattern_pairs("sliding_window", n, True, window=256)),
+          (t("ch08.p.dilated", w=256, d=2), sp.pattern_pairs("sliding_window", n, window=256, dilation=2)),
+          (t("ch08.p.strided", l=64), sp.pattern_pairs("strided", n, True, stride=64)),
+          (t("ch08.p.fixed", l=64, c=8), sp.pattern_pairs("fixed", n, True, block=64, summary=8)),
+          (t("ch08.p.longformer", w=256, g="{0}"), sp.pattern_pairs("longformer", n, window=256, global_idx=[0])),
+          (t("ch08.p.bigbird", b=64, r=3), sp.pattern_pairs("bigbird", n, block=64))]
+rows = []
+for name, pairs in budget:
+    cost = sp.attention_cost(pairs, n, dh)
+    rows.append([name, f"{pairs:,}", f"{pairs / n**2:.3f}", f"{cost['flops'] / 1e9:.2f}", f"{cost['score_bytes'] / 2**20:.1f}"])
+print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.pairs"), t("ch08.col.density"), t("ch08.col.gflops"),
+                        t("ch08.col.score_mib")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The strided pattern keeps the fewest pairs of the table at this $N$, but its second head touches
+# every $l$-th key, so a block-sparse computation of it visits every block below the diagonal: pairs
+# saved are not always blocks saved, and on hardware it is blocks that count.
+#
+# **Measured: memory.** "Dense" below is the *math path*: `attnkit.core` with the boolean mask,
+# which materialises the $(N, N)$ scores and weights. We measure the peak extra bytes of one forward
+# call with chapter 7's `measure_peak_bytes` (a `TorchDispatchMode` that adds up the bytes of the
+# tensors alive after every operation), the same way for both; one head of 64 dimensions, causal
+# window $w = 256$. (PyTorch's fused CPU kernel for `F.scaled_dot_product_attention` allocates its
+# scratch memory inside the kernel, where no such counter sees it, so we report its time below but
+# make no claim about its memory.)
+
+# %% [markdown] tags=["lang-zh"]
+# 在这个 $N$ 下，表中 strided 模式保留的配对最少；但它的第二个头每隔 $l$ 个键就要碰一个，
+# 所以用分块稀疏的方式计算它时，对角线以下的每一个分块都要访问：省下的配对不一定是省下的分块，而在硬件上，起作用的是分块。
+#
+# **实测：内存。** 下面的“稠密”指的是*数学路径*：带布尔掩码的 `attnkit.core`，它会构造出 $(N, N)$ 的分数和权重。
+# 我们用第 7 章的 `measure_peak_bytes`（一个 `TorchDispatchMode`，在每次运算之后把仍然存活的张量的字节数加起来）测量一次前向调用的额外内存峰值，
+# 两者用同一种方法测量；单个头，64 维，因果窗口 $w = 256$。
+# （PyTorch 为 `F.scaled_dot_product_attention` 提供的 CPU 融合算子在算子内部分配临时内存，这类计数器看不到，
+# 所以下面只报告它的时间，不对它的内存下结论。）
+
+# %%
+ns, dense_peak, window_peak = (1024, 2048, 4096), [], []
+for n in ns:
+    qn, kn, vn = (torch.randn(1, 1, n, 64) for _ in range(3))
+    mask = sp.sliding_window_mask(n, 256, causal=True)
+    dense_peak.append(measure_peak_bytes(scaled_dot_product_attention, qn, kn, vn, attn_mask=mask)[1])
+    window_peak.append(measure_peak_bytes(sp.sliding_window_attention, qn, kn, vn, 256, True)[1])
+def growth(peaks):  # the factor from each N to the next
+    return ["-"] + [f"{y / x:.2f}x" for x, y in zip(peaks, peaks[1:], strict=False)]
+
+
+print(viz.format_table([t("ch08.col.n"), t("ch08.col.dense_peak"), t("ch08.col.dense_growth"), t("ch08.col.window_peak"),
+                        t("ch08.col.growth")],
+                       [[n, f"{a / 2**20:.2f}", ga, f"{b / 2**20:.2f}", gb] for n, a, ga, b, gb in
+                        zip(ns, dense_peak, growth(dense_peak), window_peak, growth(window_peak), strict=True)]))
+print(t("ch08.mem_ratio", n=ns[-1], r=dense_peak[-1] / window_peak[-1]))
+
+# %% [markdown] tags=["lang-en"]
+# The dense path's peak grows by the factor in its growth column, 4× per doubling of $N$ — it holds
+# $N \times N$ matrices — while the window's grows by the factors printed in the last column,
+# approaching 2× as the $O(Nd)$ output outweighs the one chunk of scores. `benchmarks/bench_sparse.py` continues to $N = 8192$.
+#
+# **Measured: time.** The same three sizes, timed round-robin on one thread (median of 3):
+# the dense math path, PyTorch's fused SDPA with the boolean mask (it still scores every pair),
+# and the sliding window. Timings vary from run to run, so this cell's output is not checked; the
+# line under the table compares the measured numbers of this run:
+
+# %% [markdown] tags=["lang-zh"]
+# 稠密路径的峰值按它那一列增长倍数所示，$N$ 每翻一倍就变成 4 倍——它要保存 $N \times N$ 的矩阵；而窗口的峰值按最后一列打印的倍数增长，
+# 随着 $O(Nd)$ 的输出逐渐超过那一段分数，倍数趋近于 2。`benchmarks/bench_sparse.py` 会一直测到 $N = 8192$。
+#
+# **实测：时间。** 同样三种长度，在单线程上轮流计时（取 3 次的中位数）：稠密数学路径、带布尔掩码的 PyTorch 融合 SDPA（它仍然给每个配对打分），
+# 以及滑动窗口。计时结果每次运行都不一样，所以测试不比对这个单元格的输出；表格下面那一行比较的是本次运行实测的数字：
+
+# %% tags=["nbval-ignore-output"]
+calls = {}
+for n in ns:
+    qn, kn, vn = (torch.randn(1, 1, n, 64) for _ in range(3))
+    mask = sp.sliding_window_mask(n, 256, causal=True)
+    calls[n, "dense"] = lambda q=qn, k=kn, v=vn, m=mask: scaled_dot_product_attention(q, k, v, attn_mask=m)
+    calls[n, "sdpa"] = lambda q=qn, k=kn, v=vn, m=mask: F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+    calls[n, "window"] = lambda q=qn, k=kn, v=vn: sp.sliding_window_attention(q, k, v, 256, True)
+with one_thread():
+    ms = {key: 1e3 * sec for key, sec in round_robin_medians(calls, repeats=3).items()}
+print(viz.format_table([t("ch08.col.n"), t("ch08.col.dense_ms"), t("ch08.col.sdpa_ms"), t("ch08.col.window_ms")],
+                       [[n, *[f"{ms[n, c]:.1f}" for c in ("dense", "sdpa", "window")]] for n in ns]))
+wn, sn = ms[ns[-1], "window"], ms[ns[-1], "sdpa"]
+verdict = "ch08.verdict.window" if wn < sn else "ch08.verdict.sdpa"
+print(t("ch08.faster", n=ns[-1], w=wn, s=sn, verdict=t(verdict, r=max(wn, sn) / min(wn, sn))))
+
+# %% [markdown] tags=["lang-en"]
+# The window does about $w/N$ of the dense FLOPs but pays Python's per-chunk overhead, so which
+# wins at small $N$ depends on the machine; the line above says what happened here. As $N$ grows,
+# the dense cost grows like $N^2$ and the window's like $N$.
+
+# %% [markdown] tags=["lang-zh"]
+# 滑动窗口的浮点运算次数大约只有稠密注意力的 $w/N$，但每一段都要付出 Python 的固定开销，所以在 $N$ 较小时谁更快取决于机器；
+# 上面那一行说明了本次运行的情况。随着 $N$ 增大，稠密的开销按 $N^2$ 增长，窗口的开销按 $N$ 增长。
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. What sparsity costs: the furthest vector
+#
+# BigBird's paper proves a limit (Zaheer et al. 2020, §3.4, Proposition 1): some tasks that one
+# layer of full attention solves need many layers of sparse attention. Their example: given $n$
+# unit vectors $u_1, \dots, u_n$, find for each $u_i$ the furthest one, $\arg\max_j \|u_i - u_j\|$
+# $= \arg\min_j u_i \cdot u_j$. One attention layer with queries $-u$, keys and values $u$ and a
+# large scale (50) puts almost all the weight on the key most opposed to $u_i$, so its output *is*
+# that vector — if the pattern lets query $i$ see it. No training: the layer is built by hand.
+# We decode each output to the nearest $u_j$ and count how often it is the true furthest vector,
+# for $n = 256$, $d = 16$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 稀疏的代价：最远向量
+#
+# BigBird 论文证明了一个局限（Zaheer 等，2020，§3.4，命题 1）：有些任务，一层完整注意力就能解决，稀疏注意力却需要很多层。
+# 他们的例子是：给定 $n$ 个单位向量 $u_1, \dots, u_n$，为每个 $u_i$ 找出离它最远的那个，即 $\arg\max_j \|u_i - u_j\|$
+# $= \arg\min_j u_i \cdot u_j$。用一层注意力，查询取 $-u$、键和值取 $u$，再乘上一个很大的缩放系数（50），
+# 几乎全部权重都会落在与 $u_i$ 方向最相反的那个键上，于是输出*就是*那个向量——前提是模式允许查询 $i$ 看到它。
+# 不需要训练：这一层是手工构造的。我们把每个输出还原成离它最近的 $u_j$，统计它恰好是真正最远向量的比例，取 $n = 256$、$d = 16$：
+
+# %%
+n = 256
+tasks = [(t("ch08.p.dense"), None),
+         (t("ch08.p.window", w=8), sp.sliding_window_mask(n, 8)),
+         (t("ch08.p.window", w=64), sp.sliding_window_mask(n, 64)),
+         (t("ch08.p.longformer", w=8, g="{0, 128}"), sp.longformer_mask(n, 8, [0, 128])),
+         (t("ch08.p.bigbird", b=8, r=3), sp.bigbird_mask(n, 8, num_random_blocks=3))]
+print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.kept"), t("ch08.col.accuracy")],
+                       [[name, f"{1.0 if m is None else m.double().mean().item():.3f}",
+                         f"{sp.furthest_vector_accuracy(m, n=n):.3f}"] for name, m in tasks]))
+
+# %% [markdown] tags=["lang-en"]
+# Full attention solves the task (not perfectly: with a finite scale, near-ties between the two
+# most opposed keys blur a few outputs). Every sparse pattern answers correctly about as often as it
+# happens to keep the right pair: the accuracy column tracks the column of pairs kept. Global tokens
+# do not help here — they carry information between tokens over *two* layers, and this is one.
+# That is the theory made visible: sparse patterns are universal approximators given enough layers
+# (BigBird §3.2), but they pay in depth.
+
+# %% [markdown] tags=["lang-zh"]
+# 完整注意力能解决这个任务（并不完美：缩放系数是有限的，方向最相反的两个键几乎一样时，少数输出会被混在一起）。
+# 每一种稀疏模式答对的比例，大致就等于它碰巧保留了正确配对的比例：准确率一列与保留配对比例一列基本吻合。
+# 全局词元在这里帮不上忙——它们要经过*两*层才能在词元之间传递信息，而这里只有一层。
+# 这就是把理论变得看得见：只要层数足够，稀疏模式也是通用近似器（BigBird §3.2），但代价是深度。
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. Pitfalls
+#
+# **Three meanings of "window size".** Longformer's $w$ counts both sides ($w + 1$ keys);
+# `local-attention`'s `window_size` $w$ is a *bucket* size: a query sees its own bucket up to itself
+# and the whole previous bucket, so between $w + 1$ and $2w$ keys depending on where it sits;
+# Mistral's original code kept $w + 1$ and `transformers` today keeps $w$. The same
+# `window=4`, four queries in a row:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. 常见陷阱
+#
+# **“窗口大小”的三种含义。** Longformer 的 $w$ 把两侧都算进去（$w + 1$ 个键）；`local-attention` 的 `window_size` $w$ 是*桶*的大小：
+# 一个查询看到自己所在的桶（到它自己为止）和前一个完整的桶，所以视位置不同，能看到 $w + 1$ 到 $2w$ 个键；
+# Mistral 最初的代码保留 $w + 1$ 个，`transformers` 如今保留 $w$ 个。同样是 `window=4`，连续四个查询：
+
+# %%
+w, a, b = 4, 12, 15
+i, j = torch.arange(a, b + 1)[:, None], torch.arange(32)[None, :]
+bucketed = (j // w >= i // w - 1) & (j <= i)  # local-attention: own bucket (causal) + the previous one
+for who, keys in ((t("ch08.ref.longformer", w=w), sp.sliding_window_mask(32, w)[a:b + 1].sum(-1)),
+                  (t("ch08.local_attention", w=w), bucketed.sum(-1)),
+                  (t("ch08.ref.mistral", w=w), ((i - j >= 0) & (i - j <= w)).sum(-1)),
+                  (t("ch08.ref.transformers", w=w), sp.sliding_window_mask(32, w, causal=True)[a:b + 1].sum(-1))):
+    print(t("ch08.keys_range", who=who, a=a, b=b, ks=", ".join(map(str, keys.tolist()))))
+
+# %% [markdown] tags=["lang-en"]
+# **An off-by-one in the causal band.** Writing the band as $0 \le i - j \le w$ instead of
+# $0 \le i - j < w$ keeps one key too many per row. Nothing fails; the outputs are just different:
+
+# %% [markdown] tags=["lang-zh"]
+# **因果带的差一错误。** 把带写成 $0 \le i - j \le w$ 而不是 $0 \le i - j < w$，每行就多保留一个键。
+# 不会报错，只是输出不一样了：
+
+# %%
+n, w = 64, 8
+i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+wrong_band = (i - j >= 0) & (i - j <= w)
+qb, kb, vb = (torch.randn(n, 16) for _ in range(3))
+diff = (scaled_dot_product_attention(qb, kb, vb, attn_mask=wrong_band)
+        - sp.sliding_window_attention(qb, kb, vb, w, causal=True)).abs().max()
+print(t("ch08.off_by_one", a=int(wrong_band[n - 1].sum()), b=int(sp.sliding_window_mask(n, w, True)[n - 1].sum()),
+        d=diff.item()))
+
+# %% [markdown] tags=["lang-en"]
+# **Padding and global tokens.** A global token attends to *every* position — padding included.
+# In a padded batch, its output then depends on whatever the padding embeddings hold, unless the
+# padding is masked as keys (`key_mask`, or `key_padding_mask` in `SparseAttention`). Below, a
+# sequence of 40 real tokens padded to 64, with token 0 global: we change the padding's contents
+# and see whether token 0's output moves:
+
+# %% [markdown] tags=["lang-zh"]
+# **填充与全局词元。** 全局词元关注*所有*位置——包括填充位置。在一个带填充的批次里，除非把填充位置作为键屏蔽掉
+# （`key_mask`，在 `SparseAttention` 中是 `key_padding_mask`），它的输出就会取决于填充位置的嵌入里恰好是什么。
+# 下面是一个有 40 个真实词元、填充到 64 的序列，词元 0 是全局词元：我们改变填充位置的内容，看词元 0 的输出是否变化：
+
+# %%
+n, real = 64, 40
+qp, kp, vp = (torch.randn(1, n, 16) for _ in range(3))
+kp2, vp2 = kp.clone(), vp.clone()
+kp2[:, real:], vp2[:, real:] = torch.randn(1, n - real, 16), torch.randn(1, n - real, 16)  # other padding
+keep = (torch.arange(n) < real)[None, :]  # (1, N) True = real token
+moved = [not torch.allclose(sp.longformer_attention(qp, kp, vp, 8, [0], key_mask=km)[:, 0],
+                            sp.longformer_attention(qp, kp2, vp2, 8, [0], key_mask=km)[:, 0], atol=1e-6)
+         for km in (None, keep)]
+print(t("ch08.pad_global", a=moved[0], b=moved[1]))
+
+# %% [markdown] tags=["lang-en"]
+# **BigBird on short inputs.** With blocks of $b = 64$, 3 window blocks, 2 global blocks and
+# $r = 3$ random blocks, a block row sees up to 8 blocks. On a short input that is nearly every
+# block, and the pattern is dense in all but name. Hugging Face's BigBird therefore switches to full
+# attention when $N \le (5 + 2r)\,b$:
+
+# %% [markdown] tags=["lang-zh"]
+# **BigBird 在短输入上。** 取块大小 $b = 64$、3 个窗口块、2 个全局块和 $r = 3$ 个随机块时，一行块最多看到 8 个块。
+# 在短输入上，这几乎就是全部的块，这种模式除了名字之外就是稠密的。所以 Hugging Face 的 BigBird 在 $N \le (5 + 2r)\,b$ 时改用完整注意力：
+
+# %%
+limit = sp.bigbird_full_attention_length(64, 3)
+print(t("ch08.bigbird_limit", m=limit))
+for n in (512, 704, 1024, 4096):
+    print(t("ch08.bigbird_short", b=64, r=3, n=n, nb=math.ceil(n / 64), dens=sp.bigbird_mask(n, 64).double().mean().item(),
+            full=n <= limit))
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. Exercises
+#
+# **Exercise 1 (the fixed pattern).** Write the Sparse Transformer's fixed pattern, causal, as a
+# boolean `(n, n)` mask: $A^{(1)} \cup A^{(2)}$ with block $l$ and $c$ summary positions
+# (section 2). Do not call `sp.fixed_mask`.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 练习
+#
+# **练习 1（fixed 模式）**：把 Sparse Transformer 的因果 fixed 模式写成 `(n, n)` 的布尔掩码：
+# 块大小为 $l$、摘要位置为 $c$ 个时的 $A^{(1)} \cup A^{(2)}$（见第 2 节）。不要调用 `sp.fixed_mask`。
+
+# %%
+from attnkit.exercises import show_hint
+from attnkit.exercises.ch08 import check_fixed_mask, check_q2, check_reach, check_window_attention, check_window_bytes
+
+
+def my_fixed_mask(n, l, c):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_fixed_mask(my_fixed_mask)
+
+# %% [markdown] tags=["lang-en"]
+# Stuck after two tries? `show_hint("ch08.ex1")` prints every hint, the last one the formula.
+#
+# **Exercise 2 (the receptive field).** Given a boolean `(n, n)` mask (row $i$ = the keys query
+# $i$ sees) and a number of layers $L$, return a boolean `(n,)` vector: which tokens can influence
+# the *last* token's output after $L$ layers, with the residual stream (section 3's $R_L$).
+
+# %% [markdown] tags=["lang-zh"]
+# 试了两次还没做出来？`show_hint("ch08.ex1")` 会打印全部提示，最后一条就是公式。
+#
+# **练习 2（感受野）**：给定一个 `(n, n)` 的布尔掩码（第 $i$ 行是查询 $i$ 能看到的键）和层数 $L$，
+# 返回一个长度为 `n` 的布尔向量：经过 $L$ 层后（含残差连接），哪些词元能影响*最后一个*词元的输出（即第 3 节的 $R_L$）。
+
+# %%
+def my_reach(mask, layers):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_reach(my_reach)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3 (the memory of a window).** How many bytes do the scores of a causal sliding
+# window take, for `n` tokens, `window` keys, `heads` heads and `dtype_bytes` bytes per score?
+# Return an integer (mind the first rows, and `n < window`).
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3（窗口的内存）**：`n` 个词元、`window` 个键、`heads` 个头、每个分数 `dtype_bytes` 字节时，因果滑动窗口的分数要占多少字节？
+# 返回一个整数（注意开头的几行，以及 `n < window` 的情况）。
+
+# %%
+def my_window_bytes(n, window, heads, dtype_bytes):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_window_bytes(my_window_bytes)
+
+# %% [markdown] tags=["lang-en"]
+# **Question 2.** Which *one* attention layer can find every token's furthest vector (section 6)?
+# Answer with a letter: a) a sliding window of 64 keys, b) BigBird (window + global + random
+# blocks), c) full attention.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 2**：哪一种*单层*注意力能为每个词元找到离它最远的向量（第 6 节）？用字母作答：
+# a) 64 个键的滑动窗口，b) BigBird（窗口 + 全局块 + 随机块），c) 完整注意力。
+
+# %%
+my_answer = None
+_ = check_q2(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# **Stretch: a causal sliding window in O(N·w) memory.** Write `my_window_attention(q, k, v,
+# window)` for `q, k` `(N, d)` and `v` `(N, dv)`: causal sliding-window attention (the `window`
+# most recent keys, the query included), equal to dense masked attention — but without ever
+# building an $N \times N$ mask or score matrix. The checker measures your function's peak memory
+# on $N = 2048$ and fails it above an eighth of one $N \times N$ float32 matrix. Do not call
+# `attnkit.sparse`'s window functions.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：只用 O(N·w) 内存的因果滑动窗口注意力。** 写出 `my_window_attention(q, k, v, window)`，其中 `q, k` 为 `(N, d)`，`v` 为 `(N, dv)`：
+# 因果滑动窗口注意力（最近的 `window` 个键，包括查询自己），结果要与稠密的带掩码注意力一致——但自始至终不能构造 $N \times N$ 的掩码或分数矩阵。
+# 检查器会在 $N = 2048$ 上测量你的函数的内存峰值，超过一个 $N \times N$ float32 矩阵的八分之一就判为不通过。不要调用 `attnkit.sparse` 的窗口函数。
+
+# %%
+def my_window_attention(q, k, v, window):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_window_attention(my_window_attention)
+
+# %% [markdown] tags=["lang-en"]
+# ## 9. Summary
+#
+# - Dense attention holds $N^2$ scores per head; a sparse pattern keeps a set $S(i)$ of keys per
+#   query, written once as a predicate $(i, j) \mapsto$ bool — the same function gives the mask,
+#   the computation's key slices and FlexAttention's `mask_mod` (sections 2, 4).
+# - The references disagree on "window $w$" by one key ($w$ vs $w + 1$), and `local-attention`
+#   means a bucket; state the set (sections 2, 7).
+# - Stacked sparse layers reach further: a window moves information about $w$ per layer, dilation
+#   $d$ times further, a global token connects everything in two layers (section 3).
+# - The chunked window is exact and needs $O(N d)$ memory plus one chunk; block-sparse computes only
+#   kept blocks; Longformer merges a window and its global keys through log-sum-exps (sections 4, 5).
+# - Sparsity has a price in depth: one sparse layer finds a furthest vector only as often as it
+#   keeps the pair (section 6).
+#
+# **Next:** chapter 9 — linear attention, which keeps every pair but never forms the scores.
+#
+# ## References
+# - R. Child, S. Gray, A. Radford, I. Sutskever, *Generating Long Sequences with Sparse Transformers*, arXiv:1904.10509, 2019 — §4.3 (strided and fixed factorised patterns), Figure 2 (learned attention patterns), Table 2.
+# - I. Beltagy, M. E. Peters, A. Cohan, *Longformer: The Long-Document Transformer*, arXiv:2004.05150, 2020 — §3.1 (sliding window, dilated window, global attention).
+# - M. Zaheer et al., *Big Bird: Transformers for Longer Sequences*, NeurIPS 2020 — §2 (random, window and global attention), §3.2 (universal approximation), §3.4 and Proposition 1 (the furthest-vector task), appendix D (the blocked implementation).
+# - A. Q. Jiang et al., *Mistral 7B*, arXiv:2310.06825, 2023 — §2 (sliding window attention).
+# - J. Dong, B. Feng, D. Guessous, Y. Liang, H. He, *Flex Attention: A Programming Model for Generating Optimized Attention Kernels*, arXiv:2412.05496, 2024 — `mask_mod` and `BlockMask`.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 9. 小结
+#
+# - 稠密注意力在每个头上要保存 $N^2$ 个分数；稀疏模式为每个查询保留一个键的集合 $S(i)$，只需写一次判定函数 $(i, j) \mapsto$ bool——
+#   同一个函数既给出掩码，也给出计算时要取的键切片，还能当作 FlexAttention 的 `mask_mod`（第 2、4 节）。
+# - 各参考实现对“窗口 $w$”的理解差一个键（$w$ 与 $w + 1$），而 `local-attention` 说的是桶；要把集合写清楚（第 2、7 节）。
+# - 叠起来的稀疏层能传得更远：窗口每层大约把信息传过 $w$，空洞传得远 $d$ 倍，全局词元两层之内连通一切（第 3 节）。
+# - 分块计算的滑动窗口是精确的，只需 $O(N d)$ 的内存再加一段分数；分块稀疏只计算保留的分块；Longformer 通过 log-sum-exp 把窗口与全局键合并（第 4、5 节）。
+# - 稀疏的代价是深度：单层稀疏注意力找到最远向量的比例，只等于它恰好保留那一对的比例（第 6 节）。
+#
+# **下一章**：第 9 章——线性注意力：它保留所有配对，却从不构造分数。
+#
+# ## 参考文献
+# - R. Child、S. Gray、A. Radford、I. Sutskever，*Generating Long Sequences with Sparse Transformers*，arXiv:1904.10509，2019——§4.3（strided 与 fixed 分解模式）、图 2（学到的注意力模式）、表 2。
+# - I. Beltagy、M. E. Peters、A. Cohan，*Longformer: The Long-Document Transformer*，arXiv:2004.05150，2020——§3.1（滑动窗口、空洞窗口、全局注意力）。
+# - M. Zaheer 等，*Big Bird: Transformers for Longer Sequences*，NeurIPS 2020——§2（随机、窗口与全局注意力）、§3.2（通用近似）、§3.4 与命题 1（最远向量任务）、附录 D（分块实现）。
+# - A. Q. Jiang 等，*Mistral 7B*，arXiv:2310.06825，2023——§2（滑动窗口注意力）。
+# - J. Dong、B. Feng、D. Guessous、Y. Liang、H. He，*Flex Attention: A Programming Model for Generating Optimized Attention Kernels*，arXiv:2412.05496，2024——`mask_mod` 与 `BlockMask`。
