@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "elu_feature_map", "relu_feature_map", "FEATURE_MAPS", "get_feature_map",
+    "elu_feature_map", "relu_feature_map", "softmax_feature_map", "FEATURE_MAPS", "get_feature_map",
     "linear_attention", "linear_attention_quadratic", "LinearAttentionState",
     "linear_attention_step", "linear_attention_chunk", "efficient_attention",
     "iid_random_features", "orthogonal_random_features", "favor_features", "performer_attention",
@@ -123,14 +123,22 @@ def relu_feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.relu(x)
 
 
+def softmax_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = softmax over the features of each token (a per-token map, used for q and k alike).
+    Shen et al.'s efficient attention takes the keys' softmax over the *sequence* instead:
+    :func:`efficient_attention`."""
+    return torch.softmax(x, dim=-1)
+
+
 FEATURE_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "elu+1": elu_feature_map,
     "relu": relu_feature_map,
+    "softmax": softmax_feature_map,
 }
 
 
 def get_feature_map(feature_map) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A feature map by name (``"elu+1"``, ``"relu"``) or the callable itself (applied per token)."""
+    """A feature map by name (``"elu+1"``, ``"relu"``, ``"softmax"``) or a callable (applied per token)."""
     if callable(feature_map):
         return feature_map
     if feature_map in FEATURE_MAPS:

@@ -33,7 +33,7 @@ def _kernel_attention(A, v, causal, eps=1e-6):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("fm", ["elu+1", "relu", lambda x: x * x])
+@pytest.mark.parametrize("fm", ["elu+1", "relu", "softmax", lambda x: x * x])
 def test_linear_attention_equals_its_explicit_kernel_matrix(fm, causal):
     q, k, v = _qkv(2, 3, 29, 8, Dv=5)
     phi = L.get_feature_map(fm)
@@ -41,6 +41,8 @@ def test_linear_attention_equals_its_explicit_kernel_matrix(fm, causal):
     out = L.linear_attention(q, k, v, fm, causal=causal, chunk_size=6)
     torch.testing.assert_close(out, _kernel_attention(A, v, causal))
     torch.testing.assert_close(out, L.linear_attention_quadratic(q, k, v, fm, causal=causal))
+    if fm == "softmax":
+        torch.testing.assert_close(phi(q), torch.softmax(q, -1))
 
 
 def test_elu_plus_one_is_elu_plus_one():

@@ -77,6 +77,8 @@ register({
     "ch09.col.gflops": {"en": "GFLOPs", "zh": "GFLOPs"},
     "ch09.col.extra_mib": {"en": "largest extra tensor (MiB)", "zh": "最大的额外张量（MiB）"},
     "ch09.col.state_kib": {"en": "causal state (KiB)", "zh": "因果状态（KiB）"},
+    "ch09.col.n_ms": {"en": "N = {n} (ms)", "zh": "N = {n}（ms）"},
+    "ch09.col.n_mib": {"en": "N = {n} (MiB)", "zh": "N = {n}（MiB）"},
     "ch09.col.growth": {"en": "x from 1024 to 4096", "zh": "从 1024 到 4096 的倍数"},
     "ch09.crossover": {"en": "{method}: faster than SDPA from N = {n} on (first measured length), on this machine",
                        "zh": "{method}：在本机上从 N = {n} 起比 SDPA 快（实测长度中的第一个）"},

@@ -736,7 +736,7 @@ with one_thread():
         med = round_robin_medians({name: (lambda f=f: f(*inputs[n])) for name, f in fns.items()}, repeats=5)
         times[n] = {name: s * 1e3 for name, s in med.items()}
 names = list(methods(256))
-print(viz.format_table([t("ch09.col.method")] + [f"N = {n} (ms)" for n in NS],
+print(viz.format_table([t("ch09.col.method")] + [t("ch09.col.n_ms", n=n) for n in NS],
                        [[t(f"ch09.method.{name}")] + [f"{times[n][name]:.2f}" for n in NS] for name in names]))
 for name in names:
     if name in ("sdpa", "sdpa_causal"):
@@ -767,7 +767,7 @@ for name in names:
         continue
     peaks = [measure_peak_bytes(methods(n)[name], *inputs[n])[1] / 2**20 for n in NS]
     rows.append([t(f"ch09.method.{name}")] + [f"{p:.2f}" for p in peaks] + [f"{peaks[-1] / peaks[-2]:.1f}"])
-print(viz.format_table([t("ch09.col.method")] + [f"N = {n} (MiB)" for n in NS] + [t("ch09.col.growth")], rows))
+print(viz.format_table([t("ch09.col.method")] + [t("ch09.col.n_mib", n=n) for n in NS] + [t("ch09.col.growth")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # The last column is the growth from $N = 1024$ to $4096$: about 16× for the math path (the
