@@ -134,9 +134,11 @@ def figure_png(fig, dpi=80, tight=True) -> bytes:
     """The figure as PNG bytes (for ipywidgets.Image and for tests).
 
     ``tight=False`` skips the extra layout pass of ``bbox_inches="tight"``: for a figure whose
-    layout is already fixed (an explorer redrawing the same figure), it halves the time."""
+    layout is already fixed (an explorer redrawing the same figure), it halves the time. zlib
+    level 1: a fifth faster than the default, for a few per cent more bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None,
+                pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 

@@ -85,6 +85,12 @@ def _draw(temperature: float, mask: str, query: int, tokens: list[str]):
     return fig, {"weights": w, "output": out}
 
 
+def _animated(fig):
+    """What _update changes: redrawn over a kept background (the Explorer blits)."""
+    ax_w, ax_o = fig.axes[0], fig.axes[1]
+    return [ax_w.images[0], ax_w.title, ax_w.lines[0], *ax_o.patches, ax_o.title, ax_o.yaxis]
+
+
 def _update(fig, temperature: float, mask: str, query: int, tokens: list[str]):
     """Move the artists of a figure made by _draw to a new state (much faster than redrawing)."""
     w, out = explorer_attention(tokens, temperature, mask)
@@ -115,4 +121,4 @@ def attention_explorer(tokens: list[str] | None = None) -> Explorer:
                             description=t("explorer.query"), style=style),
     }
     return Explorer(controls, lambda **v: _draw(tokens=tokens, **v),
-                    update=lambda fig, **v: _update(fig, tokens=tokens, **v))
+                    update=lambda fig, **v: _update(fig, tokens=tokens, **v), animated=_animated)

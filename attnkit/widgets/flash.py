@@ -162,6 +162,47 @@ def draw_flash_step(step: int, loop_order: str, is_causal: bool, row: int):
     return fig, data
 
 
+def update_flash_step(fig, step: int, loop_order: str, is_causal: bool, row: int) -> dict:
+    """Move the artists of a figure made by ``draw_flash_step`` to another state."""
+    data = flash_step_state(step, loop_order, is_causal, row)
+    ax, ax_s, ax_o = fig.axes[:3]
+    status = data["status"].numpy()
+    cells = np.kron(status, np.ones((BLOCK, BLOCK), dtype=status.dtype))
+    computed = np.isin(cells, (DONE, CURRENT)) & ~np.isnan(data["scores"].numpy())
+    ax.images[0].set_data(cells)
+    ax.images[1].set_data(np.ma.masked_where(~computed, data["scores"].numpy()))
+    tile = data["tile"]
+    ax.patches[0].set_bounds(tile["k"][0] - 0.5, tile["q"][0] - 0.5, tile["k"][1] - tile["k"][0],
+                             tile["q"][1] - tile["q"][0])
+    ax.patches[1].set_y(row - 0.5)
+    ax.title.set_text(t("flash.w.grid_title", step=data["step"], n=data["n_steps"], qi=tile["qi"], kj=tile["kj"]))
+
+    xs = list(range(1, len(data["m"]) + 1))
+    ax_s.lines[0].set_data(xs, data["m"])
+    ax_s.lines[1].set_data(xs, data["l"])
+    ax_s.title.set_text(t("flash.w.state_title", row=row))
+    ax_s.relim()
+    if not xs:  # no tile seen yet: the limits a new Axes gives empty lines (those of a point at 0)
+        ax_s.update_datalim([(1, 0)])
+    ax_s.autoscale_view()
+
+    for bar, v in zip(ax_o.patches, [*data["out"].tolist(), *data["exact"].tolist()], strict=True):
+        bar.set_height(v)
+    ax_o.title.set_text(t("flash.w.out_title", row=row))
+    ax_o.relim()
+    ax_o.autoscale_view()
+    return data
+
+
+def _animated(fig):
+    """What update_flash_step changes, redrawn over a kept background (the Explorer blits): the
+    tile grid's lines go over its images, the running state's and the output's limits move."""
+    ax, ax_s, ax_o = fig.axes[:3]
+    return [*ax.images, *ax.lines, *ax.patches, ax.title,
+            *ax_s.lines, ax_s.title, ax_s.yaxis, ax_s.legend_,
+            *ax_o.patches, *ax_o.lines, ax_o.title, ax_o.yaxis, ax_o.legend_]
+
+
 def flash_explorer(step: int = 9, loop_order: str = "v2", is_causal: bool = True, row: int = 15):
     """Sliders over the step and the traced row; the loop order and causal mask as toggles."""
     n_steps = len(tile_schedule(N, N, BLOCK, BLOCK, is_causal, loop_order)[0])
@@ -177,7 +218,7 @@ def flash_explorer(step: int = 9, loop_order: str = "v2", is_causal: bool = True
         controls["step"].max = len(tile_schedule(N, N, BLOCK, BLOCK, change["new"], "v2")[0])
 
     controls["is_causal"].observe(resize, names="value")
-    return Explorer(controls, draw_flash_step)
+    return Explorer(controls, draw_flash_step, update=update_flash_step, animated=_animated)
 
 
 def memory_figure(ns, plain_bytes, tiled_bytes, d: int):

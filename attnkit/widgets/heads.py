@@ -243,6 +243,36 @@ def _draw(layer: int, head: int, sentence: int, weights_by_sentence, sentences):
     return fig, {"weights": data, "roles": roles}
 
 
+def _layout(layer: int, head: int, sentence: int):
+    """One kept figure per key (the tick labels are the sentence's words)."""
+    return head < 0, sentence
+
+
+def _animated(fig):
+    """What _update changes, redrawn over a kept background (the Explorer blits)."""
+    heatmaps = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    return ([a for ax in heatmaps for a in (ax.images[0], ax.title)]
+            + ([fig._suptitle] if fig._suptitle is not None else []))
+
+
+def _update(fig, layer: int, head: int, sentence: int, weights_by_sentence, sentences):
+    """Move the artists of a figure made by ``_draw`` (same ``_layout`` key) to another state."""
+    w = weights_by_sentence[sentence]  # (layers, H, L, L)
+    roles = head_roles(w)[layer]
+    if head < 0:
+        for h, ax in enumerate(fig.axes[: w.shape[1]]):
+            ax.images[0].set_data(w[layer, h].numpy())
+            ax.title.set_text(t("heads.head_n", h=h) + "\n" + t("heads.role." + roles[h]["role"]))
+        fig._suptitle.set_text(t("heads.grid_title", n=layer + 1))
+        data = w[layer]
+    else:
+        ax = fig.axes[0]
+        ax.images[0].set_data(w[layer, head].numpy())
+        ax.title.set_text(t("heads.one_title", n=layer + 1, h=head, role=t("heads.role." + roles[head]["role"])))
+        data = w[layer, head]
+    return {"weights": data, "roles": roles}
+
+
 def heads_explorer(model: TinyAttentionModel, sentences: list[list[int]] | None = None) -> Explorer:
     """Layer and head selectors (and a sentence choice) over a trained model's attention."""
     sentences = sentences or example_sentences(seq_len=model.pos.num_embeddings, vocab=model.vocab)
@@ -260,7 +290,9 @@ def heads_explorer(model: TinyAttentionModel, sentences: list[list[int]] | None 
                                         for j, s in enumerate(sentences)],
                                value=0, description=t("heads.sentence"), style=style),
     }
-    return Explorer(controls, lambda **v: _draw(weights_by_sentence=weights, sentences=sentences, **v))
+    return Explorer(controls, lambda **v: _draw(weights_by_sentence=weights, sentences=sentences, **v),
+                    update=lambda fig, **v: _update(fig, weights_by_sentence=weights, sentences=sentences, **v),
+                    layout=_layout, animated=_animated)
 
 
 def plot_split_heads(seq_len: int = 4, embed_dim: int = 8, num_heads: int = 2):

@@ -73,8 +73,7 @@ def draw_kv_cache(num_heads: int, num_kv_heads: int, head_dim: int, num_layers: 
     # fixed margins instead of tight_layout: one layout pass less per redraw
     fig, (ax_m, ax_b) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={
         "width_ratios": [1.4, 1], "left": 0.08, "right": 0.99, "bottom": 0.14, "top": 0.9, "wspace": 0.2})
-    cmap = plt.get_cmap("tab10" if kv <= 10 else "viridis")
-    colors = [cmap(g % 10 if kv <= 10 else g / max(kv - 1, 1)) for g in range(kv)]
+    colors = _colors(kv)
     # query heads on top (x in [0, 1]), kv heads below, a line from each query head to its kv head
     qx = [(i + 0.5) / num_heads for i in range(num_heads)]
     kx = [(g + 0.5) / kv for g in range(kv)]
@@ -105,6 +104,50 @@ def draw_kv_cache(num_heads: int, num_kv_heads: int, head_dim: int, num_layers: 
     return fig, data
 
 
+def _colors(kv: int) -> list:
+    cmap = plt.get_cmap("tab10" if kv <= 10 else "viridis")
+    return [cmap(g % 10 if kv <= 10 else g / max(kv - 1, 1)) for g in range(kv)]
+
+
+def update_kv_cache(fig, num_heads: int, num_kv_heads: int, head_dim: int, num_layers: int,
+                    context: int, dtype: str) -> dict:
+    """Move the artists of a figure made by ``draw_kv_cache`` to another model."""
+    data = kv_cache_explorer_data(num_heads, num_kv_heads, head_dim, num_layers, context, dtype)
+    kv, owner = data["num_kv_heads"], data["kv_of_query"]
+    ax_m, ax_b = fig.axes[0], fig.axes[1]
+    colors = _colors(kv)
+    qx = [(i + 0.5) / num_heads for i in range(num_heads)]
+    kx = [(g + 0.5) / kv for g in range(kv)]
+    lines, = ax_m.collections[:1]
+    lines.set_segments([[(qx[i], 1.0), (kx[owner[i]], 0.0)] for i in range(num_heads)])
+    lines.set_color([colors[g] for g in owner])
+    queries, keys = ax_m.collections[1:3]
+    queries.set_offsets([(x, 1.0) for x in qx])
+    queries.set_facecolor([colors[g] for g in owner])
+    queries.set_sizes([max(8, 2400 / num_heads)])
+    keys.set_offsets([(x, 0.0) for x in kx])
+    keys.set_facecolor(colors)
+    keys.set_sizes([max(20, 3000 / kv)])
+    ax_m.title.set_text(t("kvcache.map_title", h=num_heads, g=kv, G=num_heads // kv))
+
+    gib = [data["bytes"][k] / 2**30 for k in KINDS]
+    for bar, text, v in zip(ax_b.patches, ax_b.texts, gib, strict=True):
+        bar.set_height(v)
+        text.set_y(v)
+        text.set_text(f"{v:.3g}")
+    ax_b.set_xticks(range(len(KINDS)), [_label(k, kv) for k in KINDS])
+    ax_b.set_ylim(0, max(gib) * 1.18)
+    ax_b.title.set_text(t("kvcache.bar_title", layers=num_layers, ctx=context, dtype=dtype))
+    ax_b.xaxis.label.set_text(t("kvcache.mla_note", dc=data["kv_lora_rank"], dr=data["qk_rope_head_dim"]))
+    return data
+
+
+def _animated(fig):
+    """What update_kv_cache changes, redrawn over a kept background (the Explorer blits)."""
+    ax_m, ax_b = fig.axes[0], fig.axes[1]
+    return [*ax_m.collections, ax_m.title, *ax_b.patches, *ax_b.texts, ax_b.title, ax_b.xaxis, ax_b.yaxis]
+
+
 def kv_cache_explorer(num_heads: int = 32, num_kv_heads: int = 8, head_dim: int = 128,
                       num_layers: int = 32, context: int = 32768, dtype: str = "bfloat16") -> Explorer:
     """The chapter 05 explorer (starts at a LLaMA-2-7B-sized model with 8 kv heads)."""
@@ -123,4 +166,4 @@ def kv_cache_explorer(num_heads: int = 32, num_kv_heads: int = 8, head_dim: int 
         "dtype": W.Dropdown(options=list(DTYPES), value=dtype, description=t("kvcache.dtype"),
                             style=style),
     }
-    return Explorer(controls, draw_kv_cache)
+    return Explorer(controls, draw_kv_cache, update=update_kv_cache, animated=_animated)

@@ -131,6 +131,31 @@ def _draw_rope(position: int, pair: int, base: float):
     return fig, data
 
 
+def _update_rope(fig, position: int, pair: int, base: float) -> dict:
+    """Move the artists of a figure made by ``_draw_rope`` to another state."""
+    data = rope_explorer_data(position, pair, base)
+    ax_c, ax_f, ax_d = fig.axes[:3]
+    path, theta = data["path"], data["theta"]
+    ax_c.lines[1].set_data(_np(path[:, 0]), _np(path[:, 1]))
+    ax_c.texts[0].xy = (path[-1, 0].item(), path[-1, 1].item())
+    ax_c.title.set_text(t("rope.w.pair_title", i=pair, theta=theta[pair].item()))
+    ax_f.lines[0].set_ydata(_np(theta.log10()))
+    ax_f.lines[1].set_data([pair], [theta[pair].log10().item()])
+    ax_f.relim()
+    ax_f.autoscale_view()
+    for line, handle, b in zip(ax_d.lines, ax_d.legend_.legend_handles, data["curves"], strict=True):
+        for artist in (line, handle):
+            artist.set_linewidth(2.2 if b == base else 1)
+            artist.set_alpha(1 if b == base else 0.5)
+    return data
+
+
+def _animated_rope(fig):
+    """What _update_rope changes, redrawn over a kept background (the Explorer blits)."""
+    ax_c, ax_f, ax_d = fig.axes[:3]
+    return [*ax_c.lines[1:], *ax_c.texts, ax_c.title, *ax_f.lines, ax_f.yaxis, *ax_d.lines, ax_d.legend_]
+
+
 def rope_explorer(position: int = 5, pair: int = 2, base: float = 10000.0) -> Explorer:
     """Sliders for the position and the pair, a dropdown for the base."""
     style = {"description_width": "initial"}
@@ -142,7 +167,7 @@ def rope_explorer(position: int = 5, pair: int = 2, base: float = 10000.0) -> Ex
         "base": W.Dropdown(options=[(f"{b:g}", b) for b in BASES], value=base, description=t("rope.w.base"),
                            style=style),
     }
-    return Explorer(controls, _draw_rope)
+    return Explorer(controls, _draw_rope, update=_update_rope, animated=_animated_rope)
 
 
 # ------------------------------------------------------------------ longer contexts
@@ -195,6 +220,27 @@ def _draw_scaling(method: str, scale: int):
     return fig, data
 
 
+def _update_scaling(fig, method: str, scale: int) -> dict:
+    """Move the artists of a figure made by ``_draw_scaling`` to another method and scale."""
+    data = scaling_explorer_data(method, scale)
+    ax_r, ax_s = fig.axes[:2]
+    ax_r.lines[0].set_ydata(_np(data["ratio"]))
+    ax_r.lines[1].set_ydata([1 / scale, 1 / scale])
+    ax_s.lines[0].set_data(_np(data["distances"]), _np(data["original"]))
+    ax_s.lines[1].set_data(_np(data["distances"]), _np(data["curve"]))
+    ax_s.legend_.get_texts()[1].set_text(t("rope.w.method." + method))
+    ax_s.relim()
+    ax_s.autoscale_view()
+    return data
+
+
+def _animated_scaling(fig):
+    """What _update_scaling changes (in the right panel, the limits too), redrawn over a kept
+    background (the Explorer blits)."""
+    ax_r, ax_s = fig.axes[:2]
+    return [*ax_r.lines, *ax_s.lines, ax_s.legend_, ax_s.xaxis, ax_s.yaxis]
+
+
 def rope_scaling_explorer(method: str = "yarn", scale: int = 4) -> Explorer:
     """A dropdown for the method, one for the scale factor s."""
     style = {"description_width": "initial"}
@@ -203,7 +249,7 @@ def rope_scaling_explorer(method: str = "yarn", scale: int = 4) -> Explorer:
                              description=t("rope.w.method"), style=style),
         "scale": W.Dropdown(options=[2, 4, 8, 16], value=scale, description=t("rope.w.scale"), style=style),
     }
-    return Explorer(controls, _draw_scaling)
+    return Explorer(controls, _draw_scaling, update=_update_scaling, animated=_animated_scaling)
 
 
 # ------------------------------------------------------------------ static figures

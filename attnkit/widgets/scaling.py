@@ -62,13 +62,19 @@ def _curves(n_rows: int = N_ROWS, seed: int = 0) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=2 * len(D_KS))
+def _snapshot(d_k: int, scaled: bool, n_samples: int, seed: int) -> dict:
+    """``attnkit.experiments.dk_snapshot`` of one setting (about 25 ms: computed once, cached)."""
+    return E.dk_snapshot(
+        d_k, scaled, n_samples=n_samples, seq_len=SEQ_LEN, n_rows=N_ROWS, bins=40, seed=seed
+    )
+
+
 def draw_scaling(
     d_k: int, scaled: bool, curves: dict | None = None, n_samples: int = 5_000, seed: int = 0
 ):
     """The figure and its data (``attnkit.experiments.dk_snapshot``) for one setting."""
-    data = E.dk_snapshot(
-        d_k, scaled, n_samples=n_samples, seq_len=SEQ_LEN, n_rows=N_ROWS, bins=40, seed=seed
-    )
+    data = dict(_snapshot(d_k, bool(scaled), n_samples, seed))
     fig, (ax_h, ax_r, ax_j) = plt.subplots(1, 3, figsize=(14, 3.8))
     ax_h.stairs(
         data["density"].tolist(),
@@ -118,11 +124,46 @@ def draw_scaling(
     return fig, data
 
 
+def _animated(fig):
+    """What update_scaling changes, redrawn over a kept background (the Explorer blits): the
+    histogram's axes follow the scores' spread; the legends go over the label and the star."""
+    ax_h, ax_r, ax_j = fig.axes[:3]
+    return [*ax_h.patches, *ax_h.lines, ax_h.title, ax_h.legend_, ax_h.xaxis, ax_h.yaxis,
+            *ax_r.patches, ax_r.title, ax_j.lines[-1], ax_j.legend_]
+
+
+def update_scaling(
+    fig, d_k: int, scaled: bool, curves: dict | None = None, n_samples: int = 5_000, seed: int = 0
+):
+    """Move the artists of a figure made by ``draw_scaling`` to another setting."""
+    data = dict(_snapshot(d_k, bool(scaled), n_samples, seed))
+    ax_h, ax_r, ax_j = fig.axes[:3]
+    ax_h.patches[0].set_data(data["density"].tolist(), data["edges"].tolist())
+    ax_h.lines[0].set_data(data["centers"].tolist(), data["pdf"].tolist())
+    ax_h.legend_.get_texts()[1].set_text(t("scaling.normal", theory=data["theory"]))
+    ax_h.title.set_text(t("scaling.hist_title", var=data["var"], theory=data["theory"]))
+    ax_h.relim()
+    ax_h.autoscale_view()
+    row = data["row"]
+    top = int(row.argmax())
+    for i, (bar, height) in enumerate(zip(ax_r.patches, row.tolist(), strict=True)):
+        bar.set_height(height)
+        bar.set_facecolor("tab:red" if i == top else "tab:blue")
+    ax_r.title.set_text(t("scaling.row_title", top=data["max_weight"], jn=data["jacobian_norm"]))
+    if curves is not None:
+        data["curves"] = curves
+    ax_j.lines[-1].set_data([d_k], [data["mean_jacobian_norm"]])
+    return data
+
+
 def scaling_explorer(d_k: int = 64, scaled: bool = False) -> Explorer:
     """A d_k slider and a scaled/unscaled toggle over ``draw_scaling``."""
     if d_k not in D_KS:
         raise ValueError(f"d_k must be one of {D_KS}, got {d_k}")
     curves = _curves()
+    for dk in D_KS:  # every setting's numbers now (about 0.5 s), so that a redraw only draws
+        for s in (False, True):
+            _snapshot(dk, s, 5_000, 0)
     style = {"description_width": "initial"}
     controls = {
         "d_k": W.SelectionSlider(
@@ -139,4 +180,6 @@ def scaling_explorer(d_k: int = 64, scaled: bool = False) -> Explorer:
             style=style,
         ),
     }
-    return Explorer(controls, lambda **v: draw_scaling(curves=curves, **v))
+    return Explorer(controls, lambda **v: draw_scaling(curves=curves, **v),
+                    update=lambda fig, **v: update_scaling(fig, curves=curves, **v),
+                    animated=_animated)

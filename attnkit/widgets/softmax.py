@@ -85,6 +85,28 @@ def draw_temperature(temperature: float, scores=DEFAULT_SCORES, curve: dict | No
     return fig, data
 
 
+def _animated(fig):
+    """What update_temperature changes, redrawn over a kept background (the Explorer blits);
+    the legends too: they go over the bars and the star."""
+    ax_p, ax_e = fig.axes[0], fig.axes[1]
+    return [*ax_p.patches, ax_p.title, ax_p.legend_, ax_e.lines[-1], ax_e.title, ax_e.legend_]
+
+
+def update_temperature(fig, temperature: float, scores=DEFAULT_SCORES, curve: dict | None = None):
+    """Move the artists of a figure made by ``draw_temperature`` to another temperature."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    data = E.temperature_snapshot(s, temperature)
+    curve = curve or E.temperature_sweep(s, TEMPERATURES)
+    data["curve_t"], data["curve_entropy"] = curve["temperature"], curve["entropy"]
+    ax_p, ax_e = fig.axes[0], fig.axes[1]
+    for bar, height in zip(ax_p.patches[: len(s)], data["probs"].tolist(), strict=True):
+        bar.set_height(height)
+    ax_p.title.set_text(t("softmaxw.probs_title", temp=temperature, top=data["max_weight"]))
+    ax_e.lines[-1].set_data([temperature], [data["entropy"]])
+    ax_e.title.set_text(t("softmaxw.entropy_title", h=data["entropy"], hmax=data["max_entropy"]))
+    return data
+
+
 def temperature_explorer(temperature: float = 1.0, scores=DEFAULT_SCORES) -> Explorer:
     """A logarithmic temperature slider (0.01 to 100) over ``draw_temperature``."""
     controls = {
@@ -100,4 +122,6 @@ def temperature_explorer(temperature: float = 1.0, scores=DEFAULT_SCORES) -> Exp
         )
     }
     curve = E.temperature_sweep(torch.as_tensor(scores, dtype=torch.float64), TEMPERATURES)
-    return Explorer(controls, lambda **v: draw_temperature(scores=scores, curve=curve, **v))
+    return Explorer(controls, lambda **v: draw_temperature(scores=scores, curve=curve, **v),
+                    update=lambda fig, **v: update_temperature(fig, scores=scores, curve=curve, **v),
+                    animated=_animated)
