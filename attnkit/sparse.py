@@ -568,6 +568,16 @@ def sparse_attention(q, k, v, pattern: str, causal: bool = False, scale: float |
     raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
 
 
+def _check_length(pattern: str, args: dict) -> int:
+    """A sequence length the pattern's arguments are valid for (to validate them once, up front)."""
+    if pattern == "block_sparse" and isinstance(args.get("layout"), torch.Tensor) and isinstance(args.get("block"), int):
+        return args["layout"].shape[0] * args["block"]
+    if pattern == "longformer":
+        idx = torch.as_tensor(args.get("global_idx", ()), dtype=torch.long).flatten()
+        return max(64, int(idx.max()) + 1 if idx.numel() else 0)
+    return 64
+
+
 class SparseAttention(nn.Module):
     """Multi-head self-attention under a sparse pattern, batch-first: (B, N, E) -> (B, N, E).
 
@@ -588,8 +598,7 @@ class SparseAttention(nn.Module):
             raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
         if pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
-        pattern_predicate(pattern, 64 if pattern != "block_sparse" else
-                          pattern_args["layout"].shape[0] * pattern_args["block"], False, **dict(pattern_args))
+        pattern_predicate(pattern, _check_length(pattern, pattern_args), False, **dict(pattern_args))  # validates
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.pattern, self.pattern_args = pattern, dict(pattern_args)
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)

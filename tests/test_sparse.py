@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from attnkit import sparse as sp
 from attnkit.core import scaled_dot_product_attention as core_sdpa
 
-SETTINGS = settings(max_examples=30, deadline=None)
+SETTINGS = settings(max_examples=25, deadline=None)
 
 
 def from_sets(n, S):
@@ -332,6 +332,12 @@ def test_module_equals_torch_multihead_attention_with_the_mask(pattern, args, is
     torch.testing.assert_close(m(x, attn_mask=extra, is_causal=is_causal), want2)
 
 
+def test_module_accepts_global_tokens_beyond_64():
+    m = sp.SparseAttention(8, 2, pattern="longformer", window=4, global_idx=[100])
+    x = torch.randn(1, 120, 8)
+    assert m(x).shape == (1, 120, 8)
+
+
 def test_module_errors():
     with pytest.raises(ValueError, match="must divide embed_dim"):
         sp.SparseAttention(10, 3, window=2)
@@ -420,7 +426,14 @@ def test_flex_mask_mod_equals_the_attnkit_mask(pattern, args, causal):
         n = 48
     mod = sp.flex_mask_mod(pattern, n, causal, **args)
     dense = create_mask(mod, None, None, n, n, device="cpu")[0, 0]  # FlexAttention's own vmap over (i, j)
-    assert torch.equal(dense, sp.pattern_mask(pattern, n, causal, **args))
+    mask = sp.pattern_mask(pattern, n, causal, **args)
+    assert torch.equal(dense, mask)
+    # its BlockMask keeps exactly the 16 x 16 blocks that hold a True pair (ragged last block)
+    blocks = sp.flex_block_mask(pattern, n, causal, block_size=16, **args).to_dense()[0, 0].bool()
+    nb = -(-n // 16)
+    padded = torch.zeros(nb * 16, nb * 16, dtype=torch.bool)
+    padded[:n, :n] = mask
+    assert torch.equal(blocks, padded.view(nb, 16, nb, 16).any(dim=(1, 3)))
 
 
 def test_flex_block_mask_and_eager_flex_attention_equal_attnkit():
