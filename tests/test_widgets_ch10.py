@@ -19,7 +19,7 @@ from attnkit.widgets import lora as wl  # noqa: E402
 def ex():
     torch.manual_seed(0)
     return L.run_budget_experiment(placements=(("q",), ("q", "v"), L.PROJECTIONS), ranks=(1, 2), alphas=(16, 256),
-                                   steps=10, eval_every=5)
+                                   steps=10, eval_every=5, batch=4)
 
 
 def test_run_view_selects_the_run_and_computes_from_it(ex):
