@@ -247,3 +247,31 @@ def test_readmes_link_each_other_and_every_built_chapter():
                 assert f"(chapters/{lang}/{src.stem}.ipynb)" in readme, f"{src.stem} ({lang}) not linked"
     for link in re.findall(r"\((chapters/(?:en|zh)/[^)]+\.ipynb)\)", en + zh):
         assert (ROOT / link).exists(), f"README links a missing notebook: {link}"
+
+
+HAND_TIMING = re.compile(r"\bperf_counter\b|\btime\.time\(|\btimeit\b|\bmonotonic\(")
+
+
+def hand_timing(text: str) -> list[str]:
+    """Lines that time code by hand instead of through attnkit.timing."""
+    return [line.strip() for line in text.splitlines() if HAND_TIMING.search(line)]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_timing_cells_use_the_shared_round_robin_helper_on_one_thread(src):
+    """No hand-written timing loop in a chapter; every round-robin timing runs under one_thread()."""
+    nb = build.split(src, "en")
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        assert not hand_timing(c.source), f"{src.name}: time with attnkit.timing, not {hand_timing(c.source)}"
+        if re.search(r"\bround_robin_(medians|times)\(", c.source):
+            assert "one_thread()" in c.source, f"{src.name}: time on one thread: {c.source[:80]!r}"
+
+
+def test_library_modules_time_only_through_attnkit_timing():
+    pkg = ROOT / "attnkit"
+    bad = {p.relative_to(ROOT).as_posix(): hand_timing(p.read_text()) for p in pkg.rglob("*.py")
+           if p.name != "timing.py" or p.parent != pkg}
+    assert not {k: v for k, v in bad.items() if v}
+    assert hand_timing("t0 = time.perf_counter()\nx = 1\n") == ["t0 = time.perf_counter()"]
