@@ -591,13 +591,13 @@ print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.kept"), t("ch08.col.a
 # happens to keep the right pair: the accuracy column tracks the column of pairs kept. Global tokens
 # do not help here — they carry information between tokens over *two* layers, and this is one.
 # That is the theory made visible: sparse patterns are universal approximators given enough layers
-# (BigBird §3.2), but they pay in depth.
+# (BigBird §3), but they pay in depth.
 
 # %% [markdown] tags=["lang-zh"]
 # 完整注意力能解决这个任务（并不完美：缩放系数是有限的，方向最相反的两个键几乎一样时，少数输出会被混在一起）。
 # 每一种稀疏模式答对的比例，大致就等于它碰巧保留了正确配对的比例：准确率一列与保留配对比例一列基本吻合。
 # 全局词元在这里帮不上忙——它们要经过*两*层才能在词元之间传递信息，而这里只有一层。
-# 这就是把理论变得看得见：只要层数足够，稀疏模式也是通用近似器（BigBird §3.2），但代价是深度。
+# 理论就这样变得看得见了：只要层数足够，稀疏模式也是通用近似器（BigBird §3），但代价是深度。
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. Pitfalls
@@ -788,8 +788,9 @@ _ = check_window_attention(my_window_attention)
 #   the computation's key slices and FlexAttention's `mask_mod` (sections 2, 4).
 # - The references disagree on "window $w$" by one key ($w$ vs $w + 1$), and `local-attention`
 #   means a bucket; state the set (sections 2, 7).
-# - Stacked sparse layers reach further: a window moves information about $w$ per layer, dilation
-#   $d$ times further, a global token connects everything in two layers (section 3).
+# - Stacked sparse layers reach further: a window moves information a fixed distance per layer
+#   ($w - 1$ causal, $w/2$ symmetric), dilation $d$ times further, a global token connects every
+#   pair of tokens within two layers (section 3).
 # - The chunked window is exact and needs $O(N d)$ memory plus one chunk; block-sparse computes only
 #   kept blocks; Longformer merges a window and its global keys through log-sum-exps (sections 4, 5).
 # - Sparsity has a price in depth: one sparse layer finds a furthest vector only as often as it
@@ -798,9 +799,9 @@ _ = check_window_attention(my_window_attention)
 # **Next:** chapter 9 — linear attention, which keeps every pair but never forms the scores.
 #
 # ## References
-# - R. Child, S. Gray, A. Radford, I. Sutskever, *Generating Long Sequences with Sparse Transformers*, arXiv:1904.10509, 2019 — §4.3 (strided and fixed factorised patterns), Figure 2 (learned attention patterns), Table 2.
+# - R. Child, S. Gray, A. Radford, I. Sutskever, *Generating Long Sequences with Sparse Transformers*, arXiv:1904.10509, 2019 — §4.3 (strided and fixed factorised patterns), Figure 2 (learned attention patterns).
 # - I. Beltagy, M. E. Peters, A. Cohan, *Longformer: The Long-Document Transformer*, arXiv:2004.05150, 2020 — §3.1 (sliding window, dilated window, global attention).
-# - M. Zaheer et al., *Big Bird: Transformers for Longer Sequences*, NeurIPS 2020 — §2 (random, window and global attention), §3.2 (universal approximation), §3.4 and Proposition 1 (the furthest-vector task), appendix D (the blocked implementation).
+# - M. Zaheer et al., *Big Bird: Transformers for Longer Sequences*, NeurIPS 2020 — §2 (random, window and global attention), §3 (universal approximation, Turing completeness), §3.4 and Proposition 1 (the furthest-vector task), appendix D (the blocked implementation).
 # - A. Q. Jiang et al., *Mistral 7B*, arXiv:2310.06825, 2023 — §2 (sliding window attention).
 # - J. Dong, B. Feng, D. Guessous, Y. Liang, H. He, *Flex Attention: A Programming Model for Generating Optimized Attention Kernels*, arXiv:2412.05496, 2024 — `mask_mod` and `BlockMask`.
 
@@ -810,15 +811,15 @@ _ = check_window_attention(my_window_attention)
 # - 稠密注意力在每个头上要保存 $N^2$ 个分数；稀疏模式为每个查询保留一个键的集合 $S(i)$，只需写一次判定函数 $(i, j) \mapsto$ bool——
 #   同一个函数既给出掩码，也给出计算时要取的键切片，还能当作 FlexAttention 的 `mask_mod`（第 2、4 节）。
 # - 各参考实现对“窗口 $w$”的理解差一个键（$w$ 与 $w + 1$），而 `local-attention` 说的是桶；要把集合写清楚（第 2、7 节）。
-# - 叠起来的稀疏层能传得更远：窗口每层大约把信息传过 $w$，空洞传得远 $d$ 倍，全局词元两层之内连通一切（第 3 节）。
+# - 叠起来的稀疏层能传得更远：窗口每层把信息传过固定的距离（因果 $w - 1$，对称 $w/2$），空洞传得远 $d$ 倍，全局词元两层之内连通任意一对词元（第 3 节）。
 # - 分块计算的滑动窗口是精确的，只需 $O(N d)$ 的内存再加一段分数；分块稀疏只计算保留的分块；Longformer 通过 log-sum-exp 把窗口与全局键合并（第 4、5 节）。
 # - 稀疏的代价是深度：单层稀疏注意力找到最远向量的比例，只等于它恰好保留那一对的比例（第 6 节）。
 #
 # **下一章**：第 9 章——线性注意力：它保留所有配对，却从不构造分数。
 #
 # ## 参考文献
-# - R. Child、S. Gray、A. Radford、I. Sutskever，*Generating Long Sequences with Sparse Transformers*，arXiv:1904.10509，2019——§4.3（strided 与 fixed 分解模式）、图 2（学到的注意力模式）、表 2。
+# - R. Child、S. Gray、A. Radford、I. Sutskever，*Generating Long Sequences with Sparse Transformers*，arXiv:1904.10509，2019——§4.3（strided 与 fixed 分解模式）、图 2（学到的注意力模式）。
 # - I. Beltagy、M. E. Peters、A. Cohan，*Longformer: The Long-Document Transformer*，arXiv:2004.05150，2020——§3.1（滑动窗口、空洞窗口、全局注意力）。
-# - M. Zaheer 等，*Big Bird: Transformers for Longer Sequences*，NeurIPS 2020——§2（随机、窗口与全局注意力）、§3.2（通用近似）、§3.4 与命题 1（最远向量任务）、附录 D（分块实现）。
+# - M. Zaheer 等，*Big Bird: Transformers for Longer Sequences*，NeurIPS 2020——§2（随机、窗口与全局注意力）、§3（通用近似、图灵完备）、§3.4 与命题 1（最远向量任务）、附录 D（分块实现）。
 # - A. Q. Jiang 等，*Mistral 7B*，arXiv:2310.06825，2023——§2（滑动窗口注意力）。
 # - J. Dong、B. Feng、D. Guessous、Y. Liang、H. He，*Flex Attention: A Programming Model for Generating Optimized Attention Kernels*，arXiv:2412.05496，2024——`mask_mod` 与 `BlockMask`。
