@@ -733,7 +733,7 @@ times = {}
 with one_thread():
     for n in NS:
         fns = methods(n)
-        med = round_robin_medians({name: (lambda f=f: f(*inputs[n])) for name, f in fns.items()}, repeats=5)
+        med = round_robin_medians({name: (lambda f=f: f(*inputs[n])) for name, f in fns.items()}, repeats=3)
         times[n] = {name: s * 1e3 for name, s in med.items()}
 names = list(methods(256))
 print(viz.format_table([t("ch09.col.method")] + [t("ch09.col.n_ms", n=n) for n in NS],
