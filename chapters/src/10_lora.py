@@ -523,16 +523,23 @@ print(t("ch10.ragged", n=100, shape=tuple(attn(torch.randn(2, 100, 512)).shape))
 # %%
 n = 16
 q, k, v = (torch.randn(1, 1, n, 8, dtype=torch.float64) for _ in range(3))
-heads = {"local, W = 4":            lambda v: L.local_bucket_attention(q, k, v, 4),
-         "local, W = 4, causal":    lambda v: L.local_bucket_attention(q, k, v, 4, causal=True),
-         "global, causal, b = 1":   lambda v: L.global_linear_attention(q, k, v, causal=True),
-         "global, causal, b = 4":   lambda v: L.global_linear_attention(q, k, v, causal=True, blindspot_size=4)}
-expected = [L.visible_keys(n, "local", False, window=4), L.visible_keys(n, "local", True, window=4),
-            L.visible_keys(n, "global", True), L.visible_keys(n, "global", True, blindspot_size=4)]
-for (kind, f), vis in zip(heads.items(), expected, strict=True):
+causal = t("lora.fig.causal")
+kinds = [  # (label, head function of the values v, the keys each row should see)
+    (t("lora.fig.dep_local", w=4, causal=""), lambda v: L.local_bucket_attention(q, k, v, 4),
+     L.visible_keys(n, "local", False, window=4)),
+    (t("lora.fig.dep_local", w=4, causal=causal), lambda v: L.local_bucket_attention(q, k, v, 4, causal=True),
+     L.visible_keys(n, "local", True, window=4)),
+    (t("lora.fig.dep_global", causal=causal, b=1), lambda v: L.global_linear_attention(q, k, v, causal=True),
+     L.visible_keys(n, "global", True)),
+    (t("lora.fig.dep_global", causal=causal, b=4),
+     lambda v: L.global_linear_attention(q, k, v, causal=True, blindspot_size=4),
+     L.visible_keys(n, "global", True, blindspot_size=4)),
+]
+for label, f, vis in kinds:
     jac = torch.autograd.functional.jacobian(lambda v: f(v)[0, 0].sum(-1), v)[:, 0, 0].abs().sum(-1)  # (n, n)
-    print(t("ch10.depends", kind=kind, ok=torch.equal(jac > 0, vis)))
-print(t("ch10.blind_zero", ok=torch.equal(heads["global, causal, b = 4"](v)[..., :4, :], torch.zeros(1, 1, 4, 8))))
+    print(t("ch10.depends", kind=label, ok=torch.equal(jac > 0, vis)))
+blind = kinds[-1][1](v)                                   # (1, 1, n, 8)
+print(t("ch10.blind_zero", ok=torch.equal(blind[..., :4, :], torch.zeros(1, 1, 4, 8))))
 _ = wl.dependency_figure(n=16, window=4, blindspot_size=4)
 
 # %% [markdown] tags=["lang-en"]
