@@ -60,6 +60,9 @@ def _check_tensor(name: str, x, dim: int, what: str) -> None:
 
 def _check_input(x, embed_dim: int, weight: torch.Tensor) -> None:
     """x must be (B, L, embed_dim) with the layer's dtype and device."""
+    if (isinstance(x, torch.Tensor) and x.dim() == 3 and x.shape[-1] == embed_dim
+            and x.dtype == weight.dtype and x.device == weight.device):
+        return  # one test on the decoding path; the messages below only when something is off
     _check_tensor("x", x, 3, f"(B, L, embed_dim={embed_dim})")
     if x.shape[-1] != embed_dim:
         raise ValueError(f"x has shape {_shape(x)}, expected (B, L, embed_dim={embed_dim})")
@@ -119,6 +122,13 @@ class KVCache:
 
     def update(self, *new: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Append ``new`` (each ``(..., S_new, D)``) and return every cached tensor ``(..., S, D)``."""
+        old = self.tensors
+        if old and len(new) == len(old) and all(  # the decoding path: one cheap test, then append
+                isinstance(x, torch.Tensor) and x.dim() == o.dim() and x.shape[:-2] == o.shape[:-2]
+                and x.shape[-1] == o.shape[-1] and x.shape[-2] == new[0].shape[-2]
+                and x.dtype == o.dtype and x.device == o.device for o, x in zip(old, new, strict=True)):
+            self.tensors = tuple(torch.cat([o, x], dim=-2) for o, x in zip(old, new, strict=True))
+            return self.tensors
         if not new:
             raise ValueError("update needs at least one tensor, got none")
         for i, x in enumerate(new):
