@@ -12,6 +12,7 @@ import torch  # noqa: E402
 
 from attnkit import lora as L  # noqa: E402
 from attnkit.i18n import set_language, t  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets import lora as wl  # noqa: E402
 
 
@@ -57,19 +58,20 @@ def test_explorer_redraws_without_training(ex, monkeypatch):
     assert e.redraws == 4
 
 
-def test_update_moves_the_same_artists_a_fresh_draw_makes(ex):
+def test_a_blitted_redraw_looks_like_a_fresh_draw(ex):
     e = wl.lora_explorer(ex, placement=("q",), rank=1, alpha=16)
-    e.controls["rank"].value = 2
-    e.controls["placement"].value = ("q", "v")
-    fresh, data = wl._draw(ex, ("q", "v"), 2, 16)
-    kept = e._fig
-    assert e.data["losses"] == data["losses"]
-    for a, b in zip(kept.axes[0].get_lines(), fresh.axes[0].get_lines(), strict=True):
-        assert list(a.get_ydata()) == list(b.get_ydata())
-    for a, b in zip(kept.axes[2].get_lines(), fresh.axes[2].get_lines(), strict=True):
-        assert list(a.get_ydata()) == pytest.approx(list(b.get_ydata()))
-    assert kept.axes[1].patches[0].get_height() == pytest.approx(fresh.axes[1].patches[0].get_height())
-    assert kept.axes[0].get_title() == fresh.axes[0].get_title()
+    for name, value in (("rank", 2), ("placement", ("q", "v")), ("alpha", 256), ("placement", L.PROJECTIONS)):
+        e.controls[name].value = value
+        fresh, data = wl._draw(ex, **e.values())
+        assert e.data["losses"] == data["losses"]
+        for a, b in zip(e._fig.axes[2].get_lines(), fresh.axes[2].get_lines(), strict=True):
+            assert list(a.get_ydata()) == pytest.approx(list(b.get_ydata()))
+        assert e._fig.axes[1].patches[0].get_height() == pytest.approx(fresh.axes[1].patches[0].get_height())
+        assert e._fig.axes[0].get_title() == fresh.axes[0].get_title()
+        assert [x.get_text() for x in e._fig.axes[1].texts] == [x.get_text() for x in fresh.axes[1].texts]
+        assert [x.get_text() for x in e._fig.axes[0].legend_.get_texts()] == \
+            [x.get_text() for x in fresh.axes[0].legend_.get_texts()]
+        assert image_difference(e.image.value, e.fresh_png()) < 0.005, name  # the pixels, too
 
 
 def test_labels_follow_the_language(ex):

@@ -73,66 +73,82 @@ def run_view(experiment: dict, placement, rank: int, alpha: float) -> dict:
             "trainable": run["trainable"], "singular": singular}
 
 
+def _limits(experiment) -> dict:
+    """Axis limits that hold every run of the experiment, so that a redraw never moves an axis."""
+    losses = [v for r in (*experiment["runs"].values(), experiment["full"]) for v in r["losses"]]
+    recovered = [r["recovered"] for r in experiment["runs"].values()]
+    top_sv = max(max(torch.linalg.svdvals(d.double())[0].item() for d in r["delta"].values())
+                 for r in experiment["runs"].values())
+    top_sv = max(top_sv, *(torch.linalg.svdvals(d.double())[0].item() for d in experiment["true_delta"].values()))
+    return {"loss": (min(losses) * 0.8, max(losses) * 1.2), "recovered": (min(0.0, *recovered) - 0.05, 1.1),
+            "sv": (-0.05 * top_sv, 1.1 * top_sv)}
+
+
+def _learned(data, p):
+    learned = data["singular"][p][0] if p in data["singular"] else torch.zeros(8)
+    return np.pad(learned.numpy(), (0, 8 - len(learned)))
+
+
 def _draw(experiment, placement, rank, alpha):
     data = run_view(experiment, placement, rank, alpha)
+    lim = experiment.setdefault("_limits", _limits(experiment))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1.3, 0.7, 1.2]})
     ax = axes[0]
     ax.semilogy(data["steps"], data["full_losses"], color="grey", ls="--", label=t("lora.w.full"))
     ax.semilogy(data["steps"], data["losses"], color="C0",
                 label=t("lora.w.this_run", where=placement_label(placement), r=rank, alpha=alpha))
-    lo = min(min(r["losses"]) for r in experiment["runs"].values())
-    hi = max(max(r["losses"]) for r in experiment["runs"].values())
-    ax.set_ylim(min(lo, min(data["full_losses"])) * 0.8, hi * 1.2)
+    ax.set_ylim(*lim["loss"])
     ax.set_xlabel(t("lora.w.step"))
     ax.set_title(t("lora.w.loss_title", n=data["trainable"]), fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     ax = axes[1]
     ax.bar([0, 1], [data["recovered"], data["full_recovered"]], color=["C0", "grey"])
     ax.set_xticks([0, 1])
-    ax.set_xticklabels([f"LoRA r={rank}", t("lora.w.full")], fontsize=8)
-    ax.set_ylim(min(0.0, data["recovered"]) - 0.05, 1.05)
+    ax.set_xticklabels(["LoRA", t("lora.w.full")], fontsize=8)
+    ax.set_ylim(*lim["recovered"])
     ax.axhline(0, color="black", lw=0.6)
     ax.set_title(t("lora.w.recovered_title"), fontsize=10)
-    texts = [ax.text(i, max(v, 0) + 0.02, f"{v:.2f}", ha="center", fontsize=9)
-             for i, v in enumerate((data["recovered"], data["full_recovered"]))]
+    for i, v in enumerate((data["recovered"], data["full_recovered"])):
+        ax.text(i, max(v, 0) + 0.02, f"{v:.2f}", ha="center", fontsize=9)
     ax = axes[2]
     idx = np.arange(1, 9)
     for n, p in enumerate(PROJECTIONS):
-        learned, teacher = data["singular"].get(p, (torch.zeros(8), torch.linalg.svdvals(
-            experiment["true_delta"][p].double())[:8]))
+        teacher = torch.linalg.svdvals(experiment["true_delta"][p].double())[:8]
         ax.plot(idx, np.pad(teacher.numpy(), (0, 8 - len(teacher))), color=f"C{n}", ls=":")
-        ax.plot(idx, np.pad(learned.numpy(), (0, 8 - len(learned))), color=f"C{n}", marker="o", ms=3,
-                label=f"W_{p}")
+        ax.plot(idx, _learned(data, p), color=f"C{n}", marker="o", ms=3, label=f"W_{p}")
+    ax.set_ylim(*lim["sv"])
     ax.set_xlabel(t("lora.w.sv_index"))
     ax.set_title(t("lora.w.sv_title"), fontsize=10)
     ax.legend(fontsize=7, loc="upper right", title=t("lora.w.sv_legend"), title_fontsize=7)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.15, top=0.9, wspace=0.3)
-    fig._lora_texts = texts
     return fig, data
 
 
 def _update(fig, experiment, placement, rank, alpha):
-    """Move the artists of the kept figure: no new figure, no layout pass."""
+    """Move the artists of the kept figure (those ``_animated`` names): no new figure, no axis moves."""
     data = run_view(experiment, placement, rank, alpha)
     ax_loss, ax_bar, ax_sv = fig.axes[:3]
     line = ax_loss.get_lines()[1]
     line.set_data(data["steps"], data["losses"])
-    line.set_label(t("lora.w.this_run", where=placement_label(placement), r=rank, alpha=alpha))
-    ax_loss.legend(fontsize=8, loc="upper right")
+    label = t("lora.w.this_run", where=placement_label(placement), r=rank, alpha=alpha)
+    line.set_label(label)
+    ax_loss.legend_.get_texts()[1].set_text(label)
     ax_loss.set_title(t("lora.w.loss_title", n=data["trainable"]), fontsize=10)
-    bar = ax_bar.patches[0]
-    bar.set_height(data["recovered"])
-    ax_bar.set_xticks([0, 1])
-    ax_bar.set_xticklabels([f"LoRA r={rank}", t("lora.w.full")], fontsize=8)
-    ax_bar.set_ylim(min(0.0, data["recovered"]) - 0.05, 1.05)
-    text = fig._lora_texts[0]
+    ax_bar.patches[0].set_height(data["recovered"])
+    text = ax_bar.texts[0]
     text.set_position((0, max(data["recovered"], 0) + 0.02))
     text.set_text(f"{data['recovered']:.2f}")
     lines = ax_sv.get_lines()
     for n, p in enumerate(PROJECTIONS):
-        learned = data["singular"][p][0] if p in data["singular"] else torch.zeros(8)
-        lines[2 * n + 1].set_ydata(np.pad(learned.numpy(), (0, 8 - len(learned))))
+        lines[2 * n + 1].set_ydata(_learned(data, p))
     return data
+
+
+def _animated(fig):
+    """The artists ``_update`` changes (and the static ones drawn over them in a full draw)."""
+    ax_loss, ax_bar, ax_sv = fig.axes[:3]
+    return [ax_loss.get_lines()[1], ax_loss.legend_, ax_loss.title, ax_bar.patches[0], *ax_bar.lines,
+            ax_bar.texts[0], *ax_sv.get_lines()[1::2], ax_sv.legend_]
 
 
 def lora_explorer(experiment: dict, placement=None, rank: int | None = None, alpha: float | None = None):
@@ -151,7 +167,7 @@ def lora_explorer(experiment: dict, placement=None, rank: int | None = None, alp
         "alpha": W.Dropdown(options=alphas, value=alpha, description=t("lora.w.alpha")),
     }
     return Explorer(controls, lambda **v: _draw(experiment, **v),
-                    update=lambda fig, **v: _update(fig, experiment, **v))
+                    update=lambda fig, **v: _update(fig, experiment, **v), animated=_animated)
 
 
 def budget_figure(experiment: dict, alpha: float):
