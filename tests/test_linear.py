@@ -186,7 +186,7 @@ def test_performer_equals_its_explicit_random_feature_kernel(kind, causal):
 def test_performer_with_many_features_approaches_softmax(causal):
     q, k, v = _qkv(1, 64, 8, scale=0.5)
     ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    out = L.performer_attention(q, k, v, nb_features=4096, seed=1, causal=causal)
+    out = L.performer_attention(q, k, v, nb_features=1024, seed=1, causal=causal)
     rel = ((out - ref).norm() / ref.norm()).item()
     few = L.performer_attention(q, k, v, nb_features=8, seed=1, causal=causal)
     assert rel < 0.05 and rel < ((few - ref).norm() / ref.norm()).item()
