@@ -621,14 +621,22 @@ def lora_attention_forward(x: torch.Tensor, weights: dict, A: dict, B: dict, sca
                            heads: int) -> torch.Tensor:
     """R LoRA runs at once. x (Bt, N, D) shared; A[p] (R, r, in), B[p] (R, out, r) for p in q, k, v, o;
     scaling (R,). Each projection is W x + scaling_r B_r A_r x. Returns (R, Bt, N, D)."""
-    s = scaling[:, None, None, None]  # (R, 1, 1, 1)
+    R, Bt, N, D = scaling.shape[0], *x.shape
+    s = scaling[:, None, None]  # (R, 1, 1)
+    x2 = x.reshape(Bt * N, D)  # (M, D): the same inputs for every run
 
-    def upd(h, p):  # h (R or 1, Bt, N, in) -> (R, Bt, N, out)
-        return s * ((h @ A[p].transpose(1, 2)[:, None]) @ B[p].transpose(1, 2)[:, None])
+    def shared_update(p):  # (R, M, out): scaling_r B_r A_r x, with one matmul for A over all runs
+        r = A[p].shape[1]
+        ax = (x2 @ A[p].reshape(R * r, D).T).reshape(Bt * N, R, r).transpose(0, 1)  # (R, M, r)
+        return s * (ax @ B[p].transpose(1, 2))  # (R, M, out)
 
-    x1 = x[None]  # (1, Bt, N, D)
-    q, k, v = (x1 @ weights[p].T + upd(x1, p) for p in ("q", "k", "v"))  # (R, Bt, N, inner)
-    return _attend(q, k, v, weights, heads, o_update=lambda h: upd(h, "o"))
+    q, k, v = ((x2 @ weights[p].T + shared_update(p)).reshape(R, Bt, N, -1) for p in ("q", "k", "v"))
+
+    def o_update(h):  # h (R, Bt, N, inner) -> (R, Bt, N, D)
+        h2 = h.reshape(R, Bt * N, -1)
+        return (s * ((h2 @ A["o"].transpose(1, 2)) @ B["o"].transpose(1, 2))).reshape(R, Bt, N, -1)
+
+    return _attend(q, k, v, weights, heads, o_update=o_update)
 
 
 def make_teacher_student(dim: int = 32, heads: int = 4, dim_head: int = 8, deltas: dict | None = None,
@@ -672,7 +680,7 @@ def init_lora_pairs(configs, weights: dict, seed: int = 0):
 
 def _batches(seed, steps, batch, seq, dim):
     g = torch.Generator().manual_seed(seed + 1)
-    x_eval = torch.randn(64, seq, dim, generator=g)
+    x_eval = torch.randn(32, seq, dim, generator=g)
     return x_eval, [torch.randn(batch, seq, dim, generator=g) for _ in range(steps)]
 
 
@@ -754,8 +762,9 @@ def train_full(base: dict, teacher: dict, heads: int = 4, steps: int = 150, lr: 
 
 
 def run_budget_experiment(placements=(("q",), ("v",), ("q", "v"), PROJECTIONS), ranks=(1, 2, 4, 8),
-                          alphas=(16,), steps: int = 150, lr: float = 1e-2, full_lr: float = 3e-3,
-                          seed: int = 0, deltas: dict | None = None, heads: int = 4) -> dict:
+                          alphas=(1, 16, 256), steps: int = 120, lr: float = 1e-2, full_lr: float = 3e-3,
+                          seed: int = 0, deltas: dict | None = None, heads: int = 4, batch: int = 16,
+                          eval_every: int = 10) -> dict:
     """Every (placement, rank, alpha) LoRA run and full fine-tuning, computed once.
 
     Returns {"runs": {(placement, r, alpha): result}, "full": result, "true_delta": {p: D_p},
@@ -763,7 +772,9 @@ def run_budget_experiment(placements=(("q",), ("v",), ("q", "v"), PROJECTIONS), 
     """
     base, teacher, true_delta = make_teacher_student(heads=heads, deltas=deltas, seed=seed)
     configs = [(tuple(p), r, a) for p in placements for r in ranks for a in alphas]
-    results = train_lora_runs(base, teacher, configs, heads=heads, steps=steps, lr=lr, seed=seed)
-    full = train_full(base, teacher, heads=heads, steps=steps, lr=full_lr, seed=seed)
+    results = train_lora_runs(base, teacher, configs, heads=heads, steps=steps, lr=lr, seed=seed, batch=batch,
+                              eval_every=eval_every)
+    full = train_full(base, teacher, heads=heads, steps=steps, lr=full_lr, seed=seed, batch=batch,
+                      eval_every=eval_every)
     return {"runs": {res["config"]: res for res in results}, "full": full, "true_delta": true_delta,
-            "base": base, "teacher": teacher}
+            "base": base, "teacher": teacher, "eval_every": eval_every}
