@@ -76,6 +76,24 @@ def test_explorer_redraws_when_controls_move():
     assert not e.data["mask"].triu(1).any()
 
 
+@pytest.mark.parametrize("pattern", ws.PATTERN_CHOICES)
+def test_every_slider_changes_the_picture_and_unused_ones_say_so(pattern):
+    """As the browser test does: each slider to its end changes the PNG; a slider the pattern
+    ignores changes only the settings line, which names it as not used."""
+    e = ws.sparse_explorer(pattern=pattern)
+    for name in ("n", "window", "dilation", "globals_", "random_blocks"):
+        png, mask = e.image.value, e.data["mask"]
+        e.controls[name].value = e.controls[name].max
+        assert e.image.value != png
+        line = e._fig.texts[0].get_text()
+        label = f"{t(ws._LABELS[name])} = {e.controls[name].max}"
+        unused = line.split("·")[-1] if "·" in line else ""
+        if name in ws.USES[pattern]:
+            assert label not in unused
+        else:
+            assert label in unused and torch.equal(e.data["mask"], mask)
+
+
 def test_update_equals_a_fresh_draw():
     e = ws.sparse_explorer()
     for name, value in (("pattern", "strided"), ("n", 96), ("window", 12), ("causal", True)):
@@ -84,6 +102,7 @@ def test_update_equals_a_fresh_draw():
     assert torch.equal(fresh["mask"], e.data["mask"]) and torch.equal(fresh["reach"], e.data["reach"])
     kept = e._fig
     assert kept.axes[0].get_title() == fig.axes[0].get_title()
+    assert kept.texts[0].get_text() == fig.texts[0].get_text()
     assert list(kept.axes[1].lines[0].get_ydata()) == list(fig.axes[1].lines[0].get_ydata())
     assert (kept.axes[0].images[0].get_array() == fig.axes[0].images[0].get_array()).all()
 

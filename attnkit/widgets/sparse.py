@@ -38,7 +38,15 @@ register({
     "sparse.w.layers": {"en": "layers", "zh": "层数"},
     "sparse.w.connect": {"en": "token 0 reached after {k} layers", "zh": "经过 {k} 层到达词元 0"},
     "sparse.w.never": {"en": "token 0 not reached within {k} layers", "zh": "{k} 层内到达不了词元 0"},
+    "sparse.w.unused": {"en": "{used}   ·   not used by this pattern: {unused}", "zh": "{used}   ·   此模式不使用：{unused}"},
 })
+
+# which controls each pattern reads (the others are shown as unused, so a learner sees why
+# moving them changes nothing in the mask)
+USES = {"sliding_window": ("n", "window", "dilation"), "strided": ("n", "window"), "fixed": ("n", "window"),
+        "longformer": ("n", "window", "dilation", "globals_"), "bigbird": ("n", "window", "globals_", "random_blocks")}
+_LABELS = {"n": "sparse.w.n", "window": "sparse.w.window", "dilation": "sparse.w.dilation",
+           "globals_": "sparse.w.globals", "random_blocks": "sparse.w.random"}
 
 PATTERN_CHOICES = ("sliding_window", "strided", "fixed", "longformer", "bigbird")
 LAYERS = 12
@@ -98,8 +106,19 @@ def draw(pattern, n, window, dilation, globals_, random_blocks, causal):
     ax_r.set_xlabel(t("sparse.w.layers"))
     ax_r.set_ylabel(t("sparse.w.reach_y"))
     ax_r.set_title(_reach_title(data), fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.text(0.5, 0.015, settings_line(pattern, n=n, window=window, dilation=dilation, globals_=globals_,
+                                       random_blocks=random_blocks), ha="center", fontsize=8, color="0.3")
     return fig, data
+
+
+def settings_line(pattern: str, **values) -> str:
+    """The slider values, those the pattern uses first, then the ones it ignores."""
+    def part(names):
+        return ", ".join(f"{t(_LABELS[k])} = {values[k]}" for k in _LABELS if k in names)
+    used = USES[pattern]
+    unused = [k for k in _LABELS if k not in used]
+    return t("sparse.w.unused", used=part(used), unused=part(unused)) if unused else part(used)
 
 
 def _mask_ticks(ax, n):
@@ -132,6 +151,8 @@ def update(fig, pattern, n, window, dilation, globals_, random_blocks, causal):
     vline.set_visible(c is not None and c <= LAYERS)
     vline.set_xdata([c or 0, c or 0])
     ax_r.set_title(_reach_title(data), fontsize=9)
+    fig.texts[0].set_text(settings_line(pattern, n=n, window=window, dilation=dilation, globals_=globals_,
+                                        random_blocks=random_blocks))
     return data
 
 

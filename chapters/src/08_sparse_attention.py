@@ -264,14 +264,15 @@ _ = check_q1(my_answer)
 # *strided*, the block of *fixed* and of *BigBird*), the **dilation**, the number of **globals**
 # (Longformer: the first tokens; BigBird: blocks at each end), the **random blocks** of BigBird and
 # **causal**. Left: the mask and its density; right: the fraction of the $N$ tokens that reach the
-# last token after 1 to 12 layers, with a dashed line where token 0 is reached. (On GitHub, the
-# static figure below shows the starting state.)
+# last token after 1 to 12 layers, with a dashed line where token 0 is reached. The line under the
+# figure lists the settings, and which of them the chosen pattern ignores. (On GitHub, the static
+# figure below shows the starting state.)
 
 # %% [markdown] tags=["lang-zh"]
 # 下面是交互控件。选择**模式**、**N**、**窗口**（它同时也是 strided 的步长、fixed 和 BigBird 的块大小）、
 # **空洞间隔**、**全局数**（Longformer：开头的几个词元；BigBird：两端各几个块）、BigBird 的**随机块数**以及是否**因果**。
 # 左图是掩码及其密度；右图是经过 1 到 12 层后，能影响最后一个词元的词元占 $N$ 的比例，虚线标出到达词元 0 的层数。
-# （在 GitHub 上，下面的静态图展示的是初始状态。）
+# 图下方的一行列出当前设置，并注明所选模式不使用其中哪几项。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"]
 explorer = ws.sparse_explorer()
