@@ -254,6 +254,9 @@ class LoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x must be (..., {self.in_features}), got {_shape(x)}")
+        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+            raise TypeError(f"x must be {self.weight.dtype} on {self.weight.device} like the weight, "
+                            f"got {x.dtype} on {x.device}")
         if self.merged:
             return F.linear(x, self.weight, self.bias)
         update = (self.lora_dropout(x) @ self.lora_A.T) @ self.lora_B.T  # (..., r) -> (..., out)
@@ -558,6 +561,9 @@ class LoRASelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, N, dim={self.dim}), got {_shape(x)}")
+        w = self.to_q.weight
+        if x.dtype != w.dtype or x.device != w.device:
+            raise TypeError(f"x must be {w.dtype} on {w.device} like the layer's weights, got {x.dtype} on {x.device}")
         if input_mask is not None and (input_mask.dtype != torch.bool or input_mask.shape != x.shape[:2]):
             raise ValueError(f"input_mask must be a bool (B, N) = {tuple(x.shape[:2])} tensor, "
                              f"got {input_mask.dtype} {_shape(input_mask)}")

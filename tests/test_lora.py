@@ -170,6 +170,8 @@ def test_errors_name_the_argument():
         L.LoRALinear.from_linear(nn.Conv1d(2, 2, 1))
     with pytest.raises(ValueError, match=r"bias must be \(4,\)"):
         L.LoRALinear.from_weight(torch.zeros(4, 3), torch.zeros(3))
+    with pytest.raises(TypeError, match="x must be torch.float32 on cpu like the weight, got torch.float64 on cpu"):
+        L.LoRALinear(4, 4)(torch.zeros(2, 4, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------- model helpers
@@ -422,6 +424,8 @@ def test_layer_errors():
     layer = L.LoRASelfAttention(8, 2, dim_head=4)
     with pytest.raises(ValueError, match=r"x must be \(B, N, dim=8\), got \(2, 5, 6\)"):
         layer(torch.zeros(2, 5, 6))
+    with pytest.raises(TypeError, match="x must be torch.float32 on cpu like the layer's weights, got torch.float16"):
+        layer(torch.zeros(2, 5, 8, dtype=torch.float16))
     with pytest.raises(ValueError, match=r"input_mask must be a bool \(B, N\) = \(2, 5\) tensor, got torch.int64"):
         layer(torch.zeros(2, 5, 8), torch.ones(2, 5, dtype=torch.long))
 
