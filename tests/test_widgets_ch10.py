@@ -103,3 +103,32 @@ def test_dependency_and_similarity_figures_show_their_data():
     table = L.subspace_similarity(torch.randn(2, 10), torch.randn(3, 10))
     fig = wl.similarity_figure({"q": table}, 2, 3)
     assert torch.allclose(torch.tensor(fig.axes[0].get_images()[0].get_array().data), table)
+
+
+def test_redraw_is_fast(ex):
+    """Median redraw under 100 ms of this process's CPU time, the bar scaled by how slow the core is
+    right now (as chapters 08 and 09 do): timed round-robin against a PNG of an empty figure of the
+    same size, the bound is max(100 ms, 8 x that). Every move really redraws."""
+    import statistics
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from attnkit.viz import figure_png
+
+    empty = plt.figure(figsize=(11, 3.3))
+    empty.add_subplot(1, 1, 1)
+    e = wl.lora_explorer(ex, placement=("q",), rank=2, alpha=256)
+    moves = [("rank", 1), ("placement", ("q", "v")), ("alpha", 16), ("rank", 2), ("placement", L.PROJECTIONS),
+             ("alpha", 256), ("rank", 1), ("placement", ("q",))]
+    cpu, base = [], []
+    for i, (name, value) in enumerate(moves):
+        c0 = time.process_time()
+        e.controls[name].value = value
+        cpu.append(time.process_time() - c0)
+        assert e.redraws == i + 2
+        c0 = time.process_time()
+        figure_png(empty, dpi=e.dpi, tight=False)
+        base.append(time.process_time() - c0)
+    plt.close(empty)
+    assert statistics.median(cpu) < max(0.1, 8 * statistics.median(base)), (cpu, base)
