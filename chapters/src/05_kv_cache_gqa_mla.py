@@ -292,8 +292,8 @@ with torch.no_grad():
 # approximation; on a layer with random weights, whose heads have nothing in common, it is a poor one:
 
 # %% [markdown] tags=["lang-zh"]
-# **把 MHA 检查点转换成 GQA。** Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头，
-# 再继续训练（“追加训练”，uptraining）大约原预训练步数的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
+# **把 MHA 检查点转换成 GQA。** Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头。
+# 然后再继续训练（“追加训练”，uptraining），步数大约是原预训练的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
 # 不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
 
 # %%
@@ -368,7 +368,8 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
 # ## 4. MLA：把键和值压缩进一个潜在向量
 #
 # GQA 省内存的办法是让几个查询头使用*相同*的键和值。DeepSeek-V2 的多头潜在注意力（MLA，DeepSeek-AI 2024，§2.1）
-# 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量——每个词元的潜在向量 $c^{KV}_t$（维度 $d_c \ll n_h d_h$）——的线性函数。
+# 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量的线性函数。
+# 这个向量就是每个词元的潜在向量 $c^{KV}_t$，维度 $d_c \ll n_h d_h$。
 # 缓存中只保存这个潜在向量（式 9–11）：
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$

@@ -842,7 +842,7 @@ _ = check_ntk_base(my_ntk_base)
 # - 相邻交错配对与前后两半配对的 RoPE 只相差对 $W_Q$、$W_K$ 各行的一次置换。
 # - ALiBi 给分数加上 $-m_h (i - j)$，斜率构成等比数列；xPos 在 RoPE 上再乘一个衰减。
 # - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，
-#   YaRN 只对慢的通道对插值，并重新缩放分数（attnkit 的过渡方式与 YaRN 参考代码和 transformers 一致，论文的过渡方式可作为选项）。
+#   YaRN 只对慢的通道对插值，并重新缩放分数。attnkit 的过渡方式与 YaRN 参考代码和 transformers 一致，论文的过渡方式可作为选项。
 # - 解码时要按新词元的真实位置旋转（`q_offset`），用 float64 计算角度，绝不要重复使用短表的最后一行。
 #
 # **下一章**：第 7 章——FlashAttention：同样的注意力，逐块计算。

@@ -240,8 +240,8 @@ print(t("ch07.alibi",
 # computed with the mask; tiles below it need no mask at all.
 
 # %% [markdown] tags=["lang-zh"]
-# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，
-# 然后遍历所有查询块，每次都要从 HBM 读出这一查询块的输出以及 $m$ 和 $\ell$，算完再写回；
+# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，然后遍历所有查询块。
+# 每遇到一个查询块，都要从 HBM 读出它的输出以及 $m$ 和 $\ell$，算完再写回；
 # 每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 3 章合并两部分那样）。
 # FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；
 # 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
@@ -450,7 +450,7 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 #
 # 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。
 # FlashAttention-2 的反向传播（算法 2）则只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
-# 到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$——不必再求最大值和累加和，只要一次指数运算。
+# 到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$。这样不必再求最大值和累加和，只要一次指数运算。
 # 记 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$，该分块的梯度为
 #
 # $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
