@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attnkit.widgets import image_difference
 from attnkit.widgets.attention import (
     attention_explorer,
     explorer_attention,
@@ -89,3 +90,15 @@ def test_fast_update_path_equals_a_fresh_draw():
         assert [p.get_height() for p in kept[1].patches] == [p.get_height() for p in fig.axes[1].patches]
         assert (kept[0].images[0].get_array() == fig.axes[0].images[0].get_array()).all()
         assert list(kept[0].lines[0].get_ydata()) == [query, query]
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3  # the blitted picture
+
+
+def test_output_panel_limit_holds_every_slider_value():
+    e = attention_explorer(TOKENS)
+    lim = e._fig.axes[1].get_ylim()[1]
+    for temperature in (0.1, 0.5, 10.0):
+        for mask in ("none", "causal", "padding"):
+            e.controls["temperature"].value = temperature
+            e.controls["mask"].value = mask
+            assert float(e.data["output"].abs().max()) <= lim
+            assert e._fig.axes[1].get_ylim()[1] == lim  # fixed: the ticks never move

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 from attnkit import experiments as E  # noqa: E402
 from attnkit.i18n import set_language  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets import scaling as ws  # noqa: E402
 from attnkit.widgets import softmax as wsm  # noqa: E402
 
@@ -102,3 +103,28 @@ def test_labels_follow_the_language():
         "q·k（不缩放）",
         "q·k / √d_k（缩放）",
     ]
+
+
+def test_scaling_redraw_blits_the_picture_of_a_fresh_draw():
+    e = ws.scaling_explorer(d_k=64, scaled=False)
+    for d_k, scaled in [(1, False), (1024, False), (1024, True), (4, True)]:
+        png = bytes(e.image.value)
+        e.controls["d_k"].value = d_k
+        e.controls["scaled"].value = scaled
+        want = _snapshot(d_k, scaled)
+        torch.testing.assert_close(e.data["density"], want["density"])
+        torch.testing.assert_close(e.data["row"], want["row"])
+        assert e.data["var"] == want["var"] and e.data["mean_jacobian_norm"] == want["mean_jacobian_norm"]
+        assert bytes(e.image.value) != png
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3
+
+
+def test_temperature_redraw_blits_the_picture_of_a_fresh_draw():
+    e = wsm.temperature_explorer(temperature=1.0)
+    scores = torch.tensor(wsm.DEFAULT_SCORES, dtype=torch.float64)
+    for temperature in (0.01, 0.3, 100.0):
+        png = bytes(e.image.value)
+        e.controls["temperature"].value = temperature
+        torch.testing.assert_close(e.data["probs"], torch.softmax(scores / temperature, -1))
+        assert bytes(e.image.value) != png
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3

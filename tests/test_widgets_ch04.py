@@ -11,6 +11,7 @@ import torch  # noqa: E402
 
 from attnkit.core import causal_mask  # noqa: E402
 from attnkit.i18n import set_language  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets.heads import (  # noqa: E402
     TinyAttentionModel,
     example_sentences,
@@ -130,3 +131,20 @@ def test_split_heads_picture():
     assert len(fig.axes) == 3 and len(fig.axes[1].patches) == 18
     with pytest.raises(ValueError, match="divisible"):
         plot_split_heads(embed_dim=7, num_heads=2)
+
+
+def test_redraws_blit_the_picture_of_a_fresh_draw(trained):
+    """One kept figure per (all heads or one, sentence); each redraw looks like a fresh draw."""
+    model, _ = trained
+    ex = heads_explorer(model)
+    sentences = example_sentences()
+    for layer, head, sentence in [(1, -1, 0), (1, 2, 0), (0, 3, 0), (0, -1, 1), (1, -1, 1), (1, 1, 1)]:
+        png = bytes(ex.image.value)
+        ex.controls["layer"].value = layer
+        ex.controls["head"].value = head
+        ex.controls["sentence"].value = sentence
+        w = head_weights(model, sentences[sentence])[layer]
+        torch.testing.assert_close(ex.data["weights"], w if head < 0 else w[head])
+        assert bytes(ex.image.value) != png
+        assert image_difference(ex.image.value, ex.fresh_png()) < 1e-3
+    assert len(ex._kept) == 4  # (all, 0), (one, 0), (all, 1), (one, 1)

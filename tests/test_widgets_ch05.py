@@ -9,7 +9,9 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
+from attnkit.gqa import compare_cache_sizes  # noqa: E402
 from attnkit.i18n import set_language  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets import kvcache as wk  # noqa: E402
 
 
@@ -61,3 +63,16 @@ def test_explorer_labels_follow_language():
         set_language("en")
     assert wk.kv_cache_explorer().controls["num_heads"].description == "query heads"
 
+
+def test_redraws_blit_the_picture_of_a_fresh_draw():
+    e = wk.kv_cache_explorer()
+    for name, value in [("num_heads", 128), ("num_kv_heads", 16), ("head_dim", 32), ("num_layers", 80),
+                        ("context", 1024), ("dtype", "float8"), ("num_kv_heads", 1), ("num_heads", 2)]:
+        png = bytes(e.image.value)
+        e.controls[name].value = value
+        v = e.values()
+        kv = min(v["num_kv_heads"], v["num_heads"])
+        assert e.data["bytes"] == compare_cache_sizes(v["num_heads"], kv, v["head_dim"], v["num_layers"],
+                                                      v["context"], dtype=wk.DTYPES[v["dtype"]])
+        assert bytes(e.image.value) != png, name
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3, name

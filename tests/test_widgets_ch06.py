@@ -14,6 +14,7 @@ import torch  # noqa: E402
 
 import attnkit.rope as rope  # noqa: E402
 from attnkit.i18n import set_language  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets import rope as wr  # noqa: E402
 
 
@@ -79,3 +80,22 @@ def test_static_figures_and_chinese_labels():
         set_language("en")
     e = wr.rope_explorer()
     assert "pair 2 rotates" in e.static().axes[0].get_title()
+
+
+def test_redraws_blit_the_picture_of_a_fresh_draw():
+    e = wr.rope_explorer()
+    for name, value in [("position", 40), ("pair", 0), ("base", 100.0), ("pair", 31), ("base", 500000.0)]:
+        png = bytes(e.image.value)
+        e.controls[name].value = value
+        torch.testing.assert_close(e.data["theta"], rope.rope_inv_freq(64, e.controls["base"].value))
+        assert bytes(e.image.value) != png, name
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3, name
+    s = wr.rope_scaling_explorer()
+    for name, value in [("scale", 16), ("method", "linear"), ("scale", 2), ("method", "none")]:
+        png = bytes(s.image.value)
+        s.controls[name].value = value
+        assert len(s.data["distances"]) == s.controls["scale"].value * wr.TRAINED + 1
+        assert bytes(s.image.value) != png, name
+        assert image_difference(s.image.value, s.fresh_png()) < 1e-3, name
+        lo, hi = s._fig.axes[1].get_ylim()
+        assert lo <= s.data["curve"].min() and s.data["curve"].max() <= hi  # fixed limits hold it

@@ -14,6 +14,7 @@ import torch.nn.functional as F  # noqa: E402
 from attnkit.flash import flash_attention  # noqa: E402
 from attnkit.i18n import set_language, t  # noqa: E402
 from attnkit.widgets import flash as wf  # noqa: E402
+from attnkit.widgets import image_difference  # noqa: E402
 
 
 @pytest.mark.parametrize("loop_order", ["v1", "v2"])
@@ -102,3 +103,20 @@ def test_static_figures_plot_the_measured_and_modelled_numbers():
     std, tiled = fig.axes[0].get_lines()
     assert list(std.get_ydata()) == [io_standard(n, 64)["total"] for n in (512, 1024)]
     assert list(tiled.get_ydata()) == [io_flash(n, 64, M=2**14)["total"] for n in (512, 1024)]
+
+
+def test_redraws_blit_the_picture_of_a_fresh_draw():
+    e = wf.flash_explorer(step=3, loop_order="v2", is_causal=True, row=15)
+    (m_lo, m_hi), (o_lo, o_hi) = wf.panel_limits()
+    for name, value in [("step", 1), ("row", 0), ("step", 10), ("step", 5), ("loop_order", "v1"), ("step", 4),
+                        ("is_causal", False), ("row", 9)]:
+        png = bytes(e.image.value)
+        e.controls[name].value = value
+        v = e.values()
+        want = wf.flash_step_state(v["step"], v["loop_order"], v["is_causal"], v["row"])
+        assert torch.equal(e.data["status"], want["status"]) and e.data["m"] == want["m"]
+        assert bytes(e.image.value) != png, name
+        assert image_difference(e.image.value, e.fresh_png()) < 1e-3, name
+        assert all(m_lo <= x <= m_hi for x in e.data["m"] + e.data["l"])  # the fixed limits hold it
+        assert o_lo <= min(e.data["out"].min(), e.data["exact"].min())
+        assert max(e.data["out"].max(), e.data["exact"].max()) <= o_hi

@@ -70,7 +70,13 @@ def explorer_attention(tokens: list[str], temperature: float = 1.0, mask: str = 
     return w, out
 
 
-def _draw(temperature: float, mask: str, query: int, tokens: list[str]):
+def output_limit(tokens: list[str], temperatures, masks=MASKS) -> float:
+    """The y-limit of the output panel that holds every temperature and mask: max(2, 1.05 max |out|)."""
+    return max(2.0, *(float(explorer_attention(tokens, temp, m)[1].abs().max()) * 1.05
+                      for temp in temperatures for m in masks))
+
+
+def _draw(temperature: float, mask: str, query: int, tokens: list[str], lim: float | None = None):
     w, out = explorer_attention(tokens, temperature, mask)
     fig, (ax_w, ax_o) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
     attention_heatmap(w, tokens, tokens, ax=ax_w, title=t("explorer.title", temp=temperature),
@@ -79,7 +85,7 @@ def _draw(temperature: float, mask: str, query: int, tokens: list[str]):
     ax_o.bar(range(out.shape[1]), out[query].tolist(), color="tab:orange")
     ax_o.set_title(t("explorer.output", tok=tokens[query]))
     ax_o.set_xlabel(t("explorer.channel"))
-    lim = max(2.0, float(out.abs().max()) * 1.05)
+    lim = lim or max(2.0, float(out.abs().max()) * 1.05)
     ax_o.set_ylim(-lim, lim)
     fig.tight_layout()
     return fig, {"weights": w, "output": out}
@@ -88,10 +94,10 @@ def _draw(temperature: float, mask: str, query: int, tokens: list[str]):
 def _animated(fig):
     """What _update changes: redrawn over a kept background (the Explorer blits)."""
     ax_w, ax_o = fig.axes[0], fig.axes[1]
-    return [ax_w.images[0], ax_w.title, ax_w.lines[0], *ax_o.patches, ax_o.title, ax_o.yaxis]
+    return [ax_w.images[0], ax_w.title, ax_w.lines[0], *ax_o.patches, ax_o.title]
 
 
-def _update(fig, temperature: float, mask: str, query: int, tokens: list[str]):
+def _update(fig, temperature: float, mask: str, query: int, tokens: list[str], lim: float | None = None):
     """Move the artists of a figure made by _draw to a new state (much faster than redrawing)."""
     w, out = explorer_attention(tokens, temperature, mask)
     ax_w, ax_o = fig.axes[0], fig.axes[1]
@@ -101,7 +107,7 @@ def _update(fig, temperature: float, mask: str, query: int, tokens: list[str]):
     for bar, height in zip(ax_o.patches, out[query].tolist(), strict=True):
         bar.set_height(height)
     ax_o.set_title(t("explorer.output", tok=tokens[query]))
-    lim = max(2.0, float(out.abs().max()) * 1.05)
+    lim = lim or max(2.0, float(out.abs().max()) * 1.05)
     ax_o.set_ylim(-lim, lim)
     return {"weights": w, "output": out}
 
@@ -120,5 +126,9 @@ def attention_explorer(tokens: list[str] | None = None) -> Explorer:
                             value=tokens.index(t("explorer.focus")) if t("explorer.focus") in tokens else 0,
                             description=t("explorer.query"), style=style),
     }
-    return Explorer(controls, lambda **v: _draw(tokens=tokens, **v),
-                    update=lambda fig, **v: _update(fig, tokens=tokens, **v), animated=_animated)
+    # one y-limit for every slider value: the output panel's ticks never move (a quick redraw)
+    slider = controls["temperature"]
+    steps = round((slider.max - slider.min) / slider.step)
+    lim = output_limit(tokens, [slider.base ** (slider.min + i * slider.step) for i in range(steps + 1)])
+    return Explorer(controls, lambda **v: _draw(tokens=tokens, lim=lim, **v),
+                    update=lambda fig, **v: _update(fig, tokens=tokens, lim=lim, **v), animated=_animated)

@@ -8,6 +8,7 @@ draws it: the score grid, the row's running (m, l), and its output so far agains
 
 from __future__ import annotations
 
+import functools
 import math
 
 import ipywidgets as W
@@ -109,6 +110,26 @@ def flash_step_state(step: int, loop_order: str = "v2", is_causal: bool = False,
 _COLORS = {DONE: "#3b528b", CURRENT: "#dd8452", PENDING: "#dddddd", SKIPPED: "#ffffff"}
 
 
+@functools.lru_cache(maxsize=4)
+def panel_limits(seed: int = 0) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The y-limits of the running-state panel (m, l) and of the output panel that hold every
+    step, loop order, mask and row of the example (5 % margins): fixed, so that moving a control
+    moves the data, not the axes (and a redraw need not lay out tick labels)."""
+    q, k, v = example_qkv(seed)
+    ml, outs = [], [0.0]
+    for causal in (False, True):
+        outs += scaled_dot_product_attention(q, k, v, is_causal=causal).flatten().tolist()
+        for row in range(N):
+            for s in trace_row(q, k, v, row, BLOCK, causal):
+                ml += [s["m"], s["l"]]
+                outs += s["out"].tolist()
+
+    def pad(lo, hi):
+        return lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+
+    return pad(min(ml), max(ml)), pad(min(outs), max(outs))
+
+
 def draw_flash_step(step: int, loop_order: str, is_causal: bool, row: int):
     """Pure: the picture and the data of ``flash_step_state``."""
     data = flash_step_state(step, loop_order, is_causal, row)
@@ -144,16 +165,18 @@ def draw_flash_step(step: int, loop_order: str, is_causal: bool, row: int):
     ax.plot(xs, data["m"], "o-", label="m")
     ax.plot(xs, data["l"], "s-", label="l")
     ax.set_xlim(0.5, N // BLOCK + 0.5)
+    ax.set_ylim(*panel_limits()[0])
     ax.set_xticks(range(1, N // BLOCK + 1))
     ax.set_xlabel(t("flash.w.tiles_seen"))
     ax.set_title(t("flash.w.state_title", row=row), fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # where "best" puts it in every state, found once
 
     ax = axes[2]
     ch = np.arange(VALUE_DIM)
     ax.bar(ch - 0.2, data["out"].numpy(), width=0.4, label=t("flash.w.so_far"))
     ax.bar(ch + 0.2, data["exact"].numpy(), width=0.4, label=t("flash.w.exact"))
     ax.axhline(0, color="black", lw=0.6)
+    ax.set_ylim(*panel_limits()[1])
     ax.set_xticks(ch)
     ax.set_xlabel(t("flash.w.channel"))
     ax.set_title(t("flash.w.out_title", row=row), fontsize=9)
@@ -181,26 +204,19 @@ def update_flash_step(fig, step: int, loop_order: str, is_causal: bool, row: int
     ax_s.lines[0].set_data(xs, data["m"])
     ax_s.lines[1].set_data(xs, data["l"])
     ax_s.title.set_text(t("flash.w.state_title", row=row))
-    ax_s.relim()
-    if not xs:  # no tile seen yet: the limits a new Axes gives empty lines (those of a point at 0)
-        ax_s.update_datalim([(1, 0)])
-    ax_s.autoscale_view()
 
     for bar, v in zip(ax_o.patches, [*data["out"].tolist(), *data["exact"].tolist()], strict=True):
         bar.set_height(v)
     ax_o.title.set_text(t("flash.w.out_title", row=row))
-    ax_o.relim()
-    ax_o.autoscale_view()
     return data
 
 
 def _animated(fig):
     """What update_flash_step changes, redrawn over a kept background (the Explorer blits): the
-    tile grid's lines go over its images, the running state's and the output's limits move."""
+    tile grid's lines go over its images, the legends ("best" place) over the lines and bars."""
     ax, ax_s, ax_o = fig.axes[:3]
     return [*ax.images, *ax.lines, *ax.patches, ax.title,
-            *ax_s.lines, ax_s.title, ax_s.yaxis, ax_s.legend_,
-            *ax_o.patches, *ax_o.lines, ax_o.title, ax_o.yaxis, ax_o.legend_]
+            *ax_s.lines, ax_s.title, ax_s.legend_, *ax_o.patches, *ax_o.lines, ax_o.title, ax_o.legend_]
 
 
 def flash_explorer(step: int = 9, loop_order: str = "v2", is_causal: bool = True, row: int = 15):

@@ -12,6 +12,7 @@ All numbers come from pure functions of ``attnkit.rope``; these functions only d
 
 from __future__ import annotations
 
+import functools
 import math
 
 import ipywidgets as W
@@ -114,6 +115,10 @@ def _draw_rope(position: int, pair: int, base: float):
     # log10 on a linear axis: log-scale tick labels go through mathtext, which is slow to redraw
     ax_f.plot(range(len(theta)), _np(theta.log10()), ".-", color="tab:blue")
     ax_f.plot([pair], [theta[pair].log10().item()], "o", color="tab:red", ms=8)
+    # one y-range for every base of the dropdown: the ticks stay put when the base changes
+    logs = torch.cat([rope_inv_freq(HEAD_DIM, b).log10() for b in sorted({*BASES, base})])
+    lo, hi = logs.min().item(), logs.max().item()
+    ax_f.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
     ax_f.set_xlabel(t("rope.w.pair_x"))
     ax_f.set_ylabel(t("rope.w.freq_y"))
     ax_f.set_title(t("rope.w.freq_title"), fontsize=9)
@@ -141,8 +146,6 @@ def _update_rope(fig, position: int, pair: int, base: float) -> dict:
     ax_c.title.set_text(t("rope.w.pair_title", i=pair, theta=theta[pair].item()))
     ax_f.lines[0].set_ydata(_np(theta.log10()))
     ax_f.lines[1].set_data([pair], [theta[pair].log10().item()])
-    ax_f.relim()
-    ax_f.autoscale_view()
     for line, handle, b in zip(ax_d.lines, ax_d.legend_.legend_handles, data["curves"], strict=True):
         for artist in (line, handle):
             artist.set_linewidth(2.2 if b == base else 1)
@@ -153,7 +156,7 @@ def _update_rope(fig, position: int, pair: int, base: float) -> dict:
 def _animated_rope(fig):
     """What _update_rope changes, redrawn over a kept background (the Explorer blits)."""
     ax_c, ax_f, ax_d = fig.axes[:3]
-    return [*ax_c.lines[1:], *ax_c.texts, ax_c.title, *ax_f.lines, ax_f.yaxis, *ax_d.lines, ax_d.legend_]
+    return [*ax_c.lines[1:], *ax_c.texts, ax_c.title, *ax_f.lines, *ax_d.lines, ax_d.legend_]
 
 
 def rope_explorer(position: int = 5, pair: int = 2, base: float = 10000.0) -> Explorer:
@@ -198,6 +201,22 @@ def scaling_explorer_data(method: str, scale: int, head_dim: int = HEAD_DIM, tra
             "original": rope_score_curve(dist, head_dim)}
 
 
+SCALES = (2, 4, 8, 16)
+
+
+@functools.lru_cache(maxsize=8)
+def score_limits(scales: tuple = SCALES) -> tuple[float, float]:
+    """The y-limits of the score panel that hold every method and scale (5 % margins): fixed, so
+    that the ticks stay put when a control moves."""
+    lo, hi = math.inf, -math.inf
+    for method in METHODS:
+        for scale in scales:
+            data = scaling_explorer_data(method, scale)
+            for curve in (data["curve"], data["original"]):
+                lo, hi = min(lo, curve.min().item()), max(hi, curve.max().item())
+    return lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
+
+
 def _draw_scaling(method: str, scale: int):
     data = scaling_explorer_data(method, scale)
     fig, (ax_r, ax_s) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
@@ -214,6 +233,7 @@ def _draw_scaling(method: str, scale: int):
     ax_s.set_xlabel(t("rope.w.distance"))
     ax_s.set_ylabel(t("rope.w.score"))
     ax_s.set_title(t("rope.w.ext_title", L=TRAINED), fontsize=9)
+    ax_s.set_ylim(*score_limits(tuple(sorted({*SCALES, scale}))))
     ax_s.grid(alpha=0.3)
     ax_s.legend(fontsize=7)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
@@ -235,10 +255,10 @@ def _update_scaling(fig, method: str, scale: int) -> dict:
 
 
 def _animated_scaling(fig):
-    """What _update_scaling changes (in the right panel, the limits too), redrawn over a kept
+    """What _update_scaling changes (in the right panel, the distances too), redrawn over a kept
     background (the Explorer blits)."""
     ax_r, ax_s = fig.axes[:2]
-    return [*ax_r.lines, *ax_s.lines, ax_s.legend_, ax_s.xaxis, ax_s.yaxis]
+    return [*ax_r.lines, *ax_s.lines, ax_s.legend_, ax_s.xaxis]
 
 
 def rope_scaling_explorer(method: str = "yarn", scale: int = 4) -> Explorer:
@@ -247,7 +267,7 @@ def rope_scaling_explorer(method: str = "yarn", scale: int = 4) -> Explorer:
     controls = {
         "method": W.Dropdown(options=[(t("rope.w.method." + m), m) for m in METHODS], value=method,
                              description=t("rope.w.method"), style=style),
-        "scale": W.Dropdown(options=[2, 4, 8, 16], value=scale, description=t("rope.w.scale"), style=style),
+        "scale": W.Dropdown(options=list(SCALES), value=scale, description=t("rope.w.scale"), style=style),
     }
     return Explorer(controls, _draw_scaling, update=_update_scaling, animated=_animated_scaling)
 

@@ -93,7 +93,7 @@ def draw_scaling(
     ax_h.set_title(t("scaling.hist_title", var=data["var"], theory=data["theory"]), fontsize=10)
     ax_h.set_xlabel(t("scaling.score"))
     ax_h.set_ylabel(t("scaling.density"))
-    ax_h.legend(fontsize=8)
+    ax_h.legend(fontsize=8, loc="upper right")  # where "best" puts it for every d_k, found once
 
     row = data["row"]
     colors = ["tab:red" if i == int(row.argmax()) else "tab:blue" for i in range(len(row))]
@@ -118,7 +118,7 @@ def draw_scaling(
     ax_j.set_xlabel("d_k")
     ax_j.set_ylabel(t("scaling.jac_norm"))
     ax_j.set_title(t("scaling.jac_title", n=N_ROWS), fontsize=10)
-    ax_j.legend(fontsize=8)
+    ax_j.legend(fontsize=8, loc="lower left")  # ditto; the star never goes there
     ax_j.grid(alpha=0.3)
     fig.tight_layout()
     return fig, data
@@ -126,10 +126,10 @@ def draw_scaling(
 
 def _animated(fig):
     """What update_scaling changes, redrawn over a kept background (the Explorer blits): the
-    histogram's axes follow the scores' spread; the legends go over the label and the star."""
+    histogram's axes follow the scores' spread, its legend the variance."""
     ax_h, ax_r, ax_j = fig.axes[:3]
     return [*ax_h.patches, *ax_h.lines, ax_h.title, ax_h.legend_, ax_h.xaxis, ax_h.yaxis,
-            *ax_r.patches, ax_r.title, ax_j.lines[-1], ax_j.legend_]
+            *ax_r.patches, ax_r.title, ax_j.lines[-1]]
 
 
 def update_scaling(

@@ -79,7 +79,7 @@ def draw_temperature(temperature: float, scores=DEFAULT_SCORES, curve: dict | No
     ax_e.set_title(
         t("softmaxw.entropy_title", h=data["entropy"], hmax=data["max_entropy"]), fontsize=10
     )
-    ax_e.legend(fontsize=8)
+    ax_e.legend(fontsize=8, loc="lower left")  # where "best" puts it for every T, found once
     ax_e.grid(alpha=0.3)
     fig.tight_layout()
     return fig, data
