@@ -8,8 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -107,31 +105,15 @@ def test_update_equals_a_fresh_draw():
     assert (kept.axes[0].images[0].get_array() == fig.axes[0].images[0].get_array()).all()
 
 
-def test_redraw_is_fast():
-    """Median redraw under 100 ms of this process's CPU time (other processes on a shared machine
-    do not count), the bar scaled by how slow the core is right now: timed round-robin against a
-    PNG of an empty figure of the same size (about 10 ms on a quiet core), the bound is
-    max(100 ms, 8 x that)."""
-    import matplotlib.pyplot as plt
-
-    from attnkit.viz import figure_png
-
+def test_every_move_redraws_once():
+    """Each control move redraws exactly once (its time is measured by benchmarks/bench_widgets.py,
+    never asserted here)."""
     e = ws.sparse_explorer()
-    empty = plt.figure(figsize=(8.0, 3.5))
-    empty.add_subplot(1, 1, 1)
-    times, base = [], []
     for k, (name, value) in enumerate([("window", 10), ("n", 128), ("pattern", "bigbird"), ("random_blocks", 3),
                                        ("window", 12), ("pattern", "longformer"), ("globals_", 2), ("n", 256),
                                        ("dilation", 2), ("causal", True), ("window", 16)]):
-        t0 = time.process_time()
         e.controls[name].value = value
-        times.append(time.process_time() - t0)
         assert e.redraws == k + 2
-        t0 = time.process_time()
-        figure_png(empty, dpi=e.dpi, tight=False)
-        base.append(time.process_time() - t0)
-    plt.close(empty)
-    assert statistics.median(times) < max(0.1, 8 * statistics.median(base))
 
 
 def test_labels_follow_the_language():

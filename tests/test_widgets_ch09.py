@@ -5,8 +5,6 @@ Lemma 2, SVD, SDPA), and moving a control changes both the data and the picture.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 
 import matplotlib
 
@@ -86,30 +84,15 @@ def test_updated_figure_equals_a_fresh_draw():
         assert (a.images[0].get_array() == b.images[0].get_array()).all()
 
 
-def test_redraw_is_fast():
-    """Median redraw under 100 ms of this process's CPU time, the bar scaled by how slow the core is
-    right now (as chapter 08's test): timed round-robin against a PNG of an empty figure of the same
-    size, the bound is max(100 ms, 8 x that). Also: every move really redrew."""
-    import matplotlib.pyplot as plt
-
-    from attnkit.viz import figure_png
-
+def test_every_move_redraws_once():
+    """Each control move redraws exactly once (its time is measured by benchmarks/bench_widgets.py,
+    never asserted here)."""
     e = wl.rf_explorer()
-    empty = plt.figure(figsize=(11, 3.8))
-    empty.add_subplot(1, 1, 1)
     moves = [("m", 32), ("kind", "trig"), ("scale", 1.0), ("orthogonal", False), ("m", 256), ("kind", "positive"),
              ("scale", 0.5), ("orthogonal", True), ("m", 4096), ("m", 16)]
-    cpu, base = [], []
     for i, (name, value) in enumerate(moves):
-        c0 = time.process_time()
         e.controls[name].value = value
-        cpu.append(time.process_time() - c0)
         assert e.redraws == i + 2
-        c0 = time.process_time()
-        figure_png(empty, dpi=e.dpi, tight=False)
-        base.append(time.process_time() - c0)
-    plt.close(empty)
-    assert statistics.median(cpu) < max(0.1, 8 * statistics.median(base)), (cpu, base)
 
 
 def test_labels_follow_the_language():
