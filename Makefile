@@ -10,9 +10,10 @@ CHAPTER ?=
 
 .PHONY: setup lab test test-fast chapters figures lint
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt tests/reference-packages.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[course,test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt -r tests/reference-packages.txt
 	@touch $(STAMP)
 
 setup: $(STAMP)

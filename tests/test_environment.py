@@ -21,7 +21,7 @@ def split_req(req: str):
 def pyproject_names() -> set[str]:
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(proj["dependencies"])
-    for extra in ("course", "test"):
+    for extra in ("course", "test", "reference"):
         reqs += proj["optional-dependencies"][extra]
     return {split_req(r)[0] for r in reqs}
 
@@ -87,3 +87,15 @@ def test_installed_versions_are_the_pinned_ones():
     pins = constraints()
     for name in pyproject_names():
         assert version(name).split("+")[0] == pins[name], name
+
+
+def test_the_reference_packages_file_lists_the_reference_extra():
+    """make setup installs tests/reference-packages.txt with --no-deps: the same names as the extra,
+    each pinned in constraints.txt."""
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {split_req(r)[0] for r in proj["optional-dependencies"]["reference"]}
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "tests" / "reference-packages.txt").read_text().splitlines()]
+    listed = {norm(ln) for ln in lines if ln}
+    assert listed == extra and "peft" in listed and "transformers" in listed
+    assert listed <= set(constraints()), sorted(listed - set(constraints()))
+    assert "--no-deps -c constraints.txt -r tests/reference-packages.txt" in (ROOT / "Makefile").read_text()

@@ -517,13 +517,10 @@ def test_yarn_default_is_the_reference_codes_ramp_in_the_pair_index(dim, base, f
     cos, _ = scaled_rope_embeddings(3, dim, base, method="yarn", scale=factor, original_max_position=original_max,
                                     dtype=torch.float64)
     torch.testing.assert_close(cos[1], torch.cos(ours) * yarn_attention_factor(factor))
-    # and transformers' own ROPE_INIT_FUNCTIONS["yarn"], where transformers is installed (it is an
-    # optional dependency: the environment of the LoRA chapter has it, a bare attnkit install not)
-    try:
-        from transformers import LlamaConfig
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-    except ImportError:
-        return
+    # and transformers' own ROPE_INIT_FUNCTIONS["yarn"] (a pinned test-only reference package,
+    # installed by the set-up: a missing transformers fails here, never skips)
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
     config = LlamaConfig(hidden_size=dim * 4, num_attention_heads=4, max_position_embeddings=original_max * 4,
                          rope_parameters={"rope_type": "yarn", "rope_theta": base, "factor": factor,
                                           "original_max_position_embeddings": original_max})
