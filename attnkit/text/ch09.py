@@ -102,4 +102,9 @@ register({
                          "zh": "train() 与 eval() 下输出相同：{ok}；投影保存在 state dict 中：{saved}"},
     "ch09.redraw_change": {"en": "after redrawing the features, the output changes by {x:.3f} (relative)",
                            "zh": "重新抽取特征后，输出的相对变化为 {x:.3f}"},
+    "ch09.fig.curve": {"en": "{inputs}, {pinv}", "zh": "{inputs}，{pinv}"},
+    "ch09.fig.smooth": {"en": "smooth inputs", "zh": "平滑输入"},
+    "ch09.fig.noise": {"en": "i.i.d. noise", "zh": "独立同分布噪声"},
+    "ch09.fig.exact_pinv": {"en": "exact pinv", "zh": "精确伪逆"},
+    "ch09.fig.iter_pinv": {"en": "{n} iterations", "zh": "迭代 {n} 次"},
 })

@@ -588,7 +588,7 @@ qr, kr, vr = wl.noise_qkv(256, 32)
 curves = {}
 for inputs, (qq, kq, vq) in (("smooth", (qs, ks, vs)), ("noise", (qr, kr, vr))):
     for pinv, its in (("exact_pinv", None), ("iter_pinv", 6)):
-        label = t("linear.fig.curve", inputs=t(f"linear.fig.{inputs}"), pinv=t(f"linear.fig.{pinv}", n=6) if its else t("linear.fig.exact_pinv"))
+        label = t("ch09.fig.curve", inputs=t(f"ch09.fig.{inputs}"), pinv=t(f"ch09.fig.{pinv}", n=6) if its else t("ch09.fig.exact_pinv"))
         curves[label] = wl.nystrom_errors(qq, kq, vq, ms, its)
 print(viz.format_table([t("ch09.col.curve")] + [f"m = {m}" for m in ms],
                        [[label] + [f"{e:.4f}" for e in errs] for label, errs in curves.items()]))
