@@ -275,20 +275,20 @@ print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6
 
 # %% [markdown] tags=["lang-en"]
 # **Timing.** Equal outputs, different speeds. The table times the seven on one causal
-# self-attention of batch 8, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
+# self-attention of batch 2, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
 # taken in turn on one thread, median of 3 runs each, each relative to the fused SDPA version. Your
-# numbers will differ; `python benchmarks/bench_mha.py` measures the same configuration with more repeats.
+# numbers will differ; `python benchmarks/bench_mha.py` measures batch 8 with more repeats.
 
 # %% [markdown] tags=["lang-zh"]
-# **计时。** 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 8、序列长度 1024、宽度 768、
+# **计时。** 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 2、序列长度 1024、宽度 768、
 # 12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。
-# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用更多次重复测量同样的配置。
+# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用批次 8 和更多次重复来测量。
 
 # %% tags=["nbval-ignore-output"]
 torch.manual_seed(0)
 big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
 ours = MultiHeadAttention.from_torch(big).eval()
-xb = torch.randn(8, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 8
+xb = torch.randn(2, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 2
 with torch.inference_mode(), one_thread():            # round-robin: load hits every one alike
     ms = {key: 1e3 * sec for key, sec in round_robin_medians(
         {key: (lambda f=f: f(xb, big, causal=True)) for key, f in implementations.items()},
