@@ -40,6 +40,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
 from attnkit.viz import figure_png
 
@@ -98,10 +99,13 @@ class _Kept:
 
     def __init__(self, fig, dpi: int, animated: Callable | None):
         plt.close(fig)  # kept by us, not by pyplot (no duplicate inline output)
-        fig.set_layout_engine(None)  # layout is fixed now: no layout pass (nor extra draw) per redraw
         fig.set_dpi(dpi)
         self.fig = fig
         self.canvas = FigureCanvasAgg(fig)
+        engine = fig.get_layout_engine()
+        if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+            engine.execute(fig)  # a constrained or tight layout, once, as a full draw would
+        fig.set_layout_engine("none")  # then fixed: no layout pass per redraw
         self.animated = animated_artists(fig, animated(fig)) if animated is not None else []
         for a in self.animated:
             a.set_animated(True)
