@@ -147,4 +147,4 @@ def test_redraws_blit_the_picture_of_a_fresh_draw(trained):
         torch.testing.assert_close(ex.data["weights"], w if head < 0 else w[head])
         assert bytes(ex.image.value) != png
         assert image_difference(ex.image.value, ex.fresh_png()) < 1e-3
-    assert len(ex._kept) == 4  # (all, 0), (one, 0), (all, 1), (one, 1)
+    assert len(ex._kept) == 6  # (all or one head) x 3 sentences, all drawn at build time

@@ -23,7 +23,7 @@ measures every explorer listed in ``attnkit.widgets.registry``) keeps the figure
   ``draw`` itself marks nothing, so the static figure (``static()``) is the same as without.
 * ``layout(**values) -> key``: where a control changes the structure of the figure (another
   number of panels, other tick labels), one figure is kept per key, drawn by ``draw`` the first
-  time its key comes up.
+  time its key comes up, or at build time by ``explorer.prepare({"head": 0}, ...)``.
 
 Each chapter's explorers live in their own file (``attnkit.widgets.attention`` for chapter 01,
 ...); this file holds only the base.
@@ -172,6 +172,15 @@ class Explorer:
             self._fig = kept.fig
             self.image.value = kept.png()
         self.redraws += 1
+
+    def prepare(self, *changes: dict) -> None:
+        """Draw and keep now the figure of each ``layout`` key that these changes of the current
+        values lead to (the image shown stays): the first visit of a key is then quick too."""
+        for change in changes:
+            values = {**self.values(), **change}
+            key = self._layout(**values) if self._layout is not None else None
+            if key not in self._kept:
+                self._kept[key] = _Kept(self._draw(**values)[0], self.dpi, self._animated)
 
     def fresh_png(self) -> bytes:
         """A PNG of a new figure drawn by ``draw`` at the current values, the same size as

@@ -290,9 +290,12 @@ def heads_explorer(model: TinyAttentionModel, sentences: list[list[int]] | None 
                                         for j, s in enumerate(sentences)],
                                value=0, description=t("heads.sentence"), style=style),
     }
-    return Explorer(controls, lambda **v: _draw(weights_by_sentence=weights, sentences=sentences, **v),
-                    update=lambda fig, **v: _update(fig, weights_by_sentence=weights, sentences=sentences, **v),
-                    layout=_layout, animated=_animated)
+    explorer = Explorer(controls, lambda **v: _draw(weights_by_sentence=weights, sentences=sentences, **v),
+                        update=lambda fig, **v: _update(fig, weights_by_sentence=weights, sentences=sentences, **v),
+                        layout=_layout, animated=_animated)
+    # every figure now (about 0.15 s each): the first switch to one head or another sentence is quick too
+    explorer.prepare(*({"head": h, "sentence": j} for h in (-1, 0) for j in range(len(sentences))))
+    return explorer
 
 
 def plot_split_heads(seq_len: int = 4, embed_dim: int = 8, num_heads: int = 2):
