@@ -30,7 +30,7 @@ import torch
 
 from attnkit.i18n import register, t
 
-__all__ = ["Case", "run_checks", "check_answer", "show_hint", "compare_tensors", "describe", "OUTCOMES"]
+__all__ = ["Case", "Measured", "run_checks", "check_answer", "show_hint", "compare_tensors", "describe", "OUTCOMES"]
 
 register({
     "ex.pass": {"en": "✅ {title}: all {n} cases pass. Well done!",
@@ -89,6 +89,24 @@ class Case:
     args: tuple
     kwargs: dict = field(default_factory=dict)
     label: str = ""
+
+
+class Measured:
+    """``Measured(fn)(*args) -> (fn(*args), peak bytes)``, for exercises that check memory too.
+
+    Pass ``Measured(learner_fn)`` and ``Measured(solution)`` to :func:`run_checks` with a
+    ``compare`` that looks at both parts. The peak is attnkit.flash's op-by-op allocation count.
+    It keeps ``fn``'s globals, so ``forbid`` still sees names imported into the learner's notebook.
+    """
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.__globals__ = getattr(fn, "__globals__", {})
+
+    def __call__(self, *args):
+        from attnkit.flash import measure_peak_bytes
+
+        return measure_peak_bytes(self.fn, *args)
 
 
 def describe(x: Any, limit: int = 12) -> str:

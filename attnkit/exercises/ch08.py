@@ -7,8 +7,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
-from attnkit.flash import measure_peak_bytes
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -221,17 +220,6 @@ def check_q2(answer) -> bool:
                         nudge=t("ch08.q2.nudge"), choices={c: t(f"ch08.q2.{c}") for c in "abc"})
 
 
-class _Measured:
-    """Calls ``fn`` and returns ``(result, peak bytes)``; keeps fn's globals for ``forbid``."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.__globals__ = getattr(fn, "__globals__", {})
-
-    def __call__(self, *args):
-        return measure_peak_bytes(self.fn, *args)
-
-
 LONG_N = 2048
 
 
@@ -256,6 +244,6 @@ def check_window_attention(fn) -> bool:
               "attnkit.sparse.longformer_attention")
     if not callable(fn):
         return run_checks(fn, solution_window_attention, cases, t("ch08.ex4.title"), exercise="ch08.ex4")
-    return run_checks(_Measured(fn), _Measured(solution_window_attention), cases, t("ch08.ex4.title"),
+    return run_checks(Measured(fn), Measured(solution_window_attention), cases, t("ch08.ex4.title"),
                       exercise="ch08.ex4", compare=compare,
                       hints=[t("ch08.ex4.hint1"), t("ch08.ex4.hint2"), t("ch08.ex4.hint3")], forbid=forbid)

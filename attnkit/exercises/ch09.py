@@ -8,8 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
-from attnkit.flash import measure_peak_bytes
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -220,17 +219,6 @@ def check_q2(answer) -> bool:
                         choices={c: t(f"ch09.q2.{c}") for c in "abc"})
 
 
-class _Measured:
-    """Calls ``fn`` and returns ``(result, peak bytes)``; keeps fn's globals for ``forbid``."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.__globals__ = getattr(fn, "__globals__", {})
-
-    def __call__(self, *args):
-        return measure_peak_bytes(self.fn, *args)
-
-
 LONG_N = 2048
 
 
@@ -253,7 +241,7 @@ def check_causal_linear(fn) -> bool:
 
     if not callable(fn):
         return run_checks(fn, solution_causal_linear, cases, t("ch09.ex4.title"), exercise="ch09.ex4")
-    return run_checks(_Measured(fn), _Measured(solution_causal_linear), cases, t("ch09.ex4.title"),
+    return run_checks(Measured(fn), Measured(solution_causal_linear), cases, t("ch09.ex4.title"),
                       exercise="ch09.ex4", compare=compare,
                       hints=[t("ch09.ex4.hint1"), t("ch09.ex4.hint2"), t("ch09.ex4.hint3")],
                       forbid=FORBID_STEP + ("attnkit.linear.linear_attention_quadratic",))
