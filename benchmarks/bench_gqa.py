@@ -3,8 +3,14 @@ and attnkit's production paths against the equivalent computation written direct
 
     .venv/bin/python benchmarks/bench_gqa.py [--threads N] [--repeats R] [--contexts 512 2048 8192]
 
-Everything is printed as ratios from one run. Timings are the best of ``repeats`` runs, with the
-attnkit and PyTorch versions interleaved so that both see the same machine load.
+attnkit's production decoding path reserves the cache once (``KVCache(max_len)``) and writes each
+new token in place; the ``*_cat`` rows are attnkit with the exact-size cache (``KVCache()``, one
+``torch.cat`` per step, like the PyTorch baseline, a Hugging Face ``DynamicCache``-style cat).
+The cache bytes are the exact-size cache's, compared with the formula.
+
+Everything is printed as ratios from one run. Timings are medians per call over ``repeats``
+round-robin samples (attnkit.timing), each sample a loop of calls lasting about 20 ms, so that
+the attnkit and PyTorch versions see the same machine load.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from timing import round_robin_medians
 
 from attnkit.gqa import (
     GroupedQueryAttention,
@@ -49,21 +56,28 @@ def torch_gqa_prefill(m: GroupedQueryAttention, x):
     return m.o_proj(o.transpose(1, 2).reshape(B, L, -1))
 
 
-def best_of_interleaved(fns: dict, repeats: int) -> dict:
-    """Best time (s) of each callable, calling them in turn ``repeats`` times after one warm-up.
+def per_call_medians(fns: dict, repeats: int, min_sample_s: float = 0.02) -> dict:
+    """Median seconds per call of each callable, timed round-robin (attnkit.timing).
 
-    The order is reversed every other round, so that no callable always runs right after another
-    one has warmed the CPU caches for it."""
-    for f in fns.values():
+    A decode step takes a fraction of a millisecond, where one call's time is mostly timer and
+    cache noise: each sample runs a callable enough times in a row to last about
+    ``min_sample_s`` (the count is fixed per callable from a first calibration), and the
+    samples of all callables are interleaved."""
+    counts = {}
+    for name, f in fns.items():
         f()
-    times = {name: [] for name in fns}
-    for r in range(repeats):
-        order = list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]
-        for name, f in order:
-            t0 = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t0)
-    return {name: min(ts) for name, ts in times.items()}
+        t0 = time.perf_counter()
+        f()
+        counts[name] = max(1, int(min_sample_s / max(time.perf_counter() - t0, 1e-6)))
+
+    def loop(f, n):
+        def run():
+            for _ in range(n):
+                f()
+        return run
+
+    med = round_robin_medians({name: loop(f, counts[name]) for name, f in fns.items()}, repeats)
+    return {name: med[name] / counts[name] for name in fns}
 
 
 @torch.no_grad()
@@ -83,25 +97,38 @@ def decode_table(contexts, repeats: int):
                 past = (torch.randn(1, m.num_kv_heads, S, D, generator=g),
                         torch.randn(1, m.num_kv_heads, S, D, generator=g))
 
-            def step(m=m, past=past, **kw):
+            def step_cat(m=m, past=past, **kw):  # KVCache(): exact-size tensors, one cat per step
                 cache = KVCache()
                 cache.tensors = past
+                m(x, is_causal=True, kv_cache=cache, **kw)
+                return cache
+
+            # the production path: storage reserved once (KVCache(max_len)), the new token written
+            # in place; crop(S) goes back to the same S cached positions before every step
+            static = KVCache(max_len=S + 1)
+            static.update(*past)
+
+            def step(m=m, cache=static, S=S, **kw):
+                cache.crop(S)
                 m(x, is_causal=True, kv_cache=cache, **kw)
                 return cache
 
             if kind == "mla":
                 fns["mla"] = lambda step=step: step(absorb=True)
                 fns["mla_naive"] = lambda step=step: step(absorb=False)
+                fns["mla_cat"] = lambda step=step_cat: step(absorb=True)
             else:
                 fns[kind] = step
+                fns[kind + "_cat"] = step_cat
                 own = tuple(p.clone() for p in past)  # its own memory: no shared warm cache lines
                 fns[kind + "_torch"] = lambda m=m, own=own: torch_gqa_step(m, x, *own)
-            bytes_measured[kind] = (step(absorb=True) if kind == "mla" else step()).nbytes
-        best = best_of_interleaved(fns, repeats)
-        for kind in ("mha", "gqa", "mqa", "mla", "mla_naive"):
+            bytes_measured[kind] = (step_cat(absorb=True) if kind == "mla" else step_cat()).nbytes
+        best = per_call_medians(fns, repeats)
+        for kind in ("mha", "mha_cat", "gqa", "gqa_cat", "mqa", "mqa_cat", "mla", "mla_cat", "mla_naive"):
             base = kind.split("_")[0]
             formula = kv_cache_bytes(base, S + 1, **shape)
-            vs_torch = best[kind] / best[kind + "_torch"] if kind + "_torch" in best else float("nan")
+            ref = base + "_torch"
+            vs_torch = best[kind] / best[ref] if ref in best else float("nan")
             rows.append([S, kind, best[kind] * 1e3, best[kind] / best["mha"], vs_torch,
                          bytes_measured[base], bytes_measured[base] / bytes_measured["mha"],
                          bytes_measured[base] == formula])
@@ -114,7 +141,7 @@ def prefill_ratios(L: int, repeats: int):
     out = {}
     for kind in ("mha", "gqa", "mqa"):
         m = make_decode_model(kind, embed_dim=E, num_heads=H, num_kv_heads=KV)
-        best = best_of_interleaved({"attnkit": lambda m=m: m(x, is_causal=True),
+        best = per_call_medians({"attnkit": lambda m=m: m(x, is_causal=True),
                                     "torch": lambda m=m: torch_gqa_prefill(m, x)}, repeats)
         out[kind] = best["attnkit"] / best["torch"]
     return out
@@ -146,7 +173,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one layer E={E}, {H} heads of {D}; "
           f"GQA {KV} kv heads; MLA d_c={4 * D}, d_h^R={D // 2}; float32, batch 1")
-    print("\nDecode step: one new token after S cached ones (best of", args.repeats, "runs)")
+    print("\nDecode step: one new token after S cached ones (median per call of", args.repeats, "round-robin samples)")
     hdr = f"{'S':>6} {'kind':>10} {'ms':>8} {'time/MHA':>9} {'attnkit/torch':>14} {'cache B':>10} {'bytes/MHA':>10} {'==formula':>10}"
     print(hdr)
     print("-" * len(hdr))

@@ -265,9 +265,9 @@ def test_mean_pool_kv_heads_closed_form():
         mean_pool_kv_heads(torch.randn(7, 3), 4, 2)
 
 
-def _decode(model, x, chunks, **kw):
+def _decode(model, x, chunks, cache=None, **kw):
     """Feed x through model in chunks of the given sizes, with a cache; concat the outputs."""
-    cache, outs, t = KVCache(), [], 0
+    cache, outs, t = cache if cache is not None else KVCache(), [], 0
     for n in chunks:
         out = model(x[:, t:t + n], is_causal=True, kv_cache=cache, **kw)
         outs.append(out[0] if isinstance(out, tuple) else out)
@@ -286,6 +286,42 @@ def test_cached_decoding_equals_full_forward_gqa(H, Hkv, chunks):
     dec, cache = _decode(model, x, chunks)
     assert torch.allclose(dec, full, **TOL)
     assert cache.k.shape == (2, Hkv, 7, 32 // H)
+
+
+@pytest.mark.parametrize("H,Hkv", [(4, 4), (4, 1)])
+@pytest.mark.parametrize("chunks", [[1] * 7, [3, 1, 1, 2]])
+def test_preallocated_cache_decodes_like_the_full_forward_and_writes_in_place(H, Hkv, chunks):
+    torch.manual_seed(13)
+    model = GroupedQueryAttention(32, H, Hkv)
+    x = torch.randn(2, 7, 32)
+    full, _ = model(x, is_causal=True)
+    cache = KVCache(max_len=9)
+    dec, cache = _decode(model, x, chunks, cache=cache)
+    assert torch.allclose(dec, full, **TOL)
+    storage = cache.k.untyped_storage().data_ptr()
+    assert cache.nbytes == 2 * 2 * Hkv * 9 * (32 // H) * 4  # all 9 positions reserved, k and v
+    # decode again from position 5: the same storage, the same answer as the full forward
+    cache.crop(5)
+    again, _ = model(x[:, 5:], is_causal=True, kv_cache=cache)
+    assert torch.allclose(again, full[:, 5:], **TOL)
+    assert cache.k.untyped_storage().data_ptr() == storage and cache.seq_len == 7
+    with pytest.raises(ValueError, match="max_len=9"):
+        model(torch.randn(2, 3, 32), is_causal=True, kv_cache=cache)
+    with pytest.raises(ValueError, match="crop"):
+        cache.crop(8)
+    with pytest.raises(ValueError, match="max_len"):
+        KVCache(max_len=0)
+
+
+def test_preallocated_cache_for_mla_absorbed_and_naive():
+    torch.manual_seed(14)
+    model = make_decode_model("mla", embed_dim=64, num_heads=4, num_kv_heads=4)
+    x = torch.randn(1, 6, 64)
+    full = model(x, is_causal=True)[0]
+    for absorb in (True, False):
+        cache = KVCache(max_len=6)
+        dec, _ = _decode(model, x, [2, 1, 3], cache=cache, absorb=absorb)
+        assert torch.allclose(dec, full, **TOL) and cache.seq_len == 6
 
 
 def test_decode_chunk_mask_is_aligned_to_the_end():
