@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -72,6 +73,7 @@ def test_a_blitted_redraw_looks_like_a_fresh_draw(ex):
         assert [x.get_text() for x in e._fig.axes[0].legend_.get_texts()] == \
             [x.get_text() for x in fresh.axes[0].legend_.get_texts()]
         assert image_difference(e.image.value, e.fresh_png()) < 0.005, name  # the pixels, too
+        plt.close(fresh)
 
 
 def test_labels_follow_the_language(ex):
