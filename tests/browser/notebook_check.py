@@ -461,8 +461,8 @@ def check_notebook(context, lab, ui: str, source: Path, log=print, reuse: dict |
             if not page.is_closed():
                 shot = SCREENSHOTS / f"{ui}-ui_{lang}_{source.stem}.png"
                 t_shot = time.monotonic()
-                _screenshot(page, shot)
-                record_screenshot(shot)
+                for each in _screenshot(page, shot):
+                    record_screenshot(each)
                 log(f"[browser] screenshot ({time.monotonic() - t_shot:.1f} s): {shot}")
         except Exception as e:  # a screenshot must never hide the real failure
             log(f"[browser] no screenshot: {e}")
@@ -478,11 +478,21 @@ def check_notebook(context, lab, ui: str, source: Path, log=print, reuse: dict |
     return latencies
 
 
-def _screenshot(page, path: Path) -> None:
+def _screenshot(page, path: Path) -> list[Path]:
     """One screen (1280 x 900) showing the first widget after Run All (its controls, image and
-    labels), or the top of the notebook when it has none: what a reader sees, in a small PNG."""
+    labels), or the top of the notebook when it has none, and one screen showing the first
+    exercise feedback (its ✅ ❌ ⏳ drawn with the emoji font): what a reader sees, in small PNGs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     widget = page.locator(f"{NOTEBOOK} {WIDGET_OUT}").first
     if widget.count():
         widget.scroll_into_view_if_needed()
     page.screenshot(path=str(path))
+    shots = [path]
+    feedback = page.locator(f"{NOTEBOOK} .jp-OutputArea-output", has_text="⏳").first
+    if feedback.count():
+        feedback.scroll_into_view_if_needed()
+        page.wait_for_timeout(700)  # the windowed notebook draws the cells it scrolled to
+        feedback.scroll_into_view_if_needed()
+        shots.append(path.with_name(path.stem + "_exercise.png"))
+        page.screenshot(path=str(shots[-1]))
+    return shots
