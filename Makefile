@@ -10,7 +10,13 @@ CHAPTER ?=
 
 .PHONY: setup lab test test-fast chapters figures lint
 
+# The pinned versions of constraints.txt need Python >= 3.11.5 (soupsieve 4.1.2 among them);
+# the attnkit package alone works from 3.10. A clear stop instead of pip's ResolutionImpossible:
+PY_MIN := (3, 11, 5)
 $(STAMP): pyproject.toml constraints.txt tests/reference-packages.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < $(PY_MIN))' 2>/dev/null || { \
+	  echo "make: the course's pinned packages (constraints.txt) need Python >= 3.11.5, but $(PYTHON) is $$($(PYTHON) --version 2>&1)." >&2; \
+	  echo "      Point PYTHON at a newer one, for example: make test PYTHON=python3.12" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[course,test]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt -r tests/reference-packages.txt
