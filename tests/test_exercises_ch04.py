@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import attnkit.exercises as X
 from attnkit.exercises import ch04
 from attnkit.i18n import set_language
 from attnkit.mha import MultiHeadAttention, merge_heads, mha_param_count, split_heads
@@ -28,6 +29,11 @@ def run(check, fn, capsys):
 
 def _stub(*args, **kwargs):
     raise NotImplementedError
+
+
+def without_forbid(monkeypatch):
+    """Checkers forbid attnkit's own function; lift the trap to test that it agrees."""
+    monkeypatch.setattr(X, "_call_forbidding", lambda fn, forbid, args, kwargs: fn(*args, **kwargs))
 
 
 # ---- the solutions agree with oracles --------------------------------------------------------
@@ -84,7 +90,7 @@ def test_merge_heads_wrong_answers_fail(wrong, capsys):
     assert not ok and "❌" in out and "hint" in out
 
 
-def test_mha_passes_including_attnkit_module(capsys):
+def test_mha_passes_including_attnkit_module(capsys, monkeypatch):
     def via_module(x, wq, wk, wv, wo, h):
         m = MultiHeadAttention(x.shape[-1], h, bias=False)
         with torch.no_grad():
@@ -92,6 +98,9 @@ def test_mha_passes_including_attnkit_module(capsys):
                 lin.weight.copy_(w)
             return m(x)[0]
 
+    ok, out = run(ch04.check_mha, via_module, capsys)
+    assert not ok and X.OUTCOMES["ch04.ex3"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
     for fn in (ch04.solution_mha, via_module):
         ok, out = run(ch04.check_mha, fn, capsys)
         assert ok and "all 3 cases pass" in out
@@ -117,7 +126,10 @@ def test_mha_wrong_answers_fail(wrong, capsys):
     assert not ok and "❌" in out and "hint" in out
 
 
-def test_count_params_passes(capsys):
+def test_count_params_passes(capsys, monkeypatch):
+    ok, _ = run(ch04.check_count_params, lambda e, h, bias=True: mha_param_count(e, h, bias=bias), capsys)
+    assert not ok and X.OUTCOMES["ch04.ex4"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
     for fn in (ch04.solution_count_params, lambda e, h, bias=True: mha_param_count(e, h, bias=bias)):
         ok, out = run(ch04.check_count_params, fn, capsys)
         assert ok and "all 3 cases pass" in out

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import attnkit.exercises as X
 from attnkit.core import causal_mask
 from attnkit.exercises import ch05
 from attnkit.gqa import KVCache, grouped_query_attention, kv_cache_bytes, repeat_kv
@@ -23,6 +24,11 @@ def english():
 def run(check, fn, capsys):
     ok = check(fn)
     return ok, capsys.readouterr().out
+
+
+def without_forbid(monkeypatch):
+    """Checkers forbid attnkit's own function; lift the trap to test that it agrees."""
+    monkeypatch.setattr(X, "_call_forbidding", lambda fn, forbid, args, kwargs: fn(*args, **kwargs))
 
 
 def todo(*args):
@@ -57,10 +63,13 @@ def test_repeat_kv_wrong_answers_fail(wrong, capsys):
 # ---------------------------------------------------------------- exercise 2: cache size
 
 
-def test_cache_bytes_solution_and_library_pass(capsys):
+def test_cache_bytes_solution_and_library_pass(capsys, monkeypatch):
     def library(layers, kv, hd, seq, batch, nbytes):
         return kv_cache_bytes("gqa", seq, batch, num_kv_heads=kv, head_dim=hd, num_layers=layers, dtype=nbytes)
 
+    ok, _ = run(ch05.check_kv_cache_bytes, library, capsys)
+    assert not ok and X.OUTCOMES["ch05.ex2"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
     for fn in (ch05.solution_kv_cache_bytes, library):
         ok, out = run(ch05.check_kv_cache_bytes, fn, capsys)
         assert ok and "all 3 cases pass" in out

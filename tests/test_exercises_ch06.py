@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import attnkit.exercises as X
 import attnkit.rope as rope
 from attnkit.exercises import ch06
 from attnkit.i18n import set_language
@@ -23,6 +24,11 @@ def english():
 def run(check, fn, capsys):
     ok = check(fn)
     return ok, capsys.readouterr().out
+
+
+def without_forbid(monkeypatch):
+    """Checkers forbid attnkit's own function; lift the trap to test that it agrees."""
+    monkeypatch.setattr(X, "_call_forbidding", lambda fn, forbid, args, kwargs: fn(*args, **kwargs))
 
 
 # ---------------------------------------------------------------- exercise 1: rotate a pair
@@ -65,10 +71,14 @@ def test_stub_says_not_done_and_chinese_feedback(capsys):
 # ---------------------------------------------------------------- exercise 2: apply RoPE to a head
 
 
-def test_apply_rope_solution_and_library_pass(capsys):
+def test_apply_rope_solution_and_library_pass(capsys, monkeypatch):
     ok, out = run(ch06.check_apply_rope, ch06.solution_apply_rope, capsys)
     assert ok and "all 3 cases pass" in out
-    ok, _ = run(ch06.check_apply_rope, lambda x, c, s: rope.apply_rope(x, c, s, interleaved=False), capsys)
+    library = lambda x, c, s: rope.apply_rope(x, c, s, interleaved=False)  # noqa: E731
+    ok, _ = run(ch06.check_apply_rope, library, capsys)
+    assert not ok and X.OUTCOMES["ch06.ex2"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
+    ok, _ = run(ch06.check_apply_rope, library, capsys)
     assert ok
 
 
@@ -104,10 +114,13 @@ def test_apply_rope_crashing_answer_is_reported_not_raised(capsys):
 # ---------------------------------------------------------------- exercise 3: ALiBi slopes
 
 
-def test_alibi_solution_matches_paper_and_library(capsys):
+def test_alibi_solution_matches_paper_and_library(capsys, monkeypatch):
     assert ch06.solution_alibi_slopes(8).tolist() == [2.0 ** -k for k in range(1, 9)]
     for h in (1, 3, 5, 8, 12, 16, 24):
         torch.testing.assert_close(ch06.solution_alibi_slopes(h), rope.alibi_slopes(h))
+    ok, _ = run(ch06.check_alibi_slopes, lambda h: rope.alibi_slopes(h), capsys)
+    assert not ok and X.OUTCOMES["ch06.ex3"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
     for fn in (ch06.solution_alibi_slopes, rope.alibi_slopes,
                lambda h: rope.alibi_slopes(h).tolist()):  # a plain list is accepted too
         ok, out = run(ch06.check_alibi_slopes, fn, capsys)
@@ -128,9 +141,12 @@ def test_alibi_wrong_answers_fail(wrong, capsys):
 # ---------------------------------------------------------------- exercise 4: NTK base
 
 
-def test_ntk_solution_and_library_pass(capsys):
+def test_ntk_solution_and_library_pass(capsys, monkeypatch):
     ok, out = run(ch06.check_ntk_base, ch06.solution_ntk_base, capsys)
     assert ok and "all 3 cases pass" in out
+    ok, _ = run(ch06.check_ntk_base, lambda b, d, s: rope.ntk_scaled_base(b, d, s), capsys)
+    assert not ok and X.OUTCOMES["ch06.ex4"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
     ok, _ = run(ch06.check_ntk_base, lambda b, d, s: rope.ntk_scaled_base(b, d, s), capsys)
     assert ok
 

@@ -11,7 +11,11 @@ from attnkit.i18n import register, t
 register(
     {
         "ch02.ex1.title": {"en": "Exercise 1 · the variance of q·k", "zh": "练习 1 · q·k 的方差"},
-        "ch02.ex1.hint": {
+        "ch02.ex1.nudge": {"en": "Write q·k as a sum over the d_k coordinates. What is the variance of one term, and how do variances of independent terms combine?",
+            "zh": "把 q·k 写成 d_k 个坐标上的求和。其中一项的方差是多少？相互独立的项，方差怎样合在一起？"},
+        "ch02.ex1.stronger": {"en": "One product q_i k_i of two independent zero-mean numbers has variance std² · std²; there are d_k such terms, and their variances add.",
+            "zh": "两个相互独立、均值为 0 的数之积 q_i k_i，方差为 std² · std²；一共有 d_k 项，它们的方差相加。"},
+        "ch02.ex1.formula": {
             "en": "q·k = Σ_i q_i k_i is a sum of d_k independent products. Var(q_i k_i) = E[q_i²] E[k_i²] = std² · std² when the means are 0, and variances of independent terms add up.",
             "zh": "q·k = Σ_i q_i k_i 是 d_k 个相互独立的乘积之和。均值为 0 时 Var(q_i k_i) = E[q_i²] E[k_i²] = std² · std²，而相互独立的项，方差可以直接相加。",
         },
@@ -19,7 +23,11 @@ register(
             "en": "Exercise 2 · the scale that gives unit variance",
             "zh": "练习 2 · 让方差变为 1 的缩放系数",
         },
-        "ch02.ex2.hint": {
+        "ch02.ex2.nudge": {"en": "Multiplying a random number by c multiplies its variance by what? Use your answer to exercise 1.",
+            "zh": "一个随机数乘以 c，它的方差会乘以多少？用上练习 1 的答案。"},
+        "ch02.ex2.stronger": {"en": "Set c² times the variance of exercise 1 equal to 1 and take the positive root. With std = 1 you should find a familiar scale.",
+            "zh": "令 c² 乘以练习 1 的方差等于 1，取正根。std = 1 时，你应当得到一个熟悉的缩放系数。"},
+        "ch02.ex2.formula": {
             "en": "Var(c · q·k) = c² · Var(q·k). Solve c² · d_k · std⁴ = 1 for c > 0. With std = 1 it is the familiar 1/√d_k.",
             "zh": "Var(c · q·k) = c² · Var(q·k)。解方程 c² · d_k · std⁴ = 1（取 c > 0）。std = 1 时，答案就是熟悉的 1/√d_k。",
         },
@@ -27,7 +35,11 @@ register(
             "en": "Exercise 3 · the d_k at which the unscaled softmax saturates",
             "zh": "练习 3 · 不缩放的 softmax 从哪个 d_k 开始饱和",
         },
-        "ch02.ex3.hint": {
+        "ch02.ex3.nudge": {"en": "Try the d_k values in increasing order: which is the first whose largest weight reaches the threshold? Do you use the unscaled scores?",
+            "zh": "按从小到大的顺序试各个 d_k：哪个 d_k 的最大权重第一次达到阈值？你用的是不缩放的分数吗？"},
+        "ch02.ex3.stronger": {"en": "Use the chapter's saturation(...) with scaled=False, n_rows=256, seed=0 and read its 'max_weight'; return None when no d_k in DK_CHOICES reaches the threshold.",
+            "zh": "用本章的 saturation(...)，参数为 scaled=False、n_rows=256、seed=0，读取其中的 'max_weight'；如果 DK_CHOICES 中没有任何 d_k 达到阈值，返回 None。"},
+        "ch02.ex3.formula": {
             "en": "Loop over d_k in DK_CHOICES (in increasing order) and return the first one whose saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] is >= threshold; return None if none is.",
             "zh": "按从小到大的顺序遍历 DK_CHOICES 中的 d_k，返回第一个满足 saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] >= threshold 的 d_k；如果都不满足，返回 None。",
         },
@@ -64,13 +76,17 @@ _DK_STD = ((64, 1.0), (16, 2.0), (8, 0.5), (1, 3.0))
 
 def check_dot_variance(fn) -> bool:
     cases = [Case((d, s), label=t("ch02.case.dk_std", d=d, s=s)) for d, s in _DK_STD]
-    return run_checks(fn, solution_dot_variance, cases, t("ch02.ex1.title"), t("ch02.ex1.hint"))
+    return run_checks(fn, solution_dot_variance, cases, t("ch02.ex1.title"),
+                      hints=[t("ch02.ex1.nudge"), t("ch02.ex1.stronger"), t("ch02.ex1.formula")],
+                      exercise="ch02.ex1")
 
 
 def check_unit_variance_scale(fn) -> bool:
     cases = [Case((d, s), label=t("ch02.case.dk_std", d=d, s=s)) for d, s in _DK_STD]
     return run_checks(
-        fn, solution_unit_variance_scale, cases, t("ch02.ex2.title"), t("ch02.ex2.hint")
+        fn, solution_unit_variance_scale, cases, t("ch02.ex2.title"),
+        hints=[t("ch02.ex2.nudge"), t("ch02.ex2.stronger"), t("ch02.ex2.formula")],
+        exercise="ch02.ex2",
     )
 
 
@@ -80,5 +96,7 @@ def check_first_saturated_dk(fn) -> bool:
         for th, n in ((0.5, 16), (0.8, 4), (0.9, 16), (0.99, 16))
     ]
     return run_checks(
-        fn, solution_first_saturated_dk, cases, t("ch02.ex3.title"), t("ch02.ex3.hint")
+        fn, solution_first_saturated_dk, cases, t("ch02.ex3.title"),
+        hints=[t("ch02.ex3.nudge"), t("ch02.ex3.stronger"), t("ch02.ex3.formula")],
+        exercise="ch02.ex3",
     )

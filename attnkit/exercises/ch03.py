@@ -15,12 +15,20 @@ register(
             "en": "Exercise 1 · a numerically stable softmax",
             "zh": "练习 1 · 数值稳定的 softmax",
         },
-        "ch03.ex1.hint": {
+        "ch03.ex1.nudge": {"en": "What does exp do with a score of 1000 in float32? Which shift of the scores leaves the softmax unchanged?",
+            "zh": "float32 下 exp(1000) 会变成什么？给分数整体减去什么值，softmax 的结果不变？"},
+        "ch03.ex1.stronger": {"en": "Subtract each row's maximum before exp (so every exponent is <= 0), then divide by the row's sum, over the last dim.",
+            "zh": "取 exp 之前先减去每行的最大值（这样所有指数都 <= 0），再沿最后一维除以每行的和。"},
+        "ch03.ex1.formula": {
             "en": "Subtract the row maximum (x.amax(dim=-1, keepdim=True)) before exp: every exponent is then <= 0 and nothing overflows. Normalise over the last dim.",
             "zh": "在取 exp 之前减去每行的最大值（x.amax(dim=-1, keepdim=True)）：这样所有指数都 <= 0，不会溢出。沿最后一维归一化。",
         },
         "ch03.ex2.title": {"en": "Exercise 2 · masked softmax", "zh": "练习 2 · 带掩码的 softmax"},
-        "ch03.ex2.hint": {
+        "ch03.ex2.nudge": {"en": "Look at the row whose entries are all masked: what does your function return there, and what should it be?",
+            "zh": "看那一行全被屏蔽的输入：你的函数在这里返回了什么？应当是什么？"},
+        "ch03.ex2.stronger": {"en": "Fill the masked entries with -inf (True = keep) and take the softmax; then find the rows with nothing kept and set them to zero instead of NaN.",
+            "zh": "把被屏蔽的位置填入 -inf（True 表示保留）后做 softmax；再找出一个位置都没保留的行，把它们置零，而不是留下 NaN。"},
+        "ch03.ex2.formula": {
             "en": "Fill x where mask is False with -inf (True = keep), then softmax. A row with every entry masked must give zeros: find those rows with (~mask).all(-1, keepdim=True) and zero them, instead of the NaN of -inf - (-inf) or the uniform row that -1e9 gives.",
             "zh": "把 mask 为 False 的位置填成 -inf（True 表示保留），再做 softmax。全被屏蔽的行必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填 -1e9 得到的均匀分布。",
         },
@@ -28,7 +36,11 @@ register(
             "en": "Exercise 3 · merge two online-softmax states",
             "zh": "练习 3 · 合并两个在线 softmax 状态",
         },
-        "ch03.ex3.hint": {
+        "ch03.ex3.nudge": {"en": "Both parts' sums l were computed relative to their own maximum. What must you do to them before adding? And what happens when a part is empty (m = -inf)?",
+            "zh": "两部分的和 l 都是相对各自的最大值算出来的。相加之前要对它们做什么？某一部分为空（m = -inf）时又会怎样？"},
+        "ch03.ex3.stronger": {"en": "The new maximum is the larger of the two; rescale each l by exp(its m − new m) and add. Guard the case where both m are -inf, where that difference is NaN.",
+            "zh": "新的最大值取两者中较大的那个；每个 l 乘以 exp(自己的 m − 新的 m) 后相加。两个 m 都是 -inf 时这个差是 NaN，要单独处理。"},
+        "ch03.ex3.formula": {
             "en": "m = max(m_a, m_b); l = l_a·exp(m_a − m) + l_b·exp(m_b − m). An empty part has m = -inf and l = 0: when both are empty, m is -inf and exp(-inf − (-inf)) is NaN, so subtract a safe m (0 where m is -inf).",
             "zh": "m = max(m_a, m_b)；l = l_a·exp(m_a − m) + l_b·exp(m_b − m)。空的部分 m = -inf、l = 0；两部分都为空时 m 是 -inf，exp(-inf − (-inf)) 会得到 NaN，所以要减去一个安全的 m（m 为 -inf 的位置用 0 代替）。",
         },
@@ -36,7 +48,11 @@ register(
             "en": "Exercise 4 · the softmax Jacobian",
             "zh": "练习 4 · softmax 的雅可比矩阵",
         },
-        "ch03.ex4.hint": {
+        "ch03.ex4.nudge": {"en": "Differentiate p_i with respect to x_j in two cases: i = j and i ≠ j. What shape should the result have for a batch?",
+            "zh": "分 i = j 和 i ≠ j 两种情况，求 p_i 对 x_j 的导数。对一个批次，结果应当是什么形状？"},
+        "ch03.ex4.stronger": {"en": "The diagonal holds p_i (1 − p_i), the off-diagonal entries −p_i p_j: a diagonal matrix of p minus the outer product of p with itself, shape (..., n, n).",
+            "zh": "对角线上是 p_i (1 − p_i)，非对角线上是 −p_i p_j：即以 p 为对角线的矩阵减去 p 与自身的外积，形状为 (..., n, n)。"},
+        "ch03.ex4.formula": {
             "en": "∂p_i/∂x_j = p_i (δ_ij − p_j): torch.diag_embed(p) − p.unsqueeze(-1) * p.unsqueeze(-2), shape (..., n, n).",
             "zh": "∂p_i/∂x_j = p_i (δ_ij − p_j)：torch.diag_embed(p) − p.unsqueeze(-1) * p.unsqueeze(-2)，形状为 (..., n, n)。",
         },
@@ -75,16 +91,22 @@ NEG_INF = float("-inf")
 
 
 def solution_stable_softmax(x):
-    return S.softmax(x, dim=-1)
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))  # every exponent <= 0: no overflow
+    return e / e.sum(dim=-1, keepdim=True)
 
 
 def solution_masked_softmax(x, mask):
-    return S.softmax(x.masked_fill(~mask, NEG_INF), dim=-1)  # an all -inf row gives zeros
+    x = x.masked_fill(~mask, NEG_INF)
+    m = x.amax(dim=-1, keepdim=True)
+    e = torch.exp(x - torch.where(torch.isneginf(m), 0.0, m))  # an all -inf row: exp(-inf) = 0
+    s = e.sum(dim=-1, keepdim=True)
+    return e / torch.where(s > 0, s, 1.0)  # an all -inf row gives zeros, not 0/0
 
 
 def solution_merge_states(m_a, l_a, m_b, l_b):
-    m, l = S.merge(S.OnlineSoftmaxState(m_a, l_a), S.OnlineSoftmaxState(m_b, l_b))
-    return m, l
+    m = torch.maximum(m_a, m_b)
+    safe = torch.where(torch.isneginf(m), 0.0, m)  # both parts empty: exp(-inf - 0) = 0, not NaN
+    return m, l_a * torch.exp(m_a - safe) + l_b * torch.exp(m_b - safe)
 
 
 def solution_softmax_jacobian(p):
@@ -113,7 +135,10 @@ def check_stable_softmax(fn) -> bool:
             label=t("ch03.case.huge16"),
         ),
     ]
-    return run_checks(fn, solution_stable_softmax, cases, t("ch03.ex1.title"), t("ch03.ex1.hint"))
+    return run_checks(fn, solution_stable_softmax, cases, t("ch03.ex1.title"),
+                      hints=[t("ch03.ex1.nudge"), t("ch03.ex1.stronger"), t("ch03.ex1.formula")],
+                      exercise="ch03.ex1",
+                      forbid=("attnkit.softmax.softmax", "attnkit.softmax.online_softmax"))
 
 
 def check_masked_softmax(fn) -> bool:
@@ -127,7 +152,10 @@ def check_masked_softmax(fn) -> bool:
         Case((x, causal), label=t("ch03.case.causal")),
         Case((x, full_row), label=t("ch03.case.full_row")),
     ]
-    return run_checks(fn, solution_masked_softmax, cases, t("ch03.ex2.title"), t("ch03.ex2.hint"))
+    return run_checks(fn, solution_masked_softmax, cases, t("ch03.ex2.title"),
+                      hints=[t("ch03.ex2.nudge"), t("ch03.ex2.stronger"), t("ch03.ex2.formula")],
+                      exercise="ch03.ex2",
+                      forbid=("attnkit.softmax.softmax",))
 
 
 def check_merge_states(fn) -> bool:
@@ -142,7 +170,10 @@ def check_merge_states(fn) -> bool:
         Case((*state(a), *empty), label=t("ch03.case.one_empty")),
         Case((*empty, *empty), label=t("ch03.case.both_empty")),
     ]
-    return run_checks(fn, solution_merge_states, cases, t("ch03.ex3.title"), t("ch03.ex3.hint"))
+    return run_checks(fn, solution_merge_states, cases, t("ch03.ex3.title"),
+                      hints=[t("ch03.ex3.nudge"), t("ch03.ex3.stronger"), t("ch03.ex3.formula")],
+                      exercise="ch03.ex3",
+                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials"))
 
 
 def check_softmax_jacobian(fn) -> bool:
@@ -151,5 +182,7 @@ def check_softmax_jacobian(fn) -> bool:
         Case((torch.tensor([0.0, 1.0, 0.0]),), label=t("ch03.case.one_hot")),
         Case((torch.softmax(_randn(6, 2, 3, 5), -1),), label=t("ch03.case.batched_p")),
     ]
-    return run_checks(fn, solution_softmax_jacobian, cases, t("ch03.ex4.title"), t("ch03.ex4.hint"),
+    return run_checks(fn, solution_softmax_jacobian, cases, t("ch03.ex4.title"),
+                      hints=[t("ch03.ex4.nudge"), t("ch03.ex4.stronger"), t("ch03.ex4.formula")],
+                      exercise="ch03.ex4",
                       forbid=("attnkit.softmax.softmax_jacobian",))

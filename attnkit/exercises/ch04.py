@@ -12,28 +12,44 @@ from attnkit.i18n import register, t
 
 register({
     "ch04.ex1.title": {"en": "Exercise 1 · split heads", "zh": "练习 1 · 拆分头"},
-    "ch04.ex1.hint": {
+    "ch04.ex1.nudge": {"en": "Which features belong to head 0: the first E // H features of each position, or something else? Check that each position's features stay together.",
+        "zh": "头 0 应当分到哪些特征：每个位置的前 E // H 个特征，还是别的？检查每个位置的特征有没有被打乱。"},
+    "ch04.ex1.stronger": {"en": "First cut the last dim into (H, E // H) for every position, then swap the head and position dims. A single view to (B, H, L, E // H) has the right shape but the wrong content.",
+        "zh": "先把每个位置的最后一维切成 (H, E // H)，再交换头和位置这两维。直接 view 成 (B, H, L, E // H) 形状虽然对，内容却是错的。"},
+    "ch04.ex1.formula": {
         "en": "x.view(B, L, H, E // H) gives every head its own block of E // H consecutive features; "
               "then .transpose(1, 2) puts the head dim before the positions. "
               "x.view(B, H, L, E // H) directly has the right shape but mixes positions and features.",
         "zh": "x.view(B, L, H, E // H) 让每个头分到连续的 E // H 个特征；再用 .transpose(1, 2) 把头的维度"
               "放到位置之前。直接 x.view(B, H, L, E // H) 形状虽然对，却把位置和特征混在了一起。"},
     "ch04.ex2.title": {"en": "Exercise 2 · merge heads", "zh": "练习 2 · 合并头"},
-    "ch04.ex2.hint": {
+    "ch04.ex2.nudge": {"en": "Merging heads is the inverse of splitting them: do the steps of exercise 1 in reverse order. Does your view raise an error?",
+        "zh": "合并头就是拆分头的逆操作：把练习 1 的步骤倒过来做。你的 view 报错了吗？"},
+    "ch04.ex2.stronger": {"en": "Put the positions back before the heads (transpose), then flatten (H, Dh) into H * Dh; the transposed tensor is not contiguous, so view is not enough.",
+        "zh": "先把位置这一维换回到头之前（转置），再把 (H, Dh) 展平成 H * Dh；转置后的张量在内存中不连续，所以 view 不行。"},
+    "ch04.ex2.formula": {
         "en": "Undo the split: x.transpose(1, 2) gives (B, L, H, Dh), then .reshape(B, L, H * Dh) "
               "(reshape, not view: the transposed tensor is not contiguous).",
         "zh": "把拆分反过来：x.transpose(1, 2) 得到 (B, L, H, Dh)，再 .reshape(B, L, H * Dh)"
               "（用 reshape 而不是 view：转置后的张量在内存中不连续）。"},
     "ch04.ex3.title": {"en": "Exercise 3 · multi-head attention from given weights",
                        "zh": "练习 3 · 用给定权重实现多头注意力"},
-    "ch04.ex3.hint": {
+    "ch04.ex3.nudge": {"en": "Which dimension do you divide by under the square root: the full width E or one head's width? And did you apply the output projection at the end?",
+        "zh": "根号下应当除以哪个维度：完整宽度 E，还是一个头的宽度？最后有没有乘上输出投影？"},
+    "ch04.ex3.stronger": {"en": "Project x to q, k, v (x @ W.T), split each into heads, run scaled dot-product attention per head with the head dimension E // H, merge the heads and project with w_o.",
+        "zh": "把 x 投影成 q、k、v（x @ W.T），各自拆分成多个头，每个头用头维度 E // H 做缩放点积注意力，合并各个头，再用 w_o 投影。"},
+    "ch04.ex3.formula": {
         "en": "q = x @ w_q.T (likewise k, v); split each into (B, H, L, Dh); "
               "softmax(q @ k.transpose(-2, -1) / sqrt(Dh)) @ v — Dh = E // H, not E; merge the heads; "
               "finally the output projection @ w_o.T.",
         "zh": "q = x @ w_q.T（k、v 同理）；各自拆分成 (B, H, L, Dh)；softmax(q @ k.transpose(-2, -1) / sqrt(Dh)) @ v"
               "——这里是 Dh = E // H，不是 E；合并各个头；最后乘上输出投影 @ w_o.T。"},
     "ch04.ex4.title": {"en": "Exercise 4 · count the parameters", "zh": "练习 4 · 数一数参数量"},
-    "ch04.ex4.hint": {
+    "ch04.ex4.nudge": {"en": "Does the number of heads change the size of the weight matrices? Count the projections, and what bias adds.",
+        "zh": "头数会改变权重矩阵的大小吗？数一数有几个投影，以及偏置会多出多少参数。"},
+    "ch04.ex4.stronger": {"en": "There are four projections (Q, K, V and the output), each an E × E matrix whatever the number of heads; with bias, each also has a vector of length E.",
+        "zh": "一共有四个投影（Q、K、V 和输出），不论头数多少，每个都是 E × E 的矩阵；有偏置时，每个投影还有一个长度为 E 的向量。"},
+    "ch04.ex4.formula": {
         "en": "Four E × E weight matrices (W_Q, W_K, W_V, W_O) whatever the number of heads — the heads "
               "share them out — plus, with bias, four bias vectors of length E.",
         "zh": "不论有多少个头，都是四个 E × E 的权重矩阵（W_Q、W_K、W_V、W_O）——各个头只是把它们分着用；"
@@ -77,13 +93,19 @@ def solution_count_params(embed_dim, num_heads, bias=True):
 def check_split_heads(fn) -> bool:
     cases = [Case((_randn(b * 10 + h, b, l, e), h), label=t("ch04.case.split", b=b, l=l, e=e, h=h))
              for b, l, e, h in ((1, 3, 4, 2), (2, 5, 12, 3), (2, 4, 8, 1))]
-    return run_checks(fn, solution_split_heads, cases, t("ch04.ex1.title"), t("ch04.ex1.hint"))
+    return run_checks(fn, solution_split_heads, cases, t("ch04.ex1.title"),
+                      hints=[t("ch04.ex1.nudge"), t("ch04.ex1.stronger"), t("ch04.ex1.formula")],
+                      exercise="ch04.ex1",
+                      forbid=("attnkit.mha.split_heads",))
 
 
 def check_merge_heads(fn) -> bool:
     cases = [Case((_randn(b * 10 + h, b, h, l, d),), label=t("ch04.case.split", b=b, l=l, e=h * d, h=h))
              for b, h, l, d in ((1, 2, 3, 2), (2, 3, 5, 4), (2, 1, 4, 8))]
-    return run_checks(fn, solution_merge_heads, cases, t("ch04.ex2.title"), t("ch04.ex2.hint"))
+    return run_checks(fn, solution_merge_heads, cases, t("ch04.ex2.title"),
+                      hints=[t("ch04.ex2.nudge"), t("ch04.ex2.stronger"), t("ch04.ex2.formula")],
+                      exercise="ch04.ex2",
+                      forbid=("attnkit.mha.split_heads", "attnkit.mha.merge_heads"))
 
 
 def check_mha(fn) -> bool:
@@ -92,10 +114,18 @@ def check_mha(fn) -> bool:
         x = _randn(seed, b, l, e)
         ws = [_randn(100 + 4 * seed + i, e, e) / math.sqrt(e) for i in range(4)]
         cases.append(Case((x, *ws, h), label=t("ch04.case.mha", b=b, l=l, e=e, h=h)))
-    return run_checks(fn, solution_mha, cases, t("ch04.ex3.title"), t("ch04.ex3.hint"))
+    return run_checks(fn, solution_mha, cases, t("ch04.ex3.title"),
+                      hints=[t("ch04.ex3.nudge"), t("ch04.ex3.stronger"), t("ch04.ex3.formula")],
+                      exercise="ch04.ex3",
+                      forbid=("torch.nn.functional.scaled_dot_product_attention",
+                              "torch.nn.functional.multi_head_attention_forward",
+                              "attnkit.core.scaled_dot_product_attention", "attnkit.mha.multi_head_attention"))
 
 
 def check_count_params(fn) -> bool:
     cases = [Case((e, h), {"bias": bias}, label=t("ch04.case.count", e=e, h=h, bias=bias))
              for e, h, bias in ((8, 2, True), (512, 8, False), (4096, 32, True))]
-    return run_checks(fn, solution_count_params, cases, t("ch04.ex4.title"), t("ch04.ex4.hint"))
+    return run_checks(fn, solution_count_params, cases, t("ch04.ex4.title"),
+                      hints=[t("ch04.ex4.nudge"), t("ch04.ex4.stronger"), t("ch04.ex4.formula")],
+                      exercise="ch04.ex4",
+                      forbid=("attnkit.mha.mha_param_count", "attnkit.mha.mha_counts"))

@@ -11,18 +11,34 @@ from attnkit.i18n import register, t
 
 register({
     "ch06.ex1.title": {"en": "Exercise 1 · rotate one channel pair", "zh": "练习 1 · 旋转一对通道"},
-    "ch06.ex1.hint": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
+    "ch06.ex1.nudge": {"en": "Rotate (1, 0) by a quarter turn by hand: where should it land? Does yours go counter-clockwise?",
+        "zh": "手算一下把 (1, 0) 旋转四分之一圈：它应当落在哪里？你的旋转是逆时针的吗？"},
+    "ch06.ex1.stronger": {"en": "Use the 2-D rotation matrix [[cos a, −sin a], [sin a, cos a]] applied to the column (x, y), and return a tuple of two numbers.",
+        "zh": "用二维旋转矩阵 [[cos a, −sin a], [sin a, cos a]] 乘以列向量 (x, y)，返回由两个数组成的元组。"},
+    "ch06.ex1.formula": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
                       "zh": "逆时针旋转角度 a：x' = x cos a − y sin a，y' = x sin a + y cos a。返回元组 (x', y')。"},
     "ch06.ex2.title": {"en": "Exercise 2 · apply half-split RoPE to one head",
                        "zh": "练习 2 · 对一个头应用前后两半配对的 RoPE"},
-    "ch06.ex2.hint": {"en": "Half-split (GPT-NeoX / LLaMA): pair i is channels (i, i + d/2), so a = x[:, :d//2], b = x[:, d//2:]. Row m of cos/sin holds cos(m θ_i), sin(m θ_i). Rotate each pair as in exercise 1 and put the halves back side by side: torch.cat((a', b'), dim=-1).",
+    "ch06.ex2.nudge": {"en": "Which two channels form a pair in the half-split layout: neighbours (0, 1), or channels d/2 apart?",
+        "zh": "前后两半配对的布局中，哪两个通道组成一对：相邻的 (0, 1)，还是相隔 d/2 的两个通道？"},
+    "ch06.ex2.stronger": {"en": "Cut x into its first and second halves a and b; pair i is (a_i, b_i), rotated by the angle whose cos and sin are in column i of row m. Rotate as in exercise 1 and put the halves back side by side.",
+        "zh": "把 x 切成前后两半 a 和 b；第 i 对是 (a_i, b_i)，旋转角的 cos、sin 在第 m 行第 i 列。像练习 1 那样旋转，再把两半拼回去。"},
+    "ch06.ex2.formula": {"en": "Half-split (GPT-NeoX / LLaMA): pair i is channels (i, i + d/2), so a = x[:, :d//2], b = x[:, d//2:]. Row m of cos/sin holds cos(m θ_i), sin(m θ_i). Rotate each pair as in exercise 1 and put the halves back side by side: torch.cat((a', b'), dim=-1).",
                       "zh": "前后两半配对（GPT-NeoX / LLaMA）：第 i 对是通道 (i, i + d/2)，即 a = x[:, :d//2]，b = x[:, d//2:]。cos/sin 的第 m 行是 cos(m θ_i)、sin(m θ_i)。像练习 1 那样旋转每一对，再把两半拼回去：torch.cat((a', b'), dim=-1)。"},
     "ch06.ex3.title": {"en": "Exercise 3 · ALiBi slopes for any number of heads",
                        "zh": "练习 3 · 任意头数的 ALiBi 斜率"},
-    "ch06.ex3.hint": {"en": "For n a power of two: m_h = 2^(−8(h+1)/n), h = 0..n−1. Otherwise take n = the largest power of two below num_heads, its n slopes, then every other slope (the 1st, 3rd, 5th, ...) of the 2n-head sequence until you have num_heads. Return a float tensor (num_heads,).",
+    "ch06.ex3.nudge": {"en": "Do 8 heads already pass? Then look at the head counts that are not a power of two: where do the extra slopes come from?",
+        "zh": "8 个头的情况通过了吗？如果通过了，再看不是 2 的幂的头数：多出来的斜率从哪里来？"},
+    "ch06.ex3.stronger": {"en": "For a power of two n the slopes form a geometric sequence starting at 2^(−8/n). For other counts start from the largest power of two below, then take every other slope of the sequence for twice as many heads.",
+        "zh": "当 n 是 2 的幂时，斜率是从 2^(−8/n) 开始的等比数列。其他头数先取不超过它的最大 2 的幂，再从头数加倍时的斜率序列中隔一个取一个。"},
+    "ch06.ex3.formula": {"en": "For n a power of two: m_h = 2^(−8(h+1)/n), h = 0..n−1. Otherwise take n = the largest power of two below num_heads, its n slopes, then every other slope (the 1st, 3rd, 5th, ...) of the 2n-head sequence until you have num_heads. Return a float tensor (num_heads,).",
                       "zh": "当 n 是 2 的幂时：m_h = 2^(−8(h+1)/n)，h = 0..n−1。否则取不超过 num_heads 的最大 2 的幂 n，先用它的 n 个斜率，再从 2n 个头的斜率序列中隔一个取一个（第 1、3、5…… 个），直到凑够 num_heads 个。返回形状为 (num_heads,) 的浮点张量。"},
     "ch06.ex4.title": {"en": "Exercise 4 · the NTK-aware base", "zh": "练习 4 · NTK 感知缩放的底数"},
-    "ch06.ex4.hint": {"en": "b' = b · s^(d / (d − 2)): the lowest frequency b^(−(d−2)/d) is then divided by exactly s, the highest (θ_0 = 1) stays.",
+    "ch06.ex4.nudge": {"en": "Which frequency must be divided by exactly s, and which must stay the same? Write the lowest frequency as a power of the base.",
+        "zh": "哪个频率必须恰好除以 s，哪个必须保持不变？把最低频率写成底数的幂。"},
+    "ch06.ex4.stronger": {"en": "The lowest frequency is b^(−(d−2)/d). Choose the new base b' so that b'^(−(d−2)/d) = b^(−(d−2)/d) / s, and solve for b'.",
+        "zh": "最低频率是 b^(−(d−2)/d)。选新底数 b'，使 b'^(−(d−2)/d) = b^(−(d−2)/d) / s，再解出 b'。"},
+    "ch06.ex4.formula": {"en": "b' = b · s^(d / (d − 2)): the lowest frequency b^(−(d−2)/d) is then divided by exactly s, the highest (θ_0 = 1) stays.",
                       "zh": "b' = b · s^(d / (d − 2))：这样最低频率 b^(−(d−2)/d) 恰好除以 s，而最高频率 θ_0 = 1 保持不变。"},
     "ch06.case.quarter": {"en": "(1, 0) by π/2", "zh": "(1, 0) 旋转 π/2"},
     "ch06.case.generic": {"en": "({x}, {y}) by {a} rad", "zh": "({x}, {y}) 旋转 {a} 弧度"},
@@ -74,7 +90,10 @@ def check_rotate_pair(fn) -> bool:
     cases = [Case((1.0, 0.0, math.pi / 2), label=t("ch06.case.quarter"))]
     for x, y, a in [(0.6, -0.8, 0.3), (2.0, 1.0, 2.5), (-1.5, 0.25, -1.0)]:
         cases.append(Case((x, y, a), label=t("ch06.case.generic", x=x, y=y, a=a)))
-    return run_checks(fn, solution_rotate_pair, cases, t("ch06.ex1.title"), t("ch06.ex1.hint"))
+    return run_checks(fn, solution_rotate_pair, cases, t("ch06.ex1.title"),
+                      hints=[t("ch06.ex1.nudge"), t("ch06.ex1.stronger"), t("ch06.ex1.formula")],
+                      exercise="ch06.ex1",
+                      forbid=("attnkit.rope.rotate_pair",))
 
 
 def check_apply_rope(fn) -> bool:
@@ -83,7 +102,10 @@ def check_apply_rope(fn) -> bool:
     for L, d in [(3, 2), (5, 8), (16, 32)]:
         cos, sin = _tables(L, d)
         cases.append(Case((torch.randn(L, d, generator=g), cos, sin), label=t("ch06.case.head", L=L, d=d)))
-    return run_checks(fn, solution_apply_rope, cases, t("ch06.ex2.title"), t("ch06.ex2.hint"))
+    return run_checks(fn, solution_apply_rope, cases, t("ch06.ex2.title"),
+                      hints=[t("ch06.ex2.nudge"), t("ch06.ex2.stronger"), t("ch06.ex2.formula")],
+                      exercise="ch06.ex2",
+                      forbid=("attnkit.rope.apply_rope",))
 
 
 def _compare_slopes(got, expected) -> str | None:
@@ -96,12 +118,18 @@ def _compare_slopes(got, expected) -> str | None:
 
 def check_alibi_slopes(fn) -> bool:
     cases = [Case((h,), label=t("ch06.case.heads", h=h)) for h in (8, 12, 4, 6)]
-    return run_checks(fn, solution_alibi_slopes, cases, t("ch06.ex3.title"), t("ch06.ex3.hint"),
+    return run_checks(fn, solution_alibi_slopes, cases, t("ch06.ex3.title"),
+                      hints=[t("ch06.ex3.nudge"), t("ch06.ex3.stronger"), t("ch06.ex3.formula")],
+                      exercise="ch06.ex3",
+                      forbid=("attnkit.rope.alibi_slopes",),
                       compare=_compare_slopes)
 
 
 def check_ntk_base(fn) -> bool:
     cases = [Case((b, d, s), label=t("ch06.case.ntk", b=b, d=d, s=s))
              for b, d, s in [(10000.0, 128, 4.0), (10000.0, 64, 8.0), (500000.0, 128, 2.0)]]
-    return run_checks(fn, solution_ntk_base, cases, t("ch06.ex4.title"), t("ch06.ex4.hint"),
+    return run_checks(fn, solution_ntk_base, cases, t("ch06.ex4.title"),
+                      hints=[t("ch06.ex4.nudge"), t("ch06.ex4.stronger"), t("ch06.ex4.formula")],
+                      exercise="ch06.ex4",
+                      forbid=("attnkit.rope.ntk_scaled_base", "attnkit.rope.ntk_scaled_inv_freq"),
                       compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=1e-6))

@@ -5,25 +5,36 @@ from __future__ import annotations
 import torch
 
 from attnkit.exercises import Case, run_checks
-from attnkit.flash import causal_tile_kind, io_flash
 from attnkit.i18n import register, t
 
 register({
     "ch07.ex1.title": {"en": "Exercise 1 · merge two partial tile results",
                        "zh": "练习 1 · 合并两个分块的部分结果"},
-    "ch07.ex1.hint": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
+    "ch07.ex1.nudge": {"en": "Each partial result was normalised against its own maximum. Before you combine them, put both on the same scale. Does the case with scores near 1000 overflow?",
+        "zh": "每个部分结果都是相对自己的最大值归一化的。合并之前，先把两者换算到同一个基准上。分数接近 1000 的用例溢出了吗？"},
+    "ch07.ex1.stronger": {"en": "Take the larger maximum m; weight each part by exp(its m − m) times its l; the new l is the sum of the weights and the new o the weighted average of o1 and o2.",
+        "zh": "取较大的最大值 m；每部分的权重是 exp(自己的 m − m) 乘以自己的 l；新的 l 是两个权重之和，新的 o 是 o1、o2 的加权平均。"},
+    "ch07.ex1.formula": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
                             "l = w1 + w2 and o = (w1 * o1 + w2 * o2) / l (w[:, None] for o). Never compute exp(m) itself.",
                       "zh": "m = max(m1, m2)；每部分换算到新最大值下的“质量”为 w1 = exp(m1 - m) * l1（w2 同理）；"
                             "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（与 o 相乘时用 w[:, None]）。不要直接计算 exp(m)。"},
     "ch07.ex2.title": {"en": "Exercise 2 · which tiles can a causal mask skip?",
                        "zh": "练习 2 · 因果掩码可以跳过哪些分块？"},
-    "ch07.ex2.hint": {"en": "Rows are q_start .. q_end - 1 and columns k_start .. k_end - 1 (end excluded). The tile is skipped "
+    "ch07.ex2.nudge": {"en": "A query sees a key only when the key is not after it. Which corner of the tile is the most likely to be visible? Mind that the ends are excluded.",
+        "zh": "查询只能看到不在它之后的键。分块的哪个角最有可能被看到？注意 end 不包含在内。"},
+    "ch07.ex2.stronger": {"en": "Compare the tile's smallest key with its largest query (q_end - 1): the whole tile is skipped when even that key is after that query.",
+        "zh": "比较分块中最小的键和最大的查询（q_end - 1）：如果连这个键都在这个查询之后，整块就可以跳过。"},
+    "ch07.ex2.formula": {"en": "Rows are q_start .. q_end - 1 and columns k_start .. k_end - 1 (end excluded). The tile is skipped "
                             "when even its smallest key is after its largest query: k_start > q_end - 1.",
                       "zh": "行是 q_start .. q_end - 1，列是 k_start .. k_end - 1（不含 end）。当分块中最小的键"
                             "也在最大的查询之后时整块跳过：k_start > q_end - 1。"},
     "ch07.ex3.title": {"en": "Exercise 3 · slow-memory traffic of the tiled forward",
                        "zh": "练习 3 · 分块前向计算的慢速内存访存量"},
-    "ch07.ex3.hint": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
+    "ch07.ex3.nudge": {"en": "Find the block sizes first: how many columns of K and V fit in the on-chip memory M? Then count how often each of Q, K, V, O is read or written.",
+        "zh": "先求分块大小：片上内存 M 里能放下 K、V 的多少列？再数一数 Q、K、V、O 各被读写了多少次。"},
+    "ch07.ex3.stronger": {"en": "B_c comes from M and d (four blocks of d numbers share M), T_c is the number of column blocks; K and V are read once, while Q, O and the row statistics are read and written once per column block. Use integer ceilings.",
+        "zh": "B_c 由 M 和 d 决定（四个 d 维的块共享 M），T_c 是列分块的个数；K、V 只读一次，而 Q、O 和每行的统计量每个列分块都要读写一次。用整数向上取整。"},
+    "ch07.ex3.formula": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
                             "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
                       "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"
                             "结果是 2 N d + T_c (3 N d + 4 N)。要的是精确计数，不是 Theta 量级公式。"},
@@ -50,12 +61,14 @@ def solution_merge(m1, l1, o1, m2, l2, o2):
 
 def solution_tile_skipped(q_start, q_end, k_start, k_end):
     """True when every key of the tile lies after every query: j > i for all pairs."""
-    return causal_tile_kind(q_start, q_end, k_start, k_end) == "skip"
+    return k_start > q_end - 1  # even the smallest key comes after the largest query
 
 
 def solution_io_flash(N, d, M):
     """Element reads + writes of slow memory by FlashAttention's Algorithm 1 (outer loop over K/V)."""
-    return io_flash(N, d, M=M, loop_order="v1")["total"]
+    b_c = -(-M // (4 * d))  # columns of K and V per block: four d-wide blocks share M
+    t_c = -(-N // b_c)  # column blocks
+    return 2 * N * d + t_c * (3 * N * d + 4 * N)  # K, V once; Q, O, l, m per column block
 
 
 def _partial(s, v):
@@ -81,7 +94,10 @@ def check_merge(fn) -> bool:
     cases = [Case(_merge_case(1, 4, 8, 4, 1.0), label=t("ch07.case.halves")),
              Case(_merge_case(2, 3, 9, 2, 3.0), label=t("ch07.case.uneven")),
              Case(_merge_case(3, 2, 6, 3, 200.0), label=t("ch07.case.large"))]
-    return run_checks(fn, solution_merge, cases, t("ch07.ex1.title"), t("ch07.ex1.hint"))
+    return run_checks(fn, solution_merge, cases, t("ch07.ex1.title"),
+                      hints=[t("ch07.ex1.nudge"), t("ch07.ex1.stronger"), t("ch07.ex1.formula")],
+                      exercise="ch07.ex1",
+                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials", "attnkit.flash.online_update"))
 
 
 TILE_CASES = [(0, 4, 0, 4), (0, 4, 4, 8), (4, 8, 0, 4), (0, 4, 3, 7), (8, 12, 4, 8),
@@ -97,7 +113,10 @@ def check_tile_skipped(fn) -> bool:
             return t("ex.why_type", exp="bool", got=type(got).__name__)
         return None if bool(got) == expected else t("ex.why_value", got=bool(got), exp=expected)
 
-    return run_checks(fn, solution_tile_skipped, cases, t("ch07.ex2.title"), t("ch07.ex2.hint"),
+    return run_checks(fn, solution_tile_skipped, cases, t("ch07.ex2.title"),
+                      hints=[t("ch07.ex2.nudge"), t("ch07.ex2.stronger"), t("ch07.ex2.formula")],
+                      exercise="ch07.ex2",
+                      forbid=("attnkit.flash.causal_tile_kind",),
                       compare=compare)
 
 
@@ -114,5 +133,8 @@ def check_io_flash(fn) -> bool:
             return t("ex.why_type", exp="int", got=type(got).__name__)
         return None if ok else t("ex.why_value", got=got, exp=expected)
 
-    return run_checks(fn, solution_io_flash, cases, t("ch07.ex3.title"), t("ch07.ex3.hint"),
+    return run_checks(fn, solution_io_flash, cases, t("ch07.ex3.title"),
+                      hints=[t("ch07.ex3.nudge"), t("ch07.ex3.stronger"), t("ch07.ex3.formula")],
+                      exercise="ch07.ex3",
+                      forbid=("attnkit.flash.io_flash", "attnkit.flash.io_standard"),
                       compare=compare)
