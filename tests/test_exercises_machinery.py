@@ -142,3 +142,11 @@ def test_choice_question(capsys):
     assert "WHY-B" not in capsys.readouterr().out
     assert check_answer(" B ", **kw) is True
     assert "WHY-B" in capsys.readouterr().out and ex.OUTCOMES["t.q2"]["status"] == "passed"
+
+
+def test_handing_in_the_forbidden_builtin_itself_fails(capsys):
+    g = torch.Generator().manual_seed(2)
+    case = [Case(tuple(torch.randn(2, 4, generator=g) for _ in range(3)), label="x")]
+    assert run_checks(F.scaled_dot_product_attention, sdpa_solution, case, "T", hints=HINTS,
+                      exercise="t.ex6", forbid=("torch.nn.functional.scaled_dot_product_attention",)) is False
+    assert ex.OUTCOMES["t.ex6"]["status"] == "forbidden"

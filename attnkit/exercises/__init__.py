@@ -197,6 +197,8 @@ def _call_forbidding(fn: Callable, forbid: tuple[str, ...], args, kwargs):
             mod_name, attr = dotted.rsplit(".", 1)
             mod = importlib.import_module(mod_name)
             orig = getattr(mod, attr)
+            if fn is orig:  # the built-in itself handed in as the answer
+                raise _Forbidden(dotted)
             undo.append((mod, attr, orig))
             setattr(mod, attr, trap(dotted))
             # also a name bound by `from module import attr` in the learner's namespace
