@@ -17,6 +17,12 @@ from attnkit.widgets import image_difference  # noqa: E402
 from attnkit.widgets import lora as wl  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")  # the explorers and figure helpers draw many figures: none outlives a test
+
+
 @pytest.fixture(scope="module")
 def ex():
     torch.manual_seed(0)
