@@ -59,9 +59,13 @@ def test_solutions_agree_with_attnkit_and_torch():
 
 
 def test_split_heads_passes(capsys):
-    for fn in (ch04.solution_split_heads, split_heads):
-        ok, out = run(ch04.check_split_heads, fn, capsys)
-        assert ok and "all 3 cases pass" in out
+    ok, out = run(ch04.check_split_heads, ch04.solution_split_heads, capsys)
+    assert ok and "all 3 cases pass" in out
+    # the library function handed in as the answer is refused; it agrees with the solution
+    ok, out = run(ch04.check_split_heads, split_heads, capsys)
+    assert not ok and "split_heads" in out
+    x = torch.randn(2, 3, 8)
+    assert torch.equal(split_heads(x, 4), ch04.solution_split_heads(x, 4))
 
 
 @pytest.mark.parametrize("wrong", [
@@ -75,9 +79,12 @@ def test_split_heads_wrong_answers_fail(wrong, capsys):
 
 
 def test_merge_heads_passes(capsys):
-    for fn in (ch04.solution_merge_heads, merge_heads):
-        ok, out = run(ch04.check_merge_heads, fn, capsys)
-        assert ok and "all 3 cases pass" in out
+    ok, out = run(ch04.check_merge_heads, ch04.solution_merge_heads, capsys)
+    assert ok and "all 3 cases pass" in out
+    ok, out = run(ch04.check_merge_heads, merge_heads, capsys)
+    assert not ok and "merge_heads" in out
+    x = torch.randn(2, 4, 3, 2)
+    assert torch.equal(merge_heads(x), ch04.solution_merge_heads(x))
 
 
 @pytest.mark.parametrize("wrong", [

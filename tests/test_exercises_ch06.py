@@ -35,9 +35,12 @@ def without_forbid(monkeypatch):
 
 
 def test_rotate_pair_solution_and_library_pass(capsys):
-    for fn in (ch06.solution_rotate_pair, rope.rotate_pair):
-        ok, out = run(ch06.check_rotate_pair, fn, capsys)
-        assert ok and "all 4 cases pass" in out
+    ok, out = run(ch06.check_rotate_pair, ch06.solution_rotate_pair, capsys)
+    assert ok and "all 4 cases pass" in out
+    # attnkit's own rotate_pair handed in as the answer is refused; it agrees with the solution
+    ok, out = run(ch06.check_rotate_pair, rope.rotate_pair, capsys)
+    assert not ok and "rotate_pair" in out
+    assert rope.rotate_pair(0.6, -0.8, 0.3) == pytest.approx(ch06.solution_rotate_pair(0.6, -0.8, 0.3))
 
 
 def test_rotate_pair_solution_matches_complex_multiplication():
