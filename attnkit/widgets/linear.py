@@ -267,17 +267,23 @@ def nystrom_errors(q, k, v, ms, iterations: int | None = 6) -> list[float]:
     return errs
 
 
-def nystrom_figure(ms, curves: dict, n: int):
-    """curves: label -> errors."""
+def _loglog_curves(xs, curves: dict, xlabel: str, ylabel: str, title: str):
+    """One log-log axes, a curve per ``label -> ys`` of ``curves``."""
     fig, ax = plt.subplots(figsize=(5.8, 3.6))
-    for label, errs in curves.items():
-        ax.loglog(ms, errs, "o-", base=2, label=label)
-    ax.set_xlabel(t("linear.fig.landmarks"))
-    ax.set_ylabel(t("linear.fig.rel_error"))
-    ax.set_title(t("linear.fig.nystrom_title", n=n))
+    for label, ys in curves.items():
+        ax.loglog(xs, ys, "o-", base=2, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def nystrom_figure(ms, curves: dict, n: int):
+    """curves: label -> errors."""
+    return _loglog_curves(ms, curves, t("linear.fig.landmarks"), t("linear.fig.rel_error"),
+                          t("linear.fig.nystrom_title", n=n))
 
 
 # ---------------------------------------------------------------- recall
@@ -321,12 +327,5 @@ def recall_figure(pairs, linear, softmax, d: int):
 
 def time_figure(ns, times_ms: dict, d: int):
     """times_ms: label -> list of milliseconds (one per N)."""
-    fig, ax = plt.subplots(figsize=(5.8, 3.6))
-    for label, ys in times_ms.items():
-        ax.loglog(ns, ys, "o-", base=2, label=label)
-    ax.set_xlabel(t("linear.fig.seq_len"))
-    ax.set_ylabel(t("linear.fig.ms"))
-    ax.set_title(t("linear.fig.time_title", d=d))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _loglog_curves(ns, times_ms, t("linear.fig.seq_len"), t("linear.fig.ms"),
+                          t("linear.fig.time_title", d=d))
