@@ -1,0 +1,239 @@
+"""Multi-query associative recall (MQAR), the recall race of chapter 11.
+
+The task of Zoology (Arora et al. 2023, section 3.1 and its data definition). A sequence of
+length L holds K key-value pairs first, then the K keys again, each at a later position; at the
+position of a repeated key the model must output the value that followed that key earlier:
+
+    inputs:   k1 v1 k2 v2 ... kK vK | 0 0 k2 0 0 0 k1 0 ...      (0: a filler token)
+    targets: -100 ...          -100 | . . v2 . . . v1 . ...      (-100 everywhere else)
+
+* keys are drawn from the first half of the vocabulary, {1, ..., V/2 - 1} (0 is the filler),
+  values from the second half, {V/2, ..., V - 1}; the K keys of a sequence are distinct, and so
+  are its K values;
+* the query part has (L - 2K) // 2 slots, at even offsets after the pairs; key i is queried at
+  slot g_i, the slots drawn without replacement with P(g) proportional to g^(a - 1),
+  g = 1, 2, ... (a = 0.01 as in Zoology: short gaps are more likely, as for repeated bigrams in
+  text);
+* targets are -100 (``cross_entropy``'s ``ignore_index``) except at the K query positions, so
+  the loss and the accuracy count only recall.
+
+``mqar_batch`` is a pure, seeded function of its arguments. ``train_mqar`` trains an
+``attnkit.factory.TinyLM`` on fresh batches with AdamW on one thread and scores it on a held-out
+batch; ``decode_state_bytes`` is what one layer must keep to predict the next token after
+``seq_len`` tokens (the KV cache of softmax attention, the fixed-size state of linear attention,
+chapter 09), the x axis of the recall / memory trade-off of Based (Arora et al. 2024, Figure 2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["IGNORE_INDEX", "gap_probabilities", "mqar_batch", "query_positions", "recall_accuracy",
+           "chance_accuracy", "decode_state_bytes", "train_mqar"]
+
+IGNORE_INDEX = -100
+
+
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def gap_probabilities(space: int, power_a: float = 0.01) -> torch.Tensor:
+    """P(g) = g^(a - 1) / sum_h h^(a - 1) for the slots g = 1 .. space, as a (space,) tensor
+    (slot g - 1 of the query part). ``power_a = 1`` gives the uniform distribution."""
+    _int("space", space, 1)
+    if not isinstance(power_a, (int, float)) or isinstance(power_a, bool) or not power_a > 0:
+        raise ValueError(f"power_a must be a number > 0, got {power_a!r}")
+    g = torch.arange(1, space + 1, dtype=torch.float64)
+    p = g ** (power_a - 1)
+    return p / p.sum()
+
+
+def mqar_batch(batch: int, vocab_size: int, seq_len: int, num_pairs: int, seed: int,
+               power_a: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), both LongTensor (batch, seq_len), as in the module docstring.
+
+    Needs ``vocab_size >= 2 * num_pairs + 2`` (num_pairs distinct keys in {1, ..., V/2 - 1}) and
+    ``seq_len >= 4 * num_pairs`` (2K tokens of pairs, then K query slots two tokens apart).
+    """
+    _int("batch", batch, 1)
+    K = _int("num_pairs", num_pairs, 1)
+    V = _int("vocab_size", vocab_size, 4)
+    L = _int("seq_len", seq_len, 4)
+    _int("seed", seed, 0)
+    half = V // 2
+    if half - 1 < K:
+        raise ValueError(f"vocab_size = {V} has {half - 1} keys {{1, ..., {half - 1}}} for num_pairs = {K} "
+                         f"distinct keys; need vocab_size >= {2 * K + 2}")
+    if L < 4 * K:
+        raise ValueError(f"seq_len = {L} leaves {(L - 2 * K) // 2} query slots after the {2 * K} tokens of "
+                         f"num_pairs = {K} pairs; need seq_len >= 4 * num_pairs = {4 * K}")
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.rand(batch, half - 1, generator=g).argsort(dim=1)[:, :K] + 1          # (B, K) in [1, V/2)
+    values = torch.rand(batch, V - half, generator=g).argsort(dim=1)[:, :K] + half    # (B, K) in [V/2, V)
+    space = (L - 2 * K) // 2
+    p = gap_probabilities(space, power_a).float().expand(batch, space)
+    slots = torch.multinomial(p, K, replacement=False, generator=g)                  # (B, K): slot of key i
+    inputs = torch.zeros(batch, L, dtype=torch.long)
+    inputs[:, 0:2 * K:2] = keys
+    inputs[:, 1:2 * K:2] = values
+    where = 2 * K + 2 * slots                                                         # (B, K) query positions
+    inputs.scatter_(1, where, keys)
+    targets = torch.full((batch, L), IGNORE_INDEX, dtype=torch.long)
+    targets.scatter_(1, where, values)
+    return inputs, targets
+
+
+def query_positions(targets: torch.Tensor) -> torch.Tensor:
+    """Bool (B, L): True where a target is scored (not ``IGNORE_INDEX``)."""
+    return targets != IGNORE_INDEX
+
+
+def recall_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of query positions whose argmax over the vocabulary is the target.
+    logits (B, L, V), targets (B, L)."""
+    if logits.dim() != 3 or logits.shape[:2] != targets.shape:
+        raise ValueError(f"logits must be (B, L, V) for targets (B, L) = {tuple(targets.shape)}, "
+                         f"got {tuple(logits.shape)}")
+    q = query_positions(targets)
+    if not q.any():
+        raise ValueError("targets has no query position (every entry is IGNORE_INDEX)")
+    return (logits.argmax(-1)[q] == targets[q]).float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# the state a layer keeps to predict the next token
+# ---------------------------------------------------------------------------------------------
+
+_GROWING = ("full", "mha", "flash")        # K and V of every token
+_WINDOWED = ("local", "sliding")           # K and V of the last window_size tokens
+_LINEAR = ("linear", "cosformer")          # S (M, d_h) and z (M) per head, M = d_h (cosFormer: 2 d_h)
+
+
+def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
+    """Bytes one layer keeps, batch 1, to predict token ``seq_len + 1`` after ``seq_len`` tokens.
+
+    * full / mha / flash: the KV cache, 2 * seq_len * d_model numbers (chapter 05);
+    * gqa / mqa: 2 * seq_len * num_kv_heads * d_h;
+    * local / sliding (causal window w, chapter 08): 2 * min(seq_len, w) * d_model;
+    * linear (elu+1, chapter 09): per head S = sum phi(k) v^T (d_h x d_h) and z = sum phi(k)
+      (d_h), so n_heads * d_h * (d_h + 1); cosFormer keeps a cos and a sin copy (2 d_h features);
+      Performer: nb_features * (d_h + 1) per head;
+    * plus the short causal convolution before the mixer, when the config has one: its last
+      conv_kernel - 1 inputs, (conv_kernel - 1) * d_model numbers (the same for every mixer).
+    """
+    _int("seq_len", seq_len, 1)
+    _int("dtype_bytes", dtype_bytes, 1)
+    kind = config.attention_type
+    d, h = config.d_model, config.n_heads
+    dh = d // h
+    if kind in _GROWING:
+        n = 2 * seq_len * d
+    elif kind in ("gqa", "mqa"):
+        kv = 1 if kind == "mqa" else config.num_kv_heads
+        n = 2 * seq_len * kv * dh
+    elif kind in _WINDOWED:
+        n = 2 * min(seq_len, config.window_size) * d
+    elif kind in _LINEAR:
+        m = 2 * dh if kind == "cosformer" else dh
+        n = h * m * (dh + 1)
+    elif kind == "performer":
+        n = h * config.nb_features * (dh + 1)
+    else:
+        raise ValueError(f"decode_state_bytes knows full, mha, flash, gqa, mqa, local, sliding, linear, "
+                         f"cosformer, performer; got attention_type {kind!r}")
+    conv = getattr(config, "conv_kernel", 0) or 0
+    n += max(conv - 1, 0) * d
+    return n * dtype_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+
+def _configs(configs_or_type, width: int, layers: int, **options) -> list:
+    from attnkit.factory import AttentionConfig
+
+    if isinstance(configs_or_type, str):
+        return [AttentionConfig(attention_type=configs_or_type, d_model=width, **options) for _ in range(layers)]
+    if isinstance(configs_or_type, (list, tuple)) and configs_or_type:
+        out = []
+        for c in configs_or_type:
+            out.append(AttentionConfig(attention_type=c, d_model=width, **options) if isinstance(c, str) else c)
+        return out
+    raise TypeError(f"configs_or_type must be an attention type name, or a non-empty list of names or "
+                    f"AttentionConfigs (one per layer), got {configs_or_type!r}")
+
+
+def train_mqar(configs_or_type, vocab_size: int = 64, seq_len: int = 32, num_pairs: int = 4, width: int = 64,
+               layers: int = 2, steps: int = 300, lr: float = 3e-3, batch: int = 64, seed: int = 0,
+               n_heads: int = 1, window_size: int = 8, conv_kernel: int = 4, feature_map: str = "elu+1",
+               nb_features: int = 32, weight_decay: float = 0.1, eval_batch: int = 256, **options) -> dict:
+    """Train a TinyLM with one mixer per layer on MQAR; score recall on a held-out batch.
+
+    ``configs_or_type``: a name (the same mixer in every layer) or a list with one name or
+    ``AttentionConfig`` per layer (a mixed stack; ``layers`` is then its length). Names get
+    ``d_model=width``, ``n_heads``, ``causal=True``, ``window_size``, ``conv_kernel`` (the short
+    causal convolution before each mixer, as in Zoology), no MLP, ``feature_map``,
+    ``nb_features``. Each step draws a fresh batch (``mqar_batch`` seeded with ``seed`` and the
+    step); AdamW, one thread; the model is built after ``torch.manual_seed(seed)``, so a call
+    repeats exactly. The held-out batch has its own seed (``10**6 + seed``).
+
+    Returns ``{"accuracy", "losses" (one per step), "state_bytes" (all layers, at seq_len,
+    float32), "params", "seconds", "settings"}``.
+    """
+    from attnkit.factory import TinyLM
+    from attnkit.timing import one_thread, round_robin_times
+
+    for name, value, minimum in (("steps", steps, 1), ("batch", batch, 1), ("width", width, 1),
+                                 ("layers", layers, 1), ("eval_batch", eval_batch, 1)):
+        _int(name, value, minimum)
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    opts = dict(n_heads=n_heads, causal=True, window_size=window_size, conv_kernel=conv_kernel,
+                mlp_ratio=0.0, feature_map=feature_map, nb_features=nb_features, seed=seed, **options)
+    configs = _configs(configs_or_type, width, layers, **opts)
+    mqar_batch(1, vocab_size, seq_len, num_pairs, 0)            # bad task arguments fail before training
+    x_test, y_test = mqar_batch(eval_batch, vocab_size, seq_len, num_pairs, seed=10**6 + seed)
+    out = {}
+
+    def run():
+        torch.manual_seed(seed)
+        model = TinyLM(vocab_size, configs, max_len=seq_len)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        losses = []
+        model.train()
+        for step in range(steps):
+            x, y = mqar_batch(batch, vocab_size, seq_len, num_pairs, seed=seed * 100_003 + step)
+            loss = F.cross_entropy(model(x).reshape(-1, vocab_size), y.reshape(-1), ignore_index=IGNORE_INDEX)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            out.update(model=model, losses=losses, accuracy=recall_accuracy(model(x_test), y_test))
+
+    with one_thread():
+        seconds = round_robin_times({"train": run}, repeats=1, warmup=0)["train"][0]  # one timed run
+    model, losses, accuracy = out["model"], out["losses"], out["accuracy"]
+    return {"accuracy": accuracy, "losses": losses,
+            "state_bytes": sum(decode_state_bytes(c, seq_len) for c in configs),
+            "params": sum(p.numel() for p in model.parameters()), "seconds": seconds, "model": model,
+            "settings": {"types": [c.attention_type for c in configs], "vocab_size": vocab_size,
+                         "seq_len": seq_len, "num_pairs": num_pairs, "width": width, "layers": len(configs),
+                         "steps": steps, "lr": lr, "batch": batch, "seed": seed, "n_heads": n_heads,
+                         "window_size": window_size, "conv_kernel": conv_kernel,
+                         "chance": 1.0 / (vocab_size - vocab_size // 2)}}
+
+
+def chance_accuracy(vocab_size: int) -> float:
+    """Guessing a value uniformly from the value half: 1 / (V - V // 2)."""
+    return 1.0 / (vocab_size - vocab_size // 2)
+
