@@ -42,6 +42,13 @@ __all__ = [
     "measure_decode_steps",
     "decode_step",
     "KINDS",
+    "weights_bytes",
+    "max_batch_size",
+    "max_context_length",
+    "decode_tokens_per_s_bound",
+    "memory_budget",
+    "TinyDecoder",
+    "greedy_generate",
 ]
 
 KINDS = ("mha", "gqa", "mqa", "mla")
@@ -805,3 +812,204 @@ def measure_decode_step(model: nn.Module, context_len: int, batch_size: int = 1,
     """``measure_decode_steps`` for one model and one context length: ``{"ms", "cache_bytes",
     "tokens"}`` (median of ``repeats`` steps after a warm-up, on one thread)."""
     return measure_decode_steps({"step": (model, absorb)}, [context_len], batch_size, repeats, seed)["step"][0]
+
+
+# --------------------------------------------------------------------------------------------
+# Memory budget and the bandwidth bound of decoding
+# --------------------------------------------------------------------------------------------
+
+
+def _check_positive_number(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def weights_bytes(num_params: int, dtype: torch.dtype | int = torch.bfloat16) -> int:
+    """Bytes of a model's weights: parameters x bytes per parameter."""
+    _check_positive_int("num_params", num_params)
+    return num_params * _itemsize(dtype)
+
+
+def max_batch_size(memory_bytes: int, weights_bytes: int, cache_bytes_per_sequence: int) -> int:
+    """The most sequences whose caches fit beside the weights: floor((M - W) / C), 0 if none.
+
+    ``cache_bytes_per_sequence`` is one sequence's cache at its full context, all layers
+    (``kv_cache_bytes(kind, seq_len, **shape)``). Activations and fragmentation are ignored, so
+    this is an upper bound.
+    """
+    _check_positive_int("memory_bytes", memory_bytes)
+    _check_positive_int("cache_bytes_per_sequence", cache_bytes_per_sequence)
+    if isinstance(weights_bytes, bool) or not isinstance(weights_bytes, int) or weights_bytes < 0:
+        raise ValueError(f"weights_bytes must be an int >= 0, got {weights_bytes!r}")
+    return max(memory_bytes - weights_bytes, 0) // cache_bytes_per_sequence
+
+
+def max_context_length(memory_bytes: int, weights_bytes: int, cache_bytes_per_token: int,
+                       batch_size: int = 1) -> int:
+    """The longest context of ``batch_size`` sequences that fits: floor((M - W) / (B x c)).
+
+    ``cache_bytes_per_token`` covers all layers (``kv_cache_bytes_per_token(..., num_layers=...)``).
+    """
+    _check_positive_int("cache_bytes_per_token", cache_bytes_per_token)
+    _check_positive_int("batch_size", batch_size)
+    return max_batch_size(memory_bytes, weights_bytes, cache_bytes_per_token * batch_size)
+
+
+def decode_tokens_per_s_bound(bandwidth_bytes_per_s: float, weights_bytes: int,
+                              cache_bytes_per_sequence: int, batch_size: int = 1) -> float:
+    """Upper bound on the tokens per second of memory-bound decoding, all sequences together.
+
+    A decode step reads every weight once (shared by the batch) and every sequence's cache once,
+    and produces one token per sequence:
+
+        tokens/s <= B x bandwidth / (W + B x C).
+
+    Divide by ``batch_size`` for the tokens per second each sequence sees.
+    """
+    _check_positive_number("bandwidth_bytes_per_s", bandwidth_bytes_per_s)
+    _check_positive_int("batch_size", batch_size)
+    if isinstance(weights_bytes, bool) or not isinstance(weights_bytes, int) or weights_bytes < 0:
+        raise ValueError(f"weights_bytes must be an int >= 0, got {weights_bytes!r}")
+    if (isinstance(cache_bytes_per_sequence, bool) or not isinstance(cache_bytes_per_sequence, int)
+            or cache_bytes_per_sequence < 0):
+        raise ValueError(f"cache_bytes_per_sequence must be an int >= 0, got {cache_bytes_per_sequence!r}")
+    read = weights_bytes + batch_size * cache_bytes_per_sequence
+    if read == 0:
+        raise ValueError("weights_bytes and cache_bytes_per_sequence are both 0: nothing is read")
+    return batch_size * bandwidth_bytes_per_s / read
+
+
+def memory_budget(kind: str, num_params: int, memory_bytes: int, context: int,
+                  num_layers: int, num_heads: int, num_kv_heads: int, head_dim: int,
+                  dtype: torch.dtype | int = torch.bfloat16, bandwidth_bytes_per_s: float = 3.35e12,
+                  kv_lora_rank: int | None = None, qk_rope_head_dim: int | None = None) -> dict:
+    """What fits beside a model's weights, and how fast it can decode at best.
+
+    One dtype for weights and cache. ``kind`` is mha/gqa/mqa/mla (MLA defaults to d_c = 4 d_h,
+    d_h^R = d_h / 2). Returns ``weights_bytes``, ``cache_bytes_per_token`` (all layers),
+    ``cache_bytes_per_sequence`` (at ``context``), ``max_batch`` (at ``context``),
+    ``max_context`` (batch 1), and the tokens/s bounds ``tokens_per_s_batch1`` and, at
+    ``max_batch`` (when it is >= 1), ``tokens_per_s_max_batch`` (all sequences) and
+    ``tokens_per_s_per_sequence`` (each one); both are 0.0 when nothing fits.
+    """
+    kv_lora_rank = 4 * head_dim if kv_lora_rank is None else kv_lora_rank
+    qk_rope_head_dim = max(head_dim // 2, 1) if qk_rope_head_dim is None else qk_rope_head_dim
+    _check_positive_int("context", context)
+    w = weights_bytes(num_params, dtype)
+    per_token = kv_cache_bytes_per_token(kind, num_heads=num_heads, head_dim=head_dim,
+                                         num_kv_heads=num_kv_heads, kv_lora_rank=kv_lora_rank,
+                                         qk_rope_head_dim=qk_rope_head_dim, num_layers=num_layers,
+                                         dtype=dtype)
+    per_seq = per_token * context
+    b = max_batch_size(memory_bytes, w, per_seq)
+    both = decode_tokens_per_s_bound(bandwidth_bytes_per_s, w, per_seq, b) if b else 0.0
+    return {"weights_bytes": w, "cache_bytes_per_token": per_token, "cache_bytes_per_sequence": per_seq,
+            "max_batch": b, "max_context": max_context_length(memory_bytes, w, per_token),
+            "tokens_per_s_batch1": decode_tokens_per_s_bound(bandwidth_bytes_per_s, w, per_seq, 1),
+            "tokens_per_s_max_batch": both, "tokens_per_s_per_sequence": both / b if b else 0.0}
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny decoder, end to end: greedy generation with and without the cache
+# --------------------------------------------------------------------------------------------
+
+
+class TinyDecoder(nn.Module):
+    """A small decoder-only language model built from ``GroupedQueryAttention`` layers.
+
+    Token embedding + learned absolute position embedding, ``num_layers`` pre-norm blocks
+    (causal GQA self-attention, then a 4x GELU MLP, each with a residual), a final LayerNorm and
+    an output head over the vocabulary. Untrained unless you train it: it exists to show that
+    cached decoding gives the same tokens as recomputing everything.
+
+    ``forward(tokens, caches=None, positions=None)``: ``tokens`` (B, L) int64 -> logits
+    (B, L, vocab). With ``caches`` (one ``KVCache`` per layer, from ``new_cache()``) the new
+    tokens continue the cached ones, so their positions start at the cache's length:
+    ``positions`` defaults to ``past, ..., past + L - 1`` (``position_ids``).
+    """
+
+    def __init__(self, vocab_size: int = 64, embed_dim: int = 64, num_heads: int = 4,
+                 num_kv_heads: int = 2, num_layers: int = 2, max_len: int = 256):
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("num_layers", num_layers), ("max_len", max_len)):
+            _check_positive_int(name, value)
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.tok_emb = nn.Embedding(vocab_size, embed_dim)
+        self.pos_emb = nn.Embedding(max_len, embed_dim)
+        self.blocks = nn.ModuleList()
+        for _ in range(num_layers):
+            block = nn.Module()
+            block.norm1 = nn.LayerNorm(embed_dim)
+            block.attn = GroupedQueryAttention(embed_dim, num_heads, num_kv_heads)
+            block.norm2 = nn.LayerNorm(embed_dim)
+            block.mlp = nn.Sequential(nn.Linear(embed_dim, 4 * embed_dim), nn.GELU(),
+                                      nn.Linear(4 * embed_dim, embed_dim))
+            self.blocks.append(block)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, vocab_size, bias=False)
+
+    def new_cache(self, max_len: int | None = None) -> list[KVCache]:
+        """One empty ``KVCache`` per layer."""
+        return [KVCache(max_len) for _ in self.blocks]
+
+    def positions(self, length: int, caches: list[KVCache] | None = None) -> torch.Tensor:
+        """Positions of ``length`` new tokens after what ``caches`` hold: past .. past + length - 1."""
+        past = caches[0].seq_len if caches else 0
+        return torch.arange(past, past + length, device=self.pos_emb.weight.device)  # (L,)
+
+    def forward(self, tokens: torch.Tensor, caches: list[KVCache] | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        _check_tensor("tokens", tokens, 2, "(B, L)")
+        if tokens.dtype != torch.long:
+            raise TypeError(f"tokens must be int64 token ids, got dtype {tokens.dtype}")
+        if caches is not None and (not isinstance(caches, (list, tuple)) or len(caches) != len(self.blocks)
+                                   or not all(isinstance(c, KVCache) for c in caches)):
+            raise ValueError(f"caches must be a list of {len(self.blocks)} KVCache (one per layer, "
+                             f"from new_cache()), got {caches!r}")
+        B, L = tokens.shape
+        pos = self.positions(L, caches) if positions is None else positions  # (L,)
+        if pos.shape != (L,):
+            raise ValueError(f"positions must have shape ({L},), got {_shape(pos)}")
+        if L and int(pos.max()) >= self.max_len:
+            raise ValueError(f"positions up to {int(pos.max())} exceed max_len={self.max_len} - 1")
+        h = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, E)
+        for i, block in enumerate(self.blocks):
+            cache = None if caches is None else caches[i]
+            h = h + block.attn(block.norm1(h), is_causal=True, kv_cache=cache)[0]
+            h = h + block.mlp(block.norm2(h))
+        return self.head(self.norm(h))  # (B, L, vocab)
+
+
+@torch.no_grad()
+def greedy_generate(model: TinyDecoder, prompt: torch.Tensor, max_new_tokens: int,
+                    use_cache: bool = True, caches: list[KVCache] | None = None) -> torch.Tensor:
+    """Append ``max_new_tokens`` argmax tokens to ``prompt`` (B, P); returns (B, P + max_new_tokens).
+
+    ``use_cache=False`` runs the whole sequence through the model at every step. ``use_cache=True``
+    runs the prompt once (prefill), then one token per step over the cache (``caches``, or fresh
+    ones). Tokens already in ``caches`` count as context before the prompt: reset them
+    (``crop(0)``) or pass new ones to start a new sequence.
+    """
+    _check_tensor("prompt", prompt, 2, "(B, P)")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if prompt.shape[1] == 0:
+        raise ValueError(f"prompt needs at least one token, got shape {_shape(prompt)}")
+    if caches is not None and not use_cache:
+        raise ValueError("caches were given with use_cache=False: pass use_cache=True or no caches")
+    out = prompt
+    if not use_cache:
+        for _ in range(max_new_tokens):
+            nxt = model(out)[:, -1].argmax(-1, keepdim=True)  # (B, 1): recompute every position
+            out = torch.cat([out, nxt], dim=1)
+        return out
+    caches = model.new_cache() if caches is None else caches
+    logits = model(prompt, caches)  # prefill: (B, P, vocab)
+    for i in range(max_new_tokens):
+        nxt = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+        out = torch.cat([out, nxt], dim=1)
+        if i + 1 < max_new_tokens:
+            logits = model(nxt, caches)  # one new token over the cache: (B, 1, vocab)
+    return out

@@ -661,3 +661,184 @@ def test_decode_steps_are_timed_round_robin_on_one_thread(monkeypatch):
     assert [r["tokens"] for r in runs["mla_naive"]] == [9, 17] and all(r["ms"] > 0 for r in runs["mha"])
     kw = dict(num_heads=4, head_dim=16, num_kv_heads=2, kv_lora_rank=64, qk_rope_head_dim=8)
     assert [r["cache_bytes"] for r in runs["mha"]] == [kv_cache_bytes("mha", n, 1, **kw) for n in (9, 17)]
+
+
+# ---------------------------------------------------------------- memory budget and bandwidth bound
+
+
+def test_max_batch_and_context_closed_forms():
+    from attnkit.gqa import max_batch_size, max_context_length, weights_bytes
+
+    w = weights_bytes(7 * 10**9, torch.float16)
+    assert w == 14 * 10**9 and weights_bytes(10, 4) == 40 and weights_bytes(3, torch.float32) == 12
+    per_seq = 2 * 32 * 8 * 128 * 32768 * 2  # GQA-8, 32 layers, 32k tokens, fp16: 4 GiB
+    M = 80 * 2**30
+    assert max_batch_size(M, w, per_seq) == (M - w) // per_seq == 16
+    assert max_batch_size(M, M, per_seq) == 0 and max_batch_size(M, 2 * M, per_seq) == 0
+    assert max_batch_size(100, 0, 10) == 10 and max_batch_size(109, 0, 10) == 10
+    per_token = per_seq // 32768
+    assert max_context_length(M, w, per_token) == (M - w) // per_token
+    assert max_context_length(M, w, per_token, batch_size=4) == (M - w) // (4 * per_token)
+    # what fits really fits, one more does not
+    b = max_batch_size(M, w, per_seq)
+    assert w + b * per_seq <= M < w + (b + 1) * per_seq
+
+
+def test_tokens_per_s_bound_counts_the_batch():
+    from attnkit.gqa import decode_tokens_per_s_bound
+
+    bw, W, C = 3.35e12, 14 * 10**9, 2 * 10**9
+    assert decode_tokens_per_s_bound(bw, W, C) == pytest.approx(bw / (W + C))
+    # batch B: the weights are read once per step, every cache once, B tokens come out
+    for B in (1, 2, 8, 64):
+        assert decode_tokens_per_s_bound(bw, W, C, B) == pytest.approx(B * bw / (W + B * C))
+    # more sequences: more tokens in all, fewer for each; the total tends to bw / C
+    totals = [decode_tokens_per_s_bound(bw, W, C, B) for B in (1, 2, 4, 8, 1024)]
+    assert totals == sorted(totals) and totals[-1] < bw / C
+    assert decode_tokens_per_s_bound(bw, W, 0, 5) == pytest.approx(5 * bw / W)
+
+
+def test_memory_budget_agrees_with_its_parts():
+    from attnkit.gqa import memory_budget
+
+    M = 80 * 2**30
+    for kind in ("mha", "gqa", "mqa", "mla"):
+        r = memory_budget(kind, 7 * 10**9, M, 32768, 32, 32, 8, 128, dtype=torch.float16,
+                          bandwidth_bytes_per_s=2e12)
+        per_token = kv_cache_bytes_per_token(kind, num_heads=32, num_kv_heads=8, head_dim=128,
+                                             kv_lora_rank=512, qk_rope_head_dim=64, num_layers=32,
+                                             dtype=torch.float16)
+        assert r["cache_bytes_per_token"] == per_token
+        assert r["cache_bytes_per_sequence"] == per_token * 32768
+        assert r["max_batch"] == (M - 14 * 10**9) // (per_token * 32768)
+        assert r["max_context"] == (M - 14 * 10**9) // per_token
+        assert r["tokens_per_s_batch1"] == pytest.approx(2e12 / (14e9 + per_token * 32768))
+        B = r["max_batch"]
+        assert r["tokens_per_s_max_batch"] == pytest.approx(B * 2e12 / (14e9 + B * per_token * 32768))
+        assert r["tokens_per_s_per_sequence"] == pytest.approx(r["tokens_per_s_max_batch"] / B)
+    assert memory_budget("mha", 7 * 10**9, M, 32768, 32, 32, 32, 128, dtype=torch.float16)["max_batch"] == 4
+    none = memory_budget("mha", 70 * 10**9, M, 32768, 80, 64, 8, 128, dtype=torch.float16)
+    assert none["max_batch"] == 0 and none["max_context"] == 0 and none["tokens_per_s_max_batch"] == 0.0
+
+
+def test_memory_budget_errors_name_the_argument():
+    from attnkit.gqa import decode_tokens_per_s_bound, max_batch_size, memory_budget, weights_bytes
+
+    with pytest.raises(ValueError, match="num_params"):
+        weights_bytes(0)
+    with pytest.raises(TypeError, match="dtype"):
+        weights_bytes(10, "fp16")
+    with pytest.raises(ValueError, match="cache_bytes_per_sequence"):
+        max_batch_size(100, 10, 0)
+    with pytest.raises(ValueError, match="weights_bytes"):
+        max_batch_size(100, -1, 10)
+    with pytest.raises(ValueError, match="bandwidth"):
+        decode_tokens_per_s_bound(0, 10, 10)
+    with pytest.raises(ValueError, match="batch_size"):
+        decode_tokens_per_s_bound(1e9, 10, 10, 0)
+    with pytest.raises(ValueError, match="kind"):
+        memory_budget("xla", 10**9, 2**34, 1024, 2, 4, 2, 64)
+    with pytest.raises(ValueError, match="context"):
+        memory_budget("mha", 10**9, 2**34, 0, 2, 4, 2, 64)
+
+
+# ---------------------------------------------------------------- the tiny decoder, end to end
+
+
+def _tiny(num_kv_heads=2, seed=0, **kw):
+    from attnkit.gqa import TinyDecoder
+
+    torch.manual_seed(seed)
+    return TinyDecoder(vocab_size=32, embed_dim=32, num_heads=4, num_kv_heads=num_kv_heads, **kw).eval()
+
+
+@pytest.mark.parametrize("num_kv_heads", [4, 2, 1])
+def test_cached_logits_equal_the_full_forward(num_kv_heads):
+    m = _tiny(num_kv_heads)
+    tokens = torch.randint(0, 32, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = m(tokens)  # (B, L, V)
+        caches = m.new_cache()
+        parts = [m(tokens[:, :4], caches)]
+        assert [c.seq_len for c in caches] == [4, 4]
+        parts += [m(tokens[:, i:i + 1], caches) for i in range(4, 9)]
+    assert torch.allclose(torch.cat(parts, 1), full, **TOL)
+    # and against a loop that runs the whole prefix each time, taking the last position
+    with torch.no_grad():
+        last = torch.stack([m(tokens[:, :i + 1])[:, -1] for i in range(9)], 1)
+    assert torch.allclose(last, full, **TOL)
+
+
+@pytest.mark.parametrize("num_kv_heads,batch,max_len", [(4, 1, None), (2, 3, None), (1, 2, 40)])
+def test_greedy_generate_with_and_without_cache_give_the_same_tokens(num_kv_heads, batch, max_len):
+    from attnkit.gqa import greedy_generate
+
+    m = _tiny(num_kv_heads)
+    prompt = torch.randint(0, 32, (batch, 5), generator=torch.Generator().manual_seed(2))
+    caches = m.new_cache(max_len)
+    with_cache = greedy_generate(m, prompt, 20, caches=caches)
+    without = greedy_generate(m, prompt, 20, use_cache=False)
+    assert with_cache.shape == (batch, 25) and torch.equal(with_cache[:, :5], prompt)
+    assert torch.equal(with_cache, without)
+    assert [c.seq_len for c in caches] == [24, 24]  # the last token is not fed back
+    # each new token is the argmax of the model's logits at the previous position
+    with torch.no_grad():
+        logits = m(with_cache[:, :-1])
+    assert torch.equal(logits[:, 4:].argmax(-1), with_cache[:, 5:])
+    assert torch.equal(greedy_generate(m, prompt, 0), prompt)
+
+
+def test_positions_continue_after_the_cache_and_a_reset_starts_again():
+    from attnkit.gqa import greedy_generate
+
+    m = _tiny()
+    caches = m.new_cache()
+    assert m.positions(3, caches).tolist() == [0, 1, 2]
+    a = torch.randint(0, 32, (1, 6), generator=torch.Generator().manual_seed(3))
+    b = torch.randint(0, 32, (1, 6), generator=torch.Generator().manual_seed(4))
+    out_a = greedy_generate(m, a, 8, caches=caches)
+    assert m.positions(1, caches).tolist() == [13] and caches[0].seq_len == 13
+    with torch.no_grad():  # the wrong offset (position 0 for the new token) changes the logits
+        right = m(out_a[:, -1:], _copy_caches(caches))
+        wrong = m(out_a[:, -1:], _copy_caches(caches), positions=torch.tensor([0]))
+        full = m(out_a)[:, -1:]
+    assert torch.allclose(right, full, **TOL) and not torch.allclose(wrong, full, **TOL)
+    # a second prompt on the same caches continues the first sequence (the 13 cached tokens: the
+    # last generated one was never fed back); after crop(0) it is fresh
+    stale = greedy_generate(m, b, 8, caches=caches)
+    assert torch.equal(stale, greedy_generate(m, torch.cat([out_a[:, :13], b], 1), 8, use_cache=False)[:, 13:])
+    assert not torch.equal(stale, greedy_generate(m, b, 8, use_cache=False))
+    for c in caches:
+        c.crop(0)
+    assert torch.equal(greedy_generate(m, b, 8, caches=caches), greedy_generate(m, b, 8, use_cache=False))
+
+
+def _copy_caches(caches):
+    out = []
+    for c in caches:
+        n = KVCache()
+        n.tensors = tuple(x.clone() for x in c.tensors)
+        out.append(n)
+    return out
+
+
+def test_tiny_decoder_errors_name_the_argument():
+    from attnkit.gqa import greedy_generate
+
+    m = _tiny(max_len=8)
+    with pytest.raises(TypeError, match="tokens"):
+        m(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="tokens"):
+        m(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_len"):
+        m(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="caches"):
+        m(torch.zeros(1, 3, dtype=torch.long), [KVCache()])
+    with pytest.raises(ValueError, match="positions"):
+        m(torch.zeros(1, 3, dtype=torch.long), positions=torch.arange(2))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        greedy_generate(m, torch.zeros(1, 2, dtype=torch.long), -1)
+    with pytest.raises(ValueError, match="use_cache"):
+        greedy_generate(m, torch.zeros(1, 2, dtype=torch.long), 2, use_cache=False, caches=m.new_cache())
+    with pytest.raises(ValueError, match="prompt"):
+        greedy_generate(m, torch.zeros(1, 0, dtype=torch.long), 2)
