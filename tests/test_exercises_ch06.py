@@ -162,3 +162,106 @@ def test_ntk_solution_and_library_pass(capsys, monkeypatch):
 def test_ntk_wrong_answers_fail(wrong, capsys):
     ok, out = run(ch06.check_ntk_base, wrong, capsys)
     assert not ok and "❌" in out
+
+
+# ---------------------------------------------------------------- question 1: predict the score
+
+
+def _rotated_score(m, n, theta=math.pi / 6):
+    """The oracle: q = k = (1, 0), turned to positions m and n by complex multiplication."""
+    q, k = complex(math.cos(m * theta), math.sin(m * theta)), complex(math.cos(n * theta), math.sin(n * theta))
+    return (q * k.conjugate()).real
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_q1_right_answer_passes_with_its_explanation(lang, capsys):
+    set_language(lang)
+    X._WRONG.pop("ch06.q1", None)
+    expected = _rotated_score(7, 3)
+    assert expected == pytest.approx(-0.5)
+    assert _rotated_score(107, 103) == pytest.approx(expected)  # only m - n matters, as the explanation says
+    assert ch06.check_q1(-0.5) and ch06.check_q1(expected)
+    out = capsys.readouterr().out
+    assert X.OUTCOMES["ch06.q1"]["status"] == "passed"
+    assert ("120°" in out) and (("why" in out) if lang == "en" else ("原因" in out))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_q1_typical_wrong_answers_fail_then_reveal(lang, capsys):
+    set_language(lang)
+    X._WRONG.pop("ch06.q1", None)
+    # cos of the sum of the angles (10θ), and the score before RoPE (1): both wrong
+    assert not ch06.check_q1(round(math.cos(10 * math.pi / 6), 3))
+    first = capsys.readouterr().out
+    assert "−0.5" not in first.split("\n")[0] and X.OUTCOMES["ch06.q1"]["status"] == "failed"
+    assert not ch06.check_q1(1.0)
+    second = capsys.readouterr().out
+    assert "-0.5" in second  # after two wrong answers: the answer and the explanation
+    assert ch06.check_q1(None) is False and X.OUTCOMES["ch06.q1"]["status"] == "todo"
+
+
+# ---------------------------------------------------------------- stretch: port weights to half-split
+
+
+def test_permute_solution_passes_and_library_is_forbidden(capsys, monkeypatch):
+    ok, out = run(ch06.check_permute_for_half_split, ch06.solution_permute_for_half_split, capsys)
+    assert ok and "all 4 cases pass" in out
+    ok, _ = run(ch06.check_permute_for_half_split, lambda w, h: rope.permute_qk_weight(w, h), capsys)
+    assert not ok and X.OUTCOMES["ch06.ex5"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
+    ok, _ = run(ch06.check_permute_for_half_split, lambda w, h: rope.permute_qk_weight(w, h), capsys)
+    assert ok
+
+
+def test_permuted_weights_give_the_interleaved_model_in_half_split_code():
+    """The oracle: the ported model gives the trained model's outputs (section 5's claim)."""
+    torch.manual_seed(0)
+    inter = rope.StandardAttentionWithRoPE(48, 3).eval()
+    half = rope.StandardAttentionWithRoPE(48, 3, interleaved=False).eval()
+    half.load_state_dict(inter.state_dict())
+    with torch.no_grad():
+        for name in ("q_proj", "k_proj"):
+            layer = getattr(half, name)
+            layer.weight.copy_(ch06.solution_permute_for_half_split(layer.weight, 3))
+            layer.bias.copy_(ch06.solution_permute_for_half_split(layer.bias, 3))
+        x = torch.randn(2, 9, 48)
+        tables = rope.generate_rope_embeddings(9, 16)
+        assert torch.allclose(inter(x, x, x, tables), half(x, x, x, tables), atol=1e-5)
+
+
+def _inverse(w, h):  # where each old row goes, instead of which old row each place takes
+    d = w.shape[0] // h
+    order = list(range(0, d, 2)) + list(range(1, d, 2))
+    inv = [order.index(j) for j in range(d)]
+    return w[[hh * d + i for hh in range(h) for i in inv]]
+
+
+def _ignores_heads(w, h):  # one permutation over all the rows, as if there were one head
+    n = w.shape[0]
+    return w[list(range(0, n, 2)) + list(range(1, n, 2))]
+
+
+def _columns(w, h):  # reorders the input features instead of the output rows
+    d = w.shape[-1]
+    return w[..., list(range(0, d, 2)) + list(range(1, d, 2))]
+
+
+@pytest.mark.parametrize("wrong", [_inverse, _ignores_heads, _columns, lambda w, h: w])
+def test_permute_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch06.check_permute_for_half_split, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_permute_hints_are_staged(lang, capsys):
+    set_language(lang)
+    X._STAGE.pop("ch06.ex5", None)
+    nudge, stronger, formula = (ch06.t(f"ch06.ex5.{k}") for k in ("nudge", "stronger", "formula"))
+    assert not ch06.check_permute_for_half_split(_inverse)
+    first = capsys.readouterr().out
+    assert nudge in first and stronger not in first and formula not in first
+    assert not ch06.check_permute_for_half_split(_inverse)
+    second = capsys.readouterr().out
+    assert stronger in second and formula not in second
+    X.show_hint("ch06.ex5")
+    assert formula in capsys.readouterr().out

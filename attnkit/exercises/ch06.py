@@ -1,4 +1,6 @@
-"""Chapter 06 exercises: rotate a pair by hand, apply (half-split) RoPE to a head, ALiBi slopes, NTK base."""
+"""Chapter 06 exercises: rotate a pair by hand, apply (half-split) RoPE to a head, ALiBi slopes, NTK base;
+a predict-first question (the score of a rotated pair), and a stretch exercise (port interleaved
+weights to half-split code by permuting rows)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, compare_tensors, run_checks
+from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -45,6 +47,35 @@ register({
     "ch06.case.head": {"en": "{L} positions, head_dim {d}", "zh": "{L} 个位置，头维度 {d}"},
     "ch06.case.heads": {"en": "{h} heads", "zh": "{h} 个头"},
     "ch06.case.ntk": {"en": "base {b:g}, head_dim {d}, s = {s:g}", "zh": "底数 {b:g}，头维度 {d}，s = {s:g}"},
+    # question 1 (predict first)
+    "ch06.q1.title": {"en": "Question 1 · the score of one rotated pair", "zh": "问题 1 · 旋转后的一对通道的分数"},
+    "ch06.q1.nudge": {"en": "Each arrow turns 30° per position. Where do the query and the key point, "
+                            "and what is the angle between them?",
+                      "zh": "每个位置，箭头转 30°。查询和键分别指向哪里？它们之间的夹角是多少？"},
+    "ch06.q1.why": {"en": "The query turns by 7θ = 210°, the key by 3θ = 90°: the angle between them is "
+                          "(7 − 3)θ = 120°. Two unit arrows have the dot product cos(angle) = cos 120° = −0.5. "
+                          "Only m − n = 4 entered: at positions 107 and 103 the score is −0.5 too.",
+                    "zh": "查询转过 7θ = 210°，键转过 3θ = 90°，二者夹角为 (7 − 3)θ = 120°。"
+                          "两个单位向量的点积就是夹角的余弦：cos 120° = −0.5。"
+                          "起作用的只有 m − n = 4：放在位置 107 和 103 上，分数同样是 −0.5。"},
+    # stretch: port weights between the two pairings
+    "ch06.ex5.title": {"en": "Stretch · port interleaved weights to half-split code",
+                       "zh": "挑战题 · 把相邻交错配对的权重移植到前后两半配对的代码"},
+    "ch06.ex5.nudge": {"en": "Take one head with d = 8. In the half-split code, pair 0 is channels (0, 4). Which two "
+                             "rows of the interleaved weight made pair 0? So which old row must land in place 4?",
+                       "zh": "取一个 d = 8 的头。在前后两半配对的代码里，第 0 对是通道 (0, 4)。"
+                             "在相邻交错配对的权重里，第 0 对来自哪两行？那么第 4 个位置应当放原来的哪一行？"},
+    "ch06.ex5.stronger": {"en": "Inside a head, place j < d/2 takes old row 2j and place d/2 + j takes old row 2j + 1. "
+                                "Do it for every head on its own: head h owns rows h·d .. h·d + d − 1. Mind the "
+                                "direction: the new row at a place, not where an old row goes.",
+                          "zh": "在一个头内部，第 j 个位置（j < d/2）放原来的第 2j 行，第 d/2 + j 个位置放原来的第 2j + 1 行。"
+                                "每个头各自处理：第 h 个头占第 h·d .. h·d + d − 1 行。注意方向："
+                                "要的是每个位置上的新行，而不是旧行去了哪里。"},
+    "ch06.ex5.formula": {"en": "order = [0, 2, 4, ..., d − 2, 1, 3, ..., d − 1]; index = concatenation over heads h of "
+                               "h·d + order; return weight[index] (the same for a 1-D bias).",
+                         "zh": "order = [0, 2, 4, ..., d − 2, 1, 3, ..., d − 1]；index 由各个头的 h·d + order 依次拼接而成；"
+                               "返回 weight[index]（一维的偏置也一样）。"},
+    "ch06.case.rows": {"en": "{h} head(s) of {d} channels, weight {shape}", "zh": "{h} 个头，每个 {d} 个通道，权重形状 {shape}"},
     "ch06.why_tensor": {"en": "could not read the answer as a 1-D float tensor: {err}",
                         "zh": "无法把结果读成一维浮点张量：{err}"},
 })
@@ -75,6 +106,14 @@ def solution_alibi_slopes(num_heads: int) -> torch.Tensor:
 
 def solution_ntk_base(base: float, head_dim: int, scale: float) -> float:
     return base * scale ** (head_dim / (head_dim - 2))
+
+
+def solution_permute_for_half_split(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """weight (H·d, ...) of W_Q or W_K (or its bias) trained with interleaved RoPE -> rows for half-split code."""
+    head_dim = weight.shape[0] // num_heads
+    order = torch.cat((torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)))  # (d,) old row per new place
+    index = (torch.arange(num_heads)[:, None] * head_dim + order).flatten()  # (H·d,) the same inside each head
+    return weight[index]
 
 
 # ---- checkers ----
@@ -133,3 +172,24 @@ def check_ntk_base(fn) -> bool:
                       exercise="ch06.ex4",
                       forbid=("attnkit.rope.ntk_scaled_base", "attnkit.rope.ntk_scaled_inv_freq"),
                       compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=1e-6))
+
+
+def check_q1(answer) -> bool:
+    """Predict first: q = k = (1, 0), theta = pi/6, query at 7, key at 3: the score after RoPE."""
+    return check_answer(answer, math.cos(4 * math.pi / 6), exercise="ch06.q1", title=t("ch06.q1.title"),
+                        explanation=t("ch06.q1.why"), nudge=t("ch06.q1.nudge"), tol=0.02)
+
+
+def check_permute_for_half_split(fn) -> bool:
+    g = torch.Generator().manual_seed(66)
+    first = torch.arange(24.0).reshape(8, 3)  # one head of 8: row r holds 3r, 3r + 1, 3r + 2
+    weights = [(first, 1), (torch.randn(32, 16, generator=g), 4), (torch.randn(32, generator=g), 4),
+               (torch.randn(32, 24, generator=g), 2)]
+    cases = [Case((w, h), label=t("ch06.case.rows", h=h, d=w.shape[0] // h, shape=tuple(w.shape)))
+             for w, h in weights]
+    return run_checks(fn, solution_permute_for_half_split, cases, t("ch06.ex5.title"),
+                      hints=[t("ch06.ex5.nudge"), t("ch06.ex5.stronger"), t("ch06.ex5.formula")],
+                      exercise="ch06.ex5",
+                      forbid=("attnkit.rope.permute_qk_weight", "attnkit.rope.interleaved_to_half_split",
+                              "attnkit.rope.half_split_to_interleaved"),
+                      compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=0.0))

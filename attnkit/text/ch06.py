@@ -44,6 +44,8 @@ register({
     "ch06.lengths": {"en": "lengths unchanged (a rotation): {ok}", "zh": "向量长度不变（这是旋转）：{ok}"},
     "ch06.score_at": {"en": "m = {m:4d}, n = {n:4d}, m - n = {diff:2d}: score = {score:.6f}",
                       "zh": "m = {m:4d}，n = {n:4d}，m - n = {diff:2d}：分数 = {score:.6f}"},
+    "ch06.pair_score": {"en": "one pair, q at m = {m:3d}, k at n = {n:3d}, m - n = {diff}: score = {score:.3f}",
+                        "zh": "一对通道，q 在 m = {m:3d}，k 在 n = {n:3d}，m - n = {diff}：分数 = {score:.3f}"},
     "ch06.closed_form": {"en": "closed form for m - n = 2 (no positions needed): {score:.6f}",
                          "zh": "m - n = 2 时的闭式表达式（不需要知道位置）：{score:.6f}"},
     "ch06.channel_order": {"en": "new channel order: {order}", "zh": "新的通道顺序：{order}"},

@@ -69,10 +69,12 @@ from attnkit.rope import (
     rope_inv_freq,
     rope_relative_scores,
     rope_score_curve,
+    rotate_pair,
     sinusoidal_position_encoding,
     yarn_correction_range,
     yarn_inv_freq,
 )
+from attnkit.schematics import rope as rope_schematics
 from attnkit.timing import one_thread, round_robin_medians
 from attnkit.widgets import rope as rope_widgets
 
@@ -163,41 +165,95 @@ except IndexError as err:
 # ## 3. RoPE: rotate each pair of channels
 #
 # RoPE (Su et al. 2021, "RoFormer") does not add anything. It takes the query and the key *after*
-# their projections and rotates each pair of channels $(2i, 2i+1)$ by the angle $m\theta_i$ of the
-# token's position $m$:
+# their projections, cuts each into pairs of channels, and turns every pair like a clock hand, by an
+# angle proportional to the token's position.
+#
+# Start with the smallest case, a single pair ($d = 2$): a query and a key are two arrows in the
+# plane. RoPE turns the query at position $m$ by the angle $m\theta$ and the key at position $n$ by
+# $n\theta$. Turning both arrows changes the angle between them by $(m - n)\theta$ and by nothing
+# else, and the dot product of two arrows depends only on their lengths and on the angle between
+# them. So the score can depend on the two positions only through $m - n$. The picture, drawn for
+# $\theta = 30°$ and $q = k = (1, 0)$ before the rotation:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. RoPE：把每一对通道旋转一下
+#
+# RoPE（Su 等，2021，“RoFormer”）并不往输入里加东西。它在投影*之后*拿到查询和键，把它们切成一对一对的通道，
+# 再像拨动表针一样把每一对旋转一个角度，这个角度与词元的位置成正比。
+#
+# 先看最小的情形：只有一对通道（$d = 2$）。这时查询和键就是平面上的两个箭头。
+# RoPE 把位置 $m$ 上的查询转过角度 $m\theta$，把位置 $n$ 上的键转过 $n\theta$。
+# 两个箭头都转了之后，它们之间的夹角只改变了 $(m - n)\theta$，别的什么都没变；而两个箭头的点积只取决于它们的长度和夹角。
+# 所以分数对两个位置的依赖只能通过 $m - n$ 体现。下图取 $\theta = 30°$，旋转前 $q = k = (1, 0)$：
+
+# %%
+_ = rope_schematics.rotation_figure(theta=math.pi / 6, positions=(0, 1, 2, 3), pairs=((3, 1), (6, 4)))
+
+# %% [markdown] tags=["lang-en"]
+# **Question 1 (predict first).** Same pair, same $\theta = 30°$, $q = k = (1, 0)$ before RoPE. Now the
+# query sits at position 7 and the key at position 3. What is the score $q' \cdot k'$ after RoPE?
+# Write your prediction before running the cell after this one.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 1（先预测）**：还是这一对通道，$\theta = 30°$，旋转前 $q = k = (1, 0)$。现在查询在位置 7，键在位置 3。
+# RoPE 之后的分数 $q' \cdot k'$ 是多少？先写下你的预测，再运行后面那个单元格。
+
+# %%
+from attnkit.exercises.ch06 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# The two pairs of positions of the picture, and one more 2 apart far away, computed with
+# `attnkit.rope.rotate_pair` (a 2-D rotation; exercise 1 asks you to write it):
+
+# %% [markdown] tags=["lang-zh"]
+# 用 `attnkit.rope.rotate_pair`（一个二维旋转，练习 1 会请你自己写）算一算图中的两组位置，再加一组相隔 2、但位置很远的：
+
+# %%
+angle = math.pi / 6                                          # one pair, turning 30 degrees per position
+for m, n in [(3, 1), (6, 4), (103, 101)]:
+    qm, kn = rotate_pair(1.0, 0.0, m * angle), rotate_pair(1.0, 0.0, n * angle)   # q at m, k at n
+    print(t("ch06.pair_score", m=m, n=n, diff=m - n, score=qm[0] * kn[0] + qm[1] * kn[1]))
+
+# %% [markdown] tags=["lang-en"]
+# All three give 0.500 = cos 60°. A real head has $d$ channels, that is $d/2$ pairs, and RoPE turns
+# pair $i$ at its own speed $\theta_i$, fast for the first pairs and slow for the last (the clock
+# hands of section 2). Pair $i$ is channels $(2i, 2i+1)$, and at position $m$:
 #
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
 #   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
 #   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
 #   \qquad \theta_i = \text{base}^{-2i/d} \quad (\text{RoFormer eqs. 13–15}).$$
 #
-# Write $R_m$ for the whole block-diagonal rotation. Rotations compose and undo each other:
-# $R_m^\top = R_{-m}$ and $R_{-m} R_n = R_{n-m}$. Hence
+# A score is a sum over the pairs of each pair's dot product; each depends on $m - n$ only, so the
+# sum does too. The same in matrices: write $R_m$ for the whole block-diagonal rotation. Rotations
+# compose and undo each other: $R_m^\top = R_{-m}$ and $R_{-m} R_n = R_{n-m}$. Hence
 #
-# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer eq. 16}),$$
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer eq. 16}).$$
 #
-# which depends on the positions only through $n - m$. In complex numbers it is one line: a pair
-# $(a, b)$ is $a + ib$, rotating is multiplying by $e^{im\theta}$, and
+# In complex numbers it is one line: a pair $(a, b)$ is $a + ib$, rotating is multiplying by
+# $e^{im\theta}$, and
 # $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$.
 #
 # From scratch, in a few lines, checked against attnkit and against PyTorch's complex numbers:
 
 # %% [markdown] tags=["lang-zh"]
-# ## 3. RoPE：把每一对通道旋转一下
-#
-# RoPE（Su 等，2021，“RoFormer”）并不往输入里加东西。它在投影*之后*拿到查询和键，
-# 把每一对通道 $(2i, 2i+1)$ 按词元位置 $m$ 对应的角度 $m\theta_i$ 旋转：
+# 三组的结果都是 0.500 = cos 60°。真实的头有 $d$ 个通道，也就是 $d/2$ 对；RoPE 让第 $i$ 对以自己的速度 $\theta_i$ 旋转：
+# 前面的几对转得快，后面的几对转得慢（就是第 2 节里那些表针）。第 $i$ 对是通道 $(2i, 2i+1)$，在位置 $m$ 上：
 #
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
 #   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
 #   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
 #   \qquad \theta_i = \text{base}^{-2i/d} \quad (\text{RoFormer 式 13–15}).$$
 #
-# 把整个分块对角的旋转矩阵记作 $R_m$。旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
+# 分数是各对通道点积之和；每一项都只依赖于 $m - n$，所以总和也一样。用矩阵来写：把整个分块对角的旋转矩阵记作 $R_m$。
+# 旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
 #
-# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer 式 16}),$$
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer 式 16})。$$
 #
-# 它对位置的依赖只通过 $n - m$ 体现。用复数写只需一行：把一对通道 $(a, b)$ 看成 $a + ib$，旋转就是乘以 $e^{im\theta}$，而
+# 用复数写只需一行：把一对通道 $(a, b)$ 看成 $a + ib$，旋转就是乘以 $e^{im\theta}$，而
 # $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$。
 #
 # 下面从零写出它，只需几行，再与 attnkit 以及 PyTorch 的复数运算对照：
@@ -312,9 +368,8 @@ for base in (100.0, 10000.0, 500000.0):
 # - **half-split** (GPT-NeoX, Hugging Face LLaMA's `rotate_half`): pair $i$ is channels $(i, i + d/2)$.
 #
 # Reordering channels $(0, 1, 2, 3, \dots) \to (0, 2, 4, \dots, 1, 3, 5, \dots)$ turns one pairing into
-# the other. Since the channels of $q$ and $k$ come out of $W_Q$ and $W_K$, permuting the *rows* of
-# those weights (inside each head) makes a model trained in one convention give the same scores in
-# the other — this is what Hugging Face's LLaMA conversion script does. Run it:
+# the other. In the picture each colour is one pair, for one head of $d = 8$: the pairs stay the
+# same, only the places of their channels change.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 交错配对还是前后两半配对：同一回事，差一个置换
@@ -325,8 +380,21 @@ for base in (100.0, 10000.0, 500000.0):
 # - **前后两半配对**（GPT-NeoX、Hugging Face LLaMA 的 `rotate_half`）：第 $i$ 对是通道 $(i, i + d/2)$。
 #
 # 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。
+# 下图画的是 $d = 8$ 的一个头，每种颜色是一对通道：通道对还是那几对，变的只是各个通道所在的位置。
+
+# %%
+_ = rope_schematics.pairing_figure(8)
+
+# %% [markdown] tags=["lang-en"]
+# Since the channels of $q$ and $k$ come out of $W_Q$ and $W_K$, permuting the *rows* of those weights
+# (inside each head) makes a model trained in one convention give the same scores in the other —
+# this is what Hugging Face's LLaMA conversion script does (the stretch exercise of section 11 asks
+# you to write that permutation). Run it:
+
+# %% [markdown] tags=["lang-zh"]
 # $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$。所以只要在每个头内部置换这两个权重矩阵的*行*，
-# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的。运行看看：
+# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的
+# （第 11 节的挑战题会请你自己写出这个置换）。运行看看：
 
 # %%
 print(t("ch06.channel_order", order=interleaved_to_half_split(torch.arange(8)).tolist()))
@@ -474,20 +542,15 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 # - **position interpolation** (PI, Chen et al. 2023, §2.3): divide every position by $s$, that is
 #   $\theta'_i = \theta_i / s$. Every angle stays in the trained range, but neighbouring tokens are
 #   now $s$ times harder to tell apart.
-# - **NTK-aware scaling** (bloc97 2023; YaRN paper §3.1): raise the base to
-#   $b' = b\, s^{d/(d-2)}$. The fastest pair ($\theta_0 = 1$) is unchanged, the slowest is divided by
-#   exactly $s$, and those in between by less.
+# - **NTK-aware scaling** (bloc97 2023; YaRN paper §3.1): raise the base $b$ to a new base $b'$,
+#   chosen so that the fastest pair ($\theta_0 = 1$, whatever the base) is unchanged and the slowest
+#   is divided by exactly $s$; those in between are divided by less. Exercise 4 asks you to find $b'$.
 # - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
-#   trained length, keep $\theta_i$ where $r_i > \beta = 32$, divide by $s$ where $r_i < \alpha = 1$,
-#   and ramp linearly in between: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$ with
-#   $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$ clipped to $[0, 1]$ in the paper's words. The
-#   authors' reference code — and with it transformers' `rope_type: yarn`, vLLM and every released
-#   YaRN checkpoint — ramps linearly in the *pair index* $i$ instead, from the pair that turns
-#   $\beta$ times within $L$ (index rounded down) to the one that turns $\alpha$ times (rounded up).
-#   attnkit's `yarn_inv_freq` computes the reference code's ramp by default, so it reproduces those
-#   models, and the paper's with `ramp="paper"` (section 8's end shows the difference). It
-#   also multiplies the scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, a temperature the
-#   authors fitted because it lowered perplexity on long documents.
+#   trained length, keep $\theta_i$ where $r_i > \beta = 32$ (the pair has seen every angle), divide
+#   by $s$ where $r_i < \alpha = 1$ (like PI), and ramp between the two. It also multiplies the
+#   scores by $1/t$ with $\sqrt{1/t} = 0.1 \ln s + 1$, a temperature the authors fitted because it
+#   lowered perplexity on long documents. (The paper and its reference code ramp differently;
+#   appendix A at the end of the chapter shows by how much.)
 
 # %% [markdown] tags=["lang-zh"]
 # 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。
@@ -495,15 +558,13 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 #
 # - **位置插值**（PI，Chen 等，2023，§2.3）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。
 #   所有角度都落在训练见过的范围内，但相邻词元之间的差别缩小为原来的 $1/s$，更难区分了。
-# - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数提高到 $b' = b\, s^{d/(d-2)}$。
-#   最快的一对（$\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$，中间的各对除以比 $s$ 小的数。
+# - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数 $b$ 提高到一个新底数 $b'$。
+#   选 $b'$ 的标准是：最快的一对（不论底数是多少，都有 $\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$；
+#   中间的各对除以比 $s$ 小的数。练习 4 会请你求出 $b'$。
 # - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
-#   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变，当 $r_i < \alpha = 1$ 时除以 $s$，两者之间线性过渡：
-#   $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，按论文的写法，$\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。
-#   作者的参考代码却是按*通道对的序号* $i$ 线性过渡的：从在 $L$ 内转 $\beta$ 圈的那一对（序号向下取整）
-#   过渡到转 $\alpha$ 圈的那一对（序号向上取整）。transformers 的 `rope_type: yarn`、vLLM 以及所有已发布的 YaRN 检查点都沿用了这种做法。
-#   attnkit 的 `yarn_inv_freq` 默认按参考代码计算，因此能复现这些模型；传入 `ramp="paper"` 则按论文的公式计算（第 8 节末尾比较了两者）。
+#   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变（这一对已经见过所有角度），当 $r_i < \alpha = 1$ 时像 PI 一样除以 $s$，两者之间逐渐过渡。
 #   它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
+#   （论文和作者的参考代码过渡的方式不同，本章末尾的附录 A 给出两者相差多少。）
 
 # %%
 rows = []
@@ -540,51 +601,19 @@ scaling.static();
 # reaches the longest contexts with the least fine-tuning. What this chapter shows is *what each one
 # does to the frequencies*; all three are plain functions in `attnkit.rope`
 # (`linear_scaled_inv_freq`, `ntk_scaled_inv_freq`, `yarn_inv_freq`, `scaled_rope_embeddings`).
-#
-# **YaRN's two ramps.** Both keep the pairs that turn more than $\beta$ times and interpolate those
-# that turn less than $\alpha$ times; they differ in between. Since $r_i$ falls geometrically with
-# $i$, a ramp linear in $i$ is linear in $\log r_i$, while the paper's is linear in $r_i$, and the
-# reference code also rounds the two ends to whole pairs. For a LLaMA-like head ($d = 64$, base
-# 10000, $L = 2048$, $s = 4$, $\beta = 32$, $\alpha = 1$):
 
 # %% [markdown] tags=["lang-zh"]
 # 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
 # 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数：
 # `linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq` 和 `scaled_rope_embeddings`。
-#
-# **YaRN 的两种过渡方式。** 两者都保持转了 $\beta$ 圈以上的通道对不变，都对转不满 $\alpha$ 圈的通道对做插值，区别在于中间那一段。
-# $r_i$ 随 $i$ 按几何级数减小，所以对 $i$ 线性的过渡相当于对 $\log r_i$ 线性，而论文的过渡对 $r_i$ 线性；
-# 参考代码还把两端取整到整数序号。以一个类似 LLaMA 的头为例（$d = 64$，底数 10000，$L = 2048$，$s = 4$，$\beta = 32$，$\alpha = 1$）：
-
-# %%
-ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)                 # the reference code's ramp (the default)
-paper = yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="paper")  # the paper's ramp
-plain = rope_inv_freq(64)
-low, high = yarn_correction_range(64, 10000.0, 2048)
-print(t("ch06.yarn_range", low=low, high=high))
-pairs = list(range(6, 24, 2))
-print(viz.format_table([t("ch06.col.pair"), *[str(i) for i in pairs]], [
-    [t("ch06.col.ref_ratio"), *[f"{(ref / plain)[i].item():.3f}" for i in pairs]],
-    [t("ch06.col.paper_ratio"), *[f"{(paper / plain)[i].item():.3f}" for i in pairs]],
-    [t("ch06.col.gap"), *[f"{(paper / ref - 1)[i].item():+.0%}" for i in pairs]]]))
-gap = (paper / ref - 1).abs()
-print(t("ch06.yarn_gap", lo=gap[low + 1:high].min().item(), hi=gap.max().item(), i=int(gap.argmax())))
 
 # %% [markdown] tags=["lang-en"]
-# A model trained with YaRN learned the reference code's frequencies; run it with the paper's and
-# the pairs inside the ramp turn at other speeds than it was trained with. That is why attnkit's
-# default is the reference code's ramp, checked in `tests/test_rope.py` against transformers'
-# algorithm.
-#
 # ## 9. What it costs
 #
 # RoPE has **no parameters**: the rotation is fixed by the position. Compare the module with
 # `nn.MultiheadAttention` of the same size:
 
 # %% [markdown] tags=["lang-zh"]
-# 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。
-# 所以 attnkit 默认采用参考代码的过渡方式，`tests/test_rope.py` 会把它与 transformers 的算法逐一对照。
-#
 # ## 9. 开销
 #
 # RoPE **没有任何参数**：旋转完全由位置决定。把这个模块和同样大小的 `nn.MultiheadAttention` 比一比：
@@ -790,10 +819,12 @@ _ = check_alibi_slopes(my_alibi_slopes)
 
 # %% [markdown] tags=["lang-en"]
 # **Exercise 4.** Return the NTK-aware base $b'$ for base `base`, head dimension `head_dim` and
-# scale factor `scale`.
+# scale factor `scale`: the base for which $\theta_0$ stays 1 and the slowest pair's
+# $\theta_{d/2-1}$ is divided by exactly `scale` (section 8).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4**：给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$。
+# **练习 4**：给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$：
+# 在这个底数下，$\theta_0$ 仍然是 1，而最慢一对的 $\theta_{d/2-1}$ 恰好除以 `scale`（第 8 节）。
 
 # %%
 def my_ntk_base(base, head_dim, scale):
@@ -802,6 +833,30 @@ def my_ntk_base(base, head_dim, scale):
 
 
 _ = check_ntk_base(my_ntk_base)
+
+# %% [markdown] tags=["lang-en"]
+# **Stretch: port a checkpoint.** A model was trained with interleaved RoPE; you must run it with
+# half-split code (section 5). Write `my_permute_for_half_split(weight, num_heads)`: `weight` is
+# $W_Q$ or $W_K$ of shape `(num_heads * head_dim, in_features)`, or its bias `(num_heads * head_dim,)`;
+# return it with its rows reordered so that the half-split code gives the scores the trained model
+# gave. Mind the direction of the permutation and the heads; the picture of section 5 helps.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：移植检查点。** 一个模型是用相邻交错配对的 RoPE 训练的，你却要用前后两半配对的代码运行它（第 5 节）。
+# 写出 `my_permute_for_half_split(weight, num_heads)`：`weight` 是形状为 `(num_heads * head_dim, in_features)` 的 $W_Q$ 或 $W_K$，
+# 或者形状为 `(num_heads * head_dim,)` 的偏置；返回把各行重新排序后的结果，使前后两半配对的代码算出的分数与训练好的模型相同。
+# 注意置换的方向，也别忘了多个头；第 5 节的图会有帮助。
+
+# %%
+from attnkit.exercises.ch06 import check_permute_for_half_split
+
+
+def my_permute_for_half_split(weight, num_heads):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_permute_for_half_split(my_permute_for_half_split)
 
 # %% [markdown] tags=["lang-en"]
 # ## 12. Summary
@@ -856,3 +911,57 @@ _ = check_ntk_base(my_ntk_base)
 # - bloc97，*NTK-Aware Scaled RoPE allows LLaMA models to have extended (8k+) context size without any fine-tuning*，r/LocalLLaMA，2023。
 # - B. Peng 等，*YaRN: Efficient Context Window Extension of Large Language Models*，arXiv:2309.00071——§3.1（NTK 感知缩放），§3.2（NTK-by-parts 过渡函数），§3.4（温度 $\sqrt{1/t} = 0.1\ln s + 1$）。
 # - S. Black 等，*GPT-NeoX-20B*，2022；Hugging Face `transformers` 的 `modeling_llama.py`（`rotate_half`，前后两半配对的约定）。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. YaRN's two ramps
+#
+# Section 8 said that YaRN keeps the pairs that turn more than $\beta$ times within the trained
+# length $L$, interpolates those that turn less than $\alpha$ times, and ramps in between. The paper
+# (§3.2) ramps linearly in the number of turns $r_i$: $\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$
+# with $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$ clipped to $[0, 1]$. The authors' reference code —
+# and with it transformers' `rope_type: yarn`, vLLM and every released YaRN checkpoint — ramps
+# linearly in the *pair index* $i$ instead, from the pair that turns $\beta$ times within $L$ (index
+# rounded down) to the one that turns $\alpha$ times (rounded up). attnkit's `yarn_inv_freq`
+# computes the reference code's ramp by default, so it reproduces those models, and the paper's
+# with `ramp="paper"`.
+#
+# Since $r_i$ falls geometrically with $i$, a ramp linear in $i$ is linear in $\log r_i$, while the
+# paper's is linear in $r_i$. For a LLaMA-like head ($d = 64$, base 10000, $L = 2048$, $s = 4$,
+# $\beta = 32$, $\alpha = 1$):
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. YaRN 的两种过渡方式
+#
+# 第 8 节说过：YaRN 保持在训练长度 $L$ 内转了 $\beta$ 圈以上的通道对不变，对转不满 $\alpha$ 圈的通道对做插值，中间逐渐过渡。
+# 论文（§3.2）的过渡对圈数 $r_i$ 线性：$\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，
+# 其中 $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。
+# 作者的参考代码却是按*通道对的序号* $i$ 线性过渡的：从在 $L$ 内转 $\beta$ 圈的那一对（序号向下取整）
+# 过渡到转 $\alpha$ 圈的那一对（序号向上取整）。transformers 的 `rope_type: yarn`、vLLM 以及所有已发布的 YaRN 检查点都沿用了这种做法。
+# attnkit 的 `yarn_inv_freq` 默认按参考代码计算，因此能复现这些模型；传入 `ramp="paper"` 则按论文的公式计算。
+#
+# $r_i$ 随 $i$ 按几何级数减小，所以对 $i$ 线性的过渡相当于对 $\log r_i$ 线性，而论文的过渡对 $r_i$ 线性。
+# 以一个类似 LLaMA 的头为例（$d = 64$，底数 10000，$L = 2048$，$s = 4$，$\beta = 32$，$\alpha = 1$）：
+
+# %%
+ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)                 # the reference code's ramp (the default)
+paper = yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="paper")  # the paper's ramp
+plain = rope_inv_freq(64)
+low, high = yarn_correction_range(64, 10000.0, 2048)
+print(t("ch06.yarn_range", low=low, high=high))
+pairs = list(range(6, 24, 2))
+print(viz.format_table([t("ch06.col.pair"), *[str(i) for i in pairs]], [
+    [t("ch06.col.ref_ratio"), *[f"{(ref / plain)[i].item():.3f}" for i in pairs]],
+    [t("ch06.col.paper_ratio"), *[f"{(paper / plain)[i].item():.3f}" for i in pairs]],
+    [t("ch06.col.gap"), *[f"{(paper / ref - 1)[i].item():+.0%}" for i in pairs]]]))
+gap = (paper / ref - 1).abs()
+print(t("ch06.yarn_gap", lo=gap[low + 1:high].min().item(), hi=gap.max().item(), i=int(gap.argmax())))
+
+# %% [markdown] tags=["lang-en"]
+# A model trained with YaRN learned the reference code's frequencies; run it with the paper's and
+# the pairs inside the ramp turn at other speeds than it was trained with. That is why attnkit's
+# default is the reference code's ramp, checked in `tests/test_rope.py` against transformers'
+# algorithm.
+
+# %% [markdown] tags=["lang-zh"]
+# 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。
+# 所以 attnkit 默认采用参考代码的过渡方式，`tests/test_rope.py` 会把它与 transformers 的算法逐一对照。
