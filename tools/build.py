@@ -10,6 +10,13 @@ partner tagged ``lang-zh``. The build keeps the code cells and one language's pr
 ``set_language("zh")`` into the Chinese notebook's first code cell, executes the notebook with
 nbclient and writes ``chapters/<lang>/NN_slug.ipynb``; it writes nowhere else.
 
+A built notebook carries its chapter id and language in its metadata (``metadata.attnkit``:
+``chapter`` "08", ``lang``, ``source``), which the classroom grader reads. A code cell tagged
+``nbval-ignore-output`` (a widget or timing cell) also gets the tag ``grade-skip`` when no later
+cell needs a name it defines: grading may skip such a cell while the learner left it unchanged
+(``python -m attnkit.classroom grade``). A source may tag a figure-only cell ``grade-skip``
+itself; the build refuses one that defines a name a later cell needs.
+
 A built notebook records a hash of its cells. If a notebook's cells no longer match that hash,
 somebody edited it (a learner doing the exercises, say), and the build refuses to overwrite it
 unless ``--force`` is given.
@@ -18,6 +25,7 @@ unless ``--force`` is given.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import sys
@@ -31,6 +39,8 @@ CHAPTERS = ROOT / "chapters"
 SRC = CHAPTERS / "src"
 LANGS = ("en", "zh")
 LANG_LINE = 'set_language("en")'
+SKIP_TAG = "grade-skip"
+IGNORE_TAG = "nbval-ignore-output"
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -83,6 +93,96 @@ def cells_hash(nb) -> str:
     return h.hexdigest()[:16]
 
 
+def _local_names(node) -> set[str]:
+    """The names local to a function, lambda or comprehension scope (its arguments, its stores)."""
+    if isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+        return {n.id for g in node.generators for n in ast.walk(g.target) if isinstance(n, ast.Name)}
+    args = node.args
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg] if a}
+    body = node.body if isinstance(node.body, list) else [node.body]
+    declared = {n for stmt in body for sub in ast.walk(stmt)
+                if isinstance(sub, (ast.Global, ast.Nonlocal)) for n in sub.names}
+    for stmt in body:
+        for sub in ast.walk(stmt):
+            if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+                names.add(sub.id)
+    return names - declared
+
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+           ast.GeneratorExp)
+
+
+def _names(source: str) -> tuple[dict[str, int], dict[str, int]] | None:
+    """(global name -> first line the cell binds it on, global name -> first line it reads it
+    on), or None if the cell is not plain Python (a magic, say)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    bound: dict[str, int] = {}
+    loaded: dict[str, int] = {}
+
+    def note(where, name, line):
+        where[name] = min(where.get(name, line), line)
+
+    def visit(node, local: frozenset, top: bool):
+        if isinstance(node, ast.Name):
+            if node.id not in local:
+                if isinstance(node.ctx, ast.Load):
+                    note(loaded, node.id, node.lineno)
+                elif top:
+                    note(bound, node.id, node.lineno)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and top:
+            note(bound, node.name, node.lineno)
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and top:
+            for a in node.names:
+                note(bound, (a.asname or a.name).split(".")[0], node.lineno)
+        if isinstance(node, _SCOPES):
+            inner = local | _local_names(node)
+            for child in ast.iter_child_nodes(node):
+                visit(child, inner, False)
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, local, top)
+
+    visit(tree, frozenset(), True)
+    return bound, loaded
+
+
+def needed_later(sources: list[str], i: int) -> set[str]:
+    """The names cell ``i`` binds that a later cell reads before binding them itself."""
+    mine = _names(sources[i])
+    if mine is None:
+        return {"<not plain Python>"}
+    live = set(mine[0]) - {"_"}
+    needed = set()
+    for later in sources[i + 1:]:
+        names = _names(later)
+        if names is None:  # cannot tell what it reads: assume everything
+            return needed | live
+        bound, loaded = names
+        needed |= {n for n in live & set(loaded) if not bound.get(n, 1 << 30) < loaded[n]}
+        live -= set(bound)
+    return needed
+
+
+def mark_grade_skip(cells, name: str) -> None:
+    """Tag ``grade-skip`` the widget and timing cells no later cell depends on (see the doc)."""
+    code = [c for c in cells if c.cell_type == "code"]
+    sources = [c.source for c in code]
+    for i, c in enumerate(code):
+        tags = c.metadata.get("tags", [])
+        if SKIP_TAG in tags:
+            needed = needed_later(sources, i)
+            if needed:
+                raise SourceError(f"{name}: code cell {c.source[:60]!r} is tagged {SKIP_TAG} but later "
+                                  f"cells need what it defines: {sorted(needed)}")
+        elif IGNORE_TAG in tags and not needed_later(sources, i):
+            c.metadata["tags"] = [*tags, SKIP_TAG]
+
+
 def split(src: Path, lang: str):
     """The notebook of one language, not executed."""
     if lang not in LANGS:
@@ -106,11 +206,13 @@ def split(src: Path, lang: str):
         if tags:
             new.metadata["tags"] = tags
         out.cells.append(new)
+    mark_grade_skip(out.cells, src.name)
     for i, c in enumerate(out.cells):
         c.id = f"{lang}-{src.stem[:2]}-{i:03d}"
     out.metadata["kernelspec"] = KERNEL
     out.metadata["language_info"] = {"name": "python"}
-    out.metadata["attnkit"] = {"source": f"src/{src.name}", "lang": lang, "cells_hash": cells_hash(out)}
+    out.metadata["attnkit"] = {"chapter": src.stem[:2], "lang": lang, "source": f"src/{src.name}",
+                               "cells_hash": cells_hash(out)}
     return out
 
 

@@ -15,14 +15,21 @@ built-in the exercise asks the learner to write.
 :func:`check_answer` checks a predict-first or conceptual question (a number or a choice) and
 shows the explanation once it is answered (right, or wrong twice).
 
-Every check records its outcome in :data:`OUTCOMES` (exercise id -> status, case, feedback), a
-machine-readable record next to the printed text.
+Every check records its outcome in :data:`OUTCOMES` (exercise id -> status, case, label,
+feedback, solution) and publishes the same record next to the text it shows. In a notebook the
+feedback is one ``display_data`` output: its ``text/plain`` is the feedback (what the learner
+reads, what nbval compares) and its :data:`OUTCOME_MIME` entry the record (JupyterLab has no
+renderer for that type and shows the text), so a grader reads every check's outcome from the
+executed notebook without parsing prose (``python -m attnkit.classroom grade``). Outside a
+notebook the feedback is printed. ``solution`` is True when the learner's function ran one of
+attnkit's reference solutions (imported, wrapped or handed in) while it was checked.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +37,11 @@ import torch
 
 from attnkit.i18n import register, t
 
-__all__ = ["Case", "Measured", "run_checks", "check_answer", "show_hint", "compare_tensors", "describe", "OUTCOMES"]
+__all__ = ["Case", "Measured", "run_checks", "check_answer", "show_hint", "compare_tensors", "describe",
+           "OUTCOMES", "OUTCOME_MIME"]
+
+# the MIME type of the outcome record in a check's display_data output (a JSON object)
+OUTCOME_MIME = "application/vnd.attnkit.outcome+json"
 
 register({
     "ex.pass": {"en": "✅ {title}: all {n} cases pass. Well done!",
@@ -157,10 +168,63 @@ def compare_tensors(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
     return None if got == expected else t("ex.why_value", got=describe(got), exp=describe(expected))
 
 
-def _record(exercise: str, status: str, lines: list[str], case: int | None = None) -> None:
-    OUTCOMES[exercise] = {"exercise": exercise, "status": status, "case": case,
-                          "feedback": "\n".join(lines)}
-    print("\n".join(lines))
+def _record(exercise: str, status: str, lines: list[str], case: int | None = None,
+            label: str | None = None, solution: bool = False) -> None:
+    record = {"exercise": exercise, "status": status, "case": case, "label": label,
+              "feedback": "\n".join(lines), "solution": solution}
+    OUTCOMES[exercise] = record
+    _publish(record["feedback"], record)
+
+
+def _publish(text: str, record: dict) -> None:
+    """Show ``text``; in IPython, as one display_data output that also carries ``record``."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        print(text)
+        return
+    from IPython.display import display
+
+    display({"text/plain": text, OUTCOME_MIME: copy.deepcopy(record)}, raw=True)
+
+
+def _solution_codes() -> set:
+    """The code objects of every reference solution (``solution_*`` in attnkit.exercises.chNN)."""
+    codes = set()
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not name.startswith(__name__ + ".ch"):
+            continue
+        for attr, value in list(vars(mod).items()):
+            if attr.startswith("solution"):
+                code = getattr(value, "__code__", None)
+                if code is not None:
+                    codes.add(code)
+    return codes
+
+
+class _Watch:
+    """Calls the learner's function and notes whether a reference solution's code ran in it."""
+
+    def __init__(self):
+        self.codes = _solution_codes()
+        self.seen = False
+
+    def call(self, fn: Callable, *args, **kwargs):
+        if not self.codes or self.seen:
+            return fn(*args, **kwargs)
+        previous = sys.getprofile()
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code in self.codes:
+                self.seen = True
+            if previous is not None:
+                previous(frame, event, arg)
+
+        sys.setprofile(profile)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.setprofile(previous)
 
 
 def _staged_hint(exercise: str, case: int, hints: list[str]) -> list[str]:
@@ -230,27 +294,32 @@ def run_checks(fn: Callable, solution: Callable, cases: list[Case], title: str,
     ex = exercise or title
     hints = list(hints) if hints is not None else ([hint] if hint else [])
     _HINTS[ex] = hints
+    watch = _Watch()
+
+    def record(status, lines, case=None, label=None):
+        _record(ex, status, lines, case=case, label=label, solution=watch.seen)
+
     try:
         if not callable(fn):
-            _record(ex, "error", [t("ex.not_callable", title=title, what=type(fn).__name__)])
+            record("error", [t("ex.not_callable", title=title, what=type(fn).__name__)])
             return False
         n = len(cases)
         for i, case in enumerate(cases, start=1):
             expected = solution(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
             try:
-                got = _call_forbidding(fn, tuple(forbid), copy.deepcopy(case.args),
-                                       copy.deepcopy(case.kwargs))
+                got = watch.call(_call_forbidding, fn, tuple(forbid), copy.deepcopy(case.args),
+                                 copy.deepcopy(case.kwargs))
             except NotImplementedError:
-                _record(ex, "todo", [t("ex.todo", title=title)])
+                record("todo", [t("ex.todo", title=title)])
                 return False
             except _Forbidden as err:
-                _record(ex, "forbidden", [t("ex.forbidden", title=title, name=err.name)], case=i)
+                record("forbidden", [t("ex.forbidden", title=title, name=err.name)], case=i, label=case.label)
                 return False
             except Exception as err:  # the learner's bug is reported, never raised
                 lines = [t("ex.raised", title=title, i=i, n=n, label=case.label,
                            err=f"{type(err).__name__}: {err}"),
                          t("ex.inputs", what=describe(case.args))]
-                _record(ex, "error", lines + _staged_hint(ex, i, hints), case=i)
+                record("error", lines + _staged_hint(ex, i, hints), case=i, label=case.label)
                 return False
             why = compare(got, expected)
             if why:
@@ -259,13 +328,13 @@ def run_checks(fn: Callable, solution: Callable, cases: list[Case], title: str,
                          t("ex.expected", what=describe(expected)),
                          t("ex.got", what=describe(got)),
                          t("ex.why", what=why)]
-                _record(ex, "failed", lines + _staged_hint(ex, i, hints), case=i)
+                record("failed", lines + _staged_hint(ex, i, hints), case=i, label=case.label)
                 return False
         _STAGE.pop(ex, None)
-        _record(ex, "passed", [t("ex.pass", title=title, n=n)])
+        record("passed", [t("ex.pass", title=title, n=n)])
         return True
     except Exception as err:  # a checker must never raise into the notebook
-        _record(ex, "error", [f"❌ {title}: {type(err).__name__}: {err}"])
+        record("error", [f"❌ {title}: {type(err).__name__}: {err}"])
         return False
 
 
