@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["lookup_batch", "train_fixed_vs_qkv"]
+from attnkit.timing import one_thread
+
+__all__ = ["lookup_batch", "self_match_fraction", "train_fixed_vs_qkv"]
 
 
 def lookup_batch(g: torch.Generator, batch: int, n: int, d: int, rot: torch.Tensor):
@@ -26,38 +28,54 @@ def lookup_batch(g: torch.Generator, batch: int, n: int, d: int, rot: torch.Tens
 
 def train_fixed_vs_qkv(n: int = 8, d: int = 16, steps: int = 150, batch: int = 64, seed: int = 0,
                        lr: float = 0.03) -> dict:
-    """Train both models with Adam on the same batches; return their test mean squared errors.
+    """Train the models with Adam on the same batches; return their test mean squared errors.
 
-    Returns {"fixed": mse, "qkv": mse, "zero": mse of predicting 0, "fixed_curve": [...],
-    "qkv_curve": [...]} with training losses every step.
+    Four models: "fixed" (softmax(A) x), "qkv" (three separate matrices), and two with one
+    matrix shared by two roles, started from the same values as "qkv"'s: "tied_qk" (W_Q = W_K:
+    queries are keys) and "tied_kv" (W_K = W_V: keys are values). Returns {name: test mse,
+    "zero": mse of predicting 0, name + "_curve": training losses every step}.
     """
     g = torch.Generator().manual_seed(seed)
     rot = torch.linalg.qr(torch.randn(d, d, generator=g))[0]  # (d, d) orthogonal
     logits = torch.zeros(n, n, requires_grad=True)  # the fixed model: one weight per position pair
     wq, wk, wv = (torch.randn(d, d, generator=g).div(d ** 0.5).requires_grad_() for _ in range(3))
-    opt_fixed = torch.optim.Adam([logits], lr=lr)
-    opt_qkv = torch.optim.Adam([wq, wk, wv], lr=lr)
+    # the tied models start from copies of the same initial matrices (no further draws from g)
+    qk, qk_v, kv_q, kv = (w.detach().clone().requires_grad_() for w in (wq, wv, wq, wk))
 
-    def fixed(x):
-        return torch.softmax(logits, dim=-1) @ x  # (n, n) @ (B, n, d) -> (B, n, d)
-
-    def qkv(x):
-        q, k, v = x @ wq, x @ wk, x @ wv  # (B, n, d) each
+    def attend(x, w_q, w_k, w_v):
+        q, k, v = x @ w_q, x @ w_k, x @ w_v  # (B, n, d) each
         return torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v
 
-    curves = {"fixed": [], "qkv": []}
-    for _ in range(steps):
-        x, y = lookup_batch(g, batch, n, d, rot)
-        for name, model, opt in (("fixed", fixed, opt_fixed), ("qkv", qkv, opt_qkv)):
-            loss = (model(x) - y).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            curves[name].append(loss.item())
-    x, y = lookup_batch(torch.Generator().manual_seed(seed + 1), 1000, n, d, rot)
-    with torch.no_grad():
-        return {"fixed": (fixed(x) - y).pow(2).mean().item(), "qkv": (qkv(x) - y).pow(2).mean().item(),
-                "zero": y.pow(2).mean().item(), "fixed_curve": curves["fixed"], "qkv_curve": curves["qkv"]}
+    models = {
+        "fixed": (lambda x: torch.softmax(logits, dim=-1) @ x, [logits]),  # (n, n) @ (B, n, d)
+        "qkv": (lambda x: attend(x, wq, wk, wv), [wq, wk, wv]),
+        "tied_qk": (lambda x: attend(x, qk, qk, qk_v), [qk, qk_v]),
+        "tied_kv": (lambda x: attend(x, kv_q, kv, kv), [kv_q, kv]),
+    }
+    opts = {name: torch.optim.Adam(params, lr=lr) for name, (_, params) in models.items()}
+    curves = {name: [] for name in models}
+    with one_thread():  # tensors this small: a second thread only adds waiting on a busy machine
+        for _ in range(steps):
+            x, y = lookup_batch(g, batch, n, d, rot)
+            for name, (model, _) in models.items():
+                loss = (model(x) - y).pow(2).mean()
+                opts[name].zero_grad()
+                loss.backward()
+                opts[name].step()
+                curves[name].append(loss.item())
+        x, y = lookup_batch(torch.Generator().manual_seed(seed + 1), 1000, n, d, rot)
+        with torch.no_grad():
+            out = {name: (model(x) - y).pow(2).mean().item() for name, (model, _) in models.items()}
+    return out | {"zero": y.pow(2).mean().item()} | {name + "_curve": c for name, c in curves.items()}
+
+
+def self_match_fraction(n: int = 8, d: int = 16, batch: int = 1000, seed: int = 0) -> float:
+    """Without R (R = I), how often the best match of x_i is x_i itself: the fraction of
+    positions where argmax_j x_i . x_j = i."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n, d, generator=g)
+    best = (x @ x.transpose(1, 2)).argmax(dim=-1)  # (batch, n)
+    return (best == torch.arange(n)).float().mean().item()
 
 
 # ---- pictures and tables for the chapter ----
@@ -71,15 +89,19 @@ register({
     "toy.fixed": {"en": "fixed matrix softmax(A)·x", "zh": "固定矩阵 softmax(A)·x"},
     "toy.qkv": {"en": "attention softmax(QKᵀ)·V", "zh": "注意力 softmax(QKᵀ)·V"},
     "toy.zero": {"en": "always predict 0", "zh": "始终预测 0"},
+    "toy.tied_qk": {"en": "queries = keys (W_Q = W_K)", "zh": "查询 = 键（W_Q = W_K）"},
+    "toy.tied_kv": {"en": "keys = values (W_K = W_V)", "zh": "键 = 值（W_K = W_V）"},
 })
+MODELS = ("fixed", "qkv", "tied_qk", "tied_kv")
 
 
 def plot_fixed_vs_qkv(result: dict):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.plot(result["fixed_curve"], label=t("toy.fixed"))
-    ax.plot(result["qkv_curve"], label=t("toy.qkv"))
+    for name in MODELS:
+        if name + "_curve" in result:
+            ax.plot(result[name + "_curve"], label=t("toy." + name), lw=1.2)
     ax.axhline(result["zero"], color="gray", ls="--", label=t("toy.zero"))
     ax.set_xlabel(t("toy.step"))
     ax.set_ylabel(t("toy.mse"))
