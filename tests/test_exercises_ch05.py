@@ -153,3 +153,108 @@ def test_feedback_in_chinese(capsys):
     assert not ok and "提示" in out and "缓存" in out
     ok, out = run(ch05.check_repeat_kv, ch05.solution_repeat_kv, capsys)
     assert ok and "全部通过" in out
+
+
+# ---------------------------------------------------------------- the question: what GQA buys at batch 1
+
+
+def test_q1_right_answer_explains_and_the_numbers_hold(capsys):
+    from attnkit.gqa import decode_tokens_per_s_bound, kv_cache_bytes
+
+    X._WRONG.pop("ch05.q1", None)
+    ok, out = run(ch05.check_q1, None, capsys)
+    assert not ok and X.OUTCOMES["ch05.q1"]["status"] == "todo"
+    ok, out = run(ch05.check_q1, "b", capsys)
+    assert ok and "✅" in out and "3%" in out
+    # the explanation's numbers, from the formulas: 7B bf16, 1,000 tokens, MHA vs GQA-8
+    shape = dict(head_dim=128, num_layers=32, dtype=torch.bfloat16)
+    mha = kv_cache_bytes("mha", 1000, num_heads=32, **shape)
+    gqa = kv_cache_bytes("gqa", 1000, num_kv_heads=8, **shape)
+    assert round(mha / 1e9, 2) == 0.52 and round(gqa / 1e9, 2) == 0.13
+    speedup = decode_tokens_per_s_bound(1e12, 14 * 10**9, gqa) / decode_tokens_per_s_bound(1e12, 14 * 10**9, mha)
+    assert 1.02 < speedup < 1.035
+
+
+@pytest.mark.parametrize("wrong", ["a", "c"])
+def test_q1_wrong_answers_fail_then_reveal(wrong, capsys):
+    X._WRONG.pop("ch05.q1", None)
+    ok, out = run(ch05.check_q1, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out and "3%" not in out
+    ok, out = run(ch05.check_q1, wrong, capsys)
+    assert not ok and "3%" in out  # the second wrong answer shows the answer and why
+    X._WRONG.pop("ch05.q1", None)
+
+
+def test_q1_in_chinese(capsys):
+    set_language("zh")
+    X._WRONG.pop("ch05.q1", None)
+    ok, out = run(ch05.check_q1, "B", capsys)
+    assert ok and "权重" in out
+
+
+# ---------------------------------------------------------------- exercise 4: sequences beside the weights
+
+
+def test_max_sequences_solution_passes_and_agrees_with_the_library(capsys, monkeypatch):
+    import attnkit.gqa as G
+    from attnkit.gqa import memory_budget
+
+    ok, out = run(ch05.check_max_sequences, ch05.solution_max_sequences, capsys)
+    assert ok and "all 5 cases pass" in out
+
+    def library(mem, params, nbytes, layers, kv, hd, seq):  # attnkit's function handed in
+        return G.max_batch_size(mem, params * nbytes, kv_cache_bytes(
+            "gqa", seq, num_kv_heads=kv, head_dim=hd, num_layers=layers, dtype=nbytes))
+
+    ok, _ = run(ch05.check_max_sequences, library, capsys)
+    assert not ok and X.OUTCOMES["ch05.ex4"]["status"] == "forbidden"
+    without_forbid(monkeypatch)
+    ok, out = run(ch05.check_max_sequences, library, capsys)
+    assert ok
+    # checked as a function of its arguments: it agrees with memory_budget on a grid of models
+    for mem in (16, 80, 141):
+        for params in (1, 7, 13, 70):
+            for kv in (1, 8, 32):
+                for seq in (4096, 32768):
+                    got = ch05.solution_max_sequences(mem * 2**30, params * 10**9, 2, 32, kv, 128, seq)
+                    ref = memory_budget("gqa", params * 10**9, mem * 2**30, seq, 32, 32, kv, 128,
+                                        dtype=torch.float16)["max_batch"]
+                    assert got == ref and isinstance(got, int)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda m, p, b, l, kv, hd, s: m // (2 * l * kv * hd * s * b),  # forgot the weights
+    lambda m, p, b, l, kv, hd, s: (m - p * b) // (l * kv * hd * s * b),  # counted K only
+    lambda m, p, b, l, kv, hd, s: (m - p * b) / (2 * l * kv * hd * s * b),  # a fraction of a sequence
+    lambda m, p, b, l, kv, hd, s: round((m - p * b) / (2 * l * kv * hd * s * b)),  # rounded, not floored
+    lambda m, p, b, l, kv, hd, s: (m - p * b) // (2 * l * kv * hd * s * b) if m > p * b else -1,
+])
+def test_max_sequences_wrong_answers_fail(wrong, capsys):
+    X._STAGE.pop("ch05.ex4", None)
+    ok, out = run(ch05.check_max_sequences, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+    assert ch05.t("ch05.ex4.formula") not in out
+
+
+def test_max_sequences_weights_that_do_not_fit_give_zero(capsys):
+    def no_clamp(m, p, b, l, kv, hd, s):
+        return (m - p * b) // (2 * l * kv * hd * s * b)  # negative when the weights do not fit
+
+    ok, out = run(ch05.check_max_sequences, no_clamp, capsys)
+    assert not ok and X.OUTCOMES["ch05.ex4"]["case"] == 4
+
+
+def test_max_sequences_hints_are_staged_in_both_languages(capsys):
+    def wrong(m, p, b, l, kv, hd, s):
+        return m // (2 * l * kv * hd * s * b)
+
+    for lang in ("en", "zh"):
+        set_language(lang)
+        nudge, stronger, formula = (ch05.t(f"ch05.ex4.{k}") for k in ("nudge", "stronger", "formula"))
+        X._STAGE.pop("ch05.ex4", None)
+        _, first = run(ch05.check_max_sequences, wrong, capsys)
+        assert nudge in first and stronger not in first and formula not in first
+        _, second = run(ch05.check_max_sequences, wrong, capsys)
+        assert stronger in second and formula not in second
+        X.show_hint("ch05.ex4")
+        assert formula in capsys.readouterr().out

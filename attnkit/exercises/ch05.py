@@ -1,4 +1,5 @@
-"""Chapter 05 exercises: repeat_kv by hand, the size of a KV cache, one decode step with a cache."""
+"""Chapter 05 exercises: repeat_kv by hand, the size of a KV cache, one decode step with a cache, a
+question on what GQA speeds up, and a stretch exercise: how many sequences fit beside the weights."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, check_answer, describe, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -42,6 +43,39 @@ register({
     "ch05.case.empty": {"en": "1 new token, empty cache", "zh": "缓存为空，来 1 个新词元"},
     "ch05.case.chunk": {"en": "3 new tokens after 4 cached", "zh": "已缓存 4 个词元，再来 3 个新词元"},
     "ch05.case.heads": {"en": "batch 2, 3 heads, 1 new token after 6 cached", "zh": "批次大小 2，3 个头，已缓存 6 个词元，再来 1 个新词元"},
+    # the question: what GQA speeds up at batch 1 and a short context
+    "ch05.q1.title": {"en": "Question · what GQA buys at batch 1", "zh": "思考题 · 批次为 1 时 GQA 能带来什么"},
+    "ch05.q1.a": {"en": "about 4x faster: the cache is 4 times smaller",
+                  "zh": "快约 4 倍：缓存小了 4 倍"},
+    "ch05.q1.b": {"en": "a few percent at most: the weights dominate the bytes a step reads",
+                  "zh": "最多快几个百分点：每一步读取的字节主要是权重"},
+    "ch05.q1.c": {"en": "no faster at all: GQA does as many FLOPs per token as MHA",
+                  "zh": "完全不会变快：GQA 每个词元的浮点运算次数和 MHA 一样"},
+    "ch05.q1.nudge": {"en": "Count the bytes one decode step reads: the weights (14 GB) plus the cache of 1,000 tokens. Which part does GQA shrink?",
+                      "zh": "数一数一步解码要读多少字节：权重（14 GB）加上 1,000 个词元的缓存。GQA 缩小的是哪一部分？"},
+    "ch05.q1.why": {"en": "A step reads every weight and the whole cache once. At 1,000 tokens the MHA cache is 2 × 32 layers × 32 kv heads × 128 × 1,000 × 2 B = 0.52 GB against 14 GB of weights; GQA-8 cuts it to 0.13 GB, so a step reads 14.52 → 14.13 GB: at most about 3% faster. GQA pays off where the caches outweigh the weights: long contexts and large batches (the explorer shows how many more sequences fit).",
+                    "zh": "每一步都要把全部权重和整个缓存各读一遍。1,000 个词元时，MHA 的缓存是 2 × 32 层 × 32 个键值头 × 128 × 1,000 × 2 B = 0.52 GB，而权重有 14 GB。GQA-8 把缓存降到 0.13 GB，每步读取量从 14.52 GB 变成 14.13 GB：最多快约 3%。只有当缓存比权重还大时，GQA 才显出好处：长上下文和大批次（交互控件显示能多放下多少条序列）。"},
+    # the stretch exercise: sequences beside the weights
+    "ch05.ex4.title": {"en": "Exercise 4 (stretch) · how many sequences fit beside the weights",
+                       "zh": "练习 4（挑战）· 权重旁边还能放下多少条序列"},
+    "ch05.ex4.nudge": {"en": "What is left of the memory once the weights are loaded, and how big is the cache of one whole sequence?",
+                       "zh": "装进权重之后还剩多少内存？一条完整序列的缓存有多大？"},
+    "ch05.ex4.stronger": {"en": "Free memory = memory − parameters × bytes. One sequence's cache = 2 (K and V) × layers × kv heads × head_dim × seq_len × bytes. Only whole sequences count, and none when the weights alone do not fit.",
+                          "zh": "剩余内存 = 总内存 − 参数量 × 每个数的字节数。一条序列的缓存 = 2（键和值）× 层数 × 键值头数 × head_dim × seq_len × 每个数的字节数。只算完整的序列；光是权重就放不下时，答案是 0。"},
+    "ch05.ex4.formula": {"en": "max(memory_bytes − num_params × bytes_per_element, 0) // (2 × num_layers × num_kv_heads × head_dim × seq_len × bytes_per_element), an int.",
+                         "zh": "max(memory_bytes − num_params × bytes_per_element, 0) // (2 × num_layers × num_kv_heads × head_dim × seq_len × bytes_per_element)，结果是整数。"},
+    "ch05.ex4.why_int": {"en": "the answer is a whole number of sequences (an int), got {got}",
+                         "zh": "答案应当是整数条序列（int），得到的是 {got}"},
+    "ch05.case.fit_mha": {"en": "80 GiB, 7B fp16; 32 layers, 32 kv heads of 128 (MHA); 32k tokens",
+                          "zh": "80 GiB，7B、fp16；32 层，32 个 128 维键值头（MHA）；32k 词元"},
+    "ch05.case.fit_gqa": {"en": "80 GiB, 7B fp16; 32 layers, 8 kv heads of 128 (GQA-8); 32k tokens",
+                          "zh": "80 GiB，7B、fp16；32 层，8 个 128 维键值头（GQA-8）；32k 词元"},
+    "ch05.case.fit_mqa": {"en": "80 GiB, 7B fp16; 32 layers, 1 kv head of 128 (MQA); 32k tokens",
+                          "zh": "80 GiB，7B、fp16；32 层，1 个 128 维键值头（MQA）；32k 词元"},
+    "ch05.case.fit_none": {"en": "80 GiB, 70B fp16 (140 GB of weights); 80 layers, 8 kv heads; 4k tokens",
+                           "zh": "80 GiB，70B、fp16（权重 140 GB）；80 层，8 个键值头；4k 词元"},
+    "ch05.case.fit_fp8": {"en": "24 GiB, 7B fp8; 32 layers, 8 kv heads of 128; 4k tokens",
+                          "zh": "24 GiB，7B、fp8；32 层，8 个 128 维键值头；4k 词元"},
 })
 
 
@@ -58,6 +92,13 @@ def solution_repeat_kv(x, n_rep):
 
 def solution_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element):
     return 2 * num_layers * num_kv_heads * head_dim * seq_len * batch_size * bytes_per_element
+
+
+def solution_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim,
+                           seq_len):
+    free = max(memory_bytes - num_params * bytes_per_element, 0)  # what the weights leave
+    per_sequence = 2 * num_layers * num_kv_heads * head_dim * seq_len * bytes_per_element  # K and V
+    return free // per_sequence  # whole sequences only
 
 
 def solution_decode_step(q_new, k_new, v_new, k_cache, v_cache):
@@ -106,3 +147,33 @@ def check_decode_step(fn) -> bool:
     return run_checks(fn, solution_decode_step, cases, t("ch05.ex3.title"),
                       hints=[t("ch05.ex3.nudge"), t("ch05.ex3.stronger"), t("ch05.ex3.formula")],
                       exercise="ch05.ex3")
+
+
+def check_q1(answer) -> bool:
+    """7B in bf16 (14 GB of weights), one sequence of 1,000 tokens: how much faster with GQA-8?"""
+    return check_answer(answer, "b", exercise="ch05.q1", title=t("ch05.q1.title"), explanation=t("ch05.q1.why"),
+                        nudge=t("ch05.q1.nudge"), choices={c: t(f"ch05.q1.{c}") for c in "abc"})
+
+
+GiB = 2**30
+
+
+def check_max_sequences(fn) -> bool:
+    cases = [Case((80 * GiB, 7 * 10**9, 2, 32, 32, 128, 32768), label=t("ch05.case.fit_mha")),
+             Case((80 * GiB, 7 * 10**9, 2, 32, 8, 128, 32768), label=t("ch05.case.fit_gqa")),
+             Case((80 * GiB, 7 * 10**9, 2, 32, 1, 128, 32768), label=t("ch05.case.fit_mqa")),
+             Case((80 * GiB, 70 * 10**9, 2, 80, 8, 128, 4096), label=t("ch05.case.fit_none")),
+             Case((24 * GiB, 7 * 10**9, 1, 32, 8, 128, 4096), label=t("ch05.case.fit_fp8"))]
+    return run_checks(fn, solution_max_sequences, cases, t("ch05.ex4.title"),
+                      hints=[t("ch05.ex4.nudge"), t("ch05.ex4.stronger"), t("ch05.ex4.formula")],
+                      exercise="ch05.ex4", compare=_same_int,
+                      forbid=("attnkit.gqa.max_batch_size", "attnkit.gqa.memory_budget"))
+
+
+def _same_int(got, expected) -> str | None:
+    """None for a whole number of sequences equal to the expected one (an int, or an integral
+    float or one-element tensor), else why not."""
+    value = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        return t("ch05.ex4.why_int", got=describe(got))
+    return None if int(value) == expected else t("ex.why_value", got=describe(got), exp=describe(expected))
