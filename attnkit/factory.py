@@ -67,7 +67,7 @@ from attnkit.lora import PROJECTIONS, LoRALinear
 __all__ = [
     "AttentionConfig", "AttentionFactory", "AttentionSelector", "AttentionProfiler",
     "TransformerBlock", "TinyLM", "NAMES", "ALIASES", "SCENARIOS", "canonical_name", "param_count",
-    "memory_breakdown", "ShortConv",
+    "memory_breakdown", "sparse_pairs", "ShortConv", "Mixer", "LoRAMHA",
 ]
 
 # The sixteen mechanisms, in the order of the chapters, and the names that mean the same.
@@ -670,17 +670,42 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
         return N * N
     if k == "flash":
         return 64 * 64 + 2 * N
+    if k == "longformer" or (k == "strided" and not cfg.causal):
+        return sparse_pairs(cfg, N)
     if k in SPARSE:
+        args = {key: v for key, v in _pattern(cfg).items() if key != "pattern"}
         if k == "block_sparse":
-            nb = math.ceil(N / cfg.block)
-            args = {"layout": torch.eye(nb, dtype=torch.bool), "block": cfg.block}
-        else:
-            args = {key: v for key, v in _pattern(cfg).items() if key != "pattern"}
-            if k == "longformer":
-                args["global_idx"] = tuple(i for i in args["global_idx"] if i < N)
+            args["layout"] = torch.eye(math.ceil(N / cfg.block), dtype=torch.bool)
         return _sparse.pattern_pairs(_pattern(cfg)["pattern"], N, cfg.causal, **args)
     m = {"performer": cfg.features, "linformer": cfg.linformer_k, "nystrom": cfg.landmarks}.get(k)
     return _linear.attention_cost(k, N, cfg.head_dim, m=m, bytes_per=1)["extra_bytes"]
+
+
+def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
+    """Attended pairs of longformer and of the non-causal strided pattern, counted per row in O(N).
+
+    (``attnkit.sparse.pattern_pairs`` counts these two from the predicate, O(N^2); a test checks
+    that both agree.) Longformer with G = the first g tokens: a global query sees all N keys
+    (causal: i + 1); another sees its window W(i) plus the globals outside it,
+    max(0, min(g, i - w/2)) not causal, max(0, min(g, i - w + 1)) causal.
+    Strided, not causal: |A1| + |A2| - |A1 ∩ A2| with A1 = {|i - j| <= l} and
+    A2 = {j ≡ i mod l}: A1 ∩ A2 = {i - l, i, i + l} within [0, N).
+    """
+    i = torch.arange(N)
+    if cfg.kind == "strided":
+        s = cfg.stride_len
+        a1 = torch.clamp(i + s, max=N - 1) - torch.clamp(i - s, min=0) + 1
+        a2 = (N - 1 - i % s) // s + 1
+        both = 1 + (i - s >= 0).long() + (i + s < N).long()
+        return int((a1 + a2 - both).sum())
+    w, g = cfg.window, min(cfg.num_global_tokens, N)
+    if cfg.causal:
+        win, outside, glob = torch.clamp(i + 1, max=w), torch.clamp(torch.clamp(i - w + 1, min=0), max=g), i + 1
+    else:
+        h = w // 2
+        win = torch.clamp(i + h, max=N - 1) - torch.clamp(i - h, min=0) + 1
+        outside, glob = torch.clamp(torch.clamp(i - h, min=0), max=g), torch.full_like(i, N)
+    return int(torch.where(i < g, glob, win + outside).sum())
 
 
 def _io_elements(cfg: AttentionConfig, N: int) -> int:

@@ -1,0 +1,646 @@
+"""attnkit.factory against oracles.
+
+Every mechanism of the factory against the chapter module or function it wraps (weights taken
+from the factory's module) and, for the softmax family, against torch's SDPA and
+nn.MultiheadAttention; the sparse family against dense SDPA under the chapter-08 mask of the
+pattern; causal mechanisms changed at a future token; padded keys changed; the memory formulas
+against closed forms and against the chapters' own formulas; the selector's choice recomputed
+with ``memory_mb``; the CPU memory measurement against tensors of known size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnkit import gqa as G
+from attnkit import linear as L
+from attnkit import sparse as S
+from attnkit.factory import (
+    ALIASES,
+    NAMES,
+    NO_CAUSAL,
+    SCENARIOS,
+    AttentionConfig,
+    AttentionFactory,
+    AttentionProfiler,
+    AttentionSelector,
+    TinyLM,
+    TransformerBlock,
+    _cpu_peak_bytes,
+    memory_breakdown,
+    param_count,
+    sparse_pairs,
+)
+from attnkit.i18n import set_language
+from attnkit.mha import MultiHeadAttention
+
+E, H, N, B = 32, 4, 16, 2
+SMALL = dict(d_model=E, n_heads=H, window_size=4, block_size=4, stride=4, max_seq_len=N, num_landmarks=4,
+             proj_k=8, nb_features=8, num_global_tokens=2, num_random_blocks=1)
+ATOL = 1e-5
+
+
+def make(name, **kw):
+    cfg = AttentionConfig(attention_type=name, **{**SMALL, **kw})
+    return AttentionFactory.create_attention(cfg).eval()
+
+
+def x_(seed=0, n=N, batch=B, dtype=torch.float32):
+    return torch.randn(batch, n, E, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def heads(t, h=H):  # (B, N, h*D) -> (B, h, N, D)
+    return t.unflatten(-1, (h, -1)).transpose(1, 2)
+
+
+def merge(t):  # (B, h, N, D) -> (B, N, h*D)
+    return t.transpose(1, 2).flatten(-2)
+
+
+# ---------------------------------------------------------------- every name: build, forward, backward
+
+
+def test_available_lists_the_sixteen_mechanisms_and_aliases_build_the_same():
+    assert AttentionFactory.available() == list(NAMES) and len(NAMES) == 16
+    assert set(AttentionFactory.available(aliases=True)) == set(NAMES) | set(ALIASES)
+    for alias, name in ALIASES.items():
+        a, b = make(alias), make(name)
+        assert type(a) is type(b) and a.config.kind == name
+        torch.testing.assert_close(a(x_()), b(x_()))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_runs_forward_and_backward(name, causal):
+    if causal and name in NO_CAUSAL:
+        with pytest.raises(ValueError, match="causal"):
+            AttentionConfig(attention_type=name, causal=True, **SMALL)
+        return
+    m = make(name, causal=causal).train()
+    x = x_().requires_grad_(True)
+    y = m(x)
+    assert y.shape == (B, N, E) and torch.isfinite(y).all()
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    trainable = [p for p in m.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)
+    if name == "lora":  # only the low-rank factors train
+        assert {n.rsplit(".", 1)[-1] for n, p in m.named_parameters() if p.requires_grad} == {"lora_A", "lora_B"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_param_count_formula_counts_the_module(name):
+    cfg = AttentionConfig(attention_type=name, **SMALL)
+    m = AttentionFactory.create_attention(cfg)
+    unique = {p.data_ptr(): p.numel() for p in m.parameters()}  # LoRA shares the frozen base weight
+    assert param_count(cfg) == sum(unique.values())
+
+
+def test_same_config_same_weights_other_seed_other_weights_global_rng_untouched():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    for name in NAMES:
+        a = AttentionFactory.create_attention(AttentionConfig(attention_type=name, **SMALL))
+        b = AttentionFactory.create_attention(AttentionConfig(attention_type=name, **SMALL))
+        c = AttentionFactory.create_attention(AttentionConfig(attention_type=name, seed=1, **SMALL))
+        sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert any(not torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point() and sa[k].std() > 0)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# ---------------------------------------------------------------- softmax family = SDPA, nn.MultiheadAttention
+
+
+def sdpa_from(mha, x, causal, mask=None):
+    q, k, v = heads(mha.q_proj(x)), heads(mha.k_proj(x)), heads(mha.v_proj(x))
+    return mha.out_proj(merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", ["full", "flash"])
+def test_full_and_flash_equal_sdpa_and_nn_multiheadattention(name, causal):
+    m = make(name, causal=causal)
+    x = x_()
+    assert isinstance(m.inner, MultiHeadAttention)
+    with torch.no_grad():
+        y = m(x)
+        torch.testing.assert_close(y, sdpa_from(m.inner, x, causal), atol=ATOL, rtol=0)
+        ref = m.inner.to_torch()
+        mask = torch.ones(N, N, dtype=torch.bool).triu(1) if causal else None  # torch: True = masked out
+        torch.testing.assert_close(y, ref(x, x, x, attn_mask=mask, need_weights=False)[0], atol=ATOL, rtol=0)
+
+
+def test_flash_is_full_with_the_same_weights_through_attnkit_flash():
+    from attnkit.flash import flash_attention
+
+    f, full = make("flash", causal=True), make("full", causal=True)
+    assert all(torch.equal(a, b) for a, b in zip(f.state_dict().values(), full.state_dict().values(), strict=True))
+    x = x_()
+    m = f.inner
+    q, k, v = heads(m.q_proj(x)), heads(m.k_proj(x)), heads(m.v_proj(x))
+    want = m.out_proj(merge(flash_attention(q, k, v, is_causal=True)))
+    torch.testing.assert_close(f(x), want, atol=0, rtol=0)
+    torch.testing.assert_close(f(x), full(x), atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="flash takes no attn_mask"):
+        f(x, key_padding_mask=torch.ones(B, N, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_full_masks_follow_attnkit_convention(causal):
+    m = make("full", causal=causal)
+    x = x_()
+    kpm = torch.ones(B, N, dtype=torch.bool)
+    kpm[0, -5:] = False  # True = real token
+    am = torch.rand(N, N, generator=torch.Generator().manual_seed(3)) > 0.3
+    am |= torch.eye(N, dtype=torch.bool)
+    allowed = am[None, None] & kpm[:, None, None, :]
+    if causal:
+        allowed = allowed & torch.ones(N, N, dtype=torch.bool).tril()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, attn_mask=am, key_padding_mask=kpm), sdpa_from(m.inner, x, False, allowed),
+                                   atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", ["gqa", "mqa"])
+def test_gqa_mqa_equal_sdpa_with_shared_kv_heads(name, causal):
+    m = make(name, causal=causal, num_kv_heads=2 if name == "gqa" else None)
+    inner = m.inner
+    assert isinstance(inner, G.GroupedQueryAttention) and inner.num_kv_heads == (2 if name == "gqa" else 1)
+    x = x_()
+    kpm = torch.ones(B, N, dtype=torch.bool)
+    kpm[1, :3] = False
+    g = inner.num_kv_heads
+    q, k, v = heads(inner.q_proj(x)), heads(inner.k_proj(x), g), heads(inner.v_proj(x), g)
+    k, v = k.repeat_interleave(H // g, dim=1), v.repeat_interleave(H // g, dim=1)  # query head i reads kv i // (H/g)
+    for mask in (None, kpm):
+        allowed = None if mask is None else mask[:, None, None, :]
+        if causal and allowed is not None:
+            allowed = allowed & torch.ones(N, N, dtype=torch.bool).tril()
+        want = inner.o_proj(merge(F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                                                 is_causal=causal and allowed is None)))
+        with torch.no_grad():
+            torch.testing.assert_close(m(x, key_padding_mask=mask), want.detach(), atol=ATOL, rtol=0)
+
+
+def test_gqa_default_groups_and_mqa_rejects_more_kv_heads():
+    assert AttentionConfig("gqa", n_heads=8).kv_heads == 2
+    assert AttentionConfig("gqa", d_model=48, n_heads=12).kv_heads == 3
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        AttentionConfig("mqa", num_kv_heads=2)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_mla_equals_the_chapter_module_built_with_the_same_seed(causal):
+    m = make("mla", causal=causal, kv_lora_rank=12)
+    torch.manual_seed(0)
+    ref = G.MultiHeadLatentAttention(E, H, 12, E // H, m.config.rope_dim, E // H).eval()
+    x = x_()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref(x, is_causal=causal), atol=0, rtol=0)
+        torch.testing.assert_close(m(x), ref(x, is_causal=causal, absorb=True), atol=1e-5, rtol=0)
+
+
+def test_rope_full_equals_chapter_06_module():
+    from attnkit.rope import StandardAttentionWithRoPE, generate_rope_embeddings
+
+    m = make("full", positional="rope", causal=True)
+    assert isinstance(m.inner, StandardAttentionWithRoPE)
+    x = x_()
+    cm = torch.ones(N, N, dtype=torch.bool).tril()
+    with torch.no_grad():
+        want = m.inner(x, x, x, generate_rope_embeddings(N, E // H), attn_mask=cm)
+        torch.testing.assert_close(m(x), want, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="positional"):
+        AttentionConfig("linear", positional="rope")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_lora_starts_equal_to_its_base_and_then_equals_the_merged_mha(causal):
+    m = make("lora", causal=causal, lora_r=2, lora_alpha=4)
+    lm = m.inner
+    x = x_()
+    base = lm.base.to_torch()
+    mask = torch.ones(N, N, dtype=torch.bool).triu(1) if causal else None
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), base(x, x, x, attn_mask=mask, need_weights=False)[0], atol=ATOL, rtol=0)
+        for layer in lm.lora.values():
+            layer.lora_B.normal_()
+        merged = MultiHeadAttention(E, H)
+        merged.load_state_dict(lm.base.state_dict())
+        merged.q_proj.weight += 2.0 * lm.lora["q"].lora_B @ lm.lora["q"].lora_A  # alpha / r = 2
+        merged.v_proj.weight += 2.0 * lm.lora["v"].lora_B @ lm.lora["v"].lora_A
+        want = merged.to_torch()(x, x, x, attn_mask=mask, need_weights=False)[0]
+        y = m(x)
+        assert (y - base(x, x, x, attn_mask=mask, need_weights=False)[0]).abs().max() > 1e-3  # B moved it
+        torch.testing.assert_close(y, want, atol=ATOL, rtol=0)
+        q_lora = lm.lora["q"](x)  # chapter 10's LoRALinear forward is the adapted projection used
+        torch.testing.assert_close(q_lora, F.linear(x, merged.q_proj.weight, merged.q_proj.bias), atol=ATOL, rtol=0)
+        for layer in lm.lora.values():
+            layer.merge()
+        torch.testing.assert_close(m(x), want, atol=ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------- sparse family = dense SDPA under the chapter-08 mask
+
+
+def sparse_mask(cfg, n):
+    k, c = cfg.kind, cfg.causal
+    if k == "local":
+        return S.sliding_window_mask(n, cfg.window, causal=c)
+    if k == "block_sparse":
+        m = S.block_sparse_mask(torch.eye(math.ceil(n / cfg.block), dtype=torch.bool), cfg.block, n, n)
+    elif k == "strided":
+        return S.strided_mask(n, cfg.stride_len, causal=c)
+    elif k == "longformer":
+        return S.longformer_mask(n, cfg.window, global_idx=range(cfg.num_global_tokens), causal=c)
+    else:
+        m = S.bigbird_mask(n, cfg.block, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed)
+    return m & torch.ones(n, n, dtype=torch.bool).tril() if c else m
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", ["local", "block_sparse", "strided", "longformer", "bigbird"])
+def test_sparse_family_equals_dense_sdpa_under_its_chapter_08_mask(name, causal):
+    window = 3 if causal else 4  # a causal window may be odd (sliding_window_mask)
+    m = make(name, causal=causal, window_size=window)
+    assert isinstance(m.inner, S.SparseAttention)
+    for n in (N, 13):  # a ragged last block too
+        x = x_(n=n)
+        mask = sparse_mask(m.config, n)
+        assert mask.any(-1).all()
+        kpm = torch.ones(B, n, dtype=torch.bool)
+        kpm[0, 1] = False  # a padded key that every row can see at most
+        q, k, v = m.inner.qkv(x).view(B, n, 3, H, E // H).permute(2, 0, 3, 1, 4)
+        with torch.no_grad():
+            want = m.inner.out_proj(merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
+            torch.testing.assert_close(m(x), want, atol=ATOL, rtol=0)
+            allowed = mask & kpm[:, None, None, :]
+            assert allowed.any(-1).all()
+            want = m.inner.out_proj(merge(F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)))
+            torch.testing.assert_close(m(x, key_padding_mask=kpm), want, atol=ATOL, rtol=0)
+
+
+def test_window_size_means_sliding_window_mask_and_odd_noncausal_is_refused():
+    with pytest.raises(ValueError, match="window_size=5 must be even"):
+        AttentionConfig("local", window_size=5)
+    with pytest.raises(ValueError, match="window_size"):
+        AttentionConfig("local", window_size=0)
+    cfg = AttentionConfig("local", window_size=5, causal=True)
+    assert int(S.sliding_window_mask(12, 5, causal=True).sum()) == sparse_pairs_or_pattern(cfg, 12)
+
+
+def sparse_pairs_or_pattern(cfg, n):
+    return memory_breakdown(cfg, n, dtype_bytes=1)["scores"] // cfg.n_heads
+
+
+# ---------------------------------------------------------------- linear family = the chapter-09 functions
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("name", ["linear", "performer", "linformer", "nystrom", "cosformer"])
+def test_linear_family_equals_the_chapter_09_function(name, causal):
+    if causal and name in NO_CAUSAL:
+        return
+    m = make(name, causal=causal)
+    inner = m.inner
+    assert isinstance(inner, L.METHODS[name])
+    x = x_()
+    kpm = torch.ones(B, N, dtype=torch.bool)
+    kpm[1, -4:] = False
+    q, k, v = heads(inner.q_proj(x)), heads(inner.k_proj(x)), heads(inner.v_proj(x))
+    km = kpm[:, None, :]
+    if name == "linear":
+        want = L.linear_attention(q, k, v, "elu+1", causal, key_padding_mask=km)
+        oracle = L.linear_attention_quadratic(q, k, v, "elu+1", causal)  # the explicit kernel matrix
+        torch.testing.assert_close(L.linear_attention(q, k, v, "elu+1", causal), oracle, atol=1e-5, rtol=0)
+    elif name == "performer":
+        assert inner.projection.shape == (8, E // H)
+        torch.testing.assert_close(inner.projection, L.orthogonal_random_features(8, E // H, seed=0))
+        want = L.performer_attention(q, k, v, inner.projection, causal=causal, key_padding_mask=km)
+    elif name == "linformer":
+        want = L.linformer_attention(q, k, v, inner.E[:N], inner.F[:N], key_padding_mask=km)
+    elif name == "nystrom":
+        want = L.nystrom_attention(q, k, v, 4, key_padding_mask=km)
+    else:
+        want = L.cosformer_attention(q, k, v, causal, max_len=N, key_padding_mask=km)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, key_padding_mask=kpm), inner.out_proj(merge(want)), atol=ATOL, rtol=0)
+
+
+def test_linear_family_refuses_attn_mask_and_cosformer_linformer_need_max_seq_len():
+    with pytest.raises(ValueError, match="attn_mask"):
+        make("linear")(x_(), attn_mask=torch.ones(N, N, dtype=torch.bool))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        AttentionFactory.create_attention(AttentionConfig("cosformer", d_model=E, n_heads=H, causal=True))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        AttentionFactory.create_attention(AttentionConfig("linformer", d_model=E, n_heads=H))
+
+
+# ---------------------------------------------------------------- causal and padding, every mechanism
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NO_CAUSAL])
+def test_causal_mechanisms_do_not_peek(name):
+    m = make(name, causal=True, window_size=3)
+    x = x_()
+    for t in (0, 7, N - 1):
+        x2 = x.clone()
+        x2[:, t:] = torch.randn(B, N - t, E, generator=torch.Generator().manual_seed(t + 9))
+        with torch.no_grad():
+            y, y2 = m(x), m(x2)
+        torch.testing.assert_close(y[:, :t], y2[:, :t], atol=1e-6, rtol=0)
+        assert (y[:, t:] - y2[:, t:]).abs().max() > 1e-4  # the test can fail: later outputs do change
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "flash"])
+def test_padded_keys_change_nothing_at_real_positions(name):
+    m = make(name)
+    x = x_()
+    kpm = torch.ones(B, N, dtype=torch.bool)
+    kpm[:, 10:] = False
+    x2 = x.clone()
+    x2[:, 10:] = torch.randn(B, N - 10, E, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y, y2 = m(x, key_padding_mask=kpm), m(x2, key_padding_mask=kpm)
+        y3 = m(x2)
+    torch.testing.assert_close(y[:, :10], y2[:, :10], atol=1e-5, rtol=0)
+    assert (y[:, :10] - y3[:, :10]).abs().max() > 1e-4  # without the mask the padding is seen
+
+
+def test_dropout_acts_on_the_output_in_training_only():
+    m = make("linear", dropout=0.5)
+    x = x_()
+    with torch.no_grad():
+        ref = m(x)
+        m.train()
+        y = m(x)
+    zero = y == 0
+    assert 0.3 < zero.float().mean() < 0.7
+    torch.testing.assert_close(y[~zero], 2 * ref[~zero])
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"attention_type": "softmax"}, "attention_type"),
+    ({"n_heads": 3}, "n_heads"),
+    ({"d_model": 0}, "d_model"),
+    ({"window_size": 0}, "window_size"),
+    ({"attention_type": "gqa", "num_kv_heads": 3}, "num_kv_heads"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"dropout": -0.1}, "dropout"),
+    ({"feature_map": "tanh"}, "feature_map"),
+    ({"positional": "alibi"}, "positional"),
+    ({"mlp_ratio": -1}, "mlp_ratio"),
+    ({"conv_kernel": -1}, "conv_kernel"),
+    ({"lora_targets": ("x",)}, "lora_targets"),
+    ({"attention_type": "nystrom", "causal": True}, "causal"),
+    ({"block_size": 2.5}, "block_size"),
+])
+def test_bad_values_name_the_field_and_the_value(kw, field):
+    with pytest.raises(ValueError) as err:
+        AttentionConfig(**kw)
+    msg = str(err.value)
+    assert field in msg and str(kw[field]) in msg
+
+
+def test_errors_list_the_allowed_values():
+    with pytest.raises(ValueError) as err:
+        AttentionConfig(attention_type="softmax")
+    assert all(n in str(err.value) for n in NAMES)
+    with pytest.raises(ValueError, match=r"allowed n_heads: \[1, 2, 4, 8"):
+        AttentionConfig(d_model=16, n_heads=3)
+    with pytest.raises(ValueError, match=r"allowed: \[1, 2, 4, 8\]"):
+        AttentionConfig(num_kv_heads=3)
+    with pytest.raises(TypeError, match="config must be an AttentionConfig"):
+        AttentionFactory.create_attention({"attention_type": "full"})
+    with pytest.raises(ValueError, match=r"x has shape \(2, 16, 8\)"):
+        make("full")(torch.randn(2, 16, 8))
+
+
+# ---------------------------------------------------------------- TransformerBlock and TinyLM
+
+
+def test_block_is_pre_norm_residual_with_conv_inside_and_optional_mlp():
+    cfg = AttentionConfig("full", d_model=E, n_heads=H, conv_kernel=3, mlp_ratio=2.0)
+    blk = TransformerBlock(cfg).eval()
+    torch.testing.assert_close(blk.mixer(x_()), AttentionFactory.create_attention(cfg).eval()(x_()))
+    x = x_()
+    with torch.no_grad():
+        h = blk.norm1(x)
+        w = blk.conv.conv.weight[:, 0]  # (d, k): y_t = sum_s w[:, k-1-s] x_{t-s}
+        conv = torch.stack([sum(w[:, 2 - s] * h[:, t - s] for s in range(3) if t - s >= 0) + blk.conv.conv.bias
+                            for t in range(N)], dim=1)
+        mid = x + blk.mixer(h + conv)
+        want = mid + blk.mlp[2](F.gelu(blk.mlp[0](blk.norm2(mid))))
+        torch.testing.assert_close(blk(x), want, atol=1e-5, rtol=0)
+    bare = TransformerBlock(AttentionConfig("full", d_model=E, n_heads=H, mlp_ratio=0))
+    assert bare.mlp is None and bare.conv is None
+    with torch.no_grad():
+        bare.mixer.inner.out_proj.weight.zero_()
+        bare.mixer.inner.out_proj.bias.zero_()
+    torch.testing.assert_close(bare(x), x)  # the residual path carries x through
+
+
+def test_tinylm_mixed_stack_is_causal_and_checks_its_configs():
+    configs = [AttentionConfig(n, d_model=E, n_heads=H, causal=True, window_size=3, conv_kernel=3, mlp_ratio=0)
+               for n in ("local", "cosformer", "full")]
+    lm = TinyLM(11, configs, max_len=N).eval()
+    assert [b.config.kind for b in lm.blocks] == ["local", "cosformer", "full"]
+    assert lm.blocks[1].config.max_seq_len == N and [b.config.seed for b in lm.blocks] == [0, 1, 2]
+    tok = torch.randint(0, 11, (B, N), generator=torch.Generator().manual_seed(0))
+    tok2 = tok.clone()
+    tok2[:, 9:] = (tok2[:, 9:] + 1) % 11
+    with torch.no_grad():
+        y, y2 = lm(tok), lm(tok2)
+    assert y.shape == (B, N, 11)
+    torch.testing.assert_close(y[:, :9], y2[:, :9], atol=1e-6, rtol=0)
+    assert (y[:, 9:] - y2[:, 9:]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="causal"):
+        TinyLM(11, [AttentionConfig("full", d_model=E, n_heads=H)])
+    with pytest.raises(ValueError, match="d_model"):
+        TinyLM(11, [configs[0], AttentionConfig("full", d_model=16, n_heads=H, causal=True)])
+    with pytest.raises(ValueError, match="max_len"):
+        lm(torch.zeros(1, N + 1, dtype=torch.long))
+
+
+def test_tinylm_learns_a_copy_task_in_a_few_steps():
+    torch.manual_seed(0)
+    lm = TinyLM(8, [AttentionConfig("full", d_model=E, n_heads=H, causal=True, mlp_ratio=0)], max_len=8)
+    opt = torch.optim.AdamW(lm.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(25):
+        tok = torch.randint(0, 8, (8, 8), generator=g)
+        loss = F.cross_entropy(lm(tok)[:, :-1].reshape(-1, 8), tok[:, :-1].reshape(-1))  # predict the current token
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+# ---------------------------------------------------------------- memory formulas
+
+
+def test_memory_of_full_attention_is_the_closed_form():
+    d, h, n, b = 512, 8, 1024, 2
+    cfg = AttentionConfig("full", d_model=d, n_heads=h)
+    parts = memory_breakdown(cfg, n, batch_size=b)
+    assert parts["params"] == 4 * (4 * d * d + 4 * d)
+    assert parts["activations"] == 4 * 5 * b * n * d  # q, k, v, context, output
+    assert parts["scores"] == 4 * b * h * n * n  # the N x N score matrix per head
+    assert AttentionSelector.memory_mb(cfg, n, b) == parts["total"] / 2**20
+    train = memory_breakdown(cfg, n, batch_size=b, mode="training")
+    assert train["params"] == 4 * parts["params"] and train["scores"] == parts["scores"]
+
+
+def test_memory_terms_come_from_the_chapters_formulas():
+    n = 256
+    local = AttentionConfig("local", d_model=E, n_heads=H, window_size=16, causal=True)
+    pairs = S.pattern_pairs("sliding_window", n, True, window=16)
+    assert memory_breakdown(local, n)["scores"] == 4 * H * pairs
+    perf = AttentionConfig("performer", d_model=E, n_heads=H, nb_features=8)
+    assert memory_breakdown(perf, n)["scores"] == H * L.attention_cost("performer", n, E // H, m=8)["extra_bytes"]
+    gqa = AttentionConfig("gqa", d_model=E, n_heads=H, num_kv_heads=2)
+    dec = memory_breakdown(gqa, n, batch_size=3, mode="decode")
+    assert dec["kv_cache"] == G.kv_cache_bytes("gqa", n, 3, num_kv_heads=2, head_dim=E // H)
+    mla = AttentionConfig("mla", d_model=E, n_heads=H, kv_lora_rank=12)
+    assert memory_breakdown(mla, n, mode="decode")["kv_cache"] == G.kv_cache_bytes(
+        "mla", n, kv_lora_rank=12, qk_rope_head_dim=mla.rope_dim)
+    lin = AttentionConfig("linear", d_model=E, n_heads=H, causal=True)
+    d1 = memory_breakdown(lin, n, mode="decode")["kv_cache"]
+    assert d1 == memory_breakdown(lin, 4 * n, mode="decode")["kv_cache"] == H * (E // H) * (E // H + 1) * 4
+    window_cache = memory_breakdown(local, 4 * n, mode="decode")["kv_cache"]
+    assert window_cache == G.kv_cache_bytes("mha", 16, num_heads=H, head_dim=E // H)
+    flash = AttentionConfig("flash", d_model=E, n_heads=H)
+    assert memory_breakdown(flash, 2 * n)["scores"] < 2.1 * memory_breakdown(flash, n)["scores"]  # O(N)
+    with pytest.raises(ValueError, match="cannot decode"):
+        memory_breakdown(AttentionConfig("nystrom"), n, mode="decode")
+
+
+@pytest.mark.parametrize("n", [1, 7, 33, 100])
+def test_longformer_and_strided_pair_counts_equal_the_chapter_08_count(n):
+    for causal in (False, True):
+        for w, g in ((4, 0), (6, 3), (2, 1)):
+            cfg = AttentionConfig("longformer", d_model=8, n_heads=1, window_size=w, num_global_tokens=g, causal=causal)
+            want = S.pattern_pairs("longformer", n, causal, window=w, global_idx=tuple(range(min(g, n))))
+            assert sparse_pairs(cfg, n) == want
+    for s in (1, 3, 5):
+        cfg = AttentionConfig("strided", d_model=8, n_heads=1, stride=s)
+        assert sparse_pairs(cfg, n) == S.pattern_pairs("strided", n, False, stride=s)
+
+
+# ---------------------------------------------------------------- the selector
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("seq_len, budget", [(512, 50.0), (4096, 300.0), (8192, 2000.0), (16384, 600.0)])
+def test_selector_respects_the_constraint_by_the_formula_and_follows_its_rule(scenario, seq_len, budget):
+    kw = dict(d_model=256, n_heads=4)
+    mode, order, rule = SCENARIOS[scenario]
+    try:
+        cfg = AttentionSelector.select_for_scenario(scenario, seq_len, budget, **kw)
+    except ValueError as err:
+        need = min(m for _, m in AttentionSelector.candidates(scenario, seq_len, **kw))
+        assert need > budget and f"{need:.1f} MB" in str(err)
+        return
+    mem = AttentionSelector.memory_mb(cfg, seq_len, mode=mode)
+    assert cfg.memory_mb == mem <= budget
+    assert f"{mem:.1f}" in cfg.reason and f"{budget:.1f}" in cfg.reason and str(seq_len) in cfg.reason
+    full = dict(kw, causal=mode == "decode")
+    assert f"{AttentionSelector.memory_mb(AttentionConfig('full', **full), seq_len, mode=mode):.1f}" in cfg.reason
+    others = [(c.kind, AttentionSelector.memory_mb(c, seq_len, mode=mode))
+              for c in (AttentionConfig(n, **kw, **({"max_seq_len": seq_len} if n in ("linformer", "cosformer") else {}),
+                                        **({"causal": True} if mode == "decode" else {}))
+                        for n in order if not (mode == "decode" and n in NO_CAUSAL))]
+    names = [n for n, _ in others]
+    if rule == "first":  # every candidate before the choice needs more than the budget
+        assert all(m > budget for _, m in others[: names.index(cfg.kind)])
+    else:
+        assert mem == min(m for _, m in others)
+
+
+def test_selector_picks_differ_with_the_budget_and_full_wins_when_it_fits():
+    cfg = AttentionSelector.select_for_scenario("training", 1024, 10_000)
+    assert cfg.kind == "full"
+    small = AttentionSelector.select_for_scenario("training", 8192, 2000)
+    assert small.kind == "flash"  # full needs 8 * 8192^2 * 4 B = 2 GiB of scores alone
+    assert AttentionSelector.memory_mb(AttentionConfig("full"), 8192, mode="training") > 2000
+    order = SCENARIOS["inference"][1]
+    picks = [order.index(AttentionSelector.select_for_scenario("inference", 32768, b, batch_size=8).kind)
+             for b in (10_000, 1000, 300, 100, 30)]
+    assert picks == sorted(picks) and len(set(picks)) >= 3  # a smaller budget: a smaller cache
+
+
+def test_selector_errors():
+    with pytest.raises(ValueError) as err:
+        AttentionSelector.select_for_scenario("fastest", 1024, 100)
+    assert all(s in str(err.value) for s in ("training", "inference", "long_context", "memory_limited"))
+    with pytest.raises(ValueError, match="smallest need is"):
+        AttentionSelector.select_for_scenario("memory_limited", 8192, 1)
+    with pytest.raises(ValueError, match="memory_constraint"):
+        AttentionSelector.select_for_scenario("training", 1024, -5)
+    with pytest.raises(ValueError, match="seq_len"):
+        AttentionSelector.select_for_scenario("training", 0, 100)
+
+
+def test_reason_follows_the_language():
+    try:
+        set_language("zh")
+        cfg = AttentionSelector.select_for_scenario("long_context", 8192, 2000)
+        assert "全注意力" in cfg.reason and "规则" in cfg.reason
+    finally:
+        set_language("en")
+
+
+# ---------------------------------------------------------------- the profiler
+
+
+def test_cpu_peak_memory_measures_torch_allocations_exactly():
+    def step():
+        a = torch.empty(1 << 20)  # 4 MiB
+        b = torch.empty(1 << 19)  # 2 MiB, both alive: 6 MiB
+        del a, b
+        c = torch.empty(1 << 20)  # 4 MiB after both were freed
+        return c.sum()
+
+    assert _cpu_peak_bytes(step) == 6 * 2**20
+
+
+def test_profiler_keys_units_and_round_robin():
+    res = AttentionProfiler.profile_many(["full", AttentionConfig("local", d_model=64, n_heads=4, window_size=8)],
+                                         batch_size=2, seq_len=64, num_iterations=3, d_model=64, n_heads=4, warmup=1)
+    assert list(res) == ["full", "local"]
+    for p in res.values():
+        for k in ("avg_latency_ms", "std_latency_ms", "memory_mb", "tokens_per_s", "median_latency_ms"):
+            assert isinstance(p[k], float) and math.isfinite(p[k])
+        assert p["memory_mb"] > 0 and p["avg_latency_ms"] > 0 and p["std_latency_ms"] >= 0
+        assert p["tokens_per_s"] == pytest.approx(2 * 64 / (p["avg_latency_ms"] / 1e3))
+        assert p["num_iterations"] == 3 and p["seq_len"] == 64 and p["device"] == "cpu"
+        assert p["memory_method"].startswith("torch.profiler")
+    # full's forward holds the (B, H, N, N) probabilities at least: 2 * 4 * 64 * 64 * 4 bytes = 128 KiB
+    one = AttentionProfiler.profile_attention("full", 2, 64, 2, d_model=64, n_heads=4, warmup=0, backward=True)
+    assert one["backward"] and one["memory_mb"] * 2**20 >= 2 * 64 * 64 * 4
+    with pytest.raises(ValueError, match="num_iterations"):
+        AttentionProfiler.profile_attention("full", 1, 8, 0)
+
+
+def test_profiled_memory_of_a_window_grows_linearly_and_fused_full_attention_holds_no_n_by_n_matrix():
+    # The formula counts full attention's N x N scores (what the plain math path stores); torch's
+    # fused CPU SDPA kernel, which attnkit.mha calls, never holds them: measured, its peak grows
+    # about 2x per doubling of N like the window's, while the formula's grows about 4x.
+    kw = dict(batch_size=1, num_iterations=1, d_model=32, n_heads=2, warmup=0, backward=True)
+    local = [AttentionProfiler.profile_attention("local", seq_len=n, config=AttentionConfig(
+        "local", d_model=32, n_heads=2, window_size=8), **kw)["memory_mb"] for n in (256, 512)]
+    full = [AttentionProfiler.profile_attention("full", seq_len=n, **kw) for n in (256, 512)]
+    assert local[1] / local[0] < 2.5
+    assert full[1]["memory_mb"] / full[0]["memory_mb"] < 2.5
+    assert full[1]["formula_mb"] / full[0]["formula_mb"] > 3.0
