@@ -172,3 +172,137 @@ def test_feedback_in_chinese(capsys):
     assert not ok and "练习 1 · 拆分头" in out and "提示" in out
     ok, out = run(ch04.check_count_params, ch04.solution_count_params, capsys)
     assert ok and "全部通过" in out
+
+
+# ---- question 1: what twice the heads change -------------------------------------------------
+
+
+def test_q1_answer_is_what_the_formulas_give(capsys):
+    from attnkit.mha import mha_activation_bytes, mha_flops
+    # the answer (c) is what attnkit's counts say: same parameters and FLOPs, twice the weights
+    assert mha_param_count(512, 8) == mha_param_count(512, 16)
+    assert mha_flops(512, 8, seq_len=64) == mha_flops(512, 16, seq_len=64)
+    assert mha_activation_bytes(512, 16, seq_len=64)["weights"] == 2 * mha_activation_bytes(512, 8, seq_len=64)["weights"]
+    ok, out = run(ch04.check_q1, None, capsys)
+    assert not ok and "not answered yet" in out
+    ok, out = run(ch04.check_q1, "a", capsys)
+    assert not ok and "❌" in out and "d_k = E / h" in out          # the nudge, not the answer
+    ok, out = run(ch04.check_q1, "b", capsys)                       # second wrong answer: the answer and why
+    assert not ok and "c) neither parameters nor FLOPs" in out and "4E²" in out
+    ok, out = run(ch04.check_q1, "C", capsys)
+    assert ok and "✅" in out and "4E²" in out
+    ok, out = run(ch04.check_q1, "e", capsys)                       # not one of the choices: they are listed
+    assert not ok and "a) the parameters double" in out
+
+
+def test_q1_in_chinese(capsys):
+    set_language("zh")
+    ok, out = run(ch04.check_q1, "c", capsys)
+    assert ok and "问题 1 · 头数翻倍" in out and "4E²" in out
+
+
+# ---- stretch: nn.MultiheadAttention from its packed weights, masks included ------------------
+
+
+def _torch_module(x, in_w, in_b, out_w, out_b, h):
+    m = nn.MultiheadAttention(x.shape[-1], h, batch_first=True)
+    with torch.no_grad():
+        m.in_proj_weight.copy_(in_w)
+        m.in_proj_bias.copy_(in_b)
+        m.out_proj.weight.copy_(out_w)
+        m.out_proj.bias.copy_(out_b)
+    return m.eval()
+
+
+def test_torch_mha_solution_equals_nn_multiheadattention(capsys):
+    cases = ch04.torch_mha_cases()
+    assert {type(c.kwargs.get("attn_mask")) for c in cases} >= {type(None), torch.Tensor}
+    assert any("key_padding_mask" in c.kwargs for c in cases)
+    assert any(c.kwargs.get("attn_mask") is not None and c.kwargs["attn_mask"].is_floating_point() for c in cases)
+    for case in cases:
+        x = case.args[0]
+        m = _torch_module(*case.args)
+        with torch.no_grad():
+            ref_out, ref_w = m(x, x, x, need_weights=True, **case.kwargs)   # the oracle
+        out, w = ch04.solution_torch_mha(*case.args, **case.kwargs)
+        torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(w, ref_w, atol=1e-6, rtol=1e-5)
+    ok, out = run(ch04.check_torch_mha, ch04.solution_torch_mha, capsys)
+    assert ok and "all 4 cases pass" in out
+
+
+def _sdpa_polarity(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+    """The typical mistake: boolean masks read as True = attend (SDPA's and attnkit's convention)."""
+    def flip(m):
+        return ~m if m is not None and m.dtype == torch.bool else m
+
+    return ch04.solution_torch_mha(x, in_w, in_b, out_w, out_b, h, flip(attn_mask), flip(key_padding_mask))
+
+
+def _per_head_weights(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+    out, _ = ch04.solution_torch_mha(x, in_w, in_b, out_w, out_b, h, attn_mask, key_padding_mask)
+    E = x.shape[-1]
+    q, k = (split_heads(p, h) for p in (x @ in_w.T + in_b).split(E, -1)[:2])
+    s = q @ k.transpose(-2, -1) / math.sqrt(E // h)
+    if attn_mask is not None:
+        s = s.masked_fill(attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else s + attn_mask
+    if key_padding_mask is not None:
+        s = s.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    return out, torch.softmax(s, -1)                                  # (B, H, L, S): not averaged
+
+
+def _scaled_by_width(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+    """Scores divided by sqrt(E) instead of sqrt(d_k): the same as queries shrunk by sqrt(h)."""
+    E = x.shape[-1]
+    shrink = torch.ones(3 * E)
+    shrink[:E] = 1 / math.sqrt(h)                                     # the query rows of W_in and b_in
+    return ch04.solution_torch_mha(x, in_w * shrink[:, None], in_b * shrink, out_w, out_b, h,
+                                   attn_mask, key_padding_mask)
+
+
+def _no_padding(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+    return ch04.solution_torch_mha(x, in_w, in_b, out_w, out_b, h, attn_mask)
+
+
+def _no_bias(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+    return ch04.solution_torch_mha(x, in_w, torch.zeros_like(in_b), out_w, torch.zeros_like(out_b), h,
+                                   attn_mask, key_padding_mask)
+
+
+@pytest.mark.parametrize("wrong", [_sdpa_polarity, _per_head_weights, _scaled_by_width, _no_padding, _no_bias])
+def test_torch_mha_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch04.check_torch_mha, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+
+
+def test_torch_mha_staged_hints(capsys):
+    run(ch04.check_torch_mha, _sdpa_polarity, capsys)
+    ok, out = run(ch04.check_torch_mha, _sdpa_polarity, capsys)       # the same case again: stronger
+    assert not ok and "True = forbidden" in out and "w.mean(dim=1)" not in out
+    X.show_hint("ch04.ex5")
+    assert "w.mean(dim=1)" in capsys.readouterr().out               # the formula only on request
+
+
+def test_torch_mha_forbids_the_builtins(capsys):
+    def via_torch(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+        return _torch_module(x, in_w, in_b, out_w, out_b, h)(x, x, x, attn_mask=attn_mask,
+                                                               key_padding_mask=key_padding_mask)
+
+    def via_attnkit(x, in_w, in_b, out_w, out_b, h, attn_mask=None, key_padding_mask=None):
+        ours = MultiHeadAttention.from_torch(_torch_module(x, in_w, in_b, out_w, out_b, h))
+        keep = None if key_padding_mask is None else ~key_padding_mask
+        mask = attn_mask if attn_mask is None or attn_mask.is_floating_point() else ~attn_mask
+        out, w = ours(x, attn_mask=mask, key_padding_mask=keep, need_weights=True)
+        return out, w.mean(1)
+
+    for fn in (via_torch, via_attnkit):
+        ok, out = run(ch04.check_torch_mha, fn, capsys)
+        assert not ok and "the built-in this exercise asks you to write yourself" in out
+
+
+def test_torch_mha_stub_and_chinese(capsys):
+    ok, out = run(ch04.check_torch_mha, _stub, capsys)
+    assert not ok and "not done yet" in out
+    set_language("zh")
+    ok, out = run(ch04.check_torch_mha, _sdpa_polarity, capsys)
+    assert not ok and "挑战题" in out and "提示" in out

@@ -1,5 +1,6 @@
-"""Chapter 04 exercises: split heads, merge heads, an MHA forward from given weights, and
-counting an MHA layer's parameters."""
+"""Chapter 04 exercises: split heads, merge heads, an MHA forward from given weights, counting an
+MHA layer's parameters, a question (what the number of heads changes), and a stretch exercise:
+``nn.MultiheadAttention``'s forward from its packed weights, with its mask conventions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, check_answer, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -54,6 +55,52 @@ register({
               "share them out — plus, with bias, four bias vectors of length E.",
         "zh": "不论有多少个头，都是四个 E × E 的权重矩阵（W_Q、W_K、W_V、W_O）——各个头只是把它们分着用；"
               "有偏置时再加上四个长度为 E 的偏置向量。"},
+    # question
+    "ch04.q1.title": {"en": "Question 1 · what changes with twice as many heads?",
+                      "zh": "问题 1 · 头数翻倍，什么会变？"},
+    "ch04.q1.a": {"en": "the parameters double", "zh": "参数量翻倍"},
+    "ch04.q1.b": {"en": "the FLOPs of the scores QKᵀ double", "zh": "分数 QKᵀ 的 FLOPs 翻倍"},
+    "ch04.q1.c": {"en": "neither parameters nor FLOPs; the attention weights held in memory double",
+                  "zh": "参数量和 FLOPs 都不变；要存的注意力权重翻倍"},
+    "ch04.q1.d": {"en": "nothing at all: the heads are only a reshape", "zh": "什么都不变：头只是一次 reshape"},
+    "ch04.q1.why": {"en": "The four projections are E × E whatever h is, so the parameters stay 4E². Each head's "
+                          "scores cost 2·L·S·d_k FLOPs with d_k = E / h, so h heads cost 2·L·S·E together, again "
+                          "whatever h is. But every head has its own L × S matrix of weights: h of them, so "
+                          "twice the heads hold twice the weights (section 6 prints the numbers).",
+                    "zh": "不论 h 是多少，四个投影都是 E × E，所以参数量始终是 4E²。每个头的分数要 2·L·S·d_k 次浮点运算，"
+                          "而 d_k = E / h，所以 h 个头合起来是 2·L·S·E，同样与 h 无关。"
+                          "但每个头都有自己的一个 L × S 权重矩阵，一共 h 个，头数翻倍，要存的权重也就翻倍（第 6 节打印了这些数字）。"},
+    "ch04.q1.nudge": {"en": "When h doubles, what happens to d_k = E / h? Count one head's work, then multiply by h.",
+                      "zh": "h 翻倍时，d_k = E / h 怎样变化？先数一个头的工作量，再乘以 h。"},
+    # stretch
+    "ch04.ex5.title": {"en": "Stretch · nn.MultiheadAttention from its packed weights, masks included",
+                       "zh": "挑战题 · 用打包的权重复现 nn.MultiheadAttention，连同掩码"},
+    "ch04.ex5.nudge": {"en": "Compare your output with the masks one at a time: is a boolean True a pair to keep or a "
+                             "pair to remove in nn.MultiheadAttention? And what does it return as weights?",
+                       "zh": "逐个掩码对比你的输出：在 nn.MultiheadAttention 里，布尔值 True 表示保留这个配对，还是去掉它？"
+                             "它返回的权重又是什么？"},
+    "ch04.ex5.stronger": {"en": "in_proj_weight stacks W_Q, W_K, W_V as rows (3E, E): x @ in_proj_weight.T + in_proj_bias "
+                                "gives (B, L, 3E), cut into three (B, L, E). Boolean masks: True = forbidden (-inf); "
+                                "a float attn_mask is added; key_padding_mask (B, S) applies to every head and query. "
+                                "The weights returned are averaged over the heads.",
+                          "zh": "in_proj_weight 按行堆叠了 W_Q、W_K、W_V，形状 (3E, E)：x @ in_proj_weight.T + in_proj_bias "
+                                "得到 (B, L, 3E)，再切成三个 (B, L, E)。布尔掩码中 True = 禁止（填入 -inf）；浮点 attn_mask 直接加到分数上；"
+                                "key_padding_mask 的形状是 (B, S)，作用于每个头和每个查询。返回的权重是各个头的平均。"},
+    "ch04.ex5.formula": {"en": "q, k, v = (x @ W_in.T + b_in).split(E, -1), each split to (B, H, L, Dh); "
+                               "s = q @ k.transpose(-2, -1) / sqrt(Dh); s = s.masked_fill(attn_mask, -inf) if bool else "
+                               "s + attn_mask; s = s.masked_fill(key_padding_mask[:, None, None, :], -inf); "
+                               "w = softmax(s, -1); out = merge(w @ v) @ W_out.T + b_out; return out, w.mean(dim=1)",
+                         "zh": "q, k, v = (x @ W_in.T + b_in).split(E, -1)，各自拆成 (B, H, L, Dh)；"
+                               "s = q @ k.transpose(-2, -1) / sqrt(Dh)；布尔掩码时 s = s.masked_fill(attn_mask, -inf)，"
+                               "浮点掩码时 s = s + attn_mask；s = s.masked_fill(key_padding_mask[:, None, None, :], -inf)；"
+                               "w = softmax(s, -1)；out = merge(w @ v) @ W_out.T + b_out；返回 out, w.mean(dim=1)"},
+    "ch04.case.torch_plain": {"en": "B={b}, L={l}, E={e}, H={h}, no mask", "zh": "B={b}，L={l}，E={e}，H={h}，无掩码"},
+    "ch04.case.torch_causal": {"en": "B={b}, L={l}, E={e}, H={h}, boolean causal attn_mask (True = forbidden)",
+                               "zh": "B={b}，L={l}，E={e}，H={h}，布尔因果 attn_mask（True = 禁止）"},
+    "ch04.case.torch_padding": {"en": "B={b}, L={l}, E={e}, H={h}, causal + key_padding_mask, lengths {n}",
+                                "zh": "B={b}，L={l}，E={e}，H={h}，因果掩码 + key_padding_mask，长度 {n}"},
+    "ch04.case.torch_float": {"en": "B={b}, L={l}, E={e}, H={h}, float attn_mask (a bias added to the scores)",
+                              "zh": "B={b}，L={l}，E={e}，H={h}，浮点 attn_mask（加到分数上的偏置）"},
     "ch04.case.split": {"en": "B={b}, L={l}, E={e}, H={h}", "zh": "B={b}，L={l}，E={e}，H={h}"},
     "ch04.case.mha": {"en": "B={b}, L={l}, E={e}, H={h}", "zh": "B={b}，L={l}，E={e}，H={h}"},
     "ch04.case.count": {"en": "E={e}, H={h}, bias={bias}", "zh": "E={e}，H={h}，bias={bias}"},
@@ -86,6 +133,26 @@ def solution_mha(x, w_q, w_k, w_v, w_o, num_heads):
 
 def solution_count_params(embed_dim, num_heads, bias=True):
     return 4 * embed_dim * embed_dim + (4 * embed_dim if bias else 0)
+
+
+def solution_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads,
+                       attn_mask=None, key_padding_mask=None):
+    """nn.MultiheadAttention(x, x, x, attn_mask, key_padding_mask, need_weights=True), from the formula."""
+    B, L, E = x.shape
+    Dh = E // num_heads
+    packed = x @ in_proj_weight.T + in_proj_bias                     # (B, L, 3E): W_Q, W_K, W_V at once
+    q, k, v = (solution_split_heads(part, num_heads) for part in packed.split(E, dim=-1))  # 3 x (B, H, L, Dh)
+    scores = q @ k.transpose(-2, -1) * Dh**-0.5                      # (B, H, L, S)
+    if attn_mask is not None:                                        # (L, S), broadcast over B and H
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(attn_mask, float("-inf"))    # nn.MultiheadAttention: True = forbidden
+        else:
+            scores = scores + attn_mask                              # a float mask is added
+    if key_padding_mask is not None:                                 # (B, S): True = padding
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)                          # (B, H, L, S)
+    out = solution_merge_heads(weights @ v) @ out_weight.T + out_bias  # (B, L, E)
+    return out, weights.mean(dim=1)                                  # weights averaged over the heads
 
 
 # ---- checkers ----
@@ -129,3 +196,39 @@ def check_count_params(fn) -> bool:
                       hints=[t("ch04.ex4.nudge"), t("ch04.ex4.stronger"), t("ch04.ex4.formula")],
                       exercise="ch04.ex4",
                       forbid=("attnkit.mha.mha_param_count", "attnkit.mha.mha_counts"))
+
+
+def check_q1(answer) -> bool:
+    return check_answer(answer, "c", exercise="ch04.q1", title=t("ch04.q1.title"), explanation=t("ch04.q1.why"),
+                        nudge=t("ch04.q1.nudge"), choices={c: t(f"ch04.q1.{c}") for c in "abcd"})
+
+
+def torch_mha_cases() -> list[Case]:
+    """The stretch exercise's cases: (x, in_proj_weight, in_proj_bias, out_weight, out_bias, H) and masks."""
+    cases = []
+    for seed, (kind, b, l, e, h) in enumerate((("plain", 1, 4, 8, 2), ("causal", 2, 5, 12, 3),
+                                               ("padding", 2, 6, 16, 4), ("float", 1, 5, 8, 4))):
+        args = (_randn(seed, b, l, e), _randn(200 + seed, 3 * e, e) / math.sqrt(e), _randn(300 + seed, 3 * e) / 10,
+                _randn(400 + seed, e, e) / math.sqrt(e), _randn(500 + seed, e) / 10, h)
+        forbidden = ~torch.ones(l, l, dtype=torch.bool).tril()          # True above the diagonal: the future
+        kwargs, lengths = {}, [l, l - 2]
+        if kind == "causal":
+            kwargs = {"attn_mask": forbidden}
+        elif kind == "padding":
+            kwargs = {"attn_mask": forbidden,
+                      "key_padding_mask": torch.arange(l)[None, :] >= torch.tensor(lengths)[:, None]}
+        elif kind == "float":
+            pos = torch.arange(l, dtype=torch.float32)
+            kwargs = {"attn_mask": -0.5 * (pos[:, None] - pos[None, :]).abs()}
+        cases.append(Case(args, kwargs, label=t(f"ch04.case.torch_{kind}", b=b, l=l, e=e, h=h, n=lengths)))
+    return cases
+
+
+def check_torch_mha(fn) -> bool:
+    return run_checks(fn, solution_torch_mha, torch_mha_cases(), t("ch04.ex5.title"),
+                      hints=[t("ch04.ex5.nudge"), t("ch04.ex5.stronger"), t("ch04.ex5.formula")],
+                      exercise="ch04.ex5",
+                      forbid=("torch.nn.functional.multi_head_attention_forward", "torch._native_multi_head_attention",
+                              "torch.nn.functional.scaled_dot_product_attention",
+                              "attnkit.core.scaled_dot_product_attention", "attnkit.mha.multi_head_attention",
+                              "attnkit.mha.build_attention_mask"))

@@ -57,4 +57,15 @@ register({
     "ch04.col.first": {"en": "on first", "zh": "第一个词"},
     "ch04.col.self": {"en": "on itself", "zh": "自身"},
     "ch04.col.role": {"en": "role", "zh": "角色"},
+    "ch04.mha_inverted": {"en": "nn.MultiheadAttention(attn_mask=~cm) == SDPA(attn_mask=cm): {ok}",
+                          "zh": "nn.MultiheadAttention(attn_mask=~cm) == SDPA(attn_mask=cm)：{ok}"},
+    "ch04.mha_unchanged": {"en": "nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm): {ok}",
+                           "zh": "nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm)：{ok}"},
+    "ch04.wrong_row0": {"en": "unchanged mask, head 0, weights of query 0 on keys 0..5: {v}",
+                        "zh": "掩码未取反时，第 0 个头中查询 0 在键 0..5 上的权重：{v}"},
+    "ch04.wrong_last": {"en": "unchanged mask, output of the last query is NaN in every sequence: {ok}",
+                        "zh": "掩码未取反时，每条序列中最后一个查询的输出都是 NaN：{ok}"},
+    "ch04.twice_heads": {"en": "with {h} heads instead of {h0}: same parameters {p}, same FLOPs {f}, "
+                               "attention weights {w:.1f} GiB instead of {w0:.1f} GiB",
+                         "zh": "用 {h} 个头代替 {h0} 个：参数量相同 {p}，FLOPs 相同 {f}，注意力权重 {w:.1f} GiB（原来 {w0:.1f} GiB）"},
 })

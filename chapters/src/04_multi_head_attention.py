@@ -18,7 +18,7 @@
 # - splitting and merging heads: two reshapes, no loop;
 # - six ways to write multi-head attention — a loop over heads, batched heads, one packed
 #   projection, `einsum`, PyTorch's fused `scaled_dot_product_attention`, `nn.MultiheadAttention` —
-#   all proven equal, then timed on this machine;
+#   all proven equal (and timed on this machine in appendix A);
 # - the encoder sub-layer of the Transformer (residual + LayerNorm around attention);
 # - heads that specialise, in a tiny model you train here in a few seconds;
 # - the parameters and FLOPs of a real-sized layer, and the pitfalls.
@@ -32,7 +32,7 @@
 # - 为什么一个注意力不够用，多个*头*（head）能带来什么；
 # - 拆分与合并头：两次变形（reshape），不需要循环；
 # - 多头注意力的六种写法——逐头循环、批量计算所有头、一次打包投影、`einsum`、PyTorch 的融合算子
-#   `scaled_dot_product_attention`、`nn.MultiheadAttention`——逐一证明结果相同，再在本机上计时；
+#   `scaled_dot_product_attention`、`nn.MultiheadAttention`——逐一证明结果相同（附录 A 在本机上为它们计时）；
 # - Transformer 编码器的子层（注意力外面套上残差连接和 LayerNorm）；
 # - 会“分工”的头：在本章里花几秒钟训练一个小模型，看各个头怎样分工；
 # - 一个真实规模的层的参数量和浮点运算次数（FLOPs），以及常见陷阱。
@@ -94,7 +94,27 @@ print(t("ch04.head_b"), head_b.numpy().round(3))
 # information are averaged into one vector and cannot be told apart afterwards. Two heads each
 # return one key almost pure (0.999), side by side in separate output slots. That is the whole
 # idea of multi-head attention (Vaswani et al. 2017, §3.2.2): run $h$ attentions in parallel, each
-# in its own smaller subspace, and concatenate the results:
+# in its own smaller subspace, and concatenate the results. As a picture, for the sizes of
+# section 3 (width $E = 16$, 4 heads), with the shape of every tensor (batch $B$, length $L$):
+
+# %% [markdown] tags=["lang-zh"]
+# 单个头返回的是 0.487 份键 0 与 0.487 份键 3 的混合：两条信息被平均成了一个向量，之后再也分不开。
+# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。这就是多头注意力的全部思想
+# （Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。
+# 画成图就是下面这样（用第 3 节的尺寸：宽度 $E = 16$，4 个头），图中标出了每个张量的形状（批次 $B$，长度 $L$）：
+
+# %%
+from attnkit.schematics.heads import multi_head_schematic
+
+multi_head_schematic(num_heads=4, embed_dim=16);
+
+# %% [markdown] tags=["lang-en"]
+# Follow one colour from left to right. Step 1 is chapter 01's three projections, at full width.
+# Step 2 gives head $i$ its own slice of $d_k = E/h$ features of $Q$, $K$ and $V$ (section 2 shows
+# it is only a reshape). In step 3 each head runs chapter 01's attention on its slice alone, with
+# its own weights; no head sees another head's features. Step 4 puts the $h$ outputs side by side,
+# back to width $E$, and step 5, $W^O$, is the only place where the heads' results are mixed. In
+# the paper's notation (where the inputs $Q, K, V$ are all $x$ in self-attention):
 #
 # $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
 # \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\; K W_i^K,\; V W_i^V).$$
@@ -104,9 +124,10 @@ print(t("ch04.head_b"), head_b.numpy().round(3))
 # full-width head. $W^O$ ($E \times E$) mixes the heads' outputs back together.
 
 # %% [markdown] tags=["lang-zh"]
-# 单个头返回的是 0.487 份键 0 与 0.487 份键 3 的混合：两条信息被平均成了一个向量，之后再也分不开。
-# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。这就是多头注意力的全部思想
-# （Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来：
+# 沿着一种颜色从左往右看。第 1 步就是第 1 章的三个投影，宽度不变。第 2 步让第 $i$ 个头分到 $Q$、$K$、$V$ 中属于它的
+# $d_k = E/h$ 个特征（第 2 节会说明这只是一次变形）。第 3 步，每个头只在自己那一份特征上做第 1 章的注意力，权重也各用各的；
+# 哪个头都看不到别的头的特征。第 4 步把 $h$ 个头的输出并排放好，宽度回到 $E$；第 5 步的 $W^O$ 是唯一把各个头的结果混合起来的地方。
+# 用论文的记号写出来（在自注意力中，输入 $Q, K, V$ 都是 $x$）：
 #
 # $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
 # \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\; K W_i^K,\; V W_i^V).$$
@@ -147,13 +168,16 @@ plot_split_heads(seq_len=4, embed_dim=8, num_heads=2);
 #
 # Each function below computes the same thing from the weights of one `nn.MultiheadAttention`
 # (which stores $W^Q, W^K, W^V$ packed as one `in_proj_weight` of shape $(3E, E)$). Read them
-# top to bottom: each is a small step from the one before.
+# top to bottom: each is a small step from the one before. The first two are the picture of
+# section 1 written out: a Python loop over the heads, then all heads at once as one more batch
+# dimension, `(B, h, L, d_k)`:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 3. 六种实现，同一个答案
 #
 # 下面每个函数都用同一个 `nn.MultiheadAttention` 的权重计算同一件事（它把 $W^Q, W^K, W^V$ 打包成一个形状为
-# $(3E, E)$ 的 `in_proj_weight`）。请从上往下读：每一种都只比前一种多走了一小步。
+# $(3E, E)$ 的 `in_proj_weight`）。请从上往下读：每一种都只比前一种多走了一小步。前两种就是把第 1 节的图写成代码：
+# 先用 Python 循环逐个头计算，再把所有头当作多出来的一个批次维度 `(B, h, L, d_k)`，一次算完：
 
 # %%
 def unpack(m):
@@ -187,6 +211,17 @@ def mha_batched(x, m, causal=False):                    # 2. all heads in one ba
     return merge_heads(torch.softmax(s, dim=-1) @ v) @ Wo.T + bo
 
 
+# %% [markdown] tags=["lang-en"]
+# The next two change only how the products are written. Stacking $W^Q, W^K, W^V$ gives one
+# $(3E, E)$ matrix, so one matrix product makes $Q$, $K$ and $V$ together (`nn.MultiheadAttention`'s
+# `in_proj_weight` is exactly this stack); `einsum` names every index instead, so that splitting and
+# merging the heads become part of the products:
+
+# %% [markdown] tags=["lang-zh"]
+# 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$
+# （`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）；`einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
+
+# %%
 def mha_packed(x, m, causal=False):                     # 3. one (3E, E) projection for Q, K, V
     B, L, E = x.shape
     qkv = x @ m.in_proj_weight.T + m.in_proj_bias       # (B, L, 3E)
@@ -209,6 +244,15 @@ def mha_einsum(x, m, causal=False):                     # 4. every product named
     return torch.einsum("bhld,ehd->ble", o, Wo.view(E, H, Dh)) + bo       # merge and W_O at once
 
 
+# %% [markdown] tags=["lang-en"]
+# The last two are PyTorch's own: its fused attention kernel inside our packed projection, and
+# `nn.MultiheadAttention` itself (note its mask: `True` means *forbidden*, section 7):
+
+# %% [markdown] tags=["lang-zh"]
+# 最后两种是 PyTorch 自己的：在我们的打包投影里调用它的融合注意力算子，以及 `nn.MultiheadAttention` 本身
+# （注意它的掩码：`True` 表示*禁止*，见第 7 节）：
+
+# %%
 def mha_sdpa(x, m, causal=False):                       # 5. PyTorch's fused attention kernel
     B, L, E = x.shape
     qkv = F.linear(x, m.in_proj_weight, m.in_proj_bias)
@@ -274,58 +318,11 @@ print(t("ch04.per_head", a=tuple(w_ours.shape), b=tuple(w_torch.shape)))
 print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# **Timing.** Equal outputs, different speeds. The table times the seven on one causal
-# self-attention of batch 2, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
-# taken in turn on one thread, median of 3 runs each, each relative to the fused SDPA version. Your
-# numbers will differ; `python benchmarks/bench_mha.py` measures batch 8 with more repeats.
+# Equal outputs, but not equal speeds: appendix A, at the end of the chapter, times the seven on a
+# GPT-2-sized layer and explains what separates them.
 
 # %% [markdown] tags=["lang-zh"]
-# **计时。** 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 2、序列长度 1024、宽度 768、
-# 12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。
-# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用批次 8 和更多次重复来测量。
-
-# %% tags=["nbval-ignore-output"]
-torch.manual_seed(0)
-big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
-ours = MultiHeadAttention.from_torch(big).eval()
-xb = torch.randn(2, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 2
-with torch.inference_mode(), one_thread():            # round-robin: load hits every one alike
-    ms = {key: 1e3 * sec for key, sec in round_robin_medians(
-        {key: (lambda f=f: f(xb, big, causal=True)) for key, f in implementations.items()},
-        repeats=3, warmup=0).items()}
-print(viz.format_table([t("ch04.col.impl"), t("ch04.col.ms"), t("ch04.col.vs_sdpa")],
-                       [[names[key], f"{ms[key]:.1f}", f"{ms[key] / ms['sdpa']:.2f}x"] for key in implementations]))
-B, H, L = xb.shape[0], big.num_heads, xb.shape[1]
-print(t("ch04.held_at_once", loop=B * L * L * 4 / 2**20, all=B * H * L * L * 4 / 2**20))
-print(t("ch04.vs_loop", batched=ms["batched"] / ms["loop"], einsum=ms["einsum"] / ms["loop"]))
-
-# %% [markdown] tags=["lang-en"]
-# How to read it: the four $E \times E$ projections are the same in every version, so what
-# separates the rows is how the attention itself is done; gaps of a few percent are run-to-run
-# noise, and close rows may swap when you run the cell again. The loop, batched, packed and einsum
-# versions do the same arithmetic. The last three hold the $(L, L)$ weights of every head and every
-# sequence at once, the loop only one head's (the first line under the table prints both sizes);
-# whether that costs time depends on how the CPU's matrix library handles each shape. The einsum
-# version holds as much as the batched one, so where their times differ (the second line prints
-# both against the loop, from this run's numbers), memory alone does not explain the gap. The fused kernel never writes the $(L, L)$ weights to memory, and with
-# `is_causal=True` it skips the blocks above the diagonal of a causal matrix. In inference mode
-# `nn.MultiheadAttention` takes its own "fast path" (`torch._native_multi_head_attention`), which
-# on CPU computes the full $(L, L)$ scores and a masked softmax: the causal mask reaches it as a
-# *tensor*, to it just an arbitrary mask. attnkit passes `is_causal=True` to the kernel instead of
-# building a mask. These differences grow with $L$, since the attention part grows as $L^2$
-# (section 6).
-
-# %% [markdown] tags=["lang-zh"]
-# 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；
-# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环、批量、打包和 einsum 这四个版本的计算量完全相同。
-# 后三个版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的（表格下面第一行打印了两者的大小）；
-# 这会不会多花时间，取决于 CPU 的矩阵运算库如何处理各种形状。einsum 版本存下的权重和批量版本一样多，
-# 所以只要二者耗时不同（第二行根据本次运行的实测数字，打印了二者相对循环版本的倍数），差距就不能只用内存来解释。
-# 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
-# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`）。
-# 在 CPU 上，这条路径会算出完整的 $(L, L)$ 分数，再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，在它看来只是一个任意的掩码。
-# attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，
-# 因为注意力部分按 $L^2$ 增长（第 6 节）。
+# 结果相同，速度却未必相同：本章末尾的附录 A 在一个 GPT-2 规模的层上为这七种实现计时，并解释它们的差别从何而来。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. The encoder sub-layer
@@ -437,6 +434,25 @@ explorer.static();
 # %% [markdown] tags=["lang-en"]
 # ## 6. What it costs
 #
+# **Predict first (question 1).** Keep the width $E$ and double the number of heads, so each head
+# gets half as many features. Which is true? a) the parameters double; b) the FLOPs of the scores
+# $QK^\top$ double; c) neither parameters nor FLOPs change, but the attention weights held in memory
+# double; d) nothing changes at all, the heads being only a reshape. Answer with a letter, then read on.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 开销
+#
+# **先预测（问题 1）。** 宽度 $E$ 不变，把头数翻倍，每个头分到的特征就少了一半。下面哪一项正确？
+# a) 参数量翻倍；b) 分数 $QK^\top$ 的 FLOPs 翻倍；c) 参数量和 FLOPs 都不变，但要存在内存里的注意力权重翻倍；
+# d) 什么都不变，因为头只是一次变形。先用字母作答，再往下读。
+
+# %%
+from attnkit.exercises.ch04 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
 # For one layer with width $E$, $h$ heads, $L$ queries, $S$ keys, batch $B$ (a multiply-add = 2 FLOPs):
 #
 # | part | parameters | forward FLOPs |
@@ -451,8 +467,6 @@ explorer.static();
 # LLaMA-7B-sized layer ($E = 4096$, 32 heads) and a 4096-token sequence:
 
 # %% [markdown] tags=["lang-zh"]
-# ## 6. 开销
-#
 # 对宽度为 $E$、有 $h$ 个头、$L$ 个查询、$S$ 个键、批次为 $B$ 的一层（一次乘加记作 2 次浮点运算）：
 #
 # | 部分 | 参数量 | 前向 FLOPs |
@@ -475,6 +489,10 @@ print(t("ch04.params", f=params, m=real, ok=params == real))
 print(t("ch04.flops", p=flops["projections"] / 1e12, s=flops["scores"] / 1e12,
         w=flops["weighted_sum"] / 1e12, tot=flops["total"] / 1e12))
 print(t("ch04.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
+act2 = mha_activation_bytes(E, 2 * H, seq_len=L, bytes_per_element=2)  # twice the heads, same width
+print(t("ch04.twice_heads", h=2 * H, h0=H, p=mha_param_count(E, 2 * H, bias=False) == params,
+        f=mha_flops(E, 2 * H, seq_len=L)["total"] == flops["total"], w=act2["weights"] / 2**30,
+        w0=act["weights"] / 2**30))
 
 # %% [markdown] tags=["lang-en"]
 # 67,108,864 parameters per attention layer (LLaMA has no biases), and 0.82 TFLOP for one
@@ -483,15 +501,18 @@ print(t("ch04.act", w=act["weights"] / 2**30, qkv=act["qkv"] / 2**20))
 # the projections' $8LE^2$; every doubling of $L$ doubles the projections but quadruples the
 # attention. Storing every head's weights would take 1.0 GiB per
 # layer in bfloat16, against 96 MiB for Q, K and V: the quadratic term is the one that hurts, and
-# the reason fused kernels (chapter 07) never materialise it. (The module above lives on PyTorch's
-# `meta` device: shapes only, no memory, so counting a 7B-sized layer costs nothing.)
+# the reason fused kernels (chapter 07) never materialise it. With 64 heads instead of 32 (the last
+# line), parameters and FLOPs stay the same and the weights grow to 2.0 GiB: question 1's answer.
+# (The module above lives on PyTorch's `meta` device: shapes only, no memory, so counting a
+# 7B-sized layer costs nothing.)
 
 # %% [markdown] tags=["lang-zh"]
 # 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元（token）的序列需要 0.82 TFLOP：
 # 投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；
 # $L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，
 # 在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB。真正要命的是这个平方项，
-# 这也是融合算子（第 7 章）从不把它完整写出来的原因。（上面的模块放在 PyTorch 的 `meta` 设备上：
+# 这也是融合算子（第 7 章）从不把它完整写出来的原因。把 32 个头换成 64 个（最后一行），参数量和 FLOPs 都不变，
+# 注意力权重却涨到 2.0 GiB：这就是问题 1 的答案。（上面的模块放在 PyTorch 的 `meta` 设备上：
 # 只有形状、不占内存，所以数一个 7B 规模的层几乎没有开销。）
 
 # %% [markdown] tags=["lang-en"]
@@ -515,15 +536,51 @@ wrong = x.view(B, 4, L, E // 4)
 print(t("ch04.same", shape=right.shape == wrong.shape, values=torch.equal(right, wrong)))
 
 # %% [markdown] tags=["lang-en"]
-# **Boolean masks mean opposite things.** attnkit (like SDPA) reads `True` as *may attend*;
-# `nn.MultiheadAttention` reads `True` as *forbidden*, for `attn_mask` and `key_padding_mask`
-# alike. Pass the same padding mask to both and you get different answers without an error;
-# invert it for PyTorch and they agree. (Float masks are added to the scores in both.)
+# **Boolean masks mean opposite things.** This is the most common mask bug in PyTorch code.
+# attnkit (like SDPA) reads `True` as *may attend*; `nn.MultiheadAttention` reads `True` as
+# *forbidden*, for `attn_mask` and `key_padding_mask` alike. One `(L, S)` mask serves every head:
+# it broadcasts over the batch and the heads of the `(B, h, L, S)` scores. Let us rebuild
+# `nn.MultiheadAttention`'s computation from its own packed weights once more, handing SDPA a causal
+# mask *tensor* this time, and give `nn.MultiheadAttention` the same mask, once inverted and once as it is:
 
 # %% [markdown] tags=["lang-zh"]
-# **布尔掩码的含义相反。** attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；`nn.MultiheadAttention`
-# 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。把同一个填充掩码原样传给两者，
-# 会不报错地得到不同结果；传给 PyTorch 时取反，两者就一致了。（浮点掩码在两边都是加到分数上。）
+# **布尔掩码的含义相反。** 这是 PyTorch 代码里最常见的掩码错误。attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；
+# `nn.MultiheadAttention` 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。
+# 一个 `(L, S)` 的掩码供所有头共用：它在 `(B, h, L, S)` 的分数上沿批次和头两个维度广播。
+# 我们再用 `nn.MultiheadAttention` 自己的打包权重重建一次它的计算，这次交给 SDPA 的是一个因果掩码*张量*；
+# 再把同一个掩码交给 `nn.MultiheadAttention`，一次取反，一次原样传入：
+
+# %%
+cm = causal_mask(6)                                      # (L, S): True = may attend (SDPA, attnkit)
+qkv = F.linear(x, m.in_proj_weight, m.in_proj_bias)      # (B, L, 3E)
+q, k, v = (split_heads(part, m.num_heads) for part in qkv.chunk(3, dim=-1))  # 3 x (B, H, L, Dh)
+rebuilt = F.linear(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=cm)),  # cm: every head
+                   m.out_proj.weight, m.out_proj.bias)
+with torch.no_grad():
+    right = m(x, x, x, attn_mask=~cm, need_weights=False)[0]            # nn.MultiheadAttention: True = forbidden
+    wrong, w_wrong = m(x, x, x, attn_mask=cm, average_attn_weights=False)  # the same mask, passed unchanged
+print(t("ch04.mha_inverted", ok=torch.allclose(right, rebuilt, atol=1e-6)))
+print(t("ch04.mha_unchanged", ok=torch.allclose(wrong, rebuilt, atol=1e-6)))
+print(t("ch04.wrong_row0", v=[round(w, 2) for w in w_wrong[0, 0, 0].tolist()]))
+print(t("ch04.wrong_last", ok=bool(wrong[:, -1].isnan().all())))
+
+# %% [markdown] tags=["lang-en"]
+# Passing the same boolean mask to both computes two different things without any error. With the
+# mask unchanged, `nn.MultiheadAttention` forbids exactly what SDPA allows: query 0 of head 0 puts
+# all its weight on keys 1 to 5, the future, and none on itself; the last query may see nothing at
+# all, and its output is NaN in every sequence — in a deeper network, that NaN would spread to every
+# later position. Rule: **negate a boolean mask when you move it between SDPA (or attnkit) and
+# `nn.MultiheadAttention`**. The same holds for a padding mask, `(B, S)`, which hides the same keys
+# from every head and every query: pass it unchanged and the results differ, invert it for PyTorch
+# and they agree. (Float masks are added to the scores in both.)
+
+# %% [markdown] tags=["lang-zh"]
+# 把同一个布尔掩码原样传给两者，会不报错地算出两种不同的结果。掩码不取反时，`nn.MultiheadAttention` 禁止的恰好是 SDPA 允许的：
+# 第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有；最后一个查询什么都看不到，
+# 每条序列中它的输出都是 NaN——在更深的网络里，这个 NaN 会扩散到后面的每个位置。
+# 规则是：**在 SDPA（或 attnkit）和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**。
+# 填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。
+# （浮点掩码在两边都是加到分数上。）
 
 # %%
 from attnkit.core import padding_mask
@@ -597,7 +654,7 @@ for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 
 # 第 `(h + 1) * E // H - 1` 个特征。
 
 # %%
-from attnkit.exercises.ch04 import check_count_params, check_merge_heads, check_mha, check_split_heads
+from attnkit.exercises.ch04 import check_count_params, check_merge_heads, check_mha, check_split_heads, check_torch_mha
 
 
 def my_split_heads(x, num_heads):
@@ -653,6 +710,36 @@ def my_count_params(embed_dim, num_heads, bias=True):
 check_count_params(my_count_params);
 
 # %% [markdown] tags=["lang-en"]
+# **Stretch: `nn.MultiheadAttention` from its packed weights, masks included.** Write
+# `my_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads, attn_mask=None,
+# key_padding_mask=None)` that returns what `m(x, x, x, attn_mask=attn_mask,
+# key_padding_mask=key_padding_mask)` returns for an `nn.MultiheadAttention` `m` with these weights:
+# the output `(B, L, E)` and its weights `(B, L, S)`. `in_proj_weight` is the `(3E, E)` stack of
+# $W^Q, W^K, W^V$; the masks follow *PyTorch's* conventions (a boolean `attn_mask` `(L, S)` and
+# `key_padding_mask` `(B, S)` are `True` where attention is forbidden; a float `attn_mask` is
+# added to the scores). The checker tries no mask, a causal mask, causal plus padding, and a float
+# bias. Write the attention yourself: SDPA, attnkit's attention and PyTorch's
+# `multi_head_attention_forward` are refused.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：用打包的权重复现 `nn.MultiheadAttention`，连同掩码。** 写出
+# `my_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads, attn_mask=None, key_padding_mask=None)`，
+# 对一个用这些权重的 `nn.MultiheadAttention` `m`，它要返回与 `m(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask)` 相同的东西：
+# 输出 `(B, L, E)` 和它的权重 `(B, L, S)`。`in_proj_weight` 是 $W^Q, W^K, W^V$ 叠成的 `(3E, E)` 矩阵；
+# 掩码遵循 *PyTorch* 的约定：布尔 `attn_mask` `(L, S)` 和 `key_padding_mask` `(B, S)` 中 `True` 表示禁止关注，浮点 `attn_mask` 直接加到分数上。
+# 检查器会依次试：无掩码、因果掩码、因果掩码加填充掩码、浮点偏置。注意力要自己写：SDPA、attnkit 的注意力和 PyTorch 的
+# `multi_head_attention_forward` 都不能用。
+
+# %%
+def my_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads,
+                 attn_mask=None, key_padding_mask=None):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_torch_mha(my_torch_mha)
+
+# %% [markdown] tags=["lang-en"]
 # ## 9. Summary
 #
 # - One softmax row is one weighted average; $h$ heads give each position $h$ separate averages,
@@ -660,10 +747,12 @@ check_count_params(my_count_params);
 # - Heads are a reshape: `(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`; no loop, and the split copies nothing (section 2).
 # - Loop, batched, packed, `einsum`, fused SDPA and `nn.MultiheadAttention` compute the same
 #   thing; the fused kernel never stores the $(L, L)$ weights, and with `is_causal=True` it skips the
-#   masked half, which it cannot do when handed a causal mask tensor (section 3).
+#   masked half, which it cannot do when handed a causal mask tensor (section 3, appendix A).
 # - An encoder layer is $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$ then the same around a feed-forward network (section 4).
 # - Trained on a task that needs several positions at once, heads specialise by themselves (section 5).
 # - $4E^2$ parameters and $O(LE^2 + L^2E)$ FLOPs whatever $h$; the weights take $h L^2$ memory per sequence (section 6).
+# - One `(L, S)` mask serves every head; `nn.MultiheadAttention`'s boolean masks mean *forbidden*,
+#   SDPA's and attnkit's *may attend*: negate when you move a mask between them (section 7).
 #
 # **Next:** chapter 05 — shrinking the KV cache by sharing keys and values between heads (GQA, MQA)
 # or compressing them into a small latent vector (MLA).
@@ -686,10 +775,12 @@ check_count_params(my_count_params);
 #   拼接后再由 $W^O$ 混合（第 1 节）。
 # - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，拆分时也不复制任何数据（第 2 节）。
 # - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子从不保存 $(L, L)$ 的权重，
-#   有了 `is_causal=True` 还会跳过被屏蔽的那一半，传入因果掩码张量则做不到这一点（第 3 节）。
+#   有了 `is_causal=True` 还会跳过被屏蔽的那一半，传入因果掩码张量则做不到这一点（第 3 节、附录 A）。
 # - 编码器层就是 $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$，再在前馈网络外面套上同样的结构（第 4 节）。
 # - 在需要同时关注多个位置的任务上训练，各个头会自发地分工（第 5 节）。
 # - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 都是 $O(LE^2 + L^2E)$；而每条序列的注意力权重要占 $h L^2$ 个数的内存（第 6 节）。
+# - 一个 `(L, S)` 掩码供所有头共用；`nn.MultiheadAttention` 的布尔掩码表示*禁止*，SDPA 和 attnkit 的表示*可以关注*：
+#   在它们之间传递掩码时要取反（第 7 节）。
 #
 # **下一章**：第 5 章——让多个头共享键和值（GQA、MQA），或把它们压缩成一个低维的潜在向量（MLA），从而缩小 KV 缓存。
 #
@@ -702,3 +793,61 @@ check_count_params(my_count_params);
 # - P. Michel、O. Levy、G. Neubig，*Are Sixteen Heads Really Better than One?*，NeurIPS 2019。
 # - PyTorch 文档：`torch.nn.MultiheadAttention`、`torch.nn.functional.scaled_dot_product_attention`、
 #   `torch.nn.TransformerEncoderLayer`；A. Karpathy，nanoGPT，`CausalSelfAttention`。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. Timing the seven implementations
+#
+# Equal outputs, different speeds. The table times the seven on one causal
+# self-attention of batch 2, length 1024, width 768, 12 heads (a GPT-2-small layer), forward only,
+# taken in turn on one thread, median of 3 runs each, each relative to the fused SDPA version. Your
+# numbers will differ; `python benchmarks/bench_mha.py` measures batch 8 with more repeats.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. 七种实现的计时
+#
+# 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 2、序列长度 1024、宽度 768、
+# 12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。
+# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用批次 8 和更多次重复来测量。
+
+# %% tags=["nbval-ignore-output"]
+torch.manual_seed(0)
+big = nn.MultiheadAttention(768, 12, batch_first=True).eval()
+ours = MultiHeadAttention.from_torch(big).eval()
+xb = torch.randn(2, 1024, 768)                           # (B, L, E): a GPT-2-small layer, batch 2
+with torch.inference_mode(), one_thread():            # round-robin: load hits every one alike
+    ms = {key: 1e3 * sec for key, sec in round_robin_medians(
+        {key: (lambda f=f: f(xb, big, causal=True)) for key, f in implementations.items()},
+        repeats=3, warmup=0).items()}
+print(viz.format_table([t("ch04.col.impl"), t("ch04.col.ms"), t("ch04.col.vs_sdpa")],
+                       [[names[key], f"{ms[key]:.1f}", f"{ms[key] / ms['sdpa']:.2f}x"] for key in implementations]))
+B, H, L = xb.shape[0], big.num_heads, xb.shape[1]
+print(t("ch04.held_at_once", loop=B * L * L * 4 / 2**20, all=B * H * L * L * 4 / 2**20))
+print(t("ch04.vs_loop", batched=ms["batched"] / ms["loop"], einsum=ms["einsum"] / ms["loop"]))
+
+# %% [markdown] tags=["lang-en"]
+# How to read it: the four $E \times E$ projections are the same in every version, so what
+# separates the rows is how the attention itself is done; gaps of a few percent are run-to-run
+# noise, and close rows may swap when you run the cell again. The loop, batched, packed and einsum
+# versions do the same arithmetic. The last three hold the $(L, L)$ weights of every head and every
+# sequence at once, the loop only one head's (the first line under the table prints both sizes);
+# whether that costs time depends on how the CPU's matrix library handles each shape. The einsum
+# version holds as much as the batched one, so where their times differ (the second line prints
+# both against the loop, from this run's numbers), memory alone does not explain the gap. The fused kernel never writes the $(L, L)$ weights to memory, and with
+# `is_causal=True` it skips the blocks above the diagonal of a causal matrix. In inference mode
+# `nn.MultiheadAttention` takes its own "fast path" (`torch._native_multi_head_attention`), which
+# on CPU computes the full $(L, L)$ scores and a masked softmax: the causal mask reaches it as a
+# *tensor*, to it just an arbitrary mask. attnkit passes `is_causal=True` to the kernel instead of
+# building a mask. These differences grow with $L$, since the attention part grows as $L^2$
+# (section 6). (The cell also rebinds `ours` to a copy of this big layer.)
+
+# %% [markdown] tags=["lang-zh"]
+# 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；
+# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环、批量、打包和 einsum 这四个版本的计算量完全相同。
+# 后三个版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的（表格下面第一行打印了两者的大小）；
+# 这会不会多花时间，取决于 CPU 的矩阵运算库如何处理各种形状。einsum 版本存下的权重和批量版本一样多，
+# 所以只要二者耗时不同（第二行根据本次运行的实测数字，打印了二者相对循环版本的倍数），差距就不能只用内存来解释。
+# 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
+# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`）。
+# 在 CPU 上，这条路径会算出完整的 $(L, L)$ 分数，再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，在它看来只是一个任意的掩码。
+# attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，
+# 因为注意力部分按 $L^2$ 增长（第 6 节）。（这个单元格还把 `ours` 换成了这个大层的副本。）
