@@ -139,3 +139,123 @@ def test_chinese_feedback(capsys):
     assert not ok and "练习 1" in out and "提示" in out
     ok, out = run(ch07.check_io_flash, ch07.solution_io_flash, capsys)
     assert ok and "全部通过" in out
+
+
+# ---------------------------------------------------------------- question 1: causal tiles computed
+
+import attnkit.exercises as X  # noqa: E402
+from attnkit.flash import tile_schedule  # noqa: E402
+
+
+def test_q1_expected_answer_is_the_tiles_attnkit_computes():
+    """The oracle: attnkit's causal tile schedule for N = 1024 in tiles of 128 computes 36 tiles."""
+    steps, skipped = tile_schedule(1024, 1024, 128, 128, is_causal=True)
+    assert len(steps) + len(skipped) == 64 and len(steps) == 36
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_q1_right_and_wrong_answers(lang, capsys):
+    set_language(lang)
+    X._WRONG.pop("ch07.q1", None)
+    assert ch07.check_q1(36) and X.OUTCOMES["ch07.q1"]["status"] == "passed"
+    out = capsys.readouterr().out
+    assert "28" in out and (("why" in out) if lang == "en" else ("原因" in out))
+    # typical wrong answers: half of the tiles (32), the diagonal forgotten (28)
+    assert not ch07.check_q1(32)
+    first = capsys.readouterr().out
+    assert X.OUTCOMES["ch07.q1"]["status"] == "failed" and "36" not in first
+    assert not ch07.check_q1(28)
+    assert "36" in capsys.readouterr().out  # two wrong answers: the answer and why
+    assert ch07.check_q1(None) is False and X.OUTCOMES["ch07.q1"]["status"] == "todo"
+
+
+# ---------------------------------------------------------------- stretch: the tiled backward
+
+
+def _autograd(q, k, v, o, lse, do, block):
+    """The oracle: autograd through PyTorch's SDPA."""
+    q, k, v = (x.clone().requires_grad_() for x in (q, k, v))
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return torch.autograd.grad(out, (q, k, v), do)
+
+
+@pytest.mark.parametrize(("n", "d", "block"), [(8, 4, 4), (13, 8, 5), (40, 16, 7)])
+def test_backward_solution_equals_autograd(n, d, block):
+    args = ch07._backward_case(5, n, d, block, torch.float64)
+    for got, ref in zip(ch07.solution_flash_backward(*args), _autograd(*args), strict=True):
+        assert torch.allclose(got, ref, atol=1e-10)
+
+
+def test_backward_solution_passes_and_autograd_is_forbidden(capsys):
+    ok, out = run(ch07.check_flash_backward, ch07.solution_flash_backward, capsys)
+    assert ok and "all 3 cases pass" in out
+    ok, out = run(ch07.check_flash_backward, _autograd, capsys)
+    assert not ok and X.OUTCOMES["ch07.ex4"]["status"] == "forbidden" and "autograd" in out
+
+    def with_backward(q, k, v, o, lse, do, block):  # .backward() is refused too
+        q, k, v = (x.clone().requires_grad_() for x in (q, k, v))
+        (torch.nn.functional.scaled_dot_product_attention(q, k, v) * do).sum().backward()
+        return q.grad, k.grad, v.grad
+
+    ok, _ = run(ch07.check_flash_backward, with_backward, capsys)
+    assert not ok and X.OUTCOMES["ch07.ex4"]["status"] == "forbidden"
+
+
+def _dense(q, k, v, o, lse, do, block):  # right numbers, but the whole N x N matrix
+    c = 1 / math.sqrt(q.shape[1])
+    p = torch.exp(q @ k.T * c - lse[:, None])
+    ds = p * (do @ v.T - (do * o).sum(-1)[:, None])
+    return c * ds @ k, c * ds.T @ q, p.T @ do
+
+
+def _no_d(q, k, v, o, lse, do, block):  # the softmax backward without its row term D
+    c = 1 / math.sqrt(q.shape[1])
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for j in range(0, len(k), block):
+        for i in range(0, len(q), block):
+            p = torch.exp(q[i:i + block] @ k[j:j + block].T * c - lse[i:i + block, None])
+            dv[j:j + block] += p.T @ do[i:i + block]
+            ds = p * (do[i:i + block] @ v[j:j + block].T)
+            dq[i:i + block] += c * ds @ k[j:j + block]
+            dk[j:j + block] += c * ds.T @ q[i:i + block]
+    return dq, dk, dv
+
+
+def _no_scale(q, k, v, o, lse, do, block):  # forgets the 1/sqrt(d) in dq and dk
+    dq, dk, dv = ch07.solution_flash_backward(q, k, v, o, lse, do, block)
+    return dq * math.sqrt(q.shape[1]), dk * math.sqrt(q.shape[1]), dv
+
+
+def _tile_softmax(q, k, v, o, lse, do, block):  # normalises each tile on its own instead of using lse
+    lse_tiles = torch.cat([torch.logsumexp(q[i:i + block] @ k[:block].T / math.sqrt(q.shape[1]), -1)
+                           for i in range(0, len(q), block)])
+    return ch07.solution_flash_backward(q, k, v, o, lse_tiles, do, block)
+
+
+@pytest.mark.parametrize("wrong", [_dense, _no_d, _no_scale, _tile_softmax])
+def test_backward_wrong_answers_fail(wrong, capsys):
+    ok, out = run(ch07.check_flash_backward, wrong, capsys)
+    assert not ok and "❌" in out and "hint" in out
+    if wrong is _dense:  # its numbers are right: only the memory gives it away
+        assert X.OUTCOMES["ch07.ex4"]["case"] == 3 and "MiB" in out
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_backward_hints_are_staged_and_stub_is_todo(lang, capsys):
+    set_language(lang)
+    X._STAGE.pop("ch07.ex4", None)
+    nudge, stronger, formula = (ch07.t(f"ch07.ex4.{k}") for k in ("nudge", "stronger", "formula"))
+    assert not ch07.check_flash_backward(_no_d)
+    first = capsys.readouterr().out
+    assert nudge in first and stronger not in first and formula not in first
+    assert not ch07.check_flash_backward(_no_d)
+    second = capsys.readouterr().out
+    assert stronger in second and formula not in second
+    X.show_hint("ch07.ex4")
+    assert formula in capsys.readouterr().out
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert not ch07.check_flash_backward(stub) and X.OUTCOMES["ch07.ex4"]["status"] == "todo"
+    assert not ch07.check_flash_backward(lambda *a: (1, 2)) and X.OUTCOMES["ch07.ex4"]["status"] == "failed"

@@ -1,10 +1,14 @@
-"""Chapter 07 exercises: merge two partial tile results, the causal tile-skip test, an IO count."""
+"""Chapter 07 exercises: merge two partial tile results, the causal tile-skip test, an IO count; a
+predict-first question (how many causal tiles are computed), and a stretch exercise (the tiled
+backward pass, in O(N) extra memory, measured)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -38,6 +42,48 @@ register({
                             "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
                       "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"
                             "结果是 2 N d + T_c (3 N d + 4 N)。要的是精确计数，不是 Theta 量级公式。"},
+    # question 1 (predict first)
+    "ch07.q1.title": {"en": "Question 1 · how many tiles does a causal loop compute?",
+                      "zh": "问题 1 · 因果掩码下，分块循环要计算多少个分块？"},
+    "ch07.q1.nudge": {"en": "Number the query blocks and the key blocks 0 .. 7. Which key blocks does query block i "
+                            "need at all?",
+                      "zh": "把查询块和键块都编号为 0 .. 7。第 i 个查询块到底需要哪些键块？"},
+    "ch07.q1.why": {"en": "Query block i needs key blocks 0 .. i: i + 1 tiles. Over i = 0 .. 7 that is "
+                          "1 + 2 + ... + 8 = 36 of the 64 tiles (T(T + 1)/2 with T = 8). The 28 above the "
+                          "diagonal are skipped; of the 36 computed, the 8 on the diagonal need the mask. "
+                          "As T grows the computed share tends to one half: the causal FLOPs halve.",
+                    "zh": "第 i 个查询块需要第 0 .. i 个键块，共 i + 1 个分块。对 i = 0 .. 7 求和："
+                          "1 + 2 + ... + 8 = 36，占 64 个分块中的 36 个（T = 8 时为 T(T + 1)/2）。"
+                          "对角线以上的 28 个分块被跳过；算出的 36 个里，对角线上的 8 个要带掩码。"
+                          "T 越大，要算的比例越接近一半：因果注意力的浮点运算次数减半。"},
+    # stretch: the tiled backward pass
+    "ch07.ex4.title": {"en": "Stretch · the tiled backward pass, never an N × N matrix",
+                       "zh": "挑战题 · 分块的反向传播，绝不构造 N × N 矩阵"},
+    "ch07.ex4.nudge": {"en": "Which tensors does a tile's gradient need? P of the tile can be recomputed from q, k and "
+                             "lse alone; the one row statistic you still need comes from dO and O. Check the "
+                             "small case first.",
+                       "zh": "一个分块的梯度需要哪些张量？这个分块的 P 只用 q、k 和 lse 就能重新算出来；"
+                             "还需要的那个逐行统计量可以由 dO 和 O 得到。先让小用例通过。"},
+    "ch07.ex4.stronger": {"en": "Compute D = rowsum(dO ∘ O) once. Then for every tile (block i of queries, block j "
+                                "of keys): P = exp(q_i k_jᵀ/√d − lse_i), dV_j += Pᵀ dO_i, dS = P ∘ (dO_i V_jᵀ − D_i), "
+                                "and dQ_i, dK_j from dS with the 1/√d of the scores. Appendix B derives it.",
+                          "zh": "先算一次 D = rowsum(dO ∘ O)。然后对每个分块（第 i 个查询块、第 j 个键块）："
+                                "P = exp(q_i k_jᵀ/√d − lse_i)，dV_j += Pᵀ dO_i，dS = P ∘ (dO_i V_jᵀ − D_i)，"
+                                "再由 dS 得到 dQ_i、dK_j，别忘了分数里的 1/√d。附录 B 给出了推导。"},
+    "ch07.ex4.formula": {"en": "D = (do * o).sum(-1); for each key block j and query block i: "
+                               "p = exp(q[i] @ k[j].T * c - lse[i, None]) with c = 1/sqrt(d); dv[j] += p.T @ do[i]; "
+                               "ds = p * (do[i] @ v[j].T - D[i, None]); dq[i] += c * ds @ k[j]; dk[j] += c * ds.T @ q[i]",
+                         "zh": "D = (do * o).sum(-1)；对每个键块 j 和查询块 i："
+                               "p = exp(q[i] @ k[j].T * c - lse[i, None])，其中 c = 1/sqrt(d)；dv[j] += p.T @ do[i]；"
+                               "ds = p * (do[i] @ v[j].T - D[i, None])；dq[i] += c * ds @ k[j]；dk[j] += c * ds.T @ q[i]"},
+    "ch07.ex4.too_big": {"en": "your function held {got:.2f} MiB at once; the N × N matrix alone is {nn:.1f} MiB: "
+                               "expected below {limit:.2f} MiB",
+                         "zh": "你的函数同时占用了 {got:.2f} MiB；单是 N × N 矩阵就有 {nn:.1f} MiB：应低于 {limit:.2f} MiB"},
+    "ch07.ex4.not_three": {"en": "expected a tuple (dq, dk, dv), got {what}", "zh": "应当返回元组 (dq, dk, dv)，实际得到 {what}"},
+    "ch07.case.bwd_small": {"en": "N = 8, d = 4, blocks of 4", "zh": "N = 8，d = 4，分块大小 4"},
+    "ch07.case.bwd_ragged": {"en": "N = 13, d = 8, blocks of 5 (ragged)", "zh": "N = 13，d = 8，分块大小 5（最后一块不满）"},
+    "ch07.case.bwd_long": {"en": "N = {n}, d = 8, blocks of 128: memory is measured",
+                           "zh": "N = {n}，d = 8，分块大小 128：测量内存"},
     "ch07.case.halves": {"en": "8 keys split 4 + 4", "zh": "8 个键分成 4 + 4"},
     "ch07.case.uneven": {"en": "9 keys split 2 + 7, 3 queries", "zh": "9 个键分成 2 + 7，3 个查询"},
     "ch07.case.large": {"en": "scores around 1000 (exp overflows)", "zh": "分数在 1000 左右（exp 会溢出）"},
@@ -69,6 +115,26 @@ def solution_io_flash(N, d, M):
     b_c = -(-M // (4 * d))  # columns of K and V per block: four d-wide blocks share M
     t_c = -(-N // b_c)  # column blocks
     return 2 * N * d + t_c * (3 * N * d + 4 * N)  # K, V once; Q, O, l, m per column block
+
+
+def solution_flash_backward(q, k, v, o, lse, do, block):
+    """dq, dk, dv of softmax(q kᵀ/√d) v for one head, tile by tile (FlashAttention-2, Algorithm 2).
+
+    q, k, v, o, do (N, d); lse (N,) the log-sum-exp of each row of the scaled scores.
+    """
+    c = 1.0 / math.sqrt(q.shape[-1])
+    D = (do * o).sum(dim=-1)  # (N,) rowsum(dO ∘ O) = rowsum(P ∘ dP)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for j in range(0, k.shape[0], block):  # a block of keys and values stays on chip
+        kj, vj = k[j:j + block], v[j:j + block]  # (Bk, d)
+        for i in range(0, q.shape[0], block):  # every block of queries streams past it
+            qi, doi = q[i:i + block], do[i:i + block]  # (Bq, d)
+            p = torch.exp(qi @ kj.T * c - lse[i:i + block, None])  # (Bq, Bk) recomputed, never stored
+            dv[j:j + block] += p.T @ doi
+            ds = p * (doi @ vj.T - D[i:i + block, None])  # the softmax backward, tile-sized
+            dq[i:i + block] += c * ds @ kj
+            dk[j:j + block] += c * ds.T @ qi
+    return dq, dk, dv
 
 
 def _partial(s, v):
@@ -138,3 +204,46 @@ def check_io_flash(fn) -> bool:
                       exercise="ch07.ex3",
                       forbid=("attnkit.flash.io_flash", "attnkit.flash.io_standard"),
                       compare=compare)
+
+
+def check_q1(answer) -> bool:
+    """Predict first: N = 1024, tiles of 128 x 128, causal: how many of the 64 tiles are computed?"""
+    return check_answer(answer, 36, exercise="ch07.q1", title=t("ch07.q1.title"),
+                        explanation=t("ch07.q1.why"), nudge=t("ch07.q1.nudge"))
+
+
+BWD_LONG = 1024
+
+
+def _backward_case(seed, n, d, block, dtype):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v, do = (torch.randn(n, d, generator=g, dtype=dtype) for _ in range(4))
+    s = q @ k.T / math.sqrt(d)  # (n, n), built here by the checker only, outside the measured call
+    lse = torch.logsumexp(s, dim=-1)  # (n,)
+    o = torch.softmax(s, dim=-1) @ v
+    return (q, k, v, o, lse, do, block)
+
+
+def check_flash_backward(fn) -> bool:
+    cases = [Case(_backward_case(1, 8, 4, 4, torch.float64), label=t("ch07.case.bwd_small")),
+             Case(_backward_case(2, 13, 8, 5, torch.float64), label=t("ch07.case.bwd_ragged")),
+             Case(_backward_case(3, BWD_LONG, 8, 128, torch.float32), label=t("ch07.case.bwd_long", n=BWD_LONG))]
+    nn_bytes = BWD_LONG * BWD_LONG * 4
+
+    def compare(got, expected):
+        result, peak = got
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            return t("ch07.ex4.not_three", what=type(result).__name__)
+        why = compare_tensors(tuple(result), expected[0], atol=1e-4, rtol=1e-4)
+        if why:
+            return why
+        if result[0].shape[0] == BWD_LONG and peak > nn_bytes / 4:  # a quarter of one N x N matrix
+            return t("ch07.ex4.too_big", got=peak / 2**20, nn=nn_bytes / 2**20, limit=nn_bytes / 4 / 2**20)
+        return None
+
+    forbid = ("torch.autograd.grad", "torch.autograd.backward", "attnkit.flash.flash_attention")
+    title, hints = t("ch07.ex4.title"), [t("ch07.ex4.nudge"), t("ch07.ex4.stronger"), t("ch07.ex4.formula")]
+    if not callable(fn):
+        return run_checks(fn, solution_flash_backward, cases, title, exercise="ch07.ex4", hints=hints)
+    return run_checks(Measured(fn), Measured(solution_flash_backward), cases, title, exercise="ch07.ex4",
+                      compare=compare, hints=hints, forbid=forbid)

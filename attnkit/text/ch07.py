@@ -7,6 +7,11 @@ a library function prints itself stay in that library module (see ``attnkit/text
 from attnkit.i18n import register
 
 register({
+    "ch07.by_hand": {"en": "after tile {tile}: m = {m:.0f}, rescale exp(m_old - m) = {r:.3f}, l = {l:.4f}, a = {a:.4f}",
+                     "zh": "第 {tile} 个分块之后：m = {m:.0f}，缩放因子 exp(m_old - m) = {r:.3f}，l = {l:.4f}，a = {a:.4f}"},
+    "ch07.by_hand_out": {"en": "a / l = {tiled:.4f}; softmax(s) · v over all six keys = {exact:.4f}",
+                         "zh": "a / l = {tiled:.4f}；在全部六个键上算 softmax(s) · v = {exact:.4f}"},
+    "ch07.d_identity": {"en": "rowsum(P ∘ dP) == rowsum(dO ∘ O): {ok}", "zh": "rowsum(P ∘ dP) == rowsum(dO ∘ O)：{ok}"},
     "ch07.col.step": {"en": "step", "zh": "步骤"},
     "ch07.col.flops": {"en": "FLOPs", "zh": "浮点运算次数"},
     "ch07.col.bytes": {"en": "bytes moved", "zh": "搬运字节数"},

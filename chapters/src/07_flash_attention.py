@@ -53,6 +53,7 @@ import attnkit.text.ch07  # noqa: F401  (registers the texts only this chapter p
 from attnkit import viz
 from attnkit.core import scaled_dot_product_attention
 from attnkit.flash import flash_attention, io_flash, io_standard, measure_peak_bytes
+from attnkit.schematics import flash as flash_schematics
 from attnkit.softmax import online_softmax
 from attnkit.timing import one_thread, round_robin_medians
 from attnkit.widgets import flash as wf
@@ -71,8 +72,10 @@ print(t("ch07.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # Meanwhile the tensor cores can do 312 TFLOP/s of half-precision matrix multiplication
 # (FlashAttention-2 paper, §3.1).
 #
-# So an operation is **memory-bound** when it does fewer FLOPs per byte it moves than the ratio
-# (peak FLOP/s) / (bandwidth) — and then faster arithmetic does not help. Standard attention
+# An operation cannot finish before its arithmetic is done (its FLOPs divided by the peak FLOP/s),
+# nor before its bytes have moved (its bytes divided by the bandwidth): the longer of the two sets
+# its time. So an operation is **memory-bound** when it does fewer FLOPs per byte it moves than the
+# ratio (peak FLOP/s) / (bandwidth) — and then faster arithmetic does not help. Standard attention
 # runs three steps, each reading its input from HBM and writing its result back:
 # $S = QK^\top$, $P = \mathrm{softmax}(S)$, $O = PV$. Let us count FLOPs and bytes for one head
 # with $N = 4096$ and $d = 64$ in float16 (2 bytes an element; the softmax costs about 5 FLOPs
@@ -87,7 +90,8 @@ print(t("ch07.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # 以上数字取自 FlashAttention 论文 §2.1）。与此同时，
 # 张量核心的半精度矩阵乘法算力可达 312 TFLOP/s（FlashAttention-2 论文 §3.1）。
 #
-# 因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，
+# 一个操作既不可能在算术运算做完之前结束（浮点运算次数除以峰值算力），也不可能在数据搬完之前结束（字节数除以带宽）：
+# 两者中较长的那个决定了它的耗时。因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，
 # 它就是**受限于内存带宽**（memory-bound）的——这时算得再快也无济于事。
 # 标准注意力分三步，每一步都从 HBM 读入输入，再把结果写回 HBM：
 # $S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。
@@ -123,6 +127,11 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # 2022) is to never write them: load a block of $Q$ and a block of $K, V$ into SRAM, compute that
 # tile of scores, fold it into the output, and move on. The only obstacle is the softmax, which
 # needs a whole row before it can normalise — and chapter 03 already removed that obstacle.
+#
+# The picture shows one step of that loop (in FlashAttention-2's order, section 2): a block of
+# queries $Q_i$ sits on chip while the blocks $K_j, V_j$ stream past it. Each step makes a small
+# tile of scores on chip, and updates three things kept per row of $Q_i$: the running max $m$, the
+# running sum $\ell$ and an accumulator of the output. Only $O_i$ is written back, once.
 
 # %% [markdown] tags=["lang-zh"]
 # 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它，每字节只有 1.2 次。
@@ -130,6 +139,13 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # FlashAttention（Dao 等，2022）的思路是根本不把它们写入 HBM：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
 # 算出这一分块的分数，把它并入输出，然后处理下一块。
 # 唯一的障碍是 softmax：它要看到整行才能归一化——而第 3 章已经扫清了这个障碍。
+#
+# 下图画的是这个循环中的一步（按 FlashAttention-2 的顺序，见第 2 节）：一块查询 $Q_i$ 留在芯片上，$K_j, V_j$ 各块依次从旁边流过。
+# 每一步都在芯片上算出一小块分数，并更新 $Q_i$ 每一行各自保存的三样东西：当前最大值 $m$、当前累加和 $\ell$，以及输出的累加器。
+# 写回 HBM 的只有 $O_i$，而且只写一次。
+
+# %%
+_ = flash_schematics.tiles_figure(n_blocks=4, q_block=1, k_block=2)
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. From the online softmax to tiled attention
@@ -151,8 +167,35 @@ print(t("ch07.online_eq", ok=torch.allclose(online_softmax(x, chunk_size=3), tor
 # %% [markdown] tags=["lang-en"]
 # Attention needs $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$, a softmax-weighted sum of
 # values. Keep, for every query row, an *unnormalised* accumulator $a = \sum_j e^{s_j - m} v_j$
-# next to $m$ and $\ell$. A new tile of scores $S^{(t)}$ with its values $V^{(t)}$ updates them
-# (FlashAttention-2, Algorithm 1):
+# next to $m$ and $\ell$. By hand first: one query row, six keys in two tiles of three, and each
+# value a single number. Tile 1 sets $m$, $\ell$ and $a$; tile 2 brings a larger score, so what
+# tile 1 left is rescaled to the new max before tile 2 is added:
+
+# %% [markdown] tags=["lang-zh"]
+# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即用 softmax 权重对值加权求和。
+# 为此，对每个查询行，在 $m$ 和 $\ell$ 之外再维护一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
+# 先手算一遍：一个查询行，六个键分成两个分块、每块三个，每个值只是一个数。
+# 第 1 个分块确定 $m$、$\ell$ 和 $a$；第 2 个分块带来了更大的分数，所以先把第 1 个分块留下的结果换算到新的最大值上，再加上第 2 个分块：
+
+# %%
+s_row = torch.tensor([1.0, 3.0, 0.0, 5.0, 2.0, 4.0])        # one query's scores: tile 1, then tile 2
+v_row = torch.tensor([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])  # each key's value, one number each
+m_run, l_run, a_run = -math.inf, 0.0, 0.0                   # running max, sum, accumulator
+for tile, cols in enumerate((slice(0, 3), slice(3, 6)), start=1):
+    m_new = max(m_run, s_row[cols].max().item())
+    rescale = math.exp(m_run - m_new)                        # 0 for the first tile: nothing to rescale
+    p = torch.exp(s_row[cols] - m_new)
+    l_run = rescale * l_run + p.sum().item()
+    a_run = rescale * a_run + (p @ v_row[cols]).item()
+    m_run = m_new
+    print(t("ch07.by_hand", tile=tile, m=m_run, r=rescale, l=l_run, a=a_run))
+print(t("ch07.by_hand_out", tiled=a_run / l_run, exact=(torch.softmax(s_row, 0) @ v_row).item()))
+
+# %% [markdown] tags=["lang-en"]
+# Tile 2 raised the max from 3 to 5, so tile 1's sum and accumulator were multiplied by
+# $e^{3 - 5} = 0.135$ before tile 2's terms were added; the ratio $a / \ell$ is then the exact
+# softmax-weighted value. The same holds for every row and every tile (FlashAttention-2,
+# Algorithm 1): a new tile of scores $S^{(t)}$ with its values $V^{(t)}$ updates
 #
 # $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
 # $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
@@ -162,9 +205,9 @@ print(t("ch07.online_eq", ok=torch.allclose(online_softmax(x, chunk_size=3), tor
 # few lines: an outer loop over blocks of queries, an inner loop over blocks of keys and values.
 
 # %% [markdown] tags=["lang-zh"]
-# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即用 softmax 权重对值加权求和。
-# 为此，对每个查询行，在 $m$ 和 $\ell$ 之外再维护一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
-# 每来一个新的分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$，就按下式更新（FlashAttention-2，算法 1）：
+# 第 2 个分块把最大值从 3 抬高到 5，所以第 1 个分块的累加和与累加器先乘以 $e^{3 - 5} = 0.135$，再加上第 2 个分块的各项；
+# 这时 $a / \ell$ 恰好就是精确的 softmax 加权值。对每一行、每个分块都是如此（FlashAttention-2，算法 1）：
+# 每来一个新的分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$，就按下式更新：
 #
 # $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
 # $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
@@ -234,10 +277,14 @@ print(t("ch07.alibi",
 # stream past, the output is normalised once at the end, and different query blocks are
 # independent — which is what lets a GPU run them in parallel.
 #
-# **Causal tiles.** With a causal mask, query $i$ sees key $j$ only when $j \le i$. A tile with
-# rows $[q_0, q_1)$ and columns $[k_0, k_1)$ is entirely masked when its *smallest* key is after
-# its *largest* query, $k_0 > q_1 - 1$: it is skipped, not computed. Tiles on the diagonal are
-# computed with the mask; tiles below it need no mask at all.
+# **Causal tiles.** With a causal mask, query $i$ sees key $j$ only when $j \le i$. A tile whose
+# every key comes after every one of its queries is entirely masked: it is skipped, not computed
+# (exercise 2 asks for the test on the tile's bounds). Tiles on the diagonal are computed with the
+# mask; tiles below it need no mask at all.
+#
+# **Question 1 (predict first).** $N = 1024$ queries and keys, tiles of $128 \times 128$, so
+# $8 \times 8 = 64$ tiles, and a causal mask. How many of the 64 tiles does the loop compute?
+# Answer before you step through the explorer below.
 
 # %% [markdown] tags=["lang-zh"]
 # **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，然后遍历所有查询块。
@@ -247,9 +294,17 @@ print(t("ch07.alibi",
 # 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
 #
 # **因果掩码下的分块。** 有因果掩码时，只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$。
-# 对于行范围为 $[q_0, q_1)$、列范围为 $[k_0, k_1)$ 的分块，如果其中*最小*的键也在*最大*的查询之后，
-# 即 $k_0 > q_1 - 1$，整块就都被屏蔽了：直接跳过，根本不计算。
-# 对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+# 如果一个分块里的每个键都在它的每个查询之后，整块就都被屏蔽了：直接跳过，根本不计算
+# （练习 2 会请你根据分块的边界写出这个判断）。对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+#
+# **问题 1（先预测）**：查询和键都是 $N = 1024$ 个，分块大小为 $128 \times 128$，共 $8 \times 8 = 64$ 个分块，并使用因果掩码。
+# 循环要计算这 64 个分块中的多少个？先回答，再去下面的交互控件里一步步看。
+
+# %%
+from attnkit.exercises.ch07 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. Explore: step through the loop
@@ -377,7 +432,8 @@ print(t("ch07.tiled_vs_sdpa", a=ms[512, "tiled"] / ms[512, "sdpa"], b=ms[1024, "
 # sum and accumulator never leave the chip, and only the final output and the log-sum-exp are
 # written to HBM. That is how, on a GPU, it runs faster than standard attention while doing the same
 # FLOPs: the FlashAttention paper reports a 7.6× faster attention computation for GPT-2 on an
-# A100 (Figure 1) and 3× faster end-to-end GPT-2 training (abstract).
+# A100 (Figure 1) and 3× faster end-to-end GPT-2 training (abstract). How much slow-memory traffic
+# tiling saves depends on the size of the on-chip memory; appendix A counts it.
 
 # %% [markdown] tags=["lang-zh"]
 # 在本次运行中，Python 分块循环的耗时是 PyTorch 融合算子的若干倍（倍数见表格下面那一行）。这个差距不是算法本身的问题：
@@ -387,47 +443,7 @@ print(t("ch07.tiled_vs_sdpa", a=ms[512, "tiled"] / ms[512, "sdpa"], b=ms[1024, "
 # $Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次；分数、指数、当前最大值、累加和与累加器都不离开芯片；
 # 只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快。
 # FlashAttention 论文报告：在 A100 上，GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
-
-# %% [markdown] tags=["lang-en"]
-# **The IO model.** The FlashAttention paper (Theorem 2) counts the elements read and written in
-# HBM. Standard attention moves $\Theta(Nd + N^2)$: our count is $4Nd + 4N^2$. With an on-chip
-# memory of $M$ elements, FlashAttention-1 uses key/value blocks of $B_c = \lceil M/4d \rceil$,
-# so it makes $T_c = \lceil N / B_c \rceil$ passes over $Q$ and $O$: $2Nd + T_c(3Nd + 4N)$
-# elements, which is $\Theta(N^2 d^2 / M)$. For $d = 64$ and $N = 4096$:
-
-# %% [markdown] tags=["lang-zh"]
-# **IO 模型。** FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。
-# 标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：按我们的计数是 $4Nd + 4N^2$。
-# 若片上内存能放 $M$ 个元素，FlashAttention-1 使用大小为 $B_c = \lceil M/4d \rceil$ 的键/值块，
-# 因此要对 $Q$ 和 $O$ 扫描 $T_c = \lceil N / B_c \rceil$ 遍：共 $2Nd + T_c(3Nd + 4N)$ 个元素，
-# 即 $\Theta(N^2 d^2 / M)$。取 $d = 64$、$N = 4096$：
-
-# %%
-rows = []
-for M in (2**12, 2**14, 2**16, 2**18):
-    std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]
-    rows.append([f"{M:,}", f"{std:.3e}", f"{tiled:.3e}", f"{tiled / std:.3f}"])
-print(viz.format_table([t("ch07.col.m"), t("ch07.col.io_std"), t("ch07.col.io_flash"), t("ch07.col.io_ratio")], rows))
-print(t("ch07.block_keys", bc=math.ceil(4096 / (4 * 64))))
-print(t("ch07.sram_elements", e=192 * 1024 // 2))
-wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
-
-# %% [markdown] tags=["lang-en"]
-# With very little on-chip memory ($M = 4{,}096$ elements, a block of only 16 keys) tiling moves
-# *more* data than standard attention: it re-reads $Q$ and $O$ too many times. From
-# $M = 16{,}384$ on it moves less, and every 4× more SRAM cuts the traffic by about 4×. An A100
-# SM's 192 KB hold 98,304 float16 elements, so real kernels sit in the favourable regime.
-# On the plot, the standard curve has slope 2 (quadratic), and so do the tiled ones once $N$ is
-# large enough to need several key/value blocks — tiling does not change the $N^2$ growth, it
-# divides the traffic by a factor proportional to $M/d^2$ (by our count, roughly $M/3d^2$).
-
-# %% [markdown] tags=["lang-zh"]
-# 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
-# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，
-# 而且 SRAM 每增大到 4 倍，访存量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
-# 所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；
-# 当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，
-# 而是把访存量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
+# 分块能省下多少慢速内存的访存量，取决于片上内存有多大；附录 A 对此做了统计。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. The backward pass: recompute instead of store
@@ -436,10 +452,9 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # store it — $N \times N$ again. FlashAttention-2's backward (Algorithm 2) instead stores only
 # $Q, K, V, O$ and the per-row log-sum-exp $L_i = m_i + \log \ell_i$, and recomputes each tile of
 # $P$ exactly when it is needed: $P_{ij} = \exp(S_{ij} - L_i)$ — no max, no sum, one
-# exponential. With $D_i = \mathrm{rowsum}(dO_i \circ O_i)$, the tile's gradients are
-#
-# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
-# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+# exponential. From that tile of $P$, each tile adds its share to $dQ$, $dK$ and $dV$ (the
+# formulas, and where they come from, are in appendix B; the stretch exercise asks you to write
+# this backward pass).
 #
 # Recomputing costs one more $QK^\top$ product, but on a GPU reading $P$ back from HBM would cost
 # more time than computing it again on chip. Here is what attnkit's `torch.autograd.Function`
@@ -451,10 +466,7 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。
 # FlashAttention-2 的反向传播（算法 2）则只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
 # 到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$。这样不必再求最大值和累加和，只要一次指数运算。
-# 记 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$，该分块的梯度为
-#
-# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
-# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+# 有了 $P$ 的这个分块，每个分块就能把自己的那一份加到 $dQ$、$dK$ 和 $dV$ 上（公式及其来历见附录 B；挑战题会请你写出这个反向传播）。
 #
 # 重新计算要多做一次 $QK^\top$ 乘法，但在 GPU 上，从 HBM 把 $P$ 读回来比在芯片上再算一遍还要慢。
 # 下面列出 attnkit 的 `torch.autograd.Function` 保存了哪些张量，并验证它的梯度与自动求导经过 PyTorch SDPA 得到的梯度相等：
@@ -598,13 +610,14 @@ check_tile_skipped(my_tile_skipped);
 # %% [markdown] tags=["lang-en"]
 # **Exercise 3.** Count the elements FlashAttention-1 reads and writes in slow memory for
 # sequence length `N`, head dimension `d` and on-chip memory `M` (in elements), with the model of
-# section 4: key/value blocks of $B_c = \lceil M / 4d \rceil$, $T_c = \lceil N / B_c \rceil$
-# passes, and $2Nd + T_c(3Nd + 4N)$ in total. Return an integer.
+# appendix A: key/value blocks of $B_c = \lceil M / 4d \rceil$ rows, $T_c = \lceil N / B_c \rceil$
+# passes; $K$ and $V$ are read once; each pass reads $Q$, reads and writes $O$, and reads and
+# writes $m$ and $\ell$ (one number per row each). Return an integer.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）。按第 4 节的模型，
-# 计算 FlashAttention-1 在慢速内存中读写的元素总数。键/值块大小为 $B_c = \lceil M / 4d \rceil$，
-# 要扫描 $T_c = \lceil N / B_c \rceil$ 遍，总数为 $2Nd + T_c(3Nd + 4N)$。返回一个整数。
+# **练习 3**：序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）。按附录 A 的模型，
+# 计算 FlashAttention-1 在慢速内存中读写的元素总数。键/值块有 $B_c = \lceil M / 4d \rceil$ 行，要扫描 $T_c = \lceil N / B_c \rceil$ 遍；
+# $K$ 和 $V$ 只读一次；每一遍都要读 $Q$、读写 $O$，并读写 $m$ 和 $\ell$（每行各一个数）。返回一个整数。
 
 # %%
 def my_io_flash(N, d, M):
@@ -613,6 +626,31 @@ def my_io_flash(N, d, M):
 
 
 check_io_flash(my_io_flash);
+
+# %% [markdown] tags=["lang-en"]
+# **Stretch: the tiled backward pass.** Write `my_flash_backward(q, k, v, o, lse, do, block)` for one
+# head without a mask: `q, k, v` are the inputs `(N, d)`, `o` the output `(N, d)`, `lse` `(N,)` the
+# log-sum-exp of each row of the scaled scores $QK^\top/\sqrt d$, `do` the gradient of the output
+# `(N, d)`. Return `(dq, dk, dv)`, computed in tiles of `block` rows, never an $N \times N$ matrix:
+# the checker measures your function's peak memory at $N = 1024$. Section 5 and appendix B have
+# what you need; autograd is off limits.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：分块的反向传播。** 写出 `my_flash_backward(q, k, v, o, lse, do, block)`，处理一个不带掩码的头：
+# `q, k, v` 是输入 `(N, d)`，`o` 是输出 `(N, d)`，`lse` `(N,)` 是缩放后的分数 $QK^\top/\sqrt d$ 每一行的 log-sum-exp，
+# `do` 是输出的梯度 `(N, d)`。返回 `(dq, dk, dv)`：按 `block` 行一块分块计算，绝不构造 $N \times N$ 矩阵——
+# 检查器会在 $N = 1024$ 时测量你的函数的内存峰值。需要的内容都在第 5 节和附录 B 里；不许使用自动求导。
+
+# %%
+from attnkit.exercises.ch07 import check_flash_backward
+
+
+def my_flash_backward(q, k, v, o, lse, do, block):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_flash_backward(my_flash_backward)
 
 # %% [markdown] tags=["lang-en"]
 # ## 8. Summary
@@ -628,7 +666,7 @@ check_io_flash(my_io_flash);
 #   $k_0 > q_1 - 1$.
 # - Memory falls from $O(N^2)$ to $O(N)$ extra — measured here; HBM traffic falls from
 #   $\Theta(Nd + N^2)$ to $\Theta(N^2d^2/M)$ when $d^2$ is well below $M$, as on real GPUs
-#   (section 4); FLOPs stay the same. A Python loop is slow; a fused kernel keeps the tiles on chip
+#   (appendix A); FLOPs stay the same. A Python loop is slow; a fused kernel keeps the tiles on chip
 #   and is fast.
 # - The backward pass stores $O$ and the log-sum-exp, not $P$, and recomputes $P$ tile by tile.
 #
@@ -651,7 +689,7 @@ check_io_flash(my_io_flash);
 #   最大值变大时，把累加和与累加器都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
 # - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
 #   因果掩码会跳过所有满足 $k_0 > q_1 - 1$ 的分块。
-# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见第 4 节），
+# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见附录 A），
 #   HBM 访存量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
 #   Python 循环很慢；融合算子把分块留在芯片上，所以很快。
 # - 反向传播保存 $O$ 和 log-sum-exp，而不是 $P$，并逐个分块重新计算 $P$。
@@ -664,3 +702,96 @@ check_io_flash(my_io_flash);
 # - M. Milakov、N. Gimelshein，*Online normalizer calculation for softmax*，2018——算法 3（当前最大值与累加和）。
 # - M. N. Rabe、C. Staats，*Self-attention Does Not Need O(n²) Memory*，2021——分段（chunk）计算注意力的内存论证。
 # - O. Press、N. A. Smith、M. Lewis，*Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation*（ALiBi），ICLR 2022——§3。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. The IO model: how much slow-memory traffic tiling saves
+#
+# The FlashAttention paper (Theorem 2) counts the elements read and written in HBM. Standard
+# attention moves $\Theta(Nd + N^2)$: our count is $4Nd + 4N^2$ (read $Q, K$, write $S$; read $S$,
+# write $P$; read $P, V$, write $O$). With an on-chip memory of $M$ elements, FlashAttention-1
+# (keys and values in the outer loop) uses key/value blocks of $B_c = \lceil M/4d \rceil$ rows, so
+# that four blocks of $d$ numbers per row fit in $M$. It reads $K$ and $V$ once, and makes
+# $T_c = \lceil N / B_c \rceil$ passes over the queries: in each pass it reads $Q$, reads and
+# writes $O$, and reads and writes the row statistics $m$ and $\ell$. In total that is
+# $\Theta(N^2 d^2 / M)$ elements (exercise 3 asks for the exact count). For $d = 64$ and $N = 4096$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. IO 模型：分块能省下多少慢速内存的访存量
+#
+# FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：
+# 按我们的计数是 $4Nd + 4N^2$（读 $Q, K$、写 $S$；读 $S$、写 $P$；读 $P, V$、写 $O$）。
+# 若片上内存能放 $M$ 个元素，FlashAttention-1（外层循环遍历键和值）使用 $B_c = \lceil M/4d \rceil$ 行的键/值块，
+# 使每行四个 $d$ 维的块能放进 $M$。它只读一次 $K$ 和 $V$，但要对查询扫描 $T_c = \lceil N / B_c \rceil$ 遍：
+# 每一遍都要读 $Q$、读写 $O$，并读写每行的统计量 $m$ 和 $\ell$。总数是 $\Theta(N^2 d^2 / M)$ 个元素（练习 3 请你算出精确的个数）。
+# 取 $d = 64$、$N = 4096$：
+
+# %%
+rows = []
+for M in (2**12, 2**14, 2**16, 2**18):
+    std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]
+    rows.append([f"{M:,}", f"{std:.3e}", f"{tiled:.3e}", f"{tiled / std:.3f}"])
+print(viz.format_table([t("ch07.col.m"), t("ch07.col.io_std"), t("ch07.col.io_flash"), t("ch07.col.io_ratio")], rows))
+print(t("ch07.block_keys", bc=math.ceil(4096 / (4 * 64))))
+print(t("ch07.sram_elements", e=192 * 1024 // 2))
+wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
+
+# %% [markdown] tags=["lang-en"]
+# With very little on-chip memory ($M = 4{,}096$ elements, a block of only 16 keys) tiling moves
+# *more* data than standard attention: it re-reads $Q$ and $O$ too many times. From
+# $M = 16{,}384$ on it moves less, and every 4× more SRAM cuts the traffic by about 4×. An A100
+# SM's 192 KB hold 98,304 float16 elements, so real kernels sit in the favourable regime.
+# On the plot, the standard curve has slope 2 (quadratic), and so do the tiled ones once $N$ is
+# large enough to need several key/value blocks — tiling does not change the $N^2$ growth, it
+# divides the traffic by a factor proportional to $M/d^2$ (by our count, roughly $M/3d^2$).
+
+# %% [markdown] tags=["lang-zh"]
+# 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
+# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，
+# 而且 SRAM 每增大到 4 倍，访存量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
+# 所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；
+# 当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，
+# 而是把访存量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix B. The backward pass, tile by tile
+#
+# Take one tile: query block $i$, key/value block $j$, with $P = \exp(S - L_i)$ recomputed as in
+# section 5 and $S = Q_i K_j^\top / \sqrt d$. Walk back from the output.
+#
+# - $O_i = \sum_j P V_j$, so the tile adds $P^\top dO_i$ to $dV_j$, and the gradient reaching $P$ is
+#   $dP = dO_i V_j^\top$.
+# - The softmax backward (chapter 03's Jacobian) is $dS = P \circ (dP - \mathrm{rowsum}(P \circ dP))$,
+#   where the row sum runs over *all* keys of the row, not just this tile's. It needs no second pass:
+#   $\mathrm{rowsum}(P \circ dP) = \sum_j P_{ij}\, dO_i \cdot v_j = dO_i \cdot O_i$. So
+#   $D_i = \mathrm{rowsum}(dO_i \circ O_i)$ is computed once, from $dO$ and the stored $O$.
+# - $S = Q K^\top / \sqrt d$ gives the last two.
+#
+# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
+# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+#
+# The identity behind $D_i$, checked on one small block:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 B. 逐个分块的反向传播
+#
+# 取一个分块：第 $i$ 个查询块、第 $j$ 个键/值块，$P = \exp(S - L_i)$ 像第 5 节那样重新算出，$S = Q_i K_j^\top / \sqrt d$。
+# 从输出往回推。
+#
+# - $O_i = \sum_j P V_j$，所以这个分块给 $dV_j$ 加上 $P^\top dO_i$，传到 $P$ 的梯度是 $dP = dO_i V_j^\top$。
+# - softmax 的反向传播（第 3 章的雅可比矩阵）是 $dS = P \circ (dP - \mathrm{rowsum}(P \circ dP))$，
+#   其中的行和要对这一行的*全部*键求，而不只是这个分块的键。但这不需要再扫一遍：
+#   $\mathrm{rowsum}(P \circ dP) = \sum_j P_{ij}\, dO_i \cdot v_j = dO_i \cdot O_i$。
+#   所以 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$ 只需由 $dO$ 和保存下来的 $O$ 算一次。
+# - 由 $S = Q K^\top / \sqrt d$ 得到最后两项。
+#
+# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
+# dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
+#
+# 在一个小块上验证 $D_i$ 背后的恒等式：
+
+# %%
+torch.manual_seed(7)
+s7, v7, do7 = torch.randn(4, 6), torch.randn(6, 3), torch.randn(4, 3)   # scores, values, dO of one block
+p7 = torch.softmax(s7, dim=-1)
+o7 = p7 @ v7
+print(t("ch07.d_identity", ok=torch.allclose((p7 * (do7 @ v7.T)).sum(-1), (do7 * o7).sum(-1), atol=1e-6)))
