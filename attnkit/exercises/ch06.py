@@ -15,8 +15,10 @@ register({
     "ch06.ex1.title": {"en": "Exercise 1 · rotate one channel pair", "zh": "练习 1 · 旋转一对通道"},
     "ch06.ex1.nudge": {"en": "Rotate (1, 0) by a quarter turn by hand: where should it land? Does yours go counter-clockwise?",
         "zh": "手算一下把 (1, 0) 旋转四分之一圈：它应当落在哪里？你的旋转是逆时针的吗？"},
-    "ch06.ex1.stronger": {"en": "Use the 2-D rotation matrix [[cos a, −sin a], [sin a, cos a]] applied to the column (x, y), and return a tuple of two numbers.",
-        "zh": "用二维旋转矩阵 [[cos a, −sin a], [sin a, cos a]] 乘以列向量 (x, y)，返回由两个数组成的元组。"},
+    "ch06.ex1.stronger": {"en": "A turn by a keeps lengths: (1, 0) lands on (cos a, sin a) and (0, 1) on (−sin a, cos a). "
+                                "The point (x, y) is x times the first plus y times the second; return its two coordinates as a tuple.",
+        "zh": "旋转 a 不改变长度：(1, 0) 转到 (cos a, sin a)，(0, 1) 转到 (−sin a, cos a)。"
+              "点 (x, y) 就是 x 乘第一个加上 y 乘第二个；把它的两个坐标作为元组返回。"},
     "ch06.ex1.formula": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
                       "zh": "逆时针旋转角度 a：x' = x cos a − y sin a，y' = x sin a + y cos a。返回元组 (x', y')。"},
     "ch06.ex2.title": {"en": "Exercise 2 · apply half-split RoPE to one head",

@@ -114,7 +114,7 @@ print(t("ch06.shuffled", ok=torch.allclose(out_shuffled, out[perm], atol=1e-6)))
 # Each pair of dimensions is a clock hand turning at its own speed $\theta_i$: fast in the first
 # dimensions, very slow in the last ones (the picture below). Going from position $m$ to $m + k$
 # turns every hand by $k\theta_i$, a fixed rotation — the authors' reason for choosing it. Let us
-# check that claim:
+# check that claim, with the angle-addition rule $\sin(a + b) = \sin a \cos b + \cos a \sin b$:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 绝对位置：正弦编码与可学习编码
@@ -124,7 +124,8 @@ print(t("ch06.shuffled", ok=torch.allclose(out_shuffled, out[perm], atol=1e-6)))
 # $$p_{m,2i} = \sin(m\,\theta_i), \qquad p_{m,2i+1} = \cos(m\,\theta_i), \qquad \theta_i = 10000^{-2i/d}.$$
 #
 # 每一对维度就像一根以自己的速度 $\theta_i$ 转动的表针：前面的维度转得快，后面的维度转得很慢（见下图）。
-# 从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。我们来验证一下：
+# 从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。
+# 我们用两角和公式 $\sin(a + b) = \sin a \cos b + \cos a \sin b$ 来验证一下：
 
 # %%
 rope_widgets.sinusoidal_figure(64, 64)
