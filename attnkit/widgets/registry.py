@@ -41,4 +41,5 @@ def explorers() -> list[tuple[str, Callable]]:
         ("08 sparse_explorer", _simple("sparse", "sparse_explorer")),
         ("09 rf_explorer", _simple("linear", "rf_explorer")),
         ("10 lora_explorer", _lora),
+        ("11 factory_explorer", _simple("factory", "factory_explorer")),
     ]
