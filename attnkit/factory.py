@@ -382,7 +382,8 @@ class _Sparse(Mixer):
     def run(self, x, attn_mask, kpm):
         if self.config.kind == "block_sparse":  # the block-diagonal layout for this N
             nb = math.ceil(x.shape[1] / self.config.block)
-            self.inner.pattern_args = {"layout": torch.eye(nb, dtype=torch.bool), "block": self.config.block}
+            self.inner.pattern_args = {"layout": torch.eye(nb, dtype=torch.bool, device=x.device),
+                                      "block": self.config.block}
         padding = None if kpm is None else ~kpm  # SparseAttention: True = padding
         return self.inner(x, attn_mask=attn_mask, key_padding_mask=padding, is_causal=self.config.causal)
 
@@ -670,28 +671,39 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
         return N * N
     if k == "flash":
         return 64 * 64 + 2 * N
-    if k == "longformer" or (k == "strided" and not cfg.causal):
-        return sparse_pairs(cfg, N)
-    if k in SPARSE:
+    if k in ("local", "strided") and not (k == "strided" and not cfg.causal):
         args = {key: v for key, v in _pattern(cfg).items() if key != "pattern"}
-        if k == "block_sparse":
-            args["layout"] = torch.eye(math.ceil(N / cfg.block), dtype=torch.bool)
         return _sparse.pattern_pairs(_pattern(cfg)["pattern"], N, cfg.causal, **args)
+    if k in SPARSE:
+        return sparse_pairs(cfg, N)
     m = {"performer": cfg.features, "linformer": cfg.linformer_k, "nystrom": cfg.landmarks}.get(k)
     return _linear.attention_cost(k, N, cfg.head_dim, m=m, bytes_per=1)["extra_bytes"]
 
 
 def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
-    """Attended pairs of longformer and of the non-causal strided pattern, counted per row in O(N).
+    """Attended pairs of the patterns that ``attnkit.sparse.pattern_pairs`` counts from the
+    predicate (O(N^2)), counted here per row or per block (a test checks that both agree).
 
-    (``attnkit.sparse.pattern_pairs`` counts these two from the predicate, O(N^2); a test checks
-    that both agree.) Longformer with G = the first g tokens: a global query sees all N keys
-    (causal: i + 1); another sees its window W(i) plus the globals outside it,
-    max(0, min(g, i - w/2)) not causal, max(0, min(g, i - w + 1)) causal.
+    Block patterns (block_sparse: the block-diagonal layout; bigbird: ``bigbird_layout``), block
+    sizes s_r (the last may be short): not causal s^T layout s; causal, the kept blocks below the
+    diagonal whole and the diagonal ones s_r (s_r + 1) / 2.
+    Longformer with G = the first g tokens: a global query sees all N keys (causal: i + 1);
+    another sees its window W(i) plus the globals outside it, max(0, min(g, i - w/2)) not causal,
+    max(0, min(g, i - w + 1)) causal.
     Strided, not causal: |A1| + |A2| - |A1 ∩ A2| with A1 = {|i - j| <= l} and
     A2 = {j ≡ i mod l}: A1 ∩ A2 = {i - l, i, i + l} within [0, N).
     """
     i = torch.arange(N)
+    if cfg.kind in ("block_sparse", "bigbird"):
+        b = cfg.block
+        nb = math.ceil(N / b)
+        layout = (torch.eye(nb, dtype=torch.bool) if cfg.kind == "block_sparse" else
+                  _sparse.bigbird_layout(nb, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed))
+        sizes = torch.clamp(N - torch.arange(nb) * b, max=b)  # (nb,)
+        if not cfg.causal:
+            return int(sizes @ layout.long() @ sizes)
+        below = int(sizes @ torch.tril(layout, -1).long() @ sizes)
+        return below + int((layout.diagonal().long() * sizes * (sizes + 1) // 2).sum())
     if cfg.kind == "strided":
         s = cfg.stride_len
         a1 = torch.clamp(i + s, max=N - 1) - torch.clamp(i - s, min=0) + 1

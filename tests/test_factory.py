@@ -527,7 +527,7 @@ def test_memory_terms_come_from_the_chapters_formulas():
 
 
 @pytest.mark.parametrize("n", [1, 7, 33, 100])
-def test_longformer_and_strided_pair_counts_equal_the_chapter_08_count(n):
+def test_pair_counts_equal_the_chapter_08_count(n):
     for causal in (False, True):
         for w, g in ((4, 0), (6, 3), (2, 1)):
             cfg = AttentionConfig("longformer", d_model=8, n_heads=1, window_size=w, num_global_tokens=g, causal=causal)
@@ -536,6 +536,16 @@ def test_longformer_and_strided_pair_counts_equal_the_chapter_08_count(n):
     for s in (1, 3, 5):
         cfg = AttentionConfig("strided", d_model=8, n_heads=1, stride=s)
         assert sparse_pairs(cfg, n) == S.pattern_pairs("strided", n, False, stride=s)
+    for causal in (False, True):
+        for b, r, seed in ((1, 0, 0), (4, 1, 3), (5, 2, 1)):
+            blk = AttentionConfig("block_sparse", d_model=8, n_heads=1, block_size=b, causal=causal)
+            eye = torch.eye(math.ceil(n / b), dtype=torch.bool)
+            assert sparse_pairs(blk, n) == S.pattern_pairs("block_sparse", n, causal, layout=eye, block=b)
+            assert sparse_pairs(blk, n) == int(S.block_sparse_mask(eye, b, n, n).tril(0 if causal else n).sum())
+            bb = AttentionConfig("bigbird", d_model=8, n_heads=1, block_size=b, num_random_blocks=r, seed=seed,
+                                 causal=causal)
+            assert sparse_pairs(bb, n) == S.pattern_pairs("bigbird", n, causal, block=b, num_random_blocks=r,
+                                                          seed=seed)
 
 
 # ---------------------------------------------------------------- the selector
