@@ -1,13 +1,19 @@
-"""Chapter 01 exercises: attention from scratch, a causal mask, masked attention."""
+"""Chapter 01 exercises: attention from scratch, a causal mask, masked attention, a question on
+ties, and a stretch exercise (a self-attention module trained on section 1's lookup task)."""
 
 from __future__ import annotations
 
+import importlib
 import math
+from functools import lru_cache
 
 import torch
+from torch import nn
 
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, check_answer, run_checks
 from attnkit.i18n import register, t
+from attnkit.timing import one_thread
+from attnkit.toy import lookup_batch
 
 register({
     "ch01.ex1.title": {"en": "Exercise 1 · scaled dot-product attention",
@@ -34,17 +40,61 @@ register({
     "ch01.ex3.formula": {"en": "Fill scores where mask is False with -inf (True = attend), apply softmax, then give rows whose keys are all masked zero weights — not NaN, and not the uniform average that -1e9 gives.",
                       "zh": "把 mask 为 False 的分数填成 -inf（True 表示可以关注），再做 softmax；所有键都被屏蔽的行应当得到全零权重，而不是 NaN（用 -1e9 填充则会变成均匀平均，同样不对）。"},
     "ch01.case.small": {"en": "3 queries, 4 keys, d_k = 2", "zh": "3 个查询、4 个键，d_k = 2"},
-    "ch01.case.batched": {"en": "batch of 2, 2 heads, 5 positions, d_k = 8", "zh": "批次大小 2，2 个头，5 个位置，d_k = 8"},
+    "ch01.case.batched": {"en": "two leading dimensions (2, 2), 5 positions, d_k = 8",
+                          "zh": "两个前导维度 (2, 2)，5 个位置，d_k = 8"},
     "ch01.case.large_dk": {"en": "d_k = 64, where the scale matters", "zh": "d_k = 64，缩放的影响很明显"},
     "ch01.case.n": {"en": "n = {n}", "zh": "n = {n}"},
     "ch01.case.causal": {"en": "a causal mask", "zh": "因果掩码"},
     "ch01.case.padding": {"en": "padding: the last 2 keys masked", "zh": "填充：最后 2 个键被屏蔽"},
     "ch01.case.full_row": {"en": "a query whose keys are all masked", "zh": "某个查询的所有键都被屏蔽"},
+    # the question
+    "ch01.q1.title": {"en": "Question 1 · two equal keys as T → 0",
+                      "zh": "问题 1 · 两个相同的键，T → 0"},
+    "ch01.q1.nudge": {"en": "As T shrinks, every key whose score is below the row's largest gets a weight that goes to 0. "
+                            "How many keys hold the largest score here, and how do they split the total of 1?",
+                      "zh": "T 越小，分数低于该行最大值的键，权重都趋于 0。这里有几个键并列最大分数？它们怎样分掉总和 1？"},
+    "ch01.q1.why": {"en": "Equal keys give equal scores, so the softmax gives them equal weights at every temperature. "
+                          "As T → 0 every other weight goes to 0 and the two share the whole row: 0.5 each, never one-hot. "
+                          "The next cell shows it: at T = 0.05, the row whose best key is a word that occurs twice stays at 0.5.",
+                    "zh": "相同的键得到相同的分数，所以无论温度多少，softmax 给它们的权重都相等。"
+                          "T → 0 时其余权重都趋于 0，这两个键平分整行：各得 0.5，永远不会变成独热分布。"
+                          "下一个单元格可以看到：T = 0.05 时，最佳键是重复出现的词的那一行，最大权重停在 0.5。"},
+    # the stretch exercise
+    "ch01.ex4.title": {"en": "Stretch exercise · a self-attention module that learns the lookup",
+                       "zh": "挑战题 · 学会按内容查找的自注意力模块"},
+    "ch01.ex4.nudge": {"en": "The mixing weights must come from the content of x, one row per position: compare what each "
+                             "position looks for with what every position is, and normalise each row.",
+                       "zh": "混合权重必须由 x 的内容算出来，每个位置一行：把每个位置要找的东西与每个位置本身作比较，再对每一行归一化。"},
+    "ch01.ex4.stronger": {"en": "Three nn.Linear(d, d) layers give q, k and v from x. Do not share one between queries and keys: "
+                                "in this task what position i looks for (R x_i) is not what it is (x_i). Softmax over the keys.",
+                          "zh": "用三个 nn.Linear(d, d) 从 x 得到 q、k、v。查询和键不能共用同一个：在这个任务里，"
+                                "位置 i 要找的东西（R x_i）并不是它自己（x_i）。softmax 沿键的方向计算。"},
+    "ch01.ex4.formula": {"en": "__init__: self.q, self.k, self.v = three nn.Linear(d, d); forward(x): "
+                               "w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1) with q, k, v = self.q(x), self.k(x), self.v(x); "
+                               "return w @ v",
+                         "zh": "__init__：self.q、self.k、self.v 是三个 nn.Linear(d, d)；forward(x)：q、k、v = self.q(x)、self.k(x)、self.v(x)，"
+                               "w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1)，返回 w @ v"},
+    "ch01.ex4.case": {"en": "{n} positions, d = {d}, seed {seed}: {steps} training steps",
+                      "zh": "{n} 个位置，d = {d}，种子 {seed}：训练 {steps} 步"},
+    "ch01.ex4.too_high": {"en": "test MSE {got:.3f} after training: it must be below {limit} (the reference module reaches "
+                                "{ref:.3f}; always answering zero gives about {zero:.2f})",
+                          "zh": "训练后的测试均方误差为 {got:.3f}：需要低于 {limit}（参考模块能达到 {ref:.3f}；始终输出零约为 {zero:.2f}）"},
+    "ch01.ex4.not_module": {"en": "MySelfAttention(d) must build a torch.nn.Module with parameters to train, got {got}",
+                            "zh": "MySelfAttention(d) 应当构造一个带可训练参数的 torch.nn.Module，实际得到的是 {got}"},
+    "ch01.ex4.shape": {"en": "forward(x) must return a tensor of x's shape {exp}, got {got}",
+                       "zh": "forward(x) 应当返回与 x 形状相同的张量 {exp}，实际得到的是 {got}"},
 })
 
 
 # the built-ins that compute what exercises 1 and 3 ask for
 FORBID_SDPA = ("torch.nn.functional.scaled_dot_product_attention", "attnkit.core.scaled_dot_product_attention")
+# ... and the attention modules, for the stretch exercise
+FORBID_MODULES = FORBID_SDPA + ("torch.nn.MultiheadAttention", "attnkit.mha.MultiHeadAttention")
+
+# the stretch exercise: section 1's task, trained as section 1 trains it (Adam, lr 0.03, batch 64)
+STRETCH_STEPS = 150
+STRETCH_LIMIT = 0.35  # test MSE to beat; predicting zero scores about 1.09, the fixed matrix about 0.96
+STRETCH_CASES = ((8, 16, 0), (10, 12, 1))  # (positions n, width d, seed)
 
 
 def _qkv(seed, *shape_q, s=None):
@@ -72,6 +122,74 @@ def solution_masked_attention(q, k, v, mask):
     dead = (~mask).all(dim=-1, keepdim=True)  # rows with no key to attend
     w = torch.softmax(scores.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
     return w @ v
+
+
+class SolutionSelfAttention(nn.Module):
+    """Self-attention with separate query, key and value projections: (B, n, d) -> (B, n, d)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.to_q, self.to_k, self.to_v = (nn.Linear(d, d, bias=False) for _ in range(3))
+
+    def forward(self, x):
+        q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)  # (B, n, d) each
+        w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(x.shape[-1]), dim=-1)  # (B, n, n)
+        return w @ v
+
+
+def train_on_lookup(module_cls, n: int, d: int, seed: int, steps: int = STRETCH_STEPS, batch: int = 64,
+                    lr: float = 0.03, test_batch: int = 500) -> float:
+    """Build ``module_cls(d)`` under ``seed``, train it with Adam on section 1's lookup task
+    (attnkit.toy.lookup_batch) and return its mean squared error on a held-out seeded batch."""
+    with torch.random.fork_rng(), one_thread():
+        torch.manual_seed(seed)
+        model = module_cls(d)
+        if not isinstance(model, nn.Module) or not any(p.requires_grad for p in model.parameters()):
+            raise TypeError(t("ch01.ex4.not_module", got=type(model).__name__))
+        g, rot = _lookup_task(d, seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            x, y = lookup_batch(g, batch, n, d, rot)  # (B, n, d) each
+            out = model(x)
+            if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(t("ch01.ex4.shape", exp=tuple(x.shape), got=got))
+            loss = (out - y).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        x, y = _held_out(n, d, seed, rot, test_batch)
+        with torch.no_grad():
+            return (model(x) - y).pow(2).mean().item()
+
+
+def _lookup_task(d: int, seed: int):
+    """The generator of a case's training batches and its R, (d, d) orthogonal."""
+    g = torch.Generator().manual_seed(seed)
+    return g, torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+
+
+def _held_out(n: int, d: int, seed: int, rot: torch.Tensor, size: int = 500):
+    return lookup_batch(torch.Generator().manual_seed(seed + 1000), size, n, d, rot)
+
+
+@lru_cache(maxsize=None)
+def solution_lookup_mse(n: int, d: int, seed: int) -> float:
+    """The reference module's test error on a case (deterministic: computed once)."""
+    return train_on_lookup(SolutionSelfAttention, n, d, seed)
+
+
+class _Trained:
+    """``_Trained(cls)(n, d, seed)`` -> the test error of ``cls`` trained on the lookup task. It
+    keeps the globals of the learner's methods, so ``forbid`` also sees names imported there."""
+
+    def __init__(self, module_cls):
+        self.module_cls = module_cls
+        method = getattr(module_cls, "forward", None) or getattr(module_cls, "__init__", None)
+        self.__globals__ = getattr(method, "__globals__", {})
+
+    def __call__(self, n, d, seed):
+        return train_on_lookup(self.module_cls, n, d, seed)
 
 
 # ---- checkers ----
@@ -107,3 +225,29 @@ def check_masked_attention(fn) -> bool:
                       hints=[t("ch01.ex3.nudge"), t("ch01.ex3.stronger"), t("ch01.ex3.formula")],
                       exercise="ch01.ex3",
                       forbid=FORBID_SDPA)
+
+
+def check_q1(answer) -> bool:
+    return check_answer(answer, 0.5, exercise="ch01.q1", title=t("ch01.q1.title"),
+                        explanation=t("ch01.q1.why"), nudge=t("ch01.q1.nudge"), tol=0.02)
+
+
+def check_self_attention(module_cls) -> bool:
+    """Train the learner's ``module_cls(d)`` on section 1's task; pass below STRETCH_LIMIT."""
+    n, d, seed = STRETCH_CASES[0]
+    zero = _held_out(n, d, seed, _lookup_task(d, seed)[1])[1].pow(2).mean().item()  # MSE of answering 0
+
+    def compare(got, expected):
+        if not isinstance(got, float) or not math.isfinite(got) or got >= STRETCH_LIMIT:
+            return t("ch01.ex4.too_high", got=float(got), limit=STRETCH_LIMIT, ref=expected, zero=zero)
+        return None
+
+    # a class is trained through _Trained; a built-in handed in as it is, or no class, goes to
+    # run_checks unwrapped (which reports it as forbidden, or as not a function)
+    builtins = [getattr(importlib.import_module(m), a) for m, a in (n.rsplit(".", 1) for n in FORBID_MODULES)]
+    plain = not callable(module_cls) or any(module_cls is b for b in builtins)
+    cases = [Case((n, d, seed), label=t("ch01.ex4.case", n=n, d=d, seed=seed, steps=STRETCH_STEPS))
+             for n, d, seed in STRETCH_CASES]
+    return run_checks(module_cls if plain else _Trained(module_cls), solution_lookup_mse, cases, t("ch01.ex4.title"),
+                      hints=[t("ch01.ex4.nudge"), t("ch01.ex4.stronger"), t("ch01.ex4.formula")],
+                      exercise="ch01.ex4", compare=compare, forbid=FORBID_MODULES)
