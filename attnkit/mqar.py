@@ -129,27 +129,77 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
     """
     _int("seq_len", seq_len, 1)
     _int("dtype_bytes", dtype_bytes, 1)
-    kind = config.attention_type
+    kind = getattr(config, "kind", None) or config.attention_type      # the canonical name, aliases resolved
     d, h = config.d_model, config.n_heads
     dh = d // h
     if kind in _GROWING:
         n = 2 * seq_len * d
     elif kind in ("gqa", "mqa"):
-        kv = 1 if kind == "mqa" else config.num_kv_heads
+        kv = 1 if kind == "mqa" else (getattr(config, "kv_heads", None) or config.num_kv_heads)
         n = 2 * seq_len * kv * dh
     elif kind in _WINDOWED:
-        n = 2 * min(seq_len, config.window_size) * d
+        n = 2 * min(seq_len, getattr(config, "window", None) or config.window_size) * d
     elif kind in _LINEAR:
         m = 2 * dh if kind == "cosformer" else dh
         n = h * m * (dh + 1)
     elif kind == "performer":
-        n = h * config.nb_features * (dh + 1)
+        n = h * (getattr(config, "features", None) or config.nb_features) * (dh + 1)
     else:
         raise ValueError(f"decode_state_bytes knows full, mha, flash, gqa, mqa, local, sliding, linear, "
                          f"cosformer, performer; got attention_type {kind!r}")
     conv = getattr(config, "conv_kernel", 0) or 0
     n += max(conv - 1, 0) * d
     return n * dtype_bytes
+
+
+def memory_recall(num_pairs: int, dim: int, memory: str = "linear", feature_map: str = "identity",
+                  keys: str = "random", seed: int = 0, trials: int = 64) -> float:
+    """How many of K stored associations a memory gives back, with no learning at all.
+
+    K keys k_i with N(0, 1) entries in R^dim (or orthogonal ones of the same length,
+    sqrt(dim), where K <= dim) and K values v_i, random unit vectors in R^dim. Read key k_i back
+    from
+
+    * ``"linear"``: the state of causal linear attention after the K pairs (chapter 09,
+      eqs. 16-20), S = sum_j phi(k_j) v_j^T and z = sum_j phi(k_j) -- the same size however
+      many pairs it holds -- read as r_i = S^T phi(k_i) / (z . phi(k_i)) (``feature_map``
+      ``"identity"``: no normaliser, r_i = sum_j (k_j . k_i) v_j; ``"elu+1"``: positive features
+      and the normaliser, as in the race);
+    * ``"softmax"``: the KV cache (all K keys and values, growing with K), read as
+      r_i = sum_j softmax_j(k_i . k_j / sqrt(dim)) v_j.
+
+    The read is right when, of the K stored values, v_i has the largest dot product with r_i.
+    Returns the fraction right over ``trials`` seeded draws. Orthogonal keys read back exactly
+    from the identity state; random keys leave crosstalk of relative size about sqrt(K / dim),
+    and positive features (every phi(k_i) . phi(k_j) > 0) much more.
+    """
+    K = _int("num_pairs", num_pairs, 1)
+    d = _int("dim", dim, 1)
+    _int("trials", trials, 1)
+    if memory not in ("linear", "softmax"):
+        raise ValueError(f"memory must be 'linear' or 'softmax', got {memory!r}")
+    if feature_map not in ("identity", "elu+1"):
+        raise ValueError(f"feature_map must be 'identity' or 'elu+1', got {feature_map!r}")
+    if keys not in ("random", "orthogonal"):
+        raise ValueError(f"keys must be 'random' or 'orthogonal', got {keys!r}")
+    if keys == "orthogonal" and K > d:
+        raise ValueError(f"orthogonal keys need num_pairs <= dim, got num_pairs = {K} > dim = {d}")
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(trials, K, d, generator=g, dtype=torch.float64)      # (T, K, d)
+    if keys == "orthogonal":
+        k = torch.linalg.qr(k.transpose(1, 2))[0].transpose(1, 2) * d ** 0.5  # orthogonal rows of length sqrt(d)
+    v = torch.randn(trials, K, d, generator=g, dtype=torch.float64)
+    v = v / v.norm(dim=-1, keepdim=True)                                  # (T, K, d)
+    if memory == "linear":
+        f = F.elu(k) + 1 if feature_map == "elu+1" else k                  # phi(k) (T, K, d)
+        S = f.transpose(1, 2) @ v                                          # (T, d, d): sum_j phi(k_j) v_j^T
+        read = f @ S                                                       # (T, K, d): row i = (S^T phi(k_i))^T
+        if feature_map == "elu+1":
+            read = read / (f @ f.sum(1, keepdim=True).transpose(1, 2))     # / z . phi(k_i)
+    else:
+        read = torch.softmax(k @ k.transpose(1, 2) / d ** 0.5, dim=-1) @ v  # (T, K, d)
+    guess = (read @ v.transpose(1, 2)).argmax(-1)                          # (T, K): best-matching stored value
+    return (guess == torch.arange(K)).double().mean().item()
 
 
 # ---------------------------------------------------------------------------------------------

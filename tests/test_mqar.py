@@ -139,3 +139,70 @@ def test_decode_state_bytes_against_real_tensors():
         + 3 * d * 4
     with pytest.raises(ValueError, match="got attention_type 'nystrom'"):
         mqar.decode_state_bytes(_Cfg("nystrom"), N)
+
+
+def test_decode_state_bytes_agrees_with_the_factorys_decode_formula():
+    from attnkit.factory import AttentionConfig, memory_breakdown
+
+    for kind, opts in (("full", {}), ("local", {"window_size": 8}), ("linear", {}), ("gqa", {"num_kv_heads": 2}),
+                       ("performer", {"nb_features": 24}), ("cosformer", {"max_seq_len": 64})):
+        cfg = AttentionConfig(attention_type=kind, d_model=64, n_heads=4, causal=True, **opts)
+        assert mqar.decode_state_bytes(cfg, 64) == memory_breakdown(cfg, 64, mode="decode")["kv_cache"], kind
+
+
+def test_training_is_seeded_and_softmax_learns_to_recall():
+    a = mqar.train_mqar("full", vocab_size=16, seq_len=16, num_pairs=2, width=32, steps=5, batch=8, eval_batch=16)
+    b = mqar.train_mqar("full", vocab_size=16, seq_len=16, num_pairs=2, width=32, steps=5, batch=8, eval_batch=16)
+    assert a["losses"] == b["losses"] and a["accuracy"] == b["accuracy"]
+    assert a["settings"]["types"] == ["full", "full"] and a["settings"]["chance"] == 1 / 8
+    r = mqar.train_mqar("full", vocab_size=16, seq_len=16, num_pairs=2, width=32, steps=60, batch=16, lr=1e-2,
+                        eval_batch=64)
+    assert r["accuracy"] > 3 * mqar.chance_accuracy(16)          # 0.375; chance is 0.125
+    assert sum(r["losses"][-10:]) < 0.75 * sum(r["losses"][:10])
+    assert r["state_bytes"] == 2 * mqar.decode_state_bytes(r["model"].configs[0], 16)
+    mixed = mqar.train_mqar(["local", "linear"], vocab_size=16, seq_len=16, num_pairs=2, width=32, steps=2, batch=4,
+                            eval_batch=8)
+    assert mixed["settings"]["types"] == ["local", "linear"] and mixed["settings"]["layers"] == 2
+
+
+def test_training_arguments_are_checked():
+    with pytest.raises(ValueError, match="seq_len = 8 .* need seq_len >= 4 \\* num_pairs = 16"):
+        mqar.train_mqar("full", seq_len=8, num_pairs=4, steps=1)
+    with pytest.raises(TypeError, match="configs_or_type must be"):
+        mqar.train_mqar(3, steps=1)
+    with pytest.raises(ValueError, match="lr must be a number > 0"):
+        mqar.train_mqar("full", lr=0, steps=1)
+
+
+def _memory_recall_by_loop(K, d, feature_map, seed=0, trials=4):
+    """memory_recall's linear memory, one trial and one key at a time with plain sums."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(trials, K, d, generator=g, dtype=torch.float64)
+    v = torch.randn(trials, K, d, generator=g, dtype=torch.float64)
+    right = 0
+    for t in range(trials):
+        vt = [v[t, j] / v[t, j].norm() for j in range(K)]
+        phi = [torch.nn.functional.elu(k[t, j]) + 1 if feature_map == "elu+1" else k[t, j] for j in range(K)]
+        for i in range(K):
+            num = sum(float(phi[j] @ phi[i]) * vt[j] for j in range(K))
+            den = sum(float(phi[j] @ phi[i]) for j in range(K)) if feature_map == "elu+1" else 1.0
+            read = num / den
+            right += int(max(range(K), key=lambda j: float(read @ vt[j])) == i)
+    return right / (trials * K)
+
+
+@pytest.mark.parametrize("feature_map", ["identity", "elu+1"])
+def test_memory_recall_against_a_loop(feature_map):
+    for K, d in ((3, 4), (6, 4), (5, 8)):
+        assert mqar.memory_recall(K, d, feature_map=feature_map, trials=4) == _memory_recall_by_loop(K, d, feature_map)
+
+
+def test_memory_recall_capacity():
+    assert mqar.memory_recall(16, 16, keys="orthogonal") == 1.0          # d orthogonal keys: exact
+    assert mqar.memory_recall(64, 16) < 0.5                               # far more pairs than dimensions
+    assert mqar.memory_recall(8, 64, feature_map="elu+1") < mqar.memory_recall(8, 64)   # positive features mix more
+    assert mqar.memory_recall(32, 64, memory="softmax") == 1.0           # the cache reads every key back
+    with pytest.raises(ValueError, match="orthogonal keys need num_pairs <= dim"):
+        mqar.memory_recall(9, 8, keys="orthogonal")
+    with pytest.raises(ValueError, match="memory must be 'linear' or 'softmax'"):
+        mqar.memory_recall(2, 8, memory="cache")
