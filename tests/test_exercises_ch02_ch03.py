@@ -204,3 +204,74 @@ def test_checkers_never_raise(capsys):
         assert check(42) is False
         assert check(lambda *a: 1 / 0) is False
     assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+# --- chapter 02: question 1 and the stretch exercise ------------------------------------------
+
+
+def test_ch02_q1_answer_is_the_measured_growth_of_the_spread(capsys):
+    # the answer, 2, is what a measurement gives: the std of q·k at d_k = 256 over that at 64
+    ratio = float(E.dot_products(256, 20_000, seed=0).std() / E.dot_products(64, 20_000, seed=0).std())
+    assert abs(ratio - 2.0) < 0.05
+    assert ch02.check_q1(None) is False and "not answered yet" in capsys.readouterr().out
+    assert ch02.check_q1(4) is False                               # the variance's factor, not the spread's
+    out = capsys.readouterr().out
+    assert "❌" in out and "square root" in out and "√4 = 2" not in out
+    assert ch02.check_q1(16) is False                              # second wrong answer: the answer and why
+    out = capsys.readouterr().out
+    assert "√4 = 2" in out and "answer:   2" in out
+    assert ch02.check_q1(2) is True and "✅" in capsys.readouterr().out
+
+
+def _sampled_score_variance(d, mq, sq, mk, sk, n=200_000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = mq + sq * torch.randn(n, d, generator=g, dtype=torch.float64)
+    k = mk + sk * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return float((q * k).sum(-1).var())
+
+
+@pytest.mark.parametrize("case", ch02.SCORE_VARIANCE_CASES)
+def test_score_variance_solution_is_the_sampled_variance(case):
+    want = ch02.solution_score_variance(*case)
+    got = _sampled_score_variance(*case)
+    # the sample variance's standard error is at most a few percent of the variance here
+    assert abs(got - want) <= 0.03 * want + 1e-9
+    if case[1] == case[3] == 0.0:                                  # zero means: chapter 02's d_k std_q² std_k²
+        assert want == pytest.approx(case[0] * case[2] ** 2 * case[4] ** 2)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda d, mq, sq, mk, sk: d * sq**2 * sk**2,                              # the means forgotten
+    lambda d, mq, sq, mk, sk: d * (sq**2 + mq**2) * (sk**2 + mk**2),          # E[X²], not Var(X)
+    lambda d, mq, sq, mk, sk: d * (sq**2 * sk**2 + mq**2 * mk**2),            # the wrong cross terms
+    lambda d, mq, sq, mk, sk: _sampled_score_variance(d, mq, sq, mk, sk, n=20_000),  # a sample, not the formula
+])
+def test_score_variance_wrong_answers_fail(wrong, capsys):
+    assert ch02.check_score_variance(wrong) is False
+    out = capsys.readouterr().out
+    assert "❌" in out and "expected" in out and "hint" in out
+
+
+def test_score_variance_checker_stages_forbid_and_chinese(capsys):
+    assert ch02.check_score_variance(ch02.solution_score_variance) is True
+    assert "all 5 cases pass" in capsys.readouterr().out
+    assert ch02.check_score_variance(stub) is False and "not done yet" in capsys.readouterr().out
+    wrong = lambda d, mq, sq, mk, sk: d * sq**2 * sk**2  # noqa: E731
+    ch02.check_score_variance(wrong)
+    first = capsys.readouterr().out
+    ch02.check_score_variance(wrong)
+    second = capsys.readouterr().out
+    assert "E[X²] - E[X]²" in second and "E[X²] - E[X]²" not in first and "std_q² mean_k²" not in second
+    from attnkit.exercises import show_hint
+    show_hint("ch02.ex4")
+    assert "std_q² mean_k²" in capsys.readouterr().out          # the formula only on request
+
+    def calls_the_library(d, mq, sq, mk, sk):
+        return E.dot_product_variance(d, 1000, std=sq, seed=0)
+
+    assert ch02.check_score_variance(calls_the_library) is False
+    assert "attnkit.experiments.dot_product_variance" in capsys.readouterr().out
+    set_language("zh")
+    assert ch02.check_score_variance(wrong) is False
+    assert "挑战题" in capsys.readouterr().out
+    assert ch02.check_q1(2) is True and "问题 1" in capsys.readouterr().out

@@ -1,11 +1,13 @@
-"""Chapter 02 exercises: the variance of a dot product, the scale that fixes it, saturation."""
+"""Chapter 02 exercises: the variance of a dot product, the scale that fixes it, saturation, a
+predict-first question (how the spread of the scores grows with d_k) and a stretch exercise (the
+variance of q·k when the entries have non-zero means and different spreads)."""
 
 from __future__ import annotations
 
 import math
 
 from attnkit import experiments as E
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, check_answer, run_checks
 from attnkit.i18n import register, t
 
 register(
@@ -43,6 +45,33 @@ register(
             "en": "Loop over d_k in DK_CHOICES (in increasing order) and return the first one whose saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] is >= threshold; return None if none is.",
             "zh": "按从小到大的顺序遍历 DK_CHOICES 中的 d_k，返回第一个满足 saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] >= threshold 的 d_k；如果都不满足，返回 None。",
         },
+        # question
+        "ch02.q1.title": {"en": "Question 1 · d_k from 64 to 256: how much wider do the unscaled scores spread?",
+                          "zh": "问题 1 · d_k 从 64 变成 256，未缩放分数的分布宽了多少倍？"},
+        "ch02.q1.why": {"en": "Var(q·k) = d_k grows 4 times, so the standard deviation, the typical size of a score, "
+                              "grows √4 = 2 times: from 8 to 16. The spread grows like √d_k, which is why the scale is "
+                              "1/√d_k and not 1/d_k (section 6 shows what 1/d_k does).",
+                        "zh": "Var(q·k) = d_k 变成 4 倍，所以标准差（分数的典型大小）变成 √4 = 2 倍：从 8 变成 16。"
+                              "分布的宽度按 √d_k 增长，所以缩放系数是 1/√d_k 而不是 1/d_k（第 6 节演示了除以 d_k 会怎样）。"},
+        "ch02.q1.nudge": {"en": "The variance grows like d_k. The spread (the standard deviation) is its square root.",
+                          "zh": "方差按 d_k 增长，而分布的宽度（标准差）是方差的平方根。"},
+        # stretch
+        "ch02.ex4.title": {"en": "Stretch · the variance of q·k when the entries have non-zero means",
+                           "zh": "挑战题 · 分量均值不为 0 时 q·k 的方差"},
+        "ch02.ex4.nudge": {"en": "Still a sum of d_k independent products, so variances still add. But with a mean, "
+                                 "Var(q_i k_i) is no longer E[q_i²] E[k_i²]: what is subtracted?",
+                           "zh": "它仍然是 d_k 个相互独立的乘积之和，方差仍然可以相加。但有了均值，Var(q_i k_i) 就不再等于"
+                                 " E[q_i²] E[k_i²]：还要减去什么？"},
+        "ch02.ex4.stronger": {"en": "Var(X) = E[X²] - E[X]². For X = q_i k_i with q_i, k_i independent, E[X²] = E[q_i²] E[k_i²] "
+                                    "and E[X] = mean_q · mean_k; and E[q_i²] = std_q² + mean_q².",
+                              "zh": "Var(X) = E[X²] - E[X]²。对 X = q_i k_i（q_i 与 k_i 相互独立），E[X²] = E[q_i²] E[k_i²]，"
+                                    "E[X] = mean_q · mean_k；而 E[q_i²] = std_q² + mean_q²。"},
+        "ch02.ex4.formula": {"en": "Var(q·k) = d_k · ((std_q² + mean_q²)(std_k² + mean_k²) - mean_q² mean_k²) "
+                                   "= d_k · (std_q² std_k² + std_q² mean_k² + mean_q² std_k²).",
+                             "zh": "Var(q·k) = d_k · ((std_q² + mean_q²)(std_k² + mean_k²) - mean_q² mean_k²) "
+                                   "= d_k · (std_q² std_k² + std_q² mean_k² + mean_q² std_k²)。"},
+        "ch02.case.means": {"en": "d_k = {d}, q: mean {mq}, std {sq}; k: mean {mk}, std {sk}",
+                            "zh": "d_k = {d}，q：均值 {mq}，标准差 {sq}；k：均值 {mk}，标准差 {sk}"},
         "ch02.case.dk_std": {"en": "d_k = {d}, std = {s}", "zh": "d_k = {d}，std = {s}"},
         "ch02.case.threshold": {"en": "threshold {th}, {n} keys", "zh": "阈值 {th}，{n} 个键"},
     }
@@ -67,6 +96,11 @@ def solution_first_saturated_dk(threshold, seq_len):
         if E.saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)["max_weight"] >= threshold:
             return d_k
     return None
+
+
+def solution_score_variance(d_k, mean_q, std_q, mean_k, std_k):
+    second_q, second_k = std_q**2 + mean_q**2, std_k**2 + mean_k**2   # E[q_i²], E[k_i²]
+    return d_k * (second_q * second_k - (mean_q * mean_k) ** 2)        # d_k · (E[X²] - E[X]²), X = q_i k_i
 
 
 # ---- checkers ----
@@ -100,3 +134,22 @@ def check_first_saturated_dk(fn) -> bool:
         hints=[t("ch02.ex3.nudge"), t("ch02.ex3.stronger"), t("ch02.ex3.formula")],
         exercise="ch02.ex3",
     )
+
+
+def check_q1(answer) -> bool:
+    return check_answer(answer, 2.0, exercise="ch02.q1", title=t("ch02.q1.title"), explanation=t("ch02.q1.why"),
+                        nudge=t("ch02.q1.nudge"), tol=0.01)
+
+
+SCORE_VARIANCE_CASES = ((64, 0.0, 1.0, 0.0, 1.0), (64, 0.0, 1.0, 1.0, 1.0), (16, 0.5, 2.0, -1.0, 0.5),
+                        (8, 1.0, 0.5, 2.0, 1.5), (32, 0.0, 0.5, 3.0, 0.0))
+
+
+def check_score_variance(fn) -> bool:
+    cases = [Case(c, label=t("ch02.case.means", d=c[0], mq=c[1], sq=c[2], mk=c[3], sk=c[4]))
+             for c in SCORE_VARIANCE_CASES]
+    return run_checks(fn, solution_score_variance, cases, t("ch02.ex4.title"),
+                      hints=[t("ch02.ex4.nudge"), t("ch02.ex4.stronger"), t("ch02.ex4.formula")],
+                      exercise="ch02.ex4",
+                      forbid=("attnkit.experiments.dot_product_variance", "attnkit.experiments.dot_products",
+                              "attnkit.experiments.dot_product_variance_theory"))

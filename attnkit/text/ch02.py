@@ -65,4 +65,12 @@ register({
         "en": "scaled q + scale=1.0     == attention: {ok}",
         "zh": "先缩放 q，再传入 scale=1.0，结果正确：{ok}",
     },
+    "ch02.nb.nudge": {
+        "en": "d_k = {d:>4}: largest weight {w:.3f}; the second-largest score +0.5 moves the weights by {dp:.2g} in total",
+        "zh": "d_k = {d:>4}：最大权重 {w:.3f}；第二大的分数加 0.5，权重总共变化 {dp:.2g}",
+    },
+    "ch02.nb.fourth_moment": {
+        "en": "E[(q·k)^4] over the {n:,} pairs of section 2: measured {m:.0f}, theory 3·d_k² + 6·d_k = {th}",
+        "zh": "第 2 节的 {n:,} 对向量上的 E[(q·k)^4]：实测 {m:.0f}，理论值 3·d_k² + 6·d_k = {th}",
+    },
 })

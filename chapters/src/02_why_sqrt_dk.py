@@ -119,22 +119,16 @@ print(f"Var(q·k)        = {dots.var():.2f}    " + t("ch02.nb.theory", v=f"d_k =
 print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  " + t("ch02.nb.theory", v=1))
 
 # %% [markdown] tags=["lang-en"]
-# About 64 and about 1. But how close is "about"? A sample variance is itself random; its standard
-# error follows from the fourth moment of the score. For a sum of $d_k$ products of standard normals,
-# $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$, so for $n$ samples
-#
-# $$\mathrm{SE} \approx \sqrt{\frac{E[(q\cdot k)^4] - \mathrm{Var}(q\cdot k)^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
-#
+# About 64 and about 1. But how close is "about"? A sample variance is itself random: draw other
+# pairs and you get another number. Its typical error, the *standard error* (SE), shrinks like
+# $1/\sqrt{n}$; for these scores it is $\sqrt{(2d_k^2 + 6d_k)/n}$ (appendix A derives it).
 # `attnkit.experiments` runs the same experiment as a pure, seeded function and gives the closed
 # form and its standard error beside it. A measurement within two or three standard errors of the
 # theory agrees with it:
 
 # %% [markdown] tags=["lang-zh"]
-# 大约是 64 和 1。可“大约”到底有多接近？样本方差本身也是随机的，它的标准误差由分数的四阶矩决定。
-# 若每一项都是两个标准正态变量的乘积，则 $d_k$ 项之和满足 $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$，因此对于 $n$ 个样本，
-#
-# $$\mathrm{SE} \approx \sqrt{\frac{E[(q\cdot k)^4] - \mathrm{Var}(q\cdot k)^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
-#
+# 大约是 64 和 1。可“大约”到底有多接近？样本方差本身也是随机的：换一批向量，就会得到另一个数。
+# 它的典型误差叫*标准误差*（SE），按 $1/\sqrt{n}$ 缩小；对这里的分数，它等于 $\sqrt{(2d_k^2 + 6d_k)/n}$（推导见附录 A）。
 # `attnkit.experiments` 把同一个实验写成了带随机种子的纯函数，并同时给出闭式表达式算出的理论值及其标准误差。
 # 实测值与理论值相差在两三个标准误差以内，就说明二者吻合：
 
@@ -169,6 +163,21 @@ print(t("ch02.nb.match_sdpa", arg="scale=1/8", ok=torch.allclose(ours, F.scaled_
 print(t("ch02.nb.match_attnkit", ok=torch.allclose(ours, scaled_dot_product_attention(qh, kh, vh), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
+# **Predict first (question 1).** Make $d_k$ four times larger, from 64 to 256. By what factor does
+# the typical size of an unscaled score (its standard deviation) grow? Write a number, then run the
+# sweep below to check.
+
+# %% [markdown] tags=["lang-zh"]
+# **先预测（问题 1）。** 把 $d_k$ 变成 4 倍，从 64 变成 256。未缩放分数的典型大小（它的标准差）会变成几倍？
+# 先写下一个数，再运行下面的扫描来验证。
+
+# %%
+from attnkit.exercises.ch02 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
 # **Sweep $d_k$.** The closed form says the unscaled variance is a straight line of slope 1 on a
 # log-log plot, and the scaled one is flat at 1. Measured with 10,000 samples per point:
 
@@ -199,22 +208,47 @@ plt.show()
 
 # %% [markdown] tags=["lang-en"]
 # Every point lies on its line (the error bars are $\pm 3$ standard errors): 515.75 against 512 at
-# $d_k = 512$, and between 0.991 and 1.029 for the scaled scores at every $d_k$.
+# $d_k = 512$, and between 0.991 and 1.029 for the scaled scores at every $d_k$. From $d_k = 64$ to 256
+# the variance goes from 64.00 to 257.35, about 4 times, so the spread about $\sqrt{4} = 2$ times:
+# question 1's answer.
 
 # %% [markdown] tags=["lang-zh"]
 # 每个点都落在对应的线上（误差棒为 $\pm 3$ 个标准误差）：$d_k = 512$ 时实测 515.75，理论 512；
-# 缩放后的方差在所有 $d_k$ 下都在 0.991 到 1.029 之间。
+# 缩放后的方差在所有 $d_k$ 下都在 0.991 到 1.029 之间。从 $d_k = 64$ 到 256，方差从 64.00 变成 257.35，约为 4 倍，
+# 所以分布的宽度约为 $\sqrt{4} = 2$ 倍：这就是问题 1 的答案。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. Explore: saturation and vanishing gradients
 #
-# Why should we care that scores are large? Because of what the softmax does with them. Its
-# Jacobian (derived in chapter 03) is
+# Why should we care that scores are large? Because of what the softmax does with them. Take one
+# query and 16 random keys, unscaled, at $d_k = 4$ and at $d_k = 1024$, and nudge the second-largest
+# score up by 0.5, as one training step might:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 动手探索：饱和与梯度消失
 #
-# $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
+# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。取一个查询和 16 个随机键，不缩放，
+# 分别在 $d_k = 4$ 和 $d_k = 1024$ 下，把第二大的分数调高 0.5（就像训练中的一步更新那样）：
+
+# %%
+torch.manual_seed(0)
+for d in (4, 1024):
+    query, keys = torch.randn(d), torch.randn(16, d)
+    row = keys @ query                                   # (16,) unscaled scores of one query
+    p = torch.softmax(row, dim=-1)
+    nudged = torch.softmax(row + 0.5 * F.one_hot(row.argsort()[-2], 16), dim=-1)
+    print(t("ch02.nb.nudge", d=d, w=p.max().item(), dp=(nudged - p).abs().sum().item()))
+
+# %% [markdown] tags=["lang-en"]
+# At $d_k = 4$ the nudge moves the weights by 0.22; at $d_k = 1024$ the row is one-hot (largest
+# weight 1.000) and the same nudge moves them by $1.4\times10^{-10}$: nothing. A gradient is exactly
+# this sensitivity, so almost no gradient reaches the scores, and the queries and keys stop
+# learning. Chapter 03 derives the sensitivity in general, the softmax's Jacobian
 #
-# When one weight is near 1 and the others near 0, every entry of $J$ is near 0: whatever the loss
-# says, almost no gradient reaches the scores, and so the queries and keys stop learning.
+# $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top ,$$
+#
+# whose entries are all near 0 when one weight is near 1 and the others near 0; its size
+# $\|J\|_F$ (the root of the sum of its squared entries) measures how much gradient gets through.
 #
 # The explorer below draws, for the chosen $d_k$: the histogram of 5,000 scores with the normal
 # density of the closed-form variance; one softmax row over 16 random keys with its largest weight
@@ -223,14 +257,13 @@ plt.show()
 # Switch to *scaled*: the histogram keeps its shape and the gradient stays.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 3. 动手探索：饱和与梯度消失
+# $d_k = 4$ 时，这一下让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），
+# 同样的调整只让权重变化 $1.4\times10^{-10}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，
+# 查询和键也就学不动了。第 3 章会推导一般情形下的敏感程度，即 softmax 的雅可比矩阵
 #
-# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。softmax 的雅可比矩阵（第 3 章推导）是
+# $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top ,$$
 #
-# $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
-#
-# 当一个权重接近 1、其余接近 0 时，$J$ 的每个元素都接近 0：无论损失函数给出什么信号，几乎没有梯度能传回分数，
-# 查询和键也就学不动了。
+# 当一个权重接近 1、其余接近 0 时，它的每个元素都接近 0；它的大小 $\|J\|_F$（各元素平方和的平方根）衡量能有多少梯度传过去。
 #
 # 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式表达式算出的方差画出的正态密度曲线；
 # 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
@@ -285,15 +318,11 @@ print(f"log 16 = {math.log(16):.3f}")
 #
 # - **Temperature**: divide the scores by an extra $\tau$. With $\tau = \sigma^2$ the variance is
 #   back to 1; since $\sigma$ is not known in advance and changes during training, $\tau$ is sometimes learned instead.
-# - **QK-norm**: normalise the queries and keys right before the dot product.
-#   Henry et al. (2020) divide each by its L2 norm and learn the scale; ViT-22B applies a LayerNorm
-#   over each head's query and key (Dehghani et al. 2023, §2); Gemma 3 and Qwen3 apply an RMSNorm per
-#   head, over the head dimension, while OLMo 2 applies one RMSNorm to the whole flattened query and key
-#   projections before splitting them into heads (`Olmo2RMSNorm(num_attention_heads * head_dim)` in
-#   Hugging Face transformers). What is measured below is per head. After a LayerNorm without its learned
-#   gain (what is measured below), every vector has mean 0 and norm $\sqrt{d_k}$, whatever $\sigma$ was,
-#   so $q\cdot k = d_k \cos\theta$ and, for random directions in the $d_k - 1$ dimensions that a zero
-#   mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$.
+# - **QK-norm**: normalise each head's queries and keys right before the dot product, so that their
+#   size no longer depends on $\sigma$ (appendix B lists how real models do it). What is measured below
+#   is a LayerNorm without its learned gain: afterwards every vector has mean 0 and norm $\sqrt{d_k}$,
+#   whatever $\sigma$ was, so $q\cdot k = d_k \cos\theta$ and, for random directions in the $d_k - 1$
+#   dimensions that a zero mean leaves, $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$.
 #
 # Each measured at $d_k = 64$ with 10,000 samples, next to the mean largest weight of a 16-key row:
 
@@ -305,11 +334,8 @@ print(f"log 16 = {math.log(16):.3f}")
 # 常用的补救办法有两种：
 #
 # - **温度**：把分数再除以一个 $\tau$。取 $\tau = \sigma^2$ 时方差恢复为 1；由于 $\sigma$ 事先未知，且会在训练中变化，有时也把 $\tau$ 设为可学习的参数。
-# - **QK 归一化**：在点积之前，先对查询和键做归一化。Henry 等（2020）用 L2 范数归一化，并学习缩放系数；
-#   ViT-22B 对每个头的查询和键做 LayerNorm（Dehghani 等，2023，§2）；Gemma 3 和 Qwen3 对每个头沿头维度做 RMSNorm；
-#   OLMo 2 则不分头：在拆分头之前，对整个展平的查询投影和键投影各做一次 RMSNorm，
-#   即 Hugging Face transformers 中的 `Olmo2RMSNorm(num_attention_heads * head_dim)`。下面实测的是按头归一化。
-#   经过不带可学习增益的 LayerNorm（下面实测的正是这种）后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，
+# - **QK 归一化**：在点积之前，先对每个头的查询和键做归一化，让它们的大小不再取决于 $\sigma$（实际模型的做法见附录 B）。
+#   下面实测的是不带可学习增益的 LayerNorm：归一化后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，
 #   因此 $q\cdot k = d_k \cos\theta$。均值为 0 去掉了一个自由度，若方向在剩下的 $d_k - 1$ 维中随机分布，
 #   则 $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$。
 #
@@ -497,6 +523,31 @@ def my_first_saturated_dk(threshold, seq_len):
 _ = check_first_saturated_dk(my_first_saturated_dk)
 
 # %% [markdown] tags=["lang-en"]
+# **Stretch: when the entries have a mean.** Section 1 assumed entries of mean 0. Keys often have
+# a mean (after a ReLU, or a bias shared by all of them), and queries and keys need not have the
+# same spread. Return the variance of $q\cdot k$ when the $d_k$ entries are independent, those of
+# $q$ with mean `mean_q` and standard deviation `std_q`, those of $k$ with `mean_k` and `std_k`.
+# Derive it first; then, before you run the checker, test your formula against a sampled variance
+# (`torch.randn`) in this cell. `attnkit.experiments`' variance functions are refused.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：分量有均值的时候。** 第 1 节假设各分量的均值为 0。而键常常带有均值（比如经过 ReLU 之后，或所有键共用一个偏置），
+# 查询和键的分布宽度也不一定相同。设 $d_k$ 个分量相互独立，$q$ 的分量均值为 `mean_q`、标准差为 `std_q`，
+# $k$ 的分量均值为 `mean_k`、标准差为 `std_k`，返回 $q\cdot k$ 的方差。先推导；运行检查器之前，
+# 在这个单元格里用抽样（`torch.randn`）算出的方差验证你的公式。`attnkit.experiments` 里的方差函数不能用。
+
+# %%
+from attnkit.exercises.ch02 import check_score_variance
+
+
+def my_score_variance(d_k, mean_q, std_q, mean_k, std_k):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_score_variance(my_score_variance)
+
+# %% [markdown] tags=["lang-en"]
 # ## 8. Summary
 #
 # - A dot product of $d_k$ independent unit-variance entries has variance $d_k$ (measured: 64.3530
@@ -504,6 +555,8 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 # - Large scores saturate the softmax: the largest weight goes to 1 and the Jacobian
 #   $\mathrm{diag}(p) - pp^\top$ goes to 0, so gradients vanish. Scaling keeps the softmax in its
 #   useful range for every $d_k$.
+# - The spread of the scores grows like $\sqrt{d_k}$ (question 1); a saturated row does not move when its
+#   scores move, which is why its gradient vanishes.
 # - The fix assumes unit-variance entries. When they are not, a temperature or QK-norm restores control.
 # - The scale is almost free ($LS$ or $Ld_k$ multiplications); apply it once, with $d_k$ the head dimension.
 #
@@ -523,6 +576,7 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 #   除以 $\sqrt{d_k}$ 后方差为 1。
 # - 分数过大会让 softmax 饱和：最大权重趋于 1，雅可比矩阵 $\mathrm{diag}(p) - pp^\top$ 趋于 0，梯度随之消失。
 #   缩放让 softmax 在任何 $d_k$ 下都保持在有效的工作区间。
+# - 分数分布的宽度按 $\sqrt{d_k}$ 增长（问题 1）；饱和的一行在分数变化时纹丝不动，所以梯度会消失。
 # - 这个办法假设分量方差为 1；不满足时，可以用温度或 QK 归一化重新控制分数的尺度。
 # - 缩放几乎不花代价（$LS$ 或 $Ld_k$ 次乘法）；只缩放一次，并且 $d_k$ 要用头维度。
 #
@@ -533,3 +587,53 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 # - A. Henry 等，*Query-Key Normalization for Transformers*，Findings of EMNLP 2020（QK 归一化）。
 # - M. Dehghani 等，*Scaling Vision Transformers to 22 Billion Parameters*，ICML 2023——§2（用 QK 归一化防止注意力 logits 发散）。
 # - M. Wortsman 等，*Small-scale proxies for large-scale Transformer training instabilities*，ICLR 2024——注意力 logits 增长与 qk-layernorm。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. The standard error of a sample variance
+#
+# For $n$ independent samples of a score $X$ with mean 0, the sample variance has standard error
+# $\mathrm{SE} \approx \sqrt{(E[X^4] - \mathrm{Var}(X)^2)/n}$: the variance of $X^2$, divided by $n$.
+# For $X = q\cdot k$, a sum of $d_k$ products of standard normals, expanding $X^4$ and keeping the
+# terms whose expectation is not 0 gives $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$ (each product $q_ik_i$
+# has $E[(q_ik_i)^2] = 1$ and $E[(q_ik_i)^4] = 3 \cdot 3 = 9$), so
+#
+# $$\mathrm{SE} \approx \sqrt{\frac{3d_k^2 + 6d_k - d_k^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
+#
+# The fourth moment, measured on section 2's 100,000 pairs:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. 样本方差的标准误差
+#
+# 对均值为 0 的分数 $X$ 取 $n$ 个独立样本，样本方差的标准误差约为 $\mathrm{SE} \approx \sqrt{(E[X^4] - \mathrm{Var}(X)^2)/n}$，
+# 也就是 $X^2$ 的方差除以 $n$ 再开方。对 $X = q\cdot k$（$d_k$ 个标准正态变量之积的和），把 $X^4$ 展开，只保留期望不为 0 的项，
+# 得到 $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$（每个乘积 $q_ik_i$ 满足 $E[(q_ik_i)^2] = 1$，$E[(q_ik_i)^4] = 3 \cdot 3 = 9$），因此
+#
+# $$\mathrm{SE} \approx \sqrt{\frac{3d_k^2 + 6d_k - d_k^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
+#
+# 在第 2 节的 100,000 对向量上实测这个四阶矩：
+
+# %%
+print(t("ch02.nb.fourth_moment", n=n, m=(dots.double() ** 4).mean().item(), th=3 * d_k**2 + 6 * d_k))
+
+# %% [markdown] tags=["lang-en"]
+# 12531 against 12672: close, though not as close as the variances of section 2, because a fourth
+# moment is much noisier to measure than a variance.
+
+# %% [markdown] tags=["lang-zh"]
+# 实测 12531，理论 12672：相当接近，但不如第 2 节的方差那么接近，因为四阶矩比方差难测得多，噪声大得多。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix B. QK-norm in real models
+#
+# Henry et al. (2020) divide each query and key by its L2 norm and learn the scale; ViT-22B applies a
+# LayerNorm over each head's query and key (Dehghani et al. 2023, §2); Gemma 3 and Qwen3 apply an
+# RMSNorm per head, over the head dimension, while OLMo 2 applies one RMSNorm to the whole flattened
+# query and key projections before splitting them into heads (`Olmo2RMSNorm(num_attention_heads *
+# head_dim)` in Hugging Face transformers). Section 4 measures the per-head kind.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 B. 实际模型中的 QK 归一化
+#
+# Henry 等（2020）用 L2 范数归一化查询和键，并学习缩放系数；ViT-22B 对每个头的查询和键做 LayerNorm（Dehghani 等，2023，§2）；
+# Gemma 3 和 Qwen3 对每个头沿头维度做 RMSNorm；OLMo 2 则不分头：在拆分头之前，对整个展平的查询投影和键投影各做一次 RMSNorm，
+# 即 Hugging Face transformers 中的 `Olmo2RMSNorm(num_attention_heads * head_dim)`。第 4 节实测的是按头归一化。
