@@ -100,7 +100,7 @@ register({
     "factory.rule.long_context": {
         "en": "exact if it fits (flash, O(N) memory), then sparse patterns with global tokens, then "
               "windows, then linear.",
-        "zh": "放得下就用精确注意力（flash，内存 O(N)），其次是带全局 token 的稀疏模式，再次是窗口，最后是线性。",
+        "zh": "放得下就用精确注意力（flash，内存 O(N)），其次是带全局词元的稀疏模式，再次是窗口，最后是线性。",
     },
     "factory.rule.memory_limited": {
         "en": "the least memory of all mechanisms.",
@@ -213,7 +213,7 @@ class AttentionConfig:
         _positive_int("lora_r", self.lora_r, allow_none=False)
         if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
             raise ValueError(f"lora_alpha must be a number > 0, got {self.lora_alpha!r}")
-        targets = tuple(self.lora_targets) if not isinstance(self.lora_targets, str) else tuple(self.lora_targets)
+        targets = tuple(self.lora_targets)  # ("q", "v") or "qv"
         if not targets or any(p not in PROJECTIONS for p in targets):
             raise ValueError(f"lora_targets must be a non-empty selection of {PROJECTIONS}, got {self.lora_targets!r}")
         self.lora_targets = tuple(dict.fromkeys(targets))
@@ -815,6 +815,10 @@ class AttentionSelector:
     are dropped; then the scenario's rule picks (``SCENARIOS``): training, inference and
     long_context take the first that fits in their order of preference (exact before
     approximate; for inference the least compressed KV cache), memory_limited the least memory.
+    Memory per scenario: training counts parameters x4 (weights, gradients, AdamW moments) plus
+    the forward's tensors; inference counts the KV cache (or linear state) of decoding;
+    long_context and memory_limited the forward's tensors. One layer, ``batch_size`` 1 by default.
+    ``candidates(scenario, seq_len)`` lists every candidate with its MB (what fits, what each costs).
     """
 
     @staticmethod
