@@ -21,9 +21,11 @@
 # - DeepSeek-V2's multi-head latent attention (MLA): keys and values rebuilt from a small latent,
 #   a separate rotary key, and the "absorption" trick that lets the heads attend to the latent itself;
 # - how to decode with a cache so that the result equals the full forward pass, and the mask
-#   mistake that breaks it.
+#   mistake that breaks it; a tiny model that generates the same tokens with and without a cache;
+# - how many sequences fit in a GPU's memory beside the weights, and how many tokens per second
+#   its memory bandwidth allows at most.
 #
-# **You need** chapter 01 (attention and masks) and chapter 04 (multi-head attention). Section 4
+# **You need** chapter 01 (attention and masks) and chapter 04 (multi-head attention). Section 5
 # uses RoPE, which chapter 06 explains; here you only need to know that it rotates queries and
 # keys by an angle that depends on their position.
 
@@ -35,9 +37,11 @@
 # - 多头注意力（MHA）、分组查询注意力（GQA）和多查询注意力（MQA）其实是同一个家族，区别只在于这些查询头共享多少个键值头；
 # - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，
 #   再通过“吸收”技巧让各个头直接对潜在向量做注意力；
-# - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误。
+# - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误；
+#   一个小模型用缓存和不用缓存生成出完全相同的词元；
+# - 在权重之外，显存里还能放下多少条序列，显存带宽最多允许每秒生成多少个词元。
 #
-# **预备知识**：第 1 章（注意力与掩码）和第 4 章（多头注意力）。第 4 节会用到 RoPE，
+# **预备知识**：第 1 章（注意力与掩码）和第 4 章（多头注意力）。第 5 节会用到 RoPE，
 # 第 6 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
 
 # %%
@@ -65,6 +69,7 @@ from attnkit.gqa import (
     kv_cache_bytes_per_token,
     repeat_kv,
 )
+from attnkit.schematics.kvcache import decode_step_figure
 
 torch.manual_seed(0)
 print("torch", torch.__version__.split("+")[0])
@@ -77,11 +82,8 @@ print("torch", torch.__version__.split("+")[0])
 # tokens so far. With a causal mask, the keys and values of earlier tokens never change when a
 # later token arrives — so there is no need to compute them again. The **KV cache** keeps them:
 # at each step the layer computes the new token's $q, k, v$, appends $k$ and $v$ to the cache
-# and attends over the whole cache.
-#
-# The result must be *exactly* what the full causal forward pass gives on the whole sequence.
-# Let us check with attnkit's `GroupedQueryAttention` set up as plain multi-head attention
-# (8 heads, 8 key/value heads) and a `KVCache`, feeding 10 tokens one by one:
+# and attends over the whole cache. The picture shows step $t = 4$: grey is reused from the cache,
+# orange is computed at this step.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 解码器缓存了什么
@@ -89,8 +91,18 @@ print("torch", torch.__version__.split("+")[0])
 # 语言模型一次写出一个词元（token）。为了生成第 $t+1$ 个词元，它把第 $t$ 个词元送进网络：在每一层，
 # 新词元的查询要对目前为止**所有**词元的键和值做注意力。在因果掩码下，后面的词元到来时，前面词元的键和值不会改变——
 # 所以没有必要重新计算。**KV 缓存**把它们保存下来：每一步，这一层只计算新词元的 $q, k, v$，
-# 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。
-#
+# 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存里直接复用的，
+# 橙色是这一步新算出来的。
+
+# %%
+_ = decode_step_figure(4)
+
+# %% [markdown] tags=["lang-en"]
+# The result must be *exactly* what the full causal forward pass gives on the whole sequence.
+# Let us check with attnkit's `GroupedQueryAttention` set up as plain multi-head attention
+# (8 heads, 8 key/value heads) and a `KVCache`, feeding 10 tokens one by one:
+
+# %% [markdown] tags=["lang-zh"]
 # 结果必须与对整个序列做完整因果前向计算*完全*相同。下面用 attnkit 的 `GroupedQueryAttention`
 # （设成普通多头注意力：8 个头、8 个键值头）和一个 `KVCache` 验证一下，把 10 个词元逐个送进去：
 
@@ -121,6 +133,59 @@ print(t("ch05.cached_eq_full", ok=torch.allclose(torch.cat(steps, 1), full, atol
 # %%
 T = 1000
 print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
+
+# %% [markdown] tags=["lang-en"]
+# **A block of new tokens: which keys each query sees.** A prompt is fed in one go (the
+# *prefill*), and some decoders feed several new tokens at once (chunked prefill, speculative
+# decoding). Then $L$ queries arrive while $S - L$ tokens are already cached: the queries are the
+# *last* $L$ of $S$ positions. New query $i$ sits at position $S - L + i$ and may see keys
+# $0 \dots S - L + i$. That is the causal mask of the whole $S \times S$ sequence cut to its last
+# $L$ rows: aligned to the **bottom-right** corner. PyTorch's `is_causal=True` aligns the mask to
+# the **top-left** corner instead (query $i$ sees keys $0 \dots i$), and attnkit's
+# `scaled_dot_product_attention`, which follows PyTorch's semantics, does the same.
+# `causal_mask(L, S)` builds the top-left mask, `causal_mask(L, S, offset=S - L)` the bottom-right
+# one (PyTorch has it as `torch.nn.attention.bias.causal_lower_right`). For 3 new queries after 4
+# cached tokens, compared with the last 3 rows of the full causal pass over all 7:
+
+# %% [markdown] tags=["lang-zh"]
+# **一次来一批新词元：每个查询能看到哪些键。** 提示词是一次性送入的（*预填充*，prefill），
+# 有些解码器还会一次送入好几个新词元（分块预填充、投机解码）。这时已缓存 $S - L$ 个词元，又来了 $L$ 个查询：
+# 它们是 $S$ 个位置中的*最后* $L$ 个。第 $i$ 个新查询位于位置 $S - L + i$，可以看到键 $0 \dots S - L + i$。
+# 这正是整个 $S \times S$ 序列的因果掩码的最后 $L$ 行：对齐到**右下角**。
+# 而 PyTorch 的 `is_causal=True` 把掩码对齐到**左上角**（查询 $i$ 只能看到键 $0 \dots i$），
+# attnkit 的 `scaled_dot_product_attention` 沿用 PyTorch 的语义，也是如此。
+# `causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码
+# （PyTorch 中对应的是 `torch.nn.attention.bias.causal_lower_right`）。
+# 以已缓存 4 个词元、再来 3 个新查询为例，与对全部 7 个词元做完整因果计算的最后 3 行对照：
+
+# %%
+from torch.nn.attention.bias import causal_lower_right
+
+L, S = 3, 7
+print(t("ch05.mask_top_left", m=causal_mask(L, S).int()))
+print(t("ch05.mask_bottom_right", m=causal_mask(L, S, offset=S - L).int()))
+torch.manual_seed(0)
+q, k, v = torch.randn(1, 1, S, 8), torch.randn(1, 1, S, 8), torch.randn(1, 1, S, 8)   # (B, H, S, d)
+last_rows = F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, :, S - L:]      # (B, H, L, d)
+q_new = q[:, :, S - L:]                                                                # the 3 new queries
+torch_top_left = F.scaled_dot_product_attention(q_new, k, v, is_causal=True)
+print(t("ch05.attnkit_like_torch",
+        ok=torch.allclose(plain_attention(q_new, k, v, is_causal=True), torch_top_left, atol=1e-6)))
+for name, out in (("is_causal=True", torch_top_left),
+                  ("causal_mask(3, 7, offset=4)", plain_attention(q_new, k, v, attn_mask=causal_mask(L, S, offset=S - L))),
+                  ("causal_lower_right(3, 7)", F.scaled_dot_product_attention(q_new, k, v, attn_mask=causal_lower_right(L, S)))):
+    print(t("ch05.block_equal", name=name, ok=torch.allclose(out, last_rows, atol=1e-6)))
+
+# %% [markdown] tags=["lang-en"]
+# Only the bottom-right mask reproduces the full pass. With a single new token ($L = 1$) its one
+# row allows every key, so one-token decoding needs no mask at all; a block of new tokens needs
+# it. `GroupedQueryAttention` and `MultiHeadLatentAttention` build it themselves when given a
+# cache and `is_causal=True`; section 8 shows the mistake on a real layer.
+
+# %% [markdown] tags=["lang-zh"]
+# 只有右下角对齐的掩码能复现完整计算的结果。只来 1 个新词元（$L = 1$）时，掩码只有一行，而且所有键都可见，
+# 所以逐个词元解码根本不需要掩码；一次来一批新词元时就必须用它。给定缓存并设 `is_causal=True` 时，
+# `GroupedQueryAttention` 和 `MultiHeadLatentAttention` 会自己构造这个掩码；第 8 节在一个真实的层上演示这个错误。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Why decoding is memory-bound
@@ -163,14 +228,32 @@ print(t("ch05.h100", r=989e12 / 3.35e12))
 # %% [markdown] tags=["lang-en"]
 # Even MQA's 32 FLOPs per byte is far below the roughly 295 the H100's spec sheet allows, so
 # decoding stays memory-bound, and the size of the cache sets the speed. It also sets how many
-# sequences fit in memory at once. Here is the cache of a 32-layer model 4096 wide (32 heads of
-# 128) at a 32k-token context in bfloat16, batch 1 (MLA with DeepSeek-V2's proportions,
-# $d_c = 512$, $d_h^R = 64$; section 4):
+# sequences fit in memory at once.
+#
+# **The size of the cache.** For each of the $n_\ell$ layers, each of the $B$ sequences and each
+# of their $S$ tokens, the cache holds a key and a value vector of $d_h$ numbers for each of the
+# $n_g$ kv heads, at $b$ bytes per number:
+#
+# $$\text{cache bytes} = 2 \cdot n_\ell \cdot n_g \cdot d_h \cdot S \cdot B \cdot b ,$$
+#
+# with $n_g = n_h$ for MHA and $n_g = 1$ for MQA. MLA (section 5) caches $d_c + d_h^R$ numbers per
+# token and layer instead of $2 n_g d_h$: $n_\ell (d_c + d_h^R) S B b$. Here is the formula for a
+# 32-layer model 4096 wide (32 heads of 128) at a 32k-token context in bfloat16, batch 1 (MLA with
+# DeepSeek-V2's proportions, $d_c = 512$, $d_h^R = 64$):
 
 # %% [markdown] tags=["lang-zh"]
 # 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存带宽，缓存的大小决定了速度；
-# 它也决定了显存里能同时放下多少条序列。下面是一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、
-# bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$；见第 4 节）：
+# 它也决定了显存里能同时放下多少条序列。
+#
+# **缓存的大小。** 对 $n_\ell$ 层中的每一层、批次中 $B$ 条序列的每一条、每条序列的 $S$ 个词元，
+# 缓存都要为 $n_g$ 个键值头各存一个键向量和一个值向量，各有 $d_h$ 个数，每个数占 $b$ 字节：
+#
+# $$\text{缓存字节数} = 2 \cdot n_\ell \cdot n_g \cdot d_h \cdot S \cdot B \cdot b ,$$
+#
+# 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，
+# 而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096
+# （32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小
+# （MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
 
 # %%
 sizes = compare_cache_sizes(num_heads=32, num_kv_heads=8, head_dim=128, num_layers=32, seq_len=32768,
@@ -185,12 +268,12 @@ print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 # Multi-head attention needs 16 GiB for a single 32k-token sequence — more than the weights of
 # a 7B-parameter model in bfloat16 (13.0 GiB). Eight kv groups cut it to 4 GiB, one kv head to
 # 0.5 GiB, and MLA to 1.125 GiB while keeping 32 full query heads with their own keys and values
-# (section 4).
+# (section 5).
 
 # %% [markdown] tags=["lang-zh"]
 # 多头注意力为一条 32k 词元的序列就要 16 GiB——比一个 70 亿参数模型在 bfloat16 下的全部权重（13.0 GiB）还多。
 # 8 个键值组把它降到 4 GiB，只用 1 个键值头降到 0.5 GiB，而 MLA 降到 1.125 GiB，
-# 同时 32 个查询头仍然各自拥有自己的键和值（第 4 节）。
+# 同时 32 个查询头仍然各自拥有自己的键和值（第 5 节）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. MHA → GQA → MQA: one family
@@ -285,44 +368,11 @@ with torch.no_grad():
             ok=torch.allclose(as_gqa(x, is_causal=True)[0], mha(x, attn_mask=causal_mask(6))[0], atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# **Turning an MHA checkpoint into GQA.** Ainslie et al. (2023, §2.1–2.2) build each kv head of a
-# GQA model as the *mean* of the key (and value) projection heads of its group, then continue
-# training ("uptraining") for about 5% of the original pre-training steps. `from_mha(mha,
-# num_kv_heads)` does the pooling. Without the uptraining the pooled layer is only an
-# approximation; on a layer with random weights, whose heads have nothing in common, it is a poor one:
+# Decoding with the cache works the same for every member of the family (how an MHA checkpoint
+# is turned into a GQA one is in appendix A at the end of the chapter):
 
 # %% [markdown] tags=["lang-zh"]
-# **把 MHA 检查点转换成 GQA。** Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头。
-# 然后再继续训练（“追加训练”，uptraining），步数大约是原预训练的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
-# 不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
-
-# %%
-torch.manual_seed(0)
-tmha = nn.MultiheadAttention(64, 8, batch_first=True)
-xb = torch.randn(4, 16, 64)
-with torch.no_grad():
-    ref, _ = tmha(xb, xb, xb, need_weights=False)
-    rows = []
-    for n_g in (8, 4, 2, 1):
-        out, _ = GroupedQueryAttention.from_mha(tmha, num_kv_heads=n_g)(xb)
-        rows.append([n_g, f"{((out - ref).norm() / ref.norm()).item():.3f}"])
-print(viz.format_table([t("ch05.col.kv_heads"), t("ch05.col.rel_err")], rows))
-
-# %% [markdown] tags=["lang-en"]
-# Keeping all 8 kv heads reproduces the layer exactly (error 0.000); pooling to 4, 2 and 1 heads
-# gives relative errors of 0.792, 0.908 and 0.966: that gap is what the uptraining has to close.
-# In a trained model the heads of a group have more in common, and the paper's comparison of
-# conversion methods (uptraining to MQA) finds mean pooling better than keeping the first head or
-# initialising the kv head at random.
-#
-# Decoding with the cache works the same for every member of the family:
-
-# %% [markdown] tags=["lang-zh"]
-# 保留全部 8 个键值头时完全复现原层（误差 0.000）；池化成 4、2、1 个头时，相对误差分别是 0.792、0.908 和 0.966，
-# 这段差距正要靠追加训练来弥补。训练好的模型中，同一组的头有更多共性；论文比较了几种转换方法（追加训练成 MQA），
-# 发现平均池化优于只保留第一个头或随机初始化键值头。
-#
-# 用缓存解码对这个家族的每个成员都一样成立：
+# 用缓存解码对这个家族的每个成员都一样成立（如何把 MHA 检查点转换成 GQA，见本章末尾的附录 A）：
 
 # %%
 torch.manual_seed(0)
@@ -337,7 +387,109 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
     print(t("ch05.row_cached_eq_full", label=f"{label:>6}", ok=torch.allclose(torch.cat([first, *rest], 1), full, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# ## 4. MLA: compress the keys and values into a latent
+# ## 4. End to end: a tiny model generates with and without the cache
+#
+# One layer is not a language model. `attnkit.gqa.TinyDecoder` is a small one: a token embedding
+# plus a learned position embedding, two decoder blocks (causal `GroupedQueryAttention` with 4
+# query heads and 2 kv heads, then an MLP), and an output head over a 64-token vocabulary. Its
+# weights are random (seeded, **untrained**), so the tokens it writes mean nothing; what matters
+# is that `greedy_generate(model, prompt, n, use_cache=...)` writes the *same* tokens both ways.
+# With `use_cache=False` every step runs the whole sequence through the model; with
+# `use_cache=True` the prompt runs once (the prefill) and then each step feeds only the newest
+# token, over one `KVCache` per layer:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 端到端：一个小模型用缓存和不用缓存生成词元
+#
+# 单独一层还不是语言模型。`attnkit.gqa.TinyDecoder` 是一个很小的语言模型：词元嵌入加上可学习的位置嵌入，
+# 两个解码器块（因果 `GroupedQueryAttention`，4 个查询头、2 个键值头，然后是一个 MLP），最后是输出到 64 个词元的词表的输出层。
+# 它的权重是随机的（固定了种子，**没有训练过**），所以它写出的词元没有任何意义；
+# 要看的是 `greedy_generate(model, prompt, n, use_cache=...)` 两种方式写出的词元*完全相同*。
+# `use_cache=False` 时每一步都把整个序列重新送进模型；`use_cache=True` 时提示词只算一次（预填充），
+# 之后每一步只送入最新的一个词元，每一层各用一个 `KVCache`：
+
+# %%
+from attnkit.gqa import TinyDecoder, greedy_generate
+
+torch.manual_seed(0)
+model = TinyDecoder(vocab_size=64, embed_dim=64, num_heads=4, num_kv_heads=2, num_layers=2).eval()
+prompt = torch.tensor([[5, 17, 42, 8, 23, 4]])                       # (B, P): a 6-token prompt
+cached = greedy_generate(model, prompt, 20)                          # use_cache=True
+recomputed = greedy_generate(model, prompt, 20, use_cache=False)
+print(t("ch05.gen_tokens", v=cached[0, 6:].tolist()))
+print(t("ch05.gen_same", ok=torch.equal(cached, recomputed)))
+
+# %% [markdown] tags=["lang-en"]
+# **The position offset.** The model adds a position embedding to each token, so a token fed on
+# its own must be told *where* it is: when the caches hold $t$ tokens, the new token is at
+# position $t$, not 0. `TinyDecoder` takes the offset from the cache (`model.positions(1,
+# caches)`); the RoPE models of chapter 06 rotate by the same offset. Feed the prompt, then three
+# tokens one by one, and then the next token once more with the offset forgotten:
+
+# %% [markdown] tags=["lang-zh"]
+# **位置偏移。** 模型给每个词元加上位置嵌入，所以单独送入的词元必须知道自己*在哪里*：缓存中已有 $t$ 个词元时，
+# 新词元的位置是 $t$，而不是 0。`TinyDecoder` 从缓存中取得这个偏移（`model.positions(1, caches)`）；
+# 第 6 章的 RoPE 模型也按同样的偏移做旋转。先送入提示词，再逐个送入 3 个词元，最后把下一个词元再送一次，但忘掉偏移：
+
+# %%
+caches = model.new_cache()
+with torch.no_grad():
+    model(prompt, caches)                                            # prefill: positions 0 .. 5
+    for i in range(6, 9):                                            # then one token at a time
+        print(t("ch05.gen_position", n=caches[0].seq_len, pos=model.positions(1, caches).tolist()))
+        model(cached[:, i:i + 1], caches)
+    full = model(cached[:, :10])[:, -1]                              # token 9, whole sequence at once
+    right = model(cached[:, 9:10], caches)[:, -1]                    # position 9, from the cache
+    for c in caches:
+        c.crop(9)                                                    # undo that step
+    wrong = model(cached[:, 9:10], caches, positions=torch.tensor([0]))[:, -1]
+print(t("ch05.gen_offset", right=torch.allclose(right, full, atol=1e-5), wrong=torch.allclose(wrong, full, atol=1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# **A new prompt needs an empty cache.** The caches still hold the first sequence. Generating
+# from a second prompt on top of them continues the first sequence instead of starting a new
+# one; `crop(0)` on every layer's cache (or `model.new_cache()`) starts afresh:
+
+# %% [markdown] tags=["lang-zh"]
+# **新的提示词需要空的缓存。** 缓存里还留着第一条序列。在它上面接着用第二个提示词生成，
+# 等于在续写第一条序列，而不是开始一条新序列；对每一层的缓存调用 `crop(0)`（或者用 `model.new_cache()`）才会重新开始：
+
+# %%
+second = torch.tensor([[30, 31, 9, 2]])
+alone = greedy_generate(model, second, 8, use_cache=False)
+stale = greedy_generate(model, second, 8, caches=caches)             # caches still hold 9 tokens
+for c in caches:
+    c.crop(0)                                                        # reset
+fresh = greedy_generate(model, second, 8, caches=caches)
+print(t("ch05.gen_stale", ok=torch.equal(stale, alone)))
+print(t("ch05.gen_reset", ok=torch.equal(fresh, alone)))
+
+# %% [markdown] tags=["lang-en"]
+# How fast? Both ways generate 64 tokens after the prompt here, timed in turn on one thread
+# (median of 3). Without the cache, step $t$ runs all $t$ tokens through both layers again; with
+# it, one. At this toy size each call of the model costs mostly a fixed overhead, so the lines
+# printed under the timing say what this run measured, on this machine:
+
+# %% [markdown] tags=["lang-zh"]
+# 有多快？这里两种方式都在提示词之后生成 64 个词元，在单个线程上轮流计时（取 3 次的中位数）。
+# 不用缓存时，第 $t$ 步要把全部 $t$ 个词元重新送过两层；用缓存时只送 1 个。在这么小的模型上，
+# 每次调用模型的耗时大部分是固定开销，所以计时下面打印的几行只说明本次运行在这台机器上测到了什么：
+
+# %% tags=["nbval-ignore-output"]
+from attnkit.timing import one_thread, round_robin_medians
+
+n_new = 64
+with one_thread():
+    sec = round_robin_medians({"cache": lambda: greedy_generate(model, prompt, n_new),
+                               "no_cache": lambda: greedy_generate(model, prompt, n_new, use_cache=False)},
+                              repeats=3)
+tps = {k: n_new / v for k, v in sec.items()}
+print(t("ch05.gen_speed", a=tps["cache"], b=tps["no_cache"]))
+print(t("ch05.gen_faster" if tps["cache"] > tps["no_cache"] else "ch05.gen_slower",
+        r=max(tps.values()) / min(tps.values())))
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. MLA: compress the keys and values into a latent
 #
 # GQA saves memory by giving several query heads the *same* keys and values. DeepSeek-V2's
 # multi-head latent attention (DeepSeek-AI 2024, §2.1) keeps a different key and value per head
@@ -346,26 +498,17 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
-# **Absorption.** For head $i$ the score is $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$:
-# fold $W^{UK}_i$ into the query and every head attends directly over the cached latents, which
-# are then shared by all heads like MQA's single kv head. Likewise
-# $\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$: apply $W^{UV}_i$ *after* the attention.
-#
-# **Why RoPE needs its own key.** With RoPE the key at position $j$ is rotated by $R_j$:
-# $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$. The matrix between the query and
-# the latent now depends on the distance $j - i$, so no single matrix can be folded into the query.
-# MLA therefore adds a small **decoupled** rotary part (eqs 14–17): each head gets a rotary query
-# $q_{t,i}^R$, and a single rotary key $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$ of size $d_h^R$ is
-# shared by all heads and cached next to the latent. Queries may also be compressed through a
-# latent $c^Q_t$ of dimension $d_c'$ (eqs 12–13), and the scores are scaled by $1/\sqrt{d_h + d_h^R}$ (eq 18):
-#
-# $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
-#   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
-#
-# Cache per token and layer: $d_c + d_h^R$ numbers, against $2 n_h d_h$ for MHA.
+# The superscripts say what each matrix does. **D** is a *down*-projection, from the model width
+# $d$ down to the latent ($W^{DKV}$: $d \to d_c$; $W^{DQ}$: $d \to d_c'$ for the queries). **U** is
+# an *up*-projection, from a latent up to all the heads ($W^{UK}$, $W^{UV}$ from $c^{KV}$; $W^{UQ}$
+# from $c^Q$). **R** marks the small *RoPE* part that is rotated by position ($W^{KR}$, $W^{QR}$,
+# below), and **C** the *compressed* part rebuilt from the latent ($k^C$, $v^C$, $q^C$). attnkit's
+# `MultiHeadLatentAttention` uses the argument names of DeepSeek's released code; here they are
+# beside the paper's symbols, with the sizes of this chapter's small layer and of DeepSeek-V2
+# (§3.1.2), and then each weight with its shape (a `Linear` stores $W \in \mathbb{R}^{\text{out} \times \text{in}}$ as the paper writes it):
 
 # %% [markdown] tags=["lang-zh"]
-# ## 4. MLA：把键和值压缩进一个潜在向量
+# ## 5. MLA：把键和值压缩进一个潜在向量
 #
 # GQA 省内存的办法是让几个查询头使用*相同*的键和值。DeepSeek-V2 的多头潜在注意力（MLA，DeepSeek-AI 2024，§2.1）
 # 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量的线性函数。
@@ -374,20 +517,103 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
+# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度
+# （$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头
+# （$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量
+# （$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。
+# attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，
+# 并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状
+# （`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
+
+# %%
+torch.manual_seed(0)
+mla = MultiHeadLatentAttention(embed_dim=64, num_heads=4, kv_lora_rank=16, qk_nope_head_dim=16,
+                               qk_rope_head_dim=8, v_head_dim=16, q_lora_rank=32).eval()
+deepseek_v2 = dict(embed_dim=5120, num_heads=128, kv_lora_rank=512, q_lora_rank=1536,
+                   qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)       # §3.1.2
+sizes = [("embed_dim", "d"), ("num_heads", "n_h"), ("kv_lora_rank", "d_c"), ("q_lora_rank", "d_c'"),
+         ("qk_nope_head_dim", "d_h"), ("qk_rope_head_dim", "d_h^R"), ("v_head_dim", "d_h (v)")]
+print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.meaning"), t("ch05.col.here"), "DeepSeek-V2"],
+                       [[name, sym, t("ch05.mla." + name), getattr(mla, name), deepseek_v2[name]] for name, sym in sizes]))
+weights = [("w_dkv", "W^DKV"), ("w_uk", "W^UK"), ("w_uv", "W^UV"), ("w_kr", "W^KR"),
+           ("w_dq", "W^DQ"), ("w_uq", "W^UQ"), ("w_qr", "W^QR"), ("w_o", "W^O")]
+print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.meaning"), t("ch05.col.shape")],
+                       [[name, sym, t("ch05.mla." + name), str(tuple(getattr(mla, name).weight.shape))]
+                        for name, sym in weights]))
+
+# %% [markdown] tags=["lang-en"]
+# DeepSeek-V2 gives values the same head size as the keys' compressed part ($d_h$); the code
+# names it separately (`v_head_dim`), and both are 16 here. The keys' compressed part
+# (`qk_nope_head_dim`, "no positional embedding") is the part without RoPE.
+#
+# **Absorption.** For head $i$ the score is $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$:
+# fold $W^{UK}_i$ into the query and every head attends directly over the cached latents, which
+# are then shared by all heads like MQA's single kv head. Likewise
+# $\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$: apply $W^{UV}_i$ *after* the attention.
+
+# %% [markdown] tags=["lang-zh"]
+# DeepSeek-V2 让值的头维度与键的压缩部分相同（都是 $d_h$）；代码里单独用 `v_head_dim` 表示，这里两者都是 16。
+# 键的压缩部分（`qk_nope_head_dim`，nope 即“没有位置编码”）就是不带 RoPE 的那一部分。
+#
 # **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$：
 # 把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。
 # 同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
+
+# %% [markdown] tags=["lang-en"]
+# **Why RoPE needs its own key.** First, three facts about 2-D rotations. The matrix
+# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ turns a
+# vector by the angle $\alpha$. Turning by $\alpha$ and then by $\beta$ turns by $\alpha + \beta$:
+# $R(\beta)R(\alpha) = R(\alpha + \beta)$. And turning back is the transpose: $R(\alpha)^\top = R(-\alpha)$.
+# RoPE (chapter 06) turns the query and the key at position $m$ by $R_m = R(m\theta)$ (one angle per
+# pair of channels), so a query at $i$ and a key at $j$ meet through
+# $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$: the score depends only on the distance.
 #
-# **为什么 RoPE 需要单独的键。** 加上 RoPE 后，位置 $j$ 的键要旋转 $R_j$：
-# $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，
-# 不存在一个固定的矩阵可以吸收进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
+# Now put RoPE on the key rebuilt from the latent: $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$.
+# The matrix between the query and the latent depends on the distance $j - i$, so no single
+# matrix can be folded into the query.
+# MLA therefore adds a small **decoupled** rotary part (eqs 14–17): each head gets a rotary query
+# $q_{t,i}^R$, and a single rotary key $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$ of size $d_h^R$ is
+# shared by all heads and cached next to the latent. Queries may also be compressed through a
+# latent $c^Q_t$ of dimension $d_c'$ (eqs 12–13), and the scores are scaled by $1/\sqrt{d_h + d_h^R}$ (eq 18):
+#
+# $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
+#   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
+#
+# Cache per token and layer: $d_c + d_h^R$ numbers, against $2 n_h d_h$ for MHA. The three rotation
+# facts, checked on random angles:
+
+# %% [markdown] tags=["lang-zh"]
+# **为什么 RoPE 需要单独的键。** 先看二维旋转的三个事实。矩阵
+# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ 把一个向量转过角度 $\alpha$。
+# 先转 $\alpha$ 再转 $\beta$，等于一共转 $\alpha + \beta$：$R(\beta)R(\alpha) = R(\alpha + \beta)$。
+# 转回去就是取转置：$R(\alpha)^\top = R(-\alpha)$。
+# RoPE（第 6 章）把位置 $m$ 上的查询和键都转过 $R_m = R(m\theta)$（每一对通道各有一个角度），
+# 所以位置 $i$ 的查询和位置 $j$ 的键之间隔着 $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$：分数只取决于两者的距离。
+#
+# 现在把 RoPE 加在由潜在向量还原出的键上：$q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。
+# 查询和潜在向量之间的矩阵依赖于距离 $j - i$，不存在一个固定的矩阵可以吸收进查询。
+# 所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
 # 而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。
 # 查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
 #
 # $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
 #   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
 #
-# 每个词元、每层的缓存：$d_c + d_h^R$ 个数，而 MHA 是 $2 n_h d_h$ 个。
+# 每个词元、每层的缓存：$d_c + d_h^R$ 个数，而 MHA 是 $2 n_h d_h$ 个。用随机角度验证上面三个旋转的事实：
+
+# %%
+def rotation(angle):                                          # R(angle), 2 x 2
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+
+torch.manual_seed(0)
+a, b, theta = torch.rand(3, dtype=torch.float64).tolist()
+i_pos, j_pos = 3, 7
+print(t("ch05.rot_compose", ok=torch.allclose(rotation(b) @ rotation(a), rotation(a + b))))
+print(t("ch05.rot_transpose", ok=torch.allclose(rotation(a).T, rotation(-a))))
+print(t("ch05.rot_relative", i=i_pos, j=j_pos, d=j_pos - i_pos,
+        ok=torch.allclose(rotation(i_pos * theta).T @ rotation(j_pos * theta), rotation((j_pos - i_pos) * theta))))
 
 # %% [markdown] tags=["lang-en"]
 # First the obstacle, measured. Put RoPE on the key rebuilt from the latent and try to absorb
@@ -415,22 +641,20 @@ print(t("ch05.true_scores", v=true_scores.numpy().round(3)))
 print(t("ch05.absorbed_scores", v=absorbed.numpy().round(3)))
 
 # %% [markdown] tags=["lang-en"]
-# Now attnkit's `MultiHeadLatentAttention`, a small one. It has two inference paths over the
+# Now attnkit's `MultiHeadLatentAttention`, the small layer of the tables above. It has two inference paths over the
 # same cache: `absorb=False` rebuilds every head's keys and values from the cached latents
 # (eqs 10–11, 17), `absorb=True` folds $W^{UK}$ into the query and $W^{UV}$ after the attention.
 # They agree, also when decoding with the cache, and the cache holds exactly $d_c + d_h^R$
 # numbers per token:
 
 # %% [markdown] tags=["lang-zh"]
-# 下面是 attnkit 的 `MultiHeadLatentAttention`，用一个小模型。它在同一个缓存上有两条推理路径：
+# 下面是 attnkit 的 `MultiHeadLatentAttention`，也就是上面表格里的那个小层。它在同一个缓存上有两条推理路径：
 # `absorb=False` 从缓存的潜在向量还原出每个头的键和值（式 10–11、17），`absorb=True` 把 $W^{UK}$ 吸收进查询、
 # 在注意力之后再乘 $W^{UV}$。两条路径结果一致，用缓存解码时也一致，而且缓存中每个词元恰好保存 $d_c + d_h^R$ 个数：
 
 # %%
 torch.manual_seed(0)
-mla = MultiHeadLatentAttention(embed_dim=64, num_heads=4, kv_lora_rank=16, qk_nope_head_dim=16,
-                               qk_rope_head_dim=8, v_head_dim=16, q_lora_rank=32).eval()
-x = torch.randn(2, 7, 64)
+x = torch.randn(2, 7, 64)                                    # mla: the small layer of the tables above
 with torch.no_grad():
     naive = mla(x, is_causal=True)
     absorbed = mla(x, is_causal=True, absorb=True)
@@ -445,44 +669,181 @@ print(t("ch05.mla_cache", shape=tuple(cache.tensors[0].shape), dc=16, dr=8))
 print(t("ch05.mla_bytes", m=cache.nbytes, f=per_token, tot=per_token * 14))
 
 # %% [markdown] tags=["lang-en"]
-# ## 5. Explore: who shares what, and what it weighs
-#
-# Move the sliders: the number of query heads and of kv heads (GQA), the head size, the number
-# of layers, the context length and the dtype. On the left, each query head is linked to the kv
-# head it reads; on the right, the cache of one sequence for MHA, GQA, MQA and MLA (with
-# DeepSeek-V2's proportions $d_c = 4 d_h$, $d_h^R = d_h/2$). The numbers come from
-# `attnkit.gqa.compare_cache_sizes`. (On GitHub, the static figure below shows the starting state.)
+# **Every tensor of one decode step, with its shape.** One new token for each of 2 sequences
+# after 6 cached ones ($B = 2$, $L = 1$, $S = 7$), through the small layer, path by path. The
+# cell runs the layer's own projections; RoPE turns $q^R$ and $k^R$ without changing their shape,
+# so it is left out here. The naive path rebuilds $n_h$ keys and values of every cached token;
+# the absorbed path never does: its largest tensors are the cache itself and a query of the
+# latent's size per head.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 5. 动手探索：谁和谁共享，要占多少内存
+# **一步解码中的每个张量及其形状。** 2 条序列各已缓存 6 个词元，再各来 1 个新词元（$B = 2$，$L = 1$，$S = 7$），
+# 按路径逐个列出经过这个小层的张量。这个单元格调用的是这一层自己的投影；RoPE 只旋转 $q^R$ 和 $k^R$，不改变形状，
+# 所以这里省略了。朴素路径要为每个缓存的词元还原出 $n_h$ 个键和值；吸收路径从不这样做：
+# 它最大的张量就是缓存本身，以及每个头一个与潜在向量同样大小的查询。
+
+# %%
+B, H, dn, dr, dv, dc = 2, mla.num_heads, mla.qk_nope_head_dim, mla.qk_rope_head_dim, mla.v_head_dim, mla.kv_lora_rank
+with torch.no_grad():
+    cache = KVCache()
+    mla(x[:, :6], is_causal=True, kv_cache=cache)                      # 6 cached tokens
+    h = x[:, 6:7]                                                      # (B, 1, d): the new token
+    c_q = mla.q_norm(mla.w_dq(h))                                      # eq 12
+    q_c = mla.w_uq(c_q).view(B, 1, H, dn).transpose(1, 2)              # eq 13
+    q_r = mla.w_qr(c_q).view(B, 1, H, dr).transpose(1, 2)              # eq 14 (before RoPE)
+    row = torch.cat([mla.kv_norm(mla.w_dkv(h)), mla.w_kr(h)], dim=-1)  # eqs 9, 15: what is cached
+    (kv,) = cache.update(row)                                          # (B, S, d_c + d_h^R)
+    c_kv, k_r = kv[..., :dc], kv[..., dc:]
+    k_c = mla.w_uk(c_kv).view(B, 7, H, dn).transpose(1, 2)             # naive: eq 10
+    v_c = mla.w_uv(c_kv).view(B, 7, H, dv).transpose(1, 2)             # naive: eq 11
+    q_naive, k_naive = torch.cat([q_c, q_r], -1), torch.cat([k_c, k_r[:, None].expand(B, H, 7, dr)], -1)
+    q_lat = torch.einsum("bhld,hdc->bhlc", q_c, mla.w_uk.weight.view(H, dn, dc))   # absorbed: W^UK in q
+    o_naive = grouped_query_attention(q_naive, k_naive, v_c, scale=mla.scale)        # eq 18
+    q_abs = torch.cat([q_lat, q_r], -1)
+    o_lat = grouped_query_attention(q_abs, kv[:, None], kv[:, None], scale=mla.scale)[..., :dc]
+    o_abs = torch.einsum("bhlc,hvc->bhlv", o_lat, mla.w_uv.weight.view(H, dv, dc))  # W^UV after
+    u = mla.w_o(o_abs.transpose(1, 2).reshape(B, 1, H * dv))                      # eq 19
+rows = [("both", "h_t", h), ("both", "c_t^Q", c_q), ("both", "q_t^C", q_c), ("both", "q_t^R", q_r),
+        ("both", "[c^KV; k^R]", kv), ("naive", "k^C", k_c), ("naive", "v^C", v_c),
+        ("naive", "q = [q^C; q^R]", q_naive), ("naive", "k = [k^C; k^R]", k_naive), ("naive", "o", o_naive),
+        ("absorbed", "W^UK^T q^C", q_lat), ("absorbed", "[W^UK^T q^C; q^R]", q_abs),
+        ("absorbed", "sum_j w_j c_j", o_lat), ("absorbed", "o = W^UV (...)", o_abs), ("both", "u_t = W^O [o]", u)]
+print(viz.format_table([t("ch05.col.path"), t("ch05.col.paper"), t("ch05.col.shape")],
+                       [[t("ch05.path." + p), sym, str(tuple(v.shape))] for p, sym, v in rows]))
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. Explore: what fits in a GPU, and how fast it can decode
 #
-# 拖动滑块：查询头数和键值头数（GQA）、头维度、层数、上下文长度以及数据类型。左图把每个查询头和它读取的键值头连起来；
-# 右图是一条序列在 MHA、GQA、MQA 和 MLA 下的缓存大小（MLA 采用 DeepSeek-V2 的比例 $d_c = 4 d_h$、$d_h^R = d_h/2$）。
-# 这些数字来自 `attnkit.gqa.compare_cache_sizes`。（在 GitHub 上，下面的静态图展示的是初始状态。）
+# The tables above give the cache of one sequence. A server asks the question the other way
+# round: on this GPU, how many sequences can this model decode at once, and how fast? Two
+# formulas answer it from the bytes alone. They leave out activations and memory fragmentation,
+# so both are upper bounds.
+#
+# **What fits.** The weights of a model with $P$ parameters take $W = P \cdot b$ bytes. What is
+# left of the GPU's memory $M$ holds the caches. With $C$ bytes of cache per sequence (section 2's
+# formula at the context $S$, batch 1), the largest batch and, for one sequence, the longest context are
+#
+# $$B_{\max} = \left\lfloor \frac{M - W}{C} \right\rfloor, \qquad
+#   S_{\max} = \left\lfloor \frac{M - W}{C / S} \right\rfloor .$$
+#
+# **How fast at most.** Decoding is memory-bound (section 2): a step reads every weight once — the
+# whole batch shares them — and every sequence's cache once, and writes one token per sequence.
+# With a memory bandwidth of $\mathrm{BW}$ bytes per second, a batch of $B$ sequences gets
+#
+# $$\text{tokens/s} \le \frac{B \cdot \mathrm{BW}}{W + B \cdot C}\ \text{ in all},\qquad
+#   \frac{\mathrm{BW}}{W + B \cdot C}\ \text{ for each sequence}.$$
+#
+# A larger batch gives more tokens per second in all (one read of the weights serves more
+# tokens) and fewer to each sequence, and the total never passes $\mathrm{BW} / C$.
+# `attnkit.gqa.max_batch_size`, `max_context_length` and `decode_tokens_per_s_bound` are these
+# formulas, and `memory_budget` applies them to a model. Here is the explorer's starting point, a
+# 7B model in bfloat16 with LLaMA-2-7B's attention shape (32 layers, 32 heads of 128) at 32k
+# tokens per sequence, on an 80 GiB GPU with the H100 SXM's 3.35 TB/s:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 动手探索：一块 GPU 能放下多少，解码能有多快
+#
+# 上面的表格给出的是一条序列的缓存。部署时问的是反过来的问题：在这块 GPU 上，这个模型能同时解码多少条序列，速度能有多快？
+# 两个只看字节数的公式就能回答。它们没有算激活值和显存碎片，所以都是上限。
+#
+# **能放下多少。** 参数量为 $P$ 的模型，权重占 $W = P \cdot b$ 字节。显存 $M$ 剩下的部分用来放缓存。
+# 设每条序列的缓存为 $C$ 字节（即第 2 节的公式在上下文长度 $S$、批次大小 1 时的值），
+# 最大批次大小，以及单条序列时的最长上下文分别是
+#
+# $$B_{\max} = \left\lfloor \frac{M - W}{C} \right\rfloor, \qquad
+#   S_{\max} = \left\lfloor \frac{M - W}{C / S} \right\rfloor .$$
+#
+# **最快能有多快。** 解码受限于内存带宽（第 2 节）：每一步把全部权重读一遍（整个批次共用），
+# 再把每条序列的缓存各读一遍，然后为每条序列写出一个词元。设显存带宽为每秒 $\mathrm{BW}$ 字节，$B$ 条序列的批次能得到
+#
+# $$\text{每秒词元数} \le \frac{B \cdot \mathrm{BW}}{W + B \cdot C}\ （\text{合计}），\qquad
+#   \frac{\mathrm{BW}}{W + B \cdot C}\ （\text{每条序列}）。$$
+#
+# 批次越大，合计每秒的词元越多（读一遍权重能服务更多词元），分到每条序列的越少；合计永远超不过 $\mathrm{BW} / C$。
+# `attnkit.gqa.max_batch_size`、`max_context_length` 和 `decode_tokens_per_s_bound` 就是这几个公式，
+# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态：一个 bfloat16 的 7B 模型，
+# 注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元，放在一块 80 GiB、带宽为 H100 SXM 的 3.35 TB/s 的 GPU 上：
+
+# %%
+from attnkit.gqa import memory_budget
+
+budget = {kind: memory_budget(kind, num_params=7 * 10**9, memory_bytes=80 * 2**30, context=32768, num_layers=32,
+                              num_heads=32, num_kv_heads=8, head_dim=128, dtype=torch.bfloat16,
+                              bandwidth_bytes_per_s=3.35e12) for kind in ("mha", "gqa", "mqa", "mla")}
+print(t("ch05.weights_gib", w=budget["mha"]["weights_bytes"] / 2**30))
+print(viz.format_table(
+    [t("ch05.col.kind"), t("ch05.col.per_seq"), t("ch05.col.max_batch"), t("ch05.col.max_context"),
+     t("ch05.col.tps1"), t("ch05.col.tps_all"), t("ch05.col.tps_each")],
+    [[names[k], f"{r['cache_bytes_per_sequence'] / 2**30:.3f}", r["max_batch"], f"{r['max_context']:,}",
+      f"{r['tokens_per_s_batch1']:.0f}", f"{r['tokens_per_s_max_batch']:.0f}", f"{r['tokens_per_s_per_sequence']:.1f}"]
+     for k, r in budget.items()]))
+
+# %% [markdown] tags=["lang-en"]
+# **Question (predict first).** The same 7B model decodes a single sequence of 1,000 tokens
+# (batch 1). You replace its multi-head attention by GQA with 8 kv heads. How much faster can a
+# decode step get, at most?
+#
+# a) about 4 times: the cache is 4 times smaller · b) a few percent at most: the weights dominate
+# the bytes a step reads · c) not at all: GQA does as many FLOPs per token as MHA
+#
+# Write the letter, run the cell; then check your reasoning with the explorer (context 1024).
+
+# %% [markdown] tags=["lang-zh"]
+# **思考题（先预测）。** 还是这个 7B 模型，只解码一条 1,000 个词元的序列（批次大小 1）。
+# 把它的多头注意力换成 8 个键值头的 GQA，一步解码最多能快多少？
+#
+# a) 快约 4 倍：缓存小了 4 倍 · b) 最多快几个百分点：每一步读取的字节主要是权重 ·
+# c) 完全不会变快：GQA 每个词元的浮点运算次数和 MHA 一样
+#
+# 写下字母，运行单元格；然后用交互控件（上下文取 1024）检验你的推理。
+
+# %%
+from attnkit.exercises.ch05 import check_q1
+
+my_answer = None                                             # "a", "b" or "c"
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# Move the sliders: the model's size and dtype (weights and cache alike), the GPU's memory and
+# bandwidth, the attention's shape (layers, query heads, kv heads, head size), the attention type
+# and the context. On the left, the GPU's memory for each attention type: the weights (grey),
+# then the caches of the largest batch that fits; beside each bar, that batch and the longest
+# context a single sequence may have. On the right, the tokens/s bound of the chosen type as the
+# batch grows up to the largest that fits (solid: all sequences together; dashed: each one; the
+# panel stops at a batch of 4096). MLA uses DeepSeek-V2's proportions $d_c = 4 d_h$,
+# $d_h^R = d_h/2$. (On GitHub, the static figure below shows the starting state.)
+
+# %% [markdown] tags=["lang-zh"]
+# 拖动滑块：模型的参数量和数据类型（权重和缓存相同）、GPU 的显存和带宽、注意力的形状（层数、查询头数、键值头数、头维度）、
+# 注意力类型以及上下文长度。左图是每种注意力类型下显存的分配：先是权重（灰色），然后是能放下的最大批次的缓存；
+# 每个条形旁边写着这个批次大小，以及单条序列时的最长上下文。右图是所选注意力类型的每秒词元数上限随批次增大的变化，
+# 一直画到能放下的最大批次（实线：所有序列合计；虚线：每条序列；横轴最多到批次 4096）。
+# MLA 采用 DeepSeek-V2 的比例 $d_c = 4 d_h$、$d_h^R = d_h/2$。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.widgets.kvcache import kv_cache_explorer
 
 explorer = kv_cache_explorer()
 display(explorer.widget)
-explorer.static();
+_ = explorer.static()
 
 # %% [markdown] tags=["lang-en"]
-# The explorer's cache sizes for its starting model, in GiB, and the same model with 2 kv heads
-# (what the explorer shows when you move the kv-heads slider to 2):
+# The explorer computes its bars with the same function: its largest batch for each type at the
+# start, and with the kv-heads slider moved to 2:
 
 # %% [markdown] tags=["lang-zh"]
-# 交互控件初始模型的缓存大小（单位 GiB），以及同一模型只用 2 个键值头时的缓存大小（也就是把键值头数滑块拖到 2 时显示的结果）：
+# 交互控件画条形用的是同一个函数：初始状态下每种类型的最大批次，以及把键值头数滑块拖到 2 之后的结果：
 
 # %%
 from attnkit.widgets.kvcache import kv_cache_explorer_data
 
-print({k: round(b / 2**30, 3) for k, b in explorer.data["bytes"].items()})
-two = kv_cache_explorer_data(num_heads=32, num_kv_heads=2, head_dim=128, num_layers=32, context=32768, dtype="bfloat16")
-print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
+print({k: r["max_batch"] for k, r in explorer.data["budget"].items()})
+two = kv_cache_explorer_data(num_params=7 * 10**9, dtype="bfloat16", memory_gib=80, bandwidth_tb_s=3.35, num_layers=32,
+                             num_heads=32, num_kv_heads=2, head_dim=128, attention="gqa", context=32768)
+print({k: r["max_batch"] for k, r in two["budget"].items()})
 
 # %% [markdown] tags=["lang-en"]
-# ## 6. What it costs, measured
+# ## 7. What it costs, measured
 #
 # Per layer and decode step, with $S$ cached tokens (bytes per number $b$):
 #
@@ -494,13 +855,7 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 # | MLA, absorbed | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA, naive | $(d_c + d_h^R) S\, b$ | $+\,2 d_c\, n_h (d_h + d_h^v) S$ to rebuild K and V |
 #
-# On the absorbed path each head scores the $d_c + d_h^R$ numbers of every cached row and then, as
-# attnkit's code does, averages the whole row $[c; k^R]$ as the value and drops the last $d_h^R$
-# output channels (so that queries, keys and values share one head size, which PyTorch's fused CPU
-# kernel needs): $2(d_c + d_h^R) + 2(d_c + d_h^R)$ FLOPs per head and cached token. A kernel that
-# averages $c$ alone does $n_h (4 d_c + 2 d_h^R) S$.
-#
-# The absorbed path does *more* arithmetic per cached byte than MHA — which is what a
+# (Appendix B counts the absorbed path's FLOPs.) The absorbed path does *more* arithmetic per cached byte than MHA — which is what a
 # memory-bound step wants. The naive path rebuilds every key and value at every step, which is
 # why inference uses the absorbed one. Measured on this machine: one layer 512 wide with 8 heads
 # of 64 (GQA with 2 kv heads; MLA with $d_c = 256$, $d_h^R = 32$), one new token after $S$ cached
@@ -509,7 +864,7 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 # First the bytes the caches really hold after the step, against the formula:
 
 # %% [markdown] tags=["lang-zh"]
-# ## 6. 开销：实测
+# ## 7. 开销：实测
 #
 # 每层、每步解码，已缓存 $S$ 个词元（每个数占 $b$ 字节）时：
 #
@@ -521,11 +876,7 @@ print({k: round(b / 2**30, 3) for k, b in two["bytes"].items()})
 # | MLA，吸收路径 | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA，朴素路径 | $(d_c + d_h^R) S\, b$ | 另加还原 K、V 的 $2 d_c\, n_h (d_h + d_h^v) S$ |
 #
-# 在吸收路径上，每个头先用每一行缓存的 $d_c + d_h^R$ 个数算分数。attnkit 的代码接着把整行 $[c; k^R]$ 当作值做加权平均，
-# 再丢掉输出的最后 $d_h^R$ 个通道：这样查询、键和值的头维度相同，而 PyTorch 在 CPU 上的融合算子要求如此。
-# 于是每个头、每个缓存词元需要 $2(d_c + d_h^R) + 2(d_c + d_h^R)$ 次浮点运算。只用 $c$ 做加权平均的算子则是 $n_h (4 d_c + 2 d_h^R) S$。
-#
-# 吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
+# （吸收路径的浮点运算次数怎么数，见附录 B。）吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
 # 所以推理时用的是吸收路径。下面在本机上实测：一层宽度 512、8 个 64 维的头（GQA 用 2 个键值头；MLA 取 $d_c = 256$、$d_h^R = 32$），
 # 在已缓存 $S$ 个词元之后再解码 1 个新词元，float32；所有变体和长度在单个 CPU 线程上轮流计时（更慢，但受其他程序的干扰小得多），各取 3 次的中位数。
 # 先看解码之后缓存实际占用的字节数，与公式对照：
@@ -549,6 +900,36 @@ for kind in ("mha", "gqa", "mqa", "mla"):
 print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
                         f"{t('ch05.col.measured')} == {t('ch05.col.formula')}",
                         t("ch05.col.vs_mha")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# The measured bytes equal the formula. Mind the last column: MLA's cache here is 0.281 of MHA's,
+# *more* than GQA-2's 0.250, while in section 2 it was only 0.0703 of MHA's. The settings differ.
+# MLA's cache does not depend on the number of heads: $d_c + d_h^R$ with DeepSeek-V2's
+# proportions $d_c = 4 d_h$, $d_h^R = d_h / 2$ is $4.5\,d_h$ per token and layer, of which the
+# decoupled RoPE key is $0.5\,d_h$. MHA's is $2 n_h d_h$, so MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$,
+# while GQA / MHA $= n_g / n_h$. With 8 heads (this layer) that is $2.25 / 8$, just above GQA-2's
+# $2 / 8$; with section 2's 32 heads it is $2.25 / 32$, far below GQA-8's $8 / 32$. MLA pays off in
+# wide models with many heads, and the rotary key alone costs what a quarter of a kv head would.
+# From the formula, in both settings:
+
+# %% [markdown] tags=["lang-zh"]
+# 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；
+# 而在第 2 节它只有 MHA 的 0.0703。两处的设置不同。MLA 的缓存与头数无关：按 DeepSeek-V2 的比例
+# $d_c = 4 d_h$、$d_h^R = d_h / 2$，$d_c + d_h^R$ 就是每个词元、每层 $4.5\,d_h$ 个数，其中解耦的 RoPE 键占 $0.5\,d_h$。
+# MHA 是 $2 n_h d_h$，所以 MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$，而 GQA / MHA $= n_g / n_h$。
+# 8 个头时（这一层）就是 $2.25 / 8$，略高于 GQA-2 的 $2 / 8$；第 2 节有 32 个头，就是 $2.25 / 32$，远低于 GQA-8 的 $8 / 32$。
+# MLA 在头数多的宽模型里才划算；光是那个旋转键，就相当于四分之一个键值头的开销。用公式算出两种设置下的比值：
+
+# %%
+rows = []
+for where, n_h_, d_h_, n_g_, d_c_, d_r_ in ((t("ch05.setting.here"), 8, 64, 2, 256, 32),
+                                            (t("ch05.setting.sec2"), 32, 128, 8, 512, 64)):
+    mha_ = kv_cache_bytes_per_token("mha", num_heads=n_h_, head_dim=d_h_)
+    rows.append([where, n_h_, f"{kv_cache_bytes_per_token('gqa', num_kv_heads=n_g_, head_dim=d_h_) / mha_:.4f} (n_g = {n_g_})",
+                 f"{kv_cache_bytes_per_token('mla', kv_lora_rank=d_c_, qk_rope_head_dim=d_r_) / mha_:.4f}",
+                 f"{d_r_ / (2 * n_h_ * d_h_):.4f}"])
+print(viz.format_table([t("ch05.col.setting"), "n_h", t("ch05.col.gqa_vs_mha"), t("ch05.col.mla_vs_mha"),
+                        t("ch05.col.rope_share")], rows))
 
 # %% [markdown] tags=["lang-en"]
 # And the time of one decode step (the numbers change from run to run and machine to machine, so
@@ -584,20 +965,20 @@ for i, S in enumerate(contexts):
 # 基准测试脚本 `benchmarks/bench_gqa.py` 用更多次重复测量了同样的解码步骤。
 
 # %% [markdown] tags=["lang-en"]
-# ## 7. Pitfalls
+# ## 8. Pitfalls
 #
-# **A causal mask aligned to the wrong corner.** When $L$ new tokens arrive after $S - L$ cached
-# ones, new query $i$ sits at position $S - L + i$ and may see keys $0 \dots S - L + i$. PyTorch's
-# `is_causal=True` aligns the mask to the top-left corner instead (query $i$ sees keys
-# $0 \dots i$), which is right only when nothing is cached. Feed a 4-token prompt, then 3 tokens
-# at once, and compare with the full forward pass:
+# **A causal mask aligned to the wrong corner**, on a real layer. Section 1 showed that $L$ new
+# queries after $S - L$ cached tokens need the bottom-right mask, and that `is_causal=True` gives
+# the top-left one, which is right only when nothing is cached. Feed a 4-token prompt to a GQA
+# layer, then 3 tokens at once through its own projections and cache, and compare each mask with
+# the full forward pass:
 
 # %% [markdown] tags=["lang-zh"]
-# ## 7. 常见陷阱
+# ## 8. 常见陷阱
 #
-# **因果掩码对齐到了错误的角。** 当已缓存 $S - L$ 个词元、又来了 $L$ 个新词元时，第 $i$ 个新查询位于位置 $S - L + i$，
-# 可以看到键 $0 \dots S - L + i$。而 PyTorch 的 `is_causal=True` 把掩码对齐到左上角（查询 $i$ 只能看到键 $0 \dots i$），
-# 只有在缓存为空时才正确。先送入 4 个词元的提示词（prompt），再一次送入 3 个词元，与完整前向计算对照：
+# **因果掩码对齐到了错误的角**，这次在一个真实的层上。第 1 节说明了：已缓存 $S - L$ 个词元之后的 $L$ 个新查询需要右下角对齐的掩码，
+# 而 `is_causal=True` 给出的是左上角对齐的掩码，只有缓存为空时才正确。先给一个 GQA 层送入 4 个词元的提示词（prompt），
+# 再用它自己的投影和缓存一次送入 3 个词元，把每种掩码的结果与完整前向计算对照：
 
 # %%
 torch.manual_seed(0)
@@ -669,13 +1050,13 @@ print(t("ch05.k_only", a=one_layer_k_only / 2**30,
         b=kv_cache_bytes("mha", 32768, num_heads=32, head_dim=128, num_layers=32, dtype=torch.bfloat16) / 2**30))
 
 # %% [markdown] tags=["lang-en"]
-# ## 8. Exercises
+# ## 9. Exercises
 #
 # **Exercise 1.** Write `repeat_kv`: from `(B, n_g, S, d)` return `(B, n_g * n_rep, S, d)` where
 # head `i` of the result is kv head `i // n_rep`.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 8. 练习
+# ## 9. 练习
 #
 # **练习 1**：实现 `repeat_kv`：输入形状 `(B, n_g, S, d)`，返回 `(B, n_g * n_rep, S, d)`，
 # 结果中的第 `i` 个头是第 `i // n_rep` 个键值头。
@@ -727,7 +1108,36 @@ def your_decode_step(q_new, k_new, v_new, k_cache, v_cache):
 check_decode_step(your_decode_step);
 
 # %% [markdown] tags=["lang-en"]
-# ## 9. Summary
+# **Exercise 4 (stretch).** How many sequences fit in a GPU beside the weights? Write
+# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads,
+# head_dim, seq_len)`: the largest number of sequences of `seq_len` tokens whose KV caches fit in
+# `memory_bytes` once the weights are loaded (weights and cache in the same dtype; no
+# activations), as an int. The checker tries several models, among them the issue that started
+# this exercise: an 80 GiB GPU beside a 7B model in fp16 with 32 layers and 32 heads of 128, at
+# 32k tokens, once with MHA (32 kv heads) and once with GQA (8 kv heads). Do not call attnkit's
+# `max_batch_size` or `memory_budget` (section 6): build it from the formulas.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 4（挑战）**：权重旁边还能放下多少条序列？实现
+# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：
+# 装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），
+# 返回一个整数。检查器会试好几个模型，其中就有引出这道题的那个问题：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，
+# 32 层、32 个 128 维的头，上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。
+# 不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
+
+# %%
+from attnkit.exercises.ch05 import check_max_sequences
+
+
+def your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len):
+    # your code here
+    raise NotImplementedError
+
+
+check_max_sequences(your_max_sequences);
+
+# %% [markdown] tags=["lang-en"]
+# ## 10. Summary
 #
 # - Decoding reuses every earlier token's keys and values: the **KV cache**. Cached decoding must
 #   equal the full causal forward, which needs a causal mask aligned to the *end* of the keys.
@@ -738,6 +1148,12 @@ check_decode_step(your_decode_step);
 # - **MLA** caches a latent and one rotary key, $d_c + d_h^R$ numbers, and keeps per-head keys and
 #   values through up-projections that can be absorbed into the query and the output. RoPE sits on
 #   a separate key, because rotation between query and latent would block the absorption.
+# - A model generates the same tokens with and without the cache, provided each new token gets its
+#   position (the cache's length) and a new sequence starts from an empty cache (`crop(0)`).
+# - Beside weights of $W$ bytes, a memory of $M$ bytes holds $\lfloor (M - W) / C \rfloor$
+#   sequences of $C$ cache bytes each, and a batch of $B$ decodes at most
+#   $B\,\mathrm{BW} / (W + B C)$ tokens per second: the weights are read once per step, every
+#   cache once.
 #
 # **Next:** chapter 06 — RoPE and other positional encodings.
 #
@@ -749,7 +1165,7 @@ check_decode_step(your_decode_step);
 # - Hugging Face Transformers, `modeling_llama.py` (`repeat_kv`); PyTorch documentation, `scaled_dot_product_attention` (`enable_gqa`).
 
 # %% [markdown] tags=["lang-zh"]
-# ## 9. 小结
+# ## 10. 小结
 #
 # - 解码时要反复用到之前每个词元的键和值：这就是 **KV 缓存**。用缓存解码必须等于完整的因果前向计算，
 #   为此因果掩码要对齐到键的*末尾*。
@@ -758,6 +1174,9 @@ check_decode_step(your_decode_step);
 #   每个词元、每层缓存 $2 n_g d_h$ 个数。$n_g = n_h$ 的 GQA 就是 MHA。
 # - **MLA** 只缓存一个潜在向量和一个旋转键，共 $d_c + d_h^R$ 个数；各个头的键和值由上投影得到，而上投影可以吸收进查询和输出。
 #   RoPE 放在单独的键上，因为查询和潜在向量之间的旋转会阻碍吸收。
+# - 只要每个新词元拿到自己的位置（即缓存的长度），并且新序列从空缓存开始（`crop(0)`），模型用缓存和不用缓存生成的词元就完全相同。
+# - 在 $W$ 字节的权重之外，$M$ 字节的显存能放下 $\lfloor (M - W) / C \rfloor$ 条各占 $C$ 字节缓存的序列；
+#   $B$ 条序列的批次每秒最多解码 $B\,\mathrm{BW} / (W + B C)$ 个词元：每一步把权重读一遍，每条序列的缓存也各读一遍。
 #
 # **下一章**：第 6 章——RoPE 及其他位置编码。
 #
@@ -767,3 +1186,61 @@ check_decode_step(your_decode_step);
 # - DeepSeek-AI，*DeepSeek-V2: A Strong, Economical, and Efficient Mixture-of-Experts Language Model*，2024（arXiv 2405.04434）——§2.1.2 式 (9)–(13)（键值低秩联合压缩、吸收），§2.1.3 式 (14)–(19)（解耦 RoPE），表 1（每个词元的 KV 缓存）。
 # - R. Pope 等，*Efficiently Scaling Transformer Inference*，MLSys 2023（arXiv 2211.05102）——§2–3（解码时 KV 缓存的内存开销）。
 # - Hugging Face Transformers，`modeling_llama.py`（`repeat_kv`）；PyTorch 文档，`scaled_dot_product_attention`（`enable_gqa`）。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. Turning an MHA checkpoint into GQA
+#
+# Ainslie et al. (2023, §2.1–2.2) build each kv head of a
+# GQA model as the *mean* of the key (and value) projection heads of its group, then continue
+# training ("uptraining") for about 5% of the original pre-training steps. `from_mha(mha,
+# num_kv_heads)` does the pooling. Without the uptraining the pooled layer is only an
+# approximation; on a layer with random weights, whose heads have nothing in common, it is a poor one:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. 把 MHA 检查点转换成 GQA
+#
+# Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头。
+# 然后再继续训练（“追加训练”，uptraining），步数大约是原预训练的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
+# 不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
+
+# %%
+torch.manual_seed(0)
+tmha = nn.MultiheadAttention(64, 8, batch_first=True)
+xb = torch.randn(4, 16, 64)
+with torch.no_grad():
+    ref, _ = tmha(xb, xb, xb, need_weights=False)
+    rows = []
+    for n_g in (8, 4, 2, 1):
+        out, _ = GroupedQueryAttention.from_mha(tmha, num_kv_heads=n_g)(xb)
+        rows.append([n_g, f"{((out - ref).norm() / ref.norm()).item():.3f}"])
+print(viz.format_table([t("ch05.col.kv_heads"), t("ch05.col.rel_err")], rows))
+
+# %% [markdown] tags=["lang-en"]
+# Keeping all 8 kv heads reproduces the layer exactly (error 0.000); pooling to 4, 2 and 1 heads
+# gives relative errors of 0.792, 0.908 and 0.966: that gap is what the uptraining has to close.
+# In a trained model the heads of a group have more in common, and the paper's comparison of
+# conversion methods (uptraining to MQA) finds mean pooling better than keeping the first head or
+# initialising the kv head at random.
+
+# %% [markdown] tags=["lang-zh"]
+# 保留全部 8 个键值头时完全复现原层（误差 0.000）；池化成 4、2、1 个头时，相对误差分别是 0.792、0.908 和 0.966，
+# 这段差距正要靠追加训练来弥补。训练好的模型中，同一组的头有更多共性；论文比较了几种转换方法（追加训练成 MQA），
+# 发现平均池化优于只保留第一个头或随机初始化键值头。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix B. The absorbed path's FLOPs, counted
+#
+# On the absorbed path each head scores the $d_c + d_h^R$ numbers of every cached row and then, as
+# attnkit's code does, averages the whole row $[c; k^R]$ as the value and drops the last $d_h^R$
+# output channels (so that queries, keys and values share one head size, which PyTorch's fused CPU
+# kernel needs): $2(d_c + d_h^R) + 2(d_c + d_h^R)$ FLOPs per head and cached token. Over $n_h$ heads
+# and $S$ cached tokens that is the $n_h (4 d_c + 4 d_h^R) S$ of section 7's table. A kernel that
+# averages $c$ alone does $n_h (4 d_c + 2 d_h^R) S$.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 B. 吸收路径的浮点运算次数
+#
+# 在吸收路径上，每个头先用每一行缓存的 $d_c + d_h^R$ 个数算分数。attnkit 的代码接着把整行 $[c; k^R]$ 当作值做加权平均，
+# 再丢掉输出的最后 $d_h^R$ 个通道：这样查询、键和值的头维度相同，而 PyTorch 在 CPU 上的融合算子要求如此。
+# 于是每个头、每个缓存词元需要 $2(d_c + d_h^R) + 2(d_c + d_h^R)$ 次浮点运算。乘上 $n_h$ 个头和 $S$ 个缓存词元，
+# 就是第 7 节表格中的 $n_h (4 d_c + 4 d_h^R) S$。只用 $c$ 做加权平均的算子则是 $n_h (4 d_c + 2 d_h^R) S$。
