@@ -3,7 +3,7 @@ outcome records its check cells publish (:data:`attnkit.exercises.OUTCOME_MIME`)
 
 Never parses the feedback's prose, never writes to a submission (it is read once, as bytes, and
 executed in memory, in a kernel whose working folder is a temporary one). Each notebook gets a
-time limit of its own; cells run one by one, each given what is left of it.
+time limit of its own: when it is up, the kernel is killed and the cells run so far count.
 
 Statuses of an exercise: ``passed``, ``failed`` (the checker's first failing case), ``forbidden``
 (it calls the built-in it should write), ``solution`` (a reference solution of
@@ -26,7 +26,6 @@ import os
 import re
 import tempfile
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -102,7 +101,6 @@ class Result:
     outcomes: dict[str, dict] = field(default_factory=dict)  # exercise -> status, case, label, feedback
     problem: tuple[str, dict] | None = None                  # (i18n key, its fields): not graded
     notes: list[tuple[str, dict]] = field(default_factory=list)
-    seconds: float = 0.0
     skipped: int = 0                                          # cells not run (grade-skip, unchanged)
 
     @property
@@ -119,7 +117,6 @@ class Graded:
     exercises: list[str]
     results: list[Result]
     others: list[str] = field(default_factory=list)  # files in the folders that are not notebooks
-    seconds: float = 0.0
     skip: bool = True
 
 
@@ -202,11 +199,22 @@ def solution_refs(source: str) -> set[str]:
     return names
 
 
+def _kill(client) -> None:
+    """Kill the kernel process of ``client`` (a signal: safe from another thread)."""
+    process = getattr(getattr(getattr(client, "km", None), "provisioner", None), "process", None)
+    if process is not None:
+        process.kill()
+
+
 def run(nb, original: Original, timeout: float, skip: bool, threads: int):
-    """Execute a copy of ``nb``: (executed copy, cells skipped, timed out, error that stopped it)."""
+    """Execute a copy of ``nb``: (executed copy, cells skipped, timed out, what stopped it early).
+
+    The notebook runs in a thread of its own; if it has not finished after ``timeout`` seconds,
+    its kernel is killed (an endless loop stops there) and the cells run so far are kept.
+    """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import DeadKernelError
 
     work = copy.deepcopy(nb)
     skipped = 0
@@ -216,36 +224,33 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int):
             if skip and cell.source in original.skip:
                 cell.source, skipped = "", skipped + 1
     work.cells.insert(0, nbformat.v4.new_code_cell(PRELUDE))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
     if skip:
         env["MPLBACKEND"] = "agg"  # figures are not drawn into the copy: nothing reads them
-    timed_out, stopped = False, None
+    stopped: list = []
     with tempfile.TemporaryDirectory(prefix="attnkit-grade-") as tmp:
-        client = NotebookClient(work, timeout=max(1, int(timeout)), kernel_name="python3", allow_errors=True,
+        client = NotebookClient(work, timeout=None, kernel_name="python3", allow_errors=True,
                                 shutdown_kernel="immediate", record_timing=False,
                                 resources={"metadata": {"path": tmp}})
-        deadline = time.monotonic() + timeout
-        try:
-            with client.setup_kernel(env=env):
-                for index, cell in enumerate(work.cells):
-                    if cell.cell_type != "code" or not cell.source.strip():
-                        continue
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        timed_out = True
-                        break
-                    client.timeout = max(1, int(left + 0.999))
-                    try:
-                        client.execute_cell(cell, index)
-                    except CellTimeoutError:
-                        timed_out = True
-                        break
-        except DeadKernelError as err:
-            stopped = ("classroom.note.kernel_died", {"err": str(err)[:200]})
-        except Exception as err:  # noqa: BLE001  a kernel that cannot start, say: reported
-            stopped = ("classroom.note.kernel_failed", {"err": f"{type(err).__name__}: {err}"[:200]})
+
+        def execute():
+            try:
+                client.execute(env=env)
+            except DeadKernelError as err:
+                stopped.append(("classroom.note.kernel_died", {"err": str(err)[:200]}))
+            except Exception as err:  # noqa: BLE001  a kernel that cannot start, say: reported
+                stopped.append(("classroom.note.kernel_failed", {"err": f"{type(err).__name__}: {err}"[:200]}))
+
+        worker = threading.Thread(target=execute, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        timed_out = worker.is_alive()
+        if timed_out:
+            _kill(client)
+            worker.join(60)
     work.cells.pop(0)
-    return work, skipped, timed_out, stopped
+    return work, skipped, timed_out, None if timed_out or not stopped else stopped[0]
 
 
 def _error_text(cell) -> str:
@@ -283,7 +288,6 @@ def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str
 
 
 def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, threads: int) -> Result:
-    start = time.monotonic()
     changed = [c.source for c in nb.cells if c.cell_type == "code" and c.source not in original.sources]
     names = sorted(set().union(*map(solution_refs, changed))) if changed else []
     if names:
@@ -294,7 +298,6 @@ def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, t
         res.notes.append(("classroom.note.timeout", {"seconds": int(timeout)}))
     if stopped:
         res.notes.append(stopped)
-    res.seconds = time.monotonic() - start
     return res
 
 
@@ -302,7 +305,6 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
           jobs: int | None = None, chapters: str | Path | None = None,
           progress: Callable[[int, int, Result], None] | None = None) -> Graded:
     """Grade every submission under ``paths``; never raises for a bad submission (see the doc)."""
-    start = time.monotonic()
     if chapter is not None and chapter_id(chapter) is None:
         raise ClassroomError(t("classroom.err.bad_chapter", got=repr(chapter)))
     root = chapters_dir(chapters)
@@ -357,4 +359,4 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
                 res.problem = ("classroom.problem.crash", {"err": f"{type(err).__name__}: {err}"[:200]})
             report(res)
     return Graded(chapter=want, lang=lang, exercises=exercises, results=results, others=others,
-                  seconds=time.monotonic() - start, skip=skip)
+                  skip=skip)

@@ -15,10 +15,10 @@ register({
     "classroom.title": {"en": "Class report: chapter {chapter}", "zh": "班级报告：第 {chapter} 章"},
     "classroom.title_none": {"en": "Class report", "zh": "班级报告"},
     "classroom.summary": {
-        "en": "{n} submissions: {graded} graded, {problems} not graded; {passed} of {checks} checks passed; {seconds:.0f} s.",
-        "zh": "共 {n} 份作业：已评分 {graded} 份，未评分 {problems} 份；{checks} 项检查通过 {passed} 项；用时 {seconds:.0f} 秒。"},
-    "classroom.progress": {"en": "{k} / {n}  {learner}: {passed} of {total} passed ({seconds:.1f} s)",
-                           "zh": "{k} / {n}  {learner}：{total} 项通过 {passed} 项（{seconds:.1f} 秒）"},
+        "en": "{n} submissions: {graded} graded, {problems} not graded; {passed} of {checks} checks passed.",
+        "zh": "共 {n} 份作业：已评分 {graded} 份，未评分 {problems} 份；{checks} 项检查通过 {passed} 项。"},
+    "classroom.progress": {"en": "{k} / {n}  {learner}: {passed} of {total} passed",
+                           "zh": "{k} / {n}  {learner}：{total} 项通过 {passed} 项"},
     "classroom.progress_problem": {"en": "{k} / {n}  {learner}: {problem}", "zh": "{k} / {n}  {learner}：{problem}"},
     "classroom.learner": {"en": "Learner", "zh": "学员"},
     "classroom.file": {"en": "File", "zh": "文件"},
@@ -103,7 +103,7 @@ def progress_line(k: int, n: int, res: Result, lang: str | None = None) -> str:
     if res.problem:
         return t("classroom.progress_problem", lang=lang, k=k, n=n, learner=res.learner, problem=_problem(res, lang))
     line = t("classroom.progress", lang=lang, k=k, n=n, learner=res.learner, passed=res.passed,
-             total=len(res.outcomes), seconds=res.seconds)
+             total=len(res.outcomes))
     return "; ".join([line] + [t(key, lang=lang, **fmt) for key, fmt in res.notes])
 
 
@@ -111,7 +111,7 @@ def summary_line(g: Graded, lang: str | None = None) -> str:
     graded = [r for r in g.results if not r.problem]
     return t("classroom.summary", lang=lang, n=len(g.results), graded=len(graded),
              problems=len(g.results) - len(graded), passed=sum(r.passed for r in graded),
-             checks=sum(len(r.outcomes) for r in graded), seconds=g.seconds)
+             checks=sum(len(r.outcomes) for r in graded))
 
 
 def pass_rates(g: Graded) -> dict[str, tuple[int, int]]:

@@ -1,0 +1,80 @@
+"""Grading a class: 20 returned notebooks of one chapter, graded with ``python -m attnkit.classroom``'s
+own function, two kernels at a time; prints the wall time (the bar: under 3 minutes on 2 cores).
+
+The class is made from the chapter's built notebook as the classroom tests make theirs
+(tests/test_classroom.py): a quarter solved with the reference solutions' source, a quarter half
+solved, a quarter untouched, a quarter with a wrong answer. ``--full`` grades the same class a
+second time running every cell (no grade-skip) and prints both times and whether every outcome
+is the same.
+
+    .venv/bin/python benchmarks/bench_classroom.py [--chapter 08] [--n 20] [--jobs 2] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import test_classroom as tc  # noqa: E402  (the class-making helpers)
+
+from attnkit.classroom import grade  # noqa: E402
+from attnkit.classroom.originals import chapters_dir, load_original  # noqa: E402
+
+BAR_S = 180.0
+
+
+def make(folder: Path, chapter: str, n: int) -> None:
+    exercises = load_original(chapter, "en", chapters_dir()).exercises
+    code = [ex for ex in exercises if ".ex" in ex]
+    kinds = {0: exercises, 1: exercises[: len(exercises) // 2], 2: [], 3: code[:1]}
+    for i in range(n):
+        nb = tc.built(chapter)
+        for ex in kinds[i % 4]:
+            tc.answer(nb, ex, "solve", chapter)
+        if i % 4 == 3:
+            tc.answer(nb, code[1], "wrong", chapter)
+        tc.write(nb, folder / f"learner_{i:02d}.ipynb")
+
+
+def timed(folder: Path, jobs: int, skip: bool):
+    start = time.perf_counter()
+    g = grade([folder], timeout=300, skip=skip, jobs=jobs,
+              progress=lambda k, n, r: print(f"  {k:2d} / {n}  {r.learner}: {r.passed} of {len(r.outcomes)} passed",
+                                             flush=True))
+    return time.perf_counter() - start, g
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--chapter", default="08")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="also grade running every cell, and compare")
+    args = ap.parse_args()
+    print(f"load average before: {open('/proc/loadavg').read().split()[:3]}  cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        make(folder, args.chapter, args.n)
+        seconds, g = timed(folder, args.jobs, skip=True)
+        print(f"chapter {args.chapter}: {args.n} notebooks graded in {seconds:.1f} s with grade-skip "
+              f"({seconds / args.n:.1f} s a notebook, {args.jobs} at a time); bar {BAR_S:.0f} s: "
+              f"{'met' if seconds < BAR_S else 'NOT met'}")
+        if args.full:
+            full_s, full = timed(folder, args.jobs, skip=False)
+            same = [r.outcomes for r in g.results] == [r.outcomes for r in full.results]
+            print(f"every cell run: {full_s:.1f} s; grade-skip saves {full_s - seconds:.1f} s; "
+                  f"outcomes {'identical' if same else 'DIFFER'}")
+    print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
