@@ -60,9 +60,9 @@ register({
                                   "zh": "笔记本语言是 {got}，班上其他人用的是 {want}（已评分）"},
     "classroom.note.timeout": {"en": "stopped after the time limit of {seconds} s (an endless loop?)",
                                "zh": "超过 {seconds} 秒的时间限制，已停止（是不是死循环？）"},
-    "classroom.note.kernel_died": {"en": "the kernel died ({err})", "zh": "内核崩溃了（{err}）"},
+    "classroom.note.kernel_died": {"en": "the kernel died ({err})", "zh": "Jupyter kernel 崩溃了（{err}）"},
     "classroom.note.kernel_failed": {"en": "the kernel could not run the notebook ({err})",
-                                     "zh": "内核无法运行这个笔记本（{err}）"},
+                                     "zh": "Jupyter kernel 无法运行这个笔记本（{err}）"},
     "classroom.note.solution_import": {
         "en": "uses attnkit's reference solutions instead of writing its own: {names}",
         "zh": "直接用了 attnkit 的参考答案，而不是自己写的：{names}"},

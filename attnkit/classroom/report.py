@@ -54,7 +54,7 @@ register({
     "classroom.why.todo": {"en": "the stub still raises NotImplementedError, or the answer is still None",
                            "zh": "占位函数仍然抛出 NotImplementedError，或答案仍是 None"},
     "classroom.why.error": {"en": "the learner's function or the check cell raised, or the kernel died",
-                            "zh": "学员的函数或检查单元格抛出了异常，或内核崩溃"},
+                            "zh": "学员的函数或检查单元格抛出了异常，或 Jupyter kernel 崩溃"},
     "classroom.why.missing": {"en": "no cell calls the exercise's check: deleted or renamed",
                               "zh": "没有单元格调用这道题的检查：被删掉或改了名"},
     "classroom.why.timeout": {"en": "the notebook ran out of time before this check",
