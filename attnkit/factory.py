@@ -443,15 +443,7 @@ def _build(cfg: AttentionConfig) -> Mixer:
         d = cfg.head_dim
         return _GQA(cfg, _gqa.MultiHeadLatentAttention(E, H, cfg.latent_rank, d, cfg.rope_dim, d))
     if k in SPARSE:
-        args = _pattern(cfg)
-        if "window" in args and args["window"] % 2:
-            # SparseAttention validates its arguments as if not causal, where a window must be even;
-            # a causal odd window is valid (sliding_window_mask), so build with window + 1, then set it.
-            inner = _sparse.SparseAttention(E, H, **{**args, "window": args["window"] + 1})
-            inner.pattern_args["window"] = args["window"]
-        else:
-            inner = _sparse.SparseAttention(E, H, **args)
-        return _Sparse(cfg, inner)
+        return _Sparse(cfg, _sparse.SparseAttention(E, H, **_pattern(cfg)))
     if k == "linear":
         inner = _linear.LinearAttention(E, H, feature_map=cfg.feature_map, causal=cfg.causal)
     elif k == "performer":

@@ -578,6 +578,18 @@ def _check_length(pattern: str, args: dict) -> int:
     return 64
 
 
+def _validate_either_mode(pattern: str, n: int, args: dict) -> None:
+    """The pattern's arguments are valid for a causal or a non-causal forward (forward decides:
+    an odd window, say, is a valid causal window and is refused only by a non-causal forward)."""
+    try:
+        pattern_predicate(pattern, n, False, **dict(args))
+    except ValueError as not_causal:
+        try:
+            pattern_predicate(pattern, n, True, **dict(args))
+        except ValueError:
+            raise not_causal from None
+
+
 class SparseAttention(nn.Module):
     """Multi-head self-attention under a sparse pattern, batch-first: (B, N, E) -> (B, N, E).
 
@@ -598,7 +610,7 @@ class SparseAttention(nn.Module):
             raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
         if pattern not in PATTERNS:
             raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
-        pattern_predicate(pattern, _check_length(pattern, pattern_args), False, **dict(pattern_args))  # validates
+        _validate_either_mode(pattern, _check_length(pattern, pattern_args), pattern_args)
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.pattern, self.pattern_args = pattern, dict(pattern_args)
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)

@@ -451,3 +451,18 @@ def test_flex_block_mask_and_eager_flex_attention_equal_attnkit():
         out = flex_attention(q, k, v, block_mask=bm)
     torch.testing.assert_close(out, core_sdpa(q, k, v, attn_mask=mask), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out, sp.sliding_window_attention(q, k, v, 16, True), atol=1e-5, rtol=1e-4)
+
+
+def test_module_takes_an_odd_window_for_a_causal_forward_and_refuses_it_without():
+    # an odd window is a valid causal window ({j : i - w < j <= i}); only a non-causal forward,
+    # where the window must split evenly around the query, refuses it, naming the window
+    torch.manual_seed(0)
+    m = sp.SparseAttention(16, 2, pattern="sliding_window", window=5)
+    x = torch.randn(2, 12, 16)
+    q, k, v = m.qkv(x).view(2, 12, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=sp.sliding_window_mask(12, 5, causal=True))
+    assert torch.allclose(m(x, is_causal=True), m.out_proj(ref.transpose(1, 2).reshape(2, 12, 16)), atol=1e-6)
+    with pytest.raises(ValueError, match="window must be even"):
+        m(x)
+    with pytest.raises(ValueError, match="window"):
+        sp.SparseAttention(16, 2, pattern="sliding_window", window=0)
