@@ -457,7 +457,7 @@ print(t("ch05.gen_offset", right=torch.allclose(right, full, atol=1e-5), wrong=t
 # %%
 second = torch.tensor([[30, 31, 9, 2]])
 alone = greedy_generate(model, second, 8, use_cache=False)
-stale = greedy_generate(model, second, 8, caches=caches)             # caches still hold 9 tokens
+stale = greedy_generate(model, second, 8, caches=caches)             # the caches still hold the first sequence
 for c in caches:
     c.crop(0)                                                        # reset
 fresh = greedy_generate(model, second, 8, caches=caches)
