@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnkit import experiments as E
 from attnkit.exercises import ch02, ch03
@@ -108,9 +109,11 @@ def test_first_saturated_dk_checker(capsys):
 
 def test_stable_softmax_checker(capsys):
     assert ch03.check_stable_softmax(ch03.solution_stable_softmax) is True
-    assert (
-        ch03.check_stable_softmax(lambda x: torch.softmax(x, -1)) is True
-    )  # torch's is stable too
+    # torch's is stable too, but it is the built-in the exercise asks for: refused
+    assert ch03.check_stable_softmax(lambda x: torch.softmax(x, -1)) is False
+    assert "torch.softmax" in capsys.readouterr().out
+    assert ch03.check_stable_softmax(lambda x: F.softmax(x, -1)) is False
+    assert "torch.nn.functional.softmax" in capsys.readouterr().out
     assert ch03.check_stable_softmax(stub) is False
     wrongs = [
         lambda x: torch.exp(x) / torch.exp(x).sum(-1, keepdim=True),  # naive: overflows
@@ -275,3 +278,94 @@ def test_score_variance_checker_stages_forbid_and_chinese(capsys):
     assert ch02.check_score_variance(wrong) is False
     assert "挑战题" in capsys.readouterr().out
     assert ch02.check_q1(2) is True and "问题 1" in capsys.readouterr().out
+
+
+# --- chapter 03: question 1 and the stretch exercise ------------------------------------------
+
+
+def test_ch03_q1_answer_is_what_the_softmax_does(capsys):
+    x = torch.tensor([2.3, 9.1, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(torch.softmax(x + 100, -1), torch.softmax(x, -1))   # b) nothing changes
+    assert ch03.check_q1(None) is False and "not answered yet" in capsys.readouterr().out
+    assert ch03.check_q1("d") is False
+    out = capsys.readouterr().out
+    assert "❌" in out and "as a product" in out and "e^100" not in out   # the nudge, not the answer
+    assert ch03.check_q1("a") is False                               # second wrong: the answer and why
+    out = capsys.readouterr().out
+    assert "b) nothing: the same weights" in out and "e^100" in out
+    assert ch03.check_q1(" B ") is True and "✅" in capsys.readouterr().out
+
+
+def _autograd_lsm_backward(x, g):
+    xx = x.detach().clone().requires_grad_(True)
+    torch.log_softmax(xx, -1).backward(g)
+    return xx.grad
+
+
+def test_log_softmax_backward_solution_equals_autograd(capsys):
+    for case in ch03.log_softmax_backward_cases():
+        x, g = case.args
+        torch.testing.assert_close(ch03.solution_log_softmax_backward(x, g), _autograd_lsm_backward(x, g),
+                                   atol=1e-5, rtol=1e-5)
+    assert any(c.args[0].abs().max() >= 1000 for c in ch03.log_softmax_backward_cases())  # the overflow case
+    assert ch03.check_log_softmax_backward(ch03.solution_log_softmax_backward) is True
+    assert "all 3 cases pass" in capsys.readouterr().out
+
+
+def _lsm_no_sum(x, g):                      # g - p g: the sum over the row forgotten
+    return g - torch.softmax(x, -1) * g
+
+
+def _lsm_naive_exp(x, g):                   # the softmax as written: overflows near 1000
+    p = torch.exp(x) / torch.exp(x).sum(-1, keepdim=True)
+    return g - p * g.sum(-1, keepdim=True)
+
+
+def _lsm_softmax_backward(x, g):            # softmax's backward instead of log-softmax's
+    p = torch.softmax(x, -1)
+    return p * (g - (p * g).sum(-1, keepdim=True))
+
+
+def _lsm_jacobian(x, g):                    # right numbers, but builds the (..., n, n) Jacobian
+    p = torch.softmax(x, -1)
+    jac = torch.eye(x.shape[-1], dtype=x.dtype) - p.unsqueeze(-2)   # J[i, j] = δ_ij - p_j
+    return (g.unsqueeze(-1) * jac).sum(-2)
+
+
+@pytest.mark.parametrize("wrong", [_lsm_no_sum, _lsm_naive_exp, _lsm_softmax_backward, _lsm_jacobian])
+def test_log_softmax_backward_wrong_answers_fail(wrong, capsys):
+    assert ch03.check_log_softmax_backward(wrong) is False
+    out = capsys.readouterr().out
+    assert "❌" in out and "hint" in out
+
+
+def test_log_softmax_backward_jacobian_fails_on_memory_only(capsys):
+    x, g = ch03.log_softmax_backward_cases()[2].args
+    torch.testing.assert_close(_lsm_jacobian(x, g), ch03.solution_log_softmax_backward(x, g), atol=1e-5, rtol=1e-4)
+    assert ch03.check_log_softmax_backward(_lsm_jacobian) is False
+    assert "peak memory" in capsys.readouterr().out
+
+
+def test_log_softmax_backward_stages_forbid_stub_and_chinese(capsys):
+    assert ch03.check_log_softmax_backward(stub) is False and "not done yet" in capsys.readouterr().out
+    assert ch03.check_log_softmax_backward(_autograd_lsm_backward) is False
+    assert "torch.autograd.backward" in capsys.readouterr().out
+
+    def via_grad(x, g):
+        xx = x.detach().clone().requires_grad_(True)
+        return torch.autograd.grad(torch.log_softmax(xx, -1), xx, g)[0]
+
+    assert ch03.check_log_softmax_backward(via_grad) is False
+    assert "torch.autograd.grad" in capsys.readouterr().out
+    ch03.check_log_softmax_backward(_lsm_no_sum)
+    capsys.readouterr()
+    ch03.check_log_softmax_backward(_lsm_no_sum)
+    out = capsys.readouterr().out
+    assert "δ_ij - p_j" in out and "g.sum(-1, keepdim=True)" not in out   # the stronger hint, not the formula
+    from attnkit.exercises import show_hint
+    show_hint("ch03.ex5")
+    assert "g.sum(-1, keepdim=True)" in capsys.readouterr().out
+    set_language("zh")
+    assert ch03.check_log_softmax_backward(_lsm_naive_exp) is False
+    assert "挑战题" in capsys.readouterr().out
+    assert ch03.check_q1("b") is True and "问题 1" in capsys.readouterr().out

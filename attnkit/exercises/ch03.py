@@ -1,16 +1,55 @@
 """Chapter 03 exercises: a stable softmax, a masked softmax, merging online-softmax states,
-and the softmax Jacobian."""
+the softmax Jacobian, a predict-first question (what adding a constant to every score does) and a
+stretch exercise (the backward pass of log-softmax: stable, in O(n) memory per row)."""
 
 from __future__ import annotations
 
 import torch
 
 from attnkit import softmax as S
-from attnkit.exercises import Case, run_checks
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
 from attnkit.i18n import register, t
 
 register(
     {
+        # question
+        "ch03.q1.title": {"en": "Question 1 · add 100 to every score", "zh": "问题 1 · 每个分数都加上 100"},
+        "ch03.q1.a": {"en": "the largest weight moves closer to 1", "zh": "最大权重更接近 1"},
+        "ch03.q1.b": {"en": "nothing: the same weights", "zh": "什么都不变：权重完全相同"},
+        "ch03.q1.c": {"en": "the weights become nearly uniform: the gaps are small next to 100",
+                      "zh": "权重变得几乎均匀：与 100 相比，分数之间的差距很小"},
+        "ch03.q1.d": {"en": "it overflows and gives NaN", "zh": "溢出，得到 NaN"},
+        "ch03.q1.why": {"en": "e^(x_i + 100) = e^100 · e^(x_i): the same factor e^100 multiplies every term of the "
+                              "numerator and of the sum, and cancels. Only differences of scores matter (a gap of 1 is "
+                              "a ratio e of weights, whatever the scores are). In float64 e^109.1 is still finite; "
+                              "section 2 uses this invariance to subtract the maximum so that nothing ever overflows.",
+                        "zh": "e^(x_i + 100) = e^100 · e^(x_i)：分子和分母里的每一项都乘上了同一个因子 e^100，它被约掉了。"
+                              "只有分数之间的差才起作用（差 1 就意味着权重之比为 e，不论分数本身是多少）。"
+                              "在 float64 下 e^109.1 仍是有限数；第 2 节正是利用这种不变性减去最大值，让计算永远不会溢出。"},
+        "ch03.q1.nudge": {"en": "Write e^(x_i + 100) as a product. What happens to a factor that every term of a ratio shares?",
+                          "zh": "把 e^(x_i + 100) 写成乘积。分子分母每一项都有的公共因子会怎样？"},
+        # stretch
+        "ch03.ex5.title": {"en": "Stretch · the backward pass of log-softmax, stable and without the Jacobian",
+                           "zh": "挑战题 · log-softmax 的反向传播：数值稳定，且不构造雅可比矩阵"},
+        "ch03.ex5.nudge": {"en": "Write y_i = x_i - logsumexp(x). How does y_i change when x_j changes? Then add up the "
+                                 "upstream gradients g_i with those weights.",
+                           "zh": "把 y_i 写成 x_i - logsumexp(x)。x_j 变化时 y_i 怎样变化？再用这些系数把上游梯度 g_i 加起来。"},
+        "ch03.ex5.stronger": {"en": "dy_i/dx_j = δ_ij - p_j with p = softmax(x): the sum over i splits into g_j and p_j times "
+                                    "the sum of g over the row. No n × n matrix is needed, and p must come from a stable softmax.",
+                              "zh": "dy_i/dx_j = δ_ij - p_j，其中 p = softmax(x)：对 i 的求和分成两部分，g_j，以及 p_j 乘以这一行 g 的总和。"
+                                    "不需要任何 n × n 矩阵，而 p 必须用数值稳定的 softmax 算。"},
+        "ch03.ex5.formula": {"en": "dx = g - softmax(x) * g.sum(-1, keepdim=True), with softmax(x) = exp(x - max) / sum "
+                                   "(or exp(x - logsumexp(x))) over the last dim.",
+                             "zh": "dx = g - softmax(x) * g.sum(-1, keepdim=True)，其中 softmax(x) = exp(x - max) / sum"
+                                   "（或 exp(x - logsumexp(x))），都沿最后一维计算。"},
+        "ch03.ex5.too_big": {"en": "your function's peak memory is {got:.1f} MiB; the rows' n × n Jacobians alone would be "
+                                   "{jac:.1f} MiB, and the limit is {limit:.1f} MiB: compute it without building a matrix",
+                             "zh": "你的函数内存峰值为 {got:.1f} MiB；单是这几行的 n × n 雅可比矩阵就要 {jac:.1f} MiB，"
+                                   "上限是 {limit:.1f} MiB：请不构造矩阵来计算"},
+        "ch03.case.lsm_small": {"en": "3 rows of 5 scores, float64", "zh": "3 行、每行 5 个分数，float64"},
+        "ch03.case.lsm_huge": {"en": "scores near ±1000, float32", "zh": "接近 ±1000 的分数，float32"},
+        "ch03.case.lsm_long": {"en": "{r} rows of {n} scores, float32 (memory measured)",
+                               "zh": "{r} 行、每行 {n} 个分数，float32（测量内存）"},
         "ch03.ex1.title": {
             "en": "Exercise 1 · a numerically stable softmax",
             "zh": "练习 1 · 数值稳定的 softmax",
@@ -115,6 +154,12 @@ def solution_softmax_jacobian(p):
     return torch.diag_embed(p) - outer
 
 
+def solution_log_softmax_backward(x, grad):
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))                # exponents <= 0: no overflow
+    p = e / e.sum(dim=-1, keepdim=True)                            # softmax(x), (..., n)
+    return grad - p * grad.sum(dim=-1, keepdim=True)               # g_j - p_j Σ_i g_i, no n × n matrix
+
+
 # ---- checkers ----
 
 
@@ -138,7 +183,8 @@ def check_stable_softmax(fn) -> bool:
     return run_checks(fn, solution_stable_softmax, cases, t("ch03.ex1.title"),
                       hints=[t("ch03.ex1.nudge"), t("ch03.ex1.stronger"), t("ch03.ex1.formula")],
                       exercise="ch03.ex1",
-                      forbid=("attnkit.softmax.softmax", "attnkit.softmax.online_softmax"))
+                      forbid=("attnkit.softmax.softmax", "attnkit.softmax.online_softmax",
+                              "torch.softmax", "torch.nn.functional.softmax"))
 
 
 def check_masked_softmax(fn) -> bool:
@@ -186,3 +232,41 @@ def check_softmax_jacobian(fn) -> bool:
                       hints=[t("ch03.ex4.nudge"), t("ch03.ex4.stronger"), t("ch03.ex4.formula")],
                       exercise="ch03.ex4",
                       forbid=("attnkit.softmax.softmax_jacobian",))
+
+
+def check_q1(answer) -> bool:
+    return check_answer(answer, "b", exercise="ch03.q1", title=t("ch03.q1.title"), explanation=t("ch03.q1.why"),
+                        nudge=t("ch03.q1.nudge"), choices={c: t(f"ch03.q1.{c}") for c in "abcd"})
+
+
+LONG_ROWS, LONG_N = 4, 2048
+
+
+def log_softmax_backward_cases() -> list[Case]:
+    small = (_randn(7, 3, 5, scale=2.0).double(), _randn(8, 3, 5).double())
+    huge = (torch.tensor([[1000.0, 1001.0, 999.0, 990.0], [-1000.0, 0.0, 1000.0, 500.0]]), _randn(9, 2, 4))
+    long = (_randn(10, LONG_ROWS, LONG_N, scale=3.0), _randn(11, LONG_ROWS, LONG_N))
+    return [Case(small, label=t("ch03.case.lsm_small")), Case(huge, label=t("ch03.case.lsm_huge")),
+            Case(long, label=t("ch03.case.lsm_long", r=LONG_ROWS, n=LONG_N))]
+
+
+def check_log_softmax_backward(fn) -> bool:
+    jac = LONG_ROWS * LONG_N * LONG_N * 4          # the float32 Jacobians of the long case's rows
+
+    def compare(got, expected):
+        why = compare_tensors(got[0], expected[0], atol=1e-4)    # float32 rounding near ±1000
+        if why:
+            return why
+        if got[1] > jac / 16:                      # far above O(rows · n), far below the Jacobian
+            return t("ch03.ex5.too_big", got=got[1] / 2**20, jac=jac / 2**20, limit=jac / 16 / 2**20)
+        return None
+
+    hints = [t("ch03.ex5.nudge"), t("ch03.ex5.stronger"), t("ch03.ex5.formula")]
+    forbid = ("torch.autograd.grad", "torch.autograd.backward", "torch.autograd.functional.vjp",
+              "torch.autograd.functional.jacobian", "torch._log_softmax_backward_data",
+              "attnkit.softmax.softmax_jacobian")
+    if not callable(fn):
+        return run_checks(fn, solution_log_softmax_backward, [], t("ch03.ex5.title"), hints=hints,
+                          exercise="ch03.ex5")
+    return run_checks(Measured(fn), Measured(solution_log_softmax_backward), log_softmax_backward_cases(),
+                      t("ch03.ex5.title"), hints=hints, exercise="ch03.ex5", compare=compare, forbid=forbid)

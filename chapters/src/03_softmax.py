@@ -16,7 +16,7 @@
 # **What you will learn**
 # - why attention turns scores into weights with a softmax, worked through on the scores $[2.3, 9.1, 0.5]$;
 # - how to compute it without overflow in float32, float16 and bfloat16, and the log-sum-exp trick;
-# - masked softmax: $-\infty$ entries, a row with every entry masked, and why $-10^9$ or `finfo.min` misbehave;
+# - masked softmax: $-\infty$ entries, a row with every entry masked, and why $-10^9$ (and, in appendix A, `finfo.min`) misbehave;
 # - temperature, with a slider, and its limit, the argmax;
 # - the **online softmax**: one streaming pass with a running max and a running sum, and how two partial results merge — the idea behind flash attention (chapter 07);
 # - the softmax Jacobian $\mathrm{diag}(p) - pp^\top$, checked against autograd.
@@ -29,7 +29,7 @@
 # **本章内容**
 # - 注意力为什么用 softmax 把分数变成权重，并以分数 $[2.3, 9.1, 0.5]$ 为例逐步演算；
 # - 如何在 float32、float16 和 bfloat16 下计算 softmax 而不溢出，以及 log-sum-exp 技巧；
-# - 带掩码的 softmax：$-\infty$ 元素、全被屏蔽的行，以及为什么 $-10^9$ 或 `finfo.min` 会出问题；
+# - 带掩码的 softmax：$-\infty$ 元素、全被屏蔽的行，以及为什么 $-10^9$（还有附录 A 中的 `finfo.min`）会出问题；
 # - 温度（可以拖动滑块），以及它的极限——argmax；
 # - **在线 softmax**：一次流式遍历，维护当前最大值和当前累加和，以及如何合并两个部分结果——这正是 FlashAttention（第 7 章）背后的思想；
 # - softmax 的雅可比矩阵 $\mathrm{diag}(p) - pp^\top$，并与自动求导的结果对照。
@@ -65,7 +65,7 @@ print("torch", torch.__version__.split("+")[0])
 #
 # The exponential makes every weight positive and turns *differences* of scores into *ratios* of
 # weights: a score higher by 1 means a weight $e \approx 2.72$ times larger. Our scores $[2.3, 9.1, 0.5]$,
-# from scratch in two lines and then checked against attnkit and PyTorch:
+# with the formula as written, in two lines, then checked against attnkit and PyTorch:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么用 softmax？
@@ -75,12 +75,12 @@ print("torch", torch.__version__.split("+")[0])
 # $$\mathrm{softmax}(x)_i = \frac{e^{x_i}}{\sum_j e^{x_j}} .$$
 #
 # 指数函数让每个权重都为正，并把分数之间的*差*变成权重之间的*比*：分数高 1，权重就大 $e \approx 2.72$ 倍。
-# 下面用两行代码从零计算分数 $[2.3, 9.1, 0.5]$ 的 softmax，再与 attnkit 和 PyTorch 对照：
+# 下面直接按公式、用两行代码计算分数 $[2.3, 9.1, 0.5]$ 的 softmax，再与 attnkit 和 PyTorch 对照：
 
 # %%
 def my_softmax(x):
-    e = torch.exp(x - x.max(dim=-1, keepdim=True).values)  # shift: exponents <= 0
-    return e / e.sum(dim=-1, keepdim=True)                  # normalise: rows sum to 1
+    e = torch.exp(x)                            # the formula as written (section 2 finds its flaw)
+    return e / e.sum(dim=-1, keepdim=True)      # normalise: rows sum to 1
 
 
 scores = torch.tensor([2.3, 9.1, 0.5], dtype=torch.float64)
@@ -124,6 +124,26 @@ print(t("ch03.bounded", lo=v.min().item(), out=out.item(), hi=v.max().item()))
 # The softmax output $-1.9957$ is almost the argmax output $-2$, yet every score receives a gradient
 # ($[0.00333, -0.00425, 0.00092]$), while the one-hot argmax is not even connected to the graph.
 #
+# **Predict first (question 1).** Add 100 to each of the scores, $[102.3, 109.1, 100.5]$. What
+# happens to the softmax? a) the largest weight moves closer to 1; b) nothing: the same weights;
+# c) the weights become nearly uniform, the gaps being small next to 100; d) it overflows and gives
+# NaN. Answer with a letter; section 2 uses the answer.
+
+# %% [markdown] tags=["lang-zh"]
+# softmax 的输出 $-1.9957$ 几乎等于 argmax 的输出 $-2$，但每个分数都得到了梯度（$[0.00333, -0.00425, 0.00092]$），
+# 而独热的 argmax 根本没有连在计算图上。
+#
+# **先预测（问题 1）。** 给每个分数都加上 100，得到 $[102.3, 109.1, 100.5]$。softmax 会怎样？
+# a) 最大权重更接近 1；b) 什么都不变，权重完全相同；c) 权重变得几乎均匀，因为与 100 相比分数之间的差距很小；d) 溢出，得到 NaN。
+# 用字母作答；第 2 节要用到这个答案。
+
+# %%
+from attnkit.exercises.ch03 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
 # ## 2. Numerical stability
 #
 # The formula as written overflows: $e^{x}$ becomes $\infty$ once it exceeds the largest finite
@@ -133,13 +153,11 @@ print(t("ch03.bounded", lo=v.min().item(), out=out.item(), hi=v.max().item()))
 # $$\frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j ,$$
 #
 # and with $m$ the maximum every exponent is $\le 0$, every term $\le 1$, and the sum is at least 1.
-# The cell below prints where $e^{x}$ overflows in each dtype, then runs `attnkit.softmax.naive_softmax`,
-# the formula as written (for this demonstration only), next to the stable `softmax`:
+# (That is question 1's answer, b: $e^{x_i + c} = e^c e^{x_i}$, and the factor $e^c$ cancels.)
+# The cell below prints where $e^{x}$ overflows in each dtype, then runs section 1's `my_softmax`,
+# the formula as written, next to attnkit's stable `softmax`:
 
 # %% [markdown] tags=["lang-zh"]
-# softmax 的输出 $-1.9957$ 几乎等于 argmax 的输出 $-2$，但每个分数都得到了梯度（$[0.00333, -0.00425, 0.00092]$），
-# 而独热的 argmax 根本没有连在计算图上。
-#
 # ## 2. 数值稳定性
 #
 # 直接按公式计算会溢出：$e^{x}$ 一旦超过该数据类型能表示的最大有限值就变成 $\infty$，于是 $\infty/\infty$ 得到 NaN。
@@ -147,8 +165,9 @@ print(t("ch03.bounded", lo=v.min().item(), out=out.item(), hi=v.max().item()))
 #
 # $$\frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j ,$$
 #
-# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。下面的单元格先打印每种数据类型下 $e^{x}$ 从哪里开始溢出，
-# 再把 `attnkit.softmax.naive_softmax`（直接按公式计算，仅用于演示）与稳定的 `softmax` 放在一起比较：
+# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。（这就是问题 1 的答案 b：$e^{x_i + c} = e^c e^{x_i}$，
+# 因子 $e^c$ 被约掉了。）下面的单元格先打印每种数据类型下 $e^{x}$ 从哪里开始溢出，
+# 再把第 1 节直接按公式写的 `my_softmax` 与 attnkit 稳定的 `softmax` 放在一起比较：
 
 # %%
 cases = [(torch.float32, [1000.0, 1001.0, 999.0]), (torch.float16, [20.0, 10.0, 0.0]), (torch.bfloat16, [100.0, 90.0, 0.0])]
@@ -159,7 +178,7 @@ rows = []
 for dtype, vals in cases:
     xs = torch.tensor(vals, dtype=dtype)
     rows.append([str(dtype).replace("torch.", ""), str(vals), str(torch.exp(xs)[0].item()),
-                 str([round(v, 4) for v in S.naive_softmax(xs).float().tolist()]),
+                 str([round(v, 4) for v in my_softmax(xs).float().tolist()]),
                  str([round(v, 4) for v in S.softmax(xs).float().tolist()])])
 print(format_table(["dtype", "x", "exp(x[0])", t("ch03.col.naive"), t("ch03.col.stable")], rows))
 
@@ -241,40 +260,13 @@ except RuntimeError as err:
 print(t("ch03.half", v=torch.tensor(-1e9).half().item()))
 
 # %% [markdown] tags=["lang-en"]
-# The fully masked row gets 0.25 on each of its four hidden entries.
-#
-# **Why not `torch.finfo(dtype).min`?** Some libraries use the most negative finite number instead
-# (−65504 in float16). Add two such masks — a causal mask and a padding mask — and a score that both
-# mask is $-65504 - 65504$, beyond the range of float16: it overflows to $-\infty$. Worse, a score
-# masked once becomes −65504 whatever it was, since float16 cannot hold the small difference, so the
-# differences between masked scores vanish. Below, query 0 may see only key 0 (causal), and keys 0 and
-# 1 are padding: nothing is left to attend to, key 1 is masked twice, and yet the softmax hands out the weight:
+# The fully masked row gets 0.25 on each of its four hidden entries. (Appendix A shows the subtler
+# trap of `torch.finfo(dtype).min`, the other common stand-in for $-\infty$.)
 
 # %% [markdown] tags=["lang-zh"]
-# 全被屏蔽的那一行，四个本该隐藏的元素各分到 0.25。
-#
-# **为什么不用 `torch.finfo(dtype).min`？** 有些库改用最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
-# 同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。
-# 更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。
-# 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，
-# 键 1 被屏蔽了两次，softmax 却仍然分出了权重：
-
-# %%
-lo = torch.finfo(torch.float16).min
-s = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float16)
-causal = torch.tensor([0.0, lo, lo], dtype=torch.float16)   # query 0 may see key 0 only
-padding = torch.tensor([lo, lo, 0.0], dtype=torch.float16)   # keys 0 and 1 are padding
-print("finfo(float16).min:", lo)
-print(t("ch03.both_masks", v=(s + causal + padding).tolist()))
-print(t("ch03.fp16_softmax", v=[round(w, 4) for w in torch.softmax(s + causal + padding, -1).tolist()]))
-bool_keep = torch.tensor([True, False, False]) & torch.tensor([False, False, True])
-print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)).tolist()))
+# 全被屏蔽的那一行，四个本该隐藏的元素各分到 0.25。（附录 A 还演示了另一个常见的 $-\infty$ 替代品 `torch.finfo(dtype).min` 更隐蔽的陷阱。）
 
 # %% [markdown] tags=["lang-en"]
-# Key 1, masked twice, overflowed to $-\infty$ and gets weight 0.0; keys 0 and 2, masked once, both
-# became −65504 and get 0.5 each, where every weight should be 0. Combining boolean masks
-# (True = attend) with `&` and filling $-\infty$ once, as attnkit and SDPA do, has neither problem.
-#
 # ## 4. Temperature
 #
 # Dividing the scores by a **temperature** $T > 0$ before the softmax, $\mathrm{softmax}(x/T)$, sharpens
@@ -284,10 +276,6 @@ print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)
 # measures how spread the weights are: 0 for one-hot, $\log n$ for uniform.
 
 # %% [markdown] tags=["lang-zh"]
-# 被屏蔽两次的键 1 溢出成了 $-\infty$，权重为 0.0；只被屏蔽一次的键 0 和键 2 都变成了 −65504，各得 0.5，
-# 而所有权重本应都是 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
-# 这两个问题就都不会出现。
-#
 # ## 4. 温度
 #
 # 在 softmax 之前把分数除以**温度** $T > 0$，即 $\mathrm{softmax}(x/T)$，可以让分布变得更尖锐（$T < 1$）或更平坦（$T > 1$），而不改变排序。
@@ -370,7 +358,9 @@ print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 # $$m = \max(m_a, m_b), \qquad \ell = \ell_a e^{m_a - m} + \ell_b e^{m_b - m} .$$
 #
 # This merge is associative and commutative, with $(m, \ell) = (-\infty, 0)$ (an empty part) as its
-# neutral element, so any chunking in any order gives the same answer. attnkit's `online_softmax`
+# neutral element, so any chunking in any order gives the same answer.
+# The picture below follows a row of 8 scores in chunks of 3: each chunk's own state, then the
+# running state after each merge (the numbers are computed, not typed). attnkit's `online_softmax`
 # takes any chunking; `softmax_state` computes the $(m, \ell)$ of a chunk and `merge` combines two:
 
 # %% [markdown] tags=["lang-zh"]
@@ -383,7 +373,13 @@ print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 # $$m = \max(m_a, m_b), \qquad \ell = \ell_a e^{m_a - m} + \ell_b e^{m_b - m} .$$
 #
 # 这个合并满足结合律和交换律，$(m, \ell) = (-\infty, 0)$（空的部分）是它的单位元，因此无论怎样分块、按什么顺序合并，结果都相同。
+# 下图把一行 8 个分数按每块 3 个处理：先是每一块自己的状态，再是每次合并后的当前状态（图中的数字是算出来的，不是手写的）。
 # attnkit 的 `online_softmax` 接受任意分块方式；`softmax_state` 计算一个分块的 $(m, \ell)$，`merge` 把两个状态合并：
+
+# %%
+from attnkit.schematics.online_softmax import online_softmax_schematic
+
+online_softmax_schematic([2.3, 9.1, 0.5, 4.0, 7.5, 1.0, 9.6, 3.2], chunk_size=3);
 
 # %%
 torch.manual_seed(0)
@@ -397,34 +393,11 @@ print(t("ch03.merge_whole", l=torch.allclose(both.l, S.softmax_state(row).l), m=
 print(t("ch03.lse_from_state", ok=torch.allclose(both.logsumexp(), torch.logsumexp(row, -1, keepdim=True))))
 
 # %% [markdown] tags=["lang-en"]
-# **The step to flash attention.** Attention does not need the weights themselves, only
-# $o = \sum_j p_j v_j$. Split the keys into blocks; for each block compute its output $o_b$
-# (normalised within the block) and its state $(m_b, \ell_b)$. Two blocks combine as
-#
-# $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
-#
-# so the full $L \times S$ weight matrix never has to exist at once (`attnkit.softmax.merge_partials`;
-# FlashAttention-2, Dao 2023, §3.1). Chapter 07 builds flash attention on exactly this:
+# The same merge works for attention's *outputs*, not only for the sums: appendix B merges two
+# blocks of keys into exactly SDPA's output, the idea chapter 07 builds flash attention on.
 
 # %% [markdown] tags=["lang-zh"]
-# **通往 FlashAttention 的一步。** 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$
-# （在块内归一化）和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
-#
-# $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
-#
-# 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
-# 第 7 章正是在此基础上构建 FlashAttention：
-
-# %%
-torch.manual_seed(0)
-q, k, v = torch.randn(2, 4, 8, 16), torch.randn(2, 4, 32, 16), torch.randn(2, 4, 32, 16)  # (B, H, L|S, d)
-s = q @ k.transpose(-2, -1) / math.sqrt(16)  # (B, H, 8, 32)
-parts = []
-for block in (slice(0, 20), slice(20, 32)):  # two blocks of keys, never the whole row at once
-    sb = s[..., block]
-    parts.append((S.softmax(sb) @ v[..., block, :], S.softmax_state(sb)))
-o, state = S.merge_partials(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
-print(t("ch03.two_blocks", ok=torch.allclose(o, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
+# 同样的合并不仅适用于累加和，也适用于注意力的*输出*：附录 B 把两块键的结果合并，得到与 SDPA 完全相同的输出，第 7 章的 FlashAttention 正是建立在这个想法之上。
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. The softmax Jacobian
@@ -505,15 +478,17 @@ print(format_table([t("ch03.col.impl"), t("ch03.col.ms")],
 # Each checker runs your function on several cases and tells you the first that fails, with the
 # expected and the actual result and a hint.
 #
-# **Exercise 1.** A numerically stable softmax over the last dimension. It must not overflow for
-# scores near 1000 in float32 or near 20 in float16.
+# **Exercise 1.** Fix section 1's `my_softmax`: a numerically stable softmax over the last
+# dimension. It must not overflow for scores near 1000 in float32 or near 20 in float16. PyTorch's
+# and attnkit's softmax are refused.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 练习
 #
 # 每个检查器都会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1**：实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、在 float16 中分数接近 20 时都不能溢出。
+# **练习 1**：修好第 1 节的 `my_softmax`：实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、
+# 在 float16 中分数接近 20 时都不能溢出。PyTorch 和 attnkit 的 softmax 都不能用。
 
 # %%
 from attnkit.exercises.ch03 import check_masked_softmax, check_merge_states, check_softmax_jacobian, check_stable_softmax
@@ -574,14 +549,42 @@ def my_softmax_jacobian(p):
 _ = check_softmax_jacobian(my_softmax_jacobian)
 
 # %% [markdown] tags=["lang-en"]
+# **Stretch: the backward pass of log-softmax.** Cross-entropy losses go through
+# $y = \mathrm{log\_softmax}(x) = x - \mathrm{logsumexp}(x)$. Given the scores `x` `(..., n)` and the
+# gradient `grad` $= \partial L/\partial y$ that arrives from the loss, return $\partial L/\partial x$,
+# `(..., n)`. Two conditions: it must be stable for scores near $\pm 1000$ in float32, and it must not
+# build an $n \times n$ Jacobian (the checker measures your function's peak memory on rows of 2048
+# scores). Autograd (`backward`, `torch.autograd.grad`, ...) is refused: derive it, starting from
+# section 6's Jacobian.
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：log-softmax 的反向传播。** 交叉熵损失要经过 $y = \mathrm{log\_softmax}(x) = x - \mathrm{logsumexp}(x)$。
+# 给定分数 `x` `(..., n)` 和从损失传回来的梯度 `grad` $= \partial L/\partial y$，返回 $\partial L/\partial x$，形状为 `(..., n)`。
+# 有两个条件：对 float32 中接近 $\pm 1000$ 的分数必须数值稳定；不能构造 $n \times n$ 的雅可比矩阵
+# （检查器会在每行 2048 个分数上测量你的函数的内存峰值）。自动求导（`backward`、`torch.autograd.grad` 等）不能用：
+# 从第 6 节的雅可比矩阵出发，自己推导。
+
+# %%
+from attnkit.exercises.ch03 import check_log_softmax_backward
+
+
+def my_log_softmax_backward(x, grad):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_log_softmax_backward(my_log_softmax_backward)
+
+# %% [markdown] tags=["lang-en"]
 # ## 9. Summary
 #
 # - The softmax turns scores into non-negative weights that sum to 1; it is a smooth argmax, so
 #   every score gets a gradient, and attention's output stays a bounded weighted average.
 # - Subtract the row maximum before `exp`: no overflow in any dtype. The same trick gives the
 #   log-sum-exp and `log_softmax`.
+# - Only differences of scores matter (question 1), so subtracting the maximum changes nothing.
 # - Mask with $-\infty$ (from a boolean mask), and define a fully masked row as zeros; $-10^9$ and
-#   `finfo.min` give uniform weights over hidden entries.
+#   `finfo.min` give uniform weights over hidden entries (section 3, appendix A).
 # - Temperature sharpens or flattens the weights; $T \to 0$ is the argmax, $T \to \infty$ uniform.
 # - The online softmax keeps a running $(m, \ell)$ and merges partial results; with the outputs
 #   merged the same way, attention can be computed block by block (chapter 07).
@@ -602,7 +605,8 @@ _ = check_softmax_jacobian(my_softmax_jacobian)
 #
 # - softmax 把分数变成非负且和为 1 的权重；它是平滑的 argmax，每个分数都能得到梯度，注意力的输出也始终是有界的加权平均。
 # - 在取 `exp` 之前减去每行的最大值：任何数据类型下都不会溢出。同样的技巧给出 log-sum-exp 和 `log_softmax`。
-# - 用 $-\infty$ 做掩码（由布尔掩码生成），并把全被屏蔽的行的输出定义为零；$-10^9$ 和 `finfo.min` 会把权重均匀分给本该隐藏的元素。
+# - 只有分数之间的差才起作用（问题 1），所以减去最大值不改变结果。
+# - 用 $-\infty$ 做掩码（由布尔掩码生成），并把全被屏蔽的行的输出定义为零；$-10^9$ 和 `finfo.min` 会把权重均匀分给本该隐藏的元素（第 3 节、附录 A）。
 # - 温度让权重变尖锐或变平坦；$T \to 0$ 时是 argmax，$T \to \infty$ 时是均匀分布。
 # - 在线 softmax 维护当前的 $(m, \ell)$ 并合并部分结果；把输出也按同样方式合并，注意力就可以逐块计算（第 7 章）。
 # - 当 softmax 饱和时，$J = \mathrm{diag}(p) - pp^\top$ 趋于零。
@@ -616,3 +620,77 @@ _ = check_softmax_jacobian(my_softmax_jacobian)
 # - T. Dao 等，*FlashAttention*，NeurIPS 2022——§3.1；T. Dao，*FlashAttention-2*，ICLR 2024——§3.1（合并 softmax 的部分结果）。
 # - G. Hinton、O. Vinyals、J. Dean，*Distilling the Knowledge in a Neural Network*，2015——§2（softmax 温度）。
 # - PyTorch 文档：`torch.nn.functional.scaled_dot_product_attention`（全被屏蔽的行）。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix A. Why not `torch.finfo(dtype).min`?
+#
+# Some libraries fill masked scores with the most negative finite number instead of $-\infty$
+# (−65504 in float16). Add two such masks — a causal mask and a padding mask — and a score that both
+# mask is $-65504 - 65504$, beyond the range of float16: it overflows to $-\infty$. Worse, a score
+# masked once becomes −65504 whatever it was, since float16 cannot hold the small difference, so the
+# differences between masked scores vanish. Below, query 0 may see only key 0 (causal), and keys 0 and
+# 1 are padding: nothing is left to attend to, key 1 is masked twice, and yet the softmax hands out the weight:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 A. 为什么不用 `torch.finfo(dtype).min`？
+#
+# 有些库不用 $-\infty$，而是用最小的有限负数填充被屏蔽的分数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
+# 同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。
+# 更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。
+# 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，
+# 键 1 被屏蔽了两次，softmax 却仍然分出了权重：
+
+# %%
+lo = torch.finfo(torch.float16).min
+s = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float16)
+causal = torch.tensor([0.0, lo, lo], dtype=torch.float16)   # query 0 may see key 0 only
+padding = torch.tensor([lo, lo, 0.0], dtype=torch.float16)   # keys 0 and 1 are padding
+print("finfo(float16).min:", lo)
+print(t("ch03.both_masks", v=(s + causal + padding).tolist()))
+print(t("ch03.fp16_softmax", v=[round(w, 4) for w in torch.softmax(s + causal + padding, -1).tolist()]))
+bool_keep = torch.tensor([True, False, False]) & torch.tensor([False, False, True])
+print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)).tolist()))
+
+# %% [markdown] tags=["lang-en"]
+# Key 1, masked twice, overflowed to $-\infty$ and gets weight 0.0; keys 0 and 2, masked once, both
+# became −65504 and get 0.5 each, where every weight should be 0. Combining boolean masks
+# (True = attend) with `&` and filling $-\infty$ once, as attnkit and SDPA do, has neither problem.
+
+# %% [markdown] tags=["lang-zh"]
+# 被屏蔽两次的键 1 溢出成了 $-\infty$，权重为 0.0；只被屏蔽一次的键 0 和键 2 都变成了 −65504，各得 0.5，
+# 而所有权重本应都是 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
+# 这两个问题就都不会出现。
+
+# %% [markdown] tags=["lang-en"]
+# ## Appendix B. The step to flash attention
+#
+# Attention does not need the weights themselves, only
+# $o = \sum_j p_j v_j$. Split the keys into blocks; for each block compute its output $o_b$
+# (normalised within the block) and its state $(m_b, \ell_b)$. Two blocks combine as
+#
+# $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
+#
+# so the full $L \times S$ weight matrix never has to exist at once (`attnkit.softmax.merge_partials`;
+# FlashAttention-2, Dao 2023, §3.1). Chapter 07 builds flash attention on exactly this:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 附录 B. 通往 FlashAttention 的一步
+#
+# 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$
+# （在块内归一化）和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
+#
+# $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
+#
+# 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
+# 第 7 章正是在此基础上构建 FlashAttention：
+
+# %%
+torch.manual_seed(0)
+q, k, v = torch.randn(2, 4, 8, 16), torch.randn(2, 4, 32, 16), torch.randn(2, 4, 32, 16)  # (B, H, L|S, d)
+s = q @ k.transpose(-2, -1) / math.sqrt(16)  # (B, H, 8, 32)
+parts = []
+for block in (slice(0, 20), slice(20, 32)):  # two blocks of keys, never the whole row at once
+    sb = s[..., block]
+    parts.append((S.softmax(sb) @ v[..., block, :], S.softmax_state(sb)))
+o, state = S.merge_partials(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
+print(t("ch03.two_blocks", ok=torch.allclose(o, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
