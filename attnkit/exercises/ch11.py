@@ -1,0 +1,273 @@
+"""Chapter 11 exercises: MQAR sequences from their draws, a selector rule (the longest length at
+which full attention fits a budget), reading a profile, a question on the window's recall, and a
+stretch exercise (a model with a fixed-size state that wins the race)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
+from attnkit.i18n import register, t
+
+register({
+    # exercise 1: the MQAR layout
+    "ch11.ex1.title": {"en": "Exercise 1 · MQAR sequences from their draws", "zh": "练习 1 · 由抽取结果构造 MQAR 序列"},
+    "ch11.ex1.hint1": {"en": "Three parts: the pairs at the start (key, value, key, value, ...), then a query part of "
+                             "filler 0 with each key written again at its slot, and targets that are -100 everywhere "
+                             "except where a key is queried.",
+                       "zh": "分三部分：开头是键值对（键、值、键、值……）；然后是查询部分，全是填充词元 0，只在每个键的槽位上再写一次这个键；"
+                             "目标除了查询位置以外都是 -100。"},
+    "ch11.ex1.hint2": {"en": "With K pairs the query part starts at position 2K and slots are two tokens apart: key i "
+                             "of row b goes to position 2K + 2 * slots[b, i]. The target sits at that same position "
+                             "(the model predicts the value right where it reads the key), not one later.",
+                       "zh": "有 K 个键值对时，查询部分从位置 2K 开始，相邻槽位相隔两个词元：第 b 行的第 i 个键放在位置 2K + 2 * slots[b, i]。"
+                             "目标就在同一个位置上（模型在读到键的地方预测值），而不是后一个位置。"},
+    "ch11.ex1.hint3": {"en": "x = zeros(B, L); x[:, 0:2K:2] = keys; x[:, 1:2K:2] = values; pos = 2K + 2 * slots; "
+                             "x.scatter_(1, pos, keys); y = full((B, L), -100); y.scatter_(1, pos, values)",
+                       "zh": "x = zeros(B, L)；x[:, 0:2K:2] = keys；x[:, 1:2K:2] = values；pos = 2K + 2 * slots；"
+                             "x.scatter_(1, pos, keys)；y = full((B, L), -100)；y.scatter_(1, pos, values)"},
+    "ch11.case.layout": {"en": "{b} sequences, {k} pairs, length {l}", "zh": "{b} 个序列，{k} 个键值对，长度 {l}"},
+    # exercise 2: the longest length
+    "ch11.ex2.title": {"en": "Exercise 2 · up to which length does full attention fit?",
+                       "zh": "练习 2 · 全注意力最长能用到多长？"},
+    "ch11.ex2.hint1": {"en": "The memory grows with N in two ways: the activations 5 N d and the scores H N^2, on top "
+                             "of the fixed parameters. Solve for the largest N that stays within the budget, in bytes.",
+                       "zh": "内存随 N 增长的方式有两种：激活值 5 N d 和分数 H N^2，另外还有固定的参数。在以字节计的预算内，求出最大的 N。"},
+    "ch11.ex2.hint2": {"en": "Bytes: budget_mb * 2**20 (not 10**6). Divide by 4 for float32 elements, subtract "
+                             "P = 4 d^2 + 4 d, and solve H N^2 + 5 d N <= rest: the positive root of the quadratic, "
+                             "rounded down, then check N and N + 1 against the inequality (float rounding). "
+                             "Every head has its own N x N scores.",
+                       "zh": "字节数：budget_mb * 2**20（不是 10**6）。除以 4 得到 float32 元素个数，减去 P = 4 d^2 + 4 d，"
+                             "再解 H N^2 + 5 d N <= 剩余量：取二次方程的正根并向下取整，然后用不等式核对 N 和 N + 1（浮点舍入）。"
+                             "每个头都有自己的 N x N 个分数。"},
+    "ch11.ex2.hint3": {"en": "rest = budget_mb * 2**20 / 4 - (4 d^2 + 4 d); N = floor((-5d + sqrt(25 d^2 + 4 H rest)) "
+                             "/ (2 H)), 0 if rest < H + 5 d",
+                       "zh": "rest = budget_mb * 2**20 / 4 - (4 d^2 + 4 d)；N = floor((-5d + sqrt(25 d^2 + 4 H rest)) "
+                             "/ (2 H))，若 rest < H + 5 d 则为 0"},
+    "ch11.case.max_len": {"en": "budget {b} MB, d_model {d}, {h} heads", "zh": "预算 {b} MB，d_model {d}，{h} 个头"},
+    # exercise 3: reading a profile
+    "ch11.ex3.title": {"en": "Exercise 3 · the fastest that fits, from a profile", "zh": "练习 3 · 从性能分析结果中选出放得下的最快机制"},
+    "ch11.ex3.hint1": {"en": "Two steps: keep the mechanisms whose measured memory is within the budget, then compare "
+                             "their throughput. Is the lowest latency always the most tokens per second?",
+                       "zh": "分两步：先留下实测内存不超过预算的机制，再比较它们的吞吐量。延迟最低的，每秒处理的词元就一定最多吗？"},
+    "ch11.ex3.hint2": {"en": "Tokens per second = batch_size * seq_len / (avg_latency_ms / 1000): a profile taken at "
+                             "batch 4 does four times the work per call. Use memory_mb (measured), not formula_mb, and "
+                             "'at most' includes equality. Return None when nothing fits.",
+                       "zh": "每秒词元数 = batch_size * seq_len / (avg_latency_ms / 1000)：批次大小为 4 的结果每次调用做了四倍的工作。"
+                             "用 memory_mb（实测值），不要用 formula_mb；“不超过”包括相等。一个都放不下时返回 None。"},
+    "ch11.ex3.hint3": {"en": "fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]; return max(fit, "
+                             "key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / "
+                             "profiles[k]['avg_latency_ms']) if fit else None",
+                       "zh": "fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]；return max(fit, "
+                             "key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / "
+                             "profiles[k]['avg_latency_ms']) if fit else None"},
+    "ch11.case.pick": {"en": "{n} profiles, budget {b} MB", "zh": "{n} 个性能分析结果，预算 {b} MB"},
+    # question 1
+    "ch11.q1.title": {"en": "Question 1 · why the window cannot recall", "zh": "问题 1 · 窗口为什么召回不了"},
+    "ch11.q1.a": {"en": "the window model has fewer parameters", "zh": "窗口模型的参数更少"},
+    "ch11.q1.b": {"en": "most values to recall lie further back than the window and the convolutions reach",
+                  "zh": "多数要召回的值比窗口加卷积能看到的范围更远"},
+    "ch11.q1.c": {"en": "softmax inside the window saturates", "zh": "窗口内的 softmax 饱和了"},
+    "ch11.q1.d": {"en": "its KV cache grows too fast", "zh": "它的 KV 缓存增长得太快"},
+    "ch11.q1.nudge": {"en": "Count the parameters of the two models (section 1's table), and count how far back a "
+                            "query can see in two layers of a window of 8 after a convolution of kernel 4.",
+                      "zh": "数一数两个模型的参数（第 1 节的表格），再算一算：卷积核为 4 的卷积加上长度为 8 的窗口，两层之内查询最多能往回看多远。"},
+    "ch11.q1.why": {"en": "Every mixer here has the same 4 d^2 + 4 d parameters, and the window's cache is the smallest "
+                          "of all (w tokens). What it lacks is reach: two layers see at most 2 (w + c - 2) = 20 "
+                          "tokens back, and section 5 counted how few queries have their value that close. A wider "
+                          "model sees no further; a linear layer, whose state sums every earlier token, does.",
+                    "zh": "这里每种混合层的参数都同样是 4 d^2 + 4 d，而窗口的缓存是所有机制中最小的（w 个词元）。它缺的是视野："
+                          "两层最多往回看 2 (w + c - 2) = 20 个词元，第 5 节数过，值离得这么近的查询少之又少。模型再宽也看不到更远；"
+                          "而线性层的状态累加了之前的每一个词元，所以看得到。"},
+    # stretch
+    "ch11.ex4.title": {"en": "Stretch exercise · win the race without a growing cache",
+                       "zh": "拓展练习 · 不用增长的缓存赢下比赛"},
+    "ch11.ex4.hint1": {"en": "Look at the sweep of section 4: which constant-state mechanism recovers, and at which "
+                             "width? Its state has to hold the 8 pairs with little crosstalk (section 5).",
+                       "zh": "看第 4 节的扫描结果：哪种状态大小固定的机制恢复了过来，在多大的宽度上？它的状态要能以很少的串扰存下 8 个键值对（第 5 节）。"},
+    "ch11.ex4.hint2": {"en": "train_mqar('linear', vocab_size=32, seq_len=32, num_pairs=8, width=...) with the race's "
+                             "other settings; widen the model until the held-out recall is well above 0.9, and check "
+                             "it on another seed before you hand it in.",
+                       "zh": "用 train_mqar('linear', vocab_size=32, seq_len=32, num_pairs=8, width=...)，其余沿用比赛的设置；"
+                             "把模型加宽，直到留出集上的召回率明显高于 0.9，交之前再换一个种子核对一下。"},
+    "ch11.ex4.hint3": {"en": "return train_mqar('linear', vocab_size=32, seq_len=32, num_pairs=8, width=128, steps=150, "
+                             "batch=32, lr=3e-3, seed=0)['model']",
+                       "zh": "return train_mqar('linear', vocab_size=32, seq_len=32, num_pairs=8, width=128, steps=150, "
+                             "batch=32, lr=3e-3, seed=0)['model']"},
+    "ch11.case.recaller": {"en": "vocabulary 32, length 32, 8 pairs, held-out seed {seed}",
+                           "zh": "词表 32，长度 32，8 个键值对，留出批次种子 {seed}"},
+    "ch11.why.not_tinylm": {"en": "expected a TinyLM (attnkit.factory), got {got}", "zh": "应当返回 TinyLM（attnkit.factory），实际得到 {got}"},
+    "ch11.why.vocab": {"en": "the model has a vocabulary of {got}, the race needs {exp}",
+                       "zh": "模型的词表大小是 {got}，比赛需要 {exp}"},
+    "ch11.why.growing": {"en": "layer {i} is '{kind}', whose KV cache grows with the length; allowed: {allowed}",
+                         "zh": "第 {i} 层是 '{kind}'，它的 KV 缓存随长度增长；允许的是：{allowed}"},
+    "ch11.why.recall": {"en": "recall {acc:.3f} on the held-out batch, below {need}", "zh": "留出批次上的召回率为 {acc:.3f}，低于 {need}"},
+})
+
+
+# ---- reference solutions (kept out of the notebook) ----
+
+def solution_mqar_layout(keys, values, slots, seq_len):
+    """(inputs, targets) (B, seq_len) from keys, values (B, K) and query slots (B, K)."""
+    B, K = keys.shape
+    inputs = torch.zeros(B, seq_len, dtype=torch.long)
+    targets = torch.full((B, seq_len), -100, dtype=torch.long)
+    for b in range(B):
+        for i in range(K):
+            inputs[b, 2 * i], inputs[b, 2 * i + 1] = keys[b, i], values[b, i]
+            pos = 2 * K + 2 * int(slots[b, i])
+            inputs[b, pos] = keys[b, i]
+            targets[b, pos] = values[b, i]
+    return inputs, targets
+
+
+def solution_max_len(budget_mb, d_model, n_heads):
+    """Largest N with 4 (P + 5 N d + H N^2) <= budget_mb * 2**20, P = 4 d^2 + 4 d (0 if none)."""
+    d, H = d_model, n_heads
+    rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d)
+
+    def fits(n):
+        return H * n * n + 5 * d * n <= rest
+
+    if not fits(1):
+        return 0
+    n = int((-5 * d + math.sqrt(25 * d * d + 4 * H * rest)) / (2 * H))
+    while not fits(n):        # float rounding of the root, either way
+        n -= 1
+    while fits(n + 1):
+        n += 1
+    return n
+
+
+def solution_pick(profiles, budget_mb):
+    """The name with the most tokens / s among the profiles whose measured memory fits, else None."""
+    best, best_tps = None, -1.0
+    for name, p in profiles.items():
+        if p["memory_mb"] > budget_mb:
+            continue
+        tps = p["batch_size"] * p["seq_len"] / (p["avg_latency_ms"] / 1e3)
+        if tps > best_tps:
+            best, best_tps = name, tps
+    return best
+
+
+CONSTANT_STATE = ("local", "linear", "performer", "cosformer")
+RECALL_NEEDED = 0.9
+RACE = {"vocab_size": 32, "seq_len": 32, "num_pairs": 8}
+HELD_OUT_SEED = 424242
+
+
+def solution_recaller():
+    """A linear-attention TinyLM of width 128 trained on the race's task (the sweep: it recovers there)."""
+    from attnkit.mqar import train_mqar
+
+    return train_mqar("linear", **RACE, width=128, steps=150, batch=32, lr=3e-3, seed=0)["model"]
+
+
+# ---- cases ----
+
+def _layout_case(seed, B, V, L, K):
+    g = torch.Generator().manual_seed(seed)
+    keys = torch.stack([torch.randperm(V // 2 - 1, generator=g)[:K] + 1 for _ in range(B)])
+    values = torch.stack([torch.randperm(V - V // 2, generator=g)[:K] + V // 2 for _ in range(B)])
+    slots = torch.stack([torch.randperm((L - 2 * K) // 2, generator=g)[:K] for _ in range(B)])
+    return keys, values, slots, L
+
+
+LAYOUT_CASES = [(2, 16, 16, 3), (3, 32, 32, 8), (1, 64, 21, 4)]
+
+
+def check_mqar_layout(fn) -> bool:
+    cases = [Case(_layout_case(i, *c), label=t("ch11.case.layout", b=c[0], k=c[3], l=c[2]))
+             for i, c in enumerate(LAYOUT_CASES)]
+    return run_checks(fn, solution_mqar_layout, cases, t("ch11.ex1.title"), exercise="ch11.ex1",
+                      hints=[t("ch11.ex1.hint1"), t("ch11.ex1.hint2"), t("ch11.ex1.hint3")],
+                      compare=lambda got, exp: compare_tensors(got, exp, atol=0, rtol=0),
+                      forbid=("attnkit.mqar.mqar_batch",))
+
+
+MAX_LEN_CASES = [(100, 512, 8), (2000, 512, 8), (50, 256, 4), (3, 64, 1), (1, 512, 8)]
+
+
+def _int_compare(got, expected):
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)) or isinstance(got, float) and not got.is_integer():
+        return t("ex.why_type", exp="int", got=f"{type(got).__name__} {got!r}")
+    return None if int(got) == expected else t("ex.why_value", got=int(got), exp=expected)
+
+
+def check_max_len(fn) -> bool:
+    cases = [Case(c, label=t("ch11.case.max_len", b=c[0], d=c[1], h=c[2])) for c in MAX_LEN_CASES]
+    return run_checks(fn, solution_max_len, cases, t("ch11.ex2.title"), exercise="ch11.ex2",
+                      hints=[t("ch11.ex2.hint1"), t("ch11.ex2.hint2"), t("ch11.ex2.hint3")],
+                      compare=_int_compare, forbid=("attnkit.factory.memory_breakdown",))
+
+
+def _profile(ms, mb, formula, batch=1, n=512):
+    return {"avg_latency_ms": ms, "memory_mb": mb, "formula_mb": formula, "batch_size": batch, "seq_len": n}
+
+
+PICK_CASES = [
+    # the fastest fits
+    ({"full": _profile(2.0, 3.0, 9.0), "linear": _profile(3.0, 2.0, 2.0), "local": _profile(5.0, 1.5, 1.6)}, 10.0),
+    # the fastest is over the budget (measured) though its formula is not
+    ({"full": _profile(2.0, 30.0, 9.0), "linear": _profile(3.0, 8.0, 8.5), "local": _profile(5.0, 4.0, 4.0)}, 10.0),
+    # another batch size: the lowest latency is not the most tokens per second
+    ({"full": _profile(4.0, 6.0, 6.0, batch=1), "flash": _profile(6.0, 6.5, 7.0, batch=4),
+      "linear": _profile(5.0, 5.0, 5.0, batch=1)}, 8.0),
+    # memory exactly at the budget counts as fitting; formula above the budget does not matter
+    ({"full": _profile(2.0, 8.0, 20.0), "linear": _profile(3.0, 1.0, 1.0)}, 8.0),
+    # nothing fits
+    ({"full": _profile(2.0, 30.0, 30.0), "linear": _profile(3.0, 12.0, 11.0)}, 10.0),
+]
+
+
+def check_pick(fn) -> bool:
+    cases = [Case(c, label=t("ch11.case.pick", n=len(c[0]), b=c[1])) for c in PICK_CASES]
+    return run_checks(fn, solution_pick, cases, t("ch11.ex3.title"), exercise="ch11.ex3",
+                      hints=[t("ch11.ex3.hint1"), t("ch11.ex3.hint2"), t("ch11.ex3.hint3")],
+                      compare=lambda got, exp: None if got == exp else t("ex.why_value", got=repr(got), exp=repr(exp)))
+
+
+def check_q1(answer) -> bool:
+    choices = {c: t(f"ch11.q1.{c}") for c in "abcd"}
+    return check_answer(answer, "b", exercise="ch11.q1", title=t("ch11.q1.title"), explanation=t("ch11.q1.why"),
+                        nudge=t("ch11.q1.nudge"), choices=choices)
+
+
+def recall_of(model, seed: int = HELD_OUT_SEED, batch: int = 256) -> float:
+    """Recall of a TinyLM on a held-out MQAR batch of the race's task."""
+    from attnkit.mqar import mqar_batch, recall_accuracy
+
+    x, y = mqar_batch(batch, RACE["vocab_size"], RACE["seq_len"], RACE["num_pairs"], seed=seed)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        acc = recall_accuracy(model(x), y)
+    model.train(was)
+    return acc
+
+
+def _judge_recaller(got, _expected):
+    from attnkit.factory import TinyLM
+
+    if not isinstance(got, TinyLM):
+        return t("ch11.why.not_tinylm", got=type(got).__name__)
+    if got.vocab_size != RACE["vocab_size"]:
+        return t("ch11.why.vocab", got=got.vocab_size, exp=RACE["vocab_size"])
+    for i, cfg in enumerate(got.configs):
+        if cfg.kind not in CONSTANT_STATE:
+            return t("ch11.why.growing", i=i, kind=cfg.kind, allowed=", ".join(CONSTANT_STATE))
+    acc = recall_of(got)
+    return None if acc >= RECALL_NEEDED else t("ch11.why.recall", acc=acc, need=RECALL_NEEDED)
+
+
+def check_recaller(fn) -> bool:
+    # the "expected" side is the requirement itself: training the reference model on every check would
+    # cost the learner a minute (tests/test_exercises_ch11.py shows that solution_recaller passes)
+    cases = [Case((), label=t("ch11.case.recaller", seed=HELD_OUT_SEED))]
+    return run_checks(fn, lambda: RECALL_NEEDED, cases, t("ch11.ex4.title"), exercise="ch11.ex4",
+                      hints=[t("ch11.ex4.hint1"), t("ch11.ex4.hint2"), t("ch11.ex4.hint3")], compare=_judge_recaller)

@@ -1,0 +1,125 @@
+"""What chapter 11 (choosing an attention) prints: its tables, the selector's and profiler's lines,
+the race and the conclusions drawn from the benchmark file. Imported by the chapter's first code
+cell."""
+
+from attnkit.i18n import register
+
+register({
+    "ch11.versions": {"en": "torch {torch} · threads: {n}", "zh": "torch {torch} · 线程数：{n}"},
+    # section 1: the factory
+    "ch11.col.name": {"en": "mechanism", "zh": "机制"},
+    "ch11.col.module": {"en": "chapter module", "zh": "章节模块"},
+    "ch11.col.params": {"en": "parameters (counted)", "zh": "参数（数出）"},
+    "ch11.col.formula": {"en": "parameters (formula)", "zh": "参数（公式）"},
+    "ch11.col.shape": {"en": "output shape", "zh": "输出形状"},
+    "ch11.all_same": {"en": "all {n}: output (B, N, d) and counted parameters == formula: {ok}",
+                      "zh": "全部 {n} 种：输出形状为 (B, N, d)，且数出的参数 == 公式：{ok}"},
+    "ch11.aliases": {"en": "aliases: {names}", "zh": "别名：{names}"},
+    "ch11.eq_chapter": {"en": "factory '{name}' == {module} with the same weights: {ok}",
+                        "zh": "工厂的 '{name}' == 权重相同的 {module}：{ok}"},
+    "ch11.error": {"en": "ValueError: {err}", "zh": "ValueError：{err}"},
+    "ch11.mixed": {"en": "mixed stack {kinds}: output {shape}", "zh": "混合结构 {kinds}：输出 {shape}"},
+    # section 2: the selector
+    "ch11.mem_title": {"en": "forward memory of one layer by the formula (MB; d_model 512, 8 heads, batch 1, float32):",
+                       "zh": "按公式计算的单层前向内存（MB；d_model 512，8 个头，批次大小 1，float32）："},
+    "ch11.growth": {"en": "from N = 16,384 to 65,536 (4x): full x {full:.1f}, linear x {linear:.1f}",
+                    "zh": "N 从 16,384 到 65,536（4 倍）：full 变为 {full:.1f} 倍，linear 变为 {linear:.1f} 倍"},
+    "ch11.choice": {"en": "{scenario:<14} N = {n:>7,}, budget {budget:>5,} MB -> {choice} ({mb:,.1f} MB)",
+                    "zh": "{scenario:<14} N = {n:>7,}，预算 {budget:>5,} MB -> {choice}（{mb:,.1f} MB）"},
+    "ch11.skipped": {"en": "                 skipped, over the budget: {what}", "zh": "                 超出预算而跳过：{what}"},
+    # section 3: the profiler
+    "ch11.profile_settings": {"en": "N = {n}, batch 1, d_model {d}, {h} heads, forward, one thread, {it} rounds after 3 "
+                                    "warm-up rounds:",
+                              "zh": "N = {n}，批次大小 1，d_model {d}，{h} 个头，前向计算，单线程，3 轮预热后计时 {it} 轮："},
+    "ch11.col.ms": {"en": "ms (mean)", "zh": "毫秒（均值）"},
+    "ch11.col.std": {"en": "ms (std)", "zh": "毫秒（标准差）"},
+    "ch11.col.peak": {"en": "peak MB (measured)", "zh": "峰值 MB（实测）"},
+    "ch11.col.formula_mb": {"en": "MB (formula)", "zh": "MB（公式）"},
+    "ch11.col.tps": {"en": "tokens / s", "zh": "词元 / 秒"},
+    "ch11.col.ratio": {"en": "measured / formula", "zh": "实测 / 公式"},
+    "ch11.live_verdict": {"en": "this run: {fast} processed {x:.2f}x the tokens per second of {slow}",
+                          "zh": "这一次运行：{fast} 每秒处理的词元数是 {slow} 的 {x:.2f} 倍"},
+    "ch11.made_by": {"en": "from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), torch {torch}, "
+                           "{date}, load average at the start {load}",
+                     "zh": "来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），torch {torch}，"
+                           "{date}，开始时的平均负载 {load}"},
+    "ch11.profile_file_settings": {"en": "batch {batch_size}, d_model {d_model}, {n_heads} heads, forward, not causal, "
+                                         "one thread, {iterations} rounds after one warm-up round",
+                                   "zh": "批次大小 {batch_size}，d_model {d_model}，{n_heads} 个头，前向计算，非因果，"
+                                         "单线程，预热 1 轮后计时 {iterations} 轮"},
+    "ch11.skipped_cell": {"en": "skipped", "zh": "跳过"},
+    "ch11.tab_latency": {"en": "latency (ms, mean over the rounds) at N =", "zh": "延迟（毫秒，各轮的均值），N ="},
+    "ch11.tab_memory": {"en": "peak memory measured (MB) at N =", "zh": "实测内存峰值（MB），N ="},
+    "ch11.tab_tps": {"en": "tokens per second at N =", "zh": "每秒词元数，N ="},
+    "ch11.plot_latency": {"en": "latency (ms)", "zh": "延迟（毫秒）"},
+    "ch11.plot_memory": {"en": "peak memory (MB)", "zh": "内存峰值（MB）"},
+    "ch11.plot_n": {"en": "sequence length N", "zh": "序列长度 N"},
+    "ch11.plot_profile_title": {"en": "latency of one forward call", "zh": "一次前向调用的延迟"},
+    "ch11.plot_memory_title": {"en": "peak memory of one forward call (torch.profiler)",
+                               "zh": "一次前向调用的内存峰值（torch.profiler）"},
+    "ch11.formula_vs_measured": {"en": "N = {n:,}: the selector's formula against the measured peak",
+                                 "zh": "N = {n:,}：选择器的公式与实测峰值对比"},
+    "ch11.off_high": {"en": "  {name}: measured {x:.1f}x the formula (the code holds tensors the formula does not count)",
+                      "zh": "  {name}：实测是公式的 {x:.1f} 倍（代码保存了公式没有计入的张量）"},
+    "ch11.off_low": {"en": "  {name}: the formula is {x:.1f}x the measured peak (it counts memory the code never holds)",
+                     "zh": "  {name}：公式是实测峰值的 {x:.1f} 倍（它计入了代码从未占用的内存）"},
+    "ch11.full_vs_flash": {"en": "at N = {n:,} full measured {full_mb:,.1f} MB against {full_f:,.1f} MB by the formula; "
+                                 "flash measured {flash_mb:,.1f} MB and took {x:.1f}x the time of full",
+                           "zh": "N = {n:,} 时，full 实测 {full_mb:,.1f} MB，公式为 {full_f:,.1f} MB；flash 实测 {flash_mb:,.1f} MB，"
+                                 "耗时是 full 的 {x:.1f} 倍"},
+    # section 4: the race
+    "ch11.batch_settings": {"en": "vocabulary {v}, length {l}, {k} pairs, seed 0:", "zh": "词表 {v}，长度 {l}，{k} 个键值对，种子 0："},
+    "ch11.row_inputs": {"en": "inputs   ", "zh": "输入     "},
+    "ch11.row_targets": {"en": "targets  ", "zh": "目标     "},
+    "ch11.chance": {"en": "chance (guessing one of the {v} // 2 values): {p:.4f}",
+                    "zh": "随机猜测（从 {v} // 2 个值中猜一个）的准确率：{p:.4f}"},
+    "ch11.race_settings": {"en": "vocabulary {vocab_size}, length {seq_len}, {num_pairs} pairs, width {width}, {layers} "
+                                 "layers of conv (kernel {conv_kernel}) + mixer, {n_heads} head, window {window_size}, "
+                                 "AdamW lr {lr}, {steps} steps of batch {batch}, seed 0",
+                           "zh": "词表 {vocab_size}，长度 {seq_len}，{num_pairs} 个键值对，宽度 {width}，{layers} 层"
+                                 "（卷积核 {conv_kernel} 的卷积 + 混合层），{n_heads} 个头，窗口 {window_size}，"
+                                 "AdamW 学习率 {lr}，{steps} 步、每步批次 {batch}，种子 0"},
+    "ch11.race_row": {"en": "{name:<8} recall {acc:.2f} (state {state:,} bytes); the file, same setting and seed: {file:.2f}; "
+                            "agree: {ok}",
+                      "zh": "{name:<8} 召回率 {acc:.2f}（状态 {state:,} 字节）；文件中同一设置、同一种子：{file:.2f}；一致：{ok}"},
+    "ch11.plot_step": {"en": "training step", "zh": "训练步数"},
+    "ch11.plot_loss": {"en": "loss at the queries", "zh": "查询位置上的损失"},
+    "ch11.plot_race_title": {"en": "the live race (width {w}, {k} pairs)", "zh": "现场比赛（宽度 {w}，{k} 个键值对）"},
+    "ch11.sweep_settings": {"en": "seeds {seeds}; vocabulary {vocab_size}, length {seq_len}, {steps} steps of batch {batch}, "
+                                  "lr {lr}, window {window_size}",
+                            "zh": "种子 {seeds}；词表 {vocab_size}，长度 {seq_len}，{steps} 步、每步批次 {batch}，"
+                                  "学习率 {lr}，窗口 {window_size}"},
+    "ch11.col.point": {"en": "width {w}, {k} pairs", "zh": "宽度 {w}，{k} 对"},
+    "ch11.plot_width": {"en": "width ({k} pairs)", "zh": "宽度（{k} 个键值对）"},
+    "ch11.plot_pairs": {"en": "key-value pairs (width {w})", "zh": "键值对个数（宽度 {w}）"},
+    "ch11.plot_state": {"en": "state kept per sequence (bytes, {k} pairs)", "zh": "每个序列保存的状态（字节，{k} 个键值对）"},
+    "ch11.plot_acc": {"en": "recall accuracy", "zh": "召回准确率"},
+    "ch11.plot_state_title": {"en": "recall against state size (every run)", "zh": "召回率与状态大小（每次运行）"},
+    "ch11.solves_from": {"en": "{name:<14} solves {k} pairs from width {w} (state {state:,} bytes)",
+                         "zh": "{name:<14} 从宽度 {w} 起解决了 {k} 个键值对（状态 {state:,} 字节）"},
+    "ch11.never": {"en": "{name:<14} does not solve {k} pairs at any width measured (best mean {best:.2f}, width {w})",
+                   "zh": "{name:<14} 在测过的所有宽度上都没有解决 {k} 个键值对（最好的平均值 {best:.2f}，宽度 {w}）"},
+    "ch11.softmax_first": {"en": "softmax solves it at the smallest width of all: {ok}",
+                           "zh": "softmax 在所有机制中以最小的宽度解决了它：{ok}"},
+    # section 5: why
+    "ch11.memory_title": {"en": "recall of K random pairs with no training (64 draws):",
+                          "zh": "不经训练时 K 个随机键值对的召回率（64 次抽取）："},
+    "ch11.col.dim": {"en": "d", "zh": "d"},
+    "ch11.col.memory": {"en": "memory", "zh": "记忆方式"},
+    "ch11.mem_identity": {"en": "linear state, identity", "zh": "线性状态，恒等特征"},
+    "ch11.mem_elu": {"en": "linear state, elu+1", "zh": "线性状态，elu+1"},
+    "ch11.mem_softmax": {"en": "KV cache, softmax", "zh": "KV 缓存，softmax"},
+    "ch11.orthogonal": {"en": "{d} orthogonal keys in d = {d}, identity features: {acc:.2f}",
+                        "zh": "d = {d} 时 {d} 个正交的键，恒等特征：{acc:.2f}"},
+    "ch11.reach": {"en": "window {w}, conv kernel {c}: reach {reach} tokens in two layers; {k} pairs: {share:.1%} of the "
+                         "queries have their value within reach; the window's mean recall there: {acc:.2f}",
+                   "zh": "窗口 {w}、卷积核 {c}：两层之内最多往回看 {reach} 个词元；{k} 个键值对时，{share:.1%} 的查询的值在这个范围内；"
+                         "窗口模型在该设置下的平均召回率：{acc:.2f}"},
+    # section 6
+    "ch11.fit_line": {"en": "N = {n:,}, {budget:,} MB, {mode}: {k} fit: {names}",
+                      "zh": "N = {n:,}，{budget:,} MB，{mode}：放得下 {k} 种：{names}"},
+    # section 7
+    "ch11.spread": {"en": "{name:<14} width {w}, {k} pairs: from {lo:.2f} to {hi:.2f} over {n} seeds",
+                    "zh": "{name:<14} 宽度 {w}，{k} 个键值对：{n} 个种子之间从 {lo:.2f} 到 {hi:.2f}"},
+    "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}", "zh": "N = {n:,}：{m} 种机制中最快的是 {names}"},
+})
