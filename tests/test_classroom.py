@@ -113,7 +113,7 @@ def answer(nb, ex, how, chapter=CHAPTER, lang="en"):
     head = f"def {arg}({ast.unparse(params.args)}):\n"
     new = {"solve": lambda: solution_source(solution, arg, chapter),
            "wrong": lambda: head + "    return None\n",
-           "loop": lambda: head + "    while True:\n        pass\n",
+           "loop": lambda: head + "    import time\n\n    while True:  # sleeps, so the test does not also burn a core\n        time.sleep(0.05)\n",
            "import": lambda: f"from attnkit.exercises.ch{chapter} import {solution} as {arg}\n"}[how]()
     stub.source = _replace_def(stub.source, arg, new)
 
