@@ -326,6 +326,17 @@ def test_the_command_line_grades_and_writes_both_files(graded_class, tmp_path, c
     assert "--chapter" in capsys.readouterr().err
 
 
+def test_learners_who_return_files_of_the_same_name_stay_apart(tmp_path):
+    for who in ("alice", "bob"):
+        (tmp_path / who).mkdir()
+        (tmp_path / who / "09_linear_attention.ipynb").write_text('{"cells": [')
+    g = grade([tmp_path / "alice", tmp_path / "bob"])
+    assert {r.learner: r.problem[0] for r in g.results} == {
+        str(tmp_path / who / "09_linear_attention"): "classroom.problem.broken_json" for who in ("alice", "bob")}
+    assert table(grade([tmp_path])) == {f"{who}/09_linear_attention": "classroom.problem.broken_json"
+                                        for who in ("alice", "bob")}
+
+
 def test_the_grader_says_where_it_looked_for_the_chapters(tmp_path):
     with pytest.raises(ClassroomError, match="--chapters DIR"):
         grade([tmp_path], chapters=tmp_path / "nowhere")

@@ -124,7 +124,8 @@ def collect(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]
     """(learner label, file) for each submission, and the other files found in the folders.
 
     A file given by name is a submission whatever its type; in a folder, every ``*.ipynb``
-    (outside hidden folders and .ipynb_checkpoints) is one, labelled by its path in the folder.
+    (outside hidden folders and .ipynb_checkpoints) is one, labelled by its path in the folder
+    (by its whole path where two labels would be the same).
     """
     found, others = [], []
     for p in map(Path, paths):
@@ -309,6 +310,8 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
         raise ClassroomError(t("classroom.err.bad_chapter", got=repr(chapter)))
     root = chapters_dir(chapters)
     files, others = collect(paths)
+    seen = Counter(label for label, _ in files)
+    files = [(label if seen[label] == 1 else str(path.with_suffix("")), path) for label, path in files]
     read_in = [read(label, path) for label, path in files]
     known = [r for _, r in read_in if r.problem is None]
     want = chapter_id(chapter) if chapter else (Counter(r.chapter for r in known).most_common(1) or [(None,)])[0][0]
