@@ -55,10 +55,10 @@ register({
                       "zh": "T 越小，分数低于该行最大值的键，权重都趋于 0。这里有几个键并列最大分数？它们怎样分掉总和 1？"},
     "ch01.q1.why": {"en": "Equal keys give equal scores, so the softmax gives them equal weights at every temperature. "
                           "As T → 0 every other weight goes to 0 and the two share the whole row: 0.5 each, never one-hot. "
-                          "The next cell shows it: at T = 0.05, the row whose best key is a word that occurs twice stays at 0.5.",
+                          "The next cell shows it: at T = 0.05, a row whose best key is a word that occurs twice stays near 0.5.",
                     "zh": "相同的键得到相同的分数，所以无论温度多少，softmax 给它们的权重都相等。"
                           "T → 0 时其余权重都趋于 0，这两个键平分整行：各得 0.5，永远不会变成独热分布。"
-                          "下一个单元格可以看到：T = 0.05 时，最佳键是重复出现的词的那一行，最大权重停在 0.5。"},
+                          "下一个单元格可以看到：T = 0.05 时，最佳键是重复出现的词的那一行，最大权重停在 0.5 附近。"},
     # the stretch exercise
     "ch01.ex4.title": {"en": "Stretch exercise · a self-attention module that learns the lookup",
                        "zh": "挑战题 · 学会按内容查找的自注意力模块"},

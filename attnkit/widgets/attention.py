@@ -117,11 +117,17 @@ def explorer_state(tokens: list[str], temperature: float = 1.0, mask: str = "non
     return {"weights": w, "output": out, "weighted_values": weighted_values(w, v, query), "allowed": allowed}
 
 
-def output_limit(tokens: list[str], temperatures=TEMPERATURES, masks=MASKS) -> float:
+def output_limit(tokens: list[str], temperatures=TEMPERATURES, masks=MASKS, d: int = 16, seed: int = 0) -> float:
     """The y-limit of the output panel that holds every temperature, mask and scale:
-    max(1, 1.05 max |out|)."""
-    return max(1.0, *(float(explorer_attention(tokens, temp, m, no_sqrt=ns)[1].abs().max()) * 1.05
-                      for temp in temperatures for m in masks for ns in (False, True)))
+    max(1, 1.05 max |out|). All scales of a mask in one call: the query scaled, scale=1."""
+    q, k, v = _toy_qkv(tuple(tokens), d, seed)
+    scales = torch.tensor([1.0 / (math.sqrt(d) * temp) for temp in temperatures]
+                          + [1.0 / temp for temp in temperatures])  # (2T,): with and without sqrt(d)
+    qs = q * scales[:, None, None]  # (2T, n, d)
+    ks, vs = k.expand(len(scales), -1, -1), v.expand(len(scales), -1, -1)
+    peak = max(float(scaled_dot_product_attention(qs, ks, vs, attn_mask=explorer_mask(len(tokens), m),
+                                                  scale=1.0).abs().max()) for m in masks)
+    return max(1.0, peak * 1.05)
 
 
 def value_limit(tokens: list[str]) -> float:

@@ -15,28 +15,30 @@
 #
 # **What you will learn**
 # - why attention uses *queries*, *keys* and *values* — shown by an experiment, not asserted;
+# - how a token's vector becomes its query, key and value, with one query worked by hand and a picture of the data flow;
 # - the formula $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$, its shapes, and a version you write in five lines;
-# - masks: causal, padding, boolean vs additive, and the two *opposite* boolean conventions in PyTorch;
+# - masks: causal, padding, boolean vs additive, and a query that may attend to nothing;
 # - what attention costs in FLOPs and memory, measured on this machine;
 # - the pitfalls that give silently wrong results.
 #
 # **You need** Python, PyTorch tensors and matrix multiplication. No earlier chapter.
 #
-# Run the cells from top to bottom (*Run → Run All Cells*). Sliders appear in section 5.
+# Run the cells from top to bottom (*Run → Run All Cells*). Sliders appear in section 6.
 
 # %% [markdown] tags=["lang-zh"]
 # # 01 · 缩放点积注意力
 #
 # **本章内容**
 # - 注意力为什么要用*查询*（query）、*键*（key）和*值*（value）——用实验来说明，而不是直接下结论；
+# - 词元的向量怎样变成它的查询、键和值：手算一个查询，再看一张数据流向图；
 # - 公式 $\mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$ 及其中各个张量的形状，以及一个你自己用五行代码就能写出的实现；
-# - 掩码：因果掩码、填充掩码、布尔掩码与加性掩码，以及 PyTorch 中两种*相反*的布尔约定；
+# - 掩码：因果掩码、填充掩码、布尔掩码与加性掩码，以及无处可看的查询；
 # - 注意力在浮点运算次数（FLOPs）和内存上的开销，并在本机上实测；
 # - 那些不报错却悄悄算错的常见陷阱。
 #
 # **预备知识**：Python、PyTorch 张量和矩阵乘法，不需要读过前面的章节。
 #
-# 请从上到下依次运行各个单元格（*Run → Run All Cells*，中文界面为“运行 → 运行所有单元格”）。第 5 节有可以拖动的滑块。
+# 请从上到下依次运行各个单元格（*Run → Run All Cells*，中文界面为“运行 → 运行所有单元格”）。第 6 节有可以拖动的滑块。
 
 # %%
 import math
@@ -71,10 +73,15 @@ print("torch", torch.__version__.split("+")[0])
 # depends on the content of the sequence. Here is a task that makes this concrete. A sequence
 # holds 8 random vectors $x_1,\dots,x_8$; the answer at position $i$ is the vector $x_j$ that
 # best matches a fixed transform of $x_i$ (namely $j^* = \arg\max_j (R x_i)\cdot x_j$ for a
-# fixed random orthogonal matrix $R$). We train two models on the same batches:
+# fixed random orthogonal matrix $R$). We train four models on the same batches:
 #
 # - a **fixed** mixing matrix: $\text{out} = \mathrm{softmax}(A)\,x$, one learned weight per pair of positions;
-# - **attention**: $\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$, weights computed from the content.
+# - **attention**: $\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$, weights computed from the content;
+# - attention with one matrix in two roles, started from the same matrices as attention: **queries = keys**
+#   ($W_Q = W_K$) and **keys = values** ($W_K = W_V$).
+#
+# The first line printed answers a question about the task itself: without $R$ (that is, $R = I$), how
+# often is the best match of $x_i$ the vector $x_i$ itself?
 
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么需要查询、键和值？
@@ -89,16 +96,20 @@ print("torch", torch.__version__.split("+")[0])
 # 为什么不用更简单的办法，比如学一个固定的矩阵 $A$，一劳永逸地规定位置 $i$ 从位置 $j$ 读取多少？
 # 因为有用的信息*在哪个位置*，取决于序列本身的内容。下面用一个具体的任务来说明：
 # 序列里有 8 个随机向量 $x_1,\dots,x_8$，位置 $i$ 的正确答案是与 $x_i$ 的某个固定变换最匹配的那个 $x_j$
-# （即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的随机正交矩阵）。我们在同样的数据批次上训练两个模型：
+# （即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的随机正交矩阵）。我们在同样的数据批次上训练四个模型：
 #
 # - **固定矩阵**：$\text{out} = \mathrm{softmax}(A)\,x$，每一对位置学一个权重；
-# - **注意力**：$\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$，权重由内容计算出来。
+# - **注意力**：$\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$，权重由内容计算出来；
+# - 一个矩阵身兼两职的注意力，初始矩阵与上面的注意力相同：**查询 = 键**（$W_Q = W_K$）和**键 = 值**（$W_K = W_V$）。
+#
+# 打印的第一行回答的是任务本身的一个问题：如果没有 $R$（即 $R = I$），$x_i$ 的最佳匹配有多大比例就是 $x_i$ 自己？
 
 # %%
-from attnkit.toy import plot_fixed_vs_qkv, train_fixed_vs_qkv
+from attnkit.toy import plot_fixed_vs_qkv, self_match_fraction, train_fixed_vs_qkv
 
+print(t("ch01.self_match", v=self_match_fraction(n=8, d=16, seed=0)))
 result = train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0)
-for name in ("zero", "fixed", "qkv"):
+for name in ("zero", "fixed", "qkv", "tied_qk", "tied_kv"):
     print(t("ch01.test_mse", name=t("toy." + name), v=result[name]))
 _ = plot_fixed_vs_qkv(result)
 
@@ -107,19 +118,118 @@ _ = plot_fixed_vs_qkv(result)
 # the best it can learn is a position-based average, and no position is the right one on
 # average. Attention, whose weights come from comparing contents, brings the error down to
 # 0.169 after the same 150 steps. Queries and keys decide *where to look*; values decide
-# *what to take*. Keeping the three apart lets a token be found by one property (its key) and
-# contribute another (its value).
+# *what to take*.
+#
+# **Why $R$ is in the task.** Without it, the best match of $x_i$ is $x_i$ itself at 99.6% of the
+# positions (first line): the task would be "copy your own vector", and a query equal to the key
+# would do. $R$ makes what position $i$ looks for, $R x_i$, differ from what it is, $x_i$. The two
+# tied models measure what that asks of the projections:
+#
+# - **queries = keys** stays at 0.978, no better than the fixed matrix. With one matrix $W$ the score
+#   $x_i W W^\top x_j^\top$ is symmetric in $i$ and $j$, and a vector's score with itself,
+#   $\lVert x_i W \rVert^2$, beats its score with any key $x_j W$ of no larger norm (Cauchy–Schwarz):
+#   it cannot express a rotation $R$.
+# - **keys = values** reaches 0.168, level with three separate matrices (0.169). Only the product
+#   $W_Q W_K^\top$ enters the scores, so the query matrix can make up for whatever matrix the keys
+#   share with the values, and this task hands over the found vector itself.
+#
+# So what this experiment shows is that queries must be computed apart from keys: where to look is
+# not what is there. It does not show that values need a matrix of their own; on this task they do not.
 
 # %% [markdown] tags=["lang-zh"]
 # 固定矩阵只比“始终预测 0”略好一点（测试误差 0.960，后者为 1.088）：它最多只能学到按位置的平均，
 # 而正确答案落在哪个位置是随机的，平均而言没有哪个位置更可能是答案。注意力的权重来自内容之间的比较，
 # 同样训练 150 步后误差降到 0.169。查询和键决定*往哪里看*，值决定*取走什么*。
-# 把三者分开，一个词元（token）就可以凭一种属性（键）被找到，而贡献的是另一种信息（值）。
+#
+# **任务里为什么要有 $R$。** 如果没有 $R$，在 99.6% 的位置上 $x_i$ 的最佳匹配就是 $x_i$ 自己（第一行）：
+# 任务就成了“抄下自己的向量”，让查询等于键就够了。有了 $R$，位置 $i$ 要找的东西 $R x_i$ 就不再是它本身 $x_i$。
+# 两个共用矩阵的模型正好测出这对投影提出了什么要求：
+#
+# - **查询 = 键**：误差停在 0.978，并不比固定矩阵好。只用一个矩阵 $W$ 时，分数 $x_i W W^\top x_j^\top$ 对 $i$ 和 $j$ 是对称的；
+#   而且由柯西–施瓦茨不等式，向量与自己的分数 $\lVert x_i W \rVert^2$ 总不低于它与任何范数不大于它的键 $x_j W$ 的分数。
+#   这样的分数表示不了旋转 $R$。
+# - **键 = 值**：误差降到 0.168，与三个独立矩阵（0.169）不相上下。进入分数的只有乘积 $W_Q W_K^\top$，
+#   所以无论键和值共用的是什么矩阵，查询矩阵都能把它补回来；而这个任务要交出的正是找到的那个向量本身。
+#
+# 所以这个实验说明的是：查询必须和键分开计算——往哪里看，不等于那里有什么。
+# 它并没有说明值必须有自己的矩阵；在这个任务上并不需要。
 
 # %% [markdown] tags=["lang-en"]
-# ## 2. The formula
+# ## 2. From $x$ to $q$, $k$, $v$
 #
-# Stack the queries, keys and values of a sequence as matrices. Vaswani et al. (2017, eq. 1):
+# Where do the queries, keys and values come from? In section 1 from three learned matrices:
+# $q_i = x_i W_Q$, $k_i = x_i W_K$, $v_i = x_i W_V$, the same three for every position. In PyTorch
+# each is an `nn.Linear` without bias. Here they are on a 4-token sentence, each token a vector of
+# $d_{\text{model}} = 8$ numbers, projected to $d_k = d_v = 4$. The embeddings and the projections
+# are random (seeded), not trained: the numbers show the mechanics, not meaning. `nn.Linear` stores
+# its matrix as (out, in) and computes `x @ weight.T`, so its `weight` is $W_Q^\top$:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 从 $x$ 到 $q$、$k$、$v$
+#
+# 查询、键和值是从哪里来的？在第 1 节里，它们来自三个学出来的矩阵：$q_i = x_i W_Q$、$k_i = x_i W_K$、$v_i = x_i W_V$，
+# 每个位置用的都是同样这三个矩阵。在 PyTorch 里，每个矩阵就是一个不带偏置的 `nn.Linear`。
+# 下面把它们用在一个 4 个词元的句子上：每个词元是 $d_{\text{model}} = 8$ 个数的向量，投影到 $d_k = d_v = 4$ 维。
+# 嵌入和投影都是随机的（固定了种子），没有经过训练：这些数字展示的是计算过程，不代表语义。
+# `nn.Linear` 按（输出，输入）的形状存放矩阵，计算的是 `x @ weight.T`，所以它的 `weight` 是 $W_Q^\top$：
+
+# %%
+from torch import nn
+
+sentence = t("ch01.qkv_sentence").split()             # 4 tokens
+torch.manual_seed(0)
+x = torch.randn(len(sentence), 8)                     # (n=4, d_model=8): one vector per token
+to_q, to_k, to_v = (nn.Linear(8, 4, bias=False) for _ in range(3))
+with torch.no_grad():
+    q, k, v = to_q(x), to_k(x), to_v(x)               # (4, 4) each: row i belongs to token i
+print(t("ch01.shape_line", name="x", shape=tuple(x.shape)))
+print(t("ch01.shape_line", name="to_q.weight", shape=tuple(to_q.weight.shape)))
+for name, m in (("q", q), ("k", k), ("v", v)):
+    print(t("ch01.shape_line", name=name, shape=tuple(m.shape)))
+
+# %% [markdown] tags=["lang-en"]
+# Now one query by hand: token 1's. Three steps: its score with every key,
+# $s_j = q_1 \cdot k_j / \sqrt{d_k}$ (here $\sqrt{4} = 2$); the weights $w = \mathrm{softmax}(s)$;
+# and the output $\sum_j w_j v_j$, each value vector scaled by its weight and the four added up.
+
+# %% [markdown] tags=["lang-zh"]
+# 现在手算一个查询：词元 1 的查询。分三步：先算它与每个键的分数 $s_j = q_1 \cdot k_j / \sqrt{d_k}$（这里 $\sqrt{4} = 2$）；
+# 再算权重 $w = \mathrm{softmax}(s)$；最后得到输出 $\sum_j w_j v_j$，即每个值向量乘以自己的权重，再把四个加起来。
+
+# %%
+i = 1
+s = q[i] @ k.T / math.sqrt(4)                          # (4,): step 1, one score per key
+w = torch.exp(s) / torch.exp(s).sum()                  # (4,): step 2, softmax by its definition
+terms = w[:, None] * v                                 # (4, 4): step 3, row j is w_j v_j ...
+out_i = terms.sum(dim=0)                               # (4,): ... and their sum is the output
+print(t("ch01.hand_query", tok=sentence[i], v=q[i].numpy().round(2)))
+print(viz.format_table([t("ch01.col.key"), t("ch01.col.score"), t("ch01.col.weight"), t("ch01.col.term")],
+                       [[f"{j}: {tok}", f"{s[j]:.2f}", f"{w[j]:.3f}", terms[j].numpy().round(2) + 0.0]
+                        for j, tok in enumerate(sentence)]))
+print(t("ch01.hand_sum", v=out_i.numpy().round(2) + 0.0, total=w.sum()))  # + 0.0: no "-0."
+full = torch.softmax(q @ k.T / math.sqrt(4), dim=-1) @ v    # every query at once: (4, 4)
+print(t("ch01.hand_matches", i=i, ok=torch.allclose(out_i, full[i], atol=1e-6)))
+
+# %% [markdown] tags=["lang-en"]
+# The token with the largest score gets the largest weight, but the others keep some: the output
+# is a blend of all four value vectors, not a copy of one. Every query goes through the same three
+# steps at once, as one matrix product each; the picture shows the whole layer with the shape of
+# every tensor:
+
+# %% [markdown] tags=["lang-zh"]
+# 分数最大的词元得到最大的权重，但其余词元也保留了一部分：输出是四个值向量的混合，而不是其中某一个的拷贝。
+# 所有查询同时走这三步，每一步都是一次矩阵乘法；下图画出了整层的计算，并标出每个张量的形状：
+
+# %%
+from attnkit.schematics.qkv import qkv_schematic
+
+_ = qkv_schematic(n=len(sentence), d_model=8, d_k=4, d_v=4)
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. The formula
+#
+# Stack the queries, keys and values of a sequence as matrices, one row per token as in section 2.
+# Vaswani et al. (2017, eq. 1):
 #
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V$$
 #
@@ -133,14 +243,15 @@ _ = plot_fixed_vs_qkv(result)
 # | output | $(L, d_v)$ | a weighted average of values per query |
 #
 # In self-attention $Q$, $K$ and $V$ come from the same sequence ($L = S$); in cross-attention
-# the queries come from another one. Batches and heads are extra leading dimensions. Why divide
+# the queries come from another one. A batch of sequences is an extra leading dimension (chapter
+# 04 adds heads as another). Why divide
 # by $\sqrt{d_k}$ is the whole of chapter 02; for now, a tiny example you can check by hand:
 # three tokens with 2-dimensional keys and one-hot values, so the output *is* the weights.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 2. 公式
+# ## 3. 公式
 #
-# 把一个序列的查询、键和值分别按行堆成矩阵。Vaswani 等人（2017，式 1）给出：
+# 像第 2 节那样，把一个序列的查询、键和值分别按行堆成矩阵，每个词元一行。Vaswani 等人（2017，式 1）给出：
 #
 # $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V$$
 #
@@ -154,7 +265,7 @@ _ = plot_fixed_vs_qkv(result)
 # | 输出 | $(L, d_v)$ | 每个查询得到的值的加权平均 |
 #
 # 自注意力中 $Q$、$K$、$V$ 来自同一个序列（$L = S$）；交叉注意力中查询来自另一个序列。
-# 批次和头只是额外的前导维度。为什么要除以 $\sqrt{d_k}$，留到第 2 章专门讨论；这里先看一个可以手算的小例子：
+# 一批序列只是多出一个前导维度（第 4 章的多头又是一个）。为什么要除以 $\sqrt{d_k}$，留到第 2 章专门讨论；这里先看一个可以手算的小例子：
 # 三个词元，键是二维的，值是独热向量，因此输出*恰好就是*注意力权重。
 
 # %%
@@ -178,13 +289,13 @@ print("output == weights:", torch.allclose(weights @ v, weights))
 # 因此它的权重是 0.401、0.198 和 0.401。词元 2 是 $[1, 1]$，与所有词元都匹配，其中与自己最匹配（分数 1.414）。
 
 # %% [markdown] tags=["lang-en"]
-# ## 3. From scratch, then checked against PyTorch
+# ## 4. From scratch, then checked against PyTorch
 #
 # The whole mechanism in five lines. A boolean `mask` is `True` where a query may attend,
 # the convention of `torch.nn.functional.scaled_dot_product_attention` (SDPA):
 
 # %% [markdown] tags=["lang-zh"]
-# ## 3. 从零实现，再与 PyTorch 对照
+# ## 4. 从零实现，再与 PyTorch 对照
 #
 # 整个机制只需五行。布尔 `mask` 中 `True` 表示查询可以关注该位置，
 # 这与 `torch.nn.functional.scaled_dot_product_attention`（SDPA）的约定一致：
@@ -199,7 +310,7 @@ def attention(q, k, v, mask=None):
 
 
 torch.manual_seed(0)
-q, k, v = torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)  # (B, H, N, d)
+q, k, v = torch.randn(2, 6, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 8)  # (B, N, d)
 ours = attention(q, k, v)
 print(t("ch01.matches_attnkit", ok=torch.allclose(ours, scaled_dot_product_attention(q, k, v), atol=1e-6)))
 print(t("ch01.matches_torch", ok=torch.allclose(ours, F.scaled_dot_product_attention(q, k, v), atol=1e-6)))
@@ -221,7 +332,7 @@ print(t("ch01.causal_matches_torch",
 # 项目的测试套件会在随机的形状、掩码和数据类型上把它与 PyTorch 的函数逐一比对。
 
 # %% [markdown] tags=["lang-en"]
-# ## 4. Masks
+# ## 5. Masks
 #
 # A mask removes some (query, key) pairs before the softmax. Two are everywhere:
 #
@@ -231,7 +342,7 @@ print(t("ch01.causal_matches_torch",
 #   query may attend to a padding position.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 4. 掩码
+# ## 5. 掩码
 #
 # 掩码在 softmax 之前去掉一部分查询–键配对。最常见的有两种：
 #
@@ -239,13 +350,14 @@ print(t("ch01.causal_matches_torch",
 # - **填充掩码**：一个批次中的序列长短不一，要填充到相同长度；任何查询都不应关注填充位置。
 
 # %%
-from attnkit.widgets.attention import sentence_tokens
+from attnkit.widgets.attention import mask_legend, sentence_tokens
 
 tokens = sentence_tokens()[:6]
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 viz.mask_picture(causal_mask(6), tokens, tokens, ax=axes[0], title="causal_mask(6)")
 pad = padding_mask([4], 6)                      # (B=1, 6): the last 2 positions are padding
 viz.mask_picture(pad.expand(6, 6), tokens, tokens, ax=axes[1], title="padding_mask([4], 6)")
+mask_legend(axes[1])                            # filled: attend; empty: masked
 fig.tight_layout()
 print(padding_mask([4, 6], 6))
 
@@ -266,36 +378,10 @@ print(t("ch01.bool_eq_additive",
                           scaled_dot_product_attention(q, k, v, attn_mask=additive), atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
-# **Two opposite boolean conventions.** This is the most common mask bug in PyTorch code.
-# SDPA's boolean `attn_mask` is `True` where attention is *allowed*. `nn.MultiheadAttention`'s
-# boolean `attn_mask` and `key_padding_mask` are `True` where attention is *forbidden*. Let us
-# run both on the same weights. We rebuild `nn.MultiheadAttention`'s computation from its own
-# projection weights with SDPA, then pass each the causal mask:
-
-# %% [markdown] tags=["lang-zh"]
-# **两种相反的布尔约定。** 这是 PyTorch 代码里最常见的掩码错误。SDPA 的布尔 `attn_mask` 中 `True` 表示*允许*关注；
-# 而 `nn.MultiheadAttention` 的布尔 `attn_mask` 和 `key_padding_mask` 中 `True` 表示*禁止*关注。
-# 我们用同一组权重把两者都跑一遍：先用 `nn.MultiheadAttention` 自身的投影权重配合 SDPA 重新实现它的计算，
-# 再给两者分别传入因果掩码：
-
-# %%
-torch.manual_seed(0)
-mha = torch.nn.MultiheadAttention(embed_dim=8, num_heads=1, batch_first=True)
-x = torch.randn(1, 6, 8)                                   # (B, N, D)
-wq, wk, wv = mha.in_proj_weight.chunk(3)                    # (D, D) each
-bq, bk, bv = mha.in_proj_bias.chunk(3)
-rebuilt = mha.out_proj(F.scaled_dot_product_attention(x @ wq.T + bq, x @ wk.T + bk, x @ wv.T + bv,
-                                                        attn_mask=cm))  # SDPA: True = attend
-with torch.no_grad():
-    right, _ = mha(x, x, x, attn_mask=~cm)                  # nn.MultiheadAttention: True = forbid
-    wrong, _ = mha(x, x, x, attn_mask=cm)                   # the same mask passed unchanged
-print("nn.MultiheadAttention(attn_mask=~cm) == SDPA(attn_mask=cm):", torch.allclose(right, rebuilt, atol=1e-6))
-print("nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm):", torch.allclose(wrong, rebuilt, atol=1e-6))
-
-# %% [markdown] tags=["lang-en"]
-# Passing the same boolean mask to both silently computes two different things — no error, just
-# wrong numbers (here, a model that sees only the future and not itself). Rule: **negate a
-# boolean mask when you move it between SDPA and `nn.MultiheadAttention`** (attnkit follows SDPA).
+# **A second, opposite convention.** SDPA's boolean `attn_mask` is `True` where attention is
+# *allowed*; `nn.MultiheadAttention`'s boolean masks are `True` where it is *forbidden*. Chapter 04
+# shows what passing one to the other unchanged does: no error, just wrong numbers. attnkit follows
+# SDPA.
 #
 # **A query with nothing to attend to.** If every key of a row is masked, the softmax of a row
 # of $-\infty$ is $0/0$. Our five-line version returns NaN, which then spreads through the whole
@@ -303,9 +389,8 @@ print("nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm):", torch.allcl
 # such a row as zeros:
 
 # %% [markdown] tags=["lang-zh"]
-# 把同一个布尔掩码原样传给两者，会悄无声息地算出两种不同的结果——不报错，只是数值错了
-# （在这里，模型只能看到未来，连自己都看不到）。规则是：**在 SDPA 和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**
-# （attnkit 遵循 SDPA 的约定）。
+# **另一种相反的约定。** SDPA 的布尔 `attn_mask` 中 `True` 表示*允许*关注；`nn.MultiheadAttention` 的布尔掩码中
+# `True` 却表示*禁止*关注。第 4 章会演示把一种掩码原样传给另一方会怎样：不报错，只是数值错了。attnkit 遵循 SDPA 的约定。
 #
 # **无处可看的查询。** 如果某一行的所有键都被屏蔽，对一行 $-\infty$ 做 softmax 就成了 $0/0$。
 # 我们的五行实现会返回 NaN，而 NaN 会在整个网络中扩散。PyTorch 的 SDPA（本课程固定使用的 2.13 版）和 attnkit
@@ -314,48 +399,55 @@ print("nn.MultiheadAttention(attn_mask= cm) == SDPA(attn_mask=cm):", torch.allcl
 # %%
 dead = cm.clone()
 dead[2] = False                                             # query 2 may attend to nothing
-print(t("ch01.row2_scratch", v=attention(q, k, v, dead)[0, 0, 2, :4].tolist()))
-print(t("ch01.row2_attnkit", v=scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist()))
-print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 0, 2, :4].tolist()))
+print(t("ch01.row2_scratch", v=attention(q, k, v, dead)[0, 2, :4].tolist()))
+print(t("ch01.row2_attnkit", v=scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 2, :4].tolist()))
+print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=dead)[0, 2, :4].tolist()))
 
 # %% [markdown] tags=["lang-en"]
-# **Causal with fewer queries than keys.** When $L \ne S$, PyTorch's `is_causal=True` aligns the
-# mask to the *top-left* corner: query $i$ sees keys $0..i$. When decoding with a cache (chapter
-# 05), the $L$ new queries are the *last* $L$ positions, so the mask must be aligned to the
-# bottom-right instead: `causal_mask(L, S, offset=S - L)`.
+# **Fewer queries than keys.** When $L \ne S$, PyTorch's `is_causal=True` aligns the causal mask
+# to the *top-left* corner. Chapter 05 shows why decoding with a KV cache needs it aligned to the
+# bottom-right instead.
 
 # %% [markdown] tags=["lang-zh"]
-# **查询比键少时的因果掩码。** 当 $L \ne S$ 时，PyTorch 的 `is_causal=True` 把掩码对齐到*左上角*：
-# 查询 $i$ 能看到键 $0..i$。而使用 KV 缓存逐步解码时（第 5 章），$L$ 个新查询是序列中*最后*的 $L$ 个位置，
-# 掩码应当对齐到右下角：`causal_mask(L, S, offset=S - L)`。
-
-# %%
-print(t("ch01.top_left", m=causal_mask(2, 5).int()))
-print(t("ch01.bottom_right", m=causal_mask(2, 5, offset=3).int()))
-q2 = torch.randn(1, 1, 2, 8)
-print(t("ch01.is_causal_top_left",
-        ok=torch.allclose(F.scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], is_causal=True),
-                          scaled_dot_product_attention(q2, k[:1, :1, :5], v[:1, :1, :5], attn_mask=causal_mask(2, 5)),
-                          atol=1e-6)))
+# **查询比键少的时候。** 当 $L \ne S$ 时，PyTorch 的 `is_causal=True` 把因果掩码对齐到*左上角*。
+# 第 5 章会说明，为什么使用 KV 缓存解码时要把它对齐到右下角。
 
 # %% [markdown] tags=["lang-en"]
-# ## 5. Explore: temperature and masks
+# ## 6. Explore: temperature and masks
 #
-# The explorer below runs attention over the tokens of a short sentence (random but fixed
-# embeddings and projections; equal tokens get equal embeddings). Move the **temperature**: the
-# scores are divided by $\sqrt{d_k}\cdot T$, so a low temperature sharpens each row towards its
-# largest score and a high one flattens it towards a uniform average. Switch the **mask** and
-# watch whole regions of the heatmap go to zero; pick a **query token** to see its output vector,
-# the weighted average of the values. (On GitHub, where widgets do not run, the static figure
-# below shows the starting state.)
+# The explorer below runs attention over the tokens of a short sentence. Its embeddings and its
+# three projections are random and **untrained** (seeded, so they stay the same; equal tokens get
+# equal embeddings): which word attends to which means nothing about language here, it only shows
+# the mechanism. A trained model's weights would look different.
+#
+# - Move the **temperature** $T$: the scores are divided by $\sqrt{d_k}\cdot T$,
+#   so a low temperature sharpens each row towards its largest score and a high one flattens it
+#   towards a uniform average.
+# - Tick **no $\sqrt{d_k}$** to divide by $T$ alone, the first pitfall of section 8: the same as
+#   dividing the temperature by $\sqrt{d_k}$, so every row sharpens.
+# - Switch the **mask**: masked pairs turn grey (weight exactly 0) and each row's weight moves to the
+#   keys that are left.
+# - Pick a **query token** (the red row). On the right, each value vector $v_j$ is drawn scaled by
+#   that row's weight $w_j$ (the bars beside it), and below, their sum: the query's output. A key
+#   with weight near 0 contributes a faded row; at a low temperature one row carries the whole output.
+#
+# (On GitHub, where widgets do not run, the static figure below shows the starting state.)
 
 # %% [markdown] tags=["lang-zh"]
-# ## 5. 动手探索：温度与掩码
+# ## 6. 动手探索：温度与掩码
 #
-# 下面的交互控件对一个短句中的词元做注意力计算（嵌入和投影是随机的，但固定不变；相同的词元得到相同的嵌入）。
-# 拖动**温度**滑块：分数会除以 $\sqrt{d_k}\cdot T$，温度越低，每一行的权重越集中到分数最大的键上；温度越高，权重越趋于均匀。
-# 切换**掩码**，可以看到热力图中整片区域变成零；选择一个**查询词元**，可以看到它的输出向量，
-# 也就是各个值的加权平均。（在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
+# 下面的交互控件对一个短句中的词元做注意力计算。它的嵌入和三个投影都是随机的，**没有经过训练**
+# （固定了种子，所以每次都一样；相同的词元得到相同的嵌入）：哪个词关注哪个词，在这里与语言毫无关系，
+# 只是用来展示计算机制。训练过的模型，权重会是另一番样子。
+#
+# - 拖动**温度** $T$：分数会除以 $\sqrt{d_k}\cdot T$，温度越低，每一行的权重越集中到分数最大的键上；
+#   温度越高，权重越趋于均匀。
+# - 勾选**不除以 $\sqrt{d_k}$**，分数就只除以 $T$，也就是第 8 节的第一个陷阱：这相当于把温度再除以 $\sqrt{d_k}$，每一行都变得更尖锐。
+# - 切换**掩码**：被屏蔽的配对变成灰色（权重恰好为 0），每一行的权重转移到剩下的键上。
+# - 选择一个**查询词元**（红线所在的行）。右侧画出每个值向量 $v_j$ 乘以这一行的权重 $w_j$（旁边的条形）之后的样子，
+#   下方是它们的和，也就是这个查询的输出。权重接近 0 的键只留下很淡的一行；温度很低时，一行就决定了整个输出。
+#
+# （在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.widgets.attention import attention_explorer
@@ -366,14 +458,24 @@ _ = explorer.static()
 
 # %% [markdown] tags=["lang-en"]
 # The numbers behind the picture come from a pure function, `explorer_attention`, which the
-# tests check against attnkit's attention. As the temperature falls, the largest weight of a row
-# grows towards 1. When two keys are equal — the same word twice — they tie, and the row splits
-# its weight evenly between them instead of becoming one-hot:
+# tests check against PyTorch's attention. As the temperature falls, the largest weight of a row
+# grows towards 1. But the sentence has a word twice, and equal tokens have equal keys.
+#
+# **Predict first (question 1).** A row's largest score is held by two equal keys. As $T \to 0$,
+# what does that row's largest weight approach? Write a number, then run the cell below it.
 
 # %% [markdown] tags=["lang-zh"]
-# 图背后的数据来自一个纯函数 `explorer_attention`，测试会把它与 attnkit 的注意力实现对照。
-# 温度越低，每一行的最大权重越接近 1。如果有两个键完全相同（同一个词出现两次），它们的分数相等，
-# 这一行的权重会在二者之间平分，而不会变成独热分布：
+# 图背后的数据来自一个纯函数 `explorer_attention`，测试会把它与 PyTorch 的注意力实现对照。
+# 温度越低，每一行的最大权重越接近 1。不过这个句子里有一个词出现了两次，而相同的词元有相同的键。
+#
+# **先预测（问题 1）。** 某一行的最大分数由两个相同的键并列取得。当 $T \to 0$ 时，这一行的最大权重趋于多少？
+# 先写下一个数，再运行下面的单元格。
+
+# %%
+from attnkit.exercises.ch01 import check_q1
+
+my_answer = None
+_ = check_q1(my_answer)
 
 # %%
 from attnkit.widgets.attention import explorer_attention
@@ -385,27 +487,36 @@ for temp in (5.0, 1.0, 0.2, 0.05):
     print(t("ch01.peak_per_row", temp=temp, v=[round(x, 2) for x in top.tolist()]))
 
 # %% [markdown] tags=["lang-en"]
-# ## 6. What it costs
+# At $T = 0.05$ most rows are at or near 1, but a row whose best key is the repeated word stays at
+# 0.5 or just below: the two tied keys split the weight evenly at every temperature, so such a row
+# never becomes one-hot.
+
+# %% [markdown] tags=["lang-zh"]
+# $T = 0.05$ 时，大多数行的最大权重等于或接近 1，但最佳键是那个重复词的行停在 0.5 或略低于 0.5：
+# 两个并列的键在任何温度下都平分权重，所以这样的一行永远不会变成独热分布。
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. What it costs
 #
-# For $L$ queries, $S$ keys, key width $d_k$ and value width $d_v$ (one head), counting a
+# For $L$ queries, $S$ keys, key width $d_k$ and value width $d_v$ (one sequence), counting a
 # multiply-add as 2 FLOPs:
 #
 # - $QK^\top$: $2LSd_k$ FLOPs; weights $\times V$: $2LSd_v$ FLOPs — **quadratic in sequence length**;
-# - the scores and the weights are $L \times S$ matrices: $4LS$ bytes each in float32, per head
-#   and per batch element — **quadratic memory**.
+# - the scores and the weights are $L \times S$ matrices: $4LS$ bytes each in float32, per
+#   sequence of the batch (and, from chapter 04 on, per head) — **quadratic memory**.
 #
-# Measured here for one head, $d_k = d_v = 64$ (the bytes are those of the weight matrix that
+# Measured here for one sequence, $d_k = d_v = 64$ (the bytes are those of the weight matrix that
 # attnkit really allocated; the sizes are timed in turn on one thread, median of 3):
 
 # %% [markdown] tags=["lang-zh"]
-# ## 6. 开销
+# ## 7. 开销
 #
-# 设有 $L$ 个查询、$S$ 个键，键的维度为 $d_k$，值的维度为 $d_v$（单个头），一次乘加记作 2 次浮点运算：
+# 设有 $L$ 个查询、$S$ 个键，键的维度为 $d_k$，值的维度为 $d_v$（单个序列），一次乘加记作 2 次浮点运算：
 #
 # - $QK^\top$：$2LSd_k$ FLOPs；权重乘以 $V$：$2LSd_v$ FLOPs——**与序列长度成平方关系**；
-# - 分数和注意力权重都是 $L \times S$ 的矩阵：float32 下各占 $4LS$ 字节，每个头、每个样本各一份——**内存也是平方级的**。
+# - 分数和注意力权重都是 $L \times S$ 的矩阵：float32 下各占 $4LS$ 字节，批次中每个序列各一份（从第 4 章起，每个头也各一份）——**内存也是平方级的**。
 #
-# 下面在本机上实测单个头、$d_k = d_v = 64$ 的情况（字节数取自 attnkit 实际分配的权重矩阵；各个长度在单线程上轮流计时，取 3 次的中位数）：
+# 下面在本机上实测单个序列、$d_k = d_v = 64$ 的情况（字节数取自 attnkit 实际分配的权重矩阵；各个长度在单线程上轮流计时，取 3 次的中位数）：
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.toy import measure_attention_cost
@@ -417,10 +528,10 @@ print(viz.format_table([t("ch01.col.n"), t("ch01.col.flops"), t("ch01.col.bytes"
 
 # %% [markdown] tags=["lang-en"]
 # Each doubling of $N$ multiplies FLOPs and memory by 4. For a 32k-token context, the weights of
-# *one* head of *one* layer would need:
+# *one* attention of *one* layer would need:
 
 # %% [markdown] tags=["lang-zh"]
-# $N$ 每翻一倍，FLOPs 和内存都变为原来的 4 倍。对于 32k 个词元的上下文，仅*一层*中*一个*头的注意力权重就需要：
+# $N$ 每翻一倍，FLOPs 和内存都变为原来的 4 倍。对于 32k 个词元的上下文，仅*一层*中*一次*注意力的权重就需要：
 
 # %%
 n = 32 * 1024
@@ -435,14 +546,14 @@ print(f"{n} x {n} float32 = {n * n * 4 / 2**30:.0f} GiB")
 # 得到（除舍入误差外）相同的结果，却始终不必存下整个矩阵。
 
 # %% [markdown] tags=["lang-en"]
-# ## 7. Pitfalls
+# ## 8. Pitfalls
 #
 # **Forgetting $\sqrt{d_k}$.** With $d_k = 512$ and unit-variance entries, unscaled scores have a
 # standard deviation of about $\sqrt{512} \approx 22.6$; the softmax saturates to one-hot and its
 # gradients vanish (chapter 02 measures this):
 
 # %% [markdown] tags=["lang-zh"]
-# ## 7. 常见陷阱
+# ## 8. 常见陷阱
 #
 # **忘记除以 $\sqrt{d_k}$。** 当 $d_k = 512$ 且 q、k 的各分量方差为 1 时，未缩放分数的标准差约为
 # $\sqrt{512} \approx 22.6$，softmax 饱和，接近独热分布，梯度随之消失（第 2 章会实测这一点）：
@@ -479,8 +590,8 @@ print(t("ch01.row_sums_dim", dim=-2, v=torch.softmax(s, dim=-2).sum(-1).numpy().
 
 # %%
 big_negative = torch.zeros(6, 6).masked_fill(~dead, -1e9)
-print(t("ch01.fill_row2", v=scaled_dot_product_attention(q, k, v, attn_mask=big_negative)[0, 0, 2, :4]))
-print(t("ch01.mean_values", v=v[0, 0].mean(0)[:4]))
+print(t("ch01.fill_row2", v=scaled_dot_product_attention(q, k, v, attn_mask=big_negative)[0, 2, :4]))
+print(t("ch01.mean_values", v=v[0].mean(0)[:4]))
 print(t("ch01.half", v=torch.tensor(-1e9).half().item()))
 
 # %% [markdown] tags=["lang-en"]
@@ -492,7 +603,7 @@ print(t("ch01.half", v=torch.tensor(-1e9).half().item()))
 # 而不是靠广播悄悄算出错误的结果：
 
 # %%
-for bad in (dict(k=torch.randn(2, 4, 6, 7)), dict(v=torch.randn(2, 4, 5, 8)), dict(k=k.double())):
+for bad in (dict(k=torch.randn(2, 6, 7)), dict(v=torch.randn(2, 5, 8)), dict(k=k.double())):
     args = dict(q=q, k=k, v=v) | bad
     try:
         scaled_dot_product_attention(**args)
@@ -500,24 +611,28 @@ for bad in (dict(k=torch.randn(2, 4, 6, 7)), dict(v=torch.randn(2, 4, 5, 8)), di
         print(f"{type(err).__name__}: {err}")
 
 # %% [markdown] tags=["lang-en"]
-# ## 8. Exercises
+# ## 9. Exercises
 #
 # Each exercise has a stub to fill in and a checker that runs your function on several cases and
-# tells you the first one that fails, with the expected and the actual result and a hint.
+# tells you the first one that fails, with the expected and the actual result and a hint. The same
+# case failing again gives a stronger hint; `show_hint("ch01.ex1")` prints every hint of exercise 1,
+# the formula last. Functions that would do the work for you (PyTorch's SDPA, attnkit's) are refused.
 #
 # **Exercise 1.** Write scaled dot-product attention for inputs of shape `(..., L, d)`,
 # `(..., S, d)`, `(..., S, d_v)`, without a mask.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 8. 练习
+# ## 9. 练习
 #
 # 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，
-# 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
+# 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。同一个用例再次未通过时，提示会更具体；
+# `show_hint("ch01.ex1")` 会打印练习 1 的全部提示，最后一条是公式。直接替你完成计算的函数（PyTorch 的 SDPA、attnkit 的实现）会被拒绝。
 #
 # **练习 1**：实现缩放点积注意力，输入形状为 `(..., L, d)`、`(..., S, d)`、`(..., S, d_v)`，不带掩码。
 
 # %%
-from attnkit.exercises.ch01 import check_attention, check_causal_mask, check_masked_attention
+from attnkit.exercises import show_hint  # noqa: F401  (show_hint("ch01.ex1") after two tries)
+from attnkit.exercises.ch01 import check_attention, check_causal_mask, check_masked_attention, check_self_attention
 
 
 def my_attention(q, k, v):
@@ -559,15 +674,49 @@ def my_masked_attention(q, k, v, mask):
 _ = check_masked_attention(my_masked_attention)
 
 # %% [markdown] tags=["lang-en"]
-# ## 9. Summary
+# **Stretch exercise: a self-attention module that learns section 1's task.** Write
+# `MySelfAttention(d)`, a `torch.nn.Module` whose `forward(x)` maps `(B, n, d)` to `(B, n, d)` with
+# attention over the `n` positions. The checker builds it under a fixed seed, trains it with Adam
+# (learning rate 0.03) for 150 steps on batches of section 1's lookup task, and passes it when its
+# mean squared error on a held-out batch is below 0.35, on two tasks of different sizes. It takes a
+# few seconds. `F.scaled_dot_product_attention`, `nn.MultiheadAttention` and attnkit's versions are
+# refused: write the attention yourself (section 1 tells you which matrices must not be shared).
+
+# %% [markdown] tags=["lang-zh"]
+# **挑战题：学会第 1 节任务的自注意力模块。** 写一个 `torch.nn.Module`：`MySelfAttention(d)`，
+# 它的 `forward(x)` 在 `n` 个位置上做注意力，把 `(B, n, d)` 映射为 `(B, n, d)`。
+# 检查器会在固定的种子下构造它，用 Adam（学习率 0.03）在第 1 节的按内容查找任务上训练 150 步；
+# 在两个规模不同的任务上，留出批次的均方误差都低于 0.35 才算通过。检查要花几秒钟。
+# `F.scaled_dot_product_attention`、`nn.MultiheadAttention` 以及 attnkit 的对应实现都会被拒绝：
+# 注意力要自己写（哪些矩阵不能共用，第 1 节已经告诉你了）。
+
+# %%
+class MySelfAttention(torch.nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        # your code here
+        raise NotImplementedError
+
+    def forward(self, x):  # x: (B, n, d) -> (B, n, d)
+        raise NotImplementedError
+
+
+_ = check_self_attention(MySelfAttention)
+
+# %% [markdown] tags=["lang-en"]
+# ## 10. Summary
 #
 # - Attention computes each output as a weighted average of **values**; the weights come from
 #   comparing a **query** with every **key**, so *where to look* follows the content — a fixed
-#   mixing matrix cannot do that (section 1).
+#   mixing matrix cannot do that. On section 1's task queries must be computed apart from keys;
+#   keys tied to values lose nothing there.
+# - $q$, $k$, $v$ are three linear maps of the same $x$; one query is scores, a softmax and a
+#   weighted sum of value vectors (section 2).
 # - $\mathrm{softmax}(QK^\top/\sqrt{d_k})V$: scores $(L, S)$, weights whose rows sum to 1, output $(L, d_v)$.
-# - Masks remove pairs before the softmax. SDPA's boolean masks mean *allowed*,
-#   `nn.MultiheadAttention`'s mean *forbidden*. A fully masked row gives zeros.
-# - Cost: $O(LSd)$ FLOPs and $O(LS)$ memory per head — quadratic in sequence length.
+# - Masks remove pairs before the softmax; SDPA's boolean masks mean *allowed*. A fully masked row
+#   gives zeros. Chapter 04 shows `nn.MultiheadAttention`'s opposite convention, chapter 05 the
+#   causal mask when there are fewer queries than keys.
+# - Cost: $O(LSd)$ FLOPs and $O(LS)$ memory per sequence — quadratic in sequence length.
 #
 # **Next:** chapter 02 — why divide by $\sqrt{d_k}$, as an experiment you can move.
 #
@@ -578,14 +727,15 @@ _ = check_masked_attention(my_masked_attention)
 # - PyTorch documentation, `torch.nn.functional.scaled_dot_product_attention` and `torch.nn.MultiheadAttention` (mask conventions).
 
 # %% [markdown] tags=["lang-zh"]
-# ## 9. 小结
+# ## 10. 小结
 #
 # - 注意力的每个输出都是**值**的加权平均；权重来自**查询**与每个**键**的比较，因此*往哪里看*由内容决定——
-#   固定的混合矩阵做不到这一点（第 1 节）。
+#   固定的混合矩阵做不到这一点。在第 1 节的任务上，查询必须和键分开计算；键和值共用矩阵则没有损失。
+# - $q$、$k$、$v$ 是同一个 $x$ 的三个线性映射；一个查询的计算就是分数、softmax，再对值向量加权求和（第 2 节）。
 # - $\mathrm{softmax}(QK^\top/\sqrt{d_k})V$：分数形状为 $(L, S)$，权重每行之和为 1，输出形状为 $(L, d_v)$。
-# - 掩码在 softmax 之前去掉部分配对。SDPA 的布尔掩码表示*允许*，`nn.MultiheadAttention` 的表示*禁止*。
-#   全被屏蔽的行输出零。
-# - 开销：每个头 $O(LSd)$ 次浮点运算、$O(LS)$ 的内存——都与序列长度成平方关系。
+# - 掩码在 softmax 之前去掉部分配对；SDPA 的布尔掩码表示*允许*。全被屏蔽的行输出零。
+#   第 4 章会讲 `nn.MultiheadAttention` 相反的约定，第 5 章会讲查询比键少时的因果掩码。
+# - 开销：每个序列 $O(LSd)$ 次浮点运算、$O(LS)$ 的内存——都与序列长度成平方关系。
 #
 # **下一章**：第 2 章——为什么要除以 $\sqrt{d_k}$，用一个可以拖动滑块的实验来回答。
 #
