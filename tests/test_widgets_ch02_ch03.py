@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -128,3 +129,39 @@ def test_temperature_redraw_blits_the_picture_of_a_fresh_draw():
         torch.testing.assert_close(e.data["probs"], torch.softmax(scores / temperature, -1))
         assert bytes(e.image.value) != png
         assert image_difference(e.image.value, e.fresh_png()) < 1e-3
+
+
+# --- chapter 02's first picture: running sums of q_i k_i ---------------------------------------
+
+
+def test_partial_sums_are_the_running_dot_products():
+    from attnkit.widgets.scaling import partial_sums
+    sums = partial_sums(64, 3, seed=4)
+    g = torch.Generator().manual_seed(4)
+    q, k = torch.randn(3, 64, generator=g), torch.randn(3, 64, generator=g)
+    torch.testing.assert_close(sums[:, -1], (q * k).sum(-1))          # the last one is q·k itself
+    torch.testing.assert_close(sums[:, 9], (q[:, :10] * k[:, :10]).sum(-1))
+    torch.testing.assert_close(partial_sums(64, 3, seed=4), sums)     # seeded
+
+
+def test_partial_sums_spread_like_sqrt_j():
+    from attnkit.widgets.scaling import partial_sums
+    # over many seeds, the variance of the sum after j terms is j (a random walk), not j²
+    ends = torch.cat([partial_sums(256, 10, seed=s)[:, [15, 255]] for s in range(200)])  # (2000, 2)
+    var = ends.var(dim=0)
+    assert abs(var[0].item() - 16) < 3 and abs(var[1].item() - 256) < 45
+
+
+def test_plot_partial_sums_draws_every_pair_in_both_languages():
+    from attnkit.widgets.scaling import plot_partial_sums
+    for lang, word in (("en", "coordinates summed so far"), ("zh", "已累加的坐标数")):
+        set_language(lang)
+        fig = plot_partial_sums(d_k=128, pairs=4, seed=0)
+        ax = fig.axes[0]
+        assert len(ax.lines) == 4 + 1                                 # four walks and the zero line
+        assert word in ax.get_xlabel()
+        plt.close(fig)
+    set_language("en")
+    for bad in ({"d_k": 0}, {"pairs": 0}, {"pairs": 11}, {"d_k": 2.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            plot_partial_sums(**bad)

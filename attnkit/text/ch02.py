@@ -73,4 +73,8 @@ register({
         "en": "E[(q·k)^4] over the {n:,} pairs of section 2: measured {m:.0f}, theory 3·d_k² + 6·d_k = {th}",
         "zh": "第 2 节的 {n:,} 对向量上的 E[(q·k)^4]：实测 {m:.0f}，理论值 3·d_k² + 6·d_k = {th}",
     },
+    "ch02.nb.walk_end": {
+        "en": "after 1024 coordinates the five sums are {v}; √1024 = {r:g}",
+        "zh": "累加完 1024 个坐标后，五个和分别是 {v}；√1024 = {r:g}",
+    },
 })

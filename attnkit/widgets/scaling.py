@@ -4,6 +4,9 @@ Left: the histogram of dot products q . k (or q . k / sqrt(d_k)) with the normal
 the closed-form variance. Middle: one softmax row of 16 random keys, its largest weight and
 the norm of its Jacobian. Right: the mean Jacobian norm against d_k, scaled and unscaled, with
 the current setting marked. All numbers come from ``attnkit.experiments``.
+
+``plot_partial_sums`` is the chapter's first picture: the running sum of q_i k_i over the first
+j coordinates of a few random pairs, which wanders away from 0 like ±√j.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import torch
 
 from attnkit import experiments as E
 from attnkit.i18n import register, t
@@ -43,6 +47,14 @@ register(
         },
         "scaling.jac_norm": {"en": "Jacobian norm", "zh": "雅可比矩阵范数"},
         "scaling.now": {"en": "current setting", "zh": "当前设置"},
+        "scaling.partial.title": {
+            "en": "q·k summed one coordinate at a time ({pairs} random pairs, entries N(0, 1))",
+            "zh": "逐个坐标累加 q·k（{pairs} 对随机向量，分量服从 N(0, 1)）",
+        },
+        "scaling.partial.terms": {"en": "coordinates summed so far, j", "zh": "已累加的坐标数 j"},
+        "scaling.partial.sum": {"en": "q_1k_1 + … + q_jk_j", "zh": "q_1k_1 + … + q_jk_j"},
+        "scaling.partial.band": {"en": "±√j and ±2√j: one and two standard deviations",
+                                 "zh": "±√j 与 ±2√j：一倍和两倍标准差"},
     }
 )
 
@@ -183,3 +195,33 @@ def scaling_explorer(d_k: int = 64, scaled: bool = False) -> Explorer:
     return Explorer(controls, lambda **v: draw_scaling(curves=curves, **v),
                     update=lambda fig, **v: update_scaling(fig, curves=curves, **v),
                     animated=_animated)
+
+
+def partial_sums(d_k: int = 1024, pairs: int = 5, seed: int = 0) -> torch.Tensor:
+    """(pairs, d_k): entry [p, j - 1] is q_1 k_1 + ... + q_j k_j for random pair p (entries N(0, 1))."""
+    if not isinstance(d_k, int) or d_k < 1:
+        raise ValueError(f"d_k must be a positive int, got {d_k!r}")
+    if not isinstance(pairs, int) or not 1 <= pairs <= 10:
+        raise ValueError(f"pairs must be an int in 1..10 (one colour each), got {pairs!r}")
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(pairs, d_k, generator=g), torch.randn(pairs, d_k, generator=g)
+    return (q * k).cumsum(dim=-1)                                     # running sums over coordinates
+
+
+def plot_partial_sums(d_k: int = 1024, pairs: int = 5, seed: int = 0):
+    """Figure: the running sums of ``partial_sums`` against j, inside the bands ±√j and ±2√j."""
+    sums = partial_sums(d_k, pairs, seed)
+    j = torch.arange(1, d_k + 1, dtype=torch.float32)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.fill_between(j, -2 * j.sqrt(), 2 * j.sqrt(), color="0.92", label=t("scaling.partial.band"))
+    ax.fill_between(j, -j.sqrt(), j.sqrt(), color="0.82")
+    for row in sums:
+        ax.plot(j, row, lw=1)
+    ax.axhline(0, color="0.4", lw=0.6)
+    ax.set_xlim(1, d_k)
+    ax.set_xlabel(t("scaling.partial.terms"))
+    ax.set_ylabel(t("scaling.partial.sum"))
+    ax.set_title(t("scaling.partial.title", pairs=pairs), fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -75,7 +75,28 @@ for d in (4, 64, 1024):
 
 # %% [markdown] tags=["lang-en"]
 # With 4 entries the scores stay near $\pm 1$; with 1024 they reach $73.9$ and $-46.5$. Fed to a
-# softmax, scores that far apart make one weight almost 1 and the rest almost 0.
+# softmax, scores that far apart make one weight almost 1 and the rest almost 0. To see how the sum
+# grows, follow five pairs one coordinate at a time: the running sum $q_1k_1 + \dots + q_jk_j$ after
+# $j$ coordinates, for $j = 1$ to 1024:
+
+# %% [markdown] tags=["lang-zh"]
+# 只有 4 个分量时，分数基本在 $\pm 1$ 附近；有 1024 个分量时，分数达到了 $73.9$ 和 $-46.5$。
+# 把相差这么大的分数送进 softmax，会让一个权重几乎为 1，其余几乎为 0。为了看清这个和是怎样变大的，
+# 我们跟踪五对向量，一个坐标一个坐标地累加：前 $j$ 个坐标的累加和 $q_1k_1 + \dots + q_jk_j$，$j$ 从 1 到 1024：
+
+# %%
+from attnkit.widgets.scaling import partial_sums, plot_partial_sums
+
+plot_partial_sums(d_k=1024, pairs=5, seed=0);
+print(t("ch02.nb.walk_end", v=[round(x, 1) for x in partial_sums(1024, 5, seed=0)[:, -1].tolist()],
+        r=math.sqrt(1024)))
+
+# %% [markdown] tags=["lang-en"]
+# Each running sum is a random walk: every step $q_jk_j$ is as likely to push it up as down, so the
+# steps partly cancel, but not completely. The walks drift apart, and the grey bands, $\pm\sqrt{j}$ and
+# $\pm 2\sqrt{j}$, keep up with them: after 1024 coordinates they stand between $-54.0$ and $48.7$, within
+# twice $\sqrt{1024} = 32$. The spread grows like the *square root* of the number of terms. Now the
+# same in formulas.
 #
 # **The math** (Vaswani et al. 2017, §3.2.1, footnote 4). Let the entries $q_i, k_i$ be independent
 # with mean 0 and variance $\sigma^2$. Each product has mean $E[q_i]E[k_i] = 0$ and variance
@@ -88,8 +109,9 @@ for d in (4, 64, 1024):
 # That is the whole reason for $\sqrt{d_k}$: it is the standard deviation of the unscaled score.
 
 # %% [markdown] tags=["lang-zh"]
-# 只有 4 个分量时，分数基本在 $\pm 1$ 附近；有 1024 个分量时，分数达到了 $73.9$ 和 $-46.5$。
-# 把相差这么大的分数送进 softmax，会让一个权重几乎为 1，其余几乎为 0。
+# 每条累加和都是一次随机游走：每一步 $q_jk_j$ 往上推和往下推的可能性一样大，所以各步会部分抵消，但不会完全抵消。
+# 几条游走渐渐分开，而灰色带 $\pm\sqrt{j}$ 和 $\pm 2\sqrt{j}$ 跟着它们一起变宽：累加完 1024 个坐标后，它们落在 $-54.0$ 到 $48.7$ 之间，
+# 都在 $\sqrt{1024} = 32$ 的两倍以内。分布的宽度按项数的*平方根*增长。下面用公式把这件事写出来。
 #
 # **数学推导**（Vaswani 等，2017，§3.2.1，脚注 4）。设各分量 $q_i, k_i$ 相互独立，均值为 0，方差为 $\sigma^2$。
 # 每个乘积的均值为 $E[q_i]E[k_i] = 0$，方差为 $E[q_i^2]\,E[k_i^2] = \sigma^4$；而相互独立的项，方差可以直接相加：
