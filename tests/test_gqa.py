@@ -842,3 +842,21 @@ def test_tiny_decoder_errors_name_the_argument():
         greedy_generate(m, torch.zeros(1, 2, dtype=torch.long), 2, use_cache=False, caches=m.new_cache())
     with pytest.raises(ValueError, match="prompt"):
         greedy_generate(m, torch.zeros(1, 0, dtype=torch.long), 2)
+
+
+@pytest.mark.parametrize("L,S", [(1, 1), (1, 6), (3, 7), (4, 4), (2, 9)])
+def test_the_decode_mask_is_torchs_causal_lower_right(L, S):
+    """The bottom-right mask the layers build for new queries after a cache (chapter 05 section 1)
+    is PyTorch's ``causal_lower_right``; ``is_causal=True`` is the top-left ``causal_upper_left``."""
+    from torch.nn.attention.bias import causal_lower_right, causal_upper_left
+
+    from attnkit.core import causal_mask
+
+    g = torch.Generator().manual_seed(L * 10 + S)
+    q, k, v = (torch.randn(1, 2, n, 8, generator=g) for n in (L, S, S))
+    ours = grouped_query_attention(q, k, v, attn_mask=causal_mask(L, S, offset=S - L))
+    assert torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(L, S)), **TOL)
+    top_left = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_upper_left(L, S))
+    assert torch.allclose(grouped_query_attention(q, k, v, is_causal=True), top_left, **TOL)
+    if L < S:  # the two corners differ only when queries are fewer than keys
+        assert not torch.allclose(ours, top_left, **TOL)
