@@ -157,7 +157,7 @@ _ = plot_fixed_vs_qkv(result)
 # %% [markdown] tags=["lang-en"]
 # ## 2. From $x$ to $q$, $k$, $v$
 #
-# Where do the queries, keys and values come from? In section 1 from three learned matrices:
+# Where do the queries, keys and values come from? In section 1 they came from three learned matrices:
 # $q_i = x_i W_Q$, $k_i = x_i W_K$, $v_i = x_i W_V$, the same three for every position. In PyTorch
 # each is an `nn.Linear` without bias. Here they are on a 4-token sentence, each token a vector of
 # $d_{\text{model}} = 8$ numbers, projected to $d_k = d_v = 4$. The embeddings and the projections
@@ -212,13 +212,13 @@ print(t("ch01.hand_matches", i=i, ok=torch.allclose(out_i, full[i], atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
 # The token with the largest score gets the largest weight, but the others keep some: the output
-# is a blend of all four value vectors, not a copy of one. Every query goes through the same three
-# steps at once, as one matrix product each; the picture shows the whole layer with the shape of
-# every tensor:
+# is a blend of all four value vectors, not a copy of one. All queries go through the same three
+# steps at once: a matrix product for the scores, a softmax over each row, a matrix product with
+# $V$. The picture shows the whole layer with the shape of every tensor:
 
 # %% [markdown] tags=["lang-zh"]
 # 分数最大的词元得到最大的权重，但其余词元也保留了一部分：输出是四个值向量的混合，而不是其中某一个的拷贝。
-# 所有查询同时走这三步，每一步都是一次矩阵乘法；下图画出了整层的计算，并标出每个张量的形状：
+# 所有查询同时走这三步：一次矩阵乘法得到分数，对每一行做 softmax，再与 $V$ 做一次矩阵乘法。下图画出了整层的计算，并标出每个张量的形状：
 
 # %%
 from attnkit.schematics.qkv import qkv_schematic
