@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -44,12 +45,22 @@ def make(folder: Path, chapter: str, n: int) -> None:
         tc.write(nb, folder / f"learner_{i:02d}.ipynb")
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its reaped children (the kernels)."""
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
 def timed(folder: Path, jobs: int, skip: bool):
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     g = grade([folder], timeout=300, skip=skip, jobs=jobs,
               progress=lambda k, n, r: print(f"  {k:2d} / {n}  {r.learner}: {r.passed} of {len(r.outcomes)} passed",
                                              flush=True))
-    return time.perf_counter() - start, g
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    # on a shared machine the wall time includes waiting for other processes; the CPU time does not
+    print(f"  CPU time of the kernels and the grader: {cpu:.1f} s ({cpu / (os.cpu_count() or 1):.1f} s spread "
+          f"over {os.cpu_count()} cores: the wall time on an otherwise idle machine is about this or more)")
+    return wall, g
 
 
 def main() -> int:
