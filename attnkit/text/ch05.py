@@ -64,8 +64,8 @@ register({
                                "zh": "对齐右下角，causal_mask(3, 7, offset=4)：\n {m}"},
     "ch05.attnkit_like_torch": {"en": "attnkit.core is_causal=True == torch is_causal=True (top-left): {ok}",
                                 "zh": "attnkit.core 的 is_causal=True == torch 的 is_causal=True（左上角）：{ok}"},
-    "ch05.block_equal": {"en": "{name:>27}: equals the last 3 rows of the full causal pass: {ok}",
-                         "zh": "{name:>27}：与完整因果计算的最后 3 行一致：{ok}"},
+    "ch05.block_equal": {"en": "{name:>36}: equals the last 3 rows of the full causal pass: {ok}",
+                         "zh": "{name:>36}：与完整因果计算的最后 3 行一致：{ok}"},
     # section 4: a tiny model end to end
     "ch05.gen_tokens": {"en": "20 tokens generated (untrained model): {v}",
                         "zh": "生成的 20 个词元（未训练的模型）：{v}"},

@@ -144,8 +144,9 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # the **top-left** corner instead (query $i$ sees keys $0 \dots i$), and attnkit's
 # `scaled_dot_product_attention`, which follows PyTorch's semantics, does the same.
 # `causal_mask(L, S)` builds the top-left mask, `causal_mask(L, S, offset=S - L)` the bottom-right
-# one (PyTorch has it as `torch.nn.attention.bias.causal_lower_right`). For 3 new queries after 4
-# cached tokens, compared with the last 3 rows of the full causal pass over all 7:
+# one (PyTorch builds the same mask with `torch.nn.attention.bias.causal_lower_right`; a test of
+# attnkit checks that they agree). For 3 new queries after 4 cached tokens, with attnkit's
+# attention and with PyTorch's, compared with the last 3 rows of the full causal pass over all 7:
 
 # %% [markdown] tags=["lang-zh"]
 # **一次来一批新词元：每个查询能看到哪些键。** 提示词是一次性送入的（*预填充*，prefill），
@@ -155,12 +156,10 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # 而 PyTorch 的 `is_causal=True` 把掩码对齐到**左上角**（查询 $i$ 只能看到键 $0 \dots i$），
 # attnkit 的 `scaled_dot_product_attention` 沿用 PyTorch 的语义，也是如此。
 # `causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码
-# （PyTorch 中对应的是 `torch.nn.attention.bias.causal_lower_right`）。
-# 以已缓存 4 个词元、再来 3 个新查询为例，与对全部 7 个词元做完整因果计算的最后 3 行对照：
+# （PyTorch 用 `torch.nn.attention.bias.causal_lower_right` 构造同样的掩码，attnkit 的一个测试检查两者一致）。
+# 以已缓存 4 个词元、再来 3 个新查询为例，分别用 attnkit 和 PyTorch 的注意力计算，与对全部 7 个词元做完整因果计算的最后 3 行对照：
 
 # %%
-from torch.nn.attention.bias import causal_lower_right
-
 L, S = 3, 7
 print(t("ch05.mask_top_left", m=causal_mask(L, S).int()))
 print(t("ch05.mask_bottom_right", m=causal_mask(L, S, offset=S - L).int()))
@@ -171,9 +170,10 @@ q_new = q[:, :, S - L:]                                                         
 torch_top_left = F.scaled_dot_product_attention(q_new, k, v, is_causal=True)
 print(t("ch05.attnkit_like_torch",
         ok=torch.allclose(plain_attention(q_new, k, v, is_causal=True), torch_top_left, atol=1e-6)))
-for name, out in (("is_causal=True", torch_top_left),
-                  ("causal_mask(3, 7, offset=4)", plain_attention(q_new, k, v, attn_mask=causal_mask(L, S, offset=S - L))),
-                  ("causal_lower_right(3, 7)", F.scaled_dot_product_attention(q_new, k, v, attn_mask=causal_lower_right(L, S)))):
+bottom_right = causal_mask(L, S, offset=S - L)
+for name, out in (("SDPA, is_causal=True", torch_top_left),
+                  ("attnkit, causal_mask(3, 7, offset=4)", plain_attention(q_new, k, v, attn_mask=bottom_right)),
+                  ("SDPA, causal_mask(3, 7, offset=4)", F.scaled_dot_product_attention(q_new, k, v, attn_mask=bottom_right))):
     print(t("ch05.block_equal", name=name, ok=torch.allclose(out, last_rows, atol=1e-6)))
 
 # %% [markdown] tags=["lang-en"]
@@ -761,8 +761,9 @@ print(viz.format_table([t("ch05.col.path"), t("ch05.col.paper"), t("ch05.col.sha
 #
 # 批次越大，合计每秒的词元越多（读一遍权重能服务更多词元），分到每条序列的越少；合计永远超不过 $\mathrm{BW} / C$。
 # `attnkit.gqa.max_batch_size`、`max_context_length` 和 `decode_tokens_per_s_bound` 就是这几个公式，
-# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态：一个 bfloat16 的 7B 模型，
-# 注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元，放在一块 80 GiB、带宽为 H100 SXM 的 3.35 TB/s 的 GPU 上：
+# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态。模型是 bfloat16 的 7B 模型，
+# 注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元。
+# GPU 有 80 GiB 显存，带宽与 H100 SXM 相同，为 3.35 TB/s：
 
 # %%
 from attnkit.gqa import memory_budget
