@@ -23,7 +23,8 @@
 # - heads that specialise, in a tiny model you train here in a few seconds;
 # - the parameters and FLOPs of a real-sized layer, and the pitfalls.
 #
-# **You need** chapter 01 (scaled dot-product attention, masks and their two conventions).
+# **You need** chapter 01 (scaled dot-product attention and its masks; section 7 here shows
+# `nn.MultiheadAttention`'s opposite mask convention, which chapter 01 only names).
 
 # %% [markdown] tags=["lang-zh"]
 # # 04 · 多头注意力
@@ -37,7 +38,7 @@
 # - 会“分工”的头：在本章里花几秒钟训练一个小模型，看各个头怎样分工；
 # - 一个真实规模的层的参数量和浮点运算次数（FLOPs），以及常见陷阱。
 #
-# **预备知识**：第 1 章（缩放点积注意力、掩码及其两种约定）。
+# **预备知识**：第 1 章（缩放点积注意力及其掩码；第 1 章只提到 `nn.MultiheadAttention` 相反的掩码约定，本章第 7 节会实际演示）。
 
 # %%
 import math
