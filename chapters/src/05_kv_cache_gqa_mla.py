@@ -761,7 +761,7 @@ print(viz.format_table([t("ch05.col.path"), t("ch05.col.paper"), t("ch05.col.sha
 #
 # 批次越大，合计每秒的词元越多（读一遍权重能服务更多词元），分到每条序列的越少；合计永远超不过 $\mathrm{BW} / C$。
 # `attnkit.gqa.max_batch_size`、`max_context_length` 和 `decode_tokens_per_s_bound` 就是这几个公式，
-# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态。模型是 bfloat16 的 7B 模型，
+# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态。模型是一个 bfloat16 的 7B 模型，
 # 注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元。
 # GPU 有 80 GiB 显存，带宽与 H100 SXM 相同，为 3.35 TB/s：
 
@@ -856,7 +856,8 @@ print({k: r["max_batch"] for k, r in two["budget"].items()})
 # | MLA, absorbed | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA, naive | $(d_c + d_h^R) S\, b$ | $+\,2 d_c\, n_h (d_h + d_h^v) S$ to rebuild K and V |
 #
-# (Appendix B counts the absorbed path's FLOPs.) The absorbed path does *more* arithmetic per cached byte than MHA — which is what a
+# (Appendix B counts the absorbed path's FLOPs.)
+# The absorbed path does *more* arithmetic per cached byte than MHA — which is what a
 # memory-bound step wants. The naive path rebuilds every key and value at every step, which is
 # why inference uses the absorbed one. Measured on this machine: one layer 512 wide with 8 heads
 # of 64 (GQA with 2 kv heads; MLA with $d_c = 256$, $d_h^R = 32$), one new token after $S$ cached
@@ -877,7 +878,8 @@ print({k: r["max_batch"] for k, r in two["budget"].items()})
 # | MLA，吸收路径 | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA，朴素路径 | $(d_c + d_h^R) S\, b$ | 另加还原 K、V 的 $2 d_c\, n_h (d_h + d_h^v) S$ |
 #
-# （吸收路径的浮点运算次数怎么数，见附录 B。）吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
+# （吸收路径的浮点运算次数怎么数，见附录 B。）
+# 吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
 # 所以推理时用的是吸收路径。下面在本机上实测：一层宽度 512、8 个 64 维的头（GQA 用 2 个键值头；MLA 取 $d_c = 256$、$d_h^R = 32$），
 # 在已缓存 $S$ 个词元之后再解码 1 个新词元，float32；所有变体和长度在单个 CPU 线程上轮流计时（更慢，但受其他程序的干扰小得多），各取 3 次的中位数。
 # 先看解码之后缓存实际占用的字节数，与公式对照：
@@ -909,9 +911,11 @@ print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
 # proportions $d_c = 4 d_h$, $d_h^R = d_h / 2$ is $4.5\,d_h$ per token and layer, of which the
 # decoupled RoPE key is $0.5\,d_h$. MHA's is $2 n_h d_h$, so MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$,
 # while GQA / MHA $= n_g / n_h$. With 8 heads (this layer) that is $2.25 / 8$, just above GQA-2's
-# $2 / 8$; with section 2's 32 heads it is $2.25 / 32$, far below GQA-8's $8 / 32$. MLA pays off in
-# wide models with many heads, and the rotary key alone costs what a quarter of a kv head would.
-# From the formula, in both settings:
+# $2 / 8$; with section 2's 32 heads it is $2.25 / 32$, far below GQA-8's $8 / 32$. In other words,
+# with these proportions MLA caches as much as GQA with 2.25 kv heads, however many query heads
+# there are: less than GQA-$n_g$ for $n_g \ge 3$, more than GQA-2. Of those 2.25, the latent is 2
+# and the decoupled RoPE key 0.25. Against MHA it saves more the more heads there are (8 here, 32
+# in section 2). From the formula, in both settings:
 
 # %% [markdown] tags=["lang-zh"]
 # 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；
@@ -919,7 +923,9 @@ print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
 # $d_c = 4 d_h$、$d_h^R = d_h / 2$，$d_c + d_h^R$ 就是每个词元、每层 $4.5\,d_h$ 个数，其中解耦的 RoPE 键占 $0.5\,d_h$。
 # MHA 是 $2 n_h d_h$，所以 MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$，而 GQA / MHA $= n_g / n_h$。
 # 8 个头时（这一层）就是 $2.25 / 8$，略高于 GQA-2 的 $2 / 8$；第 2 节有 32 个头，就是 $2.25 / 32$，远低于 GQA-8 的 $8 / 32$。
-# MLA 在头数多的宽模型里才划算；光是那个旋转键，就相当于四分之一个键值头的开销。用公式算出两种设置下的比值：
+# 换句话说，按这样的比例，不管有多少个查询头，MLA 的缓存都相当于有 2.25 个键值头的 GQA：
+# 比 $n_g \ge 3$ 的 GQA-$n_g$ 小，比 GQA-2 大。这 2.25 个里，潜在向量占 2 个，解耦的 RoPE 键占 0.25 个。
+# 与 MHA 相比，头数越多，MLA 省得越多（这里是 8 个头，第 2 节是 32 个）。用公式算出两种设置下的比值：
 
 # %%
 rows = []
