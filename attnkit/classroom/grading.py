@@ -57,7 +57,7 @@ register({
     "classroom.problem.no_original": {"en": "{err}", "zh": "{err}"},
     "classroom.problem.crash": {"en": "grading this notebook failed: {err}", "zh": "评分这个笔记本时出错：{err}"},
     "classroom.note.other_lang": {"en": "notebook in {got}, the class's is {want} (graded)",
-                                  "zh": "笔记本语言是 {got}，班上其他人用的是 {want}（已评分）"},
+                                  "zh": "笔记本语言是{got}，班上其他人用的是{want}（已评分）"},
     "classroom.note.timeout": {"en": "stopped after the time limit of {seconds} s (an endless loop?)",
                                "zh": "超过 {seconds} 秒的时间限制，已停止（是不是死循环？）"},
     "classroom.note.kernel_died": {"en": "the kernel died ({err})", "zh": "Jupyter kernel 崩溃了（{err}）"},
@@ -323,7 +323,7 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
         if res.problem is not None:
             continue
         if res.chapter != want:
-            res.problem = ("classroom.problem.other_chapter", {"got": res.chapter, "want": want})
+            res.problem = ("classroom.problem.other_chapter", {"got": int(res.chapter), "want": int(want)})
             continue
         nb_lang = res.lang or lang or "en"
         if res.lang and lang and res.lang != lang:

@@ -16,10 +16,13 @@ register({
     "classroom.title_none": {"en": "Class report", "zh": "班级报告"},
     "classroom.summary": {
         "en": "{n} submissions: {graded} graded, {problems} not graded; {passed} of {checks} checks passed.",
-        "zh": "共 {n} 份作业：已评分 {graded} 份，未评分 {problems} 份；{checks} 项检查通过 {passed} 项。"},
+        "zh": "共 {n} 份作业：已评分 {graded} 份，未评分 {problems} 份；{checks} 项检查中通过 {passed} 项。"},
     "classroom.progress": {"en": "{k} / {n}  {learner}: {passed} of {total} passed",
-                           "zh": "{k} / {n}  {learner}：{total} 项通过 {passed} 项"},
+                           "zh": "{k} / {n}  {learner}：{total} 项中通过 {passed} 项"},
     "classroom.progress_problem": {"en": "{k} / {n}  {learner}: {problem}", "zh": "{k} / {n}  {learner}：{problem}"},
+    "classroom.sep": {"en": "; ", "zh": "；"},
+    "classroom.lang.en": {"en": "English", "zh": "英文"},
+    "classroom.lang.zh": {"en": "Chinese", "zh": "中文"},
     "classroom.learner": {"en": "Learner", "zh": "学员"},
     "classroom.file": {"en": "File", "zh": "文件"},
     "classroom.chapter": {"en": "Chapter", "zh": "章节"},
@@ -73,6 +76,7 @@ td.solution { background: #fff1cc; } td.todo, td.missing, td.timeout { backgroun
 tr.problem td { background: #fff7e0; }
 details pre { white-space: pre-wrap; max-width: 40em; font-size: 0.85em; }
 summary { cursor: pointer; }
+td.total, tr.rates td { white-space: nowrap; }
 """
 
 
@@ -94,9 +98,15 @@ def _problem(res: Result, lang: str | None) -> str:
     return t(res.problem[0], lang=lang, **res.problem[1]) if res.problem else ""
 
 
+def _note(key: str, fmt: dict, lang: str | None) -> str:
+    if key == "classroom.note.other_lang":  # language names, not codes
+        fmt = {k: t(f"classroom.lang.{v}", lang=lang) for k, v in fmt.items()}
+    return t(key, lang=lang, **fmt)
+
+
 def notes(res: Result, lang: str | None = None) -> str:
     parts = [_problem(res, lang)] if res.problem else []
-    return "; ".join(parts + [t(key, lang=lang, **fmt) for key, fmt in res.notes])
+    return t("classroom.sep", lang=lang).join(parts + [_note(key, fmt, lang) for key, fmt in res.notes])
 
 
 def progress_line(k: int, n: int, res: Result, lang: str | None = None) -> str:
@@ -104,7 +114,7 @@ def progress_line(k: int, n: int, res: Result, lang: str | None = None) -> str:
         return t("classroom.progress_problem", lang=lang, k=k, n=n, learner=res.learner, problem=_problem(res, lang))
     line = t("classroom.progress", lang=lang, k=k, n=n, learner=res.learner, passed=res.passed,
              total=len(res.outcomes))
-    return "; ".join([line] + [t(key, lang=lang, **fmt) for key, fmt in res.notes])
+    return t("classroom.sep", lang=lang).join([line] + [_note(key, fmt, lang) for key, fmt in res.notes])
 
 
 def summary_line(g: Graded, lang: str | None = None) -> str:
@@ -166,7 +176,8 @@ def html_report(g: Graded, lang: str | None = None) -> str:
                         f"<td></td></tr>")
             continue
         cells = "".join(_cell(r.outcomes[ex], lang) if ex in r.outcomes else "<td></td>" for ex in g.exercises)
-        rows.append(f"<tr>{name}{cells}<td>{r.passed} / {len(r.outcomes)}</td><td>{e(notes(r, lang))}</td></tr>")
+        rows.append(f'<tr>{name}{cells}<td class="total">{r.passed} / {len(r.outcomes)}</td>'
+                    f"<td>{e(notes(r, lang))}</td></tr>")
     rates = pass_rates(g)
     rate_cells = "".join(f"<td>{ok} / {n}</td>" for ok, n in rates.values())
     rows.append(f'<tr class="rates"><th>{e(t("classroom.rate_row", lang=lang))}</th>{rate_cells}<td></td><td></td></tr>')
