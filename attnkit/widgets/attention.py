@@ -135,17 +135,18 @@ def value_limit(tokens: list[str]) -> float:
     return float(_toy_qkv(tuple(tokens), 16, 0)[2].abs().max()) / 2
 
 
-def mask_legend(ax, masked_color=None, loc="upper left"):
-    """A legend of two squares, attend and masked, beside a mask picture (attnkit.viz.mask_picture
-    colours) or, with ``masked_color``, the masked cells of a heatmap only."""
+def mask_legend(ax, masked_color=None, loc="upper left", anchor=(1.02, 1.0)):
+    """A legend of two squares, attend and masked, to the right of a mask picture (in
+    attnkit.viz.mask_picture's colours) or, with ``masked_color``, of a heatmap's masked cells;
+    ``loc`` of the legend goes at ``anchor`` (axes fraction)."""
     cmap = plt.get_cmap("Blues")
     if masked_color is None:
         handles = [Patch(fc=cmap(1 / 1.2), ec="grey", label=t("explorer.attend")),
                    Patch(fc=cmap(0.0), ec="grey", label=t("explorer.masked"))]
     else:
         handles = [Patch(fc=masked_color, ec="grey", label=t("explorer.masked_weight"))]
-    return ax.legend(handles=handles, loc=loc, bbox_to_anchor=(1.02, 1.0) if loc == "upper left" else None,
-                     fontsize=8, frameon=False, borderaxespad=0.0)
+    return ax.legend(handles=handles, loc=loc, bbox_to_anchor=anchor, fontsize=8, frameon=False,
+                     borderaxespad=0.0)
 
 
 def _masked_weights(weights: torch.Tensor, allowed: torch.Tensor) -> np.ma.MaskedArray:
@@ -167,8 +168,7 @@ def _draw(temperature: float, no_sqrt: bool, mask: str, query: int, tokens: list
     attention_heatmap(w, tokens, tokens, ax=ax_w, title=title, annotate=False, vmax=1.0, cmap=WEIGHT_CMAP)
     ax_w.images[0].set_data(_masked_weights(w, s["allowed"]))
     ax_w.axhline(query, color="red", lw=1.5, alpha=0.8)
-    mask_legend(ax_w, masked_color=MASKED_RGBA, loc="lower left")
-    ax_w.legend_.set_bbox_to_anchor((0.0, 1.07))
+    mask_legend(ax_w, masked_color=MASKED_RGBA, loc="lower left", anchor=(0.0, 1.07))  # above the title
 
     vlim = vlim or value_limit(tokens)
     ax_s.imshow(wv.numpy(), cmap="RdBu_r", vmin=-vlim, vmax=vlim, aspect="auto", interpolation="nearest")
