@@ -53,7 +53,7 @@ register({
     "ch06.q1.title": {"en": "Question 1 · the score of one rotated pair", "zh": "问题 1 · 旋转后的一对通道的分数"},
     "ch06.q1.nudge": {"en": "Each arrow turns 30° per position. Where do the query and the key point, "
                             "and what is the angle between them?",
-                      "zh": "每个位置，箭头转 30°。查询和键分别指向哪里？它们之间的夹角是多少？"},
+                      "zh": "位置每增加 1，箭头就多转 30°。查询和键分别指向哪里？它们之间的夹角是多少？"},
     "ch06.q1.why": {"en": "The query turns by 7θ = 210°, the key by 3θ = 90°: the angle between them is "
                           "(7 − 3)θ = 120°. Two unit arrows have the dot product cos(angle) = cos 120° = −0.5. "
                           "Only m − n = 4 entered: at positions 107 and 103 the score is −0.5 too.",

@@ -20,12 +20,12 @@ register({
         "zh": "取较大的最大值 m；每部分的权重是 exp(自己的 m − m) 乘以自己的 l；新的 l 是两个权重之和，新的 o 是 o1、o2 的加权平均。"},
     "ch07.ex1.formula": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
                             "l = w1 + w2 and o = (w1 * o1 + w2 * o2) / l (w[:, None] for o). Never compute exp(m) itself.",
-                      "zh": "m = max(m1, m2)；每部分换算到新最大值下的“质量”为 w1 = exp(m1 - m) * l1（w2 同理）；"
+                      "zh": "m = max(m1, m2)；每部分换算到新最大值下的权重为 w1 = exp(m1 - m) * l1（w2 同理）；"
                             "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（与 o 相乘时用 w[:, None]）。不要直接计算 exp(m)。"},
     "ch07.ex2.title": {"en": "Exercise 2 · which tiles can a causal mask skip?",
                        "zh": "练习 2 · 因果掩码可以跳过哪些分块？"},
     "ch07.ex2.nudge": {"en": "A query sees a key only when the key is not after it. Which corner of the tile is the most likely to be visible? Mind that the ends are excluded.",
-        "zh": "查询只能看到不在它之后的键。分块的哪个角最有可能被看到？注意 end 不包含在内。"},
+        "zh": "查询只能看到不在它之后的键。分块的哪个角最有可能被看到？注意 q_end 和 k_end 本身不在分块内。"},
     "ch07.ex2.stronger": {"en": "Compare the tile's smallest key with its largest query (q_end - 1): the whole tile is skipped when even that key is after that query.",
         "zh": "比较分块中最小的键和最大的查询（q_end - 1）：如果连这个键都在这个查询之后，整块就可以跳过。"},
     "ch07.ex2.formula": {"en": "Rows are q_start .. q_end - 1 and columns k_start .. k_end - 1 (end excluded). The tile is skipped "
@@ -34,10 +34,10 @@ register({
                             "也在最大的查询之后时整块跳过：k_start > q_end - 1。"},
     "ch07.ex3.title": {"en": "Exercise 3 · slow-memory traffic of the tiled forward",
                        "zh": "练习 3 · 分块前向计算的慢速内存访存量"},
-    "ch07.ex3.nudge": {"en": "Find the block sizes first: how many columns of K and V fit in the on-chip memory M? Then count how often each of Q, K, V, O is read or written.",
-        "zh": "先求分块大小：片上内存 M 里能放下 K、V 的多少列？再数一数 Q、K、V、O 各被读写了多少次。"},
-    "ch07.ex3.stronger": {"en": "B_c comes from M and d (four blocks of d numbers share M), T_c is the number of column blocks; K and V are read once, while Q, O and the row statistics are read and written once per column block. Use integer ceilings.",
-        "zh": "B_c 由 M 和 d 决定（四个 d 维的块共享 M），T_c 是列分块的个数；K、V 只读一次，而 Q、O 和每行的统计量每个列分块都要读写一次。用整数向上取整。"},
+    "ch07.ex3.nudge": {"en": "Find the block sizes first: how many keys (rows of K and V) fit in the on-chip memory M? Then count how often each of Q, K, V, O is read or written.",
+        "zh": "先求分块大小：片上内存 M 里能放下多少个键（K、V 的多少行）？再数一数 Q、K、V、O 各被读写了多少次。"},
+    "ch07.ex3.stronger": {"en": "B_c comes from M and d (four blocks of d numbers share M), T_c is the number of key/value blocks; K and V are read once, while Q, O and the row statistics are read and written once per key/value block. Use integer ceilings.",
+        "zh": "B_c 由 M 和 d 决定（四个 d 维的块共享 M），T_c 是键/值块的个数；K、V 只读一次，而 Q、O 和每行的统计量每个键/值块都要读写一次。用整数向上取整。"},
     "ch07.ex3.formula": {"en": "B_c = ceil(M / (4 d)) and T_c = ceil(N / B_c) (use integer ceilings: -(-a // b)); "
                             "then 2 N d + T_c (3 N d + 4 N). Not the Theta formula: the exact count.",
                       "zh": "B_c = ceil(M / (4 d))，T_c = ceil(N / B_c)（用整数向上取整：-(-a // b)）；"
@@ -53,7 +53,7 @@ register({
                           "diagonal are skipped; of the 36 computed, the 8 on the diagonal need the mask. "
                           "As T grows the computed share tends to one half: the causal FLOPs halve.",
                     "zh": "第 i 个查询块需要第 0 .. i 个键块，共 i + 1 个分块。对 i = 0 .. 7 求和："
-                          "1 + 2 + ... + 8 = 36，占 64 个分块中的 36 个（T = 8 时为 T(T + 1)/2）。"
+                          "1 + 2 + ... + 8 = 36，即 64 个分块中要算 36 个（T = 8 时的 T(T + 1)/2）。"
                           "对角线以上的 28 个分块被跳过；算出的 36 个里，对角线上的 8 个要带掩码。"
                           "T 越大，要算的比例越接近一半：因果注意力的浮点运算次数减半。"},
     # stretch: the tiled backward pass
@@ -112,9 +112,9 @@ def solution_tile_skipped(q_start, q_end, k_start, k_end):
 
 def solution_io_flash(N, d, M):
     """Element reads + writes of slow memory by FlashAttention's Algorithm 1 (outer loop over K/V)."""
-    b_c = -(-M // (4 * d))  # columns of K and V per block: four d-wide blocks share M
-    t_c = -(-N // b_c)  # column blocks
-    return 2 * N * d + t_c * (3 * N * d + 4 * N)  # K, V once; Q, O, l, m per column block
+    b_c = -(-M // (4 * d))  # keys (rows of K and V) per block: four d-wide blocks share M
+    t_c = -(-N // b_c)  # key/value blocks (passes)
+    return 2 * N * d + t_c * (3 * N * d + 4 * N)  # K, V once; Q, O, l, m per key/value block
 
 
 def solution_flash_backward(q, k, v, o, lse, do, block):

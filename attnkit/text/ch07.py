@@ -15,7 +15,7 @@ register({
     "ch07.col.step": {"en": "step", "zh": "步骤"},
     "ch07.col.flops": {"en": "FLOPs", "zh": "浮点运算次数"},
     "ch07.col.bytes": {"en": "bytes moved", "zh": "搬运字节数"},
-    "ch07.col.intensity": {"en": "FLOPs/byte", "zh": "每字节浮点运算"},
+    "ch07.col.intensity": {"en": "FLOPs/byte", "zh": "每字节浮点运算次数"},
     "ch07.col.t_compute": {"en": "compute time (µs)", "zh": "计算时间（µs）"},
     "ch07.col.t_memory": {"en": "memory time (µs)", "zh": "访存时间（µs）"},
     "ch07.col.bound": {"en": "bound by", "zh": "瓶颈"},

@@ -38,9 +38,9 @@ from attnkit.widgets import Explorer
 register({
     "rope.w.position": {"en": "position m", "zh": "位置 m"},
     "rope.w.pair": {"en": "channel pair i", "zh": "通道对 i"},
-    "rope.w.base": {"en": "base", "zh": "底数 base"},
+    "rope.w.base": {"en": "base", "zh": "底数"},
     "rope.w.pair_title": {"en": "pair {i} rotates {theta:.3g} rad per position",
-                          "zh": "第 {i} 对通道每个位置旋转 {theta:.3g} 弧度"},
+                          "zh": "第 {i} 对通道每过一个位置旋转 {theta:.3g} 弧度"},
     "rope.w.channel_a": {"en": "channel 2i", "zh": "通道 2i"},
     "rope.w.channel_b": {"en": "channel 2i+1", "zh": "通道 2i+1"},
     "rope.w.freq_title": {"en": "frequency of each pair", "zh": "每个通道对的频率"},

@@ -394,8 +394,8 @@ _ = rope_schematics.pairing_figure(8)
 
 # %% [markdown] tags=["lang-zh"]
 # $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$。所以只要在每个头内部置换这两个权重矩阵的*行*，
-# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的
-# （第 11 节的挑战题会请你自己写出这个置换）。运行看看：
+# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的（第 11 节的挑战题会请你自己写出这个置换）。
+# 运行看看：
 
 # %%
 print(t("ch06.channel_order", order=interleaved_to_half_split(torch.arange(8)).tolist()))
@@ -735,8 +735,8 @@ print(t("ch06.with_offset", ok=torch.allclose(fixed, right, atol=1e-5)))
 
 # %% [markdown] tags=["lang-zh"]
 # **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字，
-# 所以用 float32 算出的角度 $m\theta_i$ 带有误差，误差随位置 $m$ 增大。对第 $i$ 对来说，要拿这个误差和它自己的步长 $\theta_i$
-# （从一个位置到下一个位置转过的角度）相比。attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度；
+# 所以用 float32 算出的角度 $m\theta_i$ 带有误差，误差随位置 $m$ 增大。
+# 对第 $i$ 对来说，要拿这个误差和它自己的步长 $\theta_i$（从一个位置到下一个位置转过的角度）相比。attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度；
 # 下面逐对比较 float32 算出的角度与 float64 的结果：
 
 # %%
@@ -808,7 +808,7 @@ _ = check_apply_rope(my_apply_rope)
 # `(num_heads,)`, following the rule of section 7 (the checker tries 8, 12, 4 and 6 heads).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：按第 7 节的规则返回 `num_heads` 个头的 ALiBi 斜率，形状为 `(num_heads,)` 的浮点张量（检查器会测试 8、12、4 和 6 个头）。
+# **练习 3**：按第 7 节的规则返回 `num_heads` 个头的 ALiBi 斜率，结果是形状为 `(num_heads,)` 的浮点张量（检查器会测试 8、12、4 和 6 个头）。
 
 # %%
 def my_alibi_slopes(num_heads):

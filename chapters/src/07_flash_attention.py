@@ -294,8 +294,8 @@ print(t("ch07.alibi",
 # 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
 #
 # **因果掩码下的分块。** 有因果掩码时，只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$。
-# 如果一个分块里的每个键都在它的每个查询之后，整块就都被屏蔽了：直接跳过，根本不计算
-# （练习 2 会请你根据分块的边界写出这个判断）。对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+# 如果一个分块里的每个键都在它的每个查询之后，整块就都被屏蔽了：直接跳过，根本不计算（练习 2 会请你根据分块的边界写出这个判断）。
+# 对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
 #
 # **问题 1（先预测）**：查询和键都是 $N = 1024$ 个，分块大小为 $128 \times 128$，共 $8 \times 8 = 64$ 个分块，并使用因果掩码。
 # 循环要计算这 64 个分块中的多少个？先回答，再去下面的交互控件里一步步看。
@@ -315,7 +315,8 @@ _ = check_q1(my_answer)
 # Switch the **loop order** to see FlashAttention-1 walk down columns and FlashAttention-2 along
 # rows. The middle panel follows one **query row** (dashed): its running max $m$ and sum $\ell$
 # after each key/value tile it has seen; the right panel compares its output so far with the
-# exact attention output. (On GitHub, the static figure below shows the starting state.)
+# exact attention output. (On GitHub, the static figure below shows the explorer as it opens: step 9
+# of the causal FlashAttention-2 loop, tracing row 15.)
 
 # %% [markdown] tags=["lang-zh"]
 # ## 3. 动手探索：逐步执行循环
@@ -324,7 +325,7 @@ _ = check_q1(my_answer)
 # 蓝色分块已经算完（画出了其中的分数），橙色框是当前分块，灰色分块尚未计算，白色分块被因果掩码跳过。
 # 切换**循环顺序**，可以看到 FlashAttention-1 沿着列向下走、FlashAttention-2 沿着行向右走。
 # 中间的图跟踪一个**查询行**（虚线框），画出它每处理完一个键/值分块后的当前最大值 $m$ 与累加和 $\ell$；
-# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图展示的是初始状态。）
+# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图是交互控件打开时的样子：因果掩码、FlashAttention-2 顺序下的第 9 步，跟踪第 15 行。）
 
 # %% tags=["nbval-ignore-output"]
 explorer = wf.flash_explorer()
@@ -575,8 +576,8 @@ for causal in (True, False):
 # ## 7. 练习
 #
 # **练习 1**：键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出三样东西：
-# 最大分数 `m1` `(L,)`、$e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`
-# （即在第 1 部分的键上做 softmax，再乘以对应的值）。第 2 部分同样给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
+# 最大分数 `m1` `(L,)`、$e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（即在第 1 部分的键上做 softmax，再乘以对应的值）。
+# 第 2 部分同样给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
 
 # %%
 from attnkit.exercises.ch07 import check_io_flash, check_merge, check_tile_skipped
@@ -662,8 +663,8 @@ _ = check_flash_backward(my_flash_backward)
 #   grows, divide at the end.
 #   The result is *exact* attention, computed one tile at a time (section 2).
 # - FlashAttention-1 loops over key/value blocks outside, FlashAttention-2 over query blocks
-#   (normalising once, parallel over query blocks); a causal mask skips every tile with
-#   $k_0 > q_1 - 1$.
+#   (normalising once, parallel over query blocks); a causal mask skips every tile whose first key
+#   comes after its last query (`k_start > q_end - 1`, exercise 2).
 # - Memory falls from $O(N^2)$ to $O(N)$ extra — measured here; HBM traffic falls from
 #   $\Theta(Nd + N^2)$ to $\Theta(N^2d^2/M)$ when $d^2$ is well below $M$, as on real GPUs
 #   (appendix A); FLOPs stay the same. A Python loop is slow; a fused kernel keeps the tiles on chip
@@ -688,7 +689,7 @@ _ = check_flash_backward(my_flash_backward)
 # - 在线 softmax 可以推广到加权求和：维护当前最大值 $m$、累加和 $\ell$ 以及一个未归一化的累加器；
 #   最大值变大时，把累加和与累加器都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
 # - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
-#   因果掩码会跳过所有满足 $k_0 > q_1 - 1$ 的分块。
+#   因果掩码会跳过第一个键就在最后一个查询之后的分块（`k_start > q_end - 1`，练习 2）。
 # - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见附录 A），
 #   HBM 访存量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
 #   Python 循环很慢；融合算子把分块留在芯片上，所以很快。
@@ -721,7 +722,7 @@ _ = check_flash_backward(my_flash_backward)
 # FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：
 # 按我们的计数是 $4Nd + 4N^2$（读 $Q, K$、写 $S$；读 $S$、写 $P$；读 $P, V$、写 $O$）。
 # 若片上内存能放 $M$ 个元素，FlashAttention-1（外层循环遍历键和值）使用 $B_c = \lceil M/4d \rceil$ 行的键/值块，
-# 使每行四个 $d$ 维的块能放进 $M$。它只读一次 $K$ 和 $V$，但要对查询扫描 $T_c = \lceil N / B_c \rceil$ 遍：
+# 使四个每行有 $d$ 个数的块能一起放进 $M$。它只读一次 $K$ 和 $V$，但要对查询扫描 $T_c = \lceil N / B_c \rceil$ 遍：
 # 每一遍都要读 $Q$、读写 $O$，并读写每行的统计量 $m$ 和 $\ell$。总数是 $\Theta(N^2 d^2 / M)$ 个元素（练习 3 请你算出精确的个数）。
 # 取 $d = 64$、$N = 4096$：
 
