@@ -113,17 +113,18 @@ def test_mha_passes_including_attnkit_module(capsys, monkeypatch):
         assert ok and "all 3 cases pass" in out
 
 
+# the wrong answers split and merge with their own helpers (attnkit's are refused)
 def _mha_scaled_by(x, wq, wk, wv, wo, h, scale_dim):
-    q, k, v = (split_heads(x @ w.T, h) for w in (wq, wk, wv))
+    q, k, v = (ch04.solution_split_heads(x @ w.T, h) for w in (wq, wk, wv))
     w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(scale_dim(x, q)), dim=-1)
-    return merge_heads(w @ v) @ wo.T
+    return ch04.solution_merge_heads(w @ v) @ wo.T
 
 
 @pytest.mark.parametrize("wrong", [
     lambda x, wq, wk, wv, wo, h: _mha_scaled_by(x, wq, wk, wv, wo, h, lambda x, q: x.shape[-1]),  # sqrt(E)
-    lambda x, wq, wk, wv, wo, h: merge_heads(torch.softmax(
-        split_heads(x @ wq.T, h) @ split_heads(x @ wk.T, h).transpose(-2, -1)
-        / math.sqrt(x.shape[-1] // h), dim=-1) @ split_heads(x @ wv.T, h)),  # forgot W_O
+    lambda x, wq, wk, wv, wo, h: ch04.solution_merge_heads(torch.softmax(
+        ch04.solution_split_heads(x @ wq.T, h) @ ch04.solution_split_heads(x @ wk.T, h).transpose(-2, -1)
+        / math.sqrt(x.shape[-1] // h), dim=-1) @ ch04.solution_split_heads(x @ wv.T, h)),  # forgot W_O
     lambda x, wq, wk, wv, wo, h: torch.softmax(
         (x @ wq.T) @ (x @ wk.T).transpose(-2, -1) / math.sqrt(x.shape[-1] // h), dim=-1)
         @ (x @ wv.T) @ wo.T,  # one big head
@@ -306,3 +307,21 @@ def test_torch_mha_stub_and_chinese(capsys):
     set_language("zh")
     ok, out = run(ch04.check_torch_mha, _sdpa_polarity, capsys)
     assert not ok and "挑战题" in out and "提示" in out
+
+
+def test_mha_refuses_section_3_copied_with_attnkits_split_and_merge(capsys):
+    def copied(x, wq, wk, wv, wo, h):                                 # section 3's mha_batched, no biases
+        q, k, v = (split_heads(x @ W.T, h) for W in (wq, wk, wv))
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        return merge_heads(torch.softmax(s, -1) @ v) @ wo.T
+
+    ok, out = run(ch04.check_mha, copied, capsys)
+    assert not ok and "attnkit.mha.split_heads" in out
+
+    def own_helpers(x, wq, wk, wv, wo, h):                            # the learner's own split and merge
+        q, k, v = (ch04.solution_split_heads(x @ W.T, h) for W in (wq, wk, wv))
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        return ch04.solution_merge_heads(torch.softmax(s, -1) @ v) @ wo.T
+
+    ok, out = run(ch04.check_mha, own_helpers, capsys)
+    assert ok and "✅" in out

@@ -682,10 +682,13 @@ check_merge_heads(my_merge_heads);
 # %% [markdown] tags=["lang-en"]
 # **Exercise 3.** Multi-head self-attention from given weights, without biases or mask:
 # `x` is `(B, L, E)`, `w_q, w_k, w_v, w_o` are `(E, E)` (as in `nn.Linear`: `y = x @ w.T`).
+# Split and merge with your own functions of exercises 1 and 2: attnkit's `split_heads` and
+# `merge_heads` are refused here, like the attention functions.
 
 # %% [markdown] tags=["lang-zh"]
 # **练习 3**：用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，
 # `w_q, w_k, w_v, w_o` 都是 `(E, E)`（与 `nn.Linear` 相同：`y = x @ w.T`）。
+# 拆分和合并头请用你在练习 1 和练习 2 中写的函数：这里和注意力函数一样，attnkit 的 `split_heads` 和 `merge_heads` 都不能用。
 
 # %%
 def my_mha(x, w_q, w_k, w_v, w_o, num_heads):
