@@ -75,7 +75,7 @@ register({
                           "（in * out 次），多出 0 次。（不合并时，更新要多花 r * (in + out) 次。）"},
     # stretch
     "ch10.ex4.title": {"en": "Stretch exercise · compress a trained update to rank k",
-                       "zh": "拓展练习 · 把训练好的更新压缩到秩 k"},
+                       "zh": "挑战题 · 把训练好的更新压缩到秩 k"},
     "ch10.ex4.hint1": {"en": "Truncating A and B (keeping k rows of A and k columns of B) is not the best you can "
                              "do: the directions of a trained pair are not sorted by importance. Which factorisation "
                              "sorts them?",

@@ -824,7 +824,7 @@ _ = check_q2(my_answer)
 # norm. (Keeping $k$ rows of $A$ is not it: a trained pair's directions are not sorted.)
 
 # %% [markdown] tags=["lang-zh"]
-# **拓展练习**： 一个训练好的秩为 $r$ 的适配器对你的部署来说太大了，只能保留秩 $k < r$。给定 `A`（r, in）、`B`（out, r）和 `k`，
+# **挑战题**： 一个训练好的秩为 $r$ 的适配器对你的部署来说太大了，只能保留秩 $k < r$。给定 `A`（r, in）、`B`（out, r）和 `k`，
 # 返回 `(A2, B2)`，形状分别为 (k, in) 和 (out, k)，使 `B2 @ A2` 是 `B @ A` 在 Frobenius 范数下的最佳秩 $k$ 近似。
 # （只保留 $A$ 的 $k$ 行是不对的：训练出来的一对矩阵，其方向并没有排好序。）
 
@@ -880,4 +880,4 @@ _ = check_compress(my_compress)
 # - A. Aghajanyan、L. Zettlemoyer、S. Gupta，*Intrinsic Dimensionality Explains the Effectiveness of Language Model Fine-Tuning*，2020——LoRA 所依据的低内在维度。
 # - D. Kalajdzievski，*A Rank Stabilization Scaling Factor for Fine-Tuning with LoRA*（rsLoRA），2023——缩放系数 $\alpha / \sqrt r$。
 # - A. Katharopoulos、A. Vyas、N. Pappas、F. Fleuret，*Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention*，ICML 2020——全局头所用的线性注意力（第 9 章）。
-# - C. Eckart、G. Young，*The approximation of one matrix by another of lower rank*，Psychometrika 1936——拓展练习。
+# - C. Eckart、G. Young，*The approximation of one matrix by another of lower rank*，Psychometrika 1936——挑战题。
