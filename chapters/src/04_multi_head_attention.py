@@ -331,15 +331,23 @@ print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6
 # In the Transformer, attention never appears alone. Each sub-layer is wrapped in a residual
 # connection followed by layer normalisation, $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$
 # (Vaswani et al. 2017, §3.1), and an encoder layer is two such sub-layers: multi-head
-# self-attention, then a position-wise feed-forward network. Built from attnkit's module, it
-# equals PyTorch's `nn.TransformerEncoderLayer` once the weights are copied:
+# self-attention, then a position-wise feed-forward network. Three pieces that are new here, each
+# one line of the class below: the *residual* `x + MHA(x)` adds the attention's output to its input,
+# so a layer only has to learn a correction; `nn.LayerNorm` rescales each position's vector to mean 0
+# and variance 1 (then applies a learned gain and bias); the *feed-forward network* is two
+# `nn.Linear` with a ReLU between them, applied to every position on its own (attention is the only
+# place where positions exchange information). Built from attnkit's module, the layer equals
+# PyTorch's `nn.TransformerEncoderLayer` once the weights are copied:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 编码器子层
 #
 # 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
 # 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
-# 先是多头自注意力，然后是逐位置的前馈网络。用 attnkit 的模块搭出来，复制权重之后与 PyTorch 的
+# 先是多头自注意力，然后是逐位置的前馈网络。这里有三样新东西，在下面的类里各占一行：*残差连接* `x + MHA(x)`
+# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量；`nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1
+# （再乘上可学习的增益、加上偏置）；*前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用
+# （各位置之间只在注意力里交换信息）。用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的
 # `nn.TransformerEncoderLayer` 结果一致：
 
 # %%
