@@ -14,6 +14,7 @@ from attnkit import mqar as M
 from attnkit.exercises import ch11, show_hint
 from attnkit.factory import AttentionConfig, AttentionProfiler, AttentionSelector, TinyLM
 from attnkit.i18n import set_language
+from attnkit.sparse import sliding_window_mask
 
 
 @pytest.fixture(autouse=True)
@@ -175,8 +176,9 @@ def test_q1(capsys):
     ok, out = run(ch11.check_q1, "a", capsys)
     assert not ok and "❌" in out
     ok, out = run(ch11.check_q1, "b", capsys)
-    assert ok and "✅" in out and "2 (w + c - 2) = 20" in out
-    assert 2 * (8 + 4 - 2) == 20  # the reach the explanation quotes (window 8, kernel 4, two layers)
+    assert ok and "✅" in out and "w - 1 = 7" in out
+    # the explanation's reach: a causal window of 8 sees 7 tokens back
+    assert int(sliding_window_mask(32, 8, causal=True)[20].nonzero().min()) == 20 - 7
     ok, out = run(ch11.check_q1, None, capsys)
     assert not ok and "⏳" in out
 

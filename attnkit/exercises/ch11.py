@@ -17,7 +17,7 @@ register({
     "ch11.ex1.hint1": {"en": "Three parts: the pairs at the start (key, value, key, value, ...), then a query part of "
                              "filler 0 with each key written again at its slot, and targets that are -100 everywhere "
                              "except where a key is queried.",
-                       "zh": "分三部分：开头是键值对（键、值、键、值……）；然后是查询部分，全是填充词元 0，只在每个键的槽位上再写一次这个键；"
+                       "zh": "分三部分：开头是键值对（键、值、键、值……）；然后是查询部分，全是占位词元 0，只在每个键的槽位上再写一次这个键；"
                              "目标除了查询位置以外都是 -100。"},
     "ch11.ex1.hint2": {"en": "With K pairs the query part starts at position 2K and slots are two tokens apart: key i "
                              "of row b goes to position 2K + 2 * slots[b, i]. The target sits at that same position "
@@ -67,20 +67,23 @@ register({
     # question 1
     "ch11.q1.title": {"en": "Question 1 · why the window cannot recall", "zh": "问题 1 · 窗口为什么召回不了"},
     "ch11.q1.a": {"en": "the window model has fewer parameters", "zh": "窗口模型的参数更少"},
-    "ch11.q1.b": {"en": "most values to recall lie further back than the window and the convolutions reach",
-                  "zh": "多数要召回的值比窗口加卷积能看到的范围更远"},
+    "ch11.q1.b": {"en": "for most queries the value lies further back than one window, whatever the width",
+                  "zh": "对多数查询而言，值比一个窗口更远，宽度多大都一样"},
     "ch11.q1.c": {"en": "softmax inside the window saturates", "zh": "窗口内的 softmax 饱和了"},
     "ch11.q1.d": {"en": "its KV cache grows too fast", "zh": "它的 KV 缓存增长得太快"},
-    "ch11.q1.nudge": {"en": "Count the parameters of the two models (section 1's table), and count how far back a "
-                            "query can see in two layers of a window of 8 after a convolution of kernel 4.",
-                      "zh": "数一数两个模型的参数（第 1 节的表格），再算一算：卷积核为 4 的卷积加上长度为 8 的窗口，两层之内查询最多能往回看多远。"},
+    "ch11.q1.nudge": {"en": "Count the parameters of the two models (section 1's table), and count how far back one "
+                            "attention step of a causal window of 8 can copy a value from.",
+                      "zh": "数一数两个模型的参数（第 1 节的表格），再算一算：长度为 8 的因果窗口，一步注意力最远能从多远的地方复制一个值。"},
     "ch11.q1.why": {"en": "Every mixer here has the same 4 d^2 + 4 d parameters, and the window's cache is the smallest "
-                          "of all (w tokens). What it lacks is reach: two layers see at most 2 (w + c - 2) = 20 "
-                          "tokens back, and section 5 counted how few queries have their value that close. A wider "
-                          "model sees no further; a linear layer, whose state sums every earlier token, does.",
+                          "of all (w tokens). What it lacks is reach: one step sees w - 1 = 7 tokens back, and "
+                          "section 5 counted how few queries have their value that close at 8 pairs. Going further "
+                          "means passing pairs on from layer to layer, which the window model did not learn; a wider "
+                          "model brings no value closer. A linear layer, whose state sums every earlier token, sees "
+                          "them all (if its state is big enough).",
                     "zh": "这里每种混合层的参数都同样是 4 d^2 + 4 d，而窗口的缓存是所有机制中最小的（w 个词元）。它缺的是视野："
-                          "两层最多往回看 2 (w + c - 2) = 20 个词元，第 5 节数过，值离得这么近的查询少之又少。模型再宽也看不到更远；"
-                          "而线性层的状态累加了之前的每一个词元，所以看得到。"},
+                          "一步只能往回看 w - 1 = 7 个词元，第 5 节数过，8 个键值对时值离得这么近的查询很少。要看得更远，"
+                          "就得把键值对一层层往后传，而窗口模型没有学会；模型再宽也不会让值离得更近。线性层的状态累加了之前的每一个词元，"
+                          "所以全都看得到（只要它的状态足够大）。"},
     # stretch
     "ch11.ex4.title": {"en": "Stretch exercise · win the race without a growing cache",
                        "zh": "拓展练习 · 不用增长的缓存赢下比赛"},

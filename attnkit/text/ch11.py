@@ -85,22 +85,25 @@ register({
     "ch11.plot_step": {"en": "training step", "zh": "训练步数"},
     "ch11.plot_loss": {"en": "loss at the queries", "zh": "查询位置上的损失"},
     "ch11.plot_race_title": {"en": "the live race (width {w}, {k} pairs)", "zh": "现场比赛（宽度 {w}，{k} 个键值对）"},
-    "ch11.sweep_settings": {"en": "seeds {seeds}; vocabulary {vocab_size}, length {seq_len}, {steps} steps of batch {batch}, "
-                                  "lr {lr}, window {window_size}",
-                            "zh": "种子 {seeds}；词表 {vocab_size}，长度 {seq_len}，{steps} 步、每步批次 {batch}，"
-                                  "学习率 {lr}，窗口 {window_size}"},
+    "ch11.sweep_settings": {"en": "seeds {seeds}; learning rates {lrs} (each cell at its best, printed last); vocabulary "
+                                  "{vocab_size}, length {seq_len}, {steps} steps of batch {batch}, window {window_size}",
+                            "zh": "种子 {seeds}；学习率 {lrs}（每格取最好的一个，写在最后）；词表 {vocab_size}，长度 {seq_len}，"
+                                  "{steps} 步、每步批次 {batch}，窗口 {window_size}"},
     "ch11.col.point": {"en": "width {w}, {k} pairs", "zh": "宽度 {w}，{k} 对"},
     "ch11.plot_width": {"en": "width ({k} pairs)", "zh": "宽度（{k} 个键值对）"},
     "ch11.plot_pairs": {"en": "key-value pairs (width {w})", "zh": "键值对个数（宽度 {w}）"},
     "ch11.plot_state": {"en": "state kept per sequence (bytes, {k} pairs)", "zh": "每个序列保存的状态（字节，{k} 个键值对）"},
     "ch11.plot_acc": {"en": "recall accuracy", "zh": "召回准确率"},
     "ch11.plot_state_title": {"en": "recall against state size (every run)", "zh": "召回率与状态大小（每次运行）"},
-    "ch11.solves_from": {"en": "{name:<14} solves {k} pairs from width {w} (state {state:,} bytes)",
-                         "zh": "{name:<14} 从宽度 {w} 起解决了 {k} 个键值对（状态 {state:,} 字节）"},
-    "ch11.never": {"en": "{name:<14} does not solve {k} pairs at any width measured (best mean {best:.2f}, width {w})",
-                   "zh": "{name:<14} 在测过的所有宽度上都没有解决 {k} 个键值对（最好的平均值 {best:.2f}，宽度 {w}）"},
-    "ch11.softmax_first": {"en": "softmax solves it at the smallest width of all: {ok}",
-                           "zh": "softmax 在所有机制中以最小的宽度解决了它：{ok}"},
+    "ch11.at_width": {"en": "width {w}, {k} pairs: the best mean recall is {name}'s ({mean:.2f}); the others: {others}",
+                      "zh": "宽度 {w}、{k} 个键值对：平均召回率最高的是 {name}（{mean:.2f}）；其余：{others}"},
+    "ch11.solves_from": {"en": "{name:<14} mean >= 0.9 from width {w} on (lowest seed {lo:.2f}); its state, {state:,} bytes, "
+                               "is {x:.1f}x softmax's at width {w0}",
+                         "zh": "{name:<14} 从宽度 {w} 起平均值 >= 0.9（最低的种子 {lo:.2f}）；它的状态为 {state:,} 字节，"
+                               "是宽度 {w0} 的 softmax 的 {x:.1f} 倍"},
+    "ch11.never": {"en": "{name:<14} mean below 0.9 at every width; best {best:.2f} at width {w}, where {hits} of {n} "
+                         "seeds reach 0.9",
+                   "zh": "{name:<14} 在每个宽度上平均值都低于 0.9；最好的是宽度 {w} 的 {best:.2f}，其中 {n} 个种子里有 {hits} 个达到 0.9"},
     # section 5: why
     "ch11.memory_title": {"en": "recall of K random pairs with no training (64 draws):",
                           "zh": "不经训练时 K 个随机键值对的召回率（64 次抽取）："},
@@ -111,15 +114,17 @@ register({
     "ch11.mem_softmax": {"en": "KV cache, softmax", "zh": "KV 缓存，softmax"},
     "ch11.orthogonal": {"en": "{d} orthogonal keys in d = {d}, identity features: {acc:.2f}",
                         "zh": "d = {d} 时 {d} 个正交的键，恒等特征：{acc:.2f}"},
-    "ch11.reach": {"en": "window {w}, conv kernel {c}: reach {reach} tokens in two layers; {k} pairs: {share:.1%} of the "
-                         "queries have their value within reach; the window's mean recall there: {acc:.2f}",
-                   "zh": "窗口 {w}、卷积核 {c}：两层之内最多往回看 {reach} 个词元；{k} 个键值对时，{share:.1%} 的查询的值在这个范围内；"
-                         "窗口模型在该设置下的平均召回率：{acc:.2f}"},
+    "ch11.reach": {"en": "{k} pairs: value within one window (<= {w} - 1 back) for {one:.1%} of the queries, within the "
+                         "two-layer reach of {reach} (conv kernel {c}) for {two:.1%}; window model's recall {acc:.2f}, "
+                         "below the {ceiling:.2f} of answering the first and guessing the rest",
+                   "zh": "{k} 个键值对：值在一个窗口之内（往回 <= {w} - 1）的查询占 {one:.1%}，在两层范围 {reach}（卷积核 {c}）之内的占 {two:.1%}；"
+                         "窗口模型的召回率为 {acc:.2f}，低于“前者全答对、其余靠猜”的 {ceiling:.2f}"},
     # section 6
     "ch11.fit_line": {"en": "N = {n:,}, {budget:,} MB, {mode}: {k} fit: {names}",
                       "zh": "N = {n:,}，{budget:,} MB，{mode}：放得下 {k} 种：{names}"},
     # section 7
     "ch11.spread": {"en": "{name:<14} width {w}, {k} pairs: from {lo:.2f} to {hi:.2f} over {n} seeds",
                     "zh": "{name:<14} 宽度 {w}，{k} 个键值对：{n} 个种子之间从 {lo:.2f} 到 {hi:.2f}"},
-    "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}", "zh": "N = {n:,}：{m} 种机制中最快的是 {names}"},
+    "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}; full ranks {r}",
+                     "zh": "N = {n:,}：{m} 种机制中最快的是 {names}；full 排第 {r}"},
 })
