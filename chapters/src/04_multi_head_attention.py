@@ -220,7 +220,7 @@ def mha_batched(x, m, causal=False):                    # 2. all heads in one ba
 
 # %% [markdown] tags=["lang-zh"]
 # 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$
-# （`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）；`einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
+# （`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）。`einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
 
 # %%
 def mha_packed(x, m, causal=False):                     # 3. one (3E, E) projection for Q, K, V
@@ -345,8 +345,8 @@ print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6
 # 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
 # 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
 # 先是多头自注意力，然后是逐位置的前馈网络。这里有三样新东西，在下面的类里各占一行：*残差连接* `x + MHA(x)`
-# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量；`nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1
-# （再乘上可学习的增益、加上偏置）；*前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用
+# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量。`nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1
+# （再乘上可学习的增益、加上偏置）。*前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用
 # （各位置之间只在注意力里交换信息）。用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的
 # `nn.TransformerEncoderLayer` 结果一致：
 
@@ -556,7 +556,7 @@ print(t("ch04.same", shape=right.shape == wrong.shape, values=torch.equal(right,
 # **布尔掩码的含义相反。** 这是 PyTorch 代码里最常见的掩码错误。attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；
 # `nn.MultiheadAttention` 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。
 # 一个 `(L, S)` 的掩码供所有头共用：它在 `(B, h, L, S)` 的分数上沿批次和头两个维度广播。
-# 我们再用 `nn.MultiheadAttention` 自己的打包权重重建一次它的计算，这次交给 SDPA 的是一个因果掩码*张量*；
+# 我们再用 `nn.MultiheadAttention` 自己的打包权重重建一次它的计算，这次交给 SDPA 的是一个因果掩码*张量*。
 # 再把同一个掩码交给 `nn.MultiheadAttention`，一次取反，一次原样传入：
 
 # %%
@@ -585,7 +585,7 @@ print(t("ch04.wrong_last", ok=bool(wrong[:, -1].isnan().all())))
 
 # %% [markdown] tags=["lang-zh"]
 # 把同一个布尔掩码原样传给两者，会不报错地算出两种不同的结果。掩码不取反时，`nn.MultiheadAttention` 禁止的恰好是 SDPA 允许的：
-# 第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有；最后一个查询什么都看不到，
+# 第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有。最后一个查询什么都看不到，
 # 每条序列中它的输出都是 NaN——在更深的网络里，这个 NaN 会扩散到后面的每个位置。
 # 规则是：**在 SDPA（或 attnkit）和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**。
 # 填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。
