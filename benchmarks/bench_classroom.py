@@ -76,8 +76,9 @@ def main() -> int:
         make(folder, args.chapter, args.n)
         seconds, g = timed(folder, args.jobs, skip=True)
         print(f"chapter {args.chapter}: {args.n} notebooks graded in {seconds:.1f} s with grade-skip "
-              f"({seconds / args.n:.1f} s a notebook, {args.jobs} at a time); bar {BAR_S:.0f} s: "
-              f"{'met' if seconds < BAR_S else 'NOT met'}")
+              f"({seconds / args.n:.1f} s a notebook, {args.jobs} at a time); "
+              + (f"bar {BAR_S:.0f} s: {'met' if seconds < BAR_S else 'NOT met'}" if args.n == 20
+                 else f"(the bar, {BAR_S:.0f} s, is for 20 notebooks)"))
         if args.full:
             full_s, full = timed(folder, args.jobs, skip=False)
             same = [r.outcomes for r in g.results] == [r.outcomes for r in full.results]
