@@ -326,6 +326,9 @@ def test_the_command_line_grades_and_writes_both_files(graded_class, tmp_path, c
     assert "不是有效的 JSON" in out.read_text(encoding="utf-8") and sheet.read_bytes().startswith(b"\xef\xbb\xbf")
     assert main(["grade", str(folder), "--out", str(out), "--chapter", "eight"]) == 2
     assert "--chapter" in capsys.readouterr().err
+    before = (folder / "broken.ipynb").read_bytes()
+    assert main(["grade", str(folder / "broken.ipynb"), "--out", str(folder / "broken.ipynb")]) == 2
+    assert "--out" in capsys.readouterr().err and (folder / "broken.ipynb").read_bytes() == before
 
 
 def test_learners_who_return_files_of_the_same_name_stay_apart(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from attnkit.i18n import LANGUAGES, get_language, register, set_language, t
 
@@ -36,6 +37,9 @@ register({
     "classroom.cli.bad_timeout": {"en": "--timeout: expected a positive number of seconds, got {got}",
                                   "zh": "--timeout：应为正的秒数，实际是 {got}"},
     "classroom.cli.bad_jobs": {"en": "--jobs: expected 1 or more, got {got}", "zh": "--jobs：应为 1 或更大，实际是 {got}"},
+    "classroom.cli.out_is_submission": {
+        "en": "{flag}: {got} is a submission or a notebook; expected a new file for the report (submissions are never written to)",
+        "zh": "{flag}：{got} 是交回的作业或笔记本；请给报告另起一个文件名（交回的作业永远不会被改写）"},
     "classroom.cli.error": {"en": "error: {err}", "zh": "错误：{err}"},
 })
 
@@ -80,6 +84,12 @@ def main(argv=None) -> int:
             raise ClassroomError(t("classroom.cli.bad_timeout", got=args.timeout))
         if args.jobs is not None and args.jobs < 1:
             raise ClassroomError(t("classroom.cli.bad_jobs", got=args.jobs))
+        from attnkit.classroom.grading import collect
+
+        submitted = {path.resolve() for _, path in collect(args.paths)[0]}
+        for flag, out in (("--out", args.out), ("--csv", args.csv)):
+            if out and (Path(out).suffix == ".ipynb" or Path(out).resolve() in submitted):
+                raise ClassroomError(t("classroom.cli.out_is_submission", flag=flag, got=out))
         graded = grade(args.paths, chapter=args.chapter, timeout=args.timeout, skip=not args.no_skip,
                        jobs=args.jobs, chapters=args.chapters_from,
                        progress=lambda k, n, res: print(progress_line(k, n, res, lang), flush=True))
