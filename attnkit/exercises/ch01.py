@@ -38,7 +38,7 @@ register({
     "ch01.ex3.stronger": {"en": "Hide the masked scores with -inf before the softmax. A fully masked row gives NaN that way: find such rows and give them zero weights instead.",
         "zh": "在 softmax 之前把被屏蔽的分数填入 -inf。这样全被屏蔽的行会得到 NaN：要找出这些行，让它们的权重全为零。"},
     "ch01.ex3.formula": {"en": "Fill scores where mask is False with -inf (True = attend), apply softmax, then give rows whose keys are all masked zero weights — not NaN, and not the uniform average that -1e9 gives.",
-                      "zh": "把 mask 为 False 的分数填成 -inf（True 表示可以关注），再做 softmax；所有键都被屏蔽的行应当得到全零权重，而不是 NaN（用 -1e9 填充则会变成均匀平均，同样不对）。"},
+                      "zh": "在 mask 为 False 的位置把分数填入 -inf（True 表示可以关注），再做 softmax；所有键都被屏蔽的行应当得到全零权重——不是 NaN，也不是填入 -1e9 时得到的均匀平均。"},
     "ch01.case.small": {"en": "3 queries, 4 keys, d_k = 2", "zh": "3 个查询、4 个键，d_k = 2"},
     "ch01.case.batched": {"en": "two leading dimensions (2, 2), 5 positions, d_k = 8",
                           "zh": "两个前导维度 (2, 2)，5 个位置，d_k = 8"},
@@ -78,7 +78,7 @@ register({
                       "zh": "{n} 个位置，d = {d}，种子 {seed}：训练 {steps} 步"},
     "ch01.ex4.too_high": {"en": "test MSE {got:.3f} after training: it must be below {limit} (the reference module reaches "
                                 "{ref:.3f}; always answering zero gives about {zero:.2f})",
-                          "zh": "训练后的测试均方误差为 {got:.3f}：需要低于 {limit}（参考模块能达到 {ref:.3f}；始终输出零约为 {zero:.2f}）"},
+                          "zh": "训练后的测试均方误差为 {got:.3f}：需要低于 {limit}（参考模块能达到 {ref:.3f}；始终输出零的误差约为 {zero:.2f}）"},
     "ch01.ex4.not_module": {"en": "MySelfAttention(d) must build a torch.nn.Module with parameters to train, got {got}",
                             "zh": "MySelfAttention(d) 应当构造一个带可训练参数的 torch.nn.Module，实际得到的是 {got}"},
     "ch01.ex4.shape": {"en": "forward(x) must return a tensor of x's shape {exp}, got {got}",

@@ -44,7 +44,7 @@ register({
     "ch05.case.chunk": {"en": "3 new tokens after 4 cached", "zh": "已缓存 4 个词元，再来 3 个新词元"},
     "ch05.case.heads": {"en": "batch 2, 3 heads, 1 new token after 6 cached", "zh": "批次大小 2，3 个头，已缓存 6 个词元，再来 1 个新词元"},
     # the question: what GQA speeds up at batch 1 and a short context
-    "ch05.q1.title": {"en": "Question · what GQA buys at batch 1", "zh": "思考题 · 批次为 1 时 GQA 能带来什么"},
+    "ch05.q1.title": {"en": "Question 1 · what GQA buys at batch 1", "zh": "问题 1 · 批次为 1 时 GQA 能带来什么"},
     "ch05.q1.a": {"en": "about 4x faster: the cache is 4 times smaller",
                   "zh": "快约 4 倍：缓存小了 4 倍"},
     "ch05.q1.b": {"en": "a few percent at most: the weights dominate the bytes a step reads",
@@ -57,7 +57,7 @@ register({
                     "zh": "每一步都要把全部权重和整个缓存各读一遍。1,000 个词元时，MHA 的缓存是 2 × 32 层 × 32 个键值头 × 128 × 1,000 × 2 B = 0.52 GB，而权重有 14 GB。GQA-8 把缓存降到 0.13 GB，每步读取量从 14.52 GB 变成 14.13 GB：最多快约 3%。只有当缓存比权重还大时，GQA 才显出好处：长上下文和大批次（交互控件显示能多放下多少条序列）。"},
     # the stretch exercise: sequences beside the weights
     "ch05.ex4.title": {"en": "Exercise 4 (stretch) · how many sequences fit beside the weights",
-                       "zh": "练习 4（挑战）· 权重旁边还能放下多少条序列"},
+                       "zh": "练习 4（挑战题）· 权重旁边还能放下多少条序列"},
     "ch05.ex4.nudge": {"en": "What is left of the memory once the weights are loaded, and how big is the cache of one whole sequence?",
                        "zh": "装进权重之后还剩多少内存？一条完整序列的缓存有多大？"},
     "ch05.ex4.stronger": {"en": "Free memory = memory − parameters × bytes. One sequence's cache = 2 (K and V) × layers × kv heads × head_dim × seq_len × bytes. Only whole sequences count, and none when the weights alone do not fit.",

@@ -123,7 +123,7 @@ register({
     "ch05.col.max_context": {"en": "longest context, batch 1", "zh": "批次 1 时的最长上下文"},
     "ch05.col.tps1": {"en": "tokens/s, batch 1", "zh": "批次 1 时每秒词元数"},
     "ch05.col.tps_all": {"en": "tokens/s, largest batch", "zh": "最大批次时每秒词元数（合计）"},
-    "ch05.col.tps_each": {"en": "... each", "zh": "……每条序列"},
+    "ch05.col.tps_each": {"en": "... each", "zh": "……其中每条序列"},
     # section 7: why MLA's ratio differs
     "ch05.setting.here": {"en": "section 7 (this layer)", "zh": "第 7 节（这一层）"},
     "ch05.setting.sec2": {"en": "section 2 (32-head model)", "zh": "第 2 节（32 个头的模型）"},

@@ -95,8 +95,7 @@ print("torch", torch.__version__.split("+")[0])
 #
 # 为什么不用更简单的办法，比如学一个固定的矩阵 $A$，一劳永逸地规定位置 $i$ 从位置 $j$ 读取多少？
 # 因为有用的信息*在哪个位置*，取决于序列本身的内容。下面用一个具体的任务来说明：
-# 序列里有 8 个随机向量 $x_1,\dots,x_8$，位置 $i$ 的正确答案是与 $x_i$ 的某个固定变换最匹配的那个 $x_j$
-# （即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的随机正交矩阵）。我们在同样的数据批次上训练四个模型：
+# 序列里有 8 个随机向量 $x_1,\dots,x_8$，位置 $i$ 的正确答案是与 $x_i$ 的某个固定变换最匹配的那个 $x_j$（即 $j^* = \arg\max_j (R x_i)\cdot x_j$，$R$ 是一个固定的随机正交矩阵）。我们在同样的数据批次上训练四个模型：
 #
 # - **固定矩阵**：$\text{out} = \mathrm{softmax}(A)\,x$，每一对位置学一个权重；
 # - **注意力**：$\text{out} = \mathrm{softmax}\big(xW_Q (xW_K)^\top\big)\, xW_V$，权重由内容计算出来；
@@ -143,7 +142,7 @@ _ = plot_fixed_vs_qkv(result)
 #
 # **任务里为什么要有 $R$。** 如果没有 $R$，在 99.6% 的位置上 $x_i$ 的最佳匹配就是 $x_i$ 自己（第一行）：
 # 任务就成了“抄下自己的向量”，让查询等于键就够了。有了 $R$，位置 $i$ 要找的东西 $R x_i$ 就不再是它本身 $x_i$。
-# 两个共用矩阵的模型正好测出这对投影提出了什么要求：
+# 两个共用矩阵的模型正好可以测出，这对各个投影提出了什么要求：
 #
 # - **查询 = 键**：误差停在 0.978，并不比固定矩阵好。只用一个矩阵 $W$ 时，分数 $x_i W W^\top x_j^\top$ 对 $i$ 和 $j$ 是对称的；
 #   而且由柯西–施瓦茨不等式，向量与自己的分数 $\lVert x_i W \rVert^2$ 总不低于它与任何范数不大于它的键 $x_j W$ 的分数。
@@ -436,8 +435,7 @@ print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=de
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 动手探索：温度与掩码
 #
-# 下面的交互控件对一个短句中的词元做注意力计算。它的嵌入和三个投影都是随机的，**没有经过训练**
-# （固定了种子，所以每次都一样；相同的词元得到相同的嵌入）：哪个词关注哪个词，在这里与语言毫无关系，
+# 下面的交互控件对一个短句中的词元做注意力计算。它的嵌入和三个投影都是随机的，**没有经过训练**（固定了种子，所以每次都一样；相同的词元得到相同的嵌入）：哪个词关注哪个词，在这里与语言毫无关系，
 # 只是用来展示计算机制。训练过的模型，权重会是另一番样子。
 #
 # - 拖动**温度** $T$：分数会除以 $\sqrt{d_k}\cdot T$，温度越低，每一行的权重越集中到分数最大的键上；
@@ -489,11 +487,13 @@ for temp in (5.0, 1.0, 0.2, 0.05):
 # %% [markdown] tags=["lang-en"]
 # At $T = 0.05$ most rows are at or near 1, but a row whose best key is the repeated word stays at
 # 0.5 or just below: the two tied keys split the weight evenly at every temperature, so such a row
-# never becomes one-hot.
+# never becomes one-hot. The rows just below 1 (0.97, 0.98) are different: their two best keys are
+# different words with close scores, and a still lower temperature takes them to 1.
 
 # %% [markdown] tags=["lang-zh"]
 # $T = 0.05$ 时，大多数行的最大权重等于或接近 1，但最佳键是那个重复词的行停在 0.5 或略低于 0.5：
 # 两个并列的键在任何温度下都平分权重，所以这样的一行永远不会变成独热分布。
+# 其他明显低于 1 的几行（0.68、0.76）则不同：它们的两个最佳键是不同的词，分数很接近，温度再低一些，它们也会趋于 1。
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. What it costs
@@ -585,7 +585,7 @@ print(t("ch01.row_sums_dim", dim=-2, v=torch.softmax(s, dim=-2).sum(-1).numpy().
 # in float16 (it becomes $-\infty$):
 
 # %% [markdown] tags=["lang-zh"]
-# **用 $-10^9$ 代替 $-\infty$。** 很多代码库用一个很大的负数填充被屏蔽的分数。对于全被屏蔽的行，这会得到所有值（包括本该隐藏的那些）
+# **用 $-10^9$ 代替 $-\infty$。** 很多代码库在被屏蔽的分数处填入一个很大的负数。对于全被屏蔽的行，这会得到所有值（包括本该隐藏的那些）
 # 的*均匀平均*，而不是零；而且 $-10^9$ 在 float16 中根本无法表示（会变成 $-\infty$）：
 
 # %%
@@ -683,7 +683,7 @@ _ = check_masked_attention(my_masked_attention)
 # refused: write the attention yourself (section 1 tells you which matrices must not be shared).
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题：学会第 1 节任务的自注意力模块。** 写一个 `torch.nn.Module`：`MySelfAttention(d)`，
+# **挑战题：学会第 1 节任务的自注意力模块。** 写一个 `torch.nn.Module` 的子类 `MySelfAttention(d)`，
 # 它的 `forward(x)` 在 `n` 个位置上做注意力，把 `(B, n, d)` 映射为 `(B, n, d)`。
 # 检查器会在固定的种子下构造它，用 Adam（学习率 0.03）在第 1 节的按内容查找任务上训练 150 步；
 # 在两个规模不同的任务上，留出批次的均方误差都低于 0.35 才算通过。检查要花几秒钟。

@@ -103,8 +103,7 @@ _ = decode_step_figure(4)
 # (8 heads, 8 key/value heads) and a `KVCache`, feeding 10 tokens one by one:
 
 # %% [markdown] tags=["lang-zh"]
-# 结果必须与对整个序列做完整因果前向计算*完全*相同。下面用 attnkit 的 `GroupedQueryAttention`
-# （设成普通多头注意力：8 个头、8 个键值头）和一个 `KVCache` 验证一下，把 10 个词元逐个送进去：
+# 结果必须与对整个序列做完整因果前向计算*完全*相同。下面用 attnkit 的 `GroupedQueryAttention`（设成普通多头注意力：8 个头、8 个键值头）和一个 `KVCache` 验证一下，把 10 个词元逐个送进去：
 
 # %%
 torch.manual_seed(0)
@@ -155,8 +154,7 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # 这正是整个 $S \times S$ 序列的因果掩码的最后 $L$ 行：对齐到**右下角**。
 # 而 PyTorch 的 `is_causal=True` 把掩码对齐到**左上角**（查询 $i$ 只能看到键 $0 \dots i$），
 # attnkit 的 `scaled_dot_product_attention` 沿用 PyTorch 的语义，也是如此。
-# `causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码
-# （PyTorch 用 `torch.nn.attention.bias.causal_lower_right` 构造同样的掩码，attnkit 的一个测试检查两者一致）。
+# `causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码（PyTorch 用 `torch.nn.attention.bias.causal_lower_right` 构造同样的掩码，attnkit 的一个测试检查两者一致）。
 # 以已缓存 4 个词元、再来 3 个新查询为例，分别用 attnkit 和 PyTorch 的注意力计算，与对全部 7 个词元做完整因果计算的最后 3 行对照：
 
 # %%
@@ -251,9 +249,7 @@ print(t("ch05.h100", r=989e12 / 3.35e12))
 # $$\text{缓存字节数} = 2 \cdot n_\ell \cdot n_g \cdot d_h \cdot S \cdot B \cdot b ,$$
 #
 # 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，
-# 而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096
-# （32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小
-# （MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
+# 而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
 
 # %%
 sizes = compare_cache_sizes(num_heads=32, num_kv_heads=8, head_dim=128, num_layers=32, seq_len=32768,
@@ -333,8 +329,7 @@ print(t("ch05.matches_torch",
 # query heads; the three members of the family differ in their parameters and cache:
 
 # %% [markdown] tags=["lang-zh"]
-# `attnkit.gqa.GroupedQueryAttention(embed_dim, num_heads, num_kv_heads)` 就是这样一层，投影的命名沿用 LLaMA
-# （`q_proj`、`k_proj`、`v_proj`、`o_proj`）。宽度相同、查询头数相同，这个家族的三个成员只在参数量和缓存上不同：
+# `attnkit.gqa.GroupedQueryAttention(embed_dim, num_heads, num_kv_heads)` 就是这样一层，投影的命名沿用 LLaMA（`q_proj`、`k_proj`、`v_proj`、`o_proj`）。宽度相同、查询头数相同，这个家族的三个成员只在参数量和缓存上不同：
 
 # %%
 torch.manual_seed(0)
@@ -402,7 +397,7 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
 # ## 4. 端到端：一个小模型用缓存和不用缓存生成词元
 #
 # 单独一层还不是语言模型。`attnkit.gqa.TinyDecoder` 是一个很小的语言模型：词元嵌入加上可学习的位置嵌入，
-# 两个解码器块（因果 `GroupedQueryAttention`，4 个查询头、2 个键值头，然后是一个 MLP），最后是输出到 64 个词元的词表的输出层。
+# 两个解码器块（因果 `GroupedQueryAttention`，4 个查询头、2 个键值头，然后是一个 MLP），最后是一个输出层，对应一个有 64 个词元的词表。
 # 它的权重是随机的（固定了种子，**没有训练过**），所以它写出的词元没有任何意义；
 # 要看的是 `greedy_generate(model, prompt, n, use_cache=...)` 两种方式写出的词元*完全相同*。
 # `use_cache=False` 时每一步都把整个序列重新送进模型；`use_cache=True` 时提示词只算一次（预填充），
@@ -517,13 +512,9 @@ print(t("ch05.gen_faster" if tps["cache"] > tps["no_cache"] else "ch05.gen_slowe
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
-# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度
-# （$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头
-# （$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量
-# （$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。
+# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度（$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头（$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量（$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。
 # attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，
-# 并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状
-# （`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
+# 并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状（`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
 
 # %%
 torch.manual_seed(0)
@@ -547,7 +538,7 @@ print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.mea
 # (`qk_nope_head_dim`, "no positional embedding") is the part without RoPE.
 #
 # **Absorption.** For head $i$ the score is $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$:
-# fold $W^{UK}_i$ into the query and every head attends directly over the cached latents, which
+# absorb $W^{UK}_i$ into the query and every head attends directly over the cached latents, which
 # are then shared by all heads like MQA's single kv head. Likewise
 # $\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$: apply $W^{UV}_i$ *after* the attention.
 
@@ -570,7 +561,7 @@ print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.mea
 #
 # Now put RoPE on the key rebuilt from the latent: $q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$.
 # The matrix between the query and the latent depends on the distance $j - i$, so no single
-# matrix can be folded into the query.
+# matrix can be absorbed into the query.
 # MLA therefore adds a small **decoupled** rotary part (eqs 14–17): each head gets a rotary query
 # $q_{t,i}^R$, and a single rotary key $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$ of size $d_h^R$ is
 # shared by all heads and cached next to the latent. Queries may also be compressed through a
@@ -643,7 +634,7 @@ print(t("ch05.absorbed_scores", v=absorbed.numpy().round(3)))
 # %% [markdown] tags=["lang-en"]
 # Now attnkit's `MultiHeadLatentAttention`, the small layer of the tables above. It has two inference paths over the
 # same cache: `absorb=False` rebuilds every head's keys and values from the cached latents
-# (eqs 10–11, 17), `absorb=True` folds $W^{UK}$ into the query and $W^{UV}$ after the attention.
+# (eqs 10–11, 17), `absorb=True` absorbs $W^{UK}$ into the query and applies $W^{UV}$ after the attention.
 # They agree, also when decoding with the cache, and the cache holds exactly $d_c + d_h^R$
 # numbers per token:
 
@@ -780,7 +771,7 @@ print(viz.format_table(
      for k, r in budget.items()]))
 
 # %% [markdown] tags=["lang-en"]
-# **Question (predict first).** The same 7B model decodes a single sequence of 1,000 tokens
+# **Predict first (question 1).** The same 7B model decodes a single sequence of 1,000 tokens
 # (batch 1). You replace its multi-head attention by GQA with 8 kv heads. How much faster can a
 # decode step get, at most?
 #
@@ -790,7 +781,7 @@ print(viz.format_table(
 # Write the letter, run the cell; then check your reasoning with the explorer (context 1024).
 
 # %% [markdown] tags=["lang-zh"]
-# **思考题（先预测）。** 还是这个 7B 模型，只解码一条 1,000 个词元的序列（批次大小 1）。
+# **先预测（问题 1）。** 还是这个 7B 模型，只解码一条 1,000 个词元的序列（批次大小 1）。
 # 把它的多头注意力换成 8 个键值头的 GQA，一步解码最多能快多少？
 #
 # a) 快约 4 倍：缓存小了 4 倍 · b) 最多快几个百分点：每一步读取的字节主要是权重 ·
@@ -1119,16 +1110,16 @@ check_decode_step(your_decode_step);
 # `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads,
 # head_dim, seq_len)`: the largest number of sequences of `seq_len` tokens whose KV caches fit in
 # `memory_bytes` once the weights are loaded (weights and cache in the same dtype; no
-# activations), as an int. The checker tries several models, among them the issue that started
-# this exercise: an 80 GiB GPU beside a 7B model in fp16 with 32 layers and 32 heads of 128, at
+# activations), as an int. The checker tries several models, among them the case this exercise
+# was written for: an 80 GiB GPU beside a 7B model in fp16 with 32 layers and 32 heads of 128, at
 # 32k tokens, once with MHA (32 kv heads) and once with GQA (8 kv heads). Do not call attnkit's
 # `max_batch_size` or `memory_budget` (section 6): build it from the formulas.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4（挑战）**：权重旁边还能放下多少条序列？实现
+# **练习 4（挑战题）**：权重旁边还能放下多少条序列？实现
 # `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：
 # 装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），
-# 返回一个整数。检查器会试好几个模型，其中就有引出这道题的那个问题：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，
+# 返回一个整数。检查器会试好几个模型，其中就有这道题要回答的那个例子：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，
 # 32 层、32 个 128 维的头，上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。
 # 不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
 
