@@ -40,6 +40,15 @@ CHECKERS = [
     (ch07.check_merge, "ch07.ex1", "attnkit.softmax.merge_partials"),
     (ch07.check_tile_skipped, "ch07.ex2", "attnkit.flash.causal_tile_kind"),
     (ch07.check_io_flash, "ch07.ex3", "attnkit.flash.io_flash"),
+    # the stretch exercises (their forbidden names, where a call with the check's own arguments
+    # shows the refusal; the autograd ones, and ch01.ex4, which takes a module class rather than a
+    # function, are tested in each chapter's own file)
+    (ch02.check_score_variance, "ch02.ex4", None),
+    (ch03.check_log_softmax_backward, "ch03.ex5", None),
+    (ch04.check_torch_mha, "ch04.ex5", "torch.nn.functional.multi_head_attention_forward"),
+    (ch05.check_max_sequences, "ch05.ex4", "attnkit.gqa.max_batch_size"),
+    (ch06.check_permute_for_half_split, "ch06.ex5", "attnkit.rope.permute_qk_weight"),
+    (ch07.check_flash_backward, "ch07.ex4", None),
 ]
 IDS = [ex for _, ex, _ in CHECKERS]
 
