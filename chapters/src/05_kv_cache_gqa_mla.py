@@ -82,8 +82,9 @@ print("torch", torch.__version__.split("+")[0])
 # tokens so far. With a causal mask, the keys and values of earlier tokens never change when a
 # later token arrives — so there is no need to compute them again. The **KV cache** keeps them:
 # at each step the layer computes the new token's $q, k, v$, appends $k$ and $v$ to the cache
-# and attends over the whole cache. The picture shows step $t = 4$: grey is reused from the cache,
-# orange is computed at this step.
+# and attends over the whole cache. The picture shows step $t = 4$: grey is read from the cache (the
+# earlier keys and values) or was handled at earlier steps (the earlier tokens); orange is computed at
+# this step.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 解码器缓存了什么
@@ -91,8 +92,8 @@ print("torch", torch.__version__.split("+")[0])
 # 语言模型一次写出一个词元（token）。为了生成第 $t+1$ 个词元，它把第 $t$ 个词元送进网络：在每一层，
 # 新词元的查询要对目前为止**所有**词元的键和值做注意力。在因果掩码下，后面的词元到来时，前面词元的键和值不会改变——
 # 所以没有必要重新计算。**KV 缓存**把它们保存下来：每一步，这一层只计算新词元的 $q, k, v$，
-# 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存里直接复用的，
-# 橙色是这一步新算出来的。
+# 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存读取的（之前的键和值），
+# 或在之前的步骤已经处理过的（之前的词元）；橙色是这一步新算出来的。
 
 # %%
 _ = decode_step_figure(4)
@@ -208,7 +209,7 @@ for name, out in (("SDPA, is_causal=True", torch_top_left),
 # 解码的每一步，每个头只有一个查询，要面对 $S$ 个已缓存的位置。设每层有 $n_h$ 个查询头、$n_g$ 个键值头，头维度为 $d_h$：
 #
 # - 计算量：$q\cdot k$ 加上对值的加权求和，每个头、每个位置的浮点运算次数（FLOPs）为 $2 d_h + 2 d_h$，合计 $4 n_h d_h S$；
-# - 内存访问：整个缓存都要读一遍，共 $2 n_g d_h S$ 个数。
+# - 访存量：整个缓存都要读一遍，共 $2 n_g d_h S$ 个数。
 #
 # 所以每读 1 字节只能喂给 $\frac{4 n_h d_h S}{2 n_g d_h S \cdot \text{字节数}} = \frac{2 n_h}{n_g\cdot\text{字节数}}$
 # 次浮点运算。对 bfloat16 下的 MHA（$n_g = n_h$，每个数 2 字节），这个比值只有**每字节 1 次**。
