@@ -77,7 +77,8 @@ register({
     "q.todo": {"en": "⏳ {title}: not answered yet — replace `None` with your answer and run this cell again.",
                "zh": "⏳ {title}：还没有作答——把 `None` 换成你的答案，然后重新运行这个单元格。"},
     "q.pass": {"en": "✅ {title}: {answer} is right.", "zh": "✅ {title}：{answer}，回答正确。"},
-    "q.fail": {"en": "❌ {title}: {answer} is not it.", "zh": "❌ {title}：{answer} 不对。"},
+    "q.fail": {"en": "❌ {title}: {answer} is not it.", "zh": "❌ {title}：你的答案是 {answer}，不对。"},
+    "ex.tensor_of_shape": {"en": "tensor of shape {shape}, {dtype}", "zh": "形状为 {shape} 的张量（{dtype}）"},
     "q.reveal": {"en": "   answer:   {expected}", "zh": "   答案：    {expected}"},
     "q.why": {"en": "   why:      {what}", "zh": "   原因：    {what}"},
     "q.choices": {"en": "   choose one of: {choices}", "zh": "   请从这些选项中选一个：{choices}"},
@@ -126,7 +127,7 @@ def describe(x: Any, limit: int = 12) -> str:
         if x.numel() <= limit:
             vals = [round(v, 4) if isinstance(v, float) else v for v in x.flatten().tolist()]
             return f"tensor{tuple(x.shape)} {x.dtype} {vals}"
-        return f"tensor of shape {tuple(x.shape)}, {x.dtype}"
+        return t("ex.tensor_of_shape", shape=tuple(x.shape), dtype=x.dtype)
     if isinstance(x, (tuple, list)):
         inner = ", ".join(describe(v, limit) for v in x)
         return f"({inner})" if isinstance(x, tuple) else f"[{inner}]"
