@@ -69,7 +69,7 @@ register(
             "zh": "把被屏蔽的位置填入 -inf（True 表示保留）后做 softmax；再找出一个位置都没保留的行，把它们置零，而不是留下 NaN。"},
         "ch03.ex2.formula": {
             "en": "Fill x where mask is False with -inf (True = keep), then softmax. A row with every entry masked must give zeros: find those rows with (~mask).all(-1, keepdim=True) and zero them, instead of the NaN of -inf - (-inf) or the uniform row that -1e9 gives.",
-            "zh": "把 mask 为 False 的位置填成 -inf（True 表示保留），再做 softmax。全被屏蔽的行必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填 -1e9 得到的均匀分布。",
+            "zh": "把 mask 为 False 的位置填入 -inf（True 表示保留），再做 softmax。全被屏蔽的行必须输出全零：用 (~mask).all(-1, keepdim=True) 找出这些行并置零，不能输出 -inf - (-inf) 产生的 NaN，也不能是填入 -1e9 得到的均匀分布。",
         },
         "ch03.ex3.title": {
             "en": "Exercise 3 · merge two online-softmax states",

@@ -62,7 +62,7 @@ register({
     "ch04.q1.b": {"en": "the FLOPs of the scores QKᵀ double", "zh": "分数 QKᵀ 的 FLOPs 翻倍"},
     "ch04.q1.c": {"en": "neither parameters nor FLOPs; the attention weights held in memory double",
                   "zh": "参数量和 FLOPs 都不变；要存的注意力权重翻倍"},
-    "ch04.q1.d": {"en": "nothing at all: the heads are only a reshape", "zh": "什么都不变：头只是一次 reshape"},
+    "ch04.q1.d": {"en": "nothing at all: the heads are only a reshape", "zh": "什么都不变：头只是一次变形"},
     "ch04.q1.why": {"en": "The four projections are E × E whatever h is, so the parameters stay 4E². Each head's "
                           "scores cost 2·L·S·d_k FLOPs with d_k = E / h, so h heads cost 2·L·S·E together, again "
                           "whatever h is. But every head has its own L × S matrix of weights: h of them, so "

@@ -25,7 +25,7 @@
 # # 02 · 为什么要除以 $\sqrt{d_k}$？
 #
 # **本章内容**
-# - 为什么两个随机向量的点积会随向量长度增大而变大：用 100,000 个样本实测，并与闭式表达式对照，附误差棒；
+# - 为什么两个随机向量的点积会随维度增大而变大：用 100,000 个样本实测，并与闭式表达式对照，附误差棒；
 # - 分数过大时 softmax 会怎样：它会饱和，梯度随之消失——拖动滑块就能看到；
 # - 什么时候只除以 $\sqrt{d_k}$ 还不够（分量的方差不是 1），以及模型的应对办法（温度、QK 归一化）；
 # - 缩放的开销，以及使用它时常见的错误。
@@ -276,10 +276,11 @@ for d in (4, 1024):
 # density of the closed-form variance; one softmax row over 16 random keys with its largest weight
 # and $\|J\|_F$; and the mean $\|J\|_F$ over 128 rows against $d_k$, scaled and unscaled. Move the
 # $d_k$ slider with the toggle on *unscaled*, and watch the row turn one-hot and $\|J\|_F$ fall.
-# Switch to *scaled*: the histogram keeps its shape and the gradient stays.
+# Switch to *scaled*: the histogram keeps its shape and the gradient stays. (Where widgets do not
+# run, on GitHub for instance, the figure below shows the starting setting: $d_k = 256$, unscaled.)
 
 # %% [markdown] tags=["lang-zh"]
-# $d_k = 4$ 时，这一下让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），
+# $d_k = 4$ 时，这次调整让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），
 # 同样的调整只让权重变化 $1.4\times10^{-10}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，
 # 查询和键也就学不动了。第 3 章会推导一般情形下的敏感程度，即 softmax 的雅可比矩阵
 #
@@ -290,7 +291,7 @@ for d in (4, 1024):
 # 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式表达式算出的方差画出的正态密度曲线；
 # 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
 # 在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；
-# 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。
+# 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置：$d_k = 256$，不缩放。）
 
 # %% tags=["nbval-ignore-output"]
 explorer = scaling_explorer(d_k=256)
@@ -389,10 +390,8 @@ print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True
 
 # %% [markdown] tags=["lang-zh"]
 # $\sigma = 0.5$ 时，缩放后分数的方差只有 0.062，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
-# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和
-# （0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
-# 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。
-# （这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
+# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和（0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
+# 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。（这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
 # 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Dehghani 等，2023；Wortsman 等，2024）。
 
 # %% [markdown] tags=["lang-en"]
@@ -459,8 +458,7 @@ print(t("ch02.nb.div_stats", div="/ d_k ", w=wrong["max_weight"], h=wrong["entro
 # the queries yourself (say, to fold the scale into a projection), pass `scale=1.0`, or you divide twice:
 
 # %% [markdown] tags=["lang-zh"]
-# **缩放了两次。** `F.scaled_dot_product_attention` 本身已经除以了 $\sqrt{d_k}$。如果你自己先缩放了查询
-# （比如把缩放系数并入投影矩阵），就要传入 `scale=1.0`，否则就除了两次：
+# **缩放了两次。** `F.scaled_dot_product_attention` 本身已经除以了 $\sqrt{d_k}$。如果你自己先缩放了查询（比如把缩放系数并入投影矩阵），就要传入 `scale=1.0`，否则就除了两次：
 
 # %%
 q_scaled = qh / math.sqrt(64)
@@ -528,9 +526,8 @@ _ = check_unit_variance_scale(my_unit_variance_scale)
 # $d_k$ does.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：每行有 `seq_len` 个键，*不缩放*时 softmax 的平均最大权重会随 $d_k$ 增大。
-# 用 `attnkit.experiments.saturation`（参数 `n_rows=256, seed=0`），在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中
-# 找出使它达到 `threshold` 的最小 $d_k$。
+# **练习 3**：用 `attnkit.experiments.saturation`（参数 `n_rows=256, seed=0`），在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中
+# 找出最小的 $d_k$，使每行有 `seq_len` 个键时，*不缩放*的 softmax 的平均最大权重达到 `threshold`。
 # 如果没有这样的 $d_k$，返回 `None`。
 
 # %%

@@ -70,7 +70,7 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么用 softmax？
 #
-# 对每个查询，注意力需要一组关于各个键的权重，这些权重**非负且和为 1**，这样输出才是值的加权*平均*。softmax 恰好做到这一点：
+# 对每个查询，注意力要给各个键分配权重，这些权重**非负且和为 1**，这样输出才是值的加权*平均*。softmax 恰好做到这一点：
 #
 # $$\mathrm{softmax}(x)_i = \frac{e^{x_i}}{\sum_j e^{x_j}} .$$
 #
@@ -247,7 +247,7 @@ print("PyTorch SDPA   :", F.scaled_dot_product_attention(x, eye, eye, attn_mask=
 # `masked_fill` refuses it, and a cast turns it into $-\infty$:
 
 # %% [markdown] tags=["lang-zh"]
-# **为什么不用 $-10^9$ 代替 $-\infty$？** 很多代码用一个很大的有限负数填充被屏蔽的分数。只要一行中至少保留一个元素，这样做没有问题；
+# **为什么不用 $-10^9$ 代替 $-\infty$？** 很多代码库在被屏蔽的分数处填入一个很大的有限负数。只要一行中至少保留一个元素，这样做没有问题；
 # 但遇到全被屏蔽的行，结果变成了对这些本该全部隐藏的元素取*均匀*平均。而且 float16 根本表示不了 $-10^9$：
 # `masked_fill` 会拒绝它，强制转换则会把它变成 $-\infty$：
 
@@ -296,13 +296,13 @@ print(f"log 3 = {math.log(3):.4f}")
 # $1/\sqrt{d_k}$ is a temperature $T = \sqrt{d_k}$ chosen so that the scores have unit variance.)
 #
 # The explorer below does the same over eight scores: move the temperature (logarithmic, 0.01 to 100)
-# and watch the bars, the argmax limit (red outline) and the point on the entropy curve.
+# and watch the bars, the argmax limit (red outline) and the point on the entropy curve. (Where widgets
+# do not run, on GitHub for instance, the figure below shows the starting setting, $T = 1$.)
 
 # %% [markdown] tags=["lang-zh"]
-# $T = 4$ 时，最大权重从 0.9987 降到 0.7697，熵从 0.0104 升到 0.6935；$T = 100$ 时熵为 1.0979，接近最大值 $\log 3 = 1.0986$。
-# （第 2 章的缩放系数 $1/\sqrt{d_k}$ 其实就是温度 $T = \sqrt{d_k}$，它的取值让分数的方差为 1。）
+# $T = 4$ 时，最大权重从 0.9987 降到 0.7697，熵从 0.0104 升到 0.6935；$T = 100$ 时熵为 1.0979，接近最大值 $\log 3 = 1.0986$。（第 2 章的缩放系数 $1/\sqrt{d_k}$ 其实就是温度 $T = \sqrt{d_k}$，它的取值让分数的方差为 1。）
 #
-# 下面的交互控件对八个分数做同样的事：拖动温度滑块（对数刻度，从 0.01 到 100），观察柱状图、argmax 极限（红色边框）以及熵曲线上的当前点。
+# 下面的交互控件对八个分数做同样的事：拖动温度滑块（对数刻度，从 0.01 到 100），观察柱状图、argmax 极限（红色边框）以及熵曲线上的当前点。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置 $T = 1$。）
 
 # %% tags=["nbval-ignore-output"]
 explorer = temperature_explorer(temperature=1.0)
@@ -456,7 +456,7 @@ for T in (1.0, 0.1):
 # ## 7. 开销
 #
 # 对 $L \times S$ 的分数矩阵做 softmax，大约需要 $5LS$ 次浮点运算（求最大值、相减、取指数、求和、相除）；更重要的是，它要把整个矩阵读写好几遍：
-# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，softmax 的瓶颈正是这些访存，而不是计算；FlashAttention 省下的正是这部分访存量：
+# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，限制 softmax 速度的是这些访存，而不是计算；FlashAttention 省下的也正是这部分访存量：
 # 它根本不把分数矩阵写入显存。
 # 下面在本机上对 $1024 \times 1024$ 的矩阵实测（四种实现在单线程上轮流计时，各取 20 次的中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
 
@@ -559,9 +559,8 @@ _ = check_softmax_jacobian(my_softmax_jacobian)
 
 # %% [markdown] tags=["lang-zh"]
 # **挑战题：log-softmax 的反向传播。** 交叉熵损失要经过 $y = \mathrm{log\_softmax}(x) = x - \mathrm{logsumexp}(x)$。
-# 给定分数 `x` `(..., n)` 和从损失传回来的梯度 `grad` $= \partial L/\partial y$，返回 $\partial L/\partial x$，形状为 `(..., n)`。
-# 有两个条件：对 float32 中接近 $\pm 1000$ 的分数必须数值稳定；不能构造 $n \times n$ 的雅可比矩阵
-# （检查器会在每行 2048 个分数上测量你的函数的内存峰值）。自动求导（`backward`、`torch.autograd.grad` 等）不能用：
+# 给定形状为 `(..., n)` 的分数 `x`，以及从损失传回来的梯度 `grad` $= \partial L/\partial y$，返回形状同为 `(..., n)` 的 $\partial L/\partial x$。
+# 有两个条件：对 float32 中接近 $\pm 1000$ 的分数必须数值稳定；不能构造 $n \times n$ 的雅可比矩阵（检查器会在每行 2048 个分数上测量你的函数的内存峰值）。自动求导（`backward`、`torch.autograd.grad` 等）不能用：
 # 从第 6 节的雅可比矩阵出发，自己推导。
 
 # %%
@@ -634,7 +633,7 @@ _ = check_log_softmax_backward(my_log_softmax_backward)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. 为什么不用 `torch.finfo(dtype).min`？
 #
-# 有些库不用 $-\infty$，而是用最小的有限负数填充被屏蔽的分数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
+# 有些库不用 $-\infty$，而是在被屏蔽的分数处填入最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
 # 同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。
 # 更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。
 # 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，
@@ -676,8 +675,8 @@ print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 B. 通往 FlashAttention 的一步
 #
-# 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$
-# （在块内归一化）和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
+# 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$（在块内归一化）
+# 和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
 #
 # $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
 #

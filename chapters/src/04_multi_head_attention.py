@@ -99,9 +99,9 @@ print(t("ch04.head_b"), head_b.numpy().round(3))
 # section 3 (width $E = 16$, 4 heads), with the shape of every tensor (batch $B$, length $L$):
 
 # %% [markdown] tags=["lang-zh"]
-# 单个头返回的是 0.487 份键 0 与 0.487 份键 3 的混合：两条信息被平均成了一个向量，之后再也分不开。
-# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。这就是多头注意力的全部思想
-# （Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。
+# 单个头返回的是键 0 和键 3 各占 0.487 的混合：两条信息被平均成了一个向量，之后再也分不开。
+# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。
+# 这就是多头注意力的全部思想（Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。
 # 画成图就是下面这样（用第 3 节的尺寸：宽度 $E = 16$，4 个头），图中标出了每个张量的形状（批次 $B$，长度 $L$）：
 
 # %%
@@ -219,8 +219,8 @@ def mha_batched(x, m, causal=False):                    # 2. all heads in one ba
 # merging the heads become part of the products:
 
 # %% [markdown] tags=["lang-zh"]
-# 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$
-# （`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）。`einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
+# 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$（`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）。
+# `einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
 
 # %%
 def mha_packed(x, m, causal=False):                     # 3. one (3E, E) projection for Q, K, V
@@ -250,8 +250,7 @@ def mha_einsum(x, m, causal=False):                     # 4. every product named
 # `nn.MultiheadAttention` itself (note its mask: `True` means *forbidden*, section 7):
 
 # %% [markdown] tags=["lang-zh"]
-# 最后两种是 PyTorch 自己的：在我们的打包投影里调用它的融合注意力算子，以及 `nn.MultiheadAttention` 本身
-# （注意它的掩码：`True` 表示*禁止*，见第 7 节）：
+# 最后两种是 PyTorch 自己的：在我们的打包投影里调用它的融合注意力算子，以及 `nn.MultiheadAttention` 本身（注意它的掩码：`True` 表示*禁止*，见第 7 节）：
 
 # %%
 def mha_sdpa(x, m, causal=False):                       # 5. PyTorch's fused attention kernel
@@ -345,10 +344,10 @@ print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6
 # 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
 # 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
 # 先是多头自注意力，然后是逐位置的前馈网络。这里有三样新东西，在下面的类里各占一行：*残差连接* `x + MHA(x)`
-# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量。`nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1
-# （再乘上可学习的增益、加上偏置）。*前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用
-# （各位置之间只在注意力里交换信息）。用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的
-# `nn.TransformerEncoderLayer` 结果一致：
+# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量。
+# `nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1（再乘上可学习的增益、加上偏置）。
+# *前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用（各位置之间只在注意力里交换信息）。
+# 用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的 `nn.TransformerEncoderLayer` 结果一致：
 
 # %%
 class EncoderLayer(nn.Module):
@@ -424,14 +423,14 @@ print(viz.format_table(
 # Nobody told the heads what to do, yet in layer 1 head 0 became a first-word head (1.00 of its
 # weight on position 0), head 2 a previous-word head (1.00) and head 1 a two-back head (0.90);
 # layer 2 has heads of the same three kinds. Pick a layer, a head and a sentence below: the grid
-# shows every head of a layer, a single head shows one heatmap. (On GitHub, where widgets do not
-# run, the static figure below shows the starting state.)
+# shows every head of a layer, a single head shows one heatmap. (Where widgets do not run, on
+# GitHub for instance, the figure below shows the starting choice: layer 1, all heads, the first
+# sentence.)
 
 # %% [markdown] tags=["lang-zh"]
 # 没有人告诉这些头该做什么，可它们自己分了工。在第 1 层中，第 0 个头成了“第一个词”头（平均 1.00 的权重落在位置 0 上），
 # 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“往前第二个词”头（0.90）。第 2 层里也出现了这三类头。
-# 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。
-# （在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
+# 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始选择：第 1 层、所有头、第一个句子。）
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.widgets.heads import heads_explorer
@@ -588,8 +587,7 @@ print(t("ch04.wrong_last", ok=bool(wrong[:, -1].isnan().all())))
 # 第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有。最后一个查询什么都看不到，
 # 每条序列中它的输出都是 NaN——在更深的网络里，这个 NaN 会扩散到后面的每个位置。
 # 规则是：**在 SDPA（或 attnkit）和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**。
-# 填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。
-# （浮点掩码在两边都是加到分数上。）
+# 填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。（浮点掩码在两边都是加到分数上。）
 
 # %%
 from attnkit.core import padding_mask
@@ -612,8 +610,8 @@ print(t("ch04.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 
 # %% [markdown] tags=["lang-zh"]
 # **平均后的权重会掩盖各个头。** 以 `need_weights=True`（默认值）调用 `nn.MultiheadAttention` 时，它返回的是各头的*平均值*，
-# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上
-# （见第 5 节的表）。下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
+# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上（见第 5 节的表）。
+# 下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
 
 # %%
 w1 = weights[0]                                          # layer 1: (H, L, L)
