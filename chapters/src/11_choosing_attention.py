@@ -1,0 +1,901 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["lang-en"]
+# # 11 · Choosing an attention: a factory, a selector, a profiler and a recall race
+#
+# **What you will learn**
+# - one interface for the sixteen mechanisms of chapters 04-10: `AttentionFactory` builds each
+#   one by name, and each takes $(B, N, d)$ and returns $(B, N, d)$;
+# - the selector: the memory formulas of the earlier chapters turned into a choice for a
+#   scenario and a budget — and where a formula and a measurement disagree;
+# - the profiler: latency, peak memory and tokens per second, measured the same way for every
+#   mechanism, live for two of them and from a benchmark file for all of them up to $N = 8192$;
+# - a race on *multi-query associative recall* (MQAR, Arora et al. 2023): the same tiny language
+#   model with softmax, windowed, linear and cosFormer attention and a hybrid, and why the
+#   fixed-size state of linear attention (chapter 09) limits how much it can recall.
+#
+# **You need** chapters 04 (multi-head attention), 05 (the KV cache), 07 (flash attention),
+# 08 (sparse attention) and 09 (linear attention and its recurrent state); chapter 10 for the
+# `lora` entry of the factory.
+
+# %% [markdown] tags=["lang-zh"]
+# # 11 · 如何选择注意力：工厂、选择器、性能分析器和一场召回比赛
+#
+# **本章内容**
+# - 第 4–10 章的十六种机制共用一个接口：`AttentionFactory` 按名字构建其中任意一种，每一种都接收 $(B, N, d)$、返回 $(B, N, d)$；
+# - 选择器：把前几章的内存公式变成“给定场景和预算该选哪一种”的决定——以及公式与实测在哪里对不上；
+# - 性能分析器：用同一种方法为每种机制测量延迟、内存峰值和每秒处理的词元数；其中两种现场测量，
+#   全部机制到 $N = 8192$ 的结果来自一个基准测试文件；
+# - 一场*多查询关联召回*（MQAR，Arora 等，2023）比赛：同一个小语言模型，分别用 softmax 注意力、窗口注意力、线性注意力、
+#   cosFormer 和一种混合结构，看看线性注意力固定大小的状态（第 9 章）为什么限制了它能召回多少。
+#
+# **预备知识**：第 4 章（多头注意力）、第 5 章（KV 缓存）、第 7 章（FlashAttention）、第 8 章（稀疏注意力）和
+# 第 9 章（线性注意力及其循环状态）；工厂里的 `lora` 一项用到第 10 章。
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+from attnkit.i18n import set_language, t
+
+set_language("en")
+
+import attnkit
+import attnkit.text.ch11  # noqa: F401  (the sentences this chapter prints)
+from attnkit import mqar, viz
+from attnkit.factory import (AttentionConfig, AttentionFactory, AttentionProfiler, AttentionSelector,
+                             TransformerBlock, param_count)
+from attnkit.linear import LinearAttention
+from attnkit.timing import one_thread
+from attnkit.widgets import factory as wf
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # one thread: the race and the timings repeat from run to run
+BENCH = Path(attnkit.__file__).resolve().parents[1] / "figures" / "bench_factory.json"
+DATA = json.loads(BENCH.read_text())  # written by benchmarks/bench_factory.py (section 3 says how)
+print(t("ch11.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_threads()))
+
+# %% [markdown] tags=["lang-en"]
+# ## 1. One interface for every mechanism
+#
+# Each chapter built its mechanism with the signature its paper suggested:
+# `MultiHeadAttention(query, key, value, ...)` returns a pair, `SparseAttention` takes a padding
+# mask with the opposite polarity, the linear modules refuse an arbitrary mask. To *compare*
+# mechanisms, a model must be able to swap one for another without touching anything else. That
+# is all a factory is: an `AttentionConfig` (a validated dataclass: the type, the width, the
+# heads and the options of each mechanism) and one function that builds the chapter's module
+# and wraps it in the same forward,
+#
+# $$\texttt{attn}(x,\ \texttt{attn\_mask}=\texttt{None},\ \texttt{key\_padding\_mask}=\texttt{None}) \in \mathbb{R}^{B \times N \times d}, \qquad x \in \mathbb{R}^{B \times N \times d}.$$
+#
+# Every name, the chapter module behind it, its parameters counted on the module and by the
+# formula of its chapter, and the shape it returns:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 1. 所有机制共用一个接口
+#
+# 每一章都按各自论文的写法给机制定了签名：`MultiHeadAttention(query, key, value, ...)` 返回一对结果，
+# `SparseAttention` 的填充掩码极性正好相反，线性注意力的模块不接受任意掩码。要*比较*不同机制，
+# 模型就得能把一种换成另一种，而别处一行都不用改。工厂做的就是这件事：一个 `AttentionConfig`
+# （经过校验的 dataclass：类型、宽度、头数以及每种机制自己的选项），再加一个函数——它构建该章的模块，并套上同一个前向接口：
+#
+# $$\texttt{attn}(x,\ \texttt{attn\_mask}=\texttt{None},\ \texttt{key\_padding\_mask}=\texttt{None}) \in \mathbb{R}^{B \times N \times d}, \qquad x \in \mathbb{R}^{B \times N \times d}.$$
+#
+# 下表列出每个名字、它背后的章节模块、在模块上数出的参数个数和按该章公式算出的参数个数，以及输出的形状：
+
+# %%
+x = torch.randn(2, 64, 64)                                   # (B, N, d): two sequences of 64 tokens, width 64
+rows, same = [], True
+for name in AttentionFactory.available():
+    opts = {"max_seq_len": 64} if name in ("linformer", "cosformer") else {}
+    cfg = AttentionConfig(attention_type=name, d_model=64, n_heads=4, window_size=16, block_size=16, **opts)
+    attn = AttentionFactory.create_attention(cfg)
+    out = attn(x)
+    counted = sum({p.data_ptr(): p.numel() for p in attn.parameters()}.values())  # LoRA's wrappers share the base weights
+    same = same and out.shape == x.shape and counted == param_count(cfg)
+    rows.append([name, type(attn.inner).__name__, f"{counted:,}", f"{param_count(cfg):,}", tuple(out.shape)])
+print(viz.format_table([t("ch11.col.name"), t("ch11.col.module"), t("ch11.col.params"), t("ch11.col.formula"),
+                        t("ch11.col.shape")], rows))
+print(t("ch11.all_same", n=len(rows), ok=same))
+print(t("ch11.aliases", names=", ".join(f"{a} = {b}" for a, b in (("mha", "full"), ("sliding", "local"),
+                                                                     ("sparse", "block_sparse")))))
+
+# %% [markdown] tags=["lang-en"]
+# The factory computes nothing itself: it builds the module of the chapter, with weights drawn
+# from `config.seed`, and passes the arguments through. So the `linear` entry *is* chapter 09's
+# `LinearAttention`: copy its weights into a fresh one and the outputs agree. The causal
+# version of every mechanism comes from `causal=True` (Linformer and Nyströmformer have none:
+# their projections and landmarks mix future tokens into every position, and the config says
+# so when asked).
+
+# %% [markdown] tags=["lang-zh"]
+# 工厂本身不做任何计算：它构建该章的模块（权重由 `config.seed` 决定），再把参数原样传进去。
+# 所以 `linear` 这一项*就是*第 9 章的 `LinearAttention`：把它的权重复制到一个新建的模块里，输出完全一致。
+# 每种机制的因果版本都由 `causal=True` 得到（Linformer 和 Nyströmformer 没有因果版本：它们的投影和地标点会把未来的词元混进每个位置，
+# 要求因果时配置会直接报错说明原因）。
+
+# %%
+cfg = AttentionConfig(attention_type="linear", d_model=64, n_heads=4, causal=True)
+attn = AttentionFactory.create_attention(cfg)
+chapter09 = LinearAttention(64, 4, feature_map="elu+1", causal=True)
+chapter09.load_state_dict(attn.inner.state_dict())
+print(t("ch11.eq_chapter", name="linear", module="attnkit.linear.LinearAttention",
+        ok=torch.allclose(attn(x), chapter09(x), atol=1e-6)))
+try:
+    AttentionConfig(attention_type="nystrom", causal=True)
+except ValueError as err:
+    print(t("ch11.error", err=str(err)[:120] + " ..."))
+
+# %% [markdown] tags=["lang-en"]
+# A model is then a stack of blocks, one config per layer. `TransformerBlock(config)` is a
+# pre-norm residual block (an optional short causal convolution before the mixer, as in the
+# Zoology models of section 4; an optional MLP after it), and nothing stops the layers from
+# differing — the mixed stack of the library this chapter follows, window attention at the
+# bottom, block-sparse in the middle, full attention on top:
+
+# %% [markdown] tags=["lang-zh"]
+# 这样，一个模型就是一叠块，每层一个配置。`TransformerBlock(config)` 是先归一化的残差块（混合层之前可以加一个短的因果卷积，
+# 与第 4 节 Zoology 的模型一样；之后可以加一个 MLP），而且各层完全可以不同——本章所依据的那个库里的混合结构：
+# 底层用窗口注意力，中间用分块稀疏注意力，顶层用全注意力：
+
+# %%
+configs = [AttentionConfig(attention_type="local", d_model=64, n_heads=4, window_size=16),
+           AttentionConfig(attention_type="block_sparse", d_model=64, n_heads=4, block_size=16),
+           AttentionConfig(attention_type="full", d_model=64, n_heads=4)]
+h = x
+for block in [TransformerBlock(c) for c in configs]:
+    h = block(h)
+print(t("ch11.mixed", kinds=" → ".join(c.kind for c in configs), shape=tuple(h.shape)))
+
+# %% [markdown] tags=["lang-en"]
+# ## 2. The selector: a choice from the cost formulas
+#
+# Which mechanism should a model use? It depends on what has to fit. The earlier chapters gave
+# the memory of one layer as formulas; `AttentionSelector.memory_mb(config, N)` adds them up,
+# in bytes of float32 over $2^{20}$ (MB), for batch 1:
+#
+# $$M_\text{forward} = 4\big(\underbrace{P}_\text{parameters} + \underbrace{5 N d}_{q,\,k,\,v,\ \text{heads},\ \text{output}} + H \cdot S(N)\big),$$
+#
+# where $S(N)$ is the mechanism's own term per head: $N^2$ scores for materialised softmax
+# (chapter 01), one $64 \times 64$ tile and the running max and sum $2N$ for flash (chapter 07),
+# the attended pairs for a sparse pattern ($\approx N w$ for a window, chapter 08), the features
+# and the $d_h \times d_h$ state for linear attention (chapter 09). A training step counts the
+# parameters four times (weights, gradients, AdamW's two moments); decoding one token keeps the
+# KV cache (chapter 05) or, for linear attention, its fixed-size state. For the library's
+# default layer (width 512, 8 heads):
+
+# %% [markdown] tags=["lang-zh"]
+# ## 2. 选择器：由开销公式做出选择
+#
+# 模型该用哪种机制？取决于什么必须放得进内存。前几章给出了单层内存的公式；`AttentionSelector.memory_mb(config, N)`
+# 把它们加起来，按 float32 计字节、再除以 $2^{20}$（MB），批次大小为 1：
+#
+# $$M_\text{forward} = 4\big(\underbrace{P}_\text{参数} + \underbrace{5 N d}_{q,\,k,\,v,\ \text{各头},\ \text{输出}} + H \cdot S(N)\big),$$
+#
+# 其中 $S(N)$ 是每个头上该机制自己的那一项：显式构造 softmax 时是 $N^2$ 个分数（第 1 章）；flash 是一个 $64 \times 64$ 的分块
+# 加上流式的最大值与和 $2N$（第 7 章）；稀疏模式是被关注的配对数（窗口约为 $N w$，第 8 章）；线性注意力是特征加上
+# $d_h \times d_h$ 的状态（第 9 章）。训练一步时参数要算四遍（权重、梯度、AdamW 的两个动量）；解码一个词元时要保存 KV 缓存（第 5 章），
+# 线性注意力则只保存固定大小的状态。以这个库的默认层（宽度 512，8 个头）为例：
+
+# %%
+names = ["full", "flash", "gqa", "local", "bigbird", "linear", "performer"]
+lengths = [1024, 4096, 16384, 65536]
+rows = []
+for name in names:
+    cfg = AttentionConfig(attention_type=name)                 # d_model 512, 8 heads (the defaults)
+    rows.append([name] + [f"{AttentionSelector.memory_mb(cfg, n):,.1f}" for n in lengths])
+print(t("ch11.mem_title"))
+print(viz.format_table([t("ch11.col.name")] + [f"N = {n:,}" for n in lengths], rows))
+full_4x = AttentionSelector.memory_mb(AttentionConfig(), 65536) / AttentionSelector.memory_mb(AttentionConfig(), 16384)
+lin_4x = (AttentionSelector.memory_mb(AttentionConfig(attention_type="linear"), 65536)
+          / AttentionSelector.memory_mb(AttentionConfig(attention_type="linear"), 16384))
+print(t("ch11.growth", full=full_4x, linear=lin_4x))
+
+# %% [markdown] tags=["lang-en"]
+# The quadratic term decides: four times the length is about sixteen times the memory for
+# materialised softmax and about four times for everything else (printed above). The selector
+# turns these numbers into a choice. A scenario fixes which memory counts and an order of
+# preference (`attnkit.factory.SCENARIOS`): *training* and *long_context* take the first
+# candidate that fits, exact attention before sparse before linear; *inference* takes the least
+# compressed KV cache that fits; *memory_limited* takes the least memory. Nothing is looked up:
+# each line below is computed from the formulas at that length, and the skipped candidates are
+# printed with what they would need.
+
+# %% [markdown] tags=["lang-zh"]
+# 起决定作用的是平方项：长度变为四倍时，显式 softmax 的内存约变为十六倍，其余机制约变为四倍（见上面的输出）。
+# 选择器把这些数字变成选择。一个场景规定了计算哪种内存以及偏好的顺序（`attnkit.factory.SCENARIOS`）：
+# *training*（训练）和 *long_context*（长上下文）取第一个放得下的候选，精确注意力优先，其次稀疏，最后线性；
+# *inference*（推理）取放得下的、KV 缓存压缩得最少的；*memory_limited*（内存受限）取内存最少的。这里没有查表：
+# 下面每一行都是在该长度上由公式算出来的，被跳过的候选也打印出它们需要多少内存。
+
+# %%
+for scenario, n, budget in [("training", 2048, 2000), ("training", 16384, 2000), ("inference", 32768, 100),
+                            ("inference", 131072, 100), ("long_context", 65536, 1000), ("memory_limited", 8192, 200)]:
+    choice = AttentionSelector.select_for_scenario(scenario, seq_len=n, memory_constraint=budget)
+    before = []
+    for cand, mb in AttentionSelector.candidates(scenario, n):
+        if cand.kind == choice.kind:
+            break
+        if mb > budget:
+            before.append(f"{cand.kind} {mb:,.0f} MB")
+    print(t("ch11.choice", scenario=scenario, n=n, budget=budget, choice=choice.kind, mb=choice.memory_mb))
+    if before:
+        print(t("ch11.skipped", what=", ".join(before)))
+try:
+    AttentionSelector.select_for_scenario("memory_limited", seq_len=8192, memory_constraint=50)
+except ValueError as err:
+    print(t("ch11.error", err=str(err)))
+
+# %% [markdown] tags=["lang-en"]
+# Read the choices from the numbers: at $N = 2048$ full attention fits the training budget, so it
+# is taken; at $N = 16384$ its $N^2$ scores alone put it far above the budget and flash, whose
+# memory grows like $N$, is the first exact mechanism that fits. For inference the KV cache
+# decides: at 32k tokens the full cache is over 100 MB and grouped queries (chapter 05) bring it
+# under; at 128k only one shared kv head does. When no candidate fits, the selector says what the
+# smallest one would need instead of returning something that does not fit. Each config it
+# returns carries this reason as `.reason` and its formula memory as `.memory_mb`.
+#
+# These are *formulas*. Whether the memory really is what they say is a measurement — the next
+# section.
+
+# %% [markdown] tags=["lang-zh"]
+# 从数字来读这些选择：$N = 2048$ 时全注意力放得进训练预算，于是选它；$N = 16384$ 时，仅 $N^2$ 个分数就让它远远超出预算，
+# 而内存随 $N$ 线性增长的 flash 是第一个放得下的精确机制。推理时由 KV 缓存决定：32k 个词元时完整的缓存超过 100 MB，
+# 分组查询（第 5 章）把它压到预算以内；到 128k 时，只有所有头共享一个键值头才放得下。没有候选放得下时，
+# 选择器会说明最小的那个需要多少，而不是返回一个放不下的配置。它返回的每个配置都带着这条理由（`.reason`）和公式算出的内存（`.memory_mb`）。
+#
+# 这些都是*公式*。内存是否真如公式所说，要靠测量——这是下一节的内容。
+
+# %% [markdown] tags=["lang-en"]
+# ## 3. The profiler: measured, the same way for every mechanism
+#
+# `AttentionProfiler.profile_many(names, batch_size, seq_len, num_iterations)` builds each
+# mechanism, times one forward call of each in turn (round-robin, after warm-up rounds, on one
+# thread, with `attnkit.timing`), and then measures each call's peak memory with
+# `torch.profiler`: the allocator reports every allocation and free, scratch space inside a
+# fused kernel included, and the running sum at its largest is the peak. It returns the mean and
+# spread of the latency, the peak in MB, tokens per second $= B N / \text{latency}$, and the
+# selector's formula for the same call. Two mechanisms at $N = 512$, live:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 3. 性能分析器：实测，而且对每种机制用同一种方法
+#
+# `AttentionProfiler.profile_many(names, batch_size, seq_len, num_iterations)` 构建每种机制，轮流为每种机制计时一次前向调用
+# （轮流计时，先预热，单线程，用 `attnkit.timing`），然后用 `torch.profiler` 测量每次调用的内存峰值：
+# 内存分配器会报告每一次分配和释放，包括融合算子内部的临时空间，累计值的最大处就是峰值。
+# 它返回延迟的均值和波动、以 MB 计的峰值、每秒词元数 $= B N / \text{延迟}$，以及选择器对同一次调用的公式估计。
+# 下面现场测量两种机制，$N = 512$：
+
+# %% tags=["nbval-ignore-output"]
+with one_thread():
+    live = AttentionProfiler.profile_many(["full", "linear"], batch_size=1, seq_len=512, num_iterations=7,
+                                          d_model=256, n_heads=4)
+print(t("ch11.profile_settings", n=512, d=256, h=4, it=7))
+print(viz.format_table([t("ch11.col.name"), t("ch11.col.ms"), t("ch11.col.std"), t("ch11.col.peak"),
+                        t("ch11.col.formula_mb"), t("ch11.col.tps")],
+                       [[k, f"{p['avg_latency_ms']:.2f}", f"{p['std_latency_ms']:.2f}", f"{p['memory_mb']:.2f}",
+                         f"{p['formula_mb']:.2f}", f"{p['tokens_per_s']:,.0f}"] for k, p in live.items()]))
+fast, slow = sorted(live, key=lambda k: -live[k]["tokens_per_s"])
+print(t("ch11.live_verdict", fast=fast, slow=slow, x=live[fast]["tokens_per_s"] / live[slow]["tokens_per_s"]))
+
+# %% [markdown] tags=["lang-en"]
+# The printed verdict comes from this run's numbers; at $N = 512$ the two are close, and a
+# rerun may order them differently. A reliable picture needs more lengths and more repeats than
+# a notebook cell can afford, so `benchmarks/bench_factory.py` profiles every mechanism at
+# $N = 512, 1024, \dots, 8192$ and writes the results, with the command and the machine, to
+# `figures/bench_factory.json`. The table below is that file (`skipped` where the script left a
+# mechanism out, with its reason stored in the file):
+
+# %% [markdown] tags=["lang-zh"]
+# 上面打印的结论来自这一次运行的数字；在 $N = 512$ 时两者差不多，重跑一次顺序可能就变了。要得到可靠的图景，需要更多的长度和更多次重复，
+# 这超出了一个笔记本单元格能承受的时间，所以 `benchmarks/bench_factory.py` 在 $N = 512, 1024, \dots, 8192$ 上为每种机制做性能分析，
+# 并把结果连同运行命令和机器信息写入 `figures/bench_factory.json`。下表就是这个文件的内容（`skipped` 表示脚本跳过了该机制，原因记录在文件里）：
+
+# %%
+prof = DATA["profile"]
+print(t("ch11.made_by", command=prof["command"], cpu=prof["machine"]["cpu"], cores=prof["machine"]["cores"],
+        torch=prof["machine"]["torch"], date=prof["date"], load=prof["machine"]["loadavg_at_start"]))
+print(t("ch11.profile_file_settings", **{k: prof["settings"][k] for k in ("batch_size", "d_model", "n_heads",
+                                                                          "iterations")}))
+by = {(r["attention_type"], r["seq_len"]): r for r in prof["rows"]}
+kinds = list(dict.fromkeys(r["attention_type"] for r in prof["rows"]))
+lens = prof["lengths"]
+
+
+def cell(name, n, key, fmt):
+    r = by.get((name, n))
+    return t("ch11.skipped_cell") if r is None or "skipped" in r else format(r[key], fmt)
+
+
+for key, fmt, title in (("avg_latency_ms", ".1f", "ch11.tab_latency"), ("memory_mb", ".1f", "ch11.tab_memory"),
+                        ("tokens_per_s", ",.0f", "ch11.tab_tps")):
+    print(t(title))
+    print(viz.format_table([t("ch11.col.name")] + [f"{n:,}" for n in lens],
+                           [[k] + [cell(k, n, key, fmt) for n in lens] for k in kinds]))
+
+# %%
+fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+for k in kinds:
+    pts = [(n, by[(k, n)]) for n in lens if (k, n) in by and "skipped" not in by[(k, n)]]
+    style = "-" if k in ("full", "flash", "linear", "local") else ":"
+    ax_t.plot([n for n, _ in pts], [r["avg_latency_ms"] for _, r in pts], style, marker="o", ms=3, label=k)
+    ax_m.plot([n for n, _ in pts], [r["memory_mb"] for _, r in pts], style, marker="o", ms=3, label=k)
+for ax, ylabel in ((ax_t, "ch11.plot_latency"), (ax_m, "ch11.plot_memory")):
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(t("ch11.plot_n"))
+    ax.set_ylabel(t(ylabel))
+    ax.grid(alpha=0.3)
+ax_m.legend(fontsize=7, ncol=2, loc="upper left")
+ax_t.set_title(t("ch11.plot_profile_title"), fontsize=10)
+ax_m.set_title(t("ch11.plot_memory_title"), fontsize=10)
+fig.tight_layout()
+
+# %% [markdown] tags=["lang-en"]
+# Now set the measured peak beside the selector's formula for the same call. Where the two
+# disagree by more than a factor of two at the longest length both were measured, the line says
+# which way:
+
+# %% [markdown] tags=["lang-zh"]
+# 现在把实测峰值与选择器对同一次调用的公式估计放在一起。在两者都测到的最长长度上，凡是相差超过两倍的，下面都会指出是哪个方向：
+
+# %%
+n_top = max(n for n in lens if all((k, n) in by and "skipped" not in by[(k, n)] for k in ("full", "flash", "linear")))
+rows, off = [], []
+for k in kinds:
+    r = by.get((k, n_top))
+    if r is None or "skipped" in r:
+        continue
+    ratio = r["memory_mb"] / r["formula_mb"]
+    rows.append([k, f"{r['formula_mb']:,.1f}", f"{r['memory_mb']:,.1f}", f"{ratio:.2f}"])
+    if ratio > 2 or ratio < 0.5:
+        off.append((k, ratio))
+print(t("ch11.formula_vs_measured", n=n_top))
+print(viz.format_table([t("ch11.col.name"), t("ch11.col.formula_mb"), t("ch11.col.peak"), t("ch11.col.ratio")], rows))
+for k, ratio in off:
+    print(t("ch11.off_high" if ratio > 1 else "ch11.off_low", name=k, x=ratio if ratio > 1 else 1 / ratio))
+full, flash = by[("full", n_top)], by[("flash", n_top)]
+print(t("ch11.full_vs_flash", n=n_top, full_mb=full["memory_mb"], full_f=full["formula_mb"], flash_mb=flash["memory_mb"],
+        x=flash["avg_latency_ms"] / full["avg_latency_ms"]))
+
+# %% [markdown] tags=["lang-en"]
+# The biggest disagreements are the softmax mechanisms that call PyTorch's fused
+# `scaled_dot_product_attention` (full, gqa, mqa, lora). Their formula counts the $N^2$ scores of
+# every head, what the math path of chapter 01 holds. The fused kernel on this CPU works through
+# the keys in blocks with an online softmax, as chapter 07 did by hand: its scratch space (which
+# the profiler does see) is a few blocks, not an $N \times N$ matrix. So the selector's reason for
+# preferring flash over full at long lengths is a statement about the *math path*; measured, the
+# fused full attention needs far less than its formula and runs faster than attnkit's
+# Python-tiled flash (the last printed line). The disagreement runs the other way where the code
+# holds more than the formula counts. MLA is the clearest case: its naive path gives queries and
+# keys a longer head ($d_h + d_h^R$) than the values, PyTorch's fused CPU kernel needs one head
+# size, and the call falls back to the math path, which holds the scores *and* the softmax
+# weights — two $N \times N$ matrices per head where the formula counts one. A selector is only
+# as good as its cost model; check it against a profile of the code you will run.
+
+# %% [markdown] tags=["lang-zh"]
+# 差得最多的是调用 PyTorch 融合算子 `scaled_dot_product_attention` 的那几种 softmax 机制（full、gqa、mqa、lora）。
+# 它们的公式计入每个头的 $N^2$ 个分数，也就是第 1 章数学路径要保存的东西。而这台 CPU 上的融合算子像第 7 章手写的那样，
+# 用在线 softmax 一块一块地处理键：它的临时空间（性能分析器是看得到的）只有几个分块，而不是一个 $N \times N$ 的矩阵。
+# 所以，选择器在长序列上偏向 flash 而不选 full 的理由，说的是*数学路径*；实测下来，融合后的全注意力所需内存远小于公式，
+# 而且比 attnkit 用 Python 分块实现的 flash 更快（见最后一行输出）。代码保存的东西比公式计入的多时，偏差方向正好相反。
+# 最明显的是 MLA：它的朴素路径让查询和键的头（$d_h + d_h^R$）比值的头更长，而 PyTorch 的 CPU 融合算子要求头的大小一致，
+# 于是这次调用退回到数学路径，同时保存分数*和* softmax 权重——每个头两个 $N \times N$ 矩阵，而公式只计入一个。
+# 选择器的好坏取决于它的开销模型；请用你真正要运行的代码的实测结果来核对它。
+
+# %% [markdown] tags=["lang-en"]
+# ## 4. The race: multi-query associative recall
+#
+# Memory and speed are half of the choice; the other half is what a mechanism can *do*. Arora
+# et al. (2023, "Zoology", §3) found that the gap in language-modelling quality between attention
+# and its efficient alternatives is mostly one skill, **recall**: using a token seen earlier in
+# the context. They distilled it into a synthetic task, multi-query associative recall (MQAR):
+#
+# - a sequence starts with $K$ key–value pairs, $k_1 v_1 k_2 v_2 \dots k_K v_K$: keys from the
+#   first half of the vocabulary, values from the second, distinct within a sequence;
+# - then each key appears once more, at a later position (the gaps drawn with probability
+#   $\propto g^{a-1}$, $a = 0.01$: short gaps are more likely, as repeated phrases in text are), with
+#   a filler token 0 everywhere else;
+# - at each repeated key the model must predict the value that followed it; the loss and the
+#   accuracy count only those $K$ positions (target $-100$, `cross_entropy`'s `ignore_index`,
+#   everywhere else).
+#
+# A small batch from `attnkit.mqar.mqar_batch` (`·` marks an ignored target):
+
+# %% [markdown] tags=["lang-zh"]
+# ## 4. 比赛：多查询关联召回
+#
+# 内存和速度只是选择的一半，另一半是一种机制*能做到什么*。Arora 等（2023，“Zoology”，§3）发现，在语言建模质量上，
+# 注意力与各种高效替代方案之间的差距，主要来自一种能力——**召回**：利用上下文中更早出现过的词元。他们把它提炼成一个合成任务，
+# 多查询关联召回（MQAR）：
+#
+# - 序列以 $K$ 个键值对开头，$k_1 v_1 k_2 v_2 \dots k_K v_K$：键取自词表的前一半，值取自后一半，同一序列内互不相同；
+# - 之后每个键在更靠后的位置再出现一次（间隔按 $\propto g^{a-1}$、$a = 0.01$ 的概率抽取：间隔短的更常见，就像文本中重复出现的短语），
+#   其余位置都是占位词元 0；
+# - 在每个重复出现的键上，模型要预测当初紧跟在它后面的那个值；损失和准确率只统计这 $K$ 个位置（其余位置的目标为 $-100$，
+#   即 `cross_entropy` 的 `ignore_index`）。
+#
+# 下面是 `attnkit.mqar.mqar_batch` 生成的一个小批次（`·` 表示被忽略的目标）：
+
+# %%
+inputs, targets = mqar.mqar_batch(batch=2, vocab_size=16, seq_len=16, num_pairs=3, seed=0)
+print(t("ch11.batch_settings", v=16, l=16, k=3))
+for b in range(2):
+    print(t("ch11.row_inputs") + " ".join(f"{v:>2}" for v in inputs[b].tolist()))
+    print(t("ch11.row_targets") + " ".join(" ·" if v == mqar.IGNORE_INDEX else f"{v:>2}" for v in targets[b].tolist()))
+print(t("ch11.chance", v=16, p=mqar.chance_accuracy(16)))
+
+# %% [markdown] tags=["lang-en"]
+# The model is `TinyLM`: a token embedding and a learned position embedding, two blocks, each a
+# short causal convolution (kernel 4) followed by the mixer and no MLP, as in Zoology's
+# experiments, one head, and a linear read-out. The convolution lets a layer see the previous
+# few tokens directly, so the mixer's job is only the long-range look-up. `attnkit.mqar.train_mqar`
+# trains it with AdamW on fresh seeded batches, one thread, and scores the query positions of a
+# held-out batch.
+#
+# The live race: two mechanisms at one setting, the one the benchmark file shares with this
+# cell — the same task, the same training budget, the same seed. It takes a few seconds per
+# model on one core:
+
+# %% [markdown] tags=["lang-zh"]
+# 模型是 `TinyLM`：一个词元嵌入加一个可学习的位置嵌入，两个块，每块是一个短的因果卷积（核大小 4）加上混合层、没有 MLP
+# （与 Zoology 的实验相同），单个头，最后一个线性输出层。卷积让每层直接看到前面几个词元，于是混合层只需负责远距离的查找。
+# `attnkit.mqar.train_mqar` 用 AdamW 在每步新生成的、带种子的批次上训练它（单线程），并在一个留出批次的查询位置上评分。
+#
+# 现场比赛：两种机制，一组设置——正是基准测试文件与这个单元格共用的那一组：同样的任务、同样的训练预算、同样的种子。
+# 在一个核上每个模型要几秒钟：
+
+# %%
+race = DATA["race"]
+task, shared, mechanisms = race["settings"]["task"], race["settings"]["shared"], race["settings"]["mechanisms"]
+print(t("ch11.race_settings", **task, **shared))
+live_race = {}
+for name in ("softmax", "linear"):
+    live_race[name] = mqar.train_mqar(mechanisms[name], width=shared["width"], num_pairs=shared["num_pairs"], seed=0,
+                                      **task)
+file_acc = {r["mechanism"]: r["accuracy"] for r in race["runs"] if r["seed"] == 0 and r["lr"] == task["lr"]
+            and r["width"] == shared["width"] and r["num_pairs"] == shared["num_pairs"]}
+for name, r in live_race.items():
+    print(t("ch11.race_row", name=name, acc=r["accuracy"], state=r["state_bytes"], file=file_acc[name],
+            ok=abs(round(r["accuracy"], 2) - round(file_acc[name], 2)) <= 0.01))
+print(t("ch11.chance", v=task["vocab_size"], p=race["settings"]["chance"]))
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.3))
+for name, r in live_race.items():
+    ax.plot(r["losses"], label=name, lw=1)
+ax.set_xlabel(t("ch11.plot_step"))
+ax.set_ylabel(t("ch11.plot_loss"))
+ax.set_title(t("ch11.plot_race_title", w=shared["width"], k=shared["num_pairs"]), fontsize=10)
+ax.legend()
+ax.grid(alpha=0.3)
+fig.tight_layout()
+
+# %% [markdown] tags=["lang-en"]
+# One setting and one seed is an anecdote. The benchmark trained every mechanism of the race —
+# softmax, a causal window of 8, linear attention (elu+1), cosFormer, and a hybrid with a window
+# layer under a linear layer (the combination Based uses) — at several widths and numbers of
+# pairs, with several seeds and two learning rates each. One learning rate does not suit every
+# width, so, as Zoology does, each setting is reported at the learning rate with the best mean
+# (the last number of each cell); then the mean over the seeds, and in brackets the lowest and
+# the highest:
+
+# %% [markdown] tags=["lang-zh"]
+# 一组设置、一个种子只能算个例。基准测试把比赛中的每种机制——softmax、长度为 8 的因果窗口、线性注意力（elu+1）、cosFormer，
+# 以及一个窗口层在下、线性层在上的混合结构（Based 用的就是这种组合）——在多种宽度和键值对数量下，各用若干个种子和两种学习率训练。
+# 一种学习率并不适合所有宽度，所以和 Zoology 的做法一样，每组设置都取平均值最好的那个学习率（每格最后一个数）；
+# 表中是各种子的平均值，括号里是最低值和最高值：
+
+# %%
+print(t("ch11.made_by", command=race["command"], cpu=race["machine"]["cpu"], cores=race["machine"]["cores"],
+        torch=race["machine"]["torch"], date=race["date"], load=race["machine"]["loadavg_at_start"]))
+summary = {(s["mechanism"], s["width"], s["num_pairs"]): s for s in race["best"]}    # each at its best lr
+points = sorted({(s["width"], s["num_pairs"]) for s in race["best"]}, key=lambda p: (p[1], p[0]))
+seeds = sorted({r["seed"] for r in race["runs"]})
+print(t("ch11.sweep_settings", seeds=", ".join(map(str, seeds)), lrs=", ".join(f"{lr:g}" for lr in race["settings"]["lrs"]),
+        **task))
+print(viz.format_table([t("ch11.col.name")] + [t("ch11.col.point", w=w, k=k) for w, k in points],
+                       [[m] + [f"{summary[(m, w, k)]['mean']:.2f} [{summary[(m, w, k)]['min']:.2f}, "
+                               f"{summary[(m, w, k)]['max']:.2f}] {summary[(m, w, k)]['lr']:g}" for w, k in points]
+                        for m in mechanisms]))
+
+# %%
+colors = dict(zip(mechanisms, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=True))
+fig, (ax_w, ax_k, ax_s) = plt.subplots(1, 3, figsize=(13, 3.8))
+widths, pairs = race["settings"]["widths"], race["settings"]["pairs"]
+for m in mechanisms:
+    for ax, xs, keys in ((ax_w, widths, [(m, w, shared["num_pairs"]) for w in widths]),
+                         (ax_k, pairs, [(m, shared["width"], k) for k in pairs])):
+        s = [summary[key] for key in keys]
+        ax.errorbar(xs, [p["mean"] for p in s], yerr=[[p["mean"] - p["min"] for p in s], [p["max"] - p["mean"] for p in s]],
+                    marker="o", ms=4, capsize=3, color=colors[m], label=m)
+    runs = [r for r in race["runs"] if r["mechanism"] == m and r["num_pairs"] == shared["num_pairs"]
+            and r["lr"] == summary[(m, r["width"], r["num_pairs"])]["lr"]]
+    ax_s.scatter([r["state_bytes"] for r in runs], [r["accuracy"] for r in runs], color=colors[m], s=18, label=m)
+ax_w.set_xscale("log", base=2)
+ax_w.set_xticks(widths, [str(w) for w in widths])
+ax_w.set_xlabel(t("ch11.plot_width", k=shared["num_pairs"]))
+ax_k.set_xticks(pairs)
+ax_k.set_xlabel(t("ch11.plot_pairs", w=shared["width"]))
+ax_s.set_xscale("log")
+ax_s.set_xlabel(t("ch11.plot_state", k=shared["num_pairs"]))
+for ax in (ax_w, ax_k, ax_s):
+    ax.set_ylim(-0.03, 1.03)
+    ax.axhline(race["settings"]["chance"], color="0.6", ls="--", lw=1)
+    ax.grid(alpha=0.3)
+ax_w.set_ylabel(t("ch11.plot_acc"))
+ax_w.legend(fontsize=7, loc="upper left")
+ax_s.set_title(t("ch11.plot_state_title"), fontsize=10)
+fig.tight_layout()
+
+# %% [markdown] tags=["lang-en"]
+# What the file says, printed from its numbers (a mechanism "solves" a setting here when its mean
+# over the seeds reaches 0.9):
+
+# %% [markdown] tags=["lang-zh"]
+# 文件里的数字说明了什么，由代码直接算出并打印（这里说一种机制“解决”了某组设置，是指它在各种子上的平均准确率达到 0.9）：
+
+# %%
+K, W = shared["num_pairs"], shared["width"]
+others = [m for m in mechanisms if m != "softmax"]
+lead = max(mechanisms, key=lambda m: summary[(m, W, K)]["mean"])
+print(t("ch11.at_width", w=W, k=K, name=lead, mean=summary[(lead, W, K)]["mean"],
+        others=", ".join(f"{m} {summary[(m, W, K)]['mean']:.2f}" for m in mechanisms if m != lead)))
+for m in mechanisms:
+    solved = [w for w in widths if summary[(m, w, K)]["mean"] >= 0.9]
+    best = max(widths, key=lambda w: summary[(m, w, K)]["mean"])
+    if solved:
+        s = summary[(m, solved[0], K)]
+        print(t("ch11.solves_from", name=m, w=solved[0], k=K, state=s["state_bytes"], lo=s["min"],
+                x=s["state_bytes"] / summary[("softmax", W, K)]["state_bytes"], w0=W))
+    else:
+        s = summary[(m, best, K)]
+        hits = sum(r["accuracy"] >= 0.9 for r in race["runs"] if (r["mechanism"], r["width"], r["num_pairs"], r["lr"])
+                   == (m, best, K, s["lr"]))
+        print(t("ch11.never", name=m, k=K, best=s["mean"], w=best, hits=hits, n=len(s["seeds"])))
+
+# %% [markdown] tags=["lang-en"]
+# ## 5. Why: what each layer keeps
+#
+# To answer a query at position $i$, a causal layer can use only what it kept from positions
+# $\le i$. Softmax attention keeps everything: its KV cache holds the keys and values of all
+# earlier tokens, $2Nd$ numbers per layer, growing with the context (chapter 05). Causal linear
+# attention keeps $S_i = \sum_{j \le i} \phi(k_j) v_j^\top$ and $z_i = \sum_{j \le i} \phi(k_j)$,
+# $d_h (d_h + 1)$ numbers per head however long the context is (chapter 09, eqs. 16-20 of
+# Katharopoulos et al.). A window of $w$ keeps the last $w$ keys and values and forgets the rest.
+#
+# A fixed-size $S$ is a superposition of all the pairs written into it. Reading key $k_i$ back
+# gives $S^\top \phi(k_i) = \sum_j (\phi(k_j) \cdot \phi(k_i))\, v_j$: the right value, plus every
+# other value weighted by how much its key overlaps with $k_i$. Orthogonal keys do not overlap, but
+# a $d$-dimensional space has only $d$ of them. Without any training, with random keys, how
+# often does the read-out point to the right value among the $K$ stored ones?
+# (`attnkit.mqar.memory_recall`: identity features, elu+1 features with the normaliser, and a
+# softmax read of the same pairs, for comparison.)
+
+# %% [markdown] tags=["lang-zh"]
+# ## 5. 原因：每一层保存了什么
+#
+# 要回答位置 $i$ 上的查询，因果层只能用它从位置 $\le i$ 保存下来的东西。softmax 注意力保存一切：KV 缓存存着之前所有词元的键和值，
+# 每层 $2Nd$ 个数，随上下文增长（第 5 章）。因果线性注意力保存 $S_i = \sum_{j \le i} \phi(k_j) v_j^\top$ 和 $z_i = \sum_{j \le i} \phi(k_j)$，
+# 无论上下文多长，每个头都是 $d_h (d_h + 1)$ 个数（第 9 章，Katharopoulos 等的式 16–20）。长度为 $w$ 的窗口保存最近 $w$ 个键和值，其余的全部忘掉。
+#
+# 固定大小的 $S$ 是写入它的所有键值对的叠加。用键 $k_i$ 读出，得到 $S^\top \phi(k_i) = \sum_j (\phi(k_j) \cdot \phi(k_i))\, v_j$：
+# 正确的值，再加上其他所有的值，权重是它们的键与 $k_i$ 的重叠程度。正交的键互不重叠，但 $d$ 维空间里只有 $d$ 个这样的键。
+# 不经任何训练、用随机的键，读出结果有多大比例指向存下的 $K$ 个值中正确的那一个？（`attnkit.mqar.memory_recall`：恒等特征、
+# 带归一化的 elu+1 特征，以及对同样的键值对做 softmax 读出作为对照。）
+
+# %%
+ks = [2, 4, 8, 16, 32, 64]
+rows = []
+for d in (16, 64):
+    for memory, fmap, label in (("linear", "identity", "ch11.mem_identity"), ("linear", "elu+1", "ch11.mem_elu"),
+                                ("softmax", "identity", "ch11.mem_softmax")):
+        rows.append([d, t(label)] + [f"{mqar.memory_recall(k, d, memory=memory, feature_map=fmap):.2f}" for k in ks])
+print(t("ch11.memory_title"))
+print(viz.format_table([t("ch11.col.dim"), t("ch11.col.memory")] + [f"K = {k}" for k in ks], rows))
+print(t("ch11.orthogonal", d=16, acc=mqar.memory_recall(16, 16, keys="orthogonal")))
+
+# %% [markdown] tags=["lang-en"]
+# The fixed state fills up: with identity features it reads back nearly everything while $K$ is
+# well below $d$ and mixes values up as $K$ approaches $d$; positive features (elu+1, where every
+# $\phi(k_i) \cdot \phi(k_j) > 0$) mix them up much sooner. The softmax read of the same pairs
+# stays near 1, because the cache keeps each pair separately and the softmax sharpens the best
+# match. A trained model does better than random keys — it learns keys that overlap less — but
+# it cannot beat the arithmetic of the state: with one head of width $d$, the linear layers of
+# the race keep $d(d + 1)$ numbers for every token written into them, the filler tokens included,
+# so widening the model is what gives them room. That is the pattern of the sweep: linear
+# attention fails at small width and recovers as the width, and with it the state, grows.
+#
+# The window fails for a simpler reason: it forgets. A causal window of $w$ lets a query attend
+# to the $w - 1$ tokens before it, so one attention step can copy a value only from that close.
+# With the convolutions (kernel $c$) and two layers, information can travel at most
+# $2(w + c - 2)$ positions, but only if the first layer learns to carry every pair forward for the
+# second one to find. In the held-out batch of the race, the share of queries whose value lies
+# within one window, and within that two-layer reach, at 4 and at 8 pairs, beside the window
+# model's recall from the benchmark file:
+
+# %% [markdown] tags=["lang-zh"]
+# 固定大小的状态会被填满：用恒等特征时，只要 $K$ 远小于 $d$，几乎所有值都能读回来；$K$ 接近 $d$ 时，值就开始混在一起；
+# 用正特征（elu+1，任意两个 $\phi(k_i) \cdot \phi(k_j) > 0$）时，混淆来得早得多。对同样的键值对做 softmax 读出，准确率始终接近 1，
+# 因为缓存把每一对分开保存，softmax 又会突出最匹配的那一个。训练过的模型比随机的键做得好——它会学到彼此重叠更少的键——
+# 但它赢不过状态大小这笔账：单个头、宽度为 $d$ 时，比赛中的线性层要为写入的每个词元（包括占位词元）共用 $d(d + 1)$ 个数，
+# 所以加宽模型才能给它们腾出空间。这正是扫描实验呈现的规律：线性注意力在宽度小时失败，随着宽度（以及状态）增大才恢复过来。
+#
+# 窗口失败的原因更简单：它会遗忘。长度为 $w$ 的因果窗口让一个查询只能关注它前面的 $w - 1$ 个词元，所以一步注意力只能从这么近的地方复制值。
+# 加上卷积（核大小 $c$）和两层，信息最多能传递 $2(w + c - 2)$ 个位置，但前提是第一层学会把每个键值对往后传，好让第二层找到。
+# 在比赛的留出批次里，值落在一个窗口之内、以及落在这个两层范围之内的查询所占的比例（4 个和 8 个键值对），
+# 旁边是基准测试文件中窗口模型的召回率：
+
+# %%
+w, c = task["window_size"], task["conv_kernel"]
+reach = 2 * (w + c - 2)
+for k in race["settings"]["pairs"]:
+    xs, ys = mqar.mqar_batch(256, task["vocab_size"], task["seq_len"], k, seed=10**6)   # the held-out batch of seed 0
+    q = torch.nonzero(ys != mqar.IGNORE_INDEX)                                          # (queries, 2): row, position
+    value_pos = torch.stack([(xs[b, : 2 * k:2] == xs[b, p]).nonzero()[0, 0] * 2 + 1 for b, p in q.tolist()])
+    gap = q[:, 1] - value_pos                                                           # tokens back to the value
+    acc = summary[("window", shared["width"], k)]["mean"]
+    one = (gap <= w - 1).double().mean().item()
+    print(t("ch11.reach", w=w, c=c, reach=reach, k=k, one=one, two=(gap <= reach).double().mean().item(), acc=acc,
+            ceiling=one + (1 - one) * race["settings"]["chance"]))
+
+# %% [markdown] tags=["lang-en"]
+# Most values lie within the two-layer reach; far fewer lie within one window, and at 8 pairs
+# almost none. The window model's recall stays below even what answering exactly those and
+# guessing the rest would give
+# (the last number of each line). It did not learn to pass pairs on from layer to layer, and a
+# wider model does not bring the values closer. This is the trade-off Based (Arora et al. 2024,
+# §3) plots as recall against the state a model keeps: the right panel of the sweep figure. Softmax buys its recall with a state
+# that grows with the context; windows and linear attention keep a fixed state and lose recall
+# when the state is small; hybrids and wider linear states sit in between. The selector's
+# memory formulas and this plot are two views of the same choice.
+
+# %% [markdown] tags=["lang-zh"]
+# 多数值都落在两层的范围之内；落在一个窗口之内的要少得多，8 个键值对时几乎没有。窗口模型的召回率，甚至低于“恰好答对这些、其余全靠猜”所能达到的水平
+# （每行最后一个数）。它没有学会把键值对一层层往后传，而模型再宽也不会让值离得更近。这就是 Based（Arora 等，2024，§3）
+# 画成“召回率—模型所保存状态大小”的那种权衡：扫描结果图的右图。softmax 用随上下文增长的状态换来召回能力；
+# 窗口和线性注意力保存固定大小的状态，状态小时就失去召回能力；混合结构和更宽的线性状态介于两者之间。
+# 选择器的内存公式和这张图，是同一个选择的两种视角。
+
+# %% [markdown] tags=["lang-en"]
+# ## 6. Explorer: what fits in a budget
+#
+# Pick a sequence length, a memory budget, and which memory counts (a forward pass, a training
+# step, decoding one token). Each bar is one mechanism's memory by the selector's formula (one
+# layer of the library's default size); green fits, grey does not, and the red line is the
+# budget. Decoding shows the KV cache at work: at long lengths the windows and the linear state
+# stay flat while full attention's cache grows.
+
+# %% [markdown] tags=["lang-zh"]
+# ## 6. 交互控件：预算里放得下什么
+#
+# 选择序列长度、内存预算，以及计算哪种内存（一次前向计算、一次训练步、解码一个词元）。每根横条是一种机制按选择器公式算出的内存
+# （一层，库的默认大小）；绿色表示放得下，灰色表示放不下，红线是预算。切换到解码时可以看到 KV 缓存的作用：序列很长时，
+# 窗口和线性注意力的状态保持不变，而全注意力的缓存不断增长。
+
+# %% tags=["nbval-ignore-output"]
+explorer = wf.factory_explorer()
+display(explorer.widget)
+_ = explorer.static()
+
+# %% [markdown] tags=["lang-en"]
+# The numbers behind the picture, for three settings:
+
+# %% [markdown] tags=["lang-zh"]
+# 图背后的数字，取三组设置：
+
+# %%
+for n, budget, mode in ((8192, 200, "forward"), (131072, 100, "decode"), (4096, 50, "training")):
+    data = wf.budget_table(n, budget, mode)
+    print(t("ch11.fit_line", n=n, budget=budget, mode=t(f"factory.w.mode.{mode}"), k=len(data["fit"]),
+            names=", ".join(data["fit"]) or "—"))
+
+# %% [markdown] tags=["lang-en"]
+# ## 7. Pitfalls
+#
+# **One seed is not a result.** Small models on synthetic tasks learn in sudden jumps, and
+# whether the jump comes within the training budget depends on the seed. The widest spread in the
+# sweep:
+
+# %% [markdown] tags=["lang-zh"]
+# ## 7. 常见陷阱
+#
+# **一个种子不算结论。** 小模型在合成任务上的学习是突然跃升的，跃升会不会在训练预算之内出现，取决于种子。扫描实验中波动最大的几处：
+
+# %%
+spread = sorted(race["best"], key=lambda s: s["min"] - s["max"])[:3]
+for s in spread:
+    print(t("ch11.spread", name=s["mechanism"], w=s["width"], k=s["num_pairs"], lo=s["min"], hi=s["max"],
+            n=len(s["seeds"])))
+
+# %% [markdown] tags=["lang-en"]
+# A single run at any of these points could have told either story. Compare mechanisms by the
+# mean *and* the spread over seeds, as the table of section 4 does.
+#
+# **A short profile says little about a long one.** The ranking by latency changes with the
+# length: a quadratic cost is small at short lengths and dominates at long ones. From the
+# benchmark file, the fastest three at the shortest and at the longest length, and where full
+# attention ranks:
+
+# %% [markdown] tags=["lang-zh"]
+# 在这些设置中的任何一处，只跑一次都可能得出完全相反的结论。比较机制时要看多个种子的平均值*和*波动，就像第 4 节的表格那样。
+#
+# **短序列上的性能分析说明不了长序列。** 按延迟的排名会随长度改变：二次方的开销在短序列上不起眼，在长序列上却占了大头。
+# 从基准测试文件中取最短和最长长度下最快的三种，以及全注意力排在第几：
+
+# %%
+for n in (lens[0], lens[-1]):
+    done = [k for k in kinds if (k, n) in by and "skipped" not in by[(k, n)]]
+    ranked = sorted(done, key=lambda k: by[(k, n)]["avg_latency_ms"])
+    print(t("ch11.fastest", n=n, names=", ".join(f"{k} ({by[(k, n)]['avg_latency_ms']:.1f} ms)" for k in ranked[:3]),
+            m=len(done), r=ranked.index("full") + 1))
+
+# %% [markdown] tags=["lang-en"]
+# ## 8. Exercises
+#
+# Each check prints what is wrong and a hint; the same case failing again gives a stronger hint,
+# and `show_hint("ch11.ex1")` (and so on) prints every hint, the full answer last.
+#
+# **Exercise 1.** Build MQAR sequences from their random draws. Given `keys` and `values`, both
+# (B, K) long tensors (row $b$ holds the $K$ pairs of sequence $b$), `slots` (B, K) (key $i$ is
+# queried at query slot `slots[b, i]`, slot 0 being the first position after the pairs, slots two
+# tokens apart) and `seq_len`, return `(inputs, targets)`, both (B, seq_len) long tensors, laid out
+# as in section 4: pairs first, filler 0 elsewhere, targets $-100$ except at the queries.
+# (`attnkit.mqar.mqar_batch` is off limits.)
+
+# %% [markdown] tags=["lang-zh"]
+# ## 8. 练习
+#
+# 每个检查都会指出哪里不对并给出提示；同一个用例再次失败时，提示会更具体；运行 `show_hint("ch11.ex1")`（其余练习类推）
+# 可以看到全部提示，最后一条是完整答案。
+#
+# **练习 1**： 由随机抽取的结果构造 MQAR 序列。给定 `keys` 和 `values`，两者都是 (B, K) 的整数张量（第 $b$ 行是第 $b$ 个序列的 $K$ 个键值对），
+# `slots` 形状为 (B, K)（第 $i$ 个键在查询槽位 `slots[b, i]` 上被查询；槽位 0 是键值对之后的第一个位置，相邻槽位相隔两个词元），
+# 以及 `seq_len`；返回 `(inputs, targets)`，两者都是 (B, seq_len) 的整数张量，布局与第 4 节相同：键值对在前，
+# 其余位置填入 0，目标除查询位置外都是 $-100$。（不许调用 `attnkit.mqar.mqar_batch`。）
+
+# %%
+from attnkit.exercises import show_hint  # noqa: F401  (show_hint("ch11.ex1") prints every hint)
+from attnkit.exercises.ch11 import check_max_len, check_mqar_layout, check_pick, check_q1, check_recaller
+
+
+def my_mqar_layout(keys, values, slots, seq_len):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_mqar_layout(my_mqar_layout)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 2.** A selector rule. Up to which length does full attention fit? Return the
+# largest integer $N$ for which the forward memory of section 2,
+# $4\,(P + 5 N d + H N^2)$ bytes with $P = 4d^2 + 4d$, is at most `budget_mb` MB
+# ($1\ \text{MB} = 2^{20}$ bytes); 0 if not even $N = 1$ fits.
+# (`attnkit.factory.memory_breakdown`, and so `AttentionSelector.memory_mb`, is off limits.)
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 2**： 一条选择规则。全注意力最长能用到多长的序列？返回满足下面条件的最大整数 $N$：第 2 节的前向内存
+# $4\,(P + 5 N d + H N^2)$ 字节（其中 $P = 4d^2 + 4d$）不超过 `budget_mb` MB（$1\ \text{MB} = 2^{20}$ 字节）；
+# 如果连 $N = 1$ 都放不下，返回 0。（不许调用 `attnkit.factory.memory_breakdown`，因而也不能用 `AttentionSelector.memory_mb`。）
+
+# %%
+def my_max_len(budget_mb, d_model, n_heads):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_max_len(my_max_len)
+
+# %% [markdown] tags=["lang-en"]
+# **Exercise 3.** Reading a profile. `profiles` maps a mechanism's name to a dict with
+# `avg_latency_ms`, `memory_mb` (measured), `formula_mb`, `batch_size` and `seq_len` — the
+# profiles may come from runs at different batch sizes and lengths. Return the name with the
+# most tokens per second among those whose *measured* memory is at most `budget_mb`, or `None`
+# if none is.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 3**： 读懂性能分析结果。`profiles` 把机制的名字映射到一个字典，其中有 `avg_latency_ms`、`memory_mb`（实测值）、`formula_mb`、
+# `batch_size` 和 `seq_len`——这些结果可能来自不同批次大小和长度的运行。在*实测*内存不超过 `budget_mb` 的机制中，
+# 返回每秒处理词元数最多的那个名字；如果一个都没有，返回 `None`。
+
+# %%
+def my_pick(profiles, budget_mb):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_pick(my_pick)
+
+# %% [markdown] tags=["lang-en"]
+# **Question 1** (predict first). In the race, the window of 8 stays near chance at 8 pairs even
+# at width 128, while linear attention recovers. Why? a) the window model has fewer parameters;
+# b) for most queries the value to recall is further back than one window, and no width changes
+# that; c) softmax inside a window saturates; d) its KV cache grows too fast. Replace `None` with
+# a letter.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 1**（先预测）。比赛中，有 8 个键值对时，长度为 8 的窗口即使宽度为 128 也始终接近随机猜测，而线性注意力却恢复了。为什么？
+# a) 窗口模型的参数更少；b) 对多数查询而言，要召回的值比一个窗口更远，宽度再大也改变不了；
+# c) 窗口内的 softmax 饱和了；d) 它的 KV 缓存增长得太快。把 `None` 换成一个字母。
+
+# %%
+my_answer = None  # "a", "b", "c" or "d"
+_ = check_q1(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# **Stretch exercise.** Win the race without a growing cache. Return a trained `TinyLM` for the
+# race's task (vocabulary 32, length 32, 8 pairs) whose layers all keep a state that does not grow
+# with the length — window, linear, Performer or cosFormer attention, in any mix and width — and
+# that recalls at least 90 % of the queries of a held-out batch the checker draws. (The sweep
+# shows where to start; `attnkit.mqar.train_mqar(...)["model"]` is allowed.)
+
+# %% [markdown] tags=["lang-zh"]
+# **拓展练习**： 不用增长的缓存赢下比赛。为比赛的任务（词表 32，长度 32，8 个键值对）返回一个训练好的 `TinyLM`，
+# 它的每一层所保存的状态都不随长度增长——窗口、线性、Performer 或 cosFormer 注意力，可任意组合、任意宽度——
+# 并且在检查器抽取的留出批次上至少召回 90% 的查询。（扫描结果告诉你从哪里入手；可以用 `attnkit.mqar.train_mqar(...)["model"]`。）
+
+# %%
+def my_recaller():
+    # your code here: train and return a TinyLM
+    raise NotImplementedError
+
+
+_ = check_recaller(my_recaller)
+
+# %% [markdown] tags=["lang-en"]
+# ## 9. Summary
+#
+# - A factory puts every mechanism behind one config and one forward; the modules are the
+#   chapters' own, so a swap changes the mechanism and nothing else (section 1).
+# - The selector turns the chapters' cost formulas into a choice per scenario and budget, and
+#   says why; a formula is a model of the code, and the profiler showed where it is off — most of
+#   all for full attention, whose fused kernel never holds the $N^2$ scores the formula counts
+#   (sections 2, 3).
+# - On multi-query associative recall with 8 pairs, at width 64 softmax attention recalled best
+#   (two of three seeds solved it) while linear attention, cosFormer, the hybrid and the window
+#   did not; linear attention and cosFormer solved it in every seed at twice the width, with
+#   about 4 and 8 times the state; the window never recovered. The reason is what a layer keeps: a
+#   KV cache that grows, a fixed $d_h \times d_h$ state that fills up, or a window that forgets
+#   (sections 4, 5). At the wider width softmax's training became erratic across seeds within the
+#   same budget: compare by the mean and the spread (section 7).
+# - Choosing an attention is choosing a point on two trade-offs at once: memory and speed at your
+#   length (the selector, the profiler, the explorer) and recall against state size (the race).
+#
+# ## References
+# - S. Arora, S. Eyuboglu, A. Timalsina, I. Johnson, M. Poli, J. Zou, A. Rudra, C. Ré, *Zoology: Measuring and Improving Recall in Efficient Language Models*, 2023 (arXiv:2312.04927) — §3 (associative recall and the MQAR task), Figure 2 (MQAR accuracy against model width), the short convolution of its models.
+# - S. Arora, S. Eyuboglu, M. Zhang, A. Timalsina, S. Alberti, D. Zinsley, J. Zou, A. Rudra, C. Ré, *Simple linear attention language models balance the recall-throughput tradeoff* (Based), ICML 2024 (arXiv:2402.18668) — §3 (the trade-off between recall and recurrent state size), the window + linear hybrid.
+# - A. Katharopoulos, A. Vyas, N. Pappas, F. Fleuret, *Transformers are RNNs*, ICML 2020 — eqs. 16-20 (the recurrent state of causal linear attention, chapter 09).
+# - I. Schlag, K. Irie, J. Schmidhuber, *Linear Transformers Are Secretly Fast Weight Programmers*, ICML 2021 — the capacity of a $d$-dimensional outer-product memory (at most $d$ orthogonal keys).
+# - Z. Qin et al., *cosFormer: Rethinking Softmax in Attention*, ICLR 2022; I. Beltagy, M. Peters, A. Cohan, *Longformer*, 2020 (§3.1, the window); T. Dao et al., *FlashAttention*, NeurIPS 2022 (why the fused kernel needs no $N \times N$ matrix; chapter 07); J. Ainslie et al., *GQA*, EMNLP 2023 (chapter 05).
+
+# %% [markdown] tags=["lang-zh"]
+# ## 9. 小结
+#
+# - 工厂把每种机制都放到同一个配置和同一个前向接口后面；模块就是各章自己的模块，所以替换只改变机制本身，别的都不变（第 1 节）。
+# - 选择器把各章的开销公式变成针对场景和预算的选择，并说明理由；公式只是代码的一个模型，性能分析器指出了它在哪里不准——
+#   最明显的是全注意力：它的融合算子从不保存公式计入的 $N^2$ 个分数（第 2、3 节）。
+# - 在 8 个键值对的多查询关联召回上，宽度为 64 时 softmax 注意力的召回率最高（三个种子中有两个完全解决），而线性注意力、cosFormer、
+#   混合结构和窗口都做不到；线性注意力和 cosFormer 在两倍宽度下对每个种子都解决了任务，状态分别约为 4 倍和 8 倍；窗口则始终没有恢复。
+#   原因在于每层保存了什么：不断增长的 KV 缓存，会被填满的固定大小 $d_h \times d_h$ 状态，或者会遗忘的窗口（第 4、5 节）。
+#   在更宽的宽度上，同样的训练预算下 softmax 的训练结果随种子大起大落：比较时要看平均值和波动（第 7 节）。
+# - 选择注意力，就是同时在两种权衡上选一个点：在你的序列长度下的内存与速度（选择器、性能分析器、交互控件），以及召回能力与状态大小（比赛）。
+#
+# ## 参考文献
+# - S. Arora、S. Eyuboglu、A. Timalsina、I. Johnson、M. Poli、J. Zou、A. Rudra、C. Ré，*Zoology: Measuring and Improving Recall in Efficient Language Models*，2023（arXiv:2312.04927）——§3（关联召回与 MQAR 任务）、图 2（MQAR 准确率与模型宽度的关系），以及其模型中的短卷积。
+# - S. Arora、S. Eyuboglu、M. Zhang、A. Timalsina、S. Alberti、D. Zinsley、J. Zou、A. Rudra、C. Ré，*Simple linear attention language models balance the recall-throughput tradeoff*（Based），ICML 2024（arXiv:2402.18668）——§3（召回能力与循环状态大小之间的权衡）、窗口 + 线性的混合结构。
+# - A. Katharopoulos、A. Vyas、N. Pappas、F. Fleuret，*Transformers are RNNs*，ICML 2020——式 16–20（因果线性注意力的循环状态，第 9 章）。
+# - I. Schlag、K. Irie、J. Schmidhuber，*Linear Transformers Are Secretly Fast Weight Programmers*，ICML 2021——$d$ 维外积记忆的容量（最多 $d$ 个正交的键）。
+# - Z. Qin 等，*cosFormer: Rethinking Softmax in Attention*，ICLR 2022；I. Beltagy、M. Peters、A. Cohan，*Longformer*，2020（§3.1，窗口）；T. Dao 等，*FlashAttention*，NeurIPS 2022（融合算子为什么不需要 $N \times N$ 矩阵；第 7 章）；J. Ainslie 等，*GQA*，EMNLP 2023（第 5 章）。
