@@ -136,6 +136,7 @@ def animated(fig):
 
 
 def factory_explorer(seq_len: int = 8192, budget_mb: float = 200, mode: str = "forward") -> Explorer:
+    _table(LENGTHS[-1], mode)  # the longest length is the slowest to count (sparse pairs): once, up front
     controls = {
         "seq_len": W.SelectionSlider(options=list(LENGTHS), value=seq_len, description=t("factory.w.seq_len"),
                                      continuous_update=False),
