@@ -614,9 +614,9 @@ print(t("ch11.orthogonal", d=16, acc=mqar.memory_recall(16, 16, keys="orthogonal
 # $\phi(k_i) \cdot \phi(k_j) > 0$) mix them up much sooner. The softmax read of the same pairs
 # stays near 1, because the cache keeps each pair separately and the softmax sharpens the best
 # match. A trained model does better than random keys — it learns keys that overlap less — but
-# it cannot beat the arithmetic of the state: with one head of width $d$, the linear layers of
-# the race keep $d(d + 1)$ numbers for every token written into them, the filler tokens included,
-# so widening the model is what gives them room. That is the pattern of the sweep: linear
+# it cannot beat the arithmetic of the state: with one head of width $d$, each linear layer of
+# the race keeps $d(d + 1)$ numbers in all, shared by every token written into it, the filler
+# tokens included, so widening the model is what gives the pairs room. That is the pattern of the sweep: linear
 # attention fails at small width and recovers as the width, and with it the state, grows.
 #
 # The window fails for a simpler reason: it forgets. A causal window of $w$ lets a query attend
