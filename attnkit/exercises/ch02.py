@@ -46,8 +46,8 @@ register(
             "zh": "按从小到大的顺序遍历 DK_CHOICES 中的 d_k，返回第一个满足 saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] >= threshold 的 d_k；如果都不满足，返回 None。",
         },
         # question
-        "ch02.q1.title": {"en": "Question 1 · d_k from 64 to 256: how much wider do the unscaled scores spread?",
-                          "zh": "问题 1 · d_k 从 64 变成 256，未缩放分数的分布宽了多少倍？"},
+        "ch02.q1.title": {"en": "Question 1 · how much wider the unscaled scores spread when d_k goes from 64 to 256",
+                          "zh": "问题 1 · d_k 从 64 变成 256 时，未缩放分数的分布变宽几倍"},
         "ch02.q1.why": {"en": "Var(q·k) = d_k grows 4 times, so the standard deviation, the typical size of a score, "
                               "grows √4 = 2 times: from 8 to 16. The spread grows like √d_k, which is why the scale is "
                               "1/√d_k and not 1/d_k (section 6 shows what 1/d_k does).",

@@ -56,8 +56,8 @@ register({
         "zh": "不论有多少个头，都是四个 E × E 的权重矩阵（W_Q、W_K、W_V、W_O）——各个头只是把它们分着用；"
               "有偏置时再加上四个长度为 E 的偏置向量。"},
     # question
-    "ch04.q1.title": {"en": "Question 1 · what changes with twice as many heads?",
-                      "zh": "问题 1 · 头数翻倍，什么会变？"},
+    "ch04.q1.title": {"en": "Question 1 · twice as many heads, the same width",
+                      "zh": "问题 1 · 头数翻倍，宽度不变"},
     "ch04.q1.a": {"en": "the parameters double", "zh": "参数量翻倍"},
     "ch04.q1.b": {"en": "the FLOPs of the scores QKᵀ double", "zh": "分数 QKᵀ 的 FLOPs 翻倍"},
     "ch04.q1.c": {"en": "neither parameters nor FLOPs; the attention weights held in memory double",
