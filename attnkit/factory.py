@@ -408,6 +408,9 @@ class LoRAMHA(nn.Module):
         names = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"}
         self.lora = nn.ModuleDict({p: LoRALinear.from_linear(getattr(self.base, names[p]), r=r, lora_alpha=lora_alpha)
                                    for p in targets})
+        for p, layer in self.lora.items():  # the very Parameters of the base, so parameters() counts them once
+            lin = getattr(self.base, names[p])
+            layer.weight, layer.bias = lin.weight, lin.bias
 
     def _w(self, p, lin):  # (weight, bias) of projection p: the adapted one where LoRA is on
         if p not in self.lora:

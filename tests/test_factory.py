@@ -654,3 +654,12 @@ def test_profiled_memory_of_a_window_grows_linearly_and_fused_full_attention_hol
     assert local[1] / local[0] < 2.5
     assert full[1]["memory_mb"] / full[0]["memory_mb"] < 2.5
     assert full[1]["formula_mb"] / full[0]["formula_mb"] > 3.0
+
+
+def test_lora_counts_the_frozen_base_once():
+    # LoRA on q and v adds r * (in + out) per projection; the frozen base is the MHA's own tensors
+    cfg = AttentionConfig(attention_type="lora", d_model=64, n_heads=4, lora_r=4)
+    m = AttentionFactory.create_attention(cfg)
+    base = 4 * (64 * 64 + 64)
+    assert sum(p.numel() for p in m.parameters()) == base + 2 * 4 * (64 + 64)
+    assert sum(p.numel() for p in m.parameters() if p.requires_grad) == 2 * 4 * (64 + 64)
