@@ -28,6 +28,7 @@ import argparse
 import ast
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -183,6 +184,33 @@ def mark_grade_skip(cells, name: str) -> None:
             c.metadata["tags"] = [*tags, SKIP_TAG]
 
 
+# Chinese characters and full-width punctuation: a line break between two of them renders as a
+# space in the browser (Markdown joins lines with a space), so the Chinese build joins such lines.
+_CJK = re.compile(r"[\u2e80-\u9fff\u3000-\u303f\uff00-\uffef\u201c\u201d\u2014\u2026]")
+
+
+def join_cjk_lines(text: str) -> str:
+    """Join the lines of Markdown ``text`` where one ends and the next starts with a CJK character.
+
+    Code fences, headings, table rows and hard breaks (two trailing spaces) are left alone; a
+    break next to code, a formula or a Latin word stays (it renders as the space one writes there).
+    """
+    out: list[str] = []
+    fence = False
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        prev = out[-1] if out else ""
+        if (not fence and out and prev and not prev.endswith("  ") and _CJK.match(stripped[:1] or " ")
+                and _CJK.match(prev[-1]) and not prev.lstrip().startswith(("#", "|"))
+                and not stripped.startswith("|")):
+            out[-1] = prev + stripped
+            continue
+        if stripped.startswith("```"):
+            fence = not fence
+        out.append(line)
+    return "\n".join(out)
+
+
 def split(src: Path, lang: str):
     """The notebook of one language, not executed."""
     if lang not in LANGS:
@@ -195,7 +223,7 @@ def split(src: Path, lang: str):
         if c.cell_type == "markdown":
             if cell_lang(c) != lang:
                 continue
-            new = nbformat.v4.new_markdown_cell(c.source)
+            new = nbformat.v4.new_markdown_cell(join_cjk_lines(c.source) if lang == "zh" else c.source)
         else:
             source = c.source
             if first_code:

@@ -55,7 +55,7 @@ register({
     "ex.inputs": {"en": "   inputs:   {what}", "zh": "   输入：    {what}"},
     "ex.expected": {"en": "   expected: {what}", "zh": "   期望结果：{what}"},
     "ex.got": {"en": "   got:      {what}", "zh": "   你的结果：{what}"},
-    "ex.why": {"en": "   problem:  {what}", "zh": "   问题：    {what}"},
+    "ex.why": {"en": "   problem:  {what}", "zh": "   错在：    {what}"},
     "ex.hint": {"en": "   hint:     {what}", "zh": "   提示：    {what}"},
     "ex.not_callable": {"en": "❌ {title}: expected a function, got {what}.",
                         "zh": "❌ {title}：需要传入一个函数，实际得到的是 {what}。"},
