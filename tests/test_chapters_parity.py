@@ -30,6 +30,8 @@ DRIFTING_TERMS = {
     r"练习 ?\d+\s*[.．]": "one exercise label form: **练习 1**：",
     r"填充 ?-?1e9|填充 ?(?:-?inf|-65504|-1e4)": "fill with: 填入 (填充 is padding)",
     r"填充\s*[=＝]\s*可以关注": "drawn = may attend: 着色 = 可以关注 (填充 is padding)",
+    r"用 ?-?1e9 ?填充|填充被屏蔽": "fill with: 填入 (填充 is padding)",
+    r"拓展练习|思考题": "stretch exercise: 挑战题; question: 问题 N",
 }
 HEADING = re.compile(r"^(#{1,6})\s+(\d+(?:\.\d+)*)?")
 

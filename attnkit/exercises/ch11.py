@@ -86,7 +86,7 @@ register({
                           "所以全都看得到（只要它的状态足够大）。"},
     # stretch
     "ch11.ex4.title": {"en": "Stretch exercise · win the race without a growing cache",
-                       "zh": "拓展练习 · 不用增长的缓存赢下比赛"},
+                       "zh": "挑战题 · 不用增长的缓存赢下比赛"},
     "ch11.ex4.hint1": {"en": "Look at the sweep of section 4: which constant-state mechanism recovers, and at which "
                              "width? Its state has to hold the 8 pairs with little crosstalk (section 5).",
                        "zh": "看第 4 节的扫描结果：哪种状态大小固定的机制恢复了过来，在多大的宽度上？它的状态要能以很少的串扰存下 8 个键值对（第 5 节）。"},

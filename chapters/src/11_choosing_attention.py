@@ -843,7 +843,7 @@ _ = check_q1(my_answer)
 # shows where to start; `attnkit.mqar.train_mqar(...)["model"]` is allowed.)
 
 # %% [markdown] tags=["lang-zh"]
-# **拓展练习**： 不用增长的缓存赢下比赛。为比赛的任务（词表 32，长度 32，8 个键值对）返回一个训练好的 `TinyLM`，
+# **挑战题**： 不用增长的缓存赢下比赛。为比赛的任务（词表 32，长度 32，8 个键值对）返回一个训练好的 `TinyLM`，
 # 它的每一层所保存的状态都不随长度增长——窗口、线性、Performer 或 cosFormer 注意力，可任意组合、任意宽度——
 # 并且在检查器抽取的留出批次上至少召回 90% 的查询。（扫描结果告诉你从哪里入手；可以用 `attnkit.mqar.train_mqar(...)["model"]`。）
 
