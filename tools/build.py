@@ -261,6 +261,7 @@ def execute(nb, cwd: Path, timeout: int = 300):
     from nbclient import NotebookClient
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "TCP without encryption" noise
                             resources={"metadata": {"path": str(cwd)}})
     client.execute()
     return nb

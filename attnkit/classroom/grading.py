@@ -231,8 +231,11 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int):
         env["MPLBACKEND"] = "agg"  # figures are not drawn into the copy: nothing reads them
     stopped: list = []
     with tempfile.TemporaryDirectory(prefix="attnkit-grade-") as tmp:
+        # the kernel's own log stays quiet (its "TCP without encryption" warning, once a
+        # notebook, drowned the progress lines); what a learner's code raises is in the outputs
         client = NotebookClient(work, timeout=None, kernel_name="python3", allow_errors=True,
                                 shutdown_kernel="immediate", record_timing=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"],
                                 resources={"metadata": {"path": tmp}})
 
         def execute():
