@@ -29,13 +29,14 @@ def explorer_01():
 
 
 def masks_01():
-    from attnkit.widgets.attention import sentence_tokens
+    from attnkit.widgets.attention import mask_legend, sentence_tokens
 
     tokens = sentence_tokens()[:6]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     viz.mask_picture(causal_mask(6), tokens, tokens, ax=axes[0], title="causal_mask(6)")
     viz.mask_picture(padding_mask([4], 6).expand(6, 6), tokens, tokens, ax=axes[1],
                      title="padding_mask([4], 6)")
+    mask_legend(axes[1])  # attend / masked, as in the chapter's mask pictures
     fig.tight_layout()
     return fig
 
