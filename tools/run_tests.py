@@ -4,9 +4,13 @@ Runs with the system Python (standard library only), before .venv exists:
 
 1. set-up: `make setup` (the .venv and the pinned packages; nothing to do on a second run);
 2. browser set-up: tools/browser_deps.py (Chromium and fonts with apt-get as root, else a message);
-3. pytest over tests/ and the built notebooks (nbval, both languages), extra arguments from
-   PYTEST_ARGS. The root conftest.py adds up the time of every test by group and writes it to
-   the file named by ATTNKIT_PHASES_FILE.
+3. pytest over tests/ and the built notebooks (nbval, both languages). Without PYTEST_ARGS it
+   runs in two steps: the unit tests and the notebooks side by side (two pytest processes: the
+   unit tests use one core most of the time and nbval one kernel, so together they fill the two
+   cores; nbval's output is printed when it ends), then the browser tests alone (they run two
+   pages at once and print latencies that other work would inflate). With PYTEST_ARGS (say
+   `-k rope`) it is one pytest over everything with those arguments. The root conftest.py adds
+   up the time of every test by group and writes it to the file named by ATTNKIT_PHASES_FILE.
 
 Then it prints the time of each phase and the total, and exits with pytest's status (a set-up
 failure exits at once with that step's status).
@@ -45,25 +49,53 @@ def main() -> int:
     if rc != 0:
         summary(phases, {}, time.monotonic() - t_all)
         return rc
+    pytest = [str(PY), "-m", "pytest"]
+    nbval = ["--nbval", "--nbval-current-env", "--nbval-cell-timeout=300"]
+    extra = shlex.split(os.environ.get("PYTEST_ARGS", ""))
+    groups: dict = {}
     with tempfile.TemporaryDirectory(prefix="attnkit-phases-") as tmp:
-        report = Path(tmp) / "phases.json"
-        env = dict(os.environ, ATTNKIT_PHASES_FILE=str(report))
-        cmd = [str(PY), "-m", "pytest", "--nbval", "--nbval-current-env",
-               "--nbval-cell-timeout=300", "tests", "chapters/en", "chapters/zh",
-               *shlex.split(os.environ.get("PYTEST_ARGS", ""))]
-        rc = step("pytest", cmd, env)
-        groups = json.loads(report.read_text()) if report.exists() else {}
+        def env_for(name: str) -> dict:
+            return dict(os.environ, ATTNKIT_PHASES_FILE=str(Path(tmp) / f"{name}.json"))
+
+        if extra:
+            rc = step("pytest", [*pytest, *nbval, "tests", "chapters/en", "chapters/zh", *extra], env_for("all"))
+        else:
+            rc = side_by_side(step, phases, [*pytest, "tests", "--ignore=tests/browser"], env_for("unit"),
+                              [*pytest, *nbval, "chapters/en", "chapters/zh"], env_for("nbval"), Path(tmp))
+            rc_browser = step("pytest: browser", [*pytest, "tests/browser"], env_for("browser"))
+            rc = rc or rc_browser
+        for report in Path(tmp).glob("*.json"):
+            groups.update(json.loads(report.read_text()))
     summary(phases, groups, time.monotonic() - t_all)
     return rc
+
+
+def side_by_side(step, phases, unit: list[str], unit_env: dict, nb: list[str], nb_env: dict,
+                 tmp: Path) -> int:
+    """Run the unit tests (output shown as it comes) and nbval (output kept in a log, printed
+    when it ends) at once; the status is the first non-zero of the two (5, no tests, included)."""
+    t0 = time.monotonic()
+    log_path = tmp / "nbval.log"
+    print(f"\n== pytest: notebooks (nbval), side by side with the unit tests: {shlex.join(nb)}", flush=True)
+    with open(log_path, "w") as log:
+        notebooks = subprocess.Popen(nb, cwd=ROOT, env=nb_env, stdout=log, stderr=subprocess.STDOUT)
+        rc_unit = step("pytest: unit tests", unit, unit_env)
+        rc_nb = notebooks.wait()
+    print("\n== pytest: notebooks (nbval), its output:", flush=True)
+    print(log_path.read_text(), flush=True)
+    phases.pop()  # the unit step alone; the side-by-side wall time replaces it
+    phases.append(("pytest: unit tests and notebooks, side by side", time.monotonic() - t0))
+    return rc_unit or rc_nb
 
 
 def summary(phases, groups: dict, total: float) -> None:
     rows = []
     for name, secs in phases:
         rows.append((name, secs))
-        if name == "pytest":
+        if name.startswith("pytest"):
             for g, secs_g in sorted(groups.items(), key=lambda kv: -kv[1]["seconds"]):
-                rows.append((f"  {g} ({secs_g['tests']} tests)", secs_g["seconds"]))
+                if ("browser" in g) == ("browser" in name) or name == "pytest":
+                    rows.append((f"  {g} ({secs_g['tests']} tests, summed)", secs_g["seconds"]))
     rows.append(("total", total))
     width = max(len(r[0]) for r in rows)
     print("\n== make test: time per phase", flush=True)
