@@ -250,18 +250,3 @@ def _columns(w, h):  # reorders the input features instead of the output rows
 def test_permute_wrong_answers_fail(wrong, capsys):
     ok, out = run(ch06.check_permute_for_half_split, wrong, capsys)
     assert not ok and "❌" in out and "hint" in out
-
-
-@pytest.mark.parametrize("lang", ["en", "zh"])
-def test_permute_hints_are_staged(lang, capsys):
-    set_language(lang)
-    X._STAGE.pop("ch06.ex5", None)
-    nudge, stronger, formula = (ch06.t(f"ch06.ex5.{k}") for k in ("nudge", "stronger", "formula"))
-    assert not ch06.check_permute_for_half_split(_inverse)
-    first = capsys.readouterr().out
-    assert nudge in first and stronger not in first and formula not in first
-    assert not ch06.check_permute_for_half_split(_inverse)
-    second = capsys.readouterr().out
-    assert stronger in second and formula not in second
-    X.show_hint("ch06.ex5")
-    assert formula in capsys.readouterr().out
