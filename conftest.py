@@ -23,14 +23,24 @@ import os  # noqa: E402
 _GROUPS: dict[str, dict] = {}
 
 
+_FOLDERS = {
+    "library": "library (mechanisms and composition)",
+    "course": "course helpers (widgets, figures, text)",
+    "exercises": "exercise checkers",
+    "project": "project: build, parity, environment, lint",
+    "classroom": "classroom (handout, grading)",
+    "browser": "browser (JupyterLab in Chromium)",
+}
+
+
 def _group(nodeid: str) -> str:
-    if nodeid.startswith("chapters/en"):
-        return "notebooks, English (nbval)"
-    if nodeid.startswith("chapters/zh"):
-        return "notebooks, Chinese (nbval)"
-    if nodeid.startswith("tests/browser"):
-        return "browser (JupyterLab in Chromium)"
-    return "unit, property, parity, widget, exercise tests"
+    """The phase-table row of a test: its folder under tests/, or the notebook nbval runs."""
+    parts = nodeid.split("::")[0].split("/")
+    if parts[0] == "chapters" and len(parts) > 2:  # chapters/en/01_x.ipynb: one row per notebook
+        return f"notebook {parts[1]}/{parts[2]}"
+    if parts[0] == "tests" and len(parts) > 2:
+        return _FOLDERS.get(parts[1], parts[1])
+    return "other tests"
 
 
 def pytest_runtest_logreport(report):

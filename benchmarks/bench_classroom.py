@@ -2,7 +2,7 @@
 own function, two kernels at a time; prints the wall time (the bar: under 3 minutes on 2 cores).
 
 The class is made from the chapter's built notebook as the classroom tests make theirs
-(tests/test_classroom.py): a quarter solved with the reference solutions' source, a quarter half
+(tests/classroom/test_classroom.py): a quarter solved with the reference solutions' source, a quarter half
 solved, a quarter untouched, a quarter with a wrong answer. ``--full`` grades the same class a
 second time running every cell (no grade-skip) and prints both times and whether every outcome
 is the same.
