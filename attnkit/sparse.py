@@ -13,9 +13,11 @@ same mask (a fully masked row gives zeros).
 - Child, Gray, Radford, Sutskever 2019, "Generating Long Sequences with Sparse Transformers",
   section 4.3 (strided and fixed factorised patterns).
 - Zaheer et al. 2020, "Big Bird: Transformers for Longer Sequences", section 2 (window + global +
-  random), appendix D (the blocked ITC implementation), section 3.4 (Proposition 1: a task
-  sparse attention cannot solve in one layer).
+  random), appendix D (the blocked ITC implementation).
 - PyTorch FlexAttention (``torch.nn.attention.flex_attention``): ``mask_mod`` and ``BlockMask``.
+
+Chapter 08's furthest-vector experiment (BigBird section 3.4) lives in ``attnkit.experiments.sparse``;
+its old path ``attnkit.sparse.furthest_vector_accuracy`` still works, forwarded on first use (PEP 562).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = [
     "pattern_predicate", "layout_from_predicate", "sliding_window_attention",
     "block_sparse_attention", "longformer_attention", "bigbird_attention", "sparse_attention",
     "SparseAttention", "PATTERNS", "pattern_pairs", "attention_cost", "receptive_field",
-    "layers_to_connect", "furthest_vector_accuracy", "flex_mask_mod", "flex_block_mask",
+    "layers_to_connect", "flex_mask_mod", "flex_block_mask",
 ]
 
 PATTERNS = ("sliding_window", "strided", "fixed", "block_sparse", "longformer", "bigbird")
@@ -644,7 +646,7 @@ class SparseAttention(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Cost formulas, receptive field, the furthest-vector task
+# Cost formulas and the receptive field of a pattern
 # ----------------------------------------------------------------------------------------------
 
 
@@ -757,30 +759,6 @@ def layers_to_connect(mask: torch.Tensor, source: int = 0, target: int = -1, max
     return None
 
 
-def furthest_vector_accuracy(mask: torch.Tensor | None, n: int = 256, d: int = 16, scale: float = 50.0,
-                             seed: int = 0) -> float:
-    """BigBird's "furthest vector" task (Zaheer et al. 2020, section 3.4, Proposition 1), one layer.
-
-    n unit vectors u_i; for each i find argmax_j |u_i - u_j| = argmin_j u_i·u_j. One attention
-    layer with Q = -u, K = V = u and a large scale puts almost all weight on the key most opposed
-    to u_i, so the output is (nearly) the furthest vector, if that key is allowed by ``mask``
-    (None = full attention). The prediction is the u_j closest to the output. Returns the
-    fraction of queries answered right.
-    """
-    g = torch.Generator().manual_seed(seed)
-    u = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)  # (n, d)
-    from attnkit.core import scaled_dot_product_attention
-
-    if mask is not None:
-        _check_mask2d(mask)
-        if mask.shape[0] != n:
-            raise ValueError(f"mask has shape {tuple(mask.shape)}, expected ({n}, {n})")
-    out = scaled_dot_product_attention(-u, u, u, attn_mask=mask, scale=scale)  # (n, d)
-    truth = (u @ u.T).argmin(dim=-1)  # (n,)
-    pred = (out @ u.T).argmax(dim=-1)
-    return float((pred == truth).double().mean())
-
-
 # ----------------------------------------------------------------------------------------------
 # FlexAttention: the same patterns as mask_mod and BlockMask
 # ----------------------------------------------------------------------------------------------
@@ -801,3 +779,16 @@ def flex_block_mask(pattern: str, n: int, causal: bool = False, block_size: int 
 
     return create_block_mask(flex_mask_mod(pattern, n, causal, **args), None, None, n, n,
                              device="cpu", BLOCK_SIZE=block_size)
+
+
+# The old path of chapter 08's experiment, now in attnkit.experiments.sparse (a layer above).
+_FORWARDS = {"furthest_vector_accuracy": "attnkit.experiments.sparse"}
+
+
+def __getattr__(name: str):
+    """Forward the old ``attnkit.sparse.furthest_vector_accuracy`` path to ``attnkit.experiments.sparse``."""
+    if name in _FORWARDS:
+        import importlib
+
+        return getattr(importlib.import_module(_FORWARDS[name]), name)
+    raise AttributeError(f"module 'attnkit.sparse' has no attribute {name!r}")

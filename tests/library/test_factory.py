@@ -30,11 +30,11 @@ from attnkit.factory import (
     AttentionSelector,
     TinyLM,
     TransformerBlock,
-    _cpu_peak_bytes,
     memory_breakdown,
     param_count,
     sparse_pairs,
 )
+from attnkit.factory.profiler import _cpu_peak_bytes
 from attnkit.i18n import set_language
 from attnkit.mha import MultiHeadAttention
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from attnkit import lora as L
 from attnkit.core import scaled_dot_product_attention
+from attnkit.experiments import lora as XL
 
 
 def _randomise_lora(module: nn.Module, seed: int = 0, scale: float = 0.5) -> None:
@@ -430,7 +431,7 @@ def test_layer_errors():
         layer(torch.zeros(2, 5, 8), torch.ones(2, 5, dtype=torch.long))
 
 
-# ---------------------------------------------------------------- the experiment
+# ---------------------------------------------------------------- the experiment (attnkit.experiments.lora)
 
 
 def _run_through_modules(base, teacher, config, A0, steps, seed=0, batch=32, seq=16, lr=1e-2):
@@ -447,11 +448,11 @@ def _run_through_modules(base, teacher, config, A0, steps, seed=0, batch=32, seq
             m.lora_A.copy_(A0[p])
     L.mark_only_lora_as_trainable(student)
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
-    x_eval, xs = L._batches(seed, steps, batch, seq, 32)
-    y_eval = L.attention_forward(x_eval, teacher, 4)
+    x_eval, xs = XL._batches(seed, steps, batch, seq, 32)
+    y_eval = XL.attention_forward(x_eval, teacher, 4)
     losses = [F.mse_loss(student(x_eval), y_eval).item()]
     for x in xs:
-        loss = F.mse_loss(student(x), L.attention_forward(x, teacher, 4))
+        loss = F.mse_loss(student(x), XL.attention_forward(x, teacher, 4))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -460,24 +461,24 @@ def _run_through_modules(base, teacher, config, A0, steps, seed=0, batch=32, seq
 
 
 def test_batched_runs_equal_separate_module_runs():
-    base, teacher, true_delta = L.make_teacher_student()
+    base, teacher, true_delta = XL.make_teacher_student()
     configs = [(("q", "v"), 2, 16), (L.PROJECTIONS, 1, 4), (("v",), 4, 64)]
-    runs = L.train_lora_runs(base, teacher, configs, steps=5, eval_every=1, batch=8)
+    runs = XL.train_lora_runs(base, teacher, configs, steps=5, eval_every=1, batch=8)
     for cfg, res in zip(configs, runs, strict=True):
         ref = _run_through_modules(base, teacher, cfg, res["A0"], steps=5, batch=8)
         assert res["losses"] == pytest.approx(ref, rel=1e-4)
         assert set(res["delta"]) == set(cfg[0]) and res["trainable"] == len(cfg[0]) * cfg[1] * 64
     # the teacher's updates have the ranks and relative sizes asked for
-    for p, (rank, size) in L.DEFAULT_DELTAS.items():
+    for p, (rank, size) in XL.DEFAULT_DELTAS.items():
         assert torch.linalg.matrix_rank(true_delta[p]).item() == rank
         assert (true_delta[p].norm() / base[p].norm()).item() == pytest.approx(size, rel=1e-5)
         torch.testing.assert_close(teacher[p], base[p] + true_delta[p])
 
 
 def test_training_closes_the_gap():
-    base, teacher, _ = L.make_teacher_student()
-    full = L.train_full(base, teacher, steps=30, batch=8)
-    runs = L.train_lora_runs(base, teacher, [(L.PROJECTIONS, 8, 16), (("q",), 1, 16)], steps=30, batch=8)
+    base, teacher, _ = XL.make_teacher_student()
+    full = XL.train_full(base, teacher, steps=30, batch=8)
+    runs = XL.train_lora_runs(base, teacher, [(L.PROJECTIONS, 8, 16), (("q",), 1, 16)], steps=30, batch=8)
     assert full["recovered"] > 0.6 and runs[0]["recovered"] > 0.6
     assert 0 < runs[1]["recovered"] < runs[0]["recovered"]
     assert full["losses"][0] == pytest.approx(runs[0]["losses"][0])  # the same starting gap

@@ -1,4 +1,4 @@
-"""The experiments of chapters 02 and 03 as pure, seeded functions.
+"""Chapters 02 and 03's experiments as pure, seeded functions: dot-product variance, saturation, temperature.
 
 Every function takes a ``seed`` and draws from its own ``torch.Generator``, so it never
 touches (or depends on) the global random state: same arguments, same numbers.

@@ -1,0 +1,221 @@
+"""AttentionConfig: one attention layer's options, validated, with the mechanisms' names and their defaults resolved."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from attnkit import linear as _linear
+from attnkit.lora import PROJECTIONS
+
+# The sixteen mechanisms, in the order of the chapters, and the names that mean the same.
+NAMES = ("full", "flash", "gqa", "mqa", "mla", "local", "block_sparse", "strided", "longformer",
+         "bigbird", "linear", "performer", "linformer", "nystrom", "cosformer", "lora")
+ALIASES = {"mha": "full", "sliding": "local", "sparse": "block_sparse"}
+NO_CAUSAL = ("linformer", "nystrom")  # no causal form (see the module docstring)
+SOFTMAX_DENSE = ("full", "gqa", "mqa", "mla", "lora")  # materialise an N x N score matrix per head
+SPARSE = ("local", "block_sparse", "strided", "longformer", "bigbird")
+LINEAR = ("linear", "performer", "linformer", "nystrom", "cosformer")
+POSITIONAL = (None, "rope")
+
+
+def canonical_name(name) -> str:
+    """The canonical name of a mechanism (an alias resolved); ValueError listing the names."""
+    if isinstance(name, str) and name in NAMES:
+        return name
+    if isinstance(name, str) and name in ALIASES:
+        return ALIASES[name]
+    raise ValueError(f"attention_type must be one of {list(NAMES)} (aliases {ALIASES}), got {name!r}")
+
+
+def _positive_int(name: str, value, allow_none: bool = True, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        want = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def _default_kv_heads(n_heads: int) -> int:
+    """The largest divisor of n_heads that is at most n_heads // 4 (8 heads -> 2 groups), or 1."""
+    return max([g for g in range(1, n_heads // 4 + 1) if n_heads % g == 0] or [1])
+
+
+@dataclass
+class AttentionConfig:
+    """One attention layer, validated on construction (errors name the field, value, allowed values).
+
+    Defaults: d_model 512, n_heads 8 (the seed's examples), dropout 0 (on the mechanism's output),
+    causal False. Per mechanism (None = the default in brackets):
+    gqa ``num_kv_heads`` [largest divisor of n_heads <= n_heads // 4]; mqa uses 1;
+    local/longformer ``window_size`` [128]; block_sparse/bigbird ``block_size`` [64];
+    strided ``stride`` [64]; longformer ``num_global_tokens`` [1, the first token];
+    bigbird ``num_random_blocks`` [3], its random blocks drawn from ``seed``;
+    performer ``nb_features`` [ceil(d_h ln d_h)]; nystrom ``num_landmarks`` [32];
+    linformer ``proj_k`` [64] and ``max_seq_len`` (required); cosformer ``max_seq_len``
+    (required when causal: the fixed M of cos(pi/2 (i - j) / M)); mla ``kv_lora_rank``
+    [4 d_h] and ``qk_rope_head_dim`` [d_h / 2, even]; lora ``lora_r`` [8], ``lora_alpha`` [16],
+    ``lora_targets`` [("q", "v"), as Hu et al. 2021, section 7.1]; linear ``feature_map`` ["elu+1"];
+    ``positional`` None or "rope" (full only; mla has RoPE built in).
+    Block options used by ``TransformerBlock``: ``mlp_ratio`` [4.0; 0 = no MLP], ``conv_kernel``
+    [0 = no short convolution]. ``seed``: the weights are drawn from it, so one config gives one
+    set of weights. An option another mechanism uses is ignored (window_size for full, ...).
+    ``reason`` and ``memory_mb`` are filled in by ``AttentionSelector``; they are not compared.
+    """
+
+    attention_type: str = "full"
+    d_model: int = 512
+    n_heads: int = 8
+    dropout: float = 0.0
+    causal: bool = False
+    num_kv_heads: int | None = None
+    window_size: int | None = None
+    block_size: int | None = None
+    stride: int | None = None
+    num_global_tokens: int = 1
+    num_random_blocks: int = 3
+    nb_features: int | None = None
+    num_landmarks: int | None = None
+    proj_k: int | None = None
+    max_seq_len: int | None = None
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple = ("q", "v")
+    feature_map: str = "elu+1"
+    positional: str | None = None
+    mlp_ratio: float = 4.0
+    conv_kernel: int = 0
+    seed: int = 0
+    reason: str | None = field(default=None, compare=False, repr=False)
+    memory_mb: float | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        kind = canonical_name(self.attention_type)
+        _positive_int("d_model", self.d_model, allow_none=False)
+        _positive_int("n_heads", self.n_heads, allow_none=False)
+        if self.d_model % self.n_heads:
+            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0]
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}; allowed n_heads: "
+                             f"{divisors[:12]}{' ...' if len(divisors) > 12 else ''}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.causal, bool):
+            raise TypeError(f"causal must be True or False, got {self.causal!r}")
+        _positive_int("num_kv_heads", self.num_kv_heads)
+        if self.num_kv_heads is not None and self.n_heads % self.num_kv_heads:
+            allowed = [g for g in range(1, self.n_heads + 1) if self.n_heads % g == 0]
+            raise ValueError(f"num_kv_heads={self.num_kv_heads} must divide n_heads={self.n_heads}; "
+                             f"allowed: {allowed}")
+        if kind == "mqa" and self.num_kv_heads not in (None, 1):
+            raise ValueError(f"num_kv_heads must be None or 1 for mqa (one kv head), got {self.num_kv_heads}; "
+                             "use attention_type='gqa' for more")
+        for name in ("window_size", "block_size", "stride", "nb_features", "num_landmarks", "proj_k",
+                     "max_seq_len", "kv_lora_rank"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("qk_rope_head_dim", self.qk_rope_head_dim, minimum=2)
+        if self.qk_rope_head_dim is not None and self.qk_rope_head_dim % 2:
+            raise ValueError(f"qk_rope_head_dim must be even (RoPE rotates pairs), got {self.qk_rope_head_dim}")
+        _positive_int("num_global_tokens", self.num_global_tokens, allow_none=False, minimum=0)
+        _positive_int("num_random_blocks", self.num_random_blocks, allow_none=False, minimum=0)
+        _positive_int("lora_r", self.lora_r, allow_none=False)
+        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be a number > 0, got {self.lora_alpha!r}")
+        targets = tuple(self.lora_targets)  # ("q", "v") or "qv"
+        if not targets or any(p not in PROJECTIONS for p in targets):
+            raise ValueError(f"lora_targets must be a non-empty selection of {PROJECTIONS}, got {self.lora_targets!r}")
+        self.lora_targets = tuple(dict.fromkeys(targets))
+        if self.feature_map not in _linear.FEATURE_MAPS:
+            raise ValueError(f"feature_map must be one of {sorted(_linear.FEATURE_MAPS)}, got {self.feature_map!r}")
+        if self.positional not in POSITIONAL:
+            raise ValueError(f"positional must be one of {POSITIONAL}, got {self.positional!r}")
+        if self.positional == "rope" and kind not in ("full", "mla"):
+            raise ValueError(f"positional='rope' is supported for attention_type 'full' (chapter 06's "
+                             f"StandardAttentionWithRoPE) and 'mla' (built in), got attention_type={self.attention_type!r}")
+        if self.positional == "rope" and kind == "full" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"positional='rope' needs an even head dim, got d_model // n_heads = "
+                             f"{self.d_model // self.n_heads}")
+        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio < 0:
+            raise ValueError(f"mlp_ratio must be a number >= 0 (0 = no MLP), got {self.mlp_ratio!r}")
+        _positive_int("conv_kernel", self.conv_kernel, allow_none=False, minimum=0)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+        if self.causal and kind in NO_CAUSAL:
+            raise ValueError(f"causal=True is not possible for attention_type={self.attention_type!r} (its "
+                             f"{'E, F projections mix every position' if kind == 'linformer' else 'landmarks average future tokens'}); "
+                             f"causal mechanisms: {[n for n in NAMES if n not in NO_CAUSAL]}")
+        if kind in ("local", "longformer") and not self.causal and self.window % 2:
+            raise ValueError(f"window_size={self.window} must be even when causal=False (sliding_window_mask "
+                             "keeps window // 2 keys on each side)")
+        if kind == "mla" and self.rope_dim > 0 and self.rope_dim % 2:
+            raise ValueError(f"qk_rope_head_dim must be even, got {self.rope_dim}")
+
+    # ---- resolved options (the documented defaults) -----------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """The canonical mechanism name (aliases resolved)."""
+        return canonical_name(self.attention_type)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        if self.kind == "mqa":
+            return 1
+        if self.kind == "gqa":
+            return self.num_kv_heads or _default_kv_heads(self.n_heads)
+        return self.n_heads
+
+    @property
+    def window(self) -> int:
+        return self.window_size or 128
+
+    @property
+    def block(self) -> int:
+        return self.block_size or 64
+
+    @property
+    def stride_len(self) -> int:
+        return self.stride or 64
+
+    @property
+    def latent_rank(self) -> int:
+        return self.kv_lora_rank or 4 * self.head_dim
+
+    @property
+    def rope_dim(self) -> int:
+        return self.qk_rope_head_dim or max(2, (self.head_dim // 2) // 2 * 2)
+
+    @property
+    def features(self) -> int:
+        d = self.head_dim
+        return self.nb_features or max(1, math.ceil(d * math.log(max(d, 2))))
+
+    @property
+    def landmarks(self) -> int:
+        return self.num_landmarks or 32
+
+    @property
+    def linformer_k(self) -> int:
+        return self.proj_k or 64
+
+
+def _pattern(cfg: AttentionConfig) -> dict:
+    """SparseAttention's pattern and arguments for a sparse config."""
+    k = cfg.kind
+    if k == "local":
+        return {"pattern": "sliding_window", "window": cfg.window}
+    if k == "block_sparse":  # the layout is set per length in the forward (block-diagonal)
+        return {"pattern": "block_sparse", "layout": torch.eye(1, dtype=torch.bool), "block": cfg.block}
+    if k == "strided":
+        return {"pattern": "strided", "stride": cfg.stride_len}
+    if k == "longformer":
+        return {"pattern": "longformer", "window": cfg.window, "global_idx": tuple(range(cfg.num_global_tokens))}
+    return {"pattern": "bigbird", "block": cfg.block, "num_random_blocks": cfg.num_random_blocks, "seed": cfg.seed}

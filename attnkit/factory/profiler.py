@@ -1,0 +1,157 @@
+"""AttentionProfiler: latency, peak memory and tokens per second of mechanisms, measured round-robin."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch import nn
+
+from attnkit.factory.config import AttentionConfig, _positive_int, canonical_name
+from attnkit.factory.costs import MB, memory_breakdown
+from attnkit.factory.mixers import AttentionFactory
+
+
+def _cpu_peak_bytes(step) -> int:
+    """Peak bytes held by torch's CPU allocator during ``step()``, beyond what existed before.
+
+    Measured with ``torch.profiler.profile(profile_memory=True)``: the allocator reports every
+    allocation and free (op-internal scratch included) as a "[memory]" event with its size;
+    the running sum of those events in time order, at its largest, is the peak.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in events:
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+def _cuda_peak_bytes(step, device) -> int:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def _profile_config(item, seq_len: int, d_model: int, n_heads: int) -> AttentionConfig:
+    if isinstance(item, AttentionConfig):
+        return item
+    name = canonical_name(item)
+    opts = {"max_seq_len": seq_len} if name in ("linformer", "cosformer") else {}
+    return AttentionConfig(attention_type=item, d_model=d_model, n_heads=n_heads, **opts)
+
+
+class AttentionProfiler:
+    """Latency (mean, std over iterations), peak memory and tokens/s of mechanisms, measured.
+
+    Timing: ``attnkit.timing.round_robin_times`` (warm-up calls excluded; several mechanisms
+    timed in turn), on one thread on CPU unless ``single_thread=False``; on CUDA each call ends
+    with ``torch.cuda.synchronize``. Memory: one more call, measured apart from the timing: on
+    CPU the peak of torch's allocator through ``torch.profiler`` (``_cpu_peak_bytes``), on CUDA
+    ``torch.cuda.max_memory_allocated`` minus what was allocated before; in both, the extra
+    memory of a call beyond the parameters and the input, in MB (2**20 bytes).
+    """
+
+    @staticmethod
+    def profile_attention(attention_type, batch_size: int, seq_len: int, num_iterations: int,
+                          d_model: int = 512, n_heads: int = 8, warmup: int = 3, config: AttentionConfig | None = None,
+                          backward: bool = False, device="cpu", single_thread: bool = True) -> dict:
+        """One mechanism (by name, or ``config``): a dict with avg_latency_ms, std_latency_ms,
+        median_latency_ms, memory_mb, tokens_per_s = batch_size * seq_len / latency, formula_mb
+        (the formula's activations and scores, ``memory_breakdown`` without the parameters), and
+        the settings."""
+        item = config if config is not None else attention_type
+        res = AttentionProfiler.profile_many([item], batch_size, seq_len, num_iterations, d_model, n_heads,
+                                             warmup, backward, device, single_thread)
+        return next(iter(res.values()))
+
+    @staticmethod
+    def profile_many(items, batch_size: int, seq_len: int, num_iterations: int, d_model: int = 512,
+                     n_heads: int = 8, warmup: int = 3, backward: bool = False, device="cpu",
+                     single_thread: bool = True) -> dict:
+        """``{name: profile}`` for a list of names or configs (or a dict name -> config), timed
+        round-robin: one call of each in turn, ``num_iterations`` rounds after ``warmup`` rounds."""
+        from attnkit.timing import one_thread, round_robin_times
+
+        for name, value, minimum in (("batch_size", batch_size, 1), ("seq_len", seq_len, 1),
+                                     ("num_iterations", num_iterations, 1), ("warmup", warmup, 0)):
+            _positive_int(name, value, allow_none=False, minimum=minimum)
+        named = items if isinstance(items, dict) else None
+        if named is None:
+            if isinstance(items, (str, AttentionConfig)) or not items:
+                raise TypeError(f"items must be a non-empty list of names or AttentionConfigs, got {items!r}")
+            named = {}
+            for it in items:
+                cfg = _profile_config(it, seq_len, d_model, n_heads)
+                key = it if isinstance(it, str) else cfg.kind
+                while key in named:
+                    key += "'"
+                named[key] = cfg
+        device = torch.device(device)
+        cfgs = {k: _profile_config(c, seq_len, d_model, n_heads) for k, c in named.items()}
+        gen = torch.Generator().manual_seed(0)
+        steps, setups = {}, {}
+        for key, cfg in cfgs.items():
+            module = AttentionFactory.create_attention(cfg).to(device)
+            module.train(backward)
+            x = torch.randn(batch_size, seq_len, cfg.d_model, generator=gen).to(device)
+            steps[key] = _make_step(module, x, backward, device)
+            setups[key] = (module, x)
+        use_one = single_thread and device.type == "cpu"
+        if use_one:
+            with one_thread():
+                times = round_robin_times(steps, repeats=num_iterations, warmup=warmup)
+        else:
+            times = round_robin_times(steps, repeats=num_iterations, warmup=warmup)
+        out = {}
+        for key, cfg in cfgs.items():
+            step = steps[key]
+            if device.type == "cuda":
+                peak = _cuda_peak_bytes(step, device)
+                method = "torch.cuda.max_memory_allocated"
+            else:
+                if use_one:
+                    with one_thread():
+                        peak = _cpu_peak_bytes(step)
+                else:
+                    peak = _cpu_peak_bytes(step)
+                method = "torch.profiler(profile_memory=True)"
+            ms = [s * 1e3 for s in times[key]]
+            avg = statistics.fmean(ms)
+            formula = memory_breakdown(cfg, seq_len, batch_size, 4, "training" if backward else "forward")
+            out[key] = {
+                "attention_type": cfg.kind, "avg_latency_ms": avg,
+                "std_latency_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
+                "median_latency_ms": statistics.median(ms), "memory_mb": peak / MB,
+                "tokens_per_s": batch_size * seq_len / (avg / 1e3),
+                "formula_mb": (formula["total"] - formula["params"]) / MB,
+                "batch_size": batch_size, "seq_len": seq_len, "num_iterations": num_iterations,
+                "warmup": warmup, "d_model": cfg.d_model, "n_heads": cfg.n_heads, "causal": cfg.causal,
+                "backward": backward, "device": str(device), "threads": 1 if use_one else torch.get_num_threads(),
+                "memory_method": method,
+            }
+        return out
+
+
+def _make_step(module: nn.Module, x: torch.Tensor, backward: bool, device):
+    sync = device.type == "cuda"
+
+    def step():
+        if backward:
+            module.zero_grad(set_to_none=True)
+            module(x).sum().backward()
+        else:
+            with torch.no_grad():
+                module(x)
+        if sync:
+            torch.cuda.synchronize(device)
+
+    return step
