@@ -74,7 +74,8 @@ class _RoPEMHA(Mixer):  # full with positional="rope": chapter 06's module, tabl
         B, N, _ = x.shape
         mask = _mha.build_attention_mask(B, self.config.n_heads, N, N, attn_mask, kpm,
                                          is_causal=self.config.causal, dtype=x.dtype, device=x.device)
-        rope = generate_rope_embeddings(N, self.config.head_dim, device=x.device)
+        tables = torch.float64 if x.dtype == torch.float64 else torch.float32  # as MLA's: float64 for float64
+        rope = generate_rope_embeddings(N, self.config.head_dim, device=x.device, dtype=tables)
         return self.inner(x, x, x, rope, attn_mask=mask)
 
 

@@ -221,6 +221,32 @@ def test_rope_full_equals_chapter_06_module():
 
 
 @pytest.mark.parametrize("causal", [False, True])
+def test_rope_full_in_float64_equals_a_float64_reference(causal):
+    """float64 input gets float64 RoPE tables: the factory's full + rope equals RoPE written out in
+    float64 (angles m theta_i, interleaved pairs rotated, softmax) to 1e-12."""
+    m = make("full", positional="rope", causal=causal).double()
+    n = 64
+    x = x_(n=n, dtype=torch.float64)  # (B, n, E)
+    inner, d = m.inner, E // H
+    with torch.no_grad():
+        q, k, v = (p(x).reshape(B, n, H, d).transpose(1, 2) for p in (inner.q_proj, inner.k_proj, inner.v_proj))
+        theta = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+        angle = torch.arange(n, dtype=torch.float64)[:, None] * theta  # (n, d/2)
+        c, s = torch.cos(angle), torch.sin(angle)
+
+        def rot(t):  # (B, H, n, d): pair (2i, 2i + 1) rotated by angle[m, i]
+            a, b = t[..., 0::2], t[..., 1::2]
+            return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)
+
+        scores = rot(q) @ rot(k).transpose(-1, -2) / math.sqrt(d)  # (B, H, n, n)
+        if causal:
+            scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+        ctx = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(B, n, E)
+        want = inner.out_proj(ctx)
+        torch.testing.assert_close(m(x), want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
 def test_lora_starts_equal_to_its_base_and_then_equals_the_merged_mha(causal):
     m = make("lora", causal=causal, lora_r=2, lora_alpha=4)
     lm = m.inner
