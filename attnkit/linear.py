@@ -164,9 +164,9 @@ class LinearAttentionState(NamedTuple):
 
     ``s`` (..., M, Dv) = sum_{j <= i} phi(k_j) v_j^T  and  ``z`` (..., M) = sum_{j <= i} phi(k_j),
     both stored at the scale ``exp(-c)``: the true sums are ``s * exp(c)``, ``z * exp(c)``.
-    ``c`` (...) is 0 for the deterministic maps; the Performer's causal mode keeps in it the
-    running max of the key exponents (so no future key ever rescales the past). The state has
-    the same size however long the sequence is: M * (Dv + 1) numbers per head.
+    ``c`` (...) is -inf before the first key and 0 after it (the Performer's causal mode keeps its
+    own per-feature scales: :func:`performer_attention`). The state has the same size however long
+    the sequence is: M * (Dv + 1) numbers per head.
     """
 
     s: torch.Tensor
@@ -184,48 +184,32 @@ class LinearAttentionState(NamedTuple):
         return sum(x.numel() * x.element_size() for x in self)
 
 
-def _chunk_update(state: LinearAttentionState, phi_q, phi_k, v, eps, log_k=None):
+def _chunk_update(state: LinearAttentionState, phi_q, phi_k, v, eps):
     """Causal attention of one chunk of C tokens given the state of every token before it.
 
-    phi_q (..., C, M); phi_k (..., C, M) at scale exp(-log_k) per token, log_k (..., C) (None = 0).
-    Returns (out (..., C, Dv), new state). Each query i of the chunk is normalised at the scale
-    exp(-c_i), c_i = max(c_state, log_k_1..log_k_i): only keys at or before i decide it.
+    phi_q (..., C, M); phi_k (..., C, M). Returns (out (..., C, Dv), new state): query i of the
+    chunk sees the state and the chunk's keys j <= i (a C x C block).
     """
     C = phi_q.shape[-2]
-    if log_k is None:
-        log_k = torch.zeros(phi_k.shape[:-1], dtype=phi_k.dtype, device=phi_k.device)  # (..., C)
-    c_run = torch.maximum(torch.cummax(log_k, dim=-1).values, state.c[..., None])  # (..., C)
-    c_run0 = torch.where(torch.isinf(c_run), torch.zeros_like(c_run), c_run)  # no keys yet: scale 1
-    # inside the chunk: phi(q_i).phi(k_j) exp(log_k_j - c_i) for j <= i
-    diff = log_k[..., None, :] - c_run0[..., :, None]  # (..., C, C)
+    r = torch.exp(state.c)  # (...): the state's sums at scale 1 (0 for the empty state, c = -inf)
+    s0, z0 = r[..., None, None] * state.s, r[..., None] * state.z  # (..., M, Dv), (..., M)
     allowed = torch.ones(C, C, dtype=torch.bool, device=phi_q.device).tril()
-    w = (phi_q @ phi_k.transpose(-2, -1)) * torch.exp(diff.masked_fill(~allowed, -math.inf))  # (..., C, C)
-    # the state (scale exp(-c_state)) brought to each query's scale
-    c_state0 = torch.where(torch.isinf(state.c), torch.zeros_like(state.c), state.c)
-    r = torch.exp(c_state0[..., None] - c_run0)  # (..., C) <= 1
-    r = torch.where(torch.isinf(state.c)[..., None], torch.zeros_like(r), r)  # empty state
-    num = w @ v + r[..., None] * (phi_q @ state.s)  # (..., C, Dv)
-    den = w.sum(-1) + r * (phi_q * state.z[..., None, :]).sum(-1)  # (..., C)
-    out = _normalise(num, den, eps)
-    # new state at the scale of the last running max
-    c_new = c_run[..., -1]
-    c_new0 = c_run0[..., -1]
-    kw = torch.exp(log_k - c_new0[..., None])  # (..., C) <= 1
-    rs = torch.where(torch.isinf(state.c), torch.zeros_like(c_new0), torch.exp(c_state0 - c_new0))
-    pk = phi_k * kw[..., None]  # (..., C, M)
-    s = rs[..., None, None] * state.s + pk.transpose(-2, -1) @ v  # (..., M, Dv)
-    z = rs[..., None] * state.z + pk.sum(-2)  # (..., M)
-    return out, LinearAttentionState(s, z, c_new)
+    w = (phi_q @ phi_k.transpose(-2, -1)).masked_fill(~allowed, 0.0)  # (..., C, C): j <= i
+    num = w @ v + phi_q @ s0  # (..., C, Dv)
+    den = w.sum(-1) + (phi_q * z0[..., None, :]).sum(-1)  # (..., C)
+    s = s0 + phi_k.transpose(-2, -1) @ v  # (..., M, Dv)
+    z = z0 + phi_k.sum(-2)  # (..., M)
+    c = state.c if C == 0 else torch.zeros_like(state.c)
+    return _normalise(num, den, eps), LinearAttentionState(s, z, c)
 
 
-def _causal(phi_q, phi_k, v, eps, chunk_size, log_k=None):
+def _causal(phi_q, phi_k, v, eps, chunk_size):
     """eqs. 9-12, computed chunk by chunk: O(N C M + N M Dv) time, never an N x N matrix."""
     state = LinearAttentionState.zeros(phi_q.shape[:-2], phi_q.shape[-1], v.shape[-1], phi_q.dtype, phi_q.device)
     outs = []
     for i in range(0, phi_q.shape[-2], chunk_size):
         sl = slice(i, i + chunk_size)
-        o, state = _chunk_update(state, phi_q[..., sl, :], phi_k[..., sl, :], v[..., sl, :], eps,
-                                 None if log_k is None else log_k[..., sl])
+        o, state = _chunk_update(state, phi_q[..., sl, :], phi_k[..., sl, :], v[..., sl, :], eps)
         outs.append(o)
     if not outs:
         return v.new_zeros(*phi_q.shape[:-1], v.shape[-1])
@@ -412,6 +396,69 @@ def softmax_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.exp(x @ y.transpose(-2, -1))
 
 
+def _log_kernel_causal(lq, lk, v, sign_q=None, sign_k=None, chunk_size: int = 64, blind_spot: bool = False):
+    """Causal attention with the kernel ``A_ij = sum_f sign_q_if sign_k_jf exp(lq_if + lk_jf)``, exact
+    at every scale (FAVOR+ here, the global heads of ``attnkit.lora``).
+
+    lq (..., N, F), lk (..., N, F): log |features| of queries and keys (-inf for a padded key);
+    sign_q, sign_k (..., N, F) or None (positive features). Returns ``num`` (..., N, Dv), ``den``
+    (..., N) and ``t`` (..., N): the true sums ``sum_j A_ij v_j`` and ``sum_j A_ij`` over the keys
+    query i sees are ``num * exp(t)`` and ``den * exp(t)``. Query i sees the keys j <= i, or with
+    ``blind_spot`` only the keys of earlier chunks of ``chunk_size`` tokens.
+
+    t_i is the log of query i's largest term ``max_{f, j seen} lq_if + lk_jf``, so that term is
+    exactly 1 (a row that sees no key gets num = den = 0). The state keeps, per feature f,
+    ``s_f = sum_j exp(lk_jf - c_f) v_j`` and ``z_f = sum_j exp(lk_jf - c_f)``, c_f the largest
+    exponent of feature f over the keys so far. Inside a chunk the keys are scaled by the chunk's
+    last running max a_f (a later key of the chunk may raise it; exact, only rounding differs);
+    the query factor ``exp(lq_if + a_f - t_i)`` then exceeds 1, and where it could overflow the
+    chunk is halved (a chunk of one token never needs it).
+    """
+    n_tok, nf, dv = lq.shape[-2], lq.shape[-1], v.shape[-1]
+    batch = lq.shape[:-2]
+    limit = 0.5 * math.log(torch.finfo(lq.dtype).max)  # the query factor stays below exp(limit)
+    s = v.new_zeros(*batch, nf, dv)  # (..., F, Dv) at scale exp(-c_f) per feature
+    z = v.new_zeros(*batch, nf)  # (..., F)
+    c = lq.new_full((*batch, nf), -math.inf)  # (..., F): no key yet
+    nums, dens, ts, i, size = [], [], [], 0, chunk_size
+    while i < n_tok:
+        n = min(size, n_tok - i)
+        sl = slice(i, i + n)
+        lq_c, lk_c = lq[..., sl, :], lk[..., sl, :]  # (..., n, F)
+        with torch.no_grad():  # the scales cancel: constants for autograd
+            run = torch.maximum(torch.cummax(lk_c, dim=-2).values, c[..., None, :])  # (..., n, F): max_{j<=i}
+            a = run[..., -1, :]  # (..., F): the chunk's last running max
+            a0 = torch.where(torch.isinf(a), torch.zeros_like(a), a)  # no key on f: its keys are all zero
+            seen = c[..., None, :] if blind_spot else run  # (..., n, F)
+            t = (lq_c + seen).amax(-1)  # (..., n): log of each query's largest term (-inf: it sees no key)
+            t = torch.where(torch.isinf(t), (lq_c + a0[..., None, :]).amax(-1), t)  # no key seen: any scale
+        e = lq_c + a[..., None, :] - t[..., None]  # (..., n, F): log of the query factor inside the chunk
+        if not blind_spot and n > 1 and e.amax().item() > limit:
+            size = max(1, n // 2)  # a key later in this chunk dwarfs the earlier ones: smaller chunks
+            continue
+        fq_state = torch.exp(lq_c + c[..., None, :] - t[..., None])  # (..., n, F) <= 1 (0 where no key yet)
+        fk = torch.exp(lk_c - a0[..., None, :])  # (..., n, F) <= 1
+        if sign_q is not None:
+            fq_state, fk = fq_state * sign_q[..., sl, :], fk * sign_k[..., sl, :]
+        num = fq_state @ s  # (..., n, Dv): the keys of earlier chunks
+        den = (fq_state * z[..., None, :]).sum(-1)  # (..., n)
+        if not blind_spot:  # and the keys j <= i of this chunk
+            fq = torch.exp(e) if sign_q is None else torch.exp(e) * sign_q[..., sl, :]  # (..., n, F)
+            allowed = torch.ones(n, n, dtype=torch.bool, device=lq.device).tril()
+            w = (fq @ fk.transpose(-2, -1)).masked_fill(~allowed, 0.0)  # (..., n, n): j <= i only
+            num, den = num + w @ v[..., sl, :], den + w.sum(-1)
+        nums.append(num)
+        dens.append(den)
+        ts.append(t)
+        r = torch.where(torch.isinf(c), torch.zeros_like(c), torch.exp(c - a0))  # (..., F) <= 1: old scale -> a
+        s = r[..., None] * s + fk.transpose(-2, -1) @ v[..., sl, :]
+        z = r * z + fk.sum(-2)
+        c, i, size = a, i + n, chunk_size
+    if not nums:
+        return v.new_zeros(*lq.shape[:-1], dv), lq.new_zeros(lq.shape[:-1]), lq.new_zeros(lq.shape[:-1])
+    return torch.cat(nums, dim=-2), torch.cat(dens, dim=-1), torch.cat(ts, dim=-1)
+
+
 def performer_attention(
     q: torch.Tensor,  # (..., L, D)
     k: torch.Tensor,  # (..., S, D)
@@ -431,43 +478,45 @@ def performer_attention(
     (m, D) can be passed in (reproducible, comparable with other code); otherwise
     ``orthogonal_random_features(nb_features or ceil(D log D), D, seed)`` is drawn.
 
-    Stabilisers (exact: they cancel between numerator and denominator): each query's features
-    are divided by their own largest value; keys by the largest exponent over the keys that the
-    query may see -- all keys when not causal, and when causal only keys at or before it (a
-    running max with the prefix sums rescaled, chapter 03's online softmax), so a future key can
-    never change an earlier output. No eps is added to the features; ``eps`` floors the
-    denominator (the trig map can make it zero or negative).
+    Stabilisers (exact at every input scale: they cancel between numerator and denominator): the
+    features live in log space until each query is scaled by its own largest term
+    ``exp(max_{f, j} lq_if + lk_jf)`` over the keys it may see (all keys when not causal, keys at
+    or before it when causal, so a future key never changes an earlier output); each key feature
+    is scaled by that feature's largest key exponent. The largest term of every denominator is
+    then exactly 1: ``eps`` floors it only for a row that sees no key, or where the trig map's
+    terms cancel (they can make it zero or negative). No eps is added to the features. Half
+    precision inputs are computed in float32 and the output is returned in their dtype.
     """
     _check_qkv(q, k, v, same_len=causal)
     eps = _check_eps(eps)
+    _check_positive("chunk_size", chunk_size)
     d = q.shape[-1]
     if projection is None:
         _check_positive("nb_features", nb_features, allow_none=True)
         m = nb_features or max(1, math.ceil(d * math.log(max(d, 2))))
         projection = orthogonal_random_features(m, d, seed, dtype=q.dtype).to(q.device)
     _check_projection(projection, d)
+    out_dtype = v.dtype
+    if q.dtype in (torch.float16, torch.bfloat16):  # exponents of |x|^2 / 2 need float32's range
+        q, k, v = q.float(), k.float(), v.float()
     scale = d ** -0.25
-    lq, sq_, m = _favor_log(q * scale, projection, kind)
-    lk, sk, _ = _favor_log(k * scale, projection, kind)
-    phi_q = torch.exp(lq - lq.amax(dim=-1, keepdim=True)) / math.sqrt(m)  # per-query factor cancels
-    if sq_ is not None:
-        phi_q = phi_q * sq_
+    lq, sign_q, _ = _favor_log(q * scale, projection, kind)  # (..., L, F); m^-1/2 cancels
+    lk, sign_k, _ = _favor_log(k * scale, projection, kind)  # (..., S, F)
     km = _key_mask(key_padding_mask, k)
     if km is not None:
         lk = lk.masked_fill(km == 0, -math.inf)  # a padded key: feature exp(-inf) = 0
     if causal:
-        log_k = lk.amax(dim=-1)  # (..., S): each key's largest exponent
-        log_k0 = torch.where(torch.isinf(log_k), torch.zeros_like(log_k), log_k)
-        phi_k = torch.exp(lk - log_k0[..., None]) / math.sqrt(m)  # at scale exp(-log_k) per key
-        if sk is not None:
-            phi_k = phi_k * sk
-        return _causal(phi_q, phi_k, v, eps, chunk_size, log_k=log_k)
-    c = lk.amax(dim=(-2, -1), keepdim=True)  # the largest exponent over every key and feature
-    c = torch.where(torch.isinf(c), torch.zeros_like(c), c)
-    phi_k = torch.exp(lk - c) / math.sqrt(m)
-    if sk is not None:
-        phi_k = phi_k * sk
-    return _noncausal(phi_q, phi_k, v, eps)
+        num, den, _ = _log_kernel_causal(lq, lk, v, sign_q, sign_k, chunk_size)
+        return _normalise(num, den, eps).to(out_dtype)
+    a = lk.amax(dim=-2, keepdim=True).detach()  # (..., 1, F): each feature's largest key exponent
+    a0 = torch.where(torch.isinf(a), torch.zeros_like(a), a)  # every key padded: all features zero
+    t = (lq + a).amax(dim=-1, keepdim=True).detach()  # (..., L, 1): log of each query's largest term
+    t = torch.where(torch.isinf(t), torch.zeros_like(t), t)
+    phi_q = torch.exp(lq + a - t)  # (..., L, F) <= 1
+    phi_k = torch.exp(lk - a0)  # (..., S, F) <= 1
+    if sign_q is not None:
+        phi_q, phi_k = phi_q * sign_q, phi_k * sign_k
+    return _noncausal(phi_q, phi_k, v, eps).to(out_dtype)
 
 
 # ---------------------------------------------------------------------------------------------

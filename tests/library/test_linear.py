@@ -202,15 +202,17 @@ def _performer_global_stabiliser(q, k, v, w, eps=1e-4):
 
 
 def test_performer_causal_never_lets_a_future_key_change_the_past():
-    q, k, v = _qkv(1, 2, 40, 8, dtype=torch.float32)
-    w = L.orthogonal_random_features(16, 8, seed=2)
+    # float64: a key later in the same chunk rescales that chunk's keys (exactly), so in float32
+    # the earlier rows move by rounding (~1e-5 relative); in float64 that is ~1e-15
+    q, k, v = _qkv(1, 2, 40, 8)
+    w = L.orthogonal_random_features(16, 8, seed=2, dtype=f64)
     k2 = k.clone()
     k2[..., -1, :] = w[w.norm(dim=1).argmax()] * 8 ** 0.25  # edit the last key: the largest exponent of all
     for kind in ("positive", "trig"):
         a = L.performer_attention(q, k, v, w, kind=kind, causal=True, chunk_size=16)
         b = L.performer_attention(q, k2, v, w, kind=kind, causal=True, chunk_size=16)
         rel = ((a - b)[..., :-1, :].abs() / a[..., :-1, :].abs().clamp_min(1e-30)).max().item()
-        assert rel <= 1e-6
+        assert rel <= 1e-12
         assert not torch.equal(a[..., -1, :], b[..., -1, :])
     # the test can fail: the common global stabiliser plus eps moves every earlier row
     a, b = _performer_global_stabiliser(q, k, v, w), _performer_global_stabiliser(q, k2, v, w)
@@ -229,6 +231,35 @@ def test_performer_large_inputs_do_not_overflow():
     for causal in (False, True):
         out = L.performer_attention(q, k, v, nb_features=32, causal=causal)
         assert torch.isfinite(out).all()
+
+
+def _favor_exact(q, k, v, w, causal):
+    """FAVOR+ from its definition in float64 and log space (Lemma 1's features, no stabiliser, no
+    eps): log A_ij = logsumexp_f (lq_if + lk_jf), out = softmax_j(log A) v. Also returns the
+    largest |exponent|: a float computation of the features carries eps * |exponent| of rounding."""
+    q, k, v, w = (t.to(f64) for t in (q, k, v, w))
+    x, y = q * q.shape[-1] ** -0.25, k * k.shape[-1] ** -0.25
+    lq = x @ w.T - (x * x).sum(-1, keepdim=True) / 2  # (..., L, m)
+    lk = y @ w.T - (y * y).sum(-1, keepdim=True) / 2  # (..., S, m)
+    log_a = torch.logsumexp(lq[..., :, None, :] + lk[..., None, :, :], dim=-1)  # (..., L, S)
+    if causal:
+        log_a = log_a.masked_fill(~torch.ones(log_a.shape[-2:], dtype=torch.bool).tril(), -math.inf)
+    return torch.softmax(log_a, -1) @ v, max(lq.abs().max().item(), lk.abs().max().item())
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("std", [0.1, 1.0, 2.0, 3.0, 10.0])
+def test_performer_is_exact_favor_at_every_input_scale(std, dtype, causal):
+    # before the fix the *rescaled* denominator was floored at eps = 1e-6: at std 3 (causal) and
+    # std 10 the output was off by 1.2 to 3.3 from FAVOR+ with the same features, in either dtype
+    q, k, v = _qkv(1, 2, 37, 16, seed=1, dtype=dtype)
+    q, k = q * std, k * std
+    w = L.orthogonal_random_features(45, 16, seed=0, dtype=f64)  # ceil(16 ln 16) features
+    ref, biggest = _favor_exact(q, k, v, w, causal)
+    out = L.performer_attention(q, k, v, w.to(dtype), causal=causal, chunk_size=8)
+    err = (out.to(f64) - ref).abs().max().item()
+    assert out.dtype == dtype and err <= 4 * torch.finfo(dtype).eps * (1 + biggest), (err, biggest)
 
 
 # ------------------------------------------------------------------ Linformer
