@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit.linear import _log_kernel_causal
+
 __all__ = [
     "lora_scaling", "lora_delta", "lora_linear", "merge_weight", "unmerge_weight", "lora_param_count",
     "subspace_similarity", "LoRALinear", "mark_only_lora_as_trainable", "lora_state_dict",
@@ -405,40 +407,31 @@ def global_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
     out_i = sum_j K_ij v_j / max(sum_j K_ij, eps), K_ij = phi(q_i) . psi(k_j), over the keys j
     that query i sees: j <= i when ``blindspot_size`` b = 1; j < b floor(i / b) when b > 1 (only
     completed earlier buckets: the query's own bucket is its blind spot, and the first bucket's
-    output is zero). Computed by prefix sums over buckets: memory O(N/b d e), never (N, N).
+    output is zero). Computed chunk by chunk in log space, exact at every scale of k (the
+    chunks are the buckets when b > 1): memory O(chunk (d e + chunk)), never (N, N).
     """
     _check_heads(q, k, v, key_mask)
     if isinstance(blindspot_size, bool) or not isinstance(blindspot_size, int) or blindspot_size < 1:
         raise ValueError(f"blindspot_size must be an int >= 1, got {blindspot_size!r}")
-    Bsz, H, N, d = q.shape
+    d = q.shape[-1]
     keep = None if key_mask is None else key_mask[:, None, :, None]  # (B, 1, N, 1)
-    phi_q = q.softmax(dim=-1) * d ** -0.5  # (B, H, N, d)
     if not causal:
+        phi_q = q.softmax(dim=-1) * d ** -0.5  # (B, H, N, d)
         allowed = torch.ones_like(k, dtype=torch.bool) if keep is None else keep.expand_as(k)
         k_soft = _masked_softmax(k, allowed, dim=-2)  # (B, H, N, d): softmax over the sequence
         context = k_soft.transpose(-1, -2) @ v  # (B, H, d, e)
         return phi_q @ context  # (B, H, N, e)
-    psi_k = torch.exp(k)  # (B, H, N, d)
-    if keep is not None:
-        psi_k, v = psi_k * keep, v * keep
+    # causal: K_ij = sum_f exp(log phi(q_i)_f + k_jf), summed in log space (attnkit.linear's exact
+    # causal routine): no exp(k) overflows, and each row's sums come at its own scale exp(t)
+    out_dtype = v.dtype
+    if q.dtype in (torch.float16, torch.bfloat16):  # exp(k) needs float32's range
+        q, k, v = q.float(), k.float(), v.float()
+    lq = torch.log_softmax(q, dim=-1) - 0.5 * math.log(d)  # (B, H, N, d): log phi(q)
+    lk = k if keep is None else k.masked_fill(~keep, -math.inf)  # (B, H, N, d): a masked key adds nothing
     b = blindspot_size
-    U = -(-N // b)
-    pad = U * b - N
-    if pad:  # padded keys are zero: they add nothing
-        phi_q, psi_k, v = (F.pad(t, (0, 0, 0, pad)) for t in (phi_q, psi_k, v))
-    bq, bk, bv = (t.reshape(Bsz, H, U, b, t.shape[-1]) for t in (phi_q, psi_k, v))  # (B, H, U, b, .)
-    context = (bk.transpose(-1, -2) @ bv).cumsum(dim=2)  # (B, H, U, d, e): keys of buckets <= u
-    ksum = bk.sum(dim=3).cumsum(dim=2)  # (B, H, U, d)
-    if b > 1:  # shift by one bucket: only completed earlier buckets
-        context = F.pad(context, (0, 0, 0, 0, 1, 0))[:, :, :U]
-        ksum = F.pad(ksum, (0, 0, 1, 0))[:, :, :U]
-        num = bq @ context  # (B, H, U, b, e)
-        den = (bq * ksum[:, :, :, None, :]).sum(-1, keepdim=True)  # (B, H, U, b, 1)
-    else:  # b = 1: each bucket is one position, prefix sums include it
-        num = bq @ context
-        den = (bq * ksum[:, :, :, None, :]).sum(-1, keepdim=True)
-    out = num / den.clamp_min(eps)
-    return out.reshape(Bsz, H, U * b, -1)[:, :, :N]
+    num, den, t = _log_kernel_causal(lq, lk, v, chunk_size=b if b > 1 else 64, blind_spot=b > 1)
+    floor = (eps * torch.exp(-t)).clamp_min(torch.finfo(den.dtype).tiny)  # (B, H, N): eps at the scale exp(-t)
+    return (num / torch.maximum(den, floor)[..., None]).to(out_dtype)  # (B, H, N, e)
 
 
 def visible_keys(n: int, kind: str, causal: bool = False, window: int = 128, blindspot_size: int = 1,

@@ -295,6 +295,42 @@ def test_global_heads_equal_the_definition(n, b, causal, masked, seed):
     torch.testing.assert_close(out, _global_reference(q, k, v, causal, b, mask), rtol=1e-10, atol=1e-12)
 
 
+def _global_causal_log_space(q, k, v, b, mask):
+    """Causal global heads from the definition in float64, K_ij = sum_f phi(q_i)_f exp(k_jf) summed
+    in log space (so no exp(k) overflows), the denominator floored at eps = 1e-3 as the module does."""
+    q, k, v = (t.to(torch.float64) for t in (q, k, v))
+    n, d = q.shape[2], q.shape[3]
+    log_phi = torch.log_softmax(q, dim=-1) - 0.5 * math.log(d)
+    log_k = torch.logsumexp(log_phi[..., :, None, :] + k[..., None, :, :], dim=-1)  # (B, H, N, N)
+    allowed = _visible_by_loops(n, "global", True, 1, b)[None, None] & mask[:, None, None, :]
+    log_k = log_k.masked_fill(~allowed, -math.inf)
+    top = log_k.amax(-1, keepdim=True).clamp_min(-1e300)  # (B, H, N, 1): a row with no key keeps 0 / eps
+    w = torch.exp(log_k - top)
+    return (w @ v) / torch.maximum(w.sum(-1, keepdim=True), 1e-3 * torch.exp(-top))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("shift", [-20.0, 0.0, 12.0, 89.0, 300.0])
+def test_causal_global_heads_stay_exact_for_large_keys(shift, dtype):
+    # before the fix exp(k) was taken without subtracting a maximum: all NaN once keys reach about
+    # 89 in float32 and 12 in float16 (NaN at shift 12 in float16, 89 and 300 in float32 here)
+    g = torch.Generator().manual_seed(3)
+    q, v = (torch.randn(2, 2, 13, 8, generator=g) for _ in range(2))
+    k = torch.randn(2, 2, 13, 8, generator=g) + shift
+    mask = torch.rand(2, 13, generator=g) > 0.2
+    q, k, v = (t.to(dtype) for t in (q, k, v))
+    for b in (1, 4):
+        out = L.global_linear_attention(q, k, v, causal=True, blindspot_size=b, key_mask=mask)
+        ref = _global_causal_log_space(q, k, v, b, mask)
+        err = (out.to(torch.float64) - ref).abs().max().item()
+        # the inputs are exact in dtype; the error is rounding: of the exponents (|k| up to ~300), and
+        # in half precision (computed in float32) of the output, down to its smallest subnormal step
+        fi = torch.finfo(dtype)
+        tol = 8 * fi.eps * (1 + k.abs().max().item()) if dtype.itemsize > 2 \
+            else 2 * fi.eps * ref.abs().max().item() + fi.smallest_normal * fi.eps
+        assert out.dtype == dtype and err <= tol, (b, err, tol)
+
+
 def test_blind_spot_first_bucket_is_zero_and_no_key_gives_zero():
     torch.manual_seed(10)
     q, k, v = (torch.randn(1, 1, 10, 4) for _ in range(3))
