@@ -22,11 +22,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from attnkit.core import _check_inputs
+from attnkit.memory import measure_peak_bytes  # noqa: F401  (the one meter, re-exported: chapter 07 meets it here)
 from attnkit.softmax import OnlineSoftmaxState, merge_partials, normalize, softmax_state
 
 __all__ = [
@@ -430,61 +428,3 @@ def io_flash(N: int, d: int, M: int | None = None, block_q: int | None = None,
         reads = N * d + tr * 2 * N * d
         writes = N * d + N
     return {"reads": reads, "writes": writes, "total": reads + writes}
-
-
-# ----------------------------------------------------------------------------------------------
-# Measuring peak memory on CPU: live bytes of the tensors that torch ops allocate.
-# ----------------------------------------------------------------------------------------------
-
-
-class _LiveBytes(TorchDispatchMode):
-    """Counts the bytes of every storage an aten op creates while it is alive.
-
-    After each op: storages that died since the last op are subtracted, storages the op newly
-    created are added (views and in-place results share an input's storage and add nothing).
-    Tensors that existed before the measurement are not counted: the result is the *extra*
-    memory the call needed. Scratch space an op allocates and frees inside itself is not seen.
-    """
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # never used under torch.compile; saves importing torch._dynamo (seconds)
-
-    def __init__(self):
-        super().__init__()
-        self.live = {}  # storage id -> (weak ref, nbytes)
-        self.current = 0
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for key in [key for key, (ref, _) in self.live.items() if ref.expired()]:
-            self.current -= self.live.pop(key)[1]
-        inputs = {
-            StorageWeakRef(t.untyped_storage()).cdata
-            for t in tree_leaves((args, kwargs))
-            if isinstance(t, torch.Tensor)
-        }
-        for t in tree_leaves(out):
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            ref = StorageWeakRef(storage)
-            if ref.cdata in inputs or ref.cdata in self.live:
-                continue
-            self.live[ref.cdata] = (ref, storage.nbytes())
-            self.current += storage.nbytes()
-        self.peak = max(self.peak, self.current)
-        return out
-
-
-def measure_peak_bytes(fn, *args, **kwargs):
-    """Run ``fn(*args, **kwargs)`` and return ``(result, peak_bytes)``: the largest number of
-    bytes held at once by tensors created during the call (inputs made before it not counted).
-
-    Measured by watching every aten op through a ``TorchDispatchMode``, so it counts what torch
-    allocates on any device, op by op; a tool for CPU, where torch keeps no allocator statistics.
-    """
-    with _LiveBytes() as mode:
-        result = fn(*args, **kwargs)
-    return result, mode.peak

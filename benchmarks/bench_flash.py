@@ -2,9 +2,9 @@
 
 Prints, for one head of width 64 (float32, CPU):
 1. peak extra memory of plain attention (attnkit.core, which builds the N x N matrix) vs the
-   tiled forward, as N grows, measured by attnkit.flash.measure_peak_bytes (bytes of every
-   tensor torch allocates, op by op); the tiled peak grows linearly, and at N=4096 it must be
-   below a quarter of the plain one;
+   tiled forward, as N grows, measured by attnkit.memory.measure_peak_bytes (the largest running
+   sum of what torch's allocator hands out and takes back during the call); the tiled peak grows
+   linearly, and at N=4096 it must be below a quarter of the plain one;
 2. the same for forward + backward;
 3. accuracy: forward and gradients against torch.nn.functional.scaled_dot_product_attention;
 4. time, as ratios to PyTorch's fused SDPA (a Python loop over tiles is much slower than a kernel).
@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from attnkit.core import scaled_dot_product_attention as plain_attention
-from attnkit.flash import flash_attention, measure_peak_bytes
+from attnkit.flash import flash_attention
+from attnkit.memory import measure_peak_bytes
 
 D = 64
 BLOCK = 256

@@ -5,10 +5,9 @@
 Batch 1, ``--heads`` heads of width ``--dim``, float32, forward only, one thread, inference mode.
 For each N = 256, 512, ..., max-n every method runs round-robin with SDPA (one call each per
 round; the median of the rounds is reported), and its peak memory is measured the same way for
-all, by ``attnkit.flash.measure_peak_bytes`` (bytes of the tensors torch creates, op by op).
-PyTorch's fused CPU SDPA kernel allocates its scratch space inside one op, hidden from such a
-counter, so the memory of softmax attention is that of the math path (``softmax_attention``,
-which builds the N x N matrix); the math path is skipped where its N x N matrices would exceed
+all, by ``attnkit.memory.measure_peak_bytes`` (the largest running sum of what torch's allocator
+hands out and takes back during the call). The memory of softmax attention is that of the math
+path (``softmax_attention``, which builds the N x N matrix); the math path is skipped where its N x N matrices would exceed
 ``--mem-limit-gb`` (at N = 16384 with 4 heads: 8 GiB, the default limit, so it is skipped there). The crossover of a method is the first measured N from which it is faster
 than SDPA (causal methods against SDPA with is_causal=True) at every longer measured N.
 """
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from timing import one_thread, round_robin_medians
 
 import attnkit.linear as L
-from attnkit.flash import measure_peak_bytes
+from attnkit.memory import measure_peak_bytes
 
 MiB = 2**20
 

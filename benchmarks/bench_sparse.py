@@ -5,10 +5,9 @@
 1. Peak memory of one forward call (batch 1, one head of 64, causal window w), the dense math path
    (attnkit.core with the boolean mask, which materialises the (N, N) scores and weights) against
    attnkit.sparse.sliding_window_attention, at N = 1k, 2k, 4k, 8k. Both are measured the same way,
-   with attnkit.flash.measure_peak_bytes (a TorchDispatchMode that adds up the bytes of the tensors
-   alive after every aten op; the mask and the inputs exist before the call and are not counted).
-   PyTorch's fused CPU SDPA allocates its scratch inside the kernel, out of that counter's sight, so
-   its memory is not reported.
+   with attnkit.memory.measure_peak_bytes (the largest running sum of what torch's allocator hands
+   out and takes back during the call; the mask and the inputs exist before the call and are not
+   counted). Fused SDPA's memory is not reported here (chapter 11's profiler measures it).
 2. Time at N = 8k on one thread, round-robin (median of --repeats): the dense math path, fused SDPA
    with the boolean mask, the sliding window, and compiled FlexAttention with the window's BlockMask
    (torch.compile(flex_attention); its compile time is printed separately).
@@ -28,7 +27,7 @@ from timing import one_thread, round_robin_medians
 
 from attnkit import sparse as sp
 from attnkit.core import scaled_dot_product_attention
-from attnkit.flash import measure_peak_bytes
+from attnkit.memory import measure_peak_bytes
 
 NS = (1024, 2048, 4096, 8192)
 
@@ -85,7 +84,7 @@ def main():
     torch.manual_seed(0)
     w = args.window
     print(f"torch {torch.__version__}, causal window w = {w}, batch 1, one head of 64, float32, forward")
-    print("\n1. Peak extra memory of one call (attnkit.flash.measure_peak_bytes, TorchDispatchMode)")
+    print("\n1. Peak extra memory of one call (attnkit.memory.measure_peak_bytes, torch's allocator)")
     rows = memory(w)
     print(f"{'N':>6}  {'dense math path MiB':>20}  {'x':>5}  {'sliding window MiB':>19}  {'x':>5}  {'dense / window':>14}")
     prev = None

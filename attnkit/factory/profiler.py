@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 
 import torch
@@ -10,35 +11,7 @@ from torch import nn
 from attnkit.factory.config import AttentionConfig, _positive_int, canonical_name
 from attnkit.factory.costs import MB, memory_breakdown
 from attnkit.factory.mixers import AttentionFactory
-
-
-def _cpu_peak_bytes(step) -> int:
-    """Peak bytes held by torch's CPU allocator during ``step()``, beyond what existed before.
-
-    Measured with ``torch.profiler.profile(profile_memory=True)``: the allocator reports every
-    allocation and free (op-internal scratch included) as a "[memory]" event with its size;
-    the running sum of those events in time order, at its largest, is the peak.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    current = peak = 0
-    for e in events:
-        current += e.nbytes()
-        peak = max(peak, current)
-    return peak
-
-
-def _cuda_peak_bytes(step, device) -> int:
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    step()
-    torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - before
+from attnkit.memory import peak_bytes
 
 
 def _profile_config(item, seq_len: int, d_model: int, n_heads: int) -> AttentionConfig:
@@ -54,9 +27,9 @@ class AttentionProfiler:
 
     Timing: ``attnkit.timing.round_robin_times`` (warm-up calls excluded; several mechanisms
     timed in turn), on one thread on CPU unless ``single_thread=False``; on CUDA each call ends
-    with ``torch.cuda.synchronize``. Memory: one more call, measured apart from the timing: on
-    CPU the peak of torch's allocator through ``torch.profiler`` (``_cpu_peak_bytes``), on CUDA
-    ``torch.cuda.max_memory_allocated`` minus what was allocated before; in both, the extra
+    with ``torch.cuda.synchronize``. Memory: one more call, measured apart from the timing by
+    ``attnkit.memory.peak_bytes`` (on CPU the peak of torch's allocator through ``torch.profiler``,
+    on CUDA ``torch.cuda.max_memory_allocated`` minus what was allocated before): the extra
     memory of a call beyond the parameters and the input, in MB (2**20 bytes).
     """
 
@@ -114,16 +87,9 @@ class AttentionProfiler:
         out = {}
         for key, cfg in cfgs.items():
             step = steps[key]
-            if device.type == "cuda":
-                peak = _cuda_peak_bytes(step, device)
-                method = "torch.cuda.max_memory_allocated"
-            else:
-                if use_one:
-                    with one_thread():
-                        peak = _cpu_peak_bytes(step)
-                else:
-                    peak = _cpu_peak_bytes(step)
-                method = "torch.profiler(profile_memory=True)"
+            with one_thread() if use_one else contextlib.nullcontext():
+                peak = peak_bytes(step, device)
+            method = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler(profile_memory=True)"
             ms = [s * 1e3 for s in times[key]]
             avg = statistics.fmean(ms)
             formula = memory_breakdown(cfg, seq_len, batch_size, 4, "training" if backward else "forward")

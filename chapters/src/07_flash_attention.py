@@ -355,10 +355,11 @@ for step in (7, 8, 9, 10):
 # **Memory** does: plain attention holds $N \times N$ scores and weights; the tiled forward holds
 # $q, k, v$, the output, $m$, $\ell$ — all $O(Nd)$ — and one $B_q \times B_k$ tile.
 #
-# We measure the peak *extra* memory of one call with `measure_peak_bytes`, which watches every
-# tensor operation torch runs (a `TorchDispatchMode`) and adds up the bytes of the tensors alive
-# at each moment. (On CPU, torch keeps no allocator statistics, and Python's `tracemalloc` does
-# not see torch's memory.) One head, $d = 64$, tiles of 256 × 256:
+# We measure the peak *extra* memory of one call with `measure_peak_bytes` (`attnkit.memory`, the
+# one meter every chapter uses): through `torch.profiler`, torch's allocator reports every
+# allocation and free during the call, scratch space inside an operation included, and the
+# running sum at its largest is the peak. (Python's `tracemalloc` does not see torch's memory.)
+# One head, $d = 64$, tiles of 256 × 256:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 开销：实测
@@ -368,9 +369,9 @@ for step in (7, 8, 9, 10):
 # 普通注意力要保存 $N \times N$ 的分数和注意力权重；
 # 分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个 $B_q \times B_k$ 的分块。
 #
-# 我们用 `measure_peak_bytes` 测量一次调用的*额外*内存峰值。它借助 `TorchDispatchMode` 监视 torch 执行的每一个张量运算，
-# 在每一时刻把仍然存活的张量的字节数加起来。（在 CPU 上，torch 不提供内存分配器的统计信息，
-# Python 的 `tracemalloc` 也看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
+# 我们用 `measure_peak_bytes`（`attnkit.memory`，各章都用这一个测量工具）测量一次调用的*额外*内存峰值：
+# 借助 `torch.profiler`，torch 的内存分配器报告调用期间的每一次分配和释放，包括运算内部的临时空间，累计值的最大处就是峰值。
+# （Python 的 `tracemalloc` 看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
 
 # %%
 ns, plain_peaks, tiled_peaks = (256, 512, 1024, 2048), [], []

@@ -479,21 +479,20 @@ print(viz.format_table([t("ch08.col.pattern"), t("ch08.col.pairs"), t("ch08.col.
 #
 # **Measured: memory.** "Dense" below is the *math path*: `attnkit.core` with the boolean mask,
 # which materialises the $(N, N)$ scores and weights. We measure the peak extra bytes of one forward
-# call with chapter 7's `measure_peak_bytes` (a `TorchDispatchMode` that adds up the bytes of the
-# tensors alive after every operation), the same way for both; one head of 64 dimensions, causal
-# window $w = 256$. (PyTorch's fused CPU kernel for `F.scaled_dot_product_attention` allocates its
-# scratch memory inside the kernel, where no such counter sees it, so we report its time below but
-# make no claim about its memory.)
+# call with chapter 7's `measure_peak_bytes` (torch's allocator, read through `torch.profiler`: the
+# largest running sum of the bytes allocated and freed during the call), the same way for both;
+# one head of 64 dimensions, causal window $w = 256$. (We report the time of PyTorch's fused CPU
+# kernel for `F.scaled_dot_product_attention` below; chapter 11's profiler measures its memory
+# with the same meter.)
 
 # %% [markdown] tags=["lang-zh"]
 # 在这个 $N$ 下，表中 strided 模式保留的配对最少；但它的第二个头每隔 $l$ 个键就要碰一个，
 # 所以用分块稀疏的方式计算它时，对角线以下的每一个分块都要访问：省下的配对不一定是省下的分块，而在硬件上，起作用的是分块。
 #
 # **实测：内存。** 下面的“稠密”指的是*数学路径*：带布尔掩码的 `attnkit.core`，它会构造出 $(N, N)$ 的分数和权重。
-# 我们用第 7 章的 `measure_peak_bytes`（一个 `TorchDispatchMode`，在每次运算之后把仍然存活的张量的字节数加起来）测量一次前向调用的额外内存峰值，
+# 我们用第 7 章的 `measure_peak_bytes`（通过 `torch.profiler` 读取 torch 的内存分配器：调用期间分配与释放的字节数，其累计值的最大处）测量一次前向调用的额外内存峰值，
 # 两者用同一种方法测量；单个头，64 维，因果窗口 $w = 256$。
-# （PyTorch 为 `F.scaled_dot_product_attention` 提供的 CPU 融合算子在算子内部分配临时内存，这类计数器看不到，
-# 所以下面只报告它的时间，不对它的内存下结论。）
+# （下面报告 PyTorch 为 `F.scaled_dot_product_attention` 提供的 CPU 融合算子的时间；第 11 章的性能分析器用同一个测量工具测它的内存。）
 
 # %%
 ns, dense_peak, window_peak = (1024, 2048, 4096), [], []

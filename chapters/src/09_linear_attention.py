@@ -749,15 +749,13 @@ _ = wl.time_figure(NS, {t(f"ch09.method.{name}"): [times[n][name] for n in NS] f
 
 # %% [markdown] tags=["lang-en"]
 # Memory is measured the same way for every method, with chapter 07's `measure_peak_bytes`: the
-# bytes of the tensors torch creates during the call, op by op. PyTorch's fused CPU SDPA kernel
-# allocates its scratch space inside one operation, where no such counter can see it, so the
-# softmax row is the math path (`softmax_attention`, which builds the $N \times N$ matrix). These
-# numbers do not depend on the machine, so the tests compare them:
+# largest running sum of the bytes torch's allocator hands out and takes back during the call.
+# The softmax row is the math path (`softmax_attention`, which builds the $N \times N$ matrix).
+# These numbers do not depend on the machine, so the tests compare them:
 
 # %% [markdown] tags=["lang-zh"]
-# 内存对每种方法都用同样的方式测量，即第 7 章的 `measure_peak_bytes`：逐个运算统计调用期间 torch 创建的张量所占的字节数。
-# PyTorch 在 CPU 上的融合 SDPA 算子在单个运算内部分配临时空间，这类计数器看不到，
-# 所以 softmax 这一行测的是数学路径（`softmax_attention`，它会构造 $N \times N$ 的矩阵）。
+# 内存对每种方法都用同样的方式测量，即第 7 章的 `measure_peak_bytes`：调用期间 torch 的内存分配器分配与释放的字节数，其累计值的最大处。
+# softmax 这一行测的是数学路径（`softmax_attention`，它会构造 $N \times N$ 的矩阵）。
 # 这些数字与机器无关，所以测试会比对它们：
 
 # %%
