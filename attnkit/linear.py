@@ -599,7 +599,8 @@ def iterative_pinv(a: torch.Tensor, iterations: int = 6) -> torch.Tensor:
     eye = torch.eye(m, dtype=a.dtype, device=a.device)
     col = a.abs().sum(-2).amax(-1)  # (...,): ||A||_1
     row = a.abs().sum(-1).amax(-1)  # (...,): ||A||_inf
-    z = a.transpose(-2, -1) / (col * row)[..., None, None]
+    norm = col * row  # (...,): 0 only for the zero matrix, whose pseudo-inverse is 0
+    z = a.transpose(-2, -1) / torch.where(norm == 0, torch.ones_like(norm), norm)[..., None, None]
     for _ in range(iterations):
         az = a @ z
         z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
@@ -640,6 +641,7 @@ def nystrom_attention(q, k, v, num_landmarks: int, pinv_iterations: int = 6, exa
 
 def cosformer_weights(n_q: int, n_k: int, M: int, offset_q: int = 0) -> torch.Tensor:
     """The (n_q, n_k) re-weighting cos(pi/2 (i - j) / M), positions i, j from 1 (as the official code)."""
+    _check_positive("M", M)
     i = torch.arange(1, n_q + 1, dtype=torch.float64)[:, None] + offset_q
     j = torch.arange(1, n_k + 1, dtype=torch.float64)[None, :]
     return torch.cos(math.pi / 2 * (i - j) / M)

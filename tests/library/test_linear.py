@@ -303,6 +303,24 @@ def test_iterative_pinv_starts_as_the_paper_says_and_converges():
     assert err6 < err2
 
 
+def test_iterative_pinv_of_a_zero_matrix_is_zero():
+    # before the fix Z_0 = A^T / (||A||_1 ||A||_inf) was 0 / 0: all NaN
+    a = torch.softmax(torch.randn(3, 4, 4, dtype=f64), -1)
+    a[1] = 0.0  # one zero matrix in the batch leaves the others alone
+    z = L.iterative_pinv(a, 6)
+    assert torch.equal(z[1], torch.zeros(4, 4, dtype=f64)) and torch.equal(torch.linalg.pinv(a[1]), z[1])
+    torch.testing.assert_close(z[[0, 2]], L.iterative_pinv(a[[0, 2]], 6))
+
+
+@pytest.mark.parametrize("M", [0, -3])
+def test_cosformer_weights_refuse_a_non_positive_M(M):
+    # before the fix M = 0 gave cos(inf) = NaN weights without a word
+    with pytest.raises(ValueError, match=f"M must be .*got {M}"):
+        L.cosformer_weights(5, 5, M)
+    torch.testing.assert_close(L.cosformer_weights(2, 3, 4), torch.tensor(
+        [[math.cos(math.pi / 8 * (i - j)) for j in range(3)] for i in range(2)], dtype=f64))
+
+
 @pytest.mark.parametrize("n", [16, 21])
 def test_nystrom_with_n_landmarks_equals_softmax(n):
     q, k, v = _qkv(2, 2, n, 8)
