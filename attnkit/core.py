@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from attnkit import validate
+
 __all__ = ["scaled_dot_product_attention", "causal_mask", "padding_mask"]
 
 
@@ -27,11 +29,7 @@ def _check_inputs(q, k, v, attn_mask):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2:
             raise ValueError(f"{name} must have shape (..., seq, dim), got {_shape(x)}")
-    for name, x in (("k", k), ("v", v)):
-        if x.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {x.dtype}, expected q's dtype {q.dtype}")
-        if x.device != q.device:
-            raise ValueError(f"{name} is on {x.device}, expected q's device {q.device}")
+    validate.same_dtype_device(q=q, k=k, v=v)
     if not q.is_floating_point():
         raise TypeError(f"q must be a floating-point tensor, got dtype {q.dtype}")
     if k.shape[-1] != q.shape[-1]:
@@ -50,22 +48,7 @@ def _check_inputs(q, k, v, attn_mask):
         raise ValueError(
             f"batch dims of q {_shape(q)}, k {_shape(k)} and v {_shape(v)} do not broadcast"
         ) from None
-    scores_shape = (*batch, q.shape[-2], k.shape[-2])
-    if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-        if attn_mask.dtype != torch.bool and not attn_mask.is_floating_point():
-            raise TypeError(f"attn_mask must be bool or floating point, got dtype {attn_mask.dtype}")
-        if attn_mask.device != q.device:
-            raise ValueError(f"attn_mask is on {attn_mask.device}, expected q's device {q.device}")
-        try:
-            if torch.broadcast_shapes(attn_mask.shape, scores_shape) != torch.Size(scores_shape):
-                raise RuntimeError
-        except RuntimeError:
-            raise ValueError(
-                f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to the "
-                f"scores' shape ({', '.join(map(str, scores_shape))}) = (..., q_len, k_len)"
-            ) from None
+    validate.attention_mask("attn_mask", attn_mask, (*batch, q.shape[-2], k.shape[-2]), q.device)
 
 
 def causal_mask(q_len: int, k_len: int | None = None, offset: int = 0, device=None) -> torch.Tensor:
@@ -74,9 +57,9 @@ def causal_mask(q_len: int, k_len: int | None = None, offset: int = 0, device=No
     ``offset=0`` is torch's ``is_causal`` (top-left aligned). For decoding with a cache, where
     the queries are the *last* q_len positions of k_len keys, use ``offset=k_len - q_len``.
     """
-    k_len = q_len if k_len is None else k_len
-    if q_len < 0 or k_len < 0:
-        raise ValueError(f"q_len and k_len must be >= 0, got q_len={q_len}, k_len={k_len}")
+    validate.int_at_least("q_len", q_len, 0)
+    k_len = q_len if k_len is None else validate.int_at_least("k_len", k_len, 0)
+    validate.int_at_least("offset", offset, None)
     i = torch.arange(q_len, device=device)[:, None]  # (q_len, 1)
     j = torch.arange(k_len, device=device)[None, :]  # (1, k_len)
     return j <= i + offset  # (q_len, k_len)
@@ -88,7 +71,10 @@ def padding_mask(lengths, max_len: int) -> torch.Tensor:
     To mask keys in attention, broadcast it as ``mask[:, None, None, :]`` -> (B, 1, 1, S).
     ``nn.MultiheadAttention``'s ``key_padding_mask`` uses the opposite convention: pass ``~mask``.
     """
+    validate.int_at_least("max_len", max_len, 0)
     lengths = torch.as_tensor(lengths)
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must hold ints, got dtype {lengths.dtype}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (batch,), got shape {_shape(lengths)}")
     if lengths.numel() and (lengths.min() < 0 or lengths.max() > max_len):
@@ -108,10 +94,11 @@ def scaled_dot_product_attention(
 ):
     """softmax(q k^T * scale + mask) v, returning ``out`` (..., L, Ev) or ``(out, weights)``."""
     _check_inputs(q, k, v, attn_mask)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    validate.probability("dropout_p", dropout_p)
+    validate.flag("is_causal", is_causal)
+    validate.flag("return_weights", return_weights)
     L, S = q.shape[-2], k.shape[-2]
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else validate.real_number("scale", scale)
     # Half precision is computed in float32, as torch does on CPU, then cast back.
     compute = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
     qc, kc, vc = q.to(compute), k.to(compute), v.to(compute)

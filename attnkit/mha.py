@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit import validate
 from attnkit.core import causal_mask
 from attnkit.core import scaled_dot_product_attention as plain_sdpa
 
@@ -61,12 +62,28 @@ def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t) + ")"
 
 
+def _check_heads(embed_dim, num_heads) -> None:
+    """embed_dim and num_heads are ints >= 1 and num_heads divides embed_dim."""
+    validate.int_at_least("embed_dim", embed_dim)
+    validate.int_at_least("num_heads", num_heads)
+    if embed_dim % num_heads:
+        raise ValueError(
+            f"embed_dim={embed_dim} must be divisible by num_heads={num_heads} "
+            f"(head_dim = embed_dim / num_heads would be {embed_dim / num_heads:g})"
+        )
+
+
+def _check_sizes(**sizes) -> None:
+    """Counting arguments: kdim, vdim, batch >= 1 (None allowed), seq_len, kv_len >= 0."""
+    for name, value in sizes.items():
+        validate.optional_int_at_least(name, value, 0 if name in ("seq_len", "kv_len") else 1)
+
+
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """(B, L, H*Dh) -> (B, H, L, Dh): head i gets features i*Dh:(i+1)*Dh. A reshape, no copy."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads < 1:
-        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
+    validate.int_at_least("num_heads", num_heads)
     if x.dim() != 3:
         raise ValueError(f"x must have shape (batch, seq, embed_dim), got {_shape(x.shape)}")
     B, L, E = x.shape
@@ -112,6 +129,11 @@ def build_attention_mask(
     bool (True = real token) or float (added). Returns None when there is nothing to mask, a bool
     mask when every input is bool, else a float mask; broadcastable to (B, H, L, S).
     """
+    validate.int_at_least("batch", batch)
+    validate.int_at_least("num_heads", num_heads)
+    validate.int_at_least("q_len", q_len, 0)
+    validate.int_at_least("k_len", k_len, 0)
+    validate.flag("is_causal", is_causal)
     target = (batch, num_heads, q_len, k_len)
     masks = []
     if attn_mask is not None:
@@ -129,12 +151,7 @@ def build_attention_mask(
         elif m.dim() == 3 and tuple(m.shape) == (batch * num_heads, q_len, k_len):
             m = m.view(batch, num_heads, q_len, k_len)  # (B, H, L, S)
         elif m.dim() == 4:
-            try:
-                ok = torch.broadcast_shapes(m.shape, target) == torch.Size(target)
-            except RuntimeError:
-                ok = False
-            if not ok:
-                raise ValueError(f"attn_mask has shape {_shape(m.shape)}, expected {expected}")
+            validate.attention_mask("attn_mask", m, target, what="(B, H, L, S)")
         else:
             raise ValueError(f"attn_mask has shape {_shape(m.shape)}, expected {expected}")
         masks.append(m)
@@ -208,6 +225,13 @@ def multi_head_attention(
     runs in ``torch.nn.functional.scaled_dot_product_attention`` (fused); with weights in
     ``attnkit.core.scaled_dot_product_attention`` (plain, the weights kept).
     """
+    validate.int_at_least("num_heads", num_heads)
+    validate.flag("is_causal", is_causal)
+    validate.flag("need_weights", need_weights)
+    validate.probability("dropout_p", dropout_p)
+    for name, w in (("q_weight", q_weight), ("k_weight", k_weight), ("v_weight", v_weight),
+                    ("out_weight", out_weight)):
+        validate.tensor(name, w, 2, "(out_features, in_features)")
     E = q_weight.shape[0]
     _check_embed("query", query, q_weight.shape[1])
     _check_embed("key", key, k_weight.shape[1], batch=query.shape[0])
@@ -217,15 +241,11 @@ def multi_head_attention(
             f"key has shape {_shape(key.shape)} and value {_shape(value.shape)}: "
             f"their seq lengths must be equal"
         )
-    for name, x in (("key", key), ("value", value)):
-        if x.dtype != query.dtype:
-            raise TypeError(f"{name} has dtype {x.dtype}, expected query's dtype {query.dtype}")
-        if x.device != query.device:
-            raise ValueError(f"{name} is on {x.device}, expected query's device {query.device}")
+    validate.same_dtype_device(query=query, key=key, value=value, q_weight=q_weight, k_weight=k_weight,
+                               v_weight=v_weight, out_weight=out_weight, q_bias=q_bias, k_bias=k_bias,
+                               v_bias=v_bias, out_bias=out_bias)
     if E % num_heads:
         raise ValueError(f"embed_dim {E} is not divisible by num_heads={num_heads}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     B, L, S = query.shape[0], query.shape[1], key.shape[1]
 
     # Three projections, not one packed (3E, E) matmul: concatenating the weights on every call
@@ -274,21 +294,11 @@ class MultiHeadAttention(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        if embed_dim % num_heads:
-            raise ValueError(
-                f"embed_dim={embed_dim} must be divisible by num_heads={num_heads} "
-                f"(head_dim = embed_dim / num_heads would be {embed_dim / num_heads:g})"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        kdim = embed_dim if kdim is None else kdim
-        vdim = embed_dim if vdim is None else vdim
-        for name, val in (("kdim", kdim), ("vdim", vdim)):
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int or None, got {val!r}")
+        _check_heads(embed_dim, num_heads)
+        validate.probability("dropout", dropout)
+        validate.flag("bias", bias)
+        kdim = embed_dim if kdim is None else validate.int_at_least("kdim", kdim)
+        vdim = embed_dim if vdim is None else validate.int_at_least("vdim", vdim)
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.kdim, self.vdim, self.dropout, self.bias = kdim, vdim, dropout, bias
         kw = {"device": device, "dtype": dtype}
@@ -324,6 +334,9 @@ class MultiHeadAttention(nn.Module):
     ):
         key = query if key is None else key
         value = key if value is None else value
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if isinstance(x, torch.Tensor):
+                validate.module_accepts(self, name, x)
         return multi_head_attention(
             query, key, value, self.num_heads,
             self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.out_proj.weight,
@@ -396,8 +409,9 @@ class MultiHeadAttention(nn.Module):
 
 def mha_param_count(embed_dim: int, num_heads: int, bias: bool = True, kdim=None, vdim=None) -> int:
     """W^Q, W^O: E*E each; W^K: E*kdim; W^V: E*vdim; plus 4E biases. (num_heads does not matter.)"""
-    if embed_dim % num_heads:
-        raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+    _check_heads(embed_dim, num_heads)
+    _check_sizes(kdim=kdim, vdim=vdim)
+    validate.flag("bias", bias)
     kdim = embed_dim if kdim is None else kdim
     vdim = embed_dim if vdim is None else vdim
     E = embed_dim
@@ -412,8 +426,8 @@ def mha_flops(
     projections: 2·B·(L·E·E + S·kdim·E + S·vdim·E + L·E·E); scores Q K^T: 2·B·H·L·S·Dh = 2·B·L·S·E;
     weights·V: 2·B·L·S·E. The causal mask does not change this count (dense compute).
     """
-    if embed_dim % num_heads:
-        raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+    _check_heads(embed_dim, num_heads)
+    _check_sizes(seq_len=seq_len, batch=batch, kv_len=kv_len, kdim=kdim, vdim=vdim)
     E, L, B = embed_dim, seq_len, batch
     S = L if kv_len is None else kv_len
     kdim = E if kdim is None else kdim
@@ -432,8 +446,8 @@ def mha_activation_bytes(
     Q: B·L·E, K and V: B·S·E each, the attention weights: B·H·L·S (the only term quadratic in
     length; fused SDPA kernels never store it), the merged heads: B·L·E, the output: B·L·E.
     """
-    if embed_dim % num_heads:
-        raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+    _check_heads(embed_dim, num_heads)
+    _check_sizes(seq_len=seq_len, batch=batch, kv_len=kv_len, bytes_per_element=bytes_per_element)
     E, L, B, H = embed_dim, seq_len, batch, num_heads
     S = L if kv_len is None else kv_len
     n = bytes_per_element

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import torch
 
+from attnkit import validate
+
 __all__ = [
     "softmax",
     "logsumexp",
@@ -168,12 +170,29 @@ class OnlineSoftmaxState(NamedTuple):
     @classmethod
     def identity(cls, shape, dtype=torch.float32, device=None) -> OnlineSoftmaxState:
         """The state of an empty row (m = -inf, l = 0): ``merge(identity, s) == s``."""
+        if isinstance(shape, (str, bytes)) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                       for s in _iterable("shape", shape)):
+            raise TypeError(f"shape must be a sequence of ints, got {shape!r}")
+        if any(s < 0 for s in shape):
+            raise ValueError(f"shape must hold sizes >= 0, got {tuple(shape)}")
         m = torch.full(tuple(shape), float("-inf"), dtype=dtype, device=device)
         return cls(m, torch.zeros(tuple(shape), dtype=dtype, device=device))
 
     def logsumexp(self) -> torch.Tensor:
         """log sum_j exp(x_j) of everything seen: m + log l (-inf for an empty or all -inf row)."""
         return _safe_max(self.m) + torch.log(self.l)
+
+
+def _iterable(name: str, value):
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {type(value).__name__}") from None
+
+
+def _check_state(name: str, state) -> None:
+    if not isinstance(state, OnlineSoftmaxState):
+        raise TypeError(f"{name} must be an OnlineSoftmaxState (m, l), got {type(state).__name__}")
 
 
 def _rescale(m_old: torch.Tensor, m_new: torch.Tensor) -> torch.Tensor:
@@ -194,6 +213,7 @@ def softmax_state(x: torch.Tensor, dim: int = -1) -> OnlineSoftmaxState:
         shape[dim] = 1
         return OnlineSoftmaxState.identity(shape, dtype=xc.dtype, device=x.device)
     m = xc.amax(dim=dim, keepdim=True)
+    _check_values(x, m)
     l = torch.exp(xc - _safe_max(m)).sum(dim=dim, keepdim=True)  # 0 for an all -inf chunk
     return OnlineSoftmaxState(m, l)
 
@@ -203,9 +223,11 @@ def merge(a: OnlineSoftmaxState, b: OnlineSoftmaxState) -> OnlineSoftmaxState:
 
     m = max(m_a, m_b),   l = l_a exp(m_a - m) + l_b exp(m_b - m)
     """
+    _check_state("a", a)
+    _check_state("b", b)
     if a.m.shape != b.m.shape or a.l.shape != b.l.shape:
         raise ValueError(
-            f"states must have the same shape, got m of shapes {_shape(a.m)} and {_shape(b.m)}"
+            f"a and b must have the same shape, got m of shapes {_shape(a.m)} (a) and {_shape(b.m)} (b)"
         )
     m = torch.maximum(a.m, b.m)
     l = a.l * _rescale(a.m, m) + b.l * _rescale(b.m, m)
@@ -214,11 +236,22 @@ def merge(a: OnlineSoftmaxState, b: OnlineSoftmaxState) -> OnlineSoftmaxState:
 
 def update(state: OnlineSoftmaxState, chunk: torch.Tensor, dim: int = -1) -> OnlineSoftmaxState:
     """One streaming step: fold a new chunk of the row into the running state."""
-    return merge(state, softmax_state(chunk, dim=dim))
+    _check_state("state", state)
+    new = softmax_state(chunk, dim=dim)
+    if new.m.shape != state.m.shape:
+        raise ValueError(f"chunk has shape {_shape(chunk)}, whose state {_shape(new.m)} does not match "
+                         f"state.m {_shape(state.m)}: expected the same rows")
+    return merge(state, new)
 
 
 def normalize(x: torch.Tensor, state: OnlineSoftmaxState) -> torch.Tensor:
     """exp(x - m) / l for a chunk ``x`` of a row whose full state is ``state`` (0 for a dead row)."""
+    _check_tensor(x)
+    _check_state("state", state)
+    try:
+        torch.broadcast_shapes(x.shape, state.m.shape)
+    except RuntimeError:
+        raise ValueError(f"x has shape {_shape(x)}, which does not match the state's rows {_shape(state.m)}") from None
     xc = x.to(_compute_dtype(x.dtype))
     l = torch.where(state.l > 0, state.l, torch.ones_like(state.l))
     return (torch.exp(xc - _safe_max(state.m)) / l).to(x.dtype)
@@ -244,13 +277,11 @@ def online_softmax(
     if x.numel():
         _check_values(x)
     n = x.shape[dim]
-    if isinstance(chunk_size, bool):
-        raise TypeError("chunk_size must be an int or a sequence of ints, got bool")
-    if isinstance(chunk_size, int):
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    validate.flag("return_state", return_state)
+    if isinstance(chunk_size, (int, float, bool)):
+        validate.int_at_least("chunk_size", chunk_size)
     else:
-        sizes = list(chunk_size)
+        sizes = _iterable("chunk_size", chunk_size)
         if (
             any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes)
             or sum(sizes) != n
@@ -287,6 +318,11 @@ def merge_partials(
     Returns ``(o, state)``. A part with no keys (l = 0) contributes nothing; if both are empty,
     o is zeros.
     """
+    _check_tensor(o_a, "o_a")
+    _check_tensor(o_b, "o_b")
+    validate.same_dtype_device(o_a=o_a, o_b=o_b)
+    _check_state("a", a)
+    _check_state("b", b)
     if o_a.shape != o_b.shape:
         raise ValueError(
             f"o_a and o_b must have the same shape, got {_shape(o_a)} and {_shape(o_b)}"

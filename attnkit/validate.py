@@ -15,6 +15,7 @@ __all__ = [
     "shape_str",
     "int_at_least",
     "optional_int_at_least",
+    "optional_real",
     "real_number",
     "probability",
     "flag",
@@ -22,6 +23,8 @@ __all__ = [
     "tensor",
     "same_dtype_device",
     "module_accepts",
+    "attention_mask",
+    "key_padding_mask",
 ]
 
 
@@ -30,11 +33,15 @@ def shape_str(x) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
-def int_at_least(name: str, value, minimum: int = 1) -> int:
-    """An int (not a bool) >= ``minimum``; returns it."""
+def int_at_least(name: str, value, minimum: int | None = 1) -> int:
+    """An int (not a bool) >= ``minimum`` (any int when ``minimum`` is None); returns it.
+
+    The one positive-int rule of attnkit: a float or a bool raises TypeError, an int below the
+    minimum ValueError, both naming the argument, what it got and what it expected."""
+    want = "an int" if minimum is None else f"an int >= {minimum}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
+        raise TypeError(f"{name} must be {want}, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return value
 
@@ -58,6 +65,11 @@ def real_number(name: str, value, low: float | None = None, high: float | None =
             or (high is not None and (value >= high if high_open else value > high)):
         raise ValueError(f"{name} must be {want}, got {value!r}")
     return value
+
+
+def optional_real(name: str, value, **limits) -> float | None:
+    """None, or a finite real number within ``limits`` (those of ``real_number``)."""
+    return None if value is None else real_number(name, value, **limits)
 
 
 def probability(name: str, value) -> float:
@@ -102,9 +114,9 @@ def same_dtype_device(**tensors: torch.Tensor) -> None:
     n0, t0 = items[0]
     for n, t in items[1:]:
         if t.dtype != t0.dtype:
-            raise TypeError(f"{n} has dtype {t.dtype} but {n0} has {t0.dtype}; expected one dtype for all")
+            raise TypeError(f"{n} has dtype {t.dtype}, expected {n0}'s dtype {t0.dtype}")
         if t.device != t0.device:
-            raise ValueError(f"{n} is on {t.device} but {n0} is on {t0.device}; expected one device for all")
+            raise ValueError(f"{n} is on {t.device}, expected {n0}'s device {t0.device}")
 
 
 def module_accepts(module: torch.nn.Module, name: str, x: torch.Tensor) -> None:
@@ -118,3 +130,40 @@ def module_accepts(module: torch.nn.Module, name: str, x: torch.Tensor) -> None:
     if x.device != p.device:
         raise ValueError(f"{name} is on {x.device} but {type(module).__name__}'s weights are on {p.device}; "
                          f"expected {p.device}")
+
+
+def attention_mask(name: str, mask, shape, device=None, what: str = "(..., L, S)") -> torch.Tensor | None:
+    """None, or a bool (True = attend) or float (added to the scores) tensor that broadcasts to
+    ``shape`` (the scores' shape, ``what`` names its dims) on ``device``: the one mask check."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (bool, True = attend, or float), got {type(mask).__name__}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"{name} must be bool or floating point (bool: True = attend; float: added), got dtype {mask.dtype}")
+    if device is not None and mask.device != torch.device(device):
+        raise ValueError(f"{name} is on {mask.device}, expected the inputs' device {device}")
+    shape = tuple(shape)
+    try:
+        ok = torch.broadcast_shapes(mask.shape, shape) == torch.Size(shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} has shape {shape_str(mask)}, which does not broadcast to the scores' shape "
+                         f"{what} = {shape}")
+    return mask
+
+
+def key_padding_mask(name: str, mask, shape, device=None) -> torch.Tensor | None:
+    """None, or a bool tensor of exactly ``shape`` (B, N), True = a real token (attnkit's convention
+    in every module; ``nn.MultiheadAttention``'s is the opposite)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = f"dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"{name} must be a bool tensor (True = real token), got {got}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {shape_str(mask)}, expected (B, N) = {tuple(shape)}")
+    if device is not None and mask.device != torch.device(device):
+        raise ValueError(f"{name} is on {mask.device}, expected the inputs' device {device}")
+    return mask

@@ -147,7 +147,7 @@ def test_causal_mask_and_padding_mask():
     (dict(q=torch.randn(8)), r"q must have shape \(\.\.\., seq, dim\), got \(8\)"),
     (dict(attn_mask=torch.ones(3, 4, dtype=torch.bool)), r"attn_mask has shape \(3, 4\).*\(3, 5\)"),
     (dict(attn_mask=torch.ones(3, 5, dtype=torch.int64)), r"attn_mask must be bool or floating point"),
-    (dict(dropout_p=1.0), r"dropout_p must be in \[0, 1\), got 1.0"),
+    (dict(dropout_p=1.0), r"dropout_p must be a finite number >= 0 and < 1, got 1.0"),
     (dict(q=torch.randn(2, 3, 8), k=torch.randn(3, 5, 8), v=torch.randn(3, 5, 8)), r"batch dims .* do not broadcast"),
     (dict(q=torch.ones(3, 8, dtype=torch.int64)), r"dtype"),
 ])

@@ -378,7 +378,7 @@ def test_state_dict_names_are_documented():
 def test_error_messages_name_the_argument_and_shapes():
     with pytest.raises(ValueError, match=r"embed_dim=10 must be divisible by num_heads=3"):
         MultiHeadAttention(10, 3)
-    with pytest.raises(ValueError, match="num_heads must be a positive int"):
+    with pytest.raises(ValueError, match="num_heads must be an int >= 1, got 0"):
         MultiHeadAttention(8, 0)
     with pytest.raises(ValueError, match="dropout"):
         MultiHeadAttention(8, 2, dropout=1.5)

@@ -415,7 +415,7 @@ def test_jacobian_norm_keeps_precision_near_saturation():
         (
             lambda: online_softmax(torch.zeros(2, 5), chunk_size=0),
             ValueError,
-            "chunk_size must be >= 1, got 0",
+            "chunk_size must be an int >= 1, got 0",
         ),
         (
             lambda: online_softmax(torch.zeros(2, 5), chunk_size=[2, 2]),
