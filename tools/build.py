@@ -17,6 +17,12 @@ cell needs a name it defines: grading may skip such a cell while the learner lef
 (``python -m attnkit.classroom grade``). A source may tag a figure-only cell ``grade-skip``
 itself; the build refuses one that defines a name a later cell needs.
 
+A code cell that draws a figure names its alt text in its header, as a key of the chapter's
+catalog: ``# %% alt="ch06.alt.rotation"``. The build looks the key up in the notebook's language
+and stores the text with every PNG the cell shows, as ``metadata["image/png"]["alt"]`` of the
+output (nbconvert writes it as the image's ``alt``; tools/site.py builds the website from it), and
+as the cell's ``alt``; it refuses an executed cell that shows a PNG without one.
+
 A built notebook records a hash of its cells. If a notebook's cells no longer match that hash,
 somebody edited it (a learner doing the exercises, say), and the build refuses to overwrite it
 unless ``--force`` is given.
@@ -42,6 +48,7 @@ LANGS = ("en", "zh")
 LANG_LINE = 'set_language("en")'
 SKIP_TAG = "grade-skip"
 IGNORE_TAG = "nbval-ignore-output"
+ALT = "alt"  # a code cell's alt text: a catalog key in the source, the text in the notebook
 KERNEL = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -233,6 +240,8 @@ def split(src: Path, lang: str):
         tags = [tag for tag in c.metadata.get("tags", []) if not tag.startswith("lang-")]
         if tags:
             new.metadata["tags"] = tags
+        if c.cell_type == "code" and c.metadata.get(ALT):
+            new.metadata[ALT] = c.metadata[ALT]  # a catalog key until write_alt looks it up
         out.cells.append(new)
     mark_grade_skip(out.cells, src.name)
     for i, c in enumerate(out.cells):
@@ -242,6 +251,33 @@ def split(src: Path, lang: str):
     out.metadata["attnkit"] = {"chapter": src.stem[:2], "lang": lang, "source": f"src/{src.name}",
                                "cells_hash": cells_hash(out)}
     return out
+
+
+def write_alt(nb, lang: str, name: str) -> None:
+    """Turn each code cell's ``alt`` key into its text in ``lang`` (from the chapter's catalog)
+    and store it with every PNG the cell shows; refuse an executed PNG that has none."""
+    import importlib
+
+    from attnkit.i18n import t
+
+    importlib.import_module(f"attnkit.text.ch{nb.metadata['attnkit']['chapter']}")
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        key = c.metadata.get(ALT)
+        if key is not None:
+            try:
+                c.metadata[ALT] = t(key, lang=lang)
+            except KeyError as e:
+                raise SourceError(f"{name}: the alt key of code cell {c.source[:60]!r} is not in the "
+                                  f"chapter's catalog: {e}") from e
+        for o in c.get("outputs", []):
+            if "image/png" not in o.get("data", {}):
+                continue
+            if key is None:
+                raise SourceError(f"{name}: code cell {c.source[:60]!r} shows a figure but names no alt "
+                                  f'text: add alt="chNN.alt.NAME" to its # %% line and the text to the catalog')
+            o.setdefault("metadata", {}).setdefault("image/png", {})[ALT] = c.metadata[ALT]
 
 
 def target(src: Path, lang: str) -> Path:
@@ -276,6 +312,7 @@ def build(src: Path, lang: str, run: bool = True, force: bool = False) -> Path:
     nb = split(src, lang)
     if run:
         execute(nb, path.parent)
+    write_alt(nb, lang, src.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path

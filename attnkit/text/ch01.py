@@ -44,3 +44,15 @@ register({
     "ch01.mean_values": {"en": "mean of values  : {v}", "zh": "所有值的平均：{v}"},
     "ch01.half": {"en": "-1e9 in float16 : {v}", "zh": "-1e9 转成 float16：{v}"},
 })
+
+# alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
+register({
+    "ch01.alt.fixed_vs_qkv": {"en": "Test error while training on the toy task: predicting zero, a fixed learned matrix, attention with queries, keys and values, and attention with tied queries and keys or tied keys and values. Attention ends far below the fixed matrix, which stays near the zero predictor.",
+                             "zh": "玩具任务上训练时的测试误差：预测全零、固定的可学习矩阵、带查询/键/值的注意力，以及查询与键共用、键与值共用的注意力。注意力的误差远低于固定矩阵，而固定矩阵几乎停在全零预测的水平。"},
+    "ch01.alt.qkv": {"en": "Data flow of one attention layer for a four-token sentence: x is multiplied by W_Q, W_K and W_V into Q, K and V; Q times K transposed, divided by the square root of d_k, gives the scores; a softmax over each row gives the weights; the weights times V give the output. Every tensor is labelled with its shape.",
+                    "zh": "四个词元的句子经过一层注意力的数据流向：x 分别乘以 W_Q、W_K、W_V 得到 Q、K、V；Q 乘以 K 的转置再除以 d_k 的平方根得到分数；每行做 softmax 得到权重；权重乘以 V 得到输出。每个张量都标出了形状。"},
+    "ch01.alt.masks": {"en": "Two 6 by 6 grids of query rows and key columns for the first six tokens. Left, causal_mask(6): filled squares on and below the diagonal, each query attends to itself and earlier keys. Right, padding_mask([4], 6): the last two key columns are empty for every query. A legend reads filled: attend, empty: masked.",
+                      "zh": "前六个词元的两个 6×6 网格，行是查询、列是键。左图 causal_mask(6)：对角线及其下方为实心，每个查询只关注自己和之前的键。右图 padding_mask([4], 6)：最后两列键对所有查询都是空心。图例：实心表示可以关注，空心表示被掩码屏蔽。"},
+    "ch01.alt.explorer": {"en": "The attention explorer at its starting values, temperature 1: the score and weight heatmaps of the sentence, one query token's row highlighted in red, each value vector drawn scaled by that row's weight, and below them the query's output, their weighted sum.",
+                         "zh": "注意力交互图在初始设置（温度 T = 1）下的样子：这句话的分数热力图和权重热力图，其中一个查询词元的那一行标为红色；每个值向量按该行的权重缩放后画出，下方是它们的加权和，即这个查询的输出。"},
+})

@@ -61,3 +61,15 @@ register({
     "ch07.last_row": {"en": "is_causal={causal!s:<5} gives the last row: {ok}",
                       "zh": "is_causal={causal} 得到的就是最后一行：{ok}"},
 })
+
+# alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
+register({
+    "ch07.alt.tiles": {"en": "One step of tiled attention: the query block Q_1 stays on chip while the key and value blocks stream past; the current tile of scores (query block 1, key block 2) is computed on chip, and the running max m, the running sum ℓ and the output accumulator of Q_1's rows are updated. Only O_1 is written back, once.",
+                      "zh": "分块注意力的一步：查询块 Q_1 留在片上，键块和值块依次流过；当前的分数块（查询块 1、键块 2）在片上计算，并更新 Q_1 各行的当前最大值 m、当前指数和 ℓ 以及输出累加器。最后只把 O_1 写回一次。"},
+    "ch07.alt.explorer": {"en": "The flash attention explorer at step 9 of the causal FlashAttention-2 loop, tracing row 15: left, the grid of tiles (done, current, to come, skipped by the mask); middle, the row's running max m and sum ℓ after each tile; right, its output so far against the exact attention output.",
+                         "zh": "FlashAttention 交互图：因果 FlashAttention-2 循环的第 9 步，跟踪第 15 行。左图是分块网格（已完成、当前、待处理、被掩码跳过）；中图是这一行在每块之后的当前最大值 m 和指数和 ℓ；右图是这一行到目前为止的输出与精确注意力输出的对比。"},
+    "ch07.alt.peak": {"en": "Measured peak extra memory against N from 256 to 2048, log-log: plain attention grows four times per doubling of N, the tiled forward with 256 by 256 tiles far more slowly.",
+                     "zh": "实测的额外内存峰值随 N（256 到 2048）的变化，双对数坐标：普通注意力在 N 每翻一倍时增长为 4 倍，256 × 256 分块的前向计算增长得慢得多。"},
+    "ch07.alt.io": {"en": "Slow-memory traffic, in elements read and written, against the sequence length N from 2^9 to 2^15 for d = 64, log-log: standard attention (4Nd + 4N²) as a solid line, and tiled attention with on-chip memories of M = 16,384, 65,536 and 262,144 elements as dashed lines, lower the larger M is.",
+                   "zh": "慢速内存的访存量（读写的元素个数）随序列长度 N（2^9 到 2^15，d = 64）的变化，双对数坐标：实线是标准注意力（4Nd + 4N²），虚线是片上内存为 M = 16,384、65,536、262,144 个元素时的分块注意力，M 越大曲线越低。"},
+})

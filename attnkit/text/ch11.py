@@ -128,3 +128,15 @@ register({
     "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}; full ranks {r}",
                      "zh": "N = {n:,}：{m} 种机制中最快的是 {names}；full 排第 {r}"},
 })
+
+# alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
+register({
+    "ch11.alt.profile": {"en": "From the benchmark file, one line per mechanism against N from 512 to 8192, log-log: the latency of one forward call in milliseconds (left) and its peak memory in MB (right), both growing with N for every mechanism.",
+                        "zh": "来自基准测试文件，每种机制一条线，横轴为 N（512 到 8192），双对数坐标：左图是一次前向计算的延迟（毫秒），右图是它的峰值内存（MB），每种机制的两者都随 N 增长。"},
+    "ch11.alt.race": {"en": "Training loss against step for the live race: two mechanisms trained on the same recall task with the same budget and seed.",
+                     "zh": "现场比赛的训练损失随步数的变化：两种机制在同一个召回任务上、用相同的训练预算和随机种子训练。"},
+    "ch11.alt.sweep": {"en": "The benchmark's recall race in three panels: recall against the model width, recall against the number of key-value pairs, and recall against the bytes of state, for softmax, a causal window of 8, linear attention, cosFormer and the hybrid. Points are the mean over seeds, bars the lowest and highest.",
+                      "zh": "基准测试中的召回比赛，共三幅：召回随模型宽度的变化、随键值对数量的变化，以及随状态字节数的变化，对比 softmax、窗口为 8 的因果窗口、线性注意力、cosFormer 和混合模型。点为各随机种子的平均值，误差棒为最低和最高值。"},
+    "ch11.alt.explorer": {"en": "The budget explorer at its starting values: one bar per mechanism, its memory by the selector's formula for the chosen sequence length and kind of memory; green bars fit the budget, grey ones do not, and a red line marks the budget.",
+                         "zh": "预算交互图的初始设置：每种机制一根柱子，表示在所选序列长度和内存类型下按选择器公式算出的内存；绿色的柱子在预算之内，灰色的超出预算，红线标出预算。"},
+})

@@ -103,7 +103,7 @@ print("torch", torch.__version__.split("+")[0])
 #
 # 打印的第一行回答的是任务本身的一个问题：如果没有 $R$（即 $R = I$），$x_i$ 的最佳匹配有多大比例就是 $x_i$ 自己？
 
-# %%
+# %% alt="ch01.alt.fixed_vs_qkv"
 from attnkit.toy import plot_fixed_vs_qkv, self_match_fraction, train_fixed_vs_qkv
 
 print(t("ch01.self_match", v=self_match_fraction(n=8, d=16, seed=0)))
@@ -219,7 +219,7 @@ print(t("ch01.hand_matches", i=i, ok=torch.allclose(out_i, full[i], atol=1e-6)))
 # 分数最大的词元得到最大的权重，但其余词元也保留了一部分：输出是四个值向量的混合，而不是其中某一个的拷贝。
 # 所有查询同时走这三步：一次矩阵乘法得到分数，对每一行做 softmax，再与 $V$ 做一次矩阵乘法。下图画出了整层的计算，并标出每个张量的形状：
 
-# %%
+# %% alt="ch01.alt.qkv"
 from attnkit.schematics.qkv import qkv_schematic
 
 _ = qkv_schematic(n=len(sentence), d_model=8, d_k=4, d_v=4)
@@ -348,7 +348,7 @@ print(t("ch01.causal_matches_torch",
 # - **因果掩码**：在语言模型中，词元 $i$ 不能看到它之后的词元，所以只有当 $j \le i$ 时查询 $i$ 才能关注键 $j$；
 # - **填充掩码**：一个批次中的序列长短不一，要填充到相同长度；任何查询都不应关注填充位置。
 
-# %%
+# %% alt="ch01.alt.masks"
 from attnkit.widgets.attention import mask_legend, sentence_tokens
 
 tokens = sentence_tokens()[:6]
@@ -447,7 +447,7 @@ print(t("ch01.row2_sdpa", v=F.scaled_dot_product_attention(q, k, v, attn_mask=de
 #
 # （在 GitHub 上交互控件无法运行，下面的静态图展示的是初始状态。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch01.alt.explorer"
 from attnkit.widgets.attention import attention_explorer
 
 explorer = attention_explorer()

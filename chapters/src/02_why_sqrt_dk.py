@@ -84,7 +84,7 @@ for d in (4, 64, 1024):
 # 把相差这么大的分数送进 softmax，会让一个权重几乎为 1，其余几乎为 0。为了看清这个和是怎样变大的，
 # 我们跟踪五对向量，一个坐标一个坐标地累加：前 $j$ 个坐标的累加和 $q_1k_1 + \dots + q_jk_j$，$j$ 从 1 到 1024：
 
-# %%
+# %% alt="ch02.alt.partial_sums"
 from attnkit.widgets.scaling import partial_sums, plot_partial_sums
 
 plot_partial_sums(d_k=1024, pairs=5, seed=0);
@@ -207,7 +207,7 @@ _ = check_q1(my_answer)
 # **扫描 $d_k$。** 按照闭式表达式，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。
 # 每个点用 10,000 个样本实测：
 
-# %%
+# %% alt="ch02.alt.variance"
 d_ks = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 un = E.variance_sweep(d_ks, 10_000, scaled=False, seed=0)
 sc = E.variance_sweep(d_ks, 10_000, scaled=True, seed=0)
@@ -293,7 +293,7 @@ for d in (4, 1024):
 # 在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；
 # 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置：$d_k = 256$，不缩放。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch02.alt.explorer"
 explorer = scaling_explorer(d_k=256)
 display(explorer.widget)
 explorer.static();

@@ -304,7 +304,7 @@ print(f"log 3 = {math.log(3):.4f}")
 #
 # 下面的交互控件对八个分数做同样的事：拖动温度滑块（对数刻度，从 0.01 到 100），观察柱状图、argmax 极限（红色边框）以及熵曲线上的当前点。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置 $T = 1$。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch03.alt.explorer"
 explorer = temperature_explorer(temperature=1.0)
 display(explorer.widget)
 explorer.static();
@@ -376,7 +376,7 @@ print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 # 下图把一行 8 个分数按每块 3 个处理：先是每一块自己的状态，再是每次合并后的当前状态（图中的数字是算出来的，不是手写的）。
 # attnkit 的 `online_softmax` 接受任意分块方式；`softmax_state` 计算一个分块的 $(m, \ell)$，`merge` 把两个状态合并：
 
-# %%
+# %% alt="ch03.alt.online"
 from attnkit.schematics.online_softmax import online_softmax_schematic
 
 online_softmax_schematic([2.3, 9.1, 0.5, 4.0, 7.5, 1.0, 9.6, 3.2], chunk_size=3);

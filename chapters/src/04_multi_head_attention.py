@@ -104,7 +104,7 @@ print(t("ch04.head_b"), head_b.numpy().round(3))
 # 这就是多头注意力的全部思想（Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。
 # 画成图就是下面这样（用第 3 节的尺寸：宽度 $E = 16$，4 个头），图中标出了每个张量的形状（批次 $B$，长度 $L$）：
 
-# %%
+# %% alt="ch04.alt.schematic"
 from attnkit.schematics.heads import multi_head_schematic
 
 multi_head_schematic(num_heads=4, embed_dim=16);
@@ -154,7 +154,7 @@ multi_head_schematic(num_heads=4, embed_dim=16);
 # 再用 `transpose` 把头的维度挪到位置维度之前：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`。
 # 合并则反过来做。拆分不复制任何数据，也不需要对头做循环。
 
-# %%
+# %% alt="ch04.alt.split"
 from attnkit.widgets.heads import plot_split_heads
 
 x = torch.arange(2 * 4 * 8.0).view(2, 4, 8)        # (B=2, L=4, E=8)
@@ -432,7 +432,7 @@ print(viz.format_table(
 # 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“往前第二个词”头（0.90）。第 2 层里也出现了这三类头。
 # 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始选择：第 1 层、所有头、第一个句子。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch04.alt.explorer"
 from attnkit.widgets.heads import heads_explorer
 
 explorer = heads_explorer(model)

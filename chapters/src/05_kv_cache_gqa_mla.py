@@ -95,7 +95,7 @@ print("torch", torch.__version__.split("+")[0])
 # 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存读取的（之前的键和值），
 # 或在之前的步骤已经处理过的（之前的词元）；橙色是这一步新算出来的。
 
-# %%
+# %% alt="ch05.alt.decode_step"
 _ = decode_step_figure(4)
 
 # %% [markdown] tags=["lang-en"]
@@ -813,7 +813,7 @@ _ = check_q1(my_answer)
 # 一直画到能放下的最大批次（实线：所有序列合计；虚线：每条序列；横轴最多到批次 4096）。
 # MLA 采用 DeepSeek-V2 的比例 $d_c = 4 d_h$、$d_h^R = d_h/2$。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch05.alt.explorer"
 from attnkit.widgets.kvcache import kv_cache_explorer
 
 explorer = kv_cache_explorer()

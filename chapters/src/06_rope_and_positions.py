@@ -127,7 +127,7 @@ print(t("ch06.shuffled", ok=torch.allclose(out_shuffled, out[perm], atol=1e-6)))
 # 从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。
 # 我们用两角和公式 $\sin(a + b) = \sin a \cos b + \cos a \sin b$ 来验证一下：
 
-# %%
+# %% alt="ch06.alt.sinusoidal"
 rope_widgets.sinusoidal_figure(64, 64)
 pe = sinusoidal_position_encoding(64, 64).double()   # (positions, dims)
 theta = rope_inv_freq(64)                              # (32,) one speed per pair of dims
@@ -187,7 +187,7 @@ except IndexError as err:
 # 两个箭头都转了之后，它们之间的夹角只改变了 $(m - n)\theta$，别的什么都没变；而两个箭头的点积只取决于它们的长度和夹角。
 # 所以分数对两个位置的依赖只能通过 $m - n$ 体现。下图取 $\theta = 30°$，旋转前 $q = k = (1, 0)$：
 
-# %%
+# %% alt="ch06.alt.rotation"
 _ = rope_schematics.rotation_figure(theta=math.pi / 6, positions=(0, 1, 2, 3), pairs=((3, 1), (6, 4)))
 
 # %% [markdown] tags=["lang-en"]
@@ -330,7 +330,7 @@ print(t("ch06.closed_form", score=rope_relative_scores(q, k, [2])[0].item()))
 # 选择**底数**：它决定最慢的一对有多慢。右图是 $q = k = (1, \dots, 1)$ 相隔 $m - n$ 时的分数，除以距离为 0 时的值：
 # 两个词元离得越远，分数越低，这就是 RoFormer §3.4.3 所说的*远程衰减*；底数越小，衰减越快。
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch06.alt.explorer"
 explorer = rope_widgets.rope_explorer()
 display(explorer.widget)
 explorer.static();
@@ -383,7 +383,7 @@ for base in (100.0, 10000.0, 500000.0):
 # 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。
 # 下图画的是 $d = 8$ 的一个头，每种颜色是一对通道：通道对还是那几对，变的只是各个通道所在的位置。
 
-# %%
+# %% alt="ch06.alt.pairing"
 _ = rope_schematics.pairing_figure(8)
 
 # %% [markdown] tags=["lang-en"]
@@ -470,7 +470,7 @@ with torch.no_grad():
 # 所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，作者的参考代码先取小于头数的最大 2 的幂对应的斜率，
 # 再从下一个 2 的幂对应的斜率序列中隔一个取一个：
 
-# %%
+# %% alt="ch06.alt.alibi"
 for h in (8, 12):
     print(t("ch06.heads", h=h, slopes="  ".join(f"1/{1 / m:.3g}" for m in alibi_slopes(h).tolist())))
 fig = rope_widgets.alibi_figure(8, 16)   # shown below the cell
@@ -591,7 +591,7 @@ print(viz.format_table([t("ch06.col.method"), t("ch06.col.pair_ratio", i=0), t("
 # YaRN 保持快的各对不变，像 PI 一样对慢的各对做插值，并把分数乘以 1.296。在下面的交互控件里试一试每种方法和缩放因子：
 # 左图是每一对的 $\theta'_i/\theta_i$，右图是直到 $sL$ 的分数随距离的变化。
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch06.alt.scaling"
 scaling = rope_widgets.rope_scaling_explorer(method="yarn", scale=4)
 display(scaling.widget)
 scaling.static();

@@ -144,7 +144,7 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # 每一步都在芯片上算出一小块分数，并更新 $Q_i$ 每一行各自保存的三样东西：当前最大值 $m$、当前累加和 $\ell$，以及输出的累加器。
 # 写回 HBM 的只有 $O_i$，而且只写一次。
 
-# %%
+# %% alt="ch07.alt.tiles"
 _ = flash_schematics.tiles_figure(n_blocks=4, q_block=1, k_block=2)
 
 # %% [markdown] tags=["lang-en"]
@@ -327,7 +327,7 @@ _ = check_q1(my_answer)
 # 中间的图跟踪一个**查询行**（虚线框），画出它每处理完一个键/值分块后的当前最大值 $m$ 与累加和 $\ell$；
 # 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图是交互控件打开时的样子：因果掩码、FlashAttention-2 顺序下的第 9 步，跟踪第 15 行。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch07.alt.explorer"
 explorer = wf.flash_explorer()
 display(explorer.widget)
 explorer.static();
@@ -373,7 +373,7 @@ for step in (7, 8, 9, 10):
 # 借助 `torch.profiler`，torch 的内存分配器报告调用期间的每一次分配和释放，包括运算内部的临时空间，累计值的最大处就是峰值。
 # （Python 的 `tracemalloc` 看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
 
-# %%
+# %% alt="ch07.alt.peak"
 ns, plain_peaks, tiled_peaks = (256, 512, 1024, 2048), [], []
 for n in ns:
     qn, kn, vn = torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64), torch.randn(1, 1, n, 64)
@@ -727,7 +727,7 @@ _ = check_flash_backward(my_flash_backward)
 # 每一遍都要读 $Q$、读写 $O$，并读写每行的统计量 $m$ 和 $\ell$。总数是 $\Theta(N^2 d^2 / M)$ 个元素（练习 3 请你算出精确的个数）。
 # 取 $d = 64$、$N = 4096$：
 
-# %%
+# %% alt="ch07.alt.io"
 rows = []
 for M in (2**12, 2**14, 2**16, 2**18):
     std, tiled = io_standard(4096, 64)["total"], io_flash(4096, 64, M=M)["total"]

@@ -193,7 +193,7 @@ for causal in (False, True):
 # `attnkit.sparse` 为每种模式都提供了构造函数；文档字符串写明了对应的集合，测试则把每个构造函数与逐个元素写出的集合进行比对。
 # 下面是它们在 32 个词元上的样子，并列出某个查询的键和密度（保留下来的配对占全部 $N^2$ 个配对的比例）：
 
-# %%
+# %% alt="ch08.alt.patterns"
 N0, I0 = 32, 20
 patterns = {
     t("ch08.p.window", w=8): sp.sliding_window_mask(N0, 8),
@@ -274,7 +274,7 @@ _ = check_q1(my_answer)
 # 左图是掩码及其密度；右图是经过 1 到 12 层后，能影响最后一个词元的词元占 $N$ 的比例，虚线标出到达词元 0 的层数。
 # 图下方的一行列出当前设置，并注明所选模式不使用其中哪几项。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch08.alt.explorer"
 explorer = ws.sparse_explorer()
 display(explorer.widget)
 _ = explorer.static()

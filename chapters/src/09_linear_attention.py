@@ -254,7 +254,7 @@ print(t("ch09.eq_chunks", ok=torch.allclose(torch.cat(outs), prefix, atol=1e-5))
 # 再用每个键把值读出来，测量读出的值与存入的值之间的余弦相似度
 # （线性注意力取 $\phi$ 为恒等映射，这是最干净的情形；softmax 注意力则对存下的键做一个很尖锐的 softmax）：
 
-# %%
+# %% alt="ch09.alt.recall"
 pairs = (4, 8, 16, 32, 64, 128)
 probe = [wl.recall_probe(n, d=16) for n in pairs]
 print(viz.format_table([t("ch09.col.pairs"), t("ch09.col.recall_linear"), t("ch09.col.recall_softmax"),
@@ -354,7 +354,7 @@ print(viz.format_table([t("ch09.col.cos"), t("ch09.col.sm"), t("ch09.col.pos_mc"
 # 下面看误差如何随 $m$ 下降（按 $1/m$ 下降，在双对数坐标中是一条斜率为 −1 的直线），
 # 取 $\|x\| = \|y\| = 0.5$、两者垂直，这时误差的尾部很轻：
 
-# %%
+# %% alt="ch09.alt.lemma2"
 ms = (4, 8, 16, 32, 64)
 x, y = wl.pair_at_angle(16, 0.5, 0.0)
 labels = {k_: t(f"ch09.kind.{k_}") for k_ in ("positive", "trig", "orthogonal")}
@@ -386,7 +386,7 @@ _ = wl.lemma2_figure(ms, measured, theory, r=0.5)
 # 右边的图是绝对误差，标题里是整个矩阵的相对误差。每组设置下的随机特征只抽取一次、之后重复使用，
 # 所以只有改变控件时图才会变。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch09.alt.explorer"
 explorer = wl.rf_explorer()
 display(explorer.widget)
 _ = explorer.static()
@@ -468,7 +468,7 @@ for m in (16, 256, 4096):
 # 分数矩阵只有 $N \times k$，而不是 $N \times N$。那么，一个没有经过训练的 softmax 注意力矩阵有多接近低秩？
 # 对随机的 $q, k$，在三种输入尺度下，看 512 个奇异值中最大的 128 个占奇异值之和的比例：
 
-# %%
+# %% alt="ch09.alt.spectrum"
 spectra = {s: wl.attention_spectrum(512, 64, s) for s in (0.5, 1.0, 3.0)}
 for s, c in spectra.items():
     print(t("ch09.spectrum", s=s, share=c[127].item(), half=int((c < 0.5).sum()) + 1))
@@ -581,7 +581,7 @@ for it in (6, 20):
 # 地标点更少时，近似的好坏取决于地标点有多大的代表性。在沿序列缓慢变化的输入上，相邻的词元彼此相似，一个分段的均值足以代表这一段；
 # 在独立同分布的噪声上，分段均值什么也代表不了。取 $N = 256$、$d = 32$，分别用精确伪逆和迭代六次，输出的相对误差如下：
 
-# %%
+# %% alt="ch09.alt.nystrom"
 ms = (4, 8, 16, 32, 64)
 qs, ks, vs = wl.smooth_qkv(256, 32)
 qr, kr, vr = wl.noise_qkv(256, 32)
@@ -728,7 +728,7 @@ def methods(n, d=64):
 NS = (256, 1024, 4096)
 inputs = {n: tuple(torch.randn(1, 1, n, 64) for _ in range(3)) for n in NS}
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch09.alt.times"
 times = {}
 with one_thread():
     for n in NS:

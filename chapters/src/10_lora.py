@@ -279,7 +279,7 @@ print(t("ch10.unmerge_back", d=(ours.weight - W0).abs().max().item()))
 # 损失是各次运行损失之和，所以每次运行的梯度只取决于它自己的损失——与分开训练完全等价
 # （有一个测试把它与逐次训练的 `LoRASelfAttention` 相比较）。某次运行不适配的投影，其 $A = B = 0$，我们刚才看到，这样的参数永远不会变。
 
-# %%
+# %% alt="ch10.alt.budget"
 ex = L.run_budget_experiment(alphas=(1, 16, 256), steps=120)   # 48 LoRA runs + full fine-tuning, a few seconds
 for p, (rank, size) in L.DEFAULT_DELTAS.items():
     print(t("ch10.teacher", p=p, rank=torch.linalg.matrix_rank(ex["true_delta"][p]).item(),
@@ -375,7 +375,7 @@ for p in (("q",), ("q", "v")):
 # 论文比较的是 $r = 8$ 与 $r = 64$（图 3），发现最主要的方向是共享的。我们比较 $W_q + W_v$ 在 $r = 4$ 和 $r = 8$ 时的两次运行，
 # 它们的 $A$ 是各自独立随机初始化的：
 
-# %%
+# %% alt="ch10.alt.subspace"
 tables = {}
 for p in ("q", "v"):
     r4, r8 = ex["runs"][(("q", "v"), 4, 16)], ex["runs"][(("q", "v"), 8, 16)]
@@ -417,7 +417,7 @@ _ = wl.similarity_figure(tables, 4, 8)
 # 中间是缩小差距的比例，右图是每个学到的更新的奇异值（实线）与教师的奇异值（点线）。所有运行都已在第 3 节算好；
 # 移动控件只是从中选出一个。（在 GitHub 上，下面的静态图展示的是初始选择。）
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch10.alt.explorer"
 explorer = wl.lora_explorer(ex, placement=("q", "v"), rank=4, alpha=16)
 display(explorer.widget)
 _ = explorer.static()
@@ -520,7 +520,7 @@ print(t("ch10.ragged", n=100, shape=tuple(attn(torch.randn(2, 100, 512)).shape))
 # 打印出的检查用自动求导算出实际的头函数每一行输出依赖哪些位置的值，结果与这些集合完全一致。
 # 右边那幅阶梯状的图就是盲区：查询只能看到在它自己的桶之前*已经完整结束*的那些桶。
 
-# %%
+# %% alt="ch10.alt.dependency"
 n = 16
 q, k, v = (torch.randn(1, 1, n, 8, dtype=torch.float64) for _ in range(3))
 causal = t("lora.fig.causal")

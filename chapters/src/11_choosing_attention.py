@@ -326,7 +326,7 @@ for key, fmt, title in (("avg_latency_ms", ".1f", "ch11.tab_latency"), ("memory_
     print(viz.format_table([t("ch11.col.name")] + [f"{n:,}" for n in lens],
                            [[k] + [cell(k, n, key, fmt) for n in lens] for k in kinds]))
 
-# %%
+# %% alt="ch11.alt.profile"
 fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
 for k in kinds:
     pts = [(n, by[(k, n)]) for n in lens if (k, n) in by and "skipped" not in by[(k, n)]]
@@ -473,7 +473,7 @@ for name, r in live_race.items():
             ok=abs(round(r["accuracy"], 2) - round(file_acc[name], 2)) <= 0.01))
 print(t("ch11.chance", v=task["vocab_size"], p=race["settings"]["chance"]))
 
-# %%
+# %% alt="ch11.alt.race"
 fig, ax = plt.subplots(figsize=(6, 3.3))
 for name, r in live_race.items():
     ax.plot(r["losses"], label=name, lw=1)
@@ -512,7 +512,7 @@ print(viz.format_table([t("ch11.col.name")] + [t("ch11.col.point", w=w, k=k) for
                                f"{summary[(m, w, k)]['max']:.2f}] {summary[(m, w, k)]['lr']:g}" for w, k in points]
                         for m in mechanisms]))
 
-# %%
+# %% alt="ch11.alt.sweep"
 colors = dict(zip(mechanisms, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=True))
 fig, (ax_w, ax_k, ax_s) = plt.subplots(1, 3, figsize=(13, 3.8))
 widths, pairs = race["settings"]["widths"], race["settings"]["pairs"]
@@ -686,7 +686,7 @@ for k in race["settings"]["pairs"]:
 # （一层，库的默认大小）；绿色表示放得下，灰色表示放不下，红线是预算。切换到解码时可以看到 KV 缓存的作用：序列很长时，
 # 窗口和线性注意力的状态保持不变，而全注意力的缓存不断增长。
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] alt="ch11.alt.explorer"
 explorer = wf.factory_explorer()
 display(explorer.widget)
 _ = explorer.static()

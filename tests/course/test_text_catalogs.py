@@ -5,12 +5,14 @@ The rule (chapters/AUTHORING.md, "Where texts live"):
 1. A key ``chNN.*`` is registered only in ``attnkit/text/chNN.py`` (what chapter NN's cells print)
    or ``attnkit/exercises/chNN.py`` (its exercises' feedback).
 2. ``attnkit/text/chNN.py`` registers only ``chNN.*`` keys.
-3. Any other module registers only labels its own code prints: each key it registers appears in
+3. ``attnkit/text/site.py`` (the website's interface text, which tools/site.py prints) registers
+   only ``site.*`` keys, and no other module registers a ``site.*`` key.
+4. Any other module registers only labels its own code prints: each key it registers appears in
    that module outside the ``register({...})`` call, as a string or as the constant head of an
    f-string or a ``"prefix." + name`` concatenation.
-4. A chapter's first code cell imports ``attnkit.text.chNN``; the chapter uses no other chapter's
+5. A chapter's first code cell imports ``attnkit.text.chNN``; the chapter uses no other chapter's
    ``chMM.*`` keys, and every key it names literally is registered.
-5. Every key a module passes to ``t(...)`` (a literal, or the constant head of ``"prefix." + name``
+6. Every key a module passes to ``t(...)`` (a literal, or the constant head of ``"prefix." + name``
    or of an f-string) is registered by some module.
 
 Every ``register`` call passes a dict literal, so the check sees every key without running code.
@@ -32,6 +34,7 @@ from attnkit import i18n
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "attnkit"
 CHAPTER_KEY = re.compile(r"^ch(\d\d)\.")
+SITE_CATALOG = "attnkit/text/site.py"  # the website's interface text (tools/site.py prints it)
 
 
 def registrations(source: str) -> tuple[list[str], set[str], set[str]]:
@@ -65,13 +68,17 @@ def registrations(source: str) -> tuple[list[str], set[str], set[str]]:
 
 
 def violations(relpath: str, source: str) -> list[str]:
-    """What breaks rules 1-3 in the module at ``relpath`` (relative to the package's parent)."""
+    """What breaks rules 1-4 in the module at ``relpath`` (relative to the package's parent)."""
     keys, constants, heads = registrations(source)
     home = re.fullmatch(r"attnkit/(text|exercises)/ch(\d\d)\.py", relpath)
+    site = relpath == SITE_CATALOG
     bad = []
     for key in keys:
         m = CHAPTER_KEY.match(key)
-        if home and home.group(1) == "text" and not (m and m.group(1) == home.group(2)):
+        if site or key.startswith("site."):
+            if not (site and key.startswith("site.")):
+                bad.append(f"{relpath} registers {key!r}: {SITE_CATALOG} holds the site.* keys, and only them")
+        elif home and home.group(1) == "text" and not (m and m.group(1) == home.group(2)):
             bad.append(f"{relpath} registers {key!r}: a chapter catalog holds only ch{home.group(2)}.* keys")
         elif m and not (home and home.group(2) == m.group(1)):
             bad.append(f"{relpath} registers {key!r}: ch{m.group(1)}.* keys belong in "
@@ -135,6 +142,10 @@ def test_the_rule_catches_chapter_prose_in_a_library_module():
     assert violations("attnkit/text/ch04.py", catalog) == []
     assert "holds only ch05.* keys" in violations("attnkit/text/ch05.py", catalog)[0]
     assert "ch04.* keys belong" in violations("attnkit/exercises/ch05.py", catalog)[0]
+    site = 'from attnkit.i18n import register\nregister({"site.home": {"en": "Home", "zh": "首页"}})\n'
+    assert violations("attnkit/text/site.py", site) == []
+    assert "holds the site.* keys" in violations("attnkit/text/ch04.py", site)[0]
+    assert "holds the site.* keys" in violations("attnkit/text/site.py", catalog)[0]
     with pytest.raises(ValueError, match="one dict literal"):
         registrations("from attnkit.i18n import register\nregister(STRINGS)\n")
 
