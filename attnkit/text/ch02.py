@@ -36,8 +36,8 @@ register({
     },
     "ch02.nb.theory": {"en": "(theory: {v})", "zh": "（理论值：{v}）"},
     "ch02.nb.se_row": {
-        "en": "scaled={scaled:<5}  measured {v:8.4f}   theory {th:4.0f}   SE {se:.4f}   |diff| / SE = {z:.2f}",
-        "zh": "scaled={scaled:<5}  实测 {v:8.4f}   理论值 {th:4.0f}   标准误差 {se:.4f}   |差值| / 标准误差 = {z:.2f}",
+        "en": "scaled={scaled:<5}  measured {v:7.3f}   theory {th:4.0f}   SE {se:.4f}   |diff| / SE = {z:.1f}",
+        "zh": "scaled={scaled:<5}  实测 {v:7.3f}   理论值 {th:4.0f}   标准误差 {se:.4f}   |差值| / 标准误差 = {z:.1f}",
     },
     "ch02.nb.match_sdpa": {
         "en": "matches PyTorch SDPA ({arg}): {ok}",
@@ -66,8 +66,9 @@ register({
         "zh": "先缩放 q，再传入 scale=1.0，结果正确：{ok}",
     },
     "ch02.nb.nudge": {
-        "en": "d_k = {d:>4}: largest weight {w:.3f}; the second-largest score +0.5 moves the weights by {dp:.2g} in total",
-        "zh": "d_k = {d:>4}：最大权重 {w:.3f}；第二大的分数加 0.5，权重总共变化 {dp:.2g}",
+        "en": "d_k = {d:>4}: largest weight {w:.3f}; the second-largest score +0.5 moves the weights by {dp:.2f} in total "
+              "(total change {bound})",
+        "zh": "d_k = {d:>4}：最大权重 {w:.3f}；第二大的分数加 0.5，权重总共变化 {dp:.2f}（总变化 {bound}）",
     },
     "ch02.nb.fourth_moment": {
         "en": "E[(q·k)^4] over the {n:,} pairs of section 2: measured {m:.0f}, theory 3·d_k² + 6·d_k = {th}",

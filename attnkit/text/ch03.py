@@ -75,8 +75,8 @@ register({
         "zh": "‖J‖_F = {a:.5f}（闭式表达式），{b:.5f}（自动求导）",
     },
     "ch03.temp_jnorm": {
-        "en": "T = {T}: largest weight {w:.6f}, ‖J‖_F = {j:.2e}",
-        "zh": "T = {T}：最大权重 {w:.6f}，‖J‖_F = {j:.2e}",
+        "en": "T = {T}: largest weight {w:.6f}, ‖J‖_F = {j:.6f}",
+        "zh": "T = {T}：最大权重 {w:.6f}，‖J‖_F = {j:.6f}",
     },
     "ch03.impl.online": {"en": "online_softmax, chunk {n}", "zh": "online_softmax，分块大小 {n}"},
 })

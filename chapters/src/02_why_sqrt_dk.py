@@ -46,6 +46,7 @@ set_language("en")
 import attnkit.text.ch02  # noqa: F401  (registers the texts only this chapter prints)
 from attnkit import experiments as E
 from attnkit.core import scaled_dot_product_attention
+from attnkit.numbers import bound
 from attnkit.viz import format_table
 from attnkit.widgets.scaling import scaling_explorer
 
@@ -162,7 +163,7 @@ for scaled in (False, True):
     print(t("ch02.nb.se_row", scaled=str(scaled), v=v, th=th, se=se, z=abs(v - th) / se))
 
 # %% [markdown] tags=["lang-en"]
-# Both measurements lie 1.21 standard errors from the theory (the same random draws, divided by
+# Both measurements lie 1.2 standard errors from the theory (the same random draws, divided by
 # $\sqrt{64} = 8$, so the same relative error). The standard error is 0.2928 around 64 and
 # 0.0046 around 1.
 #
@@ -170,7 +171,7 @@ for scaled in (False, True):
 # means $1/\sqrt{d_k}$, with $d_k$ = `q.shape[-1]`. Our formula, attnkit's and PyTorch's agree:
 
 # %% [markdown] tags=["lang-zh"]
-# 两次测量都与理论值相差 1.21 个标准误差（用的是同一批随机数，只是除以了 $\sqrt{64} = 8$，所以相对误差相同）。
+# 两次测量都与理论值相差 1.2 个标准误差（用的是同一批随机数，只是除以了 $\sqrt{64} = 8$，所以相对误差相同）。
 # 在 64 附近，标准误差是 0.2928；在 1 附近是 0.0046。
 #
 # PyTorch 的 `scaled_dot_product_attention` 默认用的就是这个缩放系数：`scale=None` 表示 $1/\sqrt{d_k}$，
@@ -259,11 +260,12 @@ for d in (4, 1024):
     row = keys @ query                                   # (16,) unscaled scores of one query
     p = torch.softmax(row, dim=-1)
     nudged = torch.softmax(row + 0.5 * F.one_hot(row.argsort()[-2], 16), dim=-1)
-    print(t("ch02.nb.nudge", d=d, w=p.max().item(), dp=(nudged - p).abs().sum().item()))
+    dp = (nudged - p).abs().sum().item()                 # the total change of the weights
+    print(t("ch02.nb.nudge", d=d, w=p.max().item(), dp=dp, bound=bound(dp, 1e-9)))
 
 # %% [markdown] tags=["lang-en"]
 # At $d_k = 4$ the nudge moves the weights by 0.22; at $d_k = 1024$ the row is one-hot (largest
-# weight 1.000) and the same nudge moves them by $1.4\times10^{-10}$: nothing. A gradient is exactly
+# weight 1.000) and the same nudge moves them by 0.00, less than $10^{-9}$ in total: nothing. A gradient is exactly
 # this sensitivity, so almost no gradient reaches the scores, and the queries and keys stop
 # learning. Chapter 03 derives the sensitivity in general, the softmax's Jacobian
 #
@@ -281,7 +283,7 @@ for d in (4, 1024):
 
 # %% [markdown] tags=["lang-zh"]
 # $d_k = 4$ 时，这次调整让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），
-# 同样的调整只让权重变化 $1.4\times10^{-10}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，
+# 同样的调整让权重总共只变化 0.00，不到 $10^{-9}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，
 # 查询和键也就学不动了。第 3 章会推导一般情形下的敏感程度，即 softmax 的雅可比矩阵
 #
 # $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top ,$$
@@ -372,14 +374,14 @@ for std in (0.5, 1.0, 2.0, 4.0):
     tempered = E.dot_product_variance(64, 10_000, scaled=True, std=std, temperature=std**2, seed=0)
     top_plain = E.saturation(64, 16, 256, scaled=True, std=std, seed=0)["max_weight"]
     top_normed = E.saturation(64, 16, 256, scaled=True, std=std, qk_norm=True, seed=0)["max_weight"]
-    rows.append([std, f"{std**4:g}", f"{plain:.3f}", f"{top_plain:.3f}", f"{normed:.3f}", f"{top_normed:.3f}", f"{tempered:.3f}"])
+    rows.append([std, f"{std**4:g}", f"{plain:.3g}", f"{top_plain:.3f}", f"{normed:.3f}", f"{top_normed:.3f}", f"{tempered:.3f}"])
 print(format_table([t("ch02.col.std"), t("ch02.col.theory"), t("ch02.col.plain"), t("ch02.col.max_w"),
                     t("ch02.col.qknorm"), t("ch02.col.max_w"), t("ch02.col.temp")], rows))
 print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True, qk_norm=True)))
 
 # %% [markdown] tags=["lang-en"]
-# With $\sigma = 0.5$ the scaled scores have variance 0.062 and the softmax is nearly uniform (largest
-# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 255.994,
+# With $\sigma = 0.5$ the scaled scores have variance 0.0625 and the softmax is nearly uniform (largest
+# weight 0.095, barely above $1/16$): attention cannot focus. With $\sigma = 4$ the variance is 256,
 # as if scores of $d_k = 256$ had not been scaled at all, and the softmax saturates (0.927; the unscaled
 # table of section 3 gives 0.914 at $d_k = 256$). QK-norm gives 1.018 (theory $d_k/(d_k-1) = 1.016$)
 # and the same rows (largest weight 0.244) for every $\sigma$; the temperature $\tau = \sigma^2$ gives
@@ -389,8 +391,8 @@ print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True
 # during training destabilise the training (Dehghani et al. 2023; Wortsman et al. 2024).
 
 # %% [markdown] tags=["lang-zh"]
-# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.062，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
-# 注意力无法聚焦。$\sigma = 4$ 时方差达到 255.994，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和（0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
+# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.0625，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
+# 注意力无法聚焦。$\sigma = 4$ 时方差达到 256，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和（0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
 # 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。（这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
 # 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Dehghani 等，2023；Wortsman 等，2024）。
 
@@ -569,8 +571,8 @@ _ = check_score_variance(my_score_variance)
 # %% [markdown] tags=["lang-en"]
 # ## 8. Summary
 #
-# - A dot product of $d_k$ independent unit-variance entries has variance $d_k$ (measured: 64.3530
-#   for $d_k = 64$, 1.21 standard errors from the theory); divided by $\sqrt{d_k}$ it has variance 1.
+# - A dot product of $d_k$ independent unit-variance entries has variance $d_k$ (measured: 64.353
+#   for $d_k = 64$, 1.2 standard errors from the theory); divided by $\sqrt{d_k}$ it has variance 1.
 # - Large scores saturate the softmax: the largest weight goes to 1 and the Jacobian
 #   $\mathrm{diag}(p) - pp^\top$ goes to 0, so gradients vanish. Scaling keeps the softmax in its
 #   useful range for every $d_k$.
@@ -591,7 +593,7 @@ _ = check_score_variance(my_score_variance)
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 小结
 #
-# - $d_k$ 个相互独立、方差为 1 的分量，其点积的方差为 $d_k$（实测：$d_k = 64$ 时为 64.3530，与理论相差 1.21 个标准误差）；
+# - $d_k$ 个相互独立、方差为 1 的分量，其点积的方差为 $d_k$（实测：$d_k = 64$ 时为 64.353，与理论相差 1.2 个标准误差）；
 #   除以 $\sqrt{d_k}$ 后方差为 1。
 # - 分数过大会让 softmax 饱和：最大权重趋于 1，雅可比矩阵 $\mathrm{diag}(p) - pp^\top$ 趋于 0，梯度随之消失。
 #   缩放让 softmax 在任何 $d_k$ 下都保持在有效的工作区间。
@@ -632,14 +634,15 @@ _ = check_score_variance(my_score_variance)
 # 在第 2 节的 100,000 对向量上实测这个四阶矩：
 
 # %%
-print(t("ch02.nb.fourth_moment", n=n, m=(dots.double() ** 4).mean().item(), th=3 * d_k**2 + 6 * d_k))
+fourth = (dots.double() ** 4).mean().item()
+print(t("ch02.nb.fourth_moment", n=n, m=round(fourth, -1), th=3 * d_k**2 + 6 * d_k))  # to the nearest 10
 
 # %% [markdown] tags=["lang-en"]
-# 12531 against 12672: close, though not as close as the variances of section 2, because a fourth
+# 12530 against 12672: close, though not as close as the variances of section 2, because a fourth
 # moment is much noisier to measure than a variance.
 
 # %% [markdown] tags=["lang-zh"]
-# 实测 12531，理论 12672：相当接近，但不如第 2 节的方差那么接近，因为四阶矩比方差难测得多，噪声大得多。
+# 实测 12530，理论 12672：相当接近，但不如第 2 节的方差那么接近，因为四阶矩比方差难测得多，噪声大得多。
 
 # %% [markdown] tags=["lang-en"]
 # ## Appendix B. QK-norm in real models

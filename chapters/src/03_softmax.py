@@ -436,8 +436,8 @@ for T in (1.0, 0.1):
     print(t("ch03.temp_jnorm", T=T, w=pT.max().item(), j=S.softmax_jacobian_norm(pT).item()))
 
 # %% [markdown] tags=["lang-en"]
-# At $T = 1$ the largest weight is 0.609460 and $\|J\|_F = 0.394$; at $T = 0.1$ the largest weight is
-# 0.999954 and $\|J\|_F$ has fallen to $9.09\times10^{-5}$: a sharp softmax passes almost no gradient.
+# At $T = 1$ the largest weight is 0.609460 and $\|J\|_F = 0.394120$; at $T = 0.1$ the largest weight is
+# 0.999954 and $\|J\|_F$ has fallen to 0.000091: a sharp softmax passes almost no gradient.
 #
 # ## 7. What it costs
 #
@@ -450,7 +450,7 @@ for T in (1.0, 0.1):
 # are plain PyTorch code, written for reading, not speed):
 
 # %% [markdown] tags=["lang-zh"]
-# 在 $T = 1$ 时，最大权重为 0.609460，$\|J\|_F = 0.394$；在 $T = 0.1$ 时，最大权重为 0.999954，$\|J\|_F$ 已降到 $9.09\times10^{-5}$：
+# 在 $T = 1$ 时，最大权重为 0.609460，$\|J\|_F = 0.394120$；在 $T = 0.1$ 时，最大权重为 0.999954，$\|J\|_F$ 已降到 0.000091：
 # 尖锐的 softmax 几乎传不回梯度。
 #
 # ## 7. 开销

@@ -1,0 +1,306 @@
+"""Chapters 01-06 print each result of training or sampling at a precision that perturbed
+arithmetic cannot change (chapters/AUTHORING.md, "Printed numbers").
+
+Each test recomputes what a chapter's cell prints, with the chapter's own function or the cell's
+own lines, three times under perturbed arithmetic: one thread, two threads, and every random
+draw (data and initial weights) scaled by 1 + 1e-7 or 1 - 1e-7, about one float32 ulp, the size
+of the difference another CPU's rounding makes. ``attnkit.numbers.rounding_margin`` then asserts
+that every rerun prints the same text at the precision the chapter prints, and that the nearest
+rounding boundary is farther from their mean than their spread. The precision is read from the
+chapter's catalog sentence where the number goes through one, so a test follows its chapter.
+
+(Functions that pin themselves to one thread, such as the training loops of chapters 01 and 04,
+give the same result at one and two threads; there the scaled draws are the perturbation.)
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from contextlib import contextmanager
+
+import torch
+
+import attnkit.text.ch01  # noqa: F401  (the chapters' sentences: their precision is the test's)
+import attnkit.text.ch02  # noqa: F401
+import attnkit.text.ch04  # noqa: F401
+import attnkit.text.ch05  # noqa: F401
+from attnkit.i18n import catalog
+from attnkit.numbers import rounded, rounding_margin
+
+# (threads, relative scale of every random draw)
+PERTURBATIONS = ((1, 0.0), (2, 1e-7), (1, -1e-7))
+
+
+@contextmanager
+def perturbed(threads: int, eps: float):
+    """Run with ``threads`` intra-op threads and every float random draw scaled by 1 + eps."""
+    saved_threads = torch.get_num_threads()
+    saved = {name: getattr(torch, name) for name in ("randn", "rand", "randn_like", "rand_like")}
+    saved_methods = {name: getattr(torch.Tensor, name) for name in ("normal_", "uniform_")}
+    factor = 1.0 + eps
+
+    def scaled_draw(fn):
+        def draw(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if out.is_floating_point():
+                with torch.no_grad():
+                    out.mul_(factor)
+            return out
+        return draw
+
+    def scaled_fill(fn):
+        def fill(self, *args, **kwargs):
+            fn(self, *args, **kwargs)
+            if self.is_floating_point():
+                with torch.no_grad():
+                    self.mul_(factor)
+            return self
+        return fill
+
+    torch.set_num_threads(threads)
+    if eps:
+        for name, fn in saved.items():
+            setattr(torch, name, scaled_draw(fn))
+        for name, fn in saved_methods.items():
+            setattr(torch.Tensor, name, scaled_fill(fn))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        for name, fn in saved.items():
+            setattr(torch, name, fn)
+        for name, fn in saved_methods.items():
+            setattr(torch.Tensor, name, fn)
+
+
+def reruns(compute) -> list[dict]:
+    """``compute()`` (a dict name -> number) once under each perturbation."""
+    out = []
+    for threads, eps in PERTURBATIONS:
+        with perturbed(threads, eps):
+            out.append(compute())
+    return out
+
+
+def decimals(key: str, field: str) -> int:
+    """The precision ``{field:.Nf}`` (or ``.N%``, as N + 2 decimals of the fraction) with which
+    catalog sentence ``key`` prints ``field``; the same in both languages."""
+    specs = set()
+    for text in catalog()[key].values():
+        for _, name, spec, _ in string.Formatter().parse(text):
+            if name == field:
+                specs.add(spec)
+    assert len(specs) == 1, f"{key}: {field} is printed as {specs} in the two languages"
+    (spec,) = specs
+    kind = spec[-1]
+    assert kind in "f%", f"{key}: {field} has format {spec!r}, expected .Nf or .N%"
+    n = int(spec.split(".")[1][:-1])
+    return n + 2 if kind == "%" else n
+
+
+def assert_stable(samples: list[dict], places: dict[str, int], what: str) -> None:
+    """Every name of ``places`` prints the same at its decimals in every sample, with margin."""
+    for name, n in places.items():
+        values = [s[name] for s in samples]
+        stable, spread, margin = rounding_margin(values, n)
+        assert stable, (f"{what}, {name}: printed at {n} decimals the reruns give "
+                        f"{sorted({rounded(v, n) for v in values})} (values {values}, spread {spread:.2e}, "
+                        f"margin to the nearest rounding boundary {margin:.2e}): print fewer decimals")
+
+
+def test_perturbed_draws_are_perturbed_and_restored():
+    torch.manual_seed(0)
+    plain = torch.randn(1000)
+    with perturbed(1, 1e-7):
+        torch.manual_seed(0)
+        moved = torch.randn(1000)
+        w = torch.empty(1000).uniform_(generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    assert torch.equal(torch.randn(1000), plain)
+    assert not torch.equal(moved, plain) and torch.allclose(moved, plain, rtol=3e-7, atol=0)
+    assert torch.equal(torch.empty(1000).uniform_(generator=torch.Generator().manual_seed(1)) * (1 + 1e-7), w)
+
+
+def test_decimals_reads_the_catalog():
+    assert decimals("ch01.test_mse", "v") == 3
+    assert decimals("ch01.self_match", "v") == 3
+
+
+# ---- chapter 01 ----
+
+def test_ch01_lookup_task_test_errors():
+    """Section 1: the test MSE of the four models trained on the look-up task, and predicting 0."""
+    from attnkit.toy import train_fixed_vs_qkv
+
+    names = ("zero", "fixed", "qkv", "tied_qk", "tied_kv")
+    samples = reruns(lambda: train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0))
+    assert_stable(samples, dict.fromkeys(names, decimals("ch01.test_mse", "v")), "ch01 section 1")
+
+
+def test_ch01_self_match_fraction():
+    from attnkit.toy import self_match_fraction
+
+    samples = reruns(lambda: {"v": self_match_fraction(n=8, d=16, seed=0)})
+    assert_stable(samples, {"v": decimals("ch01.self_match", "v")}, "ch01 section 1, without R")
+
+
+def test_ch01_scaled_and_unscaled_score_statistics():
+    """Pitfalls: the std of the scores and the mean largest weight, with and without 1/sqrt(d_k)."""
+
+    def compute():
+        torch.manual_seed(0)  # the cell's lines
+        qa, ka = torch.randn(64, 512), torch.randn(64, 512)
+        out = {}
+        for label, s in (("scaled", 1 / math.sqrt(512)), ("unscaled", 1.0)):
+            w = torch.softmax(qa @ ka.T * s, dim=-1)
+            out[label + "_std"] = (qa @ ka.T * s).std().item()
+            out[label + "_peak"] = w.max(-1).values.mean().item()
+        return out
+
+    std, peak = decimals("ch01.scale_stats", "std"), decimals("ch01.scale_stats", "peak")
+    assert_stable(reruns(compute), {"scaled_std": std, "unscaled_std": std, "scaled_peak": peak,
+                                    "unscaled_peak": peak}, "ch01 pitfalls, scale statistics")
+
+
+# ---- chapter 04 ----
+
+def _ch04_recall_model() -> dict:
+    """Section 4's training run and everything the chapter prints from the trained model."""
+    from attnkit.widgets.heads import (
+        example_sentences,
+        head_roles,
+        head_weights,
+        train_recall_model,
+    )
+
+    model, info = train_recall_model(steps=100, seed=0)
+    weights = head_weights(model, example_sentences()[0])  # (layers, H, L, L)
+    out = {"loss_first": info["loss"][0], "loss_last": info["loss"][-1]}
+    out |= {f"accuracy {role}": acc for role, acc in info["accuracy"].items()}
+    for layer, rows in enumerate(head_roles(weights)):
+        for h, row in enumerate(rows):
+            out |= {f"layer {layer + 1} head {h} {role}": row[role] for role in ("prev", "prev2", "first", "self")}
+    w1 = weights[0]
+    out |= {f"peak head {h}": v for h, v in enumerate(w1.amax(-1)[:, 3:].mean(-1).tolist())}
+    out["peak of the mean"] = w1.mean(0).amax(-1)[3:].mean().item()
+    return out
+
+
+def test_ch04_recall_model_training_and_head_roles():
+    samples = reruns(_ch04_recall_model)
+    places = {"loss_first": decimals("ch04.loss", "a"), "loss_last": decimals("ch04.loss", "b"),
+              "peak of the mean": decimals("ch04.peak_mean", "v")}
+    places |= {name: 3 for name in samples[0] if name.startswith("accuracy")}  # f"{acc:.1%}"
+    places |= {name: 2 for name in samples[0] if name.startswith(("layer", "peak head"))}  # f"{r:.2f}", round(v, 2)
+    assert_stable(samples, places, "ch04 section 4")
+
+
+# ---- chapter 02 ----
+
+def _ch02_samples() -> dict:
+    """What chapter 02's cells print from random draws, by the cells' own lines."""
+    from attnkit import experiments as E
+    from attnkit.widgets.scaling import partial_sums
+
+    out = {}
+    torch.manual_seed(0)  # section 1: five dot products at three widths
+    for d in (4, 64, 1024):
+        q, k = torch.randn(5, d), torch.randn(5, d)
+        out |= {f"q·k d_k={d} pair {i}": v for i, v in enumerate((q * k).sum(-1).tolist())}
+    out |= {f"walk end {i}": v for i, v in enumerate(partial_sums(1024, 5, seed=0)[:, -1].tolist())}
+    torch.manual_seed(0)  # section 2: Var(q·k) over 100,000 pairs
+    q, k = torch.randn(100_000, 64), torch.randn(100_000, 64)
+    dots = (q * k).sum(-1)
+    out["Var(q·k)"] = dots.var().item()
+    out["Var(q·k/8)"] = (dots / 8).var().item()
+    out["E[(q·k)^4] / 10"] = (dots.double() ** 4).mean().item() / 10  # printed to the nearest 10
+    for scaled in (False, True):
+        v = E.dot_product_variance(64, 100_000, scaled=scaled, seed=0)
+        se = E.dot_product_variance_se(64, 100_000, scaled=scaled)
+        out[f"se_row {scaled} v"] = v
+        out[f"se_row {scaled} z"] = abs(v - E.dot_product_variance_theory(64, scaled=scaled)) / se
+    d_ks = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]  # the sweep
+    for scaled in (False, True):
+        for d, v in zip(d_ks, E.variance_sweep(d_ks, 10_000, scaled=scaled, seed=0)["measured"], strict=True):
+            out[f"sweep {scaled} {d}"] = v
+    torch.manual_seed(0)  # section 3: one row nudged
+    for d in (4, 1024):
+        query, keys = torch.randn(d), torch.randn(16, d)
+        row = keys @ query
+        p = torch.softmax(row, dim=-1)
+        nudged = torch.softmax(row + 0.5 * torch.nn.functional.one_hot(row.argsort()[-2], 16), dim=-1)
+        out[f"nudge {d} w"], out[f"nudge {d} dp"] = p.max().item(), (nudged - p).abs().sum().item()
+    for scaled in (False, True):  # the saturation table
+        s = E.saturation_sweep([4, 16, 64, 256, 1024], seq_len=16, n_rows=512, scaled=scaled, seed=0)
+        for stat in ("max_weight", "entropy", "jacobian_norm"):
+            out |= {f"saturation {scaled} {stat} {i}": v for i, v in enumerate(s[stat])}
+    for std in (0.5, 1.0, 2.0, 4.0):  # section 4: the entry std, QK-norm, temperature
+        out[f"std {std} plain"] = E.dot_product_variance(64, 10_000, scaled=True, std=std, seed=0)
+        out[f"std {std} normed"] = E.dot_product_variance(64, 10_000, scaled=True, std=std, qk_norm=True, seed=0)
+        out[f"std {std} tempered"] = E.dot_product_variance(64, 10_000, scaled=True, std=std, temperature=std**2, seed=0)
+        out[f"std {std} top plain"] = E.saturation(64, 16, 256, scaled=True, std=std, seed=0)["max_weight"]
+        out[f"std {std} top normed"] = E.saturation(64, 16, 256, scaled=True, std=std, qk_norm=True, seed=0)["max_weight"]
+    for name, kw in (("right", {}), ("wrong", {"temperature": 8.0})):  # pitfalls: / d_k
+        s = E.saturation(64, 16, 512, scaled=True, seed=0, **kw)
+        out[f"div {name} w"], out[f"div {name} h"] = s["max_weight"], s["entropy"]
+    head_dots = E.dot_products(64, 20_000, seed=0)
+    out["Var(q·k/√64)"] = (head_dots / math.sqrt(64)).var().item()
+    out["Var(q·k/√512)"] = (head_dots / math.sqrt(512)).var().item()
+    return out
+
+
+CH02_VAR_DECIMALS, CH02_VAR_SCALED_DECIMALS = 2, 4
+
+
+def test_ch02_sampling_results():
+    samples = reruns(_ch02_samples)
+    places = {}
+    for name in samples[0]:
+        if name.startswith(("q·k", "walk end")):
+            places[name] = 1  # round(x, 1)
+        elif name == "Var(q·k)":
+            places[name] = CH02_VAR_DECIMALS
+        elif name == "Var(q·k/8)":
+            places[name] = CH02_VAR_SCALED_DECIMALS
+        elif name == "E[(q·k)^4] / 10":
+            places[name] = 0
+        elif name.startswith("se_row"):
+            places[name] = decimals("ch02.nb.se_row", name[-1])
+        elif name.startswith("sweep False"):
+            places[name] = 2  # f"{a:.2f}"
+        elif name.startswith("nudge") and name.endswith(" w"):
+            places[name] = decimals("ch02.nb.nudge", "w")
+        elif name.startswith("nudge"):
+            places[name] = 2  # f"{dp:.2f}"
+        elif name.endswith(" plain") and name.startswith("std"):
+            places[name] = 2 - math.floor(math.log10(abs(samples[0][name])))  # f"{plain:.3g}": 3 digits
+        elif name.startswith("div"):
+            places[name] = decimals("ch02.nb.div_stats", name[-1])
+        else:
+            places[name] = 3  # the sweep (scaled), saturation and std tables, Var(q·k / √64): f"{v:.3f}"
+    assert_stable(samples, places, "ch02")
+
+
+# ---- chapter 05 ----
+
+def test_ch05_greedy_tokens_of_the_untrained_decoder():
+    """Section 5: the 20 tokens an untrained decoder generates greedily (an argmax per step: a
+    near tie between two logits would let rounding pick another token)."""
+    from attnkit.gqa import TinyDecoder, greedy_generate
+
+    def compute():
+        torch.manual_seed(0)  # the cell's lines
+        model = TinyDecoder(vocab_size=64, embed_dim=64, num_heads=4, num_kv_heads=2, num_layers=2).eval()
+        tokens = greedy_generate(model, torch.tensor([[5, 17, 42, 8, 23, 4]]), 20)
+        return {f"token {i}": float(v) for i, v in enumerate(tokens[0, 6:].tolist())}
+
+    samples = reruns(compute)
+    assert_stable(samples, dict.fromkeys(samples[0], 0), "ch05 section 5, greedy tokens")
+    # and no step is a near tie: the top two logits of every step are far apart (0.007 here)
+    torch.manual_seed(0)
+    model = TinyDecoder(vocab_size=64, embed_dim=64, num_heads=4, num_kv_heads=2, num_layers=2).eval()
+    tokens = greedy_generate(model, torch.tensor([[5, 17, 42, 8, 23, 4]]), 20)
+    with torch.no_grad():
+        top2 = model(tokens[:, :-1])[0, 5:].topk(2, dim=-1).values  # (20, 2): the logits that chose each token
+    assert (top2[:, 0] - top2[:, 1]).min().item() > 1e-3
