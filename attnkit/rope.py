@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attnkit.core
+from attnkit import validate
 
 __all__ = [
     "rope_inv_freq",
@@ -70,26 +71,23 @@ def _shape(t) -> str:
 
 
 def _check_head_dim(head_dim, name: str = "head_dim") -> None:
-    if isinstance(head_dim, bool) or not isinstance(head_dim, int):
-        raise TypeError(f"{name} must be an int, got {type(head_dim).__name__}")
-    if head_dim <= 0 or head_dim % 2:
+    validate.int_at_least(name, head_dim)
+    if head_dim % 2:
         raise ValueError(
             f"{name} must be a positive even number (RoPE rotates pairs of channels), got {head_dim}"
         )
 
 
-def _check_positive(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+def _check_positive(value, name: str) -> float:
+    return validate.real_number(name, value, 0.0, low_open=True)
 
 
-def _check_nonneg_int(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+def _check_nonneg_int(value, name: str) -> int:
+    return validate.int_at_least(name, value, 0)
+
+
+def _check_vector(name: str, x) -> torch.Tensor:
+    return validate.tensor(name, x, 1, "1-D")
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,6 +105,13 @@ def rope_inv_freq(head_dim: int, base: float = 10000.0, device=None) -> torch.Te
 
 def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
     """m * theta_i for every position m and frequency theta_i: (P,) x (d/2,) -> (P, d/2), float64."""
+    for name, x in (("positions", positions), ("inv_freq", inv_freq)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a 1-D torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {_shape(x)}")
+    if positions.device != inv_freq.device:
+        raise ValueError(f"inv_freq is on {inv_freq.device}, expected positions's device {positions.device}")
     return positions.to(torch.float64)[:, None] * inv_freq.to(torch.float64)[None, :]
 
 
@@ -122,9 +127,7 @@ def rope_embeddings_from_inv_freq(
     """
     _check_nonneg_int(seq_len, "seq_len")
     _check_positive(attention_factor, "attention_factor")
-    if not isinstance(inv_freq, torch.Tensor) or inv_freq.dim() != 1:
-        got = _shape(inv_freq) if isinstance(inv_freq, torch.Tensor) else type(inv_freq).__name__
-        raise ValueError(f"inv_freq must be a 1-D tensor (head_dim // 2,), got {got}")
+    _check_vector("inv_freq", inv_freq)
     device = inv_freq.device if device is None else device
     pos = torch.arange(seq_len, dtype=torch.float64, device=device)  # (L,)
     ang = rope_angles(pos, inv_freq.to(device))  # (L, d/2)
@@ -148,21 +151,23 @@ def generate_rope_embeddings(seq_len: int, head_dim: int, base: float = 10000.0,
 
 def rotate_pair(x: float, y: float, angle: float) -> tuple[float, float]:
     """Rotate the 2-D point (x, y) counter-clockwise by ``angle`` radians (RoFormer eq. 13)."""
+    x, y, angle = (validate.real_number(n, v) for n, v in (("x", x), ("y", y), ("angle", angle)))
     c, s = math.cos(angle), math.sin(angle)
     return x * c - y * s, x * s + y * c
 
 
-def _check_tables(x, cos, sin, offset):
+def _check_tables(x, cos, sin, offset, name="x", offset_name="offset"):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 2:
-        raise ValueError(f"x must have shape (..., seq_len, head_dim), got {_shape(x)}")
+        raise ValueError(f"{name} must have shape (..., seq_len, head_dim), got {_shape(x)}")
     if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     _check_head_dim(x.shape[-1], name=f"x's last dim (head_dim; x has shape {_shape(x)})")
-    for name, t in (("cos", cos), ("sin", sin)):
+    for table, t in (("cos", cos), ("sin", sin)):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise TypeError(f"{table} must be a torch.Tensor, got {type(t).__name__}")
+    validate.same_dtype_device(cos=cos, sin=sin)
     if cos.shape != sin.shape:
         raise ValueError(f"cos has shape {_shape(cos)} but sin has shape {_shape(sin)}; they must match")
     half = x.shape[-1] // 2
@@ -171,7 +176,7 @@ def _check_tables(x, cos, sin, offset):
             f"cos and sin must have shape (num_positions, head_dim // 2) = (*, {half}) for x with "
             f"shape {_shape(x)}, got {_shape(cos)}"
         )
-    _check_nonneg_int(offset, "offset")
+    _check_nonneg_int(offset, offset_name)
     need = offset + x.shape[-2]
     if cos.shape[0] < need:
         raise ValueError(
@@ -180,7 +185,7 @@ def _check_tables(x, cos, sin, offset):
             f"with seq_len >= {need}"
         )
     if cos.device != x.device:
-        raise ValueError(f"cos/sin are on {cos.device}, expected x's device {x.device}")
+        raise ValueError(f"cos/sin are on {cos.device}, expected {name}'s device {x.device}")
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool = True,
@@ -221,12 +226,14 @@ def interleaved_to_half_split(x: torch.Tensor) -> torch.Tensor:
     The pair (2i, 2i+1) of the interleaved layout becomes the pair (i, i + d/2) of the half-split
     layout, so ``apply_rope(P x, interleaved=False) == P apply_rope(x, interleaved=True)``.
     """
+    validate.tensor("x", x)
     _check_head_dim(x.shape[-1], name=f"the last dim of x with shape {_shape(x)}")
     return torch.cat((x[..., 0::2], x[..., 1::2]), dim=-1)
 
 
 def half_split_to_interleaved(x: torch.Tensor) -> torch.Tensor:
     """The inverse of ``interleaved_to_half_split``."""
+    validate.tensor("x", x)
     _check_head_dim(x.shape[-1], name=f"the last dim of x with shape {_shape(x)}")
     a, b = x.chunk(2, dim=-1)  # (..., d/2) each
     return torch.stack((a, b), dim=-1).flatten(-2)
@@ -239,8 +246,9 @@ def permute_qk_weight(weight: torch.Tensor, num_heads: int, to: str = "half_spli
     scores with half-split RoPE (what HF's LLaMA conversion script does); ``to="interleaved"``
     undoes it. A bias (H * d,) can be permuted the same way.
     """
-    if to not in ("half_split", "interleaved"):
-        raise ValueError(f"to must be 'half_split' or 'interleaved', got {to!r}")
+    validate.choice("to", to, ("half_split", "interleaved"))
+    validate.tensor("weight", weight)
+    validate.int_at_least("num_heads", num_heads)
     if weight.dim() not in (1, 2) or weight.shape[0] % num_heads:
         raise ValueError(
             f"weight must have shape (num_heads * head_dim, in_features) or (num_heads * head_dim,) "
@@ -263,7 +271,10 @@ def rope_relative_scores(q: torch.Tensor, k: torch.Tensor, distances, base: floa
     By RoFormer eq. 16 it equals sum_i Re[(q_a + i q_b)(k_a - i k_b) e^{i r theta_i}] over the
     interleaved pairs: a closed form, with no positions beyond r needed. Returns (len(distances),).
     """
-    if q.dim() != 1 or q.shape != k.shape:
+    _check_vector("q", q)
+    _check_vector("k", k)
+    _check_head_dim(q.shape[0], name=f"q's length (head_dim; q has shape {_shape(q)})")
+    if q.shape != k.shape:
         raise ValueError(f"q and k must be 1-D of the same shape (head_dim,), got {_shape(q)} and {_shape(k)}")
     d = q.shape[0]
     inv_freq = rope_inv_freq(d, base, device=q.device) if inv_freq is None else inv_freq.to(q.device)
@@ -282,14 +293,22 @@ def rope_decay_bound(distances, head_dim: int, base: float = 10000.0) -> torch.T
     up to a constant factor; it shrinks with the distance r. Returns (len(distances),), float64.
     """
     theta = rope_inv_freq(head_dim, base)  # (d/2,)
-    r = torch.as_tensor(distances, dtype=torch.float64)  # (R,)
+    r = _distances(distances)  # (R,)
     ang = r[:, None] * theta[None, :]  # (R, d/2)
     re, im = torch.cos(ang).cumsum(-1), torch.sin(ang).cumsum(-1)  # S_j for j = 1 .. d/2
     return torch.sqrt(re ** 2 + im ** 2).mean(-1)  # (R,)
 
 
+def _distances(distances) -> torch.Tensor:
+    try:
+        return torch.as_tensor(distances, dtype=torch.float64).flatten()
+    except (TypeError, ValueError):
+        raise TypeError(f"distances must be numbers (a list or a tensor), got {distances!r}") from None
+
+
 def rope_pair_trajectory(x: float, y: float, theta: float, positions) -> torch.Tensor:
     """Where one channel pair (x, y) goes at each position m: rotated by m * theta. (P, 2), float64."""
+    x, y, theta = (validate.real_number(n, v) for n, v in (("x", x), ("y", y), ("theta", theta)))
     m = torch.as_tensor(positions, dtype=torch.float64)  # (P,)
     c, s = torch.cos(m * theta), torch.sin(m * theta)
     return torch.stack((x * c - y * s, x * s + y * c), dim=-1)  # (P, 2)
@@ -313,6 +332,7 @@ def linear_scaled_inv_freq(inv_freq: torch.Tensor, scale: float) -> torch.Tensor
     """Position interpolation (Chen et al. 2023, arXiv:2306.15595, sec. 2.3):
     f'(x, m) = f(x, m L / L'), i.e. every position is divided by s = L'/L, which is the same as
     dividing every frequency theta_i by s."""
+    _check_vector("inv_freq", inv_freq)
     _check_positive(scale, "scale")
     return inv_freq / scale
 
@@ -338,9 +358,16 @@ def ntk_scaled_inv_freq(head_dim: int, base: float, scale: float, device=None) -
 def yarn_ramp(r: torch.Tensor, alpha: float = 1.0, beta: float = 32.0) -> torch.Tensor:
     """The paper's ramp gamma(r) (Peng et al. 2023, arXiv:2309.00071, sec. 3.2, "NTK-by-parts"):
     0 if r < alpha, 1 if r > beta, (r - alpha) / (beta - alpha) in between, r = L / lambda."""
+    validate.tensor("r", r)
+    _check_ramp(alpha, beta)
+    return ((r - alpha) / (beta - alpha)).clamp(0.0, 1.0)
+
+
+def _check_ramp(alpha, beta) -> None:
+    validate.real_number("alpha", alpha)
+    validate.real_number("beta", beta)
     if not beta > alpha:
         raise ValueError(f"beta must be > alpha, got alpha={alpha}, beta={beta}")
-    return ((r - alpha) / (beta - alpha)).clamp(0.0, 1.0)
 
 
 def yarn_correction_dim(rotations: float, head_dim: int, base: float, original_max_position: int) -> float:
@@ -348,6 +375,10 @@ def yarn_correction_dim(rotations: float, head_dim: int, base: float, original_m
 
     Solves L theta_i / (2 pi) = rotations for theta_i = base^(-2i/d):
     i = d ln(L / (2 pi rotations)) / (2 ln base)."""
+    _check_head_dim(head_dim)
+    validate.int_at_least("original_max_position", original_max_position)
+    _check_positive(rotations, "rotations")
+    validate.real_number("base", base, 1.0, low_open=True)
     return head_dim * math.log(original_max_position / (rotations * 2 * math.pi)) / (2 * math.log(base))
 
 
@@ -358,6 +389,7 @@ def yarn_correction_range(head_dim: int, base: float, original_max_position: int
     low is where a pair turns beta times within L (rounded down), high where it turns alpha times
     (rounded up); ``truncate=False`` keeps them fractional. Clipped to [0, d - 1] as in the
     reference code (jquesnelle/yarn, and transformers' ``rope_type: yarn``)."""
+    _check_ramp(alpha, beta)
     low = yarn_correction_dim(beta, head_dim, base, original_max_position)
     high = yarn_correction_dim(alpha, head_dim, base, original_max_position)
     if truncate:
@@ -384,14 +416,13 @@ def yarn_inv_freq(head_dim: int, base: float, scale: float, original_max_positio
       lambda_i = 2 pi / theta_i. Since r_i falls exponentially in i, the two differ in between.
     """
     _check_positive(scale, "scale")
-    _check_positive(original_max_position, "original_max_position")
+    validate.int_at_least("original_max_position", original_max_position)
+    validate.choice("ramp", ramp, ("reference", "paper"))
     theta = rope_inv_freq(head_dim, base, device=device)  # (d/2,)
     if ramp == "paper":
         r = original_max_position * theta / (2 * math.pi)  # L / lambda_i, (d/2,)
         gamma = yarn_ramp(r, alpha, beta)  # (d/2,)
     elif ramp == "reference":
-        if not beta > alpha:
-            raise ValueError(f"beta must be > alpha, got alpha={alpha}, beta={beta}")
         low, high = yarn_correction_range(head_dim, base, original_max_position, alpha, beta, truncate)
         if low == high:
             high += 0.001  # as the reference code: no division by zero
@@ -460,9 +491,7 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     (8 heads: 1/2, 1/4, ..., 1/256). Otherwise, with n the largest power of two below num_heads:
     the n slopes for n heads, then every other slope of the 2n-head sequence (its odd terms),
     as many as needed -- the rule of the paper's reference code."""
-    _check_nonneg_int(num_heads, "num_heads")
-    if num_heads == 0:
-        raise ValueError("num_heads must be >= 1, got 0")
+    validate.int_at_least("num_heads", num_heads)
 
     def power_of_two(n: int) -> list[float]:
         start = 2.0 ** (-8.0 / n)
@@ -483,8 +512,9 @@ def alibi_bias(slopes, q_len: int, k_len: int | None = None, device=None) -> tor
     paper's bias -m (i - j) (Press et al. 2022, fig. 3)."""
     if isinstance(slopes, int) and not isinstance(slopes, bool):
         slopes = alibi_slopes(slopes)
-    if not isinstance(slopes, torch.Tensor) or slopes.dim() != 1:
-        raise ValueError(f"slopes must be an int head count or a 1-D tensor (num_heads,), got {slopes!r}")
+    if not isinstance(slopes, torch.Tensor):
+        raise TypeError(f"slopes must be an int head count or a 1-D tensor (num_heads,), got {slopes!r}")
+    _check_vector("slopes", slopes)
     _check_nonneg_int(q_len, "q_len")
     k_len = q_len if k_len is None else k_len
     _check_nonneg_int(k_len, "k_len")
@@ -503,6 +533,8 @@ def xpos_scale(seq_len: int, head_dim: int, gamma: float = 0.4, scale_base: floa
     _check_head_dim(head_dim)
     _check_nonneg_int(seq_len, "seq_len")
     _check_nonneg_int(offset, "offset")
+    validate.real_number("gamma", gamma, 0.0, low_open=True)
+    _check_positive(scale_base, "scale_base")
     i = torch.arange(head_dim // 2, dtype=torch.float64, device=device)  # (d/2,)
     zeta = (2 * i / head_dim + gamma) / (1 + gamma)  # (d/2,)
     n = torch.arange(offset, offset + seq_len, dtype=torch.float64, device=device)  # (L,)
@@ -517,11 +549,12 @@ def apply_xpos(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.T
 
     For long sequences, choose offsets near the middle of the range (as torchscale does) to keep
     zeta^(+-n/B) inside float range; scores are unchanged by a common shift of both offsets."""
+    _check_tables(q, cos, sin, q_offset, "q", "q_offset")
+    _check_tables(k, cos, sin, k_offset, "k", "k_offset")
+    validate.same_dtype_device(q=q, k=k)
     d = q.shape[-1]
     sq = xpos_scale(q.shape[-2], d, gamma, scale_base, q_offset, device=q.device, dtype=torch.float64)
     sk = xpos_scale(k.shape[-2], d, gamma, scale_base, k_offset, device=k.device, dtype=torch.float64)
-    _check_tables(q, cos, sin, q_offset)
-    _check_tables(k, cos, sin, k_offset)
     cq, snq = cos[q_offset:q_offset + q.shape[-2]], sin[q_offset:q_offset + q.shape[-2]]
     ck, snk = cos[k_offset:k_offset + k.shape[-2]], sin[k_offset:k_offset + k.shape[-2]]
     q_rot = apply_rope(q, (cq * sq).to(cos.dtype), (snq * sq).to(cos.dtype), interleaved)
@@ -549,15 +582,13 @@ class StandardAttentionWithRoPE(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  interleaved: bool = True):
         super().__init__()
-        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        validate.int_at_least("embed_dim", embed_dim)
+        validate.int_at_least("num_heads", num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         _check_head_dim(embed_dim // num_heads, name=f"head_dim = embed_dim // num_heads = "
                                                      f"{embed_dim} // {num_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        validate.probability("dropout", dropout)
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.dropout, self.interleaved = dropout, interleaved
@@ -576,11 +607,7 @@ class StandardAttentionWithRoPE(nn.Module):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() != 3 or x.shape[-1] != self.embed_dim:
                 raise ValueError(f"{name} must have shape (B, N, embed_dim={self.embed_dim}), got {_shape(x)}")
-            w = self.q_proj.weight
-            if x.dtype != w.dtype:
-                raise TypeError(f"{name} has dtype {x.dtype}, expected the module's dtype {w.dtype}")
-            if x.device != w.device:
-                raise ValueError(f"{name} is on {x.device}, expected the module's device {w.device}")
+            validate.module_accepts(self, name, x)
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
             raise ValueError(
                 f"key {_shape(key)} and value {_shape(value)} must share (B, Nk), and query "
@@ -591,22 +618,13 @@ class StandardAttentionWithRoPE(nn.Module):
         cos, sin = rope_embeddings
         B, Nq, _ = query.shape
         Nk = key.shape[1]
+        _check_nonneg_int(q_offset, "q_offset")
+        _check_nonneg_int(k_offset, "k_offset")
         q = apply_rope(self._heads(self.q_proj(query)), cos, sin, self.interleaved, q_offset)  # (B, H, Nq, Dh)
         k = apply_rope(self._heads(self.k_proj(key)), cos, sin, self.interleaved, k_offset)  # (B, H, Nk, Dh)
         v = self._heads(self.v_proj(value))  # (B, H, Nk, Dh)
         if attn_mask is not None:
-            if not isinstance(attn_mask, torch.Tensor):
-                raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-            try:
-                ok = torch.broadcast_shapes(attn_mask.shape, (B, self.num_heads, Nq, Nk)) == (
-                    B, self.num_heads, Nq, Nk)
-            except RuntimeError:
-                ok = False
-            if not ok:
-                raise ValueError(
-                    f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to "
-                    f"(B, H, Nq, Nk) = ({B}, {self.num_heads}, {Nq}, {Nk})"
-                )
+            validate.attention_mask("attn_mask", attn_mask, (B, self.num_heads, Nq, Nk), q.device, "(B, H, Nq, Nk)")
             if attn_mask.is_floating_point():
                 attn_mask = attn_mask.to(q.dtype)
         p = self.dropout if self.training else 0.0
