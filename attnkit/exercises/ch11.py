@@ -262,8 +262,8 @@ def _judge_recaller(got, _expected):
     if got.vocab_size != RACE["vocab_size"]:
         return t("ch11.why.vocab", got=got.vocab_size, exp=RACE["vocab_size"])
     for i, cfg in enumerate(got.configs):
-        if cfg.kind not in CONSTANT_STATE:
-            return t("ch11.why.growing", i=i, kind=cfg.kind, allowed=", ".join(CONSTANT_STATE))
+        if cfg.attention_type not in CONSTANT_STATE:
+            return t("ch11.why.growing", i=i, kind=cfg.attention_type, allowed=", ".join(CONSTANT_STATE))
     acc = recall_of(got)
     return None if acc >= RECALL_NEEDED else t("ch11.why.recall", acc=acc, need=RECALL_NEEDED)
 

@@ -43,6 +43,26 @@ def _default_kv_heads(n_heads: int) -> int:
     return max([g for g in range(1, n_heads // 4 + 1) if n_heads % g == 0] or [1])
 
 
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """``AttentionConfig.resolved``: the size options with every default filled in (read only).
+
+    Each field has the name of the option it resolves (``window_size``: ``cfg.window_size`` or
+    128, ...); ``head_dim`` is d_model // n_heads.
+    """
+
+    head_dim: int
+    num_kv_heads: int  # gqa: the option or the largest divisor of n_heads <= n_heads // 4; mqa 1; else n_heads
+    window_size: int  # 128
+    block_size: int  # 64
+    stride: int  # 64
+    kv_lora_rank: int  # 4 d_h
+    qk_rope_head_dim: int  # d_h / 2, even, at least 2
+    nb_features: int  # ceil(d_h ln d_h)
+    num_landmarks: int  # 32
+    proj_k: int  # 64
+
+
 @dataclass
 class AttentionConfig:
     """One attention layer, validated on construction (errors name the field, value, allowed values).
@@ -63,6 +83,8 @@ class AttentionConfig:
     [0 = no short convolution]. ``seed``: the weights are drawn from it, so one config gives one
     set of weights. An option another mechanism uses is ignored (window_size for full, ...).
     ``reason`` and ``memory_mb`` are filled in by ``AttentionSelector``; they are not compared.
+    After construction ``attention_type`` holds the canonical name (an alias resolved), and
+    ``resolved`` the size options with their defaults filled in (``resolved.window_size``, ...).
     """
 
     attention_type: str = "full"
@@ -148,74 +170,38 @@ class AttentionConfig:
             raise ValueError(f"causal=True is not possible for attention_type={self.attention_type!r} (its "
                              f"{'E, F projections mix every position' if kind == 'linformer' else 'landmarks average future tokens'}); "
                              f"causal mechanisms: {[n for n in NAMES if n not in NO_CAUSAL]}")
-        if kind in ("local", "longformer") and not self.causal and self.window % 2:
-            raise ValueError(f"window_size={self.window} must be even when causal=False (sliding_window_mask "
+        window = self.resolved.window_size
+        if kind in ("local", "longformer") and not self.causal and window % 2:
+            raise ValueError(f"window_size={window} must be even when causal=False (sliding_window_mask "
                              "keeps window // 2 keys on each side)")
-        if kind == "mla" and self.rope_dim > 0 and self.rope_dim % 2:
-            raise ValueError(f"qk_rope_head_dim must be even, got {self.rope_dim}")
-
-    # ---- resolved options (the documented defaults) -----------------------------------------
+        self.attention_type = kind  # the canonical name: an alias ("mha", "sliding", "sparse") resolved
 
     @property
-    def kind(self) -> str:
-        """The canonical mechanism name (aliases resolved)."""
-        return canonical_name(self.attention_type)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def kv_heads(self) -> int:
-        if self.kind == "mqa":
-            return 1
-        if self.kind == "gqa":
-            return self.num_kv_heads or _default_kv_heads(self.n_heads)
-        return self.n_heads
-
-    @property
-    def window(self) -> int:
-        return self.window_size or 128
-
-    @property
-    def block(self) -> int:
-        return self.block_size or 64
-
-    @property
-    def stride_len(self) -> int:
-        return self.stride or 64
-
-    @property
-    def latent_rank(self) -> int:
-        return self.kv_lora_rank or 4 * self.head_dim
-
-    @property
-    def rope_dim(self) -> int:
-        return self.qk_rope_head_dim or max(2, (self.head_dim // 2) // 2 * 2)
-
-    @property
-    def features(self) -> int:
-        d = self.head_dim
-        return self.nb_features or max(1, math.ceil(d * math.log(max(d, 2))))
-
-    @property
-    def landmarks(self) -> int:
-        return self.num_landmarks or 32
-
-    @property
-    def linformer_k(self) -> int:
-        return self.proj_k or 64
+    def resolved(self) -> ResolvedOptions:
+        """The size options with their documented defaults filled in, under the options' own
+        names (read only): ``cfg.window_size`` may be None, ``cfg.resolved.window_size`` is the
+        window the layer uses."""
+        d = self.d_model // self.n_heads
+        kind = self.attention_type
+        kv = 1 if kind == "mqa" else (self.num_kv_heads or _default_kv_heads(self.n_heads)) if kind == "gqa" \
+            else self.n_heads
+        return ResolvedOptions(
+            head_dim=d, num_kv_heads=kv, window_size=self.window_size or 128, block_size=self.block_size or 64,
+            stride=self.stride or 64, kv_lora_rank=self.kv_lora_rank or 4 * d,
+            qk_rope_head_dim=self.qk_rope_head_dim or max(2, (d // 2) // 2 * 2),
+            nb_features=self.nb_features or max(1, math.ceil(d * math.log(max(d, 2)))),
+            num_landmarks=self.num_landmarks or 32, proj_k=self.proj_k or 64)
 
 
 def _pattern(cfg: AttentionConfig) -> dict:
     """SparseAttention's pattern and arguments for a sparse config."""
-    k = cfg.kind
+    k = cfg.attention_type
     if k == "local":
-        return {"pattern": "sliding_window", "window": cfg.window}
+        return {"pattern": "sliding_window", "window": cfg.resolved.window_size}
     if k == "block_sparse":  # the layout is set per length in the forward (block-diagonal)
-        return {"pattern": "block_sparse", "layout": torch.eye(1, dtype=torch.bool), "block": cfg.block}
+        return {"pattern": "block_sparse", "layout": torch.eye(1, dtype=torch.bool), "block": cfg.resolved.block_size}
     if k == "strided":
-        return {"pattern": "strided", "stride": cfg.stride_len}
+        return {"pattern": "strided", "stride": cfg.resolved.stride}
     if k == "longformer":
-        return {"pattern": "longformer", "window": cfg.window, "global_idx": tuple(range(cfg.num_global_tokens))}
-    return {"pattern": "bigbird", "block": cfg.block, "num_random_blocks": cfg.num_random_blocks, "seed": cfg.seed}
+        return {"pattern": "longformer", "window": cfg.resolved.window_size, "global_idx": tuple(range(cfg.num_global_tokens))}
+    return {"pattern": "bigbird", "block": cfg.resolved.block_size, "num_random_blocks": cfg.num_random_blocks, "seed": cfg.seed}

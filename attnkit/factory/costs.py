@@ -30,7 +30,8 @@ MB = 2 ** 20
 
 def param_count(cfg: AttentionConfig) -> int:
     """Parameters of ``create_attention(cfg)``, from the chapters' formulas (a test counts them)."""
-    k, E, H, Dh = cfg.kind, cfg.d_model, cfg.n_heads, cfg.head_dim
+    r = cfg.resolved
+    k, E, H, Dh = cfg.attention_type, cfg.d_model, cfg.n_heads, r.head_dim
     if k in ("full", "flash", "lora") or k in SPARSE or k in LINEAR:
         n = _mha.mha_param_count(E, H)  # 4 E^2 + 4 E (q, k, v, out with biases)
         if k == "lora":
@@ -38,12 +39,12 @@ def param_count(cfg: AttentionConfig) -> int:
         if k == "linformer":
             if cfg.max_seq_len is None:
                 raise ValueError("linformer needs max_seq_len, got None")
-            n += 2 * cfg.max_seq_len * cfg.linformer_k  # E and F (shared by the heads)
+            n += 2 * cfg.max_seq_len * r.proj_k  # E and F (shared by the heads)
         return n
     if k in ("gqa", "mqa"):  # no bias: q (E, E), k and v (E, g Dh), o (E, E)
-        return 2 * E * E + 2 * E * cfg.kv_heads * Dh
+        return 2 * E * E + 2 * E * r.num_kv_heads * Dh
     # mla: W^UQ, W^QR, W^DKV, RMSNorm(d_c), W^KR, W^UK, W^UV, W^O (no bias)
-    dc, dr = cfg.latent_rank, cfg.rope_dim
+    dc, dr = r.kv_lora_rank, r.qk_rope_head_dim
     return E * H * Dh + E * H * dr + E * dc + dc + E * dr + dc * H * Dh + dc * H * Dh + H * Dh * E
 
 
@@ -58,7 +59,7 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
     N * w for a window). Linear family: ``attnkit.linear.attention_cost(...)["extra_bytes"]``
     (features of q and k plus the d x d state, or N x k, or N x m landmarks), in elements.
     """
-    k = cfg.kind
+    k = cfg.attention_type
     if k in SOFTMAX_DENSE:
         return N * N
     if k == "flash":
@@ -68,8 +69,9 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
         return _sparse.pattern_pairs(_pattern(cfg)["pattern"], N, cfg.causal, **args)
     if k in SPARSE:
         return sparse_pairs(cfg, N)
-    m = {"performer": cfg.features, "linformer": cfg.linformer_k, "nystrom": cfg.landmarks}.get(k)
-    return _linear.attention_cost(k, N, cfg.head_dim, m=m, bytes_per=1)["extra_bytes"]
+    r = cfg.resolved
+    m = {"performer": r.nb_features, "linformer": r.proj_k, "nystrom": r.num_landmarks}.get(k)
+    return _linear.attention_cost(k, N, cfg.resolved.head_dim, m=m, bytes_per=1)["extra_bytes"]
 
 
 def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
@@ -86,23 +88,23 @@ def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
     A2 = {j ≡ i mod l}: A1 ∩ A2 = {i - l, i, i + l} within [0, N).
     """
     i = torch.arange(N)
-    if cfg.kind in ("block_sparse", "bigbird"):
-        b = cfg.block
+    if cfg.attention_type in ("block_sparse", "bigbird"):
+        b = cfg.resolved.block_size
         nb = math.ceil(N / b)
-        layout = (torch.eye(nb, dtype=torch.bool) if cfg.kind == "block_sparse" else
+        layout = (torch.eye(nb, dtype=torch.bool) if cfg.attention_type == "block_sparse" else
                   _sparse.bigbird_layout(nb, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed))
         sizes = torch.clamp(N - torch.arange(nb) * b, max=b)  # (nb,)
         if not cfg.causal:
             return int(sizes @ layout.long() @ sizes)
         below = int(sizes @ torch.tril(layout, -1).long() @ sizes)
         return below + int((layout.diagonal().long() * sizes * (sizes + 1) // 2).sum())
-    if cfg.kind == "strided":
-        s = cfg.stride_len
+    if cfg.attention_type == "strided":
+        s = cfg.resolved.stride
         a1 = torch.clamp(i + s, max=N - 1) - torch.clamp(i - s, min=0) + 1
         a2 = (N - 1 - i % s) // s + 1
         both = 1 + (i - s >= 0).long() + (i + s < N).long()
         return int((a1 + a2 - both).sum())
-    w, g = cfg.window, min(cfg.num_global_tokens, N)
+    w, g = cfg.resolved.window_size, min(cfg.num_global_tokens, N)
     if cfg.causal:
         win, outside, glob = torch.clamp(i + 1, max=w), torch.clamp(torch.clamp(i - w + 1, min=0), max=g), i + 1
     else:
@@ -114,25 +116,25 @@ def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
 
 def _io_elements(cfg: AttentionConfig, N: int) -> int:
     """Per batch element: q, k, v, the merged heads and the output, (N, width) each."""
-    E, k = cfg.d_model, cfg.kind
+    E, k, r = cfg.d_model, cfg.attention_type, cfg.resolved
     if k == "mla":
-        H, Dh, dr, dc = cfg.n_heads, cfg.head_dim, cfg.rope_dim, cfg.latent_rank
+        H, Dh, dr, dc = cfg.n_heads, r.head_dim, r.qk_rope_head_dim, r.kv_lora_rank
         return N * (2 * H * (Dh + dr) + 2 * H * Dh + (dc + dr) + E)
-    kv = cfg.kv_heads * cfg.head_dim
+    kv = r.num_kv_heads * r.head_dim
     return N * (E + 2 * kv + E + E)
 
 
 def _cache_tokens(cfg: AttentionConfig, N: int) -> int:
     """Tokens a decoder must keep to produce token N (its KV cache length)."""
-    k = cfg.kind
+    k = cfg.attention_type
     if k == "local":
-        return min(N, cfg.window)
+        return min(N, cfg.resolved.window_size)
     if k == "longformer":
-        return min(N, cfg.window + cfg.num_global_tokens)
+        return min(N, cfg.resolved.window_size + cfg.num_global_tokens)
     if k == "block_sparse":
-        return min(N, cfg.block)
+        return min(N, cfg.resolved.block_size)
     if k == "strided":
-        return min(N, cfg.stride_len + math.ceil(N / cfg.stride_len))
+        return min(N, cfg.resolved.stride + math.ceil(N / cfg.resolved.stride))
     return N
 
 
@@ -157,7 +159,7 @@ def memory_breakdown(cfg: AttentionConfig, seq_len: int, batch_size: int = 1, dt
     _positive_int("dtype_bytes", dtype_bytes, allow_none=False)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    k, N, B, b, H = cfg.kind, seq_len, batch_size, dtype_bytes, cfg.n_heads
+    k, N, B, b, H = cfg.attention_type, seq_len, batch_size, dtype_bytes, cfg.n_heads
     if k == "linformer" and cfg.max_seq_len is None:
         cfg = dataclasses.replace(cfg, max_seq_len=N)
     params = param_count(cfg) * b * (4 if mode == "training" else 1)
@@ -167,14 +169,15 @@ def memory_breakdown(cfg: AttentionConfig, seq_len: int, batch_size: int = 1, dt
             raise ValueError(f"{k} cannot decode token by token (no causal form), expected one of "
                              f"{[n for n in NAMES if n not in NO_CAUSAL]}")
         if k in LINEAR:  # the recurrent state, constant in N
-            m = {"performer": cfg.features}.get(k)
-            state = _linear.attention_cost(k, N, cfg.head_dim, m=m, bytes_per=b)["state_bytes"]
+            m = {"performer": cfg.resolved.nb_features}.get(k)
+            state = _linear.attention_cost(k, N, cfg.resolved.head_dim, m=m, bytes_per=b)["state_bytes"]
             out["kv_cache"] = B * H * state
         else:
             kind = {"gqa": "gqa", "mqa": "mqa", "mla": "mla"}.get(k, "mha")
-            per_token = _gqa.kv_cache_bytes_per_token(kind, num_heads=H, head_dim=cfg.head_dim,
-                                                      num_kv_heads=cfg.kv_heads, kv_lora_rank=cfg.latent_rank,
-                                                      qk_rope_head_dim=cfg.rope_dim, dtype=b)
+            r = cfg.resolved
+            per_token = _gqa.kv_cache_bytes_per_token(kind, num_heads=H, head_dim=r.head_dim,
+                                                      num_kv_heads=r.num_kv_heads, kv_lora_rank=r.kv_lora_rank,
+                                                      qk_rope_head_dim=r.qk_rope_head_dim, dtype=b)
             tokens = _cache_tokens(cfg, N)
             out["kv_cache"] = per_token * tokens * B
             out["scores"] = B * H * tokens * b

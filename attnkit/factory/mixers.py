@@ -51,7 +51,7 @@ class Mixer(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def extra_repr(self) -> str:
-        return f"attention_type={self.config.kind!r}, causal={self.config.causal}"
+        return f"attention_type={self.config.attention_type!r}, causal={self.config.causal}"
 
     def run(self, x, attn_mask, key_padding_mask):  # (B, N, E) -> (B, N, E)
         raise NotImplementedError
@@ -75,7 +75,7 @@ class _RoPEMHA(Mixer):  # full with positional="rope": chapter 06's module, tabl
         mask = _mha.build_attention_mask(B, self.config.n_heads, N, N, attn_mask, kpm,
                                          is_causal=self.config.causal, dtype=x.dtype, device=x.device)
         tables = torch.float64 if x.dtype == torch.float64 else torch.float32  # as MLA's: float64 for float64
-        rope = generate_rope_embeddings(N, self.config.head_dim, device=x.device, dtype=tables)
+        rope = generate_rope_embeddings(N, self.config.resolved.head_dim, device=x.device, dtype=tables)
         return self.inner(x, x, x, rope, attn_mask=mask)
 
 
@@ -101,10 +101,10 @@ class _GQA(Mixer):  # gqa, mqa, mla: attn_mask and is_causal; the padding mask b
 
 class _Sparse(Mixer):
     def run(self, x, attn_mask, kpm):
-        if self.config.kind == "block_sparse":  # the block-diagonal layout for this N
-            nb = math.ceil(x.shape[1] / self.config.block)
+        if self.config.attention_type == "block_sparse":  # the block-diagonal layout for this N
+            nb = math.ceil(x.shape[1] / self.config.resolved.block_size)
             self.inner.pattern_args = {"layout": torch.eye(nb, dtype=torch.bool, device=x.device),
-                                      "block": self.config.block}
+                                      "block": self.config.resolved.block_size}
         padding = None if kpm is None else ~kpm  # SparseAttention: True = padding
         return self.inner(x, attn_mask=attn_mask, key_padding_mask=padding, is_causal=self.config.causal)
 
@@ -150,7 +150,7 @@ class LoRAMHA(nn.Module):
 
 
 def _build(cfg: AttentionConfig) -> Mixer:
-    k, E, H = cfg.kind, cfg.d_model, cfg.n_heads
+    k, E, H = cfg.attention_type, cfg.d_model, cfg.n_heads
     if k == "full":
         if cfg.positional == "rope":
             from attnkit.rope import StandardAttentionWithRoPE
@@ -162,22 +162,22 @@ def _build(cfg: AttentionConfig) -> Mixer:
     if k == "lora":
         return _MHA(cfg, LoRAMHA(E, H, cfg.lora_r, cfg.lora_alpha, cfg.lora_targets))
     if k in ("gqa", "mqa"):
-        return _GQA(cfg, _gqa.GroupedQueryAttention(E, H, cfg.kv_heads))
+        return _GQA(cfg, _gqa.GroupedQueryAttention(E, H, cfg.resolved.num_kv_heads))
     if k == "mla":
-        d = cfg.head_dim
-        return _GQA(cfg, _gqa.MultiHeadLatentAttention(E, H, cfg.latent_rank, d, cfg.rope_dim, d))
+        r = cfg.resolved
+        return _GQA(cfg, _gqa.MultiHeadLatentAttention(E, H, r.kv_lora_rank, r.head_dim, r.qk_rope_head_dim, r.head_dim))
     if k in SPARSE:
         return _Sparse(cfg, _sparse.SparseAttention(E, H, **_pattern(cfg)))
     if k == "linear":
         inner = _linear.LinearAttention(E, H, feature_map=cfg.feature_map, causal=cfg.causal)
     elif k == "performer":
-        inner = _linear.PerformerAttention(E, H, nb_features=cfg.features, causal=cfg.causal, seed=cfg.seed)
+        inner = _linear.PerformerAttention(E, H, nb_features=cfg.resolved.nb_features, causal=cfg.causal, seed=cfg.seed)
     elif k == "linformer":
         if cfg.max_seq_len is None:
             raise ValueError("linformer needs max_seq_len (the length of its E, F projections), got None")
-        inner = _linear.LinformerAttention(E, H, seq_len=cfg.max_seq_len, k=cfg.linformer_k)
+        inner = _linear.LinformerAttention(E, H, seq_len=cfg.max_seq_len, k=cfg.resolved.proj_k)
     elif k == "nystrom":
-        inner = _linear.NystromAttention(E, H, num_landmarks=cfg.landmarks)
+        inner = _linear.NystromAttention(E, H, num_landmarks=cfg.resolved.num_landmarks)
     else:  # cosformer
         if cfg.causal and cfg.max_seq_len is None:
             raise ValueError("cosformer with causal=True needs max_seq_len (the fixed M of "

@@ -64,7 +64,7 @@ class AttentionProfiler:
             named = {}
             for it in items:
                 cfg = _profile_config(it, seq_len, d_model, n_heads)
-                key = it if isinstance(it, str) else cfg.kind
+                key = it if isinstance(it, str) else cfg.attention_type
                 while key in named:
                     key += "'"
                 named[key] = cfg
@@ -94,7 +94,7 @@ class AttentionProfiler:
             avg = statistics.fmean(ms)
             formula = memory_breakdown(cfg, seq_len, batch_size, 4, "training" if backward else "forward")
             out[key] = {
-                "attention_type": cfg.kind, "avg_latency_ms": avg,
+                "attention_type": cfg.attention_type, "avg_latency_ms": avg,
                 "std_latency_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
                 "median_latency_ms": statistics.median(ms), "memory_mb": peak / MB,
                 "tokens_per_s": batch_size * seq_len / (avg / 1e3),

@@ -107,12 +107,12 @@ class AttentionSelector:
         if not fits:
             c, m = min(cands, key=lambda cm: cm[1])
             raise ValueError(f"memory_constraint={memory_constraint} MB: no {scenario} candidate fits at "
-                             f"seq_len={seq_len}; the smallest need is {m:.1f} MB ({c.kind})")
+                             f"seq_len={seq_len}; the smallest need is {m:.1f} MB ({c.attention_type})")
         choice, mem = fits[0] if rule == "first" else min(fits, key=lambda cm: cm[1])
         full_cfg = dataclasses.replace(choice, attention_type="full", reason=None, memory_mb=None,
                                        causal=choice.causal or mode == "decode")
         full = AttentionSelector.memory_mb(full_cfg, seq_len, batch_size, dtype_bytes, mode)
         choice.memory_mb = mem
-        choice.reason = t("factory.reason", scenario=scenario, seq_len=seq_len, choice=choice.kind, memory=mem,
+        choice.reason = t("factory.reason", scenario=scenario, seq_len=seq_len, choice=choice.attention_type, memory=mem,
                           full=full, constraint=float(memory_constraint), rule=t(f"factory.rule.{scenario}"))
         return choice

@@ -158,7 +158,7 @@ configs = [AttentionConfig(attention_type="local", d_model=64, n_heads=4, window
 h = x
 for block in [TransformerBlock(c) for c in configs]:
     h = block(h)
-print(t("ch11.mixed", kinds=" → ".join(c.kind for c in configs), shape=tuple(h.shape)))
+print(t("ch11.mixed", kinds=" → ".join(c.attention_type for c in configs), shape=tuple(h.shape)))
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. The selector: a choice from the cost formulas
@@ -227,11 +227,11 @@ for scenario, n, budget in [("training", 2048, 2000), ("training", 16384, 2000),
     choice = AttentionSelector.select_for_scenario(scenario, seq_len=n, memory_constraint=budget)
     before = []
     for cand, mb in AttentionSelector.candidates(scenario, n):
-        if cand.kind == choice.kind:
+        if cand.attention_type == choice.attention_type:
             break
         if mb > budget:
-            before.append(f"{cand.kind} {mb:,.0f} MB")
-    print(t("ch11.choice", scenario=scenario, n=n, budget=budget, choice=choice.kind, mb=choice.memory_mb))
+            before.append(f"{cand.attention_type} {mb:,.0f} MB")
+    print(t("ch11.choice", scenario=scenario, n=n, budget=budget, choice=choice.attention_type, mb=choice.memory_mb))
     if before:
         print(t("ch11.skipped", what=", ".join(before)))
 try:

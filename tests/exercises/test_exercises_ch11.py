@@ -184,7 +184,7 @@ def test_recaller_solution_passes(trained, capsys):
     assert ok and "✅" in out
     assert ch11.recall_of(trained) >= ch11.RECALL_NEEDED
     assert ch11.recall_of(trained, seed=7) >= ch11.RECALL_NEEDED  # not tuned to the checker's batch
-    assert all(c.kind == "linear" for c in trained.configs)
+    assert all(c.attention_type == "linear" for c in trained.configs)
 
 
 def test_recaller_wrong_answers_fail(capsys):

@@ -10,6 +10,7 @@ with ``memory_mb``; the CPU memory measurement against tensors of known size.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -68,7 +69,7 @@ def test_available_lists_the_sixteen_mechanisms_and_aliases_build_the_same():
     assert set(AttentionFactory.available(aliases=True)) == set(NAMES) | set(ALIASES)
     for alias, name in ALIASES.items():
         a, b = make(alias), make(name)
-        assert type(a) is type(b) and a.config.kind == name
+        assert type(a) is type(b) and a.config.attention_type == name
         torch.testing.assert_close(a(x_()), b(x_()))
 
 
@@ -187,9 +188,30 @@ def test_gqa_mqa_equal_sdpa_with_shared_kv_heads(name, causal):
             torch.testing.assert_close(m(x, key_padding_mask=mask), want.detach(), atol=ATOL, rtol=0)
 
 
+def test_resolved_options_have_the_options_names_and_the_documented_defaults():
+    """An option left at None reads None; its resolved value sits under the same name in
+    cfg.resolved (read only), never beside the options under another name."""
+    cfg = AttentionConfig("sliding", d_model=64, n_heads=4)
+    assert cfg.attention_type == "local"  # an alias is stored as the canonical name
+    assert cfg == AttentionConfig("local", d_model=64, n_heads=4)
+    assert cfg.window_size is None and cfg.nb_features is None
+    r = cfg.resolved
+    assert (r.head_dim, r.window_size, r.block_size, r.stride, r.num_landmarks, r.proj_k) == (16, 128, 64, 64, 32, 64)
+    assert (r.kv_lora_rank, r.qk_rope_head_dim, r.nb_features) == (64, 8, math.ceil(16 * math.log(16)))
+    assert r.num_kv_heads == 4 and AttentionConfig("mqa").resolved.num_kv_heads == 1
+    assert AttentionConfig("local", window_size=8, nb_features=3).resolved.window_size == 8
+    options = {f.name for f in dataclasses.fields(AttentionConfig)}
+    assert {f.name for f in dataclasses.fields(r)} - {"head_dim"} <= options
+    for twin in ("kind", "window", "block", "stride_len", "features", "landmarks", "linformer_k", "kv_heads",
+                 "latent_rank", "rope_dim", "head_dim"):
+        assert not hasattr(cfg, twin), twin
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.window_size = 4
+
+
 def test_gqa_default_groups_and_mqa_rejects_more_kv_heads():
-    assert AttentionConfig("gqa", n_heads=8).kv_heads == 2
-    assert AttentionConfig("gqa", d_model=48, n_heads=12).kv_heads == 3
+    assert AttentionConfig("gqa", n_heads=8).resolved.num_kv_heads == 2
+    assert AttentionConfig("gqa", d_model=48, n_heads=12).resolved.num_kv_heads == 3
     with pytest.raises(ValueError, match="num_kv_heads"):
         AttentionConfig("mqa", num_kv_heads=2)
 
@@ -198,7 +220,7 @@ def test_gqa_default_groups_and_mqa_rejects_more_kv_heads():
 def test_mla_equals_the_chapter_module_built_with_the_same_seed(causal):
     m = make("mla", causal=causal, kv_lora_rank=12)
     torch.manual_seed(0)
-    ref = G.MultiHeadLatentAttention(E, H, 12, E // H, m.config.rope_dim, E // H).eval()
+    ref = G.MultiHeadLatentAttention(E, H, 12, E // H, m.config.resolved.qk_rope_head_dim, E // H).eval()
     x = x_()
     with torch.no_grad():
         torch.testing.assert_close(m(x), ref(x, is_causal=causal), atol=0, rtol=0)
@@ -275,17 +297,17 @@ def test_lora_starts_equal_to_its_base_and_then_equals_the_merged_mha(causal):
 
 
 def sparse_mask(cfg, n):
-    k, c = cfg.kind, cfg.causal
+    k, c = cfg.attention_type, cfg.causal
     if k == "local":
-        return S.sliding_window_mask(n, cfg.window, causal=c)
+        return S.sliding_window_mask(n, cfg.resolved.window_size, causal=c)
     if k == "block_sparse":
-        m = S.block_sparse_mask(torch.eye(math.ceil(n / cfg.block), dtype=torch.bool), cfg.block, n, n)
+        m = S.block_sparse_mask(torch.eye(math.ceil(n / cfg.resolved.block_size), dtype=torch.bool), cfg.resolved.block_size, n, n)
     elif k == "strided":
-        return S.strided_mask(n, cfg.stride_len, causal=c)
+        return S.strided_mask(n, cfg.resolved.stride, causal=c)
     elif k == "longformer":
-        return S.longformer_mask(n, cfg.window, global_idx=range(cfg.num_global_tokens), causal=c)
+        return S.longformer_mask(n, cfg.resolved.window_size, global_idx=range(cfg.num_global_tokens), causal=c)
     else:
-        m = S.bigbird_mask(n, cfg.block, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed)
+        m = S.bigbird_mask(n, cfg.resolved.block_size, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed)
     return m & torch.ones(n, n, dtype=torch.bool).tril() if c else m
 
 
@@ -478,7 +500,7 @@ def test_tinylm_mixed_stack_is_causal_and_checks_its_configs():
     configs = [AttentionConfig(n, d_model=E, n_heads=H, causal=True, window_size=3, conv_kernel=3, mlp_ratio=0)
                for n in ("local", "cosformer", "full")]
     lm = TinyLM(11, configs, max_len=N).eval()
-    assert [b.config.kind for b in lm.blocks] == ["local", "cosformer", "full"]
+    assert [b.config.attention_type for b in lm.blocks] == ["local", "cosformer", "full"]
     assert lm.blocks[1].config.max_seq_len == N and [b.config.seed for b in lm.blocks] == [0, 1, 2]
     tok = torch.randint(0, 11, (B, N), generator=torch.Generator().manual_seed(0))
     tok2 = tok.clone()
@@ -539,7 +561,7 @@ def test_memory_terms_come_from_the_chapters_formulas():
     assert dec["kv_cache"] == G.kv_cache_bytes("gqa", n, 3, num_kv_heads=2, head_dim=E // H)
     mla = AttentionConfig("mla", d_model=E, n_heads=H, kv_lora_rank=12)
     assert memory_breakdown(mla, n, mode="decode")["kv_cache"] == G.kv_cache_bytes(
-        "mla", n, kv_lora_rank=12, qk_rope_head_dim=mla.rope_dim)
+        "mla", n, kv_lora_rank=12, qk_rope_head_dim=mla.resolved.qk_rope_head_dim)
     lin = AttentionConfig("linear", d_model=E, n_heads=H, causal=True)
     d1 = memory_breakdown(lin, n, mode="decode")["kv_cache"]
     assert d1 == memory_breakdown(lin, 4 * n, mode="decode")["kv_cache"] == H * (E // H) * (E // H + 1) * 4
@@ -592,25 +614,25 @@ def test_selector_respects_the_constraint_by_the_formula_and_follows_its_rule(sc
     assert f"{mem:.1f}" in cfg.reason and f"{budget:.1f}" in cfg.reason and str(seq_len) in cfg.reason
     full = dict(kw, causal=mode == "decode")
     assert f"{AttentionSelector.memory_mb(AttentionConfig('full', **full), seq_len, mode=mode):.1f}" in cfg.reason
-    others = [(c.kind, AttentionSelector.memory_mb(c, seq_len, mode=mode))
+    others = [(c.attention_type, AttentionSelector.memory_mb(c, seq_len, mode=mode))
               for c in (AttentionConfig(n, **kw, **({"max_seq_len": seq_len} if n in ("linformer", "cosformer") else {}),
                                         **({"causal": True} if mode == "decode" else {}))
                         for n in order if not (mode == "decode" and n in NO_CAUSAL))]
     names = [n for n, _ in others]
     if rule == "first":  # every candidate before the choice needs more than the budget
-        assert all(m > budget for _, m in others[: names.index(cfg.kind)])
+        assert all(m > budget for _, m in others[: names.index(cfg.attention_type)])
     else:
         assert mem == min(m for _, m in others)
 
 
 def test_selector_picks_differ_with_the_budget_and_full_wins_when_it_fits():
     cfg = AttentionSelector.select_for_scenario("training", 1024, 10_000)
-    assert cfg.kind == "full"
+    assert cfg.attention_type == "full"
     small = AttentionSelector.select_for_scenario("training", 8192, 2000)
-    assert small.kind == "flash"  # full needs 8 * 8192^2 * 4 B = 2 GiB of scores alone
+    assert small.attention_type == "flash"  # full needs 8 * 8192^2 * 4 B = 2 GiB of scores alone
     assert AttentionSelector.memory_mb(AttentionConfig("full"), 8192, mode="training") > 2000
     order = SCENARIOS["inference"][1]
-    picks = [order.index(AttentionSelector.select_for_scenario("inference", 32768, b, batch_size=8).kind)
+    picks = [order.index(AttentionSelector.select_for_scenario("inference", 32768, b, batch_size=8).attention_type)
              for b in (10_000, 1000, 300, 100, 30)]
     assert picks == sorted(picks) and len(set(picks)) >= 3  # a smaller budget: a smaller cache
 

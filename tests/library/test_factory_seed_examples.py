@@ -62,7 +62,7 @@ def test_mixed_attention():
     ns, _ = run(blocks()["Custom Model with Mixed Attention"])
     layers = ns["layers"]
     assert [type(b) for b in layers] == [TransformerBlock] * 3
-    assert [b.config.kind for b in layers] == ["local", "block_sparse", "full"]
+    assert [b.config.attention_type for b in layers] == ["local", "block_sparse", "full"]
     assert layers[0].config.window_size == 128 and layers[1].config.block_size == 64
     x = torch.randn(1, 256, 512)
     with torch.no_grad():
