@@ -79,9 +79,10 @@ register({
                            "zh": "词表 {vocab_size}，长度 {seq_len}，{num_pairs} 个键值对，宽度 {width}，{layers} 层"
                                  "（卷积核 {conv_kernel} 的卷积 + 混合层），{n_heads} 个头，窗口 {window_size}，"
                                  "AdamW 学习率 {lr}，{steps} 步、每步批次 {batch}，种子 0"},
-    "ch11.race_row": {"en": "{name:<8} recall {acc:.2f} (state {state:,} bytes); the file, same setting and seed: {file:.2f}; "
-                            "agree: {ok}",
-                      "zh": "{name:<8} 召回率 {acc:.2f}（状态 {state:,} 字节）；文件中同一设置、同一种子：{file:.2f}；一致：{ok}"},
+    "ch11.race_row": {"en": "{name:<8} solves it (recall >= 0.9): {ok} (state {state:,} bytes); the file's run, same setting "
+                            "and seed: recall {file:.2f}, solves it: {file_ok}",
+                      "zh": "{name:<8} 解决了（召回率 >= 0.9）：{ok}（状态 {state:,} 字节）；文件中同一设置、同一种子的运行："
+                            "召回率 {file:.2f}，解决了：{file_ok}"},
     "ch11.plot_step": {"en": "training step", "zh": "训练步数"},
     "ch11.plot_loss": {"en": "loss at the queries", "zh": "查询位置上的损失"},
     "ch11.plot_race_title": {"en": "the live race (width {w}, {k} pairs)", "zh": "现场比赛（宽度 {w}，{k} 个键值对）"},

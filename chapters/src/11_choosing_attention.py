@@ -448,7 +448,9 @@ print(t("ch11.chance", v=16, p=mqar.chance_accuracy(16)))
 #
 # The live race: two mechanisms at one setting, the one the benchmark file shares with this
 # cell — the same task, the same training budget, the same seed. It takes a few seconds per
-# model on one core:
+# model on one core. A training run repeats its verdict on any CPU but not its last digits (a
+# different processor rounds differently, and a few hundred steps amplify that), so the live run
+# prints whether each mechanism solves the task (recall $\ge 0.9$), beside the file's recall:
 
 # %% [markdown] tags=["lang-zh"]
 # 模型是 `TinyLM`：一个词元嵌入加一个可学习的位置嵌入，两个块，每块是一个短的因果卷积（核大小 4）加上混合层、没有 MLP
@@ -456,7 +458,8 @@ print(t("ch11.chance", v=16, p=mqar.chance_accuracy(16)))
 # `attnkit.mqar.train_mqar` 用 AdamW 在每步新生成的、带种子的批次上训练它（单线程），并在一个留出批次的查询位置上评分。
 #
 # 现场比赛：两种机制，一组设置——正是基准测试文件与这个单元格共用的那一组：同样的任务、同样的训练预算、同样的种子。
-# 在一个核上每个模型要几秒钟：
+# 在一个核上每个模型要几秒钟。一次训练的结论在任何 CPU 上都能重现，最后几位数字却不能（不同的处理器舍入方式不同，
+# 几百步训练会把这点差别放大），所以现场运行只打印每种机制是否解决了这个任务（召回率 $\ge 0.9$），旁边是文件中的召回率：
 
 # %%
 race = DATA["race"]
@@ -468,9 +471,9 @@ for name in ("softmax", "linear"):
                                       **task)
 file_acc = {r["mechanism"]: r["accuracy"] for r in race["runs"] if r["seed"] == 0 and r["lr"] == task["lr"]
             and r["width"] == shared["width"] and r["num_pairs"] == shared["num_pairs"]}
-for name, r in live_race.items():
-    print(t("ch11.race_row", name=name, acc=r["accuracy"], state=r["state_bytes"], file=file_acc[name],
-            ok=abs(round(r["accuracy"], 2) - round(file_acc[name], 2)) <= 0.01))
+for name, r in live_race.items():  # the verdict, not the digits: the last digits of a training run follow the CPU
+    print(t("ch11.race_row", name=name, ok=r["accuracy"] >= 0.9, state=r["state_bytes"], file=file_acc[name],
+            file_ok=file_acc[name] >= 0.9))
 print(t("ch11.chance", v=task["vocab_size"], p=race["settings"]["chance"]))
 
 # %% alt="ch11.alt.race"
