@@ -26,11 +26,12 @@ register({
                         "zh": "A = B = 0：|A 的梯度| = {ga:.1f}，|B 的梯度| = {gb:.1f}；Adam 走 20 步后 |B A| = {ba:.1f}"},
     "ch10.col.alpha_r": {"en": "alpha / r", "zh": "alpha / r"},
     "ch10.col.rslora": {"en": "alpha / sqrt(r) (rsLoRA)", "zh": "alpha / sqrt(r)（rsLoRA）"},
-    "ch10.merged_eq": {"en": "merged == unmerged: {ok} (largest difference {d:.1e})",
-                       "zh": "合并后 == 合并前：{ok}（最大差 {d:.1e}）"},
+    "ch10.merged_eq": {"en": "merged == unmerged up to rounding: largest difference / largest output {d}",
+                       "zh": "在舍入误差范围内，合并后 == 合并前：最大差 / 输出的最大值 {d}"},
     "ch10.merge_twice": {"en": "merge() twice leaves the weight as after one merge: {ok}",
                          "zh": "调用两次 merge() 后，权重与只合并一次时相同：{ok}"},
-    "ch10.unmerge_back": {"en": "unmerge() gives W back: largest error {d:.1e}", "zh": "unmerge() 还原出 W：最大误差 {d:.1e}"},
+    "ch10.unmerge_back": {"en": "unmerge() gives W back up to rounding: largest error / largest entry of W {d}",
+                          "zh": "在舍入误差范围内，unmerge() 还原出 W：最大误差 / W 的最大元素 {d}"},
     # section 3
     "ch10.col.budget": {"en": "trainable parameters", "zh": "可训练参数"},
     "ch10.col.place": {"en": "LoRA on {where}", "zh": "LoRA 加在 {where}"},
@@ -85,14 +86,17 @@ register({
                           "zh": "留出集损失：原模型 {base:.5f}，正确合并适配器 {right:.5f}，合并时漏掉 alpha/r {wrong:.5f}"},
     "ch10.naive_twice": {"en": "a merge that adds every time, called twice: weight off by {d:.3f} (the update itself: {u:.3f})",
                          "zh": "每次调用都累加的合并函数，调用两次：权重偏差 {d:.3f}（更新本身为 {u:.3f}）"},
-    "ch10.half": {"en": "{dtype}: merged update kept {kept:.1%} of its size (relative error {err:.2e}); round trip error {rt:.1e}",
-                  "zh": "{dtype}：合并后更新保留了 {kept:.1%}（相对误差 {err:.2e}）；合并再还原的误差 {rt:.1e}"},
+    "ch10.half": {"en": "{dtype:<8}: merged update kept {kept:.0%} of its size (relative error {err:.1f}); "
+                        "W back after unmerge, largest error {rt}",
+                  "zh": "{dtype}：合并后更新保留了 {kept:.0%}（相对误差 {err:.1f}）；合并再还原后 W 的最大误差 {rt}"},
     "ch10.dropout_merge": {"en": "lora_dropout = 0.5, {mode:<7}: merged == unmerged: {ok}",
                            "zh": "lora_dropout = 0.5，{mode}：合并后 == 合并前：{ok}"},
     "ch10.mode.train": {"en": "train()", "zh": "train()"},
     "ch10.mode.eval": {"en": "eval()", "zh": "eval()"},
-    "ch10.transposed": {"en": "Conv1D weight (in, out) read as (out, in): largest error {wrong:.3f}; with fan_in_fan_out=True: {right:.1e}",
-                        "zh": "把 Conv1D 的权重 (in, out) 当作 (out, in)：最大误差 {wrong:.3f}；使用 fan_in_fan_out=True：{right:.1e}"},
+    "ch10.transposed": {"en": "Conv1D weight (in, out), largest error / largest output: read as (out, in) {wrong:.1f}; "
+                              "with fan_in_fan_out=True {right}",
+                        "zh": "Conv1D 的权重 (in, out)，最大误差 / 输出的最大值：当作 (out, in) 时 {wrong:.1f}；"
+                              "使用 fan_in_fan_out=True 时 {right}"},
 })
 
 # alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
