@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from attnkit import validate
 from attnkit.core import _check_inputs
 from attnkit.memory import measure_peak_bytes  # noqa: F401  (the one meter, re-exported: chapter 07 meets it here)
 from attnkit.softmax import OnlineSoftmaxState, merge_partials, normalize, softmax_state
@@ -55,6 +56,16 @@ def causal_tile_kind(q_start: int, q_end: int, k_start: int, k_end: int) -> str:
     ``"skip"``: every j > i (the tile is entirely above the diagonal: no work at all);
     ``"full"``: every j <= i (no masking needed); ``"partial"``: the diagonal crosses it.
     """
+    for name, start, end in (("q", q_start, q_end), ("k", k_start, k_end)):
+        validate.int_at_least(f"{name}_start", start, 0)
+        validate.int_at_least(f"{name}_end", end, 1)
+        if end <= start:
+            raise ValueError(f"{name}_end must be > {name}_start (a tile of at least one row), "
+                             f"got {name}_start={start}, {name}_end={end}")
+    return _tile_kind(q_start, q_end, k_start, k_end)
+
+
+def _tile_kind(q_start: int, q_end: int, k_start: int, k_end: int) -> str:
     if k_start > q_end - 1:  # smallest key exceeds the largest query
         return "skip"
     if k_end - 1 <= q_start:  # largest key is at most the smallest query
@@ -72,6 +83,25 @@ def tile_scores(
     alibi: torch.Tensor | None = None,  # slopes shaped to broadcast as (..., 1, 1)
 ) -> torch.Tensor:
     """One tile of scores S_ij = scale * q_i . k_j - slope * |i - j|, -inf where j > i if causal."""
+    _check_tile(q_blk=q_blk, k_blk=k_blk)
+    if q_blk.shape[-1] != k_blk.shape[-1]:
+        raise ValueError(f"k_blk has shape {tuple(k_blk.shape)}, expected the last dim of q_blk {tuple(q_blk.shape)}")
+    validate.real_number("scale", scale)
+    validate.int_at_least("q_start", q_start, 0)
+    validate.int_at_least("k_start", k_start, 0)
+    return _tile_scores(q_blk, k_blk, scale, q_start, k_start, is_causal, alibi)
+
+
+def _check_tile(**tensors) -> None:
+    """Each a floating-point tensor of at least 2 dims (..., rows, dim), all of one dtype and device."""
+    for name, x in tensors.items():
+        validate.tensor(name, x)
+        if x.dim() < 2:
+            raise ValueError(f"{name} must have shape (..., rows, dim), got {tuple(x.shape)}")
+    validate.same_dtype_device(**tensors)
+
+
+def _tile_scores(q_blk, k_blk, scale, q_start=0, k_start=0, is_causal=False, alibi=None):
     s = (q_blk @ k_blk.transpose(-2, -1)) * scale  # (..., Bq, Bk)
     if alibi is not None or is_causal:
         i = torch.arange(q_start, q_start + q_blk.shape[-2], device=s.device)[:, None]  # (Bq, 1)
@@ -103,6 +133,22 @@ def online_update(
         A' = exp(m - m') A + P V
     At the end, out = A / l and the log-sum-exp of the row is m + log(l).
     """
+    _check_tile(acc=acc, s=s, v_blk=v_blk)
+    validate.tensor("m", m)
+    validate.tensor("l", l)
+    validate.same_dtype_device(acc=acc, m=m, l=l)
+    if tuple(m.shape) != tuple(s.shape[:-1]) or tuple(l.shape) != tuple(s.shape[:-1]):
+        raise ValueError(f"m {tuple(m.shape)} and l {tuple(l.shape)} must have the rows' shape s.shape[:-1] = "
+                         f"{tuple(s.shape[:-1])}")
+    if v_blk.shape[-2] != s.shape[-1]:
+        raise ValueError(f"v_blk has shape {tuple(v_blk.shape)}: expected {s.shape[-1]} rows, one per column of s")
+    if acc.shape[:-1] != s.shape[:-1] or acc.shape[-1] != v_blk.shape[-1]:
+        raise ValueError(f"acc has shape {tuple(acc.shape)}, expected (..., Bq, Dv) = "
+                         f"{(*s.shape[:-1], v_blk.shape[-1])}")
+    return _online_update(m, l, acc, s, v_blk)
+
+
+def _online_update(m, l, acc, s, v_blk):
     m_new = torch.maximum(m, s.amax(dim=-1))  # (..., Bq)
     ms = _safe(m_new)
     p = torch.exp(s - ms[..., None])  # (..., Bq, Bk)
@@ -130,11 +176,11 @@ def _forward_v2(q, k, v, scale, is_causal, block_q, block_k, alibi):
         acc = q.new_zeros(*qb.shape[:-1], v.shape[-1])  # (..., Bq, Dv)
         for ks in range(0, S, block_k):
             ke = min(ks + block_k, S)
-            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            kind = _tile_kind(qs, qe, ks, ke) if is_causal else "full"
             if kind == "skip":
                 break  # every later K block lies further right: all skipped too
-            s = tile_scores(qb, k[..., ks:ke, :], scale, qs, ks, kind == "partial", alibi)
-            m, l, acc = online_update(m, l, acc, s, v[..., ks:ke, :])
+            s = _tile_scores(qb, k[..., ks:ke, :], scale, qs, ks, kind == "partial", alibi)
+            m, l, acc = _online_update(m, l, acc, s, v[..., ks:ke, :])
         out[..., qs:qe, :] = acc / torch.where(l > 0, l, torch.ones_like(l))[..., None]
         lse[..., qs:qe] = _safe(m) + torch.log(l)  # -inf for a row with no keys
     return out, lse
@@ -156,10 +202,10 @@ def _forward_v1(q, k, v, scale, is_causal, block_q, block_k, alibi):
         kb, vb = k[..., ks:ke, :], v[..., ks:ke, :]  # (..., Bk, D), (..., Bk, Dv)
         for qs in range(0, L, block_q):
             qe = min(qs + block_q, L)
-            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            kind = _tile_kind(qs, qe, ks, ke) if is_causal else "full"
             if kind == "skip":
                 continue
-            s = tile_scores(q[..., qs:qe, :], kb, scale, qs, ks, kind == "partial", alibi)
+            s = _tile_scores(q[..., qs:qe, :], kb, scale, qs, ks, kind == "partial", alibi)
             tile = softmax_state(s)  # (m~, l~), each (..., Bq, 1)
             o_tile = normalize(s, tile) @ vb  # (..., Bq, Dv): softmax within the tile, times V
             running = OnlineSoftmaxState(m[..., qs:qe, :], l[..., qs:qe, :])
@@ -187,11 +233,11 @@ def _backward(q, k, v, out, lse, dout, scale, is_causal, block_q, block_k, alibi
         dkb, dvb = torch.zeros_like(kb), torch.zeros_like(vb)
         for qs in range(0, L, block_q):
             qe = min(qs + block_q, L)
-            kind = causal_tile_kind(qs, qe, ks, ke) if is_causal else "full"
+            kind = _tile_kind(qs, qe, ks, ke) if is_causal else "full"
             if kind == "skip":
                 continue
             qb, dob = q[..., qs:qe, :], dout[..., qs:qe, :]
-            s = tile_scores(qb, kb, scale, qs, ks, kind == "partial", alibi)  # (..., Bq, Bk)
+            s = _tile_scores(qb, kb, scale, qs, ks, kind == "partial", alibi)  # (..., Bq, Bk)
             p = torch.exp(s - lse_safe[..., qs:qe, None])  # (..., Bq, Bk)
             dvb = dvb + p.transpose(-2, -1) @ dob  # (..., Bk, Dv)
             dp = dob @ vb.transpose(-2, -1)  # (..., Bq, Bk)
@@ -224,11 +270,7 @@ class _FlashAttentionFn(torch.autograd.Function):
 
 
 def _check_block(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+    return validate.int_at_least(name, value)
 
 
 def _alibi_slopes(alibi_slopes, batch_shape, device) -> torch.Tensor | None:
@@ -287,8 +329,7 @@ def flash_attention(
     block_q, block_k = _check_block("block_q", block_q), _check_block("block_k", block_k)
     if loop_order not in LOOP_ORDERS:
         raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else validate.real_number("scale", scale)
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     alibi = _alibi_slopes(alibi_slopes, batch, q.device)
     # Half precision is computed in float32 (as torch does on CPU), then cast back.
@@ -318,8 +359,9 @@ def tile_schedule(L: int, S: int, block_q: int, block_k: int, is_causal=False, l
     ``skipped`` lists the (qi, kj) of tiles never computed.
     """
     block_q, block_k = _check_block("block_q", block_q), _check_block("block_k", block_k)
-    if loop_order not in LOOP_ORDERS:
-        raise ValueError(f"loop_order must be one of {LOOP_ORDERS}, got {loop_order!r}")
+    validate.int_at_least("L", L, 0)
+    validate.int_at_least("S", S, 0)
+    validate.choice("loop_order", loop_order, LOOP_ORDERS)
     nq, nk = -(-L // block_q), -(-S // block_k)
     pairs = [(a, b) for a in range(nq) for b in range(nk)]
     if loop_order == "v1":
@@ -328,7 +370,7 @@ def tile_schedule(L: int, S: int, block_q: int, block_k: int, is_causal=False, l
     for qi, kj in pairs:
         qr = (qi * block_q, min((qi + 1) * block_q, L))
         kr = (kj * block_k, min((kj + 1) * block_k, S))
-        kind = causal_tile_kind(*qr, *kr) if is_causal else "full"
+        kind = _tile_kind(*qr, *kr) if is_causal else "full"
         if kind == "skip":
             skipped.append((qi, kj))
         else:
@@ -342,15 +384,16 @@ def trace_row(q, k, v, row: int, block_k: int, is_causal=False, scale=None):
     q (L, D), k (S, D), v (S, Dv). Returns a list of dicts (``k`` range, ``m``, ``l``, ``out``:
     the normalised output so far, a (Dv,) tensor). The last ``out`` equals the attention output.
     """
-    if q.dim() != 2 or k.dim() != 2 or v.dim() != 2:
-        raise ValueError(
-            f"trace_row takes 2-D q (L, D), k (S, D), v (S, Dv); got shapes "
-            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if not 0 <= row < q.shape[0]:
+    _check_tile(q=q, k=k, v=v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.dim() != 2:
+            raise ValueError(f"trace_row takes 2-D q (L, D), k (S, D), v (S, Dv); {name} has shape {tuple(x.shape)}")
+    _check_inputs(q, k, v, None)
+    validate.int_at_least("row", row, 0)
+    if not row < q.shape[0]:
         raise ValueError(f"row must lie in [0, {q.shape[0]}), got {row}")
     block_k = _check_block("block_k", block_k)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else validate.real_number("scale", scale)
     qr = q[row : row + 1]  # (1, D)
     m = torch.full((1,), float("-inf"), dtype=q.dtype)
     l = torch.zeros(1, dtype=q.dtype)
@@ -360,8 +403,8 @@ def trace_row(q, k, v, row: int, block_k: int, is_causal=False, scale=None):
         ke = min(ks + block_k, k.shape[0])
         if is_causal and ks > row:
             break
-        s = tile_scores(qr, k[ks:ke], scale, row, ks, is_causal)  # (1, Bk)
-        m, l, acc = online_update(m, l, acc, s, v[ks:ke])
+        s = _tile_scores(qr, k[ks:ke], scale, row, ks, is_causal)  # (1, Bk)
+        m, l, acc = _online_update(m, l, acc, s, v[ks:ke])
         trace.append({"k": (ks, ke), "m": float(m[0]), "l": float(l[0]), "out": (acc / l[:, None])[0]})
     return trace
 
@@ -373,10 +416,7 @@ def trace_row(q, k, v, row: int, block_k: int, is_causal=False, scale=None):
 
 def _check_pos(**kw):
     for name, value in kw.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value}")
+        validate.int_at_least(name, value)
 
 
 def io_standard(N: int, d: int) -> dict:

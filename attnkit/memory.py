@@ -99,6 +99,8 @@ def peak_bytes(step, device="cpu") -> int:
 def measure_peak_bytes(fn, *args, **kwargs):
     """Run ``fn(*args, **kwargs)`` once; return ``(result, peak_bytes)``, measured on the device of
     the first tensor among the arguments (CPU when there is none) by ``peak_bytes``."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable, got {type(fn).__name__}")
     device = next((t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)),
                   torch.device("cpu"))
     out = []

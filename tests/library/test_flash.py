@@ -300,13 +300,13 @@ def test_tile_schedule_orders_and_skips(L, S, bq, bk):
 
 def test_forward_computes_only_scheduled_tiles(monkeypatch):
     calls = []
-    real = flash.tile_scores
+    real = flash._tile_scores
 
     def counting(q_blk, k_blk, scale, q_start=0, k_start=0, *a, **kw):
         calls.append((q_start, k_start))
         return real(q_blk, k_blk, scale, q_start, k_start, *a, **kw)
 
-    monkeypatch.setattr(flash, "tile_scores", counting)
+    monkeypatch.setattr(flash, "_tile_scores", counting)
     q, k, v = _qkv((1, 1, 16, 4), 16, seed=22)
     flash_attention(q, k, v, True, 4, 4)
     # 4 x 4 tiles, 6 strictly above the diagonal are skipped
