@@ -659,15 +659,22 @@ def _window_row_counts(n: int, window: int, causal: bool) -> torch.Tensor:
 
 
 def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
-    """Attended (query, key) pairs, from each pattern's per-row count (O(n), no mask built).
+    """Attended (query, key) pairs, from each pattern's per-row or per-block count (O(n), no mask
+    built). The one count of pairs: ``attnkit.factory.sparse_pairs`` calls it for every config.
 
     sliding window: min(i + 1, w) causal, min(i + w/2, n - 1) - max(i - w/2, 0) + 1 not causal,
     dilation d: the same on each residue class of length ceil((n - r) / d);
-    strided (causal): |A1 ∪ A2| = (min(i, l) + 1) + (floor(i / l) + 1) - (1 + [i >= l]);
+    strided: causal |A1 ∪ A2| = (min(i, l) + 1) + (floor(i / l) + 1) - (1 + [i >= l]); not causal
+    |A1| + |A2| - |A1 ∩ A2| with A1 = {|i - j| <= l}, A2 = {j ≡ i mod l}, A1 ∩ A2 = {i - l, i, i + l}
+    within [0, n);
     fixed (causal): (i mod l) + 1 + c * floor(i / l);
-    block patterns (block_sparse, bigbird): the sum of kept blocks' sizes.
-    Other cases (not causal strided/fixed, longformer) are counted from the predicate, one row
-    block at a time.
+    block patterns (block_sparse, bigbird), block sizes s (the last may be short): not causal
+    s^T layout s; causal, the kept blocks below the diagonal whole and the diagonal ones
+    s_r (s_r + 1) / 2;
+    longformer (dilation 1), G the global tokens: a global query sees all n keys (causal i + 1),
+    another its window W(i) plus the globals outside it (causal: the globals before W(i)).
+    Other cases (a strided or fixed pattern's single head, not causal fixed, a dilated
+    longformer) are counted from the predicate, one row block at a time.
     """
     _int("n", n, 0)
     a = dict(args)
@@ -676,18 +683,39 @@ def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
         _check_window(w, causal, d)
         return sum(int(_window_row_counts(len(range(r, n, d)), w, causal).sum()) for r in range(d))
     i = torch.arange(n)
-    if pattern == "strided" and causal and a.get("head") is None:
+    if pattern == "strided" and a.get("head") is None:
         l = _int("stride", a.get("stride"))
-        return int((torch.clamp(i, max=l) + 1 + i // l + 1 - 1 - (i >= l).long()).sum())
+        if causal:
+            return int((torch.clamp(i, max=l) + 1 + i // l + 1 - 1 - (i >= l).long()).sum())
+        a1 = torch.clamp(i + l, max=n - 1) - torch.clamp(i - l, min=0) + 1
+        a2 = (n - 1 - i % l) // l + 1
+        both = 1 + (i - l >= 0).long() + (i + l < n).long()
+        return int((a1 + a2 - both).sum())
     if pattern == "fixed" and causal and a.get("head") is None:
         l, c = _int("block", a.get("block")), _int("summary", a.get("summary"))
         return int((i % l + 1 + c * (i // l)).sum())
-    if pattern in ("block_sparse", "bigbird") and not causal:
+    if pattern in ("block_sparse", "bigbird"):
         b = _int("block", a.get("block"))
         layout = a["layout"] if pattern == "block_sparse" else bigbird_layout(
             math.ceil(n / b), **{k: v for k, v in a.items() if k != "block"})
         sizes = torch.clamp(n - torch.arange(layout.shape[0]) * b, max=b)  # (nb,) short last block
-        return int(sizes @ layout.long() @ sizes)
+        if not causal:
+            return int(sizes @ layout.long() @ sizes)
+        below = int(sizes @ torch.tril(layout, -1).long() @ sizes)
+        return below + int((layout.diagonal().long() * sizes * (sizes + 1) // 2).sum())
+    if pattern == "longformer" and a.get("dilation", 1) == 1:
+        w = a.get("window")
+        _check_window(w, causal, 1)
+        g = _global_flags(n, a.get("global_idx", ())).long()  # (n,)
+        before = torch.cat([torch.zeros(1, dtype=torch.long), g.cumsum(0)])  # (n + 1,): globals in [0, k)
+        if causal:
+            lo = torch.clamp(i - w + 1, min=0)
+            window, outside, whole = i - lo + 1, before[lo], i + 1  # globals before the window
+        else:
+            lo, hi = torch.clamp(i - w // 2, min=0), torch.clamp(i + w // 2, max=n - 1)
+            window, whole = hi - lo + 1, torch.full_like(i, n)
+            outside = before[n] - (before[hi + 1] - before[lo])  # globals not in the window
+        return int(torch.where(g.bool(), whole, window + outside).sum())
     pred = pattern_predicate(pattern, n, causal, **a)
     j = torch.arange(n)[None, :]
     return sum(int(torch.as_tensor(pred(i[s:s + 256, None], j)).expand(len(i[s:s + 256]), n).sum())

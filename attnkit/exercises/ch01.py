@@ -83,6 +83,21 @@ register({
                             "zh": "MySelfAttention(d) 应当构造一个带可训练参数的 torch.nn.Module，实际得到的是 {got}"},
     "ch01.ex4.shape": {"en": "forward(x) must return a tensor of x's shape {exp}, got {got}",
                        "zh": "forward(x) 应当返回与 x 形状相同的张量 {exp}，实际得到的是 {got}"},
+    # diagnosed mistakes: the hint shown when the result equals the mistake's
+    "ch01.mistake.no_scale": {"en": "your result is attention without the 1/sqrt(d_k) scale: divide the scores by sqrt(q.shape[-1]) before the softmax.",
+                               "zh": "你的结果是没有 1/sqrt(d_k) 缩放的注意力：在 softmax 之前把分数除以 sqrt(q.shape[-1])。"},
+    "ch01.mistake.scale_by_d": {"en": "you divided the scores by d_k; the scale is its square root.",
+                                 "zh": "你把分数除以了 d_k；应当除以它的平方根。"},
+    "ch01.mistake.wrong_dim": {"en": "your softmax normalises over the queries (dim=-2): each query's weights over the keys must sum to 1, so softmax over dim=-1.",
+                                "zh": "你的 softmax 沿查询方向（dim=-2）归一化：每个查询对所有键的权重之和应为 1，所以要沿 dim=-1 做 softmax。"},
+    "ch01.mistake.no_diagonal": {"en": "your mask hides the diagonal: a query may see its own key (j <= i, not j < i).",
+                                  "zh": "你的掩码把对角线也屏蔽了：查询可以看到自己位置的键（j <= i，而不是 j < i）。"},
+    "ch01.mistake.upper": {"en": "your mask is the upper triangle: query i may see keys j <= i, the past, not the future.",
+                            "zh": "你的掩码是上三角：查询 i 只能看到 j <= i 的键，也就是过去，而不是未来。"},
+    "ch01.mistake.inverted": {"en": "you hid the keys where the mask is True: here True means attend, False means hide.",
+                               "zh": "你把 mask 为 True 的键屏蔽了：这里 True 表示可以关注，False 才表示屏蔽。"},
+    "ch01.mistake.big_negative": {"en": "a fully masked row gets the uniform average of the values: that is what filling with -1e9 gives. Give such rows zero weights.",
+                                   "zh": "所有键都被屏蔽的行得到了值的均匀平均：这是填入 -1e9 的结果。应让这样的行权重全为零。"},
 })
 
 
@@ -192,6 +207,34 @@ class _Trained:
         return train_on_lookup(self.module_cls, n, d, seed)
 
 
+# ---- typical mistakes, for the diagnosis ----
+
+def _attn(q, k, v, scale, dim=-1):
+    return torch.softmax(q @ k.transpose(-2, -1) * scale, dim=dim) @ v
+
+
+ATTENTION_MISTAKES = (
+    (lambda q, k, v: _attn(q, k, v, 1.0), lambda: t("ch01.mistake.no_scale")),
+    (lambda q, k, v: _attn(q, k, v, 1 / q.shape[-1]), lambda: t("ch01.mistake.scale_by_d")),
+    (lambda q, k, v: _attn(q, k, v, q.shape[-1] ** -0.5, dim=-2), lambda: t("ch01.mistake.wrong_dim")),
+)
+MASK_MISTAKES = (
+    (lambda n: torch.ones(n, n).tril(-1).bool(), lambda: t("ch01.mistake.no_diagonal")),
+    (lambda n: torch.ones(n, n).triu().bool(), lambda: t("ch01.mistake.upper")),
+)
+
+
+def _fill_attention(q, k, v, hide, fill):
+    scores = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).masked_fill(hide, fill)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+MASKED_MISTAKES = (
+    (lambda q, k, v, mask: solution_masked_attention(q, k, v, ~mask), lambda: t("ch01.mistake.inverted")),
+    (lambda q, k, v, mask: _fill_attention(q, k, v, ~mask, -1e9), lambda: t("ch01.mistake.big_negative")),
+)
+
+
 # ---- checkers ----
 
 def check_attention(fn) -> bool:
@@ -200,7 +243,7 @@ def check_attention(fn) -> bool:
              Case(_qkv(3, 4, 64), label=t("ch01.case.large_dk"))]
     return run_checks(fn, solution_attention, cases, t("ch01.ex1.title"),
                       hints=[t("ch01.ex1.nudge"), t("ch01.ex1.stronger"), t("ch01.ex1.formula")],
-                      exercise="ch01.ex1",
+                      exercise="ch01.ex1", mistakes=ATTENTION_MISTAKES,
                       forbid=FORBID_SDPA)
 
 
@@ -208,8 +251,8 @@ def check_causal_mask(fn) -> bool:
     cases = [Case((n,), label=t("ch01.case.n", n=n)) for n in (1, 4, 7)]
     return run_checks(fn, solution_causal_mask, cases, t("ch01.ex2.title"),
                       hints=[t("ch01.ex2.nudge"), t("ch01.ex2.stronger"), t("ch01.ex2.formula")],
-                      exercise="ch01.ex2",
-                      forbid=("attnkit.core.causal_mask",))
+                      exercise="ch01.ex2", mistakes=MASK_MISTAKES,
+                      forbid=("attnkit.core.causal_mask", "attnkit.sparse.sliding_window_mask"))
 
 
 def check_masked_attention(fn) -> bool:
@@ -223,7 +266,7 @@ def check_masked_attention(fn) -> bool:
              Case((q, k, v, full_row), label=t("ch01.case.full_row"))]
     return run_checks(fn, solution_masked_attention, cases, t("ch01.ex3.title"),
                       hints=[t("ch01.ex3.nudge"), t("ch01.ex3.stronger"), t("ch01.ex3.formula")],
-                      exercise="ch01.ex3",
+                      exercise="ch01.ex3", mistakes=MASKED_MISTAKES,
                       forbid=FORBID_SDPA)
 
 

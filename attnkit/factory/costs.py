@@ -64,9 +64,6 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
         return N * N
     if k == "flash":
         return 64 * 64 + 2 * N
-    if k in ("local", "strided") and not (k == "strided" and not cfg.causal):
-        args = {key: v for key, v in _pattern(cfg).items() if key != "pattern"}
-        return _sparse.pattern_pairs(_pattern(cfg)["pattern"], N, cfg.causal, **args)
     if k in SPARSE:
         return sparse_pairs(cfg, N)
     r = cfg.resolved
@@ -75,43 +72,16 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
 
 
 def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
-    """Attended pairs of the patterns that ``attnkit.sparse.pattern_pairs`` counts from the
-    predicate (O(N^2)), counted here per row or per block (a test checks that both agree).
-
-    Block patterns (block_sparse: the block-diagonal layout; bigbird: ``bigbird_layout``), block
-    sizes s_r (the last may be short): not causal s^T layout s; causal, the kept blocks below the
-    diagonal whole and the diagonal ones s_r (s_r + 1) / 2.
-    Longformer with G = the first g tokens: a global query sees all N keys (causal: i + 1);
-    another sees its window W(i) plus the globals outside it, max(0, min(g, i - w/2)) not causal,
-    max(0, min(g, i - w + 1)) causal.
-    Strided, not causal: |A1| + |A2| - |A1 ∩ A2| with A1 = {|i - j| <= l} and
-    A2 = {j ≡ i mod l}: A1 ∩ A2 = {i - l, i, i + l} within [0, N).
-    """
-    i = torch.arange(N)
-    if cfg.attention_type in ("block_sparse", "bigbird"):
-        b = cfg.resolved.block_size
-        nb = math.ceil(N / b)
-        layout = (torch.eye(nb, dtype=torch.bool) if cfg.attention_type == "block_sparse" else
-                  _sparse.bigbird_layout(nb, num_random_blocks=cfg.num_random_blocks, seed=cfg.seed))
-        sizes = torch.clamp(N - torch.arange(nb) * b, max=b)  # (nb,)
-        if not cfg.causal:
-            return int(sizes @ layout.long() @ sizes)
-        below = int(sizes @ torch.tril(layout, -1).long() @ sizes)
-        return below + int((layout.diagonal().long() * sizes * (sizes + 1) // 2).sum())
-    if cfg.attention_type == "strided":
-        s = cfg.resolved.stride
-        a1 = torch.clamp(i + s, max=N - 1) - torch.clamp(i - s, min=0) + 1
-        a2 = (N - 1 - i % s) // s + 1
-        both = 1 + (i - s >= 0).long() + (i + s < N).long()
-        return int((a1 + a2 - both).sum())
-    w, g = cfg.resolved.window_size, min(cfg.num_global_tokens, N)
-    if cfg.causal:
-        win, outside, glob = torch.clamp(i + 1, max=w), torch.clamp(torch.clamp(i - w + 1, min=0), max=g), i + 1
-    else:
-        h = w // 2
-        win = torch.clamp(i + h, max=N - 1) - torch.clamp(i - h, min=0) + 1
-        outside, glob = torch.clamp(torch.clamp(i - h, min=0), max=g), torch.full_like(i, N)
-    return int(torch.where(i < g, glob, win + outside).sum())
+    """Attended (query, key) pairs of a sparse config at length N: ``attnkit.sparse.pattern_pairs``
+    of the config's pattern (block_sparse: the block-diagonal layout for N; longformer: the first
+    ``num_global_tokens`` tokens, at most N, global)."""
+    args = _pattern(cfg)
+    pattern = args.pop("pattern")
+    if pattern == "block_sparse":
+        args["layout"] = torch.eye(math.ceil(N / args["block"]), dtype=torch.bool)
+    if pattern == "longformer":
+        args["global_idx"] = tuple(range(min(cfg.num_global_tokens, N)))
+    return _sparse.pattern_pairs(pattern, N, cfg.causal, **args)
 
 
 def _io_elements(cfg: AttentionConfig, N: int) -> int:

@@ -91,7 +91,8 @@ def test_failure_names_the_case_and_shows_expected_and_got(capsys):
     ch01.check_attention(no_scale)
     out = capsys.readouterr().out
     assert "case 1 of 3" in out  # no_scale already differs on the smallest case
-    assert "expected:" in out and "got:" in out and "values differ by up to" in out
+    assert "expected:" in out and "got:" in out and "values differ" in out and "first at index (0, " in out
+    assert "tensor of shape (3, 2)" in out  # the expected answer by shape, never its values
 
 
 # ---- the question: two equal keys as T -> 0 ----
@@ -110,7 +111,11 @@ def test_question_right_and_wrong_answers(lang, capsys):
         assert nudge in first and why not in first  # predict first: no answer yet
         assert ch01.check_q1(1 / 3) is False
         second = capsys.readouterr().out
-        assert why in second and "0.5" in second  # after two wrong answers: the answer and why
+        assert why not in second and 'show_answer("ch01.q1")' in second  # wrong answers never reveal it
+        from attnkit.exercises import show_answer
+        show_answer("ch01.q1")
+        asked = capsys.readouterr().out
+        assert why in asked and "0.5" in asked  # asked for: the answer and why
         assert ch01.check_q1(0.5) is True and ch01.check_q1(0.505) is True
         assert why in capsys.readouterr().out
     finally:

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import attnkit.exercises as X
 from attnkit import experiments as E
 from attnkit.exercises import ch02, ch03
 from attnkit.i18n import set_language
@@ -213,7 +214,10 @@ def test_ch02_q1_answer_is_the_measured_growth_of_the_spread(capsys):
     assert ch02.check_q1(4) is False                               # the variance's factor, not the spread's
     out = capsys.readouterr().out
     assert "❌" in out and "square root" in out and "√4 = 2" not in out
-    assert ch02.check_q1(16) is False                              # second wrong answer: the answer and why
+    assert ch02.check_q1(16) is False                              # second wrong answer: not the answer
+    out = capsys.readouterr().out
+    assert "√4 = 2" not in out and 'show_answer("ch02.q1")' in out
+    X.show_answer("ch02.q1")
     out = capsys.readouterr().out
     assert "√4 = 2" in out and "answer:   2" in out
     assert ch02.check_q1(2) is True and "✅" in capsys.readouterr().out
@@ -283,7 +287,10 @@ def test_ch03_q1_answer_is_what_the_softmax_does(capsys):
     assert ch03.check_q1("d") is False
     out = capsys.readouterr().out
     assert "❌" in out and "as a product" in out and "e^100" not in out   # the nudge, not the answer
-    assert ch03.check_q1("a") is False                               # second wrong: the answer and why
+    assert ch03.check_q1("a") is False                               # second wrong: not the answer
+    out = capsys.readouterr().out
+    assert "b) nothing: the same weights" not in out and "e^100" not in out
+    X.show_answer("ch03.q1")
     out = capsys.readouterr().out
     assert "b) nothing: the same weights" in out and "e^100" in out
     assert ch03.check_q1(" B ") is True and "✅" in capsys.readouterr().out

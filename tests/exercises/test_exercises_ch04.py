@@ -172,8 +172,10 @@ def test_q1_answer_is_what_the_formulas_give(capsys):
     assert not ok and "not answered yet" in out
     ok, out = run(ch04.check_q1, "a", capsys)
     assert not ok and "❌" in out and "d_k = E / h" in out          # the nudge, not the answer
-    ok, out = run(ch04.check_q1, "b", capsys)                       # second wrong answer: the answer and why
-    assert not ok and "c) neither parameters nor FLOPs" in out and "4E²" in out
+    ok, out = run(ch04.check_q1, "b", capsys)                       # second wrong answer: not the answer
+    assert not ok and "c) neither parameters nor FLOPs" not in out and "4E²" not in out
+    ok, out = run(X.show_answer, "ch04.q1", capsys)                # asked for: the answer and why
+    assert "c) neither parameters nor FLOPs" in out and "4E²" in out
     ok, out = run(ch04.check_q1, "C", capsys)
     assert ok and "✅" in out and "4E²" in out
     ok, out = run(ch04.check_q1, "e", capsys)                       # not one of the choices: they are listed

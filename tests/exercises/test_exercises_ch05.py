@@ -161,7 +161,9 @@ def test_q1_wrong_answers_fail_then_reveal(wrong, capsys):
     ok, out = run(ch05.check_q1, wrong, capsys)
     assert not ok and "❌" in out and "hint" in out and "3%" not in out
     ok, out = run(ch05.check_q1, wrong, capsys)
-    assert not ok and "3%" in out  # the second wrong answer shows the answer and why
+    assert not ok and "3%" not in out and "show_answer" in out  # wrong answers never reveal it
+    ok, out = run(X.show_answer, "ch05.q1", capsys)
+    assert "3%" in out  # asked for: the answer and why
     X._WRONG.pop("ch05.q1", None)
 
 

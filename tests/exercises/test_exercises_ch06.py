@@ -179,7 +179,9 @@ def test_q1_typical_wrong_answers_fail_then_reveal(lang, capsys):
     assert "−0.5" not in first.split("\n")[0] and X.OUTCOMES["ch06.q1"]["status"] == "failed"
     assert not ch06.check_q1(1.0)
     second = capsys.readouterr().out
-    assert "-0.5" in second  # after two wrong answers: the answer and the explanation
+    assert "-0.5" not in second and "show_answer" in second  # wrong answers never reveal it
+    X.show_answer("ch06.q1")
+    assert "-0.5" in capsys.readouterr().out  # asked for: the answer and the explanation
     assert ch06.check_q1(None) is False and X.OUTCOMES["ch06.q1"]["status"] == "todo"
 
 

@@ -153,7 +153,9 @@ def test_q1_right_and_wrong_answers(lang, capsys):
     first = capsys.readouterr().out
     assert X.OUTCOMES["ch07.q1"]["status"] == "failed" and "36" not in first
     assert not ch07.check_q1(28)
-    assert "36" in capsys.readouterr().out  # two wrong answers: the answer and why
+    assert "36" not in capsys.readouterr().out  # wrong answers never reveal it
+    X.show_answer("ch07.q1")
+    assert "36" in capsys.readouterr().out  # asked for: the answer and why
     assert ch07.check_q1(None) is False and X.OUTCOMES["ch07.q1"]["status"] == "todo"
 
 

@@ -138,7 +138,10 @@ def test_q1_state_size(capsys):
     ok, out = run(ch09.check_q1, 64 * 64 * 1_000_000, capsys)
     assert not ok and "❌" in out and "sequence" in out and "4160" not in out
     ok, out = run(ch09.check_q1, 4096, capsys)
-    assert not ok and "4160" in out  # after two wrong answers: the answer and why
+    assert not ok and "4160" not in out  # wrong answers never reveal it
+    from attnkit.exercises import show_answer
+    ok, out = run(show_answer, "ch09.q1", capsys)
+    assert "4160" in out
     ok, out = run(ch09.check_q1, 64 * 64 + 64, capsys)
     assert ok and "✅" in out
 

@@ -116,7 +116,10 @@ def test_q1(capsys):
     first = capsys.readouterr().out
     assert "❌" in first and "differentiate" in first
     assert not ch10.check_q1("a")
-    assert "answer:   c)" in capsys.readouterr().out  # revealed after two wrong tries
+    assert "answer:   c)" not in capsys.readouterr().out  # never revealed by wrong tries
+    from attnkit.exercises import show_answer
+    show_answer("ch10.q1")
+    assert "answer:   c)" in capsys.readouterr().out  # but on request
     assert ch10.check_q1("c") and "✅" in capsys.readouterr().out
 
 

@@ -355,7 +355,10 @@ def test_module_errors():
 def test_pattern_pairs_equal_the_mask_count(n, a, b, d, causal):
     cases = [("sliding_window", dict(window=2 * a, dilation=d)), ("strided", dict(stride=a)),
              ("fixed", dict(block=a, summary=min(a, b))),
-             ("bigbird", dict(block=a, num_random_blocks=b % 3)), ("longformer", dict(window=2 * a, global_idx=[0]))]
+             ("bigbird", dict(block=a, num_random_blocks=b % 3)), ("longformer", dict(window=2 * a, global_idx=[0])),
+             ("longformer", dict(window=2 * a, global_idx=sorted({n - 1, (a * b) % n, b % n}))),
+             ("block_sparse", dict(block=a, layout=torch.rand(-(-n // a), -(-n // a),
+                                                              generator=torch.Generator().manual_seed(b)) < 0.5))]
     for pattern, args in cases:
         assert sp.pattern_pairs(pattern, n, causal, **args) == int(sp.pattern_mask(pattern, n, causal, **args).sum())
 
