@@ -151,5 +151,5 @@ def check_score_variance(fn) -> bool:
     return run_checks(fn, solution_score_variance, cases, t("ch02.ex4.title"),
                       hints=[t("ch02.ex4.nudge"), t("ch02.ex4.stronger"), t("ch02.ex4.formula")],
                       exercise="ch02.ex4",
-                      forbid=("attnkit.experiments.dot_product_variance", "attnkit.experiments.dot_products",
-                              "attnkit.experiments.dot_product_variance_theory"))
+                      forbid=("attnkit.experiments.scaling.dot_product_variance", "attnkit.experiments.scaling.dot_products",
+                              "attnkit.experiments.scaling.dot_product_variance_theory"))

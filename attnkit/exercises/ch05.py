@@ -121,7 +121,7 @@ def check_repeat_kv(fn) -> bool:
     return run_checks(fn, solution_repeat_kv, cases, t("ch05.ex1.title"),
                       hints=[t("ch05.ex1.nudge"), t("ch05.ex1.stronger"), t("ch05.ex1.formula")],
                       exercise="ch05.ex1",
-                      forbid=("attnkit.gqa.repeat_kv",))
+                      forbid=("attnkit.gqa.grouped.repeat_kv",))
 
 
 def check_kv_cache_bytes(fn) -> bool:
@@ -131,7 +131,7 @@ def check_kv_cache_bytes(fn) -> bool:
     return run_checks(fn, solution_kv_cache_bytes, cases, t("ch05.ex2.title"),
                       hints=[t("ch05.ex2.nudge"), t("ch05.ex2.stronger"), t("ch05.ex2.formula")],
                       exercise="ch05.ex2",
-                      forbid=("attnkit.gqa.kv_cache_bytes", "attnkit.gqa.kv_cache_bytes_per_token"))
+                      forbid=("attnkit.gqa.budget.kv_cache_bytes", "attnkit.gqa.budget.kv_cache_bytes_per_token"))
 
 
 def _step_case(seed, B, H, L, past, D=4):
@@ -167,7 +167,7 @@ def check_max_sequences(fn) -> bool:
     return run_checks(fn, solution_max_sequences, cases, t("ch05.ex4.title"),
                       hints=[t("ch05.ex4.nudge"), t("ch05.ex4.stronger"), t("ch05.ex4.formula")],
                       exercise="ch05.ex4", compare=_same_int,
-                      forbid=("attnkit.gqa.max_batch_size", "attnkit.gqa.memory_budget"))
+                      forbid=("attnkit.gqa.budget.max_batch_size", "attnkit.gqa.budget.memory_budget"))
 
 
 def _same_int(got, expected) -> str | None:

@@ -206,7 +206,7 @@ def check_max_len(fn) -> bool:
     cases = [Case(c, label=t("ch11.case.max_len", b=c[0], d=c[1], h=c[2])) for c in MAX_LEN_CASES]
     return run_checks(fn, solution_max_len, cases, t("ch11.ex2.title"), exercise="ch11.ex2",
                       hints=[t("ch11.ex2.hint1"), t("ch11.ex2.hint2"), t("ch11.ex2.hint3")],
-                      compare=_int_compare, forbid=("attnkit.factory.memory_breakdown",))
+                      compare=_int_compare, forbid=("attnkit.factory.costs.memory_breakdown",))
 
 
 def _profile(ms, mb, formula, batch=1, n=512):

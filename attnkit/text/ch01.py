@@ -10,7 +10,7 @@ register({
     "ch01.col.n": {"en": "N", "zh": "N"},
     "ch01.col.flops": {"en": "FLOPs (formula)", "zh": "FLOPs（按公式计算）"},
     "ch01.col.bytes": {"en": "weight matrix (measured)", "zh": "注意力权重矩阵（实测）"},
-    "ch01.test_mse": {"en": "{name}: test MSE = {v:.3f}", "zh": "{name}：测试均方误差 = {v:.3f}"},
+    "ch01.test_mse": {"en": "{name}: test MSE = {v:.2f}", "zh": "{name}：测试均方误差 = {v:.2f}"},
     "ch01.self_match": {"en": "without R: the best match of x_i is x_i itself at {v:.1%} of positions",
                         "zh": "没有 R 时：在 {v:.1%} 的位置上，x_i 的最佳匹配就是 x_i 自己"},
     # section 2: from x to q, k, v

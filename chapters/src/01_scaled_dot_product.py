@@ -113,10 +113,10 @@ for name in ("zero", "fixed", "qkv", "tied_qk", "tied_kv"):
 _ = plot_fixed_vs_qkv(result)
 
 # %% [markdown] tags=["lang-en"]
-# The fixed matrix can do little better than predicting zero (test error 0.960 against 1.088):
+# The fixed matrix can do little better than predicting zero (test error 0.96 against 1.09):
 # the best it can learn is a position-based average, and no position is the right one on
 # average. Attention, whose weights come from comparing contents, brings the error down to
-# 0.169 after the same 150 steps. Queries and keys decide *where to look*; values decide
+# 0.17 after the same 150 steps. Queries and keys decide *where to look*; values decide
 # *what to take*.
 #
 # **Why $R$ is in the task.** Without it, the best match of $x_i$ is $x_i$ itself at 99.6% of the
@@ -124,11 +124,11 @@ _ = plot_fixed_vs_qkv(result)
 # would do. $R$ makes what position $i$ looks for, $R x_i$, differ from what it is, $x_i$. The two
 # tied models measure what that asks of the projections:
 #
-# - **queries = keys** stays at 0.978, no better than the fixed matrix. With one matrix $W$ the score
+# - **queries = keys** stays at 0.98, no better than the fixed matrix. With one matrix $W$ the score
 #   $x_i W W^\top x_j^\top$ is symmetric in $i$ and $j$, and a vector's score with itself,
 #   $\lVert x_i W \rVert^2$, beats its score with any key $x_j W$ of no larger norm (Cauchy–Schwarz):
 #   it cannot express a rotation $R$.
-# - **keys = values** reaches 0.168, level with three separate matrices (0.169). Only the product
+# - **keys = values** reaches 0.17, level with three separate matrices (0.17). Only the product
 #   $W_Q W_K^\top$ enters the scores, so the query matrix can make up for whatever matrix the keys
 #   share with the values, and this task hands over the found vector itself.
 #
@@ -136,18 +136,18 @@ _ = plot_fixed_vs_qkv(result)
 # not what is there. It does not show that values need a matrix of their own; on this task they do not.
 
 # %% [markdown] tags=["lang-zh"]
-# 固定矩阵只比“始终预测 0”略好一点（测试误差 0.960，后者为 1.088）：它最多只能学到按位置的平均，
+# 固定矩阵只比“始终预测 0”略好一点（测试误差 0.96，后者为 1.09）：它最多只能学到按位置的平均，
 # 而正确答案落在哪个位置是随机的，平均而言没有哪个位置更可能是答案。注意力的权重来自内容之间的比较，
-# 同样训练 150 步后误差降到 0.169。查询和键决定*往哪里看*，值决定*取走什么*。
+# 同样训练 150 步后误差降到 0.17。查询和键决定*往哪里看*，值决定*取走什么*。
 #
 # **任务里为什么要有 $R$。** 如果没有 $R$，在 99.6% 的位置上 $x_i$ 的最佳匹配就是 $x_i$ 自己（第一行）：
 # 任务就成了“抄下自己的向量”，让查询等于键就够了。有了 $R$，位置 $i$ 要找的东西 $R x_i$ 就不再是它本身 $x_i$。
 # 两个共用矩阵的模型正好可以测出，这对各个投影提出了什么要求：
 #
-# - **查询 = 键**：误差停在 0.978，并不比固定矩阵好。只用一个矩阵 $W$ 时，分数 $x_i W W^\top x_j^\top$ 对 $i$ 和 $j$ 是对称的；
+# - **查询 = 键**：误差停在 0.98，并不比固定矩阵好。只用一个矩阵 $W$ 时，分数 $x_i W W^\top x_j^\top$ 对 $i$ 和 $j$ 是对称的；
 #   而且由柯西–施瓦茨不等式，向量与自己的分数 $\lVert x_i W \rVert^2$ 总不低于它与任何范数不大于它的键 $x_j W$ 的分数。
 #   这样的分数表示不了旋转 $R$。
-# - **键 = 值**：误差降到 0.168，与三个独立矩阵（0.169）不相上下。进入分数的只有乘积 $W_Q W_K^\top$，
+# - **键 = 值**：误差降到 0.17，与三个独立矩阵（0.17）不相上下。进入分数的只有乘积 $W_Q W_K^\top$，
 #   所以无论键和值共用的是什么矩阵，查询矩阵都能把它补回来；而这个任务要交出的正是找到的那个向量本身。
 #
 # 所以这个实验说明的是：查询必须和键分开计算——往哪里看，不等于那里有什么。

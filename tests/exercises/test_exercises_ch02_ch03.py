@@ -270,7 +270,7 @@ def test_score_variance_checker_stages_forbid_and_chinese(capsys):
         return E.dot_product_variance(d, 1000, std=sq, seed=0)
 
     assert ch02.check_score_variance(calls_the_library) is False
-    assert "attnkit.experiments.dot_product_variance" in capsys.readouterr().out
+    assert "attnkit.experiments.scaling.dot_product_variance" in capsys.readouterr().out
     set_language("zh")
     assert ch02.check_score_variance(wrong) is False
     assert "挑战题" in capsys.readouterr().out

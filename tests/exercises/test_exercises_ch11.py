@@ -124,7 +124,7 @@ def test_max_len_wrong_answers_fail(wrong, capsys):
 
 def test_max_len_using_the_selector_is_refused(capsys):
     ok, out = run(ch11.check_max_len, longest_by_bisection, capsys)
-    assert not ok and "attnkit.factory.memory_breakdown" in out
+    assert not ok and "attnkit.factory.costs.memory_breakdown" in out
 
 
 # ---------------------------------------------------------------- exercise 3: reading a profile

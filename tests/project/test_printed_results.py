@@ -3,8 +3,9 @@ arithmetic cannot change (chapters/AUTHORING.md, "Printed numbers").
 
 Each test recomputes what a chapter's cell prints, with the chapter's own function or the cell's
 own lines, three times under perturbed arithmetic: one thread, two threads, and every random
-draw (data and initial weights) scaled by 1 + 1e-7 or 1 - 1e-7, about one float32 ulp, the size
-of the difference another CPU's rounding makes. ``attnkit.numbers.rounding_margin`` then asserts
+draw (data and initial weights) scaled by 1 + eps or 1 - eps, eps the machine epsilon of the
+draw's dtype (1.2e-7 for float32, 2.2e-16 for float64): one rounding step, the size of the
+difference another CPU's arithmetic makes. ``attnkit.numbers.rounding_margin`` then asserts
 that every rerun prints the same text at the precision the chapter prints, and that the nearest
 rounding boundary is farther from their mean than their spread. The precision is read from the
 chapter's catalog sentence where the number goes through one, so a test follows its chapter.
@@ -25,41 +26,43 @@ import attnkit.text.ch01  # noqa: F401  (the chapters' sentences: their precisio
 import attnkit.text.ch02  # noqa: F401
 import attnkit.text.ch04  # noqa: F401
 import attnkit.text.ch05  # noqa: F401
+import attnkit.text.ch06  # noqa: F401
 from attnkit.i18n import catalog
 from attnkit.numbers import rounded, rounding_margin
 
-# (threads, relative scale of every random draw)
-PERTURBATIONS = ((1, 0.0), (2, 1e-7), (1, -1e-7))
+# (threads, every random draw scaled by 1 + ulps * machine epsilon of its dtype)
+PERTURBATIONS = ((1, 0), (2, 1), (1, -1))
 
 
 @contextmanager
-def perturbed(threads: int, eps: float):
-    """Run with ``threads`` intra-op threads and every float random draw scaled by 1 + eps."""
+def perturbed(threads: int, ulps: int):
+    """Run with ``threads`` intra-op threads and every float random draw x replaced by
+    x * (1 + ulps * torch.finfo(x.dtype).eps)."""
     saved_threads = torch.get_num_threads()
     saved = {name: getattr(torch, name) for name in ("randn", "rand", "randn_like", "rand_like")}
     saved_methods = {name: getattr(torch.Tensor, name) for name in ("normal_", "uniform_")}
-    factor = 1.0 + eps
+
+    def scale(x: torch.Tensor) -> None:
+        if x.is_floating_point():
+            with torch.no_grad():
+                x.mul_(1.0 + ulps * torch.finfo(x.dtype).eps)
 
     def scaled_draw(fn):
         def draw(*args, **kwargs):
             out = fn(*args, **kwargs)
-            if out.is_floating_point():
-                with torch.no_grad():
-                    out.mul_(factor)
+            scale(out)
             return out
         return draw
 
     def scaled_fill(fn):
         def fill(self, *args, **kwargs):
             fn(self, *args, **kwargs)
-            if self.is_floating_point():
-                with torch.no_grad():
-                    self.mul_(factor)
+            scale(self)
             return self
         return fill
 
     torch.set_num_threads(threads)
-    if eps:
+    if ulps:
         for name, fn in saved.items():
             setattr(torch, name, scaled_draw(fn))
         for name, fn in saved_methods.items():
@@ -77,8 +80,8 @@ def perturbed(threads: int, eps: float):
 def reruns(compute) -> list[dict]:
     """``compute()`` (a dict name -> number) once under each perturbation."""
     out = []
-    for threads, eps in PERTURBATIONS:
-        with perturbed(threads, eps):
+    for threads, ulps in PERTURBATIONS:
+        with perturbed(threads, ulps):
             out.append(compute())
     return out
 
@@ -112,19 +115,24 @@ def assert_stable(samples: list[dict], places: dict[str, int], what: str) -> Non
 def test_perturbed_draws_are_perturbed_and_restored():
     torch.manual_seed(0)
     plain = torch.randn(1000)
-    with perturbed(1, 1e-7):
+    with perturbed(2, -1):
+        assert torch.get_num_threads() == 2
         torch.manual_seed(0)
         moved = torch.randn(1000)
+        moved64 = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
         w = torch.empty(1000).uniform_(generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    assert torch.equal(torch.randn(1000), plain)
-    assert not torch.equal(moved, plain) and torch.allclose(moved, plain, rtol=3e-7, atol=0)
-    assert torch.equal(torch.empty(1000).uniform_(generator=torch.Generator().manual_seed(1)) * (1 + 1e-7), w)
+    assert torch.equal(torch.randn(1000), plain)  # restored
+    assert not torch.equal(moved, plain) and torch.allclose(moved, plain, rtol=2e-7, atol=0)
+    plain64 = torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(moved64, plain64) and torch.allclose(moved64, plain64, rtol=4e-16, atol=0)
+    assert torch.equal(torch.empty(1000).uniform_(generator=torch.Generator().manual_seed(1))
+                       * (1 - torch.finfo(torch.float32).eps), w)
 
 
 def test_decimals_reads_the_catalog():
-    assert decimals("ch01.test_mse", "v") == 3
-    assert decimals("ch01.self_match", "v") == 3
+    assert decimals("ch01.hand_sum", "total") == 3  # {total:.3f}
+    assert decimals("ch01.self_match", "v") == 3  # {v:.1%}: 99.6% is 0.996
 
 
 # ---- chapter 01 ----
@@ -136,6 +144,58 @@ def test_ch01_lookup_task_test_errors():
     names = ("zero", "fixed", "qkv", "tied_qk", "tied_kv")
     samples = reruns(lambda: train_fixed_vs_qkv(n=8, d=16, steps=150, seed=0))
     assert_stable(samples, dict.fromkeys(names, decimals("ch01.test_mse", "v")), "ch01 section 1")
+
+
+def test_ch01_one_query_by_hand():
+    """Section 2: query 1 of "my cat chased mice" worked by hand (random x and projections)."""
+    from attnkit.i18n import t
+
+    def compute():
+        sentence = t("ch01.qkv_sentence").split()  # the cell's lines
+        torch.manual_seed(0)
+        x = torch.randn(len(sentence), 8)
+        to_q, to_k, to_v = (torch.nn.Linear(8, 4, bias=False) for _ in range(3))
+        with torch.no_grad():
+            q, k, v = to_q(x), to_k(x), to_v(x)
+        s = q[1] @ k.T / math.sqrt(4)
+        w = torch.exp(s) / torch.exp(s).sum()
+        terms = w[:, None] * v
+        out = {f"q_1[{c}]": q[1, c].item() for c in range(4)}
+        out |= {f"s_{j}": s[j].item() for j in range(4)} | {f"w_{j}": w[j].item() for j in range(4)}
+        out |= {f"w_{j} v_{j}[{c}]": terms[j, c].item() for j in range(4) for c in range(4)}
+        out |= {f"out[{c}]": terms.sum(0)[c].item() for c in range(4)} | {"total": w.sum().item()}
+        return out
+
+    samples = reruns(compute)
+    places = {name: 2 for name in samples[0]}  # .round(2), f"{s[j]:.2f}"
+    places |= {f"w_{j}": 3 for j in range(4)} | {"total": decimals("ch01.hand_sum", "total")}
+    assert_stable(samples, places, "ch01 section 2, one query by hand")
+
+
+def test_ch01_explorer_peaks_and_the_minus_1e9_row():
+    """Section 6: the largest weight per row of the explorer's sentence at four temperatures;
+    pitfalls: the row that -1e9 fills instead of -inf, and the mean of the values beside it."""
+    from attnkit.core import causal_mask, scaled_dot_product_attention
+    from attnkit.widgets.attention import explorer_attention, sentence_tokens
+
+    def compute():
+        out = {}
+        for temp in (5.0, 1.0, 0.2, 0.05):  # the cells' lines
+            w, _ = explorer_attention(sentence_tokens(), temperature=temp)
+            out |= {f"T={temp} row {i}": v for i, v in enumerate(w.max(dim=-1).values.tolist())}
+        torch.manual_seed(0)
+        q, k, v = torch.randn(2, 6, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 8)
+        dead = causal_mask(6).clone()
+        dead[2] = False
+        big_negative = torch.zeros(6, 6).masked_fill(~dead, -1e9)
+        row = scaled_dot_product_attention(q, k, v, attn_mask=big_negative)[0, 2, :4]
+        out |= {f"filled {c}": x for c, x in enumerate(row.tolist())}
+        out |= {f"mean {c}": x for c, x in enumerate(v[0].mean(0)[:4].tolist())}
+        return out
+
+    samples = reruns(compute)
+    places = {name: 4 if name.startswith(("filled", "mean")) else 2 for name in samples[0]}  # tensor print, round(x, 2)
+    assert_stable(samples, places, "ch01 explorer peaks and the -1e9 row")
 
 
 def test_ch01_self_match_fraction():
@@ -304,3 +364,67 @@ def test_ch05_greedy_tokens_of_the_untrained_decoder():
     with torch.no_grad():
         top2 = model(tokens[:, :-1])[0, 5:].topk(2, dim=-1).values  # (20, 2): the logits that chose each token
     assert (top2[:, 0] - top2[:, 1]).min().item() > 1e-3
+
+
+def test_ch05_absorbed_scores_and_gqa_conversion_errors():
+    """Section 7: the true and the (wrongly) absorbed RoPE scores; pitfalls: the relative output
+    error of nn.MultiheadAttention converted to GQA with fewer kv heads."""
+    from attnkit.gqa import GroupedQueryAttention
+    from attnkit.rope import apply_rope, generate_rope_embeddings
+
+    def compute():
+        torch.manual_seed(0)  # the cells' lines
+        W_uk = torch.randn(8, 16) / math.sqrt(16)
+        c = torch.randn(6, 16)
+        q_c = torch.randn(1, 8)
+        cos, sin = generate_rope_embeddings(6, 8)
+        q_rot = apply_rope(q_c, cos, sin, offset=5)
+        true_scores = (q_rot @ apply_rope(c @ W_uk.T, cos, sin).T)[0]
+        absorbed = ((q_rot @ W_uk) @ c.T)[0]
+        out = {f"true {j}": v for j, v in enumerate(true_scores.tolist())}
+        out |= {f"absorbed {j}": v for j, v in enumerate(absorbed.tolist())}
+        torch.manual_seed(0)
+        tmha = torch.nn.MultiheadAttention(64, 8, batch_first=True)
+        xb = torch.randn(4, 16, 64)
+        with torch.no_grad():
+            ref, _ = tmha(xb, xb, xb, need_weights=False)
+            for n_g in (8, 4, 2, 1):
+                got, _ = GroupedQueryAttention.from_mha(tmha, num_kv_heads=n_g)(xb)
+                out[f"error n_g={n_g}"] = ((got - ref).norm() / ref.norm()).item()
+        return out
+
+    samples = reruns(compute)
+    assert_stable(samples, dict.fromkeys(samples[0], 3), "ch05")  # .round(3), f"{err:.3f}"
+
+
+# ---- chapter 06 ----
+
+def test_ch06_rope_scores_and_the_convention_gap():
+    """Section 3: the float64 RoPE score of one random pair at three positions (6 decimals), and
+    section 5: how far the interleaved and half-split conventions' outputs differ (float32)."""
+    from attnkit.rope import StandardAttentionWithRoPE, apply_rope, generate_rope_embeddings, rope_relative_scores
+
+    def compute():
+        torch.manual_seed(1)  # the cells' lines
+        q, k = torch.randn(2, 64, dtype=torch.float64)
+        cos64, sin64 = generate_rope_embeddings(1200, 64, dtype=torch.float64)
+        out = {}
+        for m, n in [(3, 1), (10, 8), (1000, 998), (8, 10)]:
+            qm = apply_rope(q[None], cos64, sin64, offset=m)[0]
+            kn = apply_rope(k[None], cos64, sin64, offset=n)[0]
+            out[f"score {m} {n}"] = (qm @ kn).item()
+        out["closed form"] = rope_relative_scores(q, k, [2])[0].item()
+        torch.manual_seed(0)
+        inter = StandardAttentionWithRoPE(64, 4).eval()
+        half = StandardAttentionWithRoPE(64, 4, interleaved=False).eval()
+        half.load_state_dict(inter.state_dict())
+        x = torch.randn(2, 12, 64)
+        rope16 = generate_rope_embeddings(12, 16)
+        with torch.no_grad():
+            out["gap"] = (inter(x, x, x, rope16) - half(x, x, x, rope16)).abs().max().item()
+        return out
+
+    samples = reruns(compute)
+    places = dict.fromkeys(samples[0], decimals("ch06.score_at", "score"))
+    places |= {"closed form": decimals("ch06.closed_form", "score"), "gap": decimals("ch06.other_convention", "gap")}
+    assert_stable(samples, places, "ch06")
