@@ -39,7 +39,8 @@ import jinja2
 import nbformat
 from bs4 import BeautifulSoup
 from latex2mathml.converter import convert as latex_to_mathml
-from nbconvert import HTMLExporter
+from nbconvert import HTMLExporter, TemplateExporter
+from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 from pygments.formatters import HtmlFormatter
 
@@ -56,7 +57,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 LATIN = re.compile(r"[a-z0-9]+")
 RAW_MATH = re.compile(r"\$[^$\s][^$]*\$|\$\$")
-NBCONVERT_NO_ALT = "No description has been provided for this image"  # what nbconvert writes
 TITLE_WEIGHT, CHAPTER_WEIGHT = 10, 3  # a word in a section's heading counts ten times
 
 
@@ -116,7 +116,7 @@ class Page:
         first = next((c.source for c in self.nb.cells if c.cell_type == "markdown"), "")
         m = re.search(r"^#\s+(.+)$", first, flags=re.M)
         if not m:
-            raise SiteError(f"{path.relative_to(ROOT)}: the first Markdown cell has no '# title'")
+            raise SiteError(f"{path}: the first Markdown cell has no '# title'")
         self.title_md = m.group(1).strip()
         self.body = self.title_html = ""
         self.toc: list[tuple[str, str]] = []          # (id, heading HTML) of the ## headings
@@ -128,8 +128,24 @@ class Page:
         self.ids[slug] += 1
         return slug if self.ids[slug] == 1 else f"{slug}-{self.ids[slug]}"
 
-    def markdown(self, source: str) -> str:
-        return MarkdownWithMath(renderer=MathMLRenderer(self)).render(source)
+    def markdown(self, source: str, body: bool = True) -> str:
+        """One Markdown cell as HTML (nbconvert's markdown2html filter); a cell of the body also
+        adds its headings to the contents and its text to the search sections."""
+        out = MarkdownWithMath(renderer=MathMLRenderer(self)).render(source)
+        if not body:
+            return out
+        soup = BeautifulSoup(out, "html.parser")
+        for el in soup.find_all(True, recursive=False):
+            if el.name in ("h1", "h2"):
+                if el.name == "h2":
+                    self.toc.append((el["id"], el.decode_contents()))
+                self.sections.append({"id": el["id"], "title": plain(el), "text": []})
+            elif self.sections:
+                self.sections[-1]["text"].append(plain(el))
+        for text in soup.find_all(string=RAW_MATH):
+            if not text.find_parent(["code", "pre", "math"]):
+                raise SiteError(f"{self.lang}/{self.name}: raw math left in the prose: {text.strip()[:80]!r}")
+        return out
 
 
 def replace_widgets(nb, lang: str) -> int:
@@ -167,31 +183,20 @@ def render(page: Page, exporter: HTMLExporter) -> None:
     """Fill the page's body, table of contents, search sections and missing alt texts."""
     replace_widgets(page.nb, page.lang)
     images = set_aside_images(page.nb)
+    page.title_html = page.markdown(page.title_md, body=False).strip().removeprefix("<p>").removesuffix("</p>")
     exporter.register_filter("markdown2html", page.markdown)
-    body, _ = exporter.from_notebook_node(page.nb)
-    page.title_html = page.markdown(page.title_md).strip().removeprefix("<p>").removesuffix("</p>")
-    page.ids.clear()  # the title above took ids the body's headings already counted
-    soup = BeautifulSoup(body, "html.parser")
-    for img in soup.find_all("img"):
-        if (img.get("alt") or "").strip() in ("", NBCONVERT_NO_ALT):
-            cell = img.find_parent(class_="cell")
-            page.missing_alt.append(cell.get("id", "?") if cell else "?")
-    section = None
-    for cell in soup.select("div.text_cell_render"):
-        for el in cell.find_all(True, recursive=False):
-            if el.name in ("h1", "h2"):
-                if el.name == "h2":
-                    page.toc.append((el["id"], el.decode_contents()))
-                section = {"id": el["id"], "title": plain(el), "text": []}
-                page.sections.append(section)
-            elif section is not None:
-                section["text"].append(plain(el))
-        for text in cell.find_all(string=RAW_MATH):
-            if not text.find_parent(["code", "pre", "math"]):
-                raise SiteError(f"{page.lang}/{page.name}: raw math left in the prose: {text.strip()[:80]!r}")
-    page.body = str(soup)
+    # TemplateExporter's conversion, without HTMLExporter's own pass of an HTML parser over the
+    # whole page (it puts a placeholder where an alt text is missing, which is an error here, and
+    # tabindex on the cells of the lab template): that pass alone doubled the build time
+    body, _ = TemplateExporter.from_notebook_node(exporter, page.nb)
+    for m in re.finditer(r'<div[^>]*\bid="(cell-id=[^"]+)"|<img\b[^>]*>', body):
+        if m.group(1):
+            cell = m.group(1)
+        elif not re.search(r'\balt="[^"]*\S[^"]*"', m.group(0)):
+            page.missing_alt.append(cell)
     for key, data in images.items():
-        page.body = page.body.replace(key, data, 1)
+        body = body.replace(key, data, 1)
+    page.body = body
 
 
 def plain(el) -> str:
@@ -315,21 +320,23 @@ def chapter_nav(pages: list[Page], i: int, lang: str, top: bool) -> str:
     return '<div class="chapter-nav">' + "".join(links) + "</div>"
 
 
-def notebooks(lang: str) -> list[Path]:
-    return sorted((CHAPTERS / lang).glob("[0-9][0-9]_*.ipynb"))
+def notebooks(chapters: Path, lang: str) -> list[Path]:
+    return sorted((chapters / lang).glob("[0-9][0-9]_*.ipynb"))
 
 
-def build(out: Path, log=print) -> dict:
-    """Write the site into ``out`` (emptied first); returns what it wrote and warned about."""
-    t0 = time.perf_counter()
-    names = {lang: [p.stem for p in notebooks(lang)] for lang in LANGUAGES}
+def build(out: Path, chapters: Path = CHAPTERS, log=print) -> dict:
+    """Write the site into ``out`` (emptied first) from the notebooks of ``chapters/en`` and
+    ``chapters/zh``; returns what it wrote, what it warned about and its wall and CPU seconds."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    names = {lang: [p.stem for p in notebooks(chapters, lang)] for lang in LANGUAGES}
     if not names["en"] or names["en"] != names["zh"]:
-        raise SiteError(f"chapters/en and chapters/zh must hold the same notebooks, got {names}")
+        raise SiteError(f"{chapters}/en and {chapters}/zh must hold the same notebooks, got {names}")
     exporter = HTMLExporter(template_name="basic", exclude_input_prompt=True, exclude_output_prompt=True)
     # bleach's sanitizer on every highlighted code cell is a third of the build; the notebooks
     # are the course's own, built by tools/build.py, not pages from strangers
     exporter.register_filter("clean_html", lambda text: text)
-    pages = {lang: [Page(lang, p) for p in notebooks(lang)] for lang in LANGUAGES}
+    exporter.register_filter("highlight_code", Highlight2HTML(pygments_lexer="ipython3", parent=exporter))
+    pages = {lang: [Page(lang, p) for p in notebooks(chapters, lang)] for lang in LANGUAGES}
     if out.exists():
         shutil.rmtree(out)
     (out / "assets").mkdir(parents=True)
@@ -364,18 +371,20 @@ def build(out: Path, log=print) -> dict:
                for lang in LANGUAGES]), encoding="utf-8")
     for m in missing:
         log(f"site: WARNING: a figure without alt text: {m} (rebuild the notebook: tools/build.py)")
-    seconds = time.perf_counter() - t0
-    log(f"site: {sum(len(p) for p in pages.values())} pages in {out} ({seconds:.1f} s)")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    log(f"site: {sum(len(p) for p in pages.values())} pages in {out} ({seconds:.1f} s, {cpu:.1f} s of CPU)")
     return {"pages": {lang: [p.name for p in pages[lang]] for lang in LANGUAGES},
-            "missing_alt": missing, "seconds": seconds}
+            "missing_alt": missing, "seconds": seconds, "cpu_seconds": cpu}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "site", help="where to write (emptied first)")
+    ap.add_argument("--chapters", type=Path, default=CHAPTERS,
+                    help="the folder holding en/ and zh/ with the built notebooks (default: chapters)")
     args = ap.parse_args(argv)
     try:
-        build(args.out)
+        build(args.out, args.chapters)
     except SiteError as e:
         print(f"site: {e}", file=sys.stderr)
         return 1

@@ -481,7 +481,7 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
                 "_scaled_dot_product_fused_attention_overrideable", "_fused_sdp_choice",
                 "multi_head_attention_forward", "_native_multi_head_attention"),
         "python": ("attnkit.core.scaled_dot_product_attention", "attnkit.flash.flash_attention",
-                   "attnkit.flash.flash_attention_backward", "attnkit.mha.multi_head_attention",
+                   "attnkit.flash._backward", "attnkit.mha.multi_head_attention",
                    "torch.nn.attention.flex_attention.flex_attention", "torch.nn.MultiheadAttention",
                    "attnkit.mha.MultiHeadAttention"),
     },
