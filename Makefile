@@ -8,7 +8,7 @@ LAB_ARGS ?=
 PYTEST_ARGS ?=
 CHAPTER ?=
 
-.PHONY: setup lab test test-fast chapters figures lint
+.PHONY: setup lab test test-fast chapters figures site lint
 
 # The pinned versions of constraints.txt need Python >= 3.11.5 (soupsieve 4.1.2 among them);
 # the attnkit package alone works from 3.10. A clear stop instead of pip's ResolutionImpossible:
@@ -48,6 +48,11 @@ chapters: setup
 ## make figures: regenerate the static figures in figures/
 figures: setup
 	$(BIN)/python tools/figures.py
+
+## make site: the course as a static website in build/site/ from the stored notebooks (nothing is
+##   executed or fetched; open build/site/index.html). make test builds its own copy to test it.
+site: setup
+	$(BIN)/python tools/site.py
 
 lint: setup
 	$(BIN)/ruff check attnkit tests tools benchmarks

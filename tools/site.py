@@ -189,6 +189,7 @@ def render(page: Page, exporter: HTMLExporter) -> None:
     # whole page (it puts a placeholder where an alt text is missing, which is an error here, and
     # tabindex on the cells of the lab template): that pass alone doubled the build time
     body, _ = TemplateExporter.from_notebook_node(exporter, page.nb)
+    cell = "?"
     for m in re.finditer(r'<div[^>]*\bid="(cell-id=[^"]+)"|<img\b[^>]*>', body):
         if m.group(1):
             cell = m.group(1)
