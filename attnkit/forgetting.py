@@ -92,12 +92,20 @@ def _check_gate(name: str, g, q, channel_ok: bool):
     if tuple(g.shape) not in shapes:
         raise ValueError(f"{name} has shape {validate.shape_str(g)}, expected "
                          f"{' or '.join(str(s) for s in shapes)} (log decays{', per key channel' if channel_ok else ''})")
-    if g.device != q.device:
-        raise ValueError(f"{name} is on {g.device} but q is on {q.device}; expected one device for all")
+    _gate_dtype(name, g, q)
     if not torch.isfinite(g).all() or (g > 0).any():
         raise ValueError(f"{name} must hold log decays: finite numbers <= 0 (alpha = exp({name}) in (0, 1]), "
                          f"got values in [{g.min().item():g}, {g.max().item():g}]")
     return g
+
+
+def _gate_dtype(name: str, x, q) -> None:
+    """A gate or write strength on q's device, in q's dtype or (for 16-bit q) float32, which keeps its digits."""
+    if x.device != q.device:
+        raise ValueError(f"{name} is on {x.device} but q is on {q.device}; expected one device for all")
+    allowed = [q.dtype] + ([torch.float32] if q.dtype in (torch.float16, torch.bfloat16) else [])
+    if x.dtype not in allowed:
+        raise TypeError(f"{name} has dtype {x.dtype} but q has {q.dtype}; expected {' or '.join(map(str, allowed))}")
 
 
 def _check_beta(name: str, beta, q):
@@ -105,8 +113,7 @@ def _check_beta(name: str, beta, q):
     if tuple(beta.shape) != tuple(q.shape[:-1]):
         raise ValueError(f"{name} has shape {validate.shape_str(beta)}, expected {tuple(q.shape[:-1])} "
                          "(one write strength per head and token)")
-    if beta.device != q.device:
-        raise ValueError(f"{name} is on {beta.device} but q is on {q.device}; expected one device for all")
+    _gate_dtype(name, beta, q)
     if not torch.isfinite(beta).all():
         raise ValueError(f"{name} must be finite, got a NaN or inf")
     return beta
@@ -412,7 +419,7 @@ class _Recurrent(nn.Module):
 class GatedLinearAttention(_Recurrent):
     """Decayed / gated linear attention on (B, N, embed_dim), chunked (``gated_linear_attention_chunked``).
 
-    ``gate="fixed"``: RetNet's decay per head (:func:`retnet_log_decay`, a buffer);
+    ``gate="fixed"``: RetNet's decay per head (:func:`retnet_log_decay`);
     ``"scalar"``: ``g = logsigmoid(x W_g + b_g) / 16`` per head and token (a data-dependent
     scalar decay, as Mamba-2's and GLA's scalar variant; the 1/16 is GLA's normaliser, so decays
     start near exp(-0.69 / 16) = 0.96); ``"channel"``: GLA's per-key-channel gate, the same
@@ -423,17 +430,16 @@ class GatedLinearAttention(_Recurrent):
     def __init__(self, embed_dim, num_heads, gate: str = "fixed", chunk_size: int = 64, bias: bool = True):
         super().__init__(embed_dim, num_heads, chunk_size, bias)
         self.gate = validate.choice("gate", gate, GATES)
-        if gate == "fixed":
-            self.register_buffer("log_decay", retnet_log_decay(num_heads))
-        elif gate == "scalar":
+        if gate == "scalar":
             self.gate_proj = nn.Linear(embed_dim, num_heads)
-        else:
+        elif gate == "channel":
             self.gate_proj = nn.Sequential(nn.Linear(embed_dim, 16, bias=False), nn.Linear(16, embed_dim))
 
-    def log_gate(self, x):  # (B, N, E) -> (B, H, N) or (B, H, N, Dh): log decays <= 0
-        if self.gate == "fixed":
-            return self.log_decay.to(x.dtype)[None, :, None].expand(x.shape[0], -1, x.shape[1])
-        g = F.logsigmoid(self.gate_proj(x)) / 16
+    def log_gate(self, x):  # (B, N, E) -> (B, H, N) or (B, H, N, Dh): log decays <= 0, float32 for 16-bit x
+        acc = _acc(x.dtype)
+        if self.gate == "fixed":  # from the formula, never a buffer a .to(bfloat16) would round
+            return retnet_log_decay(self.num_heads, acc).to(x.device)[None, :, None].expand(x.shape[0], -1, x.shape[1])
+        g = F.logsigmoid(self.gate_proj(x).to(acc)) / 16
         return g.transpose(1, 2) if self.gate == "scalar" else self._split(g)
 
     def mix(self, x, q, k, v, real):
@@ -465,10 +471,11 @@ class DeltaNet(_Recurrent):
 
     def mix(self, x, q, k, v, real):
         q, k = l2_normalize(F.silu(q)), l2_normalize(F.silu(k))
-        beta = torch.sigmoid(self.beta_proj(x)).transpose(1, 2)  # (B, H, N)
+        acc = _acc(x.dtype)  # gates in float32 for 16-bit x
+        beta = torch.sigmoid(self.beta_proj(x).to(acc)).transpose(1, 2)  # (B, H, N)
         g = None
         if self.gated:
-            g = (-self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)).transpose(1, 2)  # (B, H, N)
+            g = (-self.A_log.to(acc).exp() * F.softplus((self.a_proj(x) + self.dt_bias).to(acc))).transpose(1, 2)
         if real is not None:  # a padded token: no write (beta = 0), no decay (g = 0)
             beta = beta * real
             g = None if g is None else g * real

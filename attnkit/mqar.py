@@ -113,6 +113,8 @@ def recall_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 _GROWING = ("full", "mha", "flash")        # K and V of every token
 _WINDOWED = ("local", "sliding")           # K and V of the last window_size tokens
 _LINEAR = ("linear", "cosformer")          # S (M, d_h) and z (M) per head, M = d_h (cosFormer: 2 d_h)
+_FORGETTING = ("retnet", "gated_linear", "gla", "deltanet", "gated_deltanet", "retention", "decay_linear",
+               "simple_gla", "gdn")        # attnkit.forgetting: S (d_h, d_h) per head, no normaliser
 
 
 def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
@@ -124,6 +126,9 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
     * linear (elu+1, chapter 09): per head S = sum phi(k) v^T (d_h x d_h) and z = sum phi(k)
       (d_h), so n_heads * d_h * (d_h + 1); cosFormer keeps a cos and a sin copy (2 d_h features);
       Performer: nb_features * (d_h + 1) per head;
+    * the recurrences that forget (retnet, gated_linear, gla, deltanet, gated_deltanet,
+      ``attnkit.forgetting``): per head the state S (d_k x d_v = d_h x d_h) and no normaliser,
+      so n_heads * d_h * d_h;
     * plus the short causal convolution before the mixer, when the config has one: its last
       conv_kernel - 1 inputs, (conv_kernel - 1) * d_model numbers (the same for every mixer).
     """
@@ -142,11 +147,13 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
     elif kind in _LINEAR:
         m = 2 * dh if kind == "cosformer" else dh
         n = h * m * (dh + 1)
+    elif kind in _FORGETTING:
+        n = h * dh * dh
     elif kind == "performer":
         n = h * (getattr(config, "features", None) or config.nb_features) * (dh + 1)
     else:
         raise ValueError(f"decode_state_bytes knows full, mha, flash, gqa, mqa, local, sliding, linear, "
-                         f"cosformer, performer; got attention_type {kind!r}")
+                         f"cosformer, performer, {', '.join(_FORGETTING)}; got attention_type {kind!r}")
     conv = getattr(config, "conv_kernel", 0) or 0
     n += max(conv - 1, 0) * d
     return n * dtype_bytes

@@ -45,7 +45,13 @@ from pathlib import Path
 import torch
 from timing import one_thread, round_robin_times
 
-from attnkit.factory import AttentionConfig, AttentionFactory, AttentionProfiler, memory_breakdown
+from attnkit.factory import (
+    CAUSAL_ONLY,
+    AttentionConfig,
+    AttentionFactory,
+    AttentionProfiler,
+    memory_breakdown,
+)
 from attnkit.mqar import chance_accuracy, train_mqar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +142,7 @@ def profile_configs(n: int) -> dict:
     for name in AttentionFactory.available():
         opts = {"max_seq_len": n} if name in ("linformer", "cosformer") else {}
         out[name] = AttentionConfig(attention_type=name, d_model=PROFILE["d_model"], n_heads=PROFILE["n_heads"],
-                                    causal=PROFILE["causal"], **opts)
+                                    causal=PROFILE["causal"] or name in CAUSAL_ONLY, **opts)  # recurrences: causal only
     return out
 
 

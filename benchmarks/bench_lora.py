@@ -8,7 +8,7 @@ the same shape (the merged layer's W already holds W + (alpha/r) B A); they run 
 call each per round, and the median of the rounds is reported, as wall time and as the CPU time
 of the calling thread (on a shared machine the wall clock also counts the time the thread waits
 for a core; the CPU time still counts page faults; with more than one thread only the wall time
-is judged). Bar (DESIGN.md section 7): merged LoRA within
+is judged). Bar: merged LoRA within
 1.05x of the base layer at d = 1024, where the matmul dominates; a second base layer timed in the
 same round robin shows the noise floor of the run (the A/A line).
 

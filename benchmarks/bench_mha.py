@@ -5,7 +5,7 @@
 Forward only, eval mode, torch.inference_mode(), need_weights=False. The three implementations
 compute the same thing (input projections, attention, output projection) from the same weights;
 they run round-robin, one call each per round, so load from other processes hits all of them
-alike, and the median of the rounds is reported. Bar (DESIGN.md section 7): attnkit within
+alike, and the median of the rounds is reported. Bar: attnkit within
 1.10x of nn.MultiheadAttention.
 """
 

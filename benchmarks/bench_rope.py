@@ -12,7 +12,7 @@ module's own weights and computes the same output (checked before timing):
 * "no RoPE": the same attention without any position encoding, to show what RoPE costs.
 
 They run round-robin, one call each per round, so load from other processes hits all alike; the
-median of the rounds is reported. Bar (DESIGN.md section 7): attnkit within 1.10x of the
+median of the rounds is reported. Bar: attnkit within 1.10x of the
 equivalent plain PyTorch.
 """
 

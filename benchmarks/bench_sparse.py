@@ -11,7 +11,7 @@
 2. Time at N = 8k on one thread, round-robin (median of --repeats): the dense math path, fused SDPA
    with the boolean mask, the sliding window, and compiled FlexAttention with the window's BlockMask
    (torch.compile(flex_attention); its compile time is printed separately).
-Bars (issue 14, DESIGN.md section 7): the window's memory grows ~2x per doubling of N and is at
+Bars: the window's memory grows ~2x per doubling of N and is at
 least 10x below dense at 8k; its time at 8k is below masked SDPA's.
 """
 

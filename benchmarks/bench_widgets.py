@@ -1,6 +1,6 @@
 """Every explorer of every chapter: the median time of a redraw after a control moves.
 
-DESIGN.md's bar: under 100 ms median on a 2-core machine. Each explorer is built as its chapter
+The bar: under 100 ms median on a 2-core machine. Each explorer is built as its chapter
 builds it; then each control is moved through a few of its values (slider ends and middle, each
 option of a dropdown, both states of a toggle), one move at a time, and every move is timed:
 wall clock (the bar) and CPU time of this process (``time.process_time``: what the redraw costs,

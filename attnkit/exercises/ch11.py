@@ -270,7 +270,7 @@ def _judge_recaller(got, _expected):
 
 def check_recaller(fn) -> bool:
     # the "expected" side is the requirement itself: training the reference model on every check would
-    # cost the learner a minute (tests/test_exercises_ch11.py shows that solution_recaller passes)
+    # cost the learner a minute (tests/exercises/test_exercises_ch11.py shows that solution_recaller passes)
     cases = [Case((), label=t("ch11.case.recaller", seed=HELD_OUT_SEED))]
     return run_checks(fn, lambda: RECALL_NEEDED, cases, t("ch11.ex4.title"), exercise="ch11.ex4",
                       hints=[t("ch11.ex4.hint1"), t("ch11.ex4.hint2"), t("ch11.ex4.hint3")], compare=_judge_recaller)

@@ -21,6 +21,10 @@ chapter 04's attention). Names (``AttentionFactory.available()``), with aliases 
     longformer          SparseAttention, pattern "longformer" (window_size, the first num_global_tokens global)
     bigbird             SparseAttention, pattern "bigbird" (block_size, num_random_blocks, seed)
     linear, performer, linformer, nystrom, cosformer    attnkit.linear.METHODS[name]
+    retnet (retention, decay_linear)   attnkit.forgetting.GatedLinearAttention, gate "fixed" (RetNet's decay per head)
+    gated_linear (simple_gla)   GatedLinearAttention, gate "scalar" (a data-dependent decay per head and token)
+    gla                 GatedLinearAttention, gate "channel" (GLA's decay per key channel)
+    deltanet, gated_deltanet (gdn)   attnkit.forgetting.DeltaNet (gated=False / True)
     lora                MultiHeadAttention with LoRALinear(r=lora_r, lora_alpha) on lora_targets
 
 Masks, for every mechanism: ``attn_mask`` bool (True = may attend) or float (added), (N, N) or
@@ -34,7 +38,9 @@ the sparse family only bool attn_masks).
 {j : i - window < j <= i}.
 
 ``causal=True`` makes every mechanism causal through its chapter module (``is_causal`` of the
-softmax and sparse modules, ``causal=`` of the linear ones). Linformer (its E, F projections mix
+softmax and sparse modules, ``causal=`` of the linear ones). The recurrences of
+``attnkit.forgetting`` (``CAUSAL_ONLY``) are causal by construction: ``causal`` defaults to True
+for them and ``causal=False`` is a ValueError. Linformer (its E, F projections mix
 every position into each projected key) and Nystromformer (segment-mean landmarks average future
 tokens) have no causal form: ``causal=True`` is a ValueError for them.
 
@@ -52,6 +58,8 @@ from __future__ import annotations
 
 from attnkit.factory.config import (
     ALIASES,
+    CAUSAL_ONLY,
+    FORGETTING,
     LINEAR,
     NAMES,
     NO_CAUSAL,
@@ -71,5 +79,5 @@ __all__ = [
     "AttentionConfig", "AttentionFactory", "AttentionSelector", "AttentionProfiler",
     "TransformerBlock", "TinyLM", "NAMES", "ALIASES", "SCENARIOS", "canonical_name", "param_count",
     "memory_breakdown", "sparse_pairs", "ShortConv", "Mixer", "LoRAMHA", "NO_CAUSAL", "SOFTMAX_DENSE",
-    "SPARSE", "LINEAR", "POSITIONAL", "MB", "MODES",
+    "SPARSE", "LINEAR", "FORGETTING", "CAUSAL_ONLY", "POSITIONAL", "MB", "MODES",
 ]

@@ -67,7 +67,7 @@ class ResolvedOptions:
 class AttentionConfig:
     """One attention layer, validated on construction (errors name the field, value, allowed values).
 
-    Defaults: d_model 512, n_heads 8 (the seed's examples), dropout 0 (on the mechanism's output),
+    Defaults: d_model 512, n_heads 8 (as the library examples of tests/library/data/seed_examples.md), dropout 0 (on the mechanism's output),
     causal False. Per mechanism (None = the default in brackets):
     gqa ``num_kv_heads`` [largest divisor of n_heads <= n_heads // 4]; mqa uses 1;
     local/longformer ``window_size`` [128]; block_sparse/bigbird ``block_size`` [64];

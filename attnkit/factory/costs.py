@@ -16,6 +16,7 @@ from attnkit import linear as _linear
 from attnkit import mha as _mha
 from attnkit import sparse as _sparse
 from attnkit.factory.config import (
+    FORGETTING,
     LINEAR,
     NAMES,
     NO_CAUSAL,
@@ -43,6 +44,13 @@ def param_count(cfg: AttentionConfig) -> int:
         return n
     if k in ("gqa", "mqa"):  # no bias: q (E, E), k and v (E, g Dh), o (E, E)
         return 2 * E * E + 2 * E * r.num_kv_heads * Dh
+    if k in FORGETTING:  # q, k, v, out with biases, RMSNorm(Dh), and the gate or write-strength projections
+        extra = {"retnet": 0,  # the decays are a buffer
+                 "gated_linear": E * H + H,  # scalar gate per head: Linear(E, H)
+                 "gla": E * 16 + 16 * E + E,  # per-channel gate: Linear(E, 16, no bias), Linear(16, E)
+                 "deltanet": E * H + H,  # beta: Linear(E, H)
+                 "gated_deltanet": E * H + H + E * H + 2 * H}[k]  # beta, a (no bias), A_log, dt_bias
+        return _mha.mha_param_count(E, H) + Dh + extra
     # mla: W^UQ, W^QR, W^DKV, RMSNorm(d_c), W^KR, W^UK, W^UV, W^O (no bias)
     dc, dr = r.kv_lora_rank, r.qk_rope_head_dim
     return E * H * Dh + E * H * dr + E * dc + dc + E * dr + dc * H * Dh + dc * H * Dh + H * Dh * E
@@ -58,6 +66,8 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
     the running max and sum (2N). Sparse: the attended pairs (``attnkit.sparse.pattern_pairs``,
     N * w for a window). Linear family: ``attnkit.linear.attention_cost(...)["extra_bytes"]``
     (features of q and k plus the d x d state, or N x k, or N x m landmarks), in elements.
+    The recurrences of ``attnkit.forgetting``, chunked in c = chunk_size tokens: a c x c block
+    per chunk (gla: c x c x d_h, its per-channel decays) and a d_h x d_h state at each chunk's edge.
     """
     k = cfg.attention_type
     if k in SOFTMAX_DENSE:
@@ -67,6 +77,9 @@ def _score_elements(cfg: AttentionConfig, N: int) -> int:
     if k in SPARSE:
         return sparse_pairs(cfg, N)
     r = cfg.resolved
+    if k in FORGETTING:  # the chunked forms: a c x c block per chunk (gla: c x c x d_k) and a d x d state per chunk edge
+        c, d = min(cfg.chunk_size, N), r.head_dim
+        return N * c * (d if k == "gla" else 1) + math.ceil(N / cfg.chunk_size) * d * d
     m = {"performer": r.nb_features, "linformer": r.proj_k, "nystrom": r.num_landmarks}.get(k)
     return _linear.attention_cost(k, N, cfg.resolved.head_dim, m=m, bytes_per=1)["extra_bytes"]
 
@@ -119,7 +132,8 @@ def memory_breakdown(cfg: AttentionConfig, seq_len: int, batch_size: int = 1, dt
     moments; the forward's tensors are what the backward keeps).
     "decode": parameters + the KV cache (``attnkit.gqa.kv_cache_bytes_per_token``) of the tokens
     a decoder keeps (all N; a window's w; a block's b) or, for causal linear attention, its
-    recurrent state (d x d per head); plus one query's scores over the cache.
+    recurrent state (d x d per head; the recurrences of ``attnkit.forgetting``: d_k x d_v, no
+    normaliser); plus one query's scores over the cache.
     Returns a dict of bytes: params, activations, scores, kv_cache, total.
     """
     if not isinstance(cfg, AttentionConfig):
@@ -138,7 +152,9 @@ def memory_breakdown(cfg: AttentionConfig, seq_len: int, batch_size: int = 1, dt
         if k in NO_CAUSAL:
             raise ValueError(f"{k} cannot decode token by token (no causal form), expected one of "
                              f"{[n for n in NAMES if n not in NO_CAUSAL]}")
-        if k in LINEAR:  # the recurrent state, constant in N
+        if k in FORGETTING:  # the state S, d_k x d_v per head, and no normaliser z
+            out["kv_cache"] = B * H * cfg.resolved.head_dim ** 2 * b
+        elif k in LINEAR:  # the recurrent state, constant in N
             m = {"performer": cfg.resolved.nb_features}.get(k)
             state = _linear.attention_cost(k, N, cfg.resolved.head_dim, m=m, bytes_per=b)["state_bytes"]
             out["kv_cache"] = B * H * state

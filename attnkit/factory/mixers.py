@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from attnkit import flash as _flash
+from attnkit import forgetting as _forgetting
 from attnkit import gqa as _gqa
 from attnkit import linear as _linear
 from attnkit import mha as _mha
 from attnkit import sparse as _sparse
-from attnkit.factory.config import ALIASES, NAMES, SPARSE, AttentionConfig, _pattern
+from attnkit.factory.config import ALIASES, FORGETTING, NAMES, SPARSE, AttentionConfig, _pattern
 from attnkit.lora import LoRALinear
 
 
@@ -109,7 +110,7 @@ class _Sparse(Mixer):
         return self.inner(x, attn_mask=attn_mask, key_padding_mask=padding, is_causal=self.config.causal)
 
 
-class _Linear(Mixer):
+class _Linear(Mixer):  # the linear family, and the recurrences of attnkit.forgetting (causal by construction)
     def run(self, x, attn_mask, kpm):
         return self.inner(x, attn_mask=attn_mask, key_padding_mask=kpm)
 
@@ -168,6 +169,11 @@ def _build(cfg: AttentionConfig) -> Mixer:
         return _GQA(cfg, _gqa.MultiHeadLatentAttention(E, H, r.kv_lora_rank, r.head_dim, r.qk_rope_head_dim, r.head_dim))
     if k in SPARSE:
         return _Sparse(cfg, _sparse.SparseAttention(E, H, **_pattern(cfg)))
+    if k in FORGETTING:
+        gate = {"retnet": "fixed", "gated_linear": "scalar", "gla": "channel"}.get(k)
+        inner = (_forgetting.GatedLinearAttention(E, H, gate=gate, chunk_size=cfg.chunk_size) if gate else
+                 _forgetting.DeltaNet(E, H, gated=k == "gated_deltanet", chunk_size=cfg.chunk_size))
+        return _Linear(cfg, inner)
     if k == "linear":
         inner = _linear.LinearAttention(E, H, feature_map=cfg.feature_map, causal=cfg.causal)
     elif k == "performer":

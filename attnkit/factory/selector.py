@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from attnkit.factory.config import NAMES, NO_CAUSAL, AttentionConfig, _positive_int
+from attnkit.factory.config import CAUSAL_ONLY, NAMES, NO_CAUSAL, AttentionConfig, _positive_int
 from attnkit.factory.costs import MB, memory_breakdown
 from attnkit.i18n import register, t
 
@@ -38,10 +38,10 @@ register({
 
 SCENARIOS = {  # scenario -> (memory mode, candidates in order of preference, rule)
     "training": ("training", ("full", "flash", "local", "longformer", "bigbird", "performer", "cosformer",
-                              "linear"), "first"),
-    "inference": ("decode", ("full", "gqa", "mla", "mqa", "local", "linear"), "first"),
-    "long_context": ("forward", ("flash", "longformer", "bigbird", "local", "performer", "cosformer", "linear"),
-                     "first"),
+                              "linear", "gated_deltanet"), "first"),
+    "inference": ("decode", ("full", "gqa", "mla", "mqa", "local", "linear", "gated_deltanet"), "first"),
+    "long_context": ("forward", ("flash", "longformer", "bigbird", "local", "performer", "cosformer", "linear",
+                                 "gated_deltanet"), "first"),
     "memory_limited": ("forward", tuple(n for n in NAMES if n != "lora"), "least"),
 }
 
@@ -77,6 +77,8 @@ class AttentionSelector:
         out = []
         for name in names:
             if causal and name in NO_CAUSAL:
+                continue
+            if overrides.get("causal") is False and name in CAUSAL_ONLY:  # asked for a non-causal layer
                 continue
             opts = dict(overrides)
             if name in ("linformer", "cosformer") and opts.get("max_seq_len") is None:

@@ -61,8 +61,8 @@ register({
     "ch10.view": {"en": "{where:<10} r = {r}, alpha = {alpha:>3}: recovered {rec:6.3f}, largest held-out loss {peak:.4f}",
                   "zh": "{where}，r = {r}，alpha = {alpha}：缩小差距 {rec:.3f}，留出集损失的最大值 {peak:.4f}"},
     # section 5
-    "ch10.seed_shape": {"en": "the seed's example: x {x} -> out {out}; trainable after mark_only_lora_as_trainable: {n:,} of {total:,}",
-                        "zh": "种子文档中的例子：x {x} -> out {out}；mark_only_lora_as_trainable 之后可训练：{n:,} / {total:,}"},
+    "ch10.seed_shape": {"en": "the usage example: x {x} -> out {out}; trainable after mark_only_lora_as_trainable: {n:,} of {total:,}",
+                        "zh": "用法示例：x {x} -> out {out}；mark_only_lora_as_trainable 之后可训练：{n:,} / {total:,}"},
     "ch10.ragged": {"en": "N = {n} (not a multiple of 128): output {shape}", "zh": "N = {n}（不是 128 的倍数）：输出 {shape}"},
     "ch10.depends": {"en": "{kind:<28} output row i depends on value j exactly where visible_keys says: {ok}",
                      "zh": "{kind}：输出第 i 行依赖第 j 个值，恰好与 visible_keys 一致：{ok}"},

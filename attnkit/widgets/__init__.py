@@ -6,7 +6,7 @@ and the data behind it, and replaces the image. Headless tests set
 ``explorer.controls["name"].value`` and compare ``explorer.image.value`` (PNG bytes) and
 ``explorer.data`` (the numbers behind the picture).
 
-A quick redraw (DESIGN.md: under 100 ms median on 2 cores; ``benchmarks/bench_widgets.py``
+A quick redraw (under 100 ms median on 2 cores; ``benchmarks/bench_widgets.py``
 measures every explorer listed in ``attnkit.widgets.registry``) keeps the figure and blits:
 
 * ``update(fig, **values) -> data`` moves the artists of the figure ``draw`` made (image data,

@@ -12,7 +12,13 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
-from attnkit.factory import NO_CAUSAL, AttentionConfig, AttentionFactory, AttentionSelector
+from attnkit.factory import (
+    CAUSAL_ONLY,
+    NO_CAUSAL,
+    AttentionConfig,
+    AttentionFactory,
+    AttentionSelector,
+)
 from attnkit.i18n import register, t
 from attnkit.widgets import Explorer
 
@@ -42,7 +48,7 @@ COLORS = {"fits": "tab:green", "too_big": "0.7", "no_causal": "white"}
 def _config(name: str, seq_len: int, mode: str) -> AttentionConfig:
     opts = {"max_seq_len": seq_len} if name in ("linformer", "cosformer") else {}
     return AttentionConfig(attention_type=name, d_model=D_MODEL, n_heads=N_HEADS,
-                           causal=mode == "decode", **opts)
+                           causal=mode == "decode" or name in CAUSAL_ONLY, **opts)  # recurrences: causal only
 
 
 def budget_table(seq_len: int, budget_mb: float, mode: str = "forward") -> dict:

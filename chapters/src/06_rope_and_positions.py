@@ -960,9 +960,9 @@ print(t("ch06.yarn_gap", lo=gap[low + 1:high].min().item(), hi=gap.max().item(),
 # %% [markdown] tags=["lang-en"]
 # A model trained with YaRN learned the reference code's frequencies; run it with the paper's and
 # the pairs inside the ramp turn at other speeds than it was trained with. That is why attnkit's
-# default is the reference code's ramp, checked in `tests/test_rope.py` against transformers'
+# default is the reference code's ramp, checked in `tests/library/test_rope.py` against transformers'
 # algorithm.
 
 # %% [markdown] tags=["lang-zh"]
 # 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。
-# 所以 attnkit 默认采用参考代码的过渡方式，`tests/test_rope.py` 会把它与 transformers 的算法逐一对照。
+# 所以 attnkit 默认采用参考代码的过渡方式，`tests/library/test_rope.py` 会把它与 transformers 的算法逐一对照。

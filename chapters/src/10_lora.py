@@ -470,7 +470,7 @@ for p, r, alpha in ((L.PROJECTIONS, 2, 16), (L.PROJECTIONS, 2, 256), (("q", "v")
 #   positions come back. `input_mask` (B, N), True = real token, removes the other positions as
 #   keys and values from every head.
 #
-# The seed document's example runs as written:
+# The layer's usage example runs as written:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. LoRASelfAttention：局部头、全局线性注意力头和盲区
@@ -496,7 +496,7 @@ for p, r, alpha in ((L.PROJECTIONS, 2, 16), (L.PROJECTIONS, 2, 256), (("q", "v")
 # - 任意 $N$：$N$ 填不满的桶在内部用被屏蔽的键补齐，返回的恰好是 $N$ 个位置。`input_mask` 的形状为 (B, N)，True 表示真实词元，
 #   其余位置在每个头里都不再作为键和值。
 #
-# 种子文档里的例子可以原样运行：
+# 这个层的用法示例可以原样运行：
 
 # %%
 torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The classroom (issue 18): a small class built from chapter 09's own notebooks, graded once
+"""The classroom: a small class built from chapter 09's own notebooks, graded once
 (module fixture) and read by several tests; handouts; the report in both languages.
 
 The class: solved (the reference solutions' source written into the stub cells, renamed, not

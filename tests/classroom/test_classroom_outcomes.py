@@ -1,4 +1,4 @@
-"""What grading stands on (issue 18): the checkers' machine-readable outcome next to their
+"""What grading stands on: the checkers' machine-readable outcome next to their
 feedback, the reference-solution detection, the build's notebook metadata and grade-skip tags."""
 
 from __future__ import annotations

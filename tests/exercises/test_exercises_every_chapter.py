@@ -1,5 +1,5 @@
 """Every chapter has at least one conceptual question and one stretch exercise, and its notebook
-runs their checkers (issue 13): found from the exercise modules themselves, so a new chapter
+runs their checkers: found from the exercise modules themselves, so a new chapter
 without them fails here."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The checker's guard (issue 24): forbidden computations caught by what runs, reference solutions
+"""The checker's guard: forbidden computations caught by what runs, reference solutions
 and copies of them told plainly, stubs told from other errors, feedback that names where, hints
 chosen by diagnosis, question spellings, the checkers as data. Both languages where text shows."""
 

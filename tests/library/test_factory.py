@@ -17,11 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from attnkit import forgetting as Fg
 from attnkit import gqa as G
 from attnkit import linear as L
 from attnkit import sparse as S
 from attnkit.factory import (
     ALIASES,
+    CAUSAL_ONLY,
+    FORGETTING,
     NAMES,
     NO_CAUSAL,
     SCENARIOS,
@@ -65,7 +68,7 @@ def merge(t):  # (B, h, N, D) -> (B, N, h*D)
 
 
 def test_available_lists_the_sixteen_mechanisms_and_aliases_build_the_same():
-    assert AttentionFactory.available() == list(NAMES) and len(NAMES) == 16
+    assert AttentionFactory.available() == list(NAMES) and len(NAMES) == 21
     assert set(AttentionFactory.available(aliases=True)) == set(NAMES) | set(ALIASES)
     for alias, name in ALIASES.items():
         a, b = make(alias), make(name)
@@ -79,6 +82,11 @@ def test_every_name_runs_forward_and_backward(name, causal):
     if causal and name in NO_CAUSAL:
         with pytest.raises(ValueError, match="causal"):
             AttentionConfig(attention_type=name, causal=True, **SMALL)
+        return
+    if not causal and name in CAUSAL_ONLY:
+        with pytest.raises(ValueError, match="causal=False is not possible"):
+            AttentionConfig(attention_type=name, causal=False, **SMALL)
+        assert AttentionConfig(attention_type=name, **SMALL).causal  # the default for a recurrence
         return
     m = make(name, causal=causal).train()
     x = x_().requires_grad_(True)
@@ -389,6 +397,58 @@ def test_linear_family_refuses_attn_mask_and_cosformer_linformer_need_max_seq_le
         AttentionFactory.create_attention(AttentionConfig("linformer", d_model=E, n_heads=H))
 
 
+# ---------------------------------------------------------------- the recurrences that forget = attnkit.forgetting
+
+
+def forgetting_oracle(m, x):
+    """The factory module's output from its inner module's weights through the explicit N x N forms."""
+    inner = m.inner
+    q, k, v = heads(inner.q_proj(x)), heads(inner.k_proj(x)), heads(inner.v_proj(x))
+    if isinstance(inner, Fg.DeltaNet):
+        q, k = Fg.l2_normalize(F.silu(q)), Fg.l2_normalize(F.silu(k))
+        beta = torch.sigmoid(inner.beta_proj(x)).transpose(1, 2)
+        g = (-inner.A_log.exp() * F.softplus(inner.a_proj(x) + inner.dt_bias)).transpose(1, 2) if inner.gated else None
+        o = Fg.delta_rule_explicit(q, k, v, beta, g)
+    else:
+        o = Fg.gated_linear_attention_explicit(q, k, v, inner.log_gate(x))
+    o = o.transpose(1, 2)
+    return inner.out_proj((o * torch.rsqrt(o.square().mean(-1, keepdim=True) + 1e-5) * inner.norm.weight).flatten(-2))
+
+
+@pytest.mark.parametrize("name", FORGETTING)
+def test_forgetting_family_equals_the_explicit_forms_and_pads_on_the_left(name):
+    m = make(name, chunk_size=4)
+    gate = {"retnet": "fixed", "gated_linear": "scalar", "gla": "channel"}.get(name)
+    assert (m.inner.gate == gate) if gate else (m.inner.gated == (name == "gated_deltanet"))
+    x = x_()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), forgetting_oracle(m, x), atol=ATOL, rtol=0)
+        kpm = torch.ones(B, N, dtype=torch.bool)
+        kpm[1, :5] = False  # left padding: the real tokens see what they would see without it
+        y = m(x, key_padding_mask=kpm)
+        torch.testing.assert_close(y[1:, 5:], m(x[1:, 5:]), atol=ATOL, rtol=0)
+        assert (y[1:, 5:] - m(x)[1:, 5:]).abs().max() > 1e-4  # without the mask the padding is seen
+    with pytest.raises(ValueError, match="attn_mask"):
+        m(x, attn_mask=torch.ones(N, N, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", FORGETTING)
+def test_forgetting_decode_state_is_the_state_the_functions_return(name):
+    from attnkit.mqar import decode_state_bytes
+
+    cfg = AttentionConfig(name, **SMALL)
+    q = torch.zeros(1, H, 3, E // H)
+    held = (Fg.delta_rule_chunked(q, q, q, torch.zeros(1, H, 3))[1] if "delta" in name
+            else Fg.gated_linear_attention_chunked(q, q, q, torch.zeros(1, H, 3))[1])
+    params = param_count(cfg) * 4
+    assert memory_breakdown(cfg, 1000, mode="decode")["kv_cache"] == held.nbytes == H * (E // H) ** 2 * 4
+    assert decode_state_bytes(cfg, 1000) == held.nbytes
+    assert memory_breakdown(cfg, 1000, mode="decode")["total"] - params == held.nbytes + memory_breakdown(
+        cfg, 1, mode="decode")["activations"]
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
+        AttentionConfig(name, chunk_size=0)
+
+
 # ---------------------------------------------------------------- causal and padding, every mechanism
 
 
@@ -405,7 +465,7 @@ def test_causal_mechanisms_do_not_peek(name):
         assert (y[:, t:] - y2[:, t:]).abs().max() > 1e-4  # the test can fail: later outputs do change
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "flash"])
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "flash" and n not in CAUSAL_ONLY])
 def test_padded_keys_change_nothing_at_real_positions(name):
     m = make(name)
     x = x_()

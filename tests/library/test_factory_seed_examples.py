@@ -1,8 +1,7 @@
-"""The seed's four examples run as written, with only the import changed (issue 17).
+"""The attention-mechanisms library's four README examples run as written, with only the import changed.
 
 The code blocks are read from tests/library/data/seed_examples.md, a verbatim copy of the four Python
-blocks of the seed's README (shared/seeds/attention_mechanisms_library.md lives outside this
-repository). Each runs with ``from main import`` replaced by ``from attnkit.factory import``. The
+blocks of that library's README. Each runs with ``from main import`` replaced by ``from attnkit.factory import``. The
 profiler example alone is shrunk for speed: batch_size 4 -> 2, seq_len 2048 -> 128,
 num_iterations 100 -> 3 (the test checks those three replacements happened, so a changed
 copy cannot silently run something else).

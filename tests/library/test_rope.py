@@ -530,7 +530,7 @@ def test_yarn_default_is_the_reference_codes_ramp_in_the_pair_index(dim, base, f
 
 
 def test_the_papers_ramp_differs_from_the_reference_code_between_the_correction_dims():
-    """Issue 12's numbers: head_dim 64, base 1e4, factor 4, L 2048, beta 32 / alpha 1."""
+    """Worked numbers: head_dim 64, base 1e4, factor 4, L 2048, beta 32 / alpha 1."""
     ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)
     paper = yarn_inv_freq(64, 10000.0, 4.0, 2048, ramp="paper")
     gap = (paper / ref - 1).abs()

@@ -17,7 +17,7 @@ SOURCES = build.sources()
 # Translations the glossary (chapters/GLOSSARY.md) rules out, with the term to use instead.
 NOT_OUR_TERMS = {"遮罩": "掩码", "蒙版": "掩码", "面具": "掩码", "令牌": "词元", "关键字": "键",
                  "询问": "查询", "注意机制": "注意力机制", "软最大": "softmax"}
-# Terms that drifted between chapters (issue 12): a pattern the Chinese text (prose cells and the
+# Terms that drifted between chapters: a pattern the Chinese text (prose cells and the
 # Chinese side of every i18n key) must not contain, and the glossary's term for it.
 DRIFTING_TERMS = {
     r"受限于内存(?!带宽)": "memory-bound: 受限于内存带宽 (bandwidth, not capacity)",
