@@ -8,13 +8,20 @@ from dataclasses import dataclass, field
 import torch
 
 from attnkit import linear as _linear
+from attnkit import sparse as _sparse
+from attnkit import validate
 from attnkit.lora import PROJECTIONS
 
-# The sixteen mechanisms, in the order of the chapters, and the names that mean the same.
+# The mechanisms, in the order of the chapters (the sixteen of chapters 04-10, then the linear
+# attentions that forget, attnkit.forgetting), and the names that mean the same.
 NAMES = ("full", "flash", "gqa", "mqa", "mla", "local", "block_sparse", "strided", "longformer",
-         "bigbird", "linear", "performer", "linformer", "nystrom", "cosformer", "lora")
-ALIASES = {"mha": "full", "sliding": "local", "sparse": "block_sparse"}
+         "bigbird", "linear", "performer", "linformer", "nystrom", "cosformer", "lora",
+         "retnet", "gated_linear", "gla", "deltanet", "gated_deltanet")
+ALIASES = {"mha": "full", "sliding": "local", "sparse": "block_sparse", "retention": "retnet",
+           "decay_linear": "retnet", "simple_gla": "gated_linear", "gdn": "gated_deltanet"}
 NO_CAUSAL = ("linformer", "nystrom")  # no causal form (see the module docstring)
+FORGETTING = ("retnet", "gated_linear", "gla", "deltanet", "gated_deltanet")  # attnkit.forgetting
+CAUSAL_ONLY = FORGETTING  # recurrences: no non-causal form, causal defaults to True
 SOFTMAX_DENSE = ("full", "gqa", "mqa", "mla", "lora")  # materialise an N x N score matrix per head
 SPARSE = ("local", "block_sparse", "strided", "longformer", "bigbird")
 LINEAR = ("linear", "performer", "linformer", "nystrom", "cosformer")
@@ -33,9 +40,7 @@ def canonical_name(name) -> str:
 def _positive_int(name: str, value, allow_none: bool = True, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        want = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {want}, got {value!r}")
+    validate.int_at_least(name, value, minimum)  # the one size rule: TypeError for 2.5 or True, else ValueError
 
 
 def _default_kv_heads(n_heads: int) -> int:
@@ -68,7 +73,7 @@ class AttentionConfig:
     """One attention layer, validated on construction (errors name the field, value, allowed values).
 
     Defaults: d_model 512, n_heads 8 (as the library examples of tests/library/data/seed_examples.md), dropout 0 (on the mechanism's output),
-    causal False. Per mechanism (None = the default in brackets):
+    causal False (True for CAUSAL_ONLY). Per mechanism (None = the default in brackets):
     gqa ``num_kv_heads`` [largest divisor of n_heads <= n_heads // 4]; mqa uses 1;
     local/longformer ``window_size`` [128]; block_sparse/bigbird ``block_size`` [64];
     strided ``stride`` [64]; longformer ``num_global_tokens`` [1, the first token];
@@ -79,6 +84,10 @@ class AttentionConfig:
     [4 d_h] and ``qk_rope_head_dim`` [d_h / 2, even]; lora ``lora_r`` [8], ``lora_alpha`` [16],
     ``lora_targets`` [("q", "v"), as Hu et al. 2021, section 7.1]; linear ``feature_map`` ["elu+1"];
     ``positional`` None or "rope" (full only; mla has RoPE built in).
+    The recurrences of ``attnkit.forgetting`` (``CAUSAL_ONLY``: retnet [fixed decay per head],
+    gated_linear [a data-dependent scalar decay per head], gla [a decay per key channel], deltanet,
+    gated_deltanet) have only a causal form: ``causal`` defaults to True for them (False for the
+    others) and causal=False is refused; ``chunk_size`` [64] is the length of their chunks.
     Block options used by ``TransformerBlock``: ``mlp_ratio`` [4.0; 0 = no MLP], ``conv_kernel``
     [0 = no short convolution]. ``seed``: the weights are drawn from it, so one config gives one
     set of weights. An option another mechanism uses is ignored (window_size for full, ...).
@@ -91,7 +100,7 @@ class AttentionConfig:
     d_model: int = 512
     n_heads: int = 8
     dropout: float = 0.0
-    causal: bool = False
+    causal: bool | None = None
     num_kv_heads: int | None = None
     window_size: int | None = None
     block_size: int | None = None
@@ -108,6 +117,7 @@ class AttentionConfig:
     lora_alpha: float = 16.0
     lora_targets: tuple = ("q", "v")
     feature_map: str = "elu+1"
+    chunk_size: int = 64
     positional: str | None = None
     mlp_ratio: float = 4.0
     conv_kernel: int = 0
@@ -126,6 +136,8 @@ class AttentionConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.causal is None:  # the default: False, True for the recurrences (CAUSAL_ONLY)
+            self.causal = kind in CAUSAL_ONLY
         if not isinstance(self.causal, bool):
             raise TypeError(f"causal must be True or False, got {self.causal!r}")
         _positive_int("num_kv_heads", self.num_kv_heads)
@@ -170,10 +182,14 @@ class AttentionConfig:
             raise ValueError(f"causal=True is not possible for attention_type={self.attention_type!r} (its "
                              f"{'E, F projections mix every position' if kind == 'linformer' else 'landmarks average future tokens'}); "
                              f"causal mechanisms: {[n for n in NAMES if n not in NO_CAUSAL]}")
+        if not self.causal and kind in CAUSAL_ONLY:
+            raise ValueError(f"causal=False is not possible for attention_type={self.attention_type!r} (a "
+                             "recurrence: each token reads a state written by the tokens before it); leave causal "
+                             f"unset or True; mechanisms with a non-causal form: {[n for n in NAMES if n not in CAUSAL_ONLY]}")
+        _positive_int("chunk_size", self.chunk_size, allow_none=False)
         window = self.resolved.window_size
-        if kind in ("local", "longformer") and not self.causal and window % 2:
-            raise ValueError(f"window_size={window} must be even when causal=False (sliding_window_mask "
-                             "keeps window // 2 keys on each side)")
+        if kind in ("local", "longformer"):
+            _sparse.check_window(window, self.causal, name="window_size")  # the one window rule
         self.attention_type = kind  # the canonical name: an alias ("mha", "sliding", "sparse") resolved
 
     @property
