@@ -27,6 +27,7 @@ import math
 import torch
 from torch import nn
 
+from attnkit import validate
 from attnkit.core import _check_inputs
 
 __all__ = [
@@ -35,18 +36,23 @@ __all__ = [
     "pattern_predicate", "layout_from_predicate", "sliding_window_attention",
     "block_sparse_attention", "longformer_attention", "bigbird_attention", "sparse_attention",
     "SparseAttention", "PATTERNS", "pattern_pairs", "attention_cost", "receptive_field",
-    "layers_to_connect", "flex_mask_mod", "flex_block_mask",
+    "layers_to_connect", "flex_mask_mod", "flex_block_mask", "check_window", "check_pattern",
 ]
 
 PATTERNS = ("sliding_window", "strided", "fixed", "block_sparse", "longformer", "bigbird")
 
 
-def _int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+_int = validate.int_at_least  # the one size rule (TypeError for 2.5 or True, ValueError below the minimum)
+
+
+def _scale(q: torch.Tensor, scale) -> float:
+    return 1.0 / math.sqrt(q.shape[-1]) if scale is None else validate.real_number("scale", scale)
+
+
+def _callable(name: str, fn):
+    if not callable(fn):
+        raise TypeError(f"{name} must be a callable pred(i, j) -> bool tensor, got {type(fn).__name__}")
+    return fn
 
 
 def _grid(L: int, S: int, device=None):
@@ -72,11 +78,16 @@ def _window_pred(window: int, causal: bool, dilation: int):
     return pred
 
 
-def _check_window(window, causal, dilation):
-    _int("window", window)
+def check_window(window, causal: bool = False, dilation: int = 1, name: str = "window") -> int:
+    """The sliding-window rule, in one place for the patterns, the factory's config and the explorer:
+    ``window`` and ``dilation`` are ints >= 1, and a non-causal window is even (it keeps
+    ``window // 2`` keys on each side). Returns ``window``; ValueError otherwise (``name``: the
+    argument's name in the message, e.g. the config's ``window_size``)."""
+    _int(name, window)
     _int("dilation", dilation)
     if not causal and window % 2:
-        raise ValueError(f"window must be even when causal=False (window // 2 keys each side), got {window}")
+        raise ValueError(f"{name} must be even when causal=False (window // 2 keys each side), got {window}")
+    return window
 
 
 def _strided_preds(stride: int, causal: bool):
@@ -138,7 +149,7 @@ def sliding_window_mask(n: int, window: int, causal: bool = False, dilation: int
     not causal {j : |i - j| <= d * (window // 2), d | i - j}; causal {j : 0 <= i - j < d * window, d | i - j}.
     """
     _int("n", n, 0)
-    _check_window(window, causal, dilation)
+    check_window(window, causal, dilation)
     return _mask(_window_pred(window, causal, dilation), n, device=device)
 
 
@@ -196,6 +207,8 @@ def block_sparse_mask(layout: torch.Tensor, block: int, n: int | None = None, k_
     """
     layout = _check_layout(layout)
     _int("block", block)
+    validate.optional_int_at_least("n", n, 0)
+    validate.optional_int_at_least("k_len", k_len, 0)
     n = layout.shape[0] * block if n is None else n
     k_len = (layout.shape[1] * block if n is None else n) if k_len is None else k_len
     _check_blocks(layout, block, n, k_len)
@@ -226,7 +239,7 @@ def longformer_mask(n: int, window: int, global_idx=(), causal: bool = False, di
     every token attends to it. ``causal=True`` intersects with {j <= i}.
     """
     _int("n", n, 0)
-    _check_window(window, causal, dilation)
+    check_window(window, causal, dilation)
     return _mask(_longformer_pred(window, _global_flags(n, global_idx, device), causal, dilation), n, device=device)
 
 
@@ -244,6 +257,7 @@ def bigbird_layout(num_blocks: int, num_window_blocks: int = 3, num_global_block
     w = _int("num_window_blocks", num_window_blocks)
     g = _int("num_global_blocks", num_global_blocks, 0)
     r = _int("num_random_blocks", num_random_blocks, 0)
+    _int("seed", seed, 0)
     if w % 2 == 0:
         raise ValueError(f"num_window_blocks must be odd (the block itself and w // 2 each side), got {w}")
     if g % 2:
@@ -300,42 +314,66 @@ def pattern_predicate(pattern: str, n: int, causal: bool = False, **args):
     return pred
 
 
-def _base_predicate(pattern, n, causal, **args):
-    if pattern == "sliding_window":
-        window, dilation = args.pop("window", None), args.pop("dilation", 1)
-        _no_more(pattern, args)
-        _check_window(window, causal, dilation)
-        return _window_pred(window, causal, dilation)
-    if pattern in ("strided", "fixed"):
-        head = args.pop("head", None)
-        if pattern == "strided":
-            stride = _int("stride", args.pop("stride", None))
-            _no_more(pattern, args)
-            return _pick(*_strided_preds(stride, causal), head)
-        block, summary = _int("block", args.pop("block", None)), _int("summary", args.pop("summary", None))
-        _no_more(pattern, args)
-        return _pick(*_fixed_preds(block, summary, causal), head)
-    if pattern == "block_sparse":
-        layout, block = _check_layout(args.pop("layout", None)), _int("block", args.pop("block", None))
-        _no_more(pattern, args)
-        _check_blocks(layout, block, n, n)
-        return _layout_pred(layout, block)
+# Each pattern's arguments and their defaults (None: required). ``check_pattern`` is the one place
+# that reads a pattern's name and arguments; the predicate, the computation and the pair count
+# all start from what it returns.
+_ARGS = {
+    "sliding_window": {"window": None, "dilation": 1},
+    "strided": {"stride": None, "head": None},
+    "fixed": {"block": None, "summary": None, "head": None},
+    "block_sparse": {"layout": None, "block": None},
+    "longformer": {"window": None, "global_idx": (), "dilation": 1},
+    "bigbird": {"block": None, "num_window_blocks": 3, "num_global_blocks": 2, "num_random_blocks": 3, "seed": 0},
+}
+
+
+def check_pattern(pattern: str, n: int, causal: bool = False, **args) -> dict:
+    """A pattern's arguments for length n, checked, with the defaults filled in (see
+    ``pattern_predicate``). Unknown or missing arguments raise TypeError, bad values ValueError."""
+    validate.choice("pattern", pattern, PATTERNS)
+    _int("n", n, 0)
+    unknown = sorted(set(args) - set(_ARGS[pattern]))
+    if unknown:
+        raise TypeError(f"pattern {pattern!r} got unexpected arguments {unknown}; expected {list(_ARGS[pattern])}")
+    a = {**_ARGS[pattern], **args}
+    missing = [k for k, v in a.items() if v is None and k != "head"]
+    if missing:
+        raise TypeError(f"pattern {pattern!r} needs {missing}, got None; expected {list(_ARGS[pattern])}")
+    if pattern in ("sliding_window", "longformer"):
+        check_window(a["window"], causal, a["dilation"])
     if pattern == "longformer":
-        window, dilation = args.pop("window", None), args.pop("dilation", 1)
-        flags = _global_flags(n, args.pop("global_idx", ()))
-        _no_more(pattern, args)
-        _check_window(window, causal, dilation)
-        return _longformer_pred(window, flags, causal, dilation)
+        _global_flags(n, a["global_idx"])
+    if pattern == "strided":
+        _int("stride", a["stride"])
+    if pattern == "fixed":
+        _int("block", a["block"])
+        _int("summary", a["summary"])
+        if a["summary"] > a["block"]:
+            raise ValueError(f"summary must be <= block (c <= l), got summary={a['summary']}, block={a['block']}")
+    if pattern in ("strided", "fixed") and a["head"] not in (None, 1, 2):
+        raise ValueError(f"head must be None, 1 or 2, got {a['head']!r}")
+    if pattern == "block_sparse":
+        a["layout"] = _check_layout(a["layout"])
+        _int("block", a["block"])
+        _check_blocks(a["layout"], a["block"], n, n)
     if pattern == "bigbird":
-        block = _int("block", args.pop("block", None))
-        layout = bigbird_layout(math.ceil(n / block), **args)
-        return _layout_pred(layout, block)
-    raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
+        _int("block", a["block"])
+        rest = {k: v for k, v in a.items() if k != "block"}
+        a["layout"] = bigbird_layout(math.ceil(n / a["block"]), **rest)  # checks the rest
+    return a
 
 
-def _no_more(pattern, args):
-    if args:
-        raise TypeError(f"pattern {pattern!r} got unexpected arguments {sorted(args)}")
+def _base_predicate(pattern, n, causal, **args):
+    a = check_pattern(pattern, n, causal, **args)
+    if pattern == "sliding_window":
+        return _window_pred(a["window"], causal, a["dilation"])
+    if pattern == "strided":
+        return _pick(*_strided_preds(a["stride"], causal), a["head"])
+    if pattern == "fixed":
+        return _pick(*_fixed_preds(a["block"], a["summary"], causal), a["head"])
+    if pattern == "longformer":
+        return _longformer_pred(a["window"], _global_flags(n, a["global_idx"]), causal, a["dilation"])
+    return _layout_pred(a["layout"], a["block"])  # block_sparse, bigbird
 
 
 def pattern_mask(pattern: str, n: int, causal: bool = False, **args) -> torch.Tensor:
@@ -347,6 +385,9 @@ def pattern_mask(pattern: str, n: int, causal: bool = False, **args) -> torch.Te
 def layout_from_predicate(pred, n: int, block: int) -> torch.Tensor:
     """(nb, nb) bool: which b x b blocks hold at least one True pair of ``pred``; one block row at
     a time, so memory is O(n * b), never (n, n)."""
+    _callable("pred", pred)
+    _int("n", n, 0)
+    _int("block", block)
     nb = math.ceil(n / block)
     j = torch.arange(n)[None, :]
     layout = torch.zeros(nb, nb, dtype=torch.bool)
@@ -431,8 +472,8 @@ def sliding_window_attention(q, k, v, window: int, causal: bool = False, dilatio
     True = may attend. Gradients flow through autograd. Returns out (..., N, Ev) [, lse (..., N)].
     """
     _check_qkv(q, k, v, key_mask)
-    _check_window(window, causal, dilation)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    check_window(window, causal, dilation)
+    scale = _scale(q, scale)
     if dilation == 1:
         out, lse = _window_chunks(q, k, v, window, causal, scale, key_mask, chunk)
     else:
@@ -479,11 +520,13 @@ def block_sparse_attention(q, k, v, layout: torch.Tensor, block: int, mask_mod=N
     ``block_sparse_mask(layout, block, L, S) & mask_mod``. Memory: one block row of kept keys.
     """
     _check_qkv(q, k, v, key_mask, self_attention=False)
+    if mask_mod is not None:
+        _callable("mask_mod", mask_mod)
     layout = _check_layout(layout).to(q.device)
     _int("block", block)
     L, S = q.shape[-2], k.shape[-2]
     _check_blocks(layout, block, L, S)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = _scale(q, scale)
     out = q.new_zeros((*q.shape[:-1], v.shape[-1]), dtype=torch.result_type(q, v))  # (..., L, Ev)
     lse = q.new_full(q.shape[:-1], float("-inf"))  # (..., L)
     starts = torch.arange(0, S, block, device=q.device)  # first key of each block
@@ -512,11 +555,11 @@ def longformer_attention(q, k, v, window: int, global_idx=(), causal: bool = Fal
     (3) the g global queries over every key, a (g, N) block, which replaces their rows.
     """
     _check_qkv(q, k, v, key_mask)
-    _check_window(window, causal, dilation)
+    check_window(window, causal, dilation)
     n = q.shape[-2]
     flags = _global_flags(n, global_idx, q.device)
     g = flags.nonzero().flatten()  # (G,)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scale = _scale(q, scale)
     non_global = ~flags if key_mask is None else key_mask & ~flags
     out, lse = sliding_window_attention(q, k, v, window, causal, dilation, scale, non_global, return_lse=True)
     if g.numel() == 0:
@@ -549,25 +592,18 @@ def bigbird_attention(q, k, v, block: int, num_window_blocks: int = 3, num_globa
 def sparse_attention(q, k, v, pattern: str, causal: bool = False, scale: float | None = None,
                      key_mask=None, **args):
     """Self-attention of q, k, v (..., N, E) under a pattern by name, by its own computation."""
-    n = q.shape[-2] if isinstance(q, torch.Tensor) and q.dim() >= 2 else 0
+    _check_qkv(q, k, v, key_mask)
+    n = q.shape[-2]
+    a = check_pattern(pattern, n, causal, **args)
     if pattern == "sliding_window":
-        return sliding_window_attention(q, k, v, causal=causal, scale=scale, key_mask=key_mask, **args)
+        return sliding_window_attention(q, k, v, a["window"], causal, a["dilation"], scale, key_mask)
     if pattern == "longformer":
-        return longformer_attention(q, k, v, causal=causal, scale=scale, key_mask=key_mask, **args)
-    if pattern == "bigbird":
-        return bigbird_attention(q, k, v, causal=causal, scale=scale, key_mask=key_mask, **args)
-    if pattern == "block_sparse":
-        args = dict(args)
-        layout, block = args.pop("layout", None), args.pop("block", None)
-        _no_more(pattern, args)
-        mod = (lambda i, j: j <= i) if causal else None
-        return block_sparse_attention(q, k, v, layout, block, mod, scale, key_mask)
-    if pattern in ("strided", "fixed"):
-        _check_qkv(q, k, v, key_mask)
-        pred = pattern_predicate(pattern, n, causal, **dict(args))
-        block = args["stride"] if pattern == "strided" else args["block"]
-        return block_sparse_attention(q, k, v, layout_from_predicate(pred, n, block), block, pred, scale, key_mask)
-    raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
+        return longformer_attention(q, k, v, a["window"], a["global_idx"], causal, a["dilation"], scale, key_mask)
+    pred = pattern_predicate(pattern, n, causal, **args)
+    if pattern in ("block_sparse", "bigbird"):
+        return block_sparse_attention(q, k, v, a["layout"], a["block"], pred if causal else None, scale, key_mask)
+    block = a["stride"] if pattern == "strided" else a["block"]  # strided, fixed: the blocks the predicate touches
+    return block_sparse_attention(q, k, v, layout_from_predicate(pred, n, block), block, pred, scale, key_mask)
 
 
 def _check_length(pattern: str, args: dict) -> int:
@@ -597,8 +633,10 @@ class SparseAttention(nn.Module):
 
     ``SparseAttention(embed_dim, num_heads, pattern="sliding_window", window=8)``; the pattern's
     arguments as in ``pattern_predicate``. forward(x, attn_mask=None, key_padding_mask=None,
-    is_causal=False): ``key_padding_mask`` (B, N) bool, True = padding (ignored), as
-    ``nn.MultiheadAttention``; the pattern is computed without an (N, N) matrix. ``attn_mask``
+    is_causal=False): ``key_padding_mask`` (B, N) bool, **True = a real token** (False = padding,
+    never attended), as in every attnkit module; the pattern is computed without an (N, N) matrix.
+    (Until this round this module alone took True = padding, as ``nn.MultiheadAttention`` does, and
+    the factory inverted the mask for it; pass ``~mask`` where you relied on that.) ``attn_mask``
     (bool, True = may attend, broadcastable to (B, H, N, N)) is an extra restriction and needs
     the dense path (the pattern's mask and attn_mask together through ``attnkit.core``).
     """
@@ -610,8 +648,7 @@ class SparseAttention(nn.Module):
         _int("num_heads", num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
-        if pattern not in PATTERNS:
-            raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
+        validate.choice("pattern", pattern, PATTERNS)
         _validate_either_mode(pattern, _check_length(pattern, pattern_args), pattern_args)
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.pattern, self.pattern_args = pattern, dict(pattern_args)
@@ -619,25 +656,24 @@ class SparseAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
     def forward(self, x, attn_mask=None, key_padding_mask=None, is_causal: bool = False):
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must have shape (batch, seq, {self.embed_dim}), got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        validate.tensor("x", x)
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x must have shape (batch, seq, {self.embed_dim}), got {tuple(x.shape)}")
+        validate.module_accepts(self, "x", x)
         B, N, E = x.shape
+        keep = validate.key_padding_mask("key_padding_mask", key_padding_mask, (B, N), x.device)
+        keep = None if keep is None else keep[:, None, :]  # (B, 1, N), True = real token
         q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, N, D)
-        keep = None
-        if key_padding_mask is not None:
-            if key_padding_mask.shape != (B, N) or key_padding_mask.dtype != torch.bool:
-                raise ValueError(f"key_padding_mask must be bool (batch, seq) = {(B, N)}, got "
-                                 f"{tuple(key_padding_mask.shape)} {key_padding_mask.dtype}")
-            keep = ~key_padding_mask[:, None, :]  # (B, 1, N)
         if attn_mask is None:
             out = sparse_attention(q, k, v, self.pattern, is_causal, None, keep, **self.pattern_args)
         else:
             from attnkit.core import scaled_dot_product_attention
 
             mask = pattern_mask(self.pattern, N, is_causal, **self.pattern_args)
-            if attn_mask.dtype != torch.bool:
-                raise TypeError(f"attn_mask must be bool (True = may attend), got {attn_mask.dtype}")
+            if not isinstance(attn_mask, torch.Tensor) or attn_mask.dtype != torch.bool:
+                raise TypeError(f"attn_mask must be a bool tensor (True = may attend), got "
+                                f"{getattr(attn_mask, 'dtype', type(attn_mask).__name__)}")
+            validate.attention_mask("attn_mask", attn_mask, (B, self.num_heads, N, N), x.device, "(B, H, N, N)")
             mask = mask & attn_mask
             if keep is not None:
                 mask = mask & keep[:, :, None, :]
@@ -677,10 +713,10 @@ def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
     longformer) are counted from the predicate, one row block at a time.
     """
     _int("n", n, 0)
-    a = dict(args)
+    a = check_pattern(pattern, n, causal, **args)  # checked, defaults filled in
     if pattern == "sliding_window":
         w, d = a.get("window"), a.get("dilation", 1)
-        _check_window(w, causal, d)
+        check_window(w, causal, d)
         return sum(int(_window_row_counts(len(range(r, n, d)), w, causal).sum()) for r in range(d))
     i = torch.arange(n)
     if pattern == "strided" and a.get("head") is None:
@@ -696,8 +732,7 @@ def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
         return int((i % l + 1 + c * (i // l)).sum())
     if pattern in ("block_sparse", "bigbird"):
         b = _int("block", a.get("block"))
-        layout = a["layout"] if pattern == "block_sparse" else bigbird_layout(
-            math.ceil(n / b), **{k: v for k, v in a.items() if k != "block"})
+        layout = a["layout"]
         sizes = torch.clamp(n - torch.arange(layout.shape[0]) * b, max=b)  # (nb,) short last block
         if not causal:
             return int(sizes @ layout.long() @ sizes)
@@ -705,7 +740,7 @@ def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
         return below + int((layout.diagonal().long() * sizes * (sizes + 1) // 2).sum())
     if pattern == "longformer" and a.get("dilation", 1) == 1:
         w = a.get("window")
-        _check_window(w, causal, 1)
+        check_window(w, causal, 1)
         g = _global_flags(n, a.get("global_idx", ())).long()  # (n,)
         before = torch.cat([torch.zeros(1, dtype=torch.long), g.cumsum(0)])  # (n + 1,): globals in [0, k)
         if causal:
@@ -716,7 +751,7 @@ def pattern_pairs(pattern: str, n: int, causal: bool = False, **args) -> int:
             window, whole = hi - lo + 1, torch.full_like(i, n)
             outside = before[n] - (before[hi + 1] - before[lo])  # globals not in the window
         return int(torch.where(g.bool(), whole, window + outside).sum())
-    pred = pattern_predicate(pattern, n, causal, **a)
+    pred = pattern_predicate(pattern, n, causal, **args)
     j = torch.arange(n)[None, :]
     return sum(int(torch.as_tensor(pred(i[s:s + 256, None], j)).expand(len(i[s:s + 256]), n).sum())
                for s in range(0, n, 256))
@@ -731,16 +766,27 @@ def attention_cost(pairs: int, n: int, head_dim: int, heads: int = 1, batch: int
     forward keeps for backward); io_bytes = 4 * n * d * H * B * bytes (q, k, v and the output).
     Dense attention is pairs = n * n.
     """
-    for name, val in (("pairs", pairs), ("n", n), ("head_dim", head_dim), ("heads", heads),
-                      ("batch", batch), ("dtype_bytes", dtype_bytes)):
+    for name, val in (("pairs", pairs), ("n", n)):
         _int(name, val, 0)
+    for name, val in (("head_dim", head_dim), ("heads", heads), ("batch", batch), ("dtype_bytes", dtype_bytes)):
+        _int(name, val)
     return {"pairs": pairs, "flops": 4 * pairs * head_dim * heads * batch,
             "score_bytes": pairs * heads * batch * dtype_bytes,
             "io_bytes": 4 * n * head_dim * heads * batch * dtype_bytes}
 
 
+def _position(name: str, value, n: int) -> int:
+    """A token index in [-n, n) (negative counts from the end), as a non-negative index."""
+    _int(name, value, None)
+    if not -n <= value < n:
+        raise ValueError(f"{name} must be a token index in [-{n}, {n}), got {value}")
+    return value % n
+
+
 def _check_mask2d(mask):
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a square bool (n, n) tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
         raise ValueError(f"mask must be a square bool (n, n) tensor, got "
                          f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}"
                          f"{' ' + str(mask.dtype) if isinstance(mask, torch.Tensor) else ''}")
@@ -758,7 +804,7 @@ def receptive_field(mask: torch.Tensor, layers: int, query: int = -1) -> torch.T
     _int("layers", layers, 0)
     n = mask.shape[0]
     reach = torch.zeros(n, dtype=torch.bool)
-    reach[query] = True
+    reach[_position("query", query, n)] = True
     m = mask.float()
     sizes = []
     for _ in range(layers):
@@ -772,8 +818,8 @@ def layers_to_connect(mask: torch.Tensor, source: int = 0, target: int = -1, max
     never within ``max_layers``, default n)."""
     _check_mask2d(mask)
     n = mask.shape[0]
-    source, target = source % n, target % n
-    max_layers = n if max_layers is None else max_layers
+    source, target = _position("source", source, n), _position("target", target, n)
+    max_layers = n if max_layers is None else _int("max_layers", max_layers, 0)
     reach = torch.zeros(n, dtype=torch.bool)
     reach[target] = True
     m = mask.float()
@@ -803,6 +849,8 @@ def flex_mask_mod(pattern: str, n: int, causal: bool = False, **args):
 
 def flex_block_mask(pattern: str, n: int, causal: bool = False, block_size: int = 128, **args):
     """``create_block_mask`` of the pattern's ``mask_mod`` for length n (CPU, any head / batch)."""
+    _int("n", n)
+    _int("block_size", block_size)
     from torch.nn.attention.flex_attention import create_block_mask
 
     return create_block_mask(flex_mask_mod(pattern, n, causal, **args), None, None, n, n,

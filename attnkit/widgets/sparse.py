@@ -76,8 +76,11 @@ def explore_state(pattern: str = "sliding_window", n: int = 64, window: int = 8,
                   globals_: int = 1, random_blocks: int = 2, causal: bool = False, layers: int = LAYERS) -> dict:
     """The numbers behind the explorer: mask (n, n), density, pairs, reach (layers,) fractions,
     connect (layers until token 0 reaches token n - 1, or None within n layers)."""
-    if pattern in ("sliding_window", "longformer") and not causal and window % 2:
-        window += 1  # a symmetric window has window // 2 keys each side: even
+    if pattern in ("sliding_window", "longformer"):
+        try:
+            sp.check_window(window, causal)  # the one window rule (attnkit.sparse)
+        except ValueError:
+            window += 1  # the slider's odd symmetric window: the next one the rule accepts
     args = pattern_args(pattern, n, window, dilation, globals_, random_blocks)
     mask = sp.pattern_mask(pattern, n, causal, **args)
     reach = sp.receptive_field(mask, layers, query=n - 1).double() / n

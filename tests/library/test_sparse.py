@@ -133,7 +133,7 @@ def test_bigbird_seed_changes_random_blocks_and_mask_expands_layout():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: sp.sliding_window_mask(10, 3), "window must be even"),
-    (lambda: sp.sliding_window_mask(10, 0), "window must be >= 1"),
+    (lambda: sp.sliding_window_mask(10, 0), "window must be an int >= 1, got 0"),
     (lambda: sp.sliding_window_mask(10, 2.0), "window must be an int"),
     (lambda: sp.fixed_mask(10, 4, 5), "summary must be <= block"),
     (lambda: sp.strided_mask(10, 3, head=3), "head must be None, 1 or 2"),
@@ -320,7 +320,7 @@ def test_module_equals_torch_multihead_attention_with_the_mask(pattern, args, is
     allowed = sp.pattern_mask(pattern, n, is_causal, **args)
     assert allowed.diagonal().all()  # every pattern here keeps the diagonal (torch gives NaN on empty rows)
     want, _ = ref(x, x, x, attn_mask=~allowed, key_padding_mask=pad, need_weights=False)
-    got = m(x, key_padding_mask=pad, is_causal=is_causal)
+    got = m(x, key_padding_mask=~pad, is_causal=is_causal)  # attnkit: True = real token
     torch.testing.assert_close(got[0], want[0])
     # second sequence: rows that see a real key; a row whose visible keys are all padding gets
     # zeros before out_proj (torch: NaN)
@@ -374,7 +374,7 @@ def test_window_pairs_closed_form():
 def test_attention_cost_formulas():
     c = sp.attention_cost(pairs=1000, n=100, head_dim=64, heads=2, batch=3, dtype_bytes=2)
     assert c == {"pairs": 1000, "flops": 4 * 1000 * 64 * 6, "score_bytes": 1000 * 6 * 2, "io_bytes": 4 * 100 * 64 * 6 * 2}
-    with pytest.raises(ValueError, match="pairs must be >= 0"):
+    with pytest.raises(ValueError, match="pairs must be an int >= 0, got -1"):
         sp.attention_cost(-1, 10, 4)
 
 
@@ -469,3 +469,25 @@ def test_module_takes_an_odd_window_for_a_causal_forward_and_refuses_it_without(
         m(x)
     with pytest.raises(ValueError, match="window"):
         sp.SparseAttention(16, 2, pattern="sliding_window", window=0)
+
+
+@pytest.mark.parametrize("pattern, args", [("sliding_window", dict(window=4)), ("longformer", dict(window=4, global_idx=[0])),
+                                           ("fixed", dict(block=4, summary=1))])
+def test_key_padding_mask_means_real_token_in_the_module_as_in_the_functions(pattern, args):
+    """One mask, one meaning: the module's key_padding_mask (True = real token) gives what
+    sparse_attention gives with the same mask as key_mask, and what dense SDPA gives with the
+    pattern's mask and the padding removed as keys."""
+    torch.manual_seed(0)
+    n, E, H = 12, 8, 2
+    m = sp.SparseAttention(E, H, pattern=pattern, **args).double()
+    x = torch.randn(2, n, E, dtype=torch.float64)
+    real = torch.ones(2, n, dtype=torch.bool)
+    real[1, -5:] = False  # five padding tokens at the end of the second sequence
+    q, k, v = m.qkv(x).view(2, n, 3, H, E // H).permute(2, 0, 3, 1, 4)  # (B, H, N, D)
+    functional = sp.sparse_attention(q, k, v, pattern, key_mask=real[:, None, :], **args)
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=sp.pattern_mask(pattern, n, **args) & real[:, None, None, :])
+    out = m(x, key_padding_mask=real)
+    torch.testing.assert_close(functional, dense)
+    torch.testing.assert_close(out, m.out_proj(functional.transpose(1, 2).reshape(2, n, E)))
+    assert not torch.allclose(out, m(x, key_padding_mask=~real))  # the opposite mask is a different answer
