@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 import torch
 
 from attnkit import linear as _linear
-from attnkit import sparse as _sparse
-from attnkit import validate
 from attnkit.lora import PROJECTIONS
 
 # The mechanisms, in the order of the chapters (the sixteen of chapters 04-10, then the linear
@@ -40,7 +38,9 @@ def canonical_name(name) -> str:
 def _positive_int(name: str, value, allow_none: bool = True, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    validate.int_at_least(name, value, minimum)  # the one size rule: TypeError for 2.5 or True, else ValueError
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        want = f"an int >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {want}, got {value!r}")
 
 
 def _default_kv_heads(n_heads: int) -> int:
@@ -188,8 +188,9 @@ class AttentionConfig:
                              f"unset or True; mechanisms with a non-causal form: {[n for n in NAMES if n not in CAUSAL_ONLY]}")
         _positive_int("chunk_size", self.chunk_size, allow_none=False)
         window = self.resolved.window_size
-        if kind in ("local", "longformer"):
-            _sparse.check_window(window, self.causal, name="window_size")  # the one window rule
+        if kind in ("local", "longformer") and not self.causal and window % 2:
+            raise ValueError(f"window_size={window} must be even when causal=False (sliding_window_mask "
+                             "keeps window // 2 keys on each side)")
         self.attention_type = kind  # the canonical name: an alias ("mha", "sliding", "sparse") resolved
 
     @property
