@@ -78,6 +78,12 @@ def _check_head_dim(head_dim, name: str = "head_dim") -> None:
         )
 
 
+def _check_any_tensor(name: str, x) -> None:
+    """A tensor of any dtype (a reorder of channels needs no floating point)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
 def _check_positive(value, name: str) -> float:
     return validate.real_number(name, value, 0.0, low_open=True)
 
@@ -225,15 +231,16 @@ def interleaved_to_half_split(x: torch.Tensor) -> torch.Tensor:
 
     The pair (2i, 2i+1) of the interleaved layout becomes the pair (i, i + d/2) of the half-split
     layout, so ``apply_rope(P x, interleaved=False) == P apply_rope(x, interleaved=True)``.
+    A reorder: any dtype (chapter 06 reorders channel indices, ``torch.arange(8)``).
     """
-    validate.tensor("x", x)
+    _check_any_tensor("x", x)
     _check_head_dim(x.shape[-1], name=f"the last dim of x with shape {_shape(x)}")
     return torch.cat((x[..., 0::2], x[..., 1::2]), dim=-1)
 
 
 def half_split_to_interleaved(x: torch.Tensor) -> torch.Tensor:
     """The inverse of ``interleaved_to_half_split``."""
-    validate.tensor("x", x)
+    _check_any_tensor("x", x)
     _check_head_dim(x.shape[-1], name=f"the last dim of x with shape {_shape(x)}")
     a, b = x.chunk(2, dim=-1)  # (..., d/2) each
     return torch.stack((a, b), dim=-1).flatten(-2)
