@@ -17,6 +17,7 @@ from attnkit import gqa as _gqa
 from attnkit import linear as _linear
 from attnkit import mha as _mha
 from attnkit import sparse as _sparse
+from attnkit import validate
 from attnkit.factory.config import ALIASES, FORGETTING, NAMES, SPARSE, AttentionConfig, _pattern
 from attnkit.lora import LoRALinear
 
@@ -29,14 +30,7 @@ def _check_x(x, d_model: int) -> None:
 
 
 def _check_kpm(key_padding_mask, x) -> None:
-    if key_padding_mask is None:
-        return
-    if not isinstance(key_padding_mask, torch.Tensor) or key_padding_mask.dtype != torch.bool:
-        raise TypeError(f"key_padding_mask must be a bool tensor (True = real token), got "
-                        f"{getattr(key_padding_mask, 'dtype', type(key_padding_mask).__name__)}")
-    if tuple(key_padding_mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"key_padding_mask has shape {tuple(key_padding_mask.shape)}, expected (B, N) = "
-                         f"{tuple(x.shape[:2])}")
+    validate.key_padding_mask("key_padding_mask", key_padding_mask, x.shape[:2], x.device)
 
 
 class Mixer(nn.Module):
@@ -59,6 +53,7 @@ class Mixer(nn.Module):
 
     def forward(self, x, attn_mask=None, key_padding_mask=None):
         _check_x(x, self.config.d_model)
+        validate.module_accepts(self, "x", x)  # weights vs input: one TypeError for every mechanism
         _check_kpm(key_padding_mask, x)
         return self.dropout(self.run(x, attn_mask, key_padding_mask))
 
@@ -106,8 +101,7 @@ class _Sparse(Mixer):
             nb = math.ceil(x.shape[1] / self.config.resolved.block_size)
             self.inner.pattern_args = {"layout": torch.eye(nb, dtype=torch.bool, device=x.device),
                                       "block": self.config.resolved.block_size}
-        padding = None if kpm is None else ~kpm  # SparseAttention: True = padding
-        return self.inner(x, attn_mask=attn_mask, key_padding_mask=padding, is_causal=self.config.causal)
+        return self.inner(x, attn_mask=attn_mask, key_padding_mask=kpm, is_causal=self.config.causal)
 
 
 class _Linear(Mixer):  # the linear family, and the recurrences of attnkit.forgetting (causal by construction)

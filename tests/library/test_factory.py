@@ -342,7 +342,7 @@ def test_sparse_family_equals_dense_sdpa_under_its_chapter_08_mask(name, causal)
 
 
 def test_window_size_means_sliding_window_mask_and_odd_noncausal_is_refused():
-    with pytest.raises(ValueError, match="window_size=5 must be even"):
+    with pytest.raises(ValueError, match="window_size must be even when causal=False .*got 5"):
         AttentionConfig("local", window_size=5)
     with pytest.raises(ValueError, match="window_size"):
         AttentionConfig("local", window_size=0)
@@ -509,13 +509,18 @@ def test_dropout_acts_on_the_output_in_training_only():
     ({"conv_kernel": -1}, "conv_kernel"),
     ({"lora_targets": ("x",)}, "lora_targets"),
     ({"attention_type": "nystrom", "causal": True}, "causal"),
-    ({"block_size": 2.5}, "block_size"),
 ])
 def test_bad_values_name_the_field_and_the_value(kw, field):
     with pytest.raises(ValueError) as err:
         AttentionConfig(**kw)
     msg = str(err.value)
     assert field in msg and str(kw[field]) in msg
+
+
+@pytest.mark.parametrize("value", [2.5, True])
+def test_a_size_that_is_not_an_int_is_a_type_error(value):
+    with pytest.raises(TypeError, match=rf"block_size must be an int >= 1, got {type(value).__name__} {value}"):
+        AttentionConfig(block_size=value)
 
 
 def test_errors_list_the_allowed_values():
@@ -759,3 +764,22 @@ def test_lora_counts_the_frozen_base_once():
     base = 4 * (64 * 64 + 64)
     assert sum(p.numel() for p in m.parameters()) == base + 2 * 4 * (64 + 64)
     assert sum(p.numel() for p in m.parameters() if p.requires_grad) == 2 * 4 * (64 + 64)
+
+
+@pytest.mark.parametrize("name", ["local", "longformer", "strided", "linear", "full", "gqa"])
+def test_one_key_padding_mask_means_real_token_through_factory_and_module(name):
+    """key_padding_mask True = real token in every module (issue 23): the factory passes the mask on
+    unchanged, so the same mask gives the same output through the factory and through the module it
+    wraps, and padded keys do not change any output (for sparse the factory used to invert the mask,
+    which the module inverted back: outputs 0.52 apart)."""
+    cfg = AttentionConfig(name, d_model=16, n_heads=2, window_size=4, stride=4, causal=name != "longformer")
+    mixer = AttentionFactory.create_attention(cfg).eval()
+    x = torch.randn(2, 12, 16)
+    real = torch.ones(2, 12, dtype=torch.bool)
+    real[1, -5:] = False
+    out = mixer(x, key_padding_mask=real)
+    if name in ("local", "longformer", "strided"):
+        torch.testing.assert_close(out, mixer.inner(x, key_padding_mask=real, is_causal=cfg.causal))
+    x2 = x.clone()
+    x2[1, -5:] = torch.randn(5, 16)  # other padding contents
+    torch.testing.assert_close(mixer(x2, key_padding_mask=real)[1, :7], out[1, :7])
