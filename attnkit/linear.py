@@ -108,6 +108,12 @@ def _key_mask(key_padding_mask, k) -> torch.Tensor | None:
     return key_padding_mask[..., None].to(k.dtype)
 
 
+def _float32_if_half(*xs):
+    """float16 / bfloat16 tensors as float32, others as they are: the methods whose exponents or
+    pseudo-inverses need float32's range compute in it and return the input's dtype (as SDPA does)."""
+    return tuple(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in xs)
+
+
 # ---------------------------------------------------------------------------------------------
 # feature maps and the kernelised attention (Katharopoulos et al. 2020)
 # ---------------------------------------------------------------------------------------------
@@ -497,8 +503,7 @@ def performer_attention(
         projection = orthogonal_random_features(m, d, seed, dtype=q.dtype).to(q.device)
     _check_projection(projection, d)
     out_dtype = v.dtype
-    if q.dtype in (torch.float16, torch.bfloat16):  # exponents of |x|^2 / 2 need float32's range
-        q, k, v = q.float(), k.float(), v.float()
+    q, k, v = _float32_if_half(q, k, v)  # exponents of |x|^2 / 2 need float32's range
     scale = d ** -0.25
     lq, sign_q, _ = _favor_log(q * scale, projection, kind)  # (..., L, F); m^-1/2 cancels
     lk, sign_k, _ = _favor_log(k * scale, projection, kind)  # (..., S, F)
@@ -508,6 +513,8 @@ def performer_attention(
     if causal:
         num, den, _ = _log_kernel_causal(lq, lk, v, sign_q, sign_k, chunk_size)
         return _normalise(num, den, eps).to(out_dtype)
+    if lk.shape[-2] == 0:  # no key at all: every row sees nothing
+        return v.new_zeros(*q.shape[:-1], v.shape[-1]).to(out_dtype)
     a = lk.amax(dim=-2, keepdim=True).detach()  # (..., 1, F): each feature's largest key exponent
     a0 = torch.where(torch.isinf(a), torch.zeros_like(a), a)  # every key padded: all features zero
     t = (lq + a).amax(dim=-1, keepdim=True).detach()  # (..., L, 1): log of each query's largest term
@@ -543,11 +550,13 @@ def linformer_attention(q, k, v, E, F_, scale=None, key_padding_mask=None):
     if E.shape[-1] != F_.shape[-1]:
         raise ValueError(f"E has shape {_shape(E)} and F has shape {_shape(F_)}: expected the same k")
     km = _key_mask(key_padding_mask, k)
+    out_dtype = v.dtype
+    q, k, v = _float32_if_half(q, k, v)  # sums of N products: half precision loses the scores
     if km is not None:
         k, v = k * km, v * km
     k_proj = E.transpose(-2, -1).to(k.dtype) @ k  # (..., k, D)
     v_proj = F_.transpose(-2, -1).to(v.dtype) @ v  # (..., k, Dv)
-    return softmax_attention(q, k_proj, v_proj, scale=scale)
+    return softmax_attention(q, k_proj, v_proj, scale=scale).to(out_dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -622,6 +631,12 @@ def nystrom_attention(q, k, v, num_landmarks: int, pinv_iterations: int = 6, exa
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     km = None if key_padding_mask is None else key_padding_mask
     _key_mask(km, k)
+    _check_positive("num_landmarks", num_landmarks)
+    if q.shape[-2] == 0:  # no token: no landmark either, and nothing to output
+        out = v.new_zeros(*q.shape[:-1], v.shape[-1])
+        return (out, {}) if return_parts else out
+    out_dtype = v.dtype
+    q, k, v = _float32_if_half(q, k, v)  # the pseudo-inverse iteration needs float32's precision
     ql, kl = segment_means(q, num_landmarks, km), segment_means(k, num_landmarks, km)  # (..., m, D)
     f = torch.softmax((q @ kl.transpose(-2, -1)) * scale, -1)  # (..., N, m)
     a = torch.softmax((ql @ kl.transpose(-2, -1)) * scale, -1)  # (..., m, m)
@@ -630,7 +645,7 @@ def nystrom_attention(q, k, v, num_landmarks: int, pinv_iterations: int = 6, exa
         sb = sb.masked_fill(~km[..., None, :], -math.inf)
     b = torch.nan_to_num(torch.softmax(sb, -1), nan=0.0)
     z = torch.linalg.pinv(a) if exact_pinv else iterative_pinv(a, pinv_iterations)
-    out = f @ (z @ (b @ v))  # (..., N, Dv), never an N x N matrix
+    out = (f @ (z @ (b @ v))).to(out_dtype)  # (..., N, Dv), never an N x N matrix
     return (out, {"F": f, "A": a, "B": b, "pinv": z}) if return_parts else out
 
 
@@ -674,7 +689,7 @@ def cosformer_attention(q, k, v, causal: bool = False, max_len: int | None = Non
             raise ValueError(f"sequence length {q.shape[-2]} exceeds max_len = {max_len}")
         M = max_len
     else:
-        M = max(q.shape[-2], k.shape[-2]) if max_len is None else max_len
+        M = max(q.shape[-2], k.shape[-2], 1) if max_len is None else max_len  # N = 0: any M, no weight
         _check_positive("max_len", M)
     phi_q, phi_k = _cos_features(q, M, q.dtype), _cos_features(k, M, k.dtype)  # (..., N, 2D)
     km = _key_mask(key_padding_mask, k)
@@ -890,8 +905,8 @@ class NystromAttention(_Base):
 
     def attend(self, q, k, v, kpm):
         n = k.shape[-2]
-        m = min(self.num_landmarks, n)
-        while -(-n // m) * m - n >= -(-n // m):  # the largest m <= num_landmarks with no empty segment
+        m = min(self.num_landmarks, max(n, 1))  # N = 0: nystrom_attention gives the empty output
+        while n and -(-n // m) * m - n >= -(-n // m):  # the largest m <= num_landmarks with no empty segment
             m -= 1
         out = nystrom_attention(q, k, v, m, self.pinv_iterations, self.exact_pinv, key_padding_mask=kpm)
         if self.conv is not None:

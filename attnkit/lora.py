@@ -353,6 +353,8 @@ def local_bucket_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, wi
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an int >= 1, got {window!r}")
     Bsz, H, N, d = q.shape
+    if N == 0:
+        return v.new_zeros(*v.shape)  # (B, H, 0, e): no query
     U = -(-N // window)  # number of buckets
     pad = U * window - N
     pos = torch.arange(U * window, device=q.device)  # (Np,) positions, padded ones >= N
@@ -416,6 +418,8 @@ def global_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
     d = q.shape[-1]
     keep = None if key_mask is None else key_mask[:, None, :, None]  # (B, 1, N, 1)
     if not causal:
+        if q.shape[2] == 0:
+            return v.new_zeros(*v.shape)  # (B, H, 0, e): no query
         phi_q = q.softmax(dim=-1) * d ** -0.5  # (B, H, N, d)
         allowed = torch.ones_like(k, dtype=torch.bool) if keep is None else keep.expand_as(k)
         k_soft = _masked_softmax(k, allowed, dim=-2)  # (B, H, N, d): softmax over the sequence
