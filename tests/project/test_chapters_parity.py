@@ -32,6 +32,7 @@ DRIFTING_TERMS = {
     r"填充\s*[=＝]\s*可以关注": "drawn = may attend: 着色 = 可以关注 (填充 is padding)",
     r"用 ?-?1e9 ?填充|填充被屏蔽": "fill with: 填入 (填充 is padding)",
     r"拓展练习|思考题": "stretch exercise: 挑战题; question: 问题 N",
+    r"增量规则": "delta rule: delta 规则",
 }
 HEADING = re.compile(r"^(#{1,6})\s+(\d+(?:\.\d+)*)?")
 
