@@ -1,4 +1,6 @@
-"""Grade a class: execute each returned notebook on a copy, in a fresh kernel, and read the
+"""Grading a class from the outcome records that its returned notebooks' check cells publish.
+
+Grade a class: execute each returned notebook on a copy, in a fresh kernel, and read the
 outcome records its check cells publish (:data:`attnkit.exercises.OUTCOME_MIME`).
 
 Never parses the feedback's prose, never writes to a submission (it is read once, as bytes, and

@@ -1,4 +1,6 @@
-"""The class report: one HTML page that opens offline (inline CSS, an inline SVG bar chart, no
+"""The class report: one offline HTML page and a CSV for a gradebook, in the teacher's language.
+
+The class report: one HTML page that opens offline (inline CSS, an inline SVG bar chart, no
 script, nothing fetched) and a CSV for a gradebook, both in the teacher's language."""
 
 from __future__ import annotations

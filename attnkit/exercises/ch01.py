@@ -1,4 +1,6 @@
-"""Chapter 01 exercises: attention from scratch, a causal mask, masked attention, a question on
+"""Chapter 01's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 01 exercises: attention from scratch, a causal mask, masked attention, a question on
 ties, and a stretch exercise (a self-attention module trained on section 1's lookup task)."""
 
 from __future__ import annotations

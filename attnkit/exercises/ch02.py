@@ -1,4 +1,6 @@
-"""Chapter 02 exercises: the variance of a dot product, the scale that fixes it, saturation, a
+"""Chapter 02's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 02 exercises: the variance of a dot product, the scale that fixes it, saturation, a
 predict-first question (how the spread of the scores grows with d_k) and a stretch exercise (the
 variance of q·k when the entries have non-zero means and different spreads)."""
 

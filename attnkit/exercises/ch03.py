@@ -1,4 +1,6 @@
-"""Chapter 03 exercises: a stable softmax, a masked softmax, merging online-softmax states,
+"""Chapter 03's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 03 exercises: a stable softmax, a masked softmax, merging online-softmax states,
 the softmax Jacobian, a predict-first question (what adding a constant to every score does) and a
 stretch exercise (the backward pass of log-softmax: stable, in O(n) memory per row)."""
 

@@ -1,4 +1,6 @@
-"""Chapter 04 exercises: split heads, merge heads, an MHA forward from given weights, counting an
+"""Chapter 04's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 04 exercises: split heads, merge heads, an MHA forward from given weights, counting an
 MHA layer's parameters, a question (what the number of heads changes), and a stretch exercise:
 ``nn.MultiheadAttention``'s forward from its packed weights, with its mask conventions."""
 

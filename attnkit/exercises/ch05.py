@@ -1,4 +1,6 @@
-"""Chapter 05 exercises: repeat_kv by hand, the size of a KV cache, one decode step with a cache, a
+"""Chapter 05's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 05 exercises: repeat_kv by hand, the size of a KV cache, one decode step with a cache, a
 question on what GQA speeds up, and a stretch exercise: how many sequences fit beside the weights."""
 
 from __future__ import annotations

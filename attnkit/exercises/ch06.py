@@ -1,4 +1,6 @@
-"""Chapter 06 exercises: rotate a pair by hand, apply (half-split) RoPE to a head, ALiBi slopes, NTK base;
+"""Chapter 06's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 06 exercises: rotate a pair by hand, apply (half-split) RoPE to a head, ALiBi slopes, NTK base;
 a predict-first question (the score of a rotated pair), and a stretch exercise (port interleaved
 weights to half-split code by permuting rows)."""
 

@@ -1,4 +1,6 @@
-"""Chapter 07 exercises: merge two partial tile results, the causal tile-skip test, an IO count; a
+"""Chapter 07's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 07 exercises: merge two partial tile results, the causal tile-skip test, an IO count; a
 predict-first question (how many causal tiles are computed), and a stretch exercise (the tiled
 backward pass, in O(N) extra memory, measured)."""
 

@@ -1,4 +1,6 @@
-"""Chapter 08 exercises: the fixed pattern's mask, the receptive field after L layers, the memory
+"""Chapter 08's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 08 exercises: the fixed pattern's mask, the receptive field after L layers, the memory
 of a window, two questions, and a stretch exercise (a sliding window in O(N·w) memory, measured)."""
 
 from __future__ import annotations

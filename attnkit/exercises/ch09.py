@@ -1,4 +1,6 @@
-"""Chapter 09 exercises: the RNN step, the positive random feature map, landmarks, two questions,
+"""Chapter 09's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 09 exercises: the RNN step, the positive random feature map, landmarks, two questions,
 and a stretch exercise (causal linear attention in linear memory, checked by measuring it)."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Chapter 10 exercises: the LoRA forward, merging an update, counting trainable parameters, two
+"""Chapter 10's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 10 exercises: the LoRA forward, merging an update, counting trainable parameters, two
 questions, and a stretch exercise (compress a trained rank-r update to rank k, Eckart-Young)."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Chapter 11 exercises: MQAR sequences from their draws, a selector rule (the longest length at
+"""Chapter 11's exercises: the checkers, their cases and their reference solutions.
+
+Chapter 11 exercises: MQAR sequences from their draws, a selector rule (the longest length at
 which full attention fits a budget), reading a profile, a question on the window's recall, and a
 stretch exercise (a model with a fixed-size state that wins the race)."""
 

@@ -1,4 +1,4 @@
-"""Every attention mechanism behind one config and one forward (chapter 11): config, factory, blocks, costs, selector, profiler.
+"""Every mechanism behind one config and one forward (chapter 11): config, factory, blocks, costs, selector, profiler.
 
 Every mechanism of chapters 04-10 behind one interface:
 

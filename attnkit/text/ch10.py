@@ -1,4 +1,6 @@
-"""What chapter 10 (LoRA on attention) prints: its tables, checks and the conclusions of its
+"""What chapter 10 prints: the sentences, table headers and labels only this chapter's cells use.
+
+What chapter 10 (LoRA on attention) prints: its tables, checks and the conclusions of its
 timing cell. Imported by the chapter's first code cell."""
 
 from attnkit.i18n import register

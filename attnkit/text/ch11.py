@@ -1,4 +1,6 @@
-"""What chapter 11 (choosing an attention) prints: its tables, the selector's and profiler's lines,
+"""What chapter 11 prints: the sentences, table headers and labels only this chapter's cells use.
+
+What chapter 11 (choosing an attention) prints: its tables, the selector's and profiler's lines,
 the race and the conclusions drawn from the benchmark file. Imported by the chapter's first code
 cell."""
 

@@ -1,4 +1,6 @@
-"""Chapter 10's explorer and figures: the teacher/student LoRA runs, computed once, and the
+"""Chapter 10's explorer and figures: the teacher/student LoRA runs and the head kinds' dependencies.
+
+Chapter 10's explorer and figures: the teacher/student LoRA runs, computed once, and the
 dependency pictures of LoRASelfAttention's head kinds.
 
 ``run_view(experiment, placement, rank, alpha)`` is the pure function behind the explorer: it

@@ -1,4 +1,6 @@
-"""Every explorer of the course, built as its chapter builds it (for benchmarks/bench_widgets.py
+"""Every explorer of the course, built as its chapter builds it.
+
+Every explorer of the course, built as its chapter builds it (for benchmarks/bench_widgets.py
 and the widget tests). A chapter that adds an explorer adds a line here; a test checks that every
 ``*_explorer`` function of attnkit.widgets is listed."""
 

@@ -768,7 +768,7 @@ def test_lora_counts_the_frozen_base_once():
 
 @pytest.mark.parametrize("name", ["local", "longformer", "strided", "linear", "full", "gqa"])
 def test_one_key_padding_mask_means_real_token_through_factory_and_module(name):
-    """key_padding_mask True = real token in every module (issue 23): the factory passes the mask on
+    """key_padding_mask True = real token in every module: the factory passes the mask on
     unchanged, so the same mask gives the same output through the factory and through the module it
     wraps, and padded keys do not change any output (for sparse the factory used to invert the mask,
     which the module inverted back: outputs 0.52 apart)."""
