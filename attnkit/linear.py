@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit import validate
+
 __all__ = [
     "elu_feature_map", "relu_feature_map", "softmax_feature_map", "FEATURE_MAPS", "get_feature_map",
     "linear_attention", "linear_attention_quadratic", "LinearAttentionState",
@@ -62,11 +64,7 @@ def _check_qkv(q, k, v, same_len: bool = False):
             raise ValueError(f"{name} must have shape (..., seq, dim), got {_shape(x)}")
         if not x.is_floating_point():
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    for name, x in (("k", k), ("v", v)):
-        if x.dtype != q.dtype:
-            raise TypeError(f"{name} has dtype {x.dtype}, expected q's dtype {q.dtype}")
-        if x.device != q.device:
-            raise ValueError(f"{name} is on {x.device}, expected q's device {q.device}")
+    validate.same_dtype_device(q=q, k=k, v=v)
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"k has shape {_shape(k)}: its last dim must equal q's head dim "
                          f"{q.shape[-1]} (q has shape {_shape(q)})")
@@ -78,17 +76,14 @@ def _check_qkv(q, k, v, same_len: bool = False):
                          f"k has shape {_shape(k)}")
 
 
-def _check_positive(name: str, value, allow_none: bool = False) -> None:
+def _check_positive(name: str, value, allow_none: bool = False, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    validate.int_at_least(name, value, minimum)  # the one size rule: TypeError for 2.5 or True, else ValueError
 
 
 def _check_eps(eps) -> float:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    return float(eps)
+    return validate.real_number("eps", eps, 0.0, low_open=True)
 
 
 def _key_mask(key_padding_mask, k) -> torch.Tensor | None:
@@ -121,11 +116,13 @@ def _float32_if_half(*xs):
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     """phi(x) = elu(x) + 1 > 0 (Katharopoulos et al. 2020, eq. 7): positive, gradient never zero."""
+    validate.tensor("x", x)
     return F.elu(x) + 1.0
 
 
 def relu_feature_map(x: torch.Tensor) -> torch.Tensor:
     """phi(x) = max(x, 0): non-negative, but a token with no positive feature gets zero weight."""
+    validate.tensor("x", x)
     return F.relu(x)
 
 
@@ -133,6 +130,7 @@ def softmax_feature_map(x: torch.Tensor) -> torch.Tensor:
     """phi(x) = softmax over the features of each token (a per-token map, used for q and k alike).
     Shen et al.'s efficient attention takes the keys' softmax over the *sequence* instead:
     :func:`efficient_attention`."""
+    validate.tensor("x", x)
     return torch.softmax(x, dim=-1)
 
 
@@ -182,6 +180,10 @@ class LinearAttentionState(NamedTuple):
     @classmethod
     def zeros(cls, batch_shape, m: int, dv: int, dtype=torch.float32, device=None) -> "LinearAttentionState":
         batch_shape = tuple(batch_shape)
+        for i, size in enumerate(batch_shape):
+            _check_positive(f"batch_shape[{i}]", size, minimum=0)
+        _check_positive("m", m)
+        _check_positive("dv", dv)
         return cls(torch.zeros(*batch_shape, m, dv, dtype=dtype, device=device),
                    torch.zeros(*batch_shape, m, dtype=dtype, device=device),
                    torch.full(batch_shape, -math.inf, dtype=dtype, device=device))
@@ -254,6 +256,8 @@ def linear_attention(
 
 def linear_attention_quadratic(q, k, v, feature_map="elu+1", causal=False, eps=1e-6):
     """The same attention from its N x N kernel matrix ``A_ij = phi(q_i).phi(k_j)`` (eq. 4): an oracle."""
+    _check_qkv(q, k, v, same_len=causal)
+    eps = _check_eps(eps)
     phi = get_feature_map(feature_map)
     a = phi(q) @ phi(k).transpose(-2, -1)  # (..., L, S)
     if causal:
@@ -269,8 +273,13 @@ def linear_attention_step(state: LinearAttentionState | None, q_t, k_t, v_t, fea
     ``out_i = phi(q_i)^T s_i / max(phi(q_i)^T z_i, eps)``. ``state=None`` starts from zeros.
     """
     for name, x in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
-        if not isinstance(x, torch.Tensor) or x.dim() < 1:
-            raise TypeError(f"{name} must be a torch.Tensor of shape (..., dim), got {type(x).__name__}")
+        validate.tensor(name, x)
+        if x.dim() < 1 or x.shape[:-1] != q_t.shape[:-1]:
+            raise ValueError(f"{name} has shape {_shape(x)}, expected (..., dim) with q_t's batch dims "
+                             f"{tuple(q_t.shape[:-1])}")
+    validate.same_dtype_device(q_t=q_t, k_t=k_t, v_t=v_t)
+    if k_t.shape[-1] != q_t.shape[-1]:
+        raise ValueError(f"k_t has shape {_shape(k_t)}, expected q_t's dim {q_t.shape[-1]}")
     out, state = linear_attention_chunk(state, q_t[..., None, :], k_t[..., None, :], v_t[..., None, :],
                                         feature_map, eps)
     return out[..., 0, :], state
@@ -315,7 +324,7 @@ def efficient_attention(q, k, v, key_padding_mask=None):
 def softmax_attention(q, k, v, causal: bool = False, scale: float | None = None):
     """Plain softmax attention with the N x N matrix (the 'math path'): the reference of this chapter."""
     _check_qkv(q, k, v)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = q.shape[-1] ** -0.5 if scale is None else validate.real_number("scale", scale)
     s = (q @ k.transpose(-2, -1)) * scale  # (..., L, S)
     if causal:
         s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril(), -math.inf)
@@ -331,6 +340,7 @@ def iid_random_features(m: int, d: int, seed: int = 0, dtype=torch.float32) -> t
     """(m, d) rows w_i ~ N(0, I_d), independent."""
     _check_positive("m", m)
     _check_positive("d", d)
+    _check_positive("seed", seed, minimum=0)
     g = torch.Generator().manual_seed(seed)
     return torch.randn(m, d, generator=g, dtype=torch.float64).to(dtype)
 
@@ -345,6 +355,7 @@ def orthogonal_random_features(m: int, d: int, seed: int = 0, dtype=torch.float3
     """
     _check_positive("m", m)
     _check_positive("d", d)
+    _check_positive("seed", seed, minimum=0)
     g = torch.Generator().manual_seed(seed)
     blocks = []
     for _ in range(-(-m // d)):
@@ -358,9 +369,7 @@ def orthogonal_random_features(m: int, d: int, seed: int = 0, dtype=torch.float3
 
 
 def _check_projection(projection, d):
-    if not isinstance(projection, torch.Tensor) or projection.dim() != 2:
-        raise TypeError(f"projection must be a (m, d) torch.Tensor, got "
-                        f"{_shape(projection) if isinstance(projection, torch.Tensor) else type(projection).__name__}")
+    validate.tensor("projection", projection, 2, "(m, d)")
     if projection.shape[1] != d:
         raise ValueError(f"projection has shape {_shape(projection)}, expected (m, d) with d = {d}")
 
@@ -387,9 +396,9 @@ def favor_features(x: torch.Tensor, projection: torch.Tensor, kind: str = "posit
     ``stabilise=True`` subtracts each token's largest exponent (the max-subtraction stabiliser):
     the features are then only proportional to phi, by a per-token factor that cancels for queries.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    validate.tensor("x", x)
     _check_projection(projection, x.shape[-1])
+    validate.same_dtype_device(x=x, projection=projection)
     logp, sign, m = _favor_log(x, projection, kind)
     if stabilise:
         logp = logp - logp.amax(dim=-1, keepdim=True)
@@ -399,6 +408,13 @@ def favor_features(x: torch.Tensor, projection: torch.Tensor, kind: str = "posit
 
 def softmax_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SM(x, y) = exp(x . y) for x (..., N, d), y (..., S, d) -> (..., N, S)."""
+    for name, t in (("x", x), ("y", y)):
+        validate.tensor(name, t)
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have shape (..., N, d), got {_shape(t)}")
+    validate.same_dtype_device(x=x, y=y)
+    if y.shape[-1] != x.shape[-1]:
+        raise ValueError(f"y has shape {_shape(y)}, expected the last dim of x {_shape(x)}")
     return torch.exp(x @ y.transpose(-2, -1))
 
 
@@ -540,10 +556,12 @@ def linformer_attention(q, k, v, E, F_, scale=None, key_padding_mask=None):
     matrix: linear in N for a fixed k. Padded keys are zeroed before the projection.
     """
     _check_qkv(q, k, v)
-    for name, P in (("E", E), ("F", F_)):
-        if not isinstance(P, torch.Tensor) or P.dim() < 2:
-            raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, k), got "
-                            f"{_shape(P) if isinstance(P, torch.Tensor) else type(P).__name__}")
+    for name, P in (("E", E), ("F_", F_)):
+        validate.tensor(name, P)
+        if P.dim() < 2:
+            raise ValueError(f"{name} must have shape (..., N, k), got {_shape(P)}")
+        if P.device != k.device:
+            raise ValueError(f"{name} is on {P.device}, expected k's device {k.device}")
         if P.shape[-2] != k.shape[-2]:
             raise ValueError(f"{name} has shape {_shape(P)}, expected (..., N, k) with N = {k.shape[-2]} "
                              "(the number of keys)")
@@ -574,8 +592,9 @@ def segment_means(x: torch.Tensor, num_landmarks: int, mask: torch.Tensor | None
     can be made there: ValueError. ``mask`` (..., N) bool (True = real token) leaves padded
     tokens out of the means too (a segment with no real token then gets the zero vector).
     """
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise TypeError(f"x must be a torch.Tensor of shape (..., N, D), got {type(x).__name__}")
+    validate.tensor("x", x)
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (..., N, D), got {_shape(x)}")
     _check_positive("num_landmarks", num_landmarks)
     n = x.shape[-2]
     if num_landmarks > n:
@@ -602,8 +621,10 @@ def iterative_pinv(a: torch.Tensor, iterations: int = 6) -> torch.Tensor:
     the official code takes one max over the whole batch and all heads, so one head's result
     depends on the others), then ``Z <- 1/4 Z (13 I - A Z (15 I - A Z (7 I - A Z)))``.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    _check_positive("iterations", iterations, minimum=0)
+    validate.tensor("a", a)
+    if a.dim() < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"a must be square matrices (..., m, m), got {_shape(a)}")
     m = a.shape[-1]
     eye = torch.eye(m, dtype=a.dtype, device=a.device)
     col = a.abs().sum(-2).amax(-1)  # (...,): ||A||_1
@@ -626,9 +647,10 @@ def nystrom_attention(q, k, v, num_landmarks: int, pinv_iterations: int = 6, exa
     attention: the three kernels are then the same matrix A, and A pinv(A) A = A.
     """
     _check_qkv(q, k, v)
+    _check_positive("pinv_iterations", pinv_iterations, minimum=0)
     if q.shape[-2] != k.shape[-2]:
         raise ValueError(f"nystrom_attention is self-attention: q has shape {_shape(q)}, k has shape {_shape(k)}")
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scale = q.shape[-1] ** -0.5 if scale is None else validate.real_number("scale", scale)
     km = None if key_padding_mask is None else key_padding_mask
     _key_mask(km, k)
     _check_positive("num_landmarks", num_landmarks)
@@ -657,6 +679,9 @@ def nystrom_attention(q, k, v, num_landmarks: int, pinv_iterations: int = 6, exa
 def cosformer_weights(n_q: int, n_k: int, M: int, offset_q: int = 0) -> torch.Tensor:
     """The (n_q, n_k) re-weighting cos(pi/2 (i - j) / M), positions i, j from 1 (as the official code)."""
     _check_positive("M", M)
+    _check_positive("n_q", n_q, minimum=0)
+    _check_positive("n_k", n_k, minimum=0)
+    _check_positive("offset_q", offset_q, minimum=0)
     i = torch.arange(1, n_q + 1, dtype=torch.float64)[:, None] + offset_q
     j = torch.arange(1, n_k + 1, dtype=torch.float64)[None, :]
     return torch.cos(math.pi / 2 * (i - j) / M)
@@ -681,6 +706,7 @@ def cosformer_attention(q, k, v, causal: bool = False, max_len: int | None = Non
     """
     _check_qkv(q, k, v, same_len=causal)
     eps = _check_eps(eps)
+    _check_positive("chunk_size", chunk_size)
     if causal:
         if max_len is None:
             raise ValueError("causal cosFormer needs max_len (the fixed M of cos(pi/2 (i - j) / M)), got None")
@@ -713,6 +739,11 @@ def attention_cost(method: str, N: int, d: int, dv: int | None = None, m: int | 
     Returns ``{"flops": ..., "extra_bytes": ..., "state_bytes": ...}`` (``state_bytes``: the
     recurrent state of a causal method, None where there is none).
     """
+    _check_positive("N", N, minimum=0)
+    _check_positive("d", d)
+    _check_positive("dv", dv, allow_none=True)
+    _check_positive("m", m, allow_none=True)
+    _check_positive("bytes_per", bytes_per)
     dv = d if dv is None else dv
     if method == "softmax":
         return {"flops": 2 * N * N * d + 2 * N * N * dv, "extra_bytes": N * N * bytes_per, "state_bytes": None}
@@ -790,6 +821,7 @@ class _Base(nn.Module):
 
     def forward(self, x, attn_mask=None, key_padding_mask=None):
         kpm = self._check(x, attn_mask, key_padding_mask)
+        validate.module_accepts(self, "x", x)
         q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         o = self.attend(q, k, v, kpm)  # (B, H, N, Dh)
         return self.out_proj(o.transpose(1, 2).flatten(-2))  # (B, N, E)
@@ -804,6 +836,7 @@ class LinearAttention(_Base):
                  chunk_size=64):
         super().__init__(embed_dim, num_heads, bias)
         get_feature_map(feature_map)
+        _check_positive("chunk_size", chunk_size)
         self.feature_map, self.causal, self.eps, self.chunk_size = feature_map, causal, _check_eps(eps), chunk_size
 
     def attend(self, q, k, v, kpm):
@@ -840,6 +873,8 @@ class PerformerAttention(_Base):
         if kind not in ("positive", "trig"):
             raise ValueError(f"kind must be 'positive' or 'trig', got {kind!r}")
         d = self.head_dim
+        _check_positive("nb_features", nb_features, allow_none=True)  # 0 used to mean the default silently
+        _check_positive("seed", seed, minimum=0)
         self.nb_features = nb_features or max(1, math.ceil(d * math.log(max(d, 2))))
         self.kind, self.causal, self.eps = kind, causal, _check_eps(eps)
         self.register_buffer("projection", orthogonal_random_features(self.nb_features, d, seed))
@@ -896,6 +931,7 @@ class NystromAttention(_Base):
                  residual_conv_kernel=None, bias=True):
         super().__init__(embed_dim, num_heads, bias)
         _check_positive("num_landmarks", num_landmarks)
+        _check_positive("pinv_iterations", pinv_iterations, minimum=0)
         self.num_landmarks, self.pinv_iterations, self.exact_pinv = num_landmarks, pinv_iterations, exact_pinv
         self.conv = None
         if residual_conv_kernel is not None:
@@ -923,6 +959,7 @@ class CosFormerAttention(_Base):
         super().__init__(embed_dim, num_heads, bias)
         if causal and max_len is None:
             raise ValueError("causal CosFormerAttention needs max_len, got None")
+        _check_positive("max_len", max_len, allow_none=True)  # 0 used to fail only at the first forward
         self.causal, self.max_len, self.eps = causal, max_len, _check_eps(eps)
 
     def attend(self, q, k, v, kpm):
