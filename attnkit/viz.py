@@ -59,6 +59,33 @@ def setup_fonts() -> str:
 
 setup_fonts()
 
+# One colour-blind-safe palette and one line-style cycle for every plot that compares lines. The
+# colours are Okabe and Ito's ("Color Universal Design", 2008), told apart with the common colour-
+# vision deficiencies; yellow and black come last (yellow is faint on white, black is the course's
+# colour for a theory or reference line). Line i of a plot is (PALETTE[i % 8],
+# LINE_STYLES[i // 8 % 4]): eight solid lines, then eight dashed, dotted, dash-dotted, so no two of
+# its first 32 lines share both colour and style. Importing this module makes that matplotlib's
+# default cycle; a plot that sets its own line styles takes ``line_style(i)`` instead.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_style(i: int) -> dict:
+    """``color`` and ``linestyle`` of the ``i``-th line of a plot (``ax.plot(x, y, **line_style(i))``)."""
+    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+        raise ValueError(f"i must be an int >= 0 (the line's place in its plot), got {i!r}")
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINE_STYLES[i // len(PALETTE) % len(LINE_STYLES)]}
+
+
+def use_palette() -> None:
+    """Make PALETTE and LINE_STYLES matplotlib's default cycle (colour first, then style)."""
+    from cycler import cycler
+
+    matplotlib.rcParams["axes.prop_cycle"] = cycler(linestyle=list(LINE_STYLES)) * cycler(color=list(PALETTE))
+
+
+use_palette()
+
 register({
     "viz.query": {"en": "query", "zh": "查询"},
     "viz.key": {"en": "key", "zh": "键"},

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from attnkit import viz  # noqa: F401  (registers the bundled CJK font)
+from attnkit import viz  # the bundled CJK font, the palette
 from attnkit.i18n import register, t
 
 __all__ = ["multi_head_schematic", "STEPS"]
@@ -36,7 +36,7 @@ register({
 
 STEPS = ("project", "split", "attend", "concat", "mix")  # the order of the five steps drawn
 
-_COLOURS = plt.get_cmap("tab10").colors
+_COLOURS = viz.PALETTE  # the course's colour-blind-safe palette
 
 
 def _arrow(ax, a, b, **kw):
@@ -47,7 +47,7 @@ def _arrow(ax, a, b, **kw):
 def _striped(ax, x, y, w, h, n, label=None):
     """A tensor drawn as a column of ``n`` coloured slices of its last dim (slice 0 on top)."""
     for i in range(n):
-        ax.add_patch(Rectangle((x, y + h - (i + 1) * h / n), w, h / n, facecolor=_COLOURS[i % 10],
+        ax.add_patch(Rectangle((x, y + h - (i + 1) * h / n), w, h / n, facecolor=_COLOURS[i % len(_COLOURS)],
                                alpha=0.55, edgecolor="white", lw=1.0))
     ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="0.2", lw=1.0))
     if label:
@@ -86,14 +86,14 @@ def multi_head_schematic(num_heads: int = 4, embed_dim: int = 16) -> Figure:
     for i in range(h):                                       # which features each slice holds
         y = top - (i + 0.5) * height / h
         ax.text(1.65, y, t("schematics.heads.slice", a=i * dk, b=(i + 1) * dk - 1), ha="right",
-                va="center", fontsize=7, color=_COLOURS[i % 10])
+                va="center", fontsize=7, color=_COLOURS[i % len(_COLOURS)])
 
     # 3. one attention per head, side by side
     box_h = height / h * 0.7
     for i in range(h):
         y = top - (i + 0.5) * height / h
-        ax.add_patch(Rectangle((4.5, y - box_h / 2), 2.0, box_h, facecolor=_COLOURS[i % 10], alpha=0.25,
-                               edgecolor=_COLOURS[i % 10], lw=1.2))
+        ax.add_patch(Rectangle((4.5, y - box_h / 2), 2.0, box_h, facecolor=_COLOURS[i % len(_COLOURS)], alpha=0.25,
+                               edgecolor=_COLOURS[i % len(_COLOURS)], lw=1.2))
         ax.text(5.5, y + box_h * 0.18, t("schematics.heads.head", i=i), ha="center", va="center", fontsize=8)
         ax.text(5.5, y - box_h * 0.22, "softmax(QᵢKᵢᵀ/√d_k)Vᵢ", ha="center", va="center", fontsize=7)
         _arrow(ax, (3.5, y), (4.5, y))

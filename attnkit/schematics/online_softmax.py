@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
-from attnkit import viz  # noqa: F401  (registers the bundled CJK font)
+from attnkit import viz  # the bundled CJK font, the palette
 from attnkit.i18n import register, t
 
 __all__ = ["online_softmax_schematic", "online_states"]
@@ -31,7 +31,7 @@ register({
     "schematics.online.final": {"en": "at the end: p_i = e^(x_i − m) / ℓ", "zh": "最后：p_i = e^(x_i − m) / ℓ"},
 })
 
-_COLOURS = plt.get_cmap("tab10").colors
+_COLOURS = viz.PALETTE  # the course's colour-blind-safe palette
 
 
 def _check(scores, chunk_size):
@@ -73,7 +73,7 @@ def online_softmax_schematic(scores=(2.3, 9.1, 0.5, 4.0, 7.5, 1.0, 9.6, 3.2), ch
     prev = None
     for c, (m_b, l_b, m, l) in enumerate(states):
         a, b = c * chunk_size, min(n, (c + 1) * chunk_size)
-        colour = _COLOURS[c % 10]
+        colour = _COLOURS[c % len(_COLOURS)]
         for i in range(a, b):                                   # the chunk's cells
             ax.add_patch(plt.Rectangle((i + 0.05, 2.85), 0.9, 0.7, facecolor=colour, alpha=0.35,
                                        edgecolor=colour))

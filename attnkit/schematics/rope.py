@@ -16,7 +16,7 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.patches import Arc, Rectangle
 
-import attnkit.viz  # noqa: F401  (the CJK font for Chinese labels)
+import attnkit.viz  # the CJK font for Chinese labels, the palette
 from attnkit.i18n import register, t
 
 register({
@@ -35,7 +35,7 @@ register({
                                       "zh": "同样的通道对，只是通道换了顺序（d = {d}；颜色 = 通道对）"},
 })
 
-_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+_COLOURS = attnkit.viz.PALETTE  # the course's colour-blind-safe palette
 
 
 def _circle_axes(ax) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 
 from attnkit.i18n import register, t
 from attnkit.mha import MultiHeadAttention
-from attnkit.viz import attention_heatmap
+from attnkit.viz import PALETTE, attention_heatmap
 from attnkit.widgets import Explorer
 
 __all__ = [
@@ -303,7 +303,9 @@ def plot_split_heads(seq_len: int = 4, embed_dim: int = 8, num_heads: int = 2):
     if embed_dim % num_heads:
         raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
     dh = embed_dim // num_heads
-    colours = plt.get_cmap("tab10")
+    def colours(h):  # the course's colour-blind-safe palette
+        return PALETTE[h % len(PALETTE)]
+
     fig, axes = plt.subplots(1, 3, figsize=(11, 2.8),
                              gridspec_kw={"width_ratios": [embed_dim, embed_dim + num_heads, embed_dim]})
 
