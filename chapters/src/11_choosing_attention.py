@@ -328,11 +328,11 @@ for key, fmt, title in (("avg_latency_ms", ".1f", "ch11.tab_latency"), ("memory_
 
 # %% alt="ch11.alt.profile"
 fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-for k in kinds:
+for i, k in enumerate(kinds):
     pts = [(n, by[(k, n)]) for n in lens if (k, n) in by and "skipped" not in by[(k, n)]]
-    style = "-" if k in ("full", "flash", "linear", "local") else ":"
-    ax_t.plot([n for n, _ in pts], [r["avg_latency_ms"] for _, r in pts], style, marker="o", ms=3, label=k)
-    ax_m.plot([n for n, _ in pts], [r["memory_mb"] for _, r in pts], style, marker="o", ms=3, label=k)
+    style = viz.line_style(i)  # sixteen mechanisms: eight colours, then the same eight dashed
+    ax_t.plot([n for n, _ in pts], [r["avg_latency_ms"] for _, r in pts], marker="o", ms=3, label=k, **style)
+    ax_m.plot([n for n, _ in pts], [r["memory_mb"] for _, r in pts], marker="o", ms=3, label=k, **style)
 for ax, ylabel in ((ax_t, "ch11.plot_latency"), (ax_m, "ch11.plot_memory")):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -516,7 +516,7 @@ print(viz.format_table([t("ch11.col.name")] + [t("ch11.col.point", w=w, k=k) for
                         for m in mechanisms]))
 
 # %% alt="ch11.alt.sweep"
-colors = dict(zip(mechanisms, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"), strict=True))
+colors = {m: viz.line_style(i)["color"] for i, m in enumerate(mechanisms)}
 fig, (ax_w, ax_k, ax_s) = plt.subplots(1, 3, figsize=(13, 3.8))
 widths, pairs = race["settings"]["widths"], race["settings"]["pairs"]
 for m in mechanisms:
