@@ -71,8 +71,8 @@ register({
         "zh": "d_k = {d:>4}：最大权重 {w:.3f}；第二大的分数加 0.5，权重总共变化 {dp:.2f}（总变化 {bound}）",
     },
     "ch02.nb.fourth_moment": {
-        "en": "E[(q·k)^4] over the {n:,} pairs of section 2: measured {m:.0f}, theory 3·d_k² + 6·d_k = {th}",
-        "zh": "第 2 节的 {n:,} 对向量上的 E[(q·k)^4]：实测 {m:.0f}，理论值 3·d_k² + 6·d_k = {th}",
+        "en": "E[(q·k)^4] over the {n:,} pairs of section 2: measured {m:.0f} (to the nearest 10), theory 3·d_k² + 6·d_k = {th}",
+        "zh": "第 2 节的 {n:,} 对向量上的 E[(q·k)^4]：实测 {m:.0f}（取整到十位），理论值 3·d_k² + 6·d_k = {th}",
     },
     "ch02.nb.walk_end": {
         "en": "after 1024 coordinates the five sums are {v}; √1024 = {r:g}",
