@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit import validate
 from attnkit.linear import _log_kernel_causal
 
 __all__ = [
@@ -52,17 +53,16 @@ def _shape(x) -> str:
 
 
 def _check_rank(r) -> None:
-    if isinstance(r, bool) or not isinstance(r, int):
-        raise TypeError(f"r must be an int, got {type(r).__name__} {r!r}")
-    if r < 1:
-        raise ValueError(f"r must be >= 1, got {r}")
+    validate.int_at_least("r", r)
 
 
 def _check_alpha(lora_alpha) -> None:
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)):
-        raise TypeError(f"lora_alpha must be a number, got {type(lora_alpha).__name__} {lora_alpha!r}")
-    if not lora_alpha > 0:
-        raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
+    validate.real_number("lora_alpha", lora_alpha, 0.0, low_open=True)
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 
 
 # ---------------------------------------------------------------- the formulas
@@ -77,6 +77,9 @@ def lora_scaling(r: int, lora_alpha: float, use_rslora: bool = False) -> float:
 
 def _check_pair(A: torch.Tensor, B: torch.Tensor, in_features: int | None = None,
                 out_features: int | None = None) -> None:
+    validate.tensor("A", A)
+    validate.tensor("B", B)
+    validate.same_dtype_device(A=A, B=B)
     if A.dim() != 2 or B.dim() != 2:
         raise ValueError(f"A must be (r, in) and B (out, r), got A {_shape(A)} and B {_shape(B)}")
     if B.shape[1] != A.shape[0]:
@@ -90,6 +93,7 @@ def _check_pair(A: torch.Tensor, B: torch.Tensor, in_features: int | None = None
 def lora_delta(A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
     """The update of the weight: scaling * B A, shape (out, in)."""
     _check_pair(A, B)
+    validate.real_number("scaling", scaling)
     return scaling * (B @ A)  # (out, r) @ (r, in) -> (out, in)
 
 
@@ -97,8 +101,10 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                 B: torch.Tensor, scaling: float) -> torch.Tensor:
     """h = W x + b + scaling * B A x for x (..., in): the update is applied as two thin matmuls,
     never as the (out, in) matrix B A."""
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be (out, in), got {_shape(weight)}")
+    validate.tensor("x", x)
+    _check_weight(weight)
+    validate.same_dtype_device(x=x, weight=weight, A=A, B=B, bias=bias)
+    validate.real_number("scaling", scaling)
     _check_pair(A, B, weight.shape[1], weight.shape[0])
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"x must be (..., {weight.shape[1]}) to match weight (out, in) {_shape(weight)}, "
@@ -106,14 +112,22 @@ def lora_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.linear(x, weight, bias) + scaling * ((x @ A.T) @ B.T)  # (..., r) -> (..., out)
 
 
+def _check_weight(weight, A=None, B=None) -> None:
+    validate.tensor("weight", weight, 2, "(out, in)")
+    if A is not None:
+        validate.same_dtype_device(weight=weight, A=A, B=B)
+
+
 def merge_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
     """W' = W + scaling * B A (a new tensor; the merged layer is an ordinary linear layer)."""
+    _check_weight(weight, A, B)
     _check_pair(A, B, weight.shape[1], weight.shape[0])
     return weight + lora_delta(A, B, scaling).to(weight.dtype)
 
 
 def unmerge_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
     """W = W' - scaling * B A: the inverse of ``merge_weight`` (up to float rounding)."""
+    _check_weight(weight, A, B)
     _check_pair(A, B, weight.shape[1], weight.shape[0])
     return weight - lora_delta(A, B, scaling).to(weight.dtype)
 
@@ -121,6 +135,8 @@ def unmerge_weight(weight: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scali
 def lora_param_count(in_features: int, out_features: int, r: int) -> int:
     """Trainable parameters of one LoRA pair: r * in (A) + out * r (B)."""
     _check_rank(r)
+    validate.int_at_least("in_features", in_features)
+    validate.int_at_least("out_features", out_features)
     return r * (in_features + out_features)
 
 
@@ -133,6 +149,11 @@ def subspace_similarity(A1: torch.Tensor, A2: torch.Tensor, i: int | None = None
     j = 1..r2 (Figure 3's picture). 1 means the subspaces overlap completely, 0 that they are
     orthogonal; two random subspaces of R^in give max(i, j) / in on average.
     """
+    validate.tensor("A1", A1)
+    validate.tensor("A2", A2)
+    validate.same_dtype_device(A1=A1, A2=A2)
+    validate.optional_int_at_least("i", i)
+    validate.optional_int_at_least("j", j)
     if A1.dim() != 2 or A2.dim() != 2 or A1.shape[1] != A2.shape[1]:
         raise ValueError(f"A1 and A2 must be (r1, in) and (r2, in) with the same in, got {_shape(A1)} and {_shape(A2)}")
     V1 = torch.linalg.svd(A1.detach().double(), full_matrices=False).Vh  # (r1, in) rows: right-singular vectors
@@ -175,11 +196,9 @@ class LoRALinear(nn.Module):
                  lora_dropout: float = 0.0, bias: bool = True, use_rslora: bool = False,
                  device=None, dtype=None):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must lie in [0, 1), got {lora_dropout}")
+        validate.int_at_least("in_features", in_features)
+        validate.int_at_least("out_features", out_features)
+        validate.probability("lora_dropout", lora_dropout)
         self.in_features, self.out_features = in_features, out_features
         self.r, self.lora_alpha, self.use_rslora = r, lora_alpha, use_rslora
         self.scaling = lora_scaling(r, lora_alpha, use_rslora)
@@ -255,11 +274,10 @@ class LoRALinear(nn.Module):
             self.merged = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
+        validate.tensor("x", x)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x must be (..., {self.in_features}), got {_shape(x)}")
-        if x.dtype != self.weight.dtype or x.device != self.weight.device:
-            raise TypeError(f"x must be {self.weight.dtype} on {self.weight.device} like the weight, "
-                            f"got {x.dtype} on {x.device}")
+        validate.module_accepts(self, "x", x)
         if self.merged:
             return F.linear(x, self.weight, self.bias)
         update = (self.lora_dropout(x) @ self.lora_A.T) @ self.lora_B.T  # (..., r) -> (..., out)
@@ -281,6 +299,7 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Modu
     ``bias="none"``: no bias trains; ``"all"``: every bias of the model trains; ``"lora_only"``:
     the biases of the LoRA layers train. Returns the model.
     """
+    _check_model(model)
     if bias not in ("none", "all", "lora_only"):
         raise ValueError(f"bias must be 'none', 'all' or 'lora_only', got {bias!r}")
     for name, p in model.named_parameters():
@@ -299,6 +318,7 @@ def mark_only_lora_as_trainable(model: nn.Module, bias: str = "none") -> nn.Modu
 def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Tensor]:
     """The parameters a LoRA checkpoint needs: every ``lora_`` tensor (and the biases, as in
     ``mark_only_lora_as_trainable``). Load it with ``model.load_state_dict(sd, strict=False)``."""
+    _check_model(model)
     if bias not in ("none", "all", "lora_only"):
         raise ValueError(f"bias must be 'none', 'all' or 'lora_only', got {bias!r}")
     sd = model.state_dict()
@@ -314,6 +334,7 @@ def lora_state_dict(model: nn.Module, bias: str = "none") -> dict[str, torch.Ten
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) numbers of parameters."""
+    _check_model(model)
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
@@ -329,6 +350,9 @@ def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, dim: int) -> to
 
 
 def _check_heads(q, k, v, key_mask):
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        validate.tensor(name, x)
+    validate.same_dtype_device(q=q, k=k, v=v)
     if q.dim() != 4 or k.shape != q.shape or v.shape[:3] != q.shape[:3]:
         raise ValueError(f"q, k must be (B, H, N, d) alike and v (B, H, N, e), got q {_shape(q)}, "
                          f"k {_shape(k)}, v {_shape(v)}")
@@ -350,8 +374,8 @@ def local_bucket_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, wi
     Memory O(N W), never (N, N).
     """
     _check_heads(q, k, v, key_mask)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    validate.int_at_least("window", window)
+    validate.probability("dropout_p", dropout_p)
     Bsz, H, N, d = q.shape
     if N == 0:
         return v.new_zeros(*v.shape)  # (B, H, 0, e): no query
@@ -413,8 +437,8 @@ def global_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
     chunks are the buckets when b > 1): memory O(chunk (d e + chunk)), never (N, N).
     """
     _check_heads(q, k, v, key_mask)
-    if isinstance(blindspot_size, bool) or not isinstance(blindspot_size, int) or blindspot_size < 1:
-        raise ValueError(f"blindspot_size must be an int >= 1, got {blindspot_size!r}")
+    validate.int_at_least("blindspot_size", blindspot_size)
+    validate.real_number("eps", eps, 0.0, low_open=True)
     d = q.shape[-1]
     keep = None if key_mask is None else key_mask[:, None, :, None]  # (B, 1, N, 1)
     if not causal:
@@ -446,8 +470,12 @@ def visible_keys(n: int, kind: str, causal: bool = False, window: int = 128, bli
     ``kind="local"``: bucket(j) - bucket(i) in {-1, 0} (and +1 when not causal), j <= i if causal.
     ``kind="global"``: every key when not causal; causal: j <= i for b = 1, j < b floor(i / b) for b > 1.
     """
-    if kind not in ("local", "global"):
-        raise ValueError(f"kind must be 'local' or 'global', got {kind!r}")
+    validate.choice("kind", kind, ("local", "global"))
+    validate.int_at_least("n", n, 0)
+    validate.int_at_least("window", window)
+    validate.int_at_least("blindspot_size", blindspot_size)
+    validate.key_padding_mask("key_mask", key_mask, (key_mask.shape[0] if isinstance(key_mask, torch.Tensor)
+                                                     and key_mask.dim() else 0, n))
     i = torch.arange(n)[:, None]
     j = torch.arange(n)[None, :]
     if kind == "local":
@@ -509,8 +537,7 @@ class LoRASelfAttention(nn.Module):
         super().__init__()
         for name, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head),
                             ("local_attn_window_size", local_attn_window_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            validate.int_at_least(name, value)
         if isinstance(enable_lora, str):
             enable_lora = tuple(enable_lora)
         try:
@@ -521,16 +548,11 @@ class LoRASelfAttention(nn.Module):
         unknown = [p for p in enabled if p not in PROJECTIONS]
         if unknown:
             raise ValueError(f"enable_lora must contain only {PROJECTIONS}, got {unknown} in {list(enabled)}")
-        if isinstance(n_local_attn_heads, bool) or not isinstance(n_local_attn_heads, int) \
-                or not 0 <= n_local_attn_heads <= heads:
+        if not validate.int_at_least("n_local_attn_heads", n_local_attn_heads, 0) <= heads:
             raise ValueError(f"n_local_attn_heads must be an int in [0, heads={heads}], got {n_local_attn_heads!r}")
-        if blindspot_size is not None and (isinstance(blindspot_size, bool) or not isinstance(blindspot_size, int)):
-            raise TypeError(f"blindspot_size must be None or an int >= 1, got {type(blindspot_size).__name__}")
-        if blindspot_size is not None and blindspot_size < 1:
-            raise ValueError(f"blindspot_size must be None or an int >= 1, got {blindspot_size}")
+        validate.optional_int_at_least("blindspot_size", blindspot_size)
         for name, p in (("attn_dropout", attn_dropout), ("dropout", dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {p}")
+            validate.probability(name, p)
         if enabled:
             _check_rank(r)
             _check_alpha(lora_alpha)
@@ -557,14 +579,11 @@ class LoRASelfAttention(nn.Module):
         return x.reshape(*x.shape[:2], self.heads, self.dim_head).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, input_mask: torch.Tensor | None = None) -> torch.Tensor:
+        validate.tensor("x", x)
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"x must be (B, N, dim={self.dim}), got {_shape(x)}")
-        w = self.to_q.weight
-        if x.dtype != w.dtype or x.device != w.device:
-            raise TypeError(f"x must be {w.dtype} on {w.device} like the layer's weights, got {x.dtype} on {x.device}")
-        if input_mask is not None and (input_mask.dtype != torch.bool or input_mask.shape != x.shape[:2]):
-            raise ValueError(f"input_mask must be a bool (B, N) = {tuple(x.shape[:2])} tensor, "
-                             f"got {input_mask.dtype} {_shape(input_mask)}")
+        validate.module_accepts(self, "x", x)
+        validate.key_padding_mask("input_mask", input_mask, x.shape[:2], x.device)
         Bsz, N, _ = x.shape
         q, k, v = self._split(self.to_q(x)), self._split(self.to_k(x)), self._split(self.to_v(x))  # (B, H, N, Dh)
         L = self.n_local_attn_heads
@@ -576,7 +595,7 @@ class LoRASelfAttention(nn.Module):
         if L < self.heads:
             out.append(global_linear_attention(q[:, L:], k[:, L:], v[:, L:], self.causal,
                                                self.blindspot_size if self.causal else 1, input_mask))
-        attn = torch.cat(out, dim=1).transpose(1, 2).reshape(Bsz, N, -1)  # (B, N, heads * Dh)
+        attn = torch.cat(out, dim=1).transpose(1, 2).reshape(Bsz, N, self.heads * self.dim_head)  # (B, N, heads * Dh)
         return self.dropout(self.to_out(attn))  # (B, N, dim)
 
     def lora_layers(self) -> dict[str, LoRALinear]:
