@@ -165,14 +165,13 @@ def test_the_index_tokens_match_the_search_script(site, browser):
 
 # ---------------------------------------------------------------- in the browser
 
-def test_landing_page_shows_both_languages(base, page_and_guard):
+def test_landing_page_shows_both_languages(site, base, page_and_guard):
     page, guard = page_and_guard
     page.goto(f"{base}/index.html")
     assert page.evaluate("document.documentElement.lang") == "en"
     for lang in ("en", "zh"):
         links = page.locator(f'section[lang="{HTML_LANG[lang]}"] a')
-        assert links.count() == len(list((Path(page.url.replace("file://", "")).parent / lang).glob("*.html"))) \
-            if base.startswith("file") else links.count() >= 11
+        assert links.count() == len(site["pages"][lang])
         links.first.click()
         assert re.search(rf"/{lang}/01_[a-z_]+\.html$", page.url)
         assert page.evaluate("document.documentElement.lang") == HTML_LANG[lang]
@@ -305,10 +304,12 @@ def test_axe_check_sees_a_serious_violation(site, page_and_guard):
     from axe_playwright_python.sync_playwright import Axe
 
     page, _ = page_and_guard
-    page.goto((site["root"] / "en" / f"{CHAPTER['en']}.html").as_uri())
+    page.goto((site["root"] / "index.html").as_uri())  # the small page: a second of axe, not five
     page.evaluate("""() => {
-        document.querySelector('header .lang-link').style.color = '#d8d8d8';
-        document.querySelector('main img').removeAttribute('alt');
+        document.querySelector('footer p').style.color = '#d8d8d8';
+        const img = document.createElement('img');
+        img.src = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+        document.querySelector('main').append(img);
     }""")
     found = {v[1] for v in axe_violations(page, Axe(), "broken")}
     assert {"color-contrast", "image-alt"} <= found, found
