@@ -186,14 +186,14 @@ def gated_linear_attention_explicit(q, k, v, g, scale: float | None = None) -> t
     """
     _check_qkv(q, k, v)
     _check_gate("g", g, q, channel_ok=True)
-    s, acc = _scale(scale, q.shape[-1]), _acc(q.dtype)
+    s, acc, out_dtype = _scale(scale, q.shape[-1]), _acc(q.dtype), v.dtype
     q, k, v, g = (x.to(acc) for x in (q, k, v, g))
     if g.dim() == q.dim() - 1:  # a scalar per head and step
         w = (q @ k.transpose(-2, -1)) * _segsum(g).exp()  # (B, H, N, N)
     else:  # (B, H, N, N, d_k): the decay of each key channel between j and i
         seg = _segsum(g.transpose(-2, -1)).permute(0, 1, 3, 4, 2)
         w = torch.einsum("bhid,bhjd,bhijd->bhij", q, k, seg.exp())
-    return ((w * s) @ v).to(v.dtype)
+    return ((w * s) @ v).to(out_dtype)
 
 
 def gated_linear_attention_step(state, q_t, k_t, v_t, g_t, scale: float | None = None):
@@ -276,14 +276,14 @@ def delta_rule_explicit(q, k, v, beta, g=None, scale: float | None = None) -> to
     _check_beta("beta", beta, q)
     if g is not None:
         _check_gate("g", g, q, channel_ok=False)
-    s, acc = _scale(scale, q.shape[-1]), _acc(q.dtype)
+    s, acc, out_dtype = _scale(scale, q.shape[-1]), _acc(q.dtype), v.dtype
     q, k, v, beta = (x.to(acc) for x in (q, k, v, beta))
     n = q.shape[-2]
     gamma = _segsum(g.to(acc)).exp() if g is not None else \
         torch.ones(n, n, dtype=acc, device=q.device).tril().expand(*q.shape[:-2], n, n)
     a = torch.eye(n, dtype=acc, device=q.device) + (beta[..., None] * (k @ k.transpose(-2, -1)) * gamma).tril(-1)
     u = torch.linalg.solve_triangular(a, beta[..., None] * v, upper=False, unitriangular=True)  # (B, H, N, d_v)
-    return (((q @ k.transpose(-2, -1)) * gamma * s) @ u).to(v.dtype)
+    return (((q @ k.transpose(-2, -1)) * gamma * s) @ u).to(out_dtype)
 
 
 def delta_rule_step(state, q_t, k_t, v_t, beta_t, g_t=None, scale: float | None = None):
