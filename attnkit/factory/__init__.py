@@ -67,6 +67,7 @@ from attnkit.factory.config import (
     SOFTMAX_DENSE,
     SPARSE,
     AttentionConfig,
+    ResolvedOptions,
     canonical_name,
 )
 from attnkit.factory.costs import MB, MODES, memory_breakdown, param_count, sparse_pairs
@@ -76,7 +77,7 @@ from attnkit.factory.profiler import AttentionProfiler
 from attnkit.factory.selector import SCENARIOS, AttentionSelector
 
 __all__ = [
-    "AttentionConfig", "AttentionFactory", "AttentionSelector", "AttentionProfiler",
+    "AttentionConfig", "ResolvedOptions", "AttentionFactory", "AttentionSelector", "AttentionProfiler",
     "TransformerBlock", "TinyLM", "NAMES", "ALIASES", "SCENARIOS", "canonical_name", "param_count",
     "memory_breakdown", "sparse_pairs", "ShortConv", "Mixer", "LoRAMHA", "NO_CAUSAL", "SOFTMAX_DENSE",
     "SPARSE", "LINEAR", "FORGETTING", "CAUSAL_ONLY", "POSITIONAL", "MB", "MODES",
