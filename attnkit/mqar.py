@@ -29,26 +29,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attnkit import validate
+
 __all__ = ["IGNORE_INDEX", "gap_probabilities", "mqar_batch", "query_positions", "recall_accuracy",
            "chance_accuracy", "decode_state_bytes", "train_mqar"]
 
 IGNORE_INDEX = -100
 
 
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+_int = validate.int_at_least  # the one size rule
 
 
 def gap_probabilities(space: int, power_a: float = 0.01) -> torch.Tensor:
     """P(g) = g^(a - 1) / sum_h h^(a - 1) for the slots g = 1 .. space, as a (space,) tensor
     (slot g - 1 of the query part). ``power_a = 1`` gives the uniform distribution."""
     _int("space", space, 1)
-    if not isinstance(power_a, (int, float)) or isinstance(power_a, bool) or not power_a > 0:
-        raise ValueError(f"power_a must be a number > 0, got {power_a!r}")
+    validate.real_number("power_a", power_a, 0.0, low_open=True)
     g = torch.arange(1, space + 1, dtype=torch.float64)
     p = g ** (power_a - 1)
     return p / p.sum()
@@ -89,14 +85,23 @@ def mqar_batch(batch: int, vocab_size: int, seq_len: int, num_pairs: int, seed: 
     return inputs, targets
 
 
+def _check_targets(targets) -> None:
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long:
+        got = f"dtype {targets.dtype}" if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise TypeError(f"targets must be a LongTensor (B, L), got {got}")
+
+
 def query_positions(targets: torch.Tensor) -> torch.Tensor:
     """Bool (B, L): True where a target is scored (not ``IGNORE_INDEX``)."""
+    _check_targets(targets)
     return targets != IGNORE_INDEX
 
 
 def recall_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Fraction of query positions whose argmax over the vocabulary is the target.
     logits (B, L, V), targets (B, L)."""
+    validate.tensor("logits", logits)
+    _check_targets(targets)
     if logits.dim() != 3 or logits.shape[:2] != targets.shape:
         raise ValueError(f"logits must be (B, L, V) for targets (B, L) = {tuple(targets.shape)}, "
                          f"got {tuple(logits.shape)}")
@@ -134,6 +139,9 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
     """
     _int("seq_len", seq_len, 1)
     _int("dtype_bytes", dtype_bytes, 1)
+    if not all(hasattr(config, a) for a in ("attention_type", "d_model", "n_heads")):
+        raise TypeError(f"config must be an AttentionConfig (attention_type, d_model, n_heads), got "
+                        f"{type(config).__name__}")
     kind = getattr(config, "kind", None) or config.attention_type      # the canonical name, aliases resolved
     d, h = config.d_model, config.n_heads
     dh = d // h
@@ -251,8 +259,7 @@ def train_mqar(configs_or_type, vocab_size: int = 64, seq_len: int = 32, num_pai
     for name, value, minimum in (("steps", steps, 1), ("batch", batch, 1), ("width", width, 1),
                                  ("layers", layers, 1), ("eval_batch", eval_batch, 1)):
         _int(name, value, minimum)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    validate.real_number("lr", lr, 0.0, low_open=True)
     opts = dict(n_heads=n_heads, causal=True, window_size=window_size, conv_kernel=conv_kernel,
                 mlp_ratio=0.0, feature_map=feature_map, nb_features=nb_features, seed=seed, **options)
     configs = _configs(configs_or_type, width, layers, **opts)
@@ -292,5 +299,6 @@ def train_mqar(configs_or_type, vocab_size: int = 64, seq_len: int = 32, num_pai
 
 def chance_accuracy(vocab_size: int) -> float:
     """Guessing a value uniformly from the value half: 1 / (V - V // 2)."""
+    _int("vocab_size", vocab_size, 2)
     return 1.0 / (vocab_size - vocab_size // 2)
 

@@ -80,10 +80,10 @@ def test_gap_probabilities_closed_form_and_sampling():
 @pytest.mark.parametrize("kwargs,exc,match", [
     (dict(seq_len=15, num_pairs=4), ValueError, "seq_len = 15 .* need seq_len >= 4 \\* num_pairs = 16"),
     (dict(vocab_size=9, num_pairs=4), ValueError, "vocab_size = 9 .* need vocab_size >= 10"),
-    (dict(num_pairs=0), ValueError, "num_pairs must be >= 1"),
-    (dict(batch=2.0), TypeError, "batch must be an int, got float"),
-    (dict(seed=-1), ValueError, "seed must be >= 0"),
-    (dict(power_a=0), ValueError, "power_a must be a number > 0"),
+    (dict(num_pairs=0), ValueError, "num_pairs must be an int >= 1, got 0"),
+    (dict(batch=2.0), TypeError, "batch must be an int >= 1, got float"),
+    (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
+    (dict(power_a=0), ValueError, "power_a must be a finite number > 0, got 0.0"),
 ])
 def test_errors_name_the_argument(kwargs, exc, match):
     args = dict(batch=2, vocab_size=64, seq_len=32, num_pairs=4, seed=0) | kwargs
@@ -170,7 +170,7 @@ def test_training_arguments_are_checked():
         mqar.train_mqar("full", seq_len=8, num_pairs=4, steps=1)
     with pytest.raises(TypeError, match="configs_or_type must be"):
         mqar.train_mqar(3, steps=1)
-    with pytest.raises(ValueError, match="lr must be a number > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got 0.0"):
         mqar.train_mqar("full", lr=0, steps=1)
 
 
