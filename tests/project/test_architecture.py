@@ -203,7 +203,7 @@ def exists(ref: str) -> bool:
     .gitignore names (an output folder the tests write, like tests/browser/screenshots)."""
     if any((ROOT / r).exists() for r in (ref, ref + ".py")):
         return True
-    return subprocess.run(["git", "check-ignore", "-q", ref], cwd=ROOT).returncode == 0
+    return any(subprocess.run(["git", "check-ignore", "-q", r], cwd=ROOT).returncode == 0 for r in (ref, ref + "/"))
 
 
 def test_no_file_refers_to_a_file_or_an_issue_the_clone_does_not_contain():
