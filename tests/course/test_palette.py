@@ -57,7 +57,21 @@ def test_the_palette_and_the_cycle():
             viz.line_style(bad)
 
 
-@pytest.mark.parametrize("name, make", explorers(), ids=[n for n, _ in explorers()])
+def _small_lora():
+    """Chapter 10's explorer over a smaller experiment (the registry's trains 48 runs: a minute
+    here): the same figure, every placement drawn, fewer and shorter runs."""
+    from attnkit import lora as L
+    from attnkit.widgets.lora import lora_explorer
+
+    ex = L.run_budget_experiment(placements=(("q",), ("v",), ("q", "v"), L.PROJECTIONS), ranks=(1, 4),
+                                 alphas=(16,), steps=10)
+    return lora_explorer(ex, placement=("q", "v"), rank=4, alpha=16)
+
+
+EXPLORERS = [(n, _small_lora if n == "10 lora_explorer" else make) for n, make in explorers()]
+
+
+@pytest.mark.parametrize("name, make", EXPLORERS, ids=[n for n, _ in EXPLORERS])
 def test_explorer_static_figures(name, make):
     fig = make().static()
     assert fig.axes and clashes(fig) == []
