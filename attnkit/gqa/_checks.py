@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from attnkit import validate
+
 
 def _shape(t) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
@@ -30,11 +32,8 @@ def _check_input(x, embed_dim: int, weight: torch.Tensor) -> None:
         raise ValueError(f"x is on {x.device}, expected the layer's device {weight.device}")
 
 
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+def _check_positive_int(name: str, value, minimum: int = 1) -> None:
+    validate.int_at_least(name, value, minimum)  # the one size rule
 
 
 def _itemsize(dtype) -> int:
@@ -46,7 +45,4 @@ def _itemsize(dtype) -> int:
 
 
 def _check_positive_number(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+    validate.real_number(name, value, 0.0, low_open=True)

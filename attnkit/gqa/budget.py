@@ -106,8 +106,7 @@ def max_batch_size(memory_bytes: int, weights_bytes: int, cache_bytes_per_sequen
     """
     _check_positive_int("memory_bytes", memory_bytes)
     _check_positive_int("cache_bytes_per_sequence", cache_bytes_per_sequence)
-    if isinstance(weights_bytes, bool) or not isinstance(weights_bytes, int) or weights_bytes < 0:
-        raise ValueError(f"weights_bytes must be an int >= 0, got {weights_bytes!r}")
+    _check_positive_int("weights_bytes", weights_bytes, 0)
     return max(memory_bytes - weights_bytes, 0) // cache_bytes_per_sequence
 
 
@@ -135,11 +134,8 @@ def decode_tokens_per_s_bound(bandwidth_bytes_per_s: float, weights_bytes: int,
     """
     _check_positive_number("bandwidth_bytes_per_s", bandwidth_bytes_per_s)
     _check_positive_int("batch_size", batch_size)
-    if isinstance(weights_bytes, bool) or not isinstance(weights_bytes, int) or weights_bytes < 0:
-        raise ValueError(f"weights_bytes must be an int >= 0, got {weights_bytes!r}")
-    if (isinstance(cache_bytes_per_sequence, bool) or not isinstance(cache_bytes_per_sequence, int)
-            or cache_bytes_per_sequence < 0):
-        raise ValueError(f"cache_bytes_per_sequence must be an int >= 0, got {cache_bytes_per_sequence!r}")
+    _check_positive_int("weights_bytes", weights_bytes, 0)
+    _check_positive_int("cache_bytes_per_sequence", cache_bytes_per_sequence, 0)
     read = weights_bytes + batch_size * cache_bytes_per_sequence
     if read == 0:
         raise ValueError("weights_bytes and cache_bytes_per_sequence are both 0: nothing is read")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnkit import validate
 from attnkit.core import causal_mask
 from attnkit.core import scaled_dot_product_attention as _plain_sdpa
 from attnkit.gqa._checks import _check_input, _check_positive_int, _check_tensor, _shape
@@ -86,24 +87,15 @@ def grouped_query_attention(
     with weights ``(B, H, L, S)``.
     """
     n_rep = _check_gqa(q, k, v)
+    validate.probability("dropout_p", dropout_p)
+    validate.optional_real("scale", scale)
     if return_weights:
         return _plain_sdpa(
             q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), attn_mask=attn_mask, is_causal=is_causal,
             dropout_p=dropout_p, scale=scale, return_weights=True,
         )
-    if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-        scores_shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-        try:
-            ok = torch.broadcast_shapes(attn_mask.shape, scores_shape) == torch.Size(scores_shape)
-        except RuntimeError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"attn_mask has shape {_shape(attn_mask)}, which does not broadcast to the scores' "
-                f"shape (B, H, L, S) = {scores_shape}"
-            )
+    validate.attention_mask("attn_mask", attn_mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device,
+                            "(B, H, L, S)")
     return _gqa_sdpa(q, k, v, attn_mask, is_causal, dropout_p, scale, n_rep)
 
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from attnkit import validate
 from attnkit.gqa._checks import _check_input, _check_positive_int
 from attnkit.gqa.cache import KVCache
 from attnkit.gqa.grouped import _decode_mask, grouped_query_attention
@@ -54,6 +55,8 @@ class MultiHeadLatentAttention(nn.Module):
             _check_positive_int("q_lora_rank", q_lora_rank)
         if qk_rope_head_dim % 2:
             raise ValueError(f"qk_rope_head_dim must be even for RoPE, got {qk_rope_head_dim}")
+        validate.real_number("rope_base", rope_base, 1.0, low_open=True)
+        validate.real_number("norm_eps", norm_eps, 0.0, low_open=True)
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.kv_lora_rank, self.q_lora_rank = kv_lora_rank, q_lora_rank
         self.qk_nope_head_dim, self.qk_rope_head_dim = qk_nope_head_dim, qk_rope_head_dim
