@@ -60,6 +60,7 @@ import importlib
 import inspect
 import linecache
 import os
+import random
 import re
 import sys
 import sysconfig
@@ -75,7 +76,7 @@ from attnkit.i18n import catalog, get_language, register, t
 
 __all__ = ["Case", "Measured", "run_checks", "check_answer", "show_hint", "show_answer", "compare_tensors",
            "describe", "OUTCOMES", "OUTCOME_MIME", "FAMILIES", "Exercise", "registry", "set_case_seed",
-           "case_seed"]
+           "case_seed", "drawn"]
 
 # the MIME type of the outcome record in a check's display_data output (a JSON object)
 OUTCOME_MIME = "application/vnd.attnkit.outcome+json"
@@ -91,6 +92,7 @@ register({
                  "zh": "由种子 {seed} 抽取的用例，与第 {like} 个相似：{label}"},
     "ex.fail_drawn": {"en": "❌ {title}: the visible cases pass, but {label} fails.",
                       "zh": "❌ {title}：可见的用例都通过了，但{label}未通过。"},
+    "ex.drawn_new": {"en": "a case drawn from seed {seed}: {label}", "zh": "由种子 {seed} 抽取的用例：{label}"},
     "ex.raised_drawn": {"en": "❌ {title}: the visible cases pass, but {label} raised {err}",
                         "zh": "❌ {title}：可见的用例都通过了，但{label}抛出了异常：{err}"},
     "ex.raised": {"en": "❌ {title}: case {i} of {n} ({label}) raised {err}",
@@ -204,6 +206,14 @@ def drawn_like(case: Case, seed: int) -> Case:
         return x
 
     return Case(shuffle(case.args), {k: shuffle(v) for k, v in case.kwargs.items()}, case.label)
+
+
+def drawn(seed: int, make: Callable[[random.Random], Case]) -> list[Case]:
+    """``draw=lambda seed: drawn(seed, lambda rng: Case(...))``: one case made from a
+    ``random.Random(seed)``, labelled as drawn from ``seed``."""
+    case = make(random.Random(seed))
+    case.label = t("ex.drawn_new", seed=seed, label=case.label)
+    return [case]
 
 
 class Result(tuple):
@@ -454,12 +464,13 @@ def _fingerprint(code) -> tuple:
 
 
 def _is_evidence(code) -> bool:
-    """A match is evidence of copying when the code has no source to show (run from a string)
-    or is a body of several lines: a short formula can be written independently."""
+    """A match is evidence of copying when the code has no source to show (run from a string,
+    as ``exec(inspect.getsource(...))`` does) or is a body of four lines or more: a short formula
+    typed in a cell can be written independently."""
     size = sum(1 for _ in dis.get_instructions(code))
     lines = {line for *_, line in code.co_lines() if line is not None}
-    if not linecache.getlines(code.co_filename):
-        return size >= 8
+    if not linecache.getlines(code.co_filename):  # exec'd text: nobody types a formula into a string
+        return size >= 3
     return len(lines) >= 4 and size >= 40
 
 
@@ -573,18 +584,20 @@ class _Guard(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def _profile(self, frame, event, arg):
+        if self._previous is not None:
+            self._previous(frame, event, arg)
         if event == "call":
             code = frame.f_code
-            name = self.rules.codes.get(code)
-            if name is not None and self.forbidden is None:
-                self.forbidden = name
+            if code not in self.learner and _is_learner_file(code.co_filename):
+                self.learner.add(code)
             sol = self.solutions.get(code)
             if sol is not None and self.solution is None:
                 self.solution = sol
-            if code not in self.learner and _is_learner_file(code.co_filename):
-                self.learner.add(code)
-        if self._previous is not None:
-            self._previous(frame, event, arg)
+                raise _Forbidden(sol)  # stop here (an error in a profile hook also unsets it)
+            name = self.rules.codes.get(code)
+            if name is not None and self.forbidden is None:
+                self.forbidden = name
+                raise _Forbidden(name)
 
     def __enter__(self):
         self._previous = sys.getprofile()
@@ -601,6 +614,44 @@ class _Guard(TorchFunctionMode):
 _GUARD: dict[str, _Guard | None] = {"now": None}
 
 
+def _trap_names(fn: Callable, forbid: tuple[str, ...]) -> list:
+    """Replace each forbidden *function* named in ``forbid`` (in its module and in the learner's
+    globals) by a trap, so that even a call with the wrong arguments, which never starts the
+    function's code, is refused. Returns what to put back. Classes are left alone (torch's
+    isinstance checks need them); the guard sees their code run."""
+    undo = []
+
+    def trap(name):
+        def refuse(*_a, **_k):
+            guard = _GUARD["now"]
+            if guard is not None and guard.forbidden is None:
+                guard.forbidden = name  # refused even if the learner's code swallows the error
+            raise _Forbidden(name)
+        return refuse
+
+    scope = getattr(fn, "__globals__", {})
+    for dotted in forbid:
+        mod_name, _, attr = dotted.rpartition(".")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError:
+            continue
+        orig = getattr(mod, attr, None)
+        if orig is None or isinstance(orig, type) or not (inspect.isfunction(orig) or inspect.isbuiltin(orig)):
+            continue
+        for name, where in list(sys.modules.items()):  # the module and every attnkit module re-exporting it
+            if where is mod or (name.startswith("attnkit") and where is not None):
+                for key, value in list(vars(where).items()):
+                    if value is orig:
+                        undo.append((where, key, orig))
+                        setattr(where, key, trap(dotted))
+        for gname, value in list(scope.items()):
+            if value is orig:
+                undo.append((scope, gname, orig))
+                scope[gname] = trap(dotted)
+    return undo
+
+
 def _call_forbidding(fn: Callable, forbid: tuple[str, ...], args, kwargs):
     """Call ``fn`` under the guard of the running check; raise _Forbidden if a forbidden
     computation ran in it (the trap tests lift by replacing this function)."""
@@ -608,16 +659,23 @@ def _call_forbidding(fn: Callable, forbid: tuple[str, ...], args, kwargs):
     target = getattr(fn, "__wrapped__", fn)
     if id(target) in guard.rules.objects:  # the built-in itself handed in as the answer
         raise _Forbidden(guard.rules.objects[id(target)])
-    error = None
-    with guard:
-        try:
-            result = fn(*args, **kwargs)
-        except _Forbidden:
-            raise
-        except BaseException as err:  # a forbidden call that fails later still is forbidden
-            error = err
-    if guard.forbidden is not None:
-        raise _Forbidden(guard.forbidden)
+    error, undo = None, _trap_names(fn, forbid)
+    try:
+        with guard:
+            try:
+                result = fn(*args, **kwargs)
+            except _Forbidden:
+                raise
+            except BaseException as err:  # a forbidden call that fails later still is forbidden
+                error = err
+    finally:
+        for where, name, orig in reversed(undo):
+            if isinstance(where, dict):
+                where[name] = orig
+            else:
+                setattr(where, name, orig)
+    if guard.solution is not None or guard.forbidden is not None:
+        raise _Forbidden(guard.forbidden or guard.solution)
     if error is not None:
         raise error
     return result
@@ -756,6 +814,10 @@ def run_checks(fn: Callable, solution: Callable, cases: list[Case], title: str,
             try:
                 got = _call_forbidding(fn, tuple(forbid), copy.deepcopy(case.args), copy.deepcopy(case.kwargs))
             except _Forbidden as err:
+                if guard.solution:
+                    flagged["solution"] = guard.solution
+                    record("solution", [t("ex.solution", title=title, name=guard.solution)], case=i, label=case.label)
+                    return False
                 record("forbidden", [t("ex.forbidden", title=title, name=err.name)], case=i, label=case.label)
                 return False
             except Exception as err:  # the learner's bug is reported, never raised

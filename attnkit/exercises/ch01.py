@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from attnkit.exercises import Case, check_answer, run_checks
+from attnkit.exercises import Case, check_answer, drawn, run_checks
 from attnkit.i18n import register, t
 from attnkit.timing import one_thread
 from attnkit.toy import lookup_batch
@@ -254,6 +254,8 @@ def check_causal_mask(fn) -> bool:
     return run_checks(fn, solution_causal_mask, cases, t("ch01.ex2.title"),
                       hints=[t("ch01.ex2.nudge"), t("ch01.ex2.stronger"), t("ch01.ex2.formula")],
                       exercise="ch01.ex2", mistakes=MASK_MISTAKES,
+                      draw=lambda seed: drawn(seed, lambda r: (lambda n: Case((n,), label=t("ch01.case.n", n=n)))(
+                          r.randint(2, 12))),
                       forbid=("attnkit.core.causal_mask", "attnkit.sparse.sliding_window_mask"))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from attnkit import experiments as E
-from attnkit.exercises import Case, check_answer, run_checks
+from attnkit.exercises import Case, check_answer, drawn, run_checks
 from attnkit.i18n import register, t
 
 register(
@@ -105,16 +105,58 @@ def solution_score_variance(d_k, mean_q, std_q, mean_k, std_k):
     return d_k * (second_q * second_k - (mean_q * mean_k) ** 2)        # d_k · (E[X²] - E[X]²), X = q_i k_i
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch02.mistake.ex1.std2': {"en": 'you used the variance of one factor (std²); each product q_i k_i has variance std² · std² = std⁴.', "zh": '你用了单个因子的方差（std²）；每个乘积 q_i k_i 的方差是 std² · std² = std⁴。'},
+    'ch02.mistake.ex1.one_term': {"en": 'that is the variance of one product; the dot product sums d_k of them, and their variances add.', "zh": '这是一个乘积的方差；点积是 d_k 个乘积之和，它们的方差相加。'},
+    'ch02.mistake.ex2.no_std': {"en": 'you left out std: the scale must undo std² as well as sqrt(d_k).', "zh": '你漏掉了 std：缩放因子既要抵消 sqrt(d_k)，也要抵消 std²。'},
+    'ch02.mistake.ex2.variance': {"en": 'you divided by the variance d_k std⁴; a scale c multiplies the variance by c², so c is one over its square root.', "zh": '你除以的是方差 d_k std⁴；缩放因子 c 会让方差乘以 c²，所以 c 应是方差平方根的倒数。'},
+    'ch02.mistake.ex4.no_means': {"en": 'you left out the means: with a non-zero mean, E[q_i²] = std² + mean², not std².', "zh": '你忽略了均值：均值不为零时，E[q_i²] = std² + mean²，而不是 std²。'},
+    'ch02.mistake.ex4.no_square_mean': {"en": 'you gave d_k E[X²]; the variance is E[X²] − E[X]², with E[X] = mean_q · mean_k.', "zh": '你算的是 d_k E[X²]；方差是 E[X²] − E[X]²，其中 E[X] = mean_q · mean_k。'},
+})
+
+
+MISTAKES = {
+    "ch02.ex1": (
+        (lambda d_k, std: d_k * std**2, lambda: t('ch02.mistake.ex1.std2')),
+        (lambda d_k, std: std**4, lambda: t('ch02.mistake.ex1.one_term')),
+    ),
+    "ch02.ex2": (
+        (lambda d_k, std: 1.0 / math.sqrt(d_k), lambda: t('ch02.mistake.ex2.no_std')),
+        (lambda d_k, std: 1.0 / (d_k * std**4), lambda: t('ch02.mistake.ex2.variance')),
+    ),
+    "ch02.ex4": (
+        (lambda d_k, mq, sq, mk, sk: d_k * sq**2 * sk**2, lambda: t('ch02.mistake.ex4.no_means')),
+        (lambda d_k, mq, sq, mk, sk: d_k * (sq**2 + mq**2) * (sk**2 + mk**2), lambda: t('ch02.mistake.ex4.no_square_mean')),
+    ),
+}
+
+
 # ---- checkers ----
 
 _DK_STD = ((64, 1.0), (16, 2.0), (8, 0.5), (1, 3.0))
+
+
+def _draw_dk_std(seed):
+    return drawn(seed, lambda r: (lambda d, s: Case((d, s), label=t("ch02.case.dk_std", d=d, s=s)))(
+        2 ** r.randint(0, 10), round(r.uniform(0.3, 3.0), 2)))
+
+
+def _draw_means(seed):
+    def make(r):
+        c = (2 ** r.randint(2, 7), *(round(r.uniform(-2.0, 2.0), 1) if i % 2 == 0 else round(r.uniform(0.2, 2.5), 1)
+                                      for i in range(4)))
+        return Case(c, label=t("ch02.case.means", d=c[0], mq=c[1], sq=c[2], mk=c[3], sk=c[4]))
+    return drawn(seed, make)
 
 
 def check_dot_variance(fn) -> bool:
     cases = [Case((d, s), label=t("ch02.case.dk_std", d=d, s=s)) for d, s in _DK_STD]
     return run_checks(fn, solution_dot_variance, cases, t("ch02.ex1.title"),
                       hints=[t("ch02.ex1.nudge"), t("ch02.ex1.stronger"), t("ch02.ex1.formula")],
-                      exercise="ch02.ex1")
+                      exercise="ch02.ex1", draw=_draw_dk_std, mistakes=MISTAKES["ch02.ex1"])
 
 
 def check_unit_variance_scale(fn) -> bool:
@@ -122,7 +164,7 @@ def check_unit_variance_scale(fn) -> bool:
     return run_checks(
         fn, solution_unit_variance_scale, cases, t("ch02.ex2.title"),
         hints=[t("ch02.ex2.nudge"), t("ch02.ex2.stronger"), t("ch02.ex2.formula")],
-        exercise="ch02.ex2",
+        exercise="ch02.ex2", draw=_draw_dk_std, mistakes=MISTAKES["ch02.ex2"],
     )
 
 
@@ -133,6 +175,8 @@ def check_first_saturated_dk(fn) -> bool:
     ]
     return run_checks(
         fn, solution_first_saturated_dk, cases, t("ch02.ex3.title"),
+        draw=lambda seed: drawn(seed, lambda r: (lambda th, n: Case((th, n), label=t("ch02.case.threshold", th=th, n=n)))(
+            round(r.uniform(0.5, 0.95), 2), r.choice((4, 16)))),
         hints=[t("ch02.ex3.nudge"), t("ch02.ex3.stronger"), t("ch02.ex3.formula")],
         exercise="ch02.ex3",
     )
@@ -152,6 +196,6 @@ def check_score_variance(fn) -> bool:
              for c in SCORE_VARIANCE_CASES]
     return run_checks(fn, solution_score_variance, cases, t("ch02.ex4.title"),
                       hints=[t("ch02.ex4.nudge"), t("ch02.ex4.stronger"), t("ch02.ex4.formula")],
-                      exercise="ch02.ex4",
+                      exercise="ch02.ex4", draw=_draw_means, mistakes=MISTAKES["ch02.ex4"],
                       forbid=("attnkit.experiments.scaling.dot_product_variance", "attnkit.experiments.scaling.dot_products",
                               "attnkit.experiments.scaling.dot_product_variance_theory"))

@@ -162,6 +162,55 @@ def solution_log_softmax_backward(x, grad):
     return grad - p * grad.sum(dim=-1, keepdim=True)               # g_j - p_j Σ_i g_i, no n × n matrix
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch03.mistake.ex5.no_sum': {"en": "you subtracted p_j g_j; the log-softmax backward subtracts p_j times the sum of all g_i.",
+                                "zh": "你减去的是 p_j g_j；log-softmax 的反向传播要减去 p_j 乘以所有 g_i 之和。"},
+    'ch03.mistake.ex5.softmax_vjp': {"en": "that is the backward of softmax, not of log-softmax: here the gradient is g − p · Σ g.",
+                                     "zh": "这是 softmax 的反向传播，不是 log-softmax 的：这里的梯度是 g − p · Σ g。"},
+    'ch03.mistake.ex1.dim0': {"en": 'your result is normalised over the first axis; each row (the last axis) must sum to 1.', "zh": '你的结果沿第一维归一化了；应当让每一行（最后一维）之和为 1。'},
+    'ch03.mistake.ex2.inverted': {"en": 'you hid the entries where the mask is True: here True means keep.', "zh": '你把 mask 为 True 的位置屏蔽了：这里 True 表示保留。'},
+    'ch03.mistake.ex2.big_negative': {"en": 'a fully masked row came out uniform: that is what filling with -1e9 gives. It must be all zeros.', "zh": '全被屏蔽的行得到了均匀分布：这是填入 -1e9 的结果。它应当全为零。'},
+    'ch03.mistake.ex3.no_rescale': {"en": 'you added l_a and l_b as they are; each was summed against its own maximum, so rescale it by exp(m_part − m) first.', "zh": '你直接把 l_a 和 l_b 相加了；它们各自是相对自己的最大值求和的，要先乘以 exp(m_part − m) 换算到共同的最大值。'},
+    'ch03.mistake.ex3.sign': {"en": 'the rescaling factor is exp(m_part − m), at most 1; yours is its inverse.', "zh": '换算因子是 exp(m_part − m)，不超过 1；你用的是它的倒数。'},
+    'ch03.mistake.ex4.diag_only': {"en": 'you kept only diag(p); every off-diagonal entry is −p_i p_j, and the diagonal is p_i − p_i².', "zh": '你只保留了 diag(p)；非对角元是 −p_i p_j，对角元是 p_i − p_i²。'},
+    'ch03.mistake.ex4.outer_only': {"en": 'you kept only −p pᵀ; the diagonal also gets + p_i (the δ_ij term).', "zh": '你只保留了 −p pᵀ；对角线上还要加上 p_i（δ_ij 那一项）。'},
+})
+
+
+def _m(value):
+    return value, 0
+
+
+def _p(x):
+    return torch.softmax(x.double(), dim=-1).to(x.dtype)
+
+
+MISTAKES = {
+    "ch03.ex5": (
+        (lambda x, g: _m(g - _p(x) * g), lambda: t("ch03.mistake.ex5.no_sum")),
+        (lambda x, g: _m(_p(x) * (g - (_p(x) * g).sum(-1, keepdim=True))), lambda: t("ch03.mistake.ex5.softmax_vjp")),
+    ),
+    "ch03.ex1": (
+        (lambda x: (lambda e: e / e.sum(dim=0, keepdim=True))(torch.exp(x - x.amax(dim=0, keepdim=True))), lambda: t('ch03.mistake.ex1.dim0')),
+    ),
+    "ch03.ex2": (
+        (lambda x, mask: solution_masked_softmax(x, ~mask), lambda: t('ch03.mistake.ex2.inverted')),
+        (lambda x, mask: torch.softmax(x.masked_fill(~mask, -1e9), dim=-1), lambda: t('ch03.mistake.ex2.big_negative')),
+    ),
+    "ch03.ex3": (
+        (lambda m_a, l_a, m_b, l_b: (torch.maximum(m_a, m_b), l_a + l_b), lambda: t('ch03.mistake.ex3.no_rescale')),
+        (lambda m_a, l_a, m_b, l_b: (torch.maximum(m_a, m_b), l_a * torch.exp(torch.maximum(m_a, m_b) - m_a) + l_b * torch.exp(torch.maximum(m_a, m_b) - m_b)), lambda: t('ch03.mistake.ex3.sign')),
+    ),
+    "ch03.ex4": (
+        (lambda p: torch.diag_embed(p), lambda: t('ch03.mistake.ex4.diag_only')),
+        (lambda p: -(p.unsqueeze(-1) * p.unsqueeze(-2)), lambda: t('ch03.mistake.ex4.outer_only')),
+    ),
+}
+
+
 # ---- checkers ----
 
 
@@ -184,7 +233,7 @@ def check_stable_softmax(fn) -> bool:
     ]
     return run_checks(fn, solution_stable_softmax, cases, t("ch03.ex1.title"),
                       hints=[t("ch03.ex1.nudge"), t("ch03.ex1.stronger"), t("ch03.ex1.formula")],
-                      exercise="ch03.ex1",
+                      exercise="ch03.ex1", mistakes=MISTAKES["ch03.ex1"],
                       forbid=("attnkit.softmax.softmax", "attnkit.softmax.online_softmax",
                               "torch.softmax", "torch.nn.functional.softmax"))
 
@@ -202,7 +251,7 @@ def check_masked_softmax(fn) -> bool:
     ]
     return run_checks(fn, solution_masked_softmax, cases, t("ch03.ex2.title"),
                       hints=[t("ch03.ex2.nudge"), t("ch03.ex2.stronger"), t("ch03.ex2.formula")],
-                      exercise="ch03.ex2",
+                      exercise="ch03.ex2", mistakes=MISTAKES["ch03.ex2"],
                       forbid=("attnkit.softmax.softmax",))
 
 
@@ -220,8 +269,9 @@ def check_merge_states(fn) -> bool:
     ]
     return run_checks(fn, solution_merge_states, cases, t("ch03.ex3.title"),
                       hints=[t("ch03.ex3.nudge"), t("ch03.ex3.stronger"), t("ch03.ex3.formula")],
-                      exercise="ch03.ex3",
-                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials"))
+                      exercise="ch03.ex3", mistakes=MISTAKES["ch03.ex3"],
+                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials", "attnkit.softmax.update",
+                              "attnkit.flash.online_update", "attnkit.softmax.logsumexp"))
 
 
 def check_softmax_jacobian(fn) -> bool:
@@ -232,8 +282,9 @@ def check_softmax_jacobian(fn) -> bool:
     ]
     return run_checks(fn, solution_softmax_jacobian, cases, t("ch03.ex4.title"),
                       hints=[t("ch03.ex4.nudge"), t("ch03.ex4.stronger"), t("ch03.ex4.formula")],
-                      exercise="ch03.ex4",
-                      forbid=("attnkit.softmax.softmax_jacobian",))
+                      exercise="ch03.ex4", mistakes=MISTAKES["ch03.ex4"],
+                      forbid=("attnkit.softmax.softmax_jacobian", "attnkit.softmax.softmax_jacobian_norm",
+                              "torch.autograd.grad"))
 
 
 def check_q1(answer) -> bool:
@@ -264,11 +315,12 @@ def check_log_softmax_backward(fn) -> bool:
         return None
 
     hints = [t("ch03.ex5.nudge"), t("ch03.ex5.stronger"), t("ch03.ex5.formula")]
-    forbid = ("torch.autograd.grad", "torch.autograd.backward", "torch.autograd.functional.vjp",
+    forbid = ("torch.autograd.grad", "torch.autograd.backward", "torch.autograd.functional.vjp",  # every path: FAMILIES
               "torch.autograd.functional.jacobian", "torch._log_softmax_backward_data",
               "attnkit.softmax.softmax_jacobian")
     if not callable(fn):
         return run_checks(fn, solution_log_softmax_backward, [], t("ch03.ex5.title"), hints=hints,
                           exercise="ch03.ex5")
     return run_checks(Measured(fn), Measured(solution_log_softmax_backward), log_softmax_backward_cases(),
-                      t("ch03.ex5.title"), hints=hints, exercise="ch03.ex5", compare=compare, forbid=forbid)
+                      t("ch03.ex5.title"), hints=hints, exercise="ch03.ex5", compare=compare, forbid=forbid,
+                      mistakes=MISTAKES["ch03.ex5"])

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, check_answer, run_checks
+from attnkit.exercises import Case, check_answer, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -157,6 +157,60 @@ def solution_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, nu
     return out, weights.mean(dim=1)                                  # weights averaged over the heads
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch04.mistake.ex5.mask_sense': {"en": "in nn.MultiheadAttention a True in a boolean attn_mask means masked out (the opposite of SDPA): fill those scores with -inf.",
+                                    "zh": "在 nn.MultiheadAttention 中，布尔 attn_mask 里的 True 表示屏蔽（与 SDPA 相反）：要把这些位置的分数填入 -inf。"},
+    'ch04.mistake.ex1.no_transpose': {"en": 'you reshaped to (B, H, L, Dh) directly: that mixes positions into heads. View as (B, L, H, Dh) first, then swap L and H.', "zh": '你直接 reshape 成 (B, H, L, Dh)：这样会把不同位置混进同一个头。先 view 成 (B, L, H, Dh)，再交换 L 和 H。'},
+    'ch04.mistake.ex2.no_transpose': {"en": 'you reshaped (B, H, L, Dh) to (B, L, E) without moving H next to Dh: transpose(1, 2) first.', "zh": '你没有先把 H 移到 Dh 旁边就 reshape 成了 (B, L, E)：先做 transpose(1, 2)。'},
+    'ch04.mistake.ex3.no_scale': {"en": 'you left out the 1/sqrt(head_dim) scale of the scores.', "zh": '你漏掉了分数的 1/sqrt(head_dim) 缩放。'},
+    'ch04.mistake.ex3.scale_e': {"en": "you scaled by 1/sqrt(E); each head's scores use its own dimension, head_dim = E / H.", "zh": '你除以了 sqrt(E)；每个头的分数要用它自己的维度 head_dim = E / H。'},
+    'ch04.mistake.ex4.no_bias': {"en": 'you counted the four weight matrices but not their biases (E each).', "zh": '你算了四个权重矩阵，但没算它们的偏置（每个 E 个）。'},
+    'ch04.mistake.ex4.bias_always': {"en": 'with bias=False there are no biases to count.', "zh": 'bias=False 时没有偏置需要计数。'},
+})
+
+def _mha(x, wq, wk, wv, wo, h, scale):
+    q, k, v = (solution_split_heads(x @ w.T, h) for w in (wq, wk, wv))
+    return solution_merge_heads(torch.softmax(q @ k.transpose(-2, -1) * scale, dim=-1) @ v) @ wo.T
+
+
+def _mask_sense(x, w, b, ow, ob, h, attn_mask=None, key_padding_mask=None):
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = ~attn_mask
+    return solution_torch_mha(x, w, b, ow, ob, h, attn_mask, key_padding_mask)
+
+
+def _scale_e(x, w, b, ow, ob, h, attn_mask=None, key_padding_mask=None):
+    """Scores scaled by 1/sqrt(E), not 1/sqrt(E/H): the query part of the projection times H^-1/2."""
+    e = x.shape[-1]
+    q_part = torch.cat((torch.full((e,), h ** -0.5), torch.ones(2 * e))).to(w.dtype)  # (3E,)
+    return solution_torch_mha(x, w * q_part[:, None], b * q_part, ow, ob, h, attn_mask, key_padding_mask)
+
+
+MISTAKES = {
+    "ch04.ex5": (
+        (_mask_sense, lambda: t("ch04.mistake.ex5.mask_sense")),
+        (_scale_e, lambda: t("ch04.mistake.ex3.scale_e")),
+    ),
+    "ch04.ex1": (
+        (lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h), lambda: t('ch04.mistake.ex1.no_transpose')),
+    ),
+    "ch04.ex2": (
+        (lambda x: x.reshape(x.shape[0], x.shape[2], x.shape[1] * x.shape[3]), lambda: t('ch04.mistake.ex2.no_transpose')),
+    ),
+    "ch04.ex3": (
+        (lambda x, wq, wk, wv, wo, h: _mha(x, wq, wk, wv, wo, h, 1.0), lambda: t('ch04.mistake.ex3.no_scale')),
+        (lambda x, wq, wk, wv, wo, h: _mha(x, wq, wk, wv, wo, h, x.shape[-1] ** -0.5), lambda: t('ch04.mistake.ex3.scale_e')),
+    ),
+    "ch04.ex4": (
+        (lambda e, h, bias=True: 4 * e * e, lambda: t('ch04.mistake.ex4.no_bias')),
+        (lambda e, h, bias=True: 4 * e * e + 4 * e, lambda: t('ch04.mistake.ex4.bias_always')),
+    ),
+}
+
+
 # ---- checkers ----
 
 def check_split_heads(fn) -> bool:
@@ -164,7 +218,7 @@ def check_split_heads(fn) -> bool:
              for b, l, e, h in ((1, 3, 4, 2), (2, 5, 12, 3), (2, 4, 8, 1))]
     return run_checks(fn, solution_split_heads, cases, t("ch04.ex1.title"),
                       hints=[t("ch04.ex1.nudge"), t("ch04.ex1.stronger"), t("ch04.ex1.formula")],
-                      exercise="ch04.ex1",
+                      exercise="ch04.ex1", mistakes=MISTAKES["ch04.ex1"],
                       forbid=("attnkit.mha.split_heads",))
 
 
@@ -173,7 +227,7 @@ def check_merge_heads(fn) -> bool:
              for b, h, l, d in ((1, 2, 3, 2), (2, 3, 5, 4), (2, 1, 4, 8))]
     return run_checks(fn, solution_merge_heads, cases, t("ch04.ex2.title"),
                       hints=[t("ch04.ex2.nudge"), t("ch04.ex2.stronger"), t("ch04.ex2.formula")],
-                      exercise="ch04.ex2",
+                      exercise="ch04.ex2", mistakes=MISTAKES["ch04.ex2"],
                       forbid=("attnkit.mha.split_heads", "attnkit.mha.merge_heads"))
 
 
@@ -185,7 +239,7 @@ def check_mha(fn) -> bool:
         cases.append(Case((x, *ws, h), label=t("ch04.case.mha", b=b, l=l, e=e, h=h)))
     return run_checks(fn, solution_mha, cases, t("ch04.ex3.title"),
                       hints=[t("ch04.ex3.nudge"), t("ch04.ex3.stronger"), t("ch04.ex3.formula")],
-                      exercise="ch04.ex3",
+                      exercise="ch04.ex3", mistakes=MISTAKES["ch04.ex3"],
                       forbid=("torch.nn.functional.scaled_dot_product_attention",
                               "torch.nn.functional.multi_head_attention_forward",
                               "attnkit.core.scaled_dot_product_attention", "attnkit.mha.multi_head_attention",
@@ -200,6 +254,8 @@ def check_count_params(fn) -> bool:
     return run_checks(fn, solution_count_params, cases, t("ch04.ex4.title"),
                       hints=[t("ch04.ex4.nudge"), t("ch04.ex4.stronger"), t("ch04.ex4.formula")],
                       exercise="ch04.ex4",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda h, e, b: Case((h * e, h), {"bias": b}, label=t(
+                          "ch04.case.count", e=h * e, h=h, bias=b)))(2 ** r.randint(0, 5), r.randint(2, 64), r.random() < 0.5)), mistakes=MISTAKES["ch04.ex4"],
                       forbid=("attnkit.mha.mha_param_count", "attnkit.mha.mha_counts"))
 
 
@@ -232,7 +288,7 @@ def torch_mha_cases() -> list[Case]:
 def check_torch_mha(fn) -> bool:
     return run_checks(fn, solution_torch_mha, torch_mha_cases(), t("ch04.ex5.title"),
                       hints=[t("ch04.ex5.nudge"), t("ch04.ex5.stronger"), t("ch04.ex5.formula")],
-                      exercise="ch04.ex5",
+                      exercise="ch04.ex5", mistakes=MISTAKES["ch04.ex5"],
                       forbid=("torch.nn.functional.multi_head_attention_forward", "torch._native_multi_head_attention",
                               "torch.nn.functional.scaled_dot_product_attention",
                               "attnkit.core.scaled_dot_product_attention", "attnkit.mha.multi_head_attention",

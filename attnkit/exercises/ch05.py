@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, check_answer, describe, run_checks
+from attnkit.exercises import Case, check_answer, describe, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -113,6 +113,48 @@ def solution_decode_step(q_new, k_new, v_new, k_cache, v_cache):
     return w @ v, k, v
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch05.mistake.ex1.tiled': {"en": 'you repeated the whole group of KV heads (kv0, kv1, kv0, kv1): each KV head must serve n_rep neighbouring query heads (kv0, kv0, kv1, kv1).', "zh": '你把整组 KV 头重复了（kv0, kv1, kv0, kv1）：每个 KV 头要服务 n_rep 个相邻的查询头（kv0, kv0, kv1, kv1）。'},
+    'ch05.mistake.ex2.no_two': {"en": 'you counted one cache; K and V are cached both: a factor of 2.', "zh": '你只算了一份缓存；K 和 V 都要缓存：乘以 2。'},
+    'ch05.mistake.ex2.no_layers': {"en": 'every layer keeps its own K and V: multiply by num_layers.', "zh": '每一层都有自己的 K 和 V：要乘以 num_layers。'},
+    'ch05.mistake.ex3.not_causal': {"en": 'your new queries see every key, also the new tokens after them: mask key j for query i when j > past + i.', "zh": '你的新查询看到了所有键，包括它们之后的新 token：当 j > past + i 时要屏蔽查询 i 对键 j 的关注。'},
+    'ch05.mistake.ex3.top_left': {"en": 'your causal mask is aligned to the top-left: query i of the new chunk is position past + i, so it sees keys j <= past + i.', "zh": '你的因果掩码对齐到了左上角：新块中的查询 i 位于位置 past + i，所以它能看到 j <= past + i 的键。'},
+    'ch05.mistake.ex4.no_weights': {"en": 'the weights take their share of memory first: subtract num_params × bytes_per_element.', "zh": '权重要先占用一部分内存：先减去 num_params × bytes_per_element。'},
+    'ch05.mistake.ex4.no_two': {"en": 'each sequence keeps K and V: a factor of 2 per token.', "zh": '每个序列都要缓存 K 和 V：每个 token 要乘以 2。'},
+})
+
+def _decode(q, k_new, v_new, k_cache, v_cache, causal=True, end_aligned=True):
+    k, v = torch.cat([k_cache, k_new], dim=-2), torch.cat([v_cache, v_new], dim=-2)
+    L, S = q.shape[-2], k.shape[-2]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        allowed = torch.arange(S)[None, :] <= (S - L if end_aligned else 0) + torch.arange(L)[:, None]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v, k, v
+
+
+MISTAKES = {
+    "ch05.ex1": (
+        (lambda x, n_rep: x.repeat(1, n_rep, 1, 1), lambda: t('ch05.mistake.ex1.tiled')),
+    ),
+    "ch05.ex2": (
+        (lambda L, H, D, S, B, b: L * H * D * S * B * b, lambda: t('ch05.mistake.ex2.no_two')),
+        (lambda L, H, D, S, B, b: 2 * H * D * S * B * b, lambda: t('ch05.mistake.ex2.no_layers')),
+    ),
+    "ch05.ex3": (
+        (lambda q, k, v, kc, vc: _decode(q, k, v, kc, vc, causal=False), lambda: t('ch05.mistake.ex3.not_causal')),
+        (lambda q, k, v, kc, vc: _decode(q, k, v, kc, vc, causal=True, end_aligned=False), lambda: t('ch05.mistake.ex3.top_left')),
+    ),
+    "ch05.ex4": (
+        (lambda M, P, b, L, H, D, S: M // (2 * L * H * D * S * b), lambda: t('ch05.mistake.ex4.no_weights')),
+        (lambda M, P, b, L, H, D, S: max(M - P * b, 0) // (L * H * D * S * b), lambda: t('ch05.mistake.ex4.no_two')),
+    ),
+}
+
+
 # ---- checkers ----
 
 def check_repeat_kv(fn) -> bool:
@@ -122,8 +164,8 @@ def check_repeat_kv(fn) -> bool:
              Case((_randn(4, 2, 3, 3, 4), 3), label=t("ch05.case.batched"))]
     return run_checks(fn, solution_repeat_kv, cases, t("ch05.ex1.title"),
                       hints=[t("ch05.ex1.nudge"), t("ch05.ex1.stronger"), t("ch05.ex1.formula")],
-                      exercise="ch05.ex1",
-                      forbid=("attnkit.gqa.grouped.repeat_kv",))
+                      exercise="ch05.ex1", mistakes=MISTAKES["ch05.ex1"],
+                      forbid=("attnkit.gqa.grouped.repeat_kv", "attnkit.gqa.grouped.grouped_query_attention"))
 
 
 def check_kv_cache_bytes(fn) -> bool:
@@ -133,7 +175,12 @@ def check_kv_cache_bytes(fn) -> bool:
     return run_checks(fn, solution_kv_cache_bytes, cases, t("ch05.ex2.title"),
                       hints=[t("ch05.ex2.nudge"), t("ch05.ex2.stronger"), t("ch05.ex2.formula")],
                       exercise="ch05.ex2",
-                      forbid=("attnkit.gqa.budget.kv_cache_bytes", "attnkit.gqa.budget.kv_cache_bytes_per_token"))
+                      draw=lambda seed: drawn(seed, lambda r: Case(
+                          (r.choice((12, 24, 32, 40, 80)), r.choice((1, 2, 4, 8, 16)), r.choice((64, 96, 128)),
+                           r.choice((512, 1000, 4096, 6000)), r.randint(1, 8), r.choice((1, 2, 4))),
+                          label=t("ch05.case.batch"))), mistakes=MISTAKES["ch05.ex2"],
+                      forbid=("attnkit.gqa.budget.kv_cache_bytes", "attnkit.gqa.budget.kv_cache_bytes_per_token",
+                              "attnkit.gqa.budget.kv_cache_elements_per_token", "attnkit.gqa.budget.compare_cache_sizes"))
 
 
 def _step_case(seed, B, H, L, past, D=4):
@@ -148,7 +195,9 @@ def check_decode_step(fn) -> bool:
              Case(_step_case(40, 2, 3, 1, 6), label=t("ch05.case.heads"))]
     return run_checks(fn, solution_decode_step, cases, t("ch05.ex3.title"),
                       hints=[t("ch05.ex3.nudge"), t("ch05.ex3.stronger"), t("ch05.ex3.formula")],
-                      exercise="ch05.ex3")
+                      exercise="ch05.ex3", mistakes=MISTAKES["ch05.ex3"],
+                      forbid=("torch.nn.functional.scaled_dot_product_attention", "attnkit.gqa.grouped.grouped_query_attention",
+                              "attnkit.gqa.cache.KVCache", "attnkit.gqa.grouped.GroupedQueryAttention"))
 
 
 def check_q1(answer) -> bool:
@@ -168,8 +217,12 @@ def check_max_sequences(fn) -> bool:
              Case((24 * GiB, 7 * 10**9, 1, 32, 8, 128, 4096), label=t("ch05.case.fit_fp8"))]
     return run_checks(fn, solution_max_sequences, cases, t("ch05.ex4.title"),
                       hints=[t("ch05.ex4.nudge"), t("ch05.ex4.stronger"), t("ch05.ex4.formula")],
-                      exercise="ch05.ex4", compare=_same_int,
-                      forbid=("attnkit.gqa.budget.max_batch_size", "attnkit.gqa.budget.memory_budget"))
+                      exercise="ch05.ex4",
+                      draw=lambda seed: drawn(seed, lambda r: Case(
+                          (r.choice((16, 24, 40, 80)) * GiB, r.randint(1, 13) * 10**9, r.choice((1, 2)), r.choice((24, 32, 40)),
+                           r.choice((1, 4, 8)), 128, r.choice((2048, 4096, 8192))), label=t("ch05.case.fit_gqa"))), mistakes=MISTAKES["ch05.ex4"], compare=_same_int,
+                      forbid=("attnkit.gqa.budget.max_batch_size", "attnkit.gqa.budget.memory_budget", "attnkit.gqa.budget.kv_cache_bytes",
+                              "attnkit.gqa.budget.kv_cache_bytes_per_token", "attnkit.gqa.budget.weights_bytes"))
 
 
 def _same_int(got, expected) -> str | None:

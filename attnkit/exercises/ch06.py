@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
+from attnkit.exercises import Case, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -120,6 +120,52 @@ def solution_permute_for_half_split(weight: torch.Tensor, num_heads: int) -> tor
     return weight[index]
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch06.mistake.ex1.clockwise': {"en": 'you rotated clockwise: a positive angle turns (1, 0) towards (0, 1).', "zh": '你按顺时针旋转了：正角度应把 (1, 0) 转向 (0, 1)。'},
+    'ch06.mistake.ex2.interleaved': {"en": 'you rotated neighbouring pairs (0, 1), (2, 3), ...; this layout pairs i with i + d/2 (the two halves).', "zh": '你旋转的是相邻的一对 (0, 1)、(2, 3)……；这里的布局是把 i 与 i + d/2 配对（前后两半）。'},
+    'ch06.mistake.ex2.sign': {"en": 'your rotation goes the other way: the first half becomes a·cos − b·sin, the second a·sin + b·cos.', "zh": '你的旋转方向反了：前半部分应为 a·cos − b·sin，后半部分为 a·sin + b·cos。'},
+    'ch06.mistake.ex3.plain_geometric': {"en": 'you used 2^(−8(h+1)/n) for every head count; when n is not a power of 2 the paper takes the slopes of the nearest smaller power of 2, then every other slope of twice that.', "zh": '你对任何头数都用了 2^(−8(h+1)/n)；当 n 不是 2 的幂时，论文先取不超过 n 的最大 2 的幂对应的斜率，再从两倍头数的斜率中隔一个取一个补足。'},
+    'ch06.mistake.ex4.no_exponent': {"en": 'you multiplied the base by the scale; NTK scaling raises the scale to d / (d − 2) so the lowest frequency is stretched by exactly the scale.', "zh": '你把基数直接乘以了缩放倍数；NTK 缩放要把倍数取 d / (d − 2) 次方，使最低频率恰好拉长该倍数。'},
+    'ch06.mistake.ex4.inverse_exponent': {"en": 'your exponent is upside down: it is d / (d − 2), slightly above 1.', "zh": '你的指数写反了：应为 d / (d − 2)，略大于 1。'},
+    'ch06.mistake.ex5.inverse': {"en": 'you applied the inverse permutation (half-split to interleaved): the new row k takes old row order[k], evens first then odds.', "zh": '你用了逆置换（从前后两半到交错）：新的第 k 行应取旧的第 order[k] 行，先偶数行再奇数行。'},
+})
+
+def _interleaved_rope(x, cos, sin):
+    a, b = x[..., 0::2], x[..., 1::2]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+
+
+def _inverse_permute(weight, num_heads):
+    d = weight.shape[0] // num_heads
+    order = torch.cat((torch.arange(0, d, 2), torch.arange(1, d, 2)))
+    inverse = torch.argsort(order)
+    return weight[(torch.arange(num_heads)[:, None] * d + inverse).flatten()]
+
+
+MISTAKES = {
+    "ch06.ex1": (
+        (lambda x, y, a: (x * math.cos(a) + y * math.sin(a), -x * math.sin(a) + y * math.cos(a)), lambda: t('ch06.mistake.ex1.clockwise')),
+    ),
+    "ch06.ex2": (
+        (lambda x, cos, sin: _interleaved_rope(x, cos, sin), lambda: t('ch06.mistake.ex2.interleaved')),
+        (lambda x, cos, sin: solution_apply_rope(x, cos, -sin), lambda: t('ch06.mistake.ex2.sign')),
+    ),
+    "ch06.ex3": (
+        (lambda n: torch.tensor([2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]), lambda: t('ch06.mistake.ex3.plain_geometric')),
+    ),
+    "ch06.ex4": (
+        (lambda base, d, s: base * s, lambda: t('ch06.mistake.ex4.no_exponent')),
+        (lambda base, d, s: base * s ** ((d - 2) / d), lambda: t('ch06.mistake.ex4.inverse_exponent')),
+    ),
+    "ch06.ex5": (
+        (lambda w, h: _inverse_permute(w, h), lambda: t('ch06.mistake.ex5.inverse')),
+    ),
+}
+
+
 # ---- checkers ----
 
 
@@ -136,7 +182,9 @@ def check_rotate_pair(fn) -> bool:
     return run_checks(fn, solution_rotate_pair, cases, t("ch06.ex1.title"),
                       hints=[t("ch06.ex1.nudge"), t("ch06.ex1.stronger"), t("ch06.ex1.formula")],
                       exercise="ch06.ex1",
-                      forbid=("attnkit.rope.rotate_pair",))
+                      draw=lambda seed: drawn(seed, lambda r: (lambda x, y, a: Case((x, y, a), label=t(
+                          "ch06.case.generic", x=x, y=y, a=a)))(*(round(r.uniform(-3.0, 3.0), 2) for _ in range(3)))), mistakes=MISTAKES["ch06.ex1"],
+                      forbid=("attnkit.rope.rotate_pair", "attnkit.rope.rope_pair_trajectory"))
 
 
 def check_apply_rope(fn) -> bool:
@@ -147,8 +195,9 @@ def check_apply_rope(fn) -> bool:
         cases.append(Case((torch.randn(L, d, generator=g), cos, sin), label=t("ch06.case.head", L=L, d=d)))
     return run_checks(fn, solution_apply_rope, cases, t("ch06.ex2.title"),
                       hints=[t("ch06.ex2.nudge"), t("ch06.ex2.stronger"), t("ch06.ex2.formula")],
-                      exercise="ch06.ex2",
-                      forbid=("attnkit.rope.apply_rope",))
+                      exercise="ch06.ex2", mistakes=MISTAKES["ch06.ex2"],
+                      forbid=("attnkit.rope.apply_rope", "attnkit.rope._rotate", "attnkit.rope.apply_xpos",
+                              "attnkit.rope.StandardAttentionWithRoPE"))
 
 
 def _compare_slopes(got, expected) -> str | None:
@@ -164,7 +213,9 @@ def check_alibi_slopes(fn) -> bool:
     return run_checks(fn, solution_alibi_slopes, cases, t("ch06.ex3.title"),
                       hints=[t("ch06.ex3.nudge"), t("ch06.ex3.stronger"), t("ch06.ex3.formula")],
                       exercise="ch06.ex3",
-                      forbid=("attnkit.rope.alibi_slopes",),
+                      draw=lambda seed: drawn(seed, lambda r: (lambda h: Case((h,), label=t("ch06.case.heads", h=h)))(
+                          r.choice((2, 3, 5, 10, 16, 20, 24)))), mistakes=MISTAKES["ch06.ex3"],
+                      forbid=("attnkit.rope.alibi_slopes", "attnkit.rope.alibi_bias", "attnkit.flash._alibi_slopes"),
                       compare=_compare_slopes)
 
 
@@ -174,7 +225,11 @@ def check_ntk_base(fn) -> bool:
     return run_checks(fn, solution_ntk_base, cases, t("ch06.ex4.title"),
                       hints=[t("ch06.ex4.nudge"), t("ch06.ex4.stronger"), t("ch06.ex4.formula")],
                       exercise="ch06.ex4",
-                      forbid=("attnkit.rope.ntk_scaled_base", "attnkit.rope.ntk_scaled_inv_freq"),
+                      draw=lambda seed: drawn(seed, lambda r: (lambda b, d, s: Case((b, d, s), label=t(
+                          "ch06.case.ntk", b=b, d=d, s=s)))(r.choice((10000.0, 500000.0)), r.choice((32, 64, 128)),
+                                                            float(r.choice((2, 4, 8, 16))))), mistakes=MISTAKES["ch06.ex4"],
+                      forbid=("attnkit.rope.ntk_scaled_base", "attnkit.rope.ntk_scaled_inv_freq",
+                              "attnkit.rope.scaled_rope_embeddings"),
                       compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=1e-6))
 
 
@@ -193,7 +248,7 @@ def check_permute_for_half_split(fn) -> bool:
              for w, h in weights]
     return run_checks(fn, solution_permute_for_half_split, cases, t("ch06.ex5.title"),
                       hints=[t("ch06.ex5.nudge"), t("ch06.ex5.stronger"), t("ch06.ex5.formula")],
-                      exercise="ch06.ex5",
+                      exercise="ch06.ex5", mistakes=MISTAKES["ch06.ex5"],
                       forbid=("attnkit.rope.permute_qk_weight", "attnkit.rope.interleaved_to_half_split",
                               "attnkit.rope.half_split_to_interleaved"),
                       compare=lambda got, exp: compare_tensors(got, exp, atol=0.0, rtol=0.0))

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -156,6 +156,32 @@ def _merge_case(seed, L, n, split, scale):
     return (*_partial(s[:, :split], v[:split]), *_partial(s[:, split:], v[split:]))
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch07.mistake.ex1.unnormalised': {"en": 'your o is not renormalised: divide the weighted sum of o1 and o2 by the merged l.', "zh": '你的 o 没有重新归一化：要把 o1、o2 的加权和除以合并后的 l。'},
+    'ch07.mistake.ex1.plain_average': {"en": 'you averaged o1 and o2 equally; each part weighs by its mass exp(m_part − m) · l_part.', "zh": '你把 o1 和 o2 等权平均了；每部分的权重应是它的质量 exp(m_part − m) · l_part。'},
+    'ch07.mistake.ex2.off_by_one': {"en": 'off by one: the tile is skipped when its first key k_start is after the last query q_end − 1, that is k_start >= q_end.', "zh": '差了一：当 tile 的第一个键 k_start 在最后一个查询 q_end − 1 之后，也就是 k_start >= q_end 时，才跳过。'},
+})
+
+def _merge_unnormalised(m1, l1, o1, m2, l2, o2):
+    m = torch.maximum(m1, m2)
+    w1, w2 = torch.exp(m1 - m) * l1, torch.exp(m2 - m) * l2
+    return m, w1 + w2, w1[:, None] * o1 + w2[:, None] * o2
+
+
+MISTAKES = {
+    "ch07.ex1": (
+        (lambda m1, l1, o1, m2, l2, o2: _merge_unnormalised(m1, l1, o1, m2, l2, o2), lambda: t('ch07.mistake.ex1.unnormalised')),
+        (lambda m1, l1, o1, m2, l2, o2: (torch.maximum(m1, m2), solution_merge(m1, l1, o1, m2, l2, o2)[1], (o1 + o2) / 2), lambda: t('ch07.mistake.ex1.plain_average')),
+    ),
+    "ch07.ex2": (
+        (lambda qs, qe, ks, ke: ks > qe, lambda: t('ch07.mistake.ex2.off_by_one')),
+    ),
+}
+
+
 # ---- checkers ----
 
 def check_merge(fn) -> bool:
@@ -164,8 +190,9 @@ def check_merge(fn) -> bool:
              Case(_merge_case(3, 2, 6, 3, 200.0), label=t("ch07.case.large"))]
     return run_checks(fn, solution_merge, cases, t("ch07.ex1.title"),
                       hints=[t("ch07.ex1.nudge"), t("ch07.ex1.stronger"), t("ch07.ex1.formula")],
-                      exercise="ch07.ex1",
-                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials", "attnkit.flash.online_update"))
+                      exercise="ch07.ex1", mistakes=MISTAKES["ch07.ex1"],
+                      forbid=("attnkit.softmax.merge", "attnkit.softmax.merge_partials", "attnkit.flash.online_update",
+                              "attnkit.flash._online_update", "attnkit.softmax.update"))
 
 
 TILE_CASES = [(0, 4, 0, 4), (0, 4, 4, 8), (4, 8, 0, 4), (0, 4, 3, 7), (8, 12, 4, 8),
@@ -184,7 +211,11 @@ def check_tile_skipped(fn) -> bool:
     return run_checks(fn, solution_tile_skipped, cases, t("ch07.ex2.title"),
                       hints=[t("ch07.ex2.nudge"), t("ch07.ex2.stronger"), t("ch07.ex2.formula")],
                       exercise="ch07.ex2",
-                      forbid=("attnkit.flash.causal_tile_kind",),
+                      draw=lambda seed: drawn(seed, lambda r: (lambda qs, ks: Case(
+                          (qs, qs + 4, ks, ks + 4), label=t("ch07.case.tile", qs=qs, qe_1=qs + 3, ks=ks, ke_1=ks + 3)))(
+                          r.randint(0, 12), r.randint(0, 16))), mistakes=MISTAKES["ch07.ex2"],
+                      forbid=("attnkit.flash.causal_tile_kind", "attnkit.flash._tile_kind",
+                              "attnkit.flash.tile_schedule"),
                       compare=compare)
 
 
@@ -204,6 +235,9 @@ def check_io_flash(fn) -> bool:
     return run_checks(fn, solution_io_flash, cases, t("ch07.ex3.title"),
                       hints=[t("ch07.ex3.nudge"), t("ch07.ex3.stronger"), t("ch07.ex3.formula")],
                       exercise="ch07.ex3",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda N, d, M: Case((N, d, M), label=t(
+                          "ch07.case.io", N=N, d=d, M=M)))(r.choice((512, 2000, 8192)), r.choice((32, 64, 128)),
+                                                           r.choice((50_000, 100_000, 200_000)))),
                       forbid=("attnkit.flash.io_flash", "attnkit.flash.io_standard"),
                       compare=compare)
 
@@ -243,7 +277,8 @@ def check_flash_backward(fn) -> bool:
             return t("ch07.ex4.too_big", got=peak / 2**20, nn=nn_bytes / 2**20, limit=nn_bytes / 4 / 2**20)
         return None
 
-    forbid = ("torch.autograd.grad", "torch.autograd.backward", "attnkit.flash.flash_attention")
+    forbid = ("torch.autograd.grad", "torch.autograd.backward", "attnkit.flash.flash_attention",  # every path: FAMILIES
+              "attnkit.flash._backward", "torch.nn.functional.scaled_dot_product_attention")
     title, hints = t("ch07.ex4.title"), [t("ch07.ex4.nudge"), t("ch07.ex4.stronger"), t("ch07.ex4.formula")]
     if not callable(fn):
         return run_checks(fn, solution_flash_backward, cases, title, exercise="ch07.ex4", hints=hints)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, Measured, check_answer, compare_tensors, run_checks
+from attnkit.exercises import Case, Measured, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -152,10 +152,61 @@ def solution_window_attention(q, k, v, window):
     return out
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch08.mistake.ex1.not_causal': {"en": 'your mask lets tokens see the future: keep only j <= i.', "zh": '你的掩码让 token 看到了未来：只保留 j <= i。'},
+    'ch08.mistake.ex1.summary_first': {"en": 'your summary columns are the first c of each block; they are the last c (j mod l >= l − c).', "zh": '你把每块的前 c 列当成了汇总列；应当是后 c 列（j mod l >= l − c）。'},
+    'ch08.mistake.ex2.one_layer': {"en": 'you took one step whatever the number of layers: each layer widens the set once more.', "zh": '不管层数多少你只走了一步：每一层都要把集合再扩大一次。'},
+    'ch08.mistake.ex2.transposed': {"en": 'you followed the mask the wrong way: the last token reads from the keys its row attends to (mask[i, j]: i reads j).', "zh": '你沿掩码的反方向走了：最后一个 token 从它那一行关注的键读取信息（mask[i, j]：i 读取 j）。'},
+    'ch08.mistake.ex3.no_ramp': {"en": 'you counted every row as a full window; the first rows see fewer keys (1, 2, ..., w).', "zh": '你把每一行都按完整窗口计数了；开头几行看到的键更少（1, 2, ..., w）。'},
+    'ch08.mistake.ex4.both_sides': {"en": 'your window looks both ways; it is causal: keys j with 0 <= i − j < window.', "zh": '你的窗口看向两边；它应当是因果的：只看 0 <= i − j < window 的键 j。'},
+    'ch08.mistake.ex4.off_by_one': {"en": 'your window keeps window + 1 keys: the query itself counts, so i − j < window.', "zh": '你的窗口保留了 window + 1 个键：查询自己也算一个，所以是 i − j < window。'},
+})
+
+def _fixed(n, l, c, causal=True, first=False):
+    i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    summary = (j % l < c) if first else (j % l >= l - c)
+    mask = (i // l == j // l) | summary
+    return mask & (j <= i) if causal else mask
+
+
+def _window(q, k, v, w, causal=True):
+    i, j = torch.arange(q.shape[0])[:, None], torch.arange(k.shape[0])[None, :]
+    keep = ((i - j >= 0) & (i - j < w)) if causal else ((i - j).abs() < w)
+    scores = (q @ k.T / math.sqrt(q.shape[1])).masked_fill(~keep, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _m(value):
+    return value, 0
+
+
+MISTAKES = {
+    "ch08.ex1": (
+        (lambda n, l, c: _fixed(n, l, c, causal=False), lambda: t('ch08.mistake.ex1.not_causal')),
+        (lambda n, l, c: _fixed(n, l, c, first=True), lambda: t('ch08.mistake.ex1.summary_first')),
+    ),
+    "ch08.ex2": (
+        (lambda mask, layers: solution_reach(mask, 1), lambda: t('ch08.mistake.ex2.one_layer')),
+        (lambda mask, layers: solution_reach(mask.T, layers), lambda: t('ch08.mistake.ex2.transposed')),
+    ),
+    "ch08.ex3": (
+        (lambda n, w, h, b: n * w * h * b, lambda: t('ch08.mistake.ex3.no_ramp')),
+    ),
+    "ch08.ex4": (
+        (lambda q, k, v, w: _m(_window(q, k, v, w, causal=False)), lambda: t('ch08.mistake.ex4.both_sides')),
+        (lambda q, k, v, w: _m(_window(q, k, v, w + 1)), lambda: t('ch08.mistake.ex4.off_by_one')),
+    ),
+}
+
+
 # ---- checkers ----
 
 FIXED_CASES = [(8, 4, 1), (10, 4, 2), (12, 3, 3), (7, 5, 1)]
-FORBID_MASKS = ("attnkit.sparse.fixed_mask", "attnkit.sparse.pattern_mask", "attnkit.sparse.pattern_predicate")
+FORBID_MASKS = ("attnkit.sparse.fixed_mask", "attnkit.sparse.pattern_mask", "attnkit.sparse.pattern_predicate",
+                "attnkit.sparse.strided_mask", "attnkit.sparse.layout_from_predicate", "attnkit.sparse._fixed_preds")
 
 
 def _bool_compare(got, expected):
@@ -169,6 +220,8 @@ def _bool_compare(got, expected):
 def check_fixed_mask(fn) -> bool:
     cases = [Case(c, label=t("ch08.case.fixed", n=c[0], l=c[1], c=c[2])) for c in FIXED_CASES]
     return run_checks(fn, solution_fixed_mask, cases, t("ch08.ex1.title"), exercise="ch08.ex1",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda n, l: (lambda c: Case((n, l, c), label=t(
+                          "ch08.case.fixed", n=n, l=l, c=c)))(r.randint(1, l)))(r.randint(5, 16), r.randint(2, 6))), mistakes=MISTAKES["ch08.ex1"],
                       hints=[t("ch08.ex1.hint1"), t("ch08.ex1.hint2"), t("ch08.ex1.hint3")],
                       compare=_bool_compare, forbid=FORBID_MASKS)
 
@@ -187,8 +240,18 @@ def _reach_cases():
             Case((previous, 3), label=t("ch08.case.reach", what=t("ch08.case.previous"), n=n, layers=3))]
 
 
+def _draw_reach(seed):
+    def make(r):
+        n = r.randint(8, 14)
+        g = torch.Generator().manual_seed(seed)
+        mask = (torch.rand(n, n, generator=g) < 0.3).tril() | torch.eye(n, dtype=torch.bool)
+        layers = r.randint(1, 4)
+        return Case((mask, layers), label=t("ch08.case.reach", what=t("ch08.case.blocks"), n=n, layers=layers))
+    return drawn(seed, make)
+
+
 def check_reach(fn) -> bool:
-    return run_checks(fn, solution_reach, _reach_cases(), t("ch08.ex2.title"), exercise="ch08.ex2",
+    return run_checks(fn, solution_reach, _reach_cases(), t("ch08.ex2.title"), exercise="ch08.ex2", draw=_draw_reach, mistakes=MISTAKES["ch08.ex2"],
                       hints=[t("ch08.ex2.hint1"), t("ch08.ex2.hint2"), t("ch08.ex2.hint3")],
                       compare=_bool_compare,
                       forbid=("attnkit.sparse.receptive_field", "attnkit.sparse.layers_to_connect"))
@@ -208,6 +271,9 @@ def check_window_bytes(fn) -> bool:
         return None if ok else t("ex.why_value", got=got, exp=expected)
 
     return run_checks(fn, solution_window_bytes, cases, t("ch08.ex3.title"), exercise="ch08.ex3",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda c: Case(c, label=t(
+                          "ch08.case.bytes", n=c[0], w=c[1], h=c[2], b=c[3])))(
+                          (r.randint(3, 5000), r.randint(2, 300), r.randint(1, 16), r.choice((1, 2, 4))))), mistakes=MISTAKES["ch08.ex3"],
                       hints=[t("ch08.ex3.hint1"), t("ch08.ex3.hint2"), t("ch08.ex3.hint3")],
                       compare=compare, forbid=("attnkit.sparse.pattern_pairs", "attnkit.sparse.attention_cost"))
 
@@ -243,9 +309,11 @@ def check_window_attention(fn) -> bool:
         return None
 
     forbid = ("attnkit.sparse.sliding_window_attention", "attnkit.sparse.sparse_attention",
-              "attnkit.sparse.longformer_attention")
+              "attnkit.sparse.longformer_attention", "attnkit.sparse.block_sparse_attention",
+              "attnkit.sparse.bigbird_attention", "attnkit.sparse.SparseAttention", "attnkit.sparse._attend",
+              "attnkit.flash.flash_attention", "attnkit.lora.local_bucket_attention")
     if not callable(fn):
-        return run_checks(fn, solution_window_attention, cases, t("ch08.ex4.title"), exercise="ch08.ex4")
+        return run_checks(fn, solution_window_attention, cases, t("ch08.ex4.title"), exercise="ch08.ex4", mistakes=MISTAKES["ch08.ex4"])
     return run_checks(Measured(fn), Measured(solution_window_attention), cases, t("ch08.ex4.title"),
-                      exercise="ch08.ex4", compare=compare,
+                      exercise="ch08.ex4", mistakes=MISTAKES["ch08.ex4"], compare=compare,
                       hints=[t("ch08.ex4.hint1"), t("ch08.ex4.hint2"), t("ch08.ex4.hint3")], forbid=forbid)

@@ -99,13 +99,14 @@ register({
                              "out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)",
                        "zh": "对每个分块：a = (pq @ pk.T).tril()；num = a @ vc + pq @ s；den = a.sum(-1) + pq @ z；"
                              "out = num / den.clamp_min(1e-6)[:, None]；s += pk.T @ vc；z += pk.sum(0)"},
-    "ch09.ex4.too_big": {"en": "your function held {got:.1f} MiB at once; the N x N matrix alone is {nn:.1f} MiB: "
-                               "expected below {limit:.1f} MiB",
-                         "zh": "你的函数同时占用了 {got:.1f} MiB；单是 N × N 矩阵就有 {nn:.1f} MiB：应低于 {limit:.1f} MiB"},
     "ch09.case.short": {"en": "N = 9, chunk 4 (ragged end)", "zh": "N = 9，分块 4（最后一块不满）"},
     "ch09.case.one": {"en": "chunk 1 (a plain RNN)", "zh": "分块 1（就是普通的 RNN）"},
-    "ch09.case.long_mem": {"en": "N = 2048, d = 8, chunk 64: memory is measured",
-                           "zh": "N = 2048，d = 8，分块 64：测量内存"},
+    "ch09.case.long_mem": {"en": "N = 2048, d = dv = 32, chunk 64: memory is measured",
+                           "zh": "N = 2048，d = dv = 32，分块 64：测量内存"},
+    "ch09.ex4.over_bound": {"en": "your function held {got:.2f} MiB at once; the bound is 2 × 4 bytes × (N(d + dv) + C(C + d·dv)) "
+                                  "= {limit:.2f} MiB here (a running state per token, N × d × dv, alone is {per_token:.2f} MiB)",
+                            "zh": "你的函数同时占用了 {got:.2f} MiB；这里的上限是 2 × 4 字节 × (N(d + dv) + C(C + d·dv)) "
+                                  "= {limit:.2f} MiB（每个词元保存一份状态，即 N × d × dv，单这一项就有 {per_token:.2f} MiB）"},
 })
 
 
@@ -177,17 +178,84 @@ def _rows(n, d, seed):
     return torch.randn(n, d, generator=_g(seed), dtype=torch.float64)
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch09.mistake.ex3.last_short': {"en": "you divided the last segment by ceil(N/m) too; it may hold fewer rows: divide each sum by its own number of rows.",
+                                    "zh": "你把最后一段也除以了 ceil(N/m)；最后一段的行数可能更少：每段的和要除以它自己的行数。"},
+    'ch09.mistake.ex1.no_phi': {"en": 'you used q and k as they are: the state and the normaliser take φ(k) = elu(k) + 1, and the read φ(q).', "zh": '你直接用了 q 和 k：状态和归一化项要用 φ(k) = elu(k) + 1，读取时用 φ(q)。'},
+    'ch09.mistake.ex1.read_first': {"en": 'you read before writing: token t must see itself, so update s and z with token t first, then read.', "zh": '你先读后写了：token t 要能看到它自己，所以先用 token t 更新 s 和 z，再读取。'},
+    'ch09.mistake.ex1.transposed': {"en": 'your update is transposed: s (M, Dv) grows by the outer product φ(k) vᵀ, rows indexed by features.', "zh": '你的更新转置了：s (M, Dv) 加上外积 φ(k) vᵀ，行对应特征。'},
+    'ch09.mistake.ex2.no_norm': {"en": 'you left out the m^(−1/2) in front.', "zh": '你漏掉了前面的 m^(−1/2)。'},
+    'ch09.mistake.ex2.no_square': {"en": 'you left out the −|x|²/2 in the exponent: it makes the expectation the softmax kernel exp(q · k).', "zh": '你漏掉了指数里的 −|x|²/2：正是它让期望等于 softmax 核 exp(q · k)。'},
+    'ch09.mistake.ex3.floor': {"en": 'your segments have floor(N/m) rows; they have ceil(N/m), the last one possibly shorter.', "zh": '你的每段有 floor(N/m) 行；应当是 ceil(N/m) 行，最后一段可以短一些。'},
+    'ch09.mistake.ex4.not_causal': {"en": 'your output lets each token see later ones: the sums must run over j <= i only.', "zh": '你的输出让每个 token 看到了后面的 token：求和只能对 j <= i。'},
+    'ch09.mistake.ex4.no_phi': {"en": 'you used q and k as they are: take φ(x) = elu(x) + 1 of both first.', "zh": '你直接用了 q 和 k：先对两者取 φ(x) = elu(x) + 1。'},
+})
+
+def _step(s, z, q, k, v, phi=_phi, read_first=False, transposed=False):
+    pk, pq = phi(k), phi(q)
+    new_s = s + (v[:, None] * pk[None, :] if transposed else pk[:, None] * v[None, :])  # (M, Dv)
+    read = s if read_first else new_s
+    out = (pq @ read) / torch.clamp(pq @ (z if read_first else z + pk), min=1e-6)
+    return out, new_s, z + pk
+
+
+def _segments(x, m, seg):
+    seg = max(seg, 1)
+    return torch.stack([x[a:a + seg].mean(0) for a in range(0, seg * m, seg)])
+
+
+def _global_linear(q, k, v):
+    pq, pk = _phi(q), _phi(k)
+    return (pq @ (pk.T @ v)) / (pq @ pk.sum(0)).clamp_min(1e-6)[:, None]
+
+
+def _causal_linear_phi(q, k, v, phi):
+    w = torch.tril(phi(q) @ phi(k).T)
+    return (w @ v) / w.sum(1).clamp_min(1e-6)[:, None]
+
+
+def _m(value):
+    return value, 0
+
+
+MISTAKES = {
+    "ch09.ex1": (
+        (lambda s, z, q, k, v: _step(s, z, q, k, v, phi=lambda x: x), lambda: t('ch09.mistake.ex1.no_phi')),
+        (lambda s, z, q, k, v: _step(s, z, q, k, v, read_first=True), lambda: t('ch09.mistake.ex1.read_first')),
+        (lambda s, z, q, k, v: _step(s, z, q, k, v, transposed=True), lambda: t('ch09.mistake.ex1.transposed')),
+    ),
+    "ch09.ex2": (
+        (lambda x, w: solution_positive_features(x, w) * w.shape[0] ** 0.5, lambda: t('ch09.mistake.ex2.no_norm')),
+        (lambda x, w: torch.exp(x @ w.T) * w.shape[0] ** -0.5, lambda: t('ch09.mistake.ex2.no_square')),
+    ),
+    "ch09.ex3": (
+        (lambda x, m: torch.stack([x[a:a + math.ceil(x.shape[0] / m)].sum(0) / math.ceil(x.shape[0] / m)
+                                   for a in range(0, x.shape[0], math.ceil(x.shape[0] / m))]),
+         lambda: t("ch09.mistake.ex3.last_short")),
+        (lambda x, m: _segments(x, m, x.shape[0] // m), lambda: t('ch09.mistake.ex3.floor')),
+    ),
+    "ch09.ex4": (
+        (lambda q, k, v, c: _m(_global_linear(q, k, v)), lambda: t('ch09.mistake.ex4.not_causal')),
+        (lambda q, k, v, c: _m(_causal_linear_phi(q, k, v, lambda x: x)), lambda: t('ch09.mistake.ex4.no_phi')),
+    ),
+}
+
+
 # ---- checkers ----
 
 FORBID_STEP = ("attnkit.linear.linear_attention_step", "attnkit.linear.linear_attention_chunk",
-               "attnkit.linear.linear_attention")
+               "attnkit.linear.linear_attention", "attnkit.linear.LinearAttention", "attnkit.linear.LinearAttentionState",
+               "attnkit.linear._causal", "attnkit.linear._chunk_update", "attnkit.lora.global_linear_attention")
 
 
 def check_step(fn) -> bool:
     cases = [Case(_step_case(1, 0), label=t("ch09.case.first")),
              Case(_step_case(2, 5), label=t("ch09.case.later", i=5)),
              Case(_step_case(3, 7, d=3, dv=5), label=t("ch09.case.wide"))]
-    return run_checks(fn, solution_step, cases, t("ch09.ex1.title"), exercise="ch09.ex1",
+    return run_checks(fn, solution_step, cases, t("ch09.ex1.title"), exercise="ch09.ex1", mistakes=MISTAKES["ch09.ex1"],
                       hints=[t("ch09.ex1.hint1"), t("ch09.ex1.hint2"), t("ch09.ex1.hint3")],
                       compare=compare_tensors, forbid=FORBID_STEP)
 
@@ -196,18 +264,21 @@ def check_positive_features(fn) -> bool:
     cases = [Case(_feature_case(4, 3, 2, 4), label=t("ch09.case.small")),
              Case(_feature_case(5, 5, 4, 7), label=t("ch09.case.more")),
              Case(_feature_case(6, 4, 3, 6, scale=2.0), label=t("ch09.case.long"))]
-    return run_checks(fn, solution_positive_features, cases, t("ch09.ex2.title"), exercise="ch09.ex2",
+    return run_checks(fn, solution_positive_features, cases, t("ch09.ex2.title"), exercise="ch09.ex2", mistakes=MISTAKES["ch09.ex2"],
                       hints=[t("ch09.ex2.hint1"), t("ch09.ex2.hint2"), t("ch09.ex2.hint3")],
-                      forbid=("attnkit.linear.favor_features",))
+                      forbid=("attnkit.linear.favor_features", "attnkit.linear._favor_log",
+                              "attnkit.linear.softmax_kernel", "attnkit.linear.PerformerAttention",
+                              "attnkit.linear.performer_attention"))
 
 
 def check_landmarks(fn) -> bool:
     cases = [Case((_rows(12, 3, 7), 4), label=t("ch09.case.divides")),
              Case((_rows(10, 2, 8), 4), label=t("ch09.case.pad")),
              Case((_rows(5, 2, 9), 5), label=t("ch09.case.m_eq_n"))]
-    return run_checks(fn, solution_landmarks, cases, t("ch09.ex3.title"), exercise="ch09.ex3",
+    return run_checks(fn, solution_landmarks, cases, t("ch09.ex3.title"), exercise="ch09.ex3", mistakes=MISTAKES["ch09.ex3"],
                       hints=[t("ch09.ex3.hint1"), t("ch09.ex3.hint2"), t("ch09.ex3.hint3")],
-                      forbid=("attnkit.linear.segment_means",))
+                      forbid=("attnkit.linear.segment_means", "attnkit.linear.NystromAttention",
+                              "attnkit.linear.nystrom_attention"))
 
 
 def check_q1(answer) -> bool:
@@ -221,29 +292,38 @@ def check_q2(answer) -> bool:
                         choices={c: t(f"ch09.q2.{c}") for c in "abc"})
 
 
-LONG_N = 2048
+LONG_N, LONG_D = 2048, 32
+
+
+def memory_bound(n: int, d: int, dv: int, chunk: int) -> int:
+    """Bytes a chunked causal linear attention may hold at once: twice the float32 size of the
+    inputs' order N(d + dv) plus one chunk's C x C block and a d x dv state. For the long case
+    (N 2048, d = dv = 32, C 64) it is 1.5 MiB; one state per token (N x d x dv) is 8 MiB, and the
+    chapter's cumsum cell holds two of them (16 MiB, measured), as much as the N x N matrix."""
+    return 2 * 4 * (n * (d + dv) + chunk * (chunk + d * dv))
 
 
 def check_causal_linear(fn) -> bool:
     g = _g(10)
     short = tuple(torch.randn(9, 3, generator=g) for _ in range(3)) + (4,)
     one = tuple(torch.randn(6, 2, generator=g) for _ in range(3)) + (1,)
-    long = tuple(torch.randn(LONG_N, 8, generator=g) for _ in range(3)) + (64,)
+    long = tuple(torch.randn(LONG_N, LONG_D, generator=g) for _ in range(3)) + (64,)
     cases = [Case(short, label=t("ch09.case.short")), Case(one, label=t("ch09.case.one")),
              Case(long, label=t("ch09.case.long_mem"))]
-    nn_bytes = LONG_N * LONG_N * 4
 
     def compare(got, expected):
         why = compare_tensors(got[0], expected[0], atol=1e-4)
         if why:
             return why
-        if got[1] > nn_bytes / 4:  # a quarter of the N x N matrix: far above O(N d) plus a C x C block
-            return t("ch09.ex4.too_big", got=got[1] / 2**20, nn=nn_bytes / 2**20, limit=nn_bytes / 4 / 2**20)
+        n, d, dv, c = expected[0].shape[0], LONG_D, LONG_D, 64
+        if n == LONG_N and got[1] > memory_bound(n, d, dv, c):
+            return t("ch09.ex4.over_bound", got=got[1] / 2**20, limit=memory_bound(n, d, dv, c) / 2**20,
+                     per_token=4 * n * d * dv / 2**20)
         return None
 
     if not callable(fn):
-        return run_checks(fn, solution_causal_linear, cases, t("ch09.ex4.title"), exercise="ch09.ex4")
+        return run_checks(fn, solution_causal_linear, cases, t("ch09.ex4.title"), exercise="ch09.ex4", mistakes=MISTAKES["ch09.ex4"])
     return run_checks(Measured(fn), Measured(solution_causal_linear), cases, t("ch09.ex4.title"),
-                      exercise="ch09.ex4", compare=compare,
+                      exercise="ch09.ex4", mistakes=MISTAKES["ch09.ex4"], compare=compare,
                       hints=[t("ch09.ex4.hint1"), t("ch09.ex4.hint2"), t("ch09.ex4.hint3")],
-                      forbid=FORBID_STEP + ("attnkit.linear.linear_attention_quadratic",))
+                      forbid=FORBID_STEP + ("attnkit.linear.linear_attention_quadratic", "attnkit.linear._log_kernel_causal"))

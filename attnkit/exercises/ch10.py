@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
+from attnkit.exercises import Case, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 from attnkit.lora import LoRASelfAttention, count_parameters, mark_only_lora_as_trainable
 
@@ -130,6 +130,29 @@ def solution_compress(A, B, k):
     return Vh[:k], U[:, :k] * S[:k]
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch10.mistake.ex1.alpha': {"en": "you scaled B A x by alpha; the scale is alpha / r, so changing r does not change the update's size.", "zh": '你把 B A x 乘以了 alpha；缩放应为 alpha / r，这样改变 r 不会改变更新的大小。'},
+    'ch10.mistake.ex1.no_bias': {"en": 'you left out the bias b of the frozen layer.', "zh": '你漏掉了冻结层的偏置 b。'},
+    'ch10.mistake.ex2.alpha': {"en": 'you added alpha · B A; the scale is alpha / r.', "zh": '你加上的是 alpha · B A；缩放应为 alpha / r。'},
+    'ch10.mistake.ex2.r_over_alpha': {"en": 'your scale is upside down: alpha / r, not r / alpha.', "zh": '你的缩放写反了：应为 alpha / r，而不是 r / alpha。'},
+})
+
+
+MISTAKES = {
+    "ch10.ex1": (
+        (lambda x, W, b, A, B, alpha, r: solution_lora_forward(x, W, b, A, B, alpha * r, r), lambda: t('ch10.mistake.ex1.alpha')),
+        (lambda x, W, b, A, B, alpha, r: solution_lora_forward(x, W, b * 0, A, B, alpha, r), lambda: t('ch10.mistake.ex1.no_bias')),
+    ),
+    "ch10.ex2": (
+        (lambda W, A, B, alpha, r: solution_merge(W, A, B, alpha * r, r), lambda: t('ch10.mistake.ex2.alpha')),
+        (lambda W, A, B, alpha, r: solution_merge(W, A, B, r * r / alpha, r), lambda: t('ch10.mistake.ex2.r_over_alpha')),
+    ),
+}
+
+
 # ---- cases ----
 
 def _pair_case(seed, x_shape, out_f, in_f, r, alpha):
@@ -150,9 +173,10 @@ def check_lora_forward(fn) -> bool:
     for i, (xs, o, n_in, r, a) in enumerate(FWD_CASES):
         cases.append(Case(_pair_case(i, xs, o, n_in, r, a),
                           label=t("ch10.case.fwd", x=(*xs, n_in), o=o, i=n_in, r=r, a=a)))
-    return run_checks(fn, solution_lora_forward, cases, t("ch10.ex1.title"), exercise="ch10.ex1",
+    return run_checks(fn, solution_lora_forward, cases, t("ch10.ex1.title"), exercise="ch10.ex1", mistakes=MISTAKES["ch10.ex1"],
                       hints=[t("ch10.ex1.hint1"), t("ch10.ex1.hint2"), t("ch10.ex1.hint3")],
-                      compare=compare_tensors, forbid=("attnkit.lora.lora_linear",))
+                      compare=compare_tensors, forbid=("attnkit.lora.lora_linear", "attnkit.lora.LoRALinear",
+                                                              "attnkit.lora.lora_delta", "attnkit.lora.merge_weight"))
 
 
 MERGE_CASES = [(5, 7, 2, 4), (3, 9, 1, 16), (6, 6, 3, 2)]
@@ -163,10 +187,11 @@ def check_merge(fn) -> bool:
     for i, (o, n_in, r, a) in enumerate(MERGE_CASES):
         _, W, _, A, B, alpha, r = _pair_case(10 + i, (1,), o, n_in, r, a)
         cases.append(Case((W, A, B, alpha, r), label=t("ch10.case.merge", o=o, i=n_in, r=r, a=a)))
-    return run_checks(fn, solution_merge, cases, t("ch10.ex2.title"), exercise="ch10.ex2",
+    return run_checks(fn, solution_merge, cases, t("ch10.ex2.title"), exercise="ch10.ex2", mistakes=MISTAKES["ch10.ex2"],
                       hints=[t("ch10.ex2.hint1"), t("ch10.ex2.hint2"), t("ch10.ex2.hint3")],
                       compare=compare_tensors,
-                      forbid=("attnkit.lora.merge_weight", "attnkit.lora.lora_delta"))
+                      forbid=("attnkit.lora.merge_weight", "attnkit.lora.lora_delta", "attnkit.lora.LoRALinear",
+                              "attnkit.lora.unmerge_weight"))
 
 
 COUNT_CASES = [(64, 4, 16, 8, ("q", "v"), "none"), (48, 2, 32, 4, ("q", "k", "v", "o"), "none"),
@@ -181,12 +206,21 @@ def _int_compare(got, expected):
     return None if value == expected else t("ex.why_value", got=value, exp=expected)
 
 
+def _draw_count(seed):
+    def make(r):
+        c = (r.choice((16, 32, 64)), r.choice((1, 2, 4)), r.choice((4, 8, 16)), r.choice((1, 2, 4, 8)),
+             tuple(r.sample("qkvo", r.randint(1, 4))), r.choice(("none", "all", "lora_only")))
+        return Case(c, label=t("ch10.case.count", dim=c[0], heads=c[1], dh=c[2], r=c[3], en=list(c[4]), bias=c[5]))
+    return drawn(seed, make)
+
+
 def check_count(fn) -> bool:
     cases = [Case(c, label=t("ch10.case.count", dim=c[0], heads=c[1], dh=c[2], r=c[3], en=list(c[4]), bias=c[5]))
              for c in COUNT_CASES]
-    return run_checks(fn, solution_count, cases, t("ch10.ex3.title"), exercise="ch10.ex3",
+    return run_checks(fn, solution_count, cases, t("ch10.ex3.title"), exercise="ch10.ex3", draw=_draw_count,
                       hints=[t("ch10.ex3.hint1"), t("ch10.ex3.hint2"), t("ch10.ex3.hint3")],
-                      compare=_int_compare, forbid=("attnkit.lora.count_parameters",))
+                      compare=_int_compare, forbid=("attnkit.lora.count_parameters",
+                                                        "attnkit.lora.lora_param_count", "attnkit.lora.LoRASelfAttention"))
 
 
 def check_q1(answer) -> bool:

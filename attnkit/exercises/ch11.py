@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, check_answer, compare_tensors, run_checks
+from attnkit.exercises import Case, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -108,6 +108,11 @@ register({
                        "zh": "模型的词表大小是 {got}，比赛需要 {exp}"},
     "ch11.why.growing": {"en": "layer {i} is '{kind}', whose KV cache grows with the length; allowed: {allowed}",
                          "zh": "第 {i} 层是 '{kind}'，它的 KV 缓存随长度增长；允许的是：{allowed}"},
+    "ch11.why.sees_all": {"en": "its layers together see the whole sequence: the reach of the windows and short convolutions, "
+                                "the sum over layers of (window - 1) and (conv_kernel - 1), is {reach} >= seq_len - 1 = {need}, "
+                                "so it is full causal attention in disguise, with a state that grows like a KV cache",
+                          "zh": "它的各层合起来能看到整个序列：窗口和短卷积的覆盖范围，即各层 (window - 1) 与 (conv_kernel - 1) 之和，"
+                                "为 {reach} >= seq_len - 1 = {need}，所以它其实是变相的完整因果注意力，状态像 KV 缓存一样随长度增长"},
     "ch11.why.recall": {"en": "recall {acc:.3f} on the held-out batch, below {need}", "zh": "留出批次上的召回率为 {acc:.3f}，低于 {need}"},
 })
 
@@ -171,6 +176,56 @@ def solution_recaller():
     return train_mqar("linear", **RACE, width=128, steps=150, batch=32, lr=3e-3, seed=0)["model"]
 
 
+
+# ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
+
+register({
+    'ch11.mistake.ex1.next_token': {"en": "your targets sit one position after the query key; here the target is at the query key's own position (the model predicts the value there).", "zh": '你的目标放在了查询键的下一个位置；这里目标就放在查询键自己的位置上（模型在那里预测值）。'},
+    'ch11.mistake.ex1.no_offset': {"en": 'your query keys start right after the pairs at slot positions 2K + slot; the slots are pairs of positions: 2K + 2·slot.', "zh": '你的查询键放在了 2K + slot；每个槽占两个位置：应为 2K + 2·slot。'},
+    'ch11.mistake.ex3.latency': {"en": 'you picked the lowest latency; compare tokens per second, batch_size · seq_len / latency.', "zh": '你选的是延迟最低的；应比较每秒 token 数 batch_size · seq_len / latency。'},
+    'ch11.mistake.ex3.formula': {"en": 'you judged memory by the formula; the measured memory_mb decides what fits.', "zh": '你按公式估计的内存来判断；能否放下要看实测的 memory_mb。'},
+})
+
+def _layout_shifted(keys, values, slots, seq_len):
+    inputs, targets = solution_mqar_layout(keys, values, slots, seq_len)
+    shifted = torch.full_like(targets, -100)
+    shifted[:, 1:] = targets[:, :-1]
+    return inputs, shifted
+
+
+def _layout_slot(keys, values, slots, seq_len):
+    B, K = keys.shape
+    inputs = torch.zeros(B, seq_len, dtype=torch.long)
+    targets = torch.full((B, seq_len), -100, dtype=torch.long)
+    for b in range(B):
+        for i in range(K):
+            inputs[b, 2 * i], inputs[b, 2 * i + 1] = keys[b, i], values[b, i]
+            pos = 2 * K + int(slots[b, i])
+            inputs[b, pos], targets[b, pos] = keys[b, i], values[b, i]
+    return inputs, targets
+
+
+def _pick(profiles, budget_mb, by_latency=False, key="memory_mb"):
+    fits = {n: p for n, p in profiles.items() if p[key] <= budget_mb}
+    if not fits:
+        return None
+    if by_latency:
+        return min(fits, key=lambda n: fits[n]["avg_latency_ms"])
+    return max(fits, key=lambda n: fits[n]["batch_size"] * fits[n]["seq_len"] / fits[n]["avg_latency_ms"])
+
+
+MISTAKES = {
+    "ch11.ex1": (
+        (lambda keys, values, slots, L: _layout_shifted(keys, values, slots, L), lambda: t('ch11.mistake.ex1.next_token')),
+        (lambda keys, values, slots, L: _layout_slot(keys, values, slots, L), lambda: t('ch11.mistake.ex1.no_offset')),
+    ),
+    "ch11.ex3": (
+        (lambda profiles, budget: _pick(profiles, budget, by_latency=True), lambda: t('ch11.mistake.ex3.latency')),
+        (lambda profiles, budget: _pick(profiles, budget, key="formula_mb"), lambda: t('ch11.mistake.ex3.formula')),
+    ),
+}
+
+
 # ---- cases ----
 
 def _layout_case(seed, B, V, L, K):
@@ -188,6 +243,8 @@ def check_mqar_layout(fn) -> bool:
     cases = [Case(_layout_case(i, *c), label=t("ch11.case.layout", b=c[0], k=c[3], l=c[2]))
              for i, c in enumerate(LAYOUT_CASES)]
     return run_checks(fn, solution_mqar_layout, cases, t("ch11.ex1.title"), exercise="ch11.ex1",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda c: Case(_layout_case(seed, *c), label=t(
+                          "ch11.case.layout", b=c[0], k=c[3], l=c[2])))((r.randint(1, 3), 32, r.choice((20, 24, 32)), r.randint(2, 5)))), mistakes=MISTAKES["ch11.ex1"],
                       hints=[t("ch11.ex1.hint1"), t("ch11.ex1.hint2"), t("ch11.ex1.hint3")],
                       compare=lambda got, exp: compare_tensors(got, exp, atol=0, rtol=0),
                       forbid=("attnkit.mqar.mqar_batch",))
@@ -207,6 +264,9 @@ def _int_compare(got, expected):
 def check_max_len(fn) -> bool:
     cases = [Case(c, label=t("ch11.case.max_len", b=c[0], d=c[1], h=c[2])) for c in MAX_LEN_CASES]
     return run_checks(fn, solution_max_len, cases, t("ch11.ex2.title"), exercise="ch11.ex2",
+                      draw=lambda seed: drawn(seed, lambda r: (lambda c: Case(c, label=t(
+                          "ch11.case.max_len", b=c[0], d=c[1], h=c[2])))((r.randint(5, 3000), r.choice((64, 128, 256, 512)),
+                                                                          r.choice((1, 2, 4, 8))))),
                       hints=[t("ch11.ex2.hint1"), t("ch11.ex2.hint2"), t("ch11.ex2.hint3")],
                       compare=_int_compare, forbid=("attnkit.factory.costs.memory_breakdown",))
 
@@ -230,9 +290,19 @@ PICK_CASES = [
 ]
 
 
+def _draw_pick(seed):
+    def make(r):
+        names = r.sample(("full", "flash", "linear", "local", "performer"), 3)
+        profiles = {n: _profile(round(r.uniform(1, 8), 1), round(r.uniform(1, 20), 1), round(r.uniform(1, 20), 1),
+                                batch=r.choice((1, 2, 4))) for n in names}
+        budget = round(r.uniform(4, 16), 1)
+        return Case((profiles, budget), label=t("ch11.case.pick", n=3, b=budget))
+    return drawn(seed, make)
+
+
 def check_pick(fn) -> bool:
     cases = [Case(c, label=t("ch11.case.pick", n=len(c[0]), b=c[1])) for c in PICK_CASES]
-    return run_checks(fn, solution_pick, cases, t("ch11.ex3.title"), exercise="ch11.ex3",
+    return run_checks(fn, solution_pick, cases, t("ch11.ex3.title"), exercise="ch11.ex3", draw=_draw_pick, mistakes=MISTAKES["ch11.ex3"],
                       hints=[t("ch11.ex3.hint1"), t("ch11.ex3.hint2"), t("ch11.ex3.hint3")],
                       compare=lambda got, exp: None if got == exp else t("ex.why_value", got=repr(got), exp=repr(exp)))
 
@@ -256,6 +326,17 @@ def recall_of(model, seed: int = HELD_OUT_SEED, batch: int = 256) -> float:
     return acc
 
 
+def layers_reach(configs) -> int:
+    """How far back the last token sees through windows and short convolutions alone: the sum over
+    layers of (window - 1) for a local layer and (conv_kernel - 1) for any layer."""
+    reach = 0
+    for cfg in configs:
+        if cfg.attention_type == "local":
+            reach += cfg.resolved.window_size - 1
+        reach += max(cfg.conv_kernel - 1, 0)
+    return reach
+
+
 def _judge_recaller(got, _expected):
     from attnkit.factory import TinyLM
 
@@ -266,6 +347,9 @@ def _judge_recaller(got, _expected):
     for i, cfg in enumerate(got.configs):
         if cfg.attention_type not in CONSTANT_STATE:
             return t("ch11.why.growing", i=i, kind=cfg.attention_type, allowed=", ".join(CONSTANT_STATE))
+    reach = layers_reach(got.configs)
+    if reach >= RACE["seq_len"] - 1:
+        return t("ch11.why.sees_all", reach=reach, need=RACE["seq_len"] - 1)
     acc = recall_of(got)
     return None if acc >= RECALL_NEEDED else t("ch11.why.recall", acc=acc, need=RECALL_NEEDED)
 

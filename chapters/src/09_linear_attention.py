@@ -1004,13 +1004,16 @@ _ = check_q2(my_answer)
 # %% [markdown] tags=["lang-en"]
 # **Stretch exercise.** Write causal linear attention ($\phi = \mathrm{elu} + 1$) for `q`, `k`
 # `(N, d)` and `v` `(N, dv)` that never holds an $N \times N$ matrix: process `chunk` tokens at a
-# time, with the state of everything before the chunk. The checker runs it on $N = 2048$ and
-# *measures* its peak memory, which must stay below a quarter of one $N \times N$ float32 matrix.
+# time, with the state of everything before the chunk. The checker runs it on $N = 2048$,
+# $d = d_v = 32$, chunk $C = 64$ and *measures* its peak memory, which must stay below
+# $2 \times 4\,\text{bytes} \times (N(d + d_v) + C(C + d\,d_v))$ (1.5 MiB): a state kept for
+# every token, $N \times d \times d_v$, is 8 MiB by itself.
 
 # %% [markdown] tags=["lang-zh"]
 # **挑战题**：写一个因果线性注意力（$\phi = \mathrm{elu} + 1$），输入 `q`、`k` `(N, d)` 和 `v` `(N, dv)`，全程不持有 $N \times N$ 的矩阵：
-# 一次处理 `chunk` 个词元，并带着此前所有词元的状态。检查程序会在 $N = 2048$ 上运行它并*测量*其内存峰值，
-# 峰值必须低于一个 $N \times N$ 的 float32 矩阵的四分之一。
+# 一次处理 `chunk` 个词元，并带着此前所有词元的状态。检查程序会在 $N = 2048$、$d = d_v = 32$、分块 $C = 64$ 上运行它，
+# 并*测量*其内存峰值，峰值必须低于 $2 \times 4\,\text{字节} \times (N(d + d_v) + C(C + d\,d_v))$（1.5 MiB）：
+# 为每个词元各保存一份状态（$N \times d \times d_v$），单这一项就有 8 MiB。
 
 # %%
 def my_causal_linear(q, k, v, chunk):

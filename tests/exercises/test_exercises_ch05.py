@@ -96,29 +96,43 @@ def test_decode_step_solution_and_library_pass(capsys):
         L, S = q.shape[-2], k.shape[-2]
         return grouped_query_attention(q, k, v, attn_mask=causal_mask(L, S, offset=S - L)), k, v
 
-    for fn in (ch05.solution_decode_step, library):
-        ok, out = run(ch05.check_decode_step, fn, capsys)
-        assert ok and "all 4 cases pass" in out
+    ok, out = run(ch05.check_decode_step, ch05.solution_decode_step, capsys)
+    assert ok and "all 4 cases pass" in out
+    # attnkit's cache and attention agree with the solution, and are what the exercise asks to write
+    torch.testing.assert_close(library(*ch05._step_case(30, 1, 2, 3, 4))[0],
+                               ch05.solution_decode_step(*ch05._step_case(30, 1, 2, 3, 4))[0])
+    ok, out = run(ch05.check_decode_step, library, capsys)
+    assert not ok and X.OUTCOMES["ch05.ex3"]["status"] == "forbidden"
+
+
+def _sdpa(q, k, v, attn_mask=None, is_causal=False):
+    """SDPA written out (the exercise forbids the built-in): the wrong answers below use it."""
+    s = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if is_causal:
+        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+    if attn_mask is not None:
+        s = s.masked_fill(~attn_mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
 
 
 def _top_left(q, kn, vn, kc, vc):
     k, v = torch.cat([kc, kn], -2), torch.cat([vc, vn], -2)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True), k, v
+    return _sdpa(q, k, v, is_causal=True), k, v
 
 
 def _no_mask(q, kn, vn, kc, vc):
     k, v = torch.cat([kc, kn], -2), torch.cat([vc, vn], -2)
-    return F.scaled_dot_product_attention(q, k, v), k, v
+    return _sdpa(q, k, v), k, v
 
 
 def _not_appended(q, kn, vn, kc, vc):
-    return F.scaled_dot_product_attention(q, kc, vc), kc, vc
+    return _sdpa(q, kc, vc), kc, vc
 
 
 def _prepended(q, kn, vn, kc, vc):
     k, v = torch.cat([kn, kc], -2), torch.cat([vn, vc], -2)
     L, S = q.shape[-2], k.shape[-2]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(L, S, offset=S - L)), k, v
+    return _sdpa(q, k, v, attn_mask=causal_mask(L, S, offset=S - L)), k, v
 
 
 @pytest.mark.parametrize("wrong", [_top_left, _no_mask, _not_appended, _prepended])
@@ -226,7 +240,8 @@ def test_max_sequences_weights_that_do_not_fit_give_zero(capsys):
     assert not ok and X.OUTCOMES["ch05.ex4"]["case"] == 4
 
 
-def test_max_sequences_hints_are_staged_in_both_languages(capsys):
+def test_max_sequences_hints_are_staged_in_both_languages(capsys, monkeypatch):
+    monkeypatch.setitem(ch05.MISTAKES, "ch05.ex4", ())  # the staged hints, not the diagnosis (tested elsewhere)
     def wrong(m, p, b, l, kv, hd, s):
         return m // (2 * l * kv * hd * s * b)
 
