@@ -201,14 +201,27 @@ def render(page: Page, exporter: HTMLExporter) -> None:
 
 
 def plain(el) -> str:
-    """The text of an element, with each formula as its LaTeX (the MathML's alttext)."""
+    """The text of an element as a reader sees it (a formula's symbols spaced apart, not its LaTeX)."""
     parts = []
     for node in el.descendants:
         if isinstance(node, str) and not node.find_parent("math"):
             parts.append(str(node))
         elif getattr(node, "name", None) == "math":
-            parts.append(node.get("alttext", ""))
+            parts.append(latex_text(node.get("alttext", "")))
     return re.sub(r"\s+", " ", "".join(parts)).strip()
+
+
+LATEX_SYMBOLS = {"cdot": "·", "top": "ᵀ", "times": "×", "le": "≤", "ge": "≥", "ne": "≠", "approx": "≈",
+                 "to": "→", "infty": "∞", "sum": "Σ", "ell": "ℓ", "theta": "θ", "alpha": "α", "phi": "φ",
+                 "lceil": "⌈", "rceil": "⌉", "in": "∈", "dots": "…", "ldots": "…", "log": "log", "exp": "exp"}
+
+
+def latex_text(latex: str) -> str:
+    """A formula as plain text for the search index and page titles: √d_k, q_m · k_n, QKᵀ."""
+    text = re.sub(r"\\sqrt\{([^{}]*)\}", r"√\1", latex)
+    text = re.sub(r"\\(?:mathrm|text|operatorname|mathbf|mathbb)\{([^{}]*)\}", r"\1", text)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: LATEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    return re.sub(r"\\[,!;: ]|[{}]", "", text)
 
 
 # ---------------------------------------------------------------- search index

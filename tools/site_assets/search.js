@@ -62,7 +62,7 @@
       hits.slice(0, 20).forEach(function (d) {
         var doc = index.docs[d], li = document.createElement("li"), a = document.createElement("a");
         a.href = root + doc[0];
-        a.textContent = doc[1] + " › " + doc[2];
+        a.textContent = doc[2] === doc[1] ? doc[1] : doc[1] + " › " + doc[2];  // a chapter's opening: its title once
         li.appendChild(a);
         if (doc[3]) { var p = document.createElement("p"); p.textContent = doc[3]; li.appendChild(p); }
         list.appendChild(li);
