@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 
 from attnkit import linear as _linear
+from attnkit import sparse as _sparse
+from attnkit import validate
 from attnkit.lora import PROJECTIONS
 
 # The mechanisms, in the order of the chapters (the sixteen of chapters 04-10, then the linear
@@ -38,9 +40,7 @@ def canonical_name(name) -> str:
 def _positive_int(name: str, value, allow_none: bool = True, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        want = f"an int >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {want}, got {value!r}")
+    validate.int_at_least(name, value, minimum)  # the one size rule: TypeError for 2.5 or True, else ValueError
 
 
 def _default_kv_heads(n_heads: int) -> int:
@@ -157,8 +157,7 @@ class AttentionConfig:
         _positive_int("num_global_tokens", self.num_global_tokens, allow_none=False, minimum=0)
         _positive_int("num_random_blocks", self.num_random_blocks, allow_none=False, minimum=0)
         _positive_int("lora_r", self.lora_r, allow_none=False)
-        if isinstance(self.lora_alpha, bool) or not isinstance(self.lora_alpha, (int, float)) or self.lora_alpha <= 0:
-            raise ValueError(f"lora_alpha must be a number > 0, got {self.lora_alpha!r}")
+        validate.real_number("lora_alpha", self.lora_alpha, 0.0, low_open=True)
         targets = tuple(self.lora_targets)  # ("q", "v") or "qv"
         if not targets or any(p not in PROJECTIONS for p in targets):
             raise ValueError(f"lora_targets must be a non-empty selection of {PROJECTIONS}, got {self.lora_targets!r}")
@@ -173,8 +172,7 @@ class AttentionConfig:
         if self.positional == "rope" and kind == "full" and (self.d_model // self.n_heads) % 2:
             raise ValueError(f"positional='rope' needs an even head dim, got d_model // n_heads = "
                              f"{self.d_model // self.n_heads}")
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or self.mlp_ratio < 0:
-            raise ValueError(f"mlp_ratio must be a number >= 0 (0 = no MLP), got {self.mlp_ratio!r}")
+        validate.real_number("mlp_ratio", self.mlp_ratio, 0.0)  # 0 = no MLP
         _positive_int("conv_kernel", self.conv_kernel, allow_none=False, minimum=0)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
@@ -188,9 +186,8 @@ class AttentionConfig:
                              f"unset or True; mechanisms with a non-causal form: {[n for n in NAMES if n not in CAUSAL_ONLY]}")
         _positive_int("chunk_size", self.chunk_size, allow_none=False)
         window = self.resolved.window_size
-        if kind in ("local", "longformer") and not self.causal and window % 2:
-            raise ValueError(f"window_size={window} must be even when causal=False (sliding_window_mask "
-                             "keeps window // 2 keys on each side)")
+        if kind in ("local", "longformer"):
+            _sparse.check_window(window, self.causal, name="window_size")  # the one window rule
         self.attention_type = kind  # the canonical name: an alias ("mha", "sliding", "sparse") resolved
 
     @property

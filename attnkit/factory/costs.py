@@ -29,8 +29,14 @@ from attnkit.factory.config import (
 
 MB = 2 ** 20
 
+def _check_cfg(cfg) -> None:
+    if not isinstance(cfg, AttentionConfig):
+        raise TypeError(f"cfg must be an AttentionConfig, got {type(cfg).__name__}")
+
+
 def param_count(cfg: AttentionConfig) -> int:
     """Parameters of ``create_attention(cfg)``, from the chapters' formulas (a test counts them)."""
+    _check_cfg(cfg)
     r = cfg.resolved
     k, E, H, Dh = cfg.attention_type, cfg.d_model, cfg.n_heads, r.head_dim
     if k in ("full", "flash", "lora") or k in SPARSE or k in LINEAR:
@@ -88,6 +94,10 @@ def sparse_pairs(cfg: AttentionConfig, N: int) -> int:
     """Attended (query, key) pairs of a sparse config at length N: ``attnkit.sparse.pattern_pairs``
     of the config's pattern (block_sparse: the block-diagonal layout for N; longformer: the first
     ``num_global_tokens`` tokens, at most N, global)."""
+    _check_cfg(cfg)
+    if cfg.attention_type not in SPARSE:
+        raise ValueError(f"cfg must be a sparse config ({list(SPARSE)}), got attention_type {cfg.attention_type!r}")
+    _sparse._int("N", N, 0)
     args = _pattern(cfg)
     pattern = args.pop("pattern")
     if pattern == "block_sparse":

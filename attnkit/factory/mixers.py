@@ -41,6 +41,10 @@ class Mixer(nn.Module):
 
     def __init__(self, config: AttentionConfig, inner: nn.Module):
         super().__init__()
+        if not isinstance(config, AttentionConfig):
+            raise TypeError(f"config must be an AttentionConfig, got {type(config).__name__}")
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"inner must be a torch.nn.Module, got {type(inner).__name__}")
         self.config = config
         self.inner = inner
         self.dropout = nn.Dropout(config.dropout)
@@ -119,6 +123,8 @@ class LoRAMHA(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, r: int, lora_alpha: float, targets):
         super().__init__()
+        if isinstance(targets, str) or not targets or any(p not in ("q", "k", "v", "o") for p in targets):
+            raise ValueError(f"targets must be a non-empty selection of ('q', 'k', 'v', 'o'), got {targets!r}")
         self.base = _mha.MultiHeadAttention(embed_dim, num_heads)
         self.base.requires_grad_(False)
         names = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "out_proj"}
@@ -136,6 +142,8 @@ class LoRAMHA(nn.Module):
         return w, layer.bias
 
     def forward(self, x, attn_mask=None, key_padding_mask=None, is_causal=False):
+        _check_x(x, self.base.embed_dim)
+        validate.module_accepts(self, "x", x)
         b = self.base
         (wq, bq), (wk, bk), (wv, bv), (wo, bo) = (self._w(p, lin) for p, lin in
                                                   zip("qkvo", (b.q_proj, b.k_proj, b.v_proj, b.out_proj), strict=True))

@@ -7,8 +7,16 @@ import dataclasses
 import torch
 from torch import nn
 
+from attnkit import validate
 from attnkit.factory.config import AttentionConfig, _positive_int
 from attnkit.factory.mixers import AttentionFactory, _seeded
+
+
+def _check_x(module: nn.Module, x, d_model: int) -> None:
+    validate.tensor("x", x, 3, f"(batch, seq, d_model={d_model})")
+    if x.shape[-1] != d_model:
+        raise ValueError(f"x has shape {tuple(x.shape)}, expected (batch, seq, d_model={d_model})")
+    validate.module_accepts(module, "x", x)
 
 
 class ShortConv(nn.Module):
@@ -20,10 +28,15 @@ class ShortConv(nn.Module):
 
     def __init__(self, d_model: int, kernel: int):
         super().__init__()
+        _positive_int("d_model", d_model, allow_none=False)
+        _positive_int("kernel", kernel, allow_none=False)
         self.kernel = kernel
         self.conv = nn.Conv1d(d_model, d_model, kernel, groups=d_model, padding=kernel - 1)
 
     def forward(self, x):  # (B, N, d)
+        _check_x(self, x, self.conv.in_channels)
+        if x.shape[1] == 0:  # an empty sequence: an empty output (Conv1d refuses length 0)
+            return x.clone()
         return self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
 
 
@@ -60,6 +73,7 @@ class TransformerBlock(nn.Module):
         _seeded(config.seed + 1, rest)
 
     def forward(self, x, attn_mask=None, key_padding_mask=None):  # (B, N, d) -> (B, N, d)
+        _check_x(self, x, self.config.d_model)
         h = self.norm1(x)
         if self.conv is not None:
             h = h + self.conv(h)
@@ -111,10 +125,14 @@ class TinyLM(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(c) for c in self.configs)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, N) -> (B, N, vocab)
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long:
-            raise ValueError(f"tokens must be a LongTensor (batch, seq), got "
-                             f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__} "
-                             f"{getattr(tokens, 'dtype', '')}")
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
+            raise TypeError(f"tokens must be a LongTensor (batch, seq), got "
+                            f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, seq), got shape {tuple(tokens.shape)}")
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < self.vocab_size:
+            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size}), got values in "
+                             f"[{int(tokens.min())}, {int(tokens.max())}]")
         N = tokens.shape[1]
         if self.max_len is not None and N > self.max_len:
             raise ValueError(f"tokens have length {N}, expected at most max_len={self.max_len}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from attnkit import validate
 from attnkit.factory.config import CAUSAL_ONLY, NAMES, NO_CAUSAL, AttentionConfig, _positive_int
 from attnkit.factory.costs import MB, memory_breakdown
 from attnkit.i18n import register, t
@@ -100,9 +101,7 @@ class AttentionSelector:
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {list(SCENARIOS)}, got {scenario!r}")
         _positive_int("seq_len", seq_len, allow_none=False)
-        if isinstance(memory_constraint, bool) or not isinstance(memory_constraint, (int, float)) \
-                or not memory_constraint > 0:
-            raise ValueError(f"memory_constraint must be a number of MB > 0, got {memory_constraint!r}")
+        validate.real_number("memory_constraint", memory_constraint, 0.0, low_open=True)  # MB
         mode, _, rule = SCENARIOS[scenario]
         cands = AttentionSelector.candidates(scenario, seq_len, batch_size, dtype_bytes, **overrides)
         fits = [(c, m) for c, m in cands if m <= memory_constraint]
