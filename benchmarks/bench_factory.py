@@ -3,6 +3,7 @@
     nice .venv/bin/python benchmarks/bench_factory.py                 # everything, writes figures/bench_factory.json
     .venv/bin/python benchmarks/bench_factory.py --part race --seeds 0 1 2
     .venv/bin/python benchmarks/bench_factory.py --part profile --lengths 512 1024
+    .venv/bin/python benchmarks/bench_factory.py --part profile --mechanisms retnet gla --resume   # add two
 
 **The race** (multi-query associative recall, ``attnkit.mqar``; Arora et al. 2023): a 2-layer
 ``attnkit.factory.TinyLM`` per mechanism -- softmax (``full``), a causal sliding window of 8
@@ -24,7 +25,11 @@ d_model 256, 4 heads, forward only, non-causal; peak memory measured the same wa
 mechanism (torch.profiler's allocator events) beside the selector's formula. A mechanism whose
 formula memory at N is above ``--mem-limit-mb``, or whose last call took more than
 ``--max-call-s`` (so the next, longer N would take about four times as long), is skipped at
-that N with the reason printed and stored.
+that N with the reason printed and stored. The causal-only mechanisms (``CAUSAL_ONLY``: the
+recurrences with forgetting) are profiled causal. ``--mechanisms`` profiles some of them only;
+with ``--resume``, the rows of the other mechanisms are kept from the existing file (same settings
+and lengths only) and its profile stamp goes to ``kept_from``: those rows were timed in another
+run, on another load.
 
 The results, with the command and the machine, go to ``figures/bench_factory.json`` (rewritten
 after every run, so an interrupted sweep keeps what it measured); chapter 11 loads and plots it.
@@ -221,12 +226,13 @@ def run_race(data: dict, seeds, path: Path, done: list[dict] = ()) -> None:
     print_race(data["race"]["best"], settings["chance"])
 
 
-def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_call_s: float, path: Path) -> None:
+def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_call_s: float, path: Path,
+                mechanisms=None) -> None:
     rows = data["profile"]["rows"]
     slow: dict[str, str] = {}  # mechanism -> why it is skipped from now on
     print(f"\nprofiler: {PROFILE}, {iterations} rounds after 1 warm-up round, lengths {list(lengths)}", flush=True)
     for n in lengths:
-        cfgs = profile_configs(n)
+        cfgs = {k: c for k, c in profile_configs(n).items() if mechanisms is None or k in mechanisms}
         run = {}
         for name, cfg in cfgs.items():
             need = formula_mb(cfg, n)
@@ -279,9 +285,15 @@ def main(argv=None) -> None:
     p.add_argument("--mem-limit-mb", type=float, default=6000.0)
     p.add_argument("--max-call-s", type=float, default=4.0)
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--mechanisms", nargs="+", default=None, metavar="NAME",
+                   help="profile these mechanisms only (names of AttentionFactory.available())")
     p.add_argument("--resume", action="store_true",
-                   help="keep the race runs of the existing file that have the same task and mechanisms")
+                   help="keep the race runs of the existing file that have the same task and mechanisms, and its "
+                        "profile rows of the mechanisms not profiled now if the profile settings and lengths are the same")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.mechanisms or ()) - set(AttentionFactory.available()))
+    if unknown:
+        p.error(f"--mechanisms: unknown {unknown}; expected names of {AttentionFactory.available()}")
     argv_used = sys.argv[1:] if argv is None else list(argv)
     command = "nice .venv/bin/python benchmarks/bench_factory.py" + ("" if not argv_used else " " + shlex.join(argv_used))
     old = json.loads(args.out.read_text()) if args.out.exists() else None
@@ -298,15 +310,27 @@ def main(argv=None) -> None:
         data[keep] = old[keep]
     print(f"{stamp['machine']}\n{command}", flush=True)
     done = []
-    if args.resume and old is not None and old.get("format") == FORMAT:
+    if args.resume and old is not None and old.get("format") == FORMAT and args.part != "profile":
         same = all(old["race"]["settings"][k] == data["race"]["settings"][k] for k in ("task", "mechanisms"))
         done = old["race"]["runs"] if same else []
         print(f"--resume: {len(done)} runs of {args.out} kept" if same else "--resume: another task, nothing kept")
         if same:  # say where the kept runs came from (a fresh run of the same grid gives the same numbers)
             data["race"]["kept_from"] = [old["race"]["command"]] + old["race"].get("kept_from", [])
+    if args.resume and args.mechanisms and old is not None and old.get("format") == FORMAT and args.part != "race":
+        same = all(old["profile"][k] == data["profile"][k] for k in ("settings", "lengths"))
+        kept = [r for r in old["profile"]["rows"] if r["attention_type"] not in args.mechanisms] if same else []
+        print(f"--resume: {len(kept)} profile rows of {args.out} kept" if same
+              else "--resume: other profile settings or lengths, no profile row kept")
+        if same:  # timings depend on the machine and its load: keep the whole stamp of the run that made them
+            data["profile"]["rows"] = kept
+            older = old["profile"].get("kept_from", [])  # each: a stamp and the mechanisms it measured
+            by_older = {m for st in older for m in st["mechanisms"]}
+            stamp_old = {k: old["profile"][k] for k in ("command", "machine", "date", "seconds")}
+            data["profile"]["kept_from"] = [stamp_old | {"mechanisms": [m for m in dict.fromkeys(
+                r["attention_type"] for r in kept) if m not in by_older]}] + older
     parts = {"race": lambda: run_race(data, args.seeds, args.out, done),
              "profile": lambda: run_profile(data, args.lengths, args.iterations, args.mem_limit_mb, args.max_call_s,
-                                            args.out)}
+                                            args.out, args.mechanisms)}
     for part, run in parts.items():
         if args.part in ("all", part):
             with one_thread():

@@ -102,3 +102,34 @@ def test_the_live_race_agrees_with_the_file(mechanism):
     assert len(stored) == 1
     assert abs(round(r["accuracy"], 2) - round(stored[0]["accuracy"], 2)) <= 0.01
     assert r["state_bytes"] == stored[0]["state_bytes"]
+
+
+def test_resume_with_mechanisms_adds_profile_rows_and_keeps_the_rest(tmp_path, monkeypatch):
+    """``--part profile --mechanisms ... --resume``: the other mechanisms' rows and the race section stay as they
+    were, the rows of the named ones are measured anew, and the earlier run's stamp is kept beside them."""
+    monkeypatch.setattr(bf, "TASK", bf.TASK | {"steps": 2, "batch": 4, "vocab_size": 16, "seq_len": 16})
+    monkeypatch.setattr(bf, "SHARED", {"width": 16, "num_pairs": 2})
+    monkeypatch.setattr(bf, "WIDTHS", (16,))
+    monkeypatch.setattr(bf, "PAIRS", (2,))
+    monkeypatch.setattr(bf, "LRS", (3e-3,))
+    monkeypatch.setattr(bf, "MECHANISMS", {"softmax": "full"})
+    real = bf.profile_configs
+    monkeypatch.setattr(bf, "profile_configs", lambda n: {k: v for k, v in real(n).items() if k in ("full", "retnet")})
+    out = tmp_path / "bench.json"
+    common = ["--lengths", "32", "64", "--iterations", "1", "--out", str(out)]
+    bf.main(["--seeds", "0"] + common)
+    first = json.loads(out.read_text())
+    bf.main(["--part", "profile", "--mechanisms", "retnet", "--resume"] + common)
+    second = json.loads(out.read_text())
+    bf.validate(second)
+    assert second["race"] == first["race"]
+    assert [r for r in second["profile"]["rows"] if r["attention_type"] == "full"] == \
+        [r for r in first["profile"]["rows"] if r["attention_type"] == "full"]
+    assert sorted((r["attention_type"], r["seq_len"]) for r in second["profile"]["rows"]) == \
+        sorted((k, n) for k in ("full", "retnet") for n in (32, 64))
+    assert "--mechanisms retnet" in second["profile"]["command"]
+    (kept,) = second["profile"]["kept_from"]
+    assert kept["mechanisms"] == ["full"] and kept["command"] == first["profile"]["command"]
+    assert kept["date"] == first["profile"]["date"] and kept["machine"] == first["profile"]["machine"]
+    with pytest.raises(SystemExit):  # an unknown name: argparse's error, naming --mechanisms
+        bf.main(["--part", "profile", "--mechanisms", "nope"] + common)
