@@ -148,7 +148,7 @@ class Page:
         return out
 
 
-def replace_widgets(nb, lang: str) -> int:
+def replace_widgets(nb, lang: str, name: str) -> int:
     """Drop every stored widget view; the cell keeps the static figure it drew, and a line says
     that the notebook has the live explorer. Returns how many were replaced."""
     note = (f'<p class="live-note">{html.escape(t("site.live_explorer", lang=lang))}</p>')
@@ -159,7 +159,7 @@ def replace_widgets(nb, lang: str) -> int:
             continue
         kept = [o for o in outs if WIDGET_VIEW not in o.get("data", {})]
         if not any("image/png" in o.get("data", {}) for o in kept):
-            raise SiteError(f"a cell shows a widget but stored no static figure: {c.source[:60]!r}")
+            raise SiteError(f"{lang}/{name}: a cell shows a widget but stored no static figure: {c.source[:60]!r}")
         c.outputs = kept + [nbformat.v4.new_output("display_data", data={"text/html": note})]
         n += 1
     nb.metadata.pop("widgets", None)
@@ -181,7 +181,7 @@ def set_aside_images(nb) -> dict[str, str]:
 
 def render(page: Page, exporter: HTMLExporter) -> None:
     """Fill the page's body, table of contents, search sections and missing alt texts."""
-    replace_widgets(page.nb, page.lang)
+    replace_widgets(page.nb, page.lang, page.name)
     images = set_aside_images(page.nb)
     page.title_html = page.markdown(page.title_md, body=False).strip().removeprefix("<p>").removesuffix("</p>")
     exporter.register_filter("markdown2html", page.markdown)
