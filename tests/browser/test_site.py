@@ -117,13 +117,18 @@ def test_the_build_writes_every_page_quickly(site):
     assert site["cpu_seconds"] < 60, site["log"]
 
 
-def test_pages_reference_nothing_outside_the_site(site):
+def test_pages_load_nothing_from_outside_the_site(site):
+    """What a page loads (scripts, style sheets, images) is in the site; its relative links lead
+    to files of the site. (A link in the prose to a paper may point outside: it is not loaded.)"""
     root = site["root"]
     for page in root.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        for url in re.findall(r'(?:src|href)="([^"]+)"', text):
-            assert not re.match(r"[a-z][a-z0-9+.-]*:", url) or url.startswith(("data:", "#")), (page, url)
-            if not url.startswith(("data:", "#")):
+        loaded = re.findall(r'\bsrc="([^"]+)"', text) + re.findall(r'<link\b[^>]*\bhref="([^"]+)"', text)
+        assert loaded
+        for url in loaded:
+            assert url.startswith("data:") or not re.match(r"[a-z][a-z0-9+.-]*:|//", url), (page, url)
+        for url in re.findall(r'<a\b[^>]*\bhref="([^"]+)"', text) + loaded:
+            if not re.match(r"[a-z][a-z0-9+.-]*:|//|#", url):
                 target = (page.parent / url.split("#")[0]).resolve()
                 assert target.is_relative_to(root.resolve()) and target.exists(), (page, url)
 
