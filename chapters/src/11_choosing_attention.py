@@ -72,8 +72,8 @@ print(t("ch11.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # ## 1. One interface for every mechanism
 #
 # Each chapter built its mechanism with the signature its paper suggested:
-# `MultiHeadAttention(query, key, value, ...)` returns a pair, `SparseAttention` takes a padding
-# mask with the opposite polarity, the linear modules refuse an arbitrary mask. To *compare*
+# `MultiHeadAttention(query, key, value, ...)` returns a pair, `SparseAttention` takes its
+# pattern's arguments and an `is_causal` flag, the linear modules refuse an arbitrary mask. To *compare*
 # mechanisms, a model must be able to swap one for another without touching anything else. That
 # is all a factory is: an `AttentionConfig` (a validated dataclass: the type, the width, the
 # heads and the options of each mechanism) and one function that builds the chapter's module
@@ -88,7 +88,7 @@ print(t("ch11.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # ## 1. 所有机制共用一个接口
 #
 # 每一章都按各自论文的写法给机制定了签名：`MultiHeadAttention(query, key, value, ...)` 返回一对结果，
-# `SparseAttention` 的填充掩码极性正好相反，线性注意力的模块不接受任意掩码。要*比较*不同机制，
+# `SparseAttention` 接收模式自己的参数和一个 `is_causal` 标志，线性注意力的模块不接受任意掩码。要*比较*不同机制，
 # 模型就得能把一种换成另一种，而别处一行都不用改。工厂做的就是这件事：一个 `AttentionConfig`
 # （经过校验的 dataclass：类型、宽度、头数以及每种机制自己的选项），再加一个函数——它构建该章的模块，并套上同一个前向接口：
 #
