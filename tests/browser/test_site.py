@@ -113,7 +113,7 @@ def test_the_build_writes_every_page_quickly(site):
     licences = (root / "assets" / "LICENSES.txt").read_text()
     for f in (root / "assets").iterdir():
         assert f.name == "LICENSES.txt" or f.name in licences, f"{f.name} is not in assets/LICENSES.txt"
-    # the bound is a minute; the CPU time is what the build costs, whatever else runs
+    # the build stays under a minute; its CPU time is what it costs, whatever else runs on the machine
     assert site["cpu_seconds"] < 60, site["log"]
 
 
