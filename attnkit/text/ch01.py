@@ -54,5 +54,5 @@ register({
     "ch01.alt.masks": {"en": "Two 6 by 6 grids of query rows and key columns for the first six tokens. Left, causal_mask(6): filled squares on and below the diagonal, each query attends to itself and earlier keys. Right, padding_mask([4], 6): the last two key columns are empty for every query. A legend reads filled: attend, empty: masked.",
                       "zh": "前六个词元的两个 6×6 网格，行是查询、列是键。左图 causal_mask(6)：对角线及其下方为实心，每个查询只关注自己和之前的键。右图 padding_mask([4], 6)：最后两列键对所有查询都是空心。图例：实心表示可以关注，空心表示被掩码屏蔽。"},
     "ch01.alt.explorer": {"en": "The attention explorer at its starting values, temperature 1: the score and weight heatmaps of the sentence, one query token's row highlighted in red, each value vector drawn scaled by that row's weight, and below them the query's output, their weighted sum.",
-                         "zh": "注意力交互图在初始设置（温度 T = 1）下的样子：这句话的分数热力图和权重热力图，其中一个查询词元的那一行标为红色；每个值向量按该行的权重缩放后画出，下方是它们的加权和，即这个查询的输出。"},
+                         "zh": "注意力交互控件在初始设置（温度 T = 1）下的样子：这句话的分数热力图和权重热力图，其中一个查询词元的那一行标为红色；每个值向量按该行的权重缩放后画出，下方是它们的加权和，即这个查询的输出。"},
 })

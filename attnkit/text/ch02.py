@@ -87,5 +87,5 @@ register({
     "ch02.alt.variance": {"en": "Log-log plot of the variance of the scores against d_k from 1 to 512: the unscaled q·k follows the line of slope 1 (variance equals d_k), the scaled q·k/√d_k stays flat at 1. The measured points with error bars of three standard errors lie on both lines.",
                          "zh": "分数方差随 d_k（1 到 512）变化的双对数图：未缩放的 q·k 落在斜率为 1 的直线上（方差等于 d_k），缩放后的 q·k/√d_k 始终保持在 1。实测点及其 ±3 倍标准误差的误差棒都落在这两条线上。"},
     "ch02.alt.explorer": {"en": "The scaling explorer at d_k = 256, unscaled: a histogram of the scores with the normal density of the closed-form variance, one softmax row over 16 keys that is almost one-hot with a small Jacobian norm, and the mean Jacobian norm against d_k, scaled and unscaled.",
-                         "zh": "缩放交互图在 d_k = 256、未缩放时的样子：分数的直方图和按闭式方差画出的正态密度；一行 16 个键上的 softmax，几乎是独热向量，雅可比矩阵的范数很小；以及缩放与未缩放时雅可比矩阵范数的平均值随 d_k 的变化。"},
+                         "zh": "缩放交互控件在 d_k = 256、未缩放时的样子：分数的直方图和按闭式方差画出的正态密度；一行 16 个键上的 softmax，几乎是独热向量，雅可比矩阵的范数很小；以及缩放与未缩放时雅可比矩阵范数的平均值随 d_k 的变化。"},
 })

@@ -84,7 +84,7 @@ register({
 # alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
 register({
     "ch03.alt.explorer": {"en": "The temperature explorer at T = 1: bars of the softmax weights of eight scores, the largest one outlined in red as the argmax limit, and the entropy of the weights against the temperature on a log scale from 0.01 to 100, with a point at T = 1.",
-                         "zh": "温度交互图在 T = 1 时的样子：八个分数经 softmax 后的权重柱状图，最大的一个用红框标出（argmax 极限）；右侧是权重的熵随温度变化的曲线（温度取对数刻度，0.01 到 100），T = 1 处标出一点。"},
+                         "zh": "温度交互控件在 T = 1 时的样子：八个分数经 softmax 后的权重柱状图，最大的一个用红框标出（argmax 极限）；右侧是权重的熵随温度变化的曲线（温度取对数刻度，0.01 到 100），T = 1 处标出一点。"},
     "ch03.alt.online": {"en": "A row of 8 scores split into chunks of 3, 3 and 2. Each chunk gets its own running max m and sum ℓ; below, the running state after each merge, ending with the max and the sum of the whole row, the same as a softmax computed in one go.",
                        "zh": "一行 8 个分数，按 3、3、2 分块。每块算出自己的最大值 m 和指数和 ℓ；下方是每次合并后的累计状态，最后得到整行的最大值和指数和，与一次性计算 softmax 的结果相同。"},
 })

@@ -77,5 +77,5 @@ register({
     "ch04.alt.split": {"en": "The numbers 0 to 31 of a tensor of shape (B=2, L=4, E=8), and the same numbers after split_heads with 2 heads, shape (2, 2, 4, 4): head 0 holds features 0 to 3 of every position, head 1 features 4 to 7. Nothing is copied, only reshaped.",
                       "zh": "形状为 (B=2, L=4, E=8) 的张量中的数字 0 到 31，以及用 split_heads 拆成 2 个头后的同一组数字，形状为 (2, 2, 4, 4)：头 0 是每个位置的特征 0 到 3，头 1 是特征 4 到 7。数据没有复制，只是变形。"},
     "ch04.alt.explorer": {"en": "The heads explorer at its starting choice, layer 1, all heads, the first sentence: one attention-weight heatmap per head of the trained model. One head puts its weight on the first word, one on the previous word, one two words back.",
-                         "zh": "多头交互图的初始选择（第 1 层、所有头、第一句）：训练后模型每个头一张注意力权重热力图。有的头把权重放在第一个词上，有的放在前一个词上，有的放在往前数第二个词上。"},
+                         "zh": "多头交互控件的初始选择（第 1 层、所有头、第一句）：训练后模型每个头一张注意力权重热力图。有的头把权重放在第一个词上，有的放在前一个词上，有的放在往前数第二个词上。"},
 })

@@ -138,5 +138,5 @@ register({
     "ch05.alt.decode_step": {"en": "One decoding step at t = 4: the new token's q, k and v are computed (orange) and k and v are appended to the cache; the earlier keys and values are read from the cache and the earlier tokens were handled at earlier steps (grey); the new query attends over all cached keys and values.",
                             "zh": "第 t = 4 步解码：新词元的 q、k、v 在这一步计算（橙色），k 和 v 追加进缓存；之前的键和值从缓存中读取，之前的词元已在前面的步骤处理过（灰色）；新的查询关注缓存中所有的键和值。"},
     "ch05.alt.explorer": {"en": "The KV cache explorer at its starting values. Left: a GPU's memory split, for each attention type (MHA, GQA, MQA, MLA), into the weights (grey) and the caches of the largest batch that fits, with that batch and the longest context beside each bar. Right: the tokens per second bound of the chosen type as the batch grows, for all sequences together (solid) and for each one (dashed).",
-                         "zh": "KV 缓存交互图的初始设置。左图：对每种注意力（MHA、GQA、MQA、MLA），GPU 显存分成权重（灰色）和能放下的最大批次的缓存，柱旁标出该批次大小和单条序列的最长上下文。右图：所选注意力类型每秒词元数的上界随批次增大的变化，实线是所有序列合计，虚线是单条序列。"},
+                         "zh": "KV 缓存交互控件的初始设置。左图：对每种注意力（MHA、GQA、MQA、MLA），GPU 显存分成权重（灰色）和能放下的最大批次的缓存，柱旁标出该批次大小和单条序列的最长上下文。右图：所选注意力类型每秒词元数的上界随批次增大的变化，实线是所有序列合计，虚线是单条序列。"},
 })

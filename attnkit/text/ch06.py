@@ -76,11 +76,11 @@ register({
     "ch06.alt.rotation": {"en": "RoPE on one pair of channels with θ = 30°: the same query and key arrow (1, 0) turned by the position times 30° for positions 0 to 3. The pairs at positions (3, 1) and (6, 4) are two positions apart, so the angle between the query and the key is 60° in both, and so is their score.",
                          "zh": "RoPE 在一对通道上的作用，θ = 30°：同一个查询和键的箭头 (1, 0) 在位置 0 到 3 上分别旋转位置乘以 30°。位置 (3, 1) 和 (6, 4) 两组都相距 2，所以查询与键的夹角都是 60°，分数也相同。"},
     "ch06.alt.explorer": {"en": "The RoPE explorer at its starting values: one pair of channels turning with the position (the dots are earlier positions), every pair's speed θ_i on a log scale, and the score of q = k = (1, ..., 1) against the distance m - n, divided by its value at distance 0, falling as the distance grows.",
-                         "zh": "RoPE 交互图的初始设置：一对通道随位置旋转（圆点是之前的位置）；每对通道的转速 θ_i（对数刻度）；以及 q = k = (1, …, 1) 的分数随距离 m - n 的变化（除以距离为 0 时的值），距离越大分数越低。"},
+                         "zh": "RoPE 交互控件的初始设置：一对通道随位置旋转（圆点是之前的位置）；每对通道的转速 θ_i（对数刻度）；以及 q = k = (1, …, 1) 的分数随距离 m - n 的变化（除以距离为 0 时的值），距离越大分数越低。"},
     "ch06.alt.pairing": {"en": "The 8 channels of one head, one colour per pair, in two rows: interleaved pairing, pairs (0, 1), (2, 3), (4, 5), (6, 7); and half-split pairing, pairs (0, 4), (1, 5), (2, 6), (3, 7). The same pairs, with their channels in other places.",
                         "zh": "一个头的 8 个通道，每对一种颜色，分两行：交错配对为 (0, 1)、(2, 3)、(4, 5)、(6, 7)；前后两半配对为 (0, 4)、(1, 5)、(2, 6)、(3, 7)。是同样的几对，只是通道的位置不同。"},
     "ch06.alt.alibi": {"en": "Eight heatmaps, one per ALiBi head, of the factor e^(-m_h (i - j)) over 16 queries and keys, causal: head 0, with the steepest slope, keeps only the diagonal and its neighbours; head 7, with the gentlest, stays bright over almost the whole past.",
                       "zh": "八张热力图，每个 ALiBi 头一张，画出 16 个查询和键上的因子 e^(-m_h (i - j))（因果）：斜率最大的头 0 只保留对角线及其附近；斜率最小的头 7 几乎对整个过去都保持明亮。"},
     "ch06.alt.scaling": {"en": "The context-extension explorer at YaRN with scale 4: left, the ratio θ'_i/θ_i for every pair (1 for the fast pairs, 1/4 for the slow ones, a ramp between); right, the score against distance out to four times the training length.",
-                        "zh": "上下文扩展交互图在 YaRN、放大 4 倍时的样子：左图是每对通道的比值 θ'_i/θ_i（快的通道对为 1，慢的为 1/4，中间平滑过渡）；右图是分数随距离的变化，一直画到训练长度的 4 倍。"},
+                        "zh": "上下文扩展交互控件在 YaRN、放大 4 倍时的样子：左图是每对通道的比值 θ'_i/θ_i（快的通道对为 1，慢的为 1/4，中间平滑过渡）；右图是分数随距离的变化，一直画到训练长度的 4 倍。"},
 })

@@ -93,5 +93,5 @@ register({
     "ch08.alt.patterns": {"en": "Six sparse attention masks on 32 tokens: sliding window, dilated window, strided, fixed, Longformer with global tokens 0 and 16, and BigBird with a random block. The keys of query 20 are marked in each, with the pattern's density in its title.",
                          "zh": "32 个词元上的六种稀疏注意力掩码：滑动窗口、空洞窗口、跨步、固定模式、以 0 和 16 为全局词元的 Longformer，以及带一个随机块的 BigBird。每张图标出了查询 20 的键，标题中是该模式的密度。"},
     "ch08.alt.explorer": {"en": "The sparse attention explorer at its starting values: left, the chosen mask and its density; right, the fraction of the tokens that reach the last token after 1 to 12 layers, with a dashed line where token 0 is reached.",
-                         "zh": "稀疏注意力交互图的初始设置：左图是所选的掩码及其密度；右图是经过 1 到 12 层后能传到最后一个词元的词元比例，虚线标出词元 0 被传到的层数。"},
+                         "zh": "稀疏注意力交互控件的初始设置：左图是所选的掩码及其密度；右图是经过 1 到 12 层后能传到最后一个词元的词元比例，虚线标出词元 0 被传到的层数。"},
 })

@@ -118,7 +118,7 @@ register({
     "ch09.alt.lemma2": {"en": "Mean squared error of the random-feature estimate of the softmax kernel against the number of features m from 4 to 64, log-log: positive, trigonometric and orthogonal positive features, measured (points) and by Lemma 2 (lines); every curve falls like 1/m.",
                        "zh": "随机特征对 softmax 核的估计的均方误差随特征数 m（4 到 64）的变化，双对数坐标：正值特征、三角函数特征和正交正值特征，点为实测，线为引理 2 的理论值；每条曲线都按 1/m 下降。"},
     "ch09.alt.explorer": {"en": "The random-feature explorer at its starting values: the exact softmax attention weights of 64 queries and keys, the Performer's estimate, and the absolute error, with the relative error of the whole matrix in the title.",
-                         "zh": "随机特征交互图的初始设置：64 个查询和键的精确 softmax 注意力权重、Performer 的估计，以及绝对误差；标题中是整个矩阵的相对误差。"},
+                         "zh": "随机特征交互控件的初始设置：64 个查询和键的精确 softmax 注意力权重、Performer 的估计，以及绝对误差；标题中是整个矩阵的相对误差。"},
     "ch09.alt.nystrom": {"en": "Relative error of the Nyström output against the number of landmarks from 4 to 64, for N = 256 and d = 32: smooth inputs and i.i.d. noise, each with the exact pseudo-inverse and with six iterations. On smooth inputs the exact pseudo-inverse falls fast and the iteration levels off; on noise both stay high.",
                         "zh": "N = 256、d = 32 时 Nyström 输出的相对误差随地标数（4 到 64）的变化：平滑输入和独立同分布噪声两种输入，各用精确伪逆和六次迭代。平滑输入上精确伪逆的误差下降很快，迭代则趋于平稳；噪声输入上两者都一直很高。"},
     "ch09.alt.spectrum": {"en": "Share of the singular values' sum of a 512 by 512 softmax attention matrix of random queries and keys, against the number of singular values kept, at input scales 0.5, 1 and 3: at scale 0.5 the first 64 carry about 0.8 of it, at the larger scales the curves rise more slowly, so random attention is not very low-rank.",

@@ -108,7 +108,7 @@ register({
     "ch10.alt.subspace": {"en": "Two heatmaps of the subspace similarity φ between the A matrices of the rank-4 and rank-8 runs on W_q and W_v, i from 1 to 4 against j from 1 to 8: the top directions overlap strongly, far more than at initialisation.",
                          "zh": "两张热力图：W_q 和 W_v 上秩 4 与秩 8 两次运行的 A 矩阵之间的子空间相似度 φ，i 从 1 到 4，j 从 1 到 8。最靠前的方向高度重合，远高于初始化时。"},
     "ch10.alt.explorer": {"en": "The LoRA explorer at W_q and W_v, rank 4, alpha 16: the held-out loss during training (dashed: full fine-tuning), the recovered fraction, and the singular values of each learned update (solid) beside the teacher's (dotted).",
-                         "zh": "LoRA 交互图在 W_q 和 W_v、秩 4、alpha 16 时的样子：训练过程中的留出集损失（虚线为全量微调）、恢复比例，以及每个学到的更新的奇异值（实线）与教师模型的奇异值（点线）。"},
+                         "zh": "LoRA 交互控件在 W_q 和 W_v、秩 4、alpha 16 时的样子：训练过程中的留出集损失（虚线为全量微调）、恢复比例，以及每个学到的更新的奇异值（实线）与教师模型的奇异值（点线）。"},
     "ch10.alt.dependency": {"en": "Four masks, query rows against key columns on 16 tokens, of the keys each output row depends on: local heads with buckets of W = 4, without and with a causal mask, and global causal heads with buckets of b = 1 and b = 4. The last is a staircase: a query sees only the buckets completed before its own.",
                            "zh": "四张掩码图（16 个词元，行是查询、列是键），画出每一行输出依赖哪些键：桶大小 W = 4 的局部头（不带和带因果掩码），以及桶大小 b = 1 和 b = 4 的因果全局头。最后一张呈阶梯状：一个查询只能看到在它自己的桶之前已经完成的桶。"},
 })

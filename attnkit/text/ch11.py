@@ -141,5 +141,5 @@ register({
     "ch11.alt.sweep": {"en": "The benchmark's recall race in three panels: recall against the model width, recall against the number of key-value pairs, and recall against the bytes of state, for softmax, a causal window of 8, linear attention, cosFormer and the hybrid. Points are the mean over seeds, bars the lowest and highest.",
                       "zh": "基准测试中的召回比赛，共三幅：召回随模型宽度的变化、随键值对数量的变化，以及随状态字节数的变化，对比 softmax、窗口为 8 的因果窗口、线性注意力、cosFormer 和混合模型。点为各随机种子的平均值，误差棒为最低和最高值。"},
     "ch11.alt.explorer": {"en": "The budget explorer at its starting values: one bar per mechanism, its memory by the selector's formula for the chosen sequence length and kind of memory; green bars fit the budget, grey ones do not, and a red line marks the budget.",
-                         "zh": "预算交互图的初始设置：每种机制一根柱子，表示在所选序列长度和内存类型下按选择器公式算出的内存；绿色的柱子在预算之内，灰色的超出预算，红线标出预算。"},
+                         "zh": "预算交互控件的初始设置：每种机制一根柱子，表示在所选序列长度和内存类型下按选择器公式算出的内存；绿色的柱子在预算之内，灰色的超出预算，红线标出预算。"},
 })
