@@ -45,10 +45,15 @@ register({
                            "{date}, load average at the start {load}",
                      "zh": "来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），torch {torch}，"
                            "{date}，开始时的平均负载 {load}"},
-    "ch11.profile_file_settings": {"en": "batch {batch_size}, d_model {d_model}, {n_heads} heads, forward, not causal, "
-                                         "one thread, {iterations} rounds after one warm-up round",
-                                   "zh": "批次大小 {batch_size}，d_model {d_model}，{n_heads} 个头，前向计算，非因果，"
-                                         "单线程，预热 1 轮后计时 {iterations} 轮"},
+    "ch11.made_by_rows": {"en": "{names}: from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), "
+                                "torch {torch}, {date}, load average at the start {load}",
+                          "zh": "{names}：来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），"
+                                "torch {torch}，{date}，开始时的平均负载 {load}"},
+    "ch11.profile_file_settings": {"en": "batch {batch_size}, d_model {d_model}, {n_heads} heads, forward, not causal "
+                                         "(causal where a mechanism has only a causal form), one thread, {iterations} "
+                                         "rounds after one warm-up round",
+                                   "zh": "批次大小 {batch_size}，d_model {d_model}，{n_heads} 个头，前向计算，非因果"
+                                         "（只有因果形式的机制按因果计算），单线程，预热 1 轮后计时 {iterations} 轮"},
     "ch11.skipped_cell": {"en": "skipped", "zh": "跳过"},
     "ch11.tab_latency": {"en": "latency (ms, mean over the rounds) at N =", "zh": "延迟（毫秒，各轮的均值），N ="},
     "ch11.tab_memory": {"en": "peak memory measured (MB) at N =", "zh": "实测内存峰值（MB），N ="},

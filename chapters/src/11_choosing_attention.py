@@ -14,8 +14,9 @@
 # # 11 · Choosing an attention: a factory, a selector, a profiler and a recall race
 #
 # **What you will learn**
-# - one interface for the sixteen mechanisms of chapters 04-10: `AttentionFactory` builds each
-#   one by name, and each takes $(B, N, d)$ and returns $(B, N, d)$;
+# - one interface for every mechanism of chapters 04-10 and for linear attentions with
+#   forgetting: `AttentionFactory` builds each one by name, and each takes $(B, N, d)$ and
+#   returns $(B, N, d)$;
 # - the selector: the memory formulas of the earlier chapters turned into a choice for a
 #   scenario and a budget — and where a formula and a measurement disagree;
 # - the profiler: latency, peak memory and tokens per second, measured the same way for every
@@ -32,7 +33,8 @@
 # # 11 · 如何选择注意力：工厂、选择器、性能分析器和一场召回比赛
 #
 # **本章内容**
-# - 第 4–10 章的十六种机制共用一个接口：`AttentionFactory` 按名字构建其中任意一种，每一种都接收 $(B, N, d)$、返回 $(B, N, d)$；
+# - 第 4–10 章的所有机制，加上几种带遗忘的线性注意力，共用一个接口：`AttentionFactory` 按名字构建其中任意一种，
+#   每一种都接收 $(B, N, d)$、返回 $(B, N, d)$；
 # - 选择器：把前几章的内存公式变成“给定场景和预算该选哪一种”的决定——以及公式与实测在哪里对不上；
 # - 性能分析器：用同一种方法为每种机制测量延迟、内存峰值和每秒处理的词元数；其中两种现场测量，
 #   全部机制到 $N = 8192$ 的结果来自一个基准测试文件；
@@ -82,7 +84,10 @@ print(t("ch11.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # $$\texttt{attn}(x,\ \texttt{attn\_mask}=\texttt{None},\ \texttt{key\_padding\_mask}=\texttt{None}) \in \mathbb{R}^{B \times N \times d}, \qquad x \in \mathbb{R}^{B \times N \times d}.$$
 #
 # Every name, the chapter module behind it, its parameters counted on the module and by the
-# formula of its chapter, and the shape it returns:
+# formula of its chapter, and the shape it returns. The names from `retnet` on (`retnet`,
+# `gated_linear`, `gla`, `deltanet`, `gated_deltanet`; `attnkit.forgetting`) are linear attentions
+# with forgetting, which shrink the state by a decay or a gate before each write and exist only in
+# causal form; chapter 09 will cover forgetting in a section still to come.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 所有机制共用一个接口
@@ -94,7 +99,9 @@ print(t("ch11.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 #
 # $$\texttt{attn}(x,\ \texttt{attn\_mask}=\texttt{None},\ \texttt{key\_padding\_mask}=\texttt{None}) \in \mathbb{R}^{B \times N \times d}, \qquad x \in \mathbb{R}^{B \times N \times d}.$$
 #
-# 下表列出每个名字、它背后的章节模块、在模块上数出的参数个数和按该章公式算出的参数个数，以及输出的形状：
+# 下表列出每个名字、它背后的章节模块、在模块上数出的参数个数和按该章公式算出的参数个数，以及输出的形状。
+# 从 `retnet` 起的几个名字（`retnet`、`gated_linear`、`gla`、`deltanet`、`gated_deltanet`，见 `attnkit.forgetting`）
+# 是带遗忘的线性注意力：每次写入之前先用衰减或门控把状态缩小，而且只有因果形式；遗忘将在第 9 章后续新增的一节中讲解。
 
 # %%
 x = torch.randn(2, 64, 64)                                   # (B, N, d): two sequences of 64 tokens, width 64
@@ -119,13 +126,13 @@ print(t("ch11.aliases", names=", ".join(f"{a} = {b}" for a, b in (("mha", "full"
 # `LinearAttention`: copy its weights into a fresh one and the outputs agree. The causal
 # version of every mechanism comes from `causal=True` (Linformer and Nyströmformer have none:
 # their projections and landmarks mix future tokens into every position, and the config says
-# so when asked).
+# so when asked; the linear attentions with forgetting have only the causal one, their default).
 
 # %% [markdown] tags=["lang-zh"]
 # 工厂本身不做任何计算：它构建该章的模块（权重由 `config.seed` 决定），再把参数原样传进去。
 # 所以 `linear` 这一项*就是*第 9 章的 `LinearAttention`：把它的权重复制到一个新建的模块里，输出完全一致。
 # 每种机制的因果版本都由 `causal=True` 得到（Linformer 和 Nyströmformer 没有因果版本：它们的投影和地标点会把未来的词元混进每个位置，
-# 要求因果时配置会直接报错说明原因）。
+# 要求因果时配置会直接报错说明原因；带遗忘的线性注意力则只有因果版本，默认就是因果的）。
 
 # %%
 cfg = AttentionConfig(attention_type="linear", d_model=64, n_heads=4, causal=True)
@@ -297,22 +304,34 @@ print(t("ch11.live_verdict", fast=fast, slow=slow, x=live[fast]["tokens_per_s"] 
 # a notebook cell can afford, so `benchmarks/bench_factory.py` profiles every mechanism at
 # $N = 512, 1024, \dots, 8192$ and writes the results, with the command and the machine, to
 # `figures/bench_factory.json`. The table below is that file (`skipped` where the script left a
-# mechanism out, with its reason stored in the file):
+# mechanism out, with its reason stored in the file). Mechanisms added to the factory later are
+# profiled in a run of their own (`--mechanisms ... --resume`), which keeps the other rows and the
+# stamp of the run that measured them; the first lines say which run timed which mechanisms.
+# Latencies from different runs (another machine, another load) are not comparable: compare a
+# mechanism's latency only with those of its own run. Peak memory does not depend on the load.
 
 # %% [markdown] tags=["lang-zh"]
 # 上面打印的结论来自这一次运行的数字；在 $N = 512$ 时两者差不多，重跑一次顺序可能就变了。要得到可靠的图景，需要更多的长度和更多次重复，
 # 这超出了一个笔记本单元格能承受的时间，所以 `benchmarks/bench_factory.py` 在 $N = 512, 1024, \dots, 8192$ 上为每种机制做性能分析，
-# 并把结果连同运行命令和机器信息写入 `figures/bench_factory.json`。下表就是这个文件的内容（`skipped` 表示脚本跳过了该机制，原因记录在文件里）：
+# 并把结果连同运行命令和机器信息写入 `figures/bench_factory.json`。下表就是这个文件的内容（`skipped` 表示脚本跳过了该机制，原因记录在文件里）。
+# 后来加入工厂的机制单独跑一次性能分析（`--mechanisms ... --resume`），这次运行保留其他机制的结果，以及测出这些结果的那次运行的信息；
+# 开头几行说明哪次运行测了哪些机制。不同运行的延迟（机器不同、负载不同）不能相互比较：一种机制的延迟只应与同一次运行里的其他机制比。
+# 内存峰值与负载无关。
 
 # %%
 prof = DATA["profile"]
-print(t("ch11.made_by", command=prof["command"], cpu=prof["machine"]["cpu"], cores=prof["machine"]["cores"],
-        torch=prof["machine"]["torch"], date=prof["date"], load=prof["machine"]["loadavg_at_start"]))
-print(t("ch11.profile_file_settings", **{k: prof["settings"][k] for k in ("batch_size", "d_model", "n_heads",
-                                                                          "iterations")}))
 by = {(r["attention_type"], r["seq_len"]): r for r in prof["rows"]}
 kinds = list(dict.fromkeys(r["attention_type"] for r in prof["rows"]))
 lens = prof["lengths"]
+run_of = {k: st for st in prof.get("kept_from", []) for k in st["mechanisms"]}  # mechanism -> the run that timed it
+run_of |= {k: prof for k in kinds if k not in run_of}                             # the rest: this file's last run
+for st in reversed([prof] + prof.get("kept_from", [])):                           # the oldest run first
+    if names := ", ".join(k for k in kinds if run_of[k] is st):
+        print(t("ch11.made_by_rows", names=names, command=st["command"], cpu=st["machine"]["cpu"],
+                cores=st["machine"]["cores"], torch=st["machine"]["torch"], date=st["date"],
+                load=st["machine"]["loadavg_at_start"]))
+print(t("ch11.profile_file_settings", **{k: prof["settings"][k] for k in ("batch_size", "d_model", "n_heads",
+                                                                          "iterations")}))
 
 
 def cell(name, n, key, fmt):
@@ -330,7 +349,7 @@ for key, fmt, title in (("avg_latency_ms", ".1f", "ch11.tab_latency"), ("memory_
 fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
 for i, k in enumerate(kinds):
     pts = [(n, by[(k, n)]) for n in lens if (k, n) in by and "skipped" not in by[(k, n)]]
-    style = viz.line_style(i)  # sixteen mechanisms: eight colours, then the same eight dashed
+    style = viz.line_style(i)  # eight colours, then the same eight dashed, dotted, ...: no two lines alike
     ax_t.plot([n for n, _ in pts], [r["avg_latency_ms"] for _, r in pts], marker="o", ms=3, label=k, **style)
     ax_m.plot([n for n, _ in pts], [r["memory_mb"] for _, r in pts], marker="o", ms=3, label=k, **style)
 for ax, ylabel in ((ax_t, "ch11.plot_latency"), (ax_m, "ch11.plot_memory")):
@@ -339,7 +358,7 @@ for ax, ylabel in ((ax_t, "ch11.plot_latency"), (ax_m, "ch11.plot_memory")):
     ax.set_xlabel(t("ch11.plot_n"))
     ax.set_ylabel(t(ylabel))
     ax.grid(alpha=0.3)
-ax_m.legend(fontsize=7, ncol=2, loc="upper left")
+ax_m.legend(fontsize=6.5, ncol=3, loc="upper left")
 ax_t.set_title(t("ch11.plot_profile_title"), fontsize=10)
 ax_m.set_title(t("ch11.plot_memory_title"), fontsize=10)
 fig.tight_layout()
@@ -383,8 +402,10 @@ print(t("ch11.full_vs_flash", n=n_top, full_mb=full["memory_mb"], full_f=full["f
 # holds more than the formula counts. MLA is the clearest case: its naive path gives queries and
 # keys a longer head ($d_h + d_h^R$) than the values, PyTorch's fused CPU kernel needs one head
 # size, and the call falls back to the math path, which holds the scores *and* the softmax
-# weights — two $N \times N$ matrices per head where the formula counts one. A selector is only
-# as good as its cost model; check it against a profile of the code you will run.
+# weights — two $N \times N$ matrices per head where the formula counts one. For `gla` the formula
+# is the one too high: it counts the $C \times C \times d_h$ block of decays of every chunk of $C$
+# tokens at once, while the code goes through the chunks in a loop and holds one block at a time.
+# A selector is only as good as its cost model; check it against a profile of the code you will run.
 
 # %% [markdown] tags=["lang-zh"]
 # 差得最多的是调用 PyTorch 融合算子 `scaled_dot_product_attention` 的那几种 softmax 机制（full、gqa、mqa、lora）。
@@ -394,7 +415,8 @@ print(t("ch11.full_vs_flash", n=n_top, full_mb=full["memory_mb"], full_f=full["f
 # 而且比 attnkit 用 Python 分块实现的 flash 更快（见最后一行输出）。代码保存的东西比公式计入的多时，偏差方向正好相反。
 # 最明显的是 MLA：它的朴素路径让查询和键的头（$d_h + d_h^R$）比值的头更长，而 PyTorch 的 CPU 融合算子要求头的大小一致，
 # 于是这次调用退回到数学路径，同时保存分数*和* softmax 权重——每个头两个 $N \times N$ 矩阵，而公式只计入一个。
-# 选择器的好坏取决于它的开销模型；请用你真正要运行的代码的实测结果来核对它。
+# `gla` 则是公式偏高：公式把每个分块（$C$ 个词元）的 $C \times C \times d_h$ 衰减块一次全部计入，而代码是在循环里逐块处理的，
+# 同一时刻只保存一个分块。选择器的好坏取决于它的开销模型；请用你真正要运行的代码的实测结果来核对它。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. The race: multi-query associative recall
@@ -731,17 +753,18 @@ for s in spread:
 # **A short profile says little about a long one.** The ranking by latency changes with the
 # length: a quadratic cost is small at short lengths and dominates at long ones. From the
 # benchmark file, the fastest three at the shortest and at the longest length, and where full
-# attention ranks:
+# attention ranks, among the mechanisms timed in the same run as full attention (section 3: runs
+# do not compare):
 
 # %% [markdown] tags=["lang-zh"]
 # 在这些设置中的任何一处，只跑一次都可能得出完全相反的结论。比较机制时要看多个种子的平均值*和*波动，就像第 4 节的表格那样。
 #
 # **短序列上的性能分析说明不了长序列。** 按延迟的排名会随长度改变：二次方的开销在短序列上不起眼，在长序列上却占了大头。
-# 从基准测试文件中取最短和最长长度下最快的三种，以及全注意力排在第几：
+# 从基准测试文件中取最短和最长长度下最快的三种，以及全注意力排在第几；只在与全注意力同一次运行中测出的机制里排名（第 3 节说过，不同运行之间不能比较）：
 
 # %%
 for n in (lens[0], lens[-1]):
-    done = [k for k in kinds if (k, n) in by and "skipped" not in by[(k, n)]]
+    done = [k for k in kinds if (k, n) in by and "skipped" not in by[(k, n)] and run_of[k] is run_of["full"]]
     ranked = sorted(done, key=lambda k: by[(k, n)]["avg_latency_ms"])
     print(t("ch11.fastest", n=n, names=", ".join(f"{k} ({by[(k, n)]['avg_latency_ms']:.1f} ms)" for k in ranked[:3]),
             m=len(done), r=ranked.index("full") + 1))
