@@ -5,8 +5,9 @@
 
 ``handout`` writes learner copies of the chosen chapters (outputs cleared) and a README for
 learners, never overwriting a file already there. ``grade`` executes every returned notebook on
-a copy, in a fresh kernel, offline, with a time limit per notebook, two notebooks at a time, and
-reads the outcome record each check cell publishes (:data:`attnkit.exercises.OUTCOME_MIME`):
+a copy, in a fresh kernel in a sandbox of its own (:mod:`attnkit.classroom.isolation`), with a
+time limit per notebook, two notebooks at a time, its check cells restored from the handout, and
+reads the outcome record each restored check cell publishes (:data:`attnkit.exercises.OUTCOME_MIME`):
 nothing is parsed from the feedback's prose, and no submission is written to. It writes an HTML
 report (opens offline) and a CSV, in the teacher's language. Cells tagged ``grade-skip`` that a
 learner left unchanged are not run; see :mod:`attnkit.classroom.grading`.

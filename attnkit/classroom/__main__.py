@@ -85,11 +85,17 @@ def main(argv=None) -> int:
         if args.jobs is not None and args.jobs < 1:
             raise ClassroomError(t("classroom.cli.bad_jobs", got=args.jobs))
         from attnkit.classroom.grading import collect
+        from attnkit.classroom.safety import refuse_target
 
-        submitted = {path.resolve() for _, path in collect(args.paths)[0]}
+        found = collect(args.paths)[0]
+        submitted = {path.resolve() for _, path in found}
+        folders = {p.resolve() for p in map(Path, args.paths) if p.is_dir()} | {p.parent for p in submitted}
         for flag, out in (("--out", args.out), ("--csv", args.csv)):
-            if out and (Path(out).suffix == ".ipynb" or Path(out).resolve() in submitted):
+            if out and Path(out).resolve() in submitted:
                 raise ClassroomError(t("classroom.cli.out_is_submission", flag=flag, got=out))
+            why = refuse_target(Path(out), sorted(folders)) if out else None
+            if why:  # a symlink, a notebook, a file in a submissions folder: refused before grading
+                raise ClassroomError(f"{flag}: " + t("classroom.err.target", path=out, why=why))
         graded = grade(args.paths, chapter=args.chapter, timeout=args.timeout, skip=not args.no_skip,
                        jobs=args.jobs, chapters=args.chapters_from,
                        progress=lambda k, n, res: print(progress_line(k, n, res, lang), flush=True))

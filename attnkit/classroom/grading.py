@@ -1,18 +1,24 @@
 """Grading a class from the outcome records that its returned notebooks' check cells publish.
 
-Grade a class: execute each returned notebook on a copy, in a fresh kernel, and read the
-outcome records its check cells publish (:data:`attnkit.exercises.OUTCOME_MIME`).
+Grade a class: execute each returned notebook on a copy, in a fresh kernel in a sandbox of its
+own (:mod:`attnkit.classroom.isolation`), its check statements restored from the handout
+(:func:`restore`), and read the outcome records those restored cells publish
+(:data:`attnkit.exercises.OUTCOME_MIME`); a record any other cell displays is ignored.
 
 Never parses the feedback's prose, never writes to a submission (it is read once, as bytes, and
-executed in memory, in a kernel whose working folder is a temporary one). Each notebook gets a
-time limit of its own: when it is up, the kernel is killed and the cells run so far count.
+executed in memory, in a kernel whose working folder is a temporary one; its sha256 is checked
+again after the run). Each notebook gets a time limit of its own: when it is up, the kernel is
+killed and the cells run so far count. A learner's changed cells are scanned for code that
+reaches for the grading itself (:func:`attnkit.classroom.safety.tampering`): their passes become
+``tampered`` (not credited), with the lines as evidence.
 
 Statuses of an exercise: ``passed``, ``failed`` (the checker's first failing case), ``forbidden``
 (it calls the built-in it should write), ``solution`` (a reference solution of
 ``attnkit.exercises`` ran inside the learner's function), ``todo`` (the stub still raises
 NotImplementedError: not attempted), ``error`` (the learner's function or the check cell raised,
 or the kernel died), ``missing`` (no cell calls the exercise's check function: deleted or
-renamed), ``timeout`` (the notebook ran out of time before the check gave its outcome).
+renamed), ``timeout`` (the notebook ran out of time before the check gave its outcome),
+``tampered`` (passed, but not credited: see above).
 
 Skipping: a code cell whose source equals a cell of the chapter's built notebook tagged
 ``grade-skip`` (widgets and timings that no later cell needs; see tools/build.py) is not run;
@@ -26,6 +32,7 @@ import copy
 import json
 import os
 import re
+import secrets
 import tempfile
 import threading
 from collections import Counter
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from attnkit.classroom import isolation, safety
 from attnkit.classroom.originals import (
     ClassroomError,
     Original,
@@ -42,6 +50,7 @@ from attnkit.classroom.originals import (
     check_calls,
     load_original,
     records,
+    split_checks,
 )
 from attnkit.i18n import LANGUAGES, register, t
 
@@ -70,11 +79,25 @@ register({
         "zh": "直接用了 attnkit 的参考答案，而不是自己写的：{names}"},
     "classroom.err.bad_chapter": {"en": "--chapter: expected a chapter number such as 08, got {got}",
                                   "zh": "--chapter：应为章节号，例如 08，实际是 {got}"},
+    "classroom.note.restored": {"en": "check cell(s) changed by the learner, restored from the handout before running: {cells}",
+                                "zh": "学员改动过的检查单元格已在运行前按发出的版本恢复：{cells}"},
+    "classroom.note.tampered": {
+        "en": "passes not credited: code that reaches for the grading itself (checkers, comparisons, records, "
+              "other processes or files): {evidence}",
+        "zh": "通过的题不计分：代码试图干预评分本身（检查函数、比较、结果记录、其他进程或文件）：{evidence}"},
+    "classroom.note.submission_changed": {"en": "the submission file changed during the run (graded: the copy read before)",
+                                          "zh": "评分过程中这份作业文件被改动了（按运行前读入的副本评分）"},
+    "classroom.note.course_changed": {"en": "the installed course changed during the run: {files}; regrade",
+                                      "zh": "评分过程中已安装的课程代码被改动了：{files}；请重新评分"},
+    "classroom.note.feedback_cut": {"en": "[cut at 64 KiB]", "zh": "［超过 64 KiB，已截断］"},
+    "classroom.note.limits": {"en": "the kernel hit a limit (memory {memory} MiB, CPU time {cpu} s)?",
+                              "zh": "kernel 可能触到了限制（内存 {memory} MiB，CPU 时间 {cpu} 秒）？"},
     "classroom.fb.no_record": {"en": "the cell calling {check} ran but gave no outcome",
                                "zh": "调用 {check} 的单元格运行了，但没有给出结果"},
 })
 
-STATUSES = ("passed", "failed", "forbidden", "solution", "todo", "error", "missing", "timeout")
+STATUSES = ("passed", "failed", "forbidden", "solution", "todo", "error", "missing", "timeout", "tampered")
+MEMORY = 8 << 30  # RLIMIT_AS of a kernel, bytes (torch maps about 2 GiB of address space at import)
 
 # Run first in every graded kernel: the network is refused (loopback excepted), so a notebook
 # cannot download anything while it is graded. The kernel's own sockets are ZMQ's, not Python's.
@@ -104,6 +127,8 @@ class Result:
     problem: tuple[str, dict] | None = None                  # (i18n key, its fields): not graded
     notes: list[tuple[str, dict]] = field(default_factory=list)
     skipped: int = 0                                          # cells not run (grade-skip, unchanged)
+    sha256: str = ""                                          # of the submission's bytes, as graded
+    isolation: str = ""                                       # the sandbox it ran in (isolation.label)
 
     @property
     def passed(self) -> int:
@@ -120,6 +145,8 @@ class Graded:
     results: list[Result]
     others: list[str] = field(default_factory=list)  # files in the folders that are not notebooks
     skip: bool = True
+    folders: list[Path] = field(default_factory=list)  # the submissions' folders: never written into
+    audit: dict = field(default_factory=dict)          # versions and hashes: what a regrade must match
 
 
 def collect(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:
@@ -138,11 +165,11 @@ def collect(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]
                         ".ipynb_checkpoints" in rel.parts:
                     continue
                 if f.suffix == ".ipynb":
-                    found.append((rel.with_suffix("").as_posix(), f))
+                    found.append((safety.shown(rel.with_suffix("").as_posix()), f))
                 else:
-                    others.append(str(f))
+                    others.append(safety.shown(str(f)))
         else:
-            found.append((p.stem if p.suffix == ".ipynb" else p.name, p))
+            found.append((safety.shown(p.stem if p.suffix == ".ipynb" else p.name), p))
     return found, others
 
 
@@ -150,19 +177,20 @@ def read(label: str, path: Path):
     """(notebook or None, Result with chapter and language, or with the problem found)."""
     import nbformat
 
-    res = Result(learner=label, path=str(path))
+    res = Result(learner=label, path=safety.shown(str(path)))
     try:
         data = path.read_bytes()
     except OSError as err:
-        res.problem = ("classroom.problem.unreadable", {"err": f"{type(err).__name__}: {err}"})
+        res.problem = ("classroom.problem.unreadable", {"err": safety.shown(f"{type(err).__name__}: {err}")})
         return None, res
+    res.sha256 = safety.digest(data)
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         key = "broken_json" if path.suffix == ".ipynb" else "not_notebook"
         res.problem = (f"classroom.problem.{key}", {"err": str(err)[:200]})
         return None, res
-    if not isinstance(obj, dict) or not isinstance(obj.get("cells"), list):
+    if not isinstance(obj, dict) or not isinstance(obj.get("cells", obj.get("worksheets")), list):
         res.problem = ("classroom.problem.not_notebook", {"err": f"JSON {type(obj).__name__} without cells"})
         return None, res
     try:
@@ -209,11 +237,56 @@ def _kill(client) -> None:
         process.kill()
 
 
-def run(nb, original: Original, timeout: float, skip: bool, threads: int):
-    """Execute a copy of ``nb``: (executed copy, cells skipped, timed out, what stopped it early).
+def restore(nb, original: Original) -> tuple[object, list[int]]:
+    """A copy of ``nb`` whose check statements are the handout's, each in a cell of its own.
+
+    Every code cell that calls one of the chapter's check functions is split in two: the
+    learner's other statements, then a cell holding the built notebook's statements that call
+    those check functions (only such cells' records count: :func:`outcomes`). (copy, the
+    numbers of the learner's code cells whose check statements differed, counting from 1).
+    """
+    import nbformat
+
+    work = copy.deepcopy(nb)
+    cells, restored, k = [], [], 0
+    for cell in work.cells:
+        if cell.cell_type != "code":
+            cells.append(cell)
+            continue
+        k += 1
+        fns = [fn for fn in dict.fromkeys(check_calls(cell.source)) if fn in original.check_cells]
+        if not fns:
+            cells.append(cell)
+            continue
+        rest, mine = split_checks(cell.source)
+        theirs = "\n".join(dict.fromkeys(original.check_cells[fn] for fn in fns))
+        if mine != theirs:
+            restored.append(k)
+        cell.source = rest
+        cells += [cell, nbformat.v4.new_code_cell(theirs)]
+    work.cells = cells
+    return work, restored
+
+
+def _kernel_manager(wrap, **kwargs):
+    """An AsyncKernelManager (what NotebookClient makes by default) whose kernel command is
+    ``wrap(command)``: the sandbox around the kernel."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return wrap(super().format_kernel_cmd(extra_arguments))
+
+    return SandboxedKernelManager(**kwargs)
+
+
+def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_from=(), memory: int = MEMORY):
+    """Execute a copy of ``nb`` in a sandbox (:mod:`attnkit.classroom.isolation`): (executed copy,
+    cells skipped, timed out, what stopped it early, the isolation's label).
 
     The notebook runs in a thread of its own; if it has not finished after ``timeout`` seconds,
-    its kernel is killed (an endless loop stops there) and the cells run so far are kept.
+    its kernel is killed (an endless loop stops there) and the cells run so far are kept. Its
+    check cells must already be the handout's (:func:`restore`).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -226,19 +299,33 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int):
             cell.outputs, cell.execution_count = [], None
             if skip and cell.source in original.skip:
                 cell.source, skipped = "", skipped + 1
-    work.cells.insert(0, nbformat.v4.new_code_cell(PRELUDE))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
-    if skip:
-        env["MPLBACKEND"] = "agg"  # figures are not drawn into the copy: nothing reads them
+    mode, prefix = isolation.probe()
+    if mode == "none":  # an accident guard only: the learner's own code can undo it
+        work.cells.insert(0, nbformat.v4.new_code_cell(PRELUDE))
+    marker = secrets.token_hex(16)
     stopped: list = []
     with tempfile.TemporaryDirectory(prefix="attnkit-grade-") as tmp:
+        private = Path(tmp).resolve()
+        os.chmod(private, 0o700)
+        env = isolation.environment(private / "home", marker, threads)
+        if skip:
+            env["MPLBACKEND"] = "agg"  # figures are not drawn into the copy: nothing reads them
+        (private / "work").mkdir()
+        (private / "rt").mkdir(mode=0o700)
+        hide = isolation.hidden(list(hide_from), private) if mode != "none" else []
+        cpu = int(timeout * max(1, threads)) + 30
+
+        def wrap(cmd):
+            return isolation.command(cmd, mode, prefix, marker, private, hide, memory, cpu)
+
+        km = _kernel_manager(wrap, kernel_name="python3", transport="ipc", ip=str(private / "rt" / "k"),
+                             connection_file=str(private / "rt" / "kernel.json"))
         # the kernel's own log stays quiet (its "TCP without encryption" warning, once a
         # notebook, drowned the progress lines); what a learner's code raises is in the outputs
-        client = NotebookClient(work, timeout=None, kernel_name="python3", allow_errors=True,
+        client = NotebookClient(work, km=km, timeout=None, kernel_name="python3", allow_errors=True,
                                 shutdown_kernel="immediate", record_timing=False,
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                                resources={"metadata": {"path": tmp}})
+                                resources={"metadata": {"path": str(private / "work")}})
 
         def execute():
             try:
@@ -246,7 +333,9 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int):
             except DeadKernelError as err:
                 stopped.append(("classroom.note.kernel_died", {"err": str(err)[:200]}))
             except Exception as err:  # noqa: BLE001  a kernel that cannot start, say: reported
-                stopped.append(("classroom.note.kernel_failed", {"err": f"{type(err).__name__}: {err}"[:200]}))
+                log = private / "kernel.log"
+                tail = log.read_text(errors="replace")[-300:] if log.exists() else ""
+                stopped.append(("classroom.note.kernel_failed", {"err": f"{type(err).__name__}: {err} {tail}"[:500]}))
 
         worker = threading.Thread(target=execute, daemon=True)
         worker.start()
@@ -255,8 +344,10 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int):
         if timed_out:
             _kill(client)
             worker.join(60)
-    work.cells.pop(0)
-    return work, skipped, timed_out, None if timed_out or not stopped else stopped[0]
+        isolation.sweep(marker)  # what outlived the supervisor (only possible when not isolated)
+    if mode == "none":
+        work.cells.pop(0)
+    return work, skipped, timed_out, None if timed_out or not stopped else stopped[0], isolation.label(mode)
 
 
 def _error_text(cell) -> str:
@@ -267,8 +358,11 @@ def _error_text(cell) -> str:
 def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str, dict]:
     """The outcome of each of the chapter's exercises in an executed notebook."""
     code = [c for c in executed.cells if c.cell_type == "code"]
+    checks = set(original.check_cells.values())
     found: dict[str, dict] = {}
     for cell in code:
+        if cell.source not in checks:
+            continue  # a record displayed by any other cell is the learner's, not the checker's
         for rec in records(cell):
             found[rec.get("exercise")] = rec  # the last check of an exercise counts
     out = {}
@@ -277,7 +371,7 @@ def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str
         if rec is not None:
             status = "solution" if rec.get("solution") else rec.get("status")
             out[ex] = {"status": status if status in STATUSES else "error", "case": rec.get("case"),
-                       "label": rec.get("label"), "feedback": str(rec.get("feedback", ""))}
+                       "label": rec.get("label"), "feedback": _cap(str(rec.get("feedback", "")))}
             continue
         fn = original.checks.get(ex)
         cells = [c for c in code if fn and fn in check_calls(c.source)]
@@ -289,28 +383,51 @@ def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str
         else:
             status = "error"
             text = text or (stopped[1].get("err", "") if stopped else t("classroom.fb.no_record", check=fn))
-        out[ex] = {"status": status, "case": None, "label": None, "feedback": text}
+        out[ex] = {"status": status, "case": None, "label": None, "feedback": _cap(text)}
     return out
 
 
-def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, threads: int) -> Result:
-    changed = [c.source for c in nb.cells if c.cell_type == "code" and c.source not in original.sources]
+def _cap(text: str) -> str:
+    cut = safety.FEEDBACK_CAP
+    return text if len(text) <= cut else text[:cut] + "\n" + t("classroom.note.feedback_cut")
+
+
+def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, threads: int,
+              hide_from=(), memory: int = MEMORY) -> Result:
+    codes = [c.source for c in nb.cells if c.cell_type == "code"]
+    changed = [c for c in codes if c not in original.sources]
     names = sorted(set().union(*map(solution_refs, changed))) if changed else []
     if names:
         res.notes.append(("classroom.note.solution_import", {"names": ", ".join(names)}))
-    executed, res.skipped, timed_out, stopped = run(nb, original, timeout, skip, threads)
+    work, restored = restore(nb, original)
+    if restored:
+        res.notes.append(("classroom.note.restored", {"cells": ", ".join(map(str, restored))}))
+    evidence = [f"[{k}] {line}" for k, src in enumerate(codes, 1) if src not in original.sources
+                and k not in restored for line in safety.tampering(src)]
+    executed, res.skipped, timed_out, stopped, res.isolation = run(work, original, timeout, skip, threads,
+                                                                   hide_from, memory)
     res.outcomes = outcomes(executed, original, timed_out, stopped)
+    if evidence:
+        res.notes.append(("classroom.note.tampered", {"evidence": "; ".join(evidence)[:2000]}))
+        for out in res.outcomes.values():
+            if out["status"] == "passed":
+                out["status"] = "tampered"
     if timed_out:
         res.notes.append(("classroom.note.timeout", {"seconds": int(timeout)}))
     if stopped:
         res.notes.append(stopped)
+        if stopped[0] == "classroom.note.kernel_died":
+            res.notes.append(("classroom.note.limits", {"memory": memory >> 20, "cpu": int(timeout * threads) + 30}))
     return res
 
 
 def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 120.0, skip: bool = True,
           jobs: int | None = None, chapters: str | Path | None = None,
-          progress: Callable[[int, int, Result], None] | None = None) -> Graded:
+          progress: Callable[[int, int, Result], None] | None = None, memory: int = MEMORY) -> Graded:
     """Grade every submission under ``paths``; never raises for a bad submission (see the doc)."""
+    import torch
+
+    course = safety.course_digest()
     if chapter is not None and chapter_id(chapter) is None:
         raise ClassroomError(t("classroom.err.bad_chapter", got=repr(chapter)))
     root = chapters_dir(chapters)
@@ -358,7 +475,8 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
         if res.problem is not None:
             report(res)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, nb, res, orig, timeout, skip, threads): res for nb, res, orig in todo}
+        futures = {pool.submit(grade_one, nb, res, orig, timeout, skip, threads, [p for _, p in files], memory): res
+                   for nb, res, orig in todo}
         for fut in as_completed(futures):
             res = futures[fut]
             try:
@@ -366,5 +484,21 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
             except Exception as err:  # noqa: BLE001  one notebook never stops the class
                 res.problem = ("classroom.problem.crash", {"err": f"{type(err).__name__}: {err}"[:200]})
             report(res)
+    for (_, path), res in zip(files, results, strict=True):
+        try:
+            same = res.sha256 == "" or safety.digest(path.read_bytes()) == res.sha256
+        except OSError:
+            same = False
+        if not same:
+            res.notes.append(("classroom.note.submission_changed", {}))
+    after = safety.course_digest()
+    changed = sorted(k for k in set(course) | set(after) if course.get(k) != after.get(k))
+    if changed:
+        for res in results:
+            res.notes.append(("classroom.note.course_changed", {"files": ", ".join(changed)}))
+    folders = sorted({p.resolve() for p in map(Path, paths) if p.is_dir()} | {p.resolve().parent for _, p in files})
+    audit = {"attnkit": safety.digest("".join(f"{k}={v}\n" for k, v in sorted(course.items())).encode()),
+             "torch": torch.__version__, "isolation": isolation.label(isolation.probe()[0]),
+             "memory": memory, "timeout": timeout}
     return Graded(chapter=want, lang=lang, exercises=exercises, results=results, others=others,
-                  skip=skip)
+                  skip=skip, folders=folders, audit=audit)

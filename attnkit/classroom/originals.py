@@ -90,6 +90,7 @@ class Original:
     checks: dict[str, str] = field(default_factory=dict)   # exercise id -> its check function
     sources: set[str] = field(default_factory=set)         # every code cell's source
     skip: set[str] = field(default_factory=set)            # sources of the grade-skip cells
+    check_cells: dict[str, str] = field(default_factory=dict)  # check function -> the statements calling it
 
 
 def check_calls(source: str) -> list[str]:
@@ -101,6 +102,20 @@ def check_calls(source: str) -> list[str]:
     calls = [(n.lineno, n.col_offset, n.func.id) for n in ast.walk(tree)
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")]
     return [name for *_, name in sorted(calls)]
+
+
+def split_checks(source: str) -> tuple[str, str]:
+    """(the cell's other statements, its top-level statements that call a ``check_*`` function)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source, ""
+    lines = source.splitlines()
+    rest, checks = [], []
+    for node in tree.body:
+        text = "\n".join(lines[node.lineno - 1:node.end_lineno])
+        (checks if check_calls(text) else rest).append(text)
+    return "\n".join(rest), "\n".join(checks)
 
 
 def records(cell) -> list[dict]:
@@ -124,6 +139,7 @@ def load_original(chapter: str, lang: str, root: Path) -> Original:
         found = [r["exercise"] for r in records(cell)]
         for ex, fn in zip(found, check_calls(cell.source), strict=False):
             orig.checks[ex] = fn
+            orig.check_cells.setdefault(fn, split_checks(cell.source)[1])
         orig.exercises += [ex for ex in found if ex not in orig.exercises]
     if not orig.exercises:
         raise ClassroomError(t("classroom.err.no_records", path=path, chapter=orig.chapter))

@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import html
 import importlib
+import io
 from pathlib import Path
 
 from attnkit.classroom.grading import STATUSES, Graded, Result
+from attnkit.classroom.safety import csv_cell, refuse_target, write_atomically
 from attnkit.i18n import catalog, register, t
 
 register({
@@ -49,6 +51,15 @@ register({
     "classroom.status.error": {"en": "error", "zh": "出错"},
     "classroom.status.missing": {"en": "missing", "zh": "缺失"},
     "classroom.status.timeout": {"en": "timed out", "zh": "超时"},
+    "classroom.status.tampered": {"en": "not credited", "zh": "不计分"},
+    "classroom.why.tampered": {"en": "the check passed, but the notebook's code reaches for the grading itself "
+                                     "(the note shows the lines): review it",
+                               "zh": "检查通过了，但笔记本里的代码试图干预评分本身（备注里列出了那几行）：请人工查看"},
+    "classroom.isolation": {"en": "Sandbox", "zh": "沙箱"},
+    "classroom.audit": {"en": "Audit: {items}", "zh": "审计记录：{items}"},
+    "classroom.err.target": {"en": "{path}: refusing to write the report there ({why}); expected a new file "
+                                   "outside the submissions' folders",
+                             "zh": "{path}：拒绝把报告写到那里（{why}）；请给一个交回作业文件夹以外的新文件"},
     "classroom.why.passed": {"en": "every case of the check passes", "zh": "检查的所有用例都通过"},
     "classroom.why.failed": {"en": "the check's first failing case, with the feedback the learner saw",
                              "zh": "检查中第一个未通过的用例，附学员看到的反馈"},
@@ -67,14 +78,14 @@ register({
 })
 
 MARK = {"passed": "✓", "failed": "✗", "forbidden": "✗", "solution": "⚑", "todo": "–", "error": "!",
-        "missing": "?", "timeout": "⏱"}
+        "missing": "?", "timeout": "⏱", "tampered": "⚠"}
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; vertical-align: top; text-align: left; }
 th { background: #f3f3f3; }
 td.passed { background: #e6f4e6; } td.failed, td.forbidden, td.error { background: #fbe9e9; }
-td.solution { background: #fff1cc; } td.todo, td.missing, td.timeout { background: #f3f3f3; }
+td.solution, td.tampered { background: #fff1cc; } td.todo, td.missing, td.timeout { background: #f3f3f3; }
 tr.problem td { background: #fff7e0; }
 details pre { white-space: pre-wrap; max-width: 40em; font-size: 0.85em; }
 summary { cursor: pointer; }
@@ -161,7 +172,7 @@ def _cell(out: dict, lang: str | None) -> str:
     if out.get("case"):
         head += " · " + t("classroom.case", lang=lang, case=out["case"], label=out.get("label") or "")
     body = f'<td class="{status}" data-status="{status}">'
-    if status in ("failed", "forbidden", "error", "solution") and out.get("feedback"):
+    if status in ("failed", "forbidden", "error", "solution", "tampered") and out.get("feedback"):
         return body + f"<details><summary>{e(head)}</summary><pre>{e(out['feedback'])}</pre></details></td>"
     return body + f"{e(head)}</td>"
 
@@ -172,17 +183,18 @@ def html_report(g: Graded, lang: str | None = None) -> str:
     head = "".join(f'<th title="{e(exercise_title(ex, lang))}">{e(ex)}</th>' for ex in g.exercises)
     rows = []
     for r in g.results:
-        name = f'<td title="{e(r.path)}">{e(r.learner)}</td>'
+        name = f'<td title="{e(r.path)} sha256 {e(r.sha256)}">{e(r.learner)}</td>'
         if r.problem:
             rows.append(f'<tr class="problem">{name}<td colspan="{len(g.exercises) + 1}">{e(notes(r, lang))}</td>'
-                        f"<td></td></tr>")
+                        f"<td></td><td></td></tr>")
             continue
         cells = "".join(_cell(r.outcomes[ex], lang) if ex in r.outcomes else "<td></td>" for ex in g.exercises)
         rows.append(f'<tr>{name}{cells}<td class="total">{r.passed} / {len(r.outcomes)}</td>'
-                    f"<td>{e(notes(r, lang))}</td></tr>")
+                    f"<td>{e(notes(r, lang))}</td><td>{e(r.isolation)}</td></tr>")
     rates = pass_rates(g)
     rate_cells = "".join(f"<td>{ok} / {n}</td>" for ok, n in rates.values())
-    rows.append(f'<tr class="rates"><th>{e(t("classroom.rate_row", lang=lang))}</th>{rate_cells}<td></td><td></td></tr>')
+    rows.append(f'<tr class="rates"><th>{e(t("classroom.rate_row", lang=lang))}</th>{rate_cells}<td></td><td></td>'
+                f"<td></td></tr>")
     legend = "".join(f"<li><b>{MARK[s]} {e(status_label(s, lang))}</b>: {e(t(f'classroom.why.{s}', lang=lang))}</li>"
                      for s in STATUSES)
     extra = [f"<p>{e(t('classroom.others', lang=lang, files=', '.join(g.others)))}</p>"] if g.others else []
@@ -195,31 +207,51 @@ def html_report(g: Graded, lang: str | None = None) -> str:
         f"<h2>{e(t('classroom.chart', lang=lang))}</h2>", chart_svg(g, lang),
         f"<h2>{e(t('classroom.table', lang=lang))}</h2>",
         f'<table><tr><th>{e(t("classroom.learner", lang=lang))}</th>{head}'
-        f'<th>{e(t("classroom.total", lang=lang))}</th><th>{e(t("classroom.notes", lang=lang))}</th></tr>',
-        *rows, "</table>", *extra,
+        f'<th>{e(t("classroom.total", lang=lang))}</th><th>{e(t("classroom.notes", lang=lang))}</th>'
+        f'<th>{e(t("classroom.isolation", lang=lang))}</th></tr>',
+        *rows, "</table>", *extra, f'<p class="audit">{e(audit_line(g, lang))}</p>',
         f"<h2>{e(t('classroom.legend', lang=lang))}</h2>", f"<ul>{legend}</ul>", "</body>", "</html>", ""])
 
 
-def write_html(g: Graded, path: str | Path, lang: str | None = None) -> Path:
+def audit_line(g: Graded, lang: str | None = None) -> str:
+    return t("classroom.audit", lang=lang, items=", ".join(f"{k} {v}" for k, v in g.audit.items()))
+
+
+def _target(g: Graded, path: str | Path) -> Path:
+    """``path``, once it is known not to be a symlink, a notebook or inside a submissions folder."""
+    from attnkit.classroom.originals import ClassroomError
+
     path = Path(path)
-    path.write_text(html_report(g, lang), encoding="utf-8")
+    why = refuse_target(path, g.folders)
+    if why:
+        raise ClassroomError(t("classroom.err.target", path=path, why=why))
+    return path
+
+
+def write_html(g: Graded, path: str | Path, lang: str | None = None) -> Path:
+    """Write the report (atomically: an existing report is replaced whole, or not at all)."""
+    path = _target(g, path)
+    write_atomically(path, html_report(g, lang).encode("utf-8"))
     return path
 
 
 def csv_rows(g: Graded, lang: str | None = None) -> list[list[str]]:
     header = [t("classroom.learner", lang=lang), t("classroom.file", lang=lang), t("classroom.chapter", lang=lang),
               t("classroom.language", lang=lang), *g.exercises, t("classroom.total", lang=lang),
-              t("classroom.out_of", lang=lang), t("classroom.notes", lang=lang)]
+              t("classroom.out_of", lang=lang), t("classroom.notes", lang=lang), t("classroom.isolation", lang=lang)]
     rows = [header]
     for r in g.results:
         statuses = [status_label(r.outcomes[ex]["status"], lang) if ex in r.outcomes else "" for ex in g.exercises]
         counts = ["", ""] if r.problem else [str(r.passed), str(len(r.outcomes))]
-        rows.append([r.learner, r.path, r.chapter or "", r.lang or "", *statuses, *counts, notes(r, lang)])
+        rows.append([csv_cell(x) for x in (r.learner, r.path, r.chapter or "", r.lang or "", *statuses, *counts,
+                                           notes(r, lang), r.isolation)])
     return rows
 
 
 def write_csv(g: Graded, path: str | Path, lang: str | None = None) -> Path:
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8-sig") as f:  # the BOM lets spreadsheets read the Chinese
-        csv.writer(f).writerows(csv_rows(g, lang))
+    """Write the CSV (atomically, as :func:`write_html`)."""
+    path = _target(g, path)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(csv_rows(g, lang))
+    write_atomically(path, text.getvalue().encode("utf-8-sig"))  # the BOM lets spreadsheets read the Chinese
     return path

