@@ -258,3 +258,22 @@ def test_registry_exposes_every_checker_as_data():
     assert ex1.diagnose(cases[2], no_scale(*cases[2].args)) is not None
     assert "torch.nn.functional.scaled_dot_product_attention" in ex1.forbid
     assert reg["ch01.q1"].question and reg["ch01.q1"].expected_answer == 0.5
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_memory_check_that_cannot_measure_says_so_and_resets_dynamo(lang, monkeypatch, capsys):
+    """The meter refusing a higher-order op (as flex_attention under a dispatch mode did): the values
+    are checked without it, the feedback says memory was not measured, dynamo is reset."""
+    i18n.set_language(lang)
+
+    def meter_refuses(fn, *args):
+        raise NotImplementedError("There was no rule registered for HigherOrderOperator flex_attention and mode")
+    resets = []
+    monkeypatch.setattr(attnkit.flash, "measure_peak_bytes", meter_refuses)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    measured = X.Measured(mine)
+    assert run_checks(measured, X.Measured(ch01.solution_attention), [Case(_qkv(1), label="a")], "T", exercise="t.g9",
+                      compare=lambda got, exp: X.compare_tensors(got[0], exp[0])) is True
+    out = capsys.readouterr().out
+    assert "flex_attention" in out and X.OUTCOMES["t.g9"]["status"] == "passed" and resets
+    assert ("cannot measure" in out) if lang == "en" else ("无法测量" in out)
