@@ -32,6 +32,8 @@ register({
                               "zh": "运行所有单元格，包括标记为 grade-skip 的"},
     "classroom.cli.from": {"en": "the course's chapters/ folder (default: the checkout attnkit runs from)",
                            "zh": "课程的 chapters/ 文件夹（默认：attnkit 所在的课程仓库）"},
+    "classroom.cli.keep": {"en": "also keep each executed notebook in DIR (the audit trail)",
+                           "zh": "另外把每个运行后的笔记本保存到 DIR（审计记录）"},
     "classroom.cli.wrote": {"en": "report: {html}", "zh": "报告：{html}"},
     "classroom.cli.kept": {"en": "{n} file(s) kept, not overwritten (see above)", "zh": "有 {n} 个文件保留未覆盖（见上文）"},
     "classroom.cli.bad_timeout": {"en": "--timeout: expected a positive number of seconds, got {got}",
@@ -62,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=int, default=None, metavar="N", help=t("classroom.cli.jobs"))
     g.add_argument("--no-skip", action="store_true", help=t("classroom.cli.no_skip"))
     g.add_argument("--chapters", dest="chapters_from", metavar="DIR", help=t("classroom.cli.from"))
+    g.add_argument("--keep", metavar="DIR", help=t("classroom.cli.keep"))
     return ap
 
 
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
             if why:  # a symlink, a notebook, a file in a submissions folder: refused before grading
                 raise ClassroomError(f"{flag}: " + t("classroom.err.target", path=out, why=why))
         graded = grade(args.paths, chapter=args.chapter, timeout=args.timeout, skip=not args.no_skip,
-                       jobs=args.jobs, chapters=args.chapters_from,
+                       jobs=args.jobs, chapters=args.chapters_from, keep=args.keep,
                        progress=lambda k, n, res: print(progress_line(k, n, res, lang), flush=True))
         write_html(graded, args.out, lang)
         if args.csv:

@@ -103,7 +103,7 @@ MEMORY = 8 << 30  # RLIMIT_AS of a kernel, bytes (torch maps about 2 GiB of addr
 # cannot download anything while it is graded. The kernel's own sockets are ZMQ's, not Python's.
 PRELUDE = """\
 import socket as _socket
-def _attnkit_offline(connect):
+def _attnkit_offline(connect, _socket=_socket):  # the closure keeps the module: the name is deleted below
     def guarded(self, address, *args, **kwargs):
         if self.family in (_socket.AF_INET, _socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
             raise OSError("grading runs offline: no network access")
@@ -393,7 +393,7 @@ def _cap(text: str) -> str:
 
 
 def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, threads: int,
-              hide_from=(), memory: int = MEMORY) -> Result:
+              hide_from=(), memory: int = MEMORY, keep: Path | None = None) -> Result:
     codes = [c.source for c in nb.cells if c.cell_type == "code"]
     changed = [c for c in codes if c not in original.sources]
     names = sorted(set().union(*map(solution_refs, changed))) if changed else []
@@ -407,6 +407,11 @@ def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, t
     executed, res.skipped, timed_out, stopped, res.isolation = run(work, original, timeout, skip, threads,
                                                                    hide_from, memory)
     res.outcomes = outcomes(executed, original, timed_out, stopped)
+    if keep is not None:  # the audit trail: the executed copy, as graded
+        import nbformat
+
+        name = re.sub(r"[^\w.-]+", "_", res.learner)[:80] + f"_{res.sha256[:12]}.ipynb"
+        safety.write_atomically(keep / name, nbformat.writes(executed).encode("utf-8"))
     if evidence:
         res.notes.append(("classroom.note.tampered", {"evidence": "; ".join(evidence)[:2000]}))
         for out in res.outcomes.values():
@@ -423,8 +428,10 @@ def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, t
 
 def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 120.0, skip: bool = True,
           jobs: int | None = None, chapters: str | Path | None = None,
-          progress: Callable[[int, int, Result], None] | None = None, memory: int = MEMORY) -> Graded:
-    """Grade every submission under ``paths``; never raises for a bad submission (see the doc)."""
+          progress: Callable[[int, int, Result], None] | None = None, memory: int = MEMORY,
+          keep: str | Path | None = None) -> Graded:
+    """Grade every submission under ``paths``; never raises for a bad submission (see the doc).
+    ``keep``: a folder (created; not inside a submissions folder) for each executed notebook."""
     import torch
 
     course = safety.course_digest()
@@ -460,6 +467,12 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
     exercises = next(iter(originals.values())).exercises if originals else []
     if lang in originals:
         exercises = originals[lang].exercises
+    if keep is not None:
+        keep = Path(keep)
+        why = safety.refuse_target(keep, sorted({p.resolve().parent for _, p in files}))
+        if why:
+            raise ClassroomError(f"keep: {keep}: {why}")
+        keep.mkdir(parents=True, exist_ok=True)
     jobs = max(1, jobs or min(2, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     results = [res for _, res in read_in]
@@ -475,8 +488,8 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
         if res.problem is not None:
             report(res)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, nb, res, orig, timeout, skip, threads, [p for _, p in files], memory): res
-                   for nb, res, orig in todo}
+        futures = {pool.submit(grade_one, nb, res, orig, timeout, skip, threads, [p for _, p in files], memory,
+                               keep): res for nb, res, orig in todo}
         for fut in as_completed(futures):
             res = futures[fut]
             try:

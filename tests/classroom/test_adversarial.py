@@ -357,7 +357,7 @@ def test_the_command_line_refuses_a_symlinked_report_before_grading(tmp_path, ca
     sub.mkdir()
     tc.write(handout(), sub / "alice.ipynb")
     before = tc.snapshot(sub)
-    (tmp_path / "report.html").symlink_to(sub / "alice.ipynb")
+    (tmp_path / "report.html").symlink_to(tmp_path / "elsewhere.html")
     assert main(["grade", str(sub), "--out", str(tmp_path / "report.html"), "--lang", "en"]) == 2
     assert "symbolic link" in capsys.readouterr().err
     assert main(["grade", str(sub), "--out", str(sub / "report.html"), "--lang", "en"]) == 2
@@ -390,7 +390,7 @@ def test_weaker_levels_still_grade_and_kill_what_the_kernel_left(level, tmp_path
     monkeypatch.setenv("ATTNKIT_ISOLATION", level)
     isolation.probe.cache_clear()
     try:
-        g = grade([sub], timeout=tc.TIMEOUT, jobs=1)
+        g = grade([sub], timeout=tc.TIMEOUT, jobs=1, keep=tmp_path / "kept")
     finally:
         monkeypatch.delenv("ATTNKIT_ISOLATION")
         isolation.probe.cache_clear()
@@ -400,5 +400,11 @@ def test_weaker_levels_still_grade_and_kill_what_the_kernel_left(level, tmp_path
     assert res.problem is None and len(res.outcomes) == 6
     assert res.isolation == isolation.label("user" if level == "user" else "none")
     assert not (out / "late.txt").exists()
+    if level == "none":  # the prelude's accident guard refuses no loopback address (the old one raised NameError)
+        assert listener.got == [b"x"]
+    (kept,) = (tmp_path / "kept").iterdir()  # the audit trail: the executed copy, named with its sha256
+    assert res.sha256[:12] in kept.name and nbformat.read(kept, as_version=4).cells
+    import torch
+    assert g.audit["torch"] == torch.__version__ and len(g.audit["attnkit"]) == 64 and len(res.sha256) == 64
     if level == "user":
         assert listener.got == [] and not (sub / "phantom.ipynb").exists()
