@@ -1,4 +1,4 @@
-"""The bypass corpus (issue 24): for every code exercise of every chapter, the cheats a hurried
+"""The bypass corpus: for every code exercise of every chapter, the cheats a hurried
 learner tries must not pass — the library's function or a sibling that computes the same thing
 (called directly, bound as a default argument, through an alias), the reference solution handed in,
 its source copied and run under another name, outputs hard-coded for the visible cases — and an

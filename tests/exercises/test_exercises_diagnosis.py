@@ -1,4 +1,4 @@
-"""Hints chosen by diagnosis (issue 24): every exercise's named mistakes, handed in as a learner's
+"""Hints chosen by diagnosis: every exercise's named mistakes, handed in as a learner's
 answer, get that mistake's hint (not the staged nudge), in both languages; and each mistake is a
 real wrong answer (its result differs from the solution's on some visible case)."""
 
