@@ -3,8 +3,9 @@
 1. ``namespaces``: ``unshare`` gives the kernel network, PID and mount namespaces of its own
    (as root directly; as a normal user inside a user namespace, ``unshare -r``). No network at
    all (not even loopback); it sees only its own processes in /proc; every mount is read-only
-   except its private folder; the submissions' folders and the teacher's HOME (all but what
-   Python and attnkit need) are hidden behind empty mounts; ``setpriv`` drops every capability
+   except its private folder; the temporary folder (other notebooks' private folders, sockets and
+   connection files), the submissions' folders and the teacher's HOME (all but what Python and
+   attnkit need) are hidden behind empty mounts; ``setpriv`` drops every capability
    and sets no-new-privileges, so the kernel cannot undo any of it. The kernel's client talks to
    it through IPC (Unix) sockets in its private folder, which cross the network namespace.
 2. ``not isolated``: where ``unshare`` is missing or refused (macOS, hardened desktops,
@@ -24,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import attnkit
@@ -111,6 +113,9 @@ def command(kernel_cmd: list[str], mode: str, prefix: list[str], marker: str, pr
         return [*sup, "--", *kernel_cmd]
     for path in hide:
         sup += ["--hide", path]
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if tmp in private.parents and not any(tmp == k or tmp in k.parents for k in needed()):
+        sup += ["--cover", str(tmp)]  # other notebooks' folders, sockets and connection files: out of sight
     return [*prefix, *sup, "--writable", str(private), "--", *DROP, *kernel_cmd]
 
 

@@ -1,13 +1,14 @@
 """The supervisor each graded kernel runs under (standard library only: started as a script).
 
     python -I sandbox.py --marker TOKEN [--memory BYTES] [--cpu SECONDS] [--uid N]
-                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE]
+                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE] [--cover DIR]
                          -- KERNEL COMMAND...
 
 It makes itself a child subreaper (Linux), so processes the kernel detaches (``setsid``, double
 fork) are re-parented to it; hides each ``--hide`` folder behind an empty tmpfs (only when the
-grader started it in a mount namespace of its own) and, given ``--writable`` folders, makes
-every other mount read-only; gives each ``--own`` path to ``--uid``;
+grader started it in a mount namespace of its own), covers ``--cover`` (the temporary folder)
+with an empty one that holds only the ``--writable`` folders and, given those, makes every other
+mount read-only; gives each ``--own`` path to ``--uid``;
 then forks the kernel in a new session with the memory (RLIMIT_AS) and CPU-time (RLIMIT_CPU)
 limits, as ``--uid`` when given (root only). When the kernel exits, or the supervisor is told to
 stop (SIGTERM, SIGINT, SIGHUP), it kills every process left: the kernel's process group, every
@@ -37,14 +38,15 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         raise SystemExit("sandbox: expected -- KERNEL COMMAND")
     cut = argv.index("--")
     opts, cmd = argv[:cut], argv[cut + 1:]
-    got = {"marker": None, "memory": 0, "cpu": 0, "uid": None, "own": [], "hide": [], "writable": [], "log": None}
+    got = {"marker": None, "memory": 0, "cpu": 0, "uid": None, "own": [], "hide": [], "writable": [], "log": None,
+           "cover": None}
     for key, value in zip(opts[::2], opts[1::2], strict=True):
         name = key.lstrip("-")
         if name in ("own", "hide", "writable"):
             got[name].append(value)
         elif name in ("memory", "cpu", "uid"):
             got[name] = int(value)
-        elif name in ("marker", "log"):
+        elif name in ("marker", "log", "cover"):
             got[name] = value
         else:
             raise SystemExit(f"sandbox: unknown option {key}")
@@ -61,6 +63,8 @@ def hide(folders: list[str]) -> None:
     """An empty read-only tmpfs over each folder, /dev/null over each file (this mount namespace only)."""
     libc = _libc()
     for folder in folders:
+        if not os.path.lexists(folder):
+            continue  # under a covered folder already
         if os.path.isdir(folder):
             done = _mount(libc, b"tmpfs", folder, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=16k,mode=0555")
         else:
@@ -71,6 +75,20 @@ def hide(folders: list[str]) -> None:
 
 def _mount(libc, src, target, fstype, flags, data=b"") -> int:
     return libc.mount(src, os.fsencode(target), fstype, flags, data)
+
+
+def cover(folder: str, keep: list[str]) -> None:
+    """An empty tmpfs over ``folder`` (the temporary folder: other notebooks' private folders, their
+    kernels' sockets and connection files), with each ``keep`` folder inside it bound back in."""
+    libc = _libc()
+    fds = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep]
+    if _mount(libc, b"tmpfs", folder, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
+        raise SystemExit(f"sandbox: cannot cover {folder}: {os.strerror(ctypes.get_errno())}")
+    for k, fd in zip(keep, fds, strict=True):
+        os.makedirs(k, exist_ok=True)
+        if _mount(libc, f"/proc/self/fd/{fd}".encode(), k, None, MS_BIND | MS_REC) != 0:
+            raise SystemExit(f"sandbox: cannot bind {k}: {os.strerror(ctypes.get_errno())}")
+        os.close(fd)
 
 
 def read_only(writable: list[str]) -> None:
@@ -146,6 +164,8 @@ def main(argv: list[str]) -> int:
         _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    if opts["cover"]:
+        cover(opts["cover"], opts["writable"])
     if opts["writable"]:
         read_only(opts["writable"])
     if opts["hide"]:

@@ -111,6 +111,9 @@ def kernels():
                 found.append(line)
     return found
 attempt('kernels', kernels)
+import glob, tempfile
+attempt('other_notebooks', lambda: [p for p in glob.glob('/tmp/attnkit-grade-*') + glob.glob(tempfile.gettempdir()
+        + '/attnkit-grade-*') if os.path.realpath(p) != os.path.realpath(os.path.dirname(os.getcwd()))])
 attempt('detached', lambda: subprocess.Popen([sys.executable, '-c', "import time; time.sleep(3); "
         "open({str(out / 'late.txt')!r}, 'w').write('late')"], start_new_session=True).pid)
 """
@@ -279,6 +282,7 @@ def test_no_network_no_teacher_environment_or_home_no_other_processes(attacked):
     assert SECRET not in f["teacher_home"] and f["teacher_startup"].startswith("refused")
     assert f["read_classmate"].startswith("refused")
     assert f["kernels"] == "[]"  # its own PID namespace: no classmate's kernel to connect to
+    assert f["other_notebooks"] == "[]"  # nor their folders, sockets and connection files
     assert f["own_startup"] == "(None, 5)"  # written into its temporary HOME, gone with it
     assert SECRET not in (attacked["out"] / "report.html").read_text(encoding="utf-8")
 
