@@ -34,6 +34,10 @@ register({
                            "zh": "课程的 chapters/ 文件夹（默认：attnkit 所在的课程仓库）"},
     "classroom.cli.keep": {"en": "also keep each executed notebook in DIR (the audit trail)",
                            "zh": "另外把每个运行后的笔记本保存到 DIR（审计记录）"},
+    "classroom.cli.memory": {"en": "address space a kernel may map, in GiB (default 8; CUDA needs far more)",
+                             "zh": "每个 kernel 可映射的地址空间，单位 GiB（默认 8；用 CUDA 时需要大得多）"},
+    "classroom.cli.bad_memory": {"en": "--memory: expected at least 1 GiB, got {got}",
+                                 "zh": "--memory：至少应为 1 GiB，实际是 {got}"},
     "classroom.cli.wrote": {"en": "report: {html}", "zh": "报告：{html}"},
     "classroom.cli.kept": {"en": "{n} file(s) kept, not overwritten (see above)", "zh": "有 {n} 个文件保留未覆盖（见上文）"},
     "classroom.cli.bad_timeout": {"en": "--timeout: expected a positive number of seconds, got {got}",
@@ -65,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--no-skip", action="store_true", help=t("classroom.cli.no_skip"))
     g.add_argument("--chapters", dest="chapters_from", metavar="DIR", help=t("classroom.cli.from"))
     g.add_argument("--keep", metavar="DIR", help=t("classroom.cli.keep"))
+    g.add_argument("--memory", type=float, default=8.0, metavar="GIB", help=t("classroom.cli.memory"))
     return ap
 
 
@@ -85,6 +90,8 @@ def main(argv=None) -> int:
         set_language(lang)
         if args.timeout <= 0:
             raise ClassroomError(t("classroom.cli.bad_timeout", got=args.timeout))
+        if not args.memory >= 1:
+            raise ClassroomError(t("classroom.cli.bad_memory", got=args.memory))
         if args.jobs is not None and args.jobs < 1:
             raise ClassroomError(t("classroom.cli.bad_jobs", got=args.jobs))
         from attnkit.classroom.grading import collect
@@ -101,6 +108,7 @@ def main(argv=None) -> int:
                 raise ClassroomError(f"{flag}: " + t("classroom.err.target", path=out, why=why))
         graded = grade(args.paths, chapter=args.chapter, timeout=args.timeout, skip=not args.no_skip,
                        jobs=args.jobs, chapters=args.chapters_from, keep=args.keep,
+                       memory=int(args.memory * (1 << 30)),
                        progress=lambda k, n, res: print(progress_line(k, n, res, lang), flush=True))
         write_html(graded, args.out, lang)
         if args.csv:

@@ -366,6 +366,8 @@ def test_the_command_line_refuses_a_symlinked_report_before_grading(tmp_path, ca
     assert "symbolic link" in capsys.readouterr().err
     assert main(["grade", str(sub), "--out", str(sub / "report.html"), "--lang", "en"]) == 2
     assert "inside the submissions folder" in capsys.readouterr().err
+    assert main(["grade", str(sub), "--out", str(tmp_path / "r.html"), "--memory", "0.5"]) == 2
+    assert "--memory" in capsys.readouterr().err
     assert tc.snapshot(sub) == before and not (sub / "report.html").exists()
 
 
