@@ -10,7 +10,7 @@
    it through IPC (Unix) sockets in its private folder, which cross the network namespace.
 2. ``not isolated``: where ``unshare`` is missing or refused (macOS, hardened desktops,
    containers without user namespaces). The kernel runs as the teacher, with the network and the
-   teacher's files reachable; what still holds is listed in :data:`ALWAYS`.
+   teacher's files reachable; what still holds is listed below.
 
 In both: a temporary HOME, IPython and Jupyter folders (a startup file dies with the run), an
 environment with none of the teacher's variables (:func:`environment`), memory (RLIMIT_AS) and
@@ -29,12 +29,12 @@ import tempfile
 from pathlib import Path
 
 import attnkit
+from attnkit.i18n import register, t
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 NAMESPACES = ["--net", "--pid", "--mount", "--kill-child", "--mount-proc"]
 DROP = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--nnp", "--"]
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "ATTNKIT_CASE_SEED")
-ALWAYS = "temporary HOME, limits, supervisor"
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,11 +55,21 @@ def probe() -> tuple[str, list[str]]:
     return "none", []
 
 
-def label(mode: str) -> str:
-    """What the report says about a notebook's isolation."""
-    return {"root": "namespaces (network, PID, mount; read-only files; no capabilities)",
-            "user": "namespaces in a user namespace (network, PID, mount; read-only files; no capabilities)",
-            }.get(mode, f"not isolated (network and the teacher's files reachable; {ALWAYS} only)")
+register({
+    "classroom.isolation.root": {"en": "namespaces (network, PID, mount; read-only files; no capabilities)",
+                                 "zh": "命名空间（网络、PID、挂载；文件只读；无 capability）"},
+    "classroom.isolation.user": {
+        "en": "namespaces in a user namespace (network, PID, mount; read-only files; no capabilities)",
+        "zh": "user namespace 里的命名空间（网络、PID、挂载；文件只读；无 capability）"},
+    "classroom.isolation.none": {
+        "en": "not isolated (network and the teacher's files reachable; temporary HOME, limits, supervisor only)",
+        "zh": "not isolated 未隔离（能联网，也能碰到老师的文件；只有临时 HOME、资源限制和监管进程）"},
+})
+
+
+def label(mode: str, lang: str | None = None) -> str:
+    """What the report says about a notebook's isolation (in ``lang``, default the current one)."""
+    return t(f"classroom.isolation.{mode if mode in ('root', 'user') else 'none'}", lang=lang)
 
 
 def needed() -> list[Path]:
