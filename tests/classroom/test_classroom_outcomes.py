@@ -68,7 +68,7 @@ def test_a_reference_solution_is_flagged_however_it_is_handed_in(capsys):
         "wrapped": lambda x, w: E.solution_positive_features(x, w),
         "by name": lambda x, w: getattr(E, "solution_" + "positive_features")(x, w),
     }
-    for how, fn in handed.items():  # told plainly, and it does not count as passed (issue 24)
+    for how, fn in handed.items():  # told plainly, and it does not count as passed
         assert not check_positive_features(fn), how
         assert ex.OUTCOMES["ch09.ex2"]["solution"] is True, how
         assert ex.OUTCOMES["ch09.ex2"]["status"] == "solution", how
