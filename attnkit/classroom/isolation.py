@@ -124,8 +124,12 @@ def command(kernel_cmd: list[str], mode: str, prefix: list[str], marker: str, pr
     for path in hide:
         sup += ["--hide", path]
     tmp = Path(tempfile.gettempdir()).resolve()
-    if tmp in private.parents and not any(tmp == k or tmp in k.parents for k in needed()):
+    if tmp in private.parents and not any(k == tmp or k in tmp.parents for k in needed()):
         sup += ["--cover", str(tmp)]  # other notebooks' folders, sockets and connection files: out of sight
+        inside = [k for k in needed() if tmp in k.parents]  # Python or the course cloned under /tmp
+        for k in inside:
+            if not any(o in k.parents for o in inside):  # the outermost ones: a bind brings the rest
+                sup += ["--keep", str(k)]
     return [*prefix, *sup, "--writable", str(private), "--", *DROP, *kernel_cmd]
 
 

@@ -1,13 +1,14 @@
 """The supervisor each graded kernel runs under (standard library only: started as a script).
 
     python -I sandbox.py --marker TOKEN [--memory BYTES] [--cpu SECONDS] [--uid N]
-                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE] [--cover DIR]
+                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE] [--cover DIR] [--keep DIR]...
                          -- KERNEL COMMAND...
 
 It makes itself a child subreaper (Linux), so processes the kernel detaches (``setsid``, double
 fork) are re-parented to it; hides each ``--hide`` folder behind an empty tmpfs (only when the
 grader started it in a mount namespace of its own), covers ``--cover`` (the temporary folder)
-with an empty one that holds only the ``--writable`` folders and, given those, makes every other
+with an empty one that holds only the ``--writable`` folders (and the ``--keep`` ones: Python, the
+course, when they live in the temporary folder) and, given those, makes every other
 mount read-only; gives each ``--own`` path to ``--uid``;
 then forks the kernel in a new session with the memory (RLIMIT_AS) and CPU-time (RLIMIT_CPU)
 limits, as ``--uid`` when given (root only). When the kernel exits, or the supervisor is told to
@@ -39,10 +40,10 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
     cut = argv.index("--")
     opts, cmd = argv[:cut], argv[cut + 1:]
     got = {"marker": None, "memory": 0, "cpu": 0, "uid": None, "own": [], "hide": [], "writable": [], "log": None,
-           "cover": None}
+           "cover": None, "keep": []}
     for key, value in zip(opts[::2], opts[1::2], strict=True):
         name = key.lstrip("-")
-        if name in ("own", "hide", "writable"):
+        if name in ("own", "hide", "writable", "keep"):
             got[name].append(value)
         elif name in ("memory", "cpu", "uid"):
             got[name] = int(value)
@@ -165,7 +166,7 @@ def main(argv: list[str]) -> int:
     except (OSError, AttributeError):
         pass
     if opts["cover"]:
-        cover(opts["cover"], opts["writable"])
+        cover(opts["cover"], opts["writable"] + opts["keep"])
     if opts["writable"]:
         read_only(opts["writable"])
     if opts["hide"]:

@@ -8,40 +8,7 @@ furthest-vector task), ``lora`` (chapter 10: teacher and student runs). The pack
 
 from __future__ import annotations
 
-from attnkit.experiments.scaling import (
-    attention_rows,
-    dk_snapshot,
-    dot_product_histogram,
-    dot_product_variance,
-    dot_product_variance_se,
-    dot_product_variance_theory,
-    dot_products,
-    entropy,
-    normal_pdf,
-    row_stats,
-    sample_qk,
-    saturation,
-    saturation_sweep,
-    temperature_snapshot,
-    temperature_sweep,
-    variance_sweep,
-)
+from attnkit.experiments import scaling as _scaling
 
-__all__ = [
-    "sample_qk",
-    "dot_products",
-    "dot_product_variance",
-    "dot_product_variance_theory",
-    "dot_product_variance_se",
-    "variance_sweep",
-    "dot_product_histogram",
-    "normal_pdf",
-    "attention_rows",
-    "entropy",
-    "row_stats",
-    "saturation",
-    "saturation_sweep",
-    "dk_snapshot",
-    "temperature_sweep",
-    "temperature_snapshot",
-]
+__all__ = list(_scaling.__all__)  # scaling's names, listed once, in scaling.py
+globals().update({name: getattr(_scaling, name) for name in __all__})
