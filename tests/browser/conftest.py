@@ -129,15 +129,23 @@ class Runner:
             lab.stop()
 
 
+def require_browser() -> None:
+    """Chromium and Playwright present, or: a failure where they are required (CI sets
+    ATTNKIT_BROWSER_REQUIRED=1), else a skip with a banner naming what to install (a non-root
+    newcomer without Debian's chromium). The one place the browser tests may skip."""
+    reason = unavailable_reason()
+    if not reason:
+        return
+    REPORT["skipped"].append(reason)
+    if os.environ.get("ATTNKIT_BROWSER_REQUIRED") == "1":
+        pytest.fail(f"BROWSER TESTS CANNOT RUN: {reason}")
+    print(f"\n{'!' * 78}\n!! BROWSER TESTS SKIPPED: {reason}\n{'!' * 78}", file=sys.stderr)
+    pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
+
+
 @pytest.fixture(scope="session")
 def browser_runner(request):
-    reason = unavailable_reason()
-    if reason:
-        REPORT["skipped"].append(reason)
-        if os.environ.get("ATTNKIT_BROWSER_REQUIRED") == "1":
-            pytest.fail(f"BROWSER TESTS CANNOT RUN: {reason}")
-        print(f"\n{'!' * 78}\n!! BROWSER TESTS SKIPPED: {reason}\n{'!' * 78}", file=sys.stderr)
-        pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
+    require_browser()
     # only the notebooks of the tests that were selected (-k, node ids) are run
     selected = []
     for item in request.session.items:

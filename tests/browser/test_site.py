@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labserver import REPORT, SCREENSHOTS, record_screenshot  # noqa: E402
+from labserver import SCREENSHOTS, record_screenshot  # noqa: E402
 from site_check import CJK, RequestGuard, SiteServer, build_site, is_local  # noqa: E402
 
 CHAPTER = {"en": "06_rope_and_positions", "zh": "06_rope_and_positions"}
@@ -58,12 +58,7 @@ def _browser_conftest(request):
 @pytest.fixture(scope="module")
 def browser(request):
     conf = _browser_conftest(request)
-    reason = conf.unavailable_reason()
-    if reason:
-        REPORT["skipped"].append(reason)
-        if os.environ.get("ATTNKIT_BROWSER_REQUIRED") == "1":
-            pytest.fail(f"BROWSER TESTS CANNOT RUN: {reason}")
-        pytest.skip(f"BROWSER TESTS SKIPPED: {reason}")
+    conf.require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
