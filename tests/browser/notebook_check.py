@@ -217,8 +217,11 @@ def _wait_kernel_ready(page, lab, rel: str, ui: str, timeout: float = 180) -> No
         streak["n"] = streak["n"] + 1 if _kernel_ready(page, lab, rel, ui) else 0
         return streak["n"] >= 3  # the same for three polls in a row
 
-    _wait(page, ready, "the kernel to be idle (toolbar, status bar and server agree)", timeout,
-          interval=0.3)
+    try:
+        _wait(page, ready, "the kernel to be idle (toolbar, status bar and server agree)", timeout,
+              interval=0.3)
+    except AssertionError as e:  # a kernel that died at start: say why, from JupyterLab's own log
+        raise AssertionError(f"{e}\nJupyterLab's log ends:\n{lab.log_tail()}") from None
 
 
 def _dismiss_dialogs(page, log) -> None:
