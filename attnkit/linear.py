@@ -36,7 +36,7 @@ from torch import nn
 from attnkit import validate
 
 __all__ = [
-    "elu_feature_map", "relu_feature_map", "softmax_feature_map", "FEATURE_MAPS", "get_feature_map",
+    "elu_feature_map", "relu_feature_map", "softmax_feature_map", "taylor_feature_map", "FEATURE_MAPS", "get_feature_map",
     "linear_attention", "linear_attention_quadratic", "LinearAttentionState",
     "linear_attention_step", "linear_attention_chunk", "efficient_attention",
     "iid_random_features", "orthogonal_random_features", "favor_features", "performer_attention",
@@ -134,15 +134,29 @@ def softmax_feature_map(x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(x, dim=-1)
 
 
+def taylor_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """Based's map (Arora et al. 2024, section 4): the 2nd-order Taylor expansion of exp.
+
+    x (..., d) -> (..., 1 + d + d^2): ``[1, x / d^(1/4), vec(x x^T) / (sqrt(2) sqrt(d))]``, so that
+    ``phi(q) . phi(k) = 1 + s + s^2 / 2`` with ``s = q . k / sqrt(d)``: exp(s) to second order,
+    positive for every s. d^2 features: Based applies it to a small projection (d = 16: 273).
+    """
+    validate.tensor("x", x)
+    d = x.shape[-1]
+    x2 = (x[..., :, None] * x[..., None, :]).flatten(-2)  # (..., d * d)
+    return torch.cat([torch.ones_like(x[..., :1]), x / d ** 0.25, x2 / (2 ** 0.5 * d ** 0.5)], dim=-1)
+
+
 FEATURE_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "elu+1": elu_feature_map,
     "relu": relu_feature_map,
     "softmax": softmax_feature_map,
+    "taylor": taylor_feature_map,
 }
 
 
 def get_feature_map(feature_map) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A feature map by name (``"elu+1"``, ``"relu"``, ``"softmax"``) or a callable (applied per token)."""
+    """A feature map by name (``"elu+1"``, ``"relu"``, ``"softmax"``, ``"taylor"``) or a callable (applied per token)."""
     if callable(feature_map):
         return feature_map
     if feature_map in FEATURE_MAPS:

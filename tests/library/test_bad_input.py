@@ -384,7 +384,7 @@ row("sparse.flex_block_mask", sparse.flex_block_mask, {"pattern": "sliding_windo
 
 # ---------------------------------------------------------------------------------------------- linear
 LQ = qkv(B, H, 6, D)
-for fname in ("elu_feature_map", "relu_feature_map", "softmax_feature_map"):
+for fname in ("elu_feature_map", "relu_feature_map", "softmax_feature_map", "taylor_feature_map"):
     row(f"linear.{fname}", getattr(linear, fname), {"x": S}, bad=[("x list", {"x": [1.0]}, TypeError, "x"),
                                                                   ("x int", {"x": S.long()}, TypeError, "x")])
 row("linear.get_feature_map", linear.get_feature_map, {"feature_map": "relu"}, names=("feature_map",))

@@ -33,7 +33,7 @@ def _kernel_attention(A, v, causal, eps=1e-6):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("fm", ["elu+1", "relu", "softmax", lambda x: x * x])
+@pytest.mark.parametrize("fm", ["elu+1", "relu", "softmax", "taylor", lambda x: x * x])
 def test_linear_attention_equals_its_explicit_kernel_matrix(fm, causal):
     q, k, v = _qkv(2, 3, 29, 8, Dv=5)
     phi = L.get_feature_map(fm)
@@ -43,6 +43,15 @@ def test_linear_attention_equals_its_explicit_kernel_matrix(fm, causal):
     torch.testing.assert_close(out, L.linear_attention_quadratic(q, k, v, fm, causal=causal))
     if fm == "softmax":
         torch.testing.assert_close(phi(q), torch.softmax(q, -1))
+
+
+def test_taylor_features_give_the_second_order_expansion_of_exp():
+    q, k = torch.randn(5, 16, dtype=f64), torch.randn(7, 16, dtype=f64)
+    s = q @ k.T / 16 ** 0.5
+    phi_q, phi_k = L.taylor_feature_map(q), L.taylor_feature_map(k)
+    assert phi_q.shape == (5, 1 + 16 + 16 * 16)
+    torch.testing.assert_close(phi_q @ phi_k.T, 1 + s + s * s / 2)  # closed form: exp(s) to 2nd order
+    assert (phi_q @ phi_k.T > 0).all()  # 1 + s + s^2/2 = ((s + 1)^2 + 1) / 2 > 0
 
 
 def test_elu_plus_one_is_elu_plus_one():
