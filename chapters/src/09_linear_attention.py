@@ -911,14 +911,20 @@ print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).it
 #
 # **Exercise 1 (the RNN step).** With $\phi(x) = \mathrm{elu}(x) + 1$, write one step of section
 # 2's recurrence: given the state `s` `(M, Dv)` and `z` `(M,)` of the tokens before, and the
-# current `q_t`, `k_t` `(D,)`, `v_t` `(Dv,)`, return `(out_t, s_new, z_new)`. Floor the
-# denominator at `1e-6`. Do not call `attnkit.linear`.
+# current `q_t`, `k_t` `(D,)`, `v_t` `(Dv,)`, return `(out_t, s_new, z_new)`. Here `D` is the
+# width of a query or key, `Dv` of a value, and `M` the number of features $\phi$ produces, the
+# length of $\phi(k_t)$: $M = D$ for elu + 1, which maps each entry to one feature ($m$ or $2m$
+# for the random features of section 3). Floor the denominator at `1e-6`. Do not call
+# `attnkit.linear`.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 10. 练习
 #
 # **练习 1**（RNN 的一步）：取 $\phi(x) = \mathrm{elu}(x) + 1$，写出第 2 节递推的一步：给定此前各词元的状态 `s` `(M, Dv)` 和 `z` `(M,)`，
-# 以及当前的 `q_t`、`k_t` `(D,)`、`v_t` `(Dv,)`，返回 `(out_t, s_new, z_new)`。分母的下限取 `1e-6`。不要调用 `attnkit.linear`。
+# 以及当前的 `q_t`、`k_t` `(D,)`、`v_t` `(Dv,)`，返回 `(out_t, s_new, z_new)`。
+# 这里 `D` 是查询或键的宽度，`Dv` 是值的宽度，`M` 是 $\phi$ 输出的特征个数，即 $\phi(k_t)$ 的长度：
+# elu + 1 把每个分量映射成一个特征，所以 $M = D$（第 3 节的随机特征则是 $m$ 或 $2m$）。
+# 分母的下限取 `1e-6`。不要调用 `attnkit.linear`。
 
 # %%
 from attnkit.exercises import show_hint
@@ -942,13 +948,22 @@ _ = check_step(my_step)
 # %% [markdown] tags=["lang-en"]
 # Stuck after two tries? `show_hint("ch09.ex1")` prints every hint, the last one the formula.
 #
-# **Exercise 2 (positive random features).** Write Lemma 1's map: for `x` `(N, d)` and random
-# rows `w` `(m, d)`, return the `(N, m)` features $m^{-1/2} e^{w_i^\top x - \|x\|^2/2}$.
+# **Exercise 2 (Lemma 1 for another kernel).** Random features estimate other kernels too (Rahimi
+# and Recht built the trigonometric ones for this one). Derive positive random features for the
+# Gaussian kernel $\exp(-\|x - y\|^2/2)$: features of the form
+# $\phi(x)_i = m^{-1/2} e^{w_i^\top x - c(x)}$, $w_i \sim \mathcal N(0, I_d)$, with
+# $\mathbb E[\phi(x)^\top\phi(y)] = \exp(-\|x - y\|^2/2)$. Find $c(x)$ on paper (section 3's two-line
+# derivation of Lemma 1 is the tool), then, for `x` `(N, d)` and random rows `w` `(m, d)`, return
+# the `(N, m)` features. Do not call `attnkit.linear`.
 
 # %% [markdown] tags=["lang-zh"]
 # 试了两次还没做出来？`show_hint("ch09.ex1")` 会打印全部提示，最后一条就是公式。
 #
-# **练习 2**（正随机特征）：写出引理 1 的特征映射：对 `x` `(N, d)` 和随机行 `w` `(m, d)`，返回 `(N, m)` 的特征 $m^{-1/2} e^{w_i^\top x - \|x\|^2/2}$。
+# **练习 2**（换一个核的引理 1）：随机特征也能估计别的核（Rahimi 和 Recht 的三角函数特征就是为这个核构造的）。
+# 请推导高斯核 $\exp(-\|x - y\|^2/2)$ 的正随机特征：特征的形式为 $\phi(x)_i = m^{-1/2} e^{w_i^\top x - c(x)}$，
+# 其中 $w_i \sim \mathcal N(0, I_d)$，并且 $\mathbb E[\phi(x)^\top\phi(y)] = \exp(-\|x - y\|^2/2)$。
+# 先在纸上求出 $c(x)$（第 3 节对引理 1 的两行推导就是工具），再对 `x` `(N, d)` 和随机行 `w` `(m, d)` 返回 `(N, m)` 的特征。
+# 不要调用 `attnkit.linear`。
 
 # %%
 def my_positive_features(x, w):
@@ -976,13 +991,13 @@ def my_landmarks(x, m):
 _ = check_landmarks(my_landmarks)
 
 # %% [markdown] tags=["lang-en"]
-# **Question 1 (predict first).** A causal linear-attention head with $\phi(x) = \mathrm{elu}(x) + 1$
-# and $d = d_v = 64$ has read 1,000,000 tokens. How many numbers does its state $(S, Z)$ hold?
-# Replace `None` with your answer.
+# **Question 1.** A causal Performer head — section 2's recurrence with the positive random
+# features of section 3, $m = 256$ of them, and $d = d_v = 64$ — has read 1,000,000 tokens. How
+# many numbers do its $S$ and $Z$ hold together? Replace `None` with your answer.
 
 # %% [markdown] tags=["lang-zh"]
-# **问题 1**（先预测）：一个因果线性注意力的头，$\phi(x) = \mathrm{elu}(x) + 1$，$d = d_v = 64$，已经读了 1,000,000 个词元。
-# 它的状态 $(S, Z)$ 里有多少个数？把 `None` 换成你的答案。
+# **问题 1**：一个因果 Performer 头——第 2 节的递推，配上第 3 节的正随机特征，共 $m = 256$ 个，且 $d = d_v = 64$——已经读了 1,000,000 个词元。
+# 它的 $S$ 和 $Z$ 一共有多少个数？把 `None` 换成你的答案。
 
 # %%
 my_answer = None

@@ -260,8 +260,9 @@ def step(s, z, q_t, k_t, v_t):
     return _phi(q_t) @ s / (_phi(q_t) @ z).clamp(min=1e-6), s, z
 
 
-def positive_features(x, w):
-    return (x @ w.mT - (x * x).sum(-1, keepdim=True) / 2).exp() / math.sqrt(w.shape[0])
+def positive_features(x, w):  # Gaussian kernel: exp(-|x|^2/2) exp(x.y) exp(-|y|^2/2), Lemma 1 on the middle
+    lemma1 = (x @ w.mT - x.pow(2).sum(-1, keepdim=True) / 2).exp() / math.sqrt(w.shape[0])
+    return lemma1 * torch.exp(-x.pow(2).sum(-1, keepdim=True) / 2)
 
 
 def landmarks(x, m):

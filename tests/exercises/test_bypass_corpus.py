@@ -112,7 +112,9 @@ LIBRARY = {
                  lambda q, k, v, w: attnkit.sparse.block_sparse_attention(
                      q, k, v, torch.ones(1, 1), q.shape[0], mask_mod=lambda b, h, i, j: (j <= i) & (i - j < w))],
     "ch09.ex1": [lambda s, z, q, k, v: attnkit.linear.linear_attention_step(None, q, k, v)],
-    "ch09.ex2": [lambda x, w: attnkit.linear.favor_features(x, w)],
+    "ch09.ex2": [lambda x, w: attnkit.linear.favor_features(x, w) * torch.exp(-(x * x).sum(-1, keepdim=True) / 2),
+                 lambda x, w: attnkit.linear.softmax_kernel(x, w) * torch.exp(-(x * x).sum(-1, keepdim=True))
+                 / math.sqrt(w.shape[0])],
     "ch09.ex3": [lambda x, m: attnkit.linear.segment_means(x, m)],
     "ch09.ex4": [lambda q, k, v, c: attnkit.linear.linear_attention(q, k, v, causal=True, chunk_size=c)],
     "ch10.ex1": [lambda x, W, b, A, B, a, r: attnkit.lora.lora_linear(x, W, b, A, B, a / r)],
@@ -249,3 +251,33 @@ def test_ch09_stretch_refuses_the_chapters_cumsum_cell(capsys):
     assert rec["status"] == "failed" and rec["case"] == 3 and "N(d + dv) + C(C + d·dv)" in rec["feedback"]
     assert 4 * 2048 * 32 * 32 >= 5 * ch09.memory_bound(2048, 32, 32, 64)  # the shortcut is 5 bounds and more
     assert math.isclose(ch09.memory_bound(2048, 32, 32, 64) / 2**20, 1.53, abs_tol=0.01)
+
+
+def test_ch09_retyped_chapter_cells_do_not_pass(capsys):
+    """A chapter cell retyped in place of the exercise: section 1's linear_attention_scratch on the
+    one token (state ignored) for exercise 1; section 3's Lemma 1 map for exercise 2 (it estimates
+    exp(x . y), not the Gaussian kernel); section 5's 4-token mean matrix E_pool for exercise 3."""
+    from attnkit.exercises import ch09
+
+    def phi(x):
+        return F.elu(x) + 1
+
+    def scratch_step(s, z, q_t, k_t, v_t):
+        kv, zz = phi(k_t)[:, None] * v_t[None, :], phi(k_t)
+        return (phi(q_t) @ kv) / (phi(q_t) @ zz), s + kv, z + zz
+
+    def lemma1(x, w):
+        return torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(w.shape[0])
+
+    def pooled(x, m):
+        n = x.shape[0]
+        E = torch.zeros(n, m, dtype=x.dtype)
+        E[torch.arange(n), torch.arange(n) // (n // m)] = m / n
+        return E.T @ x
+
+    for check, ex_id, cheat in ((ch09.check_step, "ch09.ex1", scratch_step),
+                                (ch09.check_positive_features, "ch09.ex2", lemma1),
+                                (ch09.check_landmarks, "ch09.ex3", pooled)):
+        assert not check(cheat), ex_id
+        assert X.OUTCOMES[ex_id]["status"] in ("failed", "error"), X.OUTCOMES[ex_id]["feedback"]
+    assert "Lemma 1's map unchanged" in X.OUTCOMES["ch09.ex2"]["feedback"]  # diagnosed, not just refused

@@ -69,34 +69,52 @@ def test_step_calling_the_library_is_refused(capsys):
     assert not ok and "attnkit.linear.linear_attention_step" in out
 
 
-# ---------------------------------------------------------------- exercise 2: positive features
+# ---------------------------------------------------------------- exercise 2: Gaussian-kernel features
 
 
-def test_features_solution_passes_and_equals_favor_features_and_lemma1(capsys):
+def test_features_solution_passes_and_estimates_the_gaussian_kernel(capsys):
     ok, out = run(ch09.check_positive_features, ch09.solution_positive_features, capsys)
     assert ok and "all 3 cases pass" in out
-    x, w = ch09._feature_case(5, 5, 4, 7)
-    torch.testing.assert_close(ch09.solution_positive_features(x, w), L.favor_features(x, w, "positive"))
-    # Lemma 1: the mean of phi(x).phi(y) over many features is exp(x.y)
+    # the oracle: the closed form exp(-|x - y|^2 / 2), reached by averaging over many features
+    x, _ = ch09._feature_case(5, 5, 4, 7)
     g = torch.Generator().manual_seed(1)
-    w = torch.randn(200_000, 4, generator=g, dtype=torch.float64)
-    est = ch09.solution_positive_features(x[:2], w)
-    assert (est[0] @ est[1]).item() == pytest.approx(math.exp(float(x[0] @ x[1])), rel=0.02)
+    w = torch.randn(400_000, 4, generator=g, dtype=torch.float64)
+    est = ch09.solution_positive_features(x, w)
+    gauss = torch.exp(-torch.cdist(x, x) ** 2 / 2)  # (5, 5)
+    torch.testing.assert_close(est @ est.T, gauss, rtol=0.03, atol=0.0)
+    # Lemma 1's map times each token's own exp(-|x|^2 / 2): the derivation, checked against attnkit
+    torch.testing.assert_close(ch09.solution_positive_features(x, w[:7]),
+                               L.favor_features(x, w[:7], "positive") * torch.exp(-(x * x).sum(-1, keepdim=True) / 2))
+
+
+def _gauss(c, norm=True):  # m^-1/2 exp(w . x - c |x|^2)
+    return lambda x, w: torch.exp(x @ w.T - c * (x * x).sum(-1, keepdim=True)) / (math.sqrt(w.shape[0]) if norm else 1)
+
+
+@pytest.mark.parametrize(("wrong", "says"), [
+    (_gauss(0.5), "Lemma 1's map unchanged"),  # the chapter's Lemma 1 retyped: estimates exp(x . y)
+    (_gauss(0.0), "c(x) is 0"),  # the kernel's factor with the wrong sign: cancels Lemma 1's
+    (_gauss(1.0, norm=False), "m^(−1/2)"),  # forgets 1 / sqrt(m)
+])
+def test_features_named_mistakes_get_their_diagnosis(wrong, says, capsys):
+    ok, out = run(ch09.check_positive_features, wrong, capsys)
+    assert not ok and "❌" in out and says in out
 
 
 @pytest.mark.parametrize("wrong", [
-    lambda x, w: torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True) / 2),  # forgets 1 / sqrt(m)
-    lambda x, w: torch.exp(x @ w.T) / math.sqrt(w.shape[0]),  # forgets |x|^2 / 2
-    lambda x, w: torch.exp(x @ w.T - (x * x).sum(-1, keepdim=True)) / math.sqrt(w.shape[0]),  # |x|^2, not / 2
+    _gauss(2.0),  # 2 |x|^2
     lambda x, w: torch.cos(x @ w.T) / math.sqrt(w.shape[0]),  # the trig map, half of it
 ])
-def test_features_wrong_answers_fail(wrong, capsys):
+def test_features_other_wrong_answers_fail_with_a_staged_hint(wrong, capsys):
     ok, out = run(ch09.check_positive_features, wrong, capsys)
-    assert not ok and "❌" in out and "hint" in out
+    assert not ok and "❌" in out and "|x - y|^2" in out and "torch.exp" not in out
 
 
 def test_features_calling_favor_features_is_refused(capsys):
-    ok, out = run(ch09.check_positive_features, lambda x, w: L.favor_features(x, w), capsys)
+    def derived_with_the_library(x, w):
+        return L.favor_features(x, w) * torch.exp(-(x * x).sum(-1, keepdim=True) / 2)
+
+    ok, out = run(ch09.check_positive_features, derived_with_the_library, capsys)
     assert not ok and "attnkit.linear.favor_features" in out
 
 
@@ -133,17 +151,22 @@ def test_zero_padding_fails_only_on_the_ragged_case(capsys):
 # ---------------------------------------------------------------- questions
 
 
-def test_q1_state_size(capsys):
+def test_q1_state_size_of_a_performer_head(capsys):
+    # the oracle: attnkit's own causal state, grown one token at a time with 256 features
+    m, d = 256, 64
+    phi_k = L.favor_features(torch.randn(1, d), L.orthogonal_random_features(m, d))  # (1, m)
+    _, state = L.linear_attention_step(None, torch.ones(m), phi_k[0], torch.randn(d), feature_map=lambda x: x)
+    assert state.s.numel() + state.z.numel() == 16640
     ok, out = run(ch09.check_q1, None, capsys)
     assert not ok and "not answered yet" in out
-    ok, out = run(ch09.check_q1, 64 * 64 * 1_000_000, capsys)
-    assert not ok and "❌" in out and "sequence" in out and "4160" not in out
-    ok, out = run(ch09.check_q1, 4096, capsys)
-    assert not ok and "4160" not in out  # wrong answers never reveal it
+    ok, out = run(ch09.check_q1, 64 * 64 + 64, capsys)  # the elu + 1 head of section 2: M = d
+    assert not ok and "❌" in out and "phi(k)" in out and "16640" not in out
+    ok, out = run(ch09.check_q1, 256 * 64 * 1_000_000, capsys)
+    assert not ok and "16640" not in out  # wrong answers never reveal it
     from attnkit.exercises import show_answer
     ok, out = run(show_answer, "ch09.q1", capsys)
-    assert "4160" in out
-    ok, out = run(ch09.check_q1, 64 * 64 + 64, capsys)
+    assert "16640" in out
+    ok, out = run(ch09.check_q1, 256 * 64 + 256, capsys)
     assert ok and "✅" in out
 
 
