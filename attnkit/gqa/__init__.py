@@ -9,7 +9,8 @@ mechanisms differ only in what they cache per token and per layer:
     MQA  (Shazeer 2019)               2 * d_h             elements   (GQA with n_g = 1)
     MLA  (DeepSeek-AI 2024, V2 s2.1)  d_c + d_h^R         elements   (a latent and one rotary key)
 
-Modules: ``cache`` (KVCache), ``grouped`` (repeat_kv, grouped_query_attention,
+Modules: ``cache`` (KVCache; RollingKVCache, rolling_decode and sink_window_mask: a causal
+window's rolling buffer with attention sinks), ``grouped`` (repeat_kv, grouped_query_attention,
 GroupedQueryAttention), ``latent`` (MultiHeadLatentAttention), ``budget`` (cache bytes, memory
 budgets, the bandwidth bound). This package re-exports their public names.
 
@@ -32,7 +33,7 @@ from attnkit.gqa.budget import (
     memory_budget,
     weights_bytes,
 )
-from attnkit.gqa.cache import KVCache
+from attnkit.gqa.cache import KVCache, RollingKVCache, rolling_decode, sink_window_mask
 from attnkit.gqa.grouped import (
     GroupedQueryAttention,
     grouped_query_attention,
@@ -44,6 +45,9 @@ from attnkit.gqa.latent import MultiHeadLatentAttention
 
 __all__ = [
     "KVCache",
+    "RollingKVCache",
+    "rolling_decode",
+    "sink_window_mask",
     "repeat_kv",
     "kv_head_index",
     "grouped_query_attention",

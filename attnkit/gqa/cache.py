@@ -1,9 +1,15 @@
-"""The KV cache: past keys and values per layer, grown token by token or written into a fixed buffer."""
+"""The KV cache: past keys and values per layer, grown, in a fixed buffer, or rolling (a causal window).
+
+``KVCache`` grows token by token or writes into a fixed buffer; ``RollingKVCache`` is the
+rolling buffer of a causal sliding window, with optional attention sinks (chapter 08)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from attnkit import validate
 from attnkit.gqa._checks import _check_positive_int, _shape
 
 
@@ -133,3 +139,122 @@ class KVCache:
             return self._write(new)
         self.tensors = tuple(torch.cat([old, x], dim=-2) for old, x in zip(self.tensors, new, strict=True))
         return self.tensors
+
+
+def sink_window_mask(n: int, window: int, sink: int = 0, device=None) -> torch.Tensor:
+    """Boolean (n, n) mask of a causal window with attention sinks, True = attend:
+    S(i) = {j <= i : i - j < window} ∪ {j <= i : j < sink}.
+
+    ``sink=0`` is the causal sliding window (``attnkit.sparse.sliding_window_mask(n, window,
+    causal=True)``, whose rule this reuses); ``sink=s`` also keeps the first s tokens, as
+    StreamingLLM does (Xiao et al. 2024, section 3.2: 4 sink tokens and a recent window)."""
+    from attnkit.sparse import sliding_window_mask  # the one window rule
+
+    validate.int_at_least("n", n, 0)
+    validate.int_at_least("sink", sink, 0)
+    band = sliding_window_mask(n, window, causal=True, device=device)  # (n, n) {i - window < j <= i}
+    i = torch.arange(n, device=device)[:, None]  # (n, 1)
+    j = torch.arange(n, device=device)[None, :]  # (1, n)
+    return band | ((j < sink) & (j <= i))
+
+
+class RollingKVCache:
+    """A KV cache of ``sink + window`` slots: the decode-time memory of a causal sliding window.
+
+    The rolling buffer of Mistral 7B (Jiang et al. 2023, section 2, "Rolling Buffer Cache"):
+    position p is written to slot p mod window, over the position window steps before it, which no
+    later query can see. With ``sink=s`` (StreamingLLM, Xiao et al. 2024) the first s positions keep
+    slots 0 .. s-1 for good and position p >= s goes to slot s + (p - s) mod window.
+
+    After positions 0 .. t have been written the cache holds exactly the keys query t sees under
+    ``sink_window_mask``: {j <= t : t - j < window} ∪ {j < sink}. Decoding token by token through it
+    therefore equals attention with that mask over the whole sequence (``rolling_decode``), in
+    O(sink + window) memory instead of a growing cache's O(t).
+
+    Once the buffer wraps, slots are not in position order; attention over a set of keys does not
+    care, as long as positions are already in the keys (RoPE applied before caching).
+    ``positions`` gives the position each filled slot holds.
+    """
+
+    def __init__(self, window: int, sink: int = 0) -> None:
+        self.window = validate.int_at_least("window", window, 1)
+        self.sink = validate.int_at_least("sink", sink, 0)
+        self.seen = 0  # positions written so far
+        self._store: tuple[torch.Tensor, ...] = ()  # (..., sink + window, D) each
+        self._pos = torch.full((self.sink + self.window,), -1, dtype=torch.long)  # position in each slot
+
+    @property
+    def slots(self) -> int:
+        return self.sink + self.window
+
+    def slot(self, p: int) -> int:
+        """The slot position ``p`` is written to."""
+        return p if p < self.sink else self.sink + (p - self.sink) % self.window
+
+    @property
+    def filled(self) -> int:
+        return min(self.seen, self.slots)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """(filled,) the position held by each filled slot, in slot order."""
+        return self._pos[:self.filled].clone()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes reserved for the keys and values: all ``sink + window`` slots, whatever N is."""
+        return sum(s.untyped_storage().nbytes() for s in self._store)
+
+    def _check(self, k_new, v_new) -> None:
+        for name, x in (("k_new", k_new), ("v_new", v_new)):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if x.dim() < 2:
+                raise ValueError(f"{name} must have shape (..., S_new, D), got {_shape(x)}")
+        if v_new.shape[:-1] != k_new.shape[:-1]:
+            raise ValueError(f"v_new has shape {_shape(v_new)}, expected the same (..., S_new) as "
+                             f"k_new {_shape(k_new)}")
+        validate.same_dtype_device(k_new=k_new, v_new=v_new)
+        for name, s, x in zip(("k_new", "v_new"), self._store, (k_new, v_new), strict=False):
+            if s.shape[:-2] != x.shape[:-2] or s.shape[-1] != x.shape[-1]:
+                raise ValueError(f"{name} has shape {_shape(x)}, expected (..., S_new, D) matching the "
+                                 f"cached {_shape(s)} in every dim but -2")
+            if s.dtype != x.dtype or s.device != x.device:
+                raise TypeError(f"{name} is {x.dtype} on {x.device}, the cache holds {s.dtype} on {s.device}")
+
+    def update(self, k_new: torch.Tensor, v_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write positions ``seen .. seen + S_new - 1`` (k_new, v_new: (..., S_new, D)) into their
+        slots; return the filled slots' keys and values, (..., filled, D) each (views)."""
+        self._check(k_new, v_new)
+        if not self._store:  # (..., sink + window, D), allocated once
+            self._store = tuple(x.new_zeros(*x.shape[:-2], self.slots, x.shape[-1]) for x in (k_new, v_new))
+        for i in range(k_new.shape[-2]):
+            s = self.slot(self.seen)
+            self._store[0][..., s, :] = k_new[..., i, :]
+            self._store[1][..., s, :] = v_new[..., i, :]
+            self._pos[s] = self.seen
+            self.seen += 1
+        return self._store[0][..., :self.filled, :], self._store[1][..., :self.filled, :]
+
+
+def rolling_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, sink: int = 0,
+                   scale: float | None = None) -> tuple[torch.Tensor, RollingKVCache]:
+    """Decode q, k (..., N, d), v (..., N, dv) one position at a time through a ``RollingKVCache``:
+    at step t, write k_t, v_t, then attend q_t to what the cache holds. Returns the outputs
+    (..., N, dv) and the cache. Equals
+    ``scaled_dot_product_attention(q, k, v, attn_mask=sink_window_mask(N, window, sink))``."""
+    from attnkit.core import _check_inputs
+
+    _check_inputs(q, k, v, None)
+    if k.shape[-2] != q.shape[-2]:
+        raise ValueError(f"k has shape {_shape(k)}: decoding needs one key per query, N = {q.shape[-2]} "
+                         f"(q has shape {_shape(q)})")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else validate.real_number("scale", scale)
+    cache = RollingKVCache(window, sink)
+    n = q.shape[-2]
+    out = q.new_zeros(*torch.broadcast_shapes(q.shape[:-2], v.shape[:-2]), n, v.shape[-1])  # (..., N, dv)
+    for step in range(n):
+        kc, vc = cache.update(k[..., step:step + 1, :], v[..., step:step + 1, :])  # (..., filled, d|dv)
+        w = torch.softmax((q[..., step:step + 1, :] @ kc.mT) * scale, dim=-1)  # (..., 1, filled)
+        out[..., step:step + 1, :] = w @ vc
+    return out, cache

@@ -514,6 +514,11 @@ module_row("lora.LoRASelfAttention", lora.LoRASelfAttention,
 GQ = {"q": t(B, 4, N, D), "k": t(B, 2, N, D, seed=1), "v": t(B, 2, N, D, seed=2)}
 row("gqa.KVCache", gqa.KVCache, {"max_len": 8}, bad=[("max_len=0", {"max_len": 0}, ValueError, "max_len"),
                                                    ("max_len=2.5", {"max_len": 2.5}, TypeError, "max_len")])
+row("gqa.RollingKVCache", gqa.RollingKVCache, {"window": 4, "sink": 1}, ints={"window": 1, "sink": 0})
+row("gqa.sink_window_mask", gqa.sink_window_mask, {"n": 6, "window": 3, "sink": 1}, ints={"n": 0, "window": 1, "sink": 0})
+row("gqa.rolling_decode", gqa.rolling_decode, {**qkv(B, H, N, D), "window": 2, "sink": 1}, tensors=("q", "k", "v"),
+    ints={"window": 1, "sink": 0}, reals=("scale",), empty=(qkv0(B, H, N, D), (B, H, 0, D)),
+    bad=[("k shorter than q", {"k": t(B, H, 3, D), "v": t(B, H, 3, D)}, ValueError, "k")])
 row("gqa.repeat_kv", gqa.repeat_kv, {"x": GQ["k"], "n_rep": 2}, ints={"n_rep": 1},
     bad=[("x rank", {"x": t(2, 3)}, ValueError, "x"), ("x list", {"x": [1.0]}, TypeError, "x")])
 row("gqa.kv_head_index", gqa.kv_head_index, {"num_heads": 4, "num_kv_heads": 2}, ints={"num_heads": 1, "num_kv_heads": 1},
