@@ -82,8 +82,8 @@ register(
         "ch03.ex3.stronger": {"en": "The new maximum is the larger of the two; rescale each l by exp(its m − new m) and add. Guard the case where both m are -inf, where that difference is NaN.",
             "zh": "新的最大值取两者中较大的那个；每个 l 乘以 exp(自己的 m − 新的 m) 后相加。两个 m 都是 -inf 时这个差是 NaN，要单独处理。"},
         "ch03.ex3.formula": {
-            "en": "m = max(m_a, m_b); l = l_a·exp(m_a − m) + l_b·exp(m_b − m). An empty part has m = -inf and l = 0: when both are empty, m is -inf and exp(-inf − (-inf)) is NaN, so subtract a safe m (0 where m is -inf).",
-            "zh": "m = max(m_a, m_b)；l = l_a·exp(m_a − m) + l_b·exp(m_b − m)。空的部分 m = -inf、l = 0；两部分都为空时 m 是 -inf，exp(-inf − (-inf)) 会得到 NaN，所以要减去一个安全的 m（m 为 -inf 的位置用 0 代替）。",
+            "en": "`m = max(m_a, m_b); l = l_a·exp(m_a − m) + l_b·exp(m_b − m)`. An empty part has m = -inf and l = 0: when both are empty, m is -inf and exp(-inf − (-inf)) is NaN, so subtract a safe m (0 where m is -inf).",
+            "zh": "`m = max(m_a, m_b); l = l_a·exp(m_a − m) + l_b·exp(m_b − m)`。空的部分 m = -inf、l = 0；两部分都为空时 m 是 -inf，exp(-inf − (-inf)) 会得到 NaN，所以要减去一个安全的 m（m 为 -inf 的位置用 0 代替）。",
         },
         "ch03.ex4.title": {
             "en": "Exercise 4 · the softmax Jacobian",

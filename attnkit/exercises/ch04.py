@@ -88,14 +88,14 @@ register({
                           "zh": "in_proj_weight 按行堆叠了 W_Q、W_K、W_V，形状 (3E, E)：x @ in_proj_weight.T + in_proj_bias "
                                 "得到 (B, L, 3E)，再切成三个 (B, L, E)。布尔掩码中 True = 禁止（填入 -inf）；浮点 attn_mask 直接加到分数上；"
                                 "key_padding_mask 的形状是 (B, S)，作用于每个头和每个查询。返回的权重是各个头的平均。"},
-    "ch04.ex5.formula": {"en": "q, k, v = (x @ W_in.T + b_in).split(E, -1), each split to (B, H, L, Dh); "
-                               "s = q @ k.transpose(-2, -1) / sqrt(Dh); s = s.masked_fill(attn_mask, -inf) if bool else "
-                               "s + attn_mask; s = s.masked_fill(key_padding_mask[:, None, None, :], -inf); "
-                               "w = softmax(s, -1); out = merge(w @ v) @ W_out.T + b_out; return out, w.mean(dim=1)",
-                         "zh": "q, k, v = (x @ W_in.T + b_in).split(E, -1)，各自拆成 (B, H, L, Dh)；"
-                               "s = q @ k.transpose(-2, -1) / sqrt(Dh)；布尔掩码时 s = s.masked_fill(attn_mask, -inf)，"
-                               "浮点掩码时 s = s + attn_mask；s = s.masked_fill(key_padding_mask[:, None, None, :], -inf)；"
-                               "w = softmax(s, -1)；out = merge(w @ v) @ W_out.T + b_out；返回 out, w.mean(dim=1)"},
+    "ch04.ex5.formula": {"en": "`q, k, v = (x @ W_in.T + b_in).split(E, -1)`, each split to (B, H, L, Dh); "
+                               "`s = q @ k.transpose(-2, -1) / sqrt(Dh)`; a boolean mask: `s = s.masked_fill(attn_mask, -inf)`, "
+                               "a float one: `s = s + attn_mask`; then `s = s.masked_fill(key_padding_mask[:, None, None, :], -inf); "
+                               "w = softmax(s, -1); out = merge(w @ v) @ W_out.T + b_out; return out, w.mean(dim=1)`",
+                         "zh": "`q, k, v = (x @ W_in.T + b_in).split(E, -1)`，各自拆成 (B, H, L, Dh)；"
+                               "`s = q @ k.transpose(-2, -1) / sqrt(Dh)`；布尔掩码时 `s = s.masked_fill(attn_mask, -inf)`，"
+                               "浮点掩码时 `s = s + attn_mask`；然后 `s = s.masked_fill(key_padding_mask[:, None, None, :], -inf); "
+                               "w = softmax(s, -1); out = merge(w @ v) @ W_out.T + b_out; return out, w.mean(dim=1)`"},
     "ch04.case.torch_plain": {"en": "B={b}, L={l}, E={e}, H={h}, no mask", "zh": "B={b}，L={l}，E={e}，H={h}，无掩码"},
     "ch04.case.torch_causal": {"en": "B={b}, L={l}, E={e}, H={h}, boolean causal attn_mask (True = forbidden)",
                                "zh": "B={b}，L={l}，E={e}，H={h}，布尔因果 attn_mask（True = 禁止）"},

@@ -74,8 +74,7 @@ print("torch", torch.__version__.split("+")[0])
 #
 # $$\mathrm{softmax}(x)_i = \frac{e^{x_i}}{\sum_j e^{x_j}} .$$
 #
-# 指数函数让每个权重都为正，并把分数之间的*差*变成权重之间的*比*：分数高 1，权重就大 $e \approx 2.72$ 倍。
-# 下面直接按公式、用两行代码计算分数 $[2.3, 9.1, 0.5]$ 的 softmax，再与 attnkit 和 PyTorch 对照：
+# 指数函数让每个权重都为正，并把分数之间的*差*变成权重之间的*比*：分数高 1，权重就大 $e \approx 2.72$ 倍。下面直接按公式、用两行代码计算分数 $[2.3, 9.1, 0.5]$ 的 softmax，再与 attnkit 和 PyTorch 对照：
 
 # %%
 def my_softmax(x):
@@ -103,12 +102,9 @@ print(t("ch03.matches_torch", ok=torch.allclose(p, torch.softmax(scores, dim=-1)
 # bounded, whatever the scores:
 
 # %% [markdown] tags=["lang-zh"]
-# $e^{9.1} = 8955.29$ 远大于 $e^{2.3} = 9.97$ 和 $e^{0.5} = 1.65$，因此第二个位置拿走了 0.9987 的注意力，
-# 另外两个只分到 0.00111 和 0.00018。排序保持不变，但 softmax 比分数本身看起来要“果断”得多：分数相差 6.8，就已经拿走了几乎全部权重。
+# $e^{9.1} = 8955.29$ 远大于 $e^{2.3} = 9.97$ 和 $e^{0.5} = 1.65$，因此第二个位置拿走了 0.9987 的注意力，另外两个只分到 0.00111 和 0.00018。排序保持不变，但 softmax 比分数本身看起来要“果断”得多：分数相差 6.8，就已经拿走了几乎全部权重。
 #
-# 为什么不直接取分数最大的那个（argmax，也就是*硬*注意力）？因为它没有梯度：分数稍微变化，最大的那个并不会改变，
-# 模型也就得不到任何关于如何改进分数的信号。softmax 是 argmax 的平滑版本：每个分数都能得到梯度。
-# 而且它的输出是值的加权平均，无论分数是多少，结果总是介于最小的值和最大的值之间——是有界的：
+# 为什么不直接取分数最大的那个（argmax，也就是*硬*注意力）？因为它没有梯度：分数稍微变化，最大的那个并不会改变，模型也就得不到任何关于如何改进分数的信号。softmax 是 argmax 的平滑版本：每个分数都能得到梯度。而且它的输出是值的加权平均，无论分数是多少，结果总是介于最小的值和最大的值之间——是有界的：
 
 # %%
 x = scores.clone().requires_grad_(True)
@@ -130,12 +126,9 @@ print(t("ch03.bounded", lo=v.min().item(), out=out.item(), hi=v.max().item()))
 # NaN. Answer with a letter; section 2 uses the answer.
 
 # %% [markdown] tags=["lang-zh"]
-# softmax 的输出 $-1.9957$ 几乎等于 argmax 的输出 $-2$，但每个分数都得到了梯度（$[0.00333, -0.00425, 0.00092]$），
-# 而独热的 argmax 根本没有连在计算图上。
+# softmax 的输出 $-1.9957$ 几乎等于 argmax 的输出 $-2$，但每个分数都得到了梯度（$[0.00333, -0.00425, 0.00092]$），而独热的 argmax 根本没有连在计算图上。
 #
-# **先预测（问题 1）。** 给每个分数都加上 100，得到 $[102.3, 109.1, 100.5]$。softmax 会怎样？
-# a) 最大权重更接近 1；b) 什么都不变，权重完全相同；c) 权重变得几乎均匀，因为与 100 相比分数之间的差距很小；d) 溢出，得到 NaN。
-# 用字母作答；第 2 节要用到这个答案。
+# **问题 1（先预测）**：给每个分数都加上 100，得到 $[102.3, 109.1, 100.5]$。softmax 会怎样？a) 最大权重更接近 1；b) 什么都不变，权重完全相同；c) 权重变得几乎均匀，因为与 100 相比分数之间的差距很小；d) 溢出，得到 NaN。用字母作答；第 2 节要用到这个答案。
 
 # %%
 from attnkit.exercises.ch03 import check_q1
@@ -160,14 +153,11 @@ _ = check_q1(my_answer)
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 数值稳定性
 #
-# 直接按公式计算会溢出：$e^{x}$ 一旦超过该数据类型能表示的最大有限值就变成 $\infty$，于是 $\infty/\infty$ 得到 NaN。
-# 解决办法不花任何代价，因为给每个分数减去同一个数，softmax 不变：
+# 直接按公式计算会溢出：$e^{x}$ 一旦超过该数据类型能表示的最大有限值就变成 $\infty$，于是 $\infty/\infty$ 得到 NaN。解决办法不花任何代价，因为给每个分数减去同一个数，softmax 不变：
 #
 # $$\frac{e^{x_i}}{\sum_j e^{x_j}} = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j ,$$
 #
-# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。（这就是问题 1 的答案 b：$e^{x_i + c} = e^c e^{x_i}$，
-# 因子 $e^c$ 被约掉了。）下面的单元格先打印每种数据类型下 $e^{x}$ 从哪里开始溢出，
-# 再把第 1 节直接按公式写的 `my_softmax` 与 attnkit 稳定的 `softmax` 放在一起比较：
+# 取 $m$ 为最大值时，每个指数都 $\le 0$，每一项都 $\le 1$，而和至少为 1。（这就是问题 1 的答案 b：$e^{x_i + c} = e^c e^{x_i}$，因子 $e^c$ 被约掉了。）下面的单元格先打印每种数据类型下 $e^{x}$ 从哪里开始溢出，再把第 1 节直接按公式写的 `my_softmax` 与 attnkit 稳定的 `softmax` 放在一起比较：
 
 # %%
 cases = [(torch.float32, [1000.0, 1001.0, 999.0]), (torch.float16, [20.0, 10.0, 0.0]), (torch.bfloat16, [100.0, 90.0, 0.0])]
@@ -192,11 +182,7 @@ print(format_table(["dtype", "x", "exp(x[0])", t("ch03.col.naive"), t("ch03.col.
 # small probability underflows to $-\infty$, while $x - \mathrm{logsumexp}(x)$ stays exact:
 
 # %% [markdown] tags=["lang-zh"]
-# 在 float32 中 $x > 88.72$ 时 $e^{x}$ 溢出（最大有限值约为 $3.4\times10^{38}$），在 float16 中 $x > 11.09$ 时就溢出（最大值为 65504），
-# 在 bfloat16 中同样是 $x > 88.72$ 时溢出（最大值也约为 $3.4\times10^{38}$）。
-# 朴素实现的每一行都出现了 NaN，稳定实现的每一行都正确（attnkit 和 CPU 上的 PyTorch 一样，把 float16 和 bfloat16 转成 float32 计算后再转回去）。
-# 同样的技巧可以得到 **log-sum-exp**：$\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$，它出现在交叉熵损失、`log_softmax` 以及第 7 章中。
-# 它还能避开第二个陷阱：对很小的概率先算 softmax 再取对数，$\log(\mathrm{softmax})$ 会下溢成 $-\infty$，而 $x - \mathrm{logsumexp}(x)$ 保持精确：
+# 在 float32 中 $x > 88.72$ 时 $e^{x}$ 溢出（最大有限值约为 $3.4\times10^{38}$），在 float16 中 $x > 11.09$ 时就溢出（最大值为 65504），在 bfloat16 中同样是 $x > 88.72$ 时溢出（最大值也约为 $3.4\times10^{38}$）。朴素实现的每一行都出现了 NaN，稳定实现的每一行都正确（attnkit 和 CPU 上的 PyTorch 一样，把 float16 和 bfloat16 转成 float32 计算后再转回去）。同样的技巧可以得到 **log-sum-exp**：$\log\sum_j e^{x_j} = m + \log\sum_j e^{x_j - m}$，它出现在交叉熵损失、`log_softmax` 以及第 7 章中。它还能避开第二个陷阱：对很小的概率先算 softmax 再取对数，$\log(\mathrm{softmax})$ 会下溢成 $-\infty$，而 $x - \mathrm{logsumexp}(x)$ 保持精确：
 
 # %%
 x = torch.tensor([1000.0, 1001.0, 999.0])
@@ -224,9 +210,7 @@ print("y - logsumexp(y)    :", (y - S.logsumexp(y)).tolist(), " torch.log_softma
 #
 # ## 3. 带掩码的 softmax
 #
-# 掩码在 softmax 之前把要去掉的分数设为 $-\infty$：$e^{-\infty} = 0$，所以被屏蔽的元素权重恰好为 0，其余元素重新归一化。
-# 有一种情况需要专门定义：一行中*所有*元素都被屏蔽，即全被屏蔽的行（比如填充位置上的查询）。它的 softmax 是 $0/0$。
-# PyTorch 的 `torch.softmax` 在这里返回 NaN，NaN 随后会扩散到整个网络；PyTorch 的注意力（SDPA）和 attnkit 则返回零——这个查询什么也不关注：
+# 掩码在 softmax 之前把要去掉的分数设为 $-\infty$：$e^{-\infty} = 0$，所以被屏蔽的元素权重恰好为 0，其余元素重新归一化。有一种情况需要专门定义：一行中*所有*元素都被屏蔽，即全被屏蔽的行（比如填充位置上的查询）。它的 softmax 是 $0/0$。PyTorch 的 `torch.softmax` 在这里返回 NaN，NaN 随后会扩散到整个网络；PyTorch 的注意力（SDPA）和 attnkit 则返回零——这个查询什么也不关注：
 
 # %%
 NEG_INF = float("-inf")
@@ -247,9 +231,7 @@ print("PyTorch SDPA   :", F.scaled_dot_product_attention(x, eye, eye, attn_mask=
 # `masked_fill` refuses it, and a cast turns it into $-\infty$:
 
 # %% [markdown] tags=["lang-zh"]
-# **为什么不用 $-10^9$ 代替 $-\infty$？** 很多代码库在被屏蔽的分数处填入一个很大的有限负数。只要一行中至少保留一个元素，这样做没有问题；
-# 但遇到全被屏蔽的行，结果变成了对这些本该全部隐藏的元素取*均匀*平均。而且 float16 根本表示不了 $-10^9$：
-# `masked_fill` 会拒绝它，强制转换则会把它变成 $-\infty$：
+# **为什么不用 $-10^9$ 代替 $-\infty$？** 很多代码库在被屏蔽的分数处填入一个很大的有限负数。只要一行中至少保留一个元素，这样做没有问题；但遇到全被屏蔽的行，结果变成了对这些本该全部隐藏的元素取*均匀*平均。而且 float16 根本表示不了 $-10^9$：`masked_fill` 会拒绝它，强制转换则会把它变成 $-\infty$：
 
 # %%
 print(t("ch03.fill_1e9", v=S.softmax(x.masked_fill(~keep, -1e9)).numpy().round(4).tolist()))
@@ -278,9 +260,7 @@ print(t("ch03.half", v=torch.tensor(-1e9).half().item()))
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 温度
 #
-# 在 softmax 之前把分数除以**温度** $T > 0$，即 $\mathrm{softmax}(x/T)$，可以让分布变得更尖锐（$T < 1$）或更平坦（$T > 1$），而不改变排序。
-# 当 $T \to 0$ 时，它趋于 argmax（独热分布；若有多个并列最大值，则在它们之间平分；`softmax(x, temperature=0)` 返回的就是这个极限），
-# 当 $T \to \infty$ 时趋于均匀分布。**熵** $H(p) = -\sum_i p_i \log p_i$ 衡量权重的分散程度：独热分布为 0，均匀分布为 $\log n$。
+# 在 softmax 之前把分数除以**温度** $T > 0$，即 $\mathrm{softmax}(x/T)$，可以让分布变得更尖锐（$T < 1$）或更平坦（$T > 1$），而不改变排序。当 $T \to 0$ 时，它趋于 argmax（独热分布；若有多个并列最大值，则在它们之间平分；`softmax(x, temperature=0)` 返回的就是这个极限），当 $T \to \infty$ 时趋于均匀分布。**熵** $H(p) = -\sum_i p_i \log p_i$ 衡量权重的分散程度：独热分布为 0，均匀分布为 $\log n$。
 
 # %%
 rows = []
@@ -325,9 +305,7 @@ explorer.static();
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 在线 softmax
 #
-# 稳定的 softmax 要把一行数据读三遍：一遍求最大值，一遍求指数和，一遍做归一化。Milakov 和 Gimelshein（2018）注意到，
-# 最大值和指数和可以**在一次遍历中同时**算出，只需维护两个数：当前最大值 $m$ 和当前累加和 $\ell = \sum_{j \text{ 已读}} e^{x_j - m}$。
-# 每读到一个新元素 $x$：
+# 稳定的 softmax 要把一行数据读三遍：一遍求最大值，一遍求指数和，一遍做归一化。Milakov 和 Gimelshein（2018）注意到，最大值和指数和可以**在一次遍历中同时**算出，只需维护两个数：当前最大值 $m$ 和当前累加和 $\ell = \sum_{j \text{ 已读}} e^{x_j - m}$。每读到一个新元素 $x$：
 #
 # $$m' = \max(m, x), \qquad \ell' = \ell\, e^{m - m'} + e^{x - m'} .$$
 #
@@ -364,17 +342,13 @@ print(t("ch03.equals_softmax", ok=torch.allclose(p_online, S.softmax(scores))))
 # takes any chunking; `softmax_state` computes the $(m, \ell)$ of a chunk and `merge` combines two:
 
 # %% [markdown] tags=["lang-zh"]
-# 读到 $9.1$ 时，旧的累加和 1（即 $e^{2.3 - 2.3}$）乘以 $e^{2.3 - 9.1}$ 重新换算，再加上新的一项 $e^{0}$，得到 1.001114；
-# 读完 $0.5$ 后累加和为 1.001298，于是 9.1 的权重为 $e^{0}/1.001298 = 0.9987$。
+# 读到 $9.1$ 时，旧的累加和 1（即 $e^{2.3 - 2.3}$）乘以 $e^{2.3 - 9.1}$ 重新换算，再加上新的一项 $e^{0}$，得到 1.001114；读完 $0.5$ 后累加和为 1.001298，于是 9.1 的权重为 $e^{0}/1.001298 = 0.9987$。
 #
-# 同样的更新也适用于**分块**而不仅是单个元素。更一般地，一行中两个不相交片段的部分结果 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$，
-# 可以合并成它们并集上的结果：
+# 同样的更新也适用于**分块**而不仅是单个元素。更一般地，一行中两个不相交片段的部分结果 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$，可以合并成它们并集上的结果：
 #
 # $$m = \max(m_a, m_b), \qquad \ell = \ell_a e^{m_a - m} + \ell_b e^{m_b - m} .$$
 #
-# 这个合并满足结合律和交换律，$(m, \ell) = (-\infty, 0)$（空的部分）是它的单位元，因此无论怎样分块、按什么顺序合并，结果都相同。
-# 下图把一行 8 个分数按每块 3 个处理：先是每一块自己的状态，再是每次合并后的当前状态（图中的数字是算出来的，不是手写的）。
-# attnkit 的 `online_softmax` 接受任意分块方式；`softmax_state` 计算一个分块的 $(m, \ell)$，`merge` 把两个状态合并：
+# 这个合并满足结合律和交换律，$(m, \ell) = (-\infty, 0)$（空的部分）是它的单位元，因此无论怎样分块、按什么顺序合并，结果都相同。下图把一行 8 个分数按每块 3 个处理：先是每一块自己的状态，再是每次合并后的当前状态（图中的数字是算出来的，不是手写的）。attnkit 的 `online_softmax` 接受任意分块方式；`softmax_state` 计算一个分块的 $(m, \ell)$，`merge` 把两个状态合并：
 
 # %% alt="ch03.alt.online"
 from attnkit.schematics.online_softmax import online_softmax_schematic
@@ -418,8 +392,7 @@ print(t("ch03.lse_from_state", ok=torch.allclose(both.logsumexp(), torch.logsume
 #
 # $$J_{ij} = \frac{\partial p_i}{\partial x_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top .$$
 #
-# $J$ 是对称矩阵；每行之和为 0（给所有分数加上同一个常数，结果不变）；当 $p$ 为独热分布时它变为零，这就是第 2 章里的饱和。
-# `softmax_jacobian` 构造这个矩阵，`softmax_jacobian_norm` 则不构造矩阵，直接用闭式表达式给出 $\|J\|_F$：
+# $J$ 是对称矩阵；每行之和为 0（给所有分数加上同一个常数，结果不变）；当 $p$ 为独热分布时它变为零，这就是第 2 章里的饱和。`softmax_jacobian` 构造这个矩阵，`softmax_jacobian_norm` 则不构造矩阵，直接用闭式表达式给出 $\|J\|_F$：
 
 # %%
 x = torch.tensor([0.5, 2.0, -1.0, 1.0], dtype=torch.float64)
@@ -450,15 +423,11 @@ for T in (1.0, 0.1):
 # are plain PyTorch code, written for reading, not speed):
 
 # %% [markdown] tags=["lang-zh"]
-# 在 $T = 1$ 时，最大权重为 0.609460，$\|J\|_F = 0.394120$；在 $T = 0.1$ 时，最大权重为 0.999954，$\|J\|_F$ 已降到 0.000091：
-# 尖锐的 softmax 几乎传不回梯度。
+# 在 $T = 1$ 时，最大权重为 0.609460，$\|J\|_F = 0.394120$；在 $T = 0.1$ 时，最大权重为 0.999954，$\|J\|_F$ 已降到 0.000091：尖锐的 softmax 几乎传不回梯度。
 #
 # ## 7. 开销
 #
-# 对 $L \times S$ 的分数矩阵做 softmax，大约需要 $5LS$ 次浮点运算（求最大值、相减、取指数、求和、相除）；更重要的是，它要把整个矩阵读写好几遍：
-# 三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，限制 softmax 速度的是这些访存，而不是计算；FlashAttention 省下的也正是这部分访存量：
-# 它根本不把分数矩阵写入显存。
-# 下面在本机上对 $1024 \times 1024$ 的矩阵实测（四种实现在单线程上轮流计时，各取 20 次的中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
+# 对 $L \times S$ 的分数矩阵做 softmax，大约需要 $5LS$ 次浮点运算（求最大值、相减、取指数、求和、相除）；更重要的是，它要把整个矩阵读写好几遍：三遍式的实现读 3 遍、写 1 遍，在线版本只读 2 遍。在 GPU 上，限制 softmax 速度的是这些访存，而不是计算；FlashAttention 省下的也正是这部分访存量：它根本不把分数矩阵写入显存。下面在本机上对 $1024 \times 1024$ 的矩阵实测（四种实现在单线程上轮流计时，各取 20 次的中位数；attnkit 的实现和在线版本都是为了便于阅读而写的普通 PyTorch 代码，并不追求速度）：
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.timing import one_thread, round_robin_medians
@@ -487,8 +456,7 @@ print(format_table([t("ch03.col.impl"), t("ch03.col.ms")],
 #
 # 每个检查器都会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1**：修好第 1 节的 `my_softmax`：实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、
-# 在 float16 中分数接近 20 时都不能溢出。PyTorch 和 attnkit 的 softmax 都不能用。
+# **练习 1**：修好第 1 节的 `my_softmax`：实现沿最后一维的数值稳定的 softmax。在 float32 中分数接近 1000、在 float16 中分数接近 20 时都不能溢出。PyTorch 和 attnkit 的 softmax 都不能用。
 
 # %%
 from attnkit.exercises.ch03 import check_masked_softmax, check_merge_states, check_softmax_jacobian, check_stable_softmax
@@ -506,8 +474,7 @@ _ = check_stable_softmax(my_stable_softmax)
 # True where an entry is kept. A row with every entry masked must give zeros (not NaN, not uniform).
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2**：实现沿最后一维的带掩码 softmax。`mask` 是与 `x` 形状相同的布尔张量，True 表示保留该元素。
-# 全被屏蔽的行必须输出全零（不能是 NaN，也不能是均匀分布）。
+# **练习 2**：实现沿最后一维的带掩码 softmax。`mask` 是与 `x` 形状相同的布尔张量，True 表示保留该元素。全被屏蔽的行必须输出全零（不能是 NaN，也不能是均匀分布）。
 
 # %%
 def my_masked_softmax(x, mask):
@@ -522,8 +489,7 @@ _ = check_masked_softmax(my_masked_softmax)
 # shape `(rows, 1)`), return the tuple `(m, l)` of their union. An empty part has $m = -\infty$, $\ell = 0$.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：合并两个在线 softmax 状态：给定 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$（形状为 `(rows, 1)` 的张量），返回它们并集的元组 `(m, l)`。
-# 空的部分满足 $m = -\infty$，$\ell = 0$。
+# **练习 3**：合并两个在线 softmax 状态：给定 $(m_a, \ell_a)$ 和 $(m_b, \ell_b)$（形状为 `(rows, 1)` 的张量），返回它们并集的元组 `(m, l)`。空的部分满足 $m = -\infty$，$\ell = 0$。
 
 # %%
 def my_merge_states(m_a, l_a, m_b, l_b):
@@ -558,10 +524,7 @@ _ = check_softmax_jacobian(my_softmax_jacobian)
 # section 6's Jacobian.
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题：log-softmax 的反向传播。** 交叉熵损失要经过 $y = \mathrm{log\_softmax}(x) = x - \mathrm{logsumexp}(x)$。
-# 给定形状为 `(..., n)` 的分数 `x`，以及从损失传回来的梯度 `grad` $= \partial L/\partial y$，返回形状同为 `(..., n)` 的 $\partial L/\partial x$。
-# 有两个条件：对 float32 中接近 $\pm 1000$ 的分数必须数值稳定；不能构造 $n \times n$ 的雅可比矩阵（检查器会在每行 2048 个分数上测量你的函数的内存峰值）。自动求导（`backward`、`torch.autograd.grad` 等）不能用：
-# 从第 6 节的雅可比矩阵出发，自己推导。
+# **挑战题：log-softmax 的反向传播。** 交叉熵损失要经过 $y = \mathrm{log\_softmax}(x) = x - \mathrm{logsumexp}(x)$。给定形状为 `(..., n)` 的分数 `x`，以及从损失传回来的梯度 `grad` $= \partial L/\partial y$，返回形状同为 `(..., n)` 的 $\partial L/\partial x$。有两个条件：对 float32 中接近 $\pm 1000$ 的分数必须数值稳定；不能构造 $n \times n$ 的雅可比矩阵（检查器会在每行 2048 个分数上测量你的函数的内存峰值）。自动求导（`backward`、`torch.autograd.grad` 等）不能用：从第 6 节的雅可比矩阵出发，自己推导。
 
 # %%
 from attnkit.exercises.ch03 import check_log_softmax_backward
@@ -633,11 +596,7 @@ _ = check_log_softmax_backward(my_log_softmax_backward)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. 为什么不用 `torch.finfo(dtype).min`？
 #
-# 有些库不用 $-\infty$，而是在被屏蔽的分数处填入最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——
-# 同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。
-# 更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。
-# 下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，
-# 键 1 被屏蔽了两次，softmax 却仍然分出了权重：
+# 有些库不用 $-\infty$，而是在被屏蔽的分数处填入最小的有限负数（float16 中是 −65504）。把两个这样的掩码相加——比如因果掩码加填充掩码——同时被两个掩码屏蔽的分数等于 $-65504 - 65504$，超出了 float16 的范围，于是溢出成 $-\infty$。更糟的是，只被屏蔽一次的分数无论原来是多少，都会变成 −65504：float16 存不下这点微小的差别，被屏蔽的分数之间的差别就此消失。下面的例子中，查询 0 只能看到键 0（因果掩码），而键 0 和键 1 都是填充：已经没有任何可以关注的位置，键 1 被屏蔽了两次，softmax 却仍然分出了权重：
 
 # %%
 lo = torch.finfo(torch.float16).min
@@ -656,9 +615,7 @@ print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)
 # (True = attend) with `&` and filling $-\infty$ once, as attnkit and SDPA do, has neither problem.
 
 # %% [markdown] tags=["lang-zh"]
-# 被屏蔽两次的键 1 溢出成了 $-\infty$，权重为 0.0；只被屏蔽一次的键 0 和键 2 都变成了 −65504，各得 0.5，
-# 而所有权重本应都是 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，
-# 这两个问题就都不会出现。
+# 被屏蔽两次的键 1 溢出成了 $-\infty$，权重为 0.0；只被屏蔽一次的键 0 和键 2 都变成了 −65504，各得 0.5，而所有权重本应都是 0。像 attnkit 和 SDPA 那样，用 `&` 组合布尔掩码（True 表示可以关注），只填一次 $-\infty$，这两个问题就都不会出现。
 
 # %% [markdown] tags=["lang-en"]
 # ## Appendix B. The step to flash attention
@@ -675,13 +632,11 @@ print(t("ch03.bool_mask", v=S.softmax(s.float().masked_fill(~bool_keep, NEG_INF)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 B. 通往 FlashAttention 的一步
 #
-# 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$（在块内归一化）
-# 和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
+# 注意力其实不需要权重本身，只需要 $o = \sum_j p_j v_j$。把键分成若干块；对每一块计算它的输出 $o_b$（在块内归一化）和它的状态 $(m_b, \ell_b)$。两块的结果这样合并：
 #
 # $$o = \frac{\ell_a e^{m_a - m}\, o_a + \ell_b e^{m_b - m}\, o_b}{\ell}, \qquad (m, \ell) = \mathrm{merge}\big((m_a, \ell_a), (m_b, \ell_b)\big),$$
 #
-# 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。
-# 第 7 章正是在此基础上构建 FlashAttention：
+# 因此完整的 $L \times S$ 权重矩阵从不需要一次性全部存在（`attnkit.softmax.merge_partials`；FlashAttention-2，Dao 2023，§3.1）。第 7 章正是在此基础上构建 FlashAttention：
 
 # %%
 torch.manual_seed(0)

@@ -75,10 +75,7 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么要多个头？
 #
-# 注意力权重的每一行都是键上的*一个*概率分布，所以一个注意力对每个查询只能算出*一个*加权平均。
-# 假设一个词同时需要两样东西：紧挨在它前面的词（好知道自己处在哪个短语里）和句子的第一个词（好知道话题是什么）。
-# 一行 softmax 可以同时把权重分给这两处，但返回的只是二者的*混合*，而且看这边越多，看那边就越少。
-# 下面用 5 个键演示这种取舍，其中查询与位置 0 和位置 3 的键匹配得一样好：
+# 注意力权重的每一行都是键上的*一个*概率分布，所以一个注意力对每个查询只能算出*一个*加权平均。假设一个词同时需要两样东西：紧挨在它前面的词（好知道自己处在哪个短语里）和句子的第一个词（好知道话题是什么）。一行 softmax 可以同时把权重分给这两处，但返回的只是二者的*混合*，而且看这边越多，看那边就越少。下面用 5 个键演示这种取舍，其中查询与位置 0 和位置 3 的键匹配得一样好：
 
 # %%
 values = torch.eye(5)                                  # one-hot values: the output *is* the weights
@@ -99,10 +96,7 @@ print(t("ch04.head_b"), head_b.numpy().round(3))
 # section 3 (width $E = 16$, 4 heads), with the shape of every tensor (batch $B$, length $L$):
 
 # %% [markdown] tags=["lang-zh"]
-# 单个头返回的是键 0 和键 3 各占 0.487 的混合：两条信息被平均成了一个向量，之后再也分不开。
-# 两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。
-# 这就是多头注意力的全部思想（Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。
-# 画成图就是下面这样（用第 3 节的尺寸：宽度 $E = 16$，4 个头），图中标出了每个张量的形状（批次 $B$，长度 $L$）：
+# 单个头返回的是键 0 和键 3 各占 0.487 的混合：两条信息被平均成了一个向量，之后再也分不开。两个头则各取回一个键，几乎不掺别的（0.999），并排放在输出中各自的位置上。这就是多头注意力的全部思想（Vaswani 等，2017，§3.2.2）：并行地运行 $h$ 个注意力，每个都在自己更小的子空间里计算，再把结果拼接起来。画成图就是下面这样（用第 3 节的尺寸：宽度 $E = 16$，4 个头），图中标出了每个张量的形状（批次 $B$，长度 $L$）：
 
 # %% alt="ch04.alt.schematic"
 from attnkit.schematics.heads import multi_head_schematic
@@ -126,15 +120,12 @@ multi_head_schematic(num_heads=4, embed_dim=16);
 
 # %% [markdown] tags=["lang-zh"]
 # 沿着一种颜色从左往右看。第 1 步就是第 1 章的三个投影，宽度不变。第 2 步让第 $i$ 个头分到 $Q$、$K$、$V$ 中属于它的
-# $d_k = E/h$ 个特征（第 2 节会说明这只是一次变形）。第 3 步，每个头只在自己那一份特征上做第 1 章的注意力，权重也各用各的；
-# 哪个头都看不到别的头的特征。第 4 步把 $h$ 个头的输出并排放好，宽度回到 $E$；第 5 步的 $W^O$ 是唯一把各个头的结果混合起来的地方。
-# 用论文的记号写出来（在自注意力中，输入 $Q, K, V$ 都是 $x$）：
+# $d_k = E/h$ 个特征（第 2 节会说明这只是一次变形）。第 3 步，每个头只在自己那一份特征上做第 1 章的注意力，权重也各用各的；哪个头都看不到别的头的特征。第 4 步把 $h$ 个头的输出并排放好，宽度回到 $E$；第 5 步的 $W^O$ 是唯一把各个头的结果混合起来的地方。用论文的记号写出来（在自注意力中，输入 $Q, K, V$ 都是 $x$）：
 #
 # $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\,W^O,
 # \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\; K W_i^K,\; V W_i^V).$$
 #
-# 设模型宽度为 $E$、头数为 $h$，每个头在 $d_k = d_v = E/h$ 维中计算（$W_i^Q, W_i^K, W_i^V$ 是 $E \times E/h$ 的矩阵），
-# 所以 $h$ 个头加起来的开销与一个全宽度的头差不多。$W^O$（$E \times E$）再把各个头的输出混合到一起。
+# 设模型宽度为 $E$、头数为 $h$，每个头在 $d_k = d_v = E/h$ 维中计算（$W_i^Q, W_i^K, W_i^V$ 是 $E \times E/h$ 的矩阵），所以 $h$ 个头加起来的开销与一个全宽度的头差不多。$W^O$（$E \times E$）再把各个头的输出混合到一起。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Splitting and merging heads are reshapes
@@ -149,10 +140,7 @@ multi_head_schematic(num_heads=4, embed_dim=16);
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 拆分与合并头只是变形
 #
-# 把 $h$ 个 $W_i^Q$ 并排拼起来，就得到一个 $E \times E$ 的矩阵：一个 `nn.Linear(E, E)` 就能一次算出*所有*头的查询，
-# 第 $i$ 个头负责第 $i\,d_k$ 到第 $(i+1)\,d_k - 1$ 个特征。于是拆分头就是：先用 `view` 把最后一维切成 $(h, d_k)$，
-# 再用 `transpose` 把头的维度挪到位置维度之前：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`。
-# 合并则反过来做。拆分不复制任何数据，也不需要对头做循环。
+# 把 $h$ 个 $W_i^Q$ 并排拼起来，就得到一个 $E \times E$ 的矩阵：一个 `nn.Linear(E, E)` 就能一次算出*所有*头的查询，第 $i$ 个头负责第 $i\,d_k$ 到第 $(i+1)\,d_k - 1$ 个特征。于是拆分头就是：先用 `view` 把最后一维切成 $(h, d_k)$，再用 `transpose` 把头的维度挪到位置维度之前：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`。合并则反过来做。拆分不复制任何数据，也不需要对头做循环。
 
 # %% alt="ch04.alt.split"
 from attnkit.widgets.heads import plot_split_heads
@@ -177,8 +165,7 @@ plot_split_heads(seq_len=4, embed_dim=8, num_heads=2);
 # ## 3. 六种实现，同一个答案
 #
 # 下面每个函数都用同一个 `nn.MultiheadAttention` 的权重计算同一件事（它把 $W^Q, W^K, W^V$ 打包成一个形状为
-# $(3E, E)$ 的 `in_proj_weight`）。请从上往下读：每一种都只比前一种多走了一小步。前两种就是把第 1 节的图写成代码：
-# 先用 Python 循环逐个头计算，再把所有头当作多出来的一个批次维度 `(B, h, L, d_k)`，一次算完：
+# $(3E, E)$ 的 `in_proj_weight`）。请从上往下读：每一种都只比前一种多走了一小步。前两种就是把第 1 节的图写成代码：先用 Python 循环逐个头计算，再把所有头当作多出来的一个批次维度 `(B, h, L, d_k)`，一次算完：
 
 # %%
 def unpack(m):
@@ -219,8 +206,7 @@ def mha_batched(x, m, causal=False):                    # 2. all heads in one ba
 # merging the heads become part of the products:
 
 # %% [markdown] tags=["lang-zh"]
-# 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$（`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）。
-# `einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
+# 接下来两种只改变乘法的写法。把 $W^Q, W^K, W^V$ 叠起来就是一个 $(3E, E)$ 的矩阵，一次矩阵乘法就同时得到 $Q$、$K$、$V$（`nn.MultiheadAttention` 的 `in_proj_weight` 正是这样叠起来的）。`einsum` 则给每个下标起名字，拆分和合并头都成了乘法的一部分：
 
 # %%
 def mha_packed(x, m, causal=False):                     # 3. one (3E, E) projection for Q, K, V
@@ -275,10 +261,7 @@ def mha_torch(x, m, causal=False):                      # 6. nn.MultiheadAttenti
 # random input:
 
 # %% [markdown] tags=["lang-zh"]
-# attnkit 的 `MultiHeadAttention` 就是写成模块的批量版本：它有四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），
-# 按上面的方式拆分和合并头。计算注意力时调用 `F.scaled_dot_product_attention`；需要返回注意力权重时，则改用 attnkit 的朴素实现。
-# `MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重（`to_torch()` 则反过来）。下面在一个小的随机输入上（带因果掩码）
-# 证明这七种实现结果一致：
+# attnkit 的 `MultiHeadAttention` 就是写成模块的批量版本：它有四个 `nn.Linear`（`q_proj`、`k_proj`、`v_proj`、`out_proj`），按上面的方式拆分和合并头。计算注意力时调用 `F.scaled_dot_product_attention`；需要返回注意力权重时，则改用 attnkit 的朴素实现。`MultiHeadAttention.from_torch(m)` 会复制一个 `nn.MultiheadAttention` 的权重（`to_torch()` 则反过来）。下面在一个小的随机输入上（带因果掩码）证明这七种实现结果一致：
 
 # %%
 torch.manual_seed(0)
@@ -307,8 +290,7 @@ print(viz.format_table([t("ch04.col.impl"), t("ch04.col.shape"), "allclose"],
 # PyTorch's:
 
 # %% [markdown] tags=["lang-zh"]
-# `nn.MultiheadAttention` 也能返回注意力权重，但默认会*在各个头之间取平均*。attnkit 按头返回，形状为 `(B, H, L, S)`；
-# 它们在头维度上的平均值与 PyTorch 的结果完全一致：
+# `nn.MultiheadAttention` 也能返回注意力权重，但默认会*在各个头之间取平均*。attnkit 按头返回，形状为 `(B, H, L, S)`；它们在头维度上的平均值与 PyTorch 的结果完全一致：
 
 # %%
 with torch.no_grad():
@@ -341,13 +323,8 @@ print(t("ch04.mean_eq", ok=torch.allclose(w_ours.mean(dim=1), w_torch, atol=1e-6
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 编码器子层
 #
-# 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），
-# 即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：
-# 先是多头自注意力，然后是逐位置的前馈网络。这里有三样新东西，在下面的类里各占一行：*残差连接* `x + MHA(x)`
-# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量。
-# `nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1（再乘上可学习的增益、加上偏置）。
-# *前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用（各位置之间只在注意力里交换信息）。
-# 用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的 `nn.TransformerEncoderLayer` 结果一致：
+# 在 Transformer 中，注意力从不单独出现。每个子层外面都套着一个残差连接，后面再接层归一化（LayerNorm），即 $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$（Vaswani 等，2017，§3.1）。一个编码器层由两个这样的子层组成：先是多头自注意力，然后是逐位置的前馈网络。这里有三样新东西，在下面的类里各占一行：*残差连接* `x + MHA(x)`
+# 把注意力的输出加回到它的输入上，于是一层只需要学一个修正量。`nn.LayerNorm` 把每个位置的向量缩放成均值 0、方差 1（再乘上可学习的增益、加上偏置）。*前馈网络*是中间夹一个 ReLU 的两个 `nn.Linear`，对每个位置单独作用（各位置之间只在注意力里交换信息）。用 attnkit 的模块搭出来，复制权重之后，这一层与 PyTorch 的 `nn.TransformerEncoderLayer` 结果一致：
 
 # %%
 class EncoderLayer(nn.Module):
@@ -388,10 +365,7 @@ with torch.no_grad():
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 动手探索：会分工的头
 #
-# 第 1 节说，多个头让一个位置可以同时收集几样信息。现在亲眼看看。任务是：一个“句子”由词表（16 个词）中随机抽取的 10 个词组成；
-# 在每个位置上，模型都要同时说出三个词：**前一个词**、**往前第二个词**（与当前位置隔一个词），以及句子的**第一个词**。
-# 模型小到不能再小：词嵌入加位置嵌入，两层带因果掩码的 `MultiHeadAttention`，每层 4 个头（残差连接、前置 LayerNorm、
-# 没有前馈网络），最后是三个线性读出层。训练固定了随机种子，只需几秒钟：
+# 第 1 节说，多个头让一个位置可以同时收集几样信息。现在亲眼看看。任务是：一个“句子”由词表（16 个词）中随机抽取的 10 个词组成；在每个位置上，模型都要同时说出三个词：**前一个词**、**往前第二个词**（与当前位置隔一个词），以及句子的**第一个词**。模型小到不能再小：词嵌入加位置嵌入，两层带因果掩码的 `MultiHeadAttention`，每层 4 个头（残差连接、前置 LayerNorm、没有前馈网络），最后是三个线性读出层。训练固定了随机种子，只需几秒钟：
 
 # %%
 from attnkit.widgets.heads import example_sentences, head_roles, head_weights, train_recall_model
@@ -406,8 +380,7 @@ for role, acc in info["accuracy"].items():
 # average weight a query puts on the previous word, the word two back, the first word and itself:
 
 # %% [markdown] tags=["lang-zh"]
-# 模型解决了这个任务（在新句子上，三个读出层的准确率都是 100%）。下面统计每个头：
-# 查询平均把多少权重放在前一个词、往前第二个词、第一个词以及自身上：
+# 模型解决了这个任务（在新句子上，三个读出层的准确率都是 100%）。下面统计每个头：查询平均把多少权重放在前一个词、往前第二个词、第一个词以及自身上：
 
 # %%
 sentence = example_sentences()[0]
@@ -428,9 +401,7 @@ print(viz.format_table(
 # sentence.)
 
 # %% [markdown] tags=["lang-zh"]
-# 没有人告诉这些头该做什么，可它们自己分了工。在第 1 层中，第 0 个头成了“第一个词”头（平均 1.00 的权重落在位置 0 上），
-# 第 2 个头成了“前一个词”头（1.00），第 1 个头成了“往前第二个词”头（0.90）。第 2 层里也出现了这三类头。
-# 在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始选择：第 1 层、所有头、第一个句子。）
+# 没有人告诉这些头该做什么，可它们自己分了工。在第 1 层中，第 0 个头成了“第一个词”头（平均 1.00 的权重落在位置 0 上），第 2 个头成了“前一个词”头（1.00），第 1 个头成了“往前第二个词”头（0.90）。第 2 层里也出现了这三类头。在下面选择层、头和句子：选“所有头”时显示该层每个头的网格，选单个头时显示一张热力图。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始选择：第 1 层、所有头、第一个句子。）
 
 # %% tags=["nbval-ignore-output"] alt="ch04.alt.explorer"
 from attnkit.widgets.heads import heads_explorer
@@ -450,9 +421,7 @@ explorer.static();
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 开销
 #
-# **先预测（问题 1）。** 宽度 $E$ 不变，把头数翻倍，每个头分到的特征就少了一半。下面哪一项正确？
-# a) 参数量翻倍；b) 分数 $QK^\top$ 的 FLOPs 翻倍；c) 参数量和 FLOPs 都不变，但要存在内存里的注意力权重翻倍；
-# d) 什么都不变，因为头只是一次变形。先用字母作答，再往下读。
+# **问题 1（先预测）**：宽度 $E$ 不变，把头数翻倍，每个头分到的特征就少了一半。下面哪一项正确？a) 参数量翻倍；b) 分数 $QK^\top$ 的 FLOPs 翻倍；c) 参数量和 FLOPs 都不变，但要存在内存里的注意力权重翻倍；d) 什么都不变，因为头只是一次变形。先用字母作答，再往下读。
 
 # %%
 from attnkit.exercises.ch04 import check_q1
@@ -483,9 +452,7 @@ _ = check_q1(my_answer)
 # | 所有头的分数 $QK^\top$ | — | $2BLSE$ |
 # | 所有头的权重乘以 $V$ | — | $2BLSE$ |
 #
-# 头数既不影响参数量，也不影响 FLOPs：$h$ 个宽度为 $E/h$ 的头，计算量与一个宽度为 $E$ 的头相同。但头数会影响内存：
-# 注意力权重共有 $B \cdot h \cdot L \cdot S$ 个数，*每个头*一个 $L \times S$ 矩阵（除非融合算子避免保存它们）。
-# 对一个 LLaMA-7B 规模的层（$E = 4096$，32 个头）和长度为 4096 的序列：
+# 头数既不影响参数量，也不影响 FLOPs：$h$ 个宽度为 $E/h$ 的头，计算量与一个宽度为 $E$ 的头相同。但头数会影响内存：注意力权重共有 $B \cdot h \cdot L \cdot S$ 个数，*每个头*一个 $L \times S$ 矩阵（除非融合算子避免保存它们）。对一个 LLaMA-7B 规模的层（$E = 4096$，32 个头）和长度为 4096 的序列：
 
 # %%
 E, H, L = 4096, 32, 4096
@@ -515,13 +482,7 @@ print(t("ch04.twice_heads", h=2 * H, h0=H, p=mha_param_count(E, 2 * H, bias=Fals
 # 7B-sized layer costs nothing.)
 
 # %% [markdown] tags=["lang-zh"]
-# 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元（token）的序列需要 0.82 TFLOP：
-# 投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；
-# $L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，
-# 在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB。真正要命的是这个平方项，
-# 这也是融合算子（第 7 章）从不把它完整写出来的原因。把 32 个头换成 64 个（最后一行），参数量和 FLOPs 都不变，
-# 注意力权重却涨到 2.0 GiB：这就是问题 1 的答案。（上面的模块放在 PyTorch 的 `meta` 设备上：
-# 只有形状、不占内存，所以数一个 7B 规模的层几乎没有开销。）
+# 每个注意力层有 67,108,864 个参数（LLaMA 不用偏置）；处理一条 4096 个词元（token）的序列需要 0.82 TFLOP：投影占 0.55 T，分数和权重乘以 $V$ 各占 0.14 T。在这个长度上 $L = S = E$，注意力的两项（合计 $4LSE$）已经是投影项 $8LE^2$ 的一半；$L$ 每翻一倍，投影的开销翻一倍，注意力的开销却变成四倍。如果保存每个头的注意力权重，在 bfloat16 下每层要 1.0 GiB，而 Q、K、V 一共只要 96 MiB。真正要命的是这个平方项，这也是融合算子（第 7 章）从不把它完整写出来的原因。把 32 个头换成 64 个（最后一行），参数量和 FLOPs 都不变，注意力权重却涨到 2.0 GiB：这就是问题 1 的答案。（上面的模块放在 PyTorch 的 `meta` 设备上：只有形状、不占内存，所以数一个 7B 规模的层几乎没有开销。）
 
 # %% [markdown] tags=["lang-en"]
 # ## 7. Pitfalls
@@ -533,8 +494,7 @@ print(t("ch04.twice_heads", h=2 * H, h0=H, p=mha_param_count(E, 2 * H, bias=Fals
 # %% [markdown] tags=["lang-zh"]
 # ## 7. 常见陷阱
 #
-# **该用 `transpose` 的地方用了 `view`。** `x.view(B, H, L, Dh)` 的形状与拆分后的头完全一样，运行也不报错，
-# 但结果是错的。它按内存顺序把数据切成几段，于是“第 0 个头”拿到的是前几个位置的特征，而不是每个位置的前几个特征。
+# **该用 `transpose` 的地方用了 `view`。** `x.view(B, H, L, Dh)` 的形状与拆分后的头完全一样，运行也不报错，但结果是错的。它按内存顺序把数据切成几段，于是“第 0 个头”拿到的是前几个位置的特征，而不是每个位置的前几个特征。
 
 # %%
 x = torch.randn(2, 6, 16)
@@ -552,11 +512,7 @@ print(t("ch04.same", shape=right.shape == wrong.shape, values=torch.equal(right,
 # mask *tensor* this time, and give `nn.MultiheadAttention` the same mask, once inverted and once as it is:
 
 # %% [markdown] tags=["lang-zh"]
-# **布尔掩码的含义相反。** 这是 PyTorch 代码里最常见的掩码错误。attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；
-# `nn.MultiheadAttention` 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。
-# 一个 `(L, S)` 的掩码供所有头共用：它在 `(B, h, L, S)` 的分数上沿批次和头两个维度广播。
-# 我们再用 `nn.MultiheadAttention` 自己的打包权重重建一次它的计算，这次交给 SDPA 的是一个因果掩码*张量*。
-# 再把同一个掩码交给 `nn.MultiheadAttention`，一次取反，一次原样传入：
+# **布尔掩码的含义相反。** 这是 PyTorch 代码里最常见的掩码错误。attnkit（与 SDPA 一样）把 `True` 理解为*可以关注*；`nn.MultiheadAttention` 则把 `True` 理解为*禁止*，`attn_mask` 和 `key_padding_mask` 都是如此。一个 `(L, S)` 的掩码供所有头共用：它在 `(B, h, L, S)` 的分数上沿批次和头两个维度广播。我们再用 `nn.MultiheadAttention` 自己的打包权重重建一次它的计算，这次交给 SDPA 的是一个因果掩码*张量*。再把同一个掩码交给 `nn.MultiheadAttention`，一次取反，一次原样传入：
 
 # %%
 cm = causal_mask(6)                                      # (L, S): True = may attend (SDPA, attnkit)
@@ -583,11 +539,7 @@ print(t("ch04.wrong_last", ok=bool(wrong[:, -1].isnan().all())))
 # and they agree. (Float masks are added to the scores in both.)
 
 # %% [markdown] tags=["lang-zh"]
-# 把同一个布尔掩码原样传给两者，会不报错地算出两种不同的结果。掩码不取反时，`nn.MultiheadAttention` 禁止的恰好是 SDPA 允许的：
-# 第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有。最后一个查询什么都看不到，
-# 每条序列中它的输出都是 NaN——在更深的网络里，这个 NaN 会扩散到后面的每个位置。
-# 规则是：**在 SDPA（或 attnkit）和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**。
-# 填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。（浮点掩码在两边都是加到分数上。）
+# 把同一个布尔掩码原样传给两者，会不报错地算出两种不同的结果。掩码不取反时，`nn.MultiheadAttention` 禁止的恰好是 SDPA 允许的：第 0 个头中，查询 0 把全部权重放在键 1 到 5（也就是未来）上，自己一点都没有。最后一个查询什么都看不到，每条序列中它的输出都是 NaN——在更深的网络里，这个 NaN 会扩散到后面的每个位置。规则是：**在 SDPA（或 attnkit）和 `nn.MultiheadAttention` 之间传递布尔掩码时要取反**。填充掩码 `(B, S)` 也一样，它对每个头、每个查询隐藏同样的键：原样传入，结果不同；传给 PyTorch 时取反，两者就一致了。（浮点掩码在两边都是加到分数上。）
 
 # %%
 from attnkit.core import padding_mask
@@ -609,9 +561,7 @@ print(t("ch04.mask_inv", ok=torch.allclose(a, inverted, atol=1e-6)))
 # of a row, head by head and for the average:
 
 # %% [markdown] tags=["lang-zh"]
-# **平均后的权重会掩盖各个头。** 以 `need_weights=True`（默认值）调用 `nn.MultiheadAttention` 时，它返回的是各头的*平均值*，
-# 除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上（见第 5 节的表）。
-# 下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
+# **平均后的权重会掩盖各个头。** 以 `need_weights=True`（默认值）调用 `nn.MultiheadAttention` 时，它返回的是各头的*平均值*，除非传入 `average_attn_weights=False`。在训练好的模型的第 1 层中，四个头里有三个几乎把查询的全部权重都放在一个位置上（见第 5 节的表）。下面比较每一行的最大权重：逐个头看，以及对各头取平均后再看：
 
 # %%
 w1 = weights[0]                                          # layer 1: (H, L, L)
@@ -623,8 +573,7 @@ print(t("ch04.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
 # it looks as if no head did anything sharp. Look at heads one by one.
 
 # %% [markdown] tags=["lang-zh"]
-# 三个头的最大权重分别达到 1.0、0.9 和 1.0，而对各头取平均后，每行的最大权重只有 0.37：
-# 看上去好像没有哪个头关注得很集中。所以要逐个头地看。
+# 三个头的最大权重分别达到 1.0、0.9 和 1.0，而对各头取平均后，每行的最大权重只有 0.37：看上去好像没有哪个头关注得很集中。所以要逐个头地看。
 
 # %% [markdown] tags=["lang-en"]
 # **A width the heads do not divide.** Each head gets $E/h$ features, so $h$ must divide $E$;
@@ -632,8 +581,7 @@ print(t("ch04.peak_mean", v=w1.mean(0).amax(-1)[3:].mean().item()))
 # naming the width expected:
 
 # %% [markdown] tags=["lang-zh"]
-# **头数不能整除宽度。** 每个头分到 $E/h$ 个特征，因此 $h$ 必须整除 $E$；attnkit 会明确报错，而不是悄悄取整。
-# 输入的宽度不对时，报错信息也会写明应有的宽度：
+# **头数不能整除宽度。** 每个头分到 $E/h$ 个特征，因此 $h$ 必须整除 $E$；attnkit 会明确报错，而不是悄悄取整。输入的宽度不对时，报错信息也会写明应有的宽度：
 
 # %%
 for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 15))):
@@ -654,11 +602,9 @@ for bad in (lambda: MultiHeadAttention(100, 12), lambda: ours(torch.randn(2, 6, 
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 练习
 #
-# 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，
-# 并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
+# 每个练习都有一个待补全的函数框架和一个检查器。检查器会在若干用例上运行你的函数，并指出第一个未通过的用例，给出期望结果、你的结果和一条提示。
 #
-# **练习 1**：拆分头：`(B, L, E)` → `(B, H, L, E // H)`，第 `h` 个头拿到每个位置的第 `h * E // H` 到
-# 第 `(h + 1) * E // H - 1` 个特征。
+# **练习 1**：拆分头：`(B, L, E)` → `(B, H, L, E // H)`，第 `h` 个头拿到每个位置的第 `h * E // H` 到第 `(h + 1) * E // H - 1` 个特征。
 
 # %%
 from attnkit.exercises.ch04 import check_count_params, check_merge_heads, check_mha, check_split_heads, check_torch_mha
@@ -692,9 +638,7 @@ check_merge_heads(my_merge_heads);
 # `merge_heads` are refused here, like the attention functions.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，
-# `w_q, w_k, w_v, w_o` 都是 `(E, E)`（与 `nn.Linear` 相同：`y = x @ w.T`）。
-# 拆分和合并头请用你在练习 1 和练习 2 中写的函数：这里和注意力函数一样，attnkit 的 `split_heads` 和 `merge_heads` 都不能用。
+# **练习 3**：用给定的权重实现多头自注意力，不带偏置和掩码：`x` 的形状是 `(B, L, E)`，`w_q, w_k, w_v, w_o` 都是 `(E, E)`（与 `nn.Linear` 相同：`y = x @ w.T`）。拆分和合并头请用你在练习 1 和练习 2 中写的函数：这里和注意力函数一样，attnkit 的 `split_heads` 和 `merge_heads` 都不能用。
 
 # %%
 def my_mha(x, w_q, w_k, w_v, w_o, num_heads):
@@ -733,11 +677,7 @@ check_count_params(my_count_params);
 
 # %% [markdown] tags=["lang-zh"]
 # **挑战题：用打包的权重复现 `nn.MultiheadAttention`，连同掩码。** 写出
-# `my_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads, attn_mask=None, key_padding_mask=None)`，
-# 对一个用这些权重的 `nn.MultiheadAttention` `m`，它要返回与 `m(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask)` 相同的东西：
-# 输出 `(B, L, E)` 和它的权重 `(B, L, S)`。`in_proj_weight` 是 $W^Q, W^K, W^V$ 叠成的 `(3E, E)` 矩阵；
-# 掩码遵循 *PyTorch* 的约定：布尔 `attn_mask` `(L, S)` 和 `key_padding_mask` `(B, S)` 中 `True` 表示禁止关注，浮点 `attn_mask` 直接加到分数上。
-# 检查器会依次试：无掩码、因果掩码、因果掩码加填充掩码、浮点偏置。注意力要自己写：SDPA、attnkit 的注意力和 PyTorch 的
+# `my_torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads, attn_mask=None, key_padding_mask=None)`，对一个用这些权重的 `nn.MultiheadAttention` `m`，它要返回与 `m(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask)` 相同的东西：输出 `(B, L, E)` 和它的权重 `(B, L, S)`。`in_proj_weight` 是 $W^Q, W^K, W^V$ 叠成的 `(3E, E)` 矩阵；掩码遵循 *PyTorch* 的约定：布尔 `attn_mask` `(L, S)` 和 `key_padding_mask` `(B, S)` 中 `True` 表示禁止关注，浮点 `attn_mask` 直接加到分数上。检查器会依次试：无掩码、因果掩码、因果掩码加填充掩码、浮点偏置。注意力要自己写：SDPA、attnkit 的注意力和 PyTorch 的
 # `multi_head_attention_forward` 都不能用。
 
 # %%
@@ -781,28 +721,22 @@ _ = check_torch_mha(my_torch_mha)
 # %% [markdown] tags=["lang-zh"]
 # ## 9. 小结
 #
-# - 一行 softmax 只是一个加权平均；$h$ 个头让每个位置得到 $h$ 个独立的平均，各自位于一个 $E/h$ 维的子空间，
-#   拼接后再由 $W^O$ 混合（第 1 节）。
+# - 一行 softmax 只是一个加权平均；$h$ 个头让每个位置得到 $h$ 个独立的平均，各自位于一个 $E/h$ 维的子空间，拼接后再由 $W^O$ 混合（第 1 节）。
 # - 头只是一次变形：`(B, L, E) → (B, L, h, d_k) → (B, h, L, d_k)`；不需要循环，拆分时也不复制任何数据（第 2 节）。
-# - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子从不保存 $(L, L)$ 的权重，
-#   有了 `is_causal=True` 还会跳过被屏蔽的那一半，传入因果掩码张量则做不到这一点（第 3 节、附录 A）。
+# - 循环、批量、打包投影、`einsum`、融合 SDPA 和 `nn.MultiheadAttention` 算的是同一个东西；融合算子从不保存 $(L, L)$ 的权重，有了 `is_causal=True` 还会跳过被屏蔽的那一半，传入因果掩码张量则做不到这一点（第 3 节、附录 A）。
 # - 编码器层就是 $\mathrm{LayerNorm}(x + \mathrm{MHA}(x))$，再在前馈网络外面套上同样的结构（第 4 节）。
 # - 在需要同时关注多个位置的任务上训练，各个头会自发地分工（第 5 节）。
 # - 不论 $h$ 是多少，参数量都是 $4E^2$，FLOPs 都是 $O(LE^2 + L^2E)$；而每条序列的注意力权重要占 $h L^2$ 个数的内存（第 6 节）。
-# - 一个 `(L, S)` 掩码供所有头共用；`nn.MultiheadAttention` 的布尔掩码表示*禁止*，SDPA 和 attnkit 的表示*可以关注*：
-#   在它们之间传递掩码时要取反（第 7 节）。
+# - 一个 `(L, S)` 掩码供所有头共用；`nn.MultiheadAttention` 的布尔掩码表示*禁止*，SDPA 和 attnkit 的表示*可以关注*：在它们之间传递掩码时要取反（第 7 节）。
 #
 # **下一章**：第 5 章——让多个头共享键和值（GQA、MQA），或把它们压缩成一个低维的潜在向量（MLA），从而缩小 KV 缓存。
 #
 # ## 参考文献
-# - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.2（多头注意力，MultiHead 公式），
-#   §3.1（每个子层外面的残差连接与 LayerNorm）。
-# - E. Voita 等，*Analyzing Multi-Head Self-Attention: Specialized Heads Do the Heavy Lifting, the Rest Can Be Pruned*，
-#   ACL 2019——关注相邻词元的位置头。
+# - A. Vaswani 等，*Attention Is All You Need*，NeurIPS 2017——§3.2.2（多头注意力，MultiHead 公式），§3.1（每个子层外面的残差连接与 LayerNorm）。
+# - E. Voita 等，*Analyzing Multi-Head Self-Attention: Specialized Heads Do the Heavy Lifting, the Rest Can Be Pruned*，ACL 2019——关注相邻词元的位置头。
 # - K. Clark 等，*What Does BERT Look At? An Analysis of BERT's Attention*，BlackboxNLP 2019——关注前一个词元或特殊词元的头。
 # - P. Michel、O. Levy、G. Neubig，*Are Sixteen Heads Really Better than One?*，NeurIPS 2019。
-# - PyTorch 文档：`torch.nn.MultiheadAttention`、`torch.nn.functional.scaled_dot_product_attention`、
-#   `torch.nn.TransformerEncoderLayer`；A. Karpathy，nanoGPT，`CausalSelfAttention`。
+# - PyTorch 文档：`torch.nn.MultiheadAttention`、`torch.nn.functional.scaled_dot_product_attention`、`torch.nn.TransformerEncoderLayer`；A. Karpathy，nanoGPT，`CausalSelfAttention`。
 
 # %% [markdown] tags=["lang-en"]
 # ## Appendix A. Timing the seven implementations
@@ -815,9 +749,7 @@ _ = check_torch_mha(my_torch_mha)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. 七种实现的计时
 #
-# 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 2、序列长度 1024、宽度 768、
-# 12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。
-# 你的机器上数字会不同；`python benchmarks/bench_mha.py` 用批次 8 和更多次重复来测量。
+# 结果相同，速度却不同。下表对这七种实现计时，算的是一次带因果掩码的自注意力：批次 2、序列长度 1024、宽度 768、12 个头（相当于 GPT-2 small 的一层），只算前向。七种实现在单线程上轮流运行，各取 3 次的中位数，并给出相对融合 SDPA 版本的倍数。你的机器上数字会不同；`python benchmarks/bench_mha.py` 用批次 8 和更多次重复来测量。
 
 # %% tags=["nbval-ignore-output"]
 torch.manual_seed(0)
@@ -851,13 +783,4 @@ print(t("ch04.vs_loop", batched=ms["batched"] / ms["loop"], einsum=ms["einsum"] 
 # (section 6). (The cell also rebinds `ours` to a copy of this big layer.)
 
 # %% [markdown] tags=["lang-zh"]
-# 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；
-# 几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环、批量、打包和 einsum 这四个版本的计算量完全相同。
-# 后三个版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的（表格下面第一行打印了两者的大小）；
-# 这会不会多花时间，取决于 CPU 的矩阵运算库如何处理各种形状。einsum 版本存下的权重和批量版本一样多，
-# 所以只要二者耗时不同（第二行根据本次运行的实测数字，打印了二者相对循环版本的倍数），差距就不能只用内存来解释。
-# 融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。
-# 在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`）。
-# 在 CPU 上，这条路径会算出完整的 $(L, L)$ 分数，再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，在它看来只是一个任意的掩码。
-# attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，
-# 因为注意力部分按 $L^2$ 增长（第 6 节）。（这个单元格还把 `ours` 换成了这个大层的副本。）
+# 怎么看这张表：四个 $E \times E$ 的投影在每种写法里都一样，所以拉开各行差距的是注意力本身的算法；几个百分点的差距只是运行之间的波动，再运行一次，相近的几行也许会互换位置。循环、批量、打包和 einsum 这四个版本的计算量完全相同。后三个版本要同时存下所有头、所有序列的 $(L, L)$ 权重矩阵，循环版本每次只存一个头的（表格下面第一行打印了两者的大小）；这会不会多花时间，取决于 CPU 的矩阵运算库如何处理各种形状。einsum 版本存下的权重和批量版本一样多，所以只要二者耗时不同（第二行根据本次运行的实测数字，打印了二者相对循环版本的倍数），差距就不能只用内存来解释。融合算子从不把 $(L, L)$ 的权重矩阵写入内存，而且有了 `is_causal=True`，它会跳过因果矩阵对角线上方的分块。在推理模式下，`nn.MultiheadAttention` 会走它自己的“快速路径”（`torch._native_multi_head_attention`）。在 CPU 上，这条路径会算出完整的 $(L, L)$ 分数，再做带掩码的 softmax：因果掩码是以*张量*形式传进去的，在它看来只是一个任意的掩码。attnkit 则直接把 `is_causal=True` 交给算子，而不是构造一个掩码。这些差别随 $L$ 增大而变大，因为注意力部分按 $L^2$ 增长（第 6 节）。（这个单元格还把 `ours` 换成了这个大层的副本。）

@@ -33,6 +33,20 @@ DRIFTING_TERMS = {
     r"用 ?-?1e9 ?填充|填充被屏蔽": "fill with: 填入 (填充 is padding)",
     r"拓展练习|思考题": "stretch exercise: 挑战题; question: 问题 N",
     r"增量规则": "delta rule: delta 规则",
+    r"完整注意力": "full attention: 全注意力",
+    r"等人": "et al.: 等",
+    r"检查程序": "checker: 检查器",
+    r"动量": "Adam's moments: 矩估计 (AdamW 的两个矩估计)",
+    r"(?<!读)输出层": "read-out (layer): 读出层",
+    r"循环状态": "recurrent state: 状态",
+    r"二次方(?!程)": "quadratic (cost): 平方级",
+    r"小实验": "toy experiment: 玩具实验",
+    r"三角函数(?!特征)": "trigonometric features: 三角函数特征",
+    r"临时空间": "scratch memory: 临时内存",
+    r"不许调用|禁止调用|禁止使用": "do not call: 不要调用",
+    r"覆盖范围": "reach: 视野",
+    r"\*\*问题 ?\d+\*\*|\*\*问题 ?\d+（先预测）\*\*(?!：)|\*\*先预测（问题": "question label: **问题 N（先预测）**：",
+    r"\*\*练习 ?\d+\*\*(?!：)": "exercise label: **练习 N**：",
 }
 HEADING = re.compile(r"^(#{1,6})\s+(\d+(?:\.\d+)*)?")
 
@@ -110,6 +124,12 @@ def test_the_drifting_terms_are_caught():
     old = ("解码受限于内存；把 $W^{UK}$ 折叠进查询；与闭式解对照；合并两个局部结果；FlashAttention 内核；"
            "二者的差别在于内存读写；见第 02 章。**练习 1.** 拆分头；填充 -1e9；填充 = 可以关注")
     assert len(drifting_terms(old)) == 10
+    old = ("完整注意力；Vaswani 等人；检查程序；AdamW 的两个动量；线性输出层；循环状态；二次方的开销；一个小实验；"
+           "三角函数估计量；临时空间；不许调用 `f`；窗口的覆盖范围；**问题 2**：；**问题 1（先预测）**。；**练习 3**。")
+    assert len(drifting_terms(old)) == 15
+    assert drifting_terms("全注意力；Vaswani 等；检查器；AdamW 的两个矩估计；读出层；状态；平方级的开销；二次方程；"
+                          "一个玩具实验；三角函数特征；临时内存；不要调用 `f`；窗口的视野；**问题 2（先预测）**："
+                          "；**练习 3**：") == []
     assert drifting_terms("解码受限于内存带宽；把 $W^{UK}$ 吸收进查询；与闭式表达式对照；合并两个部分结果；"
                           "融合算子；二者的差别在于访存量；见第 2 章。**练习 1**：拆分头；填入 -1e9；"
                           "填充位置不可以关注；True 表示可以关注") == []
