@@ -67,7 +67,7 @@ def test_code_in_the_catalogs_is_marked_and_unchanged_in_chinese():
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_code_spans_of_prose_are_unchanged_in_chinese(src):
     bad = [f"cell pair {i}: `{span}`"
-           for i, (en, zh) in enumerate(zip(_prose(src, "en"), _prose(src, "zh")))
+           for i, (en, zh) in enumerate(zip(_prose(src, "en"), _prose(src, "zh"), strict=True))
            for span in spans(en) - spans(zh)]
     assert not bad, "code spans changed or missing in Chinese:\n" + "\n".join(bad)
 
@@ -121,7 +121,7 @@ def soft_breaks(markdown: str) -> list[tuple[str, str]]:
     """(end of line, start of next line) at each line break inside a paragraph of prose."""
     out, fenced = [], False
     lines = markdown.split("\n")
-    for a, b in zip(lines, lines[1:]):
+    for a, b in zip(lines, lines[1:], strict=False):
         if a.strip().startswith("```"):
             fenced = not fenced
         if fenced or not a.strip() or not b.strip() or a.lstrip().startswith(("#", "|", "$$")):
