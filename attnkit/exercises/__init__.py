@@ -138,6 +138,7 @@ register({
     "ex.tensor_of_shape": {"en": "tensor of shape {shape}, {dtype}", "zh": "形状为 {shape} 的张量（{dtype}）"},
     "q.reveal": {"en": "   answer:   {expected}", "zh": "   答案：    {expected}"},
     "q.why": {"en": "   why:      {what}", "zh": "   原因：    {what}"},
+    "q.choice_sep": {"en": "; ", "zh": "；"},
     "q.choices": {"en": "   choose one of: {choices}", "zh": "   请从这些选项中选一个：{choices}"},
     "q.ask": {"en": "   answer:   when you want it: from attnkit.exercises import show_answer; show_answer(\"{ex}\")",
               "zh": "   答案：    想看答案和原因时，运行 from attnkit.exercises import show_answer; show_answer(\"{ex}\")"},
@@ -363,8 +364,12 @@ def compare_tensors(got: Any, expected: Any, atol: float = 1e-5, rtol: float = 1
 
 # ---- outcomes ----
 
+_QUESTION_COLON = re.compile(r"([?？])[:：]")  # a title that ends in a question mark takes no colon
+
+
 def _record(exercise: str, status: str, lines: list[str], case: int | None = None,
             label: str | None = None, solution: bool = False) -> None:
+    lines = [_QUESTION_COLON.sub(r"\1", line) for line in lines]  # "Which ...?: " reads "Which ...? "
     record = {"exercise": exercise, "status": status, "case": case, "label": label,
               "feedback": "\n".join(lines), "solution": solution}
     OUTCOMES[exercise] = record
@@ -942,7 +947,7 @@ def check_answer(answer: Any, expected: Any, exercise: str, title: str, explanat
         if choices is not None:
             letter = _choice_letter(answer, choices)
             if letter is None:
-                listing = ", ".join(f"{k}) {v}" for k, v in choices.items())
+                listing = t("q.choice_sep").join(f"{k}) {v}" for k, v in choices.items())
                 _record(exercise, "failed", [t("q.fail", title=title, answer=describe(answer)),
                                              t("q.choices", choices=listing)])
                 return False

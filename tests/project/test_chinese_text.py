@@ -179,3 +179,20 @@ def test_break_and_spacing_problems_are_caught():
     assert break_problems("- 一项，\n- 另一项") == []                       # list items are not soft breaks
     assert len(spacing_problems("形状（B, L, E）：  甲`x`，$$y = x，$$")) == 4
     assert spacing_problems("形状 (B, L, E)：甲 `x` 乙：\n\n$$y = x,$$") == []
+
+
+def test_checker_lines_read_as_chinese(capsys):
+    """A title that ends in ？ takes no ：, and the choices a checker lists are joined with ；."""
+    from attnkit import exercises
+    from attnkit.exercises.ch08 import check_q2
+    from attnkit.i18n import set_language
+
+    set_language("zh")
+    try:
+        exercises.show_answer  # noqa: B018 -- the question machinery is loaded
+        check_q2("x")
+    finally:
+        set_language("en")
+    out = capsys.readouterr().out
+    assert "？" in out and "？：" not in out and "?:" not in out, out
+    assert "a) 64 个键的滑动窗口；b)" in out, out
