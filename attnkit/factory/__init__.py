@@ -11,12 +11,16 @@ The factory builds the chapter's own module and adapts its signature; it compute
 and ``lora``, which puts chapter 10's ``LoRALinear`` on the query and value projections of
 chapter 04's attention). Names (``AttentionFactory.available()``), with aliases in brackets:
 
-    full (mha)          attnkit.mha.MultiHeadAttention; positional="rope": attnkit.rope.StandardAttentionWithRoPE
-    flash               MultiHeadAttention's projections + attnkit.flash.flash_attention (no masks)
+    full (mha)          attnkit.mha.MultiHeadAttention (torch's fused SDPA kernel: no N x N matrix is held);
+                        positional="rope": attnkit.rope.StandardAttentionWithRoPE
+    math                MultiHeadAttention through attnkit.core's plain path, which keeps the (B, H, N, N) weights
+    flash               MultiHeadAttention's projections + attnkit.flash.flash_attention (no masks): chapter
+                        07's tiling in Python, for teaching; slower than full's fused kernel
     gqa, mqa            attnkit.gqa.GroupedQueryAttention (num_kv_heads groups; mqa: 1)
     mla                 attnkit.gqa.MultiHeadLatentAttention (its RoPE key is built in)
     local (sliding)     attnkit.sparse.SparseAttention, pattern "sliding_window", window = window_size
-    block_sparse (sparse)  SparseAttention, pattern "block_sparse" with the block-diagonal layout
+    block_sparse (sparse)  SparseAttention, pattern "block_sparse" with the block-diagonal layout: a token
+                        sees only its own block, at any depth (no information crosses blocks)
     strided             SparseAttention, pattern "strided" (stride)
     longformer          SparseAttention, pattern "longformer" (window_size, the first num_global_tokens global)
     bigbird             SparseAttention, pattern "bigbird" (block_size, num_random_blocks, seed)

@@ -12,9 +12,10 @@ from attnkit import sparse as _sparse
 from attnkit import validate
 from attnkit.lora import PROJECTIONS
 
-# The mechanisms, in the order of the chapters (the sixteen of chapters 04-10, then the linear
-# attentions that forget, attnkit.forgetting), and the names that mean the same.
-NAMES = ("full", "flash", "gqa", "mqa", "mla", "local", "block_sparse", "strided", "longformer",
+# The mechanisms, in the order of the chapters (the seventeen of chapters 01-10: "full" is the fused
+# kernel, "math" the same attention through the path that materialises the N x N weights; then the
+# linear attentions that forget, attnkit.forgetting), and the names that mean the same.
+NAMES = ("full", "math", "flash", "gqa", "mqa", "mla", "local", "block_sparse", "strided", "longformer",
          "bigbird", "linear", "performer", "linformer", "nystrom", "cosformer", "lora",
          "retnet", "gated_linear", "gla", "deltanet", "gated_deltanet")
 ALIASES = {"mha": "full", "sliding": "local", "sparse": "block_sparse", "retention": "retnet",
@@ -22,7 +23,7 @@ ALIASES = {"mha": "full", "sliding": "local", "sparse": "block_sparse", "retenti
 NO_CAUSAL = ("linformer", "nystrom")  # no causal form (see the module docstring)
 FORGETTING = ("retnet", "gated_linear", "gla", "deltanet", "gated_deltanet")  # attnkit.forgetting
 CAUSAL_ONLY = FORGETTING  # recurrences: no non-causal form, causal defaults to True
-SOFTMAX_DENSE = ("full", "gqa", "mqa", "mla", "lora")  # materialise an N x N score matrix per head
+SOFTMAX_DENSE = ("full", "math", "gqa", "mqa", "mla", "lora")  # dense softmax (costs.py: which of them hold N x N)
 SPARSE = ("local", "block_sparse", "strided", "longformer", "bigbird")
 LINEAR = ("linear", "performer", "linformer", "nystrom", "cosformer")
 POSITIONAL = (None, "rope")

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from attnkit import forgetting as _forgetting
 from attnkit import gqa as _gqa
 from attnkit import linear as _linear
 from attnkit import mha as _mha
@@ -20,7 +21,6 @@ from attnkit.factory.config import (
     LINEAR,
     NAMES,
     NO_CAUSAL,
-    SOFTMAX_DENSE,
     SPARSE,
     AttentionConfig,
     _pattern,
@@ -28,6 +28,14 @@ from attnkit.factory.config import (
 )
 
 MB = 2 ** 20
+
+# Dense softmax, by what its code holds per (batch, head) (measured with torch.profiler's allocator
+# events, tests/library/test_factory.py): torch's fused SDPA kernel (full, gqa, mqa, lora) keeps no
+# N x N matrix, only a log-sum-exp per query row; attnkit.core's plain path (math) holds the scores,
+# their masked copy and the weights at once; MLA's naive path (queries and keys longer than the
+# values, which the fused CPU kernel refuses) falls back to torch's math path: scores and weights.
+FUSED = ("full", "gqa", "mqa", "lora")
+N_BY_N = {"math": 3, "mla": 2}  # N x N arrays held at once per head
 
 def _check_cfg(cfg) -> None:
     if not isinstance(cfg, AttentionConfig):
@@ -39,7 +47,7 @@ def param_count(cfg: AttentionConfig) -> int:
     _check_cfg(cfg)
     r = cfg.resolved
     k, E, H, Dh = cfg.attention_type, cfg.d_model, cfg.n_heads, r.head_dim
-    if k in ("full", "flash", "lora") or k in SPARSE or k in LINEAR:
+    if k in ("full", "math", "flash", "lora") or k in SPARSE or k in LINEAR:
         n = _mha.mha_param_count(E, H)  # 4 E^2 + 4 E (q, k, v, out with biases)
         if k == "lora":
             n += sum(cfg.lora_r * (E + E) for _ in cfg.lora_targets)  # A (r, in) + B (out, r) each
@@ -68,24 +76,32 @@ MODES = ("forward", "training", "decode")
 def _score_elements(cfg: AttentionConfig, N: int) -> int:
     """Elements of the mechanism's own term per (batch, head), from the chapters' cost formulas.
 
-    Materialised softmax (full, gqa, mqa, mla, lora): N^2 scores. flash: one 64 x 64 tile plus
-    the running max and sum (2N). Sparse: the attended pairs (``attnkit.sparse.pattern_pairs``,
-    N * w for a window). Linear family: ``attnkit.linear.attention_cost(...)["extra_bytes"]``
-    (features of q and k plus the d x d state, or N x k, or N x m landmarks), in elements.
-    The recurrences of ``attnkit.forgetting``, chunked in c = chunk_size tokens: a c x c block
-    per chunk (gla: c x c x d_h, its per-channel decays) and a d_h x d_h state at each chunk's edge.
+    Fused softmax (full, gqa, mqa, lora: torch's SDPA kernel): the log-sum-exp of each query row,
+    N. The materialising paths: math 3 N^2 (scores, their masked copy, the weights), mla 2 N^2
+    (``N_BY_N``). flash: one 64 x 64 tile plus the running max and sum (2N). Sparse: the attended
+    pairs (``attnkit.sparse.pattern_pairs``, N * w for a window). Linear family:
+    ``attnkit.linear.attention_cost(...)["extra_bytes"]`` (features of q and k plus the d x d state,
+    or N x k, or N x m landmarks), in elements. The recurrences of ``attnkit.forgetting``, chunked
+    in c = chunk_size tokens: a c x c block per chunk and a d_h x d_h state at each chunk's edge;
+    gla (a decay per key channel) holds its log decays, N x d_h, one c' x c' x d_h block of pair
+    decays and its exponential (c' = min(c, 16): its chunks are cut to 16), and one d_h x d_h state.
     """
     k = cfg.attention_type
-    if k in SOFTMAX_DENSE:
-        return N * N
+    if k in FUSED:
+        return N
+    if k in N_BY_N:
+        return N_BY_N[k] * N * N
     if k == "flash":
         return 64 * 64 + 2 * N
     if k in SPARSE:
         return sparse_pairs(cfg, N)
     r = cfg.resolved
-    if k in FORGETTING:  # the chunked forms: a c x c block per chunk (gla: c x c x d_k) and a d x d state per chunk edge
+    if k == "gla":  # the loop holds one chunk's block at a time (measured: 48.4 MB at N = 8192, d 256, 4 heads)
+        c, d = min(cfg.chunk_size, _forgetting.CHANNEL_CHUNK, N), r.head_dim
+        return N * d + 2 * c * c * d + d * d
+    if k in FORGETTING:  # the chunked forms: a c x c block per chunk and a d x d state per chunk edge
         c, d = min(cfg.chunk_size, N), r.head_dim
-        return N * c * (d if k == "gla" else 1) + math.ceil(N / cfg.chunk_size) * d * d
+        return N * c + math.ceil(N / cfg.chunk_size) * d * d
     m = {"performer": r.nb_features, "linformer": r.proj_k, "nystrom": r.num_landmarks}.get(k)
     return _linear.attention_cost(k, N, cfg.resolved.head_dim, m=m, bytes_per=1)["extra_bytes"]
 
@@ -126,8 +142,8 @@ def _cache_tokens(cfg: AttentionConfig, N: int) -> int:
         return min(N, cfg.resolved.window_size + cfg.num_global_tokens)
     if k == "block_sparse":
         return min(N, cfg.resolved.block_size)
-    if k == "strided":
-        return min(N, cfg.resolved.stride + math.ceil(N / cfg.resolved.stride))
+    # strided: every key (a later query needs its own residue class mod the stride, and each class
+    # is written by every stride-th token), so an autoregressive strided decoder keeps all N
     return N
 
 
@@ -136,12 +152,13 @@ def memory_breakdown(cfg: AttentionConfig, seq_len: int, batch_size: int = 1, dt
     """Bytes of one layer at ``seq_len``, by the cost formulas of the earlier chapters.
 
     mode "forward": parameters + activations (q, k, v, context, output) + the mechanism's own
-    term (``_score_elements``: N^2 per head for materialised softmax, a tile for flash, the
+    term (``_score_elements``: N per head for the fused kernel, N^2 arrays for the materialising
+    paths, a tile for flash, the
     attended pairs for sparse patterns, features and state for linear attention).
     "training": the same, with parameters counted four times (weights, gradients, AdamW's two
     moments; the forward's tensors are what the backward keeps).
     "decode": parameters + the KV cache (``attnkit.gqa.kv_cache_bytes_per_token``) of the tokens
-    a decoder keeps (all N; a window's w; a block's b) or, for causal linear attention, its
+    a decoder keeps (all N, strided too; a window's w; a block's b) or, for causal linear attention, its
     recurrent state (d x d per head; the recurrences of ``attnkit.forgetting``: d_k x d_v, no
     normaliser); plus one query's scores over the cache.
     Returns a dict of bytes: params, activations, scores, kv_cache, total.

@@ -67,6 +67,12 @@ class _MHA(Mixer):  # full, and lora through LoRAMHA below
         return self.inner(x, attn_mask=attn_mask, key_padding_mask=kpm, is_causal=self.config.causal)[0]
 
 
+class _Math(Mixer):  # full attention through the path that keeps the (B, H, N, N) weights (attnkit.core)
+    def run(self, x, attn_mask, kpm):
+        return self.inner(x, attn_mask=attn_mask, key_padding_mask=kpm, is_causal=self.config.causal,
+                          need_weights=True)[0]
+
+
 class _RoPEMHA(Mixer):  # full with positional="rope": chapter 06's module, tables grown on demand
     def run(self, x, attn_mask, kpm):
         from attnkit.rope import generate_rope_embeddings
@@ -160,6 +166,8 @@ def _build(cfg: AttentionConfig) -> Mixer:
 
             return _RoPEMHA(cfg, StandardAttentionWithRoPE(E, H))
         return _MHA(cfg, _mha.MultiHeadAttention(E, H))
+    if k == "math":
+        return _Math(cfg, _mha.MultiHeadAttention(E, H))
     if k == "flash":
         return _Flash(cfg, _mha.MultiHeadAttention(E, H))
     if k == "lora":

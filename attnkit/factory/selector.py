@@ -17,8 +17,8 @@ register({
               "在 {constraint:.1f} MB 的预算之内。规则：{rule}",
     },
     "factory.rule.training": {
-        "en": "the first that fits, exact attention first (full, flash), then sparse, then linear.",
-        "zh": "按顺序取第一个放得下的：先精确注意力（full、flash），再稀疏，最后线性。",
+        "en": "the first that fits, exact attention first (full, torch's fused kernel), then sparse, then linear.",
+        "zh": "按顺序取第一个放得下的：先精确注意力（full，即 torch 的融合算子），再稀疏，最后线性。",
     },
     "factory.rule.inference": {
         "en": "the least compressed KV cache that fits: full, gqa, mla, mqa, then a window, then a "
@@ -26,9 +26,9 @@ register({
         "zh": "取放得下的、KV 缓存压缩最少的：full、gqa、mla、mqa，然后是窗口，最后是线性注意力的状态。",
     },
     "factory.rule.long_context": {
-        "en": "exact if it fits (flash, O(N) memory), then sparse patterns with global tokens, then "
-              "windows, then linear.",
-        "zh": "放得下就用精确注意力（flash，内存 O(N)），其次是带全局词元的稀疏模式，再次是窗口，最后是线性。",
+        "en": "exact if it fits (full: the fused kernel, O(N) memory), then sparse patterns with global tokens, "
+              "then windows, then linear.",
+        "zh": "放得下就用精确注意力（full：融合算子，内存 O(N)），其次是带全局词元的稀疏模式，再次是窗口，最后是线性。",
     },
     "factory.rule.memory_limited": {
         "en": "the least memory of all mechanisms.",
@@ -37,11 +37,16 @@ register({
 })
 
 
-SCENARIOS = {  # scenario -> (memory mode, candidates in order of preference, rule)
-    "training": ("training", ("full", "flash", "local", "longformer", "bigbird", "performer", "cosformer",
+# scenario -> (memory mode, candidates in order of preference, rule). Exact attention is "full",
+# torch's fused kernel: it holds no N x N matrix and runs faster than "flash" (chapter 07's tiling in
+# Python, for teaching) and "math" (the materialising path), which are no candidates of the ordered
+# rules. block_sparse is block-diagonal (no token sees another block, at any depth): a candidate only
+# where the least memory is all that counts.
+SCENARIOS = {
+    "training": ("training", ("full", "local", "longformer", "bigbird", "performer", "cosformer",
                               "linear", "gated_deltanet"), "first"),
     "inference": ("decode", ("full", "gqa", "mla", "mqa", "local", "linear", "gated_deltanet"), "first"),
-    "long_context": ("forward", ("flash", "longformer", "bigbird", "local", "performer", "cosformer", "linear",
+    "long_context": ("forward", ("full", "longformer", "bigbird", "local", "performer", "cosformer", "linear",
                                  "gated_deltanet"), "first"),
     "memory_limited": ("forward", tuple(n for n in NAMES if n != "lora"), "least"),
 }

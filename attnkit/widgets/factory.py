@@ -88,7 +88,7 @@ def explorer_data(seq_len: int, budget_mb: float, mode: str) -> dict:
             "budget_mb": budget_mb, "mode": mode}
 
 
-XLIM = (0.5, 1e6)  # MB: every bar and budget over the whole control domain lies inside (a test checks)
+XLIM = (0.5, 5e6)  # MB: every bar and budget over the whole control domain lies inside (a test checks)
 
 
 def _status(r) -> str:

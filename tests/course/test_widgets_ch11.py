@@ -18,10 +18,11 @@ from attnkit.widgets import image_difference  # noqa: E402
 MB = 2**20
 
 
-def full_forward_mb(N: int, E: int = 512, H: int = 8) -> float:
+def full_forward_mb(N: int, E: int = 512, H: int = 8, n_by_n: int = 0) -> float:
     """Chapter 04's layer: 4E^2 + 4E parameters; q, k, v, the merged heads and the output (N x E
-    each); the H (N x N) score matrices; float32."""
-    return ((4 * E * E + 4 * E) + 5 * N * E + H * N * N) * 4 / MB
+    each); per head, the fused kernel's log-sum-exp of each query row (N), or ``n_by_n`` (N x N)
+    arrays for the materialising path; float32."""
+    return ((4 * E * E + 4 * E) + 5 * N * E + H * (n_by_n * N * N if n_by_n else N)) * 4 / MB
 
 
 def test_table_is_the_selectors_formula():
@@ -34,6 +35,7 @@ def test_table_is_the_selectors_formula():
         assert row["fits"] == (row["mb"] <= 100.0)
     assert data["fit"] == [n for n, r in data["rows"].items() if r["mb"] <= 100.0]
     assert data["rows"]["full"]["mb"] == pytest.approx(full_forward_mb(2048))
+    assert data["rows"]["math"]["mb"] == pytest.approx(full_forward_mb(2048, n_by_n=3))
 
 
 def test_decode_mode_and_the_linear_state():
