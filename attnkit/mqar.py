@@ -129,7 +129,8 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
     * gqa / mqa: 2 * seq_len * num_kv_heads * d_h;
     * local / sliding (causal window w, chapter 08): 2 * min(seq_len, w) * d_model;
     * linear (elu+1, chapter 09): per head S = sum phi(k) v^T (d_h x d_h) and z = sum phi(k)
-      (d_h), so n_heads * d_h * (d_h + 1); cosFormer keeps a cos and a sin copy (2 d_h features);
+      (d_h), so n_heads * d_h * (d_h + 1); cosFormer keeps a cos and a sin copy (2 d_h features),
+      the Taylor feature map (Based) 1 + d_h + d_h^2 features, so n_heads * (1 + d_h + d_h^2) * (d_h + 1);
       Performer: nb_features * (d_h + 1) per head;
     * the recurrences that forget (retnet, gated_linear, gla, deltanet, gated_deltanet,
       ``attnkit.forgetting``): per head the state S (d_k x d_v = d_h x d_h) and no normaliser,
@@ -152,8 +153,9 @@ def decode_state_bytes(config, seq_len: int, dtype_bytes: int = 4) -> int:
         n = 2 * seq_len * kv * dh
     elif kind in _WINDOWED:
         n = 2 * min(seq_len, getattr(config, "window", None) or config.window_size) * d
-    elif kind in _LINEAR:
-        m = 2 * dh if kind == "cosformer" else dh
+    elif kind in _LINEAR:  # M features per head: d_h, cosFormer 2 d_h, Based's Taylor map 1 + d_h + d_h^2
+        m = 2 * dh if kind == "cosformer" else (1 + dh + dh * dh if getattr(config, "feature_map", None) == "taylor"
+                                                else dh)
         n = h * m * (dh + 1)
     elif kind in _FORGETTING:
         n = h * dh * dh

@@ -38,8 +38,11 @@ after every run, so an interrupted sweep keeps what it measured); chapter 11 loa
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
+import fcntl
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -63,22 +66,33 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "figures" / "bench_factory.json"
 FORMAT = "attnkit.bench_factory/1"
 
-# the race: one name per mechanism, its layers (one entry per layer, or one name for both)
-MECHANISMS = {"softmax": "full", "window": "local", "linear": "linear", "cosformer": "cosformer",
-              "window+linear": ["local", "linear"]}
-# the task and the training budget of every run; the chapter's live race is SHARED
-TASK = {"vocab_size": 32, "seq_len": 32, "steps": 150, "batch": 32, "lr": 3e-3, "layers": 2, "n_heads": 1,
-        "window_size": 8, "conv_kernel": 4}
-SHARED = {"width": 64, "num_pairs": 8}
-WIDTHS = (32, 64, 128)
-PAIRS = (4, 8)
-LRS = (1e-3, 3e-3)  # as Zoology does, each setting is reported at its best learning rate (TASK's lr is one of them)
+# the race's sweep: mechanism -> its layers, one name for both layers or one spec per layer (a name, or a
+# dict: attention_type, its options, and head_dim, which sets n_heads = width // head_dim for that layer)
+MECHANISMS = {"softmax": "full", "window": "local", "linear": "linear",
+              "based": [{"attention_type": "local"},
+                        {"attention_type": "linear", "feature_map": "taylor", "head_dim": 16}],
+              "retnet": "retnet", "gla": "gla", "deltanet": "deltanet", "gated_deltanet": "gated_deltanet"}
+# the task and the training budget of every model of the sweep; POINTS: (seq_len, width)
+TASK = {"vocab_size": 64, "num_pairs": 8, "steps": 600, "batch": 32, "lr": 3e-3, "layers": 2, "n_heads": 1,
+        "window_size": 16, "conv_kernel": 3}
+POINTS = ((128, 32), (128, 64))
+SEEDS = (0, 1, 2)
+WORKERS = 2
+BUDGET_MIN = 70  # the sweep's wall-time budget on WORKERS one-thread processes, minutes
+# quiet-machine seconds per training step at (128, 64), one thread (a 40-60 step run each): the estimate
+STEP_S = {"softmax": 0.075, "window": 0.05, "linear": 0.057, "based": 0.11, "retnet": 0.06, "gla": 0.22,
+          "deltanet": 0.1, "gated_deltanet": 0.115}
+# the chapter's live race: two mechanisms at a short length, where the KV cache (2 L d) and the linear
+# state (d (d + 1)) are about the same size; trained by this script too (seed 0), a test retrains it
+LIVE = {"mechanisms": ["softmax", "linear"], "vocab_size": 32, "seq_len": 32, "num_pairs": 8, "width": 64,
+        "steps": 150, "batch": 32, "lr": 3e-3, "layers": 2, "n_heads": 1, "window_size": 8, "conv_kernel": 4}
+SOLVED = 0.9  # a setting is solved when the median recall over the seeds reaches this
 # the profiler table
 LENGTHS = (512, 1024, 2048, 4096, 8192)
 PROFILE = {"batch_size": 1, "d_model": 256, "n_heads": 4, "causal": False, "backward": False}
 
-RACE_KEYS = ("mechanism", "types", "width", "num_pairs", "seed", "lr", "accuracy", "final_loss", "state_bytes",
-             "params", "seconds")
+RACE_KEYS = ("mechanism", "types", "seq_len", "width", "num_pairs", "seed", "lr", "steps", "accuracy", "final_loss",
+             "state_bytes", "params", "seconds", "loadavg")
 PROFILE_KEYS = ("attention_type", "seq_len", "avg_latency_ms", "std_latency_ms", "median_latency_ms", "memory_mb",
                 "formula_mb", "tokens_per_s")
 
@@ -100,45 +114,66 @@ def machine() -> dict:
             "torch": torch.__version__, "threads": 1, "loadavg_at_start": load}
 
 
-def race_settings() -> dict:
-    """The grid: (width, num_pairs) points, every mechanism at each."""
-    points = [(w, SHARED["num_pairs"]) for w in WIDTHS] + [(SHARED["width"], k) for k in PAIRS
-                                                           if k != SHARED["num_pairs"]]
-    return {"task": dict(TASK), "shared": dict(SHARED), "widths": list(WIDTHS), "pairs": list(PAIRS), "lrs": list(LRS),
-            "points": [list(p) for p in points], "mechanisms": {k: v for k, v in MECHANISMS.items()},
-            "chance": chance_accuracy(TASK["vocab_size"])}
+TRAIN_KEYS = ("vocab_size", "num_pairs", "steps", "batch", "lr", "layers", "n_heads", "window_size", "conv_kernel")
 
 
-def race_run(mechanism: str, width: int, num_pairs: int, seed: int, lr: float = TASK["lr"]) -> dict:
-    """One model of the race, as a row of the data file."""
-    r = train_mqar(MECHANISMS[mechanism], width=width, num_pairs=num_pairs, seed=seed, **(TASK | {"lr": lr}))
-    return {"mechanism": mechanism, "types": r["settings"]["types"], "width": width, "num_pairs": num_pairs,
-            "seed": seed, "lr": lr, "accuracy": r["accuracy"], "final_loss": r["losses"][-1], "state_bytes": r["state_bytes"],
-            "params": r["params"], "seconds": r["seconds"]}
+def race_settings(seeds=SEEDS, workers: int = WORKERS) -> dict:
+    """The sweep's grid, its budget and the live race's task, as stored in the data file."""
+    models = len(MECHANISMS) * len(POINTS) * len(seeds)
+    step_s = sum(STEP_S[m] * (L / 128) * (w / 64 if m == "softmax" else 1)  # rough: softmax grows with width
+                 for m in MECHANISMS for L, w in POINTS) * len(seeds) * TASK["steps"]
+    return {"task": dict(TASK), "points": [list(p) for p in POINTS], "seeds": list(seeds),
+            "mechanisms": dict(MECHANISMS), "chance": chance_accuracy(TASK["vocab_size"]), "solved": SOLVED,
+            "budget": {"workers": workers, "threads_per_worker": 1, "models": models,
+                       "quiet_estimate_min": round(step_s / workers / 60, 1), "limit_min": BUDGET_MIN,
+                       "step_s_quiet": dict(STEP_S)},
+            "live": dict(LIVE), "live_chance": chance_accuracy(LIVE["vocab_size"])}
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    """Mean, min and max accuracy over the seeds of each (mechanism, width, num_pairs, lr)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault((r["mechanism"], r["width"], r["num_pairs"], r["lr"]), []).append(r)
+def layer_configs(mechanism: str, width: int, seed: int, task: dict = TASK) -> list:
+    """One AttentionConfig per layer of a mixed stack (a list in ``MECHANISMS``), with the task's options."""
     out = []
-    for (mech, width, pairs, lr), rs in groups.items():
-        acc = [r["accuracy"] for r in rs]
-        out.append({"mechanism": mech, "width": width, "num_pairs": pairs, "lr": lr, "seeds": [r["seed"] for r in rs],
-                    "mean": statistics.fmean(acc), "min": min(acc), "max": max(acc),
-                    "state_bytes": rs[0]["state_bytes"], "seconds": statistics.fmean(r["seconds"] for r in rs)})
+    for spec in MECHANISMS[mechanism]:
+        spec = {"attention_type": spec} if isinstance(spec, str) else dict(spec)
+        head_dim = spec.pop("head_dim", None)
+        opts = {"n_heads": task["n_heads"] if head_dim is None else width // head_dim, "causal": True,
+                "window_size": task["window_size"], "conv_kernel": task["conv_kernel"], "mlp_ratio": 0.0,
+                "seed": seed}
+        out.append(AttentionConfig(d_model=width, **(opts | spec)))
     return out
 
 
-def best_lr(summary: list[dict]) -> list[dict]:
-    """Per (mechanism, width, num_pairs), the summary row of the learning rate with the best mean."""
-    best: dict[tuple, dict] = {}
-    for s in summary:
-        key = (s["mechanism"], s["width"], s["num_pairs"])
-        if key not in best or s["mean"] > best[key]["mean"]:
-            best[key] = s
-    return list(best.values())
+def race_run(mechanism: str, seq_len: int, width: int, seed: int, task: dict = TASK) -> dict:
+    """One model of the race, as a row of the data file. A mechanism that is one name is trained by the
+    same call as the chapter's live race; a mixed stack through ``layer_configs``."""
+    spec = MECHANISMS[mechanism]
+    layers = spec if isinstance(spec, str) else layer_configs(mechanism, width, seed, task)
+    r = train_mqar(layers, seq_len=seq_len, width=width, seed=seed, **{k: task[k] for k in TRAIN_KEYS})
+    return {"mechanism": mechanism, "types": r["settings"]["types"], "seq_len": seq_len, "width": width,
+            "num_pairs": task["num_pairs"], "seed": seed, "lr": task["lr"], "steps": task["steps"],
+            "accuracy": r["accuracy"], "final_loss": r["losses"][-1], "state_bytes": r["state_bytes"],
+            "params": r["params"], "seconds": r["seconds"], "loadavg": loadavg()}
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Median, min and max recall over the seeds of each (mechanism, seq_len, width)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["mechanism"], r["seq_len"], r["width"]), []).append(r)
+    out = []
+    for (mech, L, width), rs in groups.items():
+        acc = [r["accuracy"] for r in rs]
+        out.append({"mechanism": mech, "seq_len": L, "width": width, "seeds": sorted(r["seed"] for r in rs),
+                    "median": statistics.median(acc), "min": min(acc), "max": max(acc),
+                    "state_bytes": rs[0]["state_bytes"], "seconds": statistics.fmean(r["seconds"] for r in rs)})
+    return out
 
 
 def profile_configs(n: int) -> dict:
@@ -169,13 +204,14 @@ def validate(data: dict) -> None:
     for part in ("race", "profile"):
         need(data[part], ("command", "machine", "date", "seconds"), part)
         need(data[part]["machine"], ("cpu", "cores", "torch", "threads"), f"{part}.machine")
-    need(data["race"], ("settings", "runs", "summary", "best"), "race")
-    need(data["race"]["settings"], ("task", "shared", "widths", "pairs", "lrs", "mechanisms", "chance"),
+    need(data["race"], ("settings", "runs", "summary", "live_runs"), "race")
+    need(data["race"]["settings"], ("task", "points", "seeds", "mechanisms", "chance", "solved", "budget", "live"),
          "race.settings")
-    for i, r in enumerate(data["race"]["runs"]):
-        need(r, RACE_KEYS, f"race.runs[{i}]")
-        if not 0.0 <= r["accuracy"] <= 1.0:
-            raise ValueError(f"race.runs[{i}].accuracy must be in [0, 1], got {r['accuracy']}")
+    for where in ("runs", "live_runs"):
+        for i, r in enumerate(data["race"][where]):
+            need(r, RACE_KEYS, f"race.{where}[{i}]")
+            if not 0.0 <= r["accuracy"] <= 1.0:
+                raise ValueError(f"race.{where}[{i}].accuracy must be in [0, 1], got {r['accuracy']}")
     need(data["profile"], ("settings", "lengths", "rows"), "profile")
     for i, r in enumerate(data["profile"]["rows"]):
         need(r, ("attention_type", "seq_len"), f"profile.rows[{i}]")
@@ -183,47 +219,82 @@ def validate(data: dict) -> None:
             need(r, PROFILE_KEYS, f"profile.rows[{i}]")
 
 
-def write(data: dict, path: Path) -> None:
-    validate(data)
+def write(data: dict, path: Path, part: str | None = None) -> None:
+    """Write ``data``; with ``part`` ("race" or "profile") only that section: the other is taken from the file
+    as it is now (another run of the script may have rewritten it meanwhile), under a lock file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if part is not None and path.exists():
+            now = json.loads(path.read_text())
+            if now.get("format") == FORMAT:
+                data = {k: (data[k] if k == part else now.get(k, data[k])) for k in data}
+        validate(data)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
+        tmp.replace(path)
 
 
 def print_race(summary: list[dict], chance: float) -> None:
-    print(f"\nrecall accuracy at the queries (mean over seeds, [min, max]) at the best learning rate of each "
-          f"setting; chance {chance:.3f}")
-    points = sorted({(s["width"], s["num_pairs"]) for s in summary})
-    print(f"{'mechanism':<15}" + "".join(f"{f'w={w}, K={k}':>22}" for w, k in points))
-    by = {(s["mechanism"], s["width"], s["num_pairs"]): s for s in summary}
+    print(f"\nrecall at the queries: median over the seeds [min, max], state bytes per model; chance {chance:.3f}")
+    points = sorted({(s["seq_len"], s["width"]) for s in summary})
+    print(f"{'mechanism':<15}" + "".join(f"{f'L={L}, d={w}':>34}" for L, w in points))
+    by = {(s["mechanism"], s["seq_len"], s["width"]): s for s in summary}
     for mech in MECHANISMS:
         cells = []
-        for w, k in points:
-            s = by.get((mech, w, k))
-            cells.append(f"{s['mean']:.2f} [{s['min']:.2f}, {s['max']:.2f}] {s['lr']:g}" if s else "-")
-        print(f"{mech:<15}" + "".join(f"{c:>28}" for c in cells))
+        for L, w in points:
+            s = by.get((mech, L, w))
+            cells.append(f"{s['median']:.2f} [{s['min']:.2f}, {s['max']:.2f}] {s['state_bytes']:>7,} B" if s else "-")
+        print(f"{mech:<15}" + "".join(f"{c:>34}" for c in cells))
 
 
-def run_race(data: dict, seeds, path: Path, done: list[dict] = ()) -> None:
-    """Train every (setting, mechanism, seed) of the grid; ``done``: rows of an earlier run of the
-    same task (``--resume``), kept instead of retrained."""
-    settings = data["race"]["settings"]
-    todo = [(w, k, m, s, lr) for lr in settings["lrs"] for s in seeds for (w, k) in settings["points"]
-            for m in MECHANISMS]
-    kept = {(r["width"], r["num_pairs"], r["mechanism"], r["seed"], r.get("lr", TASK["lr"])): r | {"lr": r.get("lr", TASK["lr"])}
-            for r in done}
-    print(f"race: {len(todo)} models ({len(MECHANISMS)} mechanisms x {len(settings['points'])} settings x "
-          f"{len(seeds)} seeds x {len(settings['lrs'])} learning rates), task {settings['task']}", flush=True)
-    for i, (w, k, m, s, lr) in enumerate(todo, 1):
-        row = kept.get((w, k, m, s, lr)) or race_run(m, w, k, s, lr)
-        data["race"]["runs"].append(row)
-        data["race"]["summary"] = summarize(data["race"]["runs"])
-        data["race"]["best"] = best_lr(data["race"]["summary"])
-        write(data, path)
-        print(f"  [{i}/{len(todo)}] {m:<14} width {w:>3} pairs {k} seed {s} lr {lr:g}: accuracy {row['accuracy']:.3f}, "
-              f"state {row['state_bytes']:,} B, {row['seconds']:.1f} s", flush=True)
-    print_race(data["race"]["best"], settings["chance"])
+def _pool_map(jobs: list[tuple], workers: int):
+    """Yield ``(job, race_run(*job))`` as they finish, on ``workers`` processes (spawned: one thread each)."""
+    if workers == 1:
+        for job in jobs:
+            yield job, race_run(*job)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(race_run, *job): job for job in jobs}
+        for f in concurrent.futures.as_completed(futures):
+            yield futures[f], f.result()
+
+
+def run_race(data: dict, path: Path, done: dict, workers: int) -> None:
+    """Train the live race's models and every (seed, point, mechanism) of the sweep, ``workers`` at a time,
+    writing the file after each; ``done``: rows of an earlier run of the same task (``--resume``), kept."""
+    race, settings = data["race"], data["race"]["settings"]
+    live = {k: v for k, v in settings["live"].items() if k != "mechanisms"}
+    jobs = [(m, live["seq_len"], live["width"], 0, live) for m in settings["live"]["mechanisms"]]
+    # seed by seed (an interrupted sweep has whole seeds), the slowest models first within a seed
+    sweep = sorted(((m, L, w, s, settings["task"]) for s in settings["seeds"] for L, w in settings["points"]
+                    for m in settings["mechanisms"]),
+                   key=lambda j: (j[3], -STEP_S[j[0]] * j[1] * (j[2] if j[0] == "softmax" else 64)))
+    jobs += sweep
+    b = settings["budget"]
+    print(f"race: {len(sweep)} models ({len(settings['mechanisms'])} mechanisms x {len(settings['points'])} points "
+          f"(seq_len, width) {settings['points']} x seeds {settings['seeds']}) + {len(jobs) - len(sweep)} of the "
+          f"live race; task {settings['task']}; {workers} worker(s), one thread each; budget {b['limit_min']} min, "
+          f"quiet-machine estimate {b['quiet_estimate_min']} min", flush=True)
+    todo = []
+    for job in jobs:
+        row = done.get(job[:4])
+        if row is None:
+            todo.append(job)
+        else:
+            race["live_runs" if job[4] == live else "runs"].append(row)
+    if len(todo) < len(jobs):
+        print(f"--resume: {len(jobs) - len(todo)} models kept, {len(todo)} to train", flush=True)
+    for i, (job, row) in enumerate(_pool_map(todo, workers), 1):
+        race["live_runs" if job[4] == live else "runs"].append(row)
+        race["summary"] = summarize(race["runs"])
+        write(data, path, "race")
+        print(f"  [{i}/{len(todo)}] {row['mechanism']:<15} L {row['seq_len']:>3} d {row['width']:>3} seed {row['seed']}: "
+              f"recall {row['accuracy']:.3f}, state {row['state_bytes']:,} B, {row['seconds']:.0f} s, "
+              f"load {row['loadavg']}", flush=True)
+    race["summary"] = summarize(race["runs"])
+    print_race(race["summary"], settings["chance"])
 
 
 def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_call_s: float, path: Path,
@@ -253,7 +324,7 @@ def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_c
                 if r["median_latency_ms"] / 1e3 > max_call_s:
                     slow[name] = (f"one call took {r['median_latency_ms'] / 1e3:.1f} s at N = {n} > --max-call-s "
                                   f"{max_call_s:g} (about 4x per doubling of N for the quadratic ones)")
-        write(data, path)
+        write(data, path, "profile")
         print(f"  N = {n}: {len(run)} mechanisms profiled", flush=True)
     print_profile(rows, lengths)
 
@@ -279,7 +350,8 @@ def print_profile(rows, lengths) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--part", choices=("all", "race", "profile"), default="all")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--workers", type=int, default=WORKERS, help="race: models trained at once (one thread each)")
     p.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--mem-limit-mb", type=float, default=6000.0)
@@ -295,12 +367,15 @@ def main(argv=None) -> None:
     if unknown:
         p.error(f"--mechanisms: unknown {unknown}; expected names of {AttentionFactory.available()}")
     argv_used = sys.argv[1:] if argv is None else list(argv)
-    command = "nice .venv/bin/python benchmarks/bench_factory.py" + ("" if not argv_used else " " + shlex.join(argv_used))
+    niceness = os.nice(0)  # the priority it ran at, in the command that repeats it
+    command = ((f"nice -n {niceness} " if niceness else "") + ".venv/bin/python benchmarks/bench_factory.py"
+               + ("" if not argv_used else " " + shlex.join(argv_used)))
     old = json.loads(args.out.read_text()) if args.out.exists() else None
     stamp = {"command": command, "machine": machine(),
              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": None}
     data = {"format": FORMAT,
-            "race": stamp | {"settings": race_settings(), "runs": [], "summary": [], "best": []},
+            "race": stamp | {"settings": race_settings(args.seeds, args.workers), "runs": [], "summary": [],
+                             "live_runs": []},
             "profile": stamp | {"settings": dict(PROFILE) | {"iterations": args.iterations, "warmup": 1,
                                                             "mem_limit_mb": args.mem_limit_mb,
                                                             "max_call_s": args.max_call_s},
@@ -309,10 +384,11 @@ def main(argv=None) -> None:
         keep = "profile" if args.part == "race" else "race"
         data[keep] = old[keep]
     print(f"{stamp['machine']}\n{command}", flush=True)
-    done = []
+    done = {}  # (mechanism, seq_len, width, seed) -> a row of the earlier run
     if args.resume and old is not None and old.get("format") == FORMAT and args.part != "profile":
-        same = all(old["race"]["settings"][k] == data["race"]["settings"][k] for k in ("task", "mechanisms"))
-        done = old["race"]["runs"] if same else []
+        same = all(old["race"]["settings"].get(k) == data["race"]["settings"][k] for k in ("task", "mechanisms", "live"))
+        rows = old["race"]["runs"] + old["race"].get("live_runs", []) if same else []
+        done = {(r["mechanism"], r["seq_len"], r["width"], r["seed"]): r for r in rows}
         print(f"--resume: {len(done)} runs of {args.out} kept" if same else "--resume: another task, nothing kept")
         if same:  # say where the kept runs came from (a fresh run of the same grid gives the same numbers)
             data["race"]["kept_from"] = [old["race"]["command"]] + old["race"].get("kept_from", [])
@@ -328,14 +404,15 @@ def main(argv=None) -> None:
             stamp_old = {k: old["profile"][k] for k in ("command", "machine", "date", "seconds")}
             data["profile"]["kept_from"] = [stamp_old | {"mechanisms": [m for m in dict.fromkeys(
                 r["attention_type"] for r in kept) if m not in by_older]}] + older
-    parts = {"race": lambda: run_race(data, args.seeds, args.out, done),
+    parts = {"race": lambda: run_race(data, args.out, done, args.workers),
              "profile": lambda: run_profile(data, args.lengths, args.iterations, args.mem_limit_mb, args.max_call_s,
                                             args.out, args.mechanisms)}
     for part, run in parts.items():
         if args.part in ("all", part):
             with one_thread():
                 data[part]["seconds"] = round_robin_times({part: run}, repeats=1, warmup=0)[part][0]
-            write(data, args.out)
+            data[part]["machine"]["loadavg_at_end"] = loadavg()
+            write(data, args.out, part)
             print(f"\n{part}: {data[part]['seconds'] / 60:.1f} min; wrote {args.out}", flush=True)
 
 if __name__ == "__main__":
