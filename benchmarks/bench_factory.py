@@ -1,28 +1,39 @@
 """Chapter 11's full sweep, which the notebook cannot afford live: the MQAR race and the profiler table.
 
     nice .venv/bin/python benchmarks/bench_factory.py                 # everything, writes figures/bench_factory.json
-    .venv/bin/python benchmarks/bench_factory.py --part race --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_factory.py --part race          # the sweep: about an hour on 2 workers
+    .venv/bin/python benchmarks/bench_factory.py --part race --resume # after an interruption
     .venv/bin/python benchmarks/bench_factory.py --part profile --lengths 512 1024
     .venv/bin/python benchmarks/bench_factory.py --part profile --mechanisms retnet gla --resume   # add two
 
 **The race** (multi-query associative recall, ``attnkit.mqar``; Arora et al. 2023): a 2-layer
-``attnkit.factory.TinyLM`` per mechanism -- softmax (``full``), a causal sliding window of 8
-(``local``), linear attention (elu+1), cosFormer, and a mixed stack (window then linear, a
-Based-like hybrid) -- each layer a short causal convolution and the mixer, no MLP, one head,
-AdamW, one thread, fresh seeded batches per step (``attnkit.mqar.train_mqar``). Accuracy at
-the query positions of a held-out batch, against the width (at the chapter's number of pairs)
-and against the number of pairs (at the chapter's width), for several seeds and two learning
-rates (``LRS``; as in Zoology, each setting is reported at the learning rate with the best mean:
-one rate does not suit every width); printed as mean and spread (min-max) per mechanism, with
-the state a layer keeps to predict the next token
-(``attnkit.mqar.decode_state_bytes``: the KV cache of softmax attention, the fixed-size state of
-linear attention). The chapter's live race is one point of this grid (``SHARED``), at the same
-seed: a test retrains it and compares with the file.
+``attnkit.factory.TinyLM`` per mechanism (``MECHANISMS``: softmax ``full``, a causal window of 16
+``local``, linear attention (elu+1), Based's hybrid -- a window layer under a linear layer with
+the Taylor feature map on heads of 16 dimensions (Arora et al. 2024; their window of 64 at length
+2,048 scaled to 16 at 128, no MLP, no gated convolutions) -- and the linear attentions with
+forgetting ``retnet``, ``gla``, ``deltanet``, ``gated_deltanet``), each layer a short causal
+convolution of kernel 3 and the mixer, no MLP, one head, AdamW, one thread, fresh seeded batches
+per step (``attnkit.mqar.train_mqar``). The grid (``POINTS``): length 128 at widths 32 and 64,
+where a layer's KV cache 2Ld is 7.8x and 3.9x the linear state d(d + 1), 8 pairs in a vocabulary
+of 64, the same 600 steps of batch 32 at lr 3e-3 for every model (``TASK``: softmax solves the
+task by about step 300 at both widths with seed 0), three seeds (``SEEDS``). Stored: every run
+(recall at the query positions of a held-out batch, the load average when it ended), the median,
+min and max over the seeds, the state a model keeps to predict the next token
+(``attnkit.mqar.decode_state_bytes``), the budget (``BUDGET_MIN`` on ``WORKERS`` spawned processes
+of one thread; an estimate from quiet-machine step times, ``STEP_S``) and the command and machine,
+with the load average at the start and the end. Models run seed by seed (an interrupted sweep
+keeps whole seeds; ``--resume`` keeps the runs of the file with the same task and trains the rest).
+Recall does not depend on the load: a run is a seeded function of its settings on one thread.
+The chapter's live race (``LIVE``: softmax and linear at length 32, where the two states are
+about the same size) is trained here too, at seed 0; a test retrains it and compares.
 
 **The profiler table**: ``AttentionProfiler.profile_many`` (round-robin, one thread, warm-up
 excluded) for every mechanism of ``AttentionFactory.available()`` at N = 512 .. 8192, batch 1,
 d_model 256, 4 heads, forward only, non-causal; peak memory measured the same way for every
-mechanism (torch.profiler's allocator events) beside the selector's formula. A mechanism whose
+mechanism (torch.profiler's allocator events) beside the selector's formula. Latency: the median
+of ``--iterations`` rounds (15 by default), with the quartiles and extremes stored as its spread.
+The 1-minute load average is recorded at the start and at the end; above 1.0 at the start the
+profile refuses to run unless ``--force`` (timings taken beside other work measure that work too). A mechanism whose
 formula memory at N is above ``--mem-limit-mb``, or whose last call took more than
 ``--max-call-s`` (so the next, longer N would take about four times as long), is skipped at
 that N with the reason printed and stored. The causal-only mechanisms (``CAUSAL_ONLY``: the
@@ -32,7 +43,8 @@ and lengths only) and its profile stamp goes to ``kept_from``: those rows were t
 run, on another load.
 
 The results, with the command and the machine, go to ``figures/bench_factory.json`` (rewritten
-after every run, so an interrupted sweep keeps what it measured); chapter 11 loads and plots it.
+after every run, so an interrupted sweep keeps what it measured; each part rewrites its own
+section and keeps the other as it is in the file); chapter 11 loads and plots it.
 """
 
 from __future__ import annotations
@@ -95,6 +107,9 @@ RACE_KEYS = ("mechanism", "types", "seq_len", "width", "num_pairs", "seed", "lr"
              "state_bytes", "params", "seconds", "loadavg")
 PROFILE_KEYS = ("attention_type", "seq_len", "avg_latency_ms", "std_latency_ms", "median_latency_ms", "memory_mb",
                 "formula_mb", "tokens_per_s")
+SPREAD_KEYS = ("min_latency_ms", "q1_latency_ms", "q3_latency_ms", "max_latency_ms")  # the rounds' spread, stored
+MAX_LOAD = 1.0  # the profile refuses to start above this 1-minute load average unless --force
+ROUNDS = 15  # timed rounds per mechanism and length (medians and quartiles over them)
 
 
 def machine() -> dict:
@@ -279,11 +294,12 @@ def run_race(data: dict, path: Path, done: dict, workers: int) -> None:
           f"quiet-machine estimate {b['quiet_estimate_min']} min", flush=True)
     todo = []
     for job in jobs:
-        row = done.get(job[:4])
+        where = "live_runs" if job[4] == live else "runs"
+        row = done.get((where, *job[:4]))
         if row is None:
             todo.append(job)
         else:
-            race["live_runs" if job[4] == live else "runs"].append(row)
+            race[where].append(row)
     if len(todo) < len(jobs):
         print(f"--resume: {len(jobs) - len(todo)} models kept, {len(todo)} to train", flush=True)
     for i, (job, row) in enumerate(_pool_map(todo, workers), 1):
@@ -320,7 +336,7 @@ def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_c
             res = AttentionProfiler.profile_many(run, PROFILE["batch_size"], n, iterations, warmup=1,
                                                  backward=PROFILE["backward"])
             for name, r in res.items():
-                rows.append({k: r[k] for k in PROFILE_KEYS} | {"attention_type": name})
+                rows.append({k: r[k] for k in PROFILE_KEYS + SPREAD_KEYS} | {"attention_type": name})
                 if r["median_latency_ms"] / 1e3 > max_call_s:
                     slow[name] = (f"one call took {r['median_latency_ms'] / 1e3:.1f} s at N = {n} > --max-call-s "
                                   f"{max_call_s:g} (about 4x per doubling of N for the quadratic ones)")
@@ -332,7 +348,8 @@ def run_profile(data: dict, lengths, iterations: int, mem_limit_mb: float, max_c
 def print_profile(rows, lengths) -> None:
     by = {(r["attention_type"], r["seq_len"]): r for r in rows}
     names = list(dict.fromkeys(r["attention_type"] for r in rows))
-    for title, key, fmt in (("latency (ms, mean over rounds)", "avg_latency_ms", ".2f"),
+    for title, key, fmt in (("latency (ms, median over rounds)", "median_latency_ms", ".2f"),
+                            ("spread of the rounds (interquartile range, % of the median)", "iqr_pct", ".0f"),
                             ("peak memory measured (MB)", "memory_mb", ".1f"),
                             ("memory by the selector's formula (MB)", "formula_mb", ".1f"),
                             ("tokens / s", "tokens_per_s", ",.0f")):
@@ -343,6 +360,8 @@ def print_profile(rows, lengths) -> None:
             for n in lengths:
                 r = by.get((name, n))
                 v = None if r is None or ("skipped" in r and key != "formula_mb") else r.get(key)
+                if key == "iqr_pct" and r is not None and "q3_latency_ms" in r:
+                    v = 100 * (r["q3_latency_ms"] - r["q1_latency_ms"]) / r["median_latency_ms"]
                 cells.append(f"{'skipped' if v is None else format(v, fmt):>12}")
             print(f"{name:<14}" + "".join(cells))
 
@@ -353,7 +372,10 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--workers", type=int, default=WORKERS, help="race: models trained at once (one thread each)")
     p.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS))
-    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=ROUNDS, help="profile: timed rounds (medians over them)")
+    p.add_argument("--force", action="store_true",
+                   help=f"profile even when the 1-minute load average at the start is above {MAX_LOAD:g} (the "
+                        "timings then reflect the load; the file records it)")
     p.add_argument("--mem-limit-mb", type=float, default=6000.0)
     p.add_argument("--max-call-s", type=float, default=4.0)
     p.add_argument("--out", type=Path, default=OUT)
@@ -363,6 +385,11 @@ def main(argv=None) -> None:
                    help="keep the race runs of the existing file that have the same task and mechanisms, and its "
                         "profile rows of the mechanisms not profiled now if the profile settings and lengths are the same")
     args = p.parse_args(argv)
+    load = loadavg()
+    if args.part in ("all", "profile") and not args.force and load is not None and load[0] > MAX_LOAD:
+        p.error(f"the load average is {load} (1, 5, 15 min): above {MAX_LOAD:g}, the timings would measure the "
+                "other processes too. Run it on a quiet machine, or pass --force to profile anyway (the file "
+                "records the load)")
     unknown = sorted(set(args.mechanisms or ()) - set(AttentionFactory.available()))
     if unknown:
         p.error(f"--mechanisms: unknown {unknown}; expected names of {AttentionFactory.available()}")
@@ -384,11 +411,11 @@ def main(argv=None) -> None:
         keep = "profile" if args.part == "race" else "race"
         data[keep] = old[keep]
     print(f"{stamp['machine']}\n{command}", flush=True)
-    done = {}  # (mechanism, seq_len, width, seed) -> a row of the earlier run
+    done = {}  # ("runs" or "live_runs", mechanism, seq_len, width, seed) -> a row of the earlier run
     if args.resume and old is not None and old.get("format") == FORMAT and args.part != "profile":
         same = all(old["race"]["settings"].get(k) == data["race"]["settings"][k] for k in ("task", "mechanisms", "live"))
-        rows = old["race"]["runs"] + old["race"].get("live_runs", []) if same else []
-        done = {(r["mechanism"], r["seq_len"], r["width"], r["seed"]): r for r in rows}
+        done = {(where, r["mechanism"], r["seq_len"], r["width"], r["seed"]): r
+                for where in ("runs", "live_runs") for r in (old["race"].get(where, []) if same else [])}
         print(f"--resume: {len(done)} runs of {args.out} kept" if same else "--resume: another task, nothing kept")
         if same:  # say where the kept runs came from (a fresh run of the same grid gives the same numbers)
             data["race"]["kept_from"] = [old["race"]["command"]] + old["race"].get("kept_from", [])

@@ -141,6 +141,23 @@ def test_decode_state_bytes_against_real_tensors():
         mqar.decode_state_bytes(_Cfg("nystrom"), N)
 
 
+def test_decode_state_bytes_of_the_taylor_map_is_the_real_state():
+    """Based's layer: the state LinearAttention.recurrent really keeps with the Taylor feature map
+    (1 + d_h + d_h^2 features per head); elu+1 at the same size keeps d_h features."""
+    from attnkit.factory import AttentionConfig
+    from attnkit.linear import LinearAttention
+
+    torch.manual_seed(0)
+    for h in (1, 2):
+        layer = LinearAttention(32, h, feature_map="taylor", causal=True)
+        _, state = layer.recurrent(torch.randn(1, 5, 32))
+        cfg = AttentionConfig(attention_type="linear", d_model=32, n_heads=h, causal=True, feature_map="taylor")
+        assert mqar.decode_state_bytes(cfg, 5) == state.s.nbytes + state.z.nbytes
+        assert state.s.shape == (1, h, 1 + 32 // h + (32 // h) ** 2, 32 // h)
+    elu = AttentionConfig(attention_type="linear", d_model=32, n_heads=2, causal=True)
+    assert mqar.decode_state_bytes(elu, 5) == 2 * 16 * 17 * 4
+
+
 def test_decode_state_bytes_agrees_with_the_factorys_decode_formula():
     from attnkit.factory import AttentionConfig, memory_breakdown
 
