@@ -228,12 +228,14 @@ class RollingKVCache:
         self._check(k_new, v_new)
         if not self._store:  # (..., sink + window, D), allocated once
             self._store = tuple(x.new_zeros(*x.shape[:-2], self.slots, x.shape[-1]) for x in (k_new, v_new))
-        for i in range(k_new.shape[-2]):
-            s = self.slot(self.seen)
-            self._store[0][..., s, :] = k_new[..., i, :]
-            self._store[1][..., s, :] = v_new[..., i, :]
-            self._pos[s] = self.seen
-            self.seen += 1
+        end = self.seen + k_new.shape[-2]
+        p = torch.arange(self.seen, end)  # (S_new,) the new positions
+        keep = (p < self.sink) | (p >= end - self.window)  # the rest are overwritten within this call
+        slots = torch.where(p < self.sink, p, self.sink + (p - self.sink) % self.window)[keep]  # distinct
+        self._store[0][..., slots.to(k_new.device), :] = k_new[..., keep.to(k_new.device), :]
+        self._store[1][..., slots.to(v_new.device), :] = v_new[..., keep.to(v_new.device), :]
+        self._pos[slots] = p[keep]
+        self.seen = end
         return self._store[0][..., :self.filled, :], self._store[1][..., :self.filled, :]
 
 

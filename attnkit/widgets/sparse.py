@@ -4,7 +4,8 @@
 ``attnkit.sparse.pattern_mask``), its density, the fraction of tokens whose information reaches
 the last token after 1 .. ``layers`` layers (``attnkit.sparse.receptive_field``) and the number of
 layers until token 0 reaches the last token (``layers_to_connect``). ``sparse_explorer()`` draws
-the mask and the receptive-field curve; ``pattern_gallery`` draws several masks side by side.
+the mask and the receptive-field curve; ``pattern_gallery`` draws several masks side by side;
+``chunk_picture`` one chunk of queries against its key slice over a causal window's band.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.patches import Patch, Rectangle
 
 from attnkit import sparse as sp
 from attnkit.i18n import register, t
+from attnkit.viz import PALETTE
 from attnkit.widgets import Explorer
 
 register({
@@ -31,6 +34,15 @@ register({
     "sparse.p.longformer": {"en": "Longformer (window + global)", "zh": "Longformer（窗口 + 全局）"},
     "sparse.p.bigbird": {"en": "BigBird (blocks: window + global + random)", "zh": "BigBird（分块：窗口 + 全局 + 随机）"},
     "sparse.w.mask_title": {"en": "{name}: density {density:.3f}", "zh": "{name}：密度 {density:.3f}"},
+    "sparse.w.one_layer": {"en": "one layer: {what}", "zh": "一层：{what}"},
+    "sparse.w.attend": {"en": "attend", "zh": "可关注"},
+    "sparse.w.masked": {"en": "masked", "zh": "被屏蔽"},
+    "sparse.w.key_j": {"en": "key j", "zh": "键 j"},
+    "sparse.w.query_i": {"en": "query i", "zh": "查询 i"},
+    "sparse.w.chunk_title": {"en": "queries {s}..{e} (one chunk) score keys {a}..{e} only",
+                             "zh": "查询 {s}..{e}（一段）只给键 {a}..{e} 打分"},
+    "sparse.w.chunk_band": {"en": "causal window, w = {w}", "zh": "因果窗口，w = {w}"},
+    "sparse.w.chunk_slice": {"en": "the chunk's scores: {r} x {c}", "zh": "这一段的分数：{r} × {c}"},
     "sparse.w.key": {"en": "key j = 0 … {n}", "zh": "键 j = 0 … {n}"},
     "sparse.w.query": {"en": "query i = 0 … {n}", "zh": "查询 i = 0 … {n}"},
     "sparse.w.reach_title": {"en": "tokens that reach the last token", "zh": "能影响最后一个词元的词元"},
@@ -43,10 +55,11 @@ register({
 
 # which controls each pattern reads (the others are shown as unused, so a learner sees why
 # moving them changes nothing in the mask)
-USES = {"sliding_window": ("n", "window", "dilation"), "strided": ("n", "window"), "fixed": ("n", "window"),
-        "longformer": ("n", "window", "dilation", "globals_"), "bigbird": ("n", "window", "globals_", "random_blocks")}
+USES = {"sliding_window": ("n", "window", "dilation", "causal"), "strided": ("n", "window", "causal"),
+        "fixed": ("n", "window", "causal"), "longformer": ("n", "window", "dilation", "globals_", "causal"),
+        "bigbird": ("n", "window", "globals_", "random_blocks", "causal")}
 _LABELS = {"n": "sparse.w.n", "window": "sparse.w.window", "dilation": "sparse.w.dilation",
-           "globals_": "sparse.w.globals", "random_blocks": "sparse.w.random"}
+           "globals_": "sparse.w.globals", "random_blocks": "sparse.w.random", "causal": "sparse.w.causal"}
 
 PATTERN_CHOICES = ("sliding_window", "strided", "fixed", "longformer", "bigbird")
 LAYERS = 12
@@ -96,7 +109,7 @@ def draw(pattern, n, window, dilation, globals_, random_blocks, causal):
     data = explore_state(pattern, n, window, dilation, globals_, random_blocks, causal)
     fig, (ax_m, ax_r) = plt.subplots(1, 2, figsize=(8.0, 3.5), gridspec_kw={"width_ratios": [1, 1.1]})
     ax_m.imshow(data["mask"].numpy(), cmap="Blues", vmin=0.0, vmax=1.2, interpolation="nearest")
-    ax_m.set_title(t("sparse.w.mask_title", name=_name(pattern), density=data["density"]), fontsize=9)
+    ax_m.set_title(_mask_title(pattern, data), fontsize=9)
     _mask_ticks(ax_m, n)
     xs = list(range(1, LAYERS + 1))
     ax_r.plot(xs, data["reach"].tolist(), "o-", color="tab:blue")
@@ -111,8 +124,13 @@ def draw(pattern, n, window, dilation, globals_, random_blocks, causal):
     ax_r.set_title(_reach_title(data), fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.text(0.5, 0.015, settings_line(pattern, n=n, window=window, dilation=dilation, globals_=globals_,
-                                       random_blocks=random_blocks), ha="center", fontsize=8, color="0.3")
+                                       random_blocks=random_blocks, causal=causal), ha="center", fontsize=8, color="0.3")
     return fig, data
+
+
+def _mask_title(pattern, data):
+    """The left panel is what one layer sees: the mask (the right panel stacks layers)."""
+    return t("sparse.w.one_layer", what=t("sparse.w.mask_title", name=_name(pattern), density=data["density"]))
 
 
 def settings_line(pattern: str, **values) -> str:
@@ -147,7 +165,7 @@ def update(fig, pattern, n, window, dilation, globals_, random_blocks, causal):
     ax_m.set_xlim(-0.5, n - 0.5)
     ax_m.set_ylim(n - 0.5, -0.5)
     _mask_ticks(ax_m, n)
-    ax_m.set_title(t("sparse.w.mask_title", name=_name(pattern), density=data["density"]), fontsize=9)
+    ax_m.set_title(_mask_title(pattern, data), fontsize=9)
     ax_r.lines[0].set_ydata(data["reach"].tolist())
     vline = ax_r.lines[1]
     c = data["connect"]
@@ -155,7 +173,7 @@ def update(fig, pattern, n, window, dilation, globals_, random_blocks, causal):
     vline.set_xdata([c or 0, c or 0])
     ax_r.set_title(_reach_title(data), fontsize=9)
     fig.texts[0].set_text(settings_line(pattern, n=n, window=window, dilation=dilation, globals_=globals_,
-                                        random_blocks=random_blocks))
+                                        random_blocks=random_blocks, causal=causal))
     return data
 
 
@@ -178,17 +196,55 @@ def sparse_explorer(pattern: str = "sliding_window", n: int = 64, window: int = 
     return Explorer(controls, draw, dpi=72, update=update)
 
 
+def _legend(fig, extra=()):
+    """One legend for the figure: the mask's two colours (attend, masked), then ``extra`` handles."""
+    cmap = plt.get_cmap("Blues")
+    handles = [Patch(facecolor=cmap(1 / 1.2), edgecolor="0.5", label=t("sparse.w.attend")),
+               Patch(facecolor=cmap(0.0), edgecolor="0.5", label=t("sparse.w.masked")), *extra]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+
+
 def pattern_gallery(masks: dict[str, torch.Tensor], ncols: int = 3, size: float = 2.6):
-    """Draw boolean masks side by side, each titled by its (already translated) name."""
+    """Draw boolean masks side by side, each titled by its (already translated) name: rows are
+    queries i, columns keys j, one legend for attend / masked."""
     items = list(masks.items())
     nrows = -(-len(items) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.3), squeeze=False)
     for ax, (name, mask) in zip(axes.flat, items, strict=False):
         ax.imshow(mask.numpy(), cmap="Blues", vmin=0.0, vmax=1.2, interpolation="nearest")
         ax.set_title(name, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_xticks([0, mask.shape[1] - 1])
+        ax.set_yticks([0, mask.shape[0] - 1])
+        ax.tick_params(labelsize=7, length=2)
+        ax.set_xlabel(t("sparse.w.key_j"), fontsize=8, labelpad=-4)
+        ax.set_ylabel(t("sparse.w.query_i"), fontsize=8, labelpad=-8)
     for ax in list(axes.flat)[len(items):]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _legend(fig)
+    return fig
+
+
+def chunk_picture(n: int = 64, window: int = 12, chunk: int = 16, start: int = 32):
+    """One chunk of the chunked causal window (``attnkit.sparse.sliding_window_attention``): the band
+    of a causal window on n tokens, and the rectangle of queries start .. start + chunk - 1 against
+    the only keys they can see, max(0, start - window + 1) .. start + chunk - 1. Inside the
+    rectangle, the pairs outside the band are the ones the computation masks."""
+    e = min(n, start + chunk)
+    a = max(0, start - window + 1)
+    mask = sp.sliding_window_mask(n, window, causal=True)  # (n, n)
+    fig, ax = plt.subplots(figsize=(4.2, 4.6))
+    ax.imshow(mask.numpy(), cmap="Blues", vmin=0.0, vmax=1.2, interpolation="nearest")
+    box = Rectangle((a - 0.5, start - 0.5), e - a, e - start, fill=False, edgecolor=PALETTE[1], linewidth=2.0,
+                    label=t("sparse.w.chunk_slice", r=e - start, c=e - a))
+    ax.add_patch(box)
+    ax.set_title(t("sparse.w.chunk_title", s=start, e=e - 1, a=a) + "\n" + t("sparse.w.chunk_band", w=window),
+                 fontsize=9)
+    ax.set_xticks([0, a, e - 1, n - 1])
+    ax.set_yticks([0, start, e - 1, n - 1])
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(t("sparse.w.key_j"), fontsize=8)
+    ax.set_ylabel(t("sparse.w.query_i"), fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _legend(fig, extra=(box,))
     return fig
