@@ -23,7 +23,7 @@ def _profile_config(item, seq_len: int, d_model: int, n_heads: int) -> Attention
 
 
 class AttentionProfiler:
-    """Latency (mean, std over iterations), peak memory and tokens/s of mechanisms, measured.
+    """Latency (mean, std, median and quartiles over iterations), peak memory and tokens/s, measured.
 
     Timing: ``attnkit.timing.round_robin_times`` (warm-up calls excluded; several mechanisms
     timed in turn), on one thread on CPU unless ``single_thread=False``; on CUDA each call ends
@@ -38,7 +38,9 @@ class AttentionProfiler:
                           d_model: int = 512, n_heads: int = 8, warmup: int = 3, config: AttentionConfig | None = None,
                           backward: bool = False, device="cpu", single_thread: bool = True) -> dict:
         """One mechanism (by name, or ``config``): a dict with avg_latency_ms, std_latency_ms,
-        median_latency_ms, memory_mb, tokens_per_s = batch_size * seq_len / latency, formula_mb
+        median_latency_ms and the spread of the rounds (min_latency_ms, q1_latency_ms,
+        q3_latency_ms, max_latency_ms: quartiles by ``statistics.quantiles``, inclusive), memory_mb,
+        tokens_per_s = batch_size * seq_len / avg_latency_ms, formula_mb
         (the formula's activations and scores, ``memory_breakdown`` without the parameters), and
         the settings."""
         item = config if config is not None else attention_type
@@ -92,11 +94,13 @@ class AttentionProfiler:
             method = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler(profile_memory=True)"
             ms = [s * 1e3 for s in times[key]]
             avg = statistics.fmean(ms)
+            q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else (ms[0],) * 3
             formula = memory_breakdown(cfg, seq_len, batch_size, 4, "training" if backward else "forward")
             out[key] = {
                 "attention_type": cfg.attention_type, "avg_latency_ms": avg,
                 "std_latency_ms": statistics.stdev(ms) if len(ms) > 1 else 0.0,
-                "median_latency_ms": statistics.median(ms), "memory_mb": peak / MB,
+                "median_latency_ms": statistics.median(ms), "min_latency_ms": min(ms), "q1_latency_ms": q1,
+                "q3_latency_ms": q3, "max_latency_ms": max(ms), "memory_mb": peak / MB,
                 "tokens_per_s": batch_size * seq_len / (avg / 1e3),
                 "formula_mb": (formula["total"] - formula["params"]) / MB,
                 "batch_size": batch_size, "seq_len": seq_len, "num_iterations": num_iterations,

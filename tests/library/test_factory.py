@@ -736,8 +736,11 @@ def test_profiler_keys_units_and_round_robin():
                                          batch_size=2, seq_len=64, num_iterations=3, d_model=64, n_heads=4, warmup=1)
     assert list(res) == ["full", "local"]
     for p in res.values():
-        for k in ("avg_latency_ms", "std_latency_ms", "memory_mb", "tokens_per_s", "median_latency_ms"):
+        for k in ("avg_latency_ms", "std_latency_ms", "memory_mb", "tokens_per_s", "median_latency_ms",
+                  "min_latency_ms", "q1_latency_ms", "q3_latency_ms", "max_latency_ms"):
             assert isinstance(p[k], float) and math.isfinite(p[k])
+        assert p["min_latency_ms"] <= p["q1_latency_ms"] <= p["median_latency_ms"] <= p["q3_latency_ms"] \
+            <= p["max_latency_ms"]
         assert p["memory_mb"] > 0 and p["avg_latency_ms"] > 0 and p["std_latency_ms"] >= 0
         assert p["tokens_per_s"] == pytest.approx(2 * 64 / (p["avg_latency_ms"] / 1e3))
         assert p["num_iterations"] == 3 and p["seq_len"] == 64 and p["device"] == "cpu"
