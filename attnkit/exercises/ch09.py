@@ -358,8 +358,8 @@ register({
                              "product with k_t on the rows, shape (Dk, Dv).",
                        "zh": "行向量、键在前：读出是 k_t @ S（形状 (Dv,)）；在 k_t 下写入是一个外积，"
                              "k_t 对应行，形状为 (Dk, Dv)。"},
-    "ch09.ex5.hint3": {"en": "S = alpha_t * S; err = v_t - k_t @ S; return S + beta_t * torch.outer(k_t, err)",
-                       "zh": "S = alpha_t * S；err = v_t - k_t @ S；返回 S + beta_t * torch.outer(k_t, err)"},
+    "ch09.ex5.hint3": {"en": "`S = alpha_t * S; err = v_t - k_t @ S; return S + beta_t * torch.outer(k_t, err)`",
+                       "zh": "`S = alpha_t * S; err = v_t - k_t @ S; return S + beta_t * torch.outer(k_t, err)`"},
     "ch09.case.delta_empty": {"en": "an empty state (S = 0): only the write, Dk = 4, Dv = 3",
                               "zh": "空状态（S = 0）：只有写入，Dk = 4，Dv = 3"},
     "ch09.case.delta_stale": {"en": "beta = 1, alpha = 1 (DeltaNet): S already stores a stale value under k_t",

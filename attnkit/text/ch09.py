@@ -126,3 +126,42 @@ register({
     "ch09.alt.times": {"en": "Forward time of one head of width 64, in milliseconds on one thread, against N = 256, 1024 and 4096, log-log: PyTorch's fused SDPA, the softmax math path, linear attention (elu+1), Performer, Linformer, Nyströmformer, cosFormer, causal SDPA and chunked causal linear attention, as measured when the notebook was built.",
                       "zh": "宽度 64 的单个头做一次前向计算的耗时（毫秒，单线程）随 N = 256、1024、4096 的变化，双对数坐标：PyTorch 的融合 SDPA、softmax 数学路径、线性注意力（elu+1）、Performer、Linformer、Nyströmformer、cosFormer、因果 SDPA，以及分块计算的因果线性注意力；数值是构建笔记本时实测的。"},
 })
+
+# section 10: linear attention that forgets (attnkit.forgetting)
+register({
+    "ch09.rule.plain": {"en": "plain", "zh": "不遗忘"},
+    "ch09.rule.decay": {"en": "decay 0.9", "zh": "衰减 0.9"},
+    "ch09.rule.retnet": {"en": "fixed decay (RetNet)", "zh": "固定衰减（RetNet）"},
+    "ch09.rule.gate": {"en": "gate (GLA, Mamba-2)", "zh": "门控（GLA、Mamba-2）"},
+    "ch09.rule.delta": {"en": "delta rule", "zh": "delta 规则"},
+    "ch09.which.newest": {"en": "newest", "zh": "最新一对"},
+    "ch09.which.back": {"en": "8 back", "zh": "往前第 8 对"},
+    "ch09.col.written": {"en": "pairs written T", "zh": "已写入 T 对"},
+    "ch09.col.rule_read": {"en": "{rule}: {which}", "zh": "{rule}：{which}"},
+    "ch09.col.plain_norm": {"en": "|S|, plain", "zh": "|S|（不遗忘）"},
+    "ch09.recent_share": {"en": "{rule:<21}: the last query puts {share:.2f} of its |weights| on its 8 newest tokens; "
+                                "smallest weight {low:.2f}",
+                          "zh": "{rule}：最后一个查询把 {share:.2f} 的 |权重| 放在最近的 8 个词元上；最小的权重为 {low:.2f}"},
+    "ch09.eq_decay_mask": {"en": "RetNet's matrix equals (Q K^T * D) with D_ij = 0.8^(i-j) below the diagonal: {ok}",
+                           "zh": "RetNet 的矩阵等于 (Q K^T * D)，其中对角线及以下 D_ij = 0.8^(i-j)：{ok}"},
+    "ch09.eq_delta_closed": {"en": "the delta rule's matrix equals tril(Q K^T) (I + tril(beta K K^T, -1))^-1 beta: {ok}",
+                             "zh": "delta 规则的矩阵等于 tril(Q K^T) (I + tril(beta K K^T, -1))^-1 beta：{ok}"},
+    "ch09.fig.implicit": {"en": "The implicit attention matrix of each rule (N = 16)",
+                          "zh": "每种规则的隐式注意力矩阵（N = 16）"},
+    "ch09.overwrite_read": {"en": "{rule:<10}: read with k  -> {a}   read with k' -> {b}",
+                            "zh": "{rule}：用 k 读出 -> {a}，用 k' 读出 -> {b}"},
+    "ch09.overwrite_added": {"en": "{rule:<10}: the second write added, under k: {u}",
+                             "zh": "{rule}：第二次写入在 k 下加上了 {u}"},
+    "ch09.col.rule": {"en": "rule (factory name)", "zh": "规则（工厂中的名字）"},
+    "ch09.col.rec_vs_explicit": {"en": "recurrent vs explicit", "zh": "递推形式 vs 显式形式"},
+    "ch09.col.chunk_vs_explicit": {"en": "chunked (C = 16) vs explicit", "zh": "分段形式（C = 16）vs 显式形式"},
+    "ch09.forget_stress": {"en": "N = 4096, log decays down to -20, gated delta rule in float32, chunked: no NaN or inf: {ok}; "
+                                 "relative difference to float64 {rel}",
+                           "zh": "N = 4096，对数衰减低至 -20，float32 下分段计算的门控 delta 规则：没有 NaN 或 inf：{ok}；"
+                                 "与 float64 的相对差异 {rel}"},
+})
+
+register({
+    "ch09.alt.forgetting": {"en": "Four heatmaps of the 16 by 16 implicit attention matrix, queries down, keys across: plain linear attention keeps a full lower triangle; RetNet's fixed decay fades it away from the diagonal; a data-dependent gate fades it at its own rate and cuts off everything before token 9, where the gate closes; the delta rule keeps a fainter band along the diagonal, with small weights further back, some of them negative.",
+                            "zh": "四张 16 × 16 隐式注意力矩阵的热力图，纵轴为查询，横轴为键：不遗忘的线性注意力是完整的下三角；RetNet 的固定衰减让权重离对角线越远越淡；依赖数据的门控按自己的速度衰减，并在门关上的第 9 个词元处切断之前的一切；delta 规则沿对角线留下一条较淡的带，更远处是较小的权重，其中有些为负。"},
+})

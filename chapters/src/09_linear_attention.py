@@ -23,7 +23,10 @@
 # - low rank (Linformer), landmarks (Nyströmformer) and the cos re-weighting of cosFormer;
 # - measured on this machine: the sequence length where each method overtakes PyTorch's SDPA;
 # - the pitfalls: overflow in half precision, a vanishing denominator, a causal mode that peeks,
-#   random features redrawn between training and evaluation.
+#   random features redrawn between training and evaluation;
+# - linear attention that forgets: decays and gates (RetNet, GLA, Mamba-2) and the delta rule
+#   (DeltaNet, Gated DeltaNet), their implicit attention matrices, and how the delta rule
+#   overwrites a stale association.
 #
 # **You need** chapter 01 (attention, masks), chapter 03 (the online softmax: a running max) and
 # chapter 05 (the KV cache). Chapter 07's memory measurement is reused.
@@ -38,7 +41,8 @@
 #   并用交互控件看清正随机特征和三角函数特征各在哪里失效；
 # - 低秩（Linformer）、地标点（Nyströmformer）以及 cosFormer 的余弦重加权；
 # - 在本机上实测：每种方法从多长的序列开始比 PyTorch 的 SDPA 更快；
-# - 常见陷阱：半精度下的溢出、趋于零的分母、偷看未来的因果模式、训练和评估之间重新抽取随机特征。
+# - 常见陷阱：半精度下的溢出、趋于零的分母、偷看未来的因果模式、训练和评估之间重新抽取随机特征；
+# - 会遗忘的线性注意力：衰减与门控（RetNet、GLA、Mamba-2）和 delta 规则（DeltaNet、Gated DeltaNet）；它们的隐式注意力矩阵；delta 规则如何覆盖一个过时的关联。
 #
 # **预备知识**：第 1 章（注意力、掩码）、第 3 章（在线 softmax：当前最大值）和第 5 章（KV 缓存）。
 # 本章还会沿用第 7 章的内存测量方法。
@@ -907,7 +911,273 @@ layer.redraw(seed=1)
 print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).item()))
 
 # %% [markdown] tags=["lang-en"]
-# ## 10. Exercises
+# ## 10. Linear attention that forgets
+#
+# Section 2's state only ever adds: $S_t = S_{t-1} + k_t^\top v_t$. Since 2023 the linear
+# attentions that are trained at scale change that update in one of two ways. Either they shrink
+# the old state before each write: a *decay*, fixed, or computed from the token, which is a
+# *gate*. Or they write only what the state gets wrong: the *delta rule*. Row vectors, the state
+# $S$ is $d_k \times d_v$ and $o_t = q_t S_t$:
+#
+# | rule (where) | update |
+# |---|---|
+# | plain (section 2) | $S_t = S_{t-1} + k_t^\top v_t$ |
+# | fixed decay (RetNet) | $S_t = \gamma\, S_{t-1} + k_t^\top v_t$ |
+# | gate (Mamba-2, GLA) | $S_t = \alpha_t S_{t-1} + k_t^\top v_t$ |
+# | delta rule (DeltaNet) | $S_t = S_{t-1} + \beta_t\, k_t^\top (v_t - k_t S_{t-1})$ |
+# | Gated DeltaNet | $S_t = \alpha_t (I - \beta_t k_t^\top k_t) S_{t-1} + \beta_t\, k_t^\top v_t$ |
+#
+# RetNet (Sun et al. 2023, eq. 6) fixes one $\gamma < 1$ per head. Mamba-2's
+# $\alpha_t \in (0, 1)$ is one scalar per head computed from token $t$; GLA has one per key
+# channel, $\mathrm{diag}(\alpha_t)$. The delta rule comes from Schlag et al. (2021); DeltaNet and
+# Gated DeltaNet build on it. They also drop section 1's denominator and normalise each head's
+# output instead; Qin et al. (2022) trace unstable training to the denominator.
+# `attnkit.forgetting` holds each rule in four forms: explicit $N \times N$, one step, recurrent,
+# chunked. The factory of chapter 11 builds them by name: `retnet`, `gated_linear`, `gla`,
+# `deltanet`, `gated_deltanet`.
+#
+# **Why the plain state saturates.** Read the state with the key $k_t$ of the newest pair: you
+# get $v_t (k_t k_t^\top)$, plus $\sum_{j<t} (k_t k_j^\top)\, v_j$, crosstalk from *every* older
+# pair, and nothing ever leaves the sum. Below, $T$ random pairs with unit keys in $d = 16$ are
+# written one per token, as a layer writes them while it reads. Then the newest pair and the one
+# written 8 tokens before it are read back with their keys: the cosine between what is read and
+# what was written, averaged over 32 trials. Three cases: no forgetting, a fixed decay
+# $\gamma = 0.9$, and the delta rule ($\beta = 1$):
+
+# %% [markdown] tags=["lang-zh"]
+# ## 10. 会遗忘的线性注意力
+#
+# 第 2 节的状态只会往里加：$S_t = S_{t-1} + k_t^\top v_t$。2023 年以来，大规模训练的线性注意力用两种办法之一改写了这个更新。一种是每次写入之前先把旧状态缩小，即*衰减*；衰减可以是固定的，也可以由当前词元算出来，这就是*门控*。另一种是只写入状态还没存对的那部分，即 *delta 规则*。这里用行向量，状态 $S$ 是 $d_k \times d_v$ 的，$o_t = q_t S_t$：
+#
+# | 规则（出处） | 更新 |
+# |---|---|
+# | 不遗忘（第 2 节） | $S_t = S_{t-1} + k_t^\top v_t$ |
+# | 固定衰减（RetNet） | $S_t = \gamma\, S_{t-1} + k_t^\top v_t$ |
+# | 门控（Mamba-2、GLA） | $S_t = \alpha_t S_{t-1} + k_t^\top v_t$ |
+# | delta 规则（DeltaNet） | $S_t = S_{t-1} + \beta_t\, k_t^\top (v_t - k_t S_{t-1})$ |
+# | Gated DeltaNet | $S_t = \alpha_t (I - \beta_t k_t^\top k_t) S_{t-1} + \beta_t\, k_t^\top v_t$ |
+#
+# RetNet（Sun 等，2023，式 6）每个头固定一个 $\gamma < 1$。Mamba-2 的 $\alpha_t \in (0, 1)$ 是每个头一个标量，由词元 $t$ 算出；GLA 则每个键通道一个，即 $\mathrm{diag}(\alpha_t)$。delta 规则出自 Schlag 等（2021），DeltaNet 和 Gated DeltaNet 都以它为基础。它们还去掉了第 1 节的分母，改为对每个头的输出做归一化；Qin 等（2022）指出，训练不稳定的根源在分母。`attnkit.forgetting` 为每条规则提供四种形式：显式 $N \times N$、单步、递推、分段。第 11 章的工厂按名字构造它们：`retnet`、`gated_linear`、`gla`、`deltanet`、`gated_deltanet`。
+#
+# **不遗忘的状态为什么会饱和。** 用最新一对的键 $k_t$ 去读状态，得到 $v_t (k_t k_t^\top)$；此外还有 $\sum_{j<t} (k_t k_j^\top)\, v_j$，这是*每一个*更早的键值对带来的串扰，而且没有任何东西会离开这个和。下面在 $d = 16$ 维中写入 $T$ 个随机键值对，键为单位向量，每个词元写一对，就像一层网络边读边写那样。然后用各自的键读回最新的一对和往前第 8 对，计算读出的值与写入的值之间的余弦相似度，取 32 次试验的平均。三种情形：不遗忘、固定衰减 $\gamma = 0.9$、delta 规则（$\beta = 1$）：
+
+# %%
+from attnkit import forgetting as FG
+
+
+def stream_and_read(n, d=16, trials=32, seed=0):  # n pairs written one per token, then read back
+    g = torch.Generator().manual_seed(seed)
+    k = FG.l2_normalize(torch.randn(trials, 1, n, d, generator=g, dtype=torch.float64))  # (trials, 1, n, d)
+    v = torch.randn(trials, 1, n, d, generator=g, dtype=torch.float64)
+    keep = torch.zeros(trials, 1, n, dtype=torch.float64)  # log decay 0: nothing is forgotten
+    states = {"plain": FG.gated_linear_attention_chunked(k, k, v, keep, scale=1.0)[1],
+              "decay": FG.gated_linear_attention_chunked(k, k, v, keep + math.log(0.9), scale=1.0)[1],
+              "delta": FG.delta_rule_chunked(k, k, v, keep + 1.0, scale=1.0)[1]}  # (trials, 1, d, d) each
+    row = [n]
+    for S in states.values():
+        for back in (0, 8):  # the newest pair, and the one written 8 tokens before it
+            read = (k[:, :, n - 1 - back, None, :] @ S)[:, :, 0]  # (trials, 1, d)
+            row.append(f"{F.cosine_similarity(read, v[:, :, n - 1 - back], dim=-1).mean().item():.2f}")
+    return row + [f"{states['plain'].flatten(-2).norm(dim=-1).mean().item():.0f}"]
+
+
+print(viz.format_table([t("ch09.col.written")] + [t("ch09.col.rule_read", rule=t(f"ch09.rule.{r}"), which=t(f"ch09.which.{w}"))
+                                                  for r in ("plain", "decay", "delta") for w in ("newest", "back")]
+                       + [t("ch09.col.plain_norm")], [stream_and_read(n) for n in (16, 64, 256, 1024)]))
+
+# %% [markdown] tags=["lang-en"]
+# Without forgetting, even the pair just written is read worse and worse: its recall falls from
+# 0.74 at $T = 16$ to 0.17 at $T = 1024$. Meanwhile the state's norm grows like $\sqrt{T}$ (16 to
+# 126): the state is saturated with everything it ever saw. A decay weights the pair written $j$
+# tokens ago by $\gamma^j$, so the crosstalk becomes a geometric sum that stops growing. Recall of
+# the newest pair is 0.90 at every $T$. The price is the past: 8 tokens back a pair is weighted
+# $0.9^8$ and reads at 0.58 to 0.63. The delta rule reads the newest pair exactly (1.00), because
+# its write made $k_t S_t = v_t$; older pairs lose what later keys overwrote.
+#
+# **What a decay does to the weights.** Unroll the gated recurrence:
+#
+# $$o_i = q_i S_i = \sum_{j \le i} (q_i k_j^\top)\, \big(\alpha_{j+1} \cdots \alpha_i\big)\, v_j.$$
+#
+# These are the plain weights $q_i k_j^\top$ times a decay factor. For RetNet it is
+# $\gamma^{\,i-j}$, its eq. 5, $(QK^\top \odot D)V$. For Mamba-2 and GLA it is the product of the
+# gates in between, which Mamba-2 calls a "1-semiseparable" mask. The delta rule has an implicit
+# matrix too, but not a mask: each write subtracts what the state already returns for its key.
+# So the tokens' values are mixed through (Yang et al. 2024, DeltaNet)
+#
+# $$U = (I + \mathrm{tril}(\mathrm{diag}(\beta) K K^\top, -1))^{-1} \mathrm{diag}(\beta) V, \qquad O = \mathrm{tril}(QK^\top)\, U.$$
+#
+# To see any rule's matrix, feed it $V = I_N$: the output is the matrix. Here 16 tokens have
+# positive unit keys and queries. The fixed decay is $\gamma = 0.8$; the gate is computed from
+# random "tokens" and closes ($\alpha = 0.05$) at token 9; the delta rule has $\beta = 0.5$. Two
+# of them are checked against the formulas:
+
+# %% [markdown] tags=["lang-zh"]
+# 不遗忘时，连刚刚写入的那一对都读得越来越差：它的召回从 $T = 16$ 时的 0.74 降到 $T = 1024$ 时的 0.17。与此同时，状态的范数按 $\sqrt{T}$ 增长（从 16 到 126）：状态被它见过的一切塞满了。衰减让 $j$ 个词元之前写入的那一对乘上 $\gamma^j$，于是串扰成了一个不再增长的几何级数。无论 $T$ 多大，最新一对的召回都是 0.90。代价是过去：往前第 8 对被乘上 $0.9^8$，读出的召回只有 0.58 到 0.63。delta 规则读回最新一对是精确的（1.00），因为它的写入保证了 $k_t S_t = v_t$；更早的键值对则会失去被后来的键覆盖的部分。
+#
+# **衰减对权重做了什么。** 把门控递推展开：
+#
+# $$o_i = q_i S_i = \sum_{j \le i} (q_i k_j^\top)\, \big(\alpha_{j+1} \cdots \alpha_i\big)\, v_j.$$
+#
+# 这就是不遗忘时的权重 $q_i k_j^\top$ 乘上一个衰减因子。RetNet 的因子是 $\gamma^{\,i-j}$，即论文式 5 的 $(QK^\top \odot D)V$。Mamba-2 和 GLA 的因子是两者之间各个门控值的乘积，Mamba-2 称之为“1-半可分”掩码。delta 规则也有一个隐式矩阵，但它不是掩码：每次写入都要减去状态对这个键已经给出的值。于是各词元的值经过下式混在一起（Yang 等，2024，DeltaNet）：
+#
+# $$U = (I + \mathrm{tril}(\mathrm{diag}(\beta) K K^\top, -1))^{-1} \mathrm{diag}(\beta) V, \qquad O = \mathrm{tril}(QK^\top)\, U.$$
+#
+# 想看任何一条规则的矩阵，只要喂给它 $V = I_N$：输出就是这个矩阵。下面取 16 个词元，键和查询都是分量为正的单位向量。固定衰减取 $\gamma = 0.8$；门控由随机的“词元”算出，并在第 9 个词元处关上（$\alpha = 0.05$）；delta 规则取 $\beta = 0.5$。其中两个与公式核对：
+
+# %% alt="ch09.alt.forgetting"
+import matplotlib.pyplot as plt
+
+N = 16
+g = torch.Generator().manual_seed(1)
+q, k = (FG.l2_normalize(F.elu(torch.randn(1, 1, N, 8, generator=g, dtype=torch.float64)) + 1) for _ in range(2))
+eye = torch.eye(N, dtype=torch.float64)[None, None]  # V = I: the output is the implicit matrix
+keep = torch.zeros(1, 1, N, dtype=torch.float64)
+gate = F.logsigmoid(1.5 * torch.randn(1, 1, N, generator=g, dtype=torch.float64) + 2.5)  # log alpha_t, one per token
+gate[..., 9] = math.log(0.05)  # token 9 closes the gate
+W = {"plain": FG.gated_linear_attention_explicit(q, k, eye, keep, scale=1.0)[0, 0],
+     "retnet": FG.gated_linear_attention_explicit(q, k, eye, keep + math.log(0.8), scale=1.0)[0, 0],
+     "gate": FG.gated_linear_attention_explicit(q, k, eye, gate, scale=1.0)[0, 0],
+     "delta": FG.delta_rule_explicit(q, k, eye, keep + 0.5, scale=1.0)[0, 0]}  # (N, N) each
+
+qk, kk, i = (q @ k.mT)[0, 0], (k @ k.mT)[0, 0], torch.arange(N)
+D = torch.where(i[:, None] >= i[None, :], 0.8 ** (i[:, None] - i[None, :]).double(), 0.0)
+print(t("ch09.eq_decay_mask", ok=torch.allclose(W["retnet"], qk * D)))
+mix = torch.linalg.inv(torch.eye(N, dtype=torch.float64) + (0.5 * kk).tril(-1)) * 0.5
+print(t("ch09.eq_delta_closed", ok=torch.allclose(W["delta"], qk.tril() @ mix)))
+for name, w in W.items():
+    last = w[-1].abs()
+    print(t("ch09.recent_share", rule=t(f"ch09.rule.{name}"), share=(last[-8:].sum() / last.sum()).item(),
+            low=w.min().item() + 0.0))
+fig, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+for ax, (name, w) in zip(axes, W.items(), strict=True):
+    im = ax.imshow(w, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_title(t(f"ch09.rule.{name}"), fontsize=10)
+    ax.set_xlabel(t("viz.key"))
+axes[0].set_ylabel(t("viz.query"))
+fig.colorbar(im, ax=list(axes), fraction=0.02, label=t("viz.weight"))
+_ = fig.suptitle(t("ch09.fig.implicit"))
+
+# %% [markdown] tags=["lang-en"]
+# Without forgetting, every earlier token keeps its full weight for ever: the last query puts only
+# 0.48 of its weight on its 8 newest tokens. RetNet's decay fades the weights with distance, the
+# same way for every token (0.86). That is a window of about $1/(1-\gamma)$ tokens that no input
+# can widen. A gate fades at a rate the token chooses, and a closed gate cuts everything before it
+# (0.99). The delta rule's forgetting comes from the keys: a new key erases the part of each older
+# pair it overlaps. So where keys overlap the weights fall with distance (0.72), and some turn
+# negative (down to -0.13).
+#
+# **What the delta rule writes.** The update is one step of gradient descent, step size $\beta_t$,
+# on the read-out error $\tfrac12 \lVert k_t S - v_t \rVert^2$. Its gradient is
+# $k_t^\top (k_t S - v_t)$: this is Widrow and Hoff's delta rule, which Schlag et al. (2021) bring
+# to linear attention. So the state stores the *correction* $\beta_t (v_t - k_t S_{t-1})$, not the
+# value itself. With $\lVert k_t \rVert = 1$ and $\beta_t = 1$, $I - k_t^\top k_t$ is a
+# projection. It removes whatever the state held along $k_t$: erase, then write. Predict before
+# you run the demo below.
+
+# %% [markdown] tags=["lang-zh"]
+# 不遗忘时，每个更早的词元都永远保留全部权重：最后一个查询只把 0.48 的权重放在最近的 8 个词元上。RetNet 的衰减让权重随距离变淡，对每个词元都一样（0.86）。这相当于一个约 $1/(1-\gamma)$ 个词元的窗口，任何输入都无法把它撑大。门控按词元自己选择的速度衰减，门一关就切断之前的一切（0.99）。delta 规则的遗忘来自键：新的键会擦除每个旧键值对中与它重叠的部分。所以键有重叠时，权重随距离变小（0.72），有些还变成了负数（最小为 -0.13）。
+#
+# **delta 规则写入了什么。** 这个更新是对读出误差 $\tfrac12 \lVert k_t S - v_t \rVert^2$ 做一步梯度下降，步长为 $\beta_t$。误差的梯度是 $k_t^\top (k_t S - v_t)$：这就是 Widrow 和 Hoff 的 delta 规则，Schlag 等（2021）把它用到了线性注意力上。所以状态里存的是*修正量* $\beta_t (v_t - k_t S_{t-1})$，而不是值本身。当 $\lVert k_t \rVert = 1$、$\beta_t = 1$ 时，$I - k_t^\top k_t$ 是一个投影。它去掉状态在 $k_t$ 方向上存的一切：先擦除，再写入。运行下面的演示之前，先预测一下。
+
+# %% [markdown] tags=["lang-en"]
+# **Question 3 (predict first).** A unit key $k$ stores $v_1$, then the same key stores $v_2$
+# ($\beta = 1$, no decay). Reading the state with $k$, what do plain linear attention and the delta
+# rule return? a) plain: $v_2$, delta rule: $v_2$; b) plain: $v_1 + v_2$, delta rule: $v_2$;
+# c) plain: $v_1 + v_2$, delta rule: $v_2 - v_1$; d) plain: $(v_1 + v_2)/2$, delta rule:
+# $v_1 + v_2$. Replace `None` with your answer.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 3（先预测）**：单位向量键 $k$ 先存入 $v_1$，然后同一个键再存入 $v_2$（$\beta = 1$，不衰减）。用 $k$ 读状态时，不遗忘的线性注意力和 delta 规则各返回什么？a）不遗忘：$v_2$，delta 规则：$v_2$；b）不遗忘：$v_1 + v_2$，delta 规则：$v_2$；c）不遗忘：$v_1 + v_2$，delta 规则：$v_2 - v_1$；d）不遗忘：$(v_1 + v_2)/2$，delta 规则：$v_1 + v_2$。把 `None` 换成你的答案。
+
+# %%
+from attnkit.exercises.ch09 import check_q3
+
+my_answer = None
+_ = check_q3(my_answer)
+
+# %% [markdown] tags=["lang-en"]
+# The demo: three tokens write $(k', w)$, then $(k, v_1)$, then $(k, v_2)$, with $k = (0.6, 0.8, 0)$
+# and $k' = (0, 0, 1)$ orthogonal to it. Each final state is read with $k$ and with $k'$; the
+# second write to $k$ is read off as the change of the state along $k$:
+
+# %% [markdown] tags=["lang-zh"]
+# 演示：三个词元依次写入 $(k', w)$、$(k, v_1)$、$(k, v_2)$，其中 $k = (0.6, 0.8, 0)$，$k' = (0, 0, 1)$ 与它正交。最后的状态分别用 $k$ 和 $k'$ 读出；第二次对 $k$ 的写入，则读成状态沿 $k$ 方向的变化：
+
+# %%
+kq, kw = torch.tensor([0.6, 0.8, 0.0], dtype=torch.float64), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+v1, v2, w = (torch.tensor(x, dtype=torch.float64) for x in ([1.0, 0.0, 2.0], [0.0, 3.0, -1.0], [5.0, 5.0, 5.0]))
+keys, vals = torch.stack([kw, kq, kq])[None, None], torch.stack([w, v1, v2])[None, None]  # (1, 1, 3, 3)
+ones = torch.ones(1, 1, 3, dtype=torch.float64)
+
+
+def shown(x):  # a short vector, rounded (and -0.0 shown as 0.0)
+    return [round(float(e), 2) + 0.0 for e in x]
+
+
+for name, run in (("plain", lambda n: FG.gated_linear_attention_recurrent(keys[..., :n, :], keys[..., :n, :],
+                                                                           vals[..., :n, :], 0 * ones[..., :n])[1]),
+                  ("delta", lambda n: FG.delta_rule_recurrent(keys[..., :n, :], keys[..., :n, :], vals[..., :n, :],
+                                                              ones[..., :n])[1])):
+    before, after = run(2)[0, 0], run(3)[0, 0]  # the state (3, 3) before and after the second write to k
+    print(t("ch09.overwrite_read", rule=t(f"ch09.rule.{name}"), a=shown(kq @ after), b=shown(kw @ after)))
+    print(t("ch09.overwrite_added", rule=t(f"ch09.rule.{name}"), u=shown(kq @ (after - before))))
+
+# %% [markdown] tags=["lang-en"]
+# Plain linear attention returns the mix $v_1 + v_2$, and no later read can take it apart; the
+# delta rule wrote the correction $v_2 - v_1$ and returns $v_2$. Both leave the value under the
+# orthogonal key $k'$ untouched. With keys that are not orthogonal the erase also takes away the
+# overlapping part of older pairs, the negative weights of the picture above; $\beta_t < 1$ and a
+# gate decide how much.
+#
+# **The recurrent and the chunked forms agree.** As in section 2, each rule runs one token at a
+# time (decoding) or in chunks of $C$ tokens. Inside a chunk it is a $C \times C$ block with the
+# decay factors applied; for the delta rule, a $C \times C$ triangular solve, the "WY" form of
+# Yang et al. (2024). Across chunks the state is carried. Every exponent in attnkit's chunked
+# form is a sum of log decays over one segment, so nothing overflows, even at $\log \alpha = -20$
+# per token. Below, each rule of the factory in float32 against its explicit form in float64
+# ($N = 200$, 2 heads):
+
+# %% [markdown] tags=["lang-zh"]
+# 不遗忘的线性注意力返回混合结果 $v_1 + v_2$，之后再怎么读也拆不开；delta 规则写入的是修正量 $v_2 - v_1$，读出的是 $v_2$。两者都没有动正交键 $k'$ 下的值。键不正交时，擦除也会拿走旧键值对中重叠的那部分，也就是上图中那些负权重；擦掉多少，由 $\beta_t < 1$ 和门控决定。
+#
+# **递推形式与分段形式一致。** 和第 2 节一样，每条规则既可以逐个词元运行（解码），也可以按每段 $C$ 个词元运行。段内是一个乘上了衰减因子的 $C \times C$ 块；delta 规则则要解一个 $C \times C$ 的三角方程组，即 Yang 等（2024）的“WY”形式。段与段之间传递状态。attnkit 的分段形式里，每个指数都是某一段上对数衰减的和，所以不会溢出。即使每个词元的 $\log \alpha = -20$ 也是如此。下面用 float32 计算工厂中的每条规则，与 float64 的显式形式比较（$N = 200$，2 个头）：
+
+# %%
+g = torch.Generator().manual_seed(2)
+q, k, v = (torch.randn(1, 2, 200, 16, generator=g, dtype=torch.float64) for _ in range(3))
+qn, kn = FG.l2_normalize(q), FG.l2_normalize(k)  # unit keys and queries for the delta rule
+beta = torch.sigmoid(torch.randn(1, 2, 200, generator=g, dtype=torch.float64))
+scalar = F.logsigmoid(torch.randn(1, 2, 200, generator=g, dtype=torch.float64) + 3)  # one log gate per head and token
+channel = F.logsigmoid(torch.randn(1, 2, 200, 16, generator=g, dtype=torch.float64) + 3)  # one per key channel
+fixed = FG.retnet_log_decay(2, torch.float64)[None, :, None].expand(1, 2, 200)
+GLA = (FG.gated_linear_attention_explicit, FG.gated_linear_attention_recurrent, FG.gated_linear_attention_chunked)
+DELTA = (FG.delta_rule_explicit, FG.delta_rule_recurrent, FG.delta_rule_chunked)
+rows = []
+for name, (explicit, recurrent, chunked), args in (("retnet", GLA, (q, k, v, fixed)), ("gated_linear", GLA, (q, k, v, scalar)),
+                                                  ("gla", GLA, (q, k, v, channel)), ("deltanet", DELTA, (qn, kn, v, beta)),
+                                                  ("gated_deltanet", DELTA, (qn, kn, v, beta, scalar))):
+    ref, low = explicit(*args), tuple(a.float() for a in args)
+    rows.append([name, bound(max_rel_diff(recurrent(*low)[0], ref), 1e-5),
+                 bound(max_rel_diff(chunked(*low, chunk_size=16)[0], ref), 1e-5)])
+print(viz.format_table([t("ch09.col.rule"), t("ch09.col.rec_vs_explicit"), t("ch09.col.chunk_vs_explicit")], rows))
+
+q, k, v = (torch.randn(1, 1, 4096, 16, generator=g) for _ in range(3))
+steep = (-20 * torch.rand(1, 1, 4096, generator=g), torch.sigmoid(torch.randn(1, 1, 4096, generator=g)))
+o32 = FG.delta_rule_chunked(FG.l2_normalize(q), FG.l2_normalize(k), v, steep[1], steep[0])[0]
+o64 = FG.delta_rule_chunked(*(x.double() for x in (FG.l2_normalize(q), FG.l2_normalize(k), v, steep[1], steep[0])))[0]
+print(t("ch09.forget_stress", ok=bool(torch.isfinite(o32).all()), rel=bound(max_rel_diff(o32, o64), 1e-5)))
+
+# %% [markdown] tags=["lang-en"]
+# **Where they are used.** RetNet's fixed decay and GLA's gates were trained as language models of
+# up to a few billion parameters (Sun et al. 2023; Yang et al. 2024). Mamba-2's scalar decay runs
+# in hybrids such as NVIDIA's Nemotron-H. Gated DeltaNet fills three of every four layers of
+# Qwen3-Next, with full attention in the fourth (its configuration in `transformers`).
+
+# %% [markdown] tags=["lang-zh"]
+# **它们用在哪里。** RetNet 的固定衰减和 GLA 的门控都训练过参数量最多几十亿的语言模型（Sun 等，2023；Yang 等，2024）。Mamba-2 的标量衰减用在 NVIDIA Nemotron-H 这样的混合结构中。Qwen3-Next 每四层中有三层是 Gated DeltaNet，第四层是全注意力（见 `transformers` 中它的配置）。
+
+# %% [markdown] tags=["lang-en"]
+# ## 11. Exercises
 #
 # **Exercise 1 (the RNN step).** With $\phi(x) = \mathrm{elu}(x) + 1$, write one step of section
 # 2's recurrence: given the state `s` `(M, Dv)` and `z` `(M,)` of the tokens before, and the
@@ -918,7 +1188,7 @@ print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).it
 # `attnkit.linear`.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 10. 练习
+# ## 11. 练习
 #
 # **练习 1**（RNN 的一步）：取 $\phi(x) = \mathrm{elu}(x) + 1$，写出第 2 节递推的一步：给定此前各词元的状态 `s` `(M, Dv)` 和 `z` `(M,)`，
 # 以及当前的 `q_t`、`k_t` `(D,)`、`v_t` `(Dv,)`，返回 `(out_t, s_new, z_new)`。
@@ -1017,6 +1287,26 @@ my_answer = None
 _ = check_q2(my_answer)
 
 # %% [markdown] tags=["lang-en"]
+# **Exercise 4 (one step of the gated delta rule).** Write one token's update of section 10's gated
+# delta rule. Given the state `S` `(Dk, Dv)`, a unit key `k_t` `(Dk,)`, a value `v_t` `(Dv,)`, the
+# write strength `beta_t` and the decay `alpha_t` (two floats), return the new state `(Dk, Dv)`.
+# With `alpha_t = 1` it is DeltaNet's step. Do not call `attnkit.forgetting`.
+
+# %% [markdown] tags=["lang-zh"]
+# **练习 4**：门控 delta 规则的一步。写出第 10 节门控 delta 规则对一个词元的更新。给定状态 `S` `(Dk, Dv)`、单位向量键 `k_t` `(Dk,)`、值 `v_t` `(Dv,)`、写入强度 `beta_t` 和衰减 `alpha_t`（两个浮点数），返回新的状态 `(Dk, Dv)`。`alpha_t = 1` 时就是 DeltaNet 的一步。不要调用 `attnkit.forgetting`。
+
+# %%
+from attnkit.exercises.ch09 import check_gated_delta_step
+
+
+def my_gated_delta_step(S, k_t, v_t, beta_t, alpha_t):
+    # your code here
+    raise NotImplementedError
+
+
+_ = check_gated_delta_step(my_gated_delta_step)
+
+# %% [markdown] tags=["lang-en"]
 # **Stretch exercise.** Write causal linear attention ($\phi = \mathrm{elu} + 1$) for `q`, `k`
 # `(N, d)` and `v` `(N, dv)` that never holds an $N \times N$ matrix: process `chunk` tokens at a
 # time, with the state of everything before the chunk. The checker runs it on $N = 2048$,
@@ -1039,7 +1329,7 @@ def my_causal_linear(q, k, v, chunk):
 _ = check_causal_linear(my_causal_linear)
 
 # %% [markdown] tags=["lang-en"]
-# ## 11. Summary
+# ## 12. Summary
 #
 # - A kernel $\phi(q)^\top\phi(k)$ in place of $\exp(q^\top k/\sqrt d)$ lets associativity compute
 #   $\phi(Q)(\phi(K)^\top V)$: time and memory linear in $N$ — but a different, flatter attention
@@ -1056,6 +1346,10 @@ _ = check_causal_linear(my_causal_linear)
 # - Measured here, each method's crossover with SDPA and the memory of every math path (section 8);
 #   the pitfalls — half-precision exponentials, zero denominators, causal stabilisers that peek,
 #   redrawn features — are real and easy to hit (section 9).
+# - A linear attention that forgets shrinks its state before each write: a fixed decay (RetNet) or
+#   a gate computed from the token (GLA, Mamba-2) multiplies the plain weights by decay factors.
+#   The delta rule writes the error $v_t - k_t S$, so a stale association is replaced instead of
+#   summed. Recurrent and chunked forms agree for each (section 10).
 #
 # **Next:** chapter 10 — LoRA on attention. Chapter 11 builds every method here by name
 # (`attnkit.linear.METHODS`) and trains small models with each.
@@ -1068,9 +1362,17 @@ _ = check_causal_linear(my_causal_linear)
 # - Z. Qin et al., *cosFormer: Rethinking Softmax in Attention*, ICLR 2022 — eqs. 9–12 (ReLU features and the cos re-weighting decomposed).
 # - Z. Shen, M. Zhang, H. Zhao, S. Yi, H. Li, *Efficient Attention: Attention with Linear Complexities*, WACV 2021 — eq. 3.
 # - S. Arora et al., *Zoology: Measuring and Improving Recall in Efficient Language Models*, 2023; S. Arora et al., *Simple linear attention language models balance the recall-throughput tradeoff* (Based), 2024 — recall against state size.
+# - Y. Sun et al., *Retentive Network: A Successor to Transformer for Large Language Models*, 2023 — eq. 5 (the parallel form $(QK^\top \odot D)V$), eq. 6 (the recurrent form), eq. 7 (the chunkwise form).
+# - S. Yang, B. Wang, Y. Shen, R. Panda, Y. Kim, *Gated Linear Attention Transformers with Hardware-Efficient Training*, ICML 2024 — eq. 3 (the gated recurrence), eq. 4 (its parallel form).
+# - T. Dao, A. Gu, *Transformers are SSMs: Generalized Models and Efficient Algorithms Through Structured State Space Duality* (Mamba-2), ICML 2024 — the scalar decay per head and its 1-semiseparable mask.
+# - I. Schlag, K. Irie, J. Schmidhuber, *Linear Transformers Are Secretly Fast Weight Programmers*, ICML 2021 — the delta rule as the update of a fast weight memory.
+# - S. Yang, B. Wang, Y. Zhang, Y. Shen, Y. Kim, *Parallelizing Linear Transformers with the Delta Rule over Sequence Length* (DeltaNet), NeurIPS 2024 — the chunkwise (WY) form.
+# - S. Yang, J. Kautz, A. Hatamizadeh, *Gated Delta Networks: Improving Mamba2 with Delta Rule*, ICLR 2025 — the gated delta rule (its section 3.3 chunk formula prints the causal mask where the decay matrix belongs).
+# - Z. Qin et al., *The Devil in Linear Transformer*, EMNLP 2022 — the denominator's unbounded gradients; a normalisation instead.
+# - Qwen team, *Qwen3-Next* (2025; `Qwen3NextConfig` in `transformers`: Gated DeltaNet in three of every four layers); NVIDIA, *Nemotron-H: A Family of Accurate and Efficient Hybrid Mamba-Transformer Models*, 2025.
 
 # %% [markdown] tags=["lang-zh"]
-# ## 11. 小结
+# ## 12. 小结
 #
 # - 用核函数 $\phi(q)^\top\phi(k)$ 代替 $\exp(q^\top k/\sqrt d)$，就能借助结合律计算 $\phi(Q)(\phi(K)^\top V)$：
 #   时间和内存随 $N$ 线性增长——但这是另一种更平坦的注意力（第 1 节）。
@@ -1082,6 +1384,7 @@ _ = check_causal_linear(my_causal_linear)
 #   它的迭代伪逆以误差存在下限为代价换取稳定性；cosFormer 在线性时间内加入了局部性偏置（第 5–7 节）。
 # - 在本机上实测了每种方法与 SDPA 的交叉点，以及每条数学路径的内存（第 8 节）；
 #   各种陷阱——半精度指数、为零的分母、偷看未来的因果稳定化、重新抽取的特征——都真实存在，而且很容易踩到（第 9 节）。
+# - 会遗忘的线性注意力在每次写入之前先缩小状态：固定衰减（RetNet）或由词元算出的门控（GLA、Mamba-2）把不遗忘时的权重乘上衰减因子。delta 规则写入的是误差 $v_t - k_t S$，所以过时的关联会被替换，而不是被累加。每条规则的递推形式与分段形式都一致（第 10 节）。
 #
 # **下一章**：第 10 章——注意力上的 LoRA。第 11 章会按名字构造本章的每一种方法（`attnkit.linear.METHODS`），并分别训练小模型。
 #
@@ -1093,3 +1396,11 @@ _ = check_causal_linear(my_causal_linear)
 # - Z. Qin 等，*cosFormer: Rethinking Softmax in Attention*，ICLR 2022——式 9–12（ReLU 特征与余弦重加权的分解）。
 # - Z. Shen、M. Zhang、H. Zhao、S. Yi、H. Li，*Efficient Attention: Attention with Linear Complexities*，WACV 2021——式 3。
 # - S. Arora 等，*Zoology: Measuring and Improving Recall in Efficient Language Models*，2023；S. Arora 等，*Simple linear attention language models balance the recall-throughput tradeoff*（Based），2024——召回能力与状态大小的关系。
+# - Y. Sun 等，*Retentive Network: A Successor to Transformer for Large Language Models*，2023——式 5（并行形式 $(QK^\top \odot D)V$）、式 6（递推形式）、式 7（分段形式）。
+# - S. Yang、B. Wang、Y. Shen、R. Panda、Y. Kim，*Gated Linear Attention Transformers with Hardware-Efficient Training*，ICML 2024——式 3（门控递推）、式 4（它的并行形式）。
+# - T. Dao、A. Gu，*Transformers are SSMs: Generalized Models and Efficient Algorithms Through Structured State Space Duality*（Mamba-2），ICML 2024——每个头一个标量衰减，及其 1-半可分掩码。
+# - I. Schlag、K. Irie、J. Schmidhuber，*Linear Transformers Are Secretly Fast Weight Programmers*，ICML 2021——把 delta 规则作为快速权重记忆的更新。
+# - S. Yang、B. Wang、Y. Zhang、Y. Shen、Y. Kim，*Parallelizing Linear Transformers with the Delta Rule over Sequence Length*（DeltaNet），NeurIPS 2024——分段（WY）形式。
+# - S. Yang、J. Kautz、A. Hatamizadeh，*Gated Delta Networks: Improving Mamba2 with Delta Rule*，ICLR 2025——门控 delta 规则（其第 3.3 节的分段公式在该用衰减矩阵的地方印成了因果掩码）。
+# - Z. Qin 等，*The Devil in Linear Transformer*，EMNLP 2022——分母带来无界的梯度；改用归一化。
+# - Qwen 团队，*Qwen3-Next*（2025；`transformers` 中的 `Qwen3NextConfig`：每四层中有三层是 Gated DeltaNet）；NVIDIA，*Nemotron-H: A Family of Accurate and Efficient Hybrid Mamba-Transformer Models*，2025。

@@ -281,6 +281,11 @@ def causal_linear(q, k, v, chunk):
     return torch.cat(out)
 
 
+def gated_delta_step(S, k_t, v_t, beta_t, alpha_t):  # alpha (I - beta k^T k) S + beta k^T v, as a matrix
+    erase = torch.eye(k_t.shape[0], dtype=S.dtype) - beta_t * k_t[:, None] * k_t[None, :]
+    return alpha_t * erase @ S + beta_t * k_t[:, None] * v_t[None, :]
+
+
 # ---- chapter 10
 
 
@@ -346,6 +351,7 @@ HONEST = {
     "ch07.ex1": merge, "ch07.ex2": tile_skipped, "ch07.ex3": io_flash, "ch07.ex4": flash_backward,
     "ch08.ex1": fixed_mask, "ch08.ex2": reach, "ch08.ex3": window_bytes, "ch08.ex4": window_attention,
     "ch09.ex1": step, "ch09.ex2": positive_features, "ch09.ex3": landmarks, "ch09.ex4": causal_linear,
+    "ch09.ex5": gated_delta_step,
     "ch10.ex1": lora_forward, "ch10.ex2": lora_merge, "ch10.ex3": lora_count, "ch10.ex4": compress,
     "ch11.ex1": mqar_layout, "ch11.ex2": max_len, "ch11.ex3": pick,
 }

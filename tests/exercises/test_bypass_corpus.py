@@ -20,6 +20,7 @@ import attnkit.core
 import attnkit.experiments
 import attnkit.factory
 import attnkit.flash
+import attnkit.forgetting
 import attnkit.gqa
 import attnkit.linear
 import attnkit.lora
@@ -117,6 +118,12 @@ LIBRARY = {
                  / math.sqrt(w.shape[0])],
     "ch09.ex3": [lambda x, m: attnkit.linear.segment_means(x, m)],
     "ch09.ex4": [lambda q, k, v, c: attnkit.linear.linear_attention(q, k, v, causal=True, chunk_size=c)],
+    "ch09.ex5": [lambda S, k, v, b, a: attnkit.forgetting.delta_rule_step(
+                     S[None, None], k[None, None], k[None, None], v[None, None], torch.full((1, 1), b, dtype=S.dtype),
+                     torch.full((1, 1), math.log(a), dtype=S.dtype))[1][0, 0],
+                 lambda S, k, v, b, a: attnkit.forgetting.gated_linear_attention_step(  # fed the delta correction
+                     S[None, None], k[None, None], k[None, None], (b * (v - k @ (a * S)))[None, None],
+                     torch.full((1, 1), math.log(a), dtype=S.dtype))[1][0, 0]],
     "ch10.ex1": [lambda x, W, b, A, B, a, r: attnkit.lora.lora_linear(x, W, b, A, B, a / r)],
     "ch10.ex2": [lambda W, A, B, a, r: attnkit.lora.merge_weight(W, A, B, a / r)],
     "ch10.ex3": [lambda *a: attnkit.lora.count_parameters(attnkit.lora.LoRASelfAttention(a[0], a[1], r=a[3]))[0]],

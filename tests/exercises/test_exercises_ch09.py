@@ -256,3 +256,170 @@ def test_chinese_feedback(capsys):
     assert ok and "全部通过" in out
     ok, out = run(ch09.check_q2, "b", capsys)
     assert ok and "引理 2" in out
+
+
+# ---------------------------------------------------------------- exercise 4 (id ch09.ex5): the gated delta rule
+
+
+def _library_step(S, k, v, beta, alpha):
+    """attnkit.forgetting's step on one head: the oracle the reference solution is held to."""
+    from attnkit import forgetting as FG
+
+    full = lambda x: torch.full((1, 1), x, dtype=S.dtype)  # noqa: E731
+    return FG.delta_rule_step(S[None, None], k[None, None], k[None, None], v[None, None], full(beta),
+                              full(math.log(alpha)))[1][0, 0]
+
+
+def test_gated_delta_solution_passes_and_equals_attnkit_forgetting(capsys):
+    from attnkit import exercises as X
+    from attnkit import forgetting as FG
+
+    ok, out = run(ch09.check_gated_delta_step, ch09.solution_gated_delta_step, capsys)
+    assert ok and "all 3 cases pass" in out
+    ex = X.registry(("ch09",))["ch09.ex5"]
+    for seed in (0, 1, 2):
+        for case in ex.cases(seed):  # the visible cases and one drawn
+            torch.testing.assert_close(ch09.solution_gated_delta_step(*case.args), _library_step(*case.args))
+    # stepped over a sequence, it is the recurrence whose explicit N x N form is the triangular solve
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 1, 9, n, generator=g, dtype=torch.float64) for n in (5, 5, 3))
+    k = FG.l2_normalize(k)
+    beta = torch.rand(1, 1, 9, generator=g, dtype=torch.float64)
+    logs = -torch.rand(1, 1, 9, generator=g, dtype=torch.float64)
+    S, outs = torch.zeros(5, 3, dtype=torch.float64), []
+    for i in range(9):
+        S = ch09.solution_gated_delta_step(S, k[0, 0, i], v[0, 0, i], beta[0, 0, i].item(), logs[0, 0, i].exp().item())
+        outs.append(q[0, 0, i] @ S)
+    torch.testing.assert_close(torch.stack(outs), FG.delta_rule_explicit(q, k, v, beta, logs, scale=1.0)[0, 0])
+
+
+def _honest_projection(S, k_t, v_t, beta_t, alpha_t):  # erase along k, then write: written from the formula
+    decayed = alpha_t * S
+    return decayed - beta_t * torch.outer(k_t, k_t @ decayed) + beta_t * torch.outer(k_t, v_t)
+
+
+def test_gated_delta_an_honest_answer_passes_whatever_the_seed(capsys):
+    from attnkit import exercises as X
+
+    for seed in (0, 7, 123):
+        X.set_case_seed(seed)
+        try:
+            ok, out = run(ch09.check_gated_delta_step, _honest_projection, capsys)
+        finally:
+            X.set_case_seed(None)
+        assert ok and "all 3 cases pass" in out
+
+
+# mistakes as a learner writes them (not the checker's own lambdas), each with the key of its hint
+def _error_before_decay(S, k_t, v_t, beta_t, alpha_t):
+    err = v_t - k_t @ S
+    return alpha_t * S + beta_t * torch.outer(k_t, err)
+
+
+def _decay_after_write(S, k_t, v_t, beta_t, alpha_t):
+    S = S + beta_t * torch.outer(k_t, v_t - k_t @ S)
+    return alpha_t * S
+
+
+def _no_erase(S, k_t, v_t, beta_t, alpha_t):
+    return alpha_t * S + beta_t * torch.outer(k_t, v_t)
+
+
+def _gradient_added(S, k_t, v_t, beta_t, alpha_t):
+    S = alpha_t * S
+    return S + beta_t * torch.outer(k_t, k_t @ S - v_t)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize(("wrong", "key"), [(_error_before_decay, "ch09.mistake.ex5.error_before_decay"),
+                                            (_decay_after_write, "ch09.mistake.ex5.decay_after_write"),
+                                            (_no_erase, "ch09.mistake.ex5.no_erase"),
+                                            (_gradient_added, "ch09.mistake.ex5.sign")])
+def test_gated_delta_named_mistakes_get_their_hint(wrong, key, lang, capsys):
+    from attnkit.exercises import _STAGE
+    from attnkit.i18n import t
+
+    set_language(lang)
+    _STAGE.pop("ch09.ex5", None)
+    ok, out = run(ch09.check_gated_delta_step, wrong, capsys)
+    assert not ok and t(key) in out
+    assert "torch.outer(k_t, err)" not in out  # the formula comes only with show_hint
+    others = {"ch09.mistake.ex5.error_before_decay", "ch09.mistake.ex5.decay_after_write",
+              "ch09.mistake.ex5.no_erase", "ch09.mistake.ex5.sign"} - {key}
+    assert not any(t(k) in out for k in others)
+
+
+def test_gated_delta_stub_library_and_its_sibling_are_refused(capsys):
+    from attnkit import forgetting as FG
+
+    def stub(S, k_t, v_t, beta_t, alpha_t):
+        raise NotImplementedError
+
+    ok, out = run(ch09.check_gated_delta_step, stub, capsys)
+    assert not ok and "not done yet" in out
+    ok, out = run(ch09.check_gated_delta_step, _library_step, capsys)
+    assert not ok and "attnkit.forgetting.delta_rule_step" in out
+
+    def through_gla(S, k_t, v_t, beta_t, alpha_t):  # the gated linear step fed the delta rule's correction
+        u = beta_t * (v_t - k_t @ (alpha_t * S))
+        one = lambda x: x[None, None]  # noqa: E731
+        return FG.gated_linear_attention_step(one(S), one(k_t), one(k_t), one(u),
+                                              torch.full((1, 1), math.log(alpha_t), dtype=S.dtype))[1][0, 0]
+
+    ok, out = run(ch09.check_gated_delta_step, through_gla, capsys)
+    assert not ok and "attnkit.forgetting.gated_linear_attention_step" in out
+
+
+def test_gated_delta_hard_coded_visible_outputs_fail_the_drawn_case(capsys):
+    from attnkit import exercises as X
+
+    ex = X.registry(("ch09",))["ch09.ex5"]
+    table = [(case.args, ex.expected(case)) for case in ex.visible]
+
+    def lookup(S, k_t, v_t, beta_t, alpha_t):
+        for args, out in table:
+            if args[0].shape == S.shape and torch.equal(args[0], S) and torch.equal(args[1], k_t):
+                return out
+        return table[-1][1]
+
+    X.set_case_seed(5)
+    try:
+        ok, out = run(ch09.check_gated_delta_step, lookup, capsys)
+    finally:
+        X.set_case_seed(None)
+    assert not ok and "drawn from seed 5" in out
+
+
+# ---------------------------------------------------------------- question 3 (predict first): overwrite
+
+
+def test_q3_the_expected_choice_is_what_the_library_computes(capsys):
+    from attnkit import forgetting as FG
+    from attnkit.exercises import show_answer
+
+    k = torch.tensor([0.6, 0.8, 0.0], dtype=torch.float64)
+    v1, v2 = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64), torch.tensor([0.0, 3.0, -1.0], dtype=torch.float64)
+    keys, vals = torch.stack([k, k])[None, None], torch.stack([v1, v2])[None, None]
+    plain = FG.gated_linear_attention_recurrent(keys, keys, vals, torch.zeros(1, 1, 2, dtype=torch.float64))[1][0, 0]
+    delta = FG.delta_rule_recurrent(keys, keys, vals, torch.ones(1, 1, 2, dtype=torch.float64))[1][0, 0]
+    torch.testing.assert_close(k @ plain, v1 + v2)  # choice b: the mix, and ...
+    torch.testing.assert_close(k @ delta, v2)  # ... the new value
+    ok, out = run(ch09.check_q3, None, capsys)
+    assert not ok and "not answered yet" in out
+    ok, out = run(ch09.check_q3, "c", capsys)
+    assert not ok and "❌" in out and "S = 0" in out and "v2 - v1 is what it writes" not in out
+    ok, out = run(ch09.check_q3, "a", capsys)
+    assert not ok and 'show_answer("ch09.q3")' in out and "v2 - v1 is what it writes" not in out
+    ok, out = run(show_answer, "ch09.q3", capsys)
+    assert "b) plain: v1 + v2; delta rule: v2" in out
+    for spelling in ("b", "B", "b)", "（b）", "b) plain: v1 + v2; delta rule: v2", "不遗忘：v1 + v2；delta 规则：v2"):
+        ok, out = run(ch09.check_q3, spelling, capsys)
+        assert ok and "✅" in out and "v2 - v1 is what it writes" in out, spelling
+
+
+def test_q3_and_exercise_4_in_chinese(capsys):
+    set_language("zh")
+    ok, out = run(ch09.check_q3, "ｂ", capsys)
+    assert ok and "问题 3" in out and "修正" in out
+    ok, out = run(ch09.check_gated_delta_step, _no_erase, capsys)
+    assert not ok and "练习 4" in out and "门控线性注意力" in out
