@@ -270,7 +270,7 @@ _ = wl.recall_figure(pairs, [p["linear"] for p in probe], [p["softmax"] for p in
 # %% [markdown] tags=["lang-en"]
 # Softmax attention recalls every pair, because its cache grows with them; the linear state stays
 # at 256 numbers and its recall falls as pairs are added — already below 1 with 4 pairs (random
-# keys are not orthogonal), and far lower past $d = 16$. It has to forget. This is the
+# keys are not orthogonal), and far lower past $d = 16$. It has to forget (section 10 shows how). This is the
 # recall/state-size trade-off that *Zoology* and *Based* (Arora et al. 2023, 2024) measure on
 # associative-recall tasks, and chapter 11 trains small models on one
 # (`attnkit.linear.LinearAttention(..., causal=True).recurrent` exposes the state for that probe).
@@ -278,7 +278,7 @@ _ = wl.recall_figure(pairs, [p["linear"] for p in probe], [p["softmax"] for p in
 # %% [markdown] tags=["lang-zh"]
 # softmax 注意力能记住每一个键值对，因为它的缓存随之增长；线性注意力的状态始终是 256 个数，
 # 存入的键值对越多，召回越差——只存 4 对时就已经低于 1（随机的键并不正交），超过 $d = 16$ 之后更是低得多。
-# 它不得不遗忘。这正是 *Zoology* 和 *Based*（Arora 等人，2023、2024）在关联召回任务上测量的“召回能力与状态大小”的权衡；
+# 它不得不遗忘（第 10 节讲怎样遗忘）。这正是 *Zoology* 和 *Based*（Arora 等人，2023、2024）在关联召回任务上测量的“召回能力与状态大小”的权衡；
 # 第 11 章会在这样的任务上训练小模型（`attnkit.linear.LinearAttention(..., causal=True).recurrent` 为此暴露了这个状态）。
 
 # %% [markdown] tags=["lang-en"]
