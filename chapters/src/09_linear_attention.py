@@ -929,8 +929,8 @@ print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).it
 #
 # RetNet (Sun et al. 2023, eq. 6) fixes one $\gamma < 1$ per head. Mamba-2's
 # $\alpha_t \in (0, 1)$ is one scalar per head computed from token $t$; GLA has one per key
-# channel, $\mathrm{diag}(\alpha_t)$. The delta rule comes from Schlag et al. (2021); DeltaNet and
-# Gated DeltaNet build on it. They also drop section 1's denominator and normalise each head's
+# channel, $\mathrm{diag}(\alpha_t)$. Schlag et al. (2021) brought the delta rule into linear attention;
+# DeltaNet and Gated DeltaNet build on it. They also drop section 1's denominator and normalise each head's
 # output instead; Qin et al. (2022) trace unstable training to the denominator.
 # `attnkit.forgetting` holds each rule in four forms: explicit $N \times N$, one step, recurrent,
 # chunked. The factory of chapter 11 builds them by name: `retnet`, `gated_linear`, `gla`,
@@ -957,7 +957,7 @@ print(t("ch09.redraw_change", x=((layer(xl) - before).norm() / before.norm()).it
 # | delta 规则（DeltaNet） | $S_t = S_{t-1} + \beta_t\, k_t^\top (v_t - k_t S_{t-1})$ |
 # | Gated DeltaNet | $S_t = \alpha_t (I - \beta_t k_t^\top k_t) S_{t-1} + \beta_t\, k_t^\top v_t$ |
 #
-# RetNet（Sun 等，2023，式 6）每个头固定一个 $\gamma < 1$。Mamba-2 的 $\alpha_t \in (0, 1)$ 是每个头一个标量，由词元 $t$ 算出；GLA 则每个键通道一个，即 $\mathrm{diag}(\alpha_t)$。delta 规则出自 Schlag 等（2021），DeltaNet 和 Gated DeltaNet 都以它为基础。它们还去掉了第 1 节的分母，改为对每个头的输出做归一化；Qin 等（2022）指出，训练不稳定的根源在分母。`attnkit.forgetting` 为每条规则提供四种形式：显式 $N \times N$、单步、递推、分段。第 11 章的工厂按名字构造它们：`retnet`、`gated_linear`、`gla`、`deltanet`、`gated_deltanet`。
+# RetNet（Sun 等，2023，式 6）每个头固定一个 $\gamma < 1$。Mamba-2 的 $\alpha_t \in (0, 1)$ 是每个头一个标量，由词元 $t$ 算出；GLA 则每个键通道一个，即 $\mathrm{diag}(\alpha_t)$。Schlag 等（2021）把 delta 规则引入线性注意力，DeltaNet 和 Gated DeltaNet 都以此为基础。它们还去掉了第 1 节的分母，改为对每个头的输出做归一化；Qin 等（2022）指出，训练不稳定的根源在分母。`attnkit.forgetting` 为每条规则提供四种形式：显式 $N \times N$、单步、递推、分段。第 11 章的工厂按名字构造它们：`retnet`、`gated_linear`、`gla`、`deltanet`、`gated_deltanet`。
 #
 # **不遗忘的状态为什么会饱和。** 用最新一对的键 $k_t$ 去读状态，得到 $v_t (k_t k_t^\top)$；此外还有 $\sum_{j<t} (k_t k_j^\top)\, v_j$，这是*每一个*更早的键值对带来的串扰，而且没有任何东西会离开这个和。下面在 $d = 16$ 维中写入 $T$ 个随机键值对，键为单位向量，每个词元写一对，就像一层网络边读边写那样。然后用各自的键读回最新的一对和往前第 8 对，计算读出的值与写入的值之间的余弦相似度，取 32 次试验的平均。三种情形：不遗忘、固定衰减 $\gamma = 0.9$、delta 规则（$\beta = 1$）：
 
@@ -1068,8 +1068,7 @@ _ = fig.suptitle(t("ch09.fig.implicit"))
 #
 # **What the delta rule writes.** The update is one step of gradient descent, step size $\beta_t$,
 # on the read-out error $\tfrac12 \lVert k_t S - v_t \rVert^2$. Its gradient is
-# $k_t^\top (k_t S - v_t)$: this is Widrow and Hoff's delta rule, which Schlag et al. (2021) bring
-# to linear attention. So the state stores the *correction* $\beta_t (v_t - k_t S_{t-1})$, not the
+# $k_t^\top (k_t S - v_t)$: this is Widrow and Hoff's delta rule, the LMS rule of adaptive filters. So the state stores the *correction* $\beta_t (v_t - k_t S_{t-1})$, not the
 # value itself. With $\lVert k_t \rVert = 1$ and $\beta_t = 1$, $I - k_t^\top k_t$ is a
 # projection. It removes whatever the state held along $k_t$: erase, then write. Predict before
 # you run the demo below.
@@ -1077,7 +1076,7 @@ _ = fig.suptitle(t("ch09.fig.implicit"))
 # %% [markdown] tags=["lang-zh"]
 # 不遗忘时，每个更早的词元都永远保留全部权重：最后一个查询只把 0.48 的权重放在最近的 8 个词元上。RetNet 的衰减让权重随距离变淡，对每个词元都一样（0.86）。这相当于一个约 $1/(1-\gamma)$ 个词元的窗口，任何输入都无法把它撑大。门控按词元自己选择的速度衰减，门一关就切断之前的一切（0.99）。delta 规则的遗忘来自键：新的键会擦除每个旧键值对中与它重叠的部分。所以键有重叠时，权重随距离变小（0.72），有些还变成了负数（最小为 -0.13）。
 #
-# **delta 规则写入了什么。** 这个更新是对读出误差 $\tfrac12 \lVert k_t S - v_t \rVert^2$ 做一步梯度下降，步长为 $\beta_t$。误差的梯度是 $k_t^\top (k_t S - v_t)$：这就是 Widrow 和 Hoff 的 delta 规则，Schlag 等（2021）把它用到了线性注意力上。所以状态里存的是*修正量* $\beta_t (v_t - k_t S_{t-1})$，而不是值本身。当 $\lVert k_t \rVert = 1$、$\beta_t = 1$ 时，$I - k_t^\top k_t$ 是一个投影。它去掉状态在 $k_t$ 方向上存的一切：先擦除，再写入。运行下面的演示之前，先预测一下。
+# **delta 规则写入了什么。** 这个更新是对读出误差 $\tfrac12 \lVert k_t S - v_t \rVert^2$ 做一步梯度下降，步长为 $\beta_t$。误差的梯度是 $k_t^\top (k_t S - v_t)$：这就是 Widrow 和 Hoff 的 delta 规则，也就是自适应滤波中的 LMS 规则。所以状态里存的是*修正量* $\beta_t (v_t - k_t S_{t-1})$，而不是值本身。当 $\lVert k_t \rVert = 1$、$\beta_t = 1$ 时，$I - k_t^\top k_t$ 是一个投影。它去掉状态在 $k_t$ 方向上存的一切：先擦除，再写入。运行下面的演示之前，先预测一下。
 
 # %% [markdown] tags=["lang-en"]
 # **Question 3 (predict first).** A unit key $k$ stores $v_1$, then the same key stores $v_2$
