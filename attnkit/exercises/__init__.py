@@ -402,6 +402,7 @@ def _library_dirs() -> tuple[str, ...]:
 _LIBRARY = _library_dirs()
 
 
+@functools.lru_cache(maxsize=None)  # the profile hook asks for every call: resolving paths each time cost minutes
 def _is_learner_file(filename: str) -> bool:
     """Code the learner wrote (a notebook cell, a script, exec'd text): not torch, attnkit or
     the standard library."""

@@ -228,6 +228,13 @@ class RollingKVCache:
         self._check(k_new, v_new)
         if not self._store:  # (..., sink + window, D), allocated once
             self._store = tuple(x.new_zeros(*x.shape[:-2], self.slots, x.shape[-1]) for x in (k_new, v_new))
+        if k_new.shape[-2] == 1:  # the decoding step: one position, one slot
+            s = self.slot(self.seen)
+            self._store[0][..., s, :] = k_new[..., 0, :]
+            self._store[1][..., s, :] = v_new[..., 0, :]
+            self._pos[s] = self.seen
+            self.seen += 1
+            return self._store[0][..., :self.filled, :], self._store[1][..., :self.filled, :]
         end = self.seen + k_new.shape[-2]
         p = torch.arange(self.seen, end)  # (S_new,) the new positions
         keep = (p < self.sink) | (p >= end - self.window)  # the rest are overwritten within this call
