@@ -288,3 +288,21 @@ def test_ch09_retyped_chapter_cells_do_not_pass(capsys):
         assert not check(cheat), ex_id
         assert X.OUTCOMES[ex_id]["status"] in ("failed", "error"), X.OUTCOMES[ex_id]["feedback"]
     assert "Lemma 1's map unchanged" in X.OUTCOMES["ch09.ex2"]["feedback"]  # diagnosed, not just refused
+
+
+def test_ch08_stretch_refuses_the_chapters_window_mask_cell_retyped(capsys):
+    """Chapter 08's section-2 cell (window_mask, an N x N mask) retyped and fed to dense attention,
+    attnkit's or PyTorch's: right values, but the N x N mask and scores fail the memory case."""
+    from attnkit.exercises import ch08
+
+    def window_mask(n, w, causal=False):  # chapter 08, section 2, retyped
+        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        return ((i - j >= 0) & (i - j < w)) if causal else ((i - j).abs() <= w // 2)
+
+    for dense in (attnkit.core.scaled_dot_product_attention, sdpa):
+        def retyped(q, k, v, window, _dense=dense):
+            return _dense(q, k, v, attn_mask=window_mask(q.shape[0], window, causal=True))
+        assert not ch08.check_window_attention(retyped)
+        rec = X.OUTCOMES["ch08.ex4"]
+        assert rec["status"] == "failed" and rec["case"] == 3 and "MiB" in rec["feedback"], rec["feedback"]
+
