@@ -30,7 +30,7 @@ register({
     "linear.w.m": {"en": "features m", "zh": "特征数 m"},
     "linear.w.kind": {"en": "feature map", "zh": "特征映射"},
     "linear.w.positive": {"en": "positive (exp)", "zh": "正随机特征（exp）"},
-    "linear.w.trig": {"en": "trigonometric (cos, sin)", "zh": "三角函数（cos、sin）"},
+    "linear.w.trig": {"en": "trigonometric (cos, sin)", "zh": "三角函数特征（cos、sin）"},
     "linear.w.scale": {"en": "input scale", "zh": "输入尺度"},
     "linear.w.orthogonal": {"en": "orthogonal features", "zh": "正交随机特征"},
     "linear.w.exact": {"en": "exact softmax weights (colours 0 to {vmax:.2f})",
@@ -91,19 +91,20 @@ def _exact(scale: float, seed: int):
 
 
 def rf_attention(m: int, kind: str = "positive", scale: float = 0.5, orthogonal: bool = True,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, feature_seed: int | None = None) -> dict:
     """Exact softmax weights of ``scale * q``, ``scale * k`` and their random-feature estimate.
 
     The estimate is the Performer's: A_ij = phi(q_i).phi(k_j) with phi = ``favor_features`` of
     inputs scaled by d^-1/4, each row divided by its sum. Returns ``exact``, ``approx`` (N, N),
     ``error`` = |approx - exact| and ``rel`` = ||approx - exact||_F / ||exact||_F.
+    ``feature_seed`` draws other features for the same q, k (default: ``seed + 1``).
     """
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     q, k = example_qk(seed)
-    w = _projection(int(m), bool(orthogonal), seed + 1)
+    w = _projection(int(m), bool(orthogonal), seed + 1 if feature_seed is None else int(feature_seed))
     s = scale * HEAD_DIM ** -0.25
     fq = L.favor_features(q * s, w, kind, stabilise=True)  # per-query factor: cancels in the rows
     fk = L.favor_features(k * s, w, kind)
@@ -127,7 +128,9 @@ def _rf_draw(m, kind, scale, orthogonal):
         ax.set_xticks([])  # no tick labels: text is most of a redraw's time; one shared colour scale
         ax.set_yticks([])
     axes[0].set_ylabel(t("linear.w.query"), fontsize=8)
-    fig.subplots_adjust(left=0.03, right=0.99, bottom=0.08, top=0.9, wspace=0.08)
+    fig.subplots_adjust(left=0.03, right=0.96, bottom=0.08, top=0.9, wspace=0.2)
+    for ax, im in zip(axes, ims, strict=True):  # one scale, 0 to the largest exact weight, for all three
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
     _titles(axes, data)
     fig._attnkit_ims = ims
     return fig, data
@@ -158,7 +161,9 @@ def rf_explorer(m: int = 16, kind: str = "positive", scale: float = 0.5, orthogo
         "scale": W.FloatSlider(value=scale, min=0.25, max=2.0, step=0.25, description=t("linear.w.scale")),
         "orthogonal": W.Checkbox(value=orthogonal, description=t("linear.w.orthogonal")),
     }
-    return Explorer(controls, _rf_draw, update=_rf_update)
+    return Explorer(controls, _rf_draw, update=_rf_update,
+                    layout=lambda m, kind, scale, orthogonal: float(scale),  # the colorbars' scale: one figure each
+                    animated=lambda fig: [*fig._attnkit_ims, *(ax.title for ax in fig.axes[:3])])
 
 
 def lemma2_mse(x: torch.Tensor, y: torch.Tensor, m: int, kind: str) -> float:
@@ -183,6 +188,37 @@ def lemma2_monte_carlo(x: torch.Tensor, y: torch.Tensor, m: int, kind: str, orth
         f = L.favor_features(xy, draw(m, x.shape[0], seed=seed * 100_003 + i, dtype=x.dtype), kind)
         errs.append((float(f[0] @ f[1]) - exact) ** 2)
     return float(np.mean(errs))
+
+
+def matched_projections(m: int, d: int, draws: int, seed: int = 0):
+    """``draws`` iid projections (draws, m, d), rows w ~ N(0, I_d), and their orthogonal twins:
+    each block of d rows orthogonalised (the Q of a sign-fixed QR: Haar directions) and given
+    back the lengths of the iid rows (chi(d), independent of Q), so each twin is an orthogonal
+    random-feature draw made from the very same Gaussian numbers: matched pairs."""
+    if min(m, d, draws) < 1:
+        raise ValueError(f"m, d and draws must be >= 1, got m={m}, d={d}, draws={draws}")
+    g = torch.randn(draws, m, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    twins = []
+    for a in range(0, m, d):
+        block = g[:, a:a + d]  # (draws, b, d), b <= d
+        qm, r = torch.linalg.qr(block.transpose(1, 2))  # (draws, d, b)
+        qm = qm * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
+        twins.append(qm.transpose(1, 2) * block.norm(dim=-1, keepdim=True))
+    return g, torch.cat(twins, dim=1)
+
+
+def kernel_squared_errors(x: torch.Tensor, y: torch.Tensor, projections: torch.Tensor, kind: str) -> torch.Tensor:
+    """(phi(x).phi(y) - exp(x.y))^2 for each projection of ``projections`` (draws, m, d) -> (draws,),
+    phi = ``favor_features`` with that projection (all draws in one call)."""
+    draws, m, d = projections.shape
+    f = L.favor_features(torch.stack([x, y]), projections.reshape(draws * m, d).to(x.dtype), kind)  # (2, F)
+    est = (f[0] * f[1]).reshape(-1, draws, m).sum(dim=(0, 2)) * draws  # undo 1/(draws m): 1/m per draw
+    return (est - math.exp(float(x @ y))) ** 2
+
+
+def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
+    """The sample mean and its Monte Carlo standard error, std / sqrt(n)."""
+    return float(values.mean()), float(values.std() / math.sqrt(values.numel()))
 
 
 def pair_at_angle(d: int, r: float, cos: float, seed: int = 0):

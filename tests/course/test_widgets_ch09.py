@@ -79,9 +79,11 @@ def test_updated_figure_equals_a_fresh_draw():
     e.controls["m"].value = 64
     e.controls["scale"].value = 1.0
     fresh, _ = wl._rf_draw(64, "positive", 1.0, True)
-    for a, b in zip(e._fig.axes, fresh.axes, strict=True):
+    assert len(e._fig.axes) == len(fresh.axes) == 6  # three heatmaps, each with its colorbar
+    for a, b in zip(e._fig.axes[:3], fresh.axes[:3], strict=True):
         assert a.get_title() == b.get_title()
         assert (a.images[0].get_array() == b.images[0].get_array()).all()
+        assert b.images[0].colorbar is not None and b.images[0].colorbar.vmax == pytest.approx(float(e.data["exact"].max()))
 
 
 def test_every_move_redraws_once():
@@ -162,3 +164,32 @@ def test_static_figures_plot_their_numbers():
     assert list(fig.axes[0].get_lines()[1].get_ydata()) == [0.9, 0.8]
     fig = wl.nystrom_figure([4, 8], {"x": [0.5, 0.1]}, 64)
     assert fig.axes[0].get_title() == t("linear.fig.nystrom_title", n=64)
+
+
+def test_matched_projections_are_orthogonal_twins_of_the_iid_draws():
+    iid, ort = wl.matched_projections(20, 8, draws=5, seed=3)  # blocks of 8, 8 and 4 rows
+    assert iid.shape == ort.shape == (5, 20, 8)
+    torch.testing.assert_close(ort.norm(dim=-1), iid.norm(dim=-1))  # the same lengths, row by row
+    for a in (0, 8, 16):
+        block = ort[:, a:a + 8] / ort[:, a:a + 8].norm(dim=-1, keepdim=True)
+        gram = block @ block.transpose(1, 2)
+        torch.testing.assert_close(gram, torch.eye(gram.shape[-1], dtype=gram.dtype).expand_as(gram))
+    torch.testing.assert_close(iid, torch.randn(5, 20, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["positive", "trig"])
+def test_kernel_squared_errors_one_draw_at_a_time(kind):
+    x, y = wl.pair_at_angle(6, 0.8, 0.3)
+    iid, _ = wl.matched_projections(7, 6, draws=4)
+    got = wl.kernel_squared_errors(x, y, iid, kind)
+    for i in range(4):  # the definition, one projection at a time
+        f = _features_by_definition(torch.stack([x, y]), iid[i], kind)
+        assert got[i].item() == pytest.approx((float(f[0] @ f[1]) - math.exp(float(x @ y))) ** 2, rel=1e-9)
+    mean, se = wl.mean_and_se(got)
+    assert mean == pytest.approx(got.mean().item()) and se == pytest.approx(got.std().item() / 2)
+
+
+def test_rf_attention_feature_seed_redraws_only_the_features():
+    a, b = wl.rf_attention(32, "positive", 0.5, feature_seed=1), wl.rf_attention(32, "positive", 0.5, feature_seed=7)
+    assert torch.equal(a["approx"], wl.rf_attention(32, "positive", 0.5)["approx"])  # default: seed + 1
+    assert torch.equal(a["exact"], b["exact"]) and not torch.equal(a["approx"], b["approx"])
