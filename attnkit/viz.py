@@ -190,8 +190,9 @@ def _tick_labels(ax, shape, x_labels, y_labels, fontsize=8):
         setter(list(labels)[::step], fontsize=fontsize, **kw)
 
 
-def format_table(headers: list[str], rows: list[list]) -> str:
-    """A plain-text table whose columns line up also with Chinese (double-width) characters."""
+def format_table(headers: list[str], rows: list[list], left: tuple[int, ...] = ()) -> str:
+    """A plain-text table whose columns line up also with Chinese (double-width) characters;
+    columns are right-aligned, those whose index is in ``left`` left-aligned (labels)."""
     import unicodedata
 
     def width(s: str) -> int:
@@ -199,6 +200,9 @@ def format_table(headers: list[str], rows: list[list]) -> str:
 
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(width(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(" " * (w - width(c)) + c for c, w in zip(r, widths, strict=True)) for r in cells]
+    def pad(i, c, w):
+        return c + " " * (w - width(c)) if i in left else " " * (w - width(c)) + c
+
+    lines = ["  ".join(pad(i, c, w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

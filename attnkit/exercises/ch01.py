@@ -18,14 +18,14 @@ from attnkit.timing import one_thread
 from attnkit.toy import lookup_batch
 
 register({
-    "ch01.ex1.title": {"en": "Exercise 1 · scaled dot-product attention",
-                       "zh": "练习 1 · 缩放点积注意力"},
-    "ch01.ex1.nudge": {"en": "Which axis should the softmax normalise over? Each row of weights (one query) must sum to 1; and look at how big the scores get when d_k is large.",
-        "zh": "softmax 应当沿哪一维归一化？每个查询对应的一行权重之和必须为 1；再看看 d_k 较大时分数会变得多大。"},
-    "ch01.ex1.stronger": {"en": "Three steps: scores between every query and every key (a matrix product with k transposed), divide them by the square root of the head dimension, softmax over the keys, then weight the values.",
-        "zh": "分三步：先算每个查询与每个键的分数（与转置后的 k 做矩阵乘法），除以头维度的平方根，沿键的方向做 softmax，最后用这些权重对值加权求和。"},
-    "ch01.ex1.formula": {"en": "softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1) @ v — d_k is q.shape[-1], and softmax runs over the keys (the last dim).",
-                      "zh": "softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1) @ v —— d_k 是 q.shape[-1]，softmax 沿键的方向（最后一维）计算。"},
+    "ch01.ex1.title": {"en": "Exercise 1 · attention with one token per column",
+                       "zh": "练习 1 · 每个词元占一列的注意力"},
+    "ch01.ex1.nudge": {"en": "Here a token is a column: which axis of q, k and v counts the tokens, and which the features? The scores must be an (L, S) table, and each query's weights over the keys must sum to 1.",
+        "zh": "这里每个词元占一列：q、k、v 的哪一维数的是词元，哪一维是特征？分数应当是一张 (L, S) 的表，每个查询对所有键的权重之和必须为 1。"},
+    "ch01.ex1.stronger": {"en": "Scores: the features are the second-to-last axis, so contract over it: q transposed times k gives (L, S). Divide by sqrt(d_k), with d_k = q.shape[-2]; softmax over the keys (the last axis of the scores); the output column of query i is the values' columns weighted by row i of the weights.",
+        "zh": "分数：特征在倒数第二维，所以要在这一维上求和：q 的转置乘以 k，得到 (L, S)。再除以 sqrt(d_k)，其中 d_k = q.shape[-2]；沿键的方向（分数的最后一维）做 softmax；查询 i 的输出列，是用权重第 i 行对值的各列加权求和。"},
+    "ch01.ex1.formula": {"en": "w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)  # (..., L, S); return v @ w.transpose(-2, -1)  # (..., d_v, L)",
+                      "zh": "w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)  # (..., L, S)；返回 v @ w.transpose(-2, -1)  # (..., d_v, L)"},
     "ch01.ex2.title": {"en": "Exercise 2 · causal mask", "zh": "练习 2 · 因果掩码"},
     "ch01.ex2.nudge": {"en": "Write out the 3 × 3 mask by hand: may query 0 see key 0? key 1? Does your diagonal match?",
         "zh": "先手写一个 3 × 3 的掩码：查询 0 能看到键 0 吗？键 1 呢？你的对角线对吗？"},
@@ -41,7 +41,8 @@ register({
         "zh": "在 softmax 之前把被屏蔽的分数填入 -inf。这样全被屏蔽的行会得到 NaN：要找出这些行，让它们的权重全为零。"},
     "ch01.ex3.formula": {"en": "Fill scores where mask is False with -inf (True = attend), apply softmax, then give rows whose keys are all masked zero weights — not NaN, and not the uniform average that -1e9 gives.",
                       "zh": "在 mask 为 False 的位置把分数填入 -inf（True 表示可以关注），再做 softmax；所有键都被屏蔽的行应当得到全零权重——不是 NaN，也不是填入 -1e9 时得到的均匀平均。"},
-    "ch01.case.small": {"en": "3 queries, 4 keys, d_k = 2", "zh": "3 个查询、4 个键，d_k = 2"},
+    "ch01.case.small": {"en": "3 queries, 4 keys, d_k = 2, d_v = 5 (q: (2, 3), k: (2, 4), v: (5, 4))",
+                          "zh": "3 个查询、4 个键，d_k = 2，d_v = 5（q：(2, 3)，k：(2, 4)，v：(5, 4)）"},
     "ch01.case.batched": {"en": "two leading dimensions (2, 2), 5 positions, d_k = 8",
                           "zh": "两个前导维度 (2, 2)，5 个位置，d_k = 8"},
     "ch01.case.large_dk": {"en": "d_k = 64, where the scale matters", "zh": "d_k = 64，缩放的影响很明显"},
@@ -86,12 +87,20 @@ register({
     "ch01.ex4.shape": {"en": "forward(x) must return a tensor of x's shape {exp}, got {got}",
                        "zh": "forward(x) 应当返回与 x 形状相同的张量 {exp}，实际得到的是 {got}"},
     # diagnosed mistakes: the hint shown when the result equals the mistake's
-    "ch01.mistake.no_scale": {"en": "your result is attention without the 1/sqrt(d_k) scale: divide the scores by sqrt(q.shape[-1]) before the softmax.",
-                               "zh": "你的结果是没有 1/sqrt(d_k) 缩放的注意力：在 softmax 之前把分数除以 sqrt(q.shape[-1])。"},
+    "ch01.mistake.no_scale": {"en": "your result is attention without the 1/sqrt(d_k) scale: divide the scores by the square root of d_k (the feature axis) before the softmax.",
+                               "zh": "你的结果是没有 1/sqrt(d_k) 缩放的注意力：在 softmax 之前把分数除以 d_k（特征那一维的长度）的平方根。"},
     "ch01.mistake.scale_by_d": {"en": "you divided the scores by d_k; the scale is its square root.",
                                  "zh": "你把分数除以了 d_k；应当除以它的平方根。"},
-    "ch01.mistake.wrong_dim": {"en": "your softmax normalises over the queries (dim=-2): each query's weights over the keys must sum to 1, so softmax over dim=-1.",
-                                "zh": "你的 softmax 沿查询方向（dim=-2）归一化：每个查询对所有键的权重之和应为 1，所以要沿 dim=-1 做 softmax。"},
+    "ch01.mistake.wrong_dim": {"en": "your softmax normalises over the queries: each query's weights over the keys must sum to 1, so normalise along the keys' axis of the scores.",
+                                "zh": "你的 softmax 沿查询方向归一化：每个查询对所有键的权重之和应为 1，所以要沿分数中键所在的那一维归一化。"},
+    "ch01.mistake.rows_out": {"en": "your output has one token per row, (..., L, d_v); here every token is a column: return (..., d_v, L).",
+                               "zh": "你的输出每个词元占一行，形状是 (..., L, d_v)；这里每个词元占一列：应当返回 (..., d_v, L)。"},
+    "ch01.mistake.local": {"en": "the trained module's output at a position does not change when the other positions change: nothing mixes positions. Attention weights every position's value by how well its key matches this position's query.",
+                            "zh": "训练后的模块在某个位置的输出，不随其他位置的输入而变：没有任何东西在位置之间混合。注意力要按每个位置的键与本位置的查询匹配得多好，对各位置的值加权。"},
+    "ch01.mistake.same_rows": {"en": "the trained module gives every position the same output: its weights do not depend on the query. Compute each row of weights from that position's own query.",
+                                "zh": "训练后的模块给每个位置的输出都一样：它的权重与查询无关。每一行权重都要由该位置自己的查询算出。"},
+    "ch01.mistake.unnormalised": {"en": "feed the module n copies of one vector, then 2n copies: its output changes, so a query's weights do not sum to 1 over the keys (with weights that sum to 1, any number of equal values averages to that value). Normalise each row with a softmax over the keys.",
+                                   "zh": "先把同一个向量复制 n 份输入模块，再复制 2n 份：输出变了，说明每个查询对所有键的权重之和不是 1（权重之和为 1 时，任意多个相同的值加权平均后仍是这个值）。要沿键的方向对每一行做 softmax 归一化。"},
     "ch01.mistake.no_diagonal": {"en": "your mask hides the diagonal: a query may see its own key (j <= i, not j < i).",
                                   "zh": "你的掩码把对角线也屏蔽了：查询可以看到自己位置的键（j <= i，而不是 j < i）。"},
     "ch01.mistake.upper": {"en": "your mask is the upper triangle: query i may see keys j <= i, the past, not the future.",
@@ -125,8 +134,9 @@ def _qkv(seed, *shape_q, s=None):
 # ---- reference solutions (kept out of the notebooks) ----
 
 def solution_attention(q, k, v):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., L, S)
-    return torch.softmax(scores, dim=-1) @ v  # (..., L, Dv)
+    """Attention with one token per column: q (..., d_k, L), k (..., d_k, S), v (..., d_v, S)."""
+    scores = q.transpose(-2, -1) @ k / math.sqrt(q.shape[-2])  # (..., L, S)
+    return v @ torch.softmax(scores, dim=-1).transpose(-2, -1)  # (..., d_v, L)
 
 
 def solution_causal_mask(n):
@@ -177,7 +187,37 @@ def train_on_lookup(module_cls, n: int, d: int, seed: int, steps: int = STRETCH_
             opt.step()
         x, y = _held_out(n, d, seed, rot, test_batch)
         with torch.no_grad():
-            return (model(x) - y).pow(2).mean().item()
+            fit = _Fit((model(x) - y).pow(2).mean().item())
+            fit.symptoms = _symptoms(model, x[:8])
+        return fit
+
+
+class _Fit(float):
+    """A trained module's test error, with the symptoms its behaviour shows (see _symptoms)."""
+
+    symptoms: frozenset = frozenset()
+
+
+def _symptoms(model, x) -> frozenset:
+    """What the trained module does wrong, seen from outside: "local" (a position's output does
+    not change when the others do: no mixing), "same_rows" (every position gets one output: the
+    weights ignore the query), "unnormalised" (n copies of one vector and 2n copies give different
+    outputs; weights that sum to 1 over the keys average equal values to the same value). x: (B, n, d)."""
+    out = model(x)  # (B, n, d)
+    if not isinstance(out, torch.Tensor) or not torch.isfinite(out).all():
+        return frozenset()
+    found = set()
+    others = x.clone()
+    others[:, 1:] = x[:, 1:].flip(0) + 1.0  # every position but the first changed
+    if torch.allclose(model(others)[:, 0], out[:, 0], rtol=1e-4, atol=1e-5):
+        found.add("local")
+    if torch.allclose(out, out[:, :1].expand_as(out), rtol=1e-4, atol=1e-5):
+        found.add("same_rows")
+    same = x[:, :1].expand_as(x).contiguous()  # (B, n, d): position 0's vector everywhere
+    once, twice = model(same)[:, 0], model(torch.cat([same, same], dim=1))[:, 0]
+    if not torch.allclose(once, twice, rtol=1e-3, atol=1e-4):
+        found.add("unnormalised")
+    return frozenset(found)
 
 
 def _lookup_task(d: int, seed: int):
@@ -196,6 +236,55 @@ def solution_lookup_mse(n: int, d: int, seed: int) -> float:
     return train_on_lookup(SolutionSelfAttention, n, d, seed)
 
 
+class _Symptom(str):
+    """The result a named mistake stands for: the learner's result shows it or not."""
+
+
+class _Mistake:
+    """A named wrong module: ``_Mistake(n, d, seed)`` is its symptom (for the diagnosis);
+    ``as_learner`` is the module itself, as a learner would hand it in."""
+
+    def __init__(self, symptom: str, module_cls):
+        self.symptom, self.as_learner = _Symptom(symptom), module_cls
+
+    def __call__(self, n, d, seed):
+        return self.symptom
+
+
+class _PositionWise(nn.Module):  # no attention: each position on its own
+    def __init__(self, d):
+        super().__init__()
+        self.v = nn.Linear(d, d, bias=False)
+
+    def forward(self, x):
+        return self.v(x)
+
+
+class _MeanOfValues(nn.Module):  # weights that ignore the query: every row the same average
+    def __init__(self, d):
+        super().__init__()
+        self.v = nn.Linear(d, d, bias=False)
+
+    def forward(self, x):
+        return self.v(x).mean(dim=1, keepdim=True).expand_as(x)
+
+
+class _NoSoftmax(nn.Module):  # scores used as weights, never normalised
+    def __init__(self, d):
+        super().__init__()
+        self.q, self.k, self.v = (nn.Linear(d, d, bias=False) for _ in range(3))
+
+    def forward(self, x):
+        return (self.q(x) @ self.k(x).transpose(-2, -1) / math.sqrt(x.shape[-1])) @ self.v(x)
+
+
+STRETCH_MISTAKES = (
+    (_Mistake("local", _PositionWise), lambda: t("ch01.mistake.local")),
+    (_Mistake("same_rows", _MeanOfValues), lambda: t("ch01.mistake.same_rows")),
+    (_Mistake("unnormalised", _NoSoftmax), lambda: t("ch01.mistake.unnormalised")),
+)
+
+
 class _Trained:
     """``_Trained(cls)(n, d, seed)`` -> the test error of ``cls`` trained on the lookup task. It
     keeps the globals of the learner's methods, so ``forbid`` also sees names imported there."""
@@ -211,14 +300,15 @@ class _Trained:
 
 # ---- typical mistakes, for the diagnosis ----
 
-def _attn(q, k, v, scale, dim=-1):
-    return torch.softmax(q @ k.transpose(-2, -1) * scale, dim=dim) @ v
+def _attn(q, k, v, scale, dim=-1):  # one token per column, as exercise 1 asks
+    return v @ torch.softmax(q.transpose(-2, -1) @ k * scale, dim=dim).transpose(-2, -1)
 
 
 ATTENTION_MISTAKES = (
     (lambda q, k, v: _attn(q, k, v, 1.0), lambda: t("ch01.mistake.no_scale")),
-    (lambda q, k, v: _attn(q, k, v, 1 / q.shape[-1]), lambda: t("ch01.mistake.scale_by_d")),
-    (lambda q, k, v: _attn(q, k, v, q.shape[-1] ** -0.5, dim=-2), lambda: t("ch01.mistake.wrong_dim")),
+    (lambda q, k, v: _attn(q, k, v, 1 / q.shape[-2]), lambda: t("ch01.mistake.scale_by_d")),
+    (lambda q, k, v: _attn(q, k, v, q.shape[-2] ** -0.5, dim=-2), lambda: t("ch01.mistake.wrong_dim")),
+    (lambda q, k, v: _attn(q, k, v, q.shape[-2] ** -0.5).transpose(-2, -1), lambda: t("ch01.mistake.rows_out")),
 )
 MASK_MISTAKES = (
     (lambda n: torch.ones(n, n).tril(-1).bool(), lambda: t("ch01.mistake.no_diagonal")),
@@ -240,9 +330,11 @@ MASKED_MISTAKES = (
 # ---- checkers ----
 
 def check_attention(fn) -> bool:
-    cases = [Case(_qkv(1, 3, 2, s=4), label=t("ch01.case.small")),
-             Case(_qkv(2, 2, 2, 5, 8), label=t("ch01.case.batched")),
-             Case(_qkv(3, 4, 64), label=t("ch01.case.large_dk"))]
+    g = torch.Generator().manual_seed(1)
+    small = (torch.randn(2, 3, generator=g), torch.randn(2, 4, generator=g), torch.randn(5, 4, generator=g))
+    cases = [Case(small, label=t("ch01.case.small")),  # one token per column: (d, L), (d, S), (d_v, S)
+             Case(tuple(x.transpose(-2, -1).contiguous() for x in _qkv(2, 2, 2, 5, 8)), label=t("ch01.case.batched")),
+             Case(tuple(x.transpose(-2, -1).contiguous() for x in _qkv(3, 4, 64)), label=t("ch01.case.large_dk"))]
     return run_checks(fn, solution_attention, cases, t("ch01.ex1.title"),
                       hints=[t("ch01.ex1.nudge"), t("ch01.ex1.stronger"), t("ch01.ex1.formula")],
                       exercise="ch01.ex1", mistakes=ATTENTION_MISTAKES,
@@ -285,6 +377,8 @@ def check_self_attention(module_cls) -> bool:
     zero = _held_out(n, d, seed, _lookup_task(d, seed)[1])[1].pow(2).mean().item()  # MSE of answering 0
 
     def compare(got, expected):
+        if isinstance(expected, _Symptom):  # the diagnosis: does the learner's module show it?
+            return None if expected in getattr(got, "symptoms", ()) else expected
         if not isinstance(got, float) or not math.isfinite(got) or got >= STRETCH_LIMIT:
             return t("ch01.ex4.too_high", got=float(got), limit=STRETCH_LIMIT, ref=expected, zero=zero)
         return None
@@ -293,8 +387,11 @@ def check_self_attention(module_cls) -> bool:
     # run_checks unwrapped (which reports it as forbidden, or as not a function)
     builtins = [getattr(importlib.import_module(m), a) for m, a in (n.rsplit(".", 1) for n in FORBID_MODULES)]
     plain = not callable(module_cls) or any(module_cls is b for b in builtins)
-    cases = [Case((n, d, seed), label=t("ch01.ex4.case", n=n, d=d, seed=seed, steps=STRETCH_STEPS))
-             for n, d, seed in STRETCH_CASES]
+    def case(n, d, seed):
+        return Case((n, d, seed), label=t("ch01.ex4.case", n=n, d=d, seed=seed, steps=STRETCH_STEPS))
+
+    cases = [case(*c) for c in STRETCH_CASES]
     return run_checks(module_cls if plain else _Trained(module_cls), solution_lookup_mse, cases, t("ch01.ex4.title"),
                       hints=[t("ch01.ex4.nudge"), t("ch01.ex4.stronger"), t("ch01.ex4.formula")],
-                      exercise="ch01.ex4", compare=compare, forbid=FORBID_MODULES)
+                      exercise="ch01.ex4", compare=compare, forbid=FORBID_MODULES, mistakes=STRETCH_MISTAKES,
+                      draw=lambda s: drawn(s, lambda r: case(r.randint(6, 10), r.randint(12, 16), r.randint(0, 10**6))))

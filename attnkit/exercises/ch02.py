@@ -43,10 +43,8 @@ register(
             "zh": "按从小到大的顺序试各个 d_k：哪个 d_k 的最大权重第一次达到阈值？你用的是不缩放的分数吗？"},
         "ch02.ex3.stronger": {"en": "Use the chapter's saturation(...) with scaled=False, n_rows=256, seed=0 and read its 'max_weight'; return None when no d_k in DK_CHOICES reaches the threshold.",
             "zh": "用本章的 saturation(...)，参数为 scaled=False、n_rows=256、seed=0，读取其中的 'max_weight'；如果 DK_CHOICES 中没有任何 d_k 达到阈值，返回 None。"},
-        "ch02.ex3.formula": {
-            "en": "Loop over d_k in DK_CHOICES (in increasing order) and return the first one whose saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] is >= threshold; return None if none is.",
-            "zh": "按从小到大的顺序遍历 DK_CHOICES 中的 d_k，返回第一个满足 saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight'] >= threshold 的 d_k；如果都不满足，返回 None。",
-        },
+        "ch02.ex3.formula": {"en": "Loop over d_k in DK_CHOICES (in increasing order) and return the first one whose `saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight']` is >= threshold, or None if none is.",
+        "zh": "按从小到大的顺序遍历 DK_CHOICES 中的 d_k，返回第一个满足 `saturation(d_k, seq_len, n_rows=256, scaled=False, seed=0)['max_weight']` >= threshold 的 d_k；如果都不满足，返回 None。"},
         # question
         "ch02.q1.title": {"en": "Question 1 · how much wider the unscaled scores spread when d_k goes from 64 to 256",
                           "zh": "问题 1 · d_k 从 64 变成 256 时，未缩放分数的分布变宽几倍"},
@@ -113,12 +111,29 @@ register({
     'ch02.mistake.ex1.one_term': {"en": 'that is the variance of one product; the dot product sums d_k of them, and their variances add.', "zh": '这是一个乘积的方差；点积是 d_k 个乘积之和，它们的方差相加。'},
     'ch02.mistake.ex2.no_std': {"en": 'you left out std: the scale must undo std² as well as sqrt(d_k).', "zh": '你漏掉了 std：缩放因子既要抵消 sqrt(d_k)，也要抵消 std²。'},
     'ch02.mistake.ex2.variance': {"en": 'you divided by the variance d_k std⁴; a scale c multiplies the variance by c², so c is one over its square root.', "zh": '你除以的是方差 d_k std⁴；缩放因子 c 会让方差乘以 c²，所以 c 应是方差平方根的倒数。'},
+    'ch02.mistake.ex3.scaled': {"en": 'you measured the scaled scores: divided by sqrt(d_k) they keep unit variance and never saturate. The exercise asks about the unscaled ones (scaled=False).', "zh": '你测的是缩放后的分数：除以 sqrt(d_k) 后方差保持为 1，永远不会饱和。练习问的是不缩放的分数（scaled=False）。'},
+    'ch02.mistake.ex3.one_early': {"en": 'you returned the last d_k whose largest weight is still below the threshold; the answer is the next one, the first that reaches it.', "zh": '你返回的是最大权重仍低于阈值的最后一个 d_k；答案是下一个，即第一个达到阈值的 d_k。'},
+    'ch02.mistake.ex3.weight': {"en": 'you returned the largest weight itself; the answer is the d_k at which it first reaches the threshold.', "zh": '你返回的是最大权重本身；答案是它第一次达到阈值时的 d_k。'},
     'ch02.mistake.ex4.no_means': {"en": 'you left out the means: with a non-zero mean, E[q_i²] = std² + mean², not std².', "zh": '你忽略了均值：均值不为零时，E[q_i²] = std² + mean²，而不是 std²。'},
     'ch02.mistake.ex4.no_square_mean': {"en": 'you gave d_k E[X²]; the variance is E[X²] − E[X]², with E[X] = mean_q · mean_k.', "zh": '你算的是 d_k E[X²]；方差是 E[X²] − E[X]²，其中 E[X] = mean_q · mean_k。'},
 })
 
 
+def _first_dk(threshold, seq_len, scaled=False, shift=0, weight=False):
+    """A wrong reading of exercise 3: scaled scores, the d_k one step early, or the weight itself."""
+    for i, d_k in enumerate(DK_CHOICES):
+        w = E.saturation(d_k, seq_len, n_rows=256, scaled=scaled, seed=0)["max_weight"]
+        if w >= threshold:
+            return w if weight else DK_CHOICES[max(i + shift, 0)]
+    return None
+
+
 MISTAKES = {
+    "ch02.ex3": (
+        (lambda th, n: _first_dk(th, n, scaled=True), lambda: t('ch02.mistake.ex3.scaled')),
+        (lambda th, n: _first_dk(th, n, shift=-1), lambda: t('ch02.mistake.ex3.one_early')),
+        (lambda th, n: _first_dk(th, n, weight=True), lambda: t('ch02.mistake.ex3.weight')),
+    ),
     "ch02.ex1": (
         (lambda d_k, std: d_k * std**2, lambda: t('ch02.mistake.ex1.std2')),
         (lambda d_k, std: std**4, lambda: t('ch02.mistake.ex1.one_term')),
@@ -178,7 +193,7 @@ def check_first_saturated_dk(fn) -> bool:
         draw=lambda seed: drawn(seed, lambda r: (lambda th, n: Case((th, n), label=t("ch02.case.threshold", th=th, n=n)))(
             round(r.uniform(0.5, 0.95), 2), r.choice((4, 16)))),
         hints=[t("ch02.ex3.nudge"), t("ch02.ex3.stronger"), t("ch02.ex3.formula")],
-        exercise="ch02.ex3",
+        exercise="ch02.ex3", mistakes=MISTAKES["ch02.ex3"],
     )
 
 

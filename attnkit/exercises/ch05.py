@@ -13,13 +13,14 @@ from attnkit.exercises import Case, check_answer, describe, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
-    "ch05.ex1.title": {"en": "Exercise 1 · repeat_kv", "zh": "练习 1 · repeat_kv"},
-    "ch05.ex1.nudge": {"en": "Look at the order of the heads in your output: which kv head should query head i use?",
-        "zh": "看看你输出中各个头的顺序：第 i 个查询头应当用哪一个键值头？"},
-    "ch05.ex1.stronger": {"en": "Query head i uses kv head i // n_rep, so each kv head is repeated n_rep times in a row (0,0,1,1), not the whole stack repeated (0,1,0,1).",
-        "zh": "第 i 个查询头用第 i // n_rep 个键值头，所以每个键值头要连续重复 n_rep 次（0,0,1,1），而不是把整组头重复（0,1,0,1）。"},
-    "ch05.ex1.formula": {"en": "Head i of the result must be kv head i // n_rep: repeat each kv head n_rep times in a row (0,0,1,1), not the whole stack (0,1,0,1). torch.repeat_interleave(x, n_rep, dim=1), or x[:, :, None].expand(...).reshape(...).",
-                      "zh": "结果中的第 i 个头必须是第 i // n_rep 个键值头：把每个键值头连续重复 n_rep 次（0,0,1,1），而不是把整组头重复（0,1,0,1）。可以用 torch.repeat_interleave(x, n_rep, dim=1)，或 x[:, :, None].expand(...).reshape(...)。"},
+    "ch05.ex1.title": {"en": "Exercise 1 · repeat_kv with the heads on axis 2",
+                       "zh": "练习 1 · 头在第 2 维时的 repeat_kv"},
+    "ch05.ex1.nudge": {"en": "Which axis holds the heads here, and which the tokens? Then look at the order of the heads in your output: which kv head should query head i use?",
+        "zh": "这里哪一维是头，哪一维是词元？再看看你输出中各个头的顺序：第 i 个查询头应当用哪一个键值头？"},
+    "ch05.ex1.stronger": {"en": "The heads are axis 2 of (B, S, n_g, d). Query head i uses kv head i // n_rep, so each kv head is repeated n_rep times in a row (0,0,1,1) along that axis, not the whole stack repeated (0,1,0,1).",
+        "zh": "在 (B, S, n_g, d) 中，头是第 2 维。第 i 个查询头用第 i // n_rep 个键值头，所以要沿这一维把每个键值头连续重复 n_rep 次 (0, 0, 1, 1)，而不是把整组头重复 (0, 1, 0, 1)。"},
+    "ch05.ex1.formula": {"en": "Head i of the result (axis 2) must be kv head i // n_rep: repeat each kv head n_rep times in a row (0,0,1,1). torch.repeat_interleave(x, n_rep, dim=2), or x[:, :, :, None].expand(B, S, n_g, n_rep, d).reshape(B, S, n_g * n_rep, d).",
+                      "zh": "结果中（第 2 维）的第 i 个头必须是第 i // n_rep 个键值头：把每个键值头连续重复 n_rep 次 (0, 0, 1, 1)。可以用 torch.repeat_interleave(x, n_rep, dim=2)，或 x[:, :, :, None].expand(B, S, n_g, n_rep, d).reshape(B, S, n_g * n_rep, d)。"},
     "ch05.ex2.title": {"en": "Exercise 2 · the size of a KV cache", "zh": "练习 2 · KV 缓存的大小"},
     "ch05.ex2.nudge": {"en": "What does the cache store for one token in one layer? Count every factor: is something stored twice?",
         "zh": "对一层中的一个词元，缓存里存了什么？把每个因子都数上：有没有哪样东西要存两份？"},
@@ -47,16 +48,10 @@ register({
     "ch05.case.heads": {"en": "batch 2, 3 heads, 1 new token after 6 cached", "zh": "批次大小 2，3 个头，已缓存 6 个词元，再来 1 个新词元"},
     # the question: what GQA speeds up at batch 1 and a short context
     "ch05.q1.title": {"en": "Question 1 · what GQA buys at batch 1", "zh": "问题 1 · 批次为 1 时 GQA 能带来什么"},
-    "ch05.q1.a": {"en": "about 4x faster: the cache is 4 times smaller",
-                  "zh": "快约 4 倍：缓存小了 4 倍"},
-    "ch05.q1.b": {"en": "a few percent at most: the weights dominate the bytes a step reads",
-                  "zh": "最多快几个百分点：每一步读取的字节主要是权重"},
-    "ch05.q1.c": {"en": "no faster at all: GQA does as many FLOPs per token as MHA",
-                  "zh": "完全不会变快：GQA 每个词元的浮点运算次数和 MHA 一样"},
-    "ch05.q1.nudge": {"en": "Count the bytes one decode step reads: the weights (14 GB) plus the cache of 1,000 tokens. Which part does GQA shrink?",
-                      "zh": "数一数一步解码要读多少字节：权重（14 GB）加上 1,000 个词元的缓存。GQA 缩小的是哪一部分？"},
-    "ch05.q1.why": {"en": "A step reads every weight and the whole cache once. At 1,000 tokens the MHA cache is 2 × 32 layers × 32 kv heads × 128 × 1,000 × 2 B = 0.52 GB against 14 GB of weights; GQA-8 cuts it to 0.13 GB, so a step reads 14.52 → 14.13 GB: at most about 3% faster. GQA pays off where the caches outweigh the weights: long contexts and large batches (the explorer shows how many more sequences fit).",
-                    "zh": "每一步都要把全部权重和整个缓存各读一遍。1,000 个词元时，MHA 的缓存是 2 × 32 层 × 32 个键值头 × 128 × 1,000 × 2 B = 0.52 GB，而权重有 14 GB。GQA-8 把缓存降到 0.13 GB，每步读取量从 14.52 GB 变成 14.13 GB：最多快约 3%。只有当缓存比权重还大时，GQA 才显出好处：长上下文和大批次（交互控件显示能多放下多少条序列）。"},
+    "ch05.q1.nudge": {"en": "A memory-bound step takes as long as reading its bytes takes. Write down, in bytes, everything one decode step reads with MHA and with GQA-8, and divide.",
+                      "zh": "受限于内存带宽的一步解码，耗时就是读完它要读的字节所需的时间。分别写出 MHA 和 GQA-8 一步解码要读的全部字节数，再相除。"},
+    "ch05.q1.why": {"en": "A step reads every weight and the whole cache once. 7B parameters in bf16 are 14 GB. At 1,000 tokens the MHA cache is 2 × 32 layers × 32 kv heads × 128 × 1,000 × 2 B = 0.52 GB; GQA-8 cuts it to 0.13 GB. So a step reads 14.52 GB against 14.13 GB: at most 14.52 / 14.13 = 1.03 times as fast, about 3%. GQA pays off where the caches outweigh the weights: long contexts and large batches (the explorer shows how many more sequences fit).",
+                    "zh": "每一步都要把全部权重和整个缓存各读一遍。70 亿个参数在 bf16 下是 14 GB。1,000 个词元时，MHA 的缓存是 2 × 32 层 × 32 个键值头 × 128 × 1,000 × 2 B = 0.52 GB；GQA-8 把它降到 0.13 GB。所以每步读取量是 14.52 GB 对 14.13 GB：最多快到 14.52 / 14.13 = 1.03 倍，约 3%。只有当缓存比权重还大时，GQA 才显出好处：长上下文和大批次（交互控件显示能多放下多少条序列）。"},
     # the stretch exercise: sequences beside the weights
     "ch05.ex4.title": {"en": "Exercise 4 (stretch) · how many sequences fit beside the weights",
                        "zh": "练习 4（挑战题）· 权重旁边还能放下多少条序列"},
@@ -88,8 +83,9 @@ def _randn(seed, *shape):
 # ---- reference solutions (kept out of the notebooks) ----
 
 def solution_repeat_kv(x, n_rep):
-    B, Hkv, S, D = x.shape
-    return x[:, :, None].expand(B, Hkv, n_rep, S, D).reshape(B, Hkv * n_rep, S, D)  # (B, H, S, D)
+    """The heads on axis 2: (B, S, n_g, d) -> (B, S, n_g * n_rep, d), head i = kv head i // n_rep."""
+    B, S, Hkv, D = x.shape
+    return x.unsqueeze(3).expand(B, S, Hkv, n_rep, D).flatten(2, 3)  # (B, S, H, D)
 
 
 def solution_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element):
@@ -117,7 +113,8 @@ def solution_decode_step(q_new, k_new, v_new, k_cache, v_cache):
 # ---- typical mistakes: the hint shown when the learner's result equals the mistake's ----
 
 register({
-    'ch05.mistake.ex1.tiled': {"en": 'you repeated the whole group of KV heads (kv0, kv1, kv0, kv1): each KV head must serve n_rep neighbouring query heads (kv0, kv0, kv1, kv1).', "zh": '你把整组 KV 头重复了（kv0, kv1, kv0, kv1）：每个 KV 头要服务 n_rep 个相邻的查询头（kv0, kv0, kv1, kv1）。'},
+    'ch05.mistake.ex1.tiled': {"en": 'you repeated the whole group of KV heads (kv0, kv1, kv0, kv1): each KV head must serve n_rep neighbouring query heads (kv0, kv0, kv1, kv1).', "zh": '你把整组 KV 头重复了 (kv0, kv1, kv0, kv1)：每个 KV 头要服务 n_rep 个相邻的查询头 (kv0, kv0, kv1, kv1)。'},
+    'ch05.mistake.ex1.tokens': {"en": 'you repeated along axis 1, the tokens: in (B, S, n_g, d) the heads are axis 2 (section 3 had them on axis 1).', "zh": '你沿第 1 维（词元）做了重复：在 (B, S, n_g, d) 中，头是第 2 维（第 3 节里头在第 1 维）。'},
     'ch05.mistake.ex2.no_two': {"en": 'you counted one cache; K and V are cached both: a factor of 2.', "zh": '你只算了一份缓存；K 和 V 都要缓存：乘以 2。'},
     'ch05.mistake.ex2.no_layers': {"en": 'every layer keeps its own K and V: multiply by num_layers.', "zh": '每一层都有自己的 K 和 V：要乘以 num_layers。'},
     'ch05.mistake.ex3.not_causal': {"en": 'your new queries see every key, also the new tokens after them: mask key j for query i when j > past + i.', "zh": '你的新查询看到了所有键，包括它们之后的新 token：当 j > past + i 时要屏蔽查询 i 对键 j 的关注。'},
@@ -138,7 +135,8 @@ def _decode(q, k_new, v_new, k_cache, v_cache, causal=True, end_aligned=True):
 
 MISTAKES = {
     "ch05.ex1": (
-        (lambda x, n_rep: x.repeat(1, n_rep, 1, 1), lambda: t('ch05.mistake.ex1.tiled')),
+        (lambda x, n_rep: x.repeat(1, 1, n_rep, 1), lambda: t('ch05.mistake.ex1.tiled')),
+        (lambda x, n_rep: torch.repeat_interleave(x, n_rep, dim=1), lambda: t('ch05.mistake.ex1.tokens')),
     ),
     "ch05.ex2": (
         (lambda L, H, D, S, B, b: L * H * D * S * B * b, lambda: t('ch05.mistake.ex2.no_two')),
@@ -158,9 +156,9 @@ MISTAKES = {
 # ---- checkers ----
 
 def check_repeat_kv(fn) -> bool:
-    cases = [Case((_randn(1, 1, 2, 3, 2), 2), label=t("ch05.case.order")),
-             Case((_randn(2, 2, 4, 5, 8), 1), label=t("ch05.case.mha")),
-             Case((_randn(3, 1, 1, 4, 4), 8), label=t("ch05.case.mqa")),
+    cases = [Case((_randn(1, 1, 3, 2, 2), 2), label=t("ch05.case.order")),  # (B, S, n_g, d): heads on axis 2
+             Case((_randn(2, 2, 5, 4, 8), 1), label=t("ch05.case.mha")),
+             Case((_randn(3, 1, 4, 1, 4), 8), label=t("ch05.case.mqa")),
              Case((_randn(4, 2, 3, 3, 4), 3), label=t("ch05.case.batched"))]
     return run_checks(fn, solution_repeat_kv, cases, t("ch05.ex1.title"),
                       hints=[t("ch05.ex1.nudge"), t("ch05.ex1.stronger"), t("ch05.ex1.formula")],
@@ -200,10 +198,13 @@ def check_decode_step(fn) -> bool:
                               "attnkit.gqa.cache.KVCache", "attnkit.gqa.grouped.GroupedQueryAttention"))
 
 
+Q1_SPEEDUP = (14e9 + 2 * 32 * 32 * 128 * 1000 * 2) / (14e9 + 2 * 32 * 8 * 128 * 1000 * 2)  # bytes MHA / GQA-8: 1.028
+
+
 def check_q1(answer) -> bool:
-    """7B in bf16 (14 GB of weights), one sequence of 1,000 tokens: how much faster with GQA-8?"""
-    return check_answer(answer, "b", exercise="ch05.q1", title=t("ch05.q1.title"), explanation=t("ch05.q1.why"),
-                        nudge=t("ch05.q1.nudge"), choices={c: t(f"ch05.q1.{c}") for c in "abc"})
+    """7B in bf16 (14 GB of weights), one sequence of 1,000 tokens: how many times faster with GQA-8, at most?"""
+    return check_answer(answer, Q1_SPEEDUP, exercise="ch05.q1", title=t("ch05.q1.title"), explanation=t("ch05.q1.why"),
+                        nudge=t("ch05.q1.nudge"), tol=0.005)
 
 
 GiB = 2**30

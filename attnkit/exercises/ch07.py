@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, Measured, check_answer, compare_tensors, drawn, run_checks
+from attnkit.exercises import Case, Measured, Result, check_answer, compare_tensors, drawn, run_checks
 from attnkit.i18n import register, t
 
 register({
@@ -20,10 +20,8 @@ register({
         "zh": "每个部分结果都是相对自己的最大值归一化的。合并之前，先把两者换算到同一个基准上。分数接近 1000 的用例溢出了吗？"},
     "ch07.ex1.stronger": {"en": "Take the larger maximum m; weight each part by exp(its m − m) times its l; the new l is the sum of the weights and the new o the weighted average of o1 and o2.",
         "zh": "取较大的最大值 m；每部分的权重是 exp(自己的 m − m) 乘以自己的 l；新的 l 是两个权重之和，新的 o 是 o1、o2 的加权平均。"},
-    "ch07.ex1.formula": {"en": "m = max(m1, m2); each part's mass on the new scale is w = exp(m_part - m) * l_part; "
-                            "l = w1 + w2 and o = (w1 * o1 + w2 * o2) / l (w[:, None] for o). Never compute exp(m) itself.",
-                      "zh": "m = max(m1, m2)；每部分换算到新最大值下的权重为 w1 = exp(m1 - m) * l1（w2 同理）；"
-                            "l = w1 + w2，o = (w1 * o1 + w2 * o2) / l（与 o 相乘时用 w[:, None]）。不要直接计算 exp(m)。"},
+    "ch07.ex1.formula": {"en": "`m = max(m1, m2)`; each part's mass on the new scale is `w = exp(m_part - m) * l_part`; then `l = w1 + w2` and `o = (w1 * o1 + w2 * o2) / l` (with `w[:, None]` for o). Never compute `exp(m)` itself.",
+        "zh": "`m = max(m1, m2)`；每部分换算到新最大值下的权重为 `w = exp(m_part - m) * l_part`；然后 `l = w1 + w2`，`o = (w1 * o1 + w2 * o2) / l`（与 o 相乘时用 `w[:, None]`）。不要直接计算 `exp(m)`。"},
     "ch07.ex2.title": {"en": "Exercise 2 · which tiles can a causal mask skip?",
                        "zh": "练习 2 · 因果掩码可以跳过哪些分块？"},
     "ch07.ex2.nudge": {"en": "A query sees a key only when the key is not after it. Which corner of the tile is the most likely to be visible? Mind that the ends are excluded.",
@@ -72,12 +70,8 @@ register({
                           "zh": "先算一次 D = rowsum(dO ∘ O)。然后对每个分块（第 i 个查询块、第 j 个键块）："
                                 "P = exp(q_i k_jᵀ/√d − lse_i)，dV_j += Pᵀ dO_i，dS = P ∘ (dO_i V_jᵀ − D_i)，"
                                 "再由 dS 得到 dQ_i、dK_j，别忘了分数里的 1/√d。附录 B 给出了推导。"},
-    "ch07.ex4.formula": {"en": "D = (do * o).sum(-1); for each key block j and query block i: "
-                               "p = exp(q[i] @ k[j].T * c - lse[i, None]) with c = 1/sqrt(d); dv[j] += p.T @ do[i]; "
-                               "ds = p * (do[i] @ v[j].T - D[i, None]); dq[i] += c * ds @ k[j]; dk[j] += c * ds.T @ q[i]",
-                         "zh": "D = (do * o).sum(-1)；对每个键块 j 和查询块 i："
-                               "p = exp(q[i] @ k[j].T * c - lse[i, None])，其中 c = 1/sqrt(d)；dv[j] += p.T @ do[i]；"
-                               "ds = p * (do[i] @ v[j].T - D[i, None])；dq[i] += c * ds @ k[j]；dk[j] += c * ds.T @ q[i]"},
+    "ch07.ex4.formula": {"en": "`D = (do * o).sum(-1)`. For each key block j and query block i: `p = exp(q[i] @ k[j].T * c - lse[i, None])` with `c = 1/sqrt(d)`; `dv[j] += p.T @ do[i]; ds = p * (do[i] @ v[j].T - D[i, None]); dq[i] += c * ds @ k[j]; dk[j] += c * ds.T @ q[i]`",
+        "zh": "`D = (do * o).sum(-1)`。对每个键块 j 和查询块 i：`p = exp(q[i] @ k[j].T * c - lse[i, None])`，其中 `c = 1/sqrt(d)`；`dv[j] += p.T @ do[i]; ds = p * (do[i] @ v[j].T - D[i, None]); dq[i] += c * ds @ k[j]; dk[j] += c * ds.T @ q[i]`"},
     "ch07.ex4.too_big": {"en": "your function held {got:.2f} MiB at once; the N × N matrix alone is {nn:.1f} MiB: "
                                "expected below {limit:.2f} MiB",
                          "zh": "你的函数同时占用了 {got:.2f} MiB；单是 N × N 矩阵就有 {nn:.1f} MiB：应低于 {limit:.2f} MiB"},
@@ -162,6 +156,11 @@ def _merge_case(seed, L, n, split, scale):
 register({
     'ch07.mistake.ex1.unnormalised': {"en": 'your o is not renormalised: divide the weighted sum of o1 and o2 by the merged l.', "zh": '你的 o 没有重新归一化：要把 o1、o2 的加权和除以合并后的 l。'},
     'ch07.mistake.ex1.plain_average': {"en": 'you averaged o1 and o2 equally; each part weighs by its mass exp(m_part − m) · l_part.', "zh": '你把 o1 和 o2 等权平均了；每部分的权重应是它的质量 exp(m_part − m) · l_part。'},
+    'ch07.mistake.ex3.no_stats': {"en": 'you counted Q and O per key/value block but not the row statistics: each pass also reads and writes l and m, 4 N numbers.', "zh": '你按每个键/值块计入了 Q 和 O，却漏了每行的统计量：每一趟还要读写 l 和 m，共 4 N 个数。'},
+    'ch07.mistake.ex3.theta': {"en": 'that is the Theta(N² d² / M) order of growth, not the count: find B_c and T_c and count each read and write.', "zh": '这是 Theta(N² d² / M) 的增长量级，不是精确计数：先求出 B_c 和 T_c，再逐项数读写次数。'},
+    'ch07.mistake.ex3.kv_every_pass': {"en": 'K and V are read once in all (each key/value block once, in the outer loop), not once per pass.', "zh": 'K 和 V 总共只读一次（外层循环里每个键/值块读一次），不是每一趟都读。'},
+    'ch07.mistake.ex4.no_D': {"en": 'your dq and dk miss the row term D = rowsum(dO ∘ O): the softmax backward is dS = P ∘ (dP − D), not P ∘ dP.', "zh": '你的 dq、dk 少了逐行项 D = rowsum(dO ∘ O)：softmax 的反向是 dS = P ∘ (dP − D)，而不是 P ∘ dP。'},
+    'ch07.mistake.ex4.no_scale': {"en": 'your dq and dk miss the 1/sqrt(d) of the scores: S = q kᵀ / sqrt(d), so dq = dS k / sqrt(d) and dk = dSᵀ q / sqrt(d).', "zh": '你的 dq、dk 少了分数里的 1/sqrt(d)：S = q kᵀ / sqrt(d)，所以 dq = dS k / sqrt(d)，dk = dSᵀ q / sqrt(d)。'},
     'ch07.mistake.ex2.off_by_one': {"en": 'off by one: the tile is skipped when its first key k_start is after the last query q_end − 1, that is k_start >= q_end.', "zh": '差了一：当 tile 的第一个键 k_start 在最后一个查询 q_end − 1 之后，也就是 k_start >= q_end 时，才跳过。'},
 })
 
@@ -171,7 +170,39 @@ def _merge_unnormalised(m1, l1, o1, m2, l2, o2):
     return m, w1 + w2, w1[:, None] * o1 + w2[:, None] * o2
 
 
+def _io(N, d, M, stats=True, kv_per_pass=False):
+    b_c = -(-M // (4 * d))
+    t_c = -(-N // b_c)
+    return (t_c if kv_per_pass else 1) * 2 * N * d + t_c * (3 * N * d + (4 * N if stats else 0))
+
+
+def _backward(q, k, v, o, lse, do, block, with_D=True, scaled=True):
+    """The tiled backward with one of two mistakes (still tile-sized): no D term, or no 1/sqrt(d) on dS."""
+    c = 1.0 / math.sqrt(q.shape[-1])
+    D = (do * o).sum(dim=-1) if with_D else torch.zeros(q.shape[0], dtype=q.dtype)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for j in range(0, k.shape[0], block):
+        kj, vj = k[j:j + block], v[j:j + block]
+        for i in range(0, q.shape[0], block):
+            qi, doi = q[i:i + block], do[i:i + block]
+            p = torch.exp(qi @ kj.T * c - lse[i:i + block, None])
+            dv[j:j + block] += p.T @ doi
+            ds = p * (doi @ vj.T - D[i:i + block, None]) * (c if scaled else 1.0)
+            dq[i:i + block] += ds @ kj
+            dk[j:j + block] += ds.T @ qi
+    return Result(((dq, dk, dv), 0))
+
+
 MISTAKES = {
+    "ch07.ex3": (
+        (lambda N, d, M: _io(N, d, M, stats=False), lambda: t('ch07.mistake.ex3.no_stats')),
+        (lambda N, d, M: N * N * d * d / M, lambda: t('ch07.mistake.ex3.theta')),
+        (lambda N, d, M: _io(N, d, M, kv_per_pass=True), lambda: t('ch07.mistake.ex3.kv_every_pass')),
+    ),
+    "ch07.ex4": (
+        (lambda *a: _backward(*a, with_D=False), lambda: t('ch07.mistake.ex4.no_D')),
+        (lambda *a: _backward(*a, scaled=False), lambda: t('ch07.mistake.ex4.no_scale')),
+    ),
     "ch07.ex1": (
         (lambda m1, l1, o1, m2, l2, o2: _merge_unnormalised(m1, l1, o1, m2, l2, o2), lambda: t('ch07.mistake.ex1.unnormalised')),
         (lambda m1, l1, o1, m2, l2, o2: (torch.maximum(m1, m2), solution_merge(m1, l1, o1, m2, l2, o2)[1], (o1 + o2) / 2), lambda: t('ch07.mistake.ex1.plain_average')),
@@ -239,7 +270,7 @@ def check_io_flash(fn) -> bool:
                           "ch07.case.io", N=N, d=d, M=M)))(r.choice((512, 2000, 8192)), r.choice((32, 64, 128)),
                                                            r.choice((50_000, 100_000, 200_000)))),
                       forbid=("attnkit.flash.io_flash", "attnkit.flash.io_standard"),
-                      compare=compare)
+                      compare=compare, mistakes=MISTAKES["ch07.ex3"])
 
 
 def check_q1(answer) -> bool:
@@ -283,4 +314,4 @@ def check_flash_backward(fn) -> bool:
     if not callable(fn):
         return run_checks(fn, solution_flash_backward, cases, title, exercise="ch07.ex4", hints=hints)
     return run_checks(Measured(fn), Measured(solution_flash_backward), cases, title, exercise="ch07.ex4",
-                      compare=compare, hints=hints, forbid=forbid)
+                      compare=compare, hints=hints, forbid=forbid, mistakes=MISTAKES["ch07.ex4"])

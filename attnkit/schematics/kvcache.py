@@ -8,6 +8,7 @@ v_t appended to the cache, and q_t attending over every cached key, then averagi
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from attnkit.i18n import register, t
@@ -83,4 +84,106 @@ def decode_step_figure(step: int = 4):
               loc="lower center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8, frameon=False)
     ax.set_title(t("schematics.kvcache.title", t=step), fontsize=11)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.08)
+    return fig
+
+
+# ---- GQA's head map, the two alignments of a causal mask, MLA's data flow ----
+
+register({
+    "schematics.kvcache.gqa_title": {"en": "GQA: {n_h} query heads read {n_g} kv heads (query head i reads kv head i // {g})",
+                                     "zh": "GQA：{n_h} 个查询头读取 {n_g} 个键值头（第 i 个查询头读第 i // {g} 个键值头）"},
+    "schematics.kvcache.query_heads": {"en": "query heads", "zh": "查询头"},
+    "schematics.kvcache.kv_heads": {"en": "kv heads (cached)", "zh": "键值头（缓存）"},
+    "schematics.kvcache.top_left": {"en": "top-left (is_causal=True): query i sees keys j <= i",
+                                    "zh": "左上角对齐（is_causal=True）：查询 i 看到 j <= i 的键"},
+    "schematics.kvcache.bottom_right": {"en": "bottom-right (decoding): query i sees keys j <= {past} + i",
+                                        "zh": "右下角对齐（解码）：查询 i 看到 j <= {past} + i 的键"},
+    "schematics.kvcache.align_title": {"en": "{L} new queries after {past} cached tokens ({S} keys): two ways to align the causal mask",
+                                       "zh": "已缓存 {past} 个词元后来了 {L} 个新查询（共 {S} 个键）：因果掩码的两种对齐方式"},
+    "schematics.kvcache.mla_title": {"en": "MLA: what is cached is the latent c (d_c numbers) and one shared RoPE key (d_h^R numbers)",
+                                     "zh": "MLA：缓存的是潜在向量 c（d_c 个数）和一个所有头共享的 RoPE 键（d_h^R 个数）"},
+    "schematics.kvcache.mla_cached": {"en": "cached per token", "zh": "每个词元缓存的内容"},
+    "schematics.kvcache.mla_rebuilt": {"en": "rebuilt from the cache, per head", "zh": "由缓存还原，每个头一份"},
+})
+
+
+def gqa_heads_figure(num_heads: int = 8, num_kv_heads: int = 2):
+    """Query heads (top) joined to the kv head each reads (bottom): head i -> i // (n_h / n_g)."""
+    for name, v in (("num_heads", num_heads), ("num_kv_heads", num_kv_heads)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 32:
+            raise ValueError(f"{name} must be an int in [1, 32], got {v!r}")
+    if num_heads % num_kv_heads:
+        raise ValueError(f"num_kv_heads must divide num_heads, got {num_kv_heads} and {num_heads}")
+    g = num_heads // num_kv_heads
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * num_heads + 2.5), 2.6))
+    ax.set_xlim(-2.2, num_heads)
+    ax.set_ylim(-0.6, 2.2)
+    ax.axis("off")
+    ax.text(-0.6, 1.6, t("schematics.kvcache.query_heads"), ha="right", va="center", fontsize=9)
+    ax.text(-0.6, 0.0, t("schematics.kvcache.kv_heads"), ha="right", va="center", fontsize=9)
+    for i in range(num_heads):
+        _box(ax, i, 1.6, f"$q_{{{i}}}$", colors(i // g % 10), w=0.7, h=0.5)
+        kx = (i // g) * g + (g - 1) / 2  # the kv head sits under the middle of its group
+        _arrow(ax, (i, 1.35), (kx, 0.25), color=EDGE, lw=0.8)
+    for j in range(num_kv_heads):
+        _box(ax, j * g + (g - 1) / 2, 0.0, f"$k_{{{j}}}, v_{{{j}}}$", colors(j % 10), w=min(0.9 * g, 1.6), h=0.5)
+    ax.set_title(t("schematics.kvcache.gqa_title", n_h=num_heads, n_g=num_kv_heads, g=g), fontsize=10)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.85, bottom=0.02)
+    return fig
+
+
+def causal_alignment_masks(L: int, S: int):
+    """(top-left, bottom-right) boolean (L, S) masks, True = attend: j <= i and j <= (S - L) + i."""
+    i, j = torch.arange(L)[:, None], torch.arange(S)[None, :]
+    return j <= i, j <= (S - L) + i
+
+
+def causal_alignment_figure(L: int = 3, S: int = 7):
+    """The two causal masks for L new queries over S keys, side by side (viz.mask_picture)."""
+    from attnkit import viz
+
+    if isinstance(L, bool) or isinstance(S, bool) or not isinstance(L, int) or not isinstance(S, int) or not 1 <= L <= S <= 32:
+        raise ValueError(f"L and S must be ints with 1 <= L <= S <= 32, got L={L!r}, S={S!r}")
+    top_left, bottom_right = causal_alignment_masks(L, S)
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 2.9))
+    viz.mask_picture(top_left, ax=axes[0], title=t("schematics.kvcache.top_left"))  # rows: new query i
+    viz.mask_picture(bottom_right, ax=axes[1],
+                     title=t("schematics.kvcache.bottom_right", past=S - L))
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    fig.suptitle(t("schematics.kvcache.align_title", L=L, S=S, past=S - L), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mla_flow_figure():
+    """MLA's data flow for one token: h -> W^DKV -> c (cached) -> W^UK, W^UV -> k^C, v per head;
+    h -> W^KR -> RoPE -> k^R (cached, shared by the heads); each head's key is [k^C; k^R]."""
+    fig, ax = plt.subplots(figsize=(10.5, 3.6))
+    ax.set_xlim(-0.4, 10.8)
+    ax.set_ylim(-0.3, 3.6)
+    ax.axis("off")
+    cached, rebuilt = "#fdb863", "#b2abd2"
+    _box(ax, 0.6, 1.7, "$h_t$", REUSED, w=0.9)
+    _box(ax, 2.7, 2.6, "$W^{DKV}$", "white", w=1.1)
+    _box(ax, 2.7, 0.8, "$W^{KR}$, RoPE", "white", w=1.5)
+    _box(ax, 4.9, 2.6, "$c_t$  ($d_c$)", cached, w=1.5)
+    _box(ax, 4.9, 0.8, "$k^R_t$  ($d_h^R$)", cached, w=1.5)
+    _box(ax, 7.1, 3.1, "$W^{UK}$", "white", w=1.1)
+    _box(ax, 7.1, 2.1, "$W^{UV}$", "white", w=1.1)
+    _box(ax, 9.2, 3.1, "$k^C_{t,i}$", rebuilt, w=1.2)
+    _box(ax, 9.2, 2.1, "$v_{t,i}$", rebuilt, w=1.2)
+    _box(ax, 9.2, 0.8, "$k_{t,i} = [k^C_{t,i}; k^R_t]$", rebuilt, w=2.2)
+    for a, b in (((1.05, 1.9), (2.15, 2.6)), ((1.05, 1.5), (1.95, 0.8)), ((3.25, 2.6), (4.15, 2.6)),
+                 ((3.45, 0.8), (4.15, 0.8)), ((5.65, 2.7), (6.55, 3.1)), ((5.65, 2.5), (6.55, 2.1)),
+                 ((7.65, 3.1), (8.6, 3.1)), ((7.65, 2.1), (8.6, 2.1)),
+                 ((5.65, 0.8), (8.1, 0.8))):
+        _arrow(ax, a, b)
+    _arrow(ax, (9.8, 3.1), (10.0, 1.1), rad=-0.35)  # k^C joins k^R, around v
+    ax.add_patch(Rectangle((4.05, 0.35), 1.7, 2.7, fill=False, ls="--", lw=1, edgecolor="#b35806"))
+    ax.text(4.9, 3.25, t("schematics.kvcache.mla_cached"), ha="center", fontsize=8, color="#b35806")
+    ax.text(9.2, 3.5, t("schematics.kvcache.mla_rebuilt"), ha="center", fontsize=8, color="#542788")
+    ax.set_title(t("schematics.kvcache.mla_title"), fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.02)
     return fig

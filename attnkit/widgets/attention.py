@@ -168,18 +168,19 @@ def _draw(temperature: float, no_sqrt: bool, mask: str, query: int, tokens: list
     attention_heatmap(w, tokens, tokens, ax=ax_w, title=title, annotate=False, vmax=1.0, cmap=WEIGHT_CMAP)
     ax_w.images[0].set_data(_masked_weights(w, s["allowed"]))
     ax_w.axhline(query, color="red", lw=1.5, alpha=0.8)
-    mask_legend(ax_w, masked_color=MASKED_RGBA, loc="lower left", anchor=(0.0, 1.07))  # above the title
+    if mask != "none":  # a legend of masked cells only where some are (a layout of its own)
+        mask_legend(ax_w, masked_color=MASKED_RGBA, loc="lower left", anchor=(0.0, 1.07))  # above the title
 
     vlim = vlim or value_limit(tokens)
     ax_s.imshow(wv.numpy(), cmap="RdBu_r", vmin=-vlim, vmax=vlim, aspect="auto", interpolation="nearest")
     ax_s.set_yticks(range(n), tokens if n <= MAX_TICK_LABELS else [""] * n, fontsize=7)
     ax_s.set_xticks([])
-    ax_s.set_title(t("explorer.stack"), fontsize=10)
+    ax_s.set_title(t("explorer.stack"), fontsize=10, loc="left")
     ax_b.barh(range(n), w[query].tolist(), color="tab:blue", height=0.7)
     ax_b.set_xlim(0, 1)
     ax_b.set_xticks([0, 1])
     ax_b.tick_params(axis="y", left=False, labelleft=False)
-    ax_b.set_title(t("explorer.weight_col"), fontsize=9)
+    ax_b.set_xlabel(t("explorer.weight_col"), fontsize=9)  # below its bars: the title above is the panel's
 
     ax_o.bar(range(d), out[query].tolist(), color="tab:orange", width=0.8)
     ax_o.set_xlim(-0.5, d - 0.5)
@@ -236,4 +237,4 @@ def attention_explorer(tokens: list[str] | None = None) -> Explorer:
     vlim = value_limit(tokens)
     return Explorer(controls, lambda **v: _draw(tokens=tokens, lim=lim, vlim=vlim, **v),
                     update=lambda fig, **v: _update(fig, tokens=tokens, lim=lim, vlim=vlim, **v),
-                    animated=_animated)
+                    animated=_animated, layout=lambda mask, **_: mask != "none")

@@ -117,6 +117,22 @@ def _speed_title(data, context):
              B=f"{r['max_batch']:,}")
 
 
+def speed_decades(data) -> tuple[int, int]:
+    """The right panel's y range as powers of ten: from the decade holding the slowest
+    per-sequence rate to one decade above the fastest total (the top decade is left free for the
+    legend). Nothing fits: one decade around 1."""
+    values = np.concatenate([np.asarray(data["total"], float), np.asarray(data["each"], float)])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return 0, 2
+    return int(np.floor(np.log10(values.min()))), int(np.ceil(np.log10(values.max()))) + 1
+
+
+def _layout(**values):
+    """One kept figure per y range (its tick labels are static within it)."""
+    return speed_decades(kv_cache_explorer_data(**values))
+
+
 def draw_kv_cache(num_params: int, dtype: str, memory_gib: int, bandwidth_tb_s: float, num_layers: int,
                   num_heads: int, num_kv_heads: int, head_dim: int, attention: str, context: int):
     """(Figure, data): the memory split per attention type and the tokens/s bound of one type."""
@@ -145,14 +161,15 @@ def draw_kv_cache(num_params: int, dtype: str, memory_gib: int, bandwidth_tb_s: 
     ax_s.plot(data["batches"], data["total"], color=color, lw=2)
     ax_s.plot(data["batches"], data["each"], color=color, lw=1.2, ls="--")
     ax_s.plot(data["batches"][-1:], data["total"][-1:], "o", color=color, ms=6)
-    # a legend of neutral proxies, static: the curves never reach its corner (tokens/s at batch
-    # b <= b x bandwidth / weights < 1e5 for b < 5 over the whole control domain, below 1e7)
+    # a legend of neutral proxies, static: the curves never reach its corner (the top decade of
+    # the y range is above every value, see speed_decades)
     proxies = [plt.Line2D([], [], color="black", lw=2), plt.Line2D([], [], color="black", lw=1.2, ls="--")]
     ax_s.legend(proxies, [t("kvcache.total"), t("kvcache.each")], loc="upper left", fontsize=8)
     ax_s.set_xscale("log")
     ax_s.set_yscale("log")
     ax_s.set_xlim(1, MAX_BATCH_SHOWN)
-    ax_s.set_ylim(0.1, 1e8)
+    lo, hi = speed_decades(data)
+    ax_s.set_ylim(10.0**lo, 10.0**hi)
     ax_s.grid(True, which="major", alpha=0.3)
     ax_s.set_xlabel(t("kvcache.batch"), fontsize=9)
     ax_s.set_ylabel(t("kvcache.tps"), fontsize=9)
@@ -220,4 +237,4 @@ def kv_cache_explorer(num_params: int = 7 * 10**9, dtype: str = "bfloat16", memo
         "context": W.SelectionSlider(options=CONTEXTS, value=context, description=t("kvcache.context"),
                                      style=style),
     }
-    return Explorer(controls, draw_kv_cache, update=update_kv_cache, animated=_animated)
+    return Explorer(controls, draw_kv_cache, update=update_kv_cache, animated=_animated, layout=_layout)

@@ -35,14 +35,11 @@
 # **本章内容**
 # - 语言模型在生成时缓存了什么，为什么解码速度受限于内存带宽而不是算力，一个真实模型的缓存有多大；
 # - 多头注意力（MHA）、分组查询注意力（GQA）和多查询注意力（MQA）其实是同一个家族，区别只在于这些查询头共享多少个键值头；
-# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，
-#   再通过“吸收”技巧让各个头直接对潜在向量做注意力；
-# - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误；
-#   一个小模型用缓存和不用缓存生成出完全相同的词元；
+# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，再通过“吸收”技巧让各个头直接对潜在向量做注意力；
+# - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误；一个小模型用缓存和不用缓存生成出完全相同的词元；
 # - 在权重之外，显存里还能放下多少条序列，显存带宽最多允许每秒生成多少个词元。
 #
-# **预备知识**：第 1 章（注意力与掩码）和第 4 章（多头注意力）。第 5 节会用到 RoPE，
-# 第 6 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
+# **预备知识**：第 1 章（注意力与掩码）和第 4 章（多头注意力）。第 5 节会用到 RoPE，第 6 章才详细讲解；这里只需知道它把查询和键旋转一个随位置而变的角度。
 
 # %%
 import math
@@ -90,11 +87,7 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 解码器缓存了什么
 #
-# 语言模型一次写出一个词元（token）。为了生成第 $t+1$ 个词元，它把第 $t$ 个词元送进网络：在每一层，
-# 新词元的查询要对目前为止**所有**词元的键和值做注意力。在因果掩码下，后面的词元到来时，前面词元的键和值不会改变——
-# 所以没有必要重新计算。**KV 缓存**把它们保存下来：每一步，这一层只计算新词元的 $q, k, v$，
-# 把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存读取的（之前的键和值），
-# 或在之前的步骤已经处理过的（之前的词元）；橙色是这一步新算出来的。
+# 语言模型一次写出一个词元（token）。为了生成第 $t+1$ 个词元，它把第 $t$ 个词元送进网络：在每一层，新词元的查询要对目前为止**所有**词元的键和值做注意力。在因果掩码下，后面的词元到来时，前面词元的键和值不会改变——所以没有必要重新计算。**KV 缓存**把它们保存下来：每一步，这一层只计算新词元的 $q, k, v$，把 $k$ 和 $v$ 追加到缓存末尾，再对整个缓存做注意力。下图是第 $t = 4$ 步：灰色是从缓存读取的（之前的键和值），或在之前的步骤已经处理过的（之前的词元）；橙色是这一步新算出来的。
 
 # %% alt="ch05.alt.decode_step"
 _ = decode_step_figure(4)
@@ -128,8 +121,7 @@ print(t("ch05.cached_eq_full", ok=torch.allclose(torch.cat(steps, 1), full, atol
 # would cost $T(T+1)/2$ key/value projections instead of $T$ — for 1000 tokens:
 
 # %% [markdown] tags=["lang-zh"]
-# 缓存每一步增加一个位置，键的形状是 $(B, H_{kv}, T, d_h)$，值也一样。如果没有缓存，第 $t$ 步要把前面 $t$ 个词元重新投影一遍：
-# 生成 $T$ 个词元需要 $T(T+1)/2$ 次键值投影，而不是 $T$ 次——以 1000 个词元为例：
+# 缓存每一步增加一个位置，键的形状是 $(B, H_{kv}, T, d_h)$，值也一样。如果没有缓存，第 $t$ 步要把前面 $t$ 个词元重新投影一遍：生成 $T$ 个词元需要 $T(T+1)/2$ 次键值投影，而不是 $T$ 次——以 1000 个词元为例：
 
 # %%
 T = 1000
@@ -150,14 +142,7 @@ print(t("ch05.projections", a=T * (T + 1) // 2, b=T, r=(T + 1) / 2))
 # attention and with PyTorch's, compared with the last 3 rows of the full causal pass over all 7:
 
 # %% [markdown] tags=["lang-zh"]
-# **一次来一批新词元：每个查询能看到哪些键。** 提示词是一次性送入的（*预填充*，prefill），
-# 有些解码器还会一次送入好几个新词元（分块预填充、投机解码）。这时已缓存 $S - L$ 个词元，又来了 $L$ 个查询：
-# 它们是 $S$ 个位置中的*最后* $L$ 个。第 $i$ 个新查询位于位置 $S - L + i$，可以看到键 $0 \dots S - L + i$。
-# 这正是整个 $S \times S$ 序列的因果掩码的最后 $L$ 行：对齐到**右下角**。
-# 而 PyTorch 的 `is_causal=True` 把掩码对齐到**左上角**（查询 $i$ 只能看到键 $0 \dots i$），
-# attnkit 的 `scaled_dot_product_attention` 沿用 PyTorch 的语义，也是如此。
-# `causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码（PyTorch 用 `torch.nn.attention.bias.causal_lower_right` 构造同样的掩码，attnkit 的一个测试检查两者一致）。
-# 以已缓存 4 个词元、再来 3 个新查询为例，分别用 attnkit 和 PyTorch 的注意力计算，与对全部 7 个词元做完整因果计算的最后 3 行对照：
+# **一次来一批新词元：每个查询能看到哪些键。** 提示词是一次性送入的（*预填充*，prefill），有些解码器还会一次送入好几个新词元（分块预填充、投机解码）。这时已缓存 $S - L$ 个词元，又来了 $L$ 个查询：它们是 $S$ 个位置中的*最后* $L$ 个。第 $i$ 个新查询位于位置 $S - L + i$，可以看到键 $0 \dots S - L + i$。这正是整个 $S \times S$ 序列的因果掩码的最后 $L$ 行：对齐到**右下角**。而 PyTorch 的 `is_causal=True` 把掩码对齐到**左上角**（查询 $i$ 只能看到键 $0 \dots i$），attnkit 的 `scaled_dot_product_attention` 沿用 PyTorch 的语义，也是如此。`causal_mask(L, S)` 构造左上角对齐的掩码，`causal_mask(L, S, offset=S - L)` 构造右下角对齐的掩码（PyTorch 用 `torch.nn.attention.bias.causal_lower_right` 构造同样的掩码，attnkit 的一个测试检查两者一致）。以已缓存 4 个词元、再来 3 个新查询为例，分别用 attnkit 和 PyTorch 的注意力计算，与对全部 7 个词元做完整因果计算的最后 3 行对照：
 
 # %%
 L, S = 3, 7
@@ -180,18 +165,23 @@ for name, out in (("SDPA, is_causal=True", torch_top_left),
 # Only the bottom-right mask reproduces the full pass. With a single new token ($L = 1$) its one
 # row allows every key, so one-token decoding needs no mask at all; a block of new tokens needs
 # it. `GroupedQueryAttention` and `MultiHeadLatentAttention` build it themselves when given a
-# cache and `is_causal=True`; section 8 shows the mistake on a real layer.
+# cache and `is_causal=True`; section 8 shows the mistake on a real layer. The two alignments, side
+# by side (row $i$ is new query $i$, filled squares are the keys it may see):
 
 # %% [markdown] tags=["lang-zh"]
-# 只有右下角对齐的掩码能复现完整计算的结果。只来 1 个新词元（$L = 1$）时，掩码只有一行，而且所有键都可见，
-# 所以逐个词元解码根本不需要掩码；一次来一批新词元时就必须用它。给定缓存并设 `is_causal=True` 时，
-# `GroupedQueryAttention` 和 `MultiHeadLatentAttention` 会自己构造这个掩码；第 8 节在一个真实的层上演示这个错误。
+# 只有右下角对齐的掩码能复现完整计算的结果。只来 1 个新词元（$L = 1$）时，掩码只有一行，而且所有键都可见，所以逐个词元解码根本不需要掩码；一次来一批新词元时就必须用它。给定缓存并设 `is_causal=True` 时，`GroupedQueryAttention` 和 `MultiHeadLatentAttention` 会自己构造这个掩码；第 8 节在一个真实的层上演示这个错误。下图把两种对齐方式并排画出（第 $i$ 行是第 $i$ 个新查询，实心方格是它能看到的键）：
+
+# %% alt="ch05.alt.causal_alignment"
+from attnkit.schematics.kvcache import causal_alignment_figure, gqa_heads_figure, mla_flow_figure
+
+_ = causal_alignment_figure(L=3, S=7)
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Why decoding is memory-bound
 #
 # At a decode step, one query per head meets $S$ cached positions. Per layer, with $n_h$ query
-# heads, $n_g$ key/value heads of size $d_h$:
+# heads, $n_g$ key/value heads of size $d_h$ ($n_g = n_h$ in chapter 04's multi-head attention;
+# section 3 shows how several query heads can share one key/value head, so that $n_g < n_h$):
 #
 # - arithmetic: $q\cdot k$ and the weighted sum of values, $2 d_h + 2 d_h$ FLOPs per head and
 #   position: $4 n_h d_h S$ FLOPs;
@@ -207,15 +197,13 @@ for name, out in (("SDPA, is_causal=True", torch_top_left),
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 为什么解码受限于内存带宽
 #
-# 解码的每一步，每个头只有一个查询，要面对 $S$ 个已缓存的位置。设每层有 $n_h$ 个查询头、$n_g$ 个键值头，头维度为 $d_h$：
+# 解码的每一步，每个头只有一个查询，要面对 $S$ 个已缓存的位置。设每层有 $n_h$ 个查询头、$n_g$ 个键值头，头维度为 $d_h$（第 4 章的多头注意力里 $n_g = n_h$；第 3 节会讲几个查询头怎样共享一个键值头，从而 $n_g < n_h$）：
 #
 # - 计算量：$q\cdot k$ 加上对值的加权求和，每个头、每个位置的浮点运算次数（FLOPs）为 $2 d_h + 2 d_h$，合计 $4 n_h d_h S$；
 # - 访存量：整个缓存都要读一遍，共 $2 n_g d_h S$ 个数。
 #
 # 所以每读 1 字节只能喂给 $\frac{4 n_h d_h S}{2 n_g d_h S \cdot \text{字节数}} = \frac{2 n_h}{n_g\cdot\text{字节数}}$
-# 次浮点运算。对 bfloat16 下的 MHA（$n_g = n_h$，每个数 2 字节），这个比值只有**每字节 1 次**。
-# 而加速器从内存读 1 字节的时间里能做几百次浮点运算，所以解码时运算单元大部分时间都在等缓存从内存里流进来：
-# 一步解码的耗时基本等于*读完缓存*（和权重）的时间。共享键值头能把这个比值提高 $n_h/n_g$ 倍。以 32 个头的模型为例：
+# 次浮点运算。对 bfloat16 下的 MHA（$n_g = n_h$，每个数 2 字节），这个比值只有**每字节 1 次**。而加速器从内存读 1 字节的时间里能做几百次浮点运算，所以解码时运算单元大部分时间都在等缓存从内存里流进来：一步解码的耗时基本等于*读完缓存*（和权重）的时间。共享键值头能把这个比值提高 $n_h/n_g$ 倍。以 32 个头的模型为例：
 
 # %%
 n_h, d_h, nbytes = 32, 128, 2                                # bfloat16
@@ -242,16 +230,13 @@ print(t("ch05.h100", r=989e12 / 3.35e12))
 # DeepSeek-V2's proportions, $d_c = 512$, $d_h^R = 64$):
 
 # %% [markdown] tags=["lang-zh"]
-# 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存带宽，缓存的大小决定了速度；
-# 它也决定了显存里能同时放下多少条序列。
+# 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存带宽，缓存的大小决定了速度；它也决定了显存里能同时放下多少条序列。
 #
-# **缓存的大小。** 对 $n_\ell$ 层中的每一层、批次中 $B$ 条序列的每一条、每条序列的 $S$ 个词元，
-# 缓存都要为 $n_g$ 个键值头各存一个键向量和一个值向量，各有 $d_h$ 个数，每个数占 $b$ 字节：
+# **缓存的大小。** 对 $n_\ell$ 层中的每一层、批次中 $B$ 条序列的每一条、每条序列的 $S$ 个词元，缓存都要为 $n_g$ 个键值头各存一个键向量和一个值向量，各有 $d_h$ 个数，每个数占 $b$ 字节：
 #
 # $$\text{缓存字节数} = 2 \cdot n_\ell \cdot n_g \cdot d_h \cdot S \cdot B \cdot b ,$$
 #
-# 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，
-# 而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
+# 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
 
 # %%
 sizes = compare_cache_sizes(num_heads=32, num_kv_heads=8, head_dim=128, num_layers=32, seq_len=32768,
@@ -269,9 +254,7 @@ print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 # (section 5).
 
 # %% [markdown] tags=["lang-zh"]
-# 多头注意力为一条 32k 词元的序列就要 16 GiB——比一个 70 亿参数模型在 bfloat16 下的全部权重（13.0 GiB）还多。
-# 8 个键值组把它降到 4 GiB，只用 1 个键值头降到 0.5 GiB，而 MLA 降到 1.125 GiB，
-# 同时 32 个查询头仍然各自拥有自己的键和值（第 5 节）。
+# 多头注意力为一条 32k 词元的序列就要 16 GiB——比一个 70 亿参数模型在 bfloat16 下的全部权重（13.0 GiB）还多。8 个键值组把它降到 4 GiB，只用 1 个键值头降到 0.5 GiB，而 MLA 降到 1.125 GiB，同时 32 个查询头仍然各自拥有自己的键和值（第 5 节）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. MHA → GQA → MQA: one family
@@ -294,17 +277,9 @@ print(t("ch05.weights_7b", g=7e9 * 2 / 2**30))
 # %% [markdown] tags=["lang-zh"]
 # ## 3. MHA → GQA → MQA：同一个家族
 #
-# 保留 $n_h$ 个查询头，但键和值只用 $n_g$ 个头（$n_g$ 整除 $n_h$）。每 $G = n_h / n_g$ 个相邻的查询头组成一组，
-# 共享一个键值头：**第 $i$ 个查询头读取第 $\lfloor i / G \rfloor$ 个键值头**。Ainslie 等（2023）并没有规定顺序，
-# 只要求同一组的头共享一个键值头；$\lfloor i / G \rfloor$ 是 Hugging Face 的 LLaMA（`repeat_kv`）和 PyTorch 的 `enable_gqa` 采用的约定，
-# 按这种方式训练的检查点也都依赖它。注意 G 有两种含义：这里（与上述代码一样）$G$ 指每组的*大小*，即每个键值头对应几个查询头；
-# 论文里的 GQA-G 指的却是组的*个数* $n_g$。所以本章表格中的 GQA-2 有 $n_g = 2$ 个键值头，$G = 4$。
-# $n_g = n_h$ 就是 MHA，$n_g = 1$ 就是 MQA（Shazeer，2019），介于两者之间的就是 GQA。
-# 只有键和值的投影变小了（从 $d \times n_h d_h$ 变成 $d \times n_g d_h$），缓存也随之变小。
+# 保留 $n_h$ 个查询头，但键和值只用 $n_g$ 个头（$n_g$ 整除 $n_h$）。每 $G = n_h / n_g$ 个相邻的查询头组成一组，共享一个键值头：**第 $i$ 个查询头读取第 $\lfloor i / G \rfloor$ 个键值头**。Ainslie 等（2023）并没有规定顺序，只要求同一组的头共享一个键值头；$\lfloor i / G \rfloor$ 是 Hugging Face 的 LLaMA（`repeat_kv`）和 PyTorch 的 `enable_gqa` 采用的约定，按这种方式训练的检查点也都依赖它。注意 G 有两种含义：这里（与上述代码一样）$G$ 指每组的*大小*，即每个键值头对应几个查询头；论文里的 GQA-G 指的却是组的*个数* $n_g$。所以本章表格中的 GQA-2 有 $n_g = 2$ 个键值头，$G = 4$。$n_g = n_h$ 就是 MHA，$n_g = 1$ 就是 MQA(Shazeer, 2019)，介于两者之间的就是 GQA。只有键和值的投影变小了（从 $d \times n_h d_h$ 变成 $d \times n_g d_h$），缓存也随之变小。
 #
-# 从零实现时，最简单的办法是把每个键值头*重复* $G$ 次（Hugging Face 的 LLaMA 用 `repeat_kv` 就是这么做的），
-# 然后做普通的注意力。传入 `enable_gqa=True` 时，PyTorch 的 SDPA 直接接受这 $n_g$ 个键值头（它作为参考实现的数学路径同样是先重复；
-# CUDA 上的 FlashAttention 算子则直接读取各个键值头，不做复制）：
+# 从零实现时，最简单的办法是把每个键值头*重复* $G$ 次（Hugging Face 的 LLaMA 用 `repeat_kv` 就是这么做的），然后做普通的注意力。传入 `enable_gqa=True` 时，PyTorch 的 SDPA 直接接受这 $n_g$ 个键值头（它作为参考实现的数学路径同样是先重复；CUDA 上的 FlashAttention 算子则直接读取各个键值头，不做复制）：
 
 # %%
 def my_repeat_kv(x, n_rep):                                  # (B, n_g, S, d) -> (B, n_g * n_rep, S, d)
@@ -324,6 +299,16 @@ print(t("ch05.head_map", v=[int(my_repeat_kv(torch.arange(2.0).view(1, 2, 1, 1),
 print(t("ch05.matches_attnkit", ok=torch.allclose(ours, grouped_query_attention(q, k, v, is_causal=True), atol=1e-6)))
 print(t("ch05.matches_torch",
         ok=torch.allclose(ours, F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), atol=1e-6)))
+
+# %% [markdown] tags=["lang-en"]
+# The first line is the map in numbers: with 8 query heads and 2 kv heads ($G = 4$), heads 0-3 read
+# kv head 0 and heads 4-7 read kv head 1. In a picture:
+
+# %% [markdown] tags=["lang-zh"]
+# 第一行用数字给出了这个对应关系：8 个查询头、2 个键值头（$G = 4$）时，第 0–3 个查询头读第 0 个键值头，第 4–7 个读第 1 个。画成图就是：
+
+# %% alt="ch05.alt.gqa_heads"
+_ = gqa_heads_figure(num_heads=8, num_kv_heads=2)
 
 # %% [markdown] tags=["lang-en"]
 # `attnkit.gqa.GroupedQueryAttention(embed_dim, num_heads, num_kv_heads)` is the layer, with
@@ -398,12 +383,7 @@ for label, n_g in ((t("ch05.kind.mha"), 8), (t("ch05.kind.gqa", g=2), 2), (t("ch
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 端到端：一个小模型用缓存和不用缓存生成词元
 #
-# 单独一层还不是语言模型。`attnkit.gqa.TinyDecoder` 是一个很小的语言模型：词元嵌入加上可学习的位置嵌入，
-# 两个解码器块（因果 `GroupedQueryAttention`，4 个查询头、2 个键值头，然后是一个 MLP），最后是一个输出层，对应一个有 64 个词元的词表。
-# 它的权重是随机的（固定了种子，**没有训练过**），所以它写出的词元没有任何意义；
-# 要看的是 `greedy_generate(model, prompt, n, use_cache=...)` 两种方式写出的词元*完全相同*。
-# `use_cache=False` 时每一步都把整个序列重新送进模型；`use_cache=True` 时提示词只算一次（预填充），
-# 之后每一步只送入最新的一个词元，每一层各用一个 `KVCache`：
+# 单独一层还不是语言模型。`attnkit.gqa.TinyDecoder` 是一个很小的语言模型：词元嵌入加上可学习的位置嵌入，两个解码器块（因果 `GroupedQueryAttention`，4 个查询头、2 个键值头，然后是一个 MLP），最后是一个读出层，对应一个有 64 个词元的词表。它的权重是随机的（固定了种子，**没有训练过**），所以它写出的词元没有任何意义；要看的是 `greedy_generate(model, prompt, n, use_cache=...)` 两种方式写出的词元*完全相同*。`use_cache=False` 时每一步都把整个序列重新送进模型；`use_cache=True` 时提示词只算一次（预填充），之后每一步只送入最新的一个词元，每一层各用一个 `KVCache`：
 
 # %%
 from attnkit.gqa import TinyDecoder, greedy_generate
@@ -424,9 +404,7 @@ print(t("ch05.gen_same", ok=torch.equal(cached, recomputed)))
 # tokens one by one, and then the next token once more with the offset forgotten:
 
 # %% [markdown] tags=["lang-zh"]
-# **位置偏移。** 模型给每个词元加上位置嵌入，所以单独送入的词元必须知道自己*在哪里*：缓存中已有 $t$ 个词元时，
-# 新词元的位置是 $t$，而不是 0。`TinyDecoder` 从缓存中取得这个偏移（`model.positions(1, caches)`）；
-# 第 6 章的 RoPE 模型也按同样的偏移做旋转。先送入提示词，再逐个送入 3 个词元，最后把下一个词元再送一次，但忘掉偏移：
+# **位置偏移。** 模型给每个词元加上位置嵌入，所以单独送入的词元必须知道自己*在哪里*：缓存中已有 $t$ 个词元时，新词元的位置是 $t$，而不是 0。`TinyDecoder` 从缓存中取得这个偏移（`model.positions(1, caches)`）；第 6 章的 RoPE 模型也按同样的偏移做旋转。先送入提示词，再逐个送入 3 个词元，最后把下一个词元再送一次，但忘掉偏移：
 
 # %%
 caches = model.new_cache()
@@ -448,8 +426,7 @@ print(t("ch05.gen_offset", right=torch.allclose(right, full, atol=1e-5), wrong=t
 # one; `crop(0)` on every layer's cache (or `model.new_cache()`) starts afresh:
 
 # %% [markdown] tags=["lang-zh"]
-# **新的提示词需要空的缓存。** 缓存里还留着第一条序列。在它上面接着用第二个提示词生成，
-# 等于在续写第一条序列，而不是开始一条新序列；对每一层的缓存调用 `crop(0)`（或者用 `model.new_cache()`）才会重新开始：
+# **新的提示词需要空的缓存。** 缓存里还留着第一条序列。在它上面接着用第二个提示词生成，等于在续写第一条序列，而不是开始一条新序列；对每一层的缓存调用 `crop(0)`（或者用 `model.new_cache()`）才会重新开始：
 
 # %%
 second = torch.tensor([[30, 31, 9, 2]])
@@ -468,9 +445,7 @@ print(t("ch05.gen_reset", ok=torch.equal(fresh, alone)))
 # printed under the timing say what this run measured, on this machine:
 
 # %% [markdown] tags=["lang-zh"]
-# 有多快？这里两种方式都在提示词之后生成 64 个词元，在单个线程上轮流计时（取 3 次的中位数）。
-# 不用缓存时，第 $t$ 步要把全部 $t$ 个词元重新送过两层；用缓存时只送 1 个。在这么小的模型上，
-# 每次调用模型的耗时大部分是固定开销，所以计时下面打印的几行只说明本次运行在这台机器上测到了什么：
+# 有多快？这里两种方式都在提示词之后生成 64 个词元，在单个线程上轮流计时（取 3 次的中位数）。不用缓存时，第 $t$ 步要把全部 $t$ 个词元重新送过两层；用缓存时只送 1 个。在这么小的模型上，每次调用模型的耗时大部分是固定开销，所以计时下面打印的几行只说明本次运行在这台机器上测到了什么：
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.timing import one_thread, round_robin_medians
@@ -487,6 +462,10 @@ print(t("ch05.gen_faster" if tps["cache"] > tps["no_cache"] else "ch05.gen_slowe
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. MLA: compress the keys and values into a latent
+#
+# *An advanced section.* MLA follows its paper closely and uses RoPE, the rotary position encoding
+# of chapter 06: read chapter 06 first, or skim this section now and come back after it. The rest
+# of this chapter needs only one fact from here: MLA caches $d_c + d_h^R$ numbers per token and layer.
 #
 # GQA saves memory by giving several query heads the *same* keys and values. DeepSeek-V2's
 # multi-head latent attention (DeepSeek-AI 2024, §2.1) keeps a different key and value per head
@@ -507,16 +486,13 @@ print(t("ch05.gen_faster" if tps["cache"] > tps["no_cache"] else "ch05.gen_slowe
 # %% [markdown] tags=["lang-zh"]
 # ## 5. MLA：把键和值压缩进一个潜在向量
 #
-# GQA 省内存的办法是让几个查询头使用*相同*的键和值。DeepSeek-V2 的多头潜在注意力（MLA，DeepSeek-AI 2024，§2.1）
-# 则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量的线性函数。
-# 这个向量就是每个词元的潜在向量 $c^{KV}_t$，维度 $d_c \ll n_h d_h$。
-# 缓存中只保存这个潜在向量（式 9–11）：
+# *这是进阶内容。* 这一节基本按论文的写法讲 MLA，而且要用到第 6 章的旋转位置编码 RoPE：可以先读第 6 章，也可以现在先浏览一遍，读完第 6 章再回来。本章后面只用到这里的一个结论：MLA 每个词元、每层缓存 $d_c + d_h^R$ 个数。
+#
+# GQA 省内存的办法是让几个查询头使用*相同*的键和值。DeepSeek-V2 的多头潜在注意力（MLA，DeepSeek-AI 2024，§2.1）则让每个头仍有各自不同的键和值，但它们都是同一个很小的向量的线性函数。这个向量就是每个词元的潜在向量 $c^{KV}_t$，维度 $d_c \ll n_h d_h$。缓存中只保存这个潜在向量（式 9–11）：
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
-# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度（$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头（$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量（$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。
-# attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，
-# 并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状（`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
+# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度（$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头（$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量（$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状（`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
 
 # %%
 torch.manual_seed(0)
@@ -535,6 +511,16 @@ print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.mea
                         for name, sym in weights]))
 
 # %% [markdown] tags=["lang-en"]
+# The keys and values of one token, as a data flow: the cache holds only the orange boxes, and each
+# head's key and value are rebuilt from them.
+
+# %% [markdown] tags=["lang-zh"]
+# 一个词元的键和值，画成数据流就是下图：缓存里只有橙色的两格，每个头的键和值都由它们还原出来。
+
+# %% alt="ch05.alt.mla_flow"
+_ = mla_flow_figure()
+
+# %% [markdown] tags=["lang-en"]
 # DeepSeek-V2 gives values the same head size as the keys' compressed part ($d_h$); the code
 # names it separately (`v_head_dim`), and both are 16 here. The keys' compressed part
 # (`qk_nope_head_dim`, "no positional embedding") is the part without RoPE.
@@ -545,12 +531,9 @@ print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.mea
 # $\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$: apply $W^{UV}_i$ *after* the attention.
 
 # %% [markdown] tags=["lang-zh"]
-# DeepSeek-V2 让值的头维度与键的压缩部分相同（都是 $d_h$）；代码里单独用 `v_head_dim` 表示，这里两者都是 16。
-# 键的压缩部分（`qk_nope_head_dim`，nope 即“没有位置编码”）就是不带 RoPE 的那一部分。
+# DeepSeek-V2 让值的头维度与键的压缩部分相同（都是 $d_h$）；代码里单独用 `v_head_dim` 表示，这里两者都是 16。键的压缩部分（`qk_nope_head_dim`，nope 即“没有位置编码”）就是不带 RoPE 的那一部分。
 #
-# **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$：
-# 把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。
-# 同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
+# **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$：把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
 
 # %% [markdown] tags=["lang-en"]
 # **Why RoPE needs its own key.** First, three facts about 2-D rotations. The matrix
@@ -577,17 +560,9 @@ print(viz.format_table([t("ch05.col.code"), t("ch05.col.paper"), t("ch05.col.mea
 
 # %% [markdown] tags=["lang-zh"]
 # **为什么 RoPE 需要单独的键。** 先看二维旋转的三个事实。矩阵
-# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ 把一个向量转过角度 $\alpha$。
-# 先转 $\alpha$ 再转 $\beta$，等于一共转 $\alpha + \beta$：$R(\beta)R(\alpha) = R(\alpha + \beta)$。
-# 转回去就是取转置：$R(\alpha)^\top = R(-\alpha)$。
-# RoPE（第 6 章）把位置 $m$ 上的查询和键都转过 $R_m = R(m\theta)$（每一对通道各有一个角度），
-# 所以位置 $i$ 的查询和位置 $j$ 的键之间隔着 $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$：分数只取决于两者的距离。
+# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ 把一个向量转过角度 $\alpha$。先转 $\alpha$ 再转 $\beta$，等于一共转 $\alpha + \beta$：$R(\beta)R(\alpha) = R(\alpha + \beta)$。转回去就是取转置：$R(\alpha)^\top = R(-\alpha)$。RoPE（第 6 章）把位置 $m$ 上的查询和键都转过 $R_m = R(m\theta)$（每一对通道各有一个角度），所以位置 $i$ 的查询和位置 $j$ 的键之间隔着 $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$：分数只取决于两者的距离。
 #
-# 现在把 RoPE 加在由潜在向量还原出的键上：$q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。
-# 查询和潜在向量之间的矩阵依赖于距离 $j - i$，不存在一个固定的矩阵可以吸收进查询。
-# 所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，
-# 而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。
-# 查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
+# 现在把 RoPE 加在由潜在向量还原出的键上：$q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，不存在一个固定的矩阵可以吸收进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
 #
 # $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
 #   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
@@ -614,8 +589,7 @@ print(t("ch05.rot_relative", i=i_pos, j=j_pos, d=j_pos - i_pos,
 # the true ones, except for the key at position 0, whose rotation is the identity:
 
 # %% [markdown] tags=["lang-zh"]
-# 先实际看一下这个障碍。把 RoPE 加在由潜在向量还原出的键上，再试着把 $W^{UK}$ 吸收进（已旋转的）查询：
-# 吸收后的分数缺少键的旋转，与真实分数不同——只有位置 0 上的键例外，因为它的旋转是恒等变换：
+# 先实际看一下这个障碍。把 RoPE 加在由潜在向量还原出的键上，再试着把 $W^{UK}$ 吸收进（已旋转的）查询：吸收后的分数缺少键的旋转，与真实分数不同——只有位置 0 上的键例外，因为它的旋转是恒等变换：
 
 # %%
 from attnkit.rope import apply_rope, generate_rope_embeddings
@@ -641,9 +615,7 @@ print(t("ch05.absorbed_scores", v=absorbed.numpy().round(3)))
 # numbers per token:
 
 # %% [markdown] tags=["lang-zh"]
-# 下面是 attnkit 的 `MultiHeadLatentAttention`，也就是上面表格里的那个小层。它在同一个缓存上有两条推理路径：
-# `absorb=False` 从缓存的潜在向量还原出每个头的键和值（式 10–11、17），`absorb=True` 把 $W^{UK}$ 吸收进查询、
-# 在注意力之后再乘 $W^{UV}$。两条路径结果一致，用缓存解码时也一致，而且缓存中每个词元恰好保存 $d_c + d_h^R$ 个数：
+# 下面是 attnkit 的 `MultiHeadLatentAttention`，也就是上面表格里的那个小层。它在同一个缓存上有两条推理路径：`absorb=False` 从缓存的潜在向量还原出每个头的键和值（式 10–11、17），`absorb=True` 把 $W^{UK}$ 吸收进查询、在注意力之后再乘 $W^{UV}$。两条路径结果一致，用缓存解码时也一致，而且缓存中每个词元恰好保存 $d_c + d_h^R$ 个数：
 
 # %%
 torch.manual_seed(0)
@@ -670,10 +642,7 @@ print(t("ch05.mla_bytes", m=cache.nbytes, f=per_token, tot=per_token * 14))
 # latent's size per head.
 
 # %% [markdown] tags=["lang-zh"]
-# **一步解码中的每个张量及其形状。** 2 条序列各已缓存 6 个词元，再各来 1 个新词元（$B = 2$，$L = 1$，$S = 7$），
-# 按路径逐个列出经过这个小层的张量。这个单元格调用的是这一层自己的投影；RoPE 只旋转 $q^R$ 和 $k^R$，不改变形状，
-# 所以这里省略了。朴素路径要为每个缓存的词元还原出 $n_h$ 个键和值；吸收路径从不这样做：
-# 它最大的张量就是缓存本身，以及每个头一个与潜在向量同样大小的查询。
+# **一步解码中的每个张量及其形状。** 2 条序列各已缓存 6 个词元，再各来 1 个新词元（$B = 2$，$L = 1$，$S = 7$），按路径逐个列出经过这个小层的张量。这个单元格调用的是这一层自己的投影；RoPE 只旋转 $q^R$ 和 $k^R$，不改变形状，所以这里省略了。朴素路径要为每个缓存的词元还原出 $n_h$ 个键和值；吸收路径从不这样做：它最大的张量就是缓存本身，以及每个头一个与潜在向量同样大小的查询。
 
 # %%
 B, H, dn, dr, dv, dc = 2, mla.num_heads, mla.qk_nope_head_dim, mla.qk_rope_head_dim, mla.v_head_dim, mla.kv_lora_rank
@@ -736,27 +705,19 @@ print(viz.format_table([t("ch05.col.path"), t("ch05.col.paper"), t("ch05.col.sha
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 动手探索：一块 GPU 能放下多少，解码能有多快
 #
-# 上面的表格给出的是一条序列的缓存。部署时问的是反过来的问题：在这块 GPU 上，这个模型能同时解码多少条序列，速度能有多快？
-# 两个只看字节数的公式就能回答。它们没有算激活值和显存碎片，所以都是上限。
+# 上面的表格给出的是一条序列的缓存。部署时问的是反过来的问题：在这块 GPU 上，这个模型能同时解码多少条序列，速度能有多快？两个只看字节数的公式就能回答。它们没有算激活值和显存碎片，所以都是上限。
 #
-# **能放下多少。** 参数量为 $P$ 的模型，权重占 $W = P \cdot b$ 字节。显存 $M$ 剩下的部分用来放缓存。
-# 设每条序列的缓存为 $C$ 字节（即第 2 节的公式在上下文长度 $S$、批次大小 1 时的值），
-# 最大批次大小，以及单条序列时的最长上下文分别是
+# **能放下多少。** 参数量为 $P$ 的模型，权重占 $W = P \cdot b$ 字节。显存 $M$ 剩下的部分用来放缓存。设每条序列的缓存为 $C$ 字节（即第 2 节的公式在上下文长度 $S$、批次大小 1 时的值），最大批次大小，以及单条序列时的最长上下文分别是
 #
 # $$B_{\max} = \left\lfloor \frac{M - W}{C} \right\rfloor, \qquad
 #   S_{\max} = \left\lfloor \frac{M - W}{C / S} \right\rfloor .$$
 #
-# **最快能有多快。** 解码受限于内存带宽（第 2 节）：每一步把全部权重读一遍（整个批次共用），
-# 再把每条序列的缓存各读一遍，然后为每条序列写出一个词元。设显存带宽为每秒 $\mathrm{BW}$ 字节，$B$ 条序列的批次能得到
+# **最快能有多快。** 解码受限于内存带宽（第 2 节）：每一步把全部权重读一遍（整个批次共用），再把每条序列的缓存各读一遍，然后为每条序列写出一个词元。设显存带宽为每秒 $\mathrm{BW}$ 字节，$B$ 条序列的批次能得到
 #
 # $$\text{每秒词元数} \le \frac{B \cdot \mathrm{BW}}{W + B \cdot C}\ （\text{合计}），\qquad
-#   \frac{\mathrm{BW}}{W + B \cdot C}\ （\text{每条序列}）。$$
+#   \frac{\mathrm{BW}}{W + B \cdot C}\ （\text{每条序列}）.$$
 #
-# 批次越大，合计每秒的词元越多（读一遍权重能服务更多词元），分到每条序列的越少；合计永远超不过 $\mathrm{BW} / C$。
-# `attnkit.gqa.max_batch_size`、`max_context_length` 和 `decode_tokens_per_s_bound` 就是这几个公式，
-# `memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态。模型是一个 bfloat16 的 7B 模型，
-# 注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元。
-# GPU 有 80 GiB 显存，带宽与 H100 SXM 相同，为 3.35 TB/s：
+# 批次越大，合计每秒的词元越多（读一遍权重能服务更多词元），分到每条序列的越少；合计永远超不过 $\mathrm{BW} / C$。`attnkit.gqa.max_batch_size`、`max_context_length` 和 `decode_tokens_per_s_bound` 就是这几个公式，`memory_budget` 把它们用到一个模型上。下面是交互控件的初始状态。模型是一个 bfloat16 的 7B 模型，注意力的形状与 LLaMA-2-7B 相同（32 层，32 个 128 维的头），每条序列 32k 个词元。GPU 有 80 GiB 显存，带宽与 H100 SXM 相同，为 3.35 TB/s：
 
 # %%
 from attnkit.gqa import memory_budget
@@ -774,27 +735,17 @@ print(viz.format_table(
 
 # %% [markdown] tags=["lang-en"]
 # **Predict first (question 1).** The same 7B model decodes a single sequence of 1,000 tokens
-# (batch 1). You replace its multi-head attention by GQA with 8 kv heads. How much faster can a
-# decode step get, at most?
-#
-# a) about 4 times: the cache is 4 times smaller · b) a few percent at most: the weights dominate
-# the bytes a step reads · c) not at all: GQA does as many FLOPs per token as MHA
-#
-# Write the letter, run the cell; then check your reasoning with the explorer (context 1024).
+# (batch 1). You replace its multi-head attention by GQA with 8 kv heads. How many times as fast
+# can a decode step get, at most? Write a number (1.5 would mean one and a half times as fast),
+# run the cell; then check your reasoning with the explorer (context 1024).
 
 # %% [markdown] tags=["lang-zh"]
-# **先预测（问题 1）。** 还是这个 7B 模型，只解码一条 1,000 个词元的序列（批次大小 1）。
-# 把它的多头注意力换成 8 个键值头的 GQA，一步解码最多能快多少？
-#
-# a) 快约 4 倍：缓存小了 4 倍 · b) 最多快几个百分点：每一步读取的字节主要是权重 ·
-# c) 完全不会变快：GQA 每个词元的浮点运算次数和 MHA 一样
-#
-# 写下字母，运行单元格；然后用交互控件（上下文取 1024）检验你的推理。
+# **问题 1（先预测）**：还是这个 7B 模型，只解码一条 1,000 个词元的序列（批次大小 1）。把它的多头注意力换成 8 个键值头的 GQA，一步解码最多能快到原来的多少倍？写下一个数（1.5 表示快到 1.5 倍），运行单元格；然后用交互控件（上下文取 1024）检验你的推理。
 
 # %%
 from attnkit.exercises.ch05 import check_q1
 
-my_answer = None                                             # "a", "b" or "c"
+my_answer = None                                             # a number: how many times as fast
 _ = check_q1(my_answer)
 
 # %% [markdown] tags=["lang-en"]
@@ -808,11 +759,7 @@ _ = check_q1(my_answer)
 # $d_h^R = d_h/2$. (On GitHub, the static figure below shows the starting state.)
 
 # %% [markdown] tags=["lang-zh"]
-# 拖动滑块：模型的参数量和数据类型（权重和缓存用同一种数据类型）、GPU 的显存和带宽、注意力的形状（层数、查询头数、键值头数、头维度）、
-# 注意力类型以及上下文长度。左图是每种注意力类型下显存的分配：先是权重（灰色），然后是能放下的最大批次的缓存；
-# 每个条形旁边写着这个批次大小，以及单条序列时的最长上下文。右图是所选注意力类型的每秒词元数上限随批次增大的变化，
-# 一直画到能放下的最大批次（实线：所有序列合计；虚线：每条序列；横轴最多到批次 4096）。
-# MLA 采用 DeepSeek-V2 的比例 $d_c = 4 d_h$、$d_h^R = d_h/2$。（在 GitHub 上，下面的静态图展示的是初始状态。）
+# 拖动滑块：模型的参数量和数据类型（权重和缓存用同一种数据类型）、GPU 的显存和带宽、注意力的形状（层数、查询头数、键值头数、头维度）、注意力类型以及上下文长度。左图是每种注意力类型下显存的分配：先是权重（灰色），然后是能放下的最大批次的缓存；每个条形旁边写着这个批次大小，以及单条序列时的最长上下文。右图是所选注意力类型的每秒词元数上限随批次增大的变化，一直画到能放下的最大批次（实线：所有序列合计；虚线：每条序列；横轴最多到批次 4096）。MLA 采用 DeepSeek-V2 的比例 $d_c = 4 d_h$、$d_h^R = d_h/2$。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"] alt="ch05.alt.explorer"
 from attnkit.widgets.kvcache import kv_cache_explorer
@@ -871,11 +818,7 @@ print({k: r["max_batch"] for k, r in two["budget"].items()})
 # | MLA，吸收路径 | $(d_c + d_h^R) S\, b$ | $n_h (4 d_c + 4 d_h^R) S$ |
 # | MLA，朴素路径 | $(d_c + d_h^R) S\, b$ | 另加还原 K、V 的 $2 d_c\, n_h (d_h + d_h^v) S$ |
 #
-# （吸收路径的浮点运算次数怎么数，见附录 B。）
-# 吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，
-# 所以推理时用的是吸收路径。下面在本机上实测：一层宽度 512、8 个 64 维的头（GQA 用 2 个键值头；MLA 取 $d_c = 256$、$d_h^R = 32$），
-# 在已缓存 $S$ 个词元之后再解码 1 个新词元，float32；所有变体和长度在单个 CPU 线程上轮流计时（更慢，但受其他程序的干扰小得多），各取 3 次的中位数。
-# 先看解码之后缓存实际占用的字节数，与公式对照：
+# （吸收路径的浮点运算次数怎么数，见附录 B。）吸收路径每读 1 字节缓存做的运算比 MHA *更多*——这正是受限于内存带宽的解码步骤所需要的。朴素路径每一步都要重建所有的键和值，所以推理时用的是吸收路径。下面在本机上实测：一层宽度 512、8 个 64 维的头（GQA 用 2 个键值头；MLA 取 $d_c = 256$、$d_h^R = 32$），在已缓存 $S$ 个词元之后再解码 1 个新词元，float32；所有变体和长度在单个 CPU 线程上轮流计时（更慢，但受其他程序的干扰小得多），各取 3 次的中位数。先看解码之后缓存实际占用的字节数，与公式对照：
 
 # %%
 from attnkit.gqa import make_decode_model, measure_decode_steps
@@ -911,14 +854,8 @@ print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
 # in section 2). From the formula, in both settings:
 
 # %% [markdown] tags=["lang-zh"]
-# 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；
-# 而在第 2 节它只有 MHA 的 0.0703。两处的设置不同。MLA 的缓存与头数无关：按 DeepSeek-V2 的比例
-# $d_c = 4 d_h$、$d_h^R = d_h / 2$，$d_c + d_h^R$ 就是每个词元、每层 $4.5\,d_h$ 个数，其中解耦的 RoPE 键占 $0.5\,d_h$。
-# MHA 是 $2 n_h d_h$，所以 MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$，而 GQA / MHA $= n_g / n_h$。
-# 8 个头时（这一层）就是 $2.25 / 8$，略高于 GQA-2 的 $2 / 8$；第 2 节有 32 个头，就是 $2.25 / 32$，远低于 GQA-8 的 $8 / 32$。
-# 换句话说，按这样的比例，不管有多少个查询头，MLA 的缓存都相当于有 2.25 个键值头的 GQA：
-# 比 $n_g \ge 3$ 的 GQA-$n_g$ 小，比 GQA-2 大。这 2.25 个里，潜在向量占 2 个，解耦的 RoPE 键占 0.25 个。
-# 与 MHA 相比，头数越多，MLA 省得越多（这里是 8 个头，第 2 节是 32 个）。用公式算出两种设置下的比值：
+# 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；而在第 2 节它只有 MHA 的 0.0703。两处的设置不同。MLA 的缓存与头数无关：按 DeepSeek-V2 的比例
+# $d_c = 4 d_h$、$d_h^R = d_h / 2$，$d_c + d_h^R$ 就是每个词元、每层 $4.5\,d_h$ 个数，其中解耦的 RoPE 键占 $0.5\,d_h$。MHA 是 $2 n_h d_h$，所以 MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$，而 GQA / MHA $= n_g / n_h$。8 个头时（这一层）就是 $2.25 / 8$，略高于 GQA-2 的 $2 / 8$；第 2 节有 32 个头，就是 $2.25 / 32$，远低于 GQA-8 的 $8 / 32$。换句话说，按这样的比例，不管有多少个查询头，MLA 的缓存都相当于有 2.25 个键值头的 GQA：比 $n_g \ge 3$ 的 GQA-$n_g$ 小，比 GQA-2 大。这 2.25 个里，潜在向量占 2 个，解耦的 RoPE 键占 0.25 个。与 MHA 相比，头数越多，MLA 省得越多（这里是 8 个头，第 2 节是 32 个）。用公式算出两种设置下的比值：
 
 # %%
 rows = []
@@ -937,8 +874,7 @@ print(viz.format_table([t("ch05.col.setting"), "n_h", t("ch05.col.gqa_vs_mha"), 
 # numbers, order the variants by time at each $S$):
 
 # %% [markdown] tags=["lang-zh"]
-# 再看一步解码的耗时（数字每次运行、每台机器都会不同，所以测试不检查这个单元格的输出；
-# 表格下面的几行根据本次运行的实测数字，按耗时给出每个 $S$ 下各变体的排序）：
+# 再看一步解码的耗时（数字每次运行、每台机器都会不同，所以测试不检查这个单元格的输出；表格下面的几行根据本次运行的实测数字，按耗时给出每个 $S$ 下各变体的排序）：
 
 # %% tags=["nbval-ignore-output"]
 rows = [[label, *[f"{r['ms']:.2f}" for r in runs[name]]] for name, label in labels.items()]
@@ -958,11 +894,7 @@ for i, S in enumerate(contexts):
 # steps with more repeats.
 
 # %% [markdown] tags=["lang-zh"]
-# 要看的是：每一步读取的缓存字节数随 $S$ 增长，MHA 增长得最快，MQA 最慢（见第一张表）；
-# MLA 的朴素路径每一步还要重建所有的键和值。在 GPU 上，解码受限于内存带宽，单步耗时跟着读取的字节数走。
-# 在 CPU 上，这个顺序会被一步解码中的其他开销（投影计算、扩充缓存时的复制）以及同时占用 CPU 核心的其他程序打乱：
-# 表格下面的几行给出本次运行的结果，重新运行时，耗时相近的变体可能换位。
-# 基准测试脚本 `benchmarks/bench_gqa.py` 用更多次重复测量了同样的解码步骤。
+# 要看的是：每一步读取的缓存字节数随 $S$ 增长，MHA 增长得最快，MQA 最慢（见第一张表）；MLA 的朴素路径每一步还要重建所有的键和值。在 GPU 上，解码受限于内存带宽，单步耗时跟着读取的字节数走。在 CPU 上，这个顺序会被一步解码中的其他开销（投影计算、扩充缓存时的复制）以及同时占用 CPU 核心的其他程序打乱：表格下面的几行给出本次运行的结果，重新运行时，耗时相近的变体可能换位。基准测试脚本 `benchmarks/bench_gqa.py` 用更多次重复测量了同样的解码步骤。
 
 # %% [markdown] tags=["lang-en"]
 # ## 8. Pitfalls
@@ -976,9 +908,7 @@ for i, S in enumerate(contexts):
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 常见陷阱
 #
-# **因果掩码对齐到了错误的角**，这次在一个真实的层上。第 1 节说明了：已缓存 $S - L$ 个词元之后的 $L$ 个新查询需要右下角对齐的掩码，
-# 而 `is_causal=True` 给出的是左上角对齐的掩码，只有缓存为空时才正确。先给一个 GQA 层送入 4 个词元的提示词（prompt），
-# 再用它自己的投影和缓存一次送入 3 个词元，把每种掩码的结果与完整前向计算对照：
+# **因果掩码对齐到了错误的角**，这次在一个真实的层上。第 1 节说明了：已缓存 $S - L$ 个词元之后的 $L$ 个新查询需要右下角对齐的掩码，而 `is_causal=True` 给出的是左上角对齐的掩码，只有缓存为空时才正确。先给一个 GQA 层送入 4 个词元的提示词（prompt），再用它自己的投影和缓存一次送入 3 个词元，把每种掩码的结果与完整前向计算对照：
 
 # %%
 torch.manual_seed(0)
@@ -1009,9 +939,7 @@ with torch.no_grad():
 # %% [markdown] tags=["lang-zh"]
 # 给定缓存并设 `is_causal=True` 时，`GroupedQueryAttention` 和 `MultiHeadLatentAttention` 会自己构造对齐到右下角的掩码。
 #
-# **用 `repeat` 代替 `repeat_interleave`。** `k.repeat(1, G, 1, 1)` 把键值头平铺成 0, 1, 0, 1, …，而不是 0, 0, 1, 1, …：
-# 第 $i$ 个查询头读到的是第 $i \bmod n_g$ 个键值头，而不是第 $\lfloor i/G \rfloor$ 个。不会报错，只是变成了另一个模型——
-# 按 LLaMA 方式训练的检查点会算出一堆无意义的结果：
+# **用 `repeat` 代替 `repeat_interleave`。** `k.repeat(1, G, 1, 1)` 把键值头平铺成 0, 1, 0, 1, …，而不是 0, 0, 1, 1, …：第 $i$ 个查询头读到的是第 $i \bmod n_g$ 个键值头，而不是第 $\lfloor i/G \rfloor$ 个。不会报错，只是变成了另一个模型——按 LLaMA 方式训练的检查点会算出一堆无意义的结果：
 
 # %%
 torch.manual_seed(0)
@@ -1041,8 +969,7 @@ except ValueError as err:
 # often dropped. For the 32-layer model of section 2 at 32k tokens:
 
 # %% [markdown] tags=["lang-zh"]
-# **只算了键或值中的一个，或者忘了乘层数。** 缓存大小常按“每个词元、每一层”给出；因子 2（键和值）和层数是最常被漏掉的两个因子。
-# 以第 2 节的 32 层模型、32k 词元为例：
+# **只算了键或值中的一个，或者忘了乘层数。** 缓存大小常按“每个词元、每一层”给出；因子 2（键和值）和层数是最常被漏掉的两个因子。以第 2 节的 32 层模型、32k 词元为例：
 
 # %%
 one_layer_k_only = 32 * 128 * 32768 * 2
@@ -1052,14 +979,15 @@ print(t("ch05.k_only", a=one_layer_k_only / 2**30,
 # %% [markdown] tags=["lang-en"]
 # ## 9. Exercises
 #
-# **Exercise 1.** Write `repeat_kv`: from `(B, n_g, S, d)` return `(B, n_g * n_rep, S, d)` where
-# head `i` of the result is kv head `i // n_rep`.
+# **Exercise 1.** Section 3's `my_repeat_kv` takes the heads on axis 1, `(B, n_g, S, d)`. A
+# projection's output is split into heads before that transpose, as `(B, S, n_g, d)`, the layout
+# FlashAttention's interface takes too. Write `repeat_kv` for that layout: from `(B, S, n_g, d)`
+# return `(B, S, n_g * n_rep, d)` where head `i` of the result is kv head `i // n_rep`.
 
 # %% [markdown] tags=["lang-zh"]
 # ## 9. 练习
 #
-# **练习 1**：实现 `repeat_kv`：输入形状 `(B, n_g, S, d)`，返回 `(B, n_g * n_rep, S, d)`，
-# 结果中的第 `i` 个头是第 `i // n_rep` 个键值头。
+# **练习 1**：第 3 节的 `my_repeat_kv` 中头在第 1 维，形状为 `(B, n_g, S, d)`。而投影的输出在转置之前就按头拆开了，形状是 `(B, S, n_g, d)`，FlashAttention 的接口接受的也是这种布局。请为这种布局实现 `repeat_kv`：输入 `(B, S, n_g, d)`，返回 `(B, S, n_g * n_rep, d)`，结果中的第 `i` 个头是第 `i // n_rep` 个键值头。
 
 # %%
 from attnkit.exercises.ch05 import check_decode_step, check_kv_cache_bytes, check_repeat_kv
@@ -1077,8 +1005,7 @@ check_repeat_kv(your_repeat_kv);
 # `your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2**：计算一个 GQA 模型的 KV 缓存占多少字节：
-# `your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element)`。
+# **练习 2**：计算一个 GQA 模型的 KV 缓存占多少字节：`your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element)`。
 
 # %%
 def your_kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element):
@@ -1095,9 +1022,7 @@ check_kv_cache_bytes(your_kv_cache_bytes);
 # `(out, k_all, v_all)`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：带缓存的一步解码。`q_new`、`k_new`、`v_new` 的形状是 `(B, H, L, d)`，对应 `L` 个新词元；
-# `k_cache`、`v_cache` 的形状是 `(B, H, P, d)`，对应它们之前的 `P` 个词元（`P` 可以为 0）。
-# 先追加到缓存，再用对齐到末尾的因果掩码做注意力，返回 `(out, k_all, v_all)`。
+# **练习 3**：带缓存的一步解码。`q_new`、`k_new`、`v_new` 的形状是 `(B, H, L, d)`，对应 `L` 个新词元；`k_cache`、`v_cache` 的形状是 `(B, H, P, d)`，对应它们之前的 `P` 个词元（`P` 可以为 0）。先追加到缓存，再用对齐到末尾的因果掩码做注意力，返回 `(out, k_all, v_all)`。
 
 # %%
 def your_decode_step(q_new, k_new, v_new, k_cache, v_cache):
@@ -1119,11 +1044,7 @@ check_decode_step(your_decode_step);
 
 # %% [markdown] tags=["lang-zh"]
 # **练习 4（挑战题）**：权重旁边还能放下多少条序列？实现
-# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：
-# 装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），
-# 返回一个整数。检查器会试好几个模型，其中就有这道题要回答的那个例子：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，
-# 32 层、32 个 128 维的头，上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。
-# 不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
+# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），返回一个整数。检查器会试好几个模型，其中就有这道题要回答的那个例子：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，32 层、32 个 128 维的头，上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
 
 # %%
 from attnkit.exercises.ch05 import check_max_sequences
@@ -1167,16 +1088,12 @@ check_max_sequences(your_max_sequences);
 # %% [markdown] tags=["lang-zh"]
 # ## 10. 小结
 #
-# - 解码时要反复用到之前每个词元的键和值：这就是 **KV 缓存**。用缓存解码必须等于完整的因果前向计算，
-#   为此因果掩码要对齐到键的*末尾*。
+# - 解码时要反复用到之前每个词元的键和值：这就是 **KV 缓存**。用缓存解码必须等于完整的因果前向计算，为此因果掩码要对齐到键的*末尾*。
 # - 在 bfloat16 下，MHA 每读 1 字节缓存只做约 1 次浮点运算：解码受限于内存带宽，缓存字节数决定了速度和批次大小。
-# - **MHA → GQA → MQA**：$n_h$ 个查询头共享 $n_g$ 个键值头（第 $i$ 个查询头读取第 $\lfloor i/G \rfloor$ 个键值头）；
-#   每个词元、每层缓存 $2 n_g d_h$ 个数。$n_g = n_h$ 的 GQA 就是 MHA。
-# - **MLA** 只缓存一个潜在向量和一个旋转键，共 $d_c + d_h^R$ 个数；各个头的键和值由上投影得到，而上投影可以吸收进查询和输出。
-#   RoPE 放在单独的键上，因为查询和潜在向量之间的旋转会阻碍吸收。
+# - **MHA → GQA → MQA**：$n_h$ 个查询头共享 $n_g$ 个键值头（第 $i$ 个查询头读取第 $\lfloor i/G \rfloor$ 个键值头）；每个词元、每层缓存 $2 n_g d_h$ 个数。$n_g = n_h$ 的 GQA 就是 MHA。
+# - **MLA** 只缓存一个潜在向量和一个旋转键，共 $d_c + d_h^R$ 个数；各个头的键和值由上投影得到，而上投影可以吸收进查询和输出。RoPE 放在单独的键上，因为查询和潜在向量之间的旋转会阻碍吸收。
 # - 只要每个新词元拿到自己的位置（即缓存的长度），并且新序列从空缓存开始（`crop(0)`），模型用缓存和不用缓存生成的词元就完全相同。
-# - 在 $W$ 字节的权重之外，$M$ 字节的显存能放下 $\lfloor (M - W) / C \rfloor$ 条各占 $C$ 字节缓存的序列；
-#   $B$ 条序列的批次每秒最多解码 $B\,\mathrm{BW} / (W + B C)$ 个词元：每一步把权重读一遍，每条序列的缓存也各读一遍。
+# - 在 $W$ 字节的权重之外，$M$ 字节的显存能放下 $\lfloor (M - W) / C \rfloor$ 条各占 $C$ 字节缓存的序列；$B$ 条序列的批次每秒最多解码 $B\,\mathrm{BW} / (W + B C)$ 个词元：每一步把权重读一遍，每条序列的缓存也各读一遍。
 #
 # **下一章**：第 6 章——RoPE 及其他位置编码。
 #
@@ -1199,9 +1116,7 @@ check_max_sequences(your_max_sequences);
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. 把 MHA 检查点转换成 GQA
 #
-# Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头。
-# 然后再继续训练（“追加训练”，uptraining），步数大约是原预训练的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。
-# 不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
+# Ainslie 等（2023，§2.1–2.2）把每组中各个头的键（和值）投影取*平均*，作为 GQA 模型的一个键值头。然后再继续训练（“追加训练”，uptraining），步数大约是原预训练的 5%。`from_mha(mha, num_kv_heads)` 完成平均池化这一步。不做追加训练时，池化后的层只是一个近似；对于权重随机、各个头之间毫无共性的层，这个近似很差：
 
 # %%
 torch.manual_seed(0)
@@ -1223,9 +1138,7 @@ print(viz.format_table([t("ch05.col.kv_heads"), t("ch05.col.rel_err")], rows))
 # initialising the kv head at random.
 
 # %% [markdown] tags=["lang-zh"]
-# 保留全部 8 个键值头时完全复现原层（误差 0.000）；池化成 4、2、1 个头时，相对误差分别是 0.792、0.908 和 0.966，
-# 这段差距正要靠追加训练来弥补。训练好的模型中，同一组的头有更多共性；论文比较了几种转换方法（追加训练成 MQA），
-# 发现平均池化优于只保留第一个头或随机初始化键值头。
+# 保留全部 8 个键值头时完全复现原层（误差 0.000）；池化成 4、2、1 个头时，相对误差分别是 0.792、0.908 和 0.966，这段差距正要靠追加训练来弥补。训练好的模型中，同一组的头有更多共性；论文比较了几种转换方法（追加训练成 MQA），发现平均池化优于只保留第一个头或随机初始化键值头。
 
 # %% [markdown] tags=["lang-en"]
 # ## Appendix B. The absorbed path's FLOPs, counted
@@ -1240,7 +1153,4 @@ print(viz.format_table([t("ch05.col.kv_heads"), t("ch05.col.rel_err")], rows))
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 B. 吸收路径的浮点运算次数
 #
-# 在吸收路径上，每个头先用每一行缓存的 $d_c + d_h^R$ 个数算分数。attnkit 的代码接着把整行 $[c; k^R]$ 当作值做加权平均，
-# 再丢掉输出的最后 $d_h^R$ 个通道：这样查询、键和值的头维度相同，而 PyTorch 在 CPU 上的融合算子要求如此。
-# 于是每个头、每个缓存词元需要 $2(d_c + d_h^R) + 2(d_c + d_h^R)$ 次浮点运算。乘上 $n_h$ 个头和 $S$ 个缓存词元，
-# 就是第 7 节表格中的 $n_h (4 d_c + 4 d_h^R) S$。只用 $c$ 做加权平均的算子则是 $n_h (4 d_c + 2 d_h^R) S$。
+# 在吸收路径上，每个头先用每一行缓存的 $d_c + d_h^R$ 个数算分数。attnkit 的代码接着把整行 $[c; k^R]$ 当作值做加权平均，再丢掉输出的最后 $d_h^R$ 个通道：这样查询、键和值的头维度相同，而 PyTorch 在 CPU 上的融合算子要求如此。于是每个头、每个缓存词元需要 $2(d_c + d_h^R) + 2(d_c + d_h^R)$ 次浮点运算。乘上 $n_h$ 个头和 $S$ 个缓存词元，就是第 7 节表格中的 $n_h (4 d_c + 4 d_h^R) S$。只用 $c$ 做加权平均的算子则是 $n_h (4 d_c + 2 d_h^R) S$。

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
@@ -73,3 +74,27 @@ def test_bad_step_is_refused():
         decode_step_figure(13)
     with pytest.raises(TypeError, match="step"):
         decode_step_figure(2.0)
+
+
+def test_the_two_causal_alignments_are_the_library_masks():
+    from attnkit.core import causal_mask
+    from attnkit.schematics.kvcache import causal_alignment_figure, causal_alignment_masks
+
+    top_left, bottom_right = causal_alignment_masks(3, 7)
+    assert torch.equal(top_left, torch.ones(3, 7, dtype=torch.bool).tril())  # is_causal=True in SDPA
+    assert torch.equal(bottom_right, causal_mask(3, 7, offset=4))  # decoding after 4 cached tokens
+    fig = causal_alignment_figure(3, 7)
+    assert [ax.images[0].get_array().sum() for ax in fig.axes[:2]] == [6, 3 * 4 + 6]
+    plt.close(fig)
+
+
+def test_gqa_heads_figure_joins_query_head_i_to_kv_head_i_over_g():
+    from attnkit.schematics.kvcache import gqa_heads_figure
+
+    fig = gqa_heads_figure(8, 2)
+    texts = [x.get_text() for x in fig.axes[0].texts]
+    assert "$q_{7}$" in texts and "$k_{1}, v_{1}$" in texts and "$k_{2}, v_{2}$" not in texts
+    assert "i // 4" in fig.axes[0].get_title()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        gqa_heads_figure(8, 3)

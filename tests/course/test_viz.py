@@ -41,3 +41,11 @@ def test_format_table_aligns_double_width_characters():
     width = [sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in line) for line in lines]
     assert len(set(width)) == 1, table
     assert lines[1].startswith("----")
+
+
+def test_format_table_left_aligns_the_columns_asked_for():
+    table = viz.format_table(["键 j", "w"], [["0: 我的", 1], ["1: 猫", 22]], left=(0,))
+    lines = table.splitlines()
+    assert [line[:2] for line in lines[2:]] == ["0:", "1:"]  # labels start in one column
+    width = [sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in line) for line in lines]
+    assert len(set(width)) == 1, table  # and the next column still lines up

@@ -130,6 +130,15 @@ def test_the_figure_shows_the_data():
     assert [tx.get_text() for tx in ax_w.legend_.get_texts()] == [i18n.t("explorer.masked_weight")]
 
 
+def test_the_masked_legend_appears_only_with_a_mask():
+    e = attention_explorer(TOKENS)
+    assert e._fig.axes[0].legend_ is None  # no mask on: nothing is masked
+    e.controls["mask"].value = "causal"
+    assert e._fig.axes[0].legend_ is not None
+    e.controls["mask"].value = "none"
+    assert e._fig.axes[0].legend_ is None
+
+
 def test_static_figure_matches_the_current_state():
     e = attention_explorer(TOKENS)
     e.controls["mask"].value = "padding"

@@ -109,3 +109,19 @@ def test_redraws_blit_the_picture_of_a_fresh_draw():
         assert e.data["budget"][v["attention"]] == expected
         assert bytes(e.image.value) != png, name
         assert image_difference(e.image.value, e.fresh_png()) < 1e-3, name
+
+
+def test_the_speed_panel_spans_the_decades_of_its_data():
+    """The y range is fitted to the data (it spanned 1e-1 to 1e8 for rates of 1e2 to 1e3)."""
+    import numpy as np
+
+    from attnkit.widgets.kvcache import kv_cache_explorer, speed_decades
+
+    e = kv_cache_explorer()
+    for context in (1024, 32768):
+        e.controls["context"].value = context
+        lo, hi = np.log10(e._fig.axes[1].get_ylim())
+        values = np.concatenate([e.data["total"], e.data["each"]])
+        assert 10**lo <= values.min() and values.max() * 10 <= 10**hi * 1.0001  # a free top decade
+        assert hi - lo <= np.ceil(np.log10(values.max() / values.min())) + 2
+        assert (round(lo), round(hi)) == speed_decades(e.data)

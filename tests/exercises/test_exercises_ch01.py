@@ -10,16 +10,21 @@ from attnkit import i18n
 from attnkit.exercises import ch01
 
 
+# exercise 1: one token per column, q (..., d_k, L), k (..., d_k, S), v (..., d_v, S) -> (..., d_v, L)
 def no_scale(q, k, v):
-    return torch.softmax(q @ k.transpose(-2, -1), dim=-1) @ v
+    return v @ torch.softmax(q.mT @ k, dim=-1).mT
 
 
 def wrong_dim(q, k, v):
-    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-2) @ v
+    return v @ torch.softmax(q.mT @ k / math.sqrt(q.shape[-2]), dim=-2).mT
 
 
 def scale_by_d(q, k, v):
-    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1], dim=-1) @ v
+    return v @ torch.softmax(q.mT @ k / q.shape[-2], dim=-1).mT
+
+
+def chapter_cell(q, k, v):  # section 4's attention, retyped: one token per row
+    return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
 
 
 def fill_minus_1e9(q, k, v, mask):
@@ -37,7 +42,7 @@ def nan_rows(q, k, v, mask):
 
 
 CHECKS = [
-    (ch01.check_attention, ch01.solution_attention, [no_scale, wrong_dim, scale_by_d]),
+    (ch01.check_attention, ch01.solution_attention, [no_scale, wrong_dim, scale_by_d, chapter_cell]),
     (ch01.check_causal_mask, ch01.solution_causal_mask,
      [lambda n: torch.ones(n, n).triu().bool(), lambda n: torch.ones(n, n).tril(-1).bool(),
       lambda n: torch.ones(n, n).tril()]),  # float, not bool: passes values but is 0/1 floats
@@ -92,7 +97,21 @@ def test_failure_names_the_case_and_shows_expected_and_got(capsys):
     out = capsys.readouterr().out
     assert "case 1 of 3" in out  # no_scale already differs on the smallest case
     assert "expected:" in out and "got:" in out and "values differ" in out and "first at index (0, " in out
-    assert "tensor of shape (3, 2)" in out  # the expected answer by shape, never its values
+    assert "tensor of shape (5, 3)" in out  # the expected answer by shape, never its values
+
+
+def test_exercise_1_is_not_the_chapter_cell_retyped(capsys):
+    assert ch01.check_attention(chapter_cell) is False
+    out = capsys.readouterr().out
+    assert "❌" in out and ("RuntimeError" in out or "shape" in out)
+
+
+def test_exercise_1_in_rows_is_the_same_attention_as_the_chapters():
+    """The oracle: the column answer, transposed, is PyTorch's SDPA on the rows."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 6, 8), torch.randn(2, 7, 8), torch.randn(2, 7, 5)
+    got = ch01.solution_attention(q.mT, k.mT, v.mT).mT
+    assert torch.allclose(got, F.scaled_dot_product_attention(q, k, v), atol=1e-6)
 
 
 # ---- the question: two equal keys as T -> 0 ----

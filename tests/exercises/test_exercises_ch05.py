@@ -25,20 +25,37 @@ def test_stub_says_not_done_yet(check, capsys):
 
 
 def test_repeat_kv_solution_and_library_pass(capsys):
-    for fn in (ch05.solution_repeat_kv, lambda x, n: torch.repeat_interleave(x, n, dim=1)):
+    for fn in (ch05.solution_repeat_kv, lambda x, n: torch.repeat_interleave(x, n, dim=2)):
         ok, out = run(ch05.check_repeat_kv, fn, capsys)
         assert ok and "all 4 cases pass" in out
-    # attnkit's own repeat_kv handed in as the answer is refused; it agrees with the solution
+    # attnkit's own repeat_kv handed in as the answer is refused, also moved to the exercise's layout
     ok, out = run(ch05.check_repeat_kv, repeat_kv, capsys)
     assert not ok and "repeat_kv" in out
-    x = torch.randn(2, 3, 4, 5)
-    assert torch.equal(repeat_kv(x, 2), ch05.solution_repeat_kv(x, 2))
+    ok, out = run(ch05.check_repeat_kv, lambda x, n: repeat_kv(x.transpose(1, 2), n).transpose(1, 2), capsys)
+    assert not ok and X.OUTCOMES["ch05.ex1"]["status"] == "forbidden"
+    # the oracle: with the heads moved to axis 1, the solution is attnkit's repeat_kv (and SDPA's enable_gqa)
+    x = torch.randn(2, 3, 4, 5)  # (B, S, n_g, d)
+    assert torch.equal(repeat_kv(x.transpose(1, 2), 2), ch05.solution_repeat_kv(x, 2).transpose(1, 2))
+    q, k = torch.randn(2, 8, 3, 5), x.transpose(1, 2)
+    assert torch.allclose(F.scaled_dot_product_attention(q, ch05.solution_repeat_kv(x, 2).transpose(1, 2),
+                                                         ch05.solution_repeat_kv(x, 2).transpose(1, 2)),
+                          F.scaled_dot_product_attention(q, k, k, enable_gqa=True), atol=1e-6)
+
+
+def test_repeat_kv_is_not_the_chapters_cell_retyped(capsys):
+    def my_repeat_kv(x, n_rep):  # section 3's cell: the heads on axis 1
+        B, n_g, S, d = x.shape
+        return x[:, :, None].expand(B, n_g, n_rep, S, d).reshape(B, n_g * n_rep, S, d)
+
+    ok, out = run(ch05.check_repeat_kv, my_repeat_kv, capsys)
+    assert not ok and X.OUTCOMES["ch05.ex1"]["status"] in ("failed", "error")
 
 
 @pytest.mark.parametrize("wrong", [
-    lambda x, n: x.repeat(1, n, 1, 1),  # tiles the stack: head order 0,1,0,1
+    lambda x, n: x.repeat(1, 1, n, 1),  # tiles the stack: head order 0,1,0,1
     lambda x, n: x,  # forgot to repeat
-    lambda x, n: x[:, :1].expand(x.shape[0], x.shape[1] * n, *x.shape[2:]),  # every head = kv head 0
+    lambda x, n: x[:, :, :1].expand(x.shape[0], x.shape[1], x.shape[2] * n, x.shape[3]),  # every head = kv head 0
+    lambda x, n: torch.repeat_interleave(x, n, dim=1),  # the chapter's layout: repeats the tokens
 ])
 def test_repeat_kv_wrong_answers_fail(wrong, capsys):
     ok, out = run(ch05.check_repeat_kv, wrong, capsys)
@@ -158,22 +175,23 @@ def test_q1_right_answer_explains_and_the_numbers_hold(capsys):
     X._WRONG.pop("ch05.q1", None)
     ok, out = run(ch05.check_q1, None, capsys)
     assert not ok and X.OUTCOMES["ch05.q1"]["status"] == "todo"
-    ok, out = run(ch05.check_q1, "b", capsys)
+    ok, out = run(ch05.check_q1, 1.03, capsys)
     assert ok and "✅" in out and "3%" in out
-    # the explanation's numbers, from the formulas: 7B bf16, 1,000 tokens, MHA vs GQA-8
+    # the answer and the explanation's numbers, from the library's formulas: 7B bf16, 1,000 tokens, MHA vs GQA-8
     shape = dict(head_dim=128, num_layers=32, dtype=torch.bfloat16)
     mha = kv_cache_bytes("mha", 1000, num_heads=32, **shape)
     gqa = kv_cache_bytes("gqa", 1000, num_kv_heads=8, **shape)
     assert round(mha / 1e9, 2) == 0.52 and round(gqa / 1e9, 2) == 0.13
     speedup = decode_tokens_per_s_bound(1e12, 14 * 10**9, gqa) / decode_tokens_per_s_bound(1e12, 14 * 10**9, mha)
-    assert 1.02 < speedup < 1.035
+    assert abs(speedup - ch05.Q1_SPEEDUP) < 1e-9 and 1.02 < speedup < 1.035
 
 
-@pytest.mark.parametrize("wrong", ["a", "c"])
+@pytest.mark.parametrize("wrong", [4.0, 1.0, 1.25])  # the cache's 4x, no faster, a guess
 def test_q1_wrong_answers_fail_then_reveal(wrong, capsys):
     X._WRONG.pop("ch05.q1", None)
     ok, out = run(ch05.check_q1, wrong, capsys)
     assert not ok and "❌" in out and "hint" in out and "3%" not in out
+    assert "0.52" not in out and "14.52" not in out  # the nudge does not give the numbers away
     ok, out = run(ch05.check_q1, wrong, capsys)
     assert not ok and "3%" not in out and "show_answer" in out  # wrong answers never reveal it
     ok, out = run(X.show_answer, "ch05.q1", capsys)
@@ -184,7 +202,7 @@ def test_q1_wrong_answers_fail_then_reveal(wrong, capsys):
 def test_q1_in_chinese(capsys):
     set_language("zh")
     X._WRONG.pop("ch05.q1", None)
-    ok, out = run(ch05.check_q1, "B", capsys)
+    ok, out = run(ch05.check_q1, 1.028, capsys)
     assert ok and "权重" in out
 
 

@@ -12,7 +12,10 @@ MISTAKES = [(ex_id, i) for ex_id, ex in sorted(REGISTRY.items()) for i in range(
 
 
 def _as_learner(ex, wrong):
-    """A mistake as a learner would write it: for a measured exercise, the value alone."""
+    """A mistake as a learner would write it: for a measured exercise, the value alone; a trained
+    module's mistake (chapter 01's stretch) is handed in as its class."""
+    if hasattr(wrong, "as_learner"):
+        return wrong.as_learner
     if isinstance(ex.prepare(wrong), X.Measured):
         return lambda *a, **k: wrong(*a, **k)[0]
     return wrong
@@ -20,11 +23,10 @@ def _as_learner(ex, wrong):
 
 def test_every_code_exercise_with_cases_diagnoses_some_mistakes():
     without = [ex_id for ex_id, ex in REGISTRY.items()
-               if not ex.question and not ex.mistakes and ex_id not in ("ch01.ex4", "ch02.ex3", "ch07.ex3", "ch07.ex4",
-                                                                       "ch10.ex3", "ch10.ex4", "ch11.ex2", "ch11.ex4")]
+               if not ex.question and not ex.mistakes]
     assert not without, f"exercises without diagnosed mistakes: {without}"
     two = [ex_id for ex_id, ex in REGISTRY.items() if ex.mistakes and len(ex.mistakes) < 2
-           and ex_id not in ("ch03.ex1", "ch07.ex2", "ch08.ex3", "ch04.ex1", "ch04.ex2", "ch05.ex1", "ch06.ex1",
+           and ex_id not in ("ch03.ex1", "ch07.ex2", "ch08.ex3", "ch04.ex1", "ch04.ex2", "ch06.ex1",
                              "ch06.ex3", "ch06.ex5")]
     assert not two, f"exercises with a single diagnosed mistake: {two}"
 

@@ -30,8 +30,12 @@ def mine(q, k, v):  # an honest answer, written here
     return (e / e.sum(-1, keepdim=True)) @ v
 
 
+def _reference(q, k, v):  # attention with one token per row: chapter 01's exercise 1 transposed
+    return ch01.solution_attention(q.mT, k.mT, v.mT).mT
+
+
 def _check(fn, forbid, ex="t.g1", **kw):
-    return run_checks(fn, ch01.solution_attention, [Case(_qkv(1), label="a"), Case(_qkv(2), label="b")],
+    return run_checks(fn, _reference, [Case(_qkv(1), label="a"), Case(_qkv(2), label="b")],
                       "T", hints=["N1", "N2", "N3"], exercise=ex, forbid=forbid, **kw)
 
 
@@ -173,7 +177,7 @@ def test_feedback_names_where_and_never_shows_the_expected_values(lang, capsys):
     assert _check(off, SDPA, ex="t.g6") is False
     out = capsys.readouterr().out
     assert "(1, 2)" in out and "1 " in out
-    expected = ch01.solution_attention(*_qkv(1))
+    expected = _reference(*_qkv(1))
     assert f"{expected[0, 0].item():.4g}" not in out  # no other expected entry shown
 
     def mask(n):
@@ -202,7 +206,7 @@ def test_a_diagnosed_mistake_gets_its_own_hint(capsys):
 
 
 def test_answers_hard_coded_for_the_visible_cases_fail_the_drawn_one(capsys):
-    table = {tuple(_qkv(s)[0].flatten().tolist()): ch01.solution_attention(*_qkv(s)) for s in (1, 2)}
+    table = {tuple(_qkv(s)[0].flatten().tolist()): _reference(*_qkv(s)) for s in (1, 2)}
     lookup = lambda q, k, v: table[tuple(q.flatten().tolist())]  # noqa: E731
     X.set_case_seed(7)
     try:
@@ -252,9 +256,12 @@ def test_registry_exposes_every_checker_as_data():
     cases = ex1.cases(seed=3)
     assert len(cases) == 4 and "seed 3" in cases[-1].label  # three visible, one drawn
     assert torch.equal(ex1.cases(seed=3)[-1].args[0], cases[-1].args[0])  # the same seed, the same case
+    def columns(fn):  # exercise 1 has one token per column
+        return lambda q, k, v: fn(q.mT, k.mT, v.mT).mT
+
     for case in cases:  # run on one side, compare on the other
-        assert ex1.compare(ex1.prepare(mine)(*case.args), ex1.expected(case)) is None
-    no_scale = lambda q, k, v: torch.softmax(q @ k.mT, -1) @ v  # noqa: E731
+        assert ex1.compare(ex1.prepare(columns(mine))(*case.args), ex1.expected(case)) is None
+    no_scale = columns(lambda q, k, v: torch.softmax(q @ k.mT, -1) @ v)
     assert ex1.diagnose(cases[2], no_scale(*cases[2].args)) is not None
     assert "torch.nn.functional.scaled_dot_product_attention" in ex1.forbid
     assert reg["ch01.q1"].question and reg["ch01.q1"].expected_answer == 0.5
@@ -272,7 +279,7 @@ def test_a_memory_check_that_cannot_measure_says_so_and_resets_dynamo(lang, monk
     monkeypatch.setattr(attnkit.flash, "measure_peak_bytes", meter_refuses)
     monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
     measured = X.Measured(mine)
-    assert run_checks(measured, X.Measured(ch01.solution_attention), [Case(_qkv(1), label="a")], "T", exercise="t.g9",
+    assert run_checks(measured, X.Measured(_reference), [Case(_qkv(1), label="a")], "T", exercise="t.g9",
                       compare=lambda got, exp: X.compare_tensors(got[0], exp[0])) is True
     out = capsys.readouterr().out
     assert "flex_attention" in out and X.OUTCOMES["t.g9"]["status"] == "passed" and resets
