@@ -11,10 +11,10 @@ import torch.nn.functional as F
 # ---- chapter 01
 
 
-def attention(q, k, v):
-    w = (q @ k.mT) / q.size(-1) ** 0.5
-    w = (w - w.max(-1, keepdim=True).values).exp()
-    return (w / w.sum(-1, keepdim=True)) @ v
+def attention(q, k, v):  # one token per column: (d, L), (d, S), (d_v, S) -> (d_v, L)
+    w = (k.mT @ q) / q.size(-2) ** 0.5  # (S, L): column i holds query i's scores
+    w = (w - w.max(-2, keepdim=True).values).exp()
+    return v @ (w / w.sum(-2, keepdim=True))
 
 
 def causal_mask(n):
@@ -124,8 +124,8 @@ def torch_mha(x, in_proj_weight, in_proj_bias, out_weight, out_bias, num_heads, 
 # ---- chapter 05
 
 
-def repeat_kv(x, n_rep):
-    return torch.repeat_interleave(x, n_rep, dim=1)
+def repeat_kv(x, n_rep):  # (B, S, n_g, d): the heads on axis 2
+    return torch.repeat_interleave(x, n_rep, dim=2)
 
 
 def kv_cache_bytes(num_layers, num_kv_heads, head_dim, seq_len, batch_size, bytes_per_element):

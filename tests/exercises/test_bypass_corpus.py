@@ -63,9 +63,10 @@ flash = attnkit.flash.flash_attention
 
 # exercise id -> cheats that call a ready-made function (the library's own, or a sibling)
 LIBRARY = {
-    "ch01.ex1": [lambda q, k, v: sdpa(q, k, v), lambda q, k, v: torch.ops.aten.scaled_dot_product_attention(q, k, v),
-                 lambda q, k, v: flash(q[None, None], k[None, None], v[None, None])[0, 0]
-                 if q.dim() == 2 else flash(q, k, v)],
+    "ch01.ex1": [lambda q, k, v: sdpa(q.mT, k.mT, v.mT).mT,  # one token per column: transposed around SDPA
+                 lambda q, k, v: torch.ops.aten.scaled_dot_product_attention(q.mT, k.mT, v.mT).mT,
+                 lambda q, k, v: (flash(q.mT[None, None], k.mT[None, None], v.mT[None, None])[0, 0]
+                                  if q.dim() == 2 else flash(q.mT, k.mT, v.mT)).mT],
     "ch01.ex2": [lambda n: attnkit.core.causal_mask(n)],
     "ch01.ex3": [lambda q, k, v, m: attnkit.core.scaled_dot_product_attention(q, k, v, mask=m),
                  lambda q, k, v, m: sdpa(q, k, v, attn_mask=m).nan_to_num(0.0)],
@@ -87,7 +88,8 @@ LIBRARY = {
     "ch04.ex5": [lambda x, w, b, ow, ob, h, attn_mask=None, key_padding_mask=None: F.multi_head_attention_forward(
         x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), x.shape[-1], h, w, b, None, None, False, 0.0, ow, ob,
         attn_mask=attn_mask, key_padding_mask=key_padding_mask)],
-    "ch05.ex1": [lambda x, n: attnkit.gqa.repeat_kv(x, n)],
+    "ch05.ex1": [lambda x, n: attnkit.gqa.repeat_kv(x, n),
+                 lambda x, n: attnkit.gqa.repeat_kv(x.transpose(1, 2), n).transpose(1, 2)],  # heads moved to axis 2
     "ch05.ex2": [lambda L, H, D, S, B, b: attnkit.gqa.kv_cache_bytes("gqa", S, B, num_layers=L, num_kv_heads=H,
                                                                     head_dim=D, bytes_per_element=b)],
     "ch05.ex3": [lambda q, k, v, kc, vc: (sdpa(q, torch.cat((kc, k), -2), torch.cat((vc, v), -2),
@@ -306,3 +308,31 @@ def test_ch08_stretch_refuses_the_chapters_window_mask_cell_retyped(capsys):
         rec = X.OUTCOMES["ch08.ex4"]
         assert rec["status"] == "failed" and rec["case"] == 3 and "MiB" in rec["feedback"], rec["feedback"]
 
+
+def test_ch01_ch05_ch06_retyped_chapter_cells_do_not_pass(capsys):
+    """A chapter cell retyped in place of the exercise: 01 section 4's attention (one token per row;
+    exercise 1 has one per column) for exercises 1 and 3 (it gives NaN where every key is masked);
+    05 section 3's my_repeat_kv (heads on axis 1; the exercise has them on axis 2); 06 section 3's
+    my_rope (interleaved pairs; exercise 2 asks for half-split ones)."""
+    from attnkit.exercises import ch01, ch05, ch06
+
+    def attention(q, k, v, mask=None):  # chapter 01, section 4
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.softmax(scores, dim=-1) @ v
+
+    def my_repeat_kv(x, n_rep):  # chapter 05, section 3
+        B, n_g, S, d = x.shape
+        return x[:, :, None].expand(B, n_g, n_rep, S, d).reshape(B, n_g * n_rep, S, d)
+
+    def my_rope(x, cos, sin):  # chapter 06, section 3, given the exercise's cos and sin
+        a, b = x[..., 0::2], x[..., 1::2]
+        return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+
+    for check, ex_id, cheat in ((ch01.check_attention, "ch01.ex1", attention),
+                                (ch01.check_masked_attention, "ch01.ex3", attention),
+                                (ch05.check_repeat_kv, "ch05.ex1", my_repeat_kv),
+                                (ch06.check_apply_rope, "ch06.ex2", my_rope)):
+        assert not check(cheat), ex_id
+        assert X.OUTCOMES[ex_id]["status"] in ("failed", "error"), X.OUTCOMES[ex_id]["feedback"]
