@@ -289,12 +289,16 @@ def gated_delta_step(S, k_t, v_t, beta_t, alpha_t):  # alpha (I - beta k^T k) S 
 # ---- chapter 10
 
 
-def lora_forward(x, W, b, A, B, alpha, r):
-    return F.linear(x, W, b) + F.linear(F.linear(x, A), B) * (alpha / r)
+def lora_switch(W_merged, old, new):
+    out = W_merged.clone()
+    for (A, B, alpha, r), sign in ((old, -1.0), (new, 1.0)):
+        out += sign * (alpha / r) * torch.einsum("ok,ki->oi", B, A)
+    return out
 
 
-def lora_merge(W, A, B, alpha, r):
-    return W + (alpha / r) * (B @ A)
+def lora_rescale(B, alpha, r, new_alpha, use_rslora):
+    served = new_alpha / r ** 0.5 if use_rslora else new_alpha / r
+    return B * (alpha / r / served)
 
 
 def lora_count(dim, heads, dim_head, r, enable_lora, bias):
@@ -352,6 +356,6 @@ HONEST = {
     "ch08.ex1": fixed_mask, "ch08.ex2": reach, "ch08.ex3": window_bytes, "ch08.ex4": window_attention,
     "ch09.ex1": step, "ch09.ex2": positive_features, "ch09.ex3": landmarks, "ch09.ex4": causal_linear,
     "ch09.ex5": gated_delta_step,
-    "ch10.ex1": lora_forward, "ch10.ex2": lora_merge, "ch10.ex3": lora_count, "ch10.ex4": compress,
+    "ch10.ex1": lora_switch, "ch10.ex2": lora_rescale, "ch10.ex3": lora_count, "ch10.ex4": compress,
     "ch11.ex1": mqar_layout, "ch11.ex2": max_len, "ch11.ex3": pick,
 }

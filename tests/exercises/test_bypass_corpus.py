@@ -126,8 +126,9 @@ LIBRARY = {
                  lambda S, k, v, b, a: attnkit.forgetting.gated_linear_attention_step(  # fed the delta correction
                      S[None, None], k[None, None], k[None, None], (b * (v - k @ (a * S)))[None, None],
                      torch.full((1, 1), math.log(a), dtype=S.dtype))[1][0, 0]],
-    "ch10.ex1": [lambda x, W, b, A, B, a, r: attnkit.lora.lora_linear(x, W, b, A, B, a / r)],
-    "ch10.ex2": [lambda W, A, B, a, r: attnkit.lora.merge_weight(W, A, B, a / r)],
+    "ch10.ex1": [lambda W, old, new: attnkit.lora.merge_weight(attnkit.lora.unmerge_weight(
+        W, old[0], old[1], old[2] / old[3]), new[0], new[1], new[2] / new[3])],
+    "ch10.ex2": [lambda B, a, r, na, rs: B * attnkit.lora.lora_scaling(r, a) / attnkit.lora.lora_scaling(r, na, rs)],
     "ch10.ex3": [lambda *a: attnkit.lora.count_parameters(attnkit.lora.LoRASelfAttention(a[0], a[1], r=a[3]))[0]],
     "ch11.ex2": [lambda b, d, h: attnkit.factory.memory_breakdown(b, d, h)],
     "ch11.ex1": [lambda keys, values, slots, L: attnkit.mqar.mqar_batch(keys.shape[0], 32, L, keys.shape[1], 0)],
@@ -290,6 +291,18 @@ def test_ch09_retyped_chapter_cells_do_not_pass(capsys):
         assert not check(cheat), ex_id
         assert X.OUTCOMES[ex_id]["status"] in ("failed", "error"), X.OUTCOMES[ex_id]["feedback"]
     assert "Lemma 1's map unchanged" in X.OUTCOMES["ch09.ex2"]["feedback"]  # diagnosed, not just refused
+
+
+def test_ch10_counting_refuses_the_chapters_usage_cell_retyped(capsys):
+    from attnkit.exercises import ch10
+
+    def retyped(dim, heads, dim_head, r, enable_lora, bias):  # chapter 10 section 5's usage cell, retyped
+        attn = attnkit.lora.LoRASelfAttention(dim=dim, heads=heads, r=r, enable_lora=enable_lora, dim_head=dim_head)
+        n_train, n_total = attnkit.lora.count_parameters(attnkit.lora.mark_only_lora_as_trainable(attn, bias=bias))
+        return n_train
+
+    assert not ch10.check_count(retyped)
+    assert X.OUTCOMES["ch10.ex3"]["status"] == "forbidden", X.OUTCOMES["ch10.ex3"]["feedback"]
 
 
 def test_ch08_stretch_refuses_the_chapters_window_mask_cell_retyped(capsys):

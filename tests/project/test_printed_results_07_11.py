@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,8 @@ CH10_PEAK = {(PROJECTIONS, 2, 16): "0.0041", (PROJECTIONS, 2, 256): "0.1030",  #
              (("q", "v"), 8, 1): "0.0041", (("q", "v"), 8, 16): "0.0041"}
 CH10_OTHER = {"full": "0.996", "sim q": "0.47", "sim v": "0.83",  # full fine-tuning; phi(1, 1) learned
               "sv q": "1.25, 1.01, 0.84, 0.49", "sv v": "1.60, 0.77, 0.54, 0.48",  # top singular values, r = 8
-              "right": "0.00075", "wrong": "0.00238"}  # section 7: merged right / without alpha / r
+              "right": "0.00075", "wrong": "0.00238",  # section 9: merged right / without alpha / r
+              "exact q": "0.09", "exact k": "0.03", "exact v": "0.58", "exact o": "0.16"}  # section 4: one exact weight
 
 
 def _ch10_rerun(seed: int) -> dict:
@@ -118,6 +120,12 @@ def _ch10_rerun(seed: int) -> dict:
     for name, div in (("right", 1.0), ("wrong", scale)):
         weights = {**base, **{p: base[p] + dw / div for p, dw in r4["delta"].items()}}
         out[name] = torch.nn.functional.mse_loss(E.attention_forward(x_eval, weights, 4), y_eval).item()
+    x_gap = torch.randn(64, 16, 32, generator=torch.Generator().manual_seed(7))  # section 4's cell
+    y_gap = E.attention_forward(x_gap, teacher, 4)
+    gap = torch.nn.functional.mse_loss(E.attention_forward(x_gap, base, 4), y_gap)
+    for p in PROJECTIONS:
+        one = torch.nn.functional.mse_loss(E.attention_forward(x_gap, {**base, p: teacher[p]}, 4), y_gap)
+        out[f"exact {p}"] = 1 - (one / gap).item()
     return out
 
 
@@ -129,6 +137,42 @@ def test_chapter_10_lora_results_print_the_same_under_perturbed_arithmetic():
     for p in ("q", "v"):
         expected.update({f"sv {p} {i}": v for i, v in enumerate(CH10_OTHER[f"sv {p}"].split(", "))})
     assert_prints_the_same(samples, expected, "chapter 10")
+
+
+# what chapter 10 prints from its small language model (sections 6 and 7): held-out loss in nats per
+# character at 2 decimals, perplexity at 1; before fine-tuning, after LoRA on q, v (r = 8) and on
+# all six linear layers (r = 2), 60 steps each
+CH10_LM = {"before english": "CH10_LM_BEFORE_EN", "before python": "CH10_LM_BEFORE_PY",
+           "ppl before english": "CH10_LM_PPL_BEFORE_EN", "ppl before python": "CH10_LM_PPL_BEFORE_PY",
+           "qv english": "CH10_LM_QV_EN", "qv python": "CH10_LM_QV_PY",
+           "ppl qv english": "CH10_LM_PPL_QV_EN", "ppl qv python": "CH10_LM_PPL_QV_PY",
+           "all english": "CH10_LM_ALL_EN", "all python": "CH10_LM_ALL_PY"}
+
+
+def _ch10_lm_rerun(seed: int) -> dict:
+    """Sections 6 and 7 of chapter 10, from the committed pretrained weights perturbed."""
+    from attnkit.experiments import charlm as C
+
+    held = {"english": C.split("english")[1], "python": C.split("python")[1]}
+    train = C.split("python")[0]
+    out = {}
+    with one_thread():  # as the chapter
+        for name, where, r in (("qv", ("q", "v"), 8), ("all", ("q", "k", "v", "o", "fc1", "fc2"), 2)):
+            lm = C.load_pretrained()
+            lm.load_state_dict(jitter(lm.state_dict(), seed))
+            if name == "qv":
+                out.update({f"before {k}": C.evaluate(lm, ids) for k, ids in held.items()})
+            torch.manual_seed(0)  # the LoRA A matrices, as the chapter draws them
+            C.add_lora(lm, where=where, r=r, lora_alpha=16)
+            C.train(lm, train, steps=60, lr=1e-2, batch=8, seed=0)
+            out.update({f"{name} {k}": C.evaluate(lm, ids) for k, ids in held.items()})
+    out.update({f"ppl {k}": math.exp(v) for k, v in list(out.items())})
+    return out
+
+
+def test_chapter_10_language_model_results_print_the_same_under_perturbed_arithmetic():
+    samples = [_ch10_lm_rerun(seed) for seed in SEEDS]
+    assert_prints_the_same(samples, CH10_LM, "chapter 10, the small language model")
 
 
 # ---- chapter 11: the live MQAR race ----------------------------------------------------------
