@@ -26,12 +26,12 @@ register({
     "ch08.col.density": {"en": "density", "zh": "密度"},
     "ch08.p.window": {"en": "sliding window, w = {w}", "zh": "滑动窗口，w = {w}"},
     "ch08.p.causal_window": {"en": "causal window, w = {w}", "zh": "因果窗口，w = {w}"},
-    "ch08.p.dilated": {"en": "dilated window, w = {w}, d = {d}", "zh": "空洞窗口，w = {w}，d = {d}"},
+    "ch08.p.dilated": {"en": "dilated window, w = {w}, δ = {d}", "zh": "空洞窗口，w = {w}，δ = {d}"},
     "ch08.p.strided": {"en": "strided, l = {l}", "zh": "strided，l = {l}"},
     "ch08.p.fixed": {"en": "fixed, l = {l}, c = {c}", "zh": "fixed，l = {l}，c = {c}"},
     "ch08.p.longformer": {"en": "Longformer, w = {w}, global {g}", "zh": "Longformer，w = {w}，全局 {g}"},
     "ch08.p.bigbird": {"en": "BigBird, b = {b}, r = {r}", "zh": "BigBird，b = {b}，r = {r}"},
-    "ch08.p.dense": {"en": "dense (full attention)", "zh": "稠密（完整注意力）"},
+    "ch08.p.dense": {"en": "dense (full attention)", "zh": "稠密（全注意力）"},
     "ch08.keys_ref": {"en": "{who:<40}: query {i} sees {k} keys",
                       "zh": "{who}：查询 {i} 看到 {k} 个键"},
     "ch08.ref.longformer": {"en": "Longformer, attention_window = {w}", "zh": "Longformer，attention_window = {w}"},
@@ -49,12 +49,19 @@ register({
                    "zh": "分块滑动窗口的梯度与稠密路径的梯度一致：{ok}"},
     "ch08.module": {"en": "SparseAttention({p}) output shape {shape}, equals the dense path: {ok}",
                     "zh": "SparseAttention({p}) 的输出形状 {shape}，与稠密路径一致：{ok}"},
-    "ch08.flex_blocks": {"en": "BlockMask: {kept} of {total} blocks of {b} x {b} computed",
-                         "zh": "BlockMask：{total} 个 {b} × {b} 分块中要计算 {kept} 个"},
+    "ch08.flex_blocks": {"en": "BlockMask: {kept} of {total} blocks of {b} x {b} computed, {full} of them full "
+                               "(every pair kept: mask_mod is not called there)",
+                         "zh": "BlockMask：{total} 个 {b} × {b} 分块中要计算 {kept} 个，其中 {full} 个是满块"
+                               "（所有配对都保留：在那里不调用 mask_mod）"},
     "ch08.flex_equal": {"en": "flex_attention (eager) equals attnkit's window: {ok}",
                         "zh": "flex_attention（eager 模式）与 attnkit 的滑动窗口一致：{ok}"},
     # section 5
     "ch08.col.pairs": {"en": "pairs", "zh": "配对数"},
+    "ch08.col.causal": {"en": "causal", "zh": "因果"},
+    "ch08.col.share": {"en": "share of dense (same kind)", "zh": "占同类稠密注意力的比例"},
+    "ch08.yes": {"en": "yes", "zh": "是"},
+    "ch08.no": {"en": "no", "zh": "否"},
+    "ch08.p.dense_causal": {"en": "dense, causal", "zh": "稠密，因果"},
     "ch08.col.gflops": {"en": "GFLOPs", "zh": "GFLOPs"},
     "ch08.col.score_mib": {"en": "scores (MiB)", "zh": "分数（MiB）"},
     "ch08.col.dense_peak": {"en": "dense math path (MiB)", "zh": "稠密数学路径（MiB）"},
@@ -75,7 +82,30 @@ register({
     # section 6
     "ch08.col.kept": {"en": "pairs kept", "zh": "保留的配对比例"},
     "ch08.col.accuracy": {"en": "accuracy", "zh": "准确率"},
+    "ch08.col.all_pairs": {"en": "layers until every pair connects", "zh": "连通所有词元对所需层数"},
     # section 7
+    "ch08.roll_equal": {"en": "{n} tokens decoded one by one through a rolling buffer of {slots} slots: equals SDPA "
+                              "with the causal window mask {a}; equals sp.sliding_window_attention {b}",
+                        "zh": "通过 {slots} 个槽位的滚动缓冲区逐个解码 {n} 个词元：与带因果窗口掩码的 SDPA 一致 {a}；"
+                              "与 sp.sliding_window_attention 一致 {b}"},
+    "ch08.roll_slots": {"en": "after the last token, slots 0..{last} hold positions {pos}",
+                        "zh": "最后一个词元之后，槽位 0..{last} 存的位置依次是 {pos}"},
+    "ch08.col.kv_grown": {"en": "KVCache, grown (MiB)", "zh": "不断增长的 KVCache（MiB）"},
+    "ch08.col.kv_rolling": {"en": "RollingKVCache(256, sink=4) (MiB)", "zh": "RollingKVCache(256, sink=4)（MiB）"},
+    "ch08.sink_weight": {"en": "full causal attention: mean weight on token 0 of the queries past the first {w}: {share}",
+                         "zh": "全因果注意力：前 {w} 个之后的查询放在词元 0 上的平均权重：{share}"},
+    "ch08.sink_row": {"en": "window {w} + {s} sink tokens ({slots} slots): equals its mask {exact}; "
+                            "mean |difference| from full attention: {diff}",
+                      "zh": "窗口 {w} + {s} 个汇聚点词元（{slots} 个槽位）：与它的掩码一致 {exact}；"
+                            "与全注意力的平均绝对差：{diff}"},
+    "ch08.col.design": {"en": "model", "zh": "模型"},
+    "ch08.col.local_global": {"en": "local : global layers", "zh": "局部层 : 全局层"},
+    "ch08.col.window": {"en": "window", "zh": "窗口"},
+    "ch08.col.context": {"en": "context N", "zh": "上下文 N"},
+    "ch08.col.kv_share": {"en": "KV cache / all-global cache", "zh": "KV 缓存 / 全部为全局层时的缓存"},
+    "ch08.mistral_span": {"en": "Mistral 7B: {layers} layers x window {w} = {span:,} positions of reach",
+                          "zh": "Mistral 7B：{layers} 层 × 窗口 {w} = {span:,} 个位置的视野"},
+    # section 8
     "ch08.local_attention": {"en": "local-attention, window_size = {w}, causal", "zh": "local-attention，window_size = {w}，因果"},
     "ch08.keys_range": {"en": "{who:<40}: queries {a}..{b} see {ks} keys", "zh": "{who}：查询 {a}..{b} 分别看到 {ks} 个键"},
     "ch08.off_by_one": {"en": "band i - j <= w keeps {a} keys, i - j < w keeps {b}; largest output difference {d:.3f}",
@@ -83,15 +113,17 @@ register({
     "ch08.pad_global": {"en": "global token's output changes with the padding's contents: without key_mask {a}, with key_mask {b}",
                         "zh": "全局词元的输出是否随填充位置的内容而变：不传 key_mask 时 {a}，传入 key_mask 时 {b}"},
     "ch08.bigbird_short": {"en": "BigBird b = {b}, r = {r}: N = {n:>4} ({nb:>2} blocks): density {dens:.3f}, full attention in HF: {full}",
-                           "zh": "BigBird b = {b}，r = {r}：N = {n}（{nb} 个块）：密度 {dens:.3f}，HF 是否改用完整注意力：{full}"},
+                           "zh": "BigBird b = {b}，r = {r}：N = {n}（{nb} 个块）：密度 {dens:.3f}，HF 是否改用全注意力：{full}"},
     "ch08.bigbird_limit": {"en": "HF BigBird uses full attention up to (5 + 2r) b = {m} tokens",
-                           "zh": "HF BigBird 在 (5 + 2r) b = {m} 个词元以内使用完整注意力"},
+                           "zh": "HF BigBird 在 (5 + 2r) b = {m} 个词元以内使用全注意力"},
 })
 
 # alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
 register({
-    "ch08.alt.patterns": {"en": "Six sparse attention masks on 32 tokens: sliding window, dilated window, strided, fixed, Longformer with global tokens 0 and 16, and BigBird with a random block. The keys of query 20 are marked in each, with the pattern's density in its title.",
-                         "zh": "32 个词元上的六种稀疏注意力掩码：滑动窗口、空洞窗口、跨步、固定模式、以 0 和 16 为全局词元的 Longformer，以及带一个随机块的 BigBird。每张图标出了查询 20 的键，标题中是该模式的密度。"},
+    "ch08.alt.patterns": {"en": "Six sparse attention masks on 32 tokens: sliding window, dilated window, strided, fixed, Longformer with global tokens 0 and 16, and BigBird with a random block. Rows are queries i, columns keys j; a legend tells attend from masked.",
+                         "zh": "32 个词元上的六种稀疏注意力掩码：滑动窗口、空洞窗口、跨步、固定模式、以 0 和 16 为全局词元的 Longformer，以及带一个随机块的 BigBird。行是查询 i，列是键 j；图例区分可关注与被屏蔽。"},
+    "ch08.alt.chunk": {"en": "The band of a causal sliding window of 12 keys on 64 tokens, with an outlined rectangle: queries 32 to 47 (one chunk) against keys 21 to 47, the only keys they can see. Inside the rectangle, the pairs outside the band are masked.",
+                       "zh": "64 个词元上、12 个键的因果滑动窗口的带状掩码，上面框出一个矩形：查询 32 到 47（一段）对键 21 到 47，即它们唯一能看到的那些键。矩形里落在带外的配对被屏蔽。"},
     "ch08.alt.explorer": {"en": "The sparse attention explorer at its starting values: left, the chosen mask and its density; right, the fraction of the tokens that reach the last token after 1 to 12 layers, with a dashed line where token 0 is reached.",
                          "zh": "稀疏注意力交互控件的初始设置：左图是所选的掩码及其密度；右图是经过 1 到 12 层后能传到最后一个词元的词元比例，虚线标出词元 0 被传到的层数。"},
 })

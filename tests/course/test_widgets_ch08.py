@@ -137,3 +137,28 @@ def test_gallery_draws_every_mask():
 def test_bad_pattern_is_refused():
     with pytest.raises(ValueError, match="pattern must be one of"):
         ws.pattern_args("dense", 8, 4)
+
+
+def test_gallery_labels_axes_and_has_an_attend_masked_legend():
+    masks = {"a": sp.sliding_window_mask(16, 4), "b": sp.strided_mask(16, 4)}
+    fig = ws.pattern_gallery(masks, ncols=3)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert all(ax.get_xlabel() == t("sparse.w.key_j") and ax.get_ylabel() == t("sparse.w.query_i") for ax in shown)
+    assert [x.get_text() for x in fig.legends[0].get_texts()] == [t("sparse.w.attend"), t("sparse.w.masked")]
+
+
+def test_chunk_picture_outlines_the_only_keys_the_chunk_can_see():
+    n, w, c, s = 64, 12, 16, 32
+    fig = ws.chunk_picture(n=n, window=w, chunk=c, start=s)
+    (box,) = fig.axes[0].patches
+    mask = sp.sliding_window_mask(n, w, causal=True)
+    rows = mask[s:s + c]  # the chunk's queries: every key they see lies in the box, and the box is no wider
+    seen = rows.any(0).nonzero().flatten()
+    assert (box.get_x() + 0.5, box.get_y() + 0.5) == (int(seen[0]), s)
+    assert (box.get_width(), box.get_height()) == (int(seen[-1]) - int(seen[0]) + 1, c)
+
+
+def test_the_settings_line_says_causal_and_the_mask_is_one_layer():
+    e = ws.sparse_explorer(causal=True)
+    assert f"{t('sparse.w.causal')} = True" in e._fig.texts[0].get_text().split("·")[0]
+    assert e._fig.axes[0].get_title().startswith(t("sparse.w.one_layer", what="")[:5])
