@@ -8,10 +8,18 @@ from __future__ import annotations
 import math
 
 import torch
-
 from torch.overrides import TorchFunctionMode
 
-from attnkit.exercises import Case, Measured, Result, _Unmeasured, check_answer, compare_tensors, drawn, run_checks
+from attnkit.exercises import (
+    Case,
+    Measured,
+    Result,
+    _Unmeasured,
+    check_answer,
+    compare_tensors,
+    drawn,
+    run_checks,
+)
 from attnkit.i18n import register, t
 
 register({
