@@ -1284,12 +1284,12 @@ def my_landmarks(x, m):
 _ = check_landmarks(my_landmarks)
 
 # %% [markdown] tags=["lang-en"]
-# **Question 1.** A causal Performer head — section 2's recurrence with the positive random
+# **Question 1 (predict first).** A causal Performer head — section 2's recurrence with the positive random
 # features of section 3, $m = 256$ of them, and $d = d_v = 64$ — has read 1,000,000 tokens. How
 # many numbers do its $S$ and $Z$ hold together? Replace `None` with your answer.
 
 # %% [markdown] tags=["lang-zh"]
-# **问题 1**：一个因果 Performer 头已经读了 1,000,000 个词元。它用第 2 节的递推，配上第 3 节的 $m = 256$ 个正随机特征，且 $d = d_v = 64$。它的 $S$ 和 $Z$ 一共有多少个数？把 `None` 换成你的答案。
+# **问题 1（先预测）**：一个因果 Performer 头已经读了 1,000,000 个词元。它用第 2 节的递推，配上第 3 节的 $m = 256$ 个正随机特征，且 $d = d_v = 64$。它的 $S$ 和 $Z$ 一共有多少个数？把 `None` 换成你的答案。
 
 # %%
 my_answer = None
