@@ -7,6 +7,7 @@ from attnkit.i18n import register
 
 register({
     "ch10.versions": {"en": "torch {torch} · threads: {n}", "zh": "torch {torch} · 线程数：{n}"},
+    "ch10.sep": {"en": ", ", "zh": "、"},  # between the items of a list the chapter prints
     # section 1
     "ch10.col.r": {"en": "r", "zh": "r"},
     "ch10.col.per_proj": {"en": "one projection", "zh": "单个投影"},
@@ -76,8 +77,9 @@ register({
     "ch10.mask_ok": {"en": "changing the padded tokens changes no real position's output: {ok}",
                      "zh": "改变填充位置的内容，不会改变任何真实位置的输出：{ok}"},
     # section 6: the small pretrained model
-    "ch10.lm_params": {"en": "trainable: {n:,} of {total:,} parameters ({share:.1%})",
-                       "zh": "可训练：{n:,} / {total:,} 个参数（{share:.1%}）"},
+    "ch10.lm_params": {"en": "the pretrained model: {base:,} parameters; with LoRA, trainable: {n:,} of {total:,} "
+                             "({share:.1%})",
+                       "zh": "预训练模型：{base:,} 个参数；加上 LoRA 后可训练：{n:,} / {total:,}（{share:.1%}）"},
     "ch10.col.text": {"en": "held-out text", "zh": "留出文本"},
     "ch10.col.before": {"en": "loss before", "zh": "微调前损失"},
     "ch10.col.ppl_before": {"en": "perplexity before", "zh": "微调前困惑度"},

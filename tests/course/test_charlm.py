@@ -5,10 +5,10 @@ LoRA starts at the pretrained model and trains only its pairs, and merging keeps
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 import torch.nn.functional as F
 

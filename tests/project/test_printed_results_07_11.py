@@ -3,7 +3,8 @@ arithmetic cannot change (chapters/AUTHORING.md, "Printed numbers").
 
 The trained results of these chapters are chapter 10's LoRA runs (section 3's budget table, the
 explorer's four runs in section 4, the subspace similarity and singular values, the losses of
-the pitfall "forgetting alpha") and chapter 11's live MQAR race. Each test reruns the smallest
+the pitfall "forgetting alpha", the fine-tunes of its small pretrained language model in sections
+6 and 7) and chapter 11's live MQAR race. Each test reruns the smallest
 computation that reproduces what the chapter prints, with the chapter's own functions and
 settings, under three perturbations: the initial weights scaled element by element by
 1 + 2e-7 or 1 - 2e-7 (a few float32 ulps, more than another CPU's rounding moves them), with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import math
 from pathlib import Path
 
@@ -137,6 +139,42 @@ def test_chapter_10_lora_results_print_the_same_under_perturbed_arithmetic():
     for p in ("q", "v"):
         expected.update({f"sv {p} {i}": v for i, v in enumerate(CH10_OTHER[f"sv {p}"].split(", "))})
     assert_prints_the_same(samples, expected, "chapter 10")
+
+
+# what chapter 10 prints from its small language model (sections 6 and 7): held-out loss in nats per
+# character at 2 decimals, perplexity at 1; before fine-tuning, after LoRA on q, v (r = 8) and on
+# all six linear layers (r = 2), 60 steps each
+CH10_LM = {"before english": "CH10_LM_BEFORE_EN", "before python": "CH10_LM_BEFORE_PY",
+           "ppl before english": "CH10_LM_PPL_BEFORE_EN", "ppl before python": "CH10_LM_PPL_BEFORE_PY",
+           "qv english": "CH10_LM_QV_EN", "qv python": "CH10_LM_QV_PY",
+           "ppl qv english": "CH10_LM_PPL_QV_EN", "ppl qv python": "CH10_LM_PPL_QV_PY",
+           "all english": "CH10_LM_ALL_EN", "all python": "CH10_LM_ALL_PY"}
+
+
+def _ch10_lm_rerun(seed: int) -> dict:
+    """Sections 6 and 7 of chapter 10, from the committed pretrained weights perturbed."""
+    from attnkit.experiments import charlm as C
+
+    held = {"english": C.split("english")[1], "python": C.split("python")[1]}
+    train = C.split("python")[0]
+    out = {}
+    with one_thread():  # as the chapter
+        for name, where, r in (("qv", ("q", "v"), 8), ("all", ("q", "k", "v", "o", "fc1", "fc2"), 2)):
+            lm = C.load_pretrained()
+            lm.load_state_dict(jitter(lm.state_dict(), seed))
+            if name == "qv":
+                out.update({f"before {k}": C.evaluate(lm, ids) for k, ids in held.items()})
+            torch.manual_seed(0)  # the LoRA A matrices, as the chapter draws them
+            C.add_lora(lm, where=where, r=r, lora_alpha=16)
+            C.train(lm, train, steps=60, lr=1e-2, batch=8, seed=0)
+            out.update({f"{name} {k}": C.evaluate(lm, ids) for k, ids in held.items()})
+    out.update({f"ppl {k}": math.exp(v) for k, v in list(out.items())})
+    return out
+
+
+def test_chapter_10_language_model_results_print_the_same_under_perturbed_arithmetic():
+    samples = [_ch10_lm_rerun(seed) for seed in SEEDS]
+    assert_prints_the_same(samples, CH10_LM, "chapter 10, the small language model")
 
 
 # what chapter 10 prints from its small language model (sections 6 and 7): held-out loss in nats per
