@@ -305,18 +305,6 @@ def test_ch10_counting_refuses_the_chapters_usage_cell_retyped(capsys):
     assert X.OUTCOMES["ch10.ex3"]["status"] == "forbidden", X.OUTCOMES["ch10.ex3"]["feedback"]
 
 
-def test_ch10_counting_refuses_the_chapters_usage_cell_retyped(capsys):
-    from attnkit.exercises import ch10
-
-    def retyped(dim, heads, dim_head, r, enable_lora, bias):  # chapter 10 section 5's usage cell, retyped
-        attn = attnkit.lora.LoRASelfAttention(dim=dim, heads=heads, r=r, enable_lora=enable_lora, dim_head=dim_head)
-        n_train, n_total = attnkit.lora.count_parameters(attnkit.lora.mark_only_lora_as_trainable(attn, bias=bias))
-        return n_train
-
-    assert not ch10.check_count(retyped)
-    assert X.OUTCOMES["ch10.ex3"]["status"] == "forbidden", X.OUTCOMES["ch10.ex3"]["feedback"]
-
-
 def test_ch08_stretch_refuses_the_chapters_window_mask_cell_retyped(capsys):
     """Chapter 08's section-2 cell (window_mask, an N x N mask) retyped and fed to dense attention,
     attnkit's or PyTorch's: right values, but the N x N mask and scores fail the memory case."""
