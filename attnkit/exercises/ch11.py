@@ -26,28 +26,34 @@ register({
                              "(the model predicts the value right where it reads the key), not one later.",
                        "zh": "有 K 个键值对时，查询部分从位置 2K 开始，相邻槽位相隔两个词元：第 b 行的第 i 个键放在位置 2K + 2 * slots[b, i]。"
                              "目标就在同一个位置上（模型在读到键的地方预测值），而不是后一个位置。"},
-    "ch11.ex1.hint3": {"en": "x = zeros(B, L); x[:, 0:2K:2] = keys; x[:, 1:2K:2] = values; pos = 2K + 2 * slots; "
-                             "x.scatter_(1, pos, keys); y = full((B, L), -100); y.scatter_(1, pos, values)",
-                       "zh": "x = zeros(B, L)；x[:, 0:2K:2] = keys；x[:, 1:2K:2] = values；pos = 2K + 2 * slots；"
-                             "x.scatter_(1, pos, keys)；y = full((B, L), -100)；y.scatter_(1, pos, values)"},
+    "ch11.ex1.hint3": {"en": "`x = zeros(B, L); x[:, 0:2K:2] = keys; x[:, 1:2K:2] = values; pos = 2K + 2 * slots; x.scatter_(1, pos, keys); y = full((B, L), -100); y.scatter_(1, pos, values)`",
+        "zh": "`x = zeros(B, L); x[:, 0:2K:2] = keys; x[:, 1:2K:2] = values; pos = 2K + 2 * slots; x.scatter_(1, pos, keys); y = full((B, L), -100); y.scatter_(1, pos, values)`"},
     "ch11.case.layout": {"en": "{b} sequences, {k} pairs, length {l}", "zh": "{b} 个序列，{k} 个键值对，长度 {l}"},
     # exercise 2: the longest length
-    "ch11.ex2.title": {"en": "Exercise 2 · up to which length does full attention fit?",
-                       "zh": "练习 2 · 全注意力最长能用到多长？"},
-    "ch11.ex2.hint1": {"en": "The memory grows with N in two ways: the activations 5 N d and the scores H N^2, on top "
-                             "of the fixed parameters. Solve for the largest N that stays within the budget, in bytes.",
-                       "zh": "内存随 N 增长的方式有两种：激活值 5 N d 和分数 H N^2，另外还有固定的参数。在以字节计的预算内，求出最大的 N。"},
+    "ch11.ex2.title": {"en": "Exercise 2 · the longest length the materialising path fits",
+                       "zh": "练习 2 · 显式构造权重的路径最长能用到的长度"},
+    "ch11.ex2.hint1": {"en": "The memory grows with N in two ways: the activations 5 N d and the N x N arrays 3 H N^2, on "
+                             "top of the fixed parameters. Solve for the largest N that stays within the budget, in bytes.",
+                       "zh": "内存随 N 增长的方式有两种：激活值 5 N d 和 N x N 数组 3 H N^2，另外还有固定的参数。"
+                             "在以字节计的预算内，求出最大的 N。"},
     "ch11.ex2.hint2": {"en": "Bytes: budget_mb * 2**20 (not 10**6). Divide by 4 for float32 elements, subtract "
-                             "P = 4 d^2 + 4 d, and solve H N^2 + 5 d N <= rest: the positive root of the quadratic, "
+                             "P = 4 d^2 + 4 d, and solve 3 H N^2 + 5 d N <= rest: the positive root of the quadratic, "
                              "rounded down, then check N and N + 1 against the inequality (float rounding). "
-                             "Every head has its own N x N scores.",
+                             "Every head holds three N x N arrays of its own.",
                        "zh": "字节数：budget_mb * 2**20（不是 10**6）。除以 4 得到 float32 元素个数，减去 P = 4 d^2 + 4 d，"
-                             "再解 H N^2 + 5 d N <= 剩余量：取二次方程的正根并向下取整，然后用不等式核对 N 和 N + 1（浮点舍入）。"
-                             "每个头都有自己的 N x N 个分数。"},
-    "ch11.ex2.hint3": {"en": "rest = budget_mb * 2**20 / 4 - (4 d^2 + 4 d); N = floor((-5d + sqrt(25 d^2 + 4 H rest)) "
-                             "/ (2 H)), 0 if rest < H + 5 d",
-                       "zh": "rest = budget_mb * 2**20 / 4 - (4 d^2 + 4 d)；N = floor((-5d + sqrt(25 d^2 + 4 H rest)) "
-                             "/ (2 H))，若 rest < H + 5 d 则为 0"},
+                             "再解 3 H N^2 + 5 d N <= rest：取二次方程的正根并向下取整，然后用不等式核对 N 和 N + 1（浮点舍入）。"
+                             "每个头都有自己的三个 N x N 数组。"},
+    "ch11.ex2.hint3": {"en": "`rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d); N = floor((-5 * d + sqrt(25 * d * d + 12 * H * rest)) / (6 * H))`, 0 if `rest < 3 * H + 5 * d`",
+        "zh": "`rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d); N = floor((-5 * d + sqrt(25 * d * d + 12 * H * rest)) / (6 * H))`；若 `rest < 3 * H + 5 * d` 则为 0"},
+    "ch11.mistake.ex2.decimal": {"en": "you counted a megabyte as 10**6 bytes; here 1 MB = 2**20 bytes (what the selector "
+                                       "and torch report).",
+                                 "zh": "你把 1 MB 算成了 10**6 字节；这里 1 MB = 2**20 字节（选择器和 torch 报告的都是这个）。"},
+    "ch11.mistake.ex2.one_array": {"en": "you counted one N x N array per head (the scores alone); the materialising path "
+                                         "holds three at once: the scores, their masked copy and the weights.",
+                                   "zh": "你每个头只计入了一个 N x N 数组（只有分数）；显式构造权重的路径同时保存三个："
+                                         "分数、分数加掩码后的副本和权重。"},
+    "ch11.mistake.ex2.one_head": {"en": "you counted the N x N arrays of one head; every one of the H heads holds its own.",
+                                  "zh": "你只计入了一个头的 N x N 数组；H 个头各自都有一份。"},
     "ch11.case.max_len": {"en": "budget {b} MB, d_model {d}, {h} heads", "zh": "预算 {b} MB，d_model {d}，{h} 个头"},
     # exercise 3: reading a profile
     "ch11.ex3.title": {"en": "Exercise 3 · the fastest that fits, from a profile", "zh": "练习 3 · 从性能分析结果中选出放得下的最快机制"},
@@ -59,33 +65,22 @@ register({
                              "'at most' includes equality. Return None when nothing fits.",
                        "zh": "每秒词元数 = batch_size * seq_len / (avg_latency_ms / 1000)：批次大小为 4 的结果每次调用做了四倍的工作。"
                              "用 memory_mb（实测值），不要用 formula_mb；“不超过”包括相等。一个都放不下时返回 None。"},
-    "ch11.ex3.hint3": {"en": "fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]; return max(fit, "
-                             "key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / "
-                             "profiles[k]['avg_latency_ms']) if fit else None",
-                       "zh": "fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]；return max(fit, "
-                             "key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / "
-                             "profiles[k]['avg_latency_ms']) if fit else None"},
+    "ch11.ex3.hint3": {"en": "`fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]; return max(fit, key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / profiles[k]['avg_latency_ms']) if fit else None`",
+        "zh": "`fit = [k for k, p in profiles.items() if p['memory_mb'] <= budget_mb]; return max(fit, key=lambda k: profiles[k]['batch_size'] * profiles[k]['seq_len'] / profiles[k]['avg_latency_ms']) if fit else None`"},
     "ch11.case.pick": {"en": "{n} profiles, budget {b} MB", "zh": "{n} 个性能分析结果，预算 {b} MB"},
     # question 1
-    "ch11.q1.title": {"en": "Question 1 · why the window cannot recall", "zh": "问题 1 · 窗口为什么召回不了"},
-    "ch11.q1.a": {"en": "the window model has fewer parameters", "zh": "窗口模型的参数更少"},
-    "ch11.q1.b": {"en": "for most queries the value lies further back than one window, whatever the width",
-                  "zh": "对多数查询而言，值比一个窗口更远，宽度多大都一样"},
-    "ch11.q1.c": {"en": "softmax inside the window saturates", "zh": "窗口内的 softmax 饱和了"},
-    "ch11.q1.d": {"en": "its KV cache grows too fast", "zh": "它的 KV 缓存增长得太快"},
-    "ch11.q1.nudge": {"en": "Count the parameters of the two models (section 1's table), and count how far back one "
-                            "attention step of a causal window of 8 can copy a value from.",
-                      "zh": "数一数两个模型的参数（第 1 节的表格），再算一算：长度为 8 的因果窗口，一步注意力最远能从多远的地方复制一个值。"},
-    "ch11.q1.why": {"en": "Every mixer here has the same 4 d^2 + 4 d parameters, and the window's cache is the smallest "
-                          "of all (w tokens). What it lacks is reach: one step sees w - 1 = 7 tokens back, and "
-                          "section 5 counted how few queries have their value that close at 8 pairs. Going further "
-                          "means passing pairs on from layer to layer, which the window model did not learn; a wider "
-                          "model brings no value closer. A linear layer, whose state sums every earlier token, sees "
-                          "them all (if its state is big enough).",
-                    "zh": "这里每种混合层的参数都同样是 4 d^2 + 4 d，而窗口的缓存是所有机制中最小的（w 个词元）。它缺的是视野："
-                          "一步只能往回看 w - 1 = 7 个词元，第 5 节数过，8 个键值对时值离得这么近的查询很少。要看得更远，"
-                          "就得把键值对一层层往后传，而窗口模型没有学会；模型再宽也不会让值离得更近。线性层的状态累加了之前的每一个词元，"
-                          "所以全都看得到（只要它的状态足够大）。"},
+    "ch11.q1.title": {"en": "Question 1 · how far back two windowed blocks reach", "zh": "问题 1 · 两个窗口块最远能看多远"},
+    "ch11.q1.nudge": {"en": "Add up how far back each step sees: the convolution reaches c - 1 tokens back, then the "
+                            "window w - 1 more from there, and the second block starts from what the first one saw.",
+                      "zh": "把每一步往回看的距离加起来：卷积往回看 c - 1 个词元，窗口再从那里往回看 w - 1 个；"
+                            "第二个块从第一个块已经看到的地方接着往回看。"},
+    "ch11.q1.why": {"en": "Each block reaches (c - 1) + (w - 1) = w + c - 2 positions back, so two reach 2(w + c - 2) "
+                          "= 2(16 + 3 - 2) = 34. Only if the first block learns to carry each pair forward can the "
+                          "second use that reach; section 5 counts how many queries have their value that close, and "
+                          "whether the trained window models do better than answering just those within one window.",
+                    "zh": "每个块往回看 (c - 1) + (w - 1) = w + c - 2 个位置，两个块就是 2(w + c - 2) = 2(16 + 3 - 2) = 34。"
+                          "只有第一个块学会把每个键值对往后传，第二个块才用得上这个视野。第 5 节数了有多少查询的值离得这么近，"
+                          "以及训练出来的窗口模型是否比“只答对一个窗口之内的”做得更好。"},
     # stretch
     "ch11.ex4.title": {"en": "Stretch exercise · win the race without a growing cache",
                        "zh": "挑战题 · 不用增长的缓存赢下比赛"},
@@ -111,8 +106,8 @@ register({
     "ch11.why.sees_all": {"en": "its layers together see the whole sequence: the reach of the windows and short convolutions, "
                                 "the sum over layers of (window - 1) and (conv_kernel - 1), is {reach} >= seq_len - 1 = {need}, "
                                 "so it is full causal attention in disguise, with a state that grows like a KV cache",
-                          "zh": "它的各层合起来能看到整个序列：窗口和短卷积的覆盖范围，即各层 (window - 1) 与 (conv_kernel - 1) 之和，"
-                                "为 {reach} >= seq_len - 1 = {need}，所以它其实是变相的完整因果注意力，状态像 KV 缓存一样随长度增长"},
+                          "zh": "它的各层合起来能看到整个序列：窗口和短卷积的视野，即各层 (window - 1) 与 (conv_kernel - 1) 之和，"
+                                "为 {reach} >= seq_len - 1 = {need}，所以它其实是变相的因果全注意力，状态像 KV 缓存一样随长度增长"},
     "ch11.why.recall": {"en": "recall {acc:.3f} on the held-out batch, below {need}", "zh": "留出批次上的召回率为 {acc:.3f}，低于 {need}"},
 })
 
@@ -133,10 +128,11 @@ def solution_mqar_layout(keys, values, slots, seq_len):
     return inputs, targets
 
 
-def solution_max_len(budget_mb, d_model, n_heads):
-    """Largest N with 4 (P + 5 N d + H N^2) <= budget_mb * 2**20, P = 4 d^2 + 4 d (0 if none)."""
-    d, H = d_model, n_heads
-    rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d)
+def solution_max_len(budget_mb, d_model, n_heads, arrays=3, mb=2**20):
+    """Largest N with 4 (P + 5 N d + 3 H N^2) <= budget_mb * 2**20, P = 4 d^2 + 4 d (0 if none): the
+    materialising path (``math``) of section 2. ``arrays`` and ``mb`` let the named mistakes reuse it."""
+    d, H = d_model, n_heads * arrays
+    rest = budget_mb * mb / 4 - (4 * d * d + 4 * d)
 
     def fits(n):
         return H * n * n + 5 * d * n <= rest
@@ -184,6 +180,28 @@ register({
     'ch11.mistake.ex1.no_offset': {"en": 'your query keys start right after the pairs at slot positions 2K + slot; the slots are pairs of positions: 2K + 2·slot.', "zh": '你的查询键放在了 2K + slot；每个槽占两个位置：应为 2K + 2·slot。'},
     'ch11.mistake.ex3.latency': {"en": 'you picked the lowest latency; compare tokens per second, batch_size · seq_len / latency.', "zh": '你选的是延迟最低的；应比较每秒 token 数 batch_size · seq_len / latency。'},
     'ch11.mistake.ex3.formula': {"en": 'you judged memory by the formula; the measured memory_mb decides what fits.', "zh": '你按公式估计的内存来判断；能否放下要看实测的 memory_mb。'},
+    "ch11.mistake.ex4.growing": {"en": "a softmax layer keeps every earlier key and value: its KV cache grows with the "
+                                       "length, which this race rules out. Keep a state that does not grow: linear "
+                                       "attention, Performer or cosFormer.",
+                                 "zh": "softmax 层保存之前所有的键和值：它的 KV 缓存随长度增长，这场比赛不允许。"
+                                       "请用状态不随长度增长的层：线性注意力、Performer 或 cosFormer。"},
+    "ch11.mistake.ex4.sees_all": {"en": "your windows and convolutions together reach the whole sequence: that is causal "
+                                        "softmax over everything, with a cache as large as a KV cache. Keep them short "
+                                        "and let a state layer carry what lies further back.",
+                                  "zh": "你的窗口和卷积合起来能看到整个序列：这就是对所有词元的因果 softmax，缓存和 KV 缓存一样大。"
+                                        "让它们短一些，更远的内容交给一个带状态的层。"},
+    "ch11.mistake.ex4.forgets": {"en": "windows alone forget: most values lie further back than your windows and "
+                                       "convolutions reach, and nothing carries them forward. Add a layer with a state "
+                                       "(linear, Performer or cosFormer).",
+                                 "zh": "只有窗口就会遗忘：多数值比窗口和卷积的视野更远，而没有任何层把它们往后传。"
+                                       "加一个带状态的层（线性注意力、Performer 或 cosFormer）。"},
+    "ch11.mistake.ex4.small_state": {"en": "your state layers recall too little: one head of width d keeps d(d + 1) "
+                                           "numbers, shared by every token written into it, so at a small width the 8 "
+                                           "pairs crowd each other out (section 5). Widen the model, and train it until "
+                                           "the held-out recall is well above 0.9.",
+                                     "zh": "你的状态层召回得太少：宽度为 d 的单个头只保存 d(d + 1) 个数，由写入它的所有词元共用；"
+                                           "宽度小时，8 个键值对会互相挤占（第 5 节）。把模型加宽，并训练到留出批次上的召回率明显高于 0.9。"},
+    "ch11.why.other": {"en": "not this mistake", "zh": "不是这个错误"},
 })
 
 def _layout_shifted(keys, values, slots, seq_len):
@@ -215,6 +233,17 @@ def _pick(profiles, budget_mb, by_latency=False, key="memory_mb"):
 
 
 MISTAKES = {
+    "ch11.ex2": (
+        (lambda b, d, h: solution_max_len(b, d, h, mb=10**6), lambda: t("ch11.mistake.ex2.decimal")),
+        (lambda b, d, h: solution_max_len(b, d, h, arrays=1), lambda: t("ch11.mistake.ex2.one_array")),
+        (lambda b, d, h: solution_max_len(b, d, 1), lambda: t("ch11.mistake.ex2.one_head")),
+    ),
+    "ch11.ex4": (  # each hands in an untrained model with the fault; the check compares faults (_fault)
+        (lambda seed=None: _untrained("full"), lambda: t("ch11.mistake.ex4.growing")),
+        (lambda seed=None: _untrained("local", window_size=32), lambda: t("ch11.mistake.ex4.sees_all")),
+        (lambda seed=None: _untrained("local", window_size=8, conv_kernel=4), lambda: t("ch11.mistake.ex4.forgets")),
+        (lambda seed=None: _untrained("linear", width=32), lambda: t("ch11.mistake.ex4.small_state")),
+    ),
     "ch11.ex1": (
         (lambda keys, values, slots, L: _layout_shifted(keys, values, slots, L), lambda: t('ch11.mistake.ex1.next_token')),
         (lambda keys, values, slots, L: _layout_slot(keys, values, slots, L), lambda: t('ch11.mistake.ex1.no_offset')),
@@ -267,7 +296,7 @@ def check_max_len(fn) -> bool:
                       draw=lambda seed: drawn(seed, lambda r: (lambda c: Case(c, label=t(
                           "ch11.case.max_len", b=c[0], d=c[1], h=c[2])))((r.randint(5, 3000), r.choice((64, 128, 256, 512)),
                                                                           r.choice((1, 2, 4, 8))))),
-                      hints=[t("ch11.ex2.hint1"), t("ch11.ex2.hint2"), t("ch11.ex2.hint3")],
+                      hints=[t("ch11.ex2.hint1"), t("ch11.ex2.hint2"), t("ch11.ex2.hint3")], mistakes=MISTAKES["ch11.ex2"],
                       compare=_int_compare, forbid=("attnkit.factory.costs.memory_breakdown",))
 
 
@@ -307,10 +336,12 @@ def check_pick(fn) -> bool:
                       compare=lambda got, exp: None if got == exp else t("ex.why_value", got=repr(got), exp=repr(exp)))
 
 
+Q1_WINDOW, Q1_CONV = 16, 3  # the question's w and c: the sweep's window and Zoology's kernel
+
+
 def check_q1(answer) -> bool:
-    choices = {c: t(f"ch11.q1.{c}") for c in "abcd"}
-    return check_answer(answer, "b", exercise="ch11.q1", title=t("ch11.q1.title"), explanation=t("ch11.q1.why"),
-                        nudge=t("ch11.q1.nudge"), choices=choices)
+    return check_answer(answer, 2 * (Q1_WINDOW + Q1_CONV - 2), exercise="ch11.q1", title=t("ch11.q1.title"),
+                        explanation=t("ch11.q1.why"), nudge=t("ch11.q1.nudge"), tol=0.01)
 
 
 def recall_of(model, seed: int = HELD_OUT_SEED, batch: int = 256) -> float:
@@ -337,9 +368,34 @@ def layers_reach(configs) -> int:
     return reach
 
 
-def _judge_recaller(got, _expected):
+def _fault(model, seed: int = HELD_OUT_SEED) -> str | None:
+    """What keeps ``model`` from winning the race, as a named mistake, or None: "not_tinylm",
+    "vocab", "growing" (a layer with a growing cache), "sees_all" (windows and convolutions that
+    reach the whole sequence), "forgets" (windows only, which cannot reach most values),
+    "small_state" (a state layer that recalls too little: too narrow, or not trained)."""
     from attnkit.factory import TinyLM
 
+    if not isinstance(model, TinyLM):
+        return "not_tinylm"
+    if model.vocab_size != RACE["vocab_size"]:
+        return "vocab"
+    if any(cfg.attention_type not in CONSTANT_STATE for cfg in model.configs):
+        return "growing"
+    if layers_reach(model.configs) >= RACE["seq_len"] - 1:
+        return "sees_all"
+    if recall_of(model, seed) >= RECALL_NEEDED:
+        return None
+    return "forgets" if all(cfg.attention_type == "local" for cfg in model.configs) else "small_state"
+
+
+def _judge_recaller(got, expected):
+    """``expected``: the held-out seed of the case; or, when a named mistake is diagnosed, that
+    mistake's model (the learner's has the same fault, or not)."""
+    from attnkit.factory import TinyLM
+
+    if isinstance(expected, TinyLM):
+        mine = _fault(got)
+        return None if mine is not None and mine == _fault(expected) else t("ch11.why.other")
     if not isinstance(got, TinyLM):
         return t("ch11.why.not_tinylm", got=type(got).__name__)
     if got.vocab_size != RACE["vocab_size"]:
@@ -350,13 +406,44 @@ def _judge_recaller(got, _expected):
     reach = layers_reach(got.configs)
     if reach >= RACE["seq_len"] - 1:
         return t("ch11.why.sees_all", reach=reach, need=RACE["seq_len"] - 1)
-    acc = recall_of(got)
+    acc = recall_of(got, expected)
     return None if acc >= RECALL_NEEDED else t("ch11.why.recall", acc=acc, need=RECALL_NEEDED)
 
 
+class _Trained:
+    """The learner's ``my_recaller`` as the checker calls it: ``(held-out seed) -> fn()``. The
+    model is trained once per check and judged on the held-out batch of every case (the visible
+    seed, then one drawn from the case seed), so a model tuned to one batch does not pass."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__wrapped__ = fn
+        self.__globals__ = getattr(fn, "__globals__", {})
+        self.model, self.done = None, False
+
+    def __call__(self, seed):
+        if not self.done:
+            self.model, self.done = self.fn(), True
+        return self.model
+
+
+def _untrained(kind: str, width: int = 64, **options):
+    """A two-layer TinyLM of the race's size, untrained: what a named mistake hands in."""
+    from attnkit.factory import AttentionConfig, TinyLM
+
+    cfgs = [AttentionConfig(attention_type=kind, d_model=width, n_heads=1, causal=True, mlp_ratio=0.0, **options)] * 2
+    return TinyLM(RACE["vocab_size"], cfgs, max_len=RACE["seq_len"])
+
+
+def _recaller_case(seed: int) -> Case:
+    return Case((seed,), label=t("ch11.case.recaller", seed=seed))
+
+
 def check_recaller(fn) -> bool:
-    # the "expected" side is the requirement itself: training the reference model on every check would
+    # the "expected" side is the held-out seed: training the reference model on every check would
     # cost the learner a minute (tests/exercises/test_exercises_ch11.py shows that solution_recaller passes)
-    cases = [Case((), label=t("ch11.case.recaller", seed=HELD_OUT_SEED))]
-    return run_checks(fn, lambda: RECALL_NEEDED, cases, t("ch11.ex4.title"), exercise="ch11.ex4",
-                      hints=[t("ch11.ex4.hint1"), t("ch11.ex4.hint2"), t("ch11.ex4.hint3")], compare=_judge_recaller)
+    learner = fn if not callable(fn) else _Trained(fn)
+    return run_checks(learner, lambda seed: seed, [_recaller_case(HELD_OUT_SEED)], t("ch11.ex4.title"),
+                      exercise="ch11.ex4", compare=_judge_recaller, mistakes=MISTAKES["ch11.ex4"],
+                      draw=lambda seed: drawn(seed, lambda r: _recaller_case(r.randrange(10**6, 2 * 10**6))),
+                      hints=[t("ch11.ex4.hint1"), t("ch11.ex4.hint2"), t("ch11.ex4.hint3")])

@@ -331,7 +331,7 @@ def mqar_layout(keys, values, slots, seq_len):
 def max_len(budget_mb, d_model, n_heads):
     free = budget_mb * 2**20 // 4 - 4 * d_model * (d_model + 1)
     n = 0
-    while n_heads * (n + 1) ** 2 + 5 * d_model * (n + 1) <= free:
+    while 3 * n_heads * (n + 1) ** 2 + 5 * d_model * (n + 1) <= free:
         n += 1
     return n
 

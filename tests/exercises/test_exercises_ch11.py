@@ -79,8 +79,8 @@ def test_layout_staged_hints(capsys, monkeypatch):
 
 
 def longest_by_bisection(budget_mb, d_model, n_heads):
-    """The oracle: the largest N with AttentionSelector.memory_mb(full, N) <= budget."""
-    cfg = AttentionConfig(attention_type="full", d_model=d_model, n_heads=n_heads)
+    """The oracle: the largest N with AttentionSelector.memory_mb(math, N) <= budget."""
+    cfg = AttentionConfig(attention_type="math", d_model=d_model, n_heads=n_heads)
     if AttentionSelector.memory_mb(cfg, 1) > budget_mb:
         return 0
     lo, hi = 1, 2
@@ -100,24 +100,32 @@ def test_max_len_solution_passes_and_equals_the_selector(capsys):
     assert 0 in [ch11.solution_max_len(*c) for c in ch11.MAX_LEN_CASES]  # a case where not even N = 1 fits
 
 
-def _scores_only(budget_mb, d, h):  # only the H N^2 scores
-    return int(math.sqrt(budget_mb * 2**20 / 4 / h))
+def _scores_only(budget_mb, d, h):  # only the 3 H N^2 arrays
+    return int(math.sqrt(budget_mb * 2**20 / 4 / (3 * h)))
 
 
-def _one_head(budget_mb, d, h):  # the scores of one head
-    return ch11.solution_max_len(budget_mb, d, 1)
+def _one_head(budget_mb, d, h):  # the arrays of one head
+    return longest_by_bisection(budget_mb, d, 1)
+
+
+def _one_array(budget_mb, d, h):  # H N^2: the scores alone, what the selector once counted for full
+    rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d)
+    n = 0
+    while h * (n + 1) ** 2 + 5 * d * (n + 1) <= rest:
+        n += 1
+    return n
 
 
 def _decimal_mb(budget_mb, d, h):  # 1 MB = 10**6 bytes
-    return ch11.solution_max_len(budget_mb * 10**6 / 2**20, d, h)
+    return longest_by_bisection(budget_mb * 10**6 / 2**20, d, h)
 
 
 def _rounded(budget_mb, d, h):  # the root rounded to nearest, not down
     rest = budget_mb * 2**20 / 4 - (4 * d * d + 4 * d)
-    return max(0, round((-5 * d + math.sqrt(max(25 * d * d + 4 * h * rest, 0))) / (2 * h) + 0.5))
+    return max(0, round((-5 * d + math.sqrt(max(25 * d * d + 12 * h * rest, 0))) / (6 * h) + 0.5))
 
 
-@pytest.mark.parametrize("wrong", [_scores_only, _one_head, _decimal_mb, _rounded])
+@pytest.mark.parametrize("wrong", [_scores_only, _one_head, _one_array, _decimal_mb, _rounded])
 def test_max_len_wrong_answers_fail(wrong, capsys):
     ok, out = run(ch11.check_max_len, wrong, capsys)
     assert not ok and "❌" in out
@@ -160,16 +168,35 @@ def test_pick_wrong_answers_fail(wrong, capsys):
 # ---------------------------------------------------------------- question 1
 
 
+def reach_by_autograd(window, kernel, n=64):
+    """The oracle for question 1: the furthest input token the last output of two blocks (a short
+    causal convolution, then a causal window) depends on, by autograd."""
+    cfg = AttentionConfig(attention_type="local", d_model=8, n_heads=1, causal=True, window_size=window,
+                          conv_kernel=kernel, mlp_ratio=0.0)
+    model = TinyLM(16, [cfg, cfg], max_len=None)
+    x = torch.randn(1, n, 8, requires_grad=True)
+    h = x
+    for block in model.blocks:
+        h = block(h)
+    h[0, -1].sum().backward()
+    first = int((x.grad[0].abs().sum(-1) > 0).nonzero().min())
+    return n - 1 - first
+
+
 def test_q1(capsys):
     exercises._WRONG.pop("ch11.q1", None)
-    ok, out = run(ch11.check_q1, "a", capsys)
+    expected = reach_by_autograd(ch11.Q1_WINDOW, ch11.Q1_CONV)
+    assert expected == 34
+    ok, out = run(ch11.check_q1, 17, capsys)  # one block's reach
     assert not ok and "❌" in out
-    ok, out = run(ch11.check_q1, "b", capsys)
-    assert ok and "✅" in out and "w - 1 = 7" in out
-    # the explanation's reach: a causal window of 8 sees 7 tokens back
-    assert int(sliding_window_mask(32, 8, causal=True)[20].nonzero().min()) == 20 - 7
+    ok, out = run(ch11.check_q1, 30, capsys)  # 2 (w - 1): the convolutions forgotten
+    assert not ok and "❌" in out and "34" not in out  # a wrong answer does not reveal it
+    ok, out = run(ch11.check_q1, expected, capsys)
+    assert ok and "✅" in out and "2(16 + 3 - 2) = 34" in out
     ok, out = run(ch11.check_q1, None, capsys)
     assert not ok and "⏳" in out
+    # the explanation's window: a causal window of 16 sees 15 tokens back
+    assert int(sliding_window_mask(64, 16, causal=True)[40].nonzero().min()) == 40 - 15
 
 
 # ---------------------------------------------------------------- stretch: a constant-state recaller
@@ -186,6 +213,34 @@ def test_recaller_solution_passes(trained, capsys):
     assert ch11.recall_of(trained) >= ch11.RECALL_NEEDED
     assert ch11.recall_of(trained, seed=7) >= ch11.RECALL_NEEDED  # not tuned to the checker's batch
     assert all(c.attention_type == "linear" for c in trained.configs)
+
+
+def test_recaller_is_judged_on_a_drawn_held_out_batch_too(monkeypatch, capsys):
+    """A model that recalls on the visible held-out batch only (here: recall_of faked for that seed)
+    fails the case drawn from the case seed; the model is trained once for both cases."""
+    calls = []
+    seeds = []
+
+    def fake_recall(model, seed=ch11.HELD_OUT_SEED, batch=256):
+        seeds.append(seed)
+        return 1.0 if seed == ch11.HELD_OUT_SEED else 0.1
+
+    def learner():
+        calls.append(1)
+        return TinyLM(32, [AttentionConfig(attention_type="linear", d_model=16, n_heads=1, causal=True,
+                                           mlp_ratio=0.0)] * 2, max_len=32)
+
+    monkeypatch.setattr(ch11, "recall_of", fake_recall)
+    exercises.set_case_seed(5)
+    try:
+        ok, out = run(ch11.check_recaller, learner, capsys)
+    finally:
+        exercises.set_case_seed(None)
+    assert not ok and "below 0.9" in out and len(calls) == 1
+    assert seeds[0] == ch11.HELD_OUT_SEED and seeds[1] != ch11.HELD_OUT_SEED
+    cases = exercises.registry(("ch11",))["ch11.ex4"].cases(5)
+    assert [c.args[0] for c in cases][0] == ch11.HELD_OUT_SEED and len(cases) == 2
+    assert cases[1].args == exercises.registry(("ch11",))["ch11.ex4"].cases(5)[1].args  # the seed fixes the draw
 
 
 def test_recaller_wrong_answers_fail(capsys):
