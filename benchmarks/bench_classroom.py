@@ -52,15 +52,19 @@ def cpu_seconds() -> float:
                for f in ("ru_utime", "ru_stime"))
 
 
-def timed(folder: Path, jobs: int, skip: bool):
+def timed(folder: Path, jobs: int, skip: bool, seed: int):
     cpu, start = cpu_seconds(), time.perf_counter()
-    g = grade([folder], timeout=300, skip=skip, jobs=jobs,
+    g = grade([folder], timeout=300, skip=skip, jobs=jobs, seed=seed,
               progress=lambda k, n, r: print(f"  {k:2d} / {n}  {r.learner}: {r.passed} of {len(r.outcomes)} passed",
                                              flush=True))
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     # on a shared machine the wall time includes waiting for other processes; the CPU time does not
     print(f"  CPU time of the kernels and the grader: {cpu:.1f} s ({cpu / (os.cpu_count() or 1):.1f} s spread "
           f"over {os.cpu_count()} cores: the wall time on an otherwise idle machine is about this or more)")
+    outs = [o for r in g.results for o in r.outcomes.values()]
+    print(f"  the grader's own comparison: {sum(o.get('grader') == 'passed' for o in outs)} of {len(outs)} outcomes "
+          f"passed it, {sum(o['status'] == 'tampered' for o in outs)} not credited; sandbox: "
+          f"{sorted({r.isolation for r in g.results})}")
     return wall, g
 
 
@@ -70,18 +74,19 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--full", action="store_true", help="also grade running every cell, and compare")
+    ap.add_argument("--seed", type=int, default=1, help="the drawn cases' seed (the same for both runs)")
     args = ap.parse_args()
     print(f"load average before: {open('/proc/loadavg').read().split()[:3]}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make(folder, args.chapter, args.n)
-        seconds, g = timed(folder, args.jobs, skip=True)
+        seconds, g = timed(folder, args.jobs, skip=True, seed=args.seed)
         print(f"chapter {args.chapter}: {args.n} notebooks graded in {seconds:.1f} s with grade-skip "
               f"({seconds / args.n:.1f} s a notebook, {args.jobs} at a time); "
               + (f"bar {BAR_S:.0f} s: {'met' if seconds < BAR_S else 'NOT met'}" if args.n == 20
                  else f"(the bar, {BAR_S:.0f} s, is for 20 notebooks)"))
         if args.full:
-            full_s, full = timed(folder, args.jobs, skip=False)
+            full_s, full = timed(folder, args.jobs, skip=False, seed=args.seed)
             same = [r.outcomes for r in g.results] == [r.outcomes for r in full.results]
             print(f"every cell run: {full_s:.1f} s; grade-skip saves {full_s - seconds:.1f} s; "
                   f"outcomes {'identical' if same else 'DIFFER'}")

@@ -38,6 +38,9 @@ register({
                              "zh": "每个 kernel 可映射的地址空间，单位 GiB（默认 8；用 CUDA 时需要大得多）"},
     "classroom.cli.bad_memory": {"en": "--memory: expected at least 1 GiB, got {got}",
                                  "zh": "--memory：至少应为 1 GiB，实际是 {got}"},
+    "classroom.cli.seed": {"en": "seed of the cases the grader draws (default: a fresh one; the report's audit line "
+                                 "records it, and grading again with it draws the same cases)",
+                           "zh": "评分程序抽取用例的种子（默认每次新取；报告的审计记录里写着它，用同一个种子重新评分会抽到相同的用例）"},
     "classroom.cli.wrote": {"en": "report: {html}", "zh": "报告：{html}"},
     "classroom.cli.kept": {"en": "{n} file(s) kept, not overwritten (see above)", "zh": "有 {n} 个文件保留未覆盖（见上文）"},
     "classroom.cli.bad_timeout": {"en": "--timeout: expected a positive number of seconds, got {got}",
@@ -70,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--chapters", dest="chapters_from", metavar="DIR", help=t("classroom.cli.from"))
     g.add_argument("--keep", metavar="DIR", help=t("classroom.cli.keep"))
     g.add_argument("--memory", type=float, default=8.0, metavar="GIB", help=t("classroom.cli.memory"))
+    g.add_argument("--seed", type=int, default=None, metavar="N", help=t("classroom.cli.seed"))
     return ap
 
 
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
                 raise ClassroomError(f"{flag}: " + t("classroom.err.target", path=out, why=why))
         graded = grade(args.paths, chapter=args.chapter, timeout=args.timeout, skip=not args.no_skip,
                        jobs=args.jobs, chapters=args.chapters_from, keep=args.keep,
-                       memory=int(args.memory * (1 << 30)),
+                       memory=int(args.memory * (1 << 30)), seed=args.seed,
                        progress=lambda k, n, res: print(progress_line(k, n, res, lang), flush=True))
         write_html(graded, args.out, lang)
         if args.csv:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from attnkit.classroom import isolation, safety
+from attnkit.classroom import crosscheck, isolation, safety
 from attnkit.classroom.originals import (
     ClassroomError,
     Original,
@@ -77,6 +77,8 @@ register({
     "classroom.note.solution_import": {
         "en": "uses attnkit's reference solutions instead of writing its own: {names}",
         "zh": "直接用了 attnkit 的参考答案，而不是自己写的：{names}"},
+    "classroom.err.bad_seed": {"en": "--seed: expected a whole number from 0 to 2**31 - 1, got {got}",
+                               "zh": "--seed：应为 0 到 2**31 - 1 之间的整数，实际是 {got}"},
     "classroom.err.bad_chapter": {"en": "--chapter: expected a chapter number such as 08, got {got}",
                                   "zh": "--chapter：应为章节号，例如 08，实际是 {got}"},
     "classroom.note.restored": {"en": "check cell(s) changed by the learner, restored from the handout before running: {cells}",
@@ -97,6 +99,7 @@ register({
 })
 
 STATUSES = ("passed", "failed", "forbidden", "solution", "todo", "error", "missing", "timeout", "tampered")
+CASES = "@ATTNKIT_CASES@/"  # in a probe cell: the folder run() writes the cases into
 MEMORY = 8 << 30  # RLIMIT_AS of a kernel, bytes (torch maps about 2 GiB of address space at import)
 
 # Run first in every graded kernel: the network is refused (loopback excepted), so a notebook
@@ -237,19 +240,23 @@ def _kill(client) -> None:
         process.kill()
 
 
-def restore(nb, original: Original) -> tuple[object, list[int]]:
+def restore(nb, original: Original, probes: dict | None = None) -> tuple[object, list[int]]:
     """A copy of ``nb`` whose check statements are the handout's, each in a cell of its own.
 
     Every code cell that calls one of the chapter's check functions is split in two: the
     learner's other statements, then a cell holding the built notebook's statements that call
-    those check functions (only such cells' records count: :func:`outcomes`). (copy, the
-    numbers of the learner's code cells whose check statements differed, counting from 1).
+    those check functions (only such cells' records count: :func:`outcomes`), then, for each
+    exercise in ``probes`` ({exercise: crosscheck.Spec}) checked there, the grader's probe cell
+    (:func:`attnkit.classroom.crosscheck.probe_cell`; its cases file is written by :func:`run`).
+    (copy, the numbers of the learner's code cells whose check statements differed, counting from 1).
     """
     import nbformat
 
     work = copy.deepcopy(nb)
+    by_check = {fn: [ex for ex, f in original.checks.items() if f == fn] for fn in original.check_cells}
     cells, restored, k = [], [], 0
     for cell in work.cells:
+        cell.metadata.pop(crosscheck.META, None)  # only the grader's own cells carry it
         if cell.cell_type != "code":
             cells.append(cell)
             continue
@@ -264,6 +271,11 @@ def restore(nb, original: Original) -> tuple[object, list[int]]:
             restored.append(k)
         cell.source = rest
         cells += [cell, nbformat.v4.new_code_cell(theirs)]
+        for fn in fns:
+            arg = crosscheck.argument(original.check_cells[fn], fn)
+            for ex in by_check.get(fn, []):
+                if probes and ex in probes and arg:
+                    cells.append(crosscheck.probe_cell(ex, arg, probes[ex].how, CASES + ex + ".json"))
     work.cells = cells
     return work, restored
 
@@ -280,13 +292,16 @@ def _kernel_manager(wrap, **kwargs):
     return SandboxedKernelManager(**kwargs)
 
 
-def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_from=(), memory: int = MEMORY):
+def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_from=(), memory: int = MEMORY,
+        probes: dict | None = None, seed: int | None = None, uid: int | None = None):
     """Execute a copy of ``nb`` in a sandbox (:mod:`attnkit.classroom.isolation`): (executed copy,
     cells skipped, timed out, what stopped it early, the isolation's label).
 
     The notebook runs in a thread of its own; if it has not finished after ``timeout`` seconds,
     its kernel is killed (an endless loop stops there) and the cells run so far are kept. Its
-    check cells must already be the handout's (:func:`restore`).
+    check cells must already be the handout's (:func:`restore`). ``probes``: the grader's cases
+    ({exercise: crosscheck.Spec}), written where the probe cells read them; ``seed``: the kernel's
+    case seed (ATTNKIT_CASE_SEED); ``uid``: the unprivileged user the kernel runs as (root only).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -306,8 +321,17 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_f
     stopped: list = []
     with tempfile.TemporaryDirectory(prefix="attnkit-grade-") as tmp:
         private = Path(tmp).resolve()
-        os.chmod(private, 0o700)
+        os.chmod(private, 0o711 if uid is not None else 0o700)  # the kernel's user enters, lists nothing
         env = isolation.environment(private / "home", marker, threads)
+        if seed is not None:
+            env["ATTNKIT_CASE_SEED"] = str(seed)
+        cases = private / "cases"
+        cases.mkdir(mode=0o755)
+        for ex, spec in (probes or {}).items():
+            (cases / f"{ex}.json").write_text(spec.payload)
+        for cell in work.cells:
+            if crosscheck.META in cell.metadata:
+                cell.source = cell.source.replace(CASES, str(cases) + "/")
         if skip:
             env["MPLBACKEND"] = "agg"  # figures are not drawn into the copy: nothing reads them
         (private / "work").mkdir()
@@ -316,7 +340,7 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_f
         cpu = int(timeout * max(1, threads)) + 30
 
         def wrap(cmd):
-            return isolation.command(cmd, mode, prefix, marker, private, hide, memory, cpu)
+            return isolation.command(cmd, mode, prefix, marker, private, hide, memory, cpu, uid)
 
         km = _kernel_manager(wrap, kernel_name="python3", transport="ipc", ip=str(private / "rt" / "k"),
                              connection_file=str(private / "rt" / "kernel.json"))
@@ -347,7 +371,7 @@ def run(nb, original: Original, timeout: float, skip: bool, threads: int, hide_f
         isolation.sweep(marker)  # what outlived the supervisor (only possible when not isolated)
     if mode == "none":
         work.cells.pop(0)
-    return work, skipped, timed_out, None if timed_out or not stopped else stopped[0], isolation.label(mode)
+    return work, skipped, timed_out, None if timed_out or not stopped else stopped[0], isolation.label(mode, uid=uid)
 
 
 def _error_text(cell) -> str:
@@ -355,9 +379,17 @@ def _error_text(cell) -> str:
                      if o.get("output_type") == "error")
 
 
-def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str, dict]:
-    """The outcome of each of the chapter's exercises in an executed notebook."""
+def outcomes(executed, original: Original, timed_out: bool, stopped, probes: dict | None = None,
+             seed: int = 0) -> tuple[dict[str, dict], list[str]]:
+    """The outcome of each of the chapter's exercises in an executed notebook, each joined with
+    the grader's own comparison of ``probes`` (:func:`attnkit.classroom.crosscheck.combine`);
+    and the exercises on which the two disagree."""
     code = [c for c in executed.cells if c.cell_type == "code"]
+    sent = {}
+    for cell in code:
+        probe = cell.metadata.get(crosscheck.META, {}).get("probe")
+        if probe:
+            sent[probe] = crosscheck.record(cell)
     checks = set(original.check_cells.values())
     found: dict[str, dict] = {}
     for cell in code:
@@ -384,7 +416,8 @@ def outcomes(executed, original: Original, timed_out: bool, stopped) -> dict[str
             status = "error"
             text = text or (stopped[1].get("err", "") if stopped else t("classroom.fb.no_record", check=fn))
         out[ex] = {"status": status, "case": None, "label": None, "feedback": _cap(text)}
-    return out
+    disagree = [ex for ex in out if probes and ex in probes and crosscheck.combine(out[ex], probes[ex], sent.get(ex), seed)]
+    return out, disagree
 
 
 def _cap(text: str) -> str:
@@ -393,20 +426,28 @@ def _cap(text: str) -> str:
 
 
 def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, threads: int,
-              hide_from=(), memory: int = MEMORY, keep: Path | None = None) -> Result:
+              hide_from=(), memory: int = MEMORY, keep: Path | None = None, probes: dict | None = None,
+              seed: int | None = None, uids=None) -> Result:
     codes = [c.source for c in nb.cells if c.cell_type == "code"]
     changed = [c for c in codes if c not in original.sources]
     names = sorted(set().union(*map(solution_refs, changed))) if changed else []
     if names:
         res.notes.append(("classroom.note.solution_import", {"names": ", ".join(names)}))
-    work, restored = restore(nb, original)
+    work, restored = restore(nb, original, probes)
     if restored:
         res.notes.append(("classroom.note.restored", {"cells": ", ".join(map(str, restored))}))
     evidence = [f"[{k}] {line}" for k, src in enumerate(codes, 1) if src not in original.sources
                 and k not in restored for line in safety.tampering(src)]
-    executed, res.skipped, timed_out, stopped, res.isolation = run(work, original, timeout, skip, threads,
-                                                                   hide_from, memory)
-    res.outcomes = outcomes(executed, original, timed_out, stopped)
+    uid = uids.get() if uids is not None else None
+    try:
+        executed, res.skipped, timed_out, stopped, res.isolation = run(work, original, timeout, skip, threads,
+                                                                       hide_from, memory, probes, seed, uid)
+    finally:
+        if uid is not None:
+            uids.put(uid)
+    res.outcomes, disagree = outcomes(executed, original, timed_out, stopped, probes, seed or 0)
+    if disagree:
+        res.notes.append(("classroom.note.disagree", {"exercises": ", ".join(disagree)}))
     if keep is not None:  # the audit trail: the executed copy, as graded
         import nbformat
 
@@ -429,9 +470,11 @@ def grade_one(nb, res: Result, original: Original, timeout: float, skip: bool, t
 def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 120.0, skip: bool = True,
           jobs: int | None = None, chapters: str | Path | None = None,
           progress: Callable[[int, int, Result], None] | None = None, memory: int = MEMORY,
-          keep: str | Path | None = None) -> Graded:
+          keep: str | Path | None = None, seed: int | None = None) -> Graded:
     """Grade every submission under ``paths``; never raises for a bad submission (see the doc).
-    ``keep``: a folder (created; not inside a submissions folder) for each executed notebook."""
+    ``keep``: a folder (created; not inside a submissions folder) for each executed notebook.
+    ``seed``: the drawn cases' seed (a fresh one by default; the audit line records it, and a
+    regrade with it draws the same cases)."""
     import torch
 
     course = safety.course_digest()
@@ -473,7 +516,15 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
         if why:
             raise ClassroomError(f"keep: {keep}: {why}")
         keep.mkdir(parents=True, exist_ok=True)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 31):
+        raise ClassroomError(t("classroom.err.bad_seed", got=repr(seed)))
+    seed = secrets.randbelow(1_000_000) if seed is None else seed
+    probes, why_not = crosscheck.plan(want, seed) if todo else ({}, None)
+    if why_not:
+        for _, res, _ in todo:
+            res.notes.append(("classroom.note.no_crosscheck", {"err": why_not}))
     jobs = max(1, jobs or min(2, os.cpu_count() or 1))
+    uids = isolation.uid_pool(jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     results = [res for _, res in read_in]
     done, lock, n = [0], threading.Lock(), len(results)
@@ -489,7 +540,7 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
             report(res)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_one, nb, res, orig, timeout, skip, threads, [p for _, p in files], memory,
-                               keep): res for nb, res, orig in todo}
+                               keep, probes, seed, uids): res for nb, res, orig in todo}
         for fut in as_completed(futures):
             res = futures[fut]
             try:
@@ -511,7 +562,7 @@ def grade(paths: list[str | Path], chapter: str | None = None, timeout: float = 
             res.notes.append(("classroom.note.course_changed", {"files": ", ".join(changed)}))
     folders = sorted({p.resolve() for p in map(Path, paths) if p.is_dir()} | {p.resolve().parent for _, p in files})
     audit = {"attnkit": safety.digest("".join(f"{k}={v}\n" for k, v in sorted(course.items())).encode()),
-             "torch": torch.__version__, "isolation": isolation.label(isolation.probe()[0]),
-             "memory": memory, "timeout": timeout}
+             "torch": torch.__version__, "isolation": isolation.label(isolation.probe()[0], uid=f"{isolation.UID_BASE}+" if uids else None),
+             "memory": memory, "timeout": timeout, "seed": seed}
     return Graded(chapter=want, lang=lang, exercises=exercises, results=results, others=others,
                   skip=skip, folders=folders, audit=audit)

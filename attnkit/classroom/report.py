@@ -53,14 +53,17 @@ register({
     "classroom.status.timeout": {"en": "timed out", "zh": "超时"},
     "classroom.status.tampered": {"en": "not credited", "zh": "不计分"},
     "classroom.why.tampered": {"en": "the check passed, but the notebook's code reaches for the grading itself "
-                                     "(the note shows the lines): review it",
-                               "zh": "检查通过了，但笔记本里的代码试图干预评分本身（备注里列出了那几行）：请人工查看"},
+                                     "(the note shows the lines), or the grader's own comparison of the learner's "
+                                     "values disagrees with the check cell: review it",
+                               "zh": "检查通过了，但笔记本里的代码试图干预评分本身（备注里列出了那几行），"
+                                     "或评分程序自己比较学员交回的值，结论与检查单元格不同：请人工查看"},
     "classroom.isolation": {"en": "Sandbox", "zh": "沙箱"},
     "classroom.audit": {"en": "Audit: {items}", "zh": "审计记录：{items}"},
     "classroom.err.target": {"en": "{path}: refusing to write the report there ({why}); expected a new file "
                                    "outside the submissions' folders",
                              "zh": "{path}：拒绝把报告写到那里（{why}）；请给一个交回作业文件夹以外的新文件"},
-    "classroom.why.passed": {"en": "every case of the check passes", "zh": "检查的所有用例都通过"},
+    "classroom.why.passed": {"en": "every case of the check passes, in the check cell and in the grader's own comparison",
+                             "zh": "检查的所有用例都通过：检查单元格和评分程序自己的比较都是如此"},
     "classroom.why.failed": {"en": "the check's first failing case, with the feedback the learner saw",
                              "zh": "检查中第一个未通过的用例，附学员看到的反馈"},
     "classroom.why.forbidden": {"en": "the function calls the built-in the exercise asks to write",
@@ -172,9 +175,11 @@ def _cell(out: dict, lang: str | None) -> str:
     if out.get("case"):
         head += " · " + t("classroom.case", lang=lang, case=out["case"], label=out.get("label") or "")
     body = f'<td class="{status}" data-status="{status}">'
+    inside = f'<br><small class="inside">{e(t("classroom.inside." + out["inside"], lang=lang))}</small>' \
+        if out.get("inside") else ""  # a figure only the learner's own process measured
     if status in ("failed", "forbidden", "error", "solution", "tampered") and out.get("feedback"):
-        return body + f"<details><summary>{e(head)}</summary><pre>{e(out['feedback'])}</pre></details></td>"
-    return body + f"{e(head)}</td>"
+        return body + f"<details><summary>{e(head)}</summary><pre>{e(out['feedback'])}</pre></details>{inside}</td>"
+    return body + f"{e(head)}{inside}</td>"
 
 
 def html_report(g: Graded, lang: str | None = None) -> str:

@@ -25,15 +25,30 @@ FEEDBACK_CAP = 64 * 1024  # characters of feedback kept per exercise
 
 # names whose rebinding or patching changes what a check decides
 GUARDED = {"allclose", "isclose", "equal", "assert_close", "testing", "run_checks", "check_answer", "OUTCOMES",
-           "OUTCOME_MIME", "compare_tensors", "display", "publish_display_data", "Measured", "Case"}
+           "OUTCOME_MIME", "compare_tensors", "display", "publish_display_data", "Measured", "Case", "registry",
+           "Exercise", "VALUES_MIME", "measure_peak_bytes"}
+# attribute names whose patching changes what the grader's own comparison is sent (an object's
+# .cases = ... is not an answer to any exercise; a local variable named cases is)
+ATTR_GUARDED = {"prepare", "compare", "expected", "cases", "answer", "encode", "decode", "Result", "solution",
+                "visible", "draw", "forbid"}
+BARE = {"exec", "eval", "compile", "globals", "vars", "setattr", "delattr"}  # flagged as plain names only
 GUARDED_ROOTS = {"torch", "attnkit", "sys", "builtins", "IPython", "np", "numpy", "F"}
 CALLS = {"exec", "eval", "compile", "__import__", "setattr", "delattr", "globals", "vars", "getsource",
          "import_module", "reload", "settrace", "setprofile", "register", "system", "popen", "Popen", "run",
          "kill", "killpg", "fork", "setsid", "execv", "execve", "spawn", "CDLL", "connect", "create_connection"}
 STRINGS = re.compile(r"vnd\.attnkit|/proc|\.ipynb|connection_file|kernel-.*\.json|input_transformers|"
-                     r"startup|site-packages|attnkit/exercises|\.ipython|\.jupyter")
+                     r"startup|site-packages|attnkit/exercises|attnkit\.classroom|\.ipython|\.jupyter|ATTNKIT_|"
+                     r"^__\w+__$|\brun_checks\b|\bcheck_answer\b|\bregistry\b|_call_forbidding|_Guard\b")
 MODULES = {"ctypes", "subprocess", "socket", "_socket", "multiprocessing", "signal", "importlib", "inspect",
-           "nbformat", "nbclient", "jupyter_client", "pty", "shutil", "gc", "builtins"}
+           "nbformat", "nbclient", "jupyter_client", "pty", "shutil", "gc", "builtins", "pickle", "_pickle",
+           "cPickle", "marshal", "dill", "cloudpickle", "shelve", "copyreg", "joblib", "types", "dis", "code",
+           "codeop", "runpy", "zipimport", "pkgutil", "threading", "_thread", "atexit", "sys"}
+# attributes that reach into objects' machinery (code, globals, frames, attribute setting)
+REACH = {"__setattr__", "__delattr__", "__dict__", "__globals__", "__code__", "__builtins__", "__subclasses__",
+         "__getattribute__", "__import__", "__closure__", "__defaults__", "__kwdefaults__", "__loader__",
+         "__spec__", "__class__", "__bases__", "__mro__", "__init_subclass__", "__wrapped__", "__reduce__",
+         "__reduce_ex__", "f_globals", "f_locals", "f_back", "f_builtins", "gi_frame", "tb_frame", "modules",
+         "_getframe", "load", "loads", "torch_function_mode", "_C"}
 
 
 def shown(name: str) -> str:
@@ -68,13 +83,24 @@ def _guarded_target(node) -> bool:
         return node.id.startswith(("check_", "solution_")) or node.id in GUARDED
     if isinstance(node, ast.Attribute):
         name = _dotted(node)
-        return node.attr.startswith(("check_", "solution_")) or node.attr in GUARDED or \
+        return node.attr.startswith(("check_", "solution_")) or node.attr in GUARDED | ATTR_GUARDED or \
             name.split(".")[0] in GUARDED_ROOTS or node.attr.startswith("__")
     if isinstance(node, ast.Subscript):
         return _guarded_target(node.value) or _dotted(node.value).split(".")[0] in GUARDED_ROOTS
     if isinstance(node, (ast.Tuple, ast.List)):
         return any(map(_guarded_target, node.elts))
     return False
+
+
+def _attnkit_names(tree) -> set[str]:
+    """Names a cell binds to attnkit's modules or to what it imports from them."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("attnkit")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("attnkit"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
 
 
 def tampering(source: str) -> list[str]:
@@ -85,7 +111,11 @@ def tampering(source: str) -> list[str]:
     files; calls exec/eval/setattr/getsource/os.kill/...; or names /proc, a notebook, a kernel's
     connection file, IPython's startup or the outcome records' MIME type. The scan is static: a
     learner can hide such code from it (inside a string that is executed, say), and then it is the
-    exec that is flagged.
+    exec that is flagged. Also flagged: loading code or objects from bytes (pickle, marshal,
+    torch.load), reaching into objects' machinery (``type(m).__setattr__``, ``object.__setattr__``,
+    ``__dict__``, ``__globals__``, ``__code__``, frames, ``sys.modules``), patching builtins, import
+    tricks (importlib, ``__import__``, runpy), and assigning to any attribute of what the cell
+    imported from attnkit.
     """
     lines = source.splitlines()
     try:
@@ -93,11 +123,25 @@ def tampering(source: str) -> list[str]:
     except SyntaxError:
         return [f"line {i}: {text.strip()[:160]}" for i, text in enumerate(lines, 1) if STRINGS.search(text)]
     hits = set()
+    ours = _attnkit_names(tree)
+
+    def patches(target) -> bool:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            return any(map(patches, target.elts))
+        if isinstance(target, (ast.Attribute, ast.Subscript)):
+            return _guarded_target(target) or _dotted(target).split(".")[0] in ours
+        return _guarded_target(target)
+
     for node in ast.walk(tree):
         hit = False
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-            hit = any(map(_guarded_target, targets))
+            hit = any(map(patches, targets))
+        elif isinstance(node, ast.Attribute):
+            hit = node.attr in REACH and not (node.attr in ("load", "loads") and
+                                              _dotted(node.value).split(".")[0] in ("json", "np", "numpy"))
+        elif isinstance(node, ast.Name):
+            hit = node.id in ("__builtins__", "__import__", "__loader__", "__spec__")
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             hit = node.name.startswith("check_") or node.name in GUARDED
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -107,6 +151,8 @@ def tampering(source: str) -> list[str]:
         elif isinstance(node, ast.Call):
             name = _dotted(node.func).split(".")[-1]
             hit = name in CALLS and not (name == "run" and not _dotted(node.func).startswith(("subprocess", "os")))
+            if name in BARE and isinstance(node.func, ast.Attribute):  # model.eval(), re.compile(): not builtins
+                hit = _dotted(node.func).split(".")[0] in ("builtins", "__builtins__")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             hit = bool(STRINGS.search(node.value))
         elif isinstance(node, ast.Global):

@@ -1,17 +1,18 @@
 """The supervisor each graded kernel runs under (standard library only: started as a script).
 
-    python -I sandbox.py --marker TOKEN [--memory BYTES] [--cpu SECONDS] [--uid N]
-                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE] [--cover DIR] [--keep DIR]...
+    python -I sandbox.py --marker TOKEN [--memory BYTES] [--cpu SECONDS] [--nproc N] [--uid N]
+                         [--own PATH]... [--hide DIR]... [--writable DIR]... [--log FILE] [--cover DIR]... [--keep DIR]...
                          -- KERNEL COMMAND...
 
 It makes itself a child subreaper (Linux), so processes the kernel detaches (``setsid``, double
 fork) are re-parented to it; hides each ``--hide`` folder behind an empty tmpfs (only when the
-grader started it in a mount namespace of its own), covers ``--cover`` (the temporary folder)
-with an empty one that holds only the ``--writable`` folders (and the ``--keep`` ones: Python, the
-course, when they live in the temporary folder) and, given those, makes every other
-mount read-only; gives each ``--own`` path to ``--uid``;
-then forks the kernel in a new session with the memory (RLIMIT_AS) and CPU-time (RLIMIT_CPU)
-limits, as ``--uid`` when given (root only). When the kernel exits, or the supervisor is told to
+grader started it in a mount namespace of its own), covers each ``--cover`` (the temporary
+folder; ``/root`` when the kernel runs as another user) with an empty one that holds only the
+``--writable`` and ``--keep`` folders inside it (Python, the course) and, given
+``--writable``, makes every other mount read-only; gives each ``--own`` folder, with everything in
+it, to ``--uid`` (or, without ``--uid``, to the user the command's ``setpriv --reuid`` names);
+then forks the kernel in a new session with the memory (RLIMIT_AS), CPU-time (RLIMIT_CPU) and
+process-count (RLIMIT_NPROC) limits, as ``--uid`` when given (root only). When the kernel exits, or the supervisor is told to
 stop (SIGTERM, SIGINT, SIGHUP), it kills every process left: the kernel's process group, every
 orphan re-parented to it, and every process whose environment carries ``ATTNKIT_SANDBOX=TOKEN``.
 
@@ -39,15 +40,15 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
         raise SystemExit("sandbox: expected -- KERNEL COMMAND")
     cut = argv.index("--")
     opts, cmd = argv[:cut], argv[cut + 1:]
-    got = {"marker": None, "memory": 0, "cpu": 0, "uid": None, "own": [], "hide": [], "writable": [], "log": None,
-           "cover": None, "keep": []}
+    got = {"marker": None, "memory": 0, "cpu": 0, "nproc": 0, "uid": None, "own": [], "hide": [], "writable": [],
+           "log": None, "cover": [], "keep": []}
     for key, value in zip(opts[::2], opts[1::2], strict=True):
         name = key.lstrip("-")
-        if name in ("own", "hide", "writable", "keep"):
+        if name in ("own", "hide", "writable", "keep", "cover"):
             got[name].append(value)
-        elif name in ("memory", "cpu", "uid"):
+        elif name in ("memory", "cpu", "nproc", "uid"):
             got[name] = int(value)
-        elif name in ("marker", "log", "cover"):
+        elif name in ("marker", "log"):
             got[name] = value
         else:
             raise SystemExit(f"sandbox: unknown option {key}")
@@ -78,13 +79,16 @@ def _mount(libc, src, target, fstype, flags, data=b"") -> int:
     return libc.mount(src, os.fsencode(target), fstype, flags, data)
 
 
-def cover(folder: str, keep: list[str]) -> None:
-    """An empty tmpfs over ``folder`` (the temporary folder: other notebooks' private folders, their
-    kernels' sockets and connection files), with each ``keep`` folder inside it bound back in."""
+def cover(folders: list[str], keep: list[str]) -> None:
+    """An empty tmpfs over each of ``folders`` (the temporary folder: other notebooks' private
+    folders, their kernels' sockets and connection files), with each ``keep`` folder inside one
+    of them bound back in."""
     libc = _libc()
+    keep = [k for k in keep if any(k.startswith(f.rstrip("/") + "/") for f in folders)]
     fds = [os.open(k, os.O_PATH | os.O_DIRECTORY) for k in keep]
-    if _mount(libc, b"tmpfs", folder, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
-        raise SystemExit(f"sandbox: cannot cover {folder}: {os.strerror(ctypes.get_errno())}")
+    for folder in folders:
+        if _mount(libc, b"tmpfs", folder, b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
+            raise SystemExit(f"sandbox: cannot cover {folder}: {os.strerror(ctypes.get_errno())}")
     for k, fd in zip(keep, fds, strict=True):
         os.makedirs(k, exist_ok=True)
         if _mount(libc, f"/proc/self/fd/{fd}".encode(), k, None, MS_BIND | MS_REC) != 0:
@@ -171,9 +175,15 @@ def main(argv: list[str]) -> int:
         read_only(opts["writable"])
     if opts["hide"]:
         hide(opts["hide"])
-    if opts["uid"] is not None:
-        for path in opts["own"]:
-            os.chown(path, opts["uid"], opts["uid"])
+    owner = opts["uid"]
+    if owner is None and "--reuid" in cmd:
+        owner = int(cmd[cmd.index("--reuid") + 1])
+    if owner is not None:
+        for top in opts["own"]:
+            os.lchown(top, owner, owner)
+            for folder, dirs, files in os.walk(top):
+                for name in dirs + files:
+                    os.lchown(os.path.join(folder, name), owner, owner)
     kernel = os.fork()
     if kernel == 0:
         try:
@@ -186,6 +196,8 @@ def main(argv: list[str]) -> int:
                 resource.setrlimit(resource.RLIMIT_AS, (opts["memory"], opts["memory"]))
             if opts["cpu"]:
                 resource.setrlimit(resource.RLIMIT_CPU, (opts["cpu"], opts["cpu"] + 5))
+            if opts["nproc"]:
+                resource.setrlimit(resource.RLIMIT_NPROC, (opts["nproc"], opts["nproc"]))
             if opts["uid"] is not None:
                 os.setgroups([])
                 os.setgid(opts["uid"])
