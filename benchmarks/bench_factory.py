@@ -14,9 +14,10 @@ the Taylor feature map on heads of 16 dimensions (Arora et al. 2024; their windo
 forgetting ``retnet``, ``gla``, ``deltanet``, ``gated_deltanet``), each layer a short causal
 convolution of kernel 3 and the mixer, no MLP, one head, AdamW, one thread, fresh seeded batches
 per step (``attnkit.mqar.train_mqar``). The grid (``POINTS``): length 128 at widths 32 and 64,
-where a layer's KV cache 2Ld is 7.8x and 3.9x the linear state d(d + 1), 8 pairs in a vocabulary
-of 64, the same 600 steps of batch 32 at lr 3e-3 for every model (``TASK``: softmax solves the
-task by about step 300 at both widths with seed 0), three seeds (``SEEDS``). Stored: every run
+where a layer's KV cache 2Ld is 7.8x and 3.9x the linear state d(d + 1), with 8 pairs in a
+vocabulary of 64 and 600 steps of batch 32 at lr 3e-3 for every model (softmax solved both by
+about step 300 with seed 0), and width 32 with 16 pairs and 1,000 steps (softmax's loss jumped
+at about step 500 with seed 0, linear attention's had not left chance at 600); three seeds (``SEEDS``). Stored: every run
 (recall at the query positions of a held-out batch, the load average when it ended), the median,
 min and max over the seeds, the state a model keeps to predict the next token
 (``attnkit.mqar.decode_state_bytes``), the budget (``BUDGET_MIN`` on ``WORKERS`` spawned processes
@@ -33,7 +34,12 @@ d_model 256, 4 heads, forward only, non-causal; peak memory measured the same wa
 mechanism (torch.profiler's allocator events) beside the selector's formula. Latency: the median
 of ``--iterations`` rounds (15 by default), with the quartiles and extremes stored as its spread.
 The 1-minute load average is recorded at the start and at the end; above 1.0 at the start the
-profile refuses to run unless ``--force`` (timings taken beside other work measure that work too). A mechanism whose
+profile refuses to run unless ``--force`` (timings taken beside other work measure that work too).
+How long: about (rounds + 4.5) x S, S the sum of one call of every mechanism at every length (the
+warm-up round, the memory measurement and building the modules make the 4.5, measured on a 1-round
+run); S is about 33 s on a quiet 2-core machine (one-thread CPU times of single calls; math at
+N = 8192 alone 5 s), so ``--part profile`` with its 15 rounds takes about 11 minutes there. A
+1-round run at load 9-13 took 11.9 minutes (S = 128 s, four calls skipped). A mechanism whose
 formula memory at N is above ``--mem-limit-mb``, or whose last call took more than
 ``--max-call-s`` (so the next, longer N would take about four times as long), is skipped at
 that N with the reason printed and stored. The causal-only mechanisms (``CAUSAL_ONLY``: the
@@ -84,10 +90,9 @@ MECHANISMS = {"softmax": "full", "window": "local", "linear": "linear",
               "based": [{"attention_type": "local"},
                         {"attention_type": "linear", "feature_map": "taylor", "head_dim": 16}],
               "retnet": "retnet", "gla": "gla", "deltanet": "deltanet", "gated_deltanet": "gated_deltanet"}
-# the task and the training budget of every model of the sweep; POINTS: (seq_len, width)
-TASK = {"vocab_size": 64, "num_pairs": 8, "steps": 600, "batch": 32, "lr": 3e-3, "layers": 2, "n_heads": 1,
-        "window_size": 16, "conv_kernel": 3}
-POINTS = ((128, 32), (128, 64))
+# the task of every model of the sweep; POINTS: (seq_len, width, num_pairs, steps), every mechanism at each
+TASK = {"vocab_size": 64, "batch": 32, "lr": 3e-3, "layers": 2, "n_heads": 1, "window_size": 16, "conv_kernel": 3}
+POINTS = ((128, 32, 8, 600), (128, 64, 8, 600), (128, 32, 16, 1000))  # 16 pairs: softmax jumped at ~500 steps
 SEEDS = (0, 1, 2)
 WORKERS = 2
 BUDGET_MIN = 70  # the sweep's wall-time budget on WORKERS one-thread processes, minutes
@@ -129,14 +134,14 @@ def machine() -> dict:
             "torch": torch.__version__, "threads": 1, "loadavg_at_start": load}
 
 
-TRAIN_KEYS = ("vocab_size", "num_pairs", "steps", "batch", "lr", "layers", "n_heads", "window_size", "conv_kernel")
+TRAIN_KEYS = ("vocab_size", "batch", "lr", "layers", "n_heads", "window_size", "conv_kernel")
 
 
 def race_settings(seeds=SEEDS, workers: int = WORKERS) -> dict:
     """The sweep's grid, its budget and the live race's task, as stored in the data file."""
     models = len(MECHANISMS) * len(POINTS) * len(seeds)
     step_s = sum(STEP_S[m] * (L / 128) * (w / 64 if m == "softmax" else 1)  # rough: softmax grows with width
-                 for m in MECHANISMS for L, w in POINTS) * len(seeds) * TASK["steps"]
+                 * steps for m in MECHANISMS for L, w, _, steps in POINTS) * len(seeds)
     return {"task": dict(TASK), "points": [list(p) for p in POINTS], "seeds": list(seeds),
             "mechanisms": dict(MECHANISMS), "chance": chance_accuracy(TASK["vocab_size"]), "solved": SOLVED,
             "budget": {"workers": workers, "threads_per_worker": 1, "models": models,
@@ -158,14 +163,16 @@ def layer_configs(mechanism: str, width: int, seed: int, task: dict = TASK) -> l
     return out
 
 
-def race_run(mechanism: str, seq_len: int, width: int, seed: int, task: dict = TASK) -> dict:
+def race_run(mechanism: str, seq_len: int, width: int, num_pairs: int, steps: int, seed: int,
+             task: dict = TASK) -> dict:
     """One model of the race, as a row of the data file. A mechanism that is one name is trained by the
     same call as the chapter's live race; a mixed stack through ``layer_configs``."""
     spec = MECHANISMS[mechanism]
     layers = spec if isinstance(spec, str) else layer_configs(mechanism, width, seed, task)
-    r = train_mqar(layers, seq_len=seq_len, width=width, seed=seed, **{k: task[k] for k in TRAIN_KEYS})
+    r = train_mqar(layers, seq_len=seq_len, width=width, num_pairs=num_pairs, steps=steps, seed=seed,
+                   **{k: task[k] for k in TRAIN_KEYS})
     return {"mechanism": mechanism, "types": r["settings"]["types"], "seq_len": seq_len, "width": width,
-            "num_pairs": task["num_pairs"], "seed": seed, "lr": task["lr"], "steps": task["steps"],
+            "num_pairs": num_pairs, "seed": seed, "lr": task["lr"], "steps": steps,
             "accuracy": r["accuracy"], "final_loss": r["losses"][-1], "state_bytes": r["state_bytes"],
             "params": r["params"], "seconds": r["seconds"], "loadavg": loadavg()}
 
@@ -178,14 +185,15 @@ def loadavg() -> list[float] | None:
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """Median, min and max recall over the seeds of each (mechanism, seq_len, width)."""
+    """Median, min and max recall over the seeds of each (mechanism, seq_len, width, num_pairs, steps)."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["mechanism"], r["seq_len"], r["width"]), []).append(r)
+        groups.setdefault((r["mechanism"], r["seq_len"], r["width"], r["num_pairs"], r["steps"]), []).append(r)
     out = []
-    for (mech, L, width), rs in groups.items():
+    for (mech, L, width, pairs, steps), rs in groups.items():
         acc = [r["accuracy"] for r in rs]
-        out.append({"mechanism": mech, "seq_len": L, "width": width, "seeds": sorted(r["seed"] for r in rs),
+        out.append({"mechanism": mech, "seq_len": L, "width": width, "num_pairs": pairs, "steps": steps,
+                    "seeds": sorted(r["seed"] for r in rs),
                     "median": statistics.median(acc), "min": min(acc), "max": max(acc),
                     "state_bytes": rs[0]["state_bytes"], "seconds": statistics.fmean(r["seconds"] for r in rs)})
     return out
@@ -252,13 +260,13 @@ def write(data: dict, path: Path, part: str | None = None) -> None:
 
 def print_race(summary: list[dict], chance: float) -> None:
     print(f"\nrecall at the queries: median over the seeds [min, max], state bytes per model; chance {chance:.3f}")
-    points = sorted({(s["seq_len"], s["width"]) for s in summary})
-    print(f"{'mechanism':<15}" + "".join(f"{f'L={L}, d={w}':>34}" for L, w in points))
-    by = {(s["mechanism"], s["seq_len"], s["width"]): s for s in summary}
+    points = sorted({(s["seq_len"], s["width"], s["num_pairs"]) for s in summary})
+    print(f"{'mechanism':<15}" + "".join(f"{f'L={L}, d={w}, K={k}':>34}" for L, w, k in points))
+    by = {(s["mechanism"], s["seq_len"], s["width"], s["num_pairs"]): s for s in summary}
     for mech in MECHANISMS:
         cells = []
-        for L, w in points:
-            s = by.get((mech, L, w))
+        for p in points:
+            s = by.get((mech, *p))
             cells.append(f"{s['median']:.2f} [{s['min']:.2f}, {s['max']:.2f}] {s['state_bytes']:>7,} B" if s else "-")
         print(f"{mech:<15}" + "".join(f"{c:>34}" for c in cells))
 
@@ -281,21 +289,22 @@ def run_race(data: dict, path: Path, done: dict, workers: int) -> None:
     writing the file after each; ``done``: rows of an earlier run of the same task (``--resume``), kept."""
     race, settings = data["race"], data["race"]["settings"]
     live = {k: v for k, v in settings["live"].items() if k != "mechanisms"}
-    jobs = [(m, live["seq_len"], live["width"], 0, live) for m in settings["live"]["mechanisms"]]
+    jobs = [(m, live["seq_len"], live["width"], live["num_pairs"], live["steps"], 0, live)
+            for m in settings["live"]["mechanisms"]]
     # seed by seed (an interrupted sweep has whole seeds), the slowest models first within a seed
-    sweep = sorted(((m, L, w, s, settings["task"]) for s in settings["seeds"] for L, w in settings["points"]
-                    for m in settings["mechanisms"]),
-                   key=lambda j: (j[3], -STEP_S[j[0]] * j[1] * (j[2] if j[0] == "softmax" else 64)))
+    sweep = sorted(((m, L, w, k, steps, s, settings["task"]) for s in settings["seeds"]
+                    for L, w, k, steps in settings["points"] for m in settings["mechanisms"]),
+                   key=lambda j: (j[5], -STEP_S[j[0]] * j[1] * j[4] * (j[2] if j[0] == "softmax" else 64)))
     jobs += sweep
     b = settings["budget"]
     print(f"race: {len(sweep)} models ({len(settings['mechanisms'])} mechanisms x {len(settings['points'])} points "
-          f"(seq_len, width) {settings['points']} x seeds {settings['seeds']}) + {len(jobs) - len(sweep)} of the "
+          f"(seq_len, width, pairs, steps) {settings['points']} x seeds {settings['seeds']}) + {len(jobs) - len(sweep)} of the "
           f"live race; task {settings['task']}; {workers} worker(s), one thread each; budget {b['limit_min']} min, "
           f"quiet-machine estimate {b['quiet_estimate_min']} min", flush=True)
     todo = []
     for job in jobs:
-        where = "live_runs" if job[4] == live else "runs"
-        row = done.get((where, *job[:4]))
+        where = "live_runs" if job[6] == live else "runs"
+        row = done.get((where, *job[:6]))
         if row is None:
             todo.append(job)
         else:
@@ -303,10 +312,11 @@ def run_race(data: dict, path: Path, done: dict, workers: int) -> None:
     if len(todo) < len(jobs):
         print(f"--resume: {len(jobs) - len(todo)} models kept, {len(todo)} to train", flush=True)
     for i, (job, row) in enumerate(_pool_map(todo, workers), 1):
-        race["live_runs" if job[4] == live else "runs"].append(row)
+        race["live_runs" if job[6] == live else "runs"].append(row)
         race["summary"] = summarize(race["runs"])
         write(data, path, "race")
-        print(f"  [{i}/{len(todo)}] {row['mechanism']:<15} L {row['seq_len']:>3} d {row['width']:>3} seed {row['seed']}: "
+        print(f"  [{i}/{len(todo)}] {row['mechanism']:<15} L {row['seq_len']:>3} d {row['width']:>3} K {row['num_pairs']:>2} "
+              f"seed {row['seed']}: "
               f"recall {row['accuracy']:.3f}, state {row['state_bytes']:,} B, {row['seconds']:.0f} s, "
               f"load {row['loadavg']}", flush=True)
     race["summary"] = summarize(race["runs"])
@@ -411,10 +421,14 @@ def main(argv=None) -> None:
         keep = "profile" if args.part == "race" else "race"
         data[keep] = old[keep]
     print(f"{stamp['machine']}\n{command}", flush=True)
-    done = {}  # ("runs" or "live_runs", mechanism, seq_len, width, seed) -> a row of the earlier run
+    done = {}  # ("runs" or "live_runs", mechanism, seq_len, width, num_pairs, steps, seed) -> an earlier run's row
     if args.resume and old is not None and old.get("format") == FORMAT and args.part != "profile":
-        same = all(old["race"]["settings"].get(k) == data["race"]["settings"][k] for k in ("task", "mechanisms", "live"))
-        done = {(where, r["mechanism"], r["seq_len"], r["width"], r["seed"]): r
+        def task(settings):  # the points carry num_pairs and steps (the first sweep's task had them)
+            return {k: v for k, v in settings.get("task", {}).items() if k not in ("num_pairs", "steps")}
+
+        same = task(old["race"]["settings"]) == task(data["race"]["settings"]) and all(
+            old["race"]["settings"].get(k) == data["race"]["settings"][k] for k in ("mechanisms", "live"))
+        done = {(where, r["mechanism"], r["seq_len"], r["width"], r["num_pairs"], r["steps"], r["seed"]): r
                 for where in ("runs", "live_runs") for r in (old["race"].get(where, []) if same else [])}
         print(f"--resume: {len(done)} runs of {args.out} kept" if same else "--resume: another task, nothing kept")
         if same:  # say where the kept runs came from (a fresh run of the same grid gives the same numbers)
