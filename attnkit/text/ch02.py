@@ -30,6 +30,8 @@ register({
     "ch02.where.scores": {"en": "on the (L, S) scores", "zh": "乘在 (L, S) 的分数上"},
     "ch02.where.query": {"en": "folded into q (L, d_k)", "zh": "并入 q (L, d_k)"},
     "ch02.where.none": {"en": "no scaling", "zh": "不缩放"},
+    "ch02.nb.overhead": {"en": "{where}: time {p:+.0f} % against the product alone",
+                         "zh": "{where}：与单做矩阵乘法相比，用时变化 {p:+.0f} %"},
     "ch02.nb.faster": {
         "en": "this run: {fast} was faster; {slow} took {r:.2f}x its time",
         "zh": "本次运行：“{fast}”更快；“{slow}”的用时是它的 {r:.2f} 倍",

@@ -61,6 +61,8 @@ register({
     "ch06.xpos_relative": {"en": "xPos score depends only on m - n: {ok}", "zh": "xPos 的分数只取决于 m - n：{ok}"},
     "ch06.slow_pairs": {"en": "pairs that turn less than once in {L} positions: {n} of {total}",
                         "zh": "在 {L} 个位置内转不满一圈的通道对：{n} 对（共 {total} 对）"},
+    "ch06.yarn_factor": {"en": "YaRN's factor at s = {s}: √(1/t) = 0.1 ln {s} + 1 = {root:.3f}, so 1/t = {root:.3f}² = {factor:.3f}",
+                         "zh": "s = {s} 时 YaRN 的因子：√(1/t) = 0.1 ln {s} + 1 = {root:.3f}，所以 1/t = {root:.3f}² = {factor:.3f}"},
     "ch06.slowest_turns": {"en": "slowest pair: {a:.4f} turns within {L} positions, {b:.4f} within {sL}",
                            "zh": "最慢的一对：{L} 个位置内转 {a:.4f} 圈，{sL} 个位置内转 {b:.4f} 圈"},
     "ch06.rope_share": {"en": "N = {N:5d}: RoPE is {share:.3%} of the FLOPs",

@@ -64,9 +64,7 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 直觉：$d_k$ 个随机项之和
 #
-# 分数就是点积，$q \cdot k = \sum_{i=1}^{d_k} q_i k_i$：它是 $d_k$ 项之和。如果这些项是均值为 0 的随机数，
-# 它们会部分抵消，但不会完全抵消——项数越多，和离 0 就越远。下面取三种维度，各随机抽取五对 $(q, k)$（分量服从标准正态分布），
-# 看看 $q \cdot k$ 有多大：
+# 分数就是点积，$q \cdot k = \sum_{i=1}^{d_k} q_i k_i$：它是 $d_k$ 项之和。如果这些项是均值为 0 的随机数，它们会部分抵消，但不会完全抵消——项数越多，和离 0 就越远。下面取三种维度，各随机抽取五对 $(q, k)$（分量服从标准正态分布），看看 $q \cdot k$ 有多大：
 
 # %%
 torch.manual_seed(0)
@@ -81,9 +79,7 @@ for d in (4, 64, 1024):
 # $j$ coordinates, for $j = 1$ to 1024:
 
 # %% [markdown] tags=["lang-zh"]
-# 只有 4 个分量时，分数基本在 $\pm 1$ 附近；有 1024 个分量时，分数达到了 $73.9$ 和 $-46.5$。
-# 把相差这么大的分数送进 softmax，会让一个权重几乎为 1，其余几乎为 0。为了看清这个和是怎样变大的，
-# 我们跟踪五对向量，一个坐标一个坐标地累加：前 $j$ 个坐标的累加和 $q_1k_1 + \dots + q_jk_j$，$j$ 从 1 到 1024：
+# 只有 4 个分量时，分数基本在 $\pm 1$ 附近；有 1024 个分量时，分数达到了 $73.9$ 和 $-46.5$。把相差这么大的分数送进 softmax，会让一个权重几乎为 1，其余几乎为 0。为了看清这个和是怎样变大的，我们跟踪五对向量，一个坐标一个坐标地累加：前 $j$ 个坐标的累加和 $q_1k_1 + \dots + q_jk_j$，$j$ 从 1 到 1024：
 
 # %% alt="ch02.alt.partial_sums"
 from attnkit.widgets.scaling import partial_sums, plot_partial_sums
@@ -110,18 +106,14 @@ print(t("ch02.nb.walk_end", v=[round(x, 1) for x in partial_sums(1024, 5, seed=0
 # That is the whole reason for $\sqrt{d_k}$: it is the standard deviation of the unscaled score.
 
 # %% [markdown] tags=["lang-zh"]
-# 每条累加和都是一次随机游走：每一步 $q_jk_j$ 往上推和往下推的可能性一样大，所以各步会部分抵消，但不会完全抵消。
-# 几条游走渐渐分开，而灰色带 $\pm\sqrt{j}$ 和 $\pm 2\sqrt{j}$ 跟着它们一起变宽：累加完 1024 个坐标后，它们落在 $-54.0$ 到 $48.7$ 之间，
-# 都在 $\sqrt{1024} = 32$ 的两倍以内。分布的宽度按项数的*平方根*增长。下面用公式把这件事写出来。
+# 每条累加和都是一次随机游走：每一步 $q_jk_j$ 往上推和往下推的可能性一样大，所以各步会部分抵消，但不会完全抵消。几条游走渐渐分开，而灰色带 $\pm\sqrt{j}$ 和 $\pm 2\sqrt{j}$ 跟着它们一起变宽：累加完 1024 个坐标后，它们落在 $-54.0$ 到 $48.7$ 之间，都在 $\sqrt{1024} = 32$ 的两倍以内。分布的宽度按项数的*平方根*增长。下面用公式把这件事写出来。
 #
-# **数学推导**（Vaswani 等，2017，§3.2.1，脚注 4）。设各分量 $q_i, k_i$ 相互独立，均值为 0，方差为 $\sigma^2$。
-# 每个乘积的均值为 $E[q_i]E[k_i] = 0$，方差为 $E[q_i^2]\,E[k_i^2] = \sigma^4$；而相互独立的项，方差可以直接相加：
+# **数学推导**（Vaswani 等，2017，§3.2.1，脚注 4）。设各分量 $q_i, k_i$ 相互独立，均值为 0，方差为 $\sigma^2$。每个乘积的均值为 $E[q_i]E[k_i] = 0$，方差为 $E[q_i^2]\,E[k_i^2] = \sigma^4$；而相互独立的项，方差可以直接相加：
 #
 # $$\mathrm{Var}(q \cdot k) = \sum_{i=1}^{d_k} \mathrm{Var}(q_i k_i) = d_k\,\sigma^4,
 # \qquad \mathrm{Var}\!\left(\frac{q \cdot k}{\sqrt{d_k}}\right) = \frac{d_k\,\sigma^4}{d_k} = \sigma^4.$$
 #
-# 当分量方差为 1（$\sigma = 1$）时，无论 $d_k$ 是多少，缩放后分数的方差都恰好是 1。
-# 这就是除以 $\sqrt{d_k}$ 的全部理由：$\sqrt{d_k}$ 正是未缩放分数的标准差。
+# 当分量方差为 1（$\sigma = 1$）时，无论 $d_k$ 是多少，缩放后分数的方差都恰好是 1。这就是除以 $\sqrt{d_k}$ 的全部理由：$\sqrt{d_k}$ 正是未缩放分数的标准差。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Measure it, from scratch
@@ -150,10 +142,7 @@ print(f"Var(q·k / √d_k) = {(dots / math.sqrt(d_k)).var():.4f}  " + t("ch02.nb
 # theory agrees with it:
 
 # %% [markdown] tags=["lang-zh"]
-# 大约是 64 和 1。可“大约”到底有多接近？样本方差本身也是随机的：换一批向量，就会得到另一个数。
-# 它的典型误差叫*标准误差*（SE），按 $1/\sqrt{n}$ 缩小；对这里的分数，它等于 $\sqrt{(2d_k^2 + 6d_k)/n}$（推导见附录 A）。
-# `attnkit.experiments` 把同一个实验写成了带随机种子的纯函数，并同时给出闭式表达式算出的理论值及其标准误差。
-# 实测值与理论值相差在两三个标准误差以内，就说明二者吻合：
+# 大约是 64 和 1。可“大约”到底有多接近？样本方差本身也是随机的：换一批向量，就会得到另一个数。它的典型误差叫*标准误差*（SE），按 $1/\sqrt{n}$ 缩小；对这里的分数，它等于 $\sqrt{(2d_k^2 + 6d_k)/n}$（推导见附录 A）。`attnkit.experiments` 把同一个实验写成了带随机种子的纯函数，并同时给出闭式表达式算出的理论值及其标准误差。实测值与理论值相差在两三个标准误差以内，就说明二者吻合：
 
 # %%
 for scaled in (False, True):
@@ -171,11 +160,9 @@ for scaled in (False, True):
 # means $1/\sqrt{d_k}$, with $d_k$ = `q.shape[-1]`. Our formula, attnkit's and PyTorch's agree:
 
 # %% [markdown] tags=["lang-zh"]
-# 两次测量都与理论值相差 1.2 个标准误差（用的是同一批随机数，只是除以了 $\sqrt{64} = 8$，所以相对误差相同）。
-# 在 64 附近，标准误差是 0.2928；在 1 附近是 0.0046。
+# 两次测量都与理论值相差 1.2 个标准误差（用的是同一批随机数，只是除以了 $\sqrt{64} = 8$，所以相对误差相同）。在 64 附近，标准误差是 0.2928；在 1 附近是 0.0046。
 #
-# PyTorch 的 `scaled_dot_product_attention` 默认用的就是这个缩放系数：`scale=None` 表示 $1/\sqrt{d_k}$，
-# 其中 $d_k$ = `q.shape[-1]`。我们的公式、attnkit 和 PyTorch 三者结果一致：
+# PyTorch 的 `scaled_dot_product_attention` 默认用的就是这个缩放系数：`scale=None` 表示 $1/\sqrt{d_k}$，其中 $d_k$ = `q.shape[-1]`。我们的公式、attnkit 和 PyTorch 三者结果一致：
 
 # %%
 torch.manual_seed(0)
@@ -191,8 +178,7 @@ print(t("ch02.nb.match_attnkit", ok=torch.allclose(ours, scaled_dot_product_atte
 # sweep below to check.
 
 # %% [markdown] tags=["lang-zh"]
-# **先预测（问题 1）。** 把 $d_k$ 变成 4 倍，从 64 变成 256。未缩放分数的典型大小（它的标准差）会变成几倍？
-# 先写下一个数，再运行下面的扫描来验证。
+# **问题 1（先预测）**：把 $d_k$ 变成 4 倍，从 64 变成 256。未缩放分数的典型大小（它的标准差）会变成几倍？先写下一个数，再运行下面的扫描来验证。
 
 # %%
 from attnkit.exercises.ch02 import check_q1
@@ -205,8 +191,7 @@ _ = check_q1(my_answer)
 # log-log plot, and the scaled one is flat at 1. Measured with 10,000 samples per point:
 
 # %% [markdown] tags=["lang-zh"]
-# **扫描 $d_k$。** 按照闭式表达式，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。
-# 每个点用 10,000 个样本实测：
+# **扫描 $d_k$。** 按照闭式表达式，在双对数坐标下，未缩放的方差是一条斜率为 1 的直线，缩放后的方差则稳定在 1。每个点用 10,000 个样本实测：
 
 # %% alt="ch02.alt.variance"
 d_ks = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
@@ -236,9 +221,7 @@ plt.show()
 # question 1's answer.
 
 # %% [markdown] tags=["lang-zh"]
-# 每个点都落在对应的线上（误差棒为 $\pm 3$ 个标准误差）：$d_k = 512$ 时实测 515.75，理论 512；
-# 缩放后的方差在所有 $d_k$ 下都在 0.991 到 1.029 之间。从 $d_k = 64$ 到 256，方差从 64.00 变成 257.35，约为 4 倍，
-# 所以分布的宽度约为 $\sqrt{4} = 2$ 倍：这就是问题 1 的答案。
+# 每个点都落在对应的线上（误差棒为 $\pm 3$ 个标准误差）：$d_k = 512$ 时实测 515.75，理论 512；缩放后的方差在所有 $d_k$ 下都在 0.991 到 1.029 之间。从 $d_k = 64$ 到 256，方差从 64.00 变成 257.35，约为 4 倍，所以分布的宽度约为 $\sqrt{4} = 2$ 倍：这就是问题 1 的答案。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. Explore: saturation and vanishing gradients
@@ -250,8 +233,7 @@ plt.show()
 # %% [markdown] tags=["lang-zh"]
 # ## 3. 动手探索：饱和与梯度消失
 #
-# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。取一个查询和 16 个随机键，不缩放，
-# 分别在 $d_k = 4$ 和 $d_k = 1024$ 下，把第二大的分数调高 0.5（就像训练中的一步更新那样）：
+# 分数大一些，为什么就成了问题？关键在于 softmax 如何处理它们。取一个查询和 16 个随机键，不缩放，分别在 $d_k = 4$ 和 $d_k = 1024$ 下，把第二大的分数调高 0.5（就像训练中的一步更新那样）：
 
 # %%
 torch.manual_seed(0)
@@ -282,18 +264,13 @@ for d in (4, 1024):
 # run, on GitHub for instance, the figure below shows the starting setting: $d_k = 256$, unscaled.)
 
 # %% [markdown] tags=["lang-zh"]
-# $d_k = 4$ 时，这次调整让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），
-# 同样的调整让权重总共只变化 0.00，不到 $10^{-9}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，
-# 查询和键也就学不动了。第 3 章会推导一般情形下的敏感程度，即 softmax 的雅可比矩阵
+# $d_k = 4$ 时，这次调整让权重总共变化 0.22；$d_k = 1024$ 时这一行已是独热分布（最大权重 1.000），同样的调整让权重总共只变化 0.00，不到 $10^{-9}$，等于没变。梯度衡量的正是这种敏感程度，所以几乎没有梯度能传回分数，查询和键也就学不动了。第 3 章会推导一般情形下的敏感程度，即 softmax 的雅可比矩阵
 #
 # $$\frac{\partial p_i}{\partial s_j} = p_i(\delta_{ij} - p_j), \qquad J = \mathrm{diag}(p) - p\,p^\top ,$$
 #
 # 当一个权重接近 1、其余接近 0 时，它的每个元素都接近 0；它的大小 $\|J\|_F$（各元素平方和的平方根）衡量能有多少梯度传过去。
 #
-# 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式表达式算出的方差画出的正态密度曲线；
-# 16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。
-# 在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；
-# 切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置：$d_k = 256$，不缩放。）
+# 下面的交互控件针对所选的 $d_k$ 画出三幅图：5,000 个分数的直方图，以及按闭式表达式算出的方差画出的正态密度曲线；16 个随机键上的一行 softmax，标出最大权重和 $\|J\|_F$；以及 128 行的平均 $\|J\|_F$ 随 $d_k$ 的变化（缩放与不缩放两条曲线）。在“不缩放”状态下拖动 $d_k$ 滑块，可以看到这一行变成独热分布，$\|J\|_F$ 随之下降；切换到“缩放”，直方图的形状保持不变，梯度也保留了下来。（在 GitHub 等无法运行交互控件的地方，下面的静态图画的是初始设置：$d_k = 256$，不缩放。）
 
 # %% tags=["nbval-ignore-output"] alt="ch02.alt.explorer"
 explorer = scaling_explorer(d_k=256)
@@ -306,8 +283,7 @@ explorer.static();
 # entropy $\log 16$ (printed below the table), a one-hot row 0.
 
 # %% [markdown] tags=["lang-zh"]
-# 下表给出同样的数据，每项都是 512 行（每行 16 个键）的平均值（`attnkit.experiments.saturation_sweep`）。
-# 熵的单位是奈特（nat）；16 个键上均匀分布的熵为 $\log 16$（数值打印在表格下方），独热分布的熵为 0。
+# 下表给出同样的数据，每项都是 512 行（每行 16 个键）的平均值（`attnkit.experiments.saturation_sweep`）。熵的单位是奈特（nat）；16 个键上均匀分布的熵为 $\log 16$（数值打印在表格下方），独热分布的熵为 0。
 
 # %%
 d_ks = [4, 16, 64, 256, 1024]
@@ -328,10 +304,7 @@ print(f"log 16 = {math.log(16):.3f}")
 # softmax has a mean largest weight of 0.832 and a mean $\|J\|_F$ of 0.187, against 0.305 scaled.
 
 # %% [markdown] tags=["lang-zh"]
-# 不缩放时，平均最大权重从 $d_k = 4$ 时的 0.429 升到 $d_k = 1024$ 时的 0.966，平均 $\|J\|_F$ 则从 0.323 降到 0.048——
-# 梯度只剩约七分之一。缩放后，三列数据几乎不变：对所有 $d_k$，最大权重都在 0.25 左右，熵在 2.36 左右，$\|J\|_F$ 在 0.30 左右。
-# 实际模型中每个头的 $d_k$ 是 64 或 128；而在 $d_k = 64$ 时，不缩放的 softmax 平均最大权重就已达到 0.832，
-# 平均 $\|J\|_F$ 只有 0.187，缩放后则是 0.305。
+# 不缩放时，平均最大权重从 $d_k = 4$ 时的 0.429 升到 $d_k = 1024$ 时的 0.966，平均 $\|J\|_F$ 则从 0.323 降到 0.048——梯度只剩约七分之一。缩放后，三列数据几乎不变：对所有 $d_k$，最大权重都在 0.25 左右，熵在 2.36 左右，$\|J\|_F$ 在 0.30 左右。实际模型中每个头的 $d_k$ 是 64 或 128；而在 $d_k = 64$ 时，不缩放的 softmax 平均最大权重就已达到 0.832，平均 $\|J\|_F$ 只有 0.187，缩放后则是 0.305。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. When $\sqrt{d_k}$ is not enough
@@ -354,15 +327,10 @@ print(f"log 16 = {math.log(16):.3f}")
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 只除以 $\sqrt{d_k}$ 还不够的时候
 #
-# 上面的推导假设各分量的方差为 1。但网络里没有任何机制保证这一点：换一种初始化方式、某一层没有归一化、
-# 或者训练中权重逐渐变大，都会改变 $\sigma$。由于缩放后的方差是 $\sigma^4$，$\sigma$ 变成 2 倍，分数的方差就变成 16 倍。
-# 常用的补救办法有两种：
+# 上面的推导假设各分量的方差为 1。但网络里没有任何机制保证这一点：换一种初始化方式、某一层没有归一化、或者训练中权重逐渐变大，都会改变 $\sigma$。由于缩放后的方差是 $\sigma^4$，$\sigma$ 变成 2 倍，分数的方差就变成 16 倍。常用的补救办法有两种：
 #
 # - **温度**：把分数再除以一个 $\tau$。取 $\tau = \sigma^2$ 时方差恢复为 1；由于 $\sigma$ 事先未知，且会在训练中变化，有时也把 $\tau$ 设为可学习的参数。
-# - **QK 归一化**：在点积之前，先对每个头的查询和键做归一化，让它们的大小不再取决于 $\sigma$（实际模型的做法见附录 B）。
-#   下面实测的是不带可学习增益的 LayerNorm：归一化后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，
-#   因此 $q\cdot k = d_k \cos\theta$。均值为 0 去掉了一个自由度，若方向在剩下的 $d_k - 1$ 维中随机分布，
-#   则 $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$。
+# - **QK 归一化**：在点积之前，先对每个头的查询和键做归一化，让它们的大小不再取决于 $\sigma$（实际模型的做法见附录 B）。下面实测的是不带可学习增益的 LayerNorm：归一化后，无论 $\sigma$ 是多少，每个向量的均值都为 0、范数都为 $\sqrt{d_k}$，因此 $q\cdot k = d_k \cos\theta$。均值为 0 去掉了一个自由度，若方向在剩下的 $d_k - 1$ 维中随机分布，则 $\mathrm{Var}(q\cdot k/\sqrt{d_k}) = d_k/(d_k-1)$。
 #
 # 下面在 $d_k = 64$ 时用 10,000 个样本逐一实测，并给出 16 个键的一行 softmax 的平均最大权重：
 
@@ -391,10 +359,7 @@ print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True
 # during training destabilise the training (Dehghani et al. 2023; Wortsman et al. 2024).
 
 # %% [markdown] tags=["lang-zh"]
-# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.0625，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：
-# 注意力无法聚焦。$\sigma = 4$ 时方差达到 256，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和（0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）
-# 和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。（这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）
-# 大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Dehghani 等，2023；Wortsman 等，2024）。
+# $\sigma = 0.5$ 时，缩放后分数的方差只有 0.0625，softmax 几乎是均匀分布（最大权重 0.095，只比 $1/16$ 略大）：注意力无法聚焦。$\sigma = 4$ 时方差达到 256，相当于 $d_k = 256$ 的分数完全没有缩放，softmax 随之饱和（0.927；第 3 节中不缩放的表格在 $d_k = 256$ 时为 0.914）。QK 归一化对所有 $\sigma$ 都给出 1.018（理论值 $d_k/(d_k-1) = 1.016$）和相同的 softmax 行（最大权重 0.244）；温度 $\tau = \sigma^2$ 对所有 $\sigma$ 都给出 1.000。（这两列各自从上到下的数字完全相同，是因为每个 $\sigma$ 用的是同一批随机数，而这两种办法都把 $\sigma$ 精确地抵消掉了。）大模型（ViT-22B、OLMo 2、Gemma 3）采用 QK 归一化，正是因为训练中不断变大的注意力分数会让训练不稳定（Dehghani 等，2023；Wortsman 等，2024）。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. What it costs
@@ -403,22 +368,19 @@ print(t("ch02.nb.qknorm_theory", v=E.dot_product_variance_theory(64, scaled=True
 # $QK^\top$ — a fraction $1/(2d_k)$, under 1% for $d_k = 64$. Since $(cQ)K^\top = c\,(QK^\top)$, the
 # scale can also be folded into the $(L, d_k)$ queries: $Ld_k$ multiplications instead of $LS$
 # (PyTorch's math backend scales $Q$ and $K$, each by the square root of the scale; FlashAttention
-# folds the scale into the exponent of its softmax). Fewer multiplications need not mean less time:
-# either way the scaling is one extra pass over a tensor in memory, a small part of the matrix
-# product, and which variant wins depends on the machine and on what else it is running.
+# folds the scale into the exponent of its softmax). Fewer multiplications need not mean less time.
+# Scaling the scores is one extra pass over the whole $(L, S)$ matrix in memory: few FLOPs next to
+# the matrix product's, but not necessarily little time, since the pass reads and writes $LS$
+# numbers while the product reads only $2Ld_k$ (for $d_k = 64$ it computes much and moves little).
+# How much the pass adds, and which variant wins, depends on the machine and on what else it is
+# running; the lines under the table print what this run measured.
 # Measured for $L = S = 1024$, $d_k = 64$, the three variants timed in turn on one thread (median of
-# 20 each); the line under the table, printed from these numbers, says what this run found:
+# 20 each); the lines under the table, printed from these numbers, say what this run found:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 开销
 #
-# 对 $(L, S)$ 的分数矩阵做缩放需要 $LS$ 次乘法，而 $QK^\top$ 需要 $2LSd_k$ 次浮点运算——只占 $1/(2d_k)$，
-# $d_k = 64$ 时不到 1%。由于 $(cQ)K^\top = c\,(QK^\top)$，也可以把缩放系数并入 $(L, d_k)$ 的查询，
-# 乘法次数从 $LS$ 降到 $Ld_k$（PyTorch 的 math 后端把 $Q$ 和 $K$ 各乘以缩放系数的平方根；
-# FlashAttention 则把缩放系数并入 softmax 的指数运算）。不过乘法少不等于耗时少：
-# 无论缩放哪一个，都只是对内存中的一个张量多扫一遍，只占矩阵乘法的一小部分；哪种做法更快，取决于机器本身和它同时在运行的其他任务。
-# 下面实测 $L = S = 1024$、$d_k = 64$ 的情况：三种做法在单线程上轮流计时，各取 20 次的中位数；
-# 表格下面那一行根据这些实测数字，说明本次运行的结果：
+# 对 $(L, S)$ 的分数矩阵做缩放需要 $LS$ 次乘法，而 $QK^\top$ 需要 $2LSd_k$ 次浮点运算——只占 $1/(2d_k)$，$d_k = 64$ 时不到 1%。由于 $(cQ)K^\top = c\,(QK^\top)$，也可以把缩放系数并入 $(L, d_k)$ 的查询，乘法次数从 $LS$ 降到 $Ld_k$（PyTorch 的 math 后端把 $Q$ 和 $K$ 各乘以缩放系数的平方根；FlashAttention 则把缩放系数并入 softmax 的指数运算）。不过乘法少不等于耗时少。缩放分数就是把整个 $(L, S)$ 矩阵在内存中多扫一遍：浮点运算次数比矩阵乘法少得多，耗时却未必少，因为这一遍要读写 $LS$ 个数，而矩阵乘法只需读入 $2Ld_k$ 个数（$d_k = 64$ 时它算得多、搬得少）。多扫这一遍要多花多少时间、哪种做法更快，取决于机器本身和它同时在运行的其他任务；表格下面几行打印的是本次运行的实测结果。下面实测 $L = S = 1024$、$d_k = 64$ 的情况：三种做法在单线程上轮流计时，各取 20 次的中位数；表格下面几行根据这些实测数字，说明本次运行的结果：
 
 # %% tags=["nbval-ignore-output"]
 from attnkit.timing import one_thread, round_robin_medians
@@ -432,6 +394,8 @@ with one_thread():
         repeats=20).items()}
 print(format_table([t("ch02.col.where"), t("ch02.col.ms")],
                    [[t(f"ch02.where.{name}"), f"{ms[name]:.3f}"] for name in ("none", "scores", "query")]))
+for name in ("scores", "query"):  # what the extra pass adds to the product alone, on this run
+    print(t("ch02.nb.overhead", where=t(f"ch02.where.{name}"), p=100 * (ms[name] / ms["none"] - 1)))
 fast, slow = sorted(("scores", "query"), key=ms.get)
 print(t("ch02.nb.faster", fast=t(f"ch02.where.{fast}"), slow=t(f"ch02.where.{slow}"), r=ms[slow] / ms[fast]))
 print(t("ch02.nb.same_scores", ok=torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.T, atol=1e-5)))
@@ -445,8 +409,7 @@ print(t("ch02.nb.same_scores", ok=torch.allclose((qc @ kc.T) * c, (qc * c) @ kc.
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 常见陷阱
 #
-# **除以 $d_k$ 而不是 $\sqrt{d_k}$。** 这样方差变成 $1/d_k$，softmax 几乎变成均匀分布：每个查询都对所有位置取平均。
-# 在 $d_k = 64$ 时：
+# **除以 $d_k$ 而不是 $\sqrt{d_k}$。** 这样方差变成 $1/d_k$，softmax 几乎变成均匀分布：每个查询都对所有位置取平均。在 $d_k = 64$ 时：
 
 # %%
 right = E.saturation(64, 16, 512, scaled=True, seed=0)
@@ -528,9 +491,7 @@ _ = check_unit_variance_scale(my_unit_variance_scale)
 # $d_k$ does.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：用 `attnkit.experiments.saturation`（参数 `n_rows=256, seed=0`），在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中
-# 找出最小的 $d_k$，使每行有 `seq_len` 个键时，*不缩放*的 softmax 的平均最大权重达到 `threshold`。
-# 如果没有这样的 $d_k$，返回 `None`。
+# **练习 3**：用 `attnkit.experiments.saturation`（参数 `n_rows=256, seed=0`），在 `DK_CHOICES = (1, 2, 4, ..., 1024)` 中找出最小的 $d_k$，使每行有 `seq_len` 个键时，*不缩放*的 softmax 的平均最大权重达到 `threshold`。如果没有这样的 $d_k$，返回 `None`。
 
 # %%
 from attnkit.exercises.ch02 import DK_CHOICES
@@ -552,10 +513,7 @@ _ = check_first_saturated_dk(my_first_saturated_dk)
 # (`torch.randn`) in this cell. `attnkit.experiments`' variance functions are refused.
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题：分量有均值的时候。** 第 1 节假设各分量的均值为 0。而键常常带有均值（比如经过 ReLU 之后，或所有键共用一个偏置），
-# 查询和键的分布宽度也不一定相同。设 $d_k$ 个分量相互独立，$q$ 的分量均值为 `mean_q`、标准差为 `std_q`，
-# $k$ 的分量均值为 `mean_k`、标准差为 `std_k`，返回 $q\cdot k$ 的方差。先推导；运行检查器之前，
-# 在这个单元格里用抽样（`torch.randn`）算出的方差验证你的公式。`attnkit.experiments` 里的方差函数不能用。
+# **挑战题：分量有均值的时候。** 第 1 节假设各分量的均值为 0。而键常常带有均值（比如经过 ReLU 之后，或所有键共用一个偏置），查询和键的分布宽度也不一定相同。设 $d_k$ 个分量相互独立，$q$ 的分量均值为 `mean_q`、标准差为 `std_q`，$k$ 的分量均值为 `mean_k`、标准差为 `std_k`，返回 $q\cdot k$ 的方差。先推导；运行检查器之前，在这个单元格里用抽样（`torch.randn`）算出的方差验证你的公式。`attnkit.experiments` 里的方差函数不能用。
 
 # %%
 from attnkit.exercises.ch02 import check_score_variance
@@ -593,10 +551,8 @@ _ = check_score_variance(my_score_variance)
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 小结
 #
-# - $d_k$ 个相互独立、方差为 1 的分量，其点积的方差为 $d_k$（实测：$d_k = 64$ 时为 64.353，与理论相差 1.2 个标准误差）；
-#   除以 $\sqrt{d_k}$ 后方差为 1。
-# - 分数过大会让 softmax 饱和：最大权重趋于 1，雅可比矩阵 $\mathrm{diag}(p) - pp^\top$ 趋于 0，梯度随之消失。
-#   缩放让 softmax 在任何 $d_k$ 下都保持在有效的工作区间。
+# - $d_k$ 个相互独立、方差为 1 的分量，其点积的方差为 $d_k$（实测：$d_k = 64$ 时为 64.353，与理论相差 1.2 个标准误差）；除以 $\sqrt{d_k}$ 后方差为 1。
+# - 分数过大会让 softmax 饱和：最大权重趋于 1，雅可比矩阵 $\mathrm{diag}(p) - pp^\top$ 趋于 0，梯度随之消失。缩放让 softmax 在任何 $d_k$ 下都保持在有效的工作区间。
 # - 分数分布的宽度按 $\sqrt{d_k}$ 增长（问题 1）；饱和的一行在分数变化时纹丝不动，所以梯度会消失。
 # - 这个办法假设分量方差为 1；不满足时，可以用温度或 QK 归一化重新控制分数的尺度。
 # - 缩放几乎不花代价（$LS$ 或 $Ld_k$ 次乘法）；只缩放一次，并且 $d_k$ 要用头维度。
@@ -625,9 +581,7 @@ _ = check_score_variance(my_score_variance)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. 样本方差的标准误差
 #
-# 对均值为 0 的分数 $X$ 取 $n$ 个独立样本，样本方差的标准误差约为 $\mathrm{SE} \approx \sqrt{(E[X^4] - \mathrm{Var}(X)^2)/n}$，
-# 也就是 $X^2$ 的方差除以 $n$ 再开方。对 $X = q\cdot k$（$d_k$ 个标准正态变量之积的和），把 $X^4$ 展开，只保留期望不为 0 的项，
-# 得到 $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$（每个乘积 $q_ik_i$ 满足 $E[(q_ik_i)^2] = 1$，$E[(q_ik_i)^4] = 3 \cdot 3 = 9$），因此
+# 对均值为 0 的分数 $X$ 取 $n$ 个独立样本，样本方差的标准误差约为 $\mathrm{SE} \approx \sqrt{(E[X^4] - \mathrm{Var}(X)^2)/n}$，也就是 $X^2$ 的方差除以 $n$ 再开方。对 $X = q\cdot k$（$d_k$ 个标准正态变量之积的和），把 $X^4$ 展开，只保留期望不为 0 的项，得到 $E[(q\cdot k)^4] = 3d_k^2 + 6d_k$（每个乘积 $q_ik_i$ 满足 $E[(q_ik_i)^2] = 1$，$E[(q_ik_i)^4] = 3 \cdot 3 = 9$），因此
 #
 # $$\mathrm{SE} \approx \sqrt{\frac{3d_k^2 + 6d_k - d_k^2}{n}} = \sqrt{\frac{2d_k^2 + 6d_k}{n}}.$$
 #
@@ -656,6 +610,4 @@ print(t("ch02.nb.fourth_moment", n=n, m=round(fourth, -1), th=3 * d_k**2 + 6 * d
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 B. 实际模型中的 QK 归一化
 #
-# Henry 等（2020）用 L2 范数归一化查询和键，并学习缩放系数；ViT-22B 对每个头的查询和键做 LayerNorm（Dehghani 等，2023，§2）；
-# Gemma 3 和 Qwen3 对每个头沿头维度做 RMSNorm；OLMo 2 则不分头：在拆分头之前，对整个展平的查询投影和键投影各做一次 RMSNorm，
-# 即 Hugging Face transformers 中的 `Olmo2RMSNorm(num_attention_heads * head_dim)`。第 4 节实测的是按头归一化。
+# Henry 等（2020）用 L2 范数归一化查询和键，并学习缩放系数；ViT-22B 对每个头的查询和键做 LayerNorm（Dehghani 等，2023，§2）；Gemma 3 和 Qwen3 对每个头沿头维度做 RMSNorm；OLMo 2 则不分头：在拆分头之前，对整个展平的查询投影和键投影各做一次 RMSNorm，即 Hugging Face transformers 中的 `Olmo2RMSNorm(num_attention_heads * head_dim)`。第 4 节实测的是按头归一化。

@@ -92,8 +92,7 @@ print("torch", torch.__version__.split("+")[0])
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 注意力并不知道输入的顺序
 #
-# 把一个序列中的词元（token）打乱顺序，再算一遍注意力：每个输出都还在，只是按同样的方式被打乱了。
-# softmax 加权平均只关心键的内容，不关心键在哪个位置。没有额外的信息，“狗咬人”和“人咬狗”就只是同一组词元，分不出先后。
+# 把一个序列中的词元（token）打乱顺序，再算一遍注意力：每个输出都还在，只是按同样的方式被打乱了。softmax 加权平均只关心键的内容，不关心键在哪个位置。没有额外的信息，“狗咬人”和“人咬狗”就只是同一组词元，分不出先后。
 
 # %%
 torch.manual_seed(0)
@@ -123,9 +122,7 @@ print(t("ch06.shuffled", ok=torch.allclose(out_shuffled, out[perm], atol=1e-6)))
 #
 # $$p_{m,2i} = \sin(m\,\theta_i), \qquad p_{m,2i+1} = \cos(m\,\theta_i), \qquad \theta_i = 10000^{-2i/d}.$$
 #
-# 每一对维度就像一根以自己的速度 $\theta_i$ 转动的表针：前面的维度转得快，后面的维度转得很慢（见下图）。
-# 从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。
-# 我们用两角和公式 $\sin(a + b) = \sin a \cos b + \cos a \sin b$ 来验证一下：
+# 每一对维度就像一根以自己的速度 $\theta_i$ 转动的表针：前面的维度转得快，后面的维度转得很慢（见下图）。从位置 $m$ 走到 $m + k$，每根表针都转过 $k\theta_i$，这是一个固定的旋转——这正是作者选择它的理由。我们用两角和公式 $\sin(a + b) = \sin a \cos b + \cos a \sin b$ 来验证一下：
 
 # %% alt="ch06.alt.sinusoidal"
 rope_widgets.sinusoidal_figure(64, 64)
@@ -141,8 +138,7 @@ print(t("ch06.fixed_rotation", ok=torch.allclose(turned[:-k], s[k:], atol=1e-5))
 # It can be anything, but it only has rows for the positions it was trained on:
 
 # %% [markdown] tags=["lang-zh"]
-# **可学习的**绝对位置编码（BERT、GPT-2）是一张表，每个位置一个训练出来的向量。它可以学成任何样子，
-# 但只有训练过的那些位置才有对应的行：
+# **可学习的**绝对位置编码（BERT、GPT-2）是一张表，每个位置一个训练出来的向量。它可以学成任何样子，但只有训练过的那些位置才有对应的行：
 
 # %%
 table = torch.nn.Embedding(16, 8)          # positions 0..15, as if trained on 16 tokens
@@ -158,9 +154,7 @@ except IndexError as err:
 # and at position 1000. That is what RoPE builds in.
 
 # %% [markdown] tags=["lang-zh"]
-# 这两种编码都是加到输入上的，因此分数 $(x_m + p_m) W_Q W_K^\top (x_n + p_n)^\top$ 把内容和*绝对*位置 $m$、$n$ 混在了一起。
-# 但语言模型最需要知道的其实是两个词元*相隔多远*：“往前数第二个词”在位置 10 和位置 1000 上含义相同。
-# RoPE 正是把这一点直接内置到了注意力里。
+# 这两种编码都是加到输入上的，因此分数 $(x_m + p_m) W_Q W_K^\top (x_n + p_n)^\top$ 把内容和*绝对*位置 $m$、$n$ 混在了一起。但语言模型最需要知道的其实是两个词元*相隔多远*：“往前数第二个词”在位置 10 和位置 1000 上含义相同。RoPE 正是把这一点直接内置到了注意力里。
 
 # %% [markdown] tags=["lang-en"]
 # ## 3. RoPE: rotate each pair of channels
@@ -179,13 +173,9 @@ except IndexError as err:
 # %% [markdown] tags=["lang-zh"]
 # ## 3. RoPE：把每一对通道旋转一下
 #
-# RoPE（Su 等，2021，“RoFormer”）并不往输入里加东西。它在投影*之后*拿到查询和键，把它们切成一对一对的通道，
-# 再像拨动表针一样把每一对旋转一个角度，这个角度与词元的位置成正比。
+# RoPE（Su 等，2021，“RoFormer”）并不往输入里加东西。它在投影*之后*拿到查询和键，把它们切成一对一对的通道，再像拨动表针一样把每一对旋转一个角度，这个角度与词元的位置成正比。
 #
-# 先看最小的情形：只有一对通道（$d = 2$）。这时查询和键就是平面上的两个箭头。
-# RoPE 把位置 $m$ 上的查询转过角度 $m\theta$，把位置 $n$ 上的键转过 $n\theta$。
-# 两个箭头都转了之后，它们之间的夹角只改变了 $(m - n)\theta$，别的什么都没变；而两个箭头的点积只取决于它们的长度和夹角。
-# 所以分数对两个位置的依赖只能通过 $m - n$ 体现。下图取 $\theta = 30°$，旋转前 $q = k = (1, 0)$：
+# 先看最小的情形：只有一对通道（$d = 2$）。这时查询和键就是平面上的两个箭头。RoPE 把位置 $m$ 上的查询转过角度 $m\theta$，把位置 $n$ 上的键转过 $n\theta$。两个箭头都转了之后，它们之间的夹角只改变了 $(m - n)\theta$，别的什么都没变；而两个箭头的点积只取决于它们的长度和夹角。所以分数对两个位置的依赖只能通过 $m - n$ 体现。下图取 $\theta = 30°$，旋转前 $q = k = (1, 0)$：
 
 # %% alt="ch06.alt.rotation"
 _ = rope_schematics.rotation_figure(theta=math.pi / 6, positions=(0, 1, 2, 3), pairs=((3, 1), (6, 4)))
@@ -196,8 +186,7 @@ _ = rope_schematics.rotation_figure(theta=math.pi / 6, positions=(0, 1, 2, 3), p
 # Write your prediction before running the cell after this one.
 
 # %% [markdown] tags=["lang-zh"]
-# **问题 1（先预测）**：还是这一对通道，$\theta = 30°$，旋转前 $q = k = (1, 0)$。现在查询在位置 7，键在位置 3。
-# RoPE 之后的分数 $q' \cdot k'$ 是多少？先写下你的预测，再运行后面那个单元格。
+# **问题 1（先预测）**：还是这一对通道，$\theta = 30°$，旋转前 $q = k = (1, 0)$。现在查询在位置 7，键在位置 3。RoPE 之后的分数 $q' \cdot k'$ 是多少？先写下你的预测，再运行后面那个单元格。
 
 # %%
 from attnkit.exercises.ch06 import check_q1
@@ -241,18 +230,16 @@ for m, n in [(3, 1), (6, 4), (103, 101)]:
 # From scratch, in a few lines, checked against attnkit and against PyTorch's complex numbers:
 
 # %% [markdown] tags=["lang-zh"]
-# 三组的结果都是 0.500 = cos 60°。真实的头有 $d$ 个通道，也就是 $d/2$ 对；RoPE 让第 $i$ 对以自己的速度 $\theta_i$ 旋转：
-# 前面的几对转得快，后面的几对转得慢（就是第 2 节里那些表针）。第 $i$ 对是通道 $(2i, 2i+1)$，在位置 $m$ 上：
+# 三组的结果都是 0.500 = cos 60°。真实的头有 $d$ 个通道，也就是 $d/2$ 对；RoPE 让第 $i$ 对以自己的速度 $\theta_i$ 旋转：前面的几对转得快，后面的几对转得慢（就是第 2 节里那些表针）。第 $i$ 对是通道 $(2i, 2i+1)$，在位置 $m$ 上：
 #
 # $$\begin{pmatrix} q'_{2i} \\ q'_{2i+1} \end{pmatrix} =
 #   \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
 #   \begin{pmatrix} q_{2i} \\ q_{2i+1} \end{pmatrix},
 #   \qquad \theta_i = \text{base}^{-2i/d} \quad (\text{RoFormer 式 13–15}).$$
 #
-# 分数是各对通道点积之和；每一项都只依赖于 $m - n$，所以总和也一样。用矩阵来写：把整个分块对角的旋转矩阵记作 $R_m$。
-# 旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
+# 分数是各对通道点积之和；每一项都只依赖于 $m - n$，所以总和也一样。用矩阵来写：把整个分块对角的旋转矩阵记作 $R_m$。旋转可以叠加，也可以相互抵消：$R_m^\top = R_{-m}$，$R_{-m} R_n = R_{n-m}$。于是
 #
-# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer 式 16})。$$
+# $$(R_m q)^\top (R_n k) = q^\top R_m^\top R_n\, k = q^\top R_{n-m}\, k \qquad (\text{RoFormer 式 16}).$$
 #
 # 用复数写只需一行：把一对通道 $(a, b)$ 看成 $a + ib$，旋转就是乘以 $e^{im\theta}$，而
 # $\mathrm{Re}[\,q e^{im\theta}\,\overline{k e^{in\theta}}\,] = \mathrm{Re}[\,q \bar k\, e^{i(m-n)\theta}\,]$。
@@ -308,8 +295,7 @@ print(t("ch06.closed_form", score=rope_relative_scores(q, k, [2])[0].item()))
 # property for random vectors, widths and offsets.
 
 # %% [markdown] tags=["lang-zh"]
-# 前三对位置都相隔 2，打印出的分数每一位都相同；只用距离算出的闭式表达式（RoFormer 式 16）也与之一致。
-# 第四对相隔 $-2$，分数就不同了：RoPE 不仅知道距离，还知道*方向*。attnkit 的测试会用随机向量、随机宽度和随机偏移检查这条性质。
+# 前三对位置都相隔 2，打印出的分数每一位都相同；只用距离算出的闭式表达式（RoFormer 式 16）也与之一致。第四对相隔 $-2$，分数就不同了：RoPE 不仅知道距离，还知道*方向*。attnkit 的测试会用随机向量、随机宽度和随机偏移检查这条性质。
 
 # %% [markdown] tags=["lang-en"]
 # ## 4. Explore: a pair turning, and the score against distance
@@ -325,10 +311,7 @@ print(t("ch06.closed_form", score=rope_relative_scores(q, k, [2])[0].item()))
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 动手探索：旋转的通道对，以及分数随距离的变化
 #
-# 拖动**位置**滑块：红色箭头是取值为 $(1, 0)$ 的一对通道旋转到位置 $m$ 后的样子（小圆点是之前各个位置）。
-# 拖动**通道对**滑块：第 0 对每个位置转 1 弧度（$\theta_0 = 1$），最后几对只转其中极小的一部分——中间的图以对数刻度画出了每一对的速度 $\theta_i$。
-# 选择**底数**：它决定最慢的一对有多慢。右图是 $q = k = (1, \dots, 1)$ 相隔 $m - n$ 时的分数，除以距离为 0 时的值：
-# 两个词元离得越远，分数越低，这就是 RoFormer §3.4.3 所说的*远程衰减*；底数越小，衰减越快。
+# 拖动**位置**滑块：红色箭头是取值为 $(1, 0)$ 的一对通道旋转到位置 $m$ 后的样子（小圆点是之前各个位置）。拖动**通道对**滑块：第 0 对每个位置转 1 弧度（$\theta_0 = 1$），最后几对只转其中极小的一部分——中间的图以对数刻度画出了每一对的速度 $\theta_i$。选择**底数**：它决定最慢的一对有多慢。右图是 $q = k = (1, \dots, 1)$ 相隔 $m - n$ 时的分数，除以距离为 0 时的值：两个词元离得越远，分数越低，这就是 RoFormer §3.4.3 所说的*远程衰减*；底数越小，衰减越快。
 
 # %% tags=["nbval-ignore-output"] alt="ch06.alt.explorer"
 explorer = rope_widgets.rope_explorer()
@@ -356,9 +339,7 @@ for base in (100.0, 10000.0, 500000.0):
 # for its longer contexts.
 
 # %% [markdown] tags=["lang-zh"]
-# 在距离 256 处，底数为 100 时相对分数是 −0.058，底数为 10000 时是 0.354，底数为 500000 时是 0.571。
-# 衰减只是一种趋势，并非铁律（曲线会上下起伏），训练好的模型仍然可以通过选择查询和键去关注很远的位置——
-# 但它提供了一个有用的默认偏好：更关注附近的词元。底数越大，远处的曲线越高，这也是 LLaMA 3 为了支持更长的上下文而采用底数 500000 的原因之一。
+# 在距离 256 处，底数为 100 时相对分数是 −0.058，底数为 10000 时是 0.354，底数为 500000 时是 0.571。衰减只是一种趋势，并非铁律（曲线会上下起伏），训练好的模型仍然可以通过选择查询和键去关注很远的位置——但它提供了一个有用的默认偏好：更关注附近的词元。底数越大，远处的曲线越高，这也是 LLaMA 3 为了支持更长的上下文而采用底数 500000 的原因之一。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Interleaved or half-split: the same thing, permuted
@@ -370,7 +351,9 @@ for base in (100.0, 10000.0, 500000.0):
 #
 # Reordering channels $(0, 1, 2, 3, \dots) \to (0, 2, 4, \dots, 1, 3, 5, \dots)$ turns one pairing into
 # the other. In the picture each colour is one pair, for one head of $d = 8$: the pairs stay the
-# same, only the places of their channels change.
+# same, only the places of their channels change. The number in each box is the channel's *old*
+# index, its place in the interleaved order: the bottom row shows which old channel sits at each
+# new place (the stretch exercise of section 11 builds this very map).
 
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 交错配对还是前后两半配对：同一回事，差一个置换
@@ -380,8 +363,7 @@ for base in (100.0, 10000.0, 500000.0):
 # - **相邻交错配对**（RoFormer、GPT-J、Meta 最初的 LLaMA 代码）：第 $i$ 对是通道 $(2i, 2i+1)$；
 # - **前后两半配对**（GPT-NeoX、Hugging Face LLaMA 的 `rotate_half`）：第 $i$ 对是通道 $(i, i + d/2)$。
 #
-# 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。
-# 下图画的是 $d = 8$ 的一个头，每种颜色是一对通道：通道对还是那几对，变的只是各个通道所在的位置。
+# 把通道顺序 $(0, 1, 2, 3, \dots)$ 重排为 $(0, 2, 4, \dots, 1, 3, 5, \dots)$，就能把一种配对变成另一种。下图画的是 $d = 8$ 的一个头，每种颜色是一对通道：通道对还是那几对，变的只是各个通道所在的位置。每个方框里的数字是通道的*原编号*，即它在交错顺序中的位置：下面一行显示每个新位置上放的是哪个原通道（第 11 节的挑战题要构造的正是这个映射）。
 
 # %% alt="ch06.alt.pairing"
 _ = rope_schematics.pairing_figure(8)
@@ -393,9 +375,7 @@ _ = rope_schematics.pairing_figure(8)
 # you to write that permutation). Run it:
 
 # %% [markdown] tags=["lang-zh"]
-# $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$。所以只要在每个头内部置换这两个权重矩阵的*行*，
-# 用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的（第 11 节的挑战题会请你自己写出这个置换）。
-# 运行看看：
+# $q$ 和 $k$ 的通道来自 $W_Q$ 和 $W_K$。所以只要在每个头内部置换这两个权重矩阵的*行*，用一种约定训练的模型换成另一种约定后，就能得到完全相同的分数——Hugging Face 的 LLaMA 权重转换脚本正是这样做的（第 11 节的挑战题会请你自己写出这个置换）。运行看看：
 
 # %%
 print(t("ch06.channel_order", order=interleaved_to_half_split(torch.arange(8)).tolist()))
@@ -433,9 +413,7 @@ with torch.no_grad():
 #
 # ## 6. 多头注意力模块中的 RoPE
 #
-# `StandardAttentionWithRoPE(embed_dim, num_heads)` 就是第 4 章的多头注意力，只是在投影之后、计算分数之前，
-# 对每个头的查询和键应用了 RoPE。输入和输出的形状都是 `(B, N, D)`；`return_attn=True` 时还会返回形状为 `(B, H, Nq, Nk)` 的注意力权重。
-# 不返回权重时，模块调用 PyTorch 的融合算子 `scaled_dot_product_attention`。
+# `StandardAttentionWithRoPE(embed_dim, num_heads)` 就是第 4 章的多头注意力，只是在投影之后、计算分数之前，对每个头的查询和键应用了 RoPE。输入和输出的形状都是 `(B, N, D)`；`return_attn=True` 时还会返回形状为 `(B, H, Nq, Nk)` 的注意力权重。不返回权重时，模块调用 PyTorch 的融合算子 `scaled_dot_product_attention`。
 #
 # 用 KV 缓存逐个词元解码时（第 5 章），新词元位于位置 $t$，而不是 0：要传入 `q_offset=t`。这样一次生成一个词元，结果与完整的前向计算完全一致：
 
@@ -459,16 +437,15 @@ with torch.no_grad():
 # $-m_h\,(i - j)$ for query $i$ and key $j \le i$, a penalty growing linearly with distance. The
 # slopes $m_h$ form a geometric sequence: for $n$ heads (a power of two) it starts at
 # $2^{-8/n}$ with that same ratio, so 8 heads get $1/2, 1/4, \dots, 1/256$. For other head counts
-# the authors' reference code takes the slopes of the largest power of two below, then every other
-# slope of the next power of two:
+# the authors' reference code takes the slopes of the largest power of two below, then the 1st,
+# 3rd, 5th, ... slopes of the next power of two (those that fall between the slopes already taken),
+# as many as are still missing. For 12 heads: the 8 slopes of 8 heads, then the 1st, 3rd, 5th and
+# 7th of the 16 slopes of 16 heads:
 
 # %% [markdown] tags=["lang-zh"]
 # ## 7. ALiBi 与 xPos
 #
-# **ALiBi**（Press 等，2022）不做任何旋转。它给第 $h$ 个头的分数加上一个偏置：对查询 $i$ 和键 $j \le i$ 加 $-m_h\,(i - j)$，
-# 这个惩罚随距离线性增长。斜率 $m_h$ 构成等比数列：对于 $n$ 个头（$n$ 为 2 的幂），首项为 $2^{-8/n}$，公比也是 $2^{-8/n}$，
-# 所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，作者的参考代码先取小于头数的最大 2 的幂对应的斜率，
-# 再从下一个 2 的幂对应的斜率序列中隔一个取一个：
+# **ALiBi**（Press 等，2022）不做任何旋转。它给第 $h$ 个头的分数加上一个偏置：对查询 $i$ 和键 $j \le i$ 加 $-m_h\,(i - j)$，这个惩罚随距离线性增长。斜率 $m_h$ 构成等比数列：对于 $n$ 个头（$n$ 为 2 的幂），首项为 $2^{-8/n}$，公比也是 $2^{-8/n}$，所以 8 个头的斜率是 $1/2, 1/4, \dots, 1/256$。头数不是 2 的幂时，作者的参考代码先取小于头数的最大 2 的幂对应的斜率，再从下一个 2 的幂对应的斜率序列中取第 1、3、5……个（正好落在已取斜率之间的那些），直到补足头数。以 12 个头为例：先取 8 个头的 8 个斜率，再取 16 个头的 16 个斜率中的第 1、3、5、7 个：
 
 # %% alt="ch06.alt.alibi"
 for h in (8, 12):
@@ -481,8 +458,7 @@ fig = rope_widgets.alibi_figure(8, 16)   # shown below the cell
 # mask (chapter 01), so PyTorch's fused attention runs it unchanged:
 
 # %% [markdown] tags=["lang-zh"]
-# 每张热力图画的是 $e^{-m_h (i-j)}$，也就是偏置乘到未归一化权重上的因子：第 0 个头只看近邻，第 7 个头几乎能看到全部历史。
-# 这个偏置就是一个加性掩码（第 1 章），因此 PyTorch 的融合注意力可以直接使用它：
+# 每张热力图画的是 $e^{-m_h (i-j)}$，也就是偏置乘到未归一化权重上的因子：第 0 个头只看近邻，第 7 个头几乎能看到全部历史。这个偏置就是一个加性掩码（第 1 章），因此 PyTorch 的融合注意力可以直接使用它：
 
 # %%
 torch.manual_seed(0)
@@ -500,9 +476,7 @@ print(t("ch06.alibi_sdpa",
 # $\zeta_i^{(m-n)/B}$: still relative, and decaying faster than RoPE's:
 
 # %% [markdown] tags=["lang-zh"]
-# **xPos**（Sun 等，2022）保留了 RoPE 的旋转，再加上衰减：位置 $m$ 上查询的第 $i$ 对通道乘以 $\zeta_i^{m/B}$，
-# 位置 $n$ 上键的第 $i$ 对通道乘以 $\zeta_i^{-n/B}$，其中 $\zeta_i = (2i/d + \gamma)/(1 + \gamma) < 1$（$\gamma = 0.4$，$B = 512$）。
-# 于是分数带上因子 $\zeta_i^{(m-n)/B}$：仍然只依赖相对位置，而且比 RoPE 衰减得更快：
+# **xPos**（Sun 等，2022）保留了 RoPE 的旋转，再加上衰减：位置 $m$ 上查询的第 $i$ 对通道乘以 $\zeta_i^{m/B}$，位置 $n$ 上键的第 $i$ 对通道乘以 $\zeta_i^{-n/B}$，其中 $\zeta_i = (2i/d + \gamma)/(1 + \gamma) < 1$（$\gamma = 0.4$，$B = 512$）。于是分数带上因子 $\zeta_i^{(m-n)/B}$：仍然只依赖相对位置，而且比 RoPE 衰减得更快：
 
 # %%
 ones = torch.ones(1, 64, dtype=torch.float64)
@@ -526,8 +500,7 @@ print(t("ch06.xpos_relative", ok=torch.allclose(qa @ ka.T, qb @ kb.T)))
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 更长的上下文：超出训练长度之后
 #
-# 假设一个模型在 $L = 256$ 个位置上训练（真实模型一般是 2k–8k），$d = 64$，底数为 10000，现在想在 $sL$（$s = 4$）的长度上使用它。
-# 快的通道对在训练中已经转了很多圈，见过所有角度；慢的通道对却连一圈都没转完：
+# 假设一个模型在 $L = 256$ 个位置上训练（真实模型一般是 2k–8k），$d = 64$，底数为 10000，现在想在 $sL$（$s = 4$）的长度上使用它。快的通道对在训练中已经转了很多圈，见过所有角度；慢的通道对却连一圈都没转完：
 
 # %%
 L, d, s = 256, 64, 4
@@ -545,7 +518,9 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 #   now $s$ times harder to tell apart.
 # - **NTK-aware scaling** (bloc97 2023; YaRN paper §3.1): raise the base $b$ to a new base $b'$,
 #   chosen so that the fastest pair ($\theta_0 = 1$, whatever the base) is unchanged and the slowest
-#   is divided by exactly $s$; those in between are divided by less. Exercise 4 asks you to find $b'$.
+#   is divided by exactly $s$; those in between are divided by less. With $\theta_i = b^{-2i/d}$
+#   (section 3), the slowest pair, $i = d/2 - 1$, turns at $\theta_{d/2-1} = b^{-(d-2)/d}$.
+#   Exercise 4 asks you to find $b'$.
 # - **YaRN** (Peng et al. 2023, §3.2–3.4): with $r_i = L\theta_i / 2\pi$ the number of turns in the
 #   trained length, keep $\theta_i$ where $r_i > \beta = 32$ (the pair has seen every angle), divide
 #   by $s$ where $r_i < \alpha = 1$ (like PI), and ramp between the two. It also multiplies the
@@ -554,18 +529,11 @@ print(t("ch06.slowest_turns", a=turns[-1].item(), L=L, b=s * turns[-1].item(), s
 #   appendix A at the end of the chapter shows by how much.)
 
 # %% [markdown] tags=["lang-zh"]
-# 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。
-# 有三种修正办法，它们都只改变频率 $\theta_i$（其他什么都不变）：
+# 对这 19 对通道来说，超过位置 256 后出现的角度都是模型从未见过的，它给出的分数也就不再可靠。有三种修正办法，它们都只改变频率 $\theta_i$（其他什么都不变）：
 #
-# - **位置插值**（PI，Chen 等，2023，§2.3）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。
-#   所有角度都落在训练见过的范围内，但相邻词元之间的差别缩小为原来的 $1/s$，更难区分了。
-# - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数 $b$ 提高到一个新底数 $b'$。
-#   选 $b'$ 的标准是：最快的一对（不论底数是多少，都有 $\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$；
-#   中间的各对除以比 $s$ 小的数。练习 4 会请你求出 $b'$。
-# - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。
-#   当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变（这一对已经见过所有角度），当 $r_i < \alpha = 1$ 时像 PI 一样除以 $s$，两者之间逐渐过渡。
-#   它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。
-#   （论文和作者的参考代码过渡的方式不同，本章末尾的附录 A 给出两者相差多少。）
+# - **位置插值**（PI，Chen 等，2023，§2.3）：把每个位置除以 $s$，也就是 $\theta'_i = \theta_i / s$。所有角度都落在训练见过的范围内，但相邻词元之间的差别缩小为原来的 $1/s$，更难区分了。
+# - **NTK 感知缩放**（bloc97，2023；YaRN 论文 §3.1）：把底数 $b$ 提高到一个新底数 $b'$。选 $b'$ 的标准是：最快的一对（不论底数是多少，都有 $\theta_0 = 1$）保持不变，最慢的一对恰好除以 $s$；中间的各对除以比 $s$ 小的数。由 $\theta_i = b^{-2i/d}$（第 3 节），最慢的一对 $i = d/2 - 1$ 的频率是 $\theta_{d/2-1} = b^{-(d-2)/d}$。练习 4 会请你求出 $b'$。
+# - **YaRN**（Peng 等，2023，§3.2–3.4）：记 $r_i = L\theta_i / 2\pi$ 为第 $i$ 对在训练长度内转过的圈数。当 $r_i > \beta = 32$ 时保持 $\theta_i$ 不变（这一对已经见过所有角度），当 $r_i < \alpha = 1$ 时像 PI 一样除以 $s$，两者之间逐渐过渡。它还把分数乘以 $1/t$，其中 $\sqrt{1/t} = 0.1 \ln s + 1$，这个温度是作者拟合出来的，因为它能降低长文档上的困惑度（perplexity）。（论文和作者的参考代码过渡的方式不同，本章末尾的附录 A 给出两者相差多少。）
 
 # %%
 rows = []
@@ -576,20 +544,19 @@ for method in ("none", "linear", "ntk", "yarn"):
                  f"{ratio[-1].item():.3f}", f"{s * ratio[-1].item():.2f}", f"{factor ** 2:.3f}"])
 print(viz.format_table([t("ch06.col.method"), t("ch06.col.pair_ratio", i=0), t("ch06.col.pair_ratio", i=16),
                         t("ch06.col.pair_ratio", i=31), t("ch06.col.slowest"), t("ch06.col.factor")], rows))
+root = 0.1 * math.log(s) + 1                            # YaRN's sqrt(1/t)
+print(t("ch06.yarn_factor", s=s, root=root, factor=root**2))
 
 # %% [markdown] tags=["lang-en"]
 # Read the table row by row. Plain RoPE lets the slowest pair reach 4.00 times the largest angle it
 # saw in training. PI brings it back to 1.00, but slows the fastest pair to 0.250 of its speed too.
 # NTK keeps the fastest pair (1.000) and interpolates the slowest exactly (1.00), with pair 16 in
 # between (0.489). YaRN keeps the fast pairs as they are, interpolates the slow ones like PI, and multiplies
-# the scores by 1.296. Try every method and scale in the explorer: the left panel is
+# the scores by 1.296, its $1/t$ at $s = 4$ (last line: $\sqrt{1/t} = 0.1 \ln 4 + 1 = 1.139$, squared). Try every method and scale in the explorer: the left panel is
 # $\theta'_i/\theta_i$ for every pair, the right one the score against distance out to $sL$.
 
 # %% [markdown] tags=["lang-zh"]
-# 逐行来看这张表。原始 RoPE 让最慢的一对转到训练中见过的最大角度的 4.00 倍。PI 把它拉回到 1.00，
-# 却把最快的一对也减慢到原来的 0.250。NTK 保持最快的一对不变（1.000），同时把最慢的一对恰好插值回来（1.00），第 16 对介于两者之间（0.489）。
-# YaRN 保持快的各对不变，像 PI 一样对慢的各对做插值，并把分数乘以 1.296。在下面的交互控件里试一试每种方法和缩放因子：
-# 左图是每一对的 $\theta'_i/\theta_i$，右图是直到 $sL$ 的分数随距离的变化。
+# 逐行来看这张表。原始 RoPE 让最慢的一对转到训练中见过的最大角度的 4.00 倍。PI 把它拉回到 1.00，却把最快的一对也减慢到原来的 0.250。NTK 保持最快的一对不变（1.000），同时把最慢的一对恰好插值回来（1.00），第 16 对介于两者之间（0.489）。YaRN 保持快的各对不变，像 PI 一样对慢的各对做插值，并把分数乘以 1.296，即 $s = 4$ 时的 $1/t$（最后一行：$\sqrt{1/t} = 0.1 \ln 4 + 1 = 1.139$，再平方）。在下面的交互控件里试一试每种方法和缩放因子：左图是每一对的 $\theta'_i/\theta_i$，右图是直到 $sL$ 的分数随距离的变化。
 
 # %% tags=["nbval-ignore-output"] alt="ch06.alt.scaling"
 scaling = rope_widgets.rope_scaling_explorer(method="yarn", scale=4)
@@ -604,9 +571,7 @@ scaling.static();
 # (`linear_scaled_inv_freq`, `ntk_scaled_inv_freq`, `yarn_inv_freq`, `scaled_rope_embeddings`).
 
 # %% [markdown] tags=["lang-zh"]
-# 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，
-# 而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数：
-# `linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq` 和 `scaled_rope_embeddings`。
+# 哪种方法效果最好，只能靠在长文档上微调后的实验来回答：论文报告 PI 需要一定的微调，NTK 感知缩放不微调也能工作得不错，而 YaRN 能以最少的微调达到最长的上下文。本章展示的是*每种方法对频率做了什么*；三者都是 `attnkit.rope` 中的普通函数：`linear_scaled_inv_freq`、`ntk_scaled_inv_freq`、`yarn_inv_freq` 和 `scaled_rope_embeddings`。
 
 # %% [markdown] tags=["lang-en"]
 # ## 9. What it costs
@@ -636,9 +601,7 @@ for N in (256, 1024, 8192):
 # 4 heads, one sequence; all six timed in turn on one thread, median of 5 each):
 
 # %% [markdown] tags=["lang-zh"]
-# 参数量相同。再看浮点运算次数：旋转一对通道需要 4 次乘法和 2 次加法，所以对 $q$ 和 $k$ 应用 RoPE，每个序列共需 $6ND$ 次运算。
-# 相比之下，四个投影需要 $8ND^2$ 次，注意力本身需要 $4N^2D$ 次。在 $N = 256$ 时，RoPE 只占总量的 0.195%，序列越长占比越小。cos/sin 表各有 $N \times d/2$ 个数，
-# 由所有头和所有层共享。在本机上实测（$D = 256$，4 个头，一条序列；六种情况在单线程上轮流计时，各取 5 次的中位数）：
+# 参数量相同。再看浮点运算次数：旋转一对通道需要 4 次乘法和 2 次加法，所以对 $q$ 和 $k$ 应用 RoPE，每个序列共需 $6ND$ 次运算。相比之下，四个投影需要 $8ND^2$ 次，注意力本身需要 $4N^2D$ 次。在 $N = 256$ 时，RoPE 只占总量的 0.195%，序列越长占比越小。cos/sin 表各有 $N \times d/2$ 个数，由所有头和所有层共享。在本机上实测（$D = 256$，4 个头，一条序列；六种情况在单线程上轮流计时，各取 5 次的中位数）：
 
 # %% tags=["nbval-ignore-output"]
 def without_rope(m, x):   # the same module's attention, no rotation
@@ -679,16 +642,11 @@ print(t("ch06.overhead_trend", a=overhead[256], b=overhead[1024],
 # the last one, and the model cannot tell them apart. attnkit refuses, saying what it needs:
 
 # %% [markdown] tags=["lang-zh"]
-# 两列的差别只在于对 $q$ 和 $k$ 的旋转。按浮点运算次数算，它的占比随 $N$ 增大而减小（注意力是平方级的，RoPE 是线性的，占比见上面的输出）。
-# 但耗时不一定跟着浮点运算次数走：旋转由几次对 $q$ 和 $k$ 的小规模逐元素运算组成，每一次都受限于内存带宽和启动一次运算的开销，
-# 而这些是浮点运算次数反映不出来的。所以在这样的规模下，耗时上的额外开销可能远大于浮点运算的占比，
-# 而且在共用的机器上每次运行都会变化。表格下面那一行根据本次运行的实测数字，说明从 $N = 256$ 到 $N = 1024$ 开销是变大还是变小。
-# `benchmarks/bench_rope.py` 会把这个模块与用纯 PyTorch 写的同样的注意力作比较（标准：耗时不超过其 1.10 倍）。
+# 两列的差别只在于对 $q$ 和 $k$ 的旋转。按浮点运算次数算，它的占比随 $N$ 增大而减小（注意力是平方级的，RoPE 是线性的，占比见上面的输出）。但耗时不一定跟着浮点运算次数走：旋转由几次对 $q$ 和 $k$ 的小规模逐元素运算组成，每一次都受限于内存带宽和启动一次运算的开销，而这些是浮点运算次数反映不出来的。所以在这样的规模下，耗时上的额外开销可能远大于浮点运算的占比，而且在共用的机器上每次运行都会变化。表格下面那一行根据本次运行的实测数字，说明从 $N = 256$ 到 $N = 1024$ 开销是变大还是变小。`benchmarks/bench_rope.py` 会把这个模块与用纯 PyTorch 写的同样的注意力作比较（标准：耗时不超过其 1.10 倍）。
 #
 # ## 10. 常见陷阱
 #
-# **cos/sin 表比序列短。** 有些实现在序列比表长时会悄悄重复 cos/sin 的最后一行：于是多出来的每个位置都得到与最后一个位置*相同*的角度，
-# 模型再也分不清它们。attnkit 会拒绝这样做，并说明它需要什么：
+# **cos/sin 表比序列短。** 有些实现在序列比表长时会悄悄重复 cos/sin 的最后一行：于是多出来的每个位置都得到与最后一个位置*相同*的角度，模型再也分不清它们。attnkit 会拒绝这样做，并说明它需要什么：
 
 # %%
 cos8, sin8 = generate_rope_embeddings(8, 16)
@@ -734,10 +692,7 @@ print(t("ch06.with_offset", ok=torch.allclose(fixed, right, atol=1e-5)))
 # those, pair by pair:
 
 # %% [markdown] tags=["lang-zh"]
-# **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字，
-# 所以用 float32 算出的角度 $m\theta_i$ 带有误差，误差随位置 $m$ 增大。
-# 对第 $i$ 对来说，要拿这个误差和它自己的步长 $\theta_i$（从一个位置到下一个位置转过的角度）相比。attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度；
-# 下面逐对比较 float32 算出的角度与 float64 的结果：
+# **用 float32 计算角度。** 上下文很长时，$m\theta_i$ 是个很大的数，而 float32 只有大约 7 位有效数字，所以用 float32 算出的角度 $m\theta_i$ 带有误差，误差随位置 $m$ 增大。对第 $i$ 对来说，要拿这个误差和它自己的步长 $\theta_i$（从一个位置到下一个位置转过的角度）相比。attnkit 先用 float64 计算角度（`rope_angles`），再把 cos/sin 表转换成目标精度；下面逐对比较 float32 算出的角度与 float64 的结果：
 
 # %%
 inv_freq = rope_inv_freq(64)                                     # the steps theta_i, float64
@@ -766,10 +721,7 @@ print(viz.format_table([t("ch06.col.position"), t("ch06.col.angle_err"), t("ch06
 # tuple `(x', y')`.
 
 # %% [markdown] tags=["lang-zh"]
-# 在位置 1,000,000 处，最大的误差 0.0218 弧度出现在第 1 对上，这是一对快的通道，步长为 0.7499 弧度。
-# 拿各自的步长来衡量，没有哪一对的误差超过步长的 0.108，所以相邻位置仍然分得开。
-# 真正变差的是旋转本身：快的通道对的 cos 和 sin 最多偏差 0.0161，而且误差随位置增大。
-# 到位置 10,000,000 时，误差达到步长的 0.706，相邻位置开始混在一起。用 float64 计算角度，这两个问题都不会出现。
+# 在位置 1,000,000 处，最大的误差 0.0218 弧度出现在第 1 对上，这是一对快的通道，步长为 0.7499 弧度。拿各自的步长来衡量，没有哪一对的误差超过步长的 0.108，所以相邻位置仍然分得开。真正变差的是旋转本身：快的通道对的 cos 和 sin 最多偏差 0.0161，而且误差随位置增大。到位置 10,000,000 时，误差达到步长的 0.706，相邻位置开始混在一起。用 float64 计算角度，这两个问题都不会出现。
 #
 # ## 11. 练习
 #
@@ -792,8 +744,7 @@ _ = check_rotate_pair(my_rotate_pair)
 # row $m$ holds $\cos m\theta_i$ and $\sin m\theta_i$.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2**：按**前后两半配对**的约定（GPT-NeoX / LLaMA：第 $i$ 对是通道 $(i, i + d/2)$），对形状为 `(L, d)` 的一个头 `x` 应用 RoPE。
-# `cos` 和 `sin` 的形状为 `(L, d/2)`，第 $m$ 行分别是 $\cos m\theta_i$ 和 $\sin m\theta_i$。
+# **练习 2**：按**前后两半配对**的约定（GPT-NeoX / LLaMA：第 $i$ 对是通道 $(i, i + d/2)$），对形状为 `(L, d)` 的一个头 `x` 应用 RoPE。`cos` 和 `sin` 的形状为 `(L, d/2)`，第 $m$ 行分别是 $\cos m\theta_i$ 和 $\sin m\theta_i$。
 
 # %%
 def my_apply_rope(x, cos, sin):
@@ -821,11 +772,10 @@ _ = check_alibi_slopes(my_alibi_slopes)
 # %% [markdown] tags=["lang-en"]
 # **Exercise 4.** Return the NTK-aware base $b'$ for base `base`, head dimension `head_dim` and
 # scale factor `scale`: the base for which $\theta_0$ stays 1 and the slowest pair's
-# $\theta_{d/2-1}$ is divided by exactly `scale` (section 8).
+# $\theta_{d/2-1} = b^{-(d-2)/d}$ is divided by exactly `scale` (section 8), $d$ being `head_dim`.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 4**：给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$：
-# 在这个底数下，$\theta_0$ 仍然是 1，而最慢一对的 $\theta_{d/2-1}$ 恰好除以 `scale`（第 8 节）。
+# **练习 4**：给定底数 `base`、头维度 `head_dim` 和缩放因子 `scale`，返回 NTK 感知缩放后的底数 $b'$：在这个底数下，$\theta_0$ 仍然是 1，而最慢一对的 $\theta_{d/2-1} = b^{-(d-2)/d}$ 恰好除以 `scale`（第 8 节），其中 $d$ 即 `head_dim`。
 
 # %%
 def my_ntk_base(base, head_dim, scale):
@@ -843,10 +793,7 @@ _ = check_ntk_base(my_ntk_base)
 # gave. Mind the direction of the permutation and the heads; the picture of section 5 helps.
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题：移植检查点。** 一个模型是用相邻交错配对的 RoPE 训练的，你却要用前后两半配对的代码运行它（第 5 节）。
-# 写出 `my_permute_for_half_split(weight, num_heads)`：`weight` 是形状为 `(num_heads * head_dim, in_features)` 的 $W_Q$ 或 $W_K$，
-# 或者形状为 `(num_heads * head_dim,)` 的偏置；返回把各行重新排序后的结果，使前后两半配对的代码算出的分数与训练好的模型相同。
-# 注意置换的方向，也别忘了多个头；第 5 节的图会有帮助。
+# **挑战题：移植检查点。** 一个模型是用相邻交错配对的 RoPE 训练的，你却要用前后两半配对的代码运行它（第 5 节）。写出 `my_permute_for_half_split(weight, num_heads)`：`weight` 是形状为 `(num_heads * head_dim, in_features)` 的 $W_Q$ 或 $W_K$，或者形状为 `(num_heads * head_dim,)` 的偏置；返回把各行重新排序后的结果，使前后两半配对的代码算出的分数与训练好的模型相同。注意置换的方向，也别忘了多个头；第 5 节的图会有帮助。
 
 # %%
 from attnkit.exercises.ch06 import check_permute_for_half_split
@@ -892,13 +839,10 @@ _ = check_permute_for_half_split(my_permute_for_half_split)
 # ## 12. 小结
 #
 # - 单靠注意力看不到顺序（第 1 节）。绝对位置编码把位置向量加到输入上；可学习的位置表到最后一个训练过的位置就没有了。
-# - RoPE 把 $q$ 和 $k$ 的每一对通道旋转 $m\theta_i$，$\theta_i = \text{base}^{-2i/d}$；于是分数只依赖于 $m - n$（第 3 节给出证明与验证），
-#   并且有随距离衰减的趋势（第 4 节）。它不增加参数，占浮点运算次数的比例随 $N$ 增大而减小；
-#   它占多少耗时，要实测，不能想当然（第 9 节）。
+# - RoPE 把 $q$ 和 $k$ 的每一对通道旋转 $m\theta_i$，$\theta_i = \text{base}^{-2i/d}$；于是分数只依赖于 $m - n$（第 3 节给出证明与验证），并且有随距离衰减的趋势（第 4 节）。它不增加参数，占浮点运算次数的比例随 $N$ 增大而减小；它占多少耗时，要实测，不能想当然（第 9 节）。
 # - 相邻交错配对与前后两半配对的 RoPE 只相差对 $W_Q$、$W_K$ 各行的一次置换。
 # - ALiBi 给分数加上 $-m_h (i - j)$，斜率构成等比数列；xPos 在 RoPE 上再乘一个衰减。
-# - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，
-#   YaRN 只对慢的通道对插值，并重新缩放分数。attnkit 的过渡方式与 YaRN 参考代码和 transformers 一致，论文的过渡方式可作为选项。
+# - 超出训练长度后，慢的通道对会遇到没见过的角度。PI 把所有频率除以 $s$，NTK 感知缩放提高底数，YaRN 只对慢的通道对插值，并重新缩放分数。attnkit 的过渡方式与 YaRN 参考代码和 transformers 一致，论文的过渡方式可作为选项。
 # - 解码时要按新词元的真实位置旋转（`q_offset`），用 float64 计算角度，绝不要重复使用短表的最后一行。
 #
 # **下一章**：第 7 章——FlashAttention：同样的注意力，逐块计算。
@@ -933,15 +877,9 @@ _ = check_permute_for_half_split(my_permute_for_half_split)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. YaRN 的两种过渡方式
 #
-# 第 8 节说过：YaRN 保持在训练长度 $L$ 内转了 $\beta$ 圈以上的通道对不变，对转不满 $\alpha$ 圈的通道对做插值，中间逐渐过渡。
-# 论文（§3.2）的过渡对圈数 $r_i$ 线性：$\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，
-# 其中 $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。
-# 作者的参考代码却是按*通道对的序号* $i$ 线性过渡的：从在 $L$ 内转 $\beta$ 圈的那一对（序号向下取整）
-# 过渡到转 $\alpha$ 圈的那一对（序号向上取整）。transformers 的 `rope_type: yarn`、vLLM 以及所有已发布的 YaRN 检查点都沿用了这种做法。
-# attnkit 的 `yarn_inv_freq` 默认按参考代码计算，因此能复现这些模型；传入 `ramp="paper"` 则按论文的公式计算。
+# 第 8 节说过：YaRN 保持在训练长度 $L$ 内转了 $\beta$ 圈以上的通道对不变，对转不满 $\alpha$ 圈的通道对做插值，中间逐渐过渡。论文（§3.2）的过渡对圈数 $r_i$ 线性：$\theta'_i = (1-\gamma_i)\,\theta_i/s + \gamma_i\,\theta_i$，其中 $\gamma_i = (r_i - \alpha)/(\beta - \alpha)$，并截断到 $[0, 1]$。作者的参考代码却是按*通道对的序号* $i$ 线性过渡的：从在 $L$ 内转 $\beta$ 圈的那一对（序号向下取整）过渡到转 $\alpha$ 圈的那一对（序号向上取整）。transformers 的 `rope_type: yarn`、vLLM 以及所有已发布的 YaRN 检查点都沿用了这种做法。attnkit 的 `yarn_inv_freq` 默认按参考代码计算，因此能复现这些模型；传入 `ramp="paper"` 则按论文的公式计算。
 #
-# $r_i$ 随 $i$ 按几何级数减小，所以对 $i$ 线性的过渡相当于对 $\log r_i$ 线性，而论文的过渡对 $r_i$ 线性。
-# 以一个类似 LLaMA 的头为例（$d = 64$，底数 10000，$L = 2048$，$s = 4$，$\beta = 32$，$\alpha = 1$）：
+# $r_i$ 随 $i$ 按几何级数减小，所以对 $i$ 线性的过渡相当于对 $\log r_i$ 线性，而论文的过渡对 $r_i$ 线性。以一个类似 LLaMA 的头为例（$d = 64$，底数 10000，$L = 2048$，$s = 4$，$\beta = 32$，$\alpha = 1$）：
 
 # %%
 ref = yarn_inv_freq(64, 10000.0, 4.0, 2048)                 # the reference code's ramp (the default)
@@ -964,5 +902,4 @@ print(t("ch06.yarn_gap", lo=gap[low + 1:high].min().item(), hi=gap.max().item(),
 # algorithm.
 
 # %% [markdown] tags=["lang-zh"]
-# 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。
-# 所以 attnkit 默认采用参考代码的过渡方式，`tests/library/test_rope.py` 会把它与 transformers 的算法逐一对照。
+# 用 YaRN 训练出来的模型学到的是参考代码的频率；如果改用论文的公式运行它，过渡段里的通道对就会以不同于训练时的速度旋转。所以 attnkit 默认采用参考代码的过渡方式，`tests/library/test_rope.py` 会把它与 transformers 的算法逐一对照。
