@@ -84,9 +84,11 @@ register({
     # stretch
     "ch11.ex4.title": {"en": "Stretch exercise · win the race without a growing cache",
                        "zh": "挑战题 · 不用增长的缓存赢下比赛"},
-    "ch11.ex4.hint1": {"en": "Look at the sweep of section 4: which constant-state mechanism recovers, and at which "
-                             "width? Its state has to hold the 8 pairs with little crosstalk (section 5).",
-                       "zh": "看第 4 节的扫描结果：哪种状态大小固定的机制恢复了过来，在多大的宽度上？它的状态要能以很少的串扰存下 8 个键值对（第 5 节）。"},
+    "ch11.ex4.hint1": {"en": "A window alone forgets, so some layer must keep a state; section 5 says what limits it: "
+                             "the state has to hold the 8 pairs, and every filler token written into it, with little "
+                             "crosstalk. How big is a linear layer's state at width d, and how big must d be?",
+                       "zh": "只有窗口就会遗忘，所以总得有一层保存状态；第 5 节说明了它受什么限制：状态要以很少的串扰存下 8 个键值对，"
+                             "还有写入它的每个占位词元。宽度为 d 时线性层的状态有多大？d 要多大才够？"},
     "ch11.ex4.hint2": {"en": "train_mqar('linear', vocab_size=32, seq_len=32, num_pairs=8, width=...) with the race's "
                              "other settings; widen the model until the held-out recall is well above 0.9, and check "
                              "it on another seed before you hand it in.",
