@@ -31,7 +31,7 @@ register({
     "ch10.ex1.hint3": {"en": "W_merged - (alpha0 / r0) * B0 @ A0 + (alpha1 / r1) * B1 @ A1",
                        "zh": "W_merged - (alpha0 / r0) * B0 @ A0 + (alpha1 / r1) * B1 @ A1"},
     "ch10.case.switch": {"en": "W (out {o}, in {i}), old adapter r = {r0}, alpha = {a0}; new adapter r = {r1}, alpha = {a1}",
-                         "zh": "W（out {o}，in {i}），旧适配器 r = {r0}，alpha = {a0}；新适配器 r = {r1}，alpha = {a1}"},
+                         "zh": "W (out {o}, in {i})，旧适配器 r = {r0}，alpha = {a0}；新适配器 r = {r1}，alpha = {a1}"},
     # exercise 2: a changed setting (another alpha, rsLoRA)
     "ch10.ex2.title": {"en": "Exercise 2 · load an adapter under another alpha and scaling",
                        "zh": "练习 2 · 在另一个 alpha 和缩放方式下加载适配器"},
@@ -46,7 +46,7 @@ register({
     "ch10.ex2.hint3": {"en": "B * (alpha / r) / (new_alpha / (math.sqrt(r) if use_rslora else r))",
                        "zh": "B * (alpha / r) / (new_alpha / (math.sqrt(r) if use_rslora else r))"},
     "ch10.case.rescale": {"en": "B (out {o}, r = {r}), alpha = {a} -> lora_alpha = {na}, use_rslora = {rs}",
-                          "zh": "B（out {o}，r = {r}），alpha = {a} -> lora_alpha = {na}，use_rslora = {rs}"},
+                          "zh": "B (out {o}, r = {r})，alpha = {a} -> lora_alpha = {na}，use_rslora = {rs}"},
     # exercise 3: counting
     "ch10.ex3.title": {"en": "Exercise 3 · how many parameters train?", "zh": "练习 3 · 有多少参数参与训练？"},
     "ch10.ex3.hint1": {"en": "Only A and B of the projections in enable_lora train, plus biases as `bias` says. "
@@ -101,7 +101,7 @@ register({
     "ch10.ex4.hint3": {"en": "`U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False); return Vh[:k], U[:, :k] * S[:k]`",
                        "zh": "`U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False); return Vh[:k], U[:, :k] * S[:k]`"},
     "ch10.case.compress": {"en": "rank {r} -> {k}, B (out {o}, r), A (r, in {i})",
-                           "zh": "秩 {r} -> {k}，B（out {o}, r），A（r, in {i}）"},
+                           "zh": "秩 {r} -> {k}，B (out {o}, r)，A (r, in {i})"},
     "ch10.why.product": {"en": "B2 @ A2 differs from the best rank-{k} approximation by up to {diff:.3g}",
                          "zh": "B2 @ A2 与最佳秩 {k} 近似最多相差 {diff:.3g}"},
 })
