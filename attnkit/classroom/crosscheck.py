@@ -18,7 +18,7 @@ comparison; :func:`combine` joins that verdict with the check cell's outcome:
 - no values came back: ``error``.
 
 What the learner's process alone can measure is marked: a memory peak (``Measured``) and a
-result computed there by the exercise's own wrapper (ch01's trained model's error).
+result computed there by the exercise's own wrapper (the models ch01's and ch11's stretch exercises train).
 """
 
 from __future__ import annotations
