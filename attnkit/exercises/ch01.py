@@ -24,8 +24,8 @@ register({
         "zh": "这里每个词元占一列：q、k、v 的哪一维数的是词元，哪一维是特征？分数应当是一张 (L, S) 的表，每个查询对所有键的权重之和必须为 1。"},
     "ch01.ex1.stronger": {"en": "Scores: the features are the second-to-last axis, so contract over it: q transposed times k gives (L, S). Divide by sqrt(d_k), with d_k = q.shape[-2]; softmax over the keys (the last axis of the scores); the output column of query i is the values' columns weighted by row i of the weights.",
         "zh": "分数：特征在倒数第二维，所以要在这一维上求和：q 的转置乘以 k，得到 (L, S)。再除以 sqrt(d_k)，其中 d_k = q.shape[-2]；沿键的方向（分数的最后一维）做 softmax；查询 i 的输出列，是用权重第 i 行对值的各列加权求和。"},
-    "ch01.ex1.formula": {"en": "w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)  # (..., L, S); return v @ w.transpose(-2, -1)  # (..., d_v, L)",
-                      "zh": "w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)  # (..., L, S)；返回 v @ w.transpose(-2, -1)  # (..., d_v, L)"},
+    "ch01.ex1.formula": {"en": "`w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)` gives the (..., L, S) weights; then `return v @ w.transpose(-2, -1)`, of shape (..., d_v, L).",
+                      "zh": "`w = softmax(q.transpose(-2, -1) @ k / sqrt(q.shape[-2]), dim=-1)` 得到形状为 (..., L, S) 的权重；然后 `return v @ w.transpose(-2, -1)`，形状为 (..., d_v, L)。"},
     "ch01.ex2.title": {"en": "Exercise 2 · causal mask", "zh": "练习 2 · 因果掩码"},
     "ch01.ex2.nudge": {"en": "Write out the 3 × 3 mask by hand: may query 0 see key 0? key 1? Does your diagonal match?",
         "zh": "先手写一个 3 × 3 的掩码：查询 0 能看到键 0 吗？键 1 呢？你的对角线对吗？"},
@@ -72,11 +72,12 @@ register({
                                 "in this task what position i looks for (R x_i) is not what it is (x_i). Softmax over the keys.",
                           "zh": "用三个 nn.Linear(d, d) 从 x 得到 q、k、v。查询和键不能共用同一个：在这个任务里，"
                                 "位置 i 要找的东西（R x_i）并不是它自己（x_i）。softmax 沿键的方向计算。"},
-    "ch01.ex4.formula": {"en": "__init__: self.q, self.k, self.v = three nn.Linear(d, d); forward(x): "
-                               "w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1) with q, k, v = self.q(x), self.k(x), self.v(x); "
-                               "return w @ v",
-                         "zh": "__init__：self.q、self.k、self.v 是三个 nn.Linear(d, d)；forward(x)：q、k、v = self.q(x)、self.k(x)、self.v(x)，"
-                               "w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1)，返回 w @ v"},
+    "ch01.ex4.formula": {"en": "In `__init__`: `self.q, self.k, self.v = (nn.Linear(d, d) for _ in range(3))`. In `forward(x)`: "
+                               "`q, k, v = self.q(x), self.k(x), self.v(x)`, then "
+                               "`w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1)` and `return w @ v`.",
+                         "zh": "在 `__init__` 中：`self.q, self.k, self.v = (nn.Linear(d, d) for _ in range(3))`。在 `forward(x)` 中："
+                               "`q, k, v = self.q(x), self.k(x), self.v(x)`，然后 "
+                               "`w = softmax(q @ k.transpose(-2, -1) / sqrt(d), dim=-1)`，最后 `return w @ v`。"},
     "ch01.ex4.case": {"en": "{n} positions, d = {d}, seed {seed}: {steps} training steps",
                       "zh": "{n} 个位置，d = {d}，种子 {seed}：训练 {steps} 步"},
     "ch01.ex4.too_high": {"en": "test MSE {got:.3f} after training: it must be below {limit} (the reference module reaches "

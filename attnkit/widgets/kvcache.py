@@ -11,6 +11,8 @@ the weights once and every sequence's cache once). The numbers come from
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
@@ -128,16 +130,24 @@ def speed_decades(data) -> tuple[int, int]:
     return int(np.floor(np.log10(values.min()))), int(np.ceil(np.log10(values.max()))) + 1
 
 
-def _layout(**values):
+@lru_cache(maxsize=32)
+def _data(*args):
+    """kv_cache_explorer_data, computed once per state for the layout key, the draw and the update."""
+    return kv_cache_explorer_data(*args)
+
+
+def _layout(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads, num_kv_heads, head_dim,
+            attention, context):
     """One kept figure per y range (its tick labels are static within it)."""
-    return speed_decades(kv_cache_explorer_data(**values))
+    return speed_decades(_data(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads, num_kv_heads,
+                               head_dim, attention, context))
 
 
 def draw_kv_cache(num_params: int, dtype: str, memory_gib: int, bandwidth_tb_s: float, num_layers: int,
                   num_heads: int, num_kv_heads: int, head_dim: int, attention: str, context: int):
     """(Figure, data): the memory split per attention type and the tokens/s bound of one type."""
-    data = kv_cache_explorer_data(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads,
-                                  num_kv_heads, head_dim, attention, context)
+    data = _data(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads, num_kv_heads, head_dim,
+                 attention, context)
     fig, (ax_m, ax_s) = plt.subplots(1, 2, figsize=(12, 3.9), gridspec_kw={
         "width_ratios": [1.25, 1], "left": 0.06, "right": 0.99, "bottom": 0.15, "top": 0.9, "wspace": 0.22})
     ys = np.arange(len(KINDS))[::-1]
@@ -181,8 +191,8 @@ def update_kv_cache(fig, num_params: int, dtype: str, memory_gib: int, bandwidth
                     num_layers: int, num_heads: int, num_kv_heads: int, head_dim: int, attention: str,
                     context: int) -> dict:
     """Move the artists of a figure made by ``draw_kv_cache`` to other inputs."""
-    data = kv_cache_explorer_data(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads,
-                                  num_kv_heads, head_dim, attention, context)
+    data = _data(num_params, dtype, memory_gib, bandwidth_tb_s, num_layers, num_heads, num_kv_heads, head_dim,
+                 attention, context)
     ax_m, ax_s = fig.axes
     n = len(KINDS)
     weights, caches = ax_m.patches[:n], ax_m.patches[n:2 * n]
