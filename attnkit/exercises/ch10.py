@@ -147,7 +147,7 @@ def count_by_building(dim, heads, dim_head, r, enable_lora, bias) -> int:
 def solution_compress(A, B, k):
     """(A2 (k, in), B2 (out, k)) with B2 @ A2 the best rank-k approximation of B @ A."""
     U, S, Vh = torch.linalg.svd(B @ A, full_matrices=False)  # (out, m), (m,), (m, in)
-    return Vh[:k], U[:, :k] * S[:k]
+    return Vh[:k].contiguous(), U[:, :k] * S[:k]
 
 
 
