@@ -93,11 +93,11 @@ print(t("ch09.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 #
 # softmax 注意力给查询 $i$ 的输出是
 # $o_i = \sum_j \mathrm{sim}(q_i, k_j)\, v_j \big/ \sum_j \mathrm{sim}(q_i, k_j)$，其中
-# $\mathrm{sim}(q, k) = \exp(q^\top k / \sqrt d)$。指数函数把 $q_i$ 和 $k_j$ 捆在了一起：每一对 $(i, j)$ 都得算一遍，一共 $N^2$ 对。Katharopoulos 等（2020，式 4–6）把 $\mathrm{sim}$ 换成一个*核函数* $\phi(q)^\top \phi(k)$，其中特征映射 $\phi$ 的取值为正，例如 $\phi(x) = \mathrm{elu}(x) + 1$（论文式 7；选它而不选 ReLU，是因为它的梯度永远不为零）。这样 $q_i$ 就可以提到求和号外面：
+# $\mathrm{sim}(q, k) = \exp(q^\top k / \sqrt d)$。指数函数把 $q_i$ 和 $k_j$ 捆在了一起：每一对 $(i, j)$ 都得算一遍，一共 $N^2$ 对。Katharopoulos 等（2020，式 4–6）把 $\mathrm{sim}$ 换成一个*核函数* $\phi(q)^\top \phi(k)$。特征映射 $\phi$ 的取值为正，例如 $\phi(x) = \mathrm{elu}(x) + 1$（论文式 7）；选它而不选 ReLU，是因为它的梯度永远不为零。这样 $q_i$ 就可以提到求和号外面：
 #
 # $$o_i = \frac{\phi(q_i)^\top \sum_j \phi(k_j) v_j^\top}{\phi(q_i)^\top \sum_j \phi(k_j)}.$$
 #
-# 这两个和与 $i$ 无关：只需算一次，得到一个 $d \times d_v$ 的矩阵和一个 $d$ 维向量，之后每个查询只要 $O(d\,d_v)$ 的计算量。写成矩阵形式，这就是结合律 $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$：左边要构造 $N \times N$ 的矩阵，右边只有 $d \times d_v$。下面用几行代码实现它，并从三个角度验证：与显式构造的 $N \times N$ 核矩阵比较、与 attnkit 比较、与 PyTorch 的 SDPA 比较——把所有查询设为零、把 $\log A$ 作为浮点掩码传入时，SDPA 算的是 $\mathrm{softmax}(\log A)$，也就是 $A$ 除以各行之和，正好是我们的归一化：
+# 这两个和与 $i$ 无关：只需算一次，得到一个 $d \times d_v$ 的矩阵和一个 $d$ 维向量，之后每个查询只要 $O(d\,d_v)$ 的计算量。写成矩阵形式，这就是结合律 $(\phi(Q)\phi(K)^\top)V = \phi(Q)(\phi(K)^\top V)$。左边要构造 $N \times N$ 的矩阵，右边只有 $d \times d_v$。下面用几行代码实现它，并从三个角度验证：与显式构造的 $N \times N$ 核矩阵比较、与 attnkit 比较、与 PyTorch 的 SDPA 比较。第三项的原理是：把所有查询设为零、把 $\log A$ 作为浮点掩码传入时，SDPA 算的是 $\mathrm{softmax}(\log A)$，也就是 $A$ 除以各行之和；这正好是我们的归一化：
 
 # %%
 def phi(x):  # elu(x) + 1 > 0 (Katharopoulos et al., eq. 7)
@@ -154,7 +154,7 @@ print(last)
 # random features, low rank and landmarks try to get the softmax back.
 
 # %% [markdown] tags=["lang-zh"]
-# 从一行到下一行，$N$ 变成 4 倍，于是左边的计算量变成 16 倍（$N^2$），右边变成 4 倍（$N$）；表中可以看到本机实测的时间在多大程度上符合这一点。这个技巧的代价在于核函数本身：$\phi(q)^\top\phi(k)$ *并不是* $\exp(q^\top k/\sqrt d)$，所以这是另一种注意力，而不是 softmax 的近似——它的权重更平坦。本章余下的部分就是讨论这要付出什么代价，以及随机特征、低秩和地标点如何设法把 softmax 找回来。
+# 从一行到下一行，$N$ 变成 4 倍，于是左边的计算量变成 16 倍（$N^2$），右边变成 4 倍（$N$）；表中可以看到本机实测的时间在多大程度上符合这一点。这个技巧的代价在于核函数本身。$\phi(q)^\top\phi(k)$ *并不是* $\exp(q^\top k/\sqrt d)$，所以这是另一种注意力，而不是 softmax 的近似：它的权重更平坦。本章余下的部分就是讨论这要付出什么代价，以及随机特征、低秩和地标点如何设法把 softmax 找回来。
 
 # %% [markdown] tags=["lang-en"]
 # ## 2. Causal linear attention is an RNN
@@ -180,7 +180,7 @@ print(last)
 # $$S_i = \sum_{j \le i} \phi(k_j) v_j^\top, \qquad Z_i = \sum_{j \le i} \phi(k_j), \qquad
 # o_i = \frac{\phi(q_i)^\top S_i}{\phi(q_i)^\top Z_i}.$$
 #
-# $S_i$ 和 $Z_i$ 是前缀和，而前缀和就是一个递推：$S_i = S_{i-1} + \phi(k_i) v_i^\top$，$Z_i = Z_{i-1} + \phi(k_i)$（式 16–20）。所以因果线性注意力就是一个 RNN，它的隐藏状态是 $(S, Z)$：共 $d \times d_v + d$ 个数，与序列长度无关。下面用 `cumsum` 三行写出前缀和（这个版本要存一个 $N \times d \times d_v$ 的张量；attnkit 按分块计算同样的结果），然后与显式的下三角核矩阵、attnkit、传入掩码 $\log A$ 的 SDPA 比较，再用 `linear_attention_step` 逐个词元运行这个 RNN，与之比较：
+# $S_i$ 和 $Z_i$ 是前缀和，而前缀和就是一个递推。递推式为 $S_i = S_{i-1} + \phi(k_i) v_i^\top$，$Z_i = Z_{i-1} + \phi(k_i)$（式 16–20）。所以因果线性注意力就是一个 RNN，它的隐藏状态是 $(S, Z)$：共 $d \times d_v + d$ 个数，与序列长度无关。下面用 `cumsum` 三行写出前缀和（这个版本要存一个 $N \times d \times d_v$ 的张量；attnkit 逐段计算同样的结果），然后与显式的下三角核矩阵、attnkit、传入掩码 $\log A$ 的 SDPA 比较，再用 `linear_attention_step` 逐个词元运行这个 RNN，与之比较：
 
 # %%
 q, k, v = torch.randn(16, 8), torch.randn(16, 8), torch.randn(16, 4)
@@ -207,7 +207,7 @@ print(t("ch09.state", s=tuple(state.s.shape), z=tuple(state.z.shape), n=state.s.
 # the state across chunks), and how a model would decode one token at a time:
 
 # %% [markdown] tags=["lang-zh"]
-# 把序列按任意方式分块，结果都一样：`linear_attention_chunk` 接收一个状态和一个分块，返回这一块的输出和新状态。`linear_attention(..., causal=True)` 就是这样运行的（每个分块内部算一个小的下三角块，分块之间传递状态），模型逐个词元解码时也是这样：
+# 把序列按任意方式分段，结果都一样：`linear_attention_chunk` 接收一个状态和一段词元，返回这一段的输出和新状态。`linear_attention(..., causal=True)` 就是这样运行的（每段内部算一个小的下三角块，段与段之间传递状态），模型逐个词元解码时也是这样：
 
 # %%
 state, outs, start = None, [], 0
@@ -229,7 +229,7 @@ print(t("ch09.eq_chunks", ok=torch.allclose(torch.cat(outs), prefix, atol=1e-5))
 # attention with a sharp softmax over the stored keys):
 
 # %% [markdown] tags=["lang-zh"]
-# **固定大小的状态做不到什么。** softmax 注意力的 KV 缓存保留了每一个键和值（第 5 章）：每多一个词元就多存 $2d$ 个数，而且其中任何一个都能再找回来。线性注意力的状态则是外积之和 $\sum_j k_j v_j^\top$——一种*叠加*。用存进去的某个键 $k_i$ 去读它，得到的是 $v_i (k_i^\top k_i) + \sum_{j \ne i} v_j (k_j^\top k_i)$：想要的值，加上其他所有键值对带来的串扰。在 $d$ 维空间里最多只有 $d$ 个相互正交的键，所以一旦存入的键值对超过 $d$ 个，串扰必然增大。做一个探测实验：在 $d = 16$ 维中存入 $n$ 个随机键值对（键为单位向量），再用每个键把值读出来，测量读出的值与存入的值之间的余弦相似度（线性注意力取 $\phi$ 为恒等映射，这是最干净的情形；softmax 注意力则对存下的键做一个很尖锐的 softmax）：
+# **固定大小的状态做不到什么。** softmax 注意力的 KV 缓存保留了每一个键和值（第 5 章）：每多一个词元就多存 $2d$ 个数，而且其中任何一个都能再找回来。线性注意力的状态则是外积之和 $\sum_j k_j v_j^\top$——一种*叠加*。用存进去的某个键 $k_i$ 去读它，得到的是 $v_i (k_i^\top k_i) + \sum_{j \ne i} v_j (k_j^\top k_i)$。也就是想要的值，再加上其他所有键值对带来的串扰。在 $d$ 维空间里最多只有 $d$ 个相互正交的键，所以一旦存入的键值对超过 $d$ 个，串扰必然增大。做一个探测实验：在 $d = 16$ 维中存入 $n$ 个随机键值对（键为单位向量），再用每个键把值读出来。我们测量读出的值与存入的值之间的余弦相似度（线性注意力取 $\phi$ 为恒等映射，这是最干净的情形；softmax 注意力则对存下的键做一个很尖锐的 softmax）：
 
 # %% alt="ch09.alt.recall"
 pairs = (4, 8, 16, 32, 64, 128)
@@ -293,7 +293,7 @@ _ = wl.recall_figure(pairs, [p["linear"] for p in probe], [p["softmax"] for p in
 #
 # 能不能用一个特征映射把 softmax 核 $\mathrm{SM}(x, y) = \exp(x^\top y)$ 本身复现出来？用有限个特征做不到精确复现，但可以做到*期望意义下*相等。Choromanski 等（2021，引理 1）：对 $w \sim \mathcal N(0, I_d)$,$$\exp(x^\top y) = \mathbb E_w\!\left[e^{w^\top x - \|x\|^2/2}\, e^{w^\top y - \|y\|^2/2}\right],$$
 #
-# 证明只要两行。对任意向量 $u$，$\mathbb E_w[e^{w^\top u}] = e^{\|u\|^2/2}$（高斯分布的矩母函数，逐个坐标相乘即得）。取 $u = x + y$：$\mathbb E_w[e^{w^\top x} e^{w^\top y}] = e^{\|x + y\|^2/2} = e^{\|x\|^2/2}\, e^{x^\top y}\, e^{\|y\|^2/2}$；两边同除以外侧的两个因子即可。所以取 $m$ 个随机行 $w_1 \dots w_m$，**正随机特征** $\phi^+(x) = m^{-1/2}\big(e^{w_i^\top x - \|x\|^2/2}\big)_{i=1}^m$ 满足 $\phi^+(x)^\top\phi^+(y) \approx \exp(x^\top y)$。更早的**三角函数特征** $\phi^{\mathrm{trig}}(x) = m^{-1/2} e^{\|x\|^2/2} (\cos w_i^\top x, \sin w_i^\top x)$ 估计的是同一个核。它是 Rahimi 和 Recht（2007）为高斯核构造的随机傅里叶特征再乘以 $e^{\|x\|^2/2}$，RFA（Peng 等，2021）用的也是它。用于注意力时，$x = q/d^{1/4}$，$y = k/d^{1/4}$。两种估计都是无偏的，误差却不同（引理 2，独立同分布的特征）：
+# 证明只要两行。对任意向量 $u$，$\mathbb E_w[e^{w^\top u}] = e^{\|u\|^2/2}$（高斯分布的矩母函数，逐个坐标相乘即得）。取 $u = x + y$：$\mathbb E_w[e^{w^\top x} e^{w^\top y}] = e^{\|x + y\|^2/2} = e^{\|x\|^2/2}\, e^{x^\top y}\, e^{\|y\|^2/2}$；两边同除以外侧的两个因子即可。所以我们取 $m$ 个随机行 $w_1 \dots w_m$。由它们得到的**正随机特征**是 $\phi^+(x) = m^{-1/2}\big(e^{w_i^\top x - \|x\|^2/2}\big)_{i=1}^m$；它满足 $\phi^+(x)^\top\phi^+(y) \approx \exp(x^\top y)$。更早的**三角函数特征** $\phi^{\mathrm{trig}}(x) = m^{-1/2} e^{\|x\|^2/2} (\cos w_i^\top x, \sin w_i^\top x)$ 估计的是同一个核。它是 Rahimi 和 Recht（2007）为高斯核构造的随机傅里叶特征再乘以 $e^{\|x\|^2/2}$，RFA（Peng 等，2021）用的也是它。用于注意力时，$x = q/d^{1/4}$，$y = k/d^{1/4}$。两种估计都是无偏的，误差却不同（引理 2，独立同分布的特征）：
 #
 # $$\mathrm{MSE}^+ = \tfrac{1}{m}\, e^{\|x+y\|^2}\,\mathrm{SM}^2(x,y)\,\big(1 - e^{-\|x+y\|^2}\big),
 # \qquad \mathrm{MSE}^{\mathrm{trig}} = \tfrac{1}{2m}\, e^{\|x+y\|^2}\,\mathrm{SM}^{-2}(x,y)\,\big(1 - e^{-\|x-y\|^2}\big)^2.$$
@@ -371,7 +371,7 @@ _ = wl.lemma2_figure(ms, measured, theory, r=0.5)
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 动手探索：随机特征注意力与精确 softmax 的对比
 #
-# 这个交互控件取 $d = 16$ 维中的 64 个查询和键（元素只抽取一次，再乘以**输入尺度**），算出精确的 softmax 注意力权重，以及 Performer 的估计：$A_{ij} = \phi(q_i)^\top\phi(k_j)$ 除以各行之和。拖动**特征数**、切换**特征映射**、调节**输入尺度**，并勾选或取消**正交随机特征**；右边的图是绝对误差，标题里是整个矩阵的相对误差。每组设置下的随机特征只抽取一次、之后重复使用，所以只有改变控件时图才会变。（在 GitHub 上，下面的静态图展示的是初始状态。）
+# 这个交互控件取 $d = 16$ 维中的 64 个查询和键（元素只抽取一次，再乘以**输入尺度**）。它算出精确的 softmax 注意力权重，以及 Performer 的估计：$A_{ij} = \phi(q_i)^\top\phi(k_j)$ 除以各行之和。拖动**特征数**、切换**特征映射**、调节**输入尺度**，并勾选或取消**正交随机特征**；右边的图是绝对误差，标题里是整个矩阵的相对误差。每组设置下的随机特征只抽取一次、之后重复使用，所以只有改变控件时图才会变。（在 GitHub 上，下面的静态图展示的是初始状态。）
 
 # %% tags=["nbval-ignore-output"] alt="ch09.alt.explorer"
 explorer = wl.rf_explorer()
@@ -527,7 +527,7 @@ _ = wl.spectrum_figure(spectra, 512)
 # %% [markdown] tags=["lang-zh"]
 # 随机的注意力矩阵*并不*怎么低秩——softmax 越尖锐（尺度越大），谱越平坦。曲线在 $65 = 1 + d$ 个奇异值处拐弯，尺度为 0.5 时拐得很明显（接下来的 65 个只再增加一点）。原因是：分数矩阵 $QK^\top/\sqrt d$ 的秩至多为 $d = 64$；而分数较小时 $e^s \approx 1 + s$，所以注意力矩阵接近于（全 1 矩阵加上分数矩阵）再除以各行之和，其秩至多为 $1 + d$。拐点之后的奇异值来自 $s^2/2, s^3/6, \dots$ 这些项；它们随尺度增大而变大，拐点也就淡化成一条更平坦的曲线。
 #
-# 论文证明的是另一回事。**定理 1**（自注意力是低秩的）：对注意力矩阵 $P$ 和 $V$ 的任意一列 $w$，存在秩为 $\Theta(\log n)$ 的 $\tilde P$；以很高的概率，它满足 $\|\tilde P w - P w\| < \epsilon \|P w\|$。证明取 $\tilde P = P R^\top R$，其中 $R$ 是元素服从 $\mathcal N(0, 1/k)$ 的 $k \times n$ Johnson–Lindenstrauss 投影。这对每个注意力矩阵都成立（不论训练与否），但一次只针对一个向量，秩按 $\log(n)/\epsilon^2$ 增长；而且 $\tilde P$ 是由 $P$ 本身构造的，所以省不下任何计算。**定理 2**（线性自注意力）：取 $k = \min\{\Theta(9 d \log d/\epsilon^2), 5\Theta(\log n/\epsilon^2)\}$，存在投影 $E_i, F_i$；用它们算出的 $\mathrm{softmax}(w E_i^\top) F_i V$，每一行以很高的概率与 $\mathrm{softmax}(w) V$ 相差不超过 $\epsilon\,\|\mathrm{softmax}(w)\|\,\|V\|$。它的证明随机地构造投影：$E_i = \delta R$，$F_i = e^{-\delta} R$。其中 $R$ 是元素独立服从 $\mathcal N(0, 1/k)$ 的 $k \times n$ 矩阵，$\delta$ 是一个小常数。
+# 论文证明的是另一回事。**定理 1**（自注意力是低秩的）：对注意力矩阵 $P$ 和 $V$ 的任意一列 $w$，存在秩为 $\Theta(\log n)$ 的 $\tilde P$；以很高的概率，它满足 $\|\tilde P w - P w\| < \epsilon \|P w\|$。证明取 $\tilde P = P R^\top R$。其中 $R$ 是 $k \times n$ 的 Johnson–Lindenstrauss 投影，元素服从 $\mathcal N(0, 1/k)$。这对每个注意力矩阵都成立（不论训练与否），但一次只针对一个向量，秩按 $\log(n)/\epsilon^2$ 增长；而且 $\tilde P$ 是由 $P$ 本身构造的，所以省不下任何计算。**定理 2**（线性自注意力）：取 $k = \min\{\Theta(9 d \log d/\epsilon^2), 5\Theta(\log n/\epsilon^2)\}$，存在投影 $E_i, F_i$；用它们算出 $\mathrm{softmax}(w E_i^\top) F_i V$；以很高的概率，它的每一行与 $\mathrm{softmax}(w) V$ 相差不超过 $\epsilon\,\|\mathrm{softmax}(w)\|\,\|V\|$。它的证明随机地构造投影：$E_i = \delta R$，$F_i = e^{-\delta} R$。其中 $R$ 是元素独立服从 $\mathcal N(0, 1/k)$ 的 $k \times n$ 矩阵，$\delta$ 是一个小常数。
 #
 # **实践中**，Linformer 让 $E$ 和 $F$ 与模型的其余部分一起学习（可以在头之间、键和值之间或层之间共享），论文还提到可以用池化或带步长的卷积作为投影。下面的演示既不是定理中的构造，也不是训练出来的投影。其中随机的 $E = F$ 元素服从 $\mathcal N(0, 1/k)$，但没有 $\delta$，键和值共用同一个矩阵；而且对较小的 $\epsilon$ 而言，$k = 128$ 远小于定理要求的 $k$。它展示的是一个任意的随机投影对混合后的键做 softmax 会怎样。一个与输入相匹配的固定投影——把相邻的 4 个词元取平均，也就是论文提到的池化，输入则沿序列缓慢变化——效果要好得多：
 
@@ -588,14 +588,14 @@ for name, (qq, kq, vq) in ((t("ch09.inputs.noise"), (qr, kr, vr)), (t("ch09.inpu
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 地标点：Nyströmformer
 #
-# Nyström 方法用一个大矩阵的少数几行几列来近似它。Xiong 等（2021）选取 $m$ 个**地标点**：$\tilde Q, \tilde K$ 是把查询和键分成 $m$ 个连续分段后各段的均值（第 3.3 节），并且（式 13）
+# Nyström 方法用一个大矩阵的少数几行几列来近似它。Xiong 等（2021）选取 $m$ 个**地标点**。$\tilde Q, \tilde K$ 是把查询和键分成 $m$ 个连续分段后各段的均值（第 3.3 节），并且（式 13）
 #
 # $$\mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt d}\right) V \approx
 # \underbrace{\mathrm{softmax}\!\left(\tfrac{Q\tilde K^\top}{\sqrt d}\right)}_{N \times m}
 # \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q\tilde K^\top}{\sqrt d}\right)^{+}}_{m \times m}
 # \underbrace{\mathrm{softmax}\!\left(\tfrac{\tilde Q K^\top}{\sqrt d}\right)}_{m \times N} V.$$
 #
-# 中间矩阵的 Moore–Penrose 伪逆 $A^+$ 用一个只需矩阵乘法的迭代来计算（式 14，出自 Razavi 等，2014）：$Z_0 = A^\top / (\|A\|_1 \|A\|_\infty)$，然后 $Z \leftarrow \tfrac14 Z\,(13I - AZ(15I - AZ(7I - AZ)))$，迭代六次。$\|A\|_1$ 是最大的列和，$\|A\|_\infty$ 是最大的行和，两者都只在*这一个*矩阵上取；官方代码对整个批次和所有头取同一个最大值，于是每个头的结果都依赖于其他头——attnkit 对每个矩阵分别取。当 $m$ 不能整除 $N$ 时，attnkit 在序列末尾补零行，每个均值只对分段中真实的词元求平均（如果某一段全是补上的零，就报错拒绝）。
+# 中间矩阵的 Moore–Penrose 伪逆 $A^+$ 用一个只需矩阵乘法的迭代来计算（式 14，出自 Razavi 等，2014）。初值为 $Z_0 = A^\top / (\|A\|_1 \|A\|_\infty)$；然后按 $Z \leftarrow \tfrac14 Z\,(13I - AZ(15I - AZ(7I - AZ)))$ 迭代六次。$\|A\|_1$ 是最大的列和，$\|A\|_\infty$ 是最大的行和，两者都只在*这一个*矩阵上取；官方代码对整个批次和所有头取同一个最大值，于是每个头的结果都依赖于其他头——attnkit 对每个矩阵分别取。当 $m$ 不能整除 $N$ 时，attnkit 在序列末尾补零行，每个均值只对分段中真实的词元求平均（如果某一段全是补上的零，就报错拒绝）。
 #
 # 当 $m = N$ 时，每个词元都是自己的地标点，三个矩阵都是同一个 $A$，而 $A A^+ A = A$：这就是精确的 softmax 注意力。迭代法则要迭代足够多次才能做到：
 
@@ -664,7 +664,7 @@ _ = wl.nystrom_figure(ms, curves, 256)
 # ## 7. cosFormer 与高效注意力
 #
 # cosFormer（Qin 等，2022）沿用 ReLU 特征，再加上一个局部性偏置：相距越远的两个位置权重越小，即
-# $\mathrm{sim}(q_i, k_j) = \mathrm{ReLU}(q_i)^\top\mathrm{ReLU}(k_j)\,\cos\!\big(\tfrac{\pi}{2}\tfrac{i-j}{M}\big)$。这看起来又需要逐对计算 $(i, j)$，但 $\cos(a - b) = \cos a\cos b + \sin a \sin b$ 把它拆成了两个线性注意力，特征分别是 $\mathrm{ReLU}(x_i)\cos\tfrac{\pi i}{2M}$ 和 $\mathrm{ReLU}(x_i)\sin\tfrac{\pi i}{2M}$（式 10–12）。与官方代码一样，位置从 1 开始编号。没有掩码时 $M = \max(N_q, N_k)$。有因果掩码时 $M$ 必须事先固定（`max_len`）：如果 $M$ 随序列变长，那么一个较晚的词元到来时，两个较早词元之间的权重就会改变。下面先与显式的 $N \times N$ 形式比较，再把因果性当作依赖关系来检查：给后面的词元换上新的值，前面的输出一位不变；前面的输出对后面词元的梯度恰好为零：
+# $\mathrm{sim}(q_i, k_j) = \mathrm{ReLU}(q_i)^\top\mathrm{ReLU}(k_j)\,\cos\!\big(\tfrac{\pi}{2}\tfrac{i-j}{M}\big)$。这看起来又需要逐对计算 $(i, j)$，但 $\cos(a - b) = \cos a\cos b + \sin a \sin b$ 把它拆成了两个线性注意力。第一个的特征是 $\mathrm{ReLU}(x_i)\cos\tfrac{\pi i}{2M}$；第二个的特征是 $\mathrm{ReLU}(x_i)\sin\tfrac{\pi i}{2M}$（式 10–12）。与官方代码一样，位置从 1 开始编号。没有掩码时 $M = \max(N_q, N_k)$。有因果掩码时 $M$ 必须事先固定（`max_len`）：如果 $M$ 随序列变长，那么一个较晚的词元到来时，两个较早词元之间的权重就会改变。下面先与显式的 $N \times N$ 形式比较，再把因果性当作依赖关系来检查：给后面的词元换上新的值，前面的输出一位不变；前面的输出对后面词元的梯度恰好为零：
 
 # %%
 qc, kc, vc = torch.randn(1, 40, 8), torch.randn(1, 40, 8), torch.randn(1, 40, 4)
@@ -689,7 +689,7 @@ print(t("ch09.cos_prefix", ok=torch.equal(first, L.cosformer_attention(qc2, kc2,
 # token changes every key's weights) and it has no causal form; attnkit gives it its own function:
 
 # %% [markdown] tags=["lang-zh"]
-# Shen 等提出的**高效注意力**（efficient attention，2021）是另一种线性形式：$\mathrm{softmax}_{\text{特征}}(Q)\,\big(\mathrm{softmax}_{\text{序列}}(K)^\top V\big)$。它对键的映射是*沿序列*做 softmax，所以不是逐词元的特征映射（多一个词元，所有键的权重都会变），也没有因果形式；attnkit 为它单独提供了一个函数：
+# Shen 等（2021）提出的**高效注意力**（efficient attention）是另一种线性形式。公式为 $\mathrm{softmax}_{\text{特征}}(Q)\,\big(\mathrm{softmax}_{\text{序列}}(K)^\top V\big)$。它对键的映射是*沿序列*做 softmax，所以不是逐词元的特征映射（多一个词元，所有键的权重都会变），也没有因果形式；attnkit 为它单独提供了一个函数：
 
 # %%
 explicit = torch.softmax(qc, -1) @ torch.softmax(kc, -2).transpose(-2, -1)  # (N, N), for checking only
@@ -732,7 +732,7 @@ print(viz.format_table([t("ch09.col.method"), "m / k", t("ch09.col.gflops"), t("
 # and it may move. (The benchmark `benchmarks/bench_linear.py` goes to 16k tokens.)
 
 # %% [markdown] tags=["lang-zh"]
-# 浮点运算次数并不等于时间。下一个单元格对宽度为 64 的单个头、不带因果掩码，在 $N$ = 256、1024 和 4096 时，把每种方法与 PyTorch 的融合 SDPA 对比计时（单线程、轮流计时、取中位数），另外再比较一对因果版本：分块的因果线性注意力与 `is_causal=True` 的 SDPA。交叉点只在负载改变不了结论时才打印：从某个实测的 $N$ 起，该方法*最慢*的一轮也比 SDPA *最快*的一轮快，旁边给出两者的中位数和范围。只比较中位数的话，机器繁忙时交叉点可能从实测的最长的 $N$ 移到最短的 $N$；按这条规则，繁忙的机器会打印“找不到这样的长度”，而不是一个错的长度。在你的机器上运行，它可能会变。（基准脚本 `benchmarks/bench_linear.py` 会测到 16k 个词元。）
+# 浮点运算次数并不等于时间。下一个单元格在 $N$ = 256、1024 和 4096 时，把每种方法与 PyTorch 的融合 SDPA 对比计时。计时用宽度为 64 的单个头，不带因果掩码，单线程、轮流计时、取中位数。另外再比较一对因果版本：分段计算的因果线性注意力与 `is_causal=True` 的 SDPA。交叉点只在负载改变不了结论时才打印：从某个实测的 $N$ 起，该方法*最慢*的一轮也比 SDPA *最快*的一轮快，旁边给出两者的中位数和范围。只比较中位数的话，机器繁忙时交叉点可能从实测的最长的 $N$ 移到最短的 $N$；按这条规则，繁忙的机器会打印“找不到这样的长度”，而不是一个错的长度。在你的机器上运行，它可能会变。（基准脚本 `benchmarks/bench_linear.py` 会测到 16k 个词元。）
 
 # %%
 def methods(n, d=64):
@@ -897,7 +897,7 @@ print(t("ch09.zero_den", den=den[0].item(), naive=(num / den[:, None])[0].isnan(
 # between numerator and denominator, so it reaches an earlier row only through rounding):
 
 # %% [markdown] tags=["lang-zh"]
-# **偷看未来的因果模式。** Performer 对键的稳定化通常是在*所有*位置上取一个最大值，有些代码还给每个特征加一个小的 `eps`。没有掩码时这两者都无害。有因果掩码时就不是了：最大值现在取决于后面的键；而特征里带着 `eps` 时，重新缩放特征会改变它们与 `eps` 的比例——于是改变*最后一个*键，会改变*每一个*输出。attnkit 的因果模式只用每个查询当前及之前的键：维护一个当前最大值，每当它变大时就重新缩放前缀和（又是第 3 章的在线 softmax）。同一分块内的键共用一个缩放因子，分块中较晚的键可能把它调大；这个因子在分子和分母中相互抵消，所以较晚的键只能通过舍入误差影响较早的行。下面改变最后一个键，测量前面各行的最大变化（相对于它们的最大值），并与远大于 float32 舍入误差的容差 $10^{-5}$ 比较：
+# **偷看未来的因果模式。** Performer 对键的稳定化通常是在*所有*位置上取一个最大值，有些代码还给每个特征加一个小的 `eps`。没有掩码时这两者都无害。有因果掩码时就不是了：最大值现在取决于后面的键；而特征里带着 `eps` 时，重新缩放特征会改变它们与 `eps` 的比例——于是改变*最后一个*键，会改变*每一个*输出。attnkit 的因果模式只用每个查询当前及之前的键：维护一个当前最大值，每当它变大时就重新缩放前缀和（又是第 3 章的在线 softmax）。同一段内的键共用一个缩放因子，段中较晚的键可能把它调大；这个因子在分子和分母中相互抵消，所以较晚的键只能通过舍入误差影响较早的行。下面改变最后一个键，测量前面各行的最大变化（相对于它们的最大值），并与远大于 float32 舍入误差的容差 $10^{-5}$ 比较：
 
 # %%
 qf, kf, vf = torch.randn(1, 1, 48, 16), torch.randn(1, 1, 48, 16), torch.randn(1, 1, 48, 8)
@@ -1336,7 +1336,7 @@ _ = check_gated_delta_step(my_gated_delta_step)
 # every token, $N \times d \times d_v$, is 8 MiB by itself.
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题**：写一个因果线性注意力（$\phi = \mathrm{elu} + 1$），输入 `q`、`k` `(N, d)` 和 `v` `(N, dv)`，全程不持有 $N \times N$ 的矩阵：一次处理 `chunk` 个词元，并带着此前所有词元的状态。检查器会在 $N = 2048$、$d = d_v = 32$、分块 $C = 64$ 上运行它，并*测量*其内存峰值，峰值必须低于 $2 \times 4\,\text{字节} \times (N(d + d_v) + C(C + d\,d_v))$（1.5 MiB）：为每个词元各保存一份状态（$N \times d \times d_v$），单这一项就有 8 MiB。
+# **挑战题**：写一个因果线性注意力（$\phi = \mathrm{elu} + 1$），输入 `q`、`k` `(N, d)` 和 `v` `(N, dv)`，全程不持有 $N \times N$ 的矩阵。做法是一次处理 `chunk` 个词元，并带着此前所有词元的状态。检查器会在 $N = 2048$、$d = d_v = 32$、段长 $C = 64$ 上运行它，并*测量*其内存峰值。峰值必须低于 $2 \times 4\,\text{字节} \times (N(d + d_v) + C(C + d\,d_v))$（1.5 MiB）；如果为每个词元各保存一份状态（$N \times d \times d_v$），单这一项就有 8 MiB。
 
 # %%
 def my_causal_linear(q, k, v, chunk):
@@ -1397,8 +1397,8 @@ _ = check_causal_linear(my_causal_linear)
 # %% [markdown] tags=["lang-zh"]
 # ## 12. 小结
 #
-# - 用核函数 $\phi(q)^\top\phi(k)$ 代替 $\exp(q^\top k/\sqrt d)$，就能借助结合律计算 $\phi(Q)(\phi(K)^\top V)$：时间和内存随 $N$ 线性增长——但这是另一种更平坦的注意力（第 1 节）。
-# - 因果线性注意力是一个状态为 $d \times d_v$ 的 RNN；任意分块方式得到的输出都相同。固定大小的状态把存入的内容叠加在一起，一旦存入的键值对多于它的维数，就不得不遗忘（第 2 节）。
+# - 把 $\exp(q^\top k/\sqrt d)$ 换成核函数 $\phi(q)^\top\phi(k)$；这样就能借助结合律计算 $\phi(Q)(\phi(K)^\top V)$，时间和内存随 $N$ 线性增长，但这是另一种更平坦的注意力（第 1 节）。
+# - 因果线性注意力是一个状态为 $d \times d_v$ 的 RNN；任意分段方式得到的输出都相同。固定大小的状态把存入的内容叠加在一起，一旦存入的键值对多于它的维数，就不得不遗忘（第 2 节）。
 # - Performer 用随机特征估计 softmax 核本身。正随机特征在核函数值小的地方准确，三角函数特征在核函数值大的地方准确；正交随机特征能降低误差（定理 2；在 4000 次配对抽样上，只有尾部较轻的地方差别才明显）；输入较大时需要非常多的特征（第 3–4 节）。
 # - Linformer 的定理给出了随机投影的误差界，投影的秩随 $\log n/\epsilon^2$ 增长；实践中它的投影是学出来的，任意一个随机投影则不行；Nyströmformer 需要有代表性的地标点，它的迭代伪逆以误差存在下限为代价换取稳定性；cosFormer 在线性时间内加入了局部性偏置（第 5–7 节）。
 # - 在本机上实测了每种方法与 SDPA 的交叉点，以及每条数学路径的内存（第 8 节）；各种陷阱——半精度指数、为零的分母、偷看未来的因果稳定化、重新抽取的特征——都真实存在，而且很容易踩到（第 9 节）。
