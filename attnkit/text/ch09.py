@@ -141,9 +141,9 @@ register({
     "ch09.alt.nystrom": {"en": "Relative error of the Nyström output against the number of landmarks from 4 to 64, for N = 256 and d = 32: smooth inputs and i.i.d. noise, each with the exact pseudo-inverse and with six iterations. On smooth inputs the exact pseudo-inverse falls fast and the iteration levels off; on noise both stay high.",
                         "zh": "N = 256、d = 32 时 Nyström 输出的相对误差随地标数（4 到 64）的变化：平滑输入和独立同分布噪声两种输入，各用精确伪逆和六次迭代。平滑输入上精确伪逆的误差下降很快，迭代则趋于平稳；噪声输入上两者都一直很高。"},
     "ch09.alt.spectrum": {"en": "Share of the singular values' sum of a 512 by 512 softmax attention matrix of random queries and keys, against the number of singular values kept, at input scales 0.5, 1 and 3: at scale 0.5 the first 64 carry about 0.8 of it, at the larger scales the curves rise more slowly, so random attention is not very low-rank.",
-                         "zh": "随机查询和键得到的 512 × 512 softmax 注意力矩阵，保留前若干个奇异值时它们占奇异值总和的比例，输入缩放为 0.5、1 和 3：缩放为 0.5 时前 64 个约占 0.8，缩放更大时曲线上升得更慢，所以随机的注意力矩阵并不怎么低秩。"},
+                         "zh": "随机查询和键得到的 512 × 512 softmax 注意力矩阵，保留前若干个奇异值时它们占奇异值总和的比例，输入尺度为 0.5、1 和 3：尺度为 0.5 时前 64 个约占 0.8，尺度更大时曲线上升得更慢，所以随机的注意力矩阵并不怎么低秩。"},
     "ch09.alt.times": {"en": "Forward time of one head of width 64, in milliseconds on one thread, against N = 256, 1024 and 4096, log-log: PyTorch's fused SDPA, the softmax math path, linear attention (elu+1), Performer, Linformer, Nyströmformer, cosFormer, causal SDPA and chunked causal linear attention, as measured when the notebook was built.",
-                      "zh": "宽度 64 的单个头做一次前向计算的耗时（毫秒，单线程）随 N = 256、1024、4096 的变化，双对数坐标：PyTorch 的融合 SDPA、softmax 数学路径、线性注意力（elu+1）、Performer、Linformer、Nyströmformer、cosFormer、因果 SDPA，以及分块计算的因果线性注意力；数值是构建笔记本时实测的。"},
+                      "zh": "宽度 64 的单个头做一次前向计算的耗时（毫秒，单线程）随 N = 256、1024、4096 的变化，双对数坐标：PyTorch 的融合 SDPA、softmax 数学路径、线性注意力（elu+1）、Performer、Linformer、Nyströmformer、cosFormer、因果 SDPA，以及分段计算的因果线性注意力；数值是构建笔记本时实测的。"},
 })
 
 # section 10: linear attention that forgets (attnkit.forgetting)
