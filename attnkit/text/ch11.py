@@ -86,32 +86,64 @@ register({
                            "zh": "词表 {vocab_size}，长度 {seq_len}，{num_pairs} 个键值对，宽度 {width}，{layers} 层"
                                  "（卷积核 {conv_kernel} 的卷积 + 混合层），{n_heads} 个头，窗口 {window_size}，"
                                  "AdamW 学习率 {lr}，{steps} 步、每步批次 {batch}，种子 0"},
+    "ch11.live_states": {"en": "one layer at length {l}, width {d}: softmax's KV cache 2Ld = {kv:,} numbers, linear "
+                                "attention's state d(d + 1) = {lin:,} numbers; ratio {x:.2f}",
+                         "zh": "长度 {l}、宽度 {d} 时的一层：softmax 的 KV 缓存 2Ld = {kv:,} 个数，线性注意力的状态 "
+                               "d(d + 1) = {lin:,} 个数；两者之比 {x:.2f}"},
     "ch11.race_row": {"en": "{name:<8} solves it (recall >= 0.9): {ok} (state {state:,} bytes); the file's run, same setting "
                             "and seed: recall {file:.2f}, solves it: {file_ok}",
                       "zh": "{name:<8} 解决了（召回率 >= 0.9）：{ok}（状态 {state:,} 字节）；文件中同一设置、同一种子的运行："
                             "召回率 {file:.2f}，解决了：{file_ok}"},
     "ch11.plot_step": {"en": "training step", "zh": "训练步数"},
     "ch11.plot_loss": {"en": "loss at the queries", "zh": "查询位置上的损失"},
-    "ch11.plot_race_title": {"en": "the live race (width {w}, {k} pairs)", "zh": "现场比赛（宽度 {w}，{k} 个键值对）"},
-    "ch11.sweep_settings": {"en": "seeds {seeds}; learning rates {lrs} (each cell at its best, printed last); vocabulary "
-                                  "{vocab_size}, length {seq_len}, {steps} steps of batch {batch}, window {window_size}",
-                            "zh": "种子 {seeds}；学习率 {lrs}（每格取最好的一个，写在最后）；词表 {vocab_size}，长度 {seq_len}，"
-                                  "{steps} 步、每步批次 {batch}，窗口 {window_size}"},
-    "ch11.col.point": {"en": "width {w}, {k} pairs", "zh": "宽度 {w}，{k} 对"},
-    "ch11.plot_width": {"en": "width ({k} pairs)", "zh": "宽度（{k} 个键值对）"},
-    "ch11.plot_pairs": {"en": "key-value pairs (width {w})", "zh": "键值对个数（宽度 {w}）"},
-    "ch11.plot_state": {"en": "state kept per sequence (bytes, {k} pairs)", "zh": "每个序列保存的状态（字节，{k} 个键值对）"},
-    "ch11.plot_acc": {"en": "recall accuracy", "zh": "召回准确率"},
-    "ch11.plot_state_title": {"en": "recall against state size (every run)", "zh": "召回率与状态大小（每次运行）"},
-    "ch11.at_width": {"en": "width {w}, {k} pairs: the best mean recall is {name}'s ({mean:.2f}); the others: {others}",
-                      "zh": "宽度 {w}、{k} 个键值对：平均召回率最高的是 {name}（{mean:.2f}）；其余：{others}"},
-    "ch11.solves_from": {"en": "{name:<14} mean >= 0.9 from width {w} on (lowest seed {lo:.2f}); its state, {state:,} bytes, "
-                               "is {x:.1f}x softmax's at width {w0}",
-                         "zh": "{name:<14} 从宽度 {w} 起平均值 >= 0.9（最低的种子 {lo:.2f}）；它的状态为 {state:,} 字节，"
-                               "是宽度 {w0} 的 softmax 的 {x:.1f} 倍"},
-    "ch11.never": {"en": "{name:<14} mean below 0.9 at every width; best {best:.2f} at width {w}, where {hits} of {n} "
-                         "seeds reach 0.9",
-                   "zh": "{name:<14} 在每个宽度上平均值都低于 0.9；最好的是宽度 {w} 的 {best:.2f}，其中 {n} 个种子里有 {hits} 个达到 0.9"},
+    "ch11.plot_race_title": {"en": "the live race (length {l}, width {w}, {k} pairs)",
+                             "zh": "现场比赛（长度 {l}，宽度 {w}，{k} 个键值对）"},
+    "ch11.made_by_race": {"en": "from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), torch {torch}, "
+                                "{date}, {workers} worker processes of one thread, budget {limit_min} min (estimate on a "
+                                "quiet machine {quiet_estimate_min} min); this run took {minutes:.0f} min, load average "
+                                "{load} at the start, {end} at the end; runs kept from earlier runs: {kept}; the models' "
+                                "training times add up to {trained:.0f} min",
+                          "zh": "来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），torch {torch}，"
+                                "{date}，{workers} 个单线程工作进程，预算 {limit_min} 分钟（空闲机器上估计 {quiet_estimate_min} "
+                                "分钟）；这一次运行用了 {minutes:.0f} 分钟，平均负载开始时 {load}，结束时 {end}；"
+                                "沿用的早先运行：{kept}；各模型的训练时间合计 {trained:.0f} 分钟"},
+    "ch11.sweep_settings": {"en": "seeds {seeds}; vocabulary {vocab_size}, {layers} layers of conv "
+                                  "(kernel {conv_kernel}) + mixer, one head (the hybrid's Taylor layer: heads of 16), "
+                                  "window {window_size}, AdamW lr {lr}, batch {batch}",
+                            "zh": "种子 {seeds}；词表 {vocab_size}，{layers} 层（卷积核 {conv_kernel} 的卷积 "
+                                  "+ 混合层），单个头（混合结构的泰勒层：每头 16 维），窗口 {window_size}，AdamW 学习率 {lr}，"
+                                  "每步批次 {batch}"},
+    "ch11.sweep_states": {"en": "length {l}, width {d}, {k} pairs, {steps} steps: softmax's KV cache 2Ld = {kv:,} numbers "
+                                "per layer, {x:.1f}x the linear state d(d + 1) = {lin:,}",
+                          "zh": "长度 {l}，宽度 {d}，{k} 个键值对，{steps} 步：softmax 每层的 KV 缓存 2Ld = {kv:,} 个数，"
+                                "是线性状态 d(d + 1) = {lin:,} 的 {x:.1f} 倍"},
+    "ch11.col.point": {"en": "L {l}, d {w}, K {k}: recall", "zh": "L {l}，d {w}，K {k}：召回率"},
+    "ch11.col.bytes": {"en": "state (bytes)", "zh": "状态（字节）"},
+    "ch11.plot_state": {"en": "state kept to predict the next token at length {l} (bytes)",
+                        "zh": "在长度 {l} 上为预测下一个词元而保存的状态（字节）"},
+    "ch11.plot_acc": {"en": "recall (median over seeds; bars: lowest, highest)", "zh": "召回率（各种子的中位数；误差棒：最低、最高）"},
+    "ch11.plot_state_title": {"en": "length {l}, width {w}, {k} pairs", "zh": "长度 {l}，宽度 {w}，{k} 个键值对"},
+    "ch11.best": {"en": "length {l}, width {w}, {k} pairs: the best median recall is {name}'s ({med:.2f})",
+                  "zh": "长度 {l}，宽度 {w}，{k} 个键值对：召回率中位数最高的是 {name}（{med:.2f}）"},
+    "ch11.no_tradeoff": {"en": "  softmax's median is {med:.2f} (seeds from {lo:.2f} to {hi:.2f}), below 0.9: the budget did "
+                               "not train softmax here, so no trade-off is drawn at this setting",
+                         "zh": "  softmax 的中位数为 {med:.2f}（各种子从 {lo:.2f} 到 {hi:.2f}），低于 0.9：这个训练预算连 softmax "
+                               "都没训练出来，所以这组设置不画权衡"},
+    "ch11.solvers": {"en": "  solve it (median >= 0.9; state as a multiple of softmax's): {names}",
+                     "zh": "  解决了（中位数 >= 0.9；状态是 softmax 的多少倍）：{names}"},
+    "ch11.fail": {"en": "  below 0.9 (median; state as a multiple of softmax's): {names}",
+                  "zh": "  低于 0.9（中位数；状态是 softmax 的多少倍）：{names}"},
+    "ch11.hybrid": {"en": "  the Based-style hybrid: median {med:.2f} [{lo:.2f}, {hi:.2f}] with {x:.2f}x softmax's state, "
+                          "{vs} linear attention ({lin:.2f} with {xl:.2f}x); softmax {soft:.2f}",
+                    "zh": "  Based 式的混合结构：中位数 {med:.2f} [{lo:.2f}, {hi:.2f}]，状态是 softmax 的 {x:.2f} 倍，"
+                          "{vs}线性注意力（{lin:.2f}，状态 {xl:.2f} 倍）；softmax 为 {soft:.2f}"},
+    "ch11.word.above": {"en": "above", "zh": "高于"},
+    "ch11.word.below": {"en": "below", "zh": "低于"},
+    "ch11.word.level": {"en": "level with", "zh": "等于"},
+    "ch11.forgetting": {"en": "  with forgetting, each keeping {x:.2f}x softmax's state: {names}",
+                        "zh": "  带遗忘的几种，状态都是 softmax 的 {x:.2f} 倍：{names}"},
+    "ch11.solves_where": {"en": "{name:<15} solves: {where}", "zh": "{name:<15} 解决了：{where}"},
+    "ch11.nowhere": {"en": "no setting", "zh": "没有一组设置"},
     # section 5: why
     "ch11.memory_title": {"en": "recall of K random pairs with no training (64 draws):",
                           "zh": "不经训练时 K 个随机键值对的召回率（64 次抽取）："},
@@ -122,17 +154,19 @@ register({
     "ch11.mem_softmax": {"en": "KV cache, softmax", "zh": "KV 缓存，softmax"},
     "ch11.orthogonal": {"en": "{d} orthogonal keys in d = {d}, identity features: {acc:.2f}",
                         "zh": "d = {d} 时 {d} 个正交的键，恒等特征：{acc:.2f}"},
-    "ch11.reach": {"en": "{k} pairs: value within one window (<= {w} - 1 back) for {one:.1%} of the queries, within the "
-                         "two-layer reach of {reach} (conv kernel {c}) for {two:.1%}; window model's recall {acc:.2f}, "
-                         "below the {ceiling:.2f} of answering the first and guessing the rest",
-                   "zh": "{k} 个键值对：值在一个窗口之内（往回 <= {w} - 1）的查询占 {one:.1%}，在两层范围 {reach}（卷积核 {c}）之内的占 {two:.1%}；"
-                         "窗口模型的召回率为 {acc:.2f}，低于“前者全答对、其余靠猜”的 {ceiling:.2f}"},
+    "ch11.reach": {"en": "length {l}, {k} pairs: value within one window (<= {w} - 1 back) for {one:.1%} of the queries, "
+                         "within the two-layer reach of {reach} (conv kernel {c}) for {two:.1%}; answering the first and "
+                         "guessing the rest gives {ceiling:.2f}",
+                   "zh": "长度 {l}，{k} 个键值对：值在一个窗口之内（往回 <= {w} - 1）的查询占 {one:.1%}，在两层范围 {reach}"
+                         "（卷积核 {c}）之内的占 {two:.1%}；前者全答对、其余靠猜可得 {ceiling:.2f}"},
+    "ch11.reach_model": {"en": "  window model at width {d}: median recall {acc:.2f}, {vs} that {ceiling:.2f}",
+                         "zh": "  宽度 {d} 的窗口模型：召回率中位数 {acc:.2f}，{vs}这个 {ceiling:.2f}"},
     # section 6
     "ch11.fit_line": {"en": "N = {n:,}, {budget:,} MB, {mode}: {k} fit: {names}",
                       "zh": "N = {n:,}，{budget:,} MB，{mode}：放得下 {k} 种：{names}"},
     # section 7
-    "ch11.spread": {"en": "{name:<14} width {w}, {k} pairs: from {lo:.2f} to {hi:.2f} over {n} seeds",
-                    "zh": "{name:<14} 宽度 {w}，{k} 个键值对：{n} 个种子之间从 {lo:.2f} 到 {hi:.2f}"},
+    "ch11.spread": {"en": "{name:<15} length {l}, width {w}, {k} pairs: from {lo:.2f} to {hi:.2f} over {n} seeds",
+                    "zh": "{name:<15} 长度 {l}，宽度 {w}，{k} 个键值对：{n} 个种子之间从 {lo:.2f} 到 {hi:.2f}"},
     "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}; full ranks {r}",
                      "zh": "N = {n:,}：{m} 种机制中最快的是 {names}；full 排第 {r}"},
 })
@@ -141,10 +175,10 @@ register({
 register({
     "ch11.alt.profile": {"en": "From the benchmark file, one line per mechanism against N from 512 to 8192, log-log: the latency of one forward call in milliseconds (left) and its peak memory in MB (right), both growing with N for every mechanism.",
                         "zh": "来自基准测试文件，每种机制一条线，横轴为 N（512 到 8192），双对数坐标：左图是一次前向计算的延迟（毫秒），右图是它的峰值内存（MB），每种机制的两者都随 N 增长。"},
-    "ch11.alt.race": {"en": "Training loss against step for the live race: two mechanisms trained on the same recall task with the same budget and seed.",
-                     "zh": "现场比赛的训练损失随步数的变化：两种机制在同一个召回任务上、用相同的训练预算和随机种子训练。"},
-    "ch11.alt.sweep": {"en": "The benchmark's recall race in three panels: recall against the model width, recall against the number of key-value pairs, and recall against the bytes of state, for softmax, a causal window of 8, linear attention, cosFormer and the hybrid. Points are the mean over seeds, bars the lowest and highest.",
-                      "zh": "基准测试中的召回比赛，共三幅：召回随模型宽度的变化、随键值对数量的变化，以及随状态字节数的变化，对比 softmax、窗口为 8 的因果窗口、线性注意力、cosFormer 和混合模型。点为各随机种子的平均值，误差棒为最低和最高值。"},
+    "ch11.alt.race": {"en": "Training loss against step for the live race: softmax and linear attention trained on the same recall task at length 32 with the same budget and seed.",
+                     "zh": "现场比赛的训练损失随步数的变化：softmax 注意力和线性注意力在长度 32 的同一个召回任务上、用相同的训练预算和随机种子训练。"},
+    "ch11.alt.sweep": {"en": "The benchmark's recall sweep, one panel per setting (length 128; widths 32 and 64 with 8 pairs, width 32 with 16 pairs): each mechanism a point at the bytes of state it keeps (log scale) and its median recall over the seeds, with bars from the lowest to the highest seed; a dashed line marks chance and a dotted line recall 0.9.",
+                      "zh": "基准测试的召回扫描，每组设置一幅（长度 128；宽度 32 和 64 各用 8 个键值对，宽度 32 再用 16 个键值对）：每种机制一个点，横坐标是它保存的状态字节数（对数坐标），纵坐标是各种子召回率的中位数，误差棒从最低的种子到最高的种子；虚线是随机猜测，点线是召回率 0.9。"},
     "ch11.alt.explorer": {"en": "The budget explorer at its starting values: one bar per mechanism, its memory by the selector's formula for the chosen sequence length and kind of memory; green bars fit the budget, grey ones do not, and a red line marks the budget.",
                          "zh": "预算交互控件的初始设置：每种机制一根柱子，表示在所选序列长度和内存类型下按选择器公式算出的内存；绿色的柱子在预算之内，灰色的超出预算，红线标出预算。"},
 })

@@ -22,8 +22,9 @@
 # - the profiler: latency, peak memory and tokens per second, measured the same way for every
 #   mechanism, live for two of them and from a benchmark file for all of them up to $N = 8192$;
 # - a race on *multi-query associative recall* (MQAR, Arora et al. 2023): the same tiny language
-#   model with softmax, windowed, linear and cosFormer attention and a hybrid, and why the
-#   fixed-size state of linear attention (chapter 09) limits how much it can recall.
+#   model with softmax, windowed and linear attention, a Based-style hybrid and linear attentions
+#   with forgetting, and what the size of the state a layer keeps has to do with how much it can
+#   recall — read from a benchmark's data, at a length where that size differs.
 #
 # **You need** chapters 04 (multi-head attention), 05 (the KV cache), 07 (flash attention),
 # 08 (sparse attention) and 09 (linear attention and its recurrent state); chapter 10 for the
@@ -38,8 +39,7 @@
 # - 选择器：把前几章的内存公式变成“给定场景和预算该选哪一种”的决定——以及公式与实测在哪里对不上；
 # - 性能分析器：用同一种方法为每种机制测量延迟、内存峰值和每秒处理的词元数；其中两种现场测量，
 #   全部机制到 $N = 8192$ 的结果来自一个基准测试文件；
-# - 一场*多查询关联召回*（MQAR，Arora 等，2023）比赛：同一个小语言模型，分别用 softmax 注意力、窗口注意力、线性注意力、
-#   cosFormer 和一种混合结构，看看线性注意力固定大小的状态（第 9 章）为什么限制了它能召回多少。
+# - 一场*多查询关联召回*（MQAR，Arora 等，2023）比赛：同一个小语言模型，分别用 softmax 注意力、窗口注意力、线性注意力、一种 Based 式的混合结构和几种带遗忘的线性注意力；在状态大小确有差别的长度上，从基准测试的数据读出每层保存的状态大小与它能召回多少有什么关系。
 #
 # **预备知识**：第 4 章（多头注意力）、第 5 章（KV 缓存）、第 7 章（FlashAttention）、第 8 章（稀疏注意力）和
 # 第 9 章（线性注意力及其循环状态）；工厂里的 `lora` 一项用到第 10 章。
@@ -462,41 +462,44 @@ print(t("ch11.chance", v=16, p=mqar.chance_accuracy(16)))
 
 # %% [markdown] tags=["lang-en"]
 # The model is `TinyLM`: a token embedding and a learned position embedding, two blocks, each a
-# short causal convolution (kernel 4) followed by the mixer and no MLP, as in Zoology's
-# experiments, one head, and a linear read-out. The convolution lets a layer see the previous
-# few tokens directly, so the mixer's job is only the long-range look-up. `attnkit.mqar.train_mqar`
-# trains it with AdamW on fresh seeded batches, one thread, and scores the query positions of a
-# held-out batch.
+# short causal convolution followed by the mixer and no MLP, as in Zoology's experiments, and a
+# linear read-out. The convolution lets a layer see the previous few tokens directly, so the
+# mixer's job is only the long-range look-up. `attnkit.mqar.train_mqar` trains it with AdamW on
+# fresh seeded batches, one thread, and scores the query positions of a held-out batch.
 #
-# The live race: two mechanisms at one setting, the one the benchmark file shares with this
-# cell — the same task, the same training budget, the same seed. It takes a few seconds per
-# model on one core. A training run repeats its verdict on any CPU but not its last digits (a
-# different processor rounds differently, and a few hundred steps amplify that), so the live run
-# prints whether each mechanism solves the task (recall $\ge 0.9$), beside the file's recall:
+# The live race: softmax and linear attention (elu+1), one head, at length 32. At this size the
+# two keep about the same state — a layer's KV cache holds $2Ld$ numbers, the linear state
+# $d(d + 1)$; the cell prints both — so this race cannot show a state that fills up. What it
+# tests is how each mechanism uses about the same memory (linear attention's positive feature
+# map makes the stored pairs interfere: section 5 measures that with no training at all) and
+# whether each learns within the training budget. The benchmark script trained the same two
+# models with the same seed. A training run repeats its verdict on any CPU but not its last
+# digits (a different processor rounds differently, and a few hundred steps amplify that), so
+# the cell prints whether each mechanism solves the task (recall $\ge 0.9$), beside the file's
+# recall:
 
 # %% [markdown] tags=["lang-zh"]
-# 模型是 `TinyLM`：一个词元嵌入加一个可学习的位置嵌入，两个块，每块是一个短的因果卷积（核大小 4）加上混合层、没有 MLP
-# （与 Zoology 的实验相同），单个头，最后一个线性输出层。卷积让每层直接看到前面几个词元，于是混合层只需负责远距离的查找。
-# `attnkit.mqar.train_mqar` 用 AdamW 在每步新生成的、带种子的批次上训练它（单线程），并在一个留出批次的查询位置上评分。
+# 模型是 `TinyLM`：一个词元嵌入加一个可学习的位置嵌入，两个块，每块是一个短的因果卷积加上混合层、没有 MLP（与 Zoology 的实验相同），最后一个线性读出层。卷积让每层直接看到前面几个词元，于是混合层只需负责远距离的查找。`attnkit.mqar.train_mqar` 用 AdamW 在每步新生成的、带种子的批次上训练它（单线程），并在一个留出批次的查询位置上评分。
 #
-# 现场比赛：两种机制，一组设置——正是基准测试文件与这个单元格共用的那一组：同样的任务、同样的训练预算、同样的种子。
-# 在一个核上每个模型要几秒钟。一次训练的结论在任何 CPU 上都能重现，最后几位数字却不能：不同的处理器舍入方式不同，
-# 几百步训练会把这点差别放大。所以现场运行只打印每种机制是否解决了这个任务（召回率 $\ge 0.9$），旁边是文件中的召回率：
+# 现场比赛：softmax 注意力和线性注意力（elu+1），单个头，长度 32。在这个规模上两者保存的状态差不多大：一层的 KV 缓存有 $2Ld$ 个数，线性状态有 $d(d + 1)$ 个数，下面的单元格把两者都打印出来。所以这场比赛显示不出状态被填满。它检验的是：状态差不多大时，每种机制把它用得怎样（线性注意力的正特征映射让存下的键值对互相干扰，第 5 节不经任何训练就测出了这一点），以及每种机制能否在训练预算内学会。基准测试脚本用同一个种子训练过同样的两个模型。一次训练的结论在任何 CPU 上都能重现，最后几位数字却不能：不同的处理器舍入方式不同，几百步训练会把这点差别放大。所以单元格只打印每种机制是否解决了任务（召回率 $\ge 0.9$），旁边是文件中的召回率：
 
 # %%
 race = DATA["race"]
-task, shared, mechanisms = race["settings"]["task"], race["settings"]["shared"], race["settings"]["mechanisms"]
-print(t("ch11.race_settings", **task, **shared))
-live_race = {}
-for name in ("softmax", "linear"):
-    live_race[name] = mqar.train_mqar(mechanisms[name], width=shared["width"], num_pairs=shared["num_pairs"], seed=0,
-                                      **task)
-file_acc = {r["mechanism"]: r["accuracy"] for r in race["runs"] if r["seed"] == 0 and r["lr"] == task["lr"]
-            and r["width"] == shared["width"] and r["num_pairs"] == shared["num_pairs"]}
+settings, summary_rows = race["settings"], race["summary"]
+live = settings["live"]
+live_task = {k: v for k, v in live.items() if k != "mechanisms"}
+print(t("ch11.race_settings", **live_task))
+layer = {name: AttentionConfig(attention_type=settings["mechanisms"][name], d_model=live["width"], n_heads=1,
+                               causal=True) for name in live["mechanisms"]}
+numbers = {name: mqar.decode_state_bytes(cfg, live["seq_len"]) // 4 for name, cfg in layer.items()}  # float32
+print(t("ch11.live_states", l=live["seq_len"], d=live["width"], kv=numbers["softmax"], lin=numbers["linear"],
+        x=numbers["softmax"] / numbers["linear"]))
+live_race = {name: mqar.train_mqar(settings["mechanisms"][name], seed=0, **live_task) for name in live["mechanisms"]}
+file_acc = {r["mechanism"]: r["accuracy"] for r in race["live_runs"]}
 for name, r in live_race.items():  # the verdict, not the digits: the last digits of a training run follow the CPU
     print(t("ch11.race_row", name=name, ok=r["accuracy"] >= 0.9, state=r["state_bytes"], file=file_acc[name],
             file_ok=file_acc[name] >= 0.9))
-print(t("ch11.chance", v=task["vocab_size"], p=race["settings"]["chance"]))
+print(t("ch11.chance", v=live["vocab_size"], p=settings["live_chance"]))
 
 # %% alt="ch11.alt.race"
 fig, ax = plt.subplots(figsize=(6, 3.3))
@@ -504,93 +507,137 @@ for name, r in live_race.items():
     ax.plot(r["losses"], label=name, lw=1)
 ax.set_xlabel(t("ch11.plot_step"))
 ax.set_ylabel(t("ch11.plot_loss"))
-ax.set_title(t("ch11.plot_race_title", w=shared["width"], k=shared["num_pairs"]), fontsize=10)
+ax.set_title(t("ch11.plot_race_title", l=live["seq_len"], w=live["width"], k=live["num_pairs"]), fontsize=10)
 ax.legend()
 ax.grid(alpha=0.3)
 fig.tight_layout()
 
 # %% [markdown] tags=["lang-en"]
-# One setting and one seed is an anecdote. The benchmark trained every mechanism of the race —
-# softmax, a causal window of 8, linear attention (elu+1), cosFormer, and a hybrid with a window
-# layer under a linear layer (the combination Based uses) — at several widths and numbers of
-# pairs, with several seeds and two learning rates each. One learning rate does not suit every
-# width, so, as Zoology does, each setting is reported at the learning rate with the best mean
-# (the last number of each cell); then the mean over the seeds, and in brackets the lowest and
-# the highest:
+# A state that fills up needs a length at which the KV cache is several times the fixed state,
+# and one setting with one seed is an anecdote. The benchmark (`benchmarks/bench_factory.py`,
+# about an hour on two cores: too long for a notebook) trains at length 128 in a vocabulary of 64:
+# widths 32 and 64 with 8 pairs, and width 32 with 16 pairs, for which softmax needed more steps to
+# learn the task; three seeds per setting, every mechanism for the same number of steps at a
+# setting. Besides softmax, a causal window and linear attention, it runs:
+#
+# - the hybrid as Based (Arora et al. 2024) builds it: a window layer under a linear layer whose
+#   queries and keys, in heads of 16 dimensions, go through the Taylor feature map
+#   $\phi(x) = [1,\ x / d^{1/4},\ \mathrm{vec}(x x^\top) / (\sqrt 2 \sqrt d)]$, so that
+#   $\phi(q) \cdot \phi(k) = 1 + s + s^2/2$ with $s = q \cdot k / \sqrt d$: $e^s$ to second order
+#   (`attnkit.linear.taylor_feature_map`); every model of the sweep has Based's short convolutions
+#   of kernel 3. Based's window is 64 tokens at a training length of 2,048, and its models also
+#   have gated convolutions and MLPs; here the window is 16 tokens (an eighth of the length) and
+#   there is no MLP;
+# - four linear attentions with forgetting (`attnkit.forgetting`): RetNet's fixed decay, GLA's
+#   per-channel gate, the delta rule (DeltaNet) and the gated delta rule (Gated DeltaNet).
+#
+# Each cell: the median recall over the seeds, in brackets the lowest and the highest, and the
+# bytes of state the model keeps to predict the next token at that length (both layers and their
+# convolutions, `attnkit.mqar.decode_state_bytes`):
 
 # %% [markdown] tags=["lang-zh"]
-# 一组设置、一个种子只能算个例。基准测试把比赛中的每种机制——softmax、长度为 8 的因果窗口、线性注意力（elu+1）、cosFormer，
-# 以及一个窗口层在下、线性层在上的混合结构（Based 用的就是这种组合）——在多种宽度和键值对数量下，各用若干个种子和两种学习率训练。
-# 一种学习率并不适合所有宽度，所以和 Zoology 的做法一样，每组设置都取平均值最好的那个学习率（每格最后一个数）；
-# 表中是各种子的平均值，括号里是最低值和最高值：
+# 要让状态被填满，需要一个 KV 缓存是固定状态好几倍的长度；而且一组设置、一个种子只能算个例。基准测试（`benchmarks/bench_factory.py`，在两个核上约一小时，笔记本里跑不起）在长度 128、词表 64 上训练：宽度 32 和 64 各用 8 个键值对，宽度 32 再用 16 个键值对（softmax 要多训练一些步数才学会这个任务）。每组设置三个种子，同一组设置里每种机制训练同样的步数。除了 softmax、因果窗口和线性注意力，它还训练：
+#
+# - 按 Based（Arora 等，2024）的做法搭建的混合结构：窗口层在下，线性层在上；线性层的查询和键分成 16 维的头，经过泰勒特征映射 $\phi(x) = [1,\ x / d^{1/4},\ \mathrm{vec}(x x^\top) / (\sqrt 2 \sqrt d)]$，于是 $\phi(q) \cdot \phi(k) = 1 + s + s^2/2$，其中 $s = q \cdot k / \sqrt d$，即 $e^s$ 的二阶展开（`attnkit.linear.taylor_feature_map`）。扫描中的每个模型都带有 Based 的核大小为 3 的短卷积。Based 的窗口是 64 个词元，训练长度为 2,048，模型里还有门控卷积和 MLP；这里的窗口是 16 个词元（长度的八分之一），没有 MLP；
+# - 四种带遗忘的线性注意力（`attnkit.forgetting`）：RetNet 的固定衰减、GLA 的逐通道门控、delta 规则（DeltaNet）和带门控的 delta 规则（Gated DeltaNet）。
+#
+# 每格是各种子召回率的中位数，括号里是最低值和最高值，后面是模型在这个长度上为预测下一个词元而保存的状态字节数（两层及其卷积，`attnkit.mqar.decode_state_bytes`）：
 
 # %%
-print(t("ch11.made_by", command=race["command"], cpu=race["machine"]["cpu"], cores=race["machine"]["cores"],
-        torch=race["machine"]["torch"], date=race["date"], load=race["machine"]["loadavg_at_start"]))
-summary = {(s["mechanism"], s["width"], s["num_pairs"]): s for s in race["best"]}    # each at its best lr
-points = sorted({(s["width"], s["num_pairs"]) for s in race["best"]}, key=lambda p: (p[1], p[0]))
+print(t("ch11.made_by_race", command=race["command"], cpu=race["machine"]["cpu"], cores=race["machine"]["cores"],
+        torch=race["machine"]["torch"], date=race["date"], load=race["machine"]["loadavg_at_start"],
+        end=race["machine"]["loadavg_at_end"], minutes=race["seconds"] / 60,
+        trained=sum(r["seconds"] for r in race["runs"] + race["live_runs"]) / 60,
+        kept=", ".join(f"`{c}`" for c in race.get("kept_from", [])) or "—", **settings["budget"]))
+task = settings["task"]
 seeds = sorted({r["seed"] for r in race["runs"]})
-print(t("ch11.sweep_settings", seeds=", ".join(map(str, seeds)), lrs=", ".join(f"{lr:g}" for lr in race["settings"]["lrs"]),
-        **task))
-print(viz.format_table([t("ch11.col.name")] + [t("ch11.col.point", w=w, k=k) for w, k in points],
-                       [[m] + [f"{summary[(m, w, k)]['mean']:.2f} [{summary[(m, w, k)]['min']:.2f}, "
-                               f"{summary[(m, w, k)]['max']:.2f}] {summary[(m, w, k)]['lr']:g}" for w, k in points]
-                        for m in mechanisms]))
+print(t("ch11.sweep_settings", seeds=", ".join(map(str, seeds)), **task))
+points = [tuple(p[:3]) for p in settings["points"]]                     # (length, width, pairs)
+steps = {tuple(p[:3]): p[3] for p in settings["points"]}
+for L, d, K in points:
+    kv, lin = (mqar.decode_state_bytes(AttentionConfig(attention_type=kind, d_model=d, n_heads=task["n_heads"],
+                                                       causal=True), L) // 4 for kind in ("full", "linear"))
+    print(t("ch11.sweep_states", l=L, d=d, k=K, steps=steps[(L, d, K)], kv=kv, lin=lin, x=kv / lin))
+summary = {(s["mechanism"], s["seq_len"], s["width"], s["num_pairs"]): s for s in summary_rows}
+mechanisms = list(settings["mechanisms"])
+print(viz.format_table(
+    [t("ch11.col.name")] + [h for L, d, K in points for h in (t("ch11.col.point", l=L, w=d, k=K), t("ch11.col.bytes"))],
+    [[m] + [c for p in points for c in (f"{summary[(m, *p)]['median']:.2f} [{summary[(m, *p)]['min']:.2f}, "
+                                       f"{summary[(m, *p)]['max']:.2f}]", f"{summary[(m, *p)]['state_bytes']:,}")]
+     for m in mechanisms]))
+print(t("ch11.chance", v=task["vocab_size"], p=settings["chance"]))
 
 # %% alt="ch11.alt.sweep"
-colors = {m: viz.line_style(i)["color"] for i, m in enumerate(mechanisms)}
-fig, (ax_w, ax_k, ax_s) = plt.subplots(1, 3, figsize=(13, 3.8))
-widths, pairs = race["settings"]["widths"], race["settings"]["pairs"]
-for m in mechanisms:
-    for ax, xs, keys in ((ax_w, widths, [(m, w, shared["num_pairs"]) for w in widths]),
-                         (ax_k, pairs, [(m, shared["width"], k) for k in pairs])):
-        s = [summary[key] for key in keys]
-        ax.errorbar(xs, [p["mean"] for p in s], yerr=[[p["mean"] - p["min"] for p in s], [p["max"] - p["mean"] for p in s]],
-                    marker="o", ms=4, capsize=3, color=colors[m], label=m)
-    runs = [r for r in race["runs"] if r["mechanism"] == m and r["num_pairs"] == shared["num_pairs"]
-            and r["lr"] == summary[(m, r["width"], r["num_pairs"])]["lr"]]
-    ax_s.scatter([r["state_bytes"] for r in runs], [r["accuracy"] for r in runs], color=colors[m], s=18, label=m)
-ax_w.set_xscale("log", base=2)
-ax_w.set_xticks(widths, [str(w) for w in widths])
-ax_w.set_xlabel(t("ch11.plot_width", k=shared["num_pairs"]))
-ax_k.set_xticks(pairs)
-ax_k.set_xlabel(t("ch11.plot_pairs", w=shared["width"]))
-ax_s.set_xscale("log")
-ax_s.set_xlabel(t("ch11.plot_state", k=shared["num_pairs"]))
-for ax in (ax_w, ax_k, ax_s):
+fig, axes = plt.subplots(1, len(points), figsize=(4.6 * len(points), 4), sharey=True)
+for ax, (L, d, K) in zip(axes, points, strict=True):
+    for i, m in enumerate(mechanisms):
+        s = summary[(m, L, d, K)]
+        style = viz.line_style(i)
+        ax.errorbar([s["state_bytes"]], [s["median"]], yerr=[[s["median"] - s["min"]], [s["max"] - s["median"]]],
+                    marker="o", ms=6, capsize=4, color=style["color"], label=m, ls="none")
+    ax.axhline(settings["chance"], color="0.6", ls="--", lw=1)
+    ax.axhline(settings["solved"], color="0.6", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(t("ch11.plot_state", l=L))
+    ax.set_title(t("ch11.plot_state_title", l=L, w=d, k=K), fontsize=10)
     ax.set_ylim(-0.03, 1.03)
-    ax.axhline(race["settings"]["chance"], color="0.6", ls="--", lw=1)
     ax.grid(alpha=0.3)
-ax_w.set_ylabel(t("ch11.plot_acc"))
-ax_w.legend(fontsize=7, loc="upper left")
-ax_s.set_title(t("ch11.plot_state_title"), fontsize=10)
+axes[0].set_ylabel(t("ch11.plot_acc"))
+axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 fig.tight_layout()
 
 # %% [markdown] tags=["lang-en"]
-# What the file says, printed from its numbers (a mechanism "solves" a setting here when its mean
-# over the seeds reaches 0.9):
+# What the file says, printed from its numbers (a mechanism "solves" a setting when its median
+# over the seeds reaches 0.9; where softmax itself does not, the budget did not train even the
+# mechanism that keeps everything, and no trade-off is drawn there):
 
 # %% [markdown] tags=["lang-zh"]
-# 文件里的数字说明了什么，由代码直接算出并打印（这里说一种机制“解决”了某组设置，是指它在各种子上的平均准确率达到 0.9）：
+# 文件里的数字说明了什么，由代码直接算出并打印（一种机制“解决”了某组设置，是指它在各种子上召回率的中位数达到 0.9；如果连 softmax 都达不到，说明训练预算连保存一切的机制都没训练出来，这组设置就不画权衡）：
 
 # %%
-K, W = shared["num_pairs"], shared["width"]
-others = [m for m in mechanisms if m != "softmax"]
-lead = max(mechanisms, key=lambda m: summary[(m, W, K)]["mean"])
-print(t("ch11.at_width", w=W, k=K, name=lead, mean=summary[(lead, W, K)]["mean"],
-        others=", ".join(f"{m} {summary[(m, W, K)]['mean']:.2f}" for m in mechanisms if m != lead)))
-for m in mechanisms:
-    solved = [w for w in widths if summary[(m, w, K)]["mean"] >= 0.9]
-    best = max(widths, key=lambda w: summary[(m, w, K)]["mean"])
-    if solved:
-        s = summary[(m, solved[0], K)]
-        print(t("ch11.solves_from", name=m, w=solved[0], k=K, state=s["state_bytes"], lo=s["min"],
-                x=s["state_bytes"] / summary[("softmax", W, K)]["state_bytes"], w0=W))
-    else:
-        s = summary[(m, best, K)]
-        hits = sum(r["accuracy"] >= 0.9 for r in race["runs"] if (r["mechanism"], r["width"], r["num_pairs"], r["lr"])
-                   == (m, best, K, s["lr"]))
-        print(t("ch11.never", name=m, k=K, best=s["mean"], w=best, hits=hits, n=len(s["seeds"])))
+SOLVED = settings["solved"]
+forgetting = ("retnet", "gla", "deltanet", "gated_deltanet")
+for p in points:
+    L, d, K = p
+    soft = summary[("softmax", *p)]
+    ratio = {m: summary[(m, *p)]["state_bytes"] / soft["state_bytes"] for m in mechanisms}
+    best = max(mechanisms, key=lambda m: summary[(m, *p)]["median"])
+    print(t("ch11.best", l=L, w=d, k=K, name=best, med=summary[(best, *p)]["median"]))
+    if soft["median"] < SOLVED:
+        print(t("ch11.no_tradeoff", l=L, w=d, med=soft["median"], lo=soft["min"], hi=soft["max"]))
+        continue
+    solvers = sorted((m for m in mechanisms if summary[(m, *p)]["median"] >= SOLVED), key=ratio.get)
+    print(t("ch11.solvers", names=", ".join(f"{m} ({ratio[m]:.2f}x)" for m in solvers)))
+    fail = [m for m in mechanisms if m not in solvers]
+    print(t("ch11.fail", names=", ".join(f"{m} {summary[(m, *p)]['median']:.3f} ({ratio[m]:.2f}x)" for m in fail)
+            or "—"))
+    b, lin = summary[("based", *p)], summary[("linear", *p)]
+    print(t("ch11.hybrid", med=b["median"], lo=b["min"], hi=b["max"], x=ratio["based"], lin=lin["median"],
+            xl=ratio["linear"], soft=soft["median"],
+            vs=t("ch11.word.above" if b["median"] > lin["median"] else
+                 "ch11.word.below" if b["median"] < lin["median"] else "ch11.word.level")))
+    print(t("ch11.forgetting", names=", ".join(f"{m} {summary[(m, *p)]['median']:.2f} "
+                                              f"[{summary[(m, *p)]['min']:.2f}, {summary[(m, *p)]['max']:.2f}]"
+                                              for m in forgetting), x=ratio["retnet"]))
+for m in mechanisms:  # who solves which width at which length
+    solved = [f"L = {L}, d = {d}, K = {K}" for L, d, K in points if summary[(m, L, d, K)]["median"] >= SOLVED]
+    print(t("ch11.solves_where", name=m, where="; ".join(solved) or t("ch11.nowhere")))
+
+# %% [markdown] tags=["lang-en"]
+# **Question 1** (predict first, before section 5 works it out). A causal window of $w$ lets a
+# query attend to the $w - 1$ tokens before it; a short causal convolution of kernel $c$ mixes each
+# token with the $c - 1$ before it. The model has two blocks, each a convolution and then a window
+# layer. With $w = 16$ and $c = 3$, how many positions back can the second block's output at a
+# query reach, at most? Replace `None` with a number.
+
+# %% [markdown] tags=["lang-zh"]
+# **问题 1（先预测）**：在第 5 节推导之前先预测。长度为 $w$ 的因果窗口让一个查询关注它前面的 $w - 1$ 个词元；核大小为 $c$ 的短因果卷积把每个词元与它前面的 $c - 1$ 个词元混合。模型有两个块，每块先是一个卷积，再是一个窗口层。$w = 16$、$c = 3$ 时，第二个块在查询位置上的输出最远能往回看多少个位置？把 `None` 换成一个数。
+
+# %%
+from attnkit.exercises.ch11 import check_q1
+
+my_answer = None  # a number
+_ = check_q1(my_answer)
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. Why: what each layer keeps
@@ -613,14 +660,9 @@ for m in mechanisms:
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 原因：每一层保存了什么
 #
-# 要回答位置 $i$ 上的查询，因果层只能用它从位置 $\le i$ 保存下来的东西。softmax 注意力保存一切：KV 缓存存着之前所有词元的键和值，
-# 每层 $2Nd$ 个数，随上下文增长（第 5 章）。因果线性注意力保存 $S_i = \sum_{j \le i} \phi(k_j) v_j^\top$ 和 $z_i = \sum_{j \le i} \phi(k_j)$，
-# 无论上下文多长，每个头都是 $d_h (d_h + 1)$ 个数（第 9 章，Katharopoulos 等的式 16–20）。长度为 $w$ 的窗口保存最近 $w$ 个键和值，其余的全部忘掉。
+# 要回答位置 $i$ 上的查询，因果层只能用它从位置 $\le i$ 保存下来的东西。softmax 注意力保存一切：KV 缓存存着之前所有词元的键和值，每层 $2Nd$ 个数，随上下文增长（第 5 章）。因果线性注意力保存 $S_i = \sum_{j \le i} \phi(k_j) v_j^\top$ 和 $z_i = \sum_{j \le i} \phi(k_j)$，无论上下文多长，每个头都是 $d_h (d_h + 1)$ 个数（第 9 章，Katharopoulos 等的式 16–20）。长度为 $w$ 的窗口保存最近 $w$ 个键和值，其余的全部忘掉。
 #
-# 固定大小的 $S$ 是写入它的所有键值对的叠加。用键 $k_i$ 读出，得到 $S^\top \phi(k_i) = \sum_j (\phi(k_j) \cdot \phi(k_i))\, v_j$：
-# 正确的值，再加上其他所有的值，权重是它们的键与 $k_i$ 的重叠程度。正交的键互不重叠，但 $d$ 维空间里只有 $d$ 个这样的键。
-# 不经任何训练、用随机的键，读出结果有多大比例指向存下的 $K$ 个值中正确的那一个？（`attnkit.mqar.memory_recall`：恒等特征、
-# 带归一化的 elu+1 特征，以及对同样的键值对做 softmax 读出作为对照。）
+# 固定大小的 $S$ 是写入它的所有键值对的叠加。用键 $k_i$ 读出，得到 $S^\top \phi(k_i) = \sum_j (\phi(k_j) \cdot \phi(k_i))\, v_j$：正确的值，再加上其他所有的值，权重是它们的键与 $k_i$ 的重叠程度。正交的键互不重叠，但 $d$ 维空间里只有 $d$ 个这样的键。不经任何训练、用随机的键，读出结果有多大比例指向存下的 $K$ 个值中正确的那一个？（`attnkit.mqar.memory_recall`：恒等特征、带归一化的 elu+1 特征，以及对同样的键值对做 softmax 读出作为对照。）
 
 # %%
 ks = [2, 4, 8, 16, 32, 64]
@@ -641,59 +683,52 @@ print(t("ch11.orthogonal", d=16, acc=mqar.memory_recall(16, 16, keys="orthogonal
 # match. A trained model does better than random keys — it learns keys that overlap less — but
 # it cannot beat the arithmetic of the state: with one head of width $d$, each linear layer of
 # the race keeps $d(d + 1)$ numbers in all, shared by every token written into it, the filler
-# tokens included, so widening the model is what gives the pairs room. That is the pattern of the sweep: linear
-# attention fails at small width and recovers as the width, and with it the state, grows.
+# tokens included, so widening the model is what gives the pairs room. Whether the trained models
+# of the sweep hit this limit, and at which width, is what section 4's lines say.
 #
 # The window fails for a simpler reason: it forgets. A causal window of $w$ lets a query attend
 # to the $w - 1$ tokens before it, so one attention step can copy a value only from that close.
 # With the convolutions (kernel $c$) and two layers, information can travel at most
 # $2(w + c - 2)$ positions, but only if the first layer learns to carry every pair forward for the
-# second one to find. In the held-out batch of the race, the share of queries whose value lies
-# within one window, and within that two-layer reach, at 4 and at 8 pairs, beside the window
-# model's recall from the benchmark file:
+# second one to find. In the held-out batch of the sweep, the share of queries whose value lies
+# within one window, and within that two-layer reach, and the window model's recall at each width
+# beside what answering exactly the first share and guessing the rest would give:
 
 # %% [markdown] tags=["lang-zh"]
-# 固定大小的状态会被填满：用恒等特征时，只要 $K$ 远小于 $d$，几乎所有值都能读回来；$K$ 接近 $d$ 时，值就开始混在一起；
-# 用正特征（elu+1，任意两个 $\phi(k_i) \cdot \phi(k_j) > 0$）时，混淆来得早得多。对同样的键值对做 softmax 读出，准确率始终接近 1，
-# 因为缓存把每一对分开保存，softmax 又会突出最匹配的那一个。训练过的模型比随机的键做得好——它会学到彼此重叠更少的键——
-# 但它赢不过状态大小这笔账：单个头、宽度为 $d$ 时，比赛中的线性层要为写入的每个词元（包括占位词元）共用 $d(d + 1)$ 个数，
-# 所以加宽模型才能给它们腾出空间。这正是扫描实验呈现的规律：线性注意力在宽度小时失败，随着宽度（以及状态）增大才恢复过来。
+# 固定大小的状态会被填满：用恒等特征时，只要 $K$ 远小于 $d$，几乎所有值都能读回来；$K$ 接近 $d$ 时，值就开始混在一起；用正特征（elu+1，任意两个 $\phi(k_i) \cdot \phi(k_j) > 0$）时，混淆来得早得多。对同样的键值对做 softmax 读出，准确率始终接近 1，因为缓存把每一对分开保存，softmax 又会突出最匹配的那一个。训练过的模型比随机的键做得好——它会学到彼此重叠更少的键——但它赢不过状态大小这笔账。单个头、宽度为 $d$ 时，比赛中每个线性层总共只保存 $d(d + 1)$ 个数，写入它的所有词元（包括占位词元）都挤在这些数里。所以要加宽模型，才能给键值对腾出空间。扫描中训练出来的模型是否碰到了这个极限、在哪个宽度上碰到，要看第 4 节打印的那几行。
 #
-# 窗口失败的原因更简单：它会遗忘。长度为 $w$ 的因果窗口让一个查询只能关注它前面的 $w - 1$ 个词元，所以一步注意力只能从这么近的地方复制值。
-# 加上卷积（核大小 $c$）和两层，信息最多能传递 $2(w + c - 2)$ 个位置，但前提是第一层学会把每个键值对往后传，好让第二层找到。
-# 在比赛的留出批次里，值落在一个窗口之内、以及落在这个两层范围之内的查询所占的比例（4 个和 8 个键值对），
-# 旁边是基准测试文件中窗口模型的召回率：
+# 窗口失败的原因更简单：它会遗忘。长度为 $w$ 的因果窗口让一个查询只能关注它前面的 $w - 1$ 个词元，所以一步注意力只能从这么近的地方复制值。加上卷积（核大小 $c$）和两层，信息最多能传递 $2(w + c - 2)$ 个位置，但前提是第一层学会把每个键值对往后传，好让第二层找到。在扫描的留出批次里，值落在一个窗口之内、以及落在这个两层视野之内的查询所占的比例；再列出窗口模型在每个宽度上的召回率，旁边是“恰好答对前一部分、其余全靠猜”所能达到的水平：
 
 # %%
 w, c = task["window_size"], task["conv_kernel"]
 reach = 2 * (w + c - 2)
-for k in race["settings"]["pairs"]:
-    xs, ys = mqar.mqar_batch(256, task["vocab_size"], task["seq_len"], k, seed=10**6)   # the held-out batch of seed 0
+for L, k in sorted({(L, K) for L, _, K in points}):
+    xs, ys = mqar.mqar_batch(256, task["vocab_size"], L, k, seed=10**6)                 # the held-out batch of seed 0
     q = torch.nonzero(ys != mqar.IGNORE_INDEX)                                          # (queries, 2): row, position
     value_pos = torch.stack([(xs[b, : 2 * k:2] == xs[b, p]).nonzero()[0, 0] * 2 + 1 for b, p in q.tolist()])
     gap = q[:, 1] - value_pos                                                           # tokens back to the value
-    acc = summary[("window", shared["width"], k)]["mean"]
     one = (gap <= w - 1).double().mean().item()
-    print(t("ch11.reach", w=w, c=c, reach=reach, k=k, one=one, two=(gap <= reach).double().mean().item(), acc=acc,
-            ceiling=one + (1 - one) * race["settings"]["chance"]))
+    ceiling = one + (1 - one) * settings["chance"]
+    print(t("ch11.reach", l=L, w=w, c=c, reach=reach, k=k, one=one, two=(gap <= reach).double().mean().item(),
+            ceiling=ceiling))
+    for L2, d, K in points:
+        if (L2, K) == (L, k):
+            acc = summary[("window", L, d, K)]["median"]
+            print(t("ch11.reach_model", d=d, acc=acc, ceiling=ceiling,
+                    vs=t("ch11.word.above" if acc > ceiling else "ch11.word.below" if acc < ceiling else "ch11.word.level")))
 
 # %% [markdown] tags=["lang-en"]
-# Most values lie within the two-layer reach; far fewer lie within one window, and at 8 pairs
-# almost none. The window model's recall stays below even what answering exactly those and
-# guessing the rest would give
-# (the last number of each line). It did not learn to pass pairs on from layer to layer, and a
-# wider model does not bring the values closer. This is the trade-off Based (Arora et al. 2024,
-# §3) plots as recall against the state a model keeps: the right panel of the sweep figure. Softmax buys its recall with a state
-# that grows with the context; windows and linear attention keep a fixed state and lose recall
-# when the state is small; hybrids and wider linear states sit in between. The selector's
-# memory formulas and this plot are two views of the same choice.
+# A window model above that level learned to pass pairs on from layer to layer; one below it did
+# not even answer every query whose value lies within its window, and a wider model does not
+# bring the values closer. Recall against the state a
+# model keeps is the trade-off Based (Arora et al. 2024, §3) plots, and section 4's figure draws
+# it from the sweep: softmax buys its recall with a state that grows with the context; the window
+# and the linear attentions, with forgetting or without, keep a state that does not grow; which
+# of them recall at which state size, and where the hybrid lands, are the lines printed under
+# that figure. The selector's memory formulas and that plot are two views of the same choice.
 
 # %% [markdown] tags=["lang-zh"]
-# 多数值都落在两层的范围之内；落在一个窗口之内的要少得多，8 个键值对时几乎没有。窗口模型的召回率，甚至低于“恰好答对这些、其余全靠猜”所能达到的水平
-# （每行最后一个数）。它没有学会把键值对一层层往后传，而模型再宽也不会让值离得更近。这就是 Based（Arora 等，2024，§3）
-# 画成“召回率—模型所保存状态大小”的那种权衡：扫描结果图的右图。softmax 用随上下文增长的状态换来召回能力；
-# 窗口和线性注意力保存固定大小的状态，状态小时就失去召回能力；混合结构和更宽的线性状态介于两者之间。
-# 选择器的内存公式和这张图，是同一个选择的两种视角。
+# 窗口模型的召回率高于这个水平，说明它学会了把键值对一层层往后传；低于这个水平，说明它连值就在窗口之内的查询都没有全部答对。模型再宽，也不会让值离得更近。“召回率—模型所保存的状态大小”正是 Based（Arora 等，2024，§3）画出的那种权衡，第 4 节的图用扫描数据把它画了出来：softmax 用随上下文增长的状态换来召回能力；窗口和线性注意力（不论带不带遗忘）保存的状态不随上下文增长；它们当中哪些在多大的状态下能召回、混合结构落在哪里，就是那张图下面打印的几行。选择器的内存公式和那张图，是同一个选择的两种视角。
 
 # %% [markdown] tags=["lang-en"]
 # ## 6. Explorer: what fits in a budget
@@ -741,14 +776,14 @@ for n, budget, mode in ((8192, 200, "forward"), (131072, 100, "decode"), (4096, 
 # **一个种子不算结论。** 小模型在合成任务上的学习是突然跃升的，跃升会不会在训练预算之内出现，取决于种子。扫描实验中波动最大的几处：
 
 # %%
-spread = sorted(race["best"], key=lambda s: s["min"] - s["max"])[:3]
-for s in spread:
-    print(t("ch11.spread", name=s["mechanism"], w=s["width"], k=s["num_pairs"], lo=s["min"], hi=s["max"],
-            n=len(s["seeds"])))
+widest = sorted(summary_rows, key=lambda s: s["min"] - s["max"])[:3]
+for s in widest:
+    print(t("ch11.spread", name=s["mechanism"], l=s["seq_len"], w=s["width"], k=s["num_pairs"], lo=s["min"],
+            hi=s["max"], n=len(s["seeds"])))
 
 # %% [markdown] tags=["lang-en"]
 # A single run at any of these points could have told either story. Compare mechanisms by the
-# mean *and* the spread over seeds, as the table of section 4 does.
+# median *and* the spread over seeds, as the table of section 4 does.
 #
 # **A short profile says little about a long one.** The ranking by latency changes with the
 # length: a quadratic cost is small at short lengths and dominates at long ones. From the
@@ -757,7 +792,7 @@ for s in spread:
 # do not compare):
 
 # %% [markdown] tags=["lang-zh"]
-# 在这些设置中的任何一处，只跑一次都可能得出完全相反的结论。比较机制时要看多个种子的平均值*和*波动，就像第 4 节的表格那样。
+# 在这些设置中的任何一处，只跑一次都可能得出完全相反的结论。比较机制时要看多个种子的中位数*和*波动，就像第 4 节的表格那样。
 #
 # **短序列上的性能分析说明不了长序列。** 按延迟的排名会随长度改变：二次方的开销在短序列上不起眼，在长序列上却占了大头。
 # 从基准测试文件中取最短和最长长度下最快的三种，以及全注意力排在第几；只在与全注意力同一次运行中测出的机制里排名（第 3 节说过，不同运行之间不能比较）：
@@ -890,13 +925,15 @@ _ = check_recaller(my_recaller)
 #   says why; a formula is a model of the code, and the profiler showed where it is off — most of
 #   all for full attention, whose fused kernel never holds the $N^2$ scores the formula counts
 #   (sections 2, 3).
-# - On multi-query associative recall with 8 pairs, at width 64 softmax attention recalled best
-#   (two of three seeds solved it) while linear attention, cosFormer, the hybrid and the window
-#   did not; linear attention and cosFormer solved it in every seed at twice the width, with
-#   about 4 and 8 times the state; the window never recovered. The reason is what a layer keeps: a
-#   KV cache that grows, a fixed $d_h \times d_h$ state that fills up, or a window that forgets
-#   (sections 4, 5). At the wider width softmax's training became erratic across seeds within the
-#   same budget: compare by the mean and the spread (section 7).
+# - On multi-query associative recall, the live race at length 32 compares softmax and linear
+#   attention at about the same state: it shows the feature map's interference and the training,
+#   not the state's size. The trade-off between recall and state size comes from the sweep at
+#   length 128, where the KV cache is several times the linear state; who solves which width,
+#   where the Based-style hybrid and the linear attentions with forgetting land, is printed from
+#   its data (section 4). What a layer keeps is the reason: a KV cache that grows, a fixed state
+#   shared by every pair (decayed or overwritten in the forms with forgetting), or a window that
+#   forgets (section 5). Small models learn in jumps: compare by the median and the spread over
+#   seeds (section 7).
 # - Choosing an attention is choosing a point on two trade-offs at once: memory and speed at your
 #   length (the selector, the profiler, the explorer) and recall against state size (the race).
 #
@@ -913,7 +950,7 @@ _ = check_recaller(my_recaller)
 # - 工厂把每种机制都放到同一个配置和同一个前向接口后面；模块就是各章自己的模块，所以替换只改变机制本身，别的都不变（第 1 节）。
 # - 选择器把各章的开销公式变成针对场景和预算的选择，并说明理由；公式只是代码的一个模型，性能分析器指出了它在哪里不准——
 #   最明显的是全注意力：它的融合算子从不保存公式计入的 $N^2$ 个分数（第 2、3 节）。
-# - 在 8 个键值对的多查询关联召回上，宽度为 64 时 softmax 注意力的召回率最高（三个种子中有两个完全解决），而线性注意力、cosFormer、
+# - 在多查询关联召回上，长度 32 的现场比赛在状态差不多大的条件下比较 softmax 和线性注意力：它显示的是特征映射的干扰和训练，而不是状态的大小。召回能力与状态大小之间的权衡来自长度 128 的扫描，那里的 KV 缓存是线性状态的好几倍；谁在哪个宽度上解决了任务、Based 式的混合结构和带遗忘的线性注意力落在哪里，都由数据打印出来（第 4 节）。原因在于每层保存了什么：不断增长的 KV 缓存，所有键值对共用的固定状态（带遗忘的形式会衰减或覆盖它），或者会遗忘的窗口（第 5 节）。小模型的学习是跳跃式的：比较时要看各种子的中位数和波动（第 7 节）。
 #   混合结构和窗口都做不到；线性注意力和 cosFormer 在两倍宽度下对每个种子都解决了任务，状态分别约为 4 倍和 8 倍；窗口则始终没有恢复。
 #   原因在于每层保存了什么：不断增长的 KV 缓存，会被填满的固定大小 $d_h \times d_h$ 状态，或者会遗忘的窗口（第 4、5 节）。
 #   在更宽的宽度上，同样的训练预算下 softmax 的训练结果随种子大起大落：比较时要看平均值和波动（第 7 节）。
