@@ -19,13 +19,31 @@ register({
     "ch11.aliases": {"en": "aliases: {names}", "zh": "别名：{names}"},
     "ch11.eq_chapter": {"en": "factory '{name}' == {module} with the same weights: {ok}",
                         "zh": "工厂的 '{name}' == 权重相同的 {module}：{ok}"},
-    "ch11.error": {"en": "ValueError: {err}", "zh": "ValueError：{err}"},
+    "ch11.no_causal": {"en": "ValueError: {name} has no causal form (its landmarks average future tokens)",
+                       "zh": "ValueError：{name} 没有因果形式（它的地标点是对未来词元取平均得到的）"},
+    "ch11.block_reach": {"en": "four block_sparse layers (blocks of 16): the output at token {last} depends on the {n} "
+                               "tokens {lo}-{hi} only (autograd), its own block",
+                         "zh": "四层 block_sparse（块长 16）：第 {last} 个词元的输出只依赖 {lo}-{hi} 这 {n} 个词元（由自动求导得出），"
+                               "也就是它自己所在的块"},
     "ch11.mixed": {"en": "mixed stack {kinds}: output {shape}", "zh": "混合结构 {kinds}：输出 {shape}"},
     # section 2: the selector
     "ch11.mem_title": {"en": "forward memory of one layer by the formula (MB; d_model 512, 8 heads, batch 1, float32):",
                        "zh": "按公式计算的单层前向内存（MB；d_model 512，8 个头，批次大小 1，float32）："},
-    "ch11.growth": {"en": "from N = 16,384 to 65,536 (4x): full x {full:.1f}, linear x {linear:.1f}",
-                    "zh": "N 从 16,384 到 65,536（4 倍）：full 变为 {full:.1f} 倍，linear 变为 {linear:.1f} 倍"},
+    "ch11.growth": {"en": "from N = 16,384 to 65,536 (4x): math x {math:.1f}, full x {full:.1f}, linear x {linear:.1f}",
+                    "zh": "N 从 16,384 到 65,536（4 倍）：math 变为 {math:.1f} 倍，full 变为 {full:.1f} 倍，"
+                          "linear 变为 {linear:.1f} 倍"},
+    "ch11.math_need": {"en": "training at N = {n:,}, the materialising path (math) would need {math:,.0f} MB",
+                       "zh": "N = {n:,} 时训练，显式构造权重的路径（math）需要 {math:,.0f} MB"},
+    "ch11.mla_vs_gqa": {"en": "cache per token and layer: gqa {gqa} numbers ({kv} kv heads x 2 x d_h {dh}); mla {mla} "
+                              "(latent d_c {dc} + shared RoPE key {dr})",
+                        "zh": "每个词元每层的缓存：gqa {gqa} 个数（{kv} 个键值头 x 2 x d_h {dh}）；mla {mla} 个"
+                              "（潜在向量 d_c {dc} + 共享的 RoPE 键 {dr}）"},
+    "ch11.mla_deepseek": {"en": "DeepSeek-V2 (d_c 512, RoPE key 64, 128 heads of 128): mla keeps {mla} numbers per token and "
+                               "layer, its heads' full cache would keep {mha:,}",
+                         "zh": "DeepSeek-V2（d_c 512，RoPE 键 64，128 个长为 128 的头）：mla 每个词元每层保存 {mla} 个数，"
+                               "它这些头的完整缓存要保存 {mha:,} 个"},
+    "ch11.no_fit": {"en": "ValueError: nothing fits {budget} MB at N = {n:,}; the smallest need is {need:.1f} MB ({name})",
+                    "zh": "ValueError：N = {n:,} 时没有候选放得进 {budget} MB；需要最少的是 {name}，{need:.1f} MB"},
     "ch11.choice": {"en": "{scenario:<14} N = {n:>7,}, budget {budget:>5,} MB -> {choice} ({mb:,.1f} MB)",
                     "zh": "{scenario:<14} N = {n:>7,}，预算 {budget:>5,} MB -> {choice}（{mb:,.1f} MB）"},
     "ch11.skipped": {"en": "                 skipped, over the budget: {what}", "zh": "                 超出预算而跳过：{what}"},
@@ -33,14 +51,15 @@ register({
     "ch11.profile_settings": {"en": "N = {n}, batch 1, d_model {d}, {h} heads, forward, one thread, {it} rounds after 3 "
                                     "warm-up rounds:",
                               "zh": "N = {n}，批次大小 1，d_model {d}，{h} 个头，前向计算，单线程，3 轮预热后计时 {it} 轮："},
-    "ch11.col.ms": {"en": "ms (mean)", "zh": "毫秒（均值）"},
-    "ch11.col.std": {"en": "ms (std)", "zh": "毫秒（标准差）"},
+    "ch11.col.median": {"en": "ms (median)", "zh": "毫秒（中位数）"},
+    "ch11.col.quartiles": {"en": "ms (quartiles)", "zh": "毫秒（四分位数）"},
     "ch11.col.peak": {"en": "peak MB (measured)", "zh": "峰值 MB（实测）"},
     "ch11.col.formula_mb": {"en": "MB (formula)", "zh": "MB（公式）"},
     "ch11.col.tps": {"en": "tokens / s", "zh": "词元 / 秒"},
     "ch11.col.ratio": {"en": "measured / formula", "zh": "实测 / 公式"},
-    "ch11.live_verdict": {"en": "this run: {fast} processed {x:.2f}x the tokens per second of {slow}",
-                          "zh": "这一次运行：{fast} 每秒处理的词元数是 {slow} 的 {x:.2f} 倍"},
+    "ch11.live_verdict": {"en": "this run: {slow}'s median is {x:.2f}x {fast}'s; the middle halves of their rounds "
+                                "are apart: {apart}",
+                          "zh": "这一次运行：{slow} 的中位数是 {fast} 的 {x:.2f} 倍；两者各轮计时的中间一半互不重叠：{apart}"},
     "ch11.made_by": {"en": "from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), torch {torch}, "
                            "{date}, load average at the start {load}",
                      "zh": "来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），torch {torch}，"
@@ -55,7 +74,8 @@ register({
                                    "zh": "批次大小 {batch_size}，d_model {d_model}，{n_heads} 个头，前向计算，非因果"
                                          "（只有因果形式的机制按因果计算），单线程，预热 1 轮后计时 {iterations} 轮"},
     "ch11.skipped_cell": {"en": "skipped", "zh": "跳过"},
-    "ch11.tab_latency": {"en": "latency (ms, mean over the rounds) at N =", "zh": "延迟（毫秒，各轮的均值），N ="},
+    "ch11.tab_latency": {"en": "latency (ms, median over the rounds ± spread) at N =",
+                         "zh": "延迟（毫秒，各轮的中位数 ± 波动），N ="},
     "ch11.tab_memory": {"en": "peak memory measured (MB) at N =", "zh": "实测内存峰值（MB），N ="},
     "ch11.tab_tps": {"en": "tokens per second at N =", "zh": "每秒词元数，N ="},
     "ch11.plot_latency": {"en": "latency (ms)", "zh": "延迟（毫秒）"},
@@ -70,10 +90,12 @@ register({
                       "zh": "  {name}：实测是公式的 {x:.1f} 倍（代码保存了公式没有计入的张量）"},
     "ch11.off_low": {"en": "  {name}: the formula is {x:.1f}x the measured peak (it counts memory the code never holds)",
                      "zh": "  {name}：公式是实测峰值的 {x:.1f} 倍（它计入了代码从未占用的内存）"},
-    "ch11.full_vs_flash": {"en": "at N = {n:,} full measured {full_mb:,.1f} MB against {full_f:,.1f} MB by the formula; "
-                                 "flash measured {flash_mb:,.1f} MB and took {x:.1f}x the time of full",
-                           "zh": "N = {n:,} 时，full 实测 {full_mb:,.1f} MB，公式为 {full_f:,.1f} MB；flash 实测 {flash_mb:,.1f} MB，"
-                                 "耗时是 full 的 {x:.1f} 倍"},
+    "ch11.full_vs_flash": {"en": "at N = {n:,} full (the fused kernel) measured {full_mb:,.1f} MB against {full_f:,.1f} MB "
+                                 "by the formula; flash (chapter 07's tiling in Python) measured {flash_mb:,.1f} MB and "
+                                 "took {x:.1f}x the time of full (medians; spreads ±{s_full:.0f}% and ±{s_flash:.0f}%)",
+                           "zh": "N = {n:,} 时，full（融合算子）实测 {full_mb:,.1f} MB，公式为 {full_f:,.1f} MB；"
+                                 "flash（第 7 章的分块，用 Python 写成）实测 {flash_mb:,.1f} MB，耗时是 full 的 {x:.1f} 倍"
+                                 "（中位数；波动分别为 ±{s_full:.0f}% 和 ±{s_flash:.0f}%）"},
     # section 4: the race
     "ch11.batch_settings": {"en": "vocabulary {v}, length {l}, {k} pairs, seed 0:", "zh": "词表 {v}，长度 {l}，{k} 个键值对，种子 0："},
     "ch11.row_inputs": {"en": "inputs   ", "zh": "输入     "},
@@ -167,8 +189,14 @@ register({
     # section 7
     "ch11.spread": {"en": "{name:<15} length {l}, width {w}, {k} pairs: from {lo:.2f} to {hi:.2f} over {n} seeds",
                     "zh": "{name:<15} 长度 {l}，宽度 {w}，{k} 个键值对：{n} 个种子之间从 {lo:.2f} 到 {hi:.2f}"},
-    "ch11.fastest": {"en": "N = {n:,}: fastest of {m}: {names}; full ranks {r}",
-                     "zh": "N = {n:,}：{m} 种机制中最快的是 {names}；full 排第 {r}"},
+    "ch11.fastest": {"en": "N = {n:,}: fastest of {m} (ms, median ± spread): {names}; full ({full}) ranks {r}; "
+                           "neighbours closer than their spread: {close}",
+                     "zh": "N = {n:,}：{m} 种机制中最快的是（毫秒，中位数 ± 波动）{names}；full（{full}）排第 {r}；"
+                           "差距小于波动的相邻两种：{close}"},
+    "ch11.none_close": {"en": "none", "zh": "没有"},
+    "ch11.sep": {"en": ", ", "zh": "、"},  # between the items of a list the chapter prints
+    "ch11.off_none": {"en": "  no mechanism's peak is off its formula by more than a factor of two",
+                      "zh": "  没有哪种机制的峰值与公式相差超过两倍"},
 })
 
 # alt text of the chapter's figures (tools/build.py stores it with each image; the website shows it)
