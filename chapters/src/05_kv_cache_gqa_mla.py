@@ -35,7 +35,7 @@
 # **本章内容**
 # - 语言模型在生成时缓存了什么，为什么解码速度受限于内存带宽而不是算力，一个真实模型的缓存有多大；
 # - 多头注意力（MHA）、分组查询注意力（GQA）和多查询注意力（MQA）其实是同一个家族，区别只在于这些查询头共享多少个键值头；
-# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键，再通过“吸收”技巧让各个头直接对潜在向量做注意力；
+# - DeepSeek-V2 的多头潜在注意力（MLA）：键和值由一个很小的潜在向量还原出来，另有一个单独的、带旋转位置编码（RoPE）的键；再通过“吸收”技巧让各个头直接对潜在向量做注意力；
 # - 如何用缓存解码并得到与完整前向计算完全相同的结果，以及会破坏这一点的掩码错误；一个小模型用缓存和不用缓存生成出完全相同的词元；
 # - 在权重之外，显存里还能放下多少条序列，显存带宽最多允许每秒生成多少个词元。
 #
@@ -232,11 +232,11 @@ print(t("ch05.h100", r=989e12 / 3.35e12))
 # %% [markdown] tags=["lang-zh"]
 # 即使是 MQA 的每字节 32 次，也远低于 H100 规格表给出的约 295 次，所以解码仍然受限于内存带宽，缓存的大小决定了速度；它也决定了显存里能同时放下多少条序列。
 #
-# **缓存的大小。** 对 $n_\ell$ 层中的每一层、批次中 $B$ 条序列的每一条、每条序列的 $S$ 个词元，缓存都要为 $n_g$ 个键值头各存一个键向量和一个值向量，各有 $d_h$ 个数，每个数占 $b$ 字节：
+# **缓存的大小。** 对 $n_\ell$ 层中的每一层、批次中 $B$ 条序列的每一条、每条序列的 $S$ 个词元，缓存都要为 $n_g$ 个键值头各存一个键向量和一个值向量。每个向量有 $d_h$ 个数，每个数占 $b$ 字节：
 #
 # $$\text{缓存字节数} = 2 \cdot n_\ell \cdot n_g \cdot d_h \cdot S \cdot B \cdot b ,$$
 #
-# 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，而不是 $2 n_g d_h$ 个，总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个 32 层、宽度 4096（32 个 128 维的头）的模型在 32k 词元上下文、bfloat16、批次大小为 1 时的缓存大小（MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$）：
+# 其中 MHA 的 $n_g = n_h$，MQA 的 $n_g = 1$。MLA（第 5 节）每个词元、每层缓存的是 $d_c + d_h^R$ 个数，而不是 $2 n_g d_h$ 个；总共 $n_\ell (d_c + d_h^R) S B b$ 字节。下面用这个公式计算一个模型的缓存大小：32 层、宽度 4096（32 个 128 维的头），32k 词元上下文，bfloat16，批次大小为 1。MLA 采用 DeepSeek-V2 的比例，$d_c = 512$，$d_h^R = 64$：
 
 # %%
 sizes = compare_cache_sizes(num_heads=32, num_kv_heads=8, head_dim=128, num_layers=32, seq_len=32768,
@@ -492,7 +492,7 @@ print(t("ch05.gen_faster" if tps["cache"] > tps["no_cache"] else "ch05.gen_slowe
 #
 # $$c_t^{KV} = W^{DKV} h_t,\qquad k_t^C = W^{UK} c_t^{KV},\qquad v_t^C = W^{UV} c_t^{KV}.$$
 #
-# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度（$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头（$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量（$W^{KR}$、$W^{QR}$，见下文），**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状（`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
+# 上标说明了每个矩阵的作用。**D** 是*下投影*（down-projection），把模型宽度 $d$ 压到潜在向量的维度（$W^{DKV}$：$d \to d_c$；查询用的 $W^{DQ}$：$d \to d_c'$）。**U** 是*上投影*（up-projection），从潜在向量还原到所有的头（$W^{UK}$、$W^{UV}$ 从 $c^{KV}$ 出发，$W^{UQ}$ 从 $c^Q$ 出发）。**R** 表示按位置旋转的那一小部分 *RoPE* 分量（$W^{KR}$、$W^{QR}$，见下文）；**C** 表示由潜在向量还原出来的*压缩*部分（$k^C$、$v^C$、$q^C$）。attnkit 的 `MultiHeadLatentAttention` 沿用 DeepSeek 开源代码中的参数名；下表把它们与论文的符号对应起来，并列出本章小模型和 DeepSeek-V2（§3.1.2）的取值；再下一张表列出每个权重及其形状（`Linear` 存储的 $W \in \mathbb{R}^{\text{输出} \times \text{输入}}$ 与论文的写法一致）：
 
 # %%
 torch.manual_seed(0)
@@ -533,7 +533,7 @@ _ = mla_flow_figure()
 # %% [markdown] tags=["lang-zh"]
 # DeepSeek-V2 让值的头维度与键的压缩部分相同（都是 $d_h$）；代码里单独用 `v_head_dim` 表示，这里两者都是 16。键的压缩部分（`qk_nope_head_dim`，nope 即“没有位置编码”）就是不带 RoPE 的那一部分。
 #
-# **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$：把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力，这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
+# **吸收。** 第 $i$ 个头的分数是 $q_{t,i}^\top k_{j,i}^C = q_{t,i}^\top W^{UK}_i c_j^{KV} = (W^{UK\top}_i q_{t,i})^\top c_j^{KV}$。把 $W^{UK}_i$ 吸收进查询，每个头就能直接对缓存的潜在向量做注意力。这些潜在向量被所有头共享，就像 MQA 唯一的那个键值头。同样，$\sum_j w_j W^{UV}_i c_j = W^{UV}_i \sum_j w_j c_j$：在注意力*之后*再乘 $W^{UV}_i$。
 
 # %% [markdown] tags=["lang-en"]
 # **Why RoPE needs its own key.** First, three facts about 2-D rotations. The matrix
@@ -560,9 +560,9 @@ _ = mla_flow_figure()
 
 # %% [markdown] tags=["lang-zh"]
 # **为什么 RoPE 需要单独的键。** 先看二维旋转的三个事实。矩阵
-# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ 把一个向量转过角度 $\alpha$。先转 $\alpha$ 再转 $\beta$，等于一共转 $\alpha + \beta$：$R(\beta)R(\alpha) = R(\alpha + \beta)$。转回去就是取转置：$R(\alpha)^\top = R(-\alpha)$。RoPE（第 6 章）把位置 $m$ 上的查询和键都转过 $R_m = R(m\theta)$（每一对通道各有一个角度），所以位置 $i$ 的查询和位置 $j$ 的键之间隔着 $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$：分数只取决于两者的距离。
+# $R(\alpha) = \begin{pmatrix}\cos\alpha & -\sin\alpha\\ \sin\alpha & \cos\alpha\end{pmatrix}$ 把一个向量转过角度 $\alpha$。先转 $\alpha$ 再转 $\beta$，等于一共转 $\alpha + \beta$：$R(\beta)R(\alpha) = R(\alpha + \beta)$。转回去就是取转置：$R(\alpha)^\top = R(-\alpha)$。RoPE（第 6 章）把位置 $m$ 上的查询和键都转过 $R_m = R(m\theta)$（每一对通道各有一个角度）。所以位置 $i$ 的查询和位置 $j$ 的键之间隔着 $R_i^\top R_j = R(-i\theta)R(j\theta) = R_{j-i}$：分数只取决于两者的距离。
 #
-# 现在把 RoPE 加在由潜在向量还原出的键上：$q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，不存在一个固定的矩阵可以吸收进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）：每个头有一个旋转查询 $q_{t,i}^R$，而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个，被所有头共享，和潜在向量一起缓存。查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
+# 现在把 RoPE 加在由潜在向量还原出的键上：$q^\top R_i^\top R_j W^{UK} c_j = q^\top R_{j-i} W^{UK} c_j$。查询和潜在向量之间的矩阵依赖于距离 $j - i$，不存在一个固定的矩阵可以吸收进查询。所以 MLA 另外加了一小部分**解耦**的旋转分量（式 14–17）。每个头有一个旋转查询 $q_{t,i}^R$，而旋转键 $k_t^R = \mathrm{RoPE}(W^{KR} h_t)$（维度 $d_h^R$）只有一个；它被所有头共享，和潜在向量一起缓存。查询也可以先压缩成维度为 $d_c'$ 的潜在向量 $c^Q_t$（式 12–13）；分数除以 $\sqrt{d_h + d_h^R}$（式 18）：
 #
 # $$q_{t,i} = [q_{t,i}^C; q_{t,i}^R],\quad k_{j,i} = [k_{j,i}^C; k_j^R],\quad
 #   o_{t,i} = \sum_j \mathrm{softmax}_j\Big(\tfrac{q_{t,i}^\top k_{j,i}}{\sqrt{d_h + d_h^R}}\Big) v_{j,i}^C .$$
@@ -854,7 +854,7 @@ print(viz.format_table([t("ch05.col.kind"), *[f"S = {S}" for S in contexts],
 # in section 2). From the formula, in both settings:
 
 # %% [markdown] tags=["lang-zh"]
-# 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；而在第 2 节它只有 MHA 的 0.0703。两处的设置不同。MLA 的缓存与头数无关：按 DeepSeek-V2 的比例
+# 实测字节数与公式相等。注意最后一列：这里 MLA 的缓存是 MHA 的 0.281，比 GQA-2 的 0.250 还*大*；而在第 2 节它只有 MHA 的 0.0703。两处的设置不同。MLA 的缓存与头数无关。按 DeepSeek-V2 的比例
 # $d_c = 4 d_h$、$d_h^R = d_h / 2$，$d_c + d_h^R$ 就是每个词元、每层 $4.5\,d_h$ 个数，其中解耦的 RoPE 键占 $0.5\,d_h$。MHA 是 $2 n_h d_h$，所以 MLA / MHA $= 4.5 / (2 n_h) = 2.25 / n_h$，而 GQA / MHA $= n_g / n_h$。8 个头时（这一层）就是 $2.25 / 8$，略高于 GQA-2 的 $2 / 8$；第 2 节有 32 个头，就是 $2.25 / 32$，远低于 GQA-8 的 $8 / 32$。换句话说，按这样的比例，不管有多少个查询头，MLA 的缓存都相当于有 2.25 个键值头的 GQA：比 $n_g \ge 3$ 的 GQA-$n_g$ 小，比 GQA-2 大。这 2.25 个里，潜在向量占 2 个，解耦的 RoPE 键占 0.25 个。与 MHA 相比，头数越多，MLA 省得越多（这里是 8 个头，第 2 节是 32 个）。用公式算出两种设置下的比值：
 
 # %%
@@ -1044,7 +1044,7 @@ check_decode_step(your_decode_step);
 
 # %% [markdown] tags=["lang-zh"]
 # **练习 4（挑战题）**：权重旁边还能放下多少条序列？实现
-# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），返回一个整数。检查器会试好几个模型，其中就有这道题要回答的那个例子：一块 80 GiB 的 GPU，放一个 fp16 的 7B 模型，32 层、32 个 128 维的头，上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
+# `your_max_sequences(memory_bytes, num_params, bytes_per_element, num_layers, num_kv_heads, head_dim, seq_len)`：装进权重之后，`memory_bytes` 字节的显存还能放下多少条 `seq_len` 个词元的序列的 KV 缓存（权重和缓存的数据类型相同，不算激活值），返回一个整数。检查器会试好几个模型，其中就有这道题要回答的那个例子。设一块 80 GiB 的 GPU 上放一个 fp16 的 7B 模型（32 层、32 个 128 维的头），上下文 32k 词元，分别用 MHA（32 个键值头）和 GQA（8 个键值头）。不要调用 attnkit 的 `max_batch_size` 或 `memory_budget`（第 6 节）：请从公式出发自己写。
 
 # %%
 from attnkit.exercises.ch05 import check_max_sequences
