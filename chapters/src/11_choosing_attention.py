@@ -603,16 +603,17 @@ for ax, (L, d, K) in zip(axes, points, strict=True):
     for i, m in enumerate(mechanisms):
         s = summary[(m, L, d, K)]
         style = viz.line_style(i)
-        ax.errorbar([s["state_bytes"]], [s["median"]], yerr=[[s["median"] - s["min"]], [s["max"] - s["median"]]],
+        x = s["state_bytes"] * 1.05 ** (i - (len(mechanisms) - 1) / 2)  # equal states side by side, not on top
+        ax.errorbar([x], [s["median"]], yerr=[[s["median"] - s["min"]], [s["max"] - s["median"]]],
                     marker="o", ms=6, capsize=4, color=style["color"], label=m, ls="none")
     ax.axhline(settings["chance"], color="0.6", ls="--", lw=1)
     ax.axhline(settings["solved"], color="0.6", ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set_xlabel(t("ch11.plot_state", l=L))
     ax.set_title(t("ch11.plot_state_title", l=L, w=d, k=K), fontsize=10)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
 axes[0].set_ylabel(t("ch11.plot_acc"))
+fig.supxlabel(t("ch11.plot_state"), fontsize=10)
 axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 fig.tight_layout()
 
