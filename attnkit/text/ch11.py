@@ -60,10 +60,6 @@ register({
     "ch11.live_verdict": {"en": "this run: {slow}'s median is {x:.2f}x {fast}'s; the middle halves of their rounds "
                                 "are apart: {apart}",
                           "zh": "这一次运行：{slow} 的中位数是 {fast} 的 {x:.2f} 倍；两者各轮计时的中间一半互不重叠：{apart}"},
-    "ch11.made_by": {"en": "from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), torch {torch}, "
-                           "{date}, load average at the start {load}",
-                     "zh": "来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），torch {torch}，"
-                           "{date}，开始时的平均负载 {load}"},
     "ch11.made_by_rows": {"en": "{names}: from figures/bench_factory.json, made by `{command}` on {cpu} ({cores} cores), "
                                 "torch {torch}, {date}, load average at the start {load}",
                           "zh": "{names}：来自 figures/bench_factory.json，由 `{command}` 生成；机器：{cpu}（{cores} 核），"
