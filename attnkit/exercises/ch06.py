@@ -17,10 +17,8 @@ register({
     "ch06.ex1.title": {"en": "Exercise 1 · rotate one channel pair", "zh": "练习 1 · 旋转一对通道"},
     "ch06.ex1.nudge": {"en": "Rotate (1, 0) by a quarter turn by hand: where should it land? Does yours go counter-clockwise?",
         "zh": "手算一下把 (1, 0) 旋转四分之一圈：它应当落在哪里？你的旋转是逆时针的吗？"},
-    "ch06.ex1.stronger": {"en": "A turn by a keeps lengths: (1, 0) lands on (cos a, sin a) and (0, 1) on (−sin a, cos a). "
-                                "The point (x, y) is x times the first plus y times the second; return its two coordinates as a tuple.",
-        "zh": "旋转 a 不改变长度：(1, 0) 转到 (cos a, sin a)，(0, 1) 转到 (−sin a, cos a)。"
-              "点 (x, y) 就是 x 乘第一个加上 y 乘第二个；把它的两个坐标作为元组返回。"},
+    "ch06.ex1.stronger": {"en": "A turn by a keeps lengths: (1, 0) lands on (cos a, sin a) and (0, 1) on (−sin a, cos a). The point (x, y) is x times the first plus y times the second, returned as a tuple of its two coordinates.",
+        "zh": "旋转 a 不改变长度：(1, 0) 转到 (cos a, sin a)，(0, 1) 转到 (−sin a, cos a)。点 (x, y) 就是 x 乘第一个加上 y 乘第二个；把它的两个坐标作为元组返回。"},
     "ch06.ex1.formula": {"en": "A counter-clockwise rotation by angle a: x' = x cos a − y sin a, y' = x sin a + y cos a. Return the tuple (x', y').",
                       "zh": "逆时针旋转角度 a：x' = x cos a − y sin a，y' = x sin a + y cos a。返回元组 (x', y')。"},
     "ch06.ex2.title": {"en": "Exercise 2 · apply half-split RoPE to one head",
@@ -75,10 +73,8 @@ register({
                           "zh": "在一个头内部，第 j 个位置（j < d/2）放原来的第 2j 行，第 d/2 + j 个位置放原来的第 2j + 1 行。"
                                 "每个头各自处理：第 h 个头占第 h·d .. h·d + d − 1 行。注意方向："
                                 "要的是每个位置上的新行，而不是旧行去了哪里。"},
-    "ch06.ex5.formula": {"en": "order = [0, 2, 4, ..., d − 2, 1, 3, ..., d − 1]; index = concatenation over heads h of "
-                               "h·d + order; return weight[index] (the same for a 1-D bias).",
-                         "zh": "order = [0, 2, 4, ..., d − 2, 1, 3, ..., d − 1]；index 由各个头的 h·d + order 依次拼接而成；"
-                               "返回 weight[index]（一维的偏置也一样）。"},
+    "ch06.ex5.formula": {"en": "`order = [0, 2, 4, ..., d - 2, 1, 3, ..., d - 1]`; `index` is the concatenation over heads h of `h * d + order`: the result is `weight[index]` (the same for a 1-D bias).",
+        "zh": "`order = [0, 2, 4, ..., d - 2, 1, 3, ..., d - 1]`；`index` 由各个头的 `h * d + order` 依次拼接而成；结果是 `weight[index]`（一维的偏置也一样）。"},
     "ch06.case.rows": {"en": "{h} head(s) of {d} channels, weight {shape}", "zh": "{h} 个头，每个 {d} 个通道，权重形状 {shape}"},
     "ch06.why_tensor": {"en": "could not read the answer as a 1-D float tensor: {err}",
                         "zh": "无法把结果读成一维浮点张量：{err}"},

@@ -25,10 +25,8 @@ register({
                              "(shape (M, Dv)), z gains phi(k_t); the output divides phi(q_t) s by phi(q_t) . z.",
                        "zh": "q_t 和 k_t 都用 phi(x) = elu(x) + 1。s 加上外积 phi(k_t) v_t^T（形状 (M, Dv)），"
                              "z 加上 phi(k_t)；输出是 phi(q_t) s 除以 phi(q_t) · z。"},
-    "ch09.ex1.hint3": {"en": "s = s + torch.outer(phi(k_t), v_t); z = z + phi(k_t); "
-                             "out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6); return out, s, z.",
-                       "zh": "s = s + torch.outer(phi(k_t), v_t); z = z + phi(k_t); "
-                             "out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6); return out, s, z."},
+    "ch09.ex1.hint3": {"en": "`s = s + torch.outer(phi(k_t), v_t); z = z + phi(k_t); out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6); return out, s, z`.",
+        "zh": "`s = s + torch.outer(phi(k_t), v_t); z = z + phi(k_t); out = (phi(q_t) @ s) / max(phi(q_t) @ z, 1e-6); return out, s, z`。"},
     "ch09.case.first": {"en": "the first token (empty state)", "zh": "第一个词元（状态为空）"},
     "ch09.case.later": {"en": "the token at index {i} (from 0): the state holds the {i} tokens before it",
                         "zh": "下标为 {i} 的词元（从 0 数起）：状态里是它之前的 {i} 个词元"},
@@ -88,7 +86,7 @@ register({
                           "kernel value goes to 0; the trig estimator's carries SM(x, y)^-2 and explodes. Small "
                           "attention weights are most of an attention matrix, so FAVOR+ uses positive features.",
                     "zh": "引理 2：正随机特征估计量的均方误差带有因子 SM(x, y)^2，核函数值趋于 0 时它也趋于 0；"
-                          "三角函数估计量的均方误差带有 SM(x, y)^-2，会爆炸。注意力矩阵里大部分是很小的权重，"
+                          "三角函数特征估计量的均方误差带有 SM(x, y)^-2，会爆炸。注意力矩阵里大部分是很小的权重，"
                           "所以 FAVOR+ 用正随机特征。"},
     "ch09.q2.nudge": {"en": "Look at the MSE formulas of Lemma 2 (section 3): which one has SM(x, y) in the "
                             "numerator, which in the denominator?",
@@ -98,19 +96,17 @@ register({
                        "zh": "挑战题 · 只用线性内存的因果线性注意力"},
     "ch09.ex4.hint1": {"en": "An N x N mask is exactly what you cannot afford. Walk the sequence in chunks and carry "
                              "the state (s, z) of everything before the chunk.",
-                       "zh": "N × N 的掩码正是你负担不起的。把序列分块处理，并带着此前所有词元的状态 (s, z) 往下走。"},
+                       "zh": "N × N 的掩码正是你负担不起的。把序列分段处理，并带着此前所有词元的状态 (s, z) 往下走。"},
     "ch09.ex4.hint2": {"en": "Inside a chunk of C tokens, a C x C lower-triangular block of phi(q) phi(k)^T is "
                              "cheap; across chunks, add phi(q) s and phi(q) . z, then update s, z with the chunk.",
-                       "zh": "在一个 C 个词元的分块内部，phi(q) phi(k)^T 的 C × C 下三角块很便宜；"
-                             "跨块的部分加上 phi(q) s 和 phi(q) · z，然后用这一块更新 s、z。"},
-    "ch09.ex4.hint3": {"en": "for each chunk: a = (pq @ pk.T).tril(); num = a @ vc + pq @ s; den = a.sum(-1) + pq @ z; "
-                             "out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)",
-                       "zh": "对每个分块：a = (pq @ pk.T).tril(); num = a @ vc + pq @ s; den = a.sum(-1) + pq @ z; "
-                             "out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)"},
-    "ch09.case.short": {"en": "N = 9, chunk 4 (ragged end)", "zh": "N = 9，分块 4（最后一块不满）"},
-    "ch09.case.one": {"en": "chunk 1 (a plain RNN)", "zh": "分块 1（就是普通的 RNN）"},
+                       "zh": "在一段 C 个词元内部，phi(q) phi(k)^T 的 C × C 下三角块很便宜；"
+                             "跨段的部分加上 phi(q) s 和 phi(q) · z，然后用这一段更新 s、z。"},
+    "ch09.ex4.hint3": {"en": "For each chunk: `a = (pq @ pk.T).tril(); num = a @ vc + pq @ s; den = a.sum(-1) + pq @ z; out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)`",
+        "zh": "对每一段：`a = (pq @ pk.T).tril(); num = a @ vc + pq @ s; den = a.sum(-1) + pq @ z; out = num / den.clamp_min(1e-6)[:, None]; s += pk.T @ vc; z += pk.sum(0)`"},
+    "ch09.case.short": {"en": "N = 9, chunk 4 (ragged end)", "zh": "N = 9，段长 4（最后一段不满）"},
+    "ch09.case.one": {"en": "chunk 1 (a plain RNN)", "zh": "段长 1（就是普通的 RNN）"},
     "ch09.case.long_mem": {"en": "N = 2048, d = dv = 32, chunk 64: memory is measured",
-                           "zh": "N = 2048，d = dv = 32，分块 64：测量内存"},
+                           "zh": "N = 2048，d = dv = 32，段长 64：测量内存"},
     "ch09.ex4.over_bound": {"en": "your function held {got:.2f} MiB at once; the bound is 2 × 4 bytes × (N(d + dv) + C(C + d·dv)) "
                                   "= {limit:.2f} MiB here (a running state per token, N × d × dv, alone is {per_token:.2f} MiB)",
                             "zh": "你的函数同时占用了 {got:.2f} MiB；这里的上限是 2 × 4 字节 × (N(d + dv) + C(C + d·dv)) "

@@ -32,8 +32,7 @@
 # **本章内容**
 # - 为什么在 GPU 上，注意力的瓶颈是*搬运数据*，而不是算术运算；
 # - 第 3 章的在线 softmax 如何推广到对值的加权求和，从而可以一次只算一个**分块**的分数——结果是精确的，而不是近似；
-# - 两种循环顺序（FlashAttention-1：外层循环遍历键和值；FlashAttention-2：外层循环遍历查询），
-#   以及因果掩码如何让整个分块直接跳过；
+# - 两种循环顺序（FlashAttention-1：外层循环遍历键和值；FlashAttention-2：外层循环遍历查询），以及因果掩码如何让整个分块直接跳过；
 # - 在本机上实测：内存峰值随 $N$ 线性增长，而不是平方增长；同时如实看一看 Python 分块循环要花多少时间；
 # - 反向传播：不保存注意力权重，而是重新计算各个分块。
 #
@@ -84,20 +83,9 @@ print(t("ch07.versions", torch=torch.__version__.split("+")[0], n=torch.get_num_
 # %% [markdown] tags=["lang-zh"]
 # ## 1. 为什么注意力受限于内存带宽
 #
-# GPU 上有两种内存。**HBM**（高带宽内存）容量大——NVIDIA A100 上有 40–80 GB——但其中的每个字节都要经过带宽为 1.5–2.0 TB/s 的总线。
-# **SRAM** 就在芯片上，紧挨着运算单元，
-# 容量很小——每个流式多处理器（SM）只有 192 KB，一共 108 个——速度却快约十倍（约 19 TB/s；
-# 以上数字取自 FlashAttention 论文 §2.1）。与此同时，
-# 张量核心的半精度矩阵乘法算力可达 312 TFLOP/s（FlashAttention-2 论文 §3.1）。
+# GPU 上有两种内存。**HBM**（高带宽内存）容量大——NVIDIA A100 上有 40–80 GB——但其中的每个字节都要经过带宽为 1.5–2.0 TB/s 的总线。**SRAM** 就在芯片上，紧挨着运算单元，容量很小——每个流式多处理器（SM）只有 192 KB，一共 108 个——速度却快约十倍（约 19 TB/s；以上数字取自 FlashAttention 论文 §2.1）。与此同时，张量核心的半精度矩阵乘法算力可达 312 TFLOP/s（FlashAttention-2 论文 §3.1）。
 #
-# 一个操作既不可能在算术运算做完之前结束（浮点运算次数除以峰值算力），也不可能在数据搬完之前结束（字节数除以带宽）：
-# 两者中较长的那个决定了它的耗时。因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，
-# 它就是**受限于内存带宽**（memory-bound）的——这时算得再快也无济于事。
-# 标准注意力分三步，每一步都从 HBM 读入输入，再把结果写回 HBM：
-# $S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。
-# 下面以单个头、$N = 4096$、$d = 64$、float16 为例（每个元素 2 字节；
-# softmax 每个元素约需 5 次浮点运算：求最大值、相减、exp、求和、相除），
-# 统计各步的浮点运算次数和搬运的字节数：
+# 一个操作既不可能在算术运算做完之前结束（浮点运算次数除以峰值算力），也不可能在数据搬完之前结束（字节数除以带宽）：两者中较长的那个决定了它的耗时。因此，如果一个操作每搬运一个字节所做的浮点运算少于“峰值算力 / 带宽”这个比值，它就是**受限于内存带宽**（memory-bound）的——这时算得再快也无济于事。标准注意力分三步，每一步都从 HBM 读入输入，再把结果写回 HBM：$S = QK^\top$、$P = \mathrm{softmax}(S)$、$O = PV$。下面以单个头、$N = 4096$、$d = 64$、float16 为例（每个元素 2 字节；softmax 每个元素约需 5 次浮点运算：求最大值、相减、exp、求和、相除），统计各步的浮点运算次数和搬运的字节数：
 
 # %%
 PEAK_FLOPS = 312e12   # A100, float16 tensor cores (FLOP/s)
@@ -134,15 +122,9 @@ print(t("ch07.ridge", r=PEAK_FLOPS / HBM_BW))
 # running sum $\ell$ and an accumulator of the output. Only $O_i$ is written back, once.
 
 # %% [markdown] tags=["lang-zh"]
-# 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它，每字节只有 1.2 次。
-# 按这个模型，GPU 大部分时间都在等待：等 $N \times N$ 的矩阵 $S$ 和 $P$ 写入 HBM，再等它们被读回来。
-# FlashAttention（Dao 等，2022）的思路是根本不把它们写入 HBM：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，
-# 算出这一分块的分数，把它并入输出，然后处理下一块。
-# 唯一的障碍是 softmax：它要看到整行才能归一化——而第 3 章已经扫清了这个障碍。
+# 三个步骤都低于每字节 208 次浮点运算这个临界点（ridge point），softmax 更是远远低于它，每字节只有 1.2 次。按这个模型，GPU 大部分时间都在等待：等 $N \times N$ 的矩阵 $S$ 和 $P$ 写入 HBM，再等它们被读回来。FlashAttention（Dao 等，2022）的思路是根本不把它们写入 HBM：把 $Q$ 的一块和 $K$、$V$ 的一块装入 SRAM，算出这一分块的分数，把它并入输出，然后处理下一块。唯一的障碍是 softmax：它要看到整行才能归一化——而第 3 章已经扫清了这个障碍。
 #
-# 下图画的是这个循环中的一步（按 FlashAttention-2 的顺序，见第 2 节）：一块查询 $Q_i$ 留在芯片上，$K_j, V_j$ 各块依次从旁边流过。
-# 每一步都在芯片上算出一小块分数，并更新 $Q_i$ 每一行各自保存的三样东西：当前最大值 $m$、当前累加和 $\ell$，以及输出的累加器。
-# 写回 HBM 的只有 $O_i$，而且只写一次。
+# 下图画的是这个循环中的一步（按 FlashAttention-2 的顺序，见第 2 节）：一块查询 $Q_i$ 留在芯片上，$K_j, V_j$ 各块依次从旁边流过。每一步都在芯片上算出一小块分数，并更新 $Q_i$ 每一行各自保存的三样东西：当前最大值 $m$、当前累加和 $\ell$，以及输出的累加器。写回 HBM 的只有 $O_i$，而且只写一次。
 
 # %% alt="ch07.alt.tiles"
 _ = flash_schematics.tiles_figure(n_blocks=4, q_block=1, k_block=2)
@@ -157,8 +139,7 @@ _ = flash_schematics.tiles_figure(n_blocks=4, q_block=1, k_block=2)
 # %% [markdown] tags=["lang-zh"]
 # ## 2. 从在线 softmax 到分块注意力
 #
-# 第 3 章只用一次流式遍历就算出了 softmax，只需维护当前最大值 $m$ 和当前累加和 $\ell = \sum_j e^{x_j - m}$；
-# 当新的一段把最大值抬高到 $m'$ 时，旧的累加和要乘以 $e^{m - m'}$，换算到新的最大值上：
+# 第 3 章只用一次流式遍历就算出了 softmax，只需维护当前最大值 $m$ 和当前累加和 $\ell = \sum_j e^{x_j - m}$；当新的一段把最大值抬高到 $m'$ 时，旧的累加和要乘以 $e^{m - m'}$，换算到新的最大值上：
 
 # %%
 x = torch.randn(3, 10) * 4
@@ -172,10 +153,7 @@ print(t("ch07.online_eq", ok=torch.allclose(online_softmax(x, chunk_size=3), tor
 # tile 1 left is rescaled to the new max before tile 2 is added:
 
 # %% [markdown] tags=["lang-zh"]
-# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即用 softmax 权重对值加权求和。
-# 为此，对每个查询行，在 $m$ 和 $\ell$ 之外再维护一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。
-# 先手算一遍：一个查询行，六个键分成两个分块、每块三个，每个值只是一个数。
-# 第 1 个分块确定 $m$、$\ell$ 和 $a$；第 2 个分块带来了更大的分数，所以先把第 1 个分块留下的结果换算到新的最大值上，再加上第 2 个分块：
+# 注意力要计算的是 $o_i = \sum_j \mathrm{softmax}_j(s_{ij})\, v_j$，即用 softmax 权重对值加权求和。为此，对每个查询行，在 $m$ 和 $\ell$ 之外再维护一个*未归一化*的累加器 $a = \sum_j e^{s_j - m} v_j$。先手算一遍：一个查询行，六个键分成两个分块、每块三个，每个值只是一个数。第 1 个分块确定 $m$、$\ell$ 和 $a$；第 2 个分块带来了更大的分数，所以先把第 1 个分块留下的结果换算到新的最大值上，再加上第 2 个分块：
 
 # %%
 s_row = torch.tensor([1.0, 3.0, 0.0, 5.0, 2.0, 4.0])        # one query's scores: tile 1, then tile 2
@@ -205,15 +183,12 @@ print(t("ch07.by_hand_out", tiled=a_run / l_run, exact=(torch.softmax(s_row, 0) 
 # few lines: an outer loop over blocks of queries, an inner loop over blocks of keys and values.
 
 # %% [markdown] tags=["lang-zh"]
-# 第 2 个分块把最大值从 3 抬高到 5，所以第 1 个分块的累加和与累加器先乘以 $e^{3 - 5} = 0.135$，再加上第 2 个分块的各项；
-# 这时 $a / \ell$ 恰好就是精确的 softmax 加权值。对每一行、每个分块都是如此（FlashAttention-2，算法 1）：
-# 每来一个新的分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$，就按下式更新：
+# 第 2 个分块把最大值从 3 抬高到 5，所以第 1 个分块的累加和与累加器先乘以 $e^{3 - 5} = 0.135$，再加上第 2 个分块的各项；这时 $a / \ell$ 恰好就是精确的 softmax 加权值。对每一行、每个分块都是如此（FlashAttention-2，算法 1）：每来一个新的分数分块 $S^{(t)}$ 及其对应的值 $V^{(t)}$，就按下式更新：
 #
 # $$m' = \max\big(m,\ \mathrm{rowmax}(S^{(t)})\big), \qquad P = e^{S^{(t)} - m'},$$
 # $$\ell' = e^{m - m'}\,\ell + \mathrm{rowsum}(P), \qquad a' = e^{m - m'}\,a + P\,V^{(t)},$$
 #
-# 处理完最后一个分块后，$o = a / \ell$。同一个缩放因子 $e^{m - m'}$ 同时修正了累加和与累加器，
-# 因为两者都是相对于旧的最大值算出来的。下面用几行代码实现它：外层循环遍历查询的各块，内层循环遍历键和值的各块。
+# 处理完最后一个分块后，$o = a / \ell$。同一个缩放因子 $e^{m - m'}$ 同时修正了累加和与累加器，因为两者都是相对于旧的最大值算出来的。下面用几行代码实现它：外层循环遍历查询的各块，内层循环遍历键和值的各块。
 
 # %%
 def tiled_attention(q, k, v, block=4):
@@ -250,9 +225,7 @@ print(t("ch07.matches_flash", ok=torch.allclose(ours, flash_attention(q, k, v, b
 
 # %% [markdown] tags=["lang-zh"]
 # `attnkit.flash.flash_attention(q, k, v, is_causal, block_q, block_k, scale, alibi_slopes,
-# loop_order, return_lse)` 是同一个算法，处理的是形状为 `(batch, heads, N, d)` 的张量。
-# 它支持两种循环顺序、能跳过分块的因果掩码、ALiBi 偏置和任意分块大小，还提供反向传播所需的每行 log-sum-exp $m + \log \ell$。
-# 测试在随机的形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几项比较：
+# loop_order, return_lse)` 是同一个算法，处理的是形状为 `(batch, heads, N, d)` 的张量。它支持两种循环顺序、能跳过分块的因果掩码、ALiBi 偏置和任意分块大小，还提供反向传播所需的每行 log-sum-exp $m + \log \ell$。测试在随机的形状和分块大小上把它与 PyTorch 的 SDPA 逐一比对。下面是其中几项比较：
 
 # %%
 qb, kb, vb = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16)  # (B, H, N, d)
@@ -287,18 +260,11 @@ print(t("ch07.alibi",
 # Answer before you step through the explorer below.
 
 # %% [markdown] tags=["lang-zh"]
-# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，然后遍历所有查询块。
-# 每遇到一个查询块，都要从 HBM 读出它的输出以及 $m$ 和 $\ell$，算完再写回；
-# 每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 3 章合并两部分那样）。
-# FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；
-# 而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
+# **两种循环顺序。** FlashAttention-1（算法 1）把*键和值*放在外层循环：一块 $K_j, V_j$ 只装入一次，然后遍历所有查询块。每遇到一个查询块，都要从 HBM 读出它的输出以及 $m$ 和 $\ell$，算完再写回；每处理完一个分块，输出都保持归一化（每个分块作为一个部分结果合并进来，就像第 3 章合并两部分那样）。FlashAttention-2 交换了两层循环：一块查询留在芯片上，所有键/值块依次流过，输出只在最后归一化一次；而且不同的查询块彼此独立——GPU 正是靠这一点把它们并行执行。
 #
-# **因果掩码下的分块。** 有因果掩码时，只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$。
-# 如果一个分块里的每个键都在它的每个查询之后，整块就都被屏蔽了：直接跳过，根本不计算（练习 2 会请你根据分块的边界写出这个判断）。
-# 对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
+# **因果掩码下的分块。** 有因果掩码时，只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$。如果一个分块里的每个键都在它的每个查询之后，整块就都被屏蔽了：直接跳过，根本不计算（练习 2 会请你根据分块的边界写出这个判断）。对角线上的分块要带着掩码计算；对角线以下的分块则完全不需要掩码。
 #
-# **问题 1（先预测）**：查询和键都是 $N = 1024$ 个，分块大小为 $128 \times 128$，共 $8 \times 8 = 64$ 个分块，并使用因果掩码。
-# 循环要计算这 64 个分块中的多少个？先回答，再去下面的交互控件里一步步看。
+# **问题 1（先预测）**：查询和键都是 $N = 1024$ 个，分块大小为 $128 \times 128$，共 $8 \times 8 = 64$ 个分块，并使用因果掩码。循环要计算这 64 个分块中的多少个？先回答，再去下面的交互控件里一步步看。
 
 # %%
 from attnkit.exercises.ch07 import check_q1
@@ -321,11 +287,7 @@ _ = check_q1(my_answer)
 # %% [markdown] tags=["lang-zh"]
 # ## 3. 动手探索：逐步执行循环
 #
-# 下面的交互控件在 16 个查询、16 个键上运行分块循环，分块大小为 4 × 4。拖动**步骤**滑块，每次前进一个分块：
-# 蓝色分块已经算完（画出了其中的分数），橙色框是当前分块，灰色分块尚未计算，白色分块被因果掩码跳过。
-# 切换**循环顺序**，可以看到 FlashAttention-1 沿着列向下走、FlashAttention-2 沿着行向右走。
-# 中间的图跟踪一个**查询行**（虚线框），画出它每处理完一个键/值分块后的当前最大值 $m$ 与累加和 $\ell$；
-# 右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图是交互控件打开时的样子：因果掩码、FlashAttention-2 顺序下的第 9 步，跟踪第 15 行。）
+# 下面的交互控件在 16 个查询、16 个键上运行分块循环，分块大小为 4 × 4。拖动**步骤**滑块，每次前进一个分块：蓝色分块已经算完（画出了其中的分数），橙色框是当前分块，灰色分块尚未计算，白色分块被因果掩码跳过。切换**循环顺序**，可以看到 FlashAttention-1 沿着列向下走、FlashAttention-2 沿着行向右走。中间的图跟踪一个**查询行**（虚线框），画出它每处理完一个键/值分块后的当前最大值 $m$ 与累加和 $\ell$；右边的图把它目前的输出与精确的注意力输出相比较。（在 GitHub 上，下面的静态图是交互控件打开时的样子：因果掩码、FlashAttention-2 顺序下的第 9 步，跟踪第 15 行。）
 
 # %% tags=["nbval-ignore-output"] alt="ch07.alt.explorer"
 explorer = wf.flash_explorer()
@@ -338,8 +300,7 @@ explorer.static();
 # sum, and the output reaches the exact value when the row's last tile is done:
 
 # %% [markdown] tags=["lang-zh"]
-# 这些图背后的数据来自纯函数 `flash_step_state`。以最后一行为例（因果掩码，FlashAttention-2 的循环顺序），
-# 每来一个新的键/值分块，最大值都被抬高，累加和也随之增大；处理完这一行的最后一个分块时，输出恰好等于精确值：
+# 这些图背后的数据来自纯函数 `flash_step_state`。以最后一行为例（因果掩码，FlashAttention-2 的循环顺序），每来一个新的键/值分块，最大值都被抬高，累加和也随之增大；处理完这一行的最后一个分块时，输出恰好等于精确值：
 
 # %%
 for step in (7, 8, 9, 10):
@@ -364,14 +325,9 @@ for step in (7, 8, 9, 10):
 # %% [markdown] tags=["lang-zh"]
 # ## 4. 开销：实测
 #
-# **浮点运算次数**不变：每个未被屏蔽的分数仍然恰好计算一次，
-# 两次矩阵乘法共 $4N^2d$ 次浮点运算（有因果掩码时，由于被屏蔽的分块直接跳过，只需一半左右）。**内存**则不同：
-# 普通注意力要保存 $N \times N$ 的分数和注意力权重；
-# 分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个 $B_q \times B_k$ 的分块。
+# **浮点运算次数**不变：每个未被屏蔽的分数仍然恰好计算一次，两次矩阵乘法共 $4N^2d$ 次浮点运算（有因果掩码时，由于被屏蔽的分块直接跳过，只需一半左右）。**内存**则不同：普通注意力要保存 $N \times N$ 的分数和注意力权重；分块的前向计算只保存 $q$、$k$、$v$、输出、$m$、$\ell$——都是 $O(Nd)$——再加上一个 $B_q \times B_k$ 的分块。
 #
-# 我们用 `measure_peak_bytes`（`attnkit.memory`，各章都用这一个测量工具）测量一次调用的*额外*内存峰值：
-# 借助 `torch.profiler`，torch 的内存分配器报告调用期间的每一次分配和释放，包括运算内部的临时空间，累计值的最大处就是峰值。
-# （Python 的 `tracemalloc` 看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
+# 我们用 `measure_peak_bytes`（`attnkit.memory`，各章都用这一个测量工具）测量一次调用的*额外*内存峰值：借助 `torch.profiler`，torch 的内存分配器报告调用期间的每一次分配和释放，包括运算内部的临时内存，累计值的最大处就是峰值。（Python 的 `tracemalloc` 看不到 torch 分配的内存。）单个头，$d = 64$，分块大小 256 × 256：
 
 # %% alt="ch07.alt.peak"
 ns, plain_peaks, tiled_peaks = (256, 512, 1024, 2048), [], []
@@ -401,15 +357,9 @@ wf.memory_figure(ns, plain_peaks, tiled_peaks, d=64);
 # vary from run to run and machine to machine, so this cell's output is not checked:
 
 # %% [markdown] tags=["lang-zh"]
-# $N$ 每翻一倍，普通实现的峰值就变成 4 倍（$N \times N$ 的矩阵），而分块实现的峰值增长得慢得多：
-# 在 $N = 2048$ 时只需要普通实现峰值的 0.028。在 $N = 256$ 时，一个 256 × 256 的分块就是整个矩阵，
-# 分块毫无节省（1.173）；一旦 $N$ 超过分块大小，增长的只是输出和每行的 log-sum-exp，
-# 呈线性，即 $O(Nd)$（输入在调用之前就已创建，不计在内）。基准脚本 `benchmarks/bench_flash.py` 还会测到更长的序列。
+# $N$ 每翻一倍，普通实现的峰值就变成 4 倍（$N \times N$ 的矩阵），而分块实现的峰值增长得慢得多：在 $N = 2048$ 时只需要普通实现峰值的 0.028。在 $N = 256$ 时，一个 256 × 256 的分块就是整个矩阵，分块毫无节省（1.173）；一旦 $N$ 超过分块大小，增长的只是输出和每行的 log-sum-exp，呈线性，即 $O(Nd)$（输入在调用之前就已创建，不计在内）。基准脚本 `benchmarks/bench_flash.py` 还会测到更长的序列。
 #
-# **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。
-# PyTorch 的 SDPA 是融合的 C++ 算子（在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现用整矩阵的 PyTorch 运算完成第 1 节的三个步骤；
-# 分块实现则是一个 *Python* 循环，每个分块都要启动好几个小运算。六种情况（三个版本、两种长度）在单线程上轮流计时，各取 3 次的中位数；
-# 表格下面那一行根据本次运行的实测数字对它们作比较。计时结果因运行、因机器而异，所以测试不比对这个单元格的输出：
+# **时间**则是另一回事。下一个单元格在本机 CPU 上为三个版本计时。PyTorch 的 SDPA 是融合的 C++ 算子（在 CPU 上它本身就是一个分块的、flash 风格的算子）；attnkit 的普通实现用整矩阵的 PyTorch 运算完成第 1 节的三个步骤；分块实现则是一个 *Python* 循环，每个分块都要启动好几个小运算。六种情况（三个版本、两种长度）在单线程上轮流计时，各取 3 次的中位数；表格下面那一行根据本次运行的实测数字对它们作比较。计时结果因运行、因机器而异，所以测试不比对这个单元格的输出：
 
 # %% tags=["nbval-ignore-output"]
 calls = {}
@@ -438,14 +388,7 @@ print(t("ch07.tiled_vs_sdpa", a=ms[512, "tiled"] / ms[512, "sdpa"], b=ms[1024, "
 # tiling saves depends on the size of the on-chip memory; appendix A counts it.
 
 # %% [markdown] tags=["lang-zh"]
-# 在本次运行中，Python 分块循环的耗时是 PyTorch 融合算子的若干倍（倍数见表格下面那一行）。这个差距不是算法本身的问题：
-# 每个分块都要承担 Python 和 PyTorch 每次运算的固定开销，
-# 而且每个小运算都要把结果写到主存、再读回来——这恰恰是该算法要省掉的访存量。
-# 真正的 FlashAttention 算子（用 CUDA 或 Triton 编写）在*同一个*算子内跑完整个循环。
-# $Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次；分数、指数、当前最大值、累加和与累加器都不离开芯片；
-# 只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快。
-# FlashAttention 论文报告：在 A100 上，GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。
-# 分块能省下多少慢速内存的访存量，取决于片上内存有多大；附录 A 对此做了统计。
+# 在本次运行中，Python 分块循环的耗时是 PyTorch 融合算子的若干倍（倍数见表格下面那一行）。这个差距不是算法本身的问题：每个分块都要承担 Python 和 PyTorch 每次运算的固定开销，而且每个小运算都要把结果写到主存、再读回来——这恰恰是该算法要省掉的访存量。真正的 FlashAttention 算子（用 CUDA 或 Triton 编写）在*同一个*算子内跑完整个循环。$Q$、$K$、$V$ 的一个分块只装入 SRAM 和寄存器一次；分数、指数、当前最大值、累加和与累加器都不离开芯片；只有最终输出和 log-sum-exp 写回 HBM。正因如此，在 GPU 上它做的浮点运算一样多，却比标准注意力更快。FlashAttention 论文报告：在 A100 上，GPT-2 的注意力计算快了 7.6 倍（图 1），GPT-2 端到端训练快了 3 倍（摘要）。分块能省下多少慢速内存的访存量，取决于片上内存有多大；附录 A 对此做了统计。
 
 # %% [markdown] tags=["lang-en"]
 # ## 5. The backward pass: recompute instead of store
@@ -465,13 +408,9 @@ print(t("ch07.tiled_vs_sdpa", a=ms[512, "tiled"] / ms[512, "sdpa"], b=ms[1024, "
 # %% [markdown] tags=["lang-zh"]
 # ## 5. 反向传播：重新计算，而不是保存
 #
-# 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。
-# FlashAttention-2 的反向传播（算法 2）则只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，
-# 到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$。这样不必再求最大值和累加和，只要一次指数运算。
-# 有了 $P$ 的这个分块，每个分块就能把自己的那一份加到 $dQ$、$dK$ 和 $dV$ 上（公式及其来历见附录 B；挑战题会请你写出这个反向传播）。
+# 对 $O = PV$（其中 $P = \mathrm{softmax}(S)$）做反向传播需要用到 $P$。自动求导会把它保存下来——又是 $N \times N$。FlashAttention-2 的反向传播（算法 2）则只保存 $Q, K, V, O$ 和每行的 log-sum-exp $L_i = m_i + \log \ell_i$，到需要时再重新计算 $P$ 的每个分块：$P_{ij} = \exp(S_{ij} - L_i)$。这样不必再求最大值和累加和，只要一次指数运算。有了 $P$ 的这个分块，每个分块就能把自己的那一份加到 $dQ$、$dK$ 和 $dV$ 上（公式及其来历见附录 B；挑战题会请你写出这个反向传播）。
 #
-# 重新计算要多做一次 $QK^\top$ 乘法，但在 GPU 上，从 HBM 把 $P$ 读回来比在芯片上再算一遍还要慢。
-# 下面列出 attnkit 的 `torch.autograd.Function` 保存了哪些张量，并验证它的梯度与自动求导经过 PyTorch SDPA 得到的梯度相等：
+# 重新计算要多做一次 $QK^\top$ 乘法，但在 GPU 上，从 HBM 把 $P$ 读回来比在芯片上再算一遍还要慢。下面列出 attnkit 的 `torch.autograd.Function` 保存了哪些张量，并验证它的梯度与自动求导经过 PyTorch SDPA 得到的梯度相等：
 
 # %%
 n = 512
@@ -496,9 +435,7 @@ print(t("ch07.grads_equal", ok=all(torch.allclose(a, b, atol=1e-5) for a, b in z
 # %% [markdown] tags=["lang-zh"]
 # ## 6. 常见陷阱
 #
-# **不维护当前最大值。** 不减最大值、直接累加 $e^{s}$，在分数较小时没有问题；
-# 但分数一旦足够大（下面的单元格会打印出这个阈值），$e^{s}$ 就会超出 float32 的范围——输出变成 NaN。
-# 查询被放大时（漏掉了 $1/\sqrt d$，或者温度太低）很容易走到这一步：
+# **不维护当前最大值。** 不减最大值、直接累加 $e^{s}$，在分数较小时没有问题；但分数一旦足够大（下面的单元格会打印出这个阈值），$e^{s}$ 就会超出 float32 的范围——输出变成 NaN。查询被放大时（漏掉了 $1/\sqrt d$，或者温度太低）很容易走到这一步：
 
 # %%
 def tiled_no_max(q, k, v, block=4):
@@ -524,8 +461,7 @@ for factor in (1, 100):
 # gives no error and wrong numbers:
 
 # %% [markdown] tags=["lang-zh"]
-# **忘记重新缩放。** 某个分块抬高了最大值时，在旧最大值下累积的结果必须乘以 $e^{m - m'}$——累加和*与*累加器都要乘。
-# 只缩放累加和不会报错，但算出的数是错的：
+# **忘记重新缩放。** 某个分块抬高了最大值时，在旧最大值下累积的结果必须乘以 $e^{m - m'}$——累加和*与*累加器都要乘。只缩放累加和不会报错，但算出的数是错的：
 
 # %%
 def tiled_forgets_acc(q, k, v, block=4):
@@ -551,9 +487,7 @@ print(t("ch07.no_rescale", err=err.item()))
 # key. For one new query, pass `is_causal=False`: it may see all the keys.
 
 # %% [markdown] tags=["lang-zh"]
-# **$L \neq S$ 时因果掩码的对齐。** 与 PyTorch 的 `is_causal` 一样，`flash_attention` 把因果掩码对齐到左上角：
-# 查询 $i$ 能看到键 $0..i$。使用 KV 缓存解码时，新的查询位于序列的*最后*，
-# 这时传入 `is_causal=True` 会把几乎所有缓存的键都屏蔽掉。只有一个新查询时，应传入 `is_causal=False`：它可以看到所有的键。
+# **$L \neq S$ 时因果掩码的对齐。** 与 PyTorch 的 `is_causal` 一样，`flash_attention` 把因果掩码对齐到左上角：查询 $i$ 能看到键 $0..i$。使用 KV 缓存解码时，新的查询位于序列的*最后*，这时传入 `is_causal=True` 会把几乎所有缓存的键都屏蔽掉。只有一个新查询时，应传入 `is_causal=False`：它可以看到所有的键。
 
 # %%
 qd, kd, vd = torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16), torch.randn(1, 1, 9, 16)
@@ -576,9 +510,7 @@ for causal in (True, False):
 # %% [markdown] tags=["lang-zh"]
 # ## 7. 练习
 #
-# **练习 1**：键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出三样东西：
-# 最大分数 `m1` `(L,)`、$e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（即在第 1 部分的键上做 softmax，再乘以对应的值）。
-# 第 2 部分同样给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
+# **练习 1**：键被分成两部分，分别处理过了。对 $L$ 个查询行中的每一行，第 1 部分给出三样东西：最大分数 `m1` `(L,)`、$e^{s - m_1}$ 之和 `l1` `(L,)`，以及*已归一化*的输出 `o1` `(L, d_v)`（即在第 1 部分的键上做 softmax，再乘以对应的值）。第 2 部分同样给出 `m2, l2, o2`。返回在全部键上的 `(m, l, o)`。（有一个用例的分数在 1000 左右。）
 
 # %%
 from attnkit.exercises.ch07 import check_io_flash, check_merge, check_tile_skipped
@@ -597,9 +529,7 @@ check_merge(my_merge);
 # $j \le i$) hides every pair of the tile, so the tile can be skipped.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 2**：一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。
-# 如果因果掩码（只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$）把这个分块中的每一对查询和键都屏蔽了，
-# 也就是整块可以跳过，就返回 `True`。
+# **练习 2**：一个分块覆盖查询行 `q_start .. q_end - 1` 和键列 `k_start .. k_end - 1`。如果因果掩码（只有当 $j \le i$ 时查询 $i$ 才能看到键 $j$）把这个分块中的每一对查询和键都屏蔽了，也就是整块可以跳过，就返回 `True`。
 
 # %%
 def my_tile_skipped(q_start, q_end, k_start, k_end):
@@ -617,9 +547,7 @@ check_tile_skipped(my_tile_skipped);
 # writes $m$ and $\ell$ (one number per row each). Return an integer.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**：序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）。按附录 A 的模型，
-# 计算 FlashAttention-1 在慢速内存中读写的元素总数。键/值块有 $B_c = \lceil M / 4d \rceil$ 行，要扫描 $T_c = \lceil N / B_c \rceil$ 遍；
-# $K$ 和 $V$ 只读一次；每一遍都要读 $Q$、读写 $O$，并读写 $m$ 和 $\ell$（每行各一个数）。返回一个整数。
+# **练习 3**：序列长度为 `N`、头维度为 `d`、片上内存为 `M`（以元素个数计）。按附录 A 的模型，计算 FlashAttention-1 在慢速内存中读写的元素总数。键/值块有 $B_c = \lceil M / 4d \rceil$ 行，要扫描 $T_c = \lceil N / B_c \rceil$ 遍；$K$ 和 $V$ 只读一次；每一遍都要读 $Q$、读写 $O$，并读写 $m$ 和 $\ell$（每行各一个数）。返回一个整数。
 
 # %%
 def my_io_flash(N, d, M):
@@ -638,10 +566,7 @@ check_io_flash(my_io_flash);
 # what you need; autograd is off limits.
 
 # %% [markdown] tags=["lang-zh"]
-# **挑战题：分块的反向传播。** 写出 `my_flash_backward(q, k, v, o, lse, do, block)`，处理一个不带掩码的头：
-# `q, k, v` 是输入 `(N, d)`，`o` 是输出 `(N, d)`，`lse` `(N,)` 是缩放后的分数 $QK^\top/\sqrt d$ 每一行的 log-sum-exp，
-# `do` 是输出的梯度 `(N, d)`。返回 `(dq, dk, dv)`：按 `block` 行一块分块计算，绝不构造 $N \times N$ 矩阵——
-# 检查器会在 $N = 1024$ 时测量你的函数的内存峰值。需要的内容都在第 5 节和附录 B 里；不许使用自动求导。
+# **挑战题：分块的反向传播。** 写出 `my_flash_backward(q, k, v, o, lse, do, block)`，处理一个不带掩码的头：`q, k, v` 是输入 `(N, d)`，`o` 是输出 `(N, d)`，`lse` `(N,)` 是缩放后的分数 $QK^\top/\sqrt d$ 每一行的 log-sum-exp，`do` 是输出的梯度 `(N, d)`。返回 `(dq, dk, dv)`：按 `block` 行一块分块计算，绝不构造 $N \times N$ 矩阵——检查器会在 $N = 1024$ 时测量你的函数的内存峰值。需要的内容都在第 5 节和附录 B 里；不许使用自动求导。
 
 # %%
 from attnkit.exercises.ch07 import check_flash_backward
@@ -685,15 +610,10 @@ _ = check_flash_backward(my_flash_backward)
 # %% [markdown] tags=["lang-zh"]
 # ## 8. 小结
 #
-# - 在 GPU 上，标准注意力受限于内存带宽：$N \times N$ 的分数和注意力权重要写入慢速内存再读回来，
-#   每搬运一个字节只做极少的浮点运算（第 1 节）。
-# - 在线 softmax 可以推广到加权求和：维护当前最大值 $m$、累加和 $\ell$ 以及一个未归一化的累加器；
-#   最大值变大时，把累加和与累加器都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
-# - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；
-#   因果掩码会跳过第一个键就在最后一个查询之后的分块（`k_start > q_end - 1`，练习 2）。
-# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见附录 A），
-#   HBM 访存量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。
-#   Python 循环很慢；融合算子把分块留在芯片上，所以很快。
+# - 在 GPU 上，标准注意力受限于内存带宽：$N \times N$ 的分数和注意力权重要写入慢速内存再读回来，每搬运一个字节只做极少的浮点运算（第 1 节）。
+# - 在线 softmax 可以推广到加权求和：维护当前最大值 $m$、累加和 $\ell$ 以及一个未归一化的累加器；最大值变大时，把累加和与累加器都乘以 $e^{m - m'}$，最后再相除。结果是*精确*的注意力，只是一次算一个分块（第 2 节）。
+# - FlashAttention-1 的外层循环遍历键/值块，FlashAttention-2 的外层循环遍历查询块（只归一化一次，并可在查询块之间并行）；因果掩码会跳过第一个键就在最后一个查询之后的分块（`k_start > q_end - 1`，练习 2）。
+# - 额外内存从 $O(N^2)$ 降到 $O(N)$——本章已实测；当 $d^2$ 远小于 $M$ 时（实际 GPU 正是如此，见附录 A），HBM 访存量从 $\Theta(Nd + N^2)$ 降到 $\Theta(N^2d^2/M)$；浮点运算次数不变。Python 循环很慢；融合算子把分块留在芯片上，所以很快。
 # - 反向传播保存 $O$ 和 log-sum-exp，而不是 $P$，并逐个分块重新计算 $P$。
 #
 # **下一章**：第 8 章——稀疏注意力：它不是更巧妙地计算同样的分数，而是干脆少算一些分数。
@@ -720,12 +640,7 @@ _ = check_flash_backward(my_flash_backward)
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 A. IO 模型：分块能省下多少慢速内存的访存量
 #
-# FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：
-# 按我们的计数是 $4Nd + 4N^2$（读 $Q, K$、写 $S$；读 $S$、写 $P$；读 $P, V$、写 $O$）。
-# 若片上内存能放 $M$ 个元素，FlashAttention-1（外层循环遍历键和值）使用 $B_c = \lceil M/4d \rceil$ 行的键/值块，
-# 使四个每行有 $d$ 个数的块能一起放进 $M$。它只读一次 $K$ 和 $V$，但要对查询扫描 $T_c = \lceil N / B_c \rceil$ 遍：
-# 每一遍都要读 $Q$、读写 $O$，并读写每行的统计量 $m$ 和 $\ell$。总数是 $\Theta(N^2 d^2 / M)$ 个元素（练习 3 请你算出精确的个数）。
-# 取 $d = 64$、$N = 4096$：
+# FlashAttention 论文（定理 2）统计在 HBM 中读写的元素个数。标准注意力搬运 $\Theta(Nd + N^2)$ 个元素：按我们的计数是 $4Nd + 4N^2$（读 $Q, K$、写 $S$；读 $S$、写 $P$；读 $P, V$、写 $O$）。若片上内存能放 $M$ 个元素，FlashAttention-1（外层循环遍历键和值）使用 $B_c = \lceil M/4d \rceil$ 行的键/值块，使四个每行有 $d$ 个数的块能一起放进 $M$。它只读一次 $K$ 和 $V$，但要对查询扫描 $T_c = \lceil N / B_c \rceil$ 遍：每一遍都要读 $Q$、读写 $O$，并读写每行的统计量 $m$ 和 $\ell$。总数是 $\Theta(N^2 d^2 / M)$ 个元素（练习 3 请你算出精确的个数）。取 $d = 64$、$N = 4096$：
 
 # %% alt="ch07.alt.io"
 rows = []
@@ -747,12 +662,7 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # divides the traffic by a factor proportional to $M/d^2$ (by our count, roughly $M/3d^2$).
 
 # %% [markdown] tags=["lang-zh"]
-# 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：
-# 它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，
-# 而且 SRAM 每增大到 4 倍，访存量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，
-# 所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；
-# 当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，
-# 而是把访存量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
+# 片上内存很小时（$M = 4{,}096$ 个元素，一块只有 16 个键），分块反而比标准注意力搬运*更多*数据：它对 $Q$ 和 $O$ 重复读取的次数太多了。从 $M = 16{,}384$ 起，分块搬运的数据更少，而且 SRAM 每增大到 4 倍，访存量就大约减少到 1/4。A100 每个 SM 的 192 KB 能放 98,304 个 float16 元素，所以实际的算子处在有利的区间。图中标准注意力的曲线斜率为 2（平方增长）；当 $N$ 大到需要多个键/值块时，分块的曲线斜率也是 2——分块并没有改变随 $N^2$ 增长的趋势，而是把访存量除以一个与 $M/d^2$ 成正比的因子（按我们的计数大约是 $M/3d^2$）。
 
 # %% [markdown] tags=["lang-en"]
 # ## Appendix B. The backward pass, tile by tile
@@ -776,17 +686,11 @@ wf.io_figure([2**k for k in range(9, 16)], 64, (2**14, 2**16, 2**18));
 # %% [markdown] tags=["lang-zh"]
 # ## 附录 B. 逐个分块的反向传播
 #
-# 取一个分块：第 $i$ 个查询块、第 $j$ 个键/值块，$P = \exp(S - L_i)$ 像第 5 节那样重新算出，$S = Q_i K_j^\top / \sqrt d$。
-# 从输出往回推。
+# 取一个分块：第 $i$ 个查询块、第 $j$ 个键/值块，$P = \exp(S - L_i)$ 像第 5 节那样重新算出，$S = Q_i K_j^\top / \sqrt d$。从输出往回推。
 #
 # - $O_i = \sum_j P V_j$，所以这个分块给 $dV_j$ 加上 $P^\top dO_i$，传到 $P$ 的梯度是 $dP = dO_i V_j^\top$。
-# - softmax 的反向传播（第 3 章的雅可比矩阵）是 $dS = P \circ (dP - \mathrm{rowsum}(P \circ dP))$，
-#   其中的行和要对这一行的*全部*键求，而不只是这个分块的键。但这不需要再扫一遍：
-#   $\mathrm{rowsum}(P \circ dP) = \sum_j P_{ij}\, dO_i \cdot v_j = dO_i \cdot O_i$。
-#   所以 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$ 只需由 $dO$ 和保存下来的 $O$ 算一次。
-# - 由 $S = Q K^\top / \sqrt d$ 得到最后两项。
-#
-# $$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
+# - softmax 的反向传播（第 3 章的雅可比矩阵）是 $dS = P \circ (dP - \mathrm{rowsum}(P \circ dP))$，其中的行和要对这一行的*全部*键求，而不只是这个分块的键。但这不需要再扫一遍：$\mathrm{rowsum}(P \circ dP) = \sum_j P_{ij}\, dO_i \cdot v_j = dO_i \cdot O_i$。所以 $D_i = \mathrm{rowsum}(dO_i \circ O_i)$ 只需由 $dO$ 和保存下来的 $O$ 算一次。
+# - 由 $S = Q K^\top / \sqrt d$ 得到最后两项.$$dV_j \mathrel{+}= P^\top dO_i, \quad dP = dO_i V_j^\top, \quad dS = P \circ (dP - D_i), \quad
 # dQ_i \mathrel{+}= \tfrac{1}{\sqrt d}\, dS\, K_j, \quad dK_j \mathrel{+}= \tfrac{1}{\sqrt d}\, dS^\top Q_i.$$
 #
 # 在一个小块上验证 $D_i$ 背后的恒等式：

@@ -177,7 +177,7 @@ def test_break_and_spacing_problems_are_caught():
     assert len(break_problems("展示计算过程，\n`nn.Linear` 按行\n——\n甲\n乙")) == 4
     assert break_problems("见下面的\n`code` 与\n$x$ 的结果") == []          # Chinese | Latin: the space is wanted
     assert break_problems("- 一项，\n- 另一项") == []                       # list items are not soft breaks
-    assert len(spacing_problems("形状（B, L, E）：  甲`x`，$$y = x，$$")) == 4
+    assert len(spacing_problems("形状（B, L, E）： 甲`x`，$$y = x，$$")) == 4
     assert spacing_problems("形状 (B, L, E)：甲 `x` 乙：\n\n$$y = x,$$") == []
 
 
