@@ -34,15 +34,12 @@
 # # 11 · 如何选择注意力：工厂、选择器、性能分析器和一场召回比赛
 #
 # **本章内容**
-# - 第 4–10 章的所有机制，加上几种带遗忘的线性注意力，共用一个接口：`AttentionFactory` 按名字构建其中任意一种，
-#   每一种都接收 $(B, N, d)$、返回 $(B, N, d)$；
+# - 第 4–10 章的所有机制，加上几种带遗忘的线性注意力，共用一个接口：`AttentionFactory` 按名字构建其中任意一种，每一种都接收 $(B, N, d)$、返回 $(B, N, d)$；
 # - 选择器：把前几章的内存公式变成“给定场景和预算该选哪一种”的决定——以及公式与实测在哪里对不上；
-# - 性能分析器：用同一种方法为每种机制测量延迟、内存峰值和每秒处理的词元数；其中两种现场测量，
-#   全部机制到 $N = 8192$ 的结果来自一个基准测试文件；
+# - 性能分析器：用同一种方法为每种机制测量延迟、内存峰值和每秒处理的词元数；其中两种现场测量，全部机制到 $N = 8192$ 的结果来自一个基准测试文件；
 # - 一场*多查询关联召回*（MQAR，Arora 等，2023）比赛：同一个小语言模型，分别用 softmax 注意力、窗口注意力、线性注意力、一种 Based 式的混合结构和几种带遗忘的线性注意力；在状态大小确有差别的长度上，从基准测试的数据读出每层保存的状态大小与它能召回多少有什么关系。
 #
-# **预备知识**：第 4 章（多头注意力）、第 5 章（KV 缓存）、第 7 章（FlashAttention）、第 8 章（稀疏注意力）和
-# 第 9 章（线性注意力及其循环状态）；工厂里的 `lora` 一项用到第 10 章。
+# **预备知识**：第 4 章（多头注意力）、第 5 章（KV 缓存）、第 7 章（FlashAttention）、第 8 章（稀疏注意力）和第 9 章（线性注意力及其状态）；工厂里的 `lora` 一项用到第 10 章。
 
 # %%
 import json
@@ -578,10 +575,10 @@ print(t("ch11.made_by_race", command=race["command"], cpu=race["machine"]["cpu"]
         torch=race["machine"]["torch"], date=race["date"], load=race["machine"]["loadavg_at_start"],
         end=race["machine"]["loadavg_at_end"], minutes=race["seconds"] / 60,
         trained=sum(r["seconds"] for r in race["runs"] + race["live_runs"]) / 60,
-        kept=", ".join(f"`{c}`" for c in race.get("kept_from", [])) or "—", **settings["budget"]))
+        kept=t("ch11.sep").join(f"`{c}`" for c in race.get("kept_from", [])) or "—", **settings["budget"]))
 task = settings["task"]
 seeds = sorted({r["seed"] for r in race["runs"]})
-print(t("ch11.sweep_settings", seeds=", ".join(map(str, seeds)), **task))
+print(t("ch11.sweep_settings", seeds=t("ch11.sep").join(map(str, seeds)), **task))
 points = [tuple(p[:3]) for p in settings["points"]]                     # (length, width, pairs)
 steps = {tuple(p[:3]): p[3] for p in settings["points"]}
 for L, d, K in points:
@@ -638,16 +635,16 @@ for p in points:
         print(t("ch11.no_tradeoff", l=L, w=d, med=soft["median"], lo=soft["min"], hi=soft["max"]))
         continue
     solvers = sorted((m for m in mechanisms if summary[(m, *p)]["median"] >= SOLVED), key=ratio.get)
-    print(t("ch11.solvers", names=", ".join(f"{m} ({ratio[m]:.2f}x)" for m in solvers)))
+    print(t("ch11.solvers", names=t("ch11.sep").join(f"{m} ({ratio[m]:.2f}x)" for m in solvers)))
     fail = [m for m in mechanisms if m not in solvers]
-    print(t("ch11.fail", names=", ".join(f"{m} {summary[(m, *p)]['median']:.3f} ({ratio[m]:.2f}x)" for m in fail)
+    print(t("ch11.fail", names=t("ch11.sep").join(f"{m} {summary[(m, *p)]['median']:.3f} ({ratio[m]:.2f}x)" for m in fail)
             or "—"))
     b, lin = summary[("based", *p)], summary[("linear", *p)]
     print(t("ch11.hybrid", med=b["median"], lo=b["min"], hi=b["max"], x=ratio["based"], lin=lin["median"],
             xl=ratio["linear"], soft=soft["median"],
             vs=t("ch11.word.above" if b["median"] > lin["median"] else
                  "ch11.word.below" if b["median"] < lin["median"] else "ch11.word.level")))
-    print(t("ch11.forgetting", names=", ".join(f"{m} {summary[(m, *p)]['median']:.2f} "
+    print(t("ch11.forgetting", names=t("ch11.sep").join(f"{m} {summary[(m, *p)]['median']:.2f} "
                                               f"[{summary[(m, *p)]['min']:.2f}, {summary[(m, *p)]['max']:.2f}]"
                                               for m in forgetting), x=ratio["retnet"]))
 for m in mechanisms:  # who solves which width at which length
@@ -902,9 +899,7 @@ _ = check_max_len(my_max_len)
 # if none is.
 
 # %% [markdown] tags=["lang-zh"]
-# **练习 3**： 读懂性能分析结果。`profiles` 把机制的名字映射到一个字典，其中有 `avg_latency_ms`、`memory_mb`（实测值）、`formula_mb`、
-# `batch_size` 和 `seq_len`——这些结果可能来自不同批次大小和长度的运行。在*实测*内存不超过 `budget_mb` 的机制中，
-# 返回每秒处理词元数最多的那个名字；如果一个都没有，返回 `None`。
+# **练习 3**：读懂性能分析结果。`profiles` 把机制的名字映射到一个字典，其中有 `avg_latency_ms`、`memory_mb`（实测值）、`formula_mb`、`batch_size` 和 `seq_len`——这些结果可能来自不同批次大小和长度的运行。在*实测*内存不超过 `budget_mb` 的机制中，返回每秒处理词元数最多的那个名字；如果一个都没有，返回 `None`。
 
 # %%
 def my_pick(profiles, budget_mb):
