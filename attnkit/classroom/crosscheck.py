@@ -1,5 +1,7 @@
-"""The grader's own comparison: each exercise's function taken from the learner's notebook, run in
-the learner's kernel on cases the grader sends, compared in the grader's process.
+"""The grader's own comparison of each exercise's function, outside the learner's reach.
+
+The function is taken from the learner's notebook, run in the learner's kernel on cases the
+grader sends, and its values compared in the grader's process.
 
 :func:`plan` reads the chapter's checkers through :func:`attnkit.exercises.registry`: for each
 exercise, the cases (the visible ones, the one drawn from the teacher's seed, which the check cell
@@ -51,18 +53,6 @@ register({
     "classroom.fb.wrong_answer": {"en": "the answer {got} is not it", "zh": "答案 {got} 不对"},
     "classroom.fb.bad_values": {"en": "values that are not in the grader's format ({err})",
                                 "zh": "交回的值不符合评分程序的格式（{err}）"},
-    "classroom.note.disagree": {
-        "en": "the check cell and the grader's own comparison disagree on {exercises}: not credited (tampering evidence)",
-        "zh": "检查单元格和评分程序自己的比较在 {exercises} 上结论不同：不计分（篡改的证据）"},
-    "classroom.note.no_crosscheck": {
-        "en": "the grader's own comparison is not available for this chapter ({err}): the check cells alone decide",
-        "zh": "这一章无法使用评分程序自己的比较（{err}）：只按检查单元格的结果评分"},
-    "classroom.inside.memory": {
-        "en": "memory peak measured inside the learner's process: not guaranteed",
-        "zh": "内存峰值是在学员自己的进程里测的：不作保证"},
-    "classroom.inside.prepared": {
-        "en": "result computed inside the learner's process (the exercise's own run there): not guaranteed",
-        "zh": "结果是在学员自己的进程里算出来的（练习本身在那里运行）：不作保证"},
 })
 
 

@@ -55,6 +55,12 @@ from attnkit.classroom.originals import (
 from attnkit.i18n import LANGUAGES, register, t
 
 register({
+    "classroom.note.disagree": {
+        "en": "the check cell and the grader's own comparison disagree on {exercises}: not credited (tampering evidence)",
+        "zh": "检查单元格和评分程序自己的比较在 {exercises} 上结论不同：不计分（篡改的证据）"},
+    "classroom.note.no_crosscheck": {
+        "en": "the grader's own comparison is not available for this chapter ({err}): the check cells alone decide",
+        "zh": "这一章无法使用评分程序自己的比较（{err}）：只按检查单元格的结果评分"},
     "classroom.problem.unreadable": {"en": "cannot be read ({err})", "zh": "无法读取（{err}）"},
     "classroom.problem.broken_json": {"en": "broken notebook file: not valid JSON ({err})",
                                       "zh": "笔记本文件已损坏：不是有效的 JSON（{err}）"},

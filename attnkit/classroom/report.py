@@ -16,6 +16,12 @@ from attnkit.classroom.safety import csv_cell, refuse_target, write_atomically
 from attnkit.i18n import catalog, register, t
 
 register({
+    "classroom.inside.memory": {
+        "en": "memory peak measured inside the learner's process: not guaranteed",
+        "zh": "内存峰值是在学员自己的进程里测的：不作保证"},
+    "classroom.inside.prepared": {
+        "en": "result computed inside the learner's process (the exercise's own run there): not guaranteed",
+        "zh": "结果是在学员自己的进程里算出来的（练习本身在那里运行）：不作保证"},
     "classroom.title": {"en": "Class report: chapter {chapter}", "zh": "班级报告：第 {chapter} 章"},
     "classroom.title_none": {"en": "Class report", "zh": "班级报告"},
     "classroom.summary": {

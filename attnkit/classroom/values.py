@@ -59,7 +59,7 @@ def encode(x: Any, depth: int = 0) -> Any:
         t = x.detach().cpu().contiguous()
         if str(t.dtype).removeprefix("torch.") not in DTYPES:
             return {"t": "object", "type": f"tensor of {t.dtype}"}
-        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""  # 0-d too
         return {"t": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
                 "data": base64.b64encode(raw).decode("ascii")}
     if isinstance(x, (tuple, list)):

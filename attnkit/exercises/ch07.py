@@ -10,7 +10,15 @@ import math
 
 import torch
 
-from attnkit.exercises import Case, Measured, Result, check_answer, compare_tensors, drawn, run_checks
+from attnkit.exercises import (
+    Case,
+    Measured,
+    Result,
+    check_answer,
+    compare_tensors,
+    drawn,
+    run_checks,
+)
 from attnkit.i18n import register, t
 
 register({

@@ -557,6 +557,9 @@ def test_values_cannot_carry_code_and_decode_what_was_encoded():
     assert torch.equal(back[0], x[0]) and back[0].dtype == torch.float64 and back[2:] == x[2:]
     assert back[1][:2] == [1, 2.5] and back[1][2] != back[1][2]
     assert isinstance(decode(encode(object())), Opaque)
+    a = torch.randn(6, 5, dtype=torch.float64)
+    for t in (torch.tensor(3.5), a.T, a[:, 1], a[2:4].T, torch.empty(0, 3)):  # 0-d, views, empty
+        assert torch.equal(decode(json.loads(json.dumps(encode(t)))), t)
     from attnkit.factory import AttentionConfig, TinyLM
 
     model = TinyLM(16, [AttentionConfig("local", d_model=16, n_heads=2, causal=True, window_size=4, seed=3),
