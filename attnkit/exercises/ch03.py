@@ -170,6 +170,8 @@ register({
                                 "zh": "你减去的是 p_j g_j；log-softmax 的反向传播要减去 p_j 乘以所有 g_i 之和。"},
     'ch03.mistake.ex5.softmax_vjp': {"en": "that is the backward of softmax, not of log-softmax: here the gradient is g − p · Σ g.",
                                      "zh": "这是 softmax 的反向传播，不是 log-softmax 的：这里的梯度是 g − p · Σ g。"},
+    'ch03.mistake.ex1.no_shift': {"en": "your result overflows on large scores: in float32, exp of a score near 1000 is already inf, and inf / inf is NaN. Shift each row's scores by an amount that leaves the softmax unchanged and keeps exp finite.",
+                                  "zh": "分数很大时你的结果溢出了：float32 下，接近 1000 的分数取 exp 就已经是 inf，而 inf / inf 是 NaN。给每行分数整体平移一个量，让 softmax 不变，exp 也不会溢出。"},
     'ch03.mistake.ex1.dim0': {"en": 'your result is normalised over the first axis; each row (the last axis) must sum to 1.', "zh": '你的结果沿第一维归一化了；应当让每一行（最后一维）之和为 1。'},
     'ch03.mistake.ex2.inverted': {"en": 'you hid the entries where the mask is True: here True means keep.', "zh": '你把 mask 为 True 的位置屏蔽了：这里 True 表示保留。'},
     'ch03.mistake.ex2.big_negative': {"en": 'a fully masked row came out uniform: that is what filling with -1e9 gives. It must be all zeros.', "zh": '全被屏蔽的行得到了均匀分布：这是填入 -1e9 的结果。它应当全为零。'},
@@ -195,6 +197,7 @@ MISTAKES = {
     ),
     "ch03.ex1": (
         (lambda x: (lambda e: e / e.sum(dim=0, keepdim=True))(torch.exp(x - x.amax(dim=0, keepdim=True))), lambda: t('ch03.mistake.ex1.dim0')),
+        (lambda x: torch.exp(x) / torch.exp(x).sum(dim=-1, keepdim=True), lambda: t('ch03.mistake.ex1.no_shift')),
     ),
     "ch03.ex2": (
         (lambda x, mask: solution_masked_softmax(x, ~mask), lambda: t('ch03.mistake.ex2.inverted')),

@@ -164,7 +164,11 @@ register({
     'ch04.mistake.ex5.mask_sense': {"en": "in nn.MultiheadAttention a True in a boolean attn_mask means masked out (the opposite of SDPA): fill those scores with -inf.",
                                     "zh": "在 nn.MultiheadAttention 中，布尔 attn_mask 里的 True 表示屏蔽（与 SDPA 相反）：要把这些位置的分数填入 -inf。"},
     'ch04.mistake.ex1.no_transpose': {"en": 'you reshaped to (B, H, L, Dh) directly: that mixes positions into heads. View as (B, L, H, Dh) first, then swap L and H.', "zh": '你直接 reshape 成 (B, H, L, Dh)：这样会把不同位置混进同一个头。先 view 成 (B, L, H, Dh)，再交换 L 和 H。'},
+    'ch04.mistake.ex1.strided': {"en": "each of your heads holds every H-th feature (features h, h + H, h + 2H, ...); head h owns a block of E // H consecutive features of each position.",
+                                 "zh": "你的每个头拿到的是每隔 H 个取一个的特征（特征 h、h + H、h + 2H……）；第 h 个头应当拥有每个位置上连续的 E // H 个特征。"},
     'ch04.mistake.ex2.no_transpose': {"en": 'you reshaped (B, H, L, Dh) to (B, L, E) without moving H next to Dh: transpose(1, 2) first.', "zh": '你没有先把 H 移到 Dh 旁边就 reshape 成了 (B, L, E)：先做 transpose(1, 2)。'},
+    'ch04.mistake.ex2.interleaved': {"en": "your positions are right, but the heads' features are interleaved (feature 0 of every head, then feature 1, ...): a merged row is head 0's Dh features, then head 1's, and so on.",
+                                     "zh": "你的位置是对的，但各个头的特征交错在了一起（先是每个头的第 0 个特征，再是第 1 个……）。合并后的一行应当先是头 0 的 Dh 个特征，再是头 1 的，依此类推。"},
     'ch04.mistake.ex3.no_scale': {"en": 'you left out the 1/sqrt(head_dim) scale of the scores.', "zh": '你漏掉了分数的 1/sqrt(head_dim) 缩放。'},
     'ch04.mistake.ex3.scale_e': {"en": "you scaled by 1/sqrt(E); each head's scores use its own dimension, head_dim = E / H.", "zh": '你除以了 sqrt(E)；每个头的分数要用它自己的维度 head_dim = E / H。'},
     'ch04.mistake.ex4.no_bias': {"en": 'you counted the four weight matrices but not their biases (E each).', "zh": '你算了四个权重矩阵，但没算它们的偏置（每个 E 个）。'},
@@ -196,9 +200,11 @@ MISTAKES = {
     ),
     "ch04.ex1": (
         (lambda x, h: x.reshape(x.shape[0], h, x.shape[1], x.shape[2] // h), lambda: t('ch04.mistake.ex1.no_transpose')),
+        (lambda x, h: x.view(x.shape[0], x.shape[1], x.shape[2] // h, h).permute(0, 3, 1, 2), lambda: t('ch04.mistake.ex1.strided')),
     ),
     "ch04.ex2": (
         (lambda x: x.reshape(x.shape[0], x.shape[2], x.shape[1] * x.shape[3]), lambda: t('ch04.mistake.ex2.no_transpose')),
+        (lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], x.shape[1] * x.shape[3]), lambda: t('ch04.mistake.ex2.interleaved')),
     ),
     "ch04.ex3": (
         (lambda x, wq, wk, wv, wo, h: _mha(x, wq, wk, wv, wo, h, 1.0), lambda: t('ch04.mistake.ex3.no_scale')),

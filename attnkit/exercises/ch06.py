@@ -121,11 +121,19 @@ def solution_permute_for_half_split(weight: torch.Tensor, num_heads: int) -> tor
 
 register({
     'ch06.mistake.ex1.clockwise': {"en": 'you rotated clockwise: a positive angle turns (1, 0) towards (0, 1).', "zh": '你按顺时针旋转了：正角度应把 (1, 0) 转向 (0, 1)。'},
+    'ch06.mistake.ex1.overwritten': {"en": "your y' was computed from the new x' instead of the original x: compute both coordinates from the (x, y) you were given.",
+                                     "zh": "你算 y' 时用的是已经更新过的 x'，而不是原来的 x：两个坐标都要用传进来的 (x, y) 来算。"},
     'ch06.mistake.ex2.interleaved': {"en": 'you rotated neighbouring pairs (0, 1), (2, 3), ...; this layout pairs i with i + d/2 (the two halves).', "zh": '你旋转的是相邻的一对 (0, 1)、(2, 3)……；这里的布局是把 i 与 i + d/2 配对（前后两半）。'},
     'ch06.mistake.ex2.sign': {"en": 'your rotation goes the other way: the first half becomes a·cos − b·sin, the second a·sin + b·cos.', "zh": '你的旋转方向反了：前半部分应为 a·cos − b·sin，后半部分为 a·sin + b·cos。'},
     'ch06.mistake.ex3.plain_geometric': {"en": 'you used 2^(−8(h+1)/n) for every head count; when n is not a power of 2 the paper takes the slopes of the nearest smaller power of 2, then every other slope of twice that.', "zh": '你对任何头数都用了 2^(−8(h+1)/n)；当 n 不是 2 的幂时，论文先取不超过 n 的最大 2 的幂对应的斜率，再从两倍头数的斜率中隔一个取一个补足。'},
+    'ch06.mistake.ex3.repeated': {"en": "for a head count that is not a power of two, your extra slopes repeat slopes you already have: from the sequence for twice as many heads, take the ones the first sequence does not contain.",
+                                  "zh": "头数不是 2 的幂时，你补上的斜率与已有的斜率重复了：在两倍头数的序列里，要取的是前一个序列中没有的那些。"},
+    'ch06.mistake.ex3.from_one': {"en": "your first slope is 1 (2^0): the exponents are off by one. Even the first head's slope is below 1, and the last head's is 2^(−8) = 1/256.",
+                                  "zh": "你的第一个斜率是 1，也就是 2^0：指数差了一。第一个头的斜率就已经小于 1，最后一个头的斜率是 2^(−8) = 1/256。"},
     'ch06.mistake.ex4.no_exponent': {"en": 'you multiplied the base by the scale; NTK scaling raises the scale to d / (d − 2) so the lowest frequency is stretched by exactly the scale.', "zh": '你把基数直接乘以了缩放倍数；NTK 缩放要把倍数取 d / (d − 2) 次方，使最低频率恰好拉长该倍数。'},
     'ch06.mistake.ex4.inverse_exponent': {"en": 'your exponent is upside down: it is d / (d − 2), slightly above 1.', "zh": '你的指数写反了：应为 d / (d − 2)，略大于 1。'},
+    'ch06.mistake.ex5.across_heads': {"en": "you permuted all the rows as if they were one head (every even row of the matrix, then every odd one): each head's rows stay in its own block of d rows, and the reordering is done inside each block.",
+                                      "zh": "你把所有行当成一个头来置换了（先取整个矩阵的偶数行，再取奇数行）：每个头的行要留在它自己的 d 行里，重排在每个头内部各做一遍。"},
     'ch06.mistake.ex5.inverse': {"en": 'you applied the inverse permutation (half-split to interleaved): the new row k takes old row order[k], evens first then odds.', "zh": '你用了逆置换（从前后两半到交错）：新的第 k 行应取旧的第 order[k] 行，先偶数行再奇数行。'},
 })
 
@@ -141,9 +149,26 @@ def _inverse_permute(weight, num_heads):
     return weight[(torch.arange(num_heads)[:, None] * d + inverse).flatten()]
 
 
+def _overwritten(x, y, a):
+    """The rotation with x overwritten before y is computed from it."""
+    x = x * math.cos(a) - y * math.sin(a)
+    y = x * math.sin(a) + y * math.cos(a)
+    return (x, y)
+
+
+def _alibi(num_heads, first=1, pick=0):
+    """ALiBi slopes with a mistake: exponents -8 (h + first) / n (first = 0: off by one), and the extra
+    slopes picked from the 2n sequence starting at index pick (pick = 1: the n sequence's slopes again)."""
+    def geometric(n):
+        return [2.0 ** (-8.0 * (h + first) / n) for h in range(n)]
+    n = 2 ** int(math.log2(num_heads))
+    return torch.tensor(geometric(n) + geometric(2 * n)[pick::2][: num_heads - n])
+
+
 MISTAKES = {
     "ch06.ex1": (
         (lambda x, y, a: (x * math.cos(a) + y * math.sin(a), -x * math.sin(a) + y * math.cos(a)), lambda: t('ch06.mistake.ex1.clockwise')),
+        (_overwritten, lambda: t('ch06.mistake.ex1.overwritten')),
     ),
     "ch06.ex2": (
         (lambda x, cos, sin: _interleaved_rope(x, cos, sin), lambda: t('ch06.mistake.ex2.interleaved')),
@@ -151,6 +176,8 @@ MISTAKES = {
     ),
     "ch06.ex3": (
         (lambda n: torch.tensor([2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]), lambda: t('ch06.mistake.ex3.plain_geometric')),
+        (lambda n: _alibi(n, pick=1), lambda: t('ch06.mistake.ex3.repeated')),
+        (lambda n: _alibi(n, first=0), lambda: t('ch06.mistake.ex3.from_one')),
     ),
     "ch06.ex4": (
         (lambda base, d, s: base * s, lambda: t('ch06.mistake.ex4.no_exponent')),
@@ -158,6 +185,8 @@ MISTAKES = {
     ),
     "ch06.ex5": (
         (lambda w, h: _inverse_permute(w, h), lambda: t('ch06.mistake.ex5.inverse')),
+        (lambda w, h: w[torch.cat((torch.arange(0, w.shape[0], 2), torch.arange(1, w.shape[0], 2)))],
+         lambda: t('ch06.mistake.ex5.across_heads')),
     ),
 }
 

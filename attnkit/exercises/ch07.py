@@ -169,6 +169,8 @@ register({
     'ch07.mistake.ex3.kv_every_pass': {"en": 'K and V are read once in all (each key/value block once, in the outer loop), not once per pass.', "zh": 'K 和 V 总共只读一次（外层循环里每个键/值块读一次），不是每一趟都读。'},
     'ch07.mistake.ex4.no_D': {"en": 'your dq and dk miss the row term D = rowsum(dO ∘ O): the softmax backward is dS = P ∘ (dP − D), not P ∘ dP.', "zh": '你的 dq、dk 少了逐行项 D = rowsum(dO ∘ O)：softmax 的反向是 dS = P ∘ (dP − D)，而不是 P ∘ dP。'},
     'ch07.mistake.ex4.no_scale': {"en": 'your dq and dk miss the 1/sqrt(d) of the scores: S = q kᵀ / sqrt(d), so dq = dS k / sqrt(d) and dk = dSᵀ q / sqrt(d).', "zh": '你的 dq、dk 少了分数里的 1/sqrt(d)：S = q kᵀ / sqrt(d)，所以 dq = dS k / sqrt(d)，dk = dSᵀ q / sqrt(d)。'},
+    'ch07.mistake.ex2.partly_masked': {"en": "you skip a tile as soon as some of its pairs are masked; a tile that the diagonal cuts through still has visible pairs and must be computed (with the mask). Skip only a tile with no visible pair.",
+                                       "zh": "只要分块里有一部分配对被屏蔽，你就跳过了它；被对角线穿过的分块里仍有能看到的配对，必须计算（带上掩码）。只有一个可见配对都没有的分块才能跳过。"},
     'ch07.mistake.ex2.off_by_one': {"en": 'off by one: the tile is skipped when its first key k_start is after the last query q_end − 1, that is k_start >= q_end.', "zh": '差了一：当 tile 的第一个键 k_start 在最后一个查询 q_end − 1 之后，也就是 k_start >= q_end 时，才跳过。'},
 })
 
@@ -217,6 +219,7 @@ MISTAKES = {
     ),
     "ch07.ex2": (
         (lambda qs, qe, ks, ke: ks > qe, lambda: t('ch07.mistake.ex2.off_by_one')),
+        (lambda qs, qe, ks, ke: ke - 1 > qs, lambda: t('ch07.mistake.ex2.partly_masked')),
     ),
 }
 

@@ -167,6 +167,8 @@ register({
     'ch08.mistake.ex2.one_layer': {"en": 'you took one step whatever the number of layers: each layer widens the set once more.', "zh": '不管层数多少你只走了一步：每一层都要把集合再扩大一次。'},
     'ch08.mistake.ex2.transposed': {"en": 'you followed the mask the wrong way: the last token reads from the keys its row attends to (mask[i, j]: i reads j).', "zh": '你沿掩码的反方向走了：最后一个 token 从它那一行关注的键读取信息（mask[i, j]：i 读取 j）。'},
     'ch08.mistake.ex3.no_ramp': {"en": 'you counted every row as a full window; the first rows see fewer keys (1, 2, ..., w).', "zh": '你把每一行都按完整窗口计数了；开头几行看到的键更少（1, 2, ..., w）。'},
+    'ch08.mistake.ex3.short_sequence': {"en": "your count is wrong when the sequence is shorter than the window: then no row sees a whole window, and a formula with n − window counts a negative number of full rows.",
+                                        "zh": "序列比窗口短时你的计数错了：这时没有哪一行能看到完整的窗口，而含有 n − window 的公式会数出负数个完整的行。"},
     'ch08.mistake.ex4.both_sides': {"en": 'your window looks both ways; it is causal: keys j with 0 <= i − j < window.', "zh": '你的窗口看向两边；它应当是因果的：只看 0 <= i − j < window 的键 j。'},
     'ch08.mistake.ex4.off_by_one': {"en": 'your window keeps window + 1 keys: the query itself counts, so i − j < window.', "zh": '你的窗口保留了 window + 1 个键：查询自己也算一个，所以是 i − j < window。'},
 })
@@ -200,6 +202,7 @@ MISTAKES = {
     ),
     "ch08.ex3": (
         (lambda n, w, h, b: n * w * h * b, lambda: t('ch08.mistake.ex3.no_ramp')),
+        (lambda n, w, h, b: ((n - w) * w + w * (w + 1) // 2) * h * b, lambda: t('ch08.mistake.ex3.short_sequence')),
     ),
     "ch08.ex4": (
         (lambda q, k, v, w: _m(_window(q, k, v, w, causal=False)), lambda: t('ch08.mistake.ex4.both_sides')),
