@@ -99,7 +99,8 @@ def merge_heads(x):
 
 def mha(x, w_q, w_k, w_v, w_o, num_heads):
     q, k, v = (split_heads(x @ w.mT, num_heads) for w in (w_q, w_k, w_v))
-    return merge_heads(attention(q, k, v)) @ w_o.mT
+    out = attention(q.mT, k.mT, v.mT).mT  # chapter 01's attention takes one token per column
+    return merge_heads(out) @ w_o.mT
 
 
 def count_params(embed_dim, num_heads, bias=True):
