@@ -97,12 +97,16 @@ def free_port() -> int:
 
 
 def _write_settings(settings_dir: Path, locale: str) -> None:
-    """Pre-seeded user settings: no news toast, no update check, the interface language."""
+    """Pre-seeded user settings: no news toast, no update check, the interface language, and every
+    cell of a notebook in the page (JupyterLab's windowing otherwise swaps cells out of a long
+    notebook while the check walks its widgets, so the n-th widget output is not the same element
+    from one call to the next: chapter 10's 68 cells read as an empty widget)."""
     files = {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
             {"fetchNews": "false", "checkForUpdates": False},
         "@jupyterlab/translation-extension/plugin.jupyterlab-settings": {"locale": locale},
         "@jupyterlab/extensionmanager-extension/plugin.jupyterlab-settings": {"enabled": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     }
     for rel, value in files.items():
         p = settings_dir / rel

@@ -45,7 +45,8 @@ def cases() -> list[tuple[str, Path]]:
 RUN_TIMEOUT_S = 420  # a chapter runs in under 30 s on 2 cores; this is for a loaded machine
 
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-WIDGET_OUT = ".jp-OutputArea-output:has(> .jupyter-widgets)"  # ipywidgets sets no data-mime-type
+WIDGET_OUT = ".jp-OutputArea-output:has(> .jupyter-widgets)"
+CELL_OF_OUTPUT = "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-Cell ')]"  # ipywidgets sets no data-mime-type
 
 JS_STATE = """() => {
   const nb = document.querySelector('%s .jp-Notebook');
@@ -409,7 +410,10 @@ def check_notebook(context, lab, ui: str, source: Path, log=print, reuse: dict |
             assert img.evaluate("i => i.complete && i.naturalWidth > 0"), f"widget {j}: empty image"
             labels = [s.strip() for s in out.locator(".widget-label").all_inner_texts() if s.strip()]
             if lang == "zh":
-                assert any(CJK.search(s) for s in labels), f"widget {j} labels not Chinese: {labels}"
+                if not any(CJK.search(s) for s in labels):
+                    cell = out.locator(CELL_OF_OUTPUT).first.inner_text()[:300]
+                    raise AssertionError(f"widget {j} labels not Chinese: {labels}; it shows "
+                                         f"{out.inner_text()[:300]!r}, in the cell {cell!r}")
             else:
                 assert not any(CJK.search(s) for s in labels), f"widget {j} labels: {labels}"
 
